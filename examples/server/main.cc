@@ -1,0 +1,30 @@
+// dobj-examples: the example server. Serves every example object under the
+// routes of EXAMPLES.md on 127.0.0.1:8787 by default (see --help).
+#include <dobj/dobj.h>
+
+#include "counter/counter.h"
+#include "kv_probe/kv_probe.h"
+
+namespace {
+
+// /<route>/<name>/... → the object id_from_name(<name>) of the route's binding.
+dobj::Task<dobj::Response> route(dobj::Request req, dobj::Env& env) {
+  auto segments = req.path_segments();
+  if (!segments) co_return dobj::Response::error(400, "malformed percent-encoding in the path");
+  if (segments->size() < 2) co_return dobj::Response::error(404, "not found");
+  const std::string& kind = (*segments)[0];
+  const char* binding = kind == "counter" ? "COUNTER" : kind == "kv" ? "KV" : nullptr;
+  if (!binding) co_return dobj::Response::error(404, "no route for /" + kind);
+  dobj::Namespace ns = env.ns(binding);
+  co_return co_await ns.get(ns.id_from_name((*segments)[1])).fetch(std::move(req));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dobj::Server server;
+  server.bind<examples::Counter>("COUNTER");
+  server.bind<examples::KvProbe>("KV");
+  server.worker(route);
+  return server.run(argc, argv);
+}

@@ -1,0 +1,140 @@
+// Codec<T>: how a C++ value is stored as a key-value storage value.
+//
+// Every stored value starts with one tag byte naming its type, followed by the
+// payload. Built in: integers (tag 'i', stored as int64), double ('d'),
+// std::string ('s'), Bytes ('b'), Json ('j', compact JSON text). Reading a value
+// as another type than it was written throws dobj::Error (kInvalidArgument),
+// except that Json reads any of integer, double, string and JSON.
+//
+// User types: specialize Codec for your type with static members
+//   static void encode(const T& v, std::string& payload);
+//   static T decode(std::string_view payload);   // throw dobj::Error on junk
+// They are stored under tag 'u'.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "dobj/status.h"
+
+namespace dobj {
+
+using Json = nlohmann::json;
+using Bytes = std::vector<uint8_t>;
+
+template <typename T, typename Enable = void>
+struct Codec;  // specialize for user types
+
+namespace internal {
+[[noreturn]] void throw_type_mismatch(char stored_tag, const char* wanted);
+const char* tag_name(char tag);
+}  // namespace internal
+
+template <typename T>
+struct Codec<T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>>> {
+  static constexpr char kTag = 'i';
+  static void encode(T v, std::string& out) {
+    int64_t x = static_cast<int64_t>(v);
+    char buf[8];
+    std::memcpy(buf, &x, 8);
+    out.append(buf, 8);
+  }
+  static T decode(std::string_view p) {
+    if (p.size() != 8) throw Error(Code::kInvalidArgument, "corrupt integer value");
+    int64_t x;
+    std::memcpy(&x, p.data(), 8);
+    return static_cast<T>(x);
+  }
+};
+
+template <>
+struct Codec<bool> {
+  static constexpr char kTag = 'i';
+  static void encode(bool v, std::string& out) { Codec<int64_t>::encode(v ? 1 : 0, out); }
+  static bool decode(std::string_view p) { return Codec<int64_t>::decode(p) != 0; }
+};
+
+template <>
+struct Codec<double> {
+  static constexpr char kTag = 'd';
+  static void encode(double v, std::string& out) {
+    char buf[8];
+    std::memcpy(buf, &v, 8);
+    out.append(buf, 8);
+  }
+  static double decode(std::string_view p) {
+    if (p.size() != 8) throw Error(Code::kInvalidArgument, "corrupt double value");
+    double v;
+    std::memcpy(&v, p.data(), 8);
+    return v;
+  }
+};
+
+template <>
+struct Codec<std::string> {
+  static constexpr char kTag = 's';
+  static void encode(const std::string& v, std::string& out) { out.append(v); }
+  static std::string decode(std::string_view p) { return std::string(p); }
+};
+
+template <>
+struct Codec<Bytes> {
+  static constexpr char kTag = 'b';
+  static void encode(const Bytes& v, std::string& out) {
+    out.append(reinterpret_cast<const char*>(v.data()), v.size());
+  }
+  static Bytes decode(std::string_view p) { return Bytes(p.begin(), p.end()); }
+};
+
+template <>
+struct Codec<Json> {
+  static constexpr char kTag = 'j';
+  static void encode(const Json& v, std::string& out) { out.append(v.dump()); }
+  static Json decode(std::string_view p) {
+    Json j = Json::parse(p, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) throw Error(Code::kInvalidArgument, "corrupt JSON value");
+    return j;
+  }
+};
+
+namespace internal {
+
+template <typename T>
+constexpr char tag_of() {
+  if constexpr (requires { Codec<T>::kTag; }) {
+    return Codec<T>::kTag;
+  } else {
+    return 'u';
+  }
+}
+
+// The stored form of a value: tag byte then payload.
+template <typename T>
+std::string encode_value(const T& v) {
+  std::string out(1, tag_of<T>());
+  Codec<T>::encode(v, out);
+  return out;
+}
+
+Json decode_json_any(std::string_view stored);
+
+template <typename T>
+T decode_value(std::string_view stored) {
+  if constexpr (std::is_same_v<T, Json>) {
+    return decode_json_any(stored);
+  } else {
+    constexpr char kWanted = tag_of<T>();
+    if (stored.empty() || stored[0] != kWanted) {
+      throw_type_mismatch(stored.empty() ? '\0' : stored[0], tag_name(kWanted));
+    }
+    return Codec<T>::decode(stored.substr(1));
+  }
+}
+
+}  // namespace internal
+}  // namespace dobj

@@ -1,0 +1,11 @@
+// The whole object-author API in one include.
+#pragma once
+
+#include "dobj/codec.h"
+#include "dobj/http.h"
+#include "dobj/id.h"
+#include "dobj/object.h"
+#include "dobj/server.h"
+#include "dobj/status.h"
+#include "dobj/storage.h"
+#include "dobj/task.h"

@@ -1,0 +1,56 @@
+// Request and Response: the HTTP messages objects and the worker exchange.
+//
+// Plain values with no network types in them, so object code compiles without
+// Boost. Header names compare case-insensitively. The target keeps the raw
+// request target (path and query, still URL-encoded); path() and query()
+// split and decode it.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace dobj {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// Decodes %XX escapes (and '+' as space when form is set). Returns nullopt on a
+// malformed escape.
+std::optional<std::string> url_decode(std::string_view s, bool form = false);
+// Encodes everything but unreserved characters (RFC 3986).
+std::string url_encode(std::string_view s);
+
+struct Request {
+  std::string method = "GET";
+  std::string target = "/";  // raw path and query
+  Headers headers;
+  std::string body;
+
+  // The path without the query, still encoded.
+  std::string_view path() const;
+  // The path split at '/', each segment decoded; nullopt if an escape is
+  // malformed. "/a/b%2Fc/" gives {"a", "b/c"}.
+  std::optional<std::vector<std::string>> path_segments() const;
+  // The decoded value of query parameter `name`, if present.
+  std::optional<std::string> query(std::string_view name) const;
+  std::optional<std::string> header(std::string_view name) const;
+  void set_header(std::string name, std::string value);
+};
+
+struct Response {
+  int status = 200;
+  Headers headers;
+  std::string body;
+
+  std::optional<std::string> header(std::string_view name) const;
+  void set_header(std::string name, std::string value);
+
+  static Response text(std::string body, int status = 200);
+  static Response json(std::string body, int status = 200);
+  // {"error": message} with the given status.
+  static Response error(int status, std::string_view message);
+};
+
+}  // namespace dobj

@@ -1,0 +1,87 @@
+// Server: binds object classes to names, serves HTTP, runs until stopped.
+//
+//   dobj::Server server;
+//   server.bind<Counter>("COUNTER");
+//   server.worker(route);              // optional; a default router exists
+//   return server.run(argc, argv);     // flags: --listen, --data, ... (--help)
+//
+// The default router sends /<binding>/<name>/... to id_from_name(<name>) of the
+// binding (matched without regard to case) and answers 404 otherwise.
+//
+// Lifetime: bind and worker before start/run. run() returns after SIGTERM or
+// SIGINT once in-flight requests finished and every write is flushed.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "dobj/http.h"
+#include "dobj/object.h"
+#include "dobj/status.h"
+#include "dobj/task.h"
+
+namespace dobj {
+
+enum class Durability {
+  kFsync,  // a write is acknowledged after fdatasync: survives power loss (default)
+  kOs,     // after the write reached the OS: survives a crash of the process
+};
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:8787";  // HOST:PORT; port 0 picks a free one
+  std::string data_dir = "dobj-data";      // created if missing
+  int shards = 0;                          // event-loop threads; 0 = one per core
+  Durability durability = Durability::kFsync;
+  // An object with no event for this long is evicted from memory.
+  std::chrono::milliseconds idle_timeout{10'000};
+  // Events waiting for one object beyond this get 503 "overloaded".
+  size_t max_queue = 1024;
+  // Open SQLite databases per shard; the least recently used are closed.
+  size_t max_open_databases = 2048;
+  size_t max_header_bytes = 16 * 1024;      // larger: 431
+  size_t max_body_bytes = 8 * 1024 * 1024;  // larger: 413
+  // A connection idle this long is closed (408 if a request was half sent).
+  std::chrono::milliseconds connection_idle_timeout{60'000};
+  // Longest a graceful stop waits for in-flight requests.
+  std::chrono::milliseconds stop_timeout{30'000};
+};
+
+using Worker = std::function<Task<Response>(Request, Env&)>;
+using ObjectFactory = std::function<std::unique_ptr<DurableObject>(State&, Env&)>;
+
+class Server {
+ public:
+  Server();
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  template <typename T>
+  void bind(std::string binding) {
+    bind_factory(std::move(binding),
+                 [](State& s, Env& e) -> std::unique_ptr<DurableObject> {
+                   return std::make_unique<T>(s, e);
+                 });
+  }
+  void bind_factory(std::string binding, ObjectFactory factory);
+  void worker(Worker worker);
+
+  // Parses flags into options, starts, prints "listening on HOST:PORT", waits
+  // for SIGTERM/SIGINT, stops gracefully. Returns the process exit code.
+  int run(int argc, char** argv);
+
+  // For embedding and tests: start without flags, then stop().
+  Status start(const ServerOptions& options);
+  int port() const;  // the bound port, after start
+  // Stops accepting, finishes in-flight requests, flushes, joins threads.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dobj

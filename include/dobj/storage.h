@@ -1,0 +1,153 @@
+// Storage: an object's private durable key-value store.
+//
+// Backed by the object's own SQLite database. Calls are synchronous and run on
+// the object's shard thread; no other event of the object runs during a call
+// (the input gate), because nothing here yields.
+//
+// Batching and durability: every write made in one turn (from one resumption of
+// the object's code until it next suspends) commits as one atomic batch when
+// the turn ends. A response or other message the object sends after a write is
+// held until that write is durable (the output gate); the handler need not wait.
+//
+// Limits (each violation throws dobj::Error with Code::kInvalidArgument):
+// keys at most kMaxKeyBytes bytes, stored values at most kMaxValueBytes bytes
+// (tag byte included), batches at most kMaxBatchKeys keys.
+//
+// Keys are ordered by their bytes (memcmp), which is UTF-8 code point order.
+//
+// Lifetime: owned by the object's State; valid while the object instance lives.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "dobj/codec.h"
+#include "dobj/status.h"
+
+namespace dobj {
+
+namespace internal {
+class ObjectStore;
+}
+
+struct ListOptions {
+  std::optional<std::string> start;        // first key, inclusive
+  std::optional<std::string> start_after;  // first key, exclusive; not with start
+  std::optional<std::string> end;          // last key, exclusive
+  std::optional<std::string> prefix;       // only keys with this prefix
+  bool reverse = false;                    // descending order; with limit, the last N
+  std::optional<int64_t> limit;            // must be > 0 when given
+};
+
+// Passed to the callback of Storage::transaction.
+class Transaction {
+ public:
+  // Discards every write of the transaction when the callback returns.
+  void rollback() { rolled_back_ = true; }
+  bool rolled_back() const { return rolled_back_; }
+
+ private:
+  bool rolled_back_ = false;
+};
+
+class Storage {
+ public:
+  static constexpr size_t kMaxKeyBytes = 2048;
+  static constexpr size_t kMaxValueBytes = 131072;
+  static constexpr size_t kMaxBatchKeys = 128;
+
+  explicit Storage(internal::ObjectStore* store) : store_(store) {}
+
+  template <typename T>
+  std::optional<T> get(std::string_view key) {
+    auto raw = get_raw(key);
+    if (!raw) return std::nullopt;
+    return internal::decode_value<T>(*raw);
+  }
+
+  // The keys that exist, in key order.
+  template <typename T>
+  std::vector<std::pair<std::string, T>> get(const std::vector<std::string>& keys) {
+    return decode_all<T>(get_raw(keys));
+  }
+
+  template <typename T>
+  void put(std::string_view key, const T& value) {
+    put_raw(key, internal::encode_value(value));
+  }
+
+  template <typename T>
+  void put(const std::vector<std::pair<std::string, T>>& entries) {
+    std::vector<std::pair<std::string, std::string>> raw;
+    raw.reserve(entries.size());
+    for (const auto& [k, v] : entries) raw.emplace_back(k, internal::encode_value(v));
+    put_raw(raw);
+  }
+
+  // Deletes one key; returns whether it existed.
+  bool remove(std::string_view key);
+  // Deletes keys; returns how many existed.
+  size_t remove(const std::vector<std::string>& keys);
+
+  template <typename T>
+  std::vector<std::pair<std::string, T>> list(const ListOptions& options = {}) {
+    return decode_all<T>(list_raw(options));
+  }
+
+  // Deletes every key (and, once alarms exist, the alarm).
+  void delete_all();
+
+  // Runs fn(Transaction&) atomically: if fn throws, or calls rollback(), none of
+  // its writes happen; the exception propagates. Nested transactions nest.
+  template <typename F>
+  auto transaction(F&& fn) {
+    Transaction txn;
+    begin_nested();
+    try {
+      if constexpr (std::is_void_v<decltype(fn(txn))>) {
+        fn(txn);
+        end_nested(!txn.rolled_back());
+      } else {
+        auto result = fn(txn);
+        end_nested(!txn.rolled_back());
+        return result;
+      }
+    } catch (...) {
+      abandon_nested();
+      throw;
+    }
+  }
+  // transaction() for a callback that takes no argument.
+  template <typename F>
+  auto transaction_sync(F&& fn) {
+    return transaction([&](Transaction&) { return fn(); });
+  }
+
+  // Raw access: values in their stored form (tag byte + payload).
+  std::optional<std::string> get_raw(std::string_view key);
+  std::vector<std::pair<std::string, std::string>> get_raw(const std::vector<std::string>& keys);
+  void put_raw(std::string_view key, std::string_view stored);
+  void put_raw(const std::vector<std::pair<std::string, std::string>>& entries);
+  std::vector<std::pair<std::string, std::string>> list_raw(const ListOptions& options);
+
+ private:
+  template <typename T>
+  static std::vector<std::pair<std::string, T>> decode_all(
+      std::vector<std::pair<std::string, std::string>> raw) {
+    std::vector<std::pair<std::string, T>> out;
+    out.reserve(raw.size());
+    for (auto& [k, v] : raw) out.emplace_back(std::move(k), internal::decode_value<T>(v));
+    return out;
+  }
+  void begin_nested();
+  void end_nested(bool commit);
+  void abandon_nested();
+
+  internal::ObjectStore* store_;
+};
+
+}  // namespace dobj

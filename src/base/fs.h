@@ -1,0 +1,20 @@
+// Small filesystem helpers with errors as values.
+#pragma once
+
+#include <string>
+
+#include "dobj/status.h"
+
+namespace dobj::internal {
+
+// mkdir -p.
+Status make_dirs(const std::string& path);
+// fsync of a directory, so that entries created in it survive power loss.
+Status sync_dir(const std::string& path);
+bool file_exists(const std::string& path);
+// Reads a whole file; kNotFound when it does not exist.
+Result<std::string> read_file(const std::string& path);
+// Writes a file atomically (temporary file, fsync, rename, fsync of the folder).
+Status write_file_atomic(const std::string& path, const std::string& data, int mode);
+
+}  // namespace dobj::internal

@@ -1,0 +1,16 @@
+// Lowercase hex encoding.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dobj::internal {
+
+std::string to_hex(const uint8_t* data, size_t size);
+// Only lowercase digits are accepted: IDs have one spelling.
+std::optional<std::vector<uint8_t>> from_hex_lower(std::string_view hex);
+
+}  // namespace dobj::internal

@@ -1,0 +1,113 @@
+#include "ids/id_factory.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <cstring>
+
+#include "base/fs.h"
+#include "base/hex.h"
+
+namespace dobj {
+
+std::string ObjectId::to_string() const { return internal::to_hex(bytes_.data(), bytes_.size()); }
+
+uint64_t ObjectId::hash() const {
+  // The base is already a keyed hash or random bytes: its first 8 bytes are uniform.
+  uint64_t h;
+  std::memcpy(&h, bytes_.data(), sizeof h);
+  return h;
+}
+
+namespace internal {
+namespace {
+
+void hmac(const uint8_t* key, size_t key_len, std::string_view label, const uint8_t* data,
+          size_t len, uint8_t out[32]) {
+  std::string msg(label);
+  msg.push_back('\0');
+  msg.append(reinterpret_cast<const char*>(data), len);
+  unsigned int out_len = 32;
+  HMAC(EVP_sha256(), key, static_cast<int>(key_len), reinterpret_cast<const uint8_t*>(msg.data()),
+       msg.size(), out, &out_len);
+}
+
+}  // namespace
+
+IdFactory::IdFactory(const Secret& server_secret, std::string namespace_name)
+    : namespace_name_(std::move(namespace_name)) {
+  hmac(server_secret.data(), server_secret.size(), "namespace",
+       reinterpret_cast<const uint8_t*>(namespace_name_.data()), namespace_name_.size(),
+       key_.data());
+}
+
+ObjectId IdFactory::with_check(const uint8_t* base, std::optional<std::string> name) const {
+  uint8_t check[32];
+  hmac(key_.data(), key_.size(), "check", base, 16, check);
+  ObjectId::Bytes bytes;
+  std::memcpy(bytes.data(), base, 16);
+  std::memcpy(bytes.data() + 16, check, 16);
+  return ObjectId(bytes, std::move(name));
+}
+
+ObjectId IdFactory::from_name(std::string_view name) const {
+  uint8_t base[32];
+  hmac(key_.data(), key_.size(), "name", reinterpret_cast<const uint8_t*>(name.data()),
+       name.size(), base);
+  return with_check(base, std::string(name));
+}
+
+Result<ObjectId> IdFactory::from_string(std::string_view hex) const {
+  if (hex.size() != 2 * ObjectId::kSize) {
+    return Status(Code::kInvalidArgument,
+                  "invalid object ID: expected 64 hex digits, got " + std::to_string(hex.size()) +
+                      " characters");
+  }
+  auto bytes = from_hex_lower(hex);
+  if (!bytes) {
+    return Status(Code::kInvalidArgument,
+                  "invalid object ID: only lowercase hex digits 0-9a-f are allowed");
+  }
+  ObjectId expected = with_check(bytes->data(), std::nullopt);
+  if (CRYPTO_memcmp(expected.bytes().data() + 16, bytes->data() + 16, 16) != 0) {
+    return Status(Code::kInvalidArgument,
+                  "invalid object ID: it was not made by namespace " + namespace_name_ +
+                      " (wrong namespace, or a changed digit)");
+  }
+  return expected;
+}
+
+ObjectId IdFactory::unique() const {
+  uint8_t base[16];
+  if (RAND_bytes(base, sizeof base) != 1) {
+    // The OpenSSL RNG failing is not something to limp on with a weak ID.
+    std::abort();
+  }
+  return with_check(base, std::nullopt);
+}
+
+Result<Secret> load_or_create_secret(const std::string& data_dir) {
+  std::string path = data_dir + "/secret";
+  auto existing = read_file(path);
+  Secret secret;
+  if (existing) {
+    if (existing->size() != secret.size()) {
+      return Status(Code::kInternal, path + " is damaged: expected 32 bytes");
+    }
+    std::memcpy(secret.data(), existing->data(), secret.size());
+    return secret;
+  }
+  if (existing.status().code() != Code::kNotFound) return existing.status();
+  if (RAND_bytes(secret.data(), static_cast<int>(secret.size())) != 1) {
+    return Status(Code::kInternal, "cannot generate the server secret");
+  }
+  Status st = write_file_atomic(
+      path, std::string(reinterpret_cast<const char*>(secret.data()), secret.size()), 0600);
+  if (!st) return st;
+  return secret;
+}
+
+}  // namespace internal
+}  // namespace dobj

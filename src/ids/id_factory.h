@@ -1,0 +1,42 @@
+// IdFactory: makes and checks the IDs of one namespace.
+//
+// Each namespace has its own 32-byte key, derived from the server secret and
+// the binding name, so IDs of one namespace fail the check of another. An ID is
+// base (16 bytes) + check (16 bytes), check = HMAC-SHA256(key, "check" || base).
+// id_from_name's base is HMAC-SHA256(key, "name" || name), so it is stable for
+// as long as the server secret is.
+//
+// Immutable after construction; safe to use from any thread.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "dobj/id.h"
+#include "dobj/status.h"
+
+namespace dobj::internal {
+
+using Secret = std::array<uint8_t, 32>;
+
+class IdFactory {
+ public:
+  IdFactory(const Secret& server_secret, std::string namespace_name);
+
+  ObjectId from_name(std::string_view name) const;
+  Result<ObjectId> from_string(std::string_view hex) const;
+  ObjectId unique() const;
+
+ private:
+  ObjectId with_check(const uint8_t* base, std::optional<std::string> name) const;
+  std::array<uint8_t, 32> key_;
+  std::string namespace_name_;
+};
+
+// Reads DIR/secret, creating it (32 random bytes, mode 0600) on first start.
+// The secret is never logged.
+Result<Secret> load_or_create_secret(const std::string& data_dir);
+
+}  // namespace dobj::internal

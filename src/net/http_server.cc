@@ -1,0 +1,290 @@
+#include "net/http_server.h"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/socket_base.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <sys/socket.h>
+#include <thread>
+#include <unordered_set>
+
+#include "base/log.h"
+#include "runtime/runtime.h"
+
+namespace dobj::internal {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+class Session;
+}
+
+// Lives on one shard's thread. Shared: sessions keep their shard's registry
+// alive, because their handlers may be destroyed with the io_context after
+// the HttpServer itself is gone.
+struct HttpServer::PerShard {
+  Shard* shard = nullptr;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::unordered_set<Session*> sessions;
+  bool stopping = false;
+  std::atomic<size_t> session_count{0};
+};
+
+namespace {
+
+http::response<http::string_body> to_beast(Response&& r, unsigned version, bool keep_alive) {
+  http::response<http::string_body> res;
+  res.version(version);
+  res.result(static_cast<unsigned>(r.status));
+  for (auto& [k, v] : r.headers) res.set(k, v);
+  res.set(http::field::server, "dobj");
+  res.body() = std::move(r.body);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::shared_ptr<HttpServer::PerShard> per_shard,
+          const ServerOptions& options)
+      : stream_(std::move(socket)), per_shard_(std::move(per_shard)), options_(options) {
+    per_shard_->sessions.insert(this);
+    per_shard_->session_count.fetch_add(1);
+  }
+  ~Session() {
+    per_shard_->sessions.erase(this);
+    per_shard_->session_count.fetch_sub(1);
+  }
+
+  void start() {
+    stream_.socket().set_option(tcp::no_delay(true));
+    read_header();
+  }
+
+  // Called on stop: idle connections close now, busy ones after their answer.
+  void stop() {
+    if (!busy_) {
+      beast::error_code ec;
+      stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+      stream_.socket().close(ec);
+    }
+  }
+
+ private:
+  void read_header() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(options_.max_header_bytes));
+    parser_->body_limit(options_.max_body_bytes);
+    stream_.expires_after(options_.connection_idle_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              self->on_header(ec);
+                            });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) return on_error(ec);
+    auto& req = parser_->get();
+    if (req[http::field::expect] == "100-continue" && !parser_->is_done()) {
+      // Answer the interim response so the client sends its body at once.
+      auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                     req.version());
+      http::async_write(stream_, *cont,
+                        [self = shared_from_this(), cont](beast::error_code ec, size_t) {
+                          if (ec) return self->close();
+                          self->read_body();
+                        });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    if (parser_->is_done()) return on_request();
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) return self->on_error(ec);
+                       self->on_request();
+                     });
+  }
+
+  void on_error(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+        ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+        ec == asio::error::bad_descriptor) {
+      return close();
+    }
+    if (ec == beast::error::timeout) {
+      return send_error_and_close(408, "the connection was idle for too long");
+    }
+    if (ec == http::error::header_limit) {
+      return send_error_and_close(431, "request headers are larger than " +
+                                           std::to_string(options_.max_header_bytes) + " bytes");
+    }
+    if (ec == http::error::body_limit) {
+      return send_error_and_close(413, "request body is larger than " +
+                                           std::to_string(options_.max_body_bytes) + " bytes");
+    }
+    send_error_and_close(400, "malformed HTTP request: " + ec.message());
+  }
+
+  void send_error_and_close(int status, const std::string& message) {
+    busy_ = true;
+    write(Response::error(status, message), 11, /*keep_alive=*/false);
+  }
+
+  void on_request() {
+    auto msg = parser_->release();
+    Request req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    req.headers.reserve(8);
+    for (const auto& f : msg) req.headers.emplace_back(f.name_string(), f.value());
+    req.body = std::move(msg.body());
+    unsigned version = msg.version();
+    bool keep_alive = msg.keep_alive();
+    busy_ = true;
+    stream_.expires_never();
+    per_shard_->shard->run_worker(
+        std::move(req), [self = shared_from_this(), version, keep_alive](Response r) {
+          self->write(std::move(r), version, keep_alive && !self->per_shard_->stopping);
+        });
+  }
+
+  void write(Response&& r, unsigned version, bool keep_alive) {
+    response_ = to_beast(std::move(r), version, keep_alive);
+    stream_.expires_after(options_.connection_idle_timeout);
+    http::async_write(stream_, response_,
+                      [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+                        self->busy_ = false;
+                        if (ec || !keep_alive || self->per_shard_->stopping) return self->close();
+                        self->read_header();
+                      });
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.socket().close(ec);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::response<http::string_body> response_;
+  std::shared_ptr<HttpServer::PerShard> per_shard_;
+  const ServerOptions& options_;
+  bool busy_ = false;
+};
+
+void do_accept(std::shared_ptr<HttpServer::PerShard> ps, const ServerOptions* options) {
+  ps->acceptor->async_accept([ps, options](beast::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == asio::error::operation_aborted || ps->stopping) return;
+      log_warn("accept: " + ec.message());
+    } else {
+      std::make_shared<Session>(std::move(socket), ps, *options)->start();
+    }
+    if (!ps->stopping) do_accept(ps, options);
+  });
+}
+
+template <typename F>
+void run_on(Shard& shard, F fn) {
+  std::promise<void> p;
+  auto f = p.get_future();
+  shard.post([&] {
+    fn();
+    p.set_value();
+  });
+  f.get();
+}
+
+}  // namespace
+
+HttpServer::HttpServer(Runtime& runtime, const ServerOptions& options)
+    : runtime_(runtime), options_(options) {}
+
+HttpServer::~HttpServer() = default;
+
+Status HttpServer::start() {
+  auto colon = options_.listen.rfind(':');
+  if (colon == std::string::npos) {
+    return Status(Code::kInvalidArgument, "--listen wants HOST:PORT, got " + options_.listen);
+  }
+  std::string host = options_.listen.substr(0, colon);
+  if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  int port = 0;
+  try {
+    port = std::stoi(options_.listen.substr(colon + 1));
+  } catch (...) {
+    return Status(Code::kInvalidArgument, "--listen: bad port in " + options_.listen);
+  }
+  beast::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (ec) return Status(Code::kInvalidArgument, "--listen: bad address " + host);
+
+  Status result;
+  for (size_t i = 0; i < runtime_.shard_count(); ++i) {
+    auto ps = std::make_shared<PerShard>();
+    ps->shard = &runtime_.shard(i);
+    run_on(*ps->shard, [&] {
+      auto acc = std::make_unique<tcp::acceptor>(ps->shard->io());
+      tcp::endpoint ep(address, static_cast<unsigned short>(port));
+      acc->open(ep.protocol(), ec);
+      if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+      if (!ec) {
+        int one = 1;
+        if (setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+          ec = beast::error_code(errno, boost::system::system_category());
+        }
+      }
+      if (!ec) acc->bind(ep, ec);
+      if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) {
+        result = Status(Code::kUnavailable, "cannot listen on " + options_.listen + ": " + ec.message());
+        return;
+      }
+      port = acc->local_endpoint().port();  // the first shard fixes port 0
+      ps->acceptor = std::move(acc);
+      do_accept(ps, &options_);
+    });
+    if (!result) return result;
+    shards_.push_back(std::move(ps));
+  }
+  port_ = port;
+  return Status::ok();
+}
+
+void HttpServer::stop(std::chrono::milliseconds timeout) {
+  for (auto& ps : shards_) {
+    run_on(*ps->shard, [&] {
+      ps->stopping = true;
+      beast::error_code ec;
+      if (ps->acceptor) ps->acceptor->close(ec);
+      std::vector<Session*> open(ps->sessions.begin(), ps->sessions.end());
+      for (Session* s : open) s->stop();
+    });
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (auto& ps : shards_) {
+    while (ps->session_count.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  for (auto& ps : shards_) {
+    run_on(*ps->shard, [&] {
+      ps->acceptor.reset();
+      std::vector<Session*> open(ps->sessions.begin(), ps->sessions.end());
+      for (Session* s : open) s->stop();
+    });
+  }
+}
+
+}  // namespace dobj::internal

@@ -1,0 +1,105 @@
+// The object-author API (State, Env, Namespace, Stub, DurableObject) on top
+// of the runtime.
+#include <optional>
+
+#include "dobj/object.h"
+#include "runtime/object_host.h"
+#include "runtime/runtime.h"
+
+namespace dobj {
+
+using internal::ObjectHost;
+using internal::ResumeTarget;
+using internal::Shard;
+
+State::State(internal::ObjectHost* host) : host_(host), storage_(&host->store()) {}
+
+const ObjectId& State::id() const { return host_->id(); }
+
+Task<void> State::block_concurrency_while(std::function<Task<void>()> fn) {
+  return host_->block_concurrency_while(std::move(fn));
+}
+
+Task<Response> DurableObject::fetch(Request) {
+  co_return Response::error(501, "this object does not handle fetch");
+}
+
+Namespace Env::ns(std::string_view binding) const {
+  internal::NamespaceImpl* impl = runtime_->find_namespace(binding);
+  if (!impl) throw Error(Code::kNotFound, "no namespace is bound as " + std::string(binding));
+  return Namespace(impl);
+}
+
+const std::string& Namespace::name() const { return impl_->name(); }
+ObjectId Namespace::id_from_name(std::string_view name) const {
+  return impl_->ids().from_name(name);
+}
+Result<ObjectId> Namespace::id_from_string(std::string_view hex) const {
+  return impl_->ids().from_string(hex);
+}
+ObjectId Namespace::new_unique_id() const { return impl_->ids().unique(); }
+
+namespace {
+
+ResumeTarget here() {
+  ResumeTarget t;
+  t.shard = Shard::current();
+  if (ObjectHost* h = ObjectHost::current()) {
+    t.ns = h->ns();
+    t.id = h->id();
+    t.generation = h->generation();
+  }
+  return t;
+}
+
+// Sends a request to an object's shard and continues the caller on its own
+// shard with the response. A call made by an object after a write leaves
+// only once the write is durable.
+struct FetchAwaitable {
+  internal::NamespaceImpl* ns;
+  ObjectId id;
+  Request request;
+  std::optional<Response> result;
+
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    ResumeTarget back = here();
+    Shard* target = &ns->runtime().shard_for(id);
+    internal::Reply reply = [back, h, this](Response r) {
+      back.shard->post([back, h, this, r = std::move(r)]() mutable {
+        if (back.generation != 0) {
+          ObjectHost* host = back.shard->find_host(back.ns, back.id);
+          if (!host || host->generation() != back.generation) return;  // caller was reset
+        }
+        result = std::move(r);
+        back.shard->resume(back, h);
+      });
+    };
+    auto send = [target, ns = ns, id = id, req = std::move(request),
+                 reply = std::move(reply)]() mutable {
+      target->post([target, ns, id = std::move(id), req = std::move(req),
+                    reply = std::move(reply)]() mutable {
+        target->deliver_fetch(ns, id, std::move(req), std::move(reply));
+      });
+    };
+    if (ObjectHost* host = ObjectHost::current()) {
+      host->gate_output([send = std::move(send)](Status st) mutable {
+        if (st.is_ok()) send();  // otherwise the caller is reset and h destroyed
+      });
+    } else {
+      send();
+    }
+  }
+  Response await_resume() { return std::move(*result); }
+};
+
+}  // namespace
+
+Task<Response> Stub::fetch(Request request) const {
+  // A named awaitable: GCC 12 copies a temporary awaitable bitwise into the
+  // frame, which breaks members such as std::string.
+  FetchAwaitable awaitable{ns_, id_, std::move(request), std::nullopt};
+  co_return co_await awaitable;
+}
+
+}  // namespace dobj

@@ -1,0 +1,294 @@
+#include "runtime/object_host.h"
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/runtime.h"
+
+namespace dobj::internal {
+namespace {
+
+thread_local ObjectHost* t_current_host = nullptr;
+
+// Events started back to back before the loop gets a turn of its own.
+constexpr int kMaxEventsPerPump = 32;
+
+std::string exception_message(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+ResumeTarget current_target() {
+  ResumeTarget t;
+  t.shard = Shard::current();
+  if (ObjectHost* h = ObjectHost::current()) {
+    t.ns = h->ns();
+    t.id = h->id();
+    t.generation = h->generation();
+  }
+  return t;
+}
+
+}  // namespace
+
+Response error_response(const Status& status) {
+  nlohmann::json j = {{"error", status.message()}};
+  if (status.code() == Code::kOverloaded) {
+    j["overloaded"] = true;
+    j["retryable"] = false;
+  } else if (status.code() == Code::kReset) {
+    j["reset"] = true;
+    j["retryable"] = true;
+  }
+  return Response::json(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                        http_status_for(status.code()));
+}
+
+struct ObjectHost::BlockState {
+  bool done = false;
+  std::exception_ptr error;
+  std::coroutine_handle<> waiter;
+  ResumeTarget target;
+};
+
+ObjectHost::ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id)
+    : shard_(shard), ns_(ns), id_(std::move(id)), generation_(shard->next_generation()) {
+  std::string hex = id_.to_string();
+  store_ = std::make_unique<ObjectStore>(StoreEnv{&shard->commits(), &shard->lru()},
+                                         ns_->dir() + "/" + hex.substr(0, 2), hex + ".sqlite");
+  last_active_ = std::chrono::steady_clock::now();
+}
+
+ObjectHost::~ObjectHost() {
+  runs_.clear();
+  instance_.reset();
+  state_.reset();
+}
+
+ObjectHost* ObjectHost::current() { return t_current_host; }
+
+template <typename F>
+void ObjectHost::run_turn(F&& fn) {
+  ObjectHost* prev = t_current_host;
+  t_current_host = this;
+  bool outer = !in_turn_;
+  in_turn_ = true;
+  fn();
+  if (!outer) {
+    t_current_host = prev;
+    return;
+  }
+  in_turn_ = false;
+  t_current_host = prev;
+  last_active_ = std::chrono::steady_clock::now();
+  if (Status st = store_->end_turn(); !st) {
+    reset_requested_ = st;
+  } else {
+    release_outputs();
+  }
+  reap_runs();
+  if (reset_requested_) {
+    Status why = std::move(*reset_requested_);
+    reset_requested_.reset();
+    reset(why);
+  }
+  pump();
+}
+
+void ObjectHost::enqueue_fetch(Request request, Reply reply) {
+  last_active_ = std::chrono::steady_clock::now();
+  if (queue_.size() >= shard_->runtime().options().max_queue) {
+    reply(error_response(Status(
+        Code::kOverloaded, "object is overloaded: " + std::to_string(queue_.size()) +
+                               " requests are already queued for it")));
+    return;
+  }
+  queue_.push_back(Event{std::move(request), std::move(reply)});
+  pump();
+}
+
+void ObjectHost::pump() {
+  if (pumping_ || in_turn_) return;
+  pumping_ = true;
+  int started = 0;
+  while (!queue_.empty() && blocked_ == 0 && !in_turn_) {
+    if (started == kMaxEventsPerPump) {
+      // Let the loop serve other objects and sockets; continue afterwards.
+      ResumeTarget t = {shard_, ns_, id_, generation_};
+      shard_->post([t] {
+        if (ObjectHost* h = t.shard->find_host(t.ns, t.id)) h->pump();
+      });
+      break;
+    }
+    if (!ensure_instance()) continue;
+    if (blocked_ > 0) break;  // the constructor started block_concurrency_while
+    Event ev = std::move(queue_.front());
+    queue_.pop_front();
+    start_event(std::move(ev));
+    ++started;
+  }
+  pumping_ = false;
+}
+
+bool ObjectHost::ensure_instance() {
+  if (instance_) return true;
+  generation_ = shard_->next_generation();
+  state_ = std::make_unique<State>(this);
+  std::exception_ptr error;
+  run_turn([&] {
+    try {
+      instance_ = ns_->construct(*state_, ns_->runtime().env());
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  if (instance_) return true;
+  state_.reset();
+  // The constructor failed: fail the event that would have used it.
+  Event ev = std::move(queue_.front());
+  queue_.pop_front();
+  ev.reply(error_response(
+      Status(Code::kInternal, "the object's constructor threw: " + exception_message(error))));
+  return false;
+}
+
+void ObjectHost::start_event(Event event) {
+  runs_.emplace_back();
+  Run* run = &runs_.back();
+  run->reply = std::move(event.reply);
+  run->driver = drive_fetch(run, std::move(event.request));
+  run_turn([run] { run->driver.resume(); });
+}
+
+Driver ObjectHost::drive_fetch(Run* run, Request request) {
+  Response response;
+  try {
+    response = co_await instance_->fetch(std::move(request));
+  } catch (const Error& e) {
+    response = error_response(e.status());
+  } catch (const std::exception& e) {
+    response = Response::error(500, e.what());
+  } catch (...) {
+    response = Response::error(500, "unknown exception");
+  }
+  run->finished = true;
+  gate_output([reply = std::move(run->reply), response = std::move(response)](Status st) mutable {
+    reply(st.is_ok() ? std::move(response) : error_response(st));
+  });
+}
+
+void ObjectHost::resume(std::coroutine_handle<> h) {
+  run_turn([h] { h.resume(); });
+}
+
+void ObjectHost::gate_output(std::function<void(Status)> send) {
+  turn_outputs_.push_back(std::move(send));
+  if (!in_turn_) release_outputs();
+}
+
+void ObjectHost::release_outputs() {
+  if (turn_outputs_.empty()) return;
+  auto outs = std::move(turn_outputs_);
+  turn_outputs_.clear();
+  GroupCommit& commits = shard_->commits();
+  uint64_t seq = store_->last_commit_seq();
+  if (seq <= commits.durable_seq()) {
+    for (auto& o : outs) o(Status::ok());
+    return;
+  }
+  ++held_output_batches_;
+  commits.when_durable(seq, [this, gen = generation_, outs = std::move(outs)](Status st) mutable {
+    --held_output_batches_;
+    Status result = st.is_ok() ? st : Status(Code::kReset, "object reset: " + st.message());
+    for (auto& o : outs) o(result);
+    if (!st.is_ok() && gen == generation_) {
+      reset(result);
+      pump();
+    }
+  });
+}
+
+Task<void> ObjectHost::block_concurrency_while(std::function<Task<void>()> fn) {
+  auto st = std::make_shared<BlockState>();
+  ++blocked_;
+  runs_.emplace_back();
+  Run* run = &runs_.back();
+  run->driver = drive_block(run, std::move(fn), st);
+  run_turn([run] { run->driver.resume(); });
+
+  struct Awaiter {
+    std::shared_ptr<BlockState> st;
+    bool await_ready() const { return st->done; }
+    void await_suspend(std::coroutine_handle<> h) {
+      st->waiter = h;
+      st->target = current_target();
+    }
+    void await_resume() const {
+      if (st->error) std::rethrow_exception(st->error);
+    }
+  };
+  return [](std::shared_ptr<BlockState> s) -> Task<void> {
+    Awaiter awaiter{std::move(s)};  // named: see FetchAwaitable in api.cc
+    co_await awaiter;
+  }(st);
+}
+
+Driver ObjectHost::drive_block(Run* run, std::function<Task<void>()> fn,
+                               std::shared_ptr<BlockState> st) {
+  try {
+    co_await fn();
+  } catch (...) {
+    st->error = std::current_exception();
+  }
+  run->finished = true;
+  --blocked_;
+  st->done = true;
+  if (st->error) {
+    reset_requested_ = Status(Code::kReset, "block_concurrency_while callback threw: " +
+                                                 exception_message(st->error));
+  }
+  if (st->waiter) {
+    ResumeTarget t = st->target;
+    auto w = st->waiter;
+    shard_->post([t, w] { t.shard->resume(t, w); });
+  }
+}
+
+void ObjectHost::reap_runs() {
+  runs_.remove_if([](const Run& r) { return r.finished; });
+}
+
+void ObjectHost::reset(const Status& why) {
+  Status reset_status(Code::kReset, why.code() == Code::kReset ? why.message()
+                                                               : "object reset: " + why.message());
+  generation_ = shard_->next_generation();
+  auto outs = std::move(turn_outputs_);
+  turn_outputs_.clear();
+  std::list<Run> runs = std::move(runs_);
+  runs_.clear();
+  blocked_ = 0;
+  for (auto& r : runs) {
+    if (!r.finished && r.reply) r.reply(error_response(reset_status));
+  }
+  for (auto& o : outs) o(reset_status);
+  runs.clear();  // destroys the coroutine frames before the instance they use
+  instance_.reset();
+  state_.reset();
+}
+
+bool ObjectHost::idle() const {
+  return runs_.empty() && queue_.empty() && held_output_batches_ == 0 && blocked_ == 0 &&
+         !in_turn_ && !store_->in_turn_transaction();
+}
+
+void ObjectHost::evict() {
+  instance_.reset();
+  state_.reset();
+  store_->close_connection();
+}
+
+}  // namespace dobj::internal

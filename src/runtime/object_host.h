@@ -1,0 +1,107 @@
+// ObjectHost: the runtime side of one object on its shard.
+//
+// Holds the object's event queue, its instance (absent while evicted), its
+// ObjectStore, and the bookkeeping of turns and gates:
+// - A turn is one resumption of the object's code. run_turn() marks the host
+//   current, runs it, then commits the turn's writes (end_turn) and releases
+//   the outputs produced in the turn once those writes are durable (output
+//   gate). A failed commit resets the object and fails the held outputs.
+// - Events start one at a time; a new event starts when no turn is running and
+//   no block_concurrency_while callback is pending. Storage never yields, so no
+//   event starts during a storage operation (input gate).
+// - Reset drops the instance and every coroutine frame of it, answers their
+//   callers with a "reset" error, and lets queued events build a new instance.
+//
+// Thread affinity: the shard thread. Lifetime: owned by the Shard; kept while
+// anything is queued, running or held, evicted when idle.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "dobj/object.h"
+#include "runtime/driver.h"
+#include "runtime/shard.h"
+#include "storage/object_store.h"
+
+namespace dobj::internal {
+
+class NamespaceImpl;
+
+// Turns an error Status into the JSON response a caller sees, with the
+// markers a client can act on ("overloaded", "reset", "retryable").
+Response error_response(const Status& status);
+
+class ObjectHost {
+ public:
+  ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id);
+  ~ObjectHost();
+
+  const ObjectId& id() const { return id_; }
+  NamespaceImpl* ns() const { return ns_; }
+  uint64_t generation() const { return generation_; }
+  ObjectStore& store() { return *store_; }
+
+  // The host whose turn is running on this thread, or null.
+  static ObjectHost* current();
+
+  void enqueue_fetch(Request request, Reply reply);
+  // Continues a suspended coroutine of this instance as a new turn.
+  void resume(std::coroutine_handle<> h);
+  // Runs `send` once the writes made so far are durable (or now, if none are
+  // pending); `send(error)` if they fail. Used for every outgoing message.
+  void gate_output(std::function<void(Status)> send);
+  Task<void> block_concurrency_while(std::function<Task<void>()> fn);
+
+  bool idle() const;
+  std::chrono::steady_clock::time_point last_active() const { return last_active_; }
+  // Drops the instance (its storage stays); only when idle().
+  void evict();
+
+ private:
+  struct Event {
+    Request request;
+    Reply reply;
+  };
+  struct Run {
+    Driver driver;
+    Reply reply;  // null for block_concurrency_while callbacks
+    bool finished = false;
+  };
+  struct BlockState;
+
+  template <typename F>
+  void run_turn(F&& fn);
+  void pump();
+  bool ensure_instance();
+  void start_event(Event event);
+  void release_outputs();
+  void reset(const Status& why);
+  void reap_runs();
+  Driver drive_fetch(Run* run, Request request);
+  Driver drive_block(Run* run, std::function<Task<void>()> fn, std::shared_ptr<BlockState> st);
+
+  Shard* shard_;
+  NamespaceImpl* ns_;
+  ObjectId id_;
+  uint64_t generation_;
+  std::unique_ptr<ObjectStore> store_;
+  std::unique_ptr<State> state_;
+  std::unique_ptr<DurableObject> instance_;
+  std::deque<Event> queue_;
+  std::list<Run> runs_;
+  std::vector<std::function<void(Status)>> turn_outputs_;
+  size_t held_output_batches_ = 0;
+  int blocked_ = 0;
+  bool in_turn_ = false;
+  bool pumping_ = false;
+  std::optional<Status> reset_requested_;
+  std::chrono::steady_clock::time_point last_active_;
+};
+
+}  // namespace dobj::internal

@@ -1,0 +1,121 @@
+#include "runtime/runtime.h"
+
+#include <future>
+#include <strings.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "runtime/object_host.h"
+
+namespace dobj::internal {
+
+NamespaceImpl::NamespaceImpl(Runtime* runtime, std::string name, ObjectFactory factory,
+                             const Secret& secret)
+    : runtime_(runtime),
+      name_(std::move(name)),
+      factory_(std::move(factory)),
+      ids_(secret, name_),
+      dir_(runtime->options().data_dir + "/objects/" + name_) {}
+
+Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bindings,
+                 Worker worker, const Secret& secret)
+    : options_(std::move(options)), env_(this), worker_(std::move(worker)) {
+  if (!worker_) worker_ = default_route;
+  if (options_.durability == Durability::kFsync) flusher_ = std::make_unique<Flusher>();
+  for (auto& [name, factory] : bindings) {
+    namespaces_.push_back(std::make_unique<NamespaceImpl>(this, name, std::move(factory), secret));
+  }
+  int n = options_.shards > 0 ? options_.shards
+                              : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  for (int i = 0; i < n; ++i) {
+    shards_.push_back(std::make_unique<Shard>(this, i, flusher_.get(), options_.max_open_databases));
+  }
+}
+
+Runtime::~Runtime() = default;
+
+NamespaceImpl* Runtime::find_namespace(std::string_view binding) {
+  for (auto& ns : namespaces_) {
+    if (ns->name() == binding) return ns.get();
+  }
+  return nullptr;
+}
+
+void Runtime::start() {
+  for (auto& ns : namespaces_) {
+    if (Status st = make_dirs(ns->dir()); !st) throw Error(st);
+  }
+  if (flusher_) flusher_->start();
+  for (auto& s : shards_) s->start();
+}
+
+namespace {
+// Runs fn on the shard's thread and waits for its result.
+template <typename F>
+auto run_on(Shard& shard, F fn) {
+  std::promise<decltype(fn())> p;
+  auto f = p.get_future();
+  shard.post([&] {
+    if constexpr (std::is_void_v<decltype(fn())>) {
+      fn();
+      p.set_value();
+    } else {
+      p.set_value(fn());
+    }
+  });
+  return f.get();
+}
+}  // namespace
+
+void Runtime::stop(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    bool all = true;
+    for (auto& s : shards_) all = all && run_on(*s, [&] { return s->quiescent(); });
+    if (all) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      log_warn("stop: objects still busy after the stop timeout; stopping anyway");
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (auto& s : shards_) {
+    std::promise<void> flushed;
+    auto f = flushed.get_future();
+    s->post([&] { s->flush_all([&] { flushed.set_value(); }); });
+    f.get();
+  }
+  for (auto& s : shards_) run_on(*s, [&] { s->close_all_objects(); });
+  for (auto& s : shards_) s->stop();
+  for (auto& s : shards_) s->join();
+  if (flusher_) flusher_->stop();
+}
+
+Task<Response> default_route(Request request, Env& env) {
+  std::string_view path = request.path();
+  if (path.empty() || path[0] != '/') co_return Response::error(404, "not found");
+  path.remove_prefix(1);
+  auto slash = path.find('/');
+  std::string_view binding = path.substr(0, slash);
+  std::string_view rest = slash == std::string_view::npos ? "" : path.substr(slash + 1);
+  auto name_end = rest.find('/');
+  std::string_view encoded_name = rest.substr(0, name_end);
+  if (binding.empty() || encoded_name.empty()) co_return Response::error(404, "not found");
+  auto name = url_decode(encoded_name);
+  if (!name) co_return Response::error(400, "malformed percent-encoding in the object name");
+  // /counter/... reaches binding COUNTER, /rate-limiter/... RATE_LIMITER.
+  std::string upper(binding);
+  for (char& c : upper) c = c == '-' ? '_' : static_cast<char>(toupper(c));
+  std::optional<Namespace> ns;
+  for (const std::string& candidate : {std::string(binding), upper}) {
+    try {
+      ns = env.ns(candidate);
+      break;
+    } catch (const Error&) {
+    }
+  }
+  if (!ns) co_return Response::error(404, "no binding named " + std::string(binding));
+  co_return co_await ns->get(ns->id_from_name(*name)).fetch(std::move(request));
+}
+
+}  // namespace dobj::internal

@@ -1,0 +1,76 @@
+// Runtime: the node's shards, namespaces, worker and options.
+//
+// Built once, started, stopped. Namespaces are immutable after start and read
+// from every shard thread without locks.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dobj/object.h"
+#include "dobj/server.h"
+#include "ids/id_factory.h"
+#include "runtime/shard.h"
+#include "storage/group_commit.h"
+
+namespace dobj::internal {
+
+class Runtime;
+
+class NamespaceImpl {
+ public:
+  NamespaceImpl(Runtime* runtime, std::string name, ObjectFactory factory, const Secret& secret);
+  const std::string& name() const { return name_; }
+  const IdFactory& ids() const { return ids_; }
+  Runtime& runtime() { return *runtime_; }
+  std::unique_ptr<DurableObject> construct(State& state, Env& env) const {
+    return factory_(state, env);
+  }
+  // Folder of this namespace's databases.
+  const std::string& dir() const { return dir_; }
+
+ private:
+  Runtime* runtime_;
+  std::string name_;
+  ObjectFactory factory_;
+  IdFactory ids_;
+  std::string dir_;
+};
+
+class Runtime {
+ public:
+  Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bindings, Worker worker,
+          const Secret& secret);
+  ~Runtime();
+
+  const ServerOptions& options() const { return options_; }
+  Env& env() { return env_; }
+  const Worker& worker() const { return worker_; }
+  NamespaceImpl* find_namespace(std::string_view binding);
+  const std::vector<std::unique_ptr<NamespaceImpl>>& namespaces() const { return namespaces_; }
+  Shard& shard(size_t i) { return *shards_[i]; }
+  size_t shard_count() const { return shards_.size(); }
+  Shard& shard_for(const ObjectId& id) { return *shards_[id.hash() % shards_.size()]; }
+  Flusher* flusher() { return flusher_.get(); }
+
+  void start();
+  // Waits until no shard has work in flight (or the timeout passes), flushes
+  // every commit, stops the loops and joins them.
+  void stop(std::chrono::milliseconds timeout);
+
+ private:
+  ServerOptions options_;
+  Env env_;
+  Worker worker_;
+  std::unique_ptr<Flusher> flusher_;
+  std::vector<std::unique_ptr<NamespaceImpl>> namespaces_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+// The default worker: /<binding>/<name>/... → id_from_name(name) of binding.
+Task<Response> default_route(Request request, Env& env);
+
+}  // namespace dobj::internal

@@ -1,0 +1,167 @@
+#include "runtime/shard.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "base/log.h"
+#include "runtime/object_host.h"
+#include "runtime/runtime.h"
+
+namespace dobj::internal {
+namespace {
+thread_local Shard* t_current_shard = nullptr;
+}
+
+struct Shard::Loop {
+  boost::asio::io_context io{1};
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard{
+      io.get_executor()};
+  boost::asio::steady_timer sweep{io};
+};
+
+struct Shard::WorkerRun {
+  Driver driver;
+};
+
+Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_databases)
+    : runtime_(runtime),
+      index_(index),
+      loop_(std::make_unique<Loop>()),
+      commits_(flusher, [this](std::function<void()> fn) { post(std::move(fn)); }),
+      lru_(max_open_databases) {}
+
+Shard::~Shard() {
+  workers_.clear();
+  hosts_.clear();
+}
+
+boost::asio::io_context& Shard::io() { return loop_->io; }
+
+Shard* Shard::current() { return t_current_shard; }
+
+void Shard::post(std::function<void()> fn) { boost::asio::post(loop_->io, std::move(fn)); }
+
+void Shard::start() {
+  thread_ = std::thread([this] {
+    t_current_shard = this;
+    schedule_sweep();
+    loop_->io.run();
+    t_current_shard = nullptr;
+  });
+}
+
+void Shard::stop() {
+  post([this] {
+    loop_->sweep.cancel();
+    loop_->guard.reset();
+    loop_->io.stop();
+  });
+}
+
+void Shard::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Shard::schedule_sweep() {
+  auto idle = runtime_->options().idle_timeout;
+  auto period = std::clamp<std::chrono::milliseconds>(idle / 4, std::chrono::milliseconds(10),
+                                                      std::chrono::milliseconds(1000));
+  loop_->sweep.expires_after(period);
+  loop_->sweep.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    evict_idle(std::chrono::steady_clock::now());
+    schedule_sweep();
+  });
+}
+
+void Shard::evict_idle(std::chrono::steady_clock::time_point now) {
+  auto idle = runtime_->options().idle_timeout;
+  for (auto it = hosts_.begin(); it != hosts_.end();) {
+    ObjectHost& h = *it->second;
+    if (h.idle() && now - h.last_active() >= idle) {
+      it = hosts_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+ObjectHost* Shard::find_host(const NamespaceImpl* ns, const ObjectId& id) {
+  auto it = hosts_.find(HostKey{ns, id});
+  return it == hosts_.end() ? nullptr : it->second.get();
+}
+
+void Shard::deliver_fetch(NamespaceImpl* ns, const ObjectId& id, Request request, Reply reply) {
+  auto& slot = hosts_[HostKey{ns, id}];
+  if (!slot) slot = std::make_unique<ObjectHost>(this, ns, id);
+  slot->enqueue_fetch(std::move(request), std::move(reply));
+}
+
+void Shard::resume(const ResumeTarget& target, std::coroutine_handle<> h) {
+  if (target.generation == 0) {
+    h.resume();
+    reap_workers();
+    return;
+  }
+  ObjectHost* host = find_host(target.ns, target.id);
+  // A host with another generation means the instance was reset and the frame
+  // of h destroyed with it: nothing to continue.
+  if (host && host->generation() == target.generation) host->resume(h);
+}
+
+namespace {
+Driver drive_worker(Runtime* runtime, Request request, Reply reply,
+                    std::vector<uint64_t>* finished, uint64_t id) {
+  Response response;
+  try {
+    response = co_await runtime->worker()(std::move(request), runtime->env());
+  } catch (const Error& e) {
+    response = error_response(e.status());
+  } catch (const std::exception& e) {
+    response = Response::error(500, e.what());
+  } catch (...) {
+    response = Response::error(500, "unknown exception");
+  }
+  reply(std::move(response));
+  finished->push_back(id);
+}
+}  // namespace
+
+void Shard::run_worker(Request request, Reply reply) {
+  uint64_t id = next_worker_id_++;
+  auto run = std::make_unique<WorkerRun>();
+  run->driver = drive_worker(runtime_, std::move(request), std::move(reply), &finished_workers_, id);
+  WorkerRun* raw = run.get();
+  workers_.emplace(id, std::move(run));
+  raw->driver.resume();
+  reap_workers();
+}
+
+void Shard::reap_workers() {
+  for (uint64_t id : finished_workers_) workers_.erase(id);
+  finished_workers_.clear();
+}
+
+bool Shard::quiescent() const {
+  if (!workers_.empty()) return false;
+  for (const auto& [k, h] : hosts_) {
+    if (!h->idle()) return false;
+  }
+  return true;
+}
+
+void Shard::flush_all(std::function<void()> done) {
+  commits_.when_durable(commits_.last_seq(), [done = std::move(done)](Status st) {
+    if (!st) log_error("final flush failed: " + st.message());
+    done();
+  });
+}
+
+void Shard::close_all_objects() {
+  workers_.clear();
+  hosts_.clear();
+}
+
+}  // namespace dobj::internal

@@ -1,0 +1,113 @@
+// Shard: one event-loop thread and everything that lives on it.
+//
+// Each shard owns a Boost.Asio io_context run by one thread, the objects whose
+// IDs hash to it (ObjectHost), their SQLite connections (DbLru), its group
+// commit state, and the worker invocations of connections it accepted. Nothing
+// here is touched from another thread: other threads reach a shard with post().
+#pragma once
+
+#include <chrono>
+#include <coroutine>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "dobj/http.h"
+#include "dobj/id.h"
+#include "runtime/driver.h"
+#include "storage/group_commit.h"
+#include "storage/object_store.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace dobj::internal {
+
+class Runtime;
+class NamespaceImpl;
+class ObjectHost;
+
+// Where a suspended coroutine continues: in an object's turn (host_key set),
+// or plainly on the shard (worker code).
+struct ResumeTarget {
+  class Shard* shard = nullptr;
+  const NamespaceImpl* ns = nullptr;
+  ObjectId id;
+  uint64_t generation = 0;  // 0: not in an object
+};
+
+using Reply = std::function<void(Response)>;
+
+class Shard {
+ public:
+  Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_databases);
+  ~Shard();
+
+  int index() const { return index_; }
+  boost::asio::io_context& io();
+  Runtime& runtime() { return *runtime_; }
+  GroupCommit& commits() { return commits_; }
+  DbLru& lru() { return lru_; }
+
+  // Thread-safe: runs fn on this shard's thread.
+  void post(std::function<void()> fn);
+  void start();
+  // Asks the loop to exit once all posted work ran; join() waits for it.
+  void stop();
+  void join();
+
+  // The shard whose thread is running, or null.
+  static Shard* current();
+
+  // Shard thread only below.
+  // Delivers a fetch to the object `id` of `ns`, creating its host if needed.
+  void deliver_fetch(NamespaceImpl* ns, const ObjectId& id, Request request, Reply reply);
+  // Runs the worker for a request accepted on this shard.
+  void run_worker(Request request, Reply reply);
+  // Continues a coroutine suspended on something outside the object.
+  void resume(const ResumeTarget& target, std::coroutine_handle<> h);
+  // A fresh, shard-unique instance generation (never 0).
+  uint64_t next_generation() { return ++generation_counter_; }
+  ObjectHost* find_host(const NamespaceImpl* ns, const ObjectId& id);
+  // Evicts objects idle for longer than the idle timeout.
+  void evict_idle(std::chrono::steady_clock::time_point now);
+  size_t resident_objects() const { return hosts_.size(); }
+  // Work in flight on this shard: events, pending outputs, unflushed commits.
+  bool quiescent() const;
+  // Flushes every commit and calls done() on this shard when durable.
+  void flush_all(std::function<void()> done);
+  void close_all_objects();
+
+ private:
+  struct HostKey {
+    const NamespaceImpl* ns;
+    ObjectId id;
+    bool operator==(const HostKey& o) const { return ns == o.ns && id == o.id; }
+  };
+  struct HostKeyHash {
+    size_t operator()(const HostKey& k) const {
+      return ObjectIdHash()(k.id) ^ reinterpret_cast<uintptr_t>(k.ns);
+    }
+  };
+  void schedule_sweep();
+  void reap_workers();
+
+  Runtime* runtime_;
+  int index_;
+  struct Loop;
+  std::unique_ptr<Loop> loop_;
+  std::thread thread_;
+  GroupCommit commits_;
+  DbLru lru_;
+  std::unordered_map<HostKey, std::unique_ptr<ObjectHost>, HostKeyHash> hosts_;
+  uint64_t generation_counter_ = 0;
+  struct WorkerRun;
+  std::unordered_map<uint64_t, std::unique_ptr<WorkerRun>> workers_;
+  std::vector<uint64_t> finished_workers_;
+  uint64_t next_worker_id_ = 0;
+};
+
+}  // namespace dobj::internal

@@ -1,0 +1,135 @@
+#include "dobj/server.h"
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <pthread.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "ids/id_factory.h"
+#include "net/http_server.h"
+#include "runtime/runtime.h"
+
+namespace dobj {
+
+struct Server::Impl {
+  std::map<std::string, ObjectFactory> bindings;
+  Worker worker;
+  ServerOptions options;
+  // Destroyed in reverse: the HTTP server before the runtime whose loops it uses.
+  std::unique_ptr<internal::Runtime> runtime;
+  std::unique_ptr<internal::HttpServer> http;
+};
+
+Server::Server() : impl_(std::make_unique<Impl>()) {}
+Server::~Server() { stop(); }
+
+void Server::bind_factory(std::string binding, ObjectFactory factory) {
+  impl_->bindings[std::move(binding)] = std::move(factory);
+}
+
+void Server::worker(Worker worker) { impl_->worker = std::move(worker); }
+
+Status Server::start(const ServerOptions& options) {
+  if (impl_->runtime) return Status(Code::kInternal, "server already started");
+  impl_->options = options;
+  if (Status st = internal::make_dirs(options.data_dir); !st) return st;
+  auto secret = internal::load_or_create_secret(options.data_dir);
+  if (!secret) return secret.status();
+  try {
+    impl_->runtime = std::make_unique<internal::Runtime>(options, impl_->bindings, impl_->worker,
+                                                         *secret);
+    impl_->runtime->start();
+  } catch (const Error& e) {
+    impl_->runtime.reset();
+    return e.status();
+  }
+  impl_->http = std::make_unique<internal::HttpServer>(*impl_->runtime, options);
+  if (Status st = impl_->http->start(); !st) {
+    stop();
+    return st;
+  }
+  return Status::ok();
+}
+
+int Server::port() const { return impl_->http ? impl_->http->port() : 0; }
+
+void Server::stop() {
+  if (!impl_->runtime) return;
+  if (impl_->http) impl_->http->stop(impl_->options.stop_timeout);
+  impl_->runtime->stop(impl_->options.stop_timeout);
+  impl_->http.reset();
+  impl_->runtime.reset();
+}
+
+int Server::run(int argc, char** argv) {
+  ServerOptions o;
+  CLI::App app{"dobj: a Durable Objects runtime"};
+  app.add_option("--listen", o.listen, "HOST:PORT to serve HTTP on (port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--data", o.data_dir, "data folder (created if missing)")->capture_default_str();
+  app.add_option("--shards", o.shards, "event-loop threads (0: one per core)")
+      ->capture_default_str();
+  std::string durability = "fsync";
+  app.add_option("--durability", durability,
+                 "fsync: acknowledge after fdatasync (survives power loss); "
+                 "os: after the OS has the write (survives a process crash)")
+      ->check(CLI::IsMember({"fsync", "os"}))
+      ->capture_default_str();
+  int64_t idle_ms = o.idle_timeout.count();
+  app.add_option("--idle-timeout-ms", idle_ms, "evict an object idle this long")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--max-queue", o.max_queue, "queued events per object before 503 overloaded")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--max-open-databases", o.max_open_databases,
+                 "open SQLite files per shard (least recently used are closed)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--max-header-bytes", o.max_header_bytes, "larger request headers get 431")
+      ->capture_default_str();
+  app.add_option("--max-body-bytes", o.max_body_bytes, "larger request bodies get 413")
+      ->capture_default_str();
+  int64_t conn_idle_ms = o.connection_idle_timeout.count();
+  app.add_option("--connection-idle-timeout-ms", conn_idle_ms,
+                 "close a connection idle this long (408)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  o.durability = durability == "os" ? Durability::kOs : Durability::kFsync;
+  o.idle_timeout = std::chrono::milliseconds(idle_ms);
+  o.connection_idle_timeout = std::chrono::milliseconds(conn_idle_ms);
+
+  // Block the stop signals in every thread; this one waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  if (Status st = start(o); !st) {
+    std::fprintf(stderr, "dobj: cannot start: %s\n", st.message().c_str());
+    return 1;
+  }
+  auto colon = o.listen.rfind(':');
+  std::printf("dobj listening on %s:%d (data %s, %zu shards, durability %s)\n",
+              o.listen.substr(0, colon).c_str(), port(), o.data_dir.c_str(),
+              impl_->runtime->shard_count(), durability.c_str());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  internal::log_info(std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+  stop();
+  internal::log_info("stopped; every acknowledged write is flushed");
+  return 0;
+}
+
+}  // namespace dobj

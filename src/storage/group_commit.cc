@@ -1,0 +1,141 @@
+#include "storage/group_commit.h"
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace dobj::internal {
+
+Result<std::shared_ptr<SyncFile>> SyncFile::open(const std::string& path, bool is_dir) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (is_dir ? O_DIRECTORY : 0));
+  if (fd < 0) return Status(Code::kInternal, "open " + path + ": " + std::strerror(errno));
+  return std::shared_ptr<SyncFile>(new SyncFile(fd, path, is_dir));
+}
+
+SyncFile::~SyncFile() { ::close(fd_); }
+
+Status SyncFile::sync() const {
+  int rc = is_dir_ ? ::fsync(fd_) : ::fdatasync(fd_);
+  if (rc != 0) return Status(Code::kInternal, "fdatasync " + path_ + ": " + std::strerror(errno));
+  return Status::ok();
+}
+
+Flusher::Flusher() = default;
+Flusher::~Flusher() { stop(); }
+
+void Flusher::start() {
+  std::lock_guard lock(mu_);
+  stopping_ = false;
+  if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+}
+
+void Flusher::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Flusher::submit(std::vector<std::shared_ptr<SyncFile>> files, Done done) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(Batch{std::move(files), std::move(done)});
+  }
+  cv_.notify_one();
+}
+
+void Flusher::loop() {
+  for (;;) {
+    std::deque<Batch> batches;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      batches.swap(queue_);
+    }
+    if (int d = faults_.delay_ms.load(); d > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(d));
+    }
+    // One fdatasync per distinct file across every batch taken: shards that
+    // dirtied the same file share it.
+    std::map<const SyncFile*, Status> results;
+    bool inject = false;
+    int pending = faults_.fail_next.load();
+    while (pending > 0 && !faults_.fail_next.compare_exchange_weak(pending, pending - 1)) {
+    }
+    inject = pending > 0;
+    for (auto& b : batches) {
+      for (auto& f : b.files) {
+        if (results.count(f.get())) continue;
+        results[f.get()] = inject ? Status(Code::kInternal, "injected flush failure on " + f->path())
+                                  : f->sync();
+      }
+    }
+    flushes_.fetch_add(1, std::memory_order_relaxed);
+    for (auto& b : batches) {
+      Status st;
+      for (auto& f : b.files) {
+        if (!results[f.get()].is_ok()) {
+          st = results[f.get()];
+          break;
+        }
+      }
+      b.done(st);
+    }
+  }
+}
+
+GroupCommit::GroupCommit(Flusher* flusher, Post post_to_shard)
+    : flusher_(flusher), post_(std::move(post_to_shard)) {}
+
+uint64_t GroupCommit::committed(std::shared_ptr<SyncFile> file, std::shared_ptr<SyncFile> dir) {
+  uint64_t seq = next_seq_++;
+  if (!flusher_) {
+    durable_seq_ = seq;
+    return seq;
+  }
+  if (file) dirty_.emplace(file.get(), std::move(file));
+  if (dir) dirty_.emplace(dir.get(), std::move(dir));
+  return seq;
+}
+
+void GroupCommit::when_durable(uint64_t seq, Waiter waiter) {
+  if (seq <= durable_seq_) {
+    waiter(Status::ok());
+    return;
+  }
+  waiters_.emplace(seq, std::move(waiter));
+  maybe_flush();
+}
+
+void GroupCommit::maybe_flush() {
+  if (in_flight_ || waiters_.empty()) return;
+  uint64_t upto = next_seq_ - 1;
+  std::vector<std::shared_ptr<SyncFile>> files;
+  files.reserve(dirty_.size());
+  for (auto& [k, f] : dirty_) files.push_back(std::move(f));
+  dirty_.clear();
+  in_flight_ = true;
+  flusher_->submit(std::move(files), [this, upto](Status st) {
+    post_([this, upto, st = std::move(st)]() mutable { flushed(upto, std::move(st)); });
+  });
+}
+
+void GroupCommit::flushed(uint64_t upto, Status status) {
+  in_flight_ = false;
+  if (upto > durable_seq_) durable_seq_ = upto;
+  // Waiters released now may commit again and add waiters; take the ready ones first.
+  std::vector<Waiter> ready;
+  while (!waiters_.empty() && waiters_.begin()->first <= upto) {
+    ready.push_back(std::move(waiters_.begin()->second));
+    waiters_.erase(waiters_.begin());
+  }
+  for (auto& w : ready) w(status);
+  maybe_flush();
+}
+
+}  // namespace dobj::internal

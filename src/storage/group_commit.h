@@ -1,0 +1,116 @@
+// Group commit: many commits, one flush.
+//
+// Objects commit their turns to their SQLite WAL files without syncing. Each
+// commit gets a sequence number from its shard's GroupCommit and the WAL file
+// it dirtied. When no flush is in flight, the shard hands every file dirtied
+// since the last flush to the node's Flusher thread in one batch; commits that
+// arrive meanwhile wait for the next batch. So 64 concurrent increments of one
+// counter cost one or two fdatasyncs, not 64, and a flush of many objects'
+// files is one trip to the flusher thread.
+//
+// Durability::kOs mode skips the flush: a commit is durable (against a crash
+// of the process) once SQLite has written it, so waiters run at once.
+//
+// Threads: Flusher is node-wide and thread-safe (submit from any shard).
+// GroupCommit belongs to one shard thread; the flusher's completions reach it
+// through the post function it was given.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dobj/status.h"
+
+namespace dobj::internal {
+
+// A file descriptor kept open for fdatasync. Shared because a flush in flight
+// may outlive the database connection that dirtied the file.
+class SyncFile {
+ public:
+  static Result<std::shared_ptr<SyncFile>> open(const std::string& path, bool is_dir);
+  ~SyncFile();
+  Status sync() const;
+  const std::string& path() const { return path_; }
+
+ private:
+  SyncFile(int fd, std::string path, bool is_dir) : fd_(fd), path_(std::move(path)), is_dir_(is_dir) {}
+  int fd_;
+  std::string path_;
+  bool is_dir_;
+};
+
+// Test hook: makes flushes fail or slow, to exercise failure paths.
+struct FlushFaults {
+  std::atomic<int> fail_next{0};          // fail this many upcoming flushes
+  std::atomic<int> delay_ms{0};           // sleep before each flush
+};
+
+class Flusher {
+ public:
+  using Done = std::function<void(Status)>;  // runs on the flusher thread
+  Flusher();
+  ~Flusher();
+  void start();
+  // Finishes every submitted batch, then joins the thread.
+  void stop();
+  void submit(std::vector<std::shared_ptr<SyncFile>> files, Done done);
+  FlushFaults& faults() { return faults_; }
+  uint64_t flush_count() const { return flushes_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Batch {
+    std::vector<std::shared_ptr<SyncFile>> files;
+    Done done;
+  };
+  void loop();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Batch> queue_;  // guarded by mu_
+  bool stopping_ = false;    // guarded by mu_
+  std::thread thread_;
+  FlushFaults faults_;
+  std::atomic<uint64_t> flushes_{0};
+};
+
+class GroupCommit {
+ public:
+  using Post = std::function<void(std::function<void()>)>;
+  using Waiter = std::function<void(Status)>;
+
+  // flusher null means Durability::kOs: no flush.
+  GroupCommit(Flusher* flusher, Post post_to_shard);
+
+  // Records a commit that dirtied `file` (and `dir`, when it created an entry in
+  // it); returns its sequence number.
+  uint64_t committed(std::shared_ptr<SyncFile> file, std::shared_ptr<SyncFile> dir);
+  // Calls waiter(ok) once every commit up to seq is durable, or waiter(error) if
+  // the flush carrying it failed. Runs at once when already durable.
+  void when_durable(uint64_t seq, Waiter waiter);
+  uint64_t durable_seq() const { return durable_seq_; }
+  uint64_t last_seq() const { return next_seq_ - 1; }
+  bool idle() const { return !in_flight_ && dirty_.empty() && waiters_.empty(); }
+
+ private:
+  void maybe_flush();
+  void flushed(uint64_t upto, Status status);
+
+  Flusher* flusher_;
+  Post post_;
+  uint64_t next_seq_ = 1;
+  uint64_t durable_seq_ = 0;
+  bool in_flight_ = false;
+  std::map<const SyncFile*, std::shared_ptr<SyncFile>> dirty_;
+  std::multimap<uint64_t, Waiter> waiters_;
+};
+
+}  // namespace dobj::internal

@@ -1,0 +1,271 @@
+#include "storage/object_store.h"
+
+#include "base/fs.h"
+
+namespace dobj::internal {
+namespace {
+
+constexpr const char* kOpenPragmas =
+    "PRAGMA locking_mode=EXCLUSIVE;"
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"
+    "PRAGMA foreign_keys=ON;"
+    "PRAGMA cache_size=-256;";
+
+constexpr const char* kSchema =
+    "CREATE TABLE IF NOT EXISTS _dobj_kv("
+    "key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;";
+
+// The smallest string greater than every string with this prefix, or nullopt
+// when there is none (the prefix is all 0xff bytes).
+std::optional<std::string> prefix_successor(std::string prefix) {
+  while (!prefix.empty()) {
+    unsigned char c = static_cast<unsigned char>(prefix.back());
+    if (c != 0xff) {
+      prefix.back() = static_cast<char>(c + 1);
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+void DbLru::touch(ObjectStore* store) {
+  if (store->in_lru_) {
+    if (store->lru_pos_ != list_.begin()) list_.splice(list_.begin(), list_, store->lru_pos_);
+    return;
+  }
+  list_.push_front(store);
+  store->lru_pos_ = list_.begin();
+  store->in_lru_ = true;
+  enforce();
+}
+
+void DbLru::remove(ObjectStore* store) {
+  if (!store->in_lru_) return;
+  list_.erase(store->lru_pos_);
+  store->in_lru_ = false;
+}
+
+void DbLru::enforce() {
+  auto it = list_.end();
+  while (list_.size() > capacity_ && it != list_.begin()) {
+    --it;
+    ObjectStore* victim = *it;
+    if (victim->in_txn_ || it == list_.begin()) continue;  // never the one just touched
+    auto prev = it;
+    ++prev;  // close_connection erases `it`; resume from the element after it
+    victim->close_connection();
+    it = prev;
+  }
+}
+
+ObjectStore::ObjectStore(StoreEnv env, std::string dir, std::string file_name)
+    : env_(env), dir_(std::move(dir)), path_(dir_ + "/" + file_name) {}
+
+ObjectStore::~ObjectStore() {
+  if (in_txn_) (void)db_.exec("ROLLBACK");
+  close_connection();
+}
+
+void ObjectStore::fail(std::string_view what) {
+  if (in_txn_) broken_ = true;
+  throw Error(db_.error(Code::kInternal, what));
+}
+
+Stmt* ObjectStore::stmt(const std::string& sql) {
+  auto s = db_.cached(sql);
+  if (!s) {
+    if (in_txn_) broken_ = true;
+    throw Error(s.status());
+  }
+  return *s;
+}
+
+bool ObjectStore::ensure_open(bool create) {
+  if (db_.is_open()) {
+    env_.lru->touch(this);
+    return true;
+  }
+  if (!create && (file_known_missing_ || !file_exists(path_))) {
+    file_known_missing_ = true;
+    return false;
+  }
+  bool existed = !file_known_missing_ && file_exists(path_);
+  bool wal_existed = existed && file_exists(path_ + "-wal");
+  if (!existed) {
+    bool dir_existed = file_exists(dir_);
+    if (Status st = make_dirs(dir_); !st) throw Error(st);
+    if (!dir_existed) {
+      // A new shard folder: its own entry in the namespace folder must be durable.
+      auto slash = dir_.rfind('/');
+      if (Status st = sync_dir(dir_.substr(0, slash)); !st) throw Error(st);
+    }
+  }
+  if (Status st = db_.open(path_, create); !st) throw Error(st);
+  sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  if (Status st = db_.exec(kOpenPragmas); !st) {
+    db_.close();
+    throw Error(st);
+  }
+  file_known_missing_ = false;
+  if (!existed || !wal_existed) {
+    auto dir = SyncFile::open(dir_, /*is_dir=*/true);
+    if (!dir) {
+      db_.close();
+      throw Error(dir.status());
+    }
+    dir_to_sync_ = std::move(*dir);
+  }
+  env_.lru->touch(this);
+  return true;
+}
+
+void ObjectStore::begin_write() {
+  ensure_open(/*create=*/true);
+  if (in_txn_) return;
+  if (Status st = db_.exec("BEGIN"); !st) throw Error(st);
+  in_txn_ = true;
+  if (Status st = db_.exec(kSchema); !st) {
+    broken_ = true;
+    throw Error(st);
+  }
+}
+
+std::optional<std::string> ObjectStore::get(std::string_view key) {
+  if (!ensure_open(false)) return std::nullopt;
+  Stmt* s = stmt("SELECT value FROM _dobj_kv WHERE key = ?1");
+  s->bind_blob(1, key);
+  int rc = s->step();
+  if (rc == SQLITE_ROW) return std::string(s->column_blob(0));
+  if (rc != SQLITE_DONE) fail("get");
+  return std::nullopt;
+}
+
+void ObjectStore::put(std::string_view key, std::string_view value) {
+  begin_write();
+  Stmt* s = stmt("INSERT OR REPLACE INTO _dobj_kv(key, value) VALUES (?1, ?2)");
+  s->bind_blob(1, key);
+  s->bind_blob(2, value);
+  if (s->step() != SQLITE_DONE) fail("put");
+}
+
+bool ObjectStore::remove(std::string_view key) {
+  if (!ensure_open(false)) return false;
+  begin_write();
+  Stmt* s = stmt("DELETE FROM _dobj_kv WHERE key = ?1");
+  s->bind_blob(1, key);
+  if (s->step() != SQLITE_DONE) fail("delete");
+  return sqlite3_changes(db_.get()) > 0;
+}
+
+std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOptions& o) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!ensure_open(false)) return out;
+  std::optional<std::string> lower;
+  bool lower_inclusive = true;
+  if (o.start) lower = o.start;
+  if (o.start_after) {
+    lower = o.start_after;
+    lower_inclusive = false;
+  }
+  std::optional<std::string> upper = o.end;
+  if (o.prefix) {
+    if (!lower || *o.prefix > *lower || (*o.prefix == *lower && lower_inclusive)) {
+      lower = o.prefix;
+      lower_inclusive = true;
+    }
+    if (auto succ = prefix_successor(*o.prefix); succ && (!upper || *succ < *upper)) upper = succ;
+  }
+  if (lower && upper && *lower >= *upper) return out;
+
+  std::string sql = "SELECT key, value FROM _dobj_kv";
+  const char* joiner = " WHERE ";
+  if (lower) {
+    sql += joiner;
+    sql += lower_inclusive ? "key >= ?1" : "key > ?1";
+    joiner = " AND ";
+  }
+  if (upper) {
+    sql += joiner;
+    sql += "key < ?2";
+  }
+  sql += o.reverse ? " ORDER BY key DESC" : " ORDER BY key";
+  if (o.limit) sql += " LIMIT ?3";
+  Stmt* s = stmt(sql);
+  if (lower) s->bind_blob(1, *lower);
+  if (upper) s->bind_blob(2, *upper);
+  if (o.limit) s->bind_int(3, *o.limit);
+  int rc;
+  while ((rc = s->step()) == SQLITE_ROW) {
+    out.emplace_back(std::string(s->column_blob(0)), std::string(s->column_blob(1)));
+  }
+  if (rc != SQLITE_DONE) fail("list");
+  return out;
+}
+
+void ObjectStore::delete_all() {
+  if (!ensure_open(false)) return;
+  begin_write();
+  if (Status st = db_.exec("DELETE FROM _dobj_kv"); !st) {
+    broken_ = true;
+    throw Error(st);
+  }
+}
+
+void ObjectStore::begin_nested() {
+  begin_write();
+  std::string sql = "SAVEPOINT n" + std::to_string(nested_);
+  if (Status st = db_.exec(sql.c_str()); !st) {
+    broken_ = true;
+    throw Error(st);
+  }
+  ++nested_;
+}
+
+void ObjectStore::end_nested(bool commit) {
+  --nested_;
+  std::string name = "n" + std::to_string(nested_);
+  std::string sql =
+      commit ? "RELEASE " + name : "ROLLBACK TO " + name + "; RELEASE " + name;
+  if (Status st = db_.exec(sql.c_str()); !st) {
+    broken_ = true;
+    throw Error(st);
+  }
+}
+
+Status ObjectStore::end_turn() {
+  if (!in_txn_) return Status::ok();
+  nested_ = 0;
+  if (broken_) {
+    broken_ = false;
+    in_txn_ = false;
+    (void)db_.exec("ROLLBACK");
+    return Status(Code::kReset, "a storage operation failed; the turn's writes were discarded");
+  }
+  Status st = db_.exec("COMMIT");
+  in_txn_ = false;
+  if (!st) {
+    (void)db_.exec("ROLLBACK");
+    return Status(Code::kReset, "commit failed: " + st.message());
+  }
+  if (!wal_file_) {
+    auto f = SyncFile::open(path_ + "-wal", /*is_dir=*/false);
+    if (!f) return Status(Code::kReset, f.status().message());
+    wal_file_ = std::move(*f);
+  }
+  last_commit_seq_ = env_.commits->committed(wal_file_, std::move(dir_to_sync_));
+  dir_to_sync_.reset();
+  return Status::ok();
+}
+
+void ObjectStore::close_connection() {
+  if (in_txn_) return;
+  env_.lru->remove(this);
+  db_.close();
+  wal_file_.reset();
+}
+
+}  // namespace dobj::internal

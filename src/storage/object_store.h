@@ -1,0 +1,110 @@
+// ObjectStore: one object's SQLite database, its key-value table and its
+// per-turn write batch.
+//
+// File: <data>/objects/<namespace>/<first two hex digits>/<id>.sqlite, WAL mode,
+// exclusive locking (one connection per file, no shared-memory index), created
+// on the first write only, so reading an object that never wrote makes no file.
+//
+// Batching: the first write of a turn opens a SQLite transaction; end_turn()
+// commits it and registers the commit with the shard's GroupCommit. Nested
+// storage transactions are savepoints inside it. Any SQLite failure while
+// writing marks the store broken: end_turn() then rolls back and reports it,
+// and the runtime resets the object.
+//
+// Open connections per shard are capped by DbLru: the least recently used
+// store whose connection is not inside a turn is closed (no checkpoint on
+// close; the WAL is replayed on the next open).
+//
+// Thread affinity: the owning shard thread only.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dobj/storage.h"
+#include "storage/group_commit.h"
+#include "storage/sqlite.h"
+
+namespace dobj::internal {
+
+class ObjectStore;
+
+// Least-recently-used list of stores with an open connection, one per shard.
+class DbLru {
+ public:
+  explicit DbLru(size_t capacity) : capacity_(capacity) {}
+  void touch(ObjectStore* store);
+  void remove(ObjectStore* store);
+  size_t open_count() const { return list_.size(); }
+
+ private:
+  friend class ObjectStore;
+  void enforce();
+  size_t capacity_;
+  std::list<ObjectStore*> list_;
+};
+
+struct StoreEnv {
+  GroupCommit* commits;
+  DbLru* lru;
+};
+
+class ObjectStore {
+ public:
+  ObjectStore(StoreEnv env, std::string dir, std::string file_name);
+  ~ObjectStore();
+  ObjectStore(const ObjectStore&) = delete;
+  ObjectStore& operator=(const ObjectStore&) = delete;
+
+  // Key-value operations. Reads of a store with no file see nothing. Throw
+  // dobj::Error on bad input (kInvalidArgument) or storage failure (kInternal).
+  std::optional<std::string> get(std::string_view key);
+  void put(std::string_view key, std::string_view value);
+  bool remove(std::string_view key);
+  std::vector<std::pair<std::string, std::string>> list(const ListOptions& options);
+  void delete_all();
+
+  void begin_nested();
+  void end_nested(bool commit);
+
+  // Commits the turn's batch, if it wrote anything. On failure the batch is
+  // rolled back and the error returned; the caller must reset the object.
+  Status end_turn();
+  // The sequence number of this store's last commit (0 if none); responses that
+  // follow it wait until GroupCommit says it is durable.
+  uint64_t last_commit_seq() const { return last_commit_seq_; }
+  bool in_turn_transaction() const { return in_txn_; }
+  // Closes the connection (the next operation reopens it). No-op inside a turn.
+  void close_connection();
+  const std::string& path() const { return path_; }
+
+ private:
+  friend class DbLru;
+  // Opens the connection; with create, creates the file and schema. Returns
+  // false when the file does not exist and create is false.
+  bool ensure_open(bool create);
+  void begin_write();
+  [[noreturn]] void fail(std::string_view what);
+  Stmt* stmt(const std::string& sql);
+
+  StoreEnv env_;
+  std::string dir_;
+  std::string path_;
+  Db db_;
+  std::shared_ptr<SyncFile> wal_file_;
+  std::shared_ptr<SyncFile> dir_to_sync_;  // set when this connection created entries
+  bool file_known_missing_ = false;
+  bool in_txn_ = false;
+  bool broken_ = false;
+  int nested_ = 0;
+  uint64_t last_commit_seq_ = 0;
+  std::list<ObjectStore*>::iterator lru_pos_;
+  bool in_lru_ = false;
+};
+
+}  // namespace dobj::internal

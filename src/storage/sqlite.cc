@@ -1,0 +1,54 @@
+#include "storage/sqlite.h"
+
+namespace dobj::internal {
+
+Status Db::open(const std::string& path, bool create) {
+  close();
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    Status st(rc == SQLITE_CANTOPEN ? Code::kNotFound : Code::kInternal,
+              "cannot open " + path + ": " + (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc)));
+    close();
+    return st;
+  }
+  sqlite3_extended_result_codes(db_, 1);
+  return Status::ok();
+}
+
+void Db::close() {
+  cache_.clear();
+  if (db_) sqlite3_close_v2(db_);
+  db_ = nullptr;
+}
+
+Status Db::exec(const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    return Status(Code::kInternal, msg);
+  }
+  return Status::ok();
+}
+
+Result<Stmt*> Db::cached(const std::string& sql) {
+  auto it = cache_.find(sql);
+  if (it != cache_.end()) {
+    it->second.reset();
+    return &it->second;
+  }
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+  if (rc != SQLITE_OK) return error(Code::kInternal, "prepare");
+  auto [pos, inserted] = cache_.emplace(sql, Stmt(s));
+  return &pos->second;
+}
+
+Status Db::error(Code code, std::string_view what) const {
+  return Status(code, std::string(what) + ": " + (db_ ? sqlite3_errmsg(db_) : "no database"));
+}
+
+}  // namespace dobj::internal

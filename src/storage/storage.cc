@@ -1,0 +1,150 @@
+// The object-facing Storage API: input checks, then ObjectStore.
+#include "dobj/storage.h"
+
+#include <algorithm>
+
+#include "storage/object_store.h"
+
+namespace dobj {
+namespace {
+
+void check_key(std::string_view key) {
+  if (key.size() > Storage::kMaxKeyBytes) {
+    throw Error(Code::kInvalidArgument, "key is " + std::to_string(key.size()) +
+                                            " bytes; the limit is " +
+                                            std::to_string(Storage::kMaxKeyBytes));
+  }
+}
+
+void check_value(std::string_view key, std::string_view stored) {
+  if (stored.size() > Storage::kMaxValueBytes) {
+    throw Error(Code::kInvalidArgument,
+                "value of key '" + std::string(key.substr(0, 64)) + "' is " +
+                    std::to_string(stored.size()) + " bytes serialized; the limit is " +
+                    std::to_string(Storage::kMaxValueBytes));
+  }
+}
+
+void check_batch(size_t n) {
+  if (n > Storage::kMaxBatchKeys) {
+    throw Error(Code::kInvalidArgument, "a batch has " + std::to_string(n) +
+                                            " keys; the limit is " +
+                                            std::to_string(Storage::kMaxBatchKeys));
+  }
+}
+
+}  // namespace
+
+std::optional<std::string> Storage::get_raw(std::string_view key) {
+  check_key(key);
+  return store_->get(key);
+}
+
+std::vector<std::pair<std::string, std::string>> Storage::get_raw(
+    const std::vector<std::string>& keys) {
+  check_batch(keys.size());
+  for (const auto& k : keys) check_key(k);
+  std::vector<std::string> sorted = keys;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& k : sorted) {
+    if (auto v = store_->get(k)) out.emplace_back(k, std::move(*v));
+  }
+  return out;
+}
+
+void Storage::put_raw(std::string_view key, std::string_view stored) {
+  check_key(key);
+  check_value(key, stored);
+  store_->put(key, stored);
+}
+
+void Storage::put_raw(const std::vector<std::pair<std::string, std::string>>& entries) {
+  check_batch(entries.size());
+  for (const auto& [k, v] : entries) {
+    check_key(k);
+    check_value(k, v);
+  }
+  // All or nothing, even within a turn that goes on after a failure.
+  transaction_sync([&] {
+    for (const auto& [k, v] : entries) store_->put(k, v);
+  });
+}
+
+bool Storage::remove(std::string_view key) {
+  check_key(key);
+  return store_->remove(key);
+}
+
+size_t Storage::remove(const std::vector<std::string>& keys) {
+  check_batch(keys.size());
+  for (const auto& k : keys) check_key(k);
+  std::vector<std::string> sorted = keys;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  return transaction_sync([&] {
+    size_t n = 0;
+    for (const auto& k : sorted) n += store_->remove(k) ? 1 : 0;
+    return n;
+  });
+}
+
+std::vector<std::pair<std::string, std::string>> Storage::list_raw(const ListOptions& options) {
+  if (options.start && options.start_after) {
+    throw Error(Code::kInvalidArgument, "list: start and startAfter cannot be used together");
+  }
+  if (options.limit && *options.limit <= 0) {
+    throw Error(Code::kInvalidArgument, "list: limit must be a positive integer");
+  }
+  for (const auto* k : {&options.start, &options.start_after, &options.end, &options.prefix}) {
+    if (*k) check_key(**k);
+  }
+  return store_->list(options);
+}
+
+void Storage::delete_all() { store_->delete_all(); }
+
+void Storage::begin_nested() { store_->begin_nested(); }
+void Storage::end_nested(bool commit) { store_->end_nested(commit); }
+void Storage::abandon_nested() {
+  try {
+    store_->end_nested(/*commit=*/false);
+  } catch (...) {
+    // The store is marked broken; end_turn reports it and the object resets.
+  }
+}
+
+namespace internal {
+
+const char* tag_name(char tag) {
+  switch (tag) {
+    case 'i': return "an integer";
+    case 'd': return "a double";
+    case 's': return "a string";
+    case 'b': return "bytes";
+    case 'j': return "JSON";
+    case 'u': return "a user type";
+    default: return "an unknown type";
+  }
+}
+
+void throw_type_mismatch(char stored_tag, const char* wanted) {
+  throw Error(Code::kInvalidArgument, std::string("stored value is ") + tag_name(stored_tag) +
+                                          ", not " + wanted);
+}
+
+Json decode_json_any(std::string_view stored) {
+  if (stored.empty()) throw_type_mismatch('\0', "JSON");
+  std::string_view p = stored.substr(1);
+  switch (stored[0]) {
+    case 'j': return Codec<Json>::decode(p);
+    case 'i': return Json(Codec<int64_t>::decode(p));
+    case 'd': return Json(Codec<double>::decode(p));
+    case 's': return Json(std::string(p));
+    default: throw_type_mismatch(stored[0], "JSON");
+  }
+}
+
+}  // namespace internal
+}  // namespace dobj
