@@ -9,3 +9,4 @@
 #include "dobj/status.h"
 #include "dobj/storage.h"
 #include "dobj/task.h"
+#include "dobj/timer.h"

@@ -58,7 +58,8 @@ struct ObjectHost::BlockState {
 ObjectHost::ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id)
     : shard_(shard), ns_(ns), id_(std::move(id)), generation_(shard->next_generation()) {
   std::string hex = id_.to_string();
-  store_ = std::make_unique<ObjectStore>(StoreEnv{&shard->commits(), &shard->lru()},
+  store_ = std::make_unique<ObjectStore>(StoreEnv{&shard->commits(), &shard->lru(),
+                                                                  &shard->runtime().store_faults()},
                                          ns_->dir() + "/" + hex.substr(0, 2), hex + ".sqlite");
   last_active_ = std::chrono::steady_clock::now();
 }

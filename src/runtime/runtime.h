@@ -55,6 +55,7 @@ class Runtime {
   size_t shard_count() const { return shards_.size(); }
   Shard& shard_for(const ObjectId& id) { return *shards_[id.hash() % shards_.size()]; }
   Flusher* flusher() { return flusher_.get(); }
+  StoreFaults& store_faults() { return store_faults_; }
 
   void start();
   // Waits until no shard has work in flight (or the timeout passes), flushes
@@ -66,6 +67,7 @@ class Runtime {
   Env env_;
   Worker worker_;
   std::unique_ptr<Flusher> flusher_;
+  StoreFaults store_faults_;
   std::vector<std::unique_ptr<NamespaceImpl>> namespaces_;
   std::vector<std::unique_ptr<Shard>> shards_;
 };

@@ -4,7 +4,10 @@
 #include <csignal>
 #include <cstdio>
 #include <map>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -18,6 +21,7 @@ struct Server::Impl {
   std::map<std::string, ObjectFactory> bindings;
   Worker worker;
   ServerOptions options;
+  int lock_fd = -1;  // flock on <data>/LOCK: one server per data folder
   // Destroyed in reverse: the HTTP server before the runtime whose loops it uses.
   std::unique_ptr<internal::Runtime> runtime;
   std::unique_ptr<internal::HttpServer> http;
@@ -36,14 +40,28 @@ Status Server::start(const ServerOptions& options) {
   if (impl_->runtime) return Status(Code::kInternal, "server already started");
   impl_->options = options;
   if (Status st = internal::make_dirs(options.data_dir); !st) return st;
+  // The databases are opened without SQLite's file locks, so no second
+  // server may share the folder.
+  std::string lock_path = options.data_dir + "/LOCK";
+  impl_->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (impl_->lock_fd < 0 || flock(impl_->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (impl_->lock_fd >= 0) ::close(impl_->lock_fd);
+    impl_->lock_fd = -1;
+    return Status(Code::kUnavailable,
+                  "data folder " + options.data_dir + " is in use by another dobj server");
+  }
   auto secret = internal::load_or_create_secret(options.data_dir);
-  if (!secret) return secret.status();
+  if (!secret) {
+    stop();
+    return secret.status();
+  }
   try {
     impl_->runtime = std::make_unique<internal::Runtime>(options, impl_->bindings, impl_->worker,
                                                          *secret);
     impl_->runtime->start();
   } catch (const Error& e) {
     impl_->runtime.reset();
+    stop();
     return e.status();
   }
   impl_->http = std::make_unique<internal::HttpServer>(*impl_->runtime, options);
@@ -57,11 +75,16 @@ Status Server::start(const ServerOptions& options) {
 int Server::port() const { return impl_->http ? impl_->http->port() : 0; }
 
 void Server::stop() {
-  if (!impl_->runtime) return;
-  if (impl_->http) impl_->http->stop(impl_->options.stop_timeout);
-  impl_->runtime->stop(impl_->options.stop_timeout);
-  impl_->http.reset();
-  impl_->runtime.reset();
+  if (impl_->runtime) {
+    if (impl_->http) impl_->http->stop(impl_->options.stop_timeout);
+    impl_->runtime->stop(impl_->options.stop_timeout);
+    impl_->http.reset();
+    impl_->runtime.reset();
+  }
+  if (impl_->lock_fd >= 0) {
+    ::close(impl_->lock_fd);
+    impl_->lock_fd = -1;
+  }
 }
 
 int Server::run(int argc, char** argv) {

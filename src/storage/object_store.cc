@@ -245,7 +245,13 @@ Status ObjectStore::end_turn() {
     (void)db_.exec("ROLLBACK");
     return Status(Code::kReset, "a storage operation failed; the turn's writes were discarded");
   }
-  Status st = db_.exec("COMMIT");
+  Status st = Status::ok();
+  if (env_.faults && env_.faults->fail_next_commits.load() > 0) {
+    env_.faults->fail_next_commits.fetch_sub(1);
+    st = Status(Code::kInternal, "injected commit failure");
+  } else {
+    st = db_.exec("COMMIT");
+  }
   in_txn_ = false;
   if (!st) {
     (void)db_.exec("ROLLBACK");

@@ -18,6 +18,7 @@
 // Thread affinity: the owning shard thread only.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -49,9 +50,15 @@ class DbLru {
   std::list<ObjectStore*> list_;
 };
 
+// Test hook: makes commits fail as a full disk or an I/O error would.
+struct StoreFaults {
+  std::atomic<int> fail_next_commits{0};
+};
+
 struct StoreEnv {
   GroupCommit* commits;
   DbLru* lru;
+  StoreFaults* faults = nullptr;  // optional
 };
 
 class ObjectStore {

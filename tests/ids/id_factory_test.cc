@@ -1,0 +1,93 @@
+#include "ids/id_factory.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "support/server_process.h"
+
+namespace dobj::internal {
+namespace {
+
+Secret secret_of(uint8_t b) {
+  Secret s;
+  s.fill(b);
+  return s;
+}
+
+TEST(IdFactory, SameNameGivesSameIdAndCarriesTheName) {
+  IdFactory a(secret_of(1), "COUNTER");
+  IdFactory again(secret_of(1), "COUNTER");
+  ObjectId x = a.from_name("alice");
+  EXPECT_EQ(x, again.from_name("alice"));
+  EXPECT_EQ(x.to_string().size(), 64u);
+  ASSERT_TRUE(x.name().has_value());
+  EXPECT_EQ(*x.name(), "alice");
+  EXPECT_NE(x, a.from_name("bob"));
+}
+
+TEST(IdFactory, NamesMapToDifferentIdsInDifferentNamespacesAndSecrets) {
+  EXPECT_NE(IdFactory(secret_of(1), "A").from_name("x"), IdFactory(secret_of(1), "B").from_name("x"));
+  EXPECT_NE(IdFactory(secret_of(1), "A").from_name("x"), IdFactory(secret_of(2), "A").from_name("x"));
+}
+
+TEST(IdFactory, UniqueIdsNeverRepeat) {
+  IdFactory f(secret_of(3), "NS");
+  std::set<std::string> seen;
+  for (int i = 0; i < 100000; ++i) ASSERT_TRUE(seen.insert(f.unique().to_string()).second);
+}
+
+TEST(IdFactory, StringRoundTripsButLosesTheName) {
+  IdFactory f(secret_of(4), "NS");
+  for (ObjectId id : {f.from_name("n"), f.unique()}) {
+    auto parsed = f.from_string(id.to_string());
+    ASSERT_TRUE(parsed.is_ok()) << parsed.status().message();
+    EXPECT_EQ(*parsed, id);
+    EXPECT_FALSE(parsed->name().has_value());
+  }
+}
+
+TEST(IdFactory, RejectsMalformedStringsWithAClearError) {
+  IdFactory f(secret_of(5), "NS");
+  std::string good = f.unique().to_string();
+  std::string upper = good;
+  for (char& c : upper) c = static_cast<char>(toupper(c));
+  for (const std::string& bad : {std::string(), good.substr(1), good + "0", upper,
+                                 std::string(64, 'g'), good.substr(0, 63) + "-"}) {
+    auto r = f.from_string(bad);
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("invalid object ID"), std::string::npos);
+  }
+}
+
+TEST(IdFactory, RejectsEveryFlippedDigit) {
+  IdFactory f(secret_of(6), "NS");
+  std::string good = f.from_name("x").to_string();
+  for (size_t i = 0; i < good.size(); ++i) {
+    std::string bad = good;
+    bad[i] = bad[i] == '0' ? '1' : '0';
+    EXPECT_FALSE(f.from_string(bad).is_ok()) << "digit " << i;
+  }
+}
+
+TEST(IdFactory, RejectsIdsOfAnotherNamespace) {
+  IdFactory a(secret_of(7), "A");
+  IdFactory b(secret_of(7), "B");
+  auto r = b.from_string(a.unique().to_string());
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("namespace B"), std::string::npos);
+}
+
+TEST(Secret, IsCreatedOnceAndReadBackAfterwards) {
+  test::TempDir dir;
+  auto first = load_or_create_secret(dir.path());
+  ASSERT_TRUE(first.is_ok());
+  auto second = load_or_create_secret(dir.path());
+  ASSERT_TRUE(second.is_ok());
+  EXPECT_EQ(*first, *second);
+  EXPECT_EQ(IdFactory(*first, "N").from_name("x"), IdFactory(*second, "N").from_name("x"));
+}
+
+}  // namespace
+}  // namespace dobj::internal

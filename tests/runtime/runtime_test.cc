@@ -1,0 +1,193 @@
+// The runtime without HTTP: requests go straight to objects on their shards.
+#include "runtime/runtime.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "dobj/timer.h"
+#include "support/server_process.h"
+
+namespace dobj::internal {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::atomic<int> g_constructions{0};
+
+// Counts constructions; answers with the in-memory request count and the
+// stored counter. ?sleep=MS awaits a timer first; ?throw=1 throws.
+class Probe : public DurableObject {
+ public:
+  Probe(State& s, Env& e) : DurableObject(s, e) { ++g_constructions; }
+  Task<Response> fetch(Request req) override {
+    ++requests_;
+    if (auto ms = req.query("sleep")) co_await sleep_for(std::chrono::milliseconds(std::stoi(*ms)));
+    if (req.query("throw")) throw std::runtime_error("handler failed");
+    int64_t n = storage().get<int64_t>("n").value_or(0);
+    if (req.method == "POST") storage().put("n", ++n);
+    nlohmann::json j = {{"n", n}, {"requests", requests_}};
+    co_return Response::json(j.dump());
+  }
+
+ private:
+  int requests_ = 0;
+};
+
+// Its constructor sets up state asynchronously under block_concurrency_while.
+class SlowStart : public DurableObject {
+ public:
+  SlowStart(State& s, Env& e) : DurableObject(s, e) {
+    (void)state().block_concurrency_while([this]() -> Task<void> {
+      co_await sleep_for(100ms);
+      ready_ = true;
+    });
+  }
+  Task<Response> fetch(Request) override { co_return Response::text(ready_ ? "ready" : "not ready"); }
+
+ private:
+  bool ready_ = false;
+};
+
+class Harness {
+ public:
+  explicit Harness(ServerOptions o = {}) {
+    o.data_dir = dir_.path();
+    if (o.shards == 0) o.shards = 2;
+    Secret secret{};
+    std::map<std::string, ObjectFactory> bindings;
+    bindings["PROBE"] = [](State& s, Env& e) { return std::make_unique<Probe>(s, e); };
+    bindings["SLOW_START"] = [](State& s, Env& e) { return std::make_unique<SlowStart>(s, e); };
+    runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret);
+    runtime_->start();
+  }
+  ~Harness() { runtime_->stop(5s); }
+
+  std::future<Response> send(const std::string& binding, const std::string& name,
+                             const std::string& method, const std::string& target = "/") {
+    NamespaceImpl* ns = runtime_->find_namespace(binding);
+    ObjectId id = ns->ids().from_name(name);
+    auto p = std::make_shared<std::promise<Response>>();
+    auto f = p->get_future();
+    Request req;
+    req.method = method;
+    req.target = target;
+    Shard& shard = runtime_->shard_for(id);
+    shard.post([&shard, ns, id, req, p] {
+      shard.deliver_fetch(ns, id, req, [p](Response r) { p->set_value(std::move(r)); });
+    });
+    return f;
+  }
+  nlohmann::json json(const std::string& binding, const std::string& name,
+                      const std::string& method, const std::string& target = "/") {
+    return nlohmann::json::parse(send(binding, name, method, target).get().body);
+  }
+  Runtime& runtime() { return *runtime_; }
+
+ private:
+  test::TempDir dir_;
+  std::unique_ptr<Runtime> runtime_;
+};
+
+TEST(Runtime, ConcurrentIncrementsOfOneObjectAreSerialized) {
+  Harness h;
+  std::vector<std::future<Response>> futures;
+  for (int i = 0; i < 100; ++i) futures.push_back(h.send("PROBE", "c", "POST"));
+  std::set<int64_t> answers;
+  for (auto& f : futures) answers.insert(nlohmann::json::parse(f.get().body)["n"].get<int64_t>());
+  EXPECT_EQ(answers.size(), 100u);
+  EXPECT_EQ(*answers.begin(), 1);
+  EXPECT_EQ(*answers.rbegin(), 100);
+}
+
+TEST(Runtime, AnotherEventRunsWhileAHandlerAwaitsATimer) {
+  Harness h;
+  auto slow = h.send("PROBE", "i", "GET", "/?sleep=300");
+  auto fast = h.send("PROBE", "i", "GET", "/");
+  EXPECT_EQ(fast.wait_for(250ms), std::future_status::ready);
+  EXPECT_EQ(slow.wait_for(0ms), std::future_status::timeout);
+  EXPECT_EQ(nlohmann::json::parse(slow.get().body)["requests"], 2);
+}
+
+TEST(Runtime, AnExceptionFailsTheEventButDoesNotResetTheObject) {
+  Harness h;
+  int before = g_constructions;
+  EXPECT_EQ(h.json("PROBE", "t", "GET")["requests"], 1);
+  Response r = h.send("PROBE", "t", "GET", "/?throw=1").get();
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["error"], "handler failed");
+  EXPECT_EQ(h.json("PROBE", "t", "GET")["requests"], 3);  // same instance
+  EXPECT_EQ(g_constructions - before, 1);
+}
+
+TEST(Runtime, AFailedCommitSendsNothingAndResetsTheObject) {
+  Harness h;
+  EXPECT_EQ(h.json("PROBE", "f", "POST")["n"], 1);
+  int before = g_constructions;
+  h.runtime().store_faults().fail_next_commits = 1;
+  Response r = h.send("PROBE", "f", "POST").get();
+  EXPECT_EQ(r.status, 500);
+  auto body = nlohmann::json::parse(r.body);
+  EXPECT_EQ(body["reset"], true);
+  EXPECT_NE(body["error"].get<std::string>().find("injected commit failure"), std::string::npos);
+  auto after = h.json("PROBE", "f", "GET");
+  EXPECT_EQ(after["n"], 1);          // the failed write is not there
+  EXPECT_EQ(after["requests"], 1);   // a fresh instance
+  EXPECT_EQ(g_constructions - before, 1);
+}
+
+TEST(Runtime, AFailedFlushFailsTheHeldResponseWithAReset) {
+  Harness h;
+  h.runtime().flusher()->faults().fail_next = 1;
+  Response r = h.send("PROBE", "flush", "POST").get();
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["reset"], true);
+  EXPECT_EQ(h.json("PROBE", "flush", "GET")["requests"], 1);  // rebuilt
+}
+
+TEST(Runtime, AFullQueueAnswersOverloaded) {
+  ServerOptions o;
+  o.max_queue = 5;
+  Harness h(o);
+  // The constructor blocks the object for 100 ms; requests queue behind it.
+  std::vector<std::future<Response>> futures;
+  for (int i = 0; i < 20; ++i) futures.push_back(h.send("SLOW_START", "q", "GET"));
+  int ok = 0, overloaded = 0;
+  for (auto& f : futures) {
+    Response r = f.get();
+    if (r.status == 200) ++ok;
+    if (r.status == 503) {
+      EXPECT_EQ(nlohmann::json::parse(r.body)["overloaded"], true);
+      ++overloaded;
+    }
+  }
+  EXPECT_EQ(ok + overloaded, 20);
+  EXPECT_GE(overloaded, 10);
+  EXPECT_GE(ok, 5);
+}
+
+TEST(Runtime, RequestsWaitingOnBlockConcurrencyWhileSeeTheFinishedSetUp) {
+  Harness h;
+  std::vector<std::future<Response>> futures;
+  for (int i = 0; i < 10; ++i) futures.push_back(h.send("SLOW_START", "b", "GET"));
+  for (auto& f : futures) EXPECT_EQ(f.get().body, "ready");
+}
+
+TEST(Runtime, IdleObjectsAreEvictedAndRebuiltWithTheirStorage) {
+  ServerOptions o;
+  o.idle_timeout = 50ms;
+  Harness h(o);
+  int before = g_constructions;
+  EXPECT_EQ(h.json("PROBE", "e", "POST")["n"], 1);
+  std::this_thread::sleep_for(400ms);  // several sweeps of a 50 ms idle timeout
+  auto j = h.json("PROBE", "e", "POST");
+  EXPECT_EQ(j["n"], 2);
+  EXPECT_EQ(j["requests"], 1);
+  EXPECT_EQ(g_constructions - before, 2);
+}
+
+}  // namespace
+}  // namespace dobj::internal

@@ -1,0 +1,75 @@
+#include "storage/group_commit.h"
+
+#include <gtest/gtest.h>
+
+#include "support/manual_loop.h"
+#include "support/server_process.h"
+
+namespace dobj::internal {
+namespace {
+
+class GroupCommitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    flusher_.start();
+    auto f = SyncFile::open(dir_.path(), /*is_dir=*/true);
+    ASSERT_TRUE(f.is_ok());
+    file_ = *f;
+  }
+  void TearDown() override { flusher_.stop(); }
+
+  test::TempDir dir_;
+  test::ManualLoop loop_;
+  Flusher flusher_;
+  GroupCommit commits_{&flusher_, [this](std::function<void()> f) { loop_.post(std::move(f)); }};
+  std::shared_ptr<SyncFile> file_;
+};
+
+TEST_F(GroupCommitTest, SixtyFourCommitsShareOneFlush) {
+  int released = 0;
+  for (int i = 0; i < 64; ++i) {
+    uint64_t seq = commits_.committed(file_, nullptr);
+    commits_.when_durable(seq, [&](Status st) {
+      EXPECT_TRUE(st.is_ok());
+      ++released;
+    });
+  }
+  ASSERT_TRUE(loop_.run_until([&] { return released == 64; }));
+  // The first waiter starts a flush at once; the 63 that came while it ran share
+  // the next one.
+  EXPECT_LE(flusher_.flush_count(), 2u);
+  EXPECT_EQ(commits_.durable_seq(), commits_.last_seq());
+}
+
+TEST_F(GroupCommitTest, AWaiterIsNotReleasedBeforeItsFlush) {
+  flusher_.faults().delay_ms = 200;
+  bool released = false;
+  commits_.when_durable(commits_.committed(file_, nullptr), [&](Status) { released = true; });
+  EXPECT_FALSE(loop_.run_until([&] { return released; }, std::chrono::milliseconds(50)));
+  EXPECT_TRUE(loop_.run_until([&] { return released; }));
+}
+
+TEST_F(GroupCommitTest, AFailedFlushFailsItsWaiters) {
+  flusher_.faults().fail_next = 1;
+  std::optional<Status> got;
+  commits_.when_durable(commits_.committed(file_, nullptr), [&](Status st) { got = st; });
+  ASSERT_TRUE(loop_.run_until([&] { return got.has_value(); }));
+  EXPECT_FALSE(got->is_ok());
+  // The next commit flushes normally.
+  std::optional<Status> next;
+  commits_.when_durable(commits_.committed(file_, nullptr), [&](Status st) { next = st; });
+  ASSERT_TRUE(loop_.run_until([&] { return next.has_value(); }));
+  EXPECT_TRUE(next->is_ok());
+}
+
+TEST(GroupCommitOsMode, CommitsAreDurableAtOnce) {
+  GroupCommit commits(nullptr, [](std::function<void()> f) { f(); });
+  bool released = false;
+  commits.when_durable(commits.committed(nullptr, nullptr), [&](Status st) {
+    released = st.is_ok();
+  });
+  EXPECT_TRUE(released);
+}
+
+}  // namespace
+}  // namespace dobj::internal

@@ -1,0 +1,276 @@
+#include "storage/object_store.h"
+
+#include <gtest/gtest.h>
+
+#include "base/fs.h"
+#include "support/server_process.h"
+
+namespace dobj {
+
+struct Point {
+  int x, y;
+};
+template <>
+struct Codec<Point> {
+  static void encode(const Point& p, std::string& out) {
+    out += std::to_string(p.x) + "," + std::to_string(p.y);
+  }
+  static Point decode(std::string_view s) {
+    auto comma = s.find(',');
+    if (comma == std::string_view::npos) throw Error(Code::kInvalidArgument, "not a point");
+    return Point{std::stoi(std::string(s.substr(0, comma))), std::stoi(std::string(s.substr(comma + 1)))};
+  }
+};
+
+namespace internal {
+namespace {
+
+using Entries = std::vector<std::pair<std::string, int64_t>>;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<ObjectStore> open_store(const std::string& name = "obj") {
+    return std::make_unique<ObjectStore>(StoreEnv{&commits_, &lru_, &faults_}, dir_.path() + "/ns/ab",
+                                         name + ".sqlite");
+  }
+  void SetUp() override {
+    store_ = open_store();
+    storage_ = std::make_unique<Storage>(store_.get());
+  }
+  Storage& s() { return *storage_; }
+  std::vector<std::string> keys(const ListOptions& o) {
+    std::vector<std::string> out;
+    for (auto& [k, v] : s().list<int64_t>(o)) out.push_back(k);
+    return out;
+  }
+  void put_keys(std::initializer_list<const char*> ks) {
+    for (const char* k : ks) s().put(k, int64_t{1});
+    ASSERT_TRUE(store_->end_turn().is_ok());
+  }
+
+  test::TempDir dir_;
+  GroupCommit commits_{nullptr, [](std::function<void()> f) { f(); }};
+  DbLru lru_{4};
+  StoreFaults faults_;
+  std::unique_ptr<ObjectStore> store_;
+  std::unique_ptr<Storage> storage_;
+};
+
+TEST_F(StoreTest, TypedValuesRoundTrip) {
+  s().put("i", int64_t{-42});
+  s().put("d", 2.5);
+  s().put("s", std::string("héllo"));
+  s().put("b", Bytes{0, 1, 255});
+  s().put("j", Json{{"a", {1, 2}}});
+  s().put("p", Point{3, 4});
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(s().get<int64_t>("i"), -42);
+  EXPECT_EQ(s().get<double>("d"), 2.5);
+  EXPECT_EQ(s().get<std::string>("s"), "héllo");
+  EXPECT_EQ(s().get<Bytes>("b"), (Bytes{0, 1, 255}));
+  EXPECT_EQ(s().get<Json>("j"), (Json{{"a", {1, 2}}}));
+  EXPECT_EQ(s().get<Point>("p")->y, 4);
+  EXPECT_EQ(s().get<Json>("i"), Json(-42));  // JSON reads scalars too
+  EXPECT_FALSE(s().get<int64_t>("missing").has_value());
+}
+
+TEST_F(StoreTest, ReadingAsTheWrongTypeIsAClearError) {
+  s().put("s", std::string("text"));
+  try {
+    (void)s().get<int64_t>("s");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kInvalidArgument);
+    EXPECT_STREQ(e.what(), "stored value is a string, not an integer");
+  }
+}
+
+TEST_F(StoreTest, ReadingAnObjectThatNeverWroteCreatesNoFile) {
+  EXPECT_FALSE(s().get<int64_t>("x").has_value());
+  EXPECT_TRUE(s().list<int64_t>().empty());
+  EXPECT_FALSE(s().remove("x"));
+  EXPECT_TRUE(store_->end_turn().is_ok());
+  EXPECT_FALSE(file_exists(store_->path()));
+  s().put("x", int64_t{1});
+  EXPECT_TRUE(store_->end_turn().is_ok());
+  EXPECT_TRUE(file_exists(store_->path()));
+}
+
+TEST_F(StoreTest, ListOrdersKeysByTheirBytes) {
+  put_keys({"b", "a", "z", "\xc3\xa9", "B", "aa"});
+  EXPECT_EQ(keys({}), (std::vector<std::string>{"B", "a", "aa", "b", "z", "\xc3\xa9"}));
+}
+
+TEST_F(StoreTest, ListHonoursStartStartAfterEndPrefixReverseAndLimit) {
+  put_keys({"a", "b", "c", "d", "e", "pa", "pb", "pc", "q"});
+  ListOptions o;
+  o.start = "b";
+  o.end = "d";
+  EXPECT_EQ(keys(o), (std::vector<std::string>{"b", "c"}));  // end is exclusive
+  o = {};
+  o.start_after = "b";
+  o.limit = 2;
+  EXPECT_EQ(keys(o), (std::vector<std::string>{"c", "d"}));
+  o = {};
+  o.prefix = "p";
+  EXPECT_EQ(keys(o), (std::vector<std::string>{"pa", "pb", "pc"}));
+  o.reverse = true;
+  EXPECT_EQ(keys(o), (std::vector<std::string>{"pc", "pb", "pa"}));
+  o = {};
+  o.reverse = true;
+  o.limit = 2;  // reverse with limit gives the last N
+  EXPECT_EQ(keys(o), (std::vector<std::string>{"q", "pc"}));
+  o = {};
+  o.prefix = "p";
+  o.start = "pb";
+  EXPECT_EQ(keys(o), (std::vector<std::string>{"pb", "pc"}));
+  o = {};
+  o.prefix = "p";
+  o.start_after = "pa";
+  o.end = "pc";
+  EXPECT_EQ(keys(o), (std::vector<std::string>{"pb"}));
+  o = {};
+  o.start = "x";
+  o.end = "b";
+  EXPECT_TRUE(keys(o).empty());
+}
+
+TEST_F(StoreTest, ListRefusesStartWithStartAfterAndNonPositiveLimits) {
+  put_keys({"a"});
+  ListOptions o;
+  o.start = "a";
+  o.start_after = "a";
+  EXPECT_THROW(keys(o), Error);
+  for (int64_t limit : {0, -1}) {
+    ListOptions l;
+    l.limit = limit;
+    EXPECT_THROW(keys(l), Error);
+  }
+}
+
+TEST_F(StoreTest, PrefixOfHighBytesHasNoUpperBound) {
+  put_keys({"\xff", "\xff\xff", "\xfe"});
+  ListOptions o;
+  o.prefix = "\xff";
+  EXPECT_EQ(keys(o), (std::vector<std::string>{"\xff", "\xff\xff"}));
+}
+
+TEST_F(StoreTest, KeyAndValueLimitsAreEnforcedAtTheirExactSize) {
+  std::string key(Storage::kMaxKeyBytes, 'k');
+  EXPECT_NO_THROW(s().put(key, int64_t{1}));
+  EXPECT_THROW(s().put(key + "k", int64_t{1}), Error);
+  EXPECT_THROW((void)s().get<int64_t>(key + "k"), Error);
+  std::string value(Storage::kMaxValueBytes - 1, 'v');  // + tag byte = the limit
+  EXPECT_NO_THROW(s().put("v", value));
+  EXPECT_THROW(s().put("v2", value + "v"), Error);
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_FALSE(s().get<std::string>("v2").has_value());
+}
+
+TEST_F(StoreTest, BatchesOverTheKeyLimitAreRefusedWhole) {
+  std::vector<std::pair<std::string, int64_t>> entries;
+  for (int i = 0; i < 129; ++i) entries.emplace_back("k" + std::to_string(i), i);
+  EXPECT_THROW(s().put(entries), Error);
+  entries.pop_back();
+  EXPECT_NO_THROW(s().put(entries));
+  std::vector<std::string> ks;
+  for (int i = 0; i < 129; ++i) ks.push_back("k" + std::to_string(i));
+  EXPECT_THROW((void)s().get<int64_t>(ks), Error);
+  EXPECT_THROW(s().remove(ks), Error);
+  ks.pop_back();
+  EXPECT_EQ(s().get<int64_t>(ks).size(), 128u);
+  EXPECT_EQ(s().remove(ks), 128u);
+}
+
+TEST_F(StoreTest, ABatchWithOneBadValueWritesNothing) {
+  std::vector<std::pair<std::string, std::string>> entries = {
+      {"a", "ok"}, {"b", std::string(Storage::kMaxValueBytes, 'x')}};
+  EXPECT_THROW(s().put(entries), Error);
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_FALSE(s().get<std::string>("a").has_value());
+}
+
+TEST_F(StoreTest, TransactionRollsBackOnExceptionAndOnRequest) {
+  s().put("x", int64_t{1});
+  EXPECT_THROW(s().transaction([&](Transaction&) {
+    s().put("x", int64_t{2});
+    s().put("y", int64_t{2});
+    throw std::runtime_error("boom");
+  }),
+               std::runtime_error);
+  s().transaction([&](Transaction& t) {
+    s().put("z", int64_t{3});
+    t.rollback();
+  });
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(s().get<int64_t>("x"), 1);
+  EXPECT_FALSE(s().get<int64_t>("y").has_value());
+  EXPECT_FALSE(s().get<int64_t>("z").has_value());
+}
+
+TEST_F(StoreTest, NestedTransactionRollsBackOnlyItself) {
+  s().transaction_sync([&] {
+    s().put("outer", int64_t{1});
+    try {
+      s().transaction_sync([&] {
+        s().put("inner", int64_t{1});
+        throw std::runtime_error("inner fails");
+      });
+    } catch (const std::runtime_error&) {
+    }
+  });
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_TRUE(s().get<int64_t>("outer").has_value());
+  EXPECT_FALSE(s().get<int64_t>("inner").has_value());
+}
+
+TEST_F(StoreTest, AFailedCommitDiscardsTheWholeTurn) {
+  s().put("kept", int64_t{1});
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  uint64_t before = store_->last_commit_seq();
+  s().put("a", int64_t{1});
+  s().put("kept", int64_t{2});
+  faults_.fail_next_commits = 1;
+  Status st = store_->end_turn();
+  EXPECT_EQ(st.code(), Code::kReset);
+  EXPECT_EQ(store_->last_commit_seq(), before);  // nothing new to wait for
+  EXPECT_FALSE(s().get<int64_t>("a").has_value());
+  EXPECT_EQ(s().get<int64_t>("kept"), 1);
+}
+
+TEST_F(StoreTest, DeleteAllRemovesEveryKey) {
+  put_keys({"a", "b"});
+  s().delete_all();
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_TRUE(keys({}).empty());
+}
+
+TEST_F(StoreTest, DataSurvivesClosingAndReopening) {
+  s().put("x", int64_t{7});
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  storage_.reset();
+  store_.reset();
+  auto again = open_store();
+  Storage s2(again.get());
+  EXPECT_EQ(s2.get<int64_t>("x"), 7);
+}
+
+TEST_F(StoreTest, OpenDatabasesAreCappedByTheLru) {
+  std::vector<std::unique_ptr<ObjectStore>> stores;
+  for (int i = 0; i < 20; ++i) {
+    stores.push_back(open_store("o" + std::to_string(i)));
+    Storage st(stores.back().get());
+    st.put("i", int64_t{i});
+    ASSERT_TRUE(stores.back()->end_turn().is_ok());
+    EXPECT_LE(lru_.open_count(), 4u);
+  }
+  for (int i = 0; i < 20; ++i) {
+    Storage st(stores[i].get());
+    EXPECT_EQ(st.get<int64_t>("i"), i);
+    EXPECT_LE(lru_.open_count(), 4u);
+  }
+}
+
+}  // namespace
+}  // namespace internal
+}  // namespace dobj

@@ -1,0 +1,53 @@
+// ServerProcess: runs a real server binary for an integration test.
+//
+// Starts the binary with --listen 127.0.0.1:0 and a data folder, waits (with a
+// bound) for its "listening on HOST:PORT" line and reads the port from it.
+// The destructor kills the process if it still runs.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace dobj::test {
+
+class ServerProcess {
+ public:
+  ServerProcess(std::string binary, std::string data_dir, std::vector<std::string> extra_args = {});
+  ~ServerProcess();
+
+  // Starts and waits for "listening"; false (with output()) if it did not come.
+  bool start(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  // Sends a signal and waits for the exit; returns the exit code, 128+signal
+  // if killed by a signal, or -1 on timeout.
+  int stop(int signal, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Everything the process wrote to stdout and stderr so far.
+  std::string output();
+
+ private:
+  void drain(int timeout_ms);
+  std::string binary_;
+  std::string data_dir_;
+  std::vector<std::string> extra_args_;
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int port_ = 0;
+  std::string output_;
+};
+
+// A fresh empty folder under the test temp dir; removed by the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace dobj::test
