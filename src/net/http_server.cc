@@ -2,6 +2,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/socket_base.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <future>
@@ -53,7 +54,10 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<HttpServer::PerShard> per_shard,
           const ServerOptions& options)
-      : stream_(std::move(socket)), per_shard_(std::move(per_shard)), options_(options) {
+      : stream_(std::move(socket)),
+        idle_timer_(stream_.get_executor()),
+        per_shard_(std::move(per_shard)),
+        options_(options) {
     per_shard_->sessions.insert(this);
     per_shard_->session_count.fetch_add(1);
   }
@@ -81,7 +85,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(options_.max_header_bytes));
     parser_->body_limit(options_.max_body_bytes);
-    stream_.expires_after(options_.connection_idle_timeout);
+    arm_idle_timer();
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](beast::error_code ec, size_t) {
                               self->on_header(ec);
@@ -114,7 +118,24 @@ class Session : public std::enable_shared_from_this<Session> {
                      });
   }
 
+  // Reads wait at most connection_idle_timeout. The timer cancels the read
+  // rather than closing the socket, so the client still gets its 408.
+  void arm_idle_timer() {
+    timed_out_ = false;
+    idle_timer_.expires_after(options_.connection_idle_timeout);
+    idle_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;  // cancelled: the read finished first
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
+  }
+
   void on_error(beast::error_code ec) {
+    idle_timer_.cancel();
+    if (timed_out_ && ec == asio::error::operation_aborted && !per_shard_->stopping) {
+      return send_error_and_close(408, "the connection was idle for too long");
+    }
     if (ec == http::error::end_of_stream || ec == asio::error::eof ||
         ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
         ec == asio::error::bad_descriptor) {
@@ -150,7 +171,7 @@ class Session : public std::enable_shared_from_this<Session> {
     unsigned version = msg.version();
     bool keep_alive = msg.keep_alive();
     busy_ = true;
-    stream_.expires_never();
+    idle_timer_.cancel();
     per_shard_->shard->run_worker(
         std::move(req), [self = shared_from_this(), version, keep_alive](Response r) {
           self->write(std::move(r), version, keep_alive && !self->per_shard_->stopping);
@@ -163,6 +184,7 @@ class Session : public std::enable_shared_from_this<Session> {
     http::async_write(stream_, response_,
                       [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
                         self->busy_ = false;
+                        self->stream_.expires_never();
                         if (ec || !keep_alive || self->per_shard_->stopping) return self->close();
                         self->read_header();
                       });
@@ -175,6 +197,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   beast::tcp_stream stream_;
+  asio::steady_timer idle_timer_;
+  bool timed_out_ = false;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> response_;

@@ -1,0 +1,283 @@
+// The example server as a user runs it: the real binary, real sockets, real
+// files. Checks the HTTP contract of EXAMPLES.md and the durability promises.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "support/http_client.h"
+#include "support/server_process.h"
+
+namespace dobj::test {
+namespace {
+
+using Json = nlohmann::json;
+
+class ExamplesTest : public ::testing::Test {
+ protected:
+  void SetUp() override { start(); }
+  void start(std::vector<std::string> args = {}) {
+    server_ = std::make_unique<ServerProcess>(DOBJ_EXAMPLES_BIN, dir_.path(), args);
+    ASSERT_TRUE(server_->start()) << server_->output();
+  }
+  int port() const { return server_->port(); }
+  HttpResponse call(const std::string& method, const std::string& target,
+                    const std::string& body = "") {
+    return http(port(), method, target, body);
+  }
+  Json json(const std::string& method, const std::string& target, const std::string& body = "") {
+    HttpResponse r = call(method, target, body);
+    Json j = Json::parse(r.body, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << r.status << " " << r.body;
+    return j;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(ExamplesTest, CounterCountsAndReadsZeroWhenNew) {
+  EXPECT_EQ(call("GET", "/counter/fresh").body, "0");
+  EXPECT_EQ(call("POST", "/counter/c1/increment").body, "1");
+  EXPECT_EQ(call("GET", "/counter/c1/increment").body, "2");
+  HttpResponse r = call("GET", "/counter/c1");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "2");
+  EXPECT_EQ(r.header("content-type").value_or("").rfind("text/plain", 0), 0u);
+  EXPECT_EQ(call("GET", "/counter/c%20with%20space/increment").body, "1");
+}
+
+TEST_F(ExamplesTest, WrongMethodsAndUnknownRoutesAnswerJsonErrors) {
+  HttpResponse r = call("PUT", "/counter/c1/increment");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_TRUE(Json::parse(r.body).contains("error"));
+  r = call("GET", "/nothing/here");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_TRUE(Json::parse(r.body).contains("error"));
+  EXPECT_EQ(call("GET", "/counter/c1/increment/extra").status, 404);
+  EXPECT_EQ(call("GET", "/counter/%zz").status, 400);
+}
+
+TEST_F(ExamplesTest, HundredConcurrentIncrementsAnswerAPermutationOfOneToHundred) {
+  std::vector<std::thread> threads;
+  std::vector<std::string> answers(100);
+  for (int i = 0; i < 100; ++i) {
+    threads.emplace_back([&, i] { answers[i] = call("POST", "/counter/par/increment").body; });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> got(answers.begin(), answers.end());
+  std::set<std::string> want;
+  for (int i = 1; i <= 100; ++i) want.insert(std::to_string(i));
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(call("GET", "/counter/par").body, "100");
+}
+
+TEST_F(ExamplesTest, AcknowledgedIncrementsSurviveSigkill) {
+  // Eight clients increment as fast as they can; the server is killed while
+  // they run. Every increment answered before the kill must be there after.
+  std::atomic<int> acked{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&] {
+      HttpClient client(port(), std::chrono::seconds(2));
+      while (!stop) {
+        HttpResponse r = client.request("POST", "/counter/kill/increment");
+        if (r.status != 200) break;
+        ++acked;
+      }
+    });
+  }
+  while (acked < 300) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
+  stop = true;
+  for (auto& t : clients) t.join();
+  start();
+  int after = std::stoi(call("GET", "/counter/kill").body);
+  EXPECT_GE(after, acked.load());
+  // At most one unanswered increment per client can have landed.
+  EXPECT_LE(after, acked.load() + 8);
+}
+
+TEST_F(ExamplesTest, SigtermFinishesInFlightWorkAndExitsCleanly) {
+  std::atomic<int> acked{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&] {
+      HttpClient client(port(), std::chrono::seconds(2));
+      while (!stop) {
+        HttpResponse r = client.request("POST", "/counter/term/increment");
+        if (r.status != 200) break;
+        ++acked;
+      }
+    });
+  }
+  while (acked < 100) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(server_->stop(SIGTERM), 0) << server_->output();
+  stop = true;
+  for (auto& t : clients) t.join();
+  start();
+  EXPECT_GE(std::stoi(call("GET", "/counter/term").body), acked.load());
+}
+
+TEST_F(ExamplesTest, ASecondServerOnTheSameDataFolderRefusesToStart) {
+  ServerProcess second(DOBJ_EXAMPLES_BIN, dir_.path());
+  EXPECT_FALSE(second.start(std::chrono::seconds(5)));
+  EXPECT_NE(second.output().find("in use by another dobj server"), std::string::npos)
+      << second.output();
+}
+
+TEST_F(ExamplesTest, KvPutGetDeleteRoundTripJsonValues) {
+  EXPECT_EQ(json("PUT", "/kv/k/a", R"({"x":[1,2,"s"]})"), Json({{"ok", true}}));
+  EXPECT_EQ(json("GET", "/kv/k/a"), Json::parse(R"({"x":[1,2,"s"]})"));
+  EXPECT_EQ(json("PUT", "/kv/k/n", "42"), Json({{"ok", true}}));
+  EXPECT_EQ(json("GET", "/kv/k/n"), Json(42));
+  EXPECT_EQ(json("PUT", "/kv/k/path%2Fkey", R"("v")"), Json({{"ok", true}}));
+  EXPECT_EQ(json("GET", "/kv/k/path%2Fkey"), Json("v"));
+  EXPECT_EQ(call("GET", "/kv/k/missing").status, 404);
+  EXPECT_EQ(json("DELETE", "/kv/k/a"), Json({{"deleted", true}}));
+  EXPECT_EQ(json("DELETE", "/kv/k/a"), Json({{"deleted", false}}));
+  EXPECT_EQ(call("GET", "/kv/k/a").status, 404);
+}
+
+TEST_F(ExamplesTest, KvListFollowsStorageListRules) {
+  for (const char* k : {"a", "b", "c", "pa", "pb", "z"}) {
+    ASSERT_EQ(call("PUT", std::string("/kv/l/") + k, "1").status, 200);
+  }
+  auto keys = [&](const std::string& query) {
+    std::vector<std::string> out;
+    for (const auto& pair : json("GET", "/kv/l" + query)) out.push_back(pair[0]);
+    return out;
+  };
+  EXPECT_EQ(keys(""), (std::vector<std::string>{"a", "b", "c", "pa", "pb", "z"}));
+  EXPECT_EQ(keys("?prefix=p"), (std::vector<std::string>{"pa", "pb"}));
+  EXPECT_EQ(keys("?start=b&end=pb"), (std::vector<std::string>{"b", "c", "pa"}));
+  EXPECT_EQ(keys("?startAfter=b&limit=2"), (std::vector<std::string>{"c", "pa"}));
+  EXPECT_EQ(keys("?reverse=true&limit=2"), (std::vector<std::string>{"z", "pb"}));
+  EXPECT_EQ(json("GET", "/kv/l?prefix=pa")[0], Json::parse(R"(["pa",1])"));
+  EXPECT_EQ(call("GET", "/kv/l?start=a&startAfter=a").status, 400);
+  EXPECT_EQ(call("GET", "/kv/l?limit=0").status, 400);
+  EXPECT_EQ(call("GET", "/kv/l?limit=abc").status, 400);
+}
+
+TEST_F(ExamplesTest, KvBatchesAndTheirLimit) {
+  Json put = {{"put", {{"a", 1}, {"b", {{"x", 2}}}, {"c", "three"}}}};
+  EXPECT_EQ(json("POST", "/kv/b/batch", put.dump()), Json({{"ok", true}}));
+  EXPECT_EQ(json("POST", "/kv/b/batch", R"({"get":["a","c","nope"]})"),
+            Json::parse(R"({"a":1,"c":"three"})"));
+  EXPECT_EQ(json("POST", "/kv/b/batch", R"({"delete":["a","nope"]})"), Json({{"deleted", 1}}));
+  Json big = {{"put", Json::object()}};
+  for (int i = 0; i < 129; ++i) big["put"]["k" + std::to_string(i)] = i;
+  HttpResponse r = call("POST", "/kv/b/batch", big.dump());
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("128"), std::string::npos);
+  EXPECT_EQ(call("GET", "/kv/b/k0").status, 404);  // nothing of it was written
+  EXPECT_EQ(call("POST", "/kv/b/batch", "{not json").status, 400);
+}
+
+TEST_F(ExamplesTest, KvTransactionAppliesAllOrNothing) {
+  ASSERT_EQ(call("PUT", "/kv/t/keep", "1").status, 200);
+  HttpResponse r = call("POST", "/kv/t/transaction",
+                        R"({"ops":[{"op":"put","key":"x","value":1},{"op":"delete","key":"keep"},)"
+                        R"({"op":"fail"}]})");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_EQ(Json::parse(r.body), Json({{"error", "rolled back"}}));
+  EXPECT_EQ(call("GET", "/kv/t/x").status, 404);
+  EXPECT_EQ(call("GET", "/kv/t/keep").status, 200);
+  EXPECT_EQ(json("POST", "/kv/t/transaction",
+                 R"({"ops":[{"op":"put","key":"x","value":1},{"op":"delete","key":"keep"}]})"),
+            Json({{"ok", true}}));
+  EXPECT_EQ(call("GET", "/kv/t/x").status, 200);
+  EXPECT_EQ(call("GET", "/kv/t/keep").status, 404);
+  EXPECT_EQ(call("POST", "/kv/t/transaction", R"({"ops":[{"op":"explode"}]})").status, 400);
+}
+
+TEST_F(ExamplesTest, KvDeleteAllEmptiesTheObject) {
+  ASSERT_EQ(call("PUT", "/kv/d/a", "1").status, 200);
+  EXPECT_EQ(json("DELETE", "/kv/d"), Json({{"ok", true}}));
+  EXPECT_EQ(json("GET", "/kv/d"), Json::array());
+}
+
+TEST_F(ExamplesTest, KvOversizedKeysAndValuesAreRefusedAndWriteNothing) {
+  std::string long_key(2049, 'k');
+  HttpResponse r = call("PUT", "/kv/s/" + long_key, "1");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("2048"), std::string::npos);
+  EXPECT_EQ(call("PUT", "/kv/s/" + std::string(2048, 'k'), "1").status, 200);
+  std::string big_value = "\"" + std::string(131072, 'v') + "\"";
+  r = call("PUT", "/kv/s/big", big_value);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("131072"), std::string::npos);
+  EXPECT_EQ(call("GET", "/kv/s/big").status, 404);
+  EXPECT_EQ(call("PUT", "/kv/s/bad", "{oops").status, 400);
+}
+
+TEST_F(ExamplesTest, KvDataSurvivesARestart) {
+  ASSERT_EQ(call("PUT", "/kv/r/a", R"({"v":1})").status, 200);
+  EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
+  start();
+  EXPECT_EQ(json("GET", "/kv/r/a"), Json({{"v", 1}}));
+}
+
+TEST_F(ExamplesTest, KeepAliveAndPipelinedRequestsAreAnsweredInOrder) {
+  HttpClient c(port());
+  EXPECT_EQ(c.request("POST", "/counter/pipe/increment").body, "1");
+  EXPECT_EQ(c.request("POST", "/counter/pipe/increment").body, "2");  // same connection
+  std::string two =
+      "POST /counter/pipe/increment HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+      "GET /counter/pipe HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_TRUE(c.send_raw(two));
+  EXPECT_EQ(c.read_response().body, "3");
+  EXPECT_EQ(c.read_response().body, "3");
+}
+
+TEST_F(ExamplesTest, MalformedHttpGetsA400AndTheServerGoesOn) {
+  for (const std::string& junk : {std::string("NOT HTTP AT ALL\r\n\r\n"),
+                                  std::string("GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
+                                  std::string("GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+                                  std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11) +
+                                      "\r\n\r\n"}) {
+    HttpClient c(port());
+    ASSERT_TRUE(c.send_raw(junk));
+    HttpResponse r = c.read_response();
+    EXPECT_EQ(r.status, 400) << junk;
+    EXPECT_TRUE(c.closed_by_server());
+  }
+  EXPECT_EQ(call("GET", "/counter/alive").status, 200);
+}
+
+TEST_F(ExamplesTest, OversizedHeadersGet431) {
+  HttpResponse r;
+  HttpClient c(port());
+  r = c.request("GET", "/counter/h", "", {{"X-Big", std::string(20000, 'h')}});
+  EXPECT_EQ(r.status, 431);
+  EXPECT_EQ(call("GET", "/counter/h").status, 200);
+}
+
+class ExamplesLimitsTest : public ExamplesTest {
+ protected:
+  void SetUp() override {
+    start({"--max-body-bytes", "1000", "--connection-idle-timeout-ms", "300"});
+  }
+};
+
+TEST_F(ExamplesLimitsTest, OversizedBodiesGet413AndWriteNothing) {
+  HttpResponse r = call("PUT", "/kv/x/a", "\"" + std::string(2000, 'a') + "\"");
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(call("GET", "/kv/x/a").status, 404);
+}
+
+TEST_F(ExamplesLimitsTest, IdleConnectionsGet408AndAreClosed) {
+  HttpClient c(port());
+  ASSERT_TRUE(c.send_raw("GET /counter/idle HTTP/1.1\r\nHost: x\r\n"));  // never finished
+  HttpResponse r = c.read_response();
+  EXPECT_EQ(r.status, 408);
+  EXPECT_TRUE(c.closed_by_server());
+}
+
+}  // namespace
+}  // namespace dobj::test
