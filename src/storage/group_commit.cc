@@ -16,6 +16,11 @@ Result<std::shared_ptr<SyncFile>> SyncFile::open(const std::string& path, bool i
 
 SyncFile::~SyncFile() { ::close(fd_); }
 
+Status SyncFile::sync_filesystem() const {
+  if (::syncfs(fd_) != 0) return Status(Code::kInternal, "syncfs " + path_ + ": " + std::strerror(errno));
+  return Status::ok();
+}
+
 Status SyncFile::sync() const {
   int rc = is_dir_ ? ::fsync(fd_) : ::fdatasync(fd_);
   if (rc != 0) return Status(Code::kInternal, "fdatasync " + path_ + ": " + std::strerror(errno));
@@ -61,19 +66,31 @@ void Flusher::loop() {
       std::this_thread::sleep_for(std::chrono::milliseconds(d));
     }
     // One fdatasync per distinct file across every batch taken: shards that
-    // dirtied the same file share it.
+    // dirtied the same file share it. Past a few files, one syncfs (all dirty
+    // data and metadata of the filesystem, one device cache flush) is cheaper
+    // than a device flush per file.
     std::map<const SyncFile*, Status> results;
+    std::vector<const SyncFile*> distinct;
+    for (auto& b : batches) {
+      for (auto& f : b.files) {
+        if (!results.count(f.get())) {
+          results[f.get()] = Status::ok();
+          distinct.push_back(f.get());
+        }
+      }
+    }
     bool inject = false;
     int pending = faults_.fail_next.load();
     while (pending > 0 && !faults_.fail_next.compare_exchange_weak(pending, pending - 1)) {
     }
     inject = pending > 0;
-    for (auto& b : batches) {
-      for (auto& f : b.files) {
-        if (results.count(f.get())) continue;
-        results[f.get()] = inject ? Status(Code::kInternal, "injected flush failure on " + f->path())
-                                  : f->sync();
-      }
+    if (inject) {
+      for (auto* f : distinct) results[f] = Status(Code::kInternal, "injected flush failure on " + f->path());
+    } else if (distinct.size() > kSyncfsThreshold) {
+      Status st = distinct.front()->sync_filesystem();
+      for (auto* f : distinct) results[f] = st;
+    } else {
+      for (auto* f : distinct) results[f] = f->sync();
     }
     flushes_.fetch_add(1, std::memory_order_relaxed);
     for (auto& b : batches) {
@@ -101,6 +118,10 @@ uint64_t GroupCommit::committed(std::shared_ptr<SyncFile> file, std::shared_ptr<
   if (file) dirty_.emplace(file.get(), std::move(file));
   if (dir) dirty_.emplace(dir.get(), std::move(dir));
   return seq;
+}
+
+void GroupCommit::add_dirty(std::shared_ptr<SyncFile> file) {
+  if (flusher_ && file) dirty_.emplace(file.get(), std::move(file));
 }
 
 void GroupCommit::when_durable(uint64_t seq, Waiter waiter) {

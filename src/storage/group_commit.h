@@ -39,6 +39,8 @@ class SyncFile {
   static Result<std::shared_ptr<SyncFile>> open(const std::string& path, bool is_dir);
   ~SyncFile();
   Status sync() const;
+  // syncfs: flushes the whole filesystem this file is on.
+  Status sync_filesystem() const;
   const std::string& path() const { return path_; }
 
  private:
@@ -56,6 +58,8 @@ struct FlushFaults {
 
 class Flusher {
  public:
+  // Batches with more distinct files than this are flushed with one syncfs.
+  static constexpr size_t kSyncfsThreshold = 4;
   using Done = std::function<void(Status)>;  // runs on the flusher thread
   Flusher();
   ~Flusher();
@@ -93,6 +97,9 @@ class GroupCommit {
   // Records a commit that dirtied `file` (and `dir`, when it created an entry in
   // it); returns its sequence number.
   uint64_t committed(std::shared_ptr<SyncFile> file, std::shared_ptr<SyncFile> dir);
+  // Adds a file to the next flush without a commit of its own (a new database
+  // file whose first commit follows).
+  void add_dirty(std::shared_ptr<SyncFile> file);
   // Calls waiter(ok) once every commit up to seq is durable, or waiter(error) if
   // the flush carrying it failed. Runs at once when already durable.
   void when_durable(uint64_t seq, Waiter waiter);

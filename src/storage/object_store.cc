@@ -1,14 +1,21 @@
 #include "storage/object_store.h"
 
 #include "base/fs.h"
+#include "base/log.h"
 
 namespace dobj::internal {
 namespace {
 
+// synchronous=OFF: SQLite never syncs; durability is the flusher's job (the
+// WAL of every commit) and checkpoint()'s (the database file). SQLite's own
+// syncs would run on the shard thread, six of them to create one database.
 constexpr const char* kOpenPragmas =
+    // locking_mode first: any statement that reads the schema opens the WAL,
+    // which without exclusive locking wants shared memory (unix-none has none).
     "PRAGMA locking_mode=EXCLUSIVE;"
+    "PRAGMA synchronous=OFF;"  // before the switch to WAL, which would sync
     "PRAGMA journal_mode=WAL;"
-    "PRAGMA synchronous=NORMAL;"
+    "PRAGMA wal_autocheckpoint=0;"
     "PRAGMA foreign_keys=ON;"
     "PRAGMA cache_size=-256;";
 
@@ -106,11 +113,19 @@ bool ObjectStore::ensure_open(bool create) {
   }
   if (Status st = db_.open(path_, create); !st) throw Error(st);
   sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  sqlite3_wal_hook(
+      db_.get(),
+      [](void* self, sqlite3*, const char*, int frames) {
+        static_cast<ObjectStore*>(self)->wal_frames_ = frames;
+        return SQLITE_OK;
+      },
+      this);
   if (Status st = db_.exec(kOpenPragmas); !st) {
     db_.close();
     throw Error(st);
   }
   file_known_missing_ = false;
+  new_file_ = !existed;
   if (!existed || !wal_existed) {
     auto dir = SyncFile::open(dir_, /*is_dir=*/true);
     if (!dir) {
@@ -262,9 +277,42 @@ Status ObjectStore::end_turn() {
     if (!f) return Status(Code::kReset, f.status().message());
     wal_file_ = std::move(*f);
   }
+  if (new_file_) {
+    // The database file was written when it was created; it must reach the
+    // disk with the first commit that depends on it.
+    auto f = SyncFile::open(path_, /*is_dir=*/false);
+    if (!f) return Status(Code::kReset, f.status().message());
+    env_.commits->add_dirty(std::move(*f));
+    new_file_ = false;
+  }
   last_commit_seq_ = env_.commits->committed(wal_file_, std::move(dir_to_sync_));
   dir_to_sync_.reset();
+  if (wal_frames_ >= kCheckpointFrames) checkpoint();
   return Status::ok();
+}
+
+void ObjectStore::checkpoint() {
+  // Order matters with synchronous=OFF: the WAL must be on disk before its
+  // pages are copied into the database file, and the database file must be on
+  // disk before the next write restarts (overwrites) the WAL.
+  if (Status st = wal_file_->sync(); !st) {
+    log_warn("checkpoint skipped: " + st.message());
+    return;
+  }
+  int rc = sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  if (rc != SQLITE_OK) {
+    log_warn(db_.error(Code::kInternal, "checkpoint").message());
+    return;
+  }
+  auto db_file = SyncFile::open(path_, /*is_dir=*/false);
+  Status st = db_file ? (*db_file)->sync() : db_file.status();
+  if (!st) {
+    // Keep the WAL from restarting: reopen, which replays it.
+    log_error("database sync after checkpoint failed: " + st.message());
+    close_connection();
+    return;
+  }
+  wal_frames_ = 0;
 }
 
 void ObjectStore::close_connection() {

@@ -63,6 +63,9 @@ struct StoreEnv {
 
 class ObjectStore {
  public:
+  // WAL size (in 4 KiB pages) past which a commit is followed by a checkpoint.
+  static constexpr int kCheckpointFrames = 1000;
+
   ObjectStore(StoreEnv env, std::string dir, std::string file_name);
   ~ObjectStore();
   ObjectStore(const ObjectStore&) = delete;
@@ -97,6 +100,8 @@ class ObjectStore {
   bool ensure_open(bool create);
   void begin_write();
   [[noreturn]] void fail(std::string_view what);
+  // Copies the WAL into the database file, syncing both, so the WAL can restart.
+  void checkpoint();
   Stmt* stmt(const std::string& sql);
 
   StoreEnv env_;
@@ -106,6 +111,8 @@ class ObjectStore {
   std::shared_ptr<SyncFile> wal_file_;
   std::shared_ptr<SyncFile> dir_to_sync_;  // set when this connection created entries
   bool file_known_missing_ = false;
+  bool new_file_ = false;
+  int wal_frames_ = 0;  // set by SQLite's WAL hook after each commit
   bool in_txn_ = false;
   bool broken_ = false;
   int nested_ = 0;
