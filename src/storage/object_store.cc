@@ -15,7 +15,6 @@ constexpr const char* kOpenPragmas =
     "PRAGMA locking_mode=EXCLUSIVE;"
     "PRAGMA synchronous=OFF;"  // before the switch to WAL, which would sync
     "PRAGMA journal_mode=WAL;"
-    "PRAGMA wal_autocheckpoint=0;"
     "PRAGMA foreign_keys=ON;"
     "PRAGMA cache_size=-256;";
 
@@ -113,6 +112,12 @@ bool ObjectStore::ensure_open(bool create) {
   }
   if (Status st = db_.open(path_, create); !st) throw Error(st);
   sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  if (Status st = db_.exec(kOpenPragmas); !st) {
+    db_.close();
+    throw Error(st);
+  }
+  // Our hook replaces SQLite's automatic checkpoints (which would sync on
+  // this thread): it only notes the WAL size; end_turn checkpoints.
   sqlite3_wal_hook(
       db_.get(),
       [](void* self, sqlite3*, const char*, int frames) {
@@ -120,10 +125,6 @@ bool ObjectStore::ensure_open(bool create) {
         return SQLITE_OK;
       },
       this);
-  if (Status st = db_.exec(kOpenPragmas); !st) {
-    db_.close();
-    throw Error(st);
-  }
   file_known_missing_ = false;
   new_file_ = !existed;
   if (!existed || !wal_existed) {

@@ -1,6 +1,7 @@
 #include "storage/object_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "base/fs.h"
 #include "support/server_process.h"
@@ -253,6 +254,25 @@ TEST_F(StoreTest, DataSurvivesClosingAndReopening) {
   auto again = open_store();
   Storage s2(again.get());
   EXPECT_EQ(s2.get<int64_t>("x"), 7);
+}
+
+TEST_F(StoreTest, CheckpointsKeepTheWalBoundedAndLoseNothing) {
+  std::string value(3000, 'v');
+  for (int i = 0; i < 3000; ++i) {
+    s().put("k" + std::to_string(i % 500), value + std::to_string(i));
+    ASSERT_TRUE(store_->end_turn().is_ok());
+  }
+  struct stat st;
+  ASSERT_EQ(stat((store_->path() + "-wal").c_str(), &st), 0);
+  // Without checkpoints 3000 commits of a 3 KB value would pass 12 MB.
+  EXPECT_LT(st.st_size, (ObjectStore::kCheckpointFrames + 50) * 4200);
+  storage_.reset();
+  store_.reset();
+  auto again = open_store();
+  Storage s2(again.get());
+  for (int i = 2500; i < 3000; ++i) {
+    EXPECT_EQ(s2.get<std::string>("k" + std::to_string(i % 500)), value + std::to_string(i));
+  }
 }
 
 TEST_F(StoreTest, OpenDatabasesAreCappedByTheLru) {
