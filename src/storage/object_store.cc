@@ -36,6 +36,18 @@ std::optional<std::string> prefix_successor(std::string prefix) {
   return std::nullopt;
 }
 
+// Resets a statement when the operation using it ends: a statement left on a
+// row keeps a read transaction open, which blocks checkpoints.
+class StmtUse {
+ public:
+  explicit StmtUse(Stmt* s) : s_(s) {}
+  ~StmtUse() { s_->reset(); }
+  Stmt* operator->() const { return s_; }
+
+ private:
+  Stmt* s_;
+};
+
 }  // namespace
 
 void DbLru::touch(ObjectStore* store) {
@@ -152,7 +164,7 @@ void ObjectStore::begin_write() {
 
 std::optional<std::string> ObjectStore::get(std::string_view key) {
   if (!ensure_open(false)) return std::nullopt;
-  Stmt* s = stmt("SELECT value FROM _dobj_kv WHERE key = ?1");
+  StmtUse s(stmt("SELECT value FROM _dobj_kv WHERE key = ?1"));
   s->bind_blob(1, key);
   int rc = s->step();
   if (rc == SQLITE_ROW) return std::string(s->column_blob(0));
@@ -162,7 +174,7 @@ std::optional<std::string> ObjectStore::get(std::string_view key) {
 
 void ObjectStore::put(std::string_view key, std::string_view value) {
   begin_write();
-  Stmt* s = stmt("INSERT OR REPLACE INTO _dobj_kv(key, value) VALUES (?1, ?2)");
+  StmtUse s(stmt("INSERT OR REPLACE INTO _dobj_kv(key, value) VALUES (?1, ?2)"));
   s->bind_blob(1, key);
   s->bind_blob(2, value);
   if (s->step() != SQLITE_DONE) fail("put");
@@ -171,7 +183,7 @@ void ObjectStore::put(std::string_view key, std::string_view value) {
 bool ObjectStore::remove(std::string_view key) {
   if (!ensure_open(false)) return false;
   begin_write();
-  Stmt* s = stmt("DELETE FROM _dobj_kv WHERE key = ?1");
+  StmtUse s(stmt("DELETE FROM _dobj_kv WHERE key = ?1"));
   s->bind_blob(1, key);
   if (s->step() != SQLITE_DONE) fail("delete");
   return sqlite3_changes(db_.get()) > 0;
@@ -210,7 +222,7 @@ std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOpt
   }
   sql += o.reverse ? " ORDER BY key DESC" : " ORDER BY key";
   if (o.limit) sql += " LIMIT ?3";
-  Stmt* s = stmt(sql);
+  StmtUse s(stmt(sql));
   if (lower) s->bind_blob(1, *lower);
   if (upper) s->bind_blob(2, *upper);
   if (o.limit) s->bind_int(3, *o.limit);
