@@ -2,8 +2,10 @@
 // routes of EXAMPLES.md on 127.0.0.1:8787 by default (see --help).
 #include <dobj/dobj.h>
 
+#include "bank/bank_account.h"
 #include "counter/counter.h"
 #include "kv_probe/kv_probe.h"
+#include "sql_probe/sql_probe.h"
 
 namespace {
 
@@ -13,7 +15,11 @@ dobj::Task<dobj::Response> route(dobj::Request req, dobj::Env& env) {
   if (!segments) co_return dobj::Response::error(400, "malformed percent-encoding in the path");
   if (segments->size() < 2) co_return dobj::Response::error(404, "not found");
   const std::string& kind = (*segments)[0];
-  const char* binding = kind == "counter" ? "COUNTER" : kind == "kv" ? "KV" : nullptr;
+  const char* binding = kind == "counter" ? "COUNTER"
+                        : kind == "kv"    ? "KV"
+                        : kind == "sql"   ? "SQL"
+                        : kind == "bank"  ? "BANK"
+                                          : nullptr;
   if (!binding) co_return dobj::Response::error(404, "no route for /" + kind);
   dobj::Namespace ns = env.ns(binding);
   co_return co_await ns.get(ns.id_from_name((*segments)[1])).fetch(std::move(req));
@@ -25,6 +31,8 @@ int main(int argc, char** argv) {
   dobj::Server server;
   server.bind<examples::Counter>("COUNTER");
   server.bind<examples::KvProbe>("KV");
+  server.bind<examples::SqlProbe>("SQL");
+  server.bind<examples::BankAccount>("BANK");
   server.worker(route);
   return server.run(argc, argv);
 }

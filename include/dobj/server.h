@@ -41,6 +41,9 @@ struct ServerOptions {
   size_t max_queue = 1024;
   // Open SQLite databases per shard; the least recently used are closed.
   size_t max_open_databases = 2048;
+  // Bytes one object's database may reach; 0: no cap. Past it, writes fail as
+  // on a full disk (the object is reset, its committed data kept).
+  int64_t max_object_bytes = 0;
   size_t max_header_bytes = 16 * 1024;      // larger: 431
   size_t max_body_bytes = 8 * 1024 * 1024;  // larger: 413
   // A connection idle this long is closed (408 if a request was half sent).

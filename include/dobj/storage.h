@@ -26,7 +26,9 @@
 #include <vector>
 
 #include "dobj/codec.h"
+#include "dobj/sql.h"
 #include "dobj/status.h"
+#include "dobj/task.h"
 
 namespace dobj {
 
@@ -60,7 +62,16 @@ class Storage {
   static constexpr size_t kMaxValueBytes = 131072;
   static constexpr size_t kMaxBatchKeys = 128;
 
-  explicit Storage(internal::ObjectStore* store) : store_(store) {}
+  explicit Storage(internal::ObjectStore* store) : store_(store), sql_(store) {}
+
+  // The object's SQL database (see sql.h).
+  Sql& sql() { return sql_; }
+
+  // Completes when every write made before it is durable; throws
+  // dobj::Error(kReset) if that write failed (the object is then reset).
+  // Awaiting it ends the turn, which commits the turn's writes. No other event
+  // runs meanwhile.
+  Task<void> sync();
 
   template <typename T>
   std::optional<T> get(std::string_view key) {
@@ -98,7 +109,7 @@ class Storage {
     return decode_all<T>(list_raw(options));
   }
 
-  // Deletes every key (and, once alarms exist, the alarm).
+  // Deletes every key and every SQL table, view and trigger.
   void delete_all();
 
   // Runs fn(Transaction&) atomically: if fn throws, or calls rollback(), none of
@@ -148,6 +159,7 @@ class Storage {
   void abandon_nested();
 
   internal::ObjectStore* store_;
+  Sql sql_;
 };
 
 }  // namespace dobj

@@ -58,9 +58,10 @@ struct ObjectHost::BlockState {
 ObjectHost::ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id)
     : shard_(shard), ns_(ns), id_(std::move(id)), generation_(shard->next_generation()) {
   std::string hex = id_.to_string();
-  store_ = std::make_unique<ObjectStore>(StoreEnv{&shard->commits(), &shard->lru(),
-                                                                  &shard->runtime().store_faults()},
-                                         ns_->dir() + "/" + hex.substr(0, 2), hex + ".sqlite");
+  StoreEnv env{&shard->commits(), &shard->lru(), &shard->runtime().store_faults(),
+               shard->runtime().options().max_object_bytes};
+  store_ = std::make_unique<ObjectStore>(env, ns_->dir() + "/" + hex.substr(0, 2), hex + ".sqlite");
+  store_->set_sync([this] { return sync(); });
   last_active_ = std::chrono::steady_clock::now();
 }
 
@@ -90,6 +91,7 @@ void ObjectHost::run_turn(F&& fn) {
     reset_requested_ = st;
   } else {
     release_outputs();
+    start_syncs();
   }
   reap_runs();
   if (reset_requested_) {
@@ -213,6 +215,40 @@ void ObjectHost::release_outputs() {
   });
 }
 
+Task<void> ObjectHost::sync() {
+  struct Awaiter {
+    ObjectHost* host;
+    Status result;
+    bool await_ready() const { return false; }
+    void await_suspend(std::coroutine_handle<> h) { host->pending_syncs_.push_back({h, &result}); }
+    void await_resume() const {
+      if (!result.is_ok()) throw Error(result);
+    }
+  };
+  Awaiter awaiter{this, Status::ok()};  // named: see FetchAwaitable in api.cc
+  co_await awaiter;
+}
+
+void ObjectHost::start_syncs() {
+  if (pending_syncs_.empty()) return;
+  auto syncs = std::move(pending_syncs_);
+  pending_syncs_.clear();
+  for (auto& w : syncs) {
+    ++blocked_;  // a storage operation: no other event runs until it is done
+    ++held_output_batches_;
+    shard_->commits().when_durable(store_->last_commit_seq(), [this, w, gen = generation_](Status st) {
+      // Continue on a fresh stack: this may run inside the turn that asked.
+      shard_->post([this, w, gen, st] {
+        --held_output_batches_;
+        if (gen != generation_) return;  // reset meanwhile: the frame is gone
+        --blocked_;
+        *w.result = st.is_ok() ? st : Status(Code::kReset, "sync failed: " + st.message());
+        resume(w.handle);
+      });
+    });
+  }
+}
+
 Task<void> ObjectHost::block_concurrency_while(std::function<Task<void>()> fn) {
   auto st = std::make_shared<BlockState>();
   ++blocked_;
@@ -269,6 +305,7 @@ void ObjectHost::reset(const Status& why) {
   generation_ = shard_->next_generation();
   auto outs = std::move(turn_outputs_);
   turn_outputs_.clear();
+  pending_syncs_.clear();
   std::list<Run> runs = std::move(runs_);
   runs_.clear();
   blocked_ = 0;

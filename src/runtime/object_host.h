@@ -57,6 +57,8 @@ class ObjectHost {
   // pending); `send(error)` if they fail. Used for every outgoing message.
   void gate_output(std::function<void(Status)> send);
   Task<void> block_concurrency_while(std::function<Task<void>()> fn);
+  // Storage::sync(): resumes the caller once its turn's writes are durable.
+  Task<void> sync();
 
   bool idle() const;
   std::chrono::steady_clock::time_point last_active() const { return last_active_; }
@@ -81,6 +83,7 @@ class ObjectHost {
   bool ensure_instance();
   void start_event(Event event);
   void release_outputs();
+  void start_syncs();
   void reset(const Status& why);
   void reap_runs();
   Driver drive_fetch(Run* run, Request request);
@@ -96,6 +99,11 @@ class ObjectHost {
   std::deque<Event> queue_;
   std::list<Run> runs_;
   std::vector<std::function<void(Status)>> turn_outputs_;
+  struct SyncWaiter {
+    std::coroutine_handle<> handle;
+    Status* result;
+  };
+  std::vector<SyncWaiter> pending_syncs_;  // sync() calls awaiting this turn's commit
   size_t held_output_batches_ = 0;
   int blocked_ = 0;
   bool in_turn_ = false;

@@ -112,6 +112,9 @@ int Server::run(int argc, char** argv) {
                  "open SQLite files per shard (least recently used are closed)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--max-object-bytes", o.max_object_bytes,
+                 "storage one object may use (0: no cap); past it writes fail as on a full disk")
+      ->capture_default_str();
   app.add_option("--max-header-bytes", o.max_header_bytes, "larger request headers get 431")
       ->capture_default_str();
   app.add_option("--max-body-bytes", o.max_body_bytes, "larger request bodies get 413")

@@ -1,5 +1,7 @@
 #include "storage/object_store.h"
 
+#include <algorithm>
+
 #include "base/fs.h"
 #include "base/log.h"
 
@@ -128,6 +130,14 @@ bool ObjectStore::ensure_open(bool create) {
     db_.close();
     throw Error(st);
   }
+  if (env_.max_database_bytes > 0) {
+    std::string cap = "PRAGMA max_page_count=" +
+                      std::to_string(std::max<int64_t>(env_.max_database_bytes / 4096, 4));
+    if (Status st = db_.exec(cap.c_str()); !st) {
+      db_.close();
+      throw Error(st);
+    }
+  }
   // Our hook replaces SQLite's automatic checkpoints (which would sync on
   // this thread): it only notes the WAL size; end_turn checkpoints.
   sqlite3_wal_hook(
@@ -241,6 +251,7 @@ void ObjectStore::delete_all() {
     broken_ = true;
     throw Error(st);
   }
+  drop_user_schema();
 }
 
 void ObjectStore::begin_nested() {

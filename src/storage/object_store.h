@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <optional>
@@ -27,7 +28,9 @@
 #include <utility>
 #include <vector>
 
+#include "dobj/sql.h"
 #include "dobj/storage.h"
+#include "dobj/task.h"
 #include "storage/group_commit.h"
 #include "storage/sqlite.h"
 
@@ -59,6 +62,7 @@ struct StoreEnv {
   GroupCommit* commits;
   DbLru* lru;
   StoreFaults* faults = nullptr;  // optional
+  int64_t max_database_bytes = 0;  // 0: no cap; past it writes fail as on a full disk
 };
 
 class ObjectStore {
@@ -82,6 +86,14 @@ class ObjectStore {
   void begin_nested();
   void end_nested(bool commit);
 
+  // SQL (sql.cc). Throws dobj::Error like the key-value operations.
+  SqlCursor exec_sql(std::string_view query, const std::vector<SqlValue>& params);
+  int64_t database_size();
+
+  // Storage::sync() is the runtime's to implement: it needs the object's turn.
+  void set_sync(std::function<Task<void>()> sync) { sync_ = std::move(sync); }
+  Task<void> sync();
+
   // Commits the turn's batch, if it wrote anything. On failure the batch is
   // rolled back and the error returned; the caller must reset the object.
   Status end_turn();
@@ -103,6 +115,12 @@ class ObjectStore {
   // Copies the WAL into the database file, syncing both, so the WAL can restart.
   void checkpoint();
   Stmt* stmt(const std::string& sql);
+  // Throws the Error for a failed SQL step or prepare; marks the store broken
+  // when the failure is the storage's, not the query's.
+  [[noreturn]] void fail_sql(int rc);
+  static int authorize(void* self, int action, const char* a1, const char* a2, const char* db,
+                       const char* trigger);
+  void drop_user_schema();
 
   StoreEnv env_;
   std::string dir_;
@@ -117,6 +135,8 @@ class ObjectStore {
   bool broken_ = false;
   int nested_ = 0;
   uint64_t last_commit_seq_ = 0;
+  std::string deny_reason_;  // why the authorizer refused the last statement
+  std::function<Task<void>()> sync_;
   std::list<ObjectStore*>::iterator lru_pos_;
   bool in_lru_ = false;
 };

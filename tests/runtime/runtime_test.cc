@@ -52,6 +52,17 @@ class SlowStart : public DurableObject {
   bool ready_ = false;
 };
 
+// Writes, awaits storage().sync(), then answers whether it came back.
+class Syncer : public DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  Task<Response> fetch(Request) override {
+    storage().put("x", int64_t{1});
+    co_await storage().sync();
+    co_return Response::text("synced");
+  }
+};
+
 class Harness {
  public:
   explicit Harness(ServerOptions o = {}) {
@@ -61,6 +72,7 @@ class Harness {
     std::map<std::string, ObjectFactory> bindings;
     bindings["PROBE"] = [](State& s, Env& e) { return std::make_unique<Probe>(s, e); };
     bindings["SLOW_START"] = [](State& s, Env& e) { return std::make_unique<SlowStart>(s, e); };
+    bindings["SYNCER"] = [](State& s, Env& e) { return std::make_unique<Syncer>(s, e); };
     runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret);
     runtime_->start();
   }
@@ -146,6 +158,24 @@ TEST(Runtime, AFailedFlushFailsTheHeldResponseWithAReset) {
   EXPECT_EQ(r.status, 500);
   EXPECT_EQ(nlohmann::json::parse(r.body)["reset"], true);
   EXPECT_EQ(h.json("PROBE", "flush", "GET")["requests"], 1);  // rebuilt
+}
+
+TEST(Runtime, SyncWaitsForTheFlushOfEarlierWrites) {
+  Harness h;
+  h.runtime().flusher()->faults().delay_ms = 150;
+  auto start = std::chrono::steady_clock::now();
+  Response r = h.send("SYNCER", "s", "POST").get();
+  EXPECT_EQ(r.body, "synced");
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 140ms);
+}
+
+TEST(Runtime, SyncReportsAFailedFlush) {
+  Harness h;
+  h.runtime().flusher()->faults().fail_next = 1;
+  Response r = h.send("SYNCER", "s", "POST").get();
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["reset"], true);
+  EXPECT_EQ(h.send("SYNCER", "s", "POST").get().body, "synced");
 }
 
 TEST(Runtime, AFullQueueAnswersOverloaded) {

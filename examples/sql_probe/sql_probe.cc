@@ -1,0 +1,67 @@
+#include "sql_probe/sql_probe.h"
+
+namespace examples {
+
+using dobj::Json;
+using dobj::Response;
+
+dobj::SqlValue sql_from_json(const Json& j) {
+  if (j.is_null()) return nullptr;
+  if (j.is_boolean()) return int64_t{j.get<bool>() ? 1 : 0};
+  if (j.is_number_integer()) return j.get<int64_t>();
+  if (j.is_number_unsigned()) return static_cast<int64_t>(j.get<uint64_t>());
+  if (j.is_number()) return j.get<double>();
+  if (j.is_string()) return j.get<std::string>();
+  return j.dump();
+}
+
+Json json_from_sql(const dobj::SqlValue& v) {
+  return std::visit(
+      [](const auto& x) -> Json {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::nullptr_t>) {
+          return nullptr;
+        } else if constexpr (std::is_same_v<T, dobj::Bytes>) {
+          return Json(std::vector<int>(x.begin(), x.end()));
+        } else {
+          return x;
+        }
+      },
+      v);
+}
+
+dobj::Task<Response> SqlProbe::fetch(dobj::Request req) {
+  auto segments = req.path_segments();
+  if (!segments || segments->size() != 2) co_return Response::error(404, "not found");
+  if (req.method != "POST") co_return Response::error(405, "use POST with {\"query\": ...}");
+  Json body = Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object() || !body.contains("query") ||
+      !body["query"].is_string()) {
+    co_return Response::error(400, "body must be {\"query\": \"...\", \"params\": [...]}");
+  }
+  std::vector<dobj::SqlValue> params;
+  if (body.contains("params")) {
+    if (!body["params"].is_array()) co_return Response::error(400, "params must be an array");
+    for (const auto& p : body["params"]) params.push_back(sql_from_json(p));
+  }
+  dobj::SqlCursor cursor;
+  try {
+    cursor = storage().sql().exec_values(body["query"].get<std::string>(), std::move(params));
+  } catch (const dobj::Error& e) {
+    if (e.code() != dobj::Code::kInvalidArgument) throw;  // storage failure: the object resets
+    co_return Response::error(400, e.what());
+  }
+  Json rows = Json::array();
+  for (const auto& row : cursor) {
+    Json r = Json::array();
+    for (const auto& v : row) r.push_back(json_from_sql(v));
+    rows.push_back(std::move(r));
+  }
+  Json out = {{"columns", cursor.column_names()},
+              {"rows", std::move(rows)},
+              {"rowsRead", cursor.rows_read()},
+              {"rowsWritten", cursor.rows_written()}};
+  co_return Response::json(out.dump(-1, ' ', false, Json::error_handler_t::replace));
+}
+
+}  // namespace examples

@@ -1,0 +1,280 @@
+// The SQL API: statement splitting, parameters, the authorizer, errors.
+#include <strings.h>
+
+#include <array>
+
+#include "storage/object_store.h"
+
+namespace dobj {
+
+std::vector<std::map<std::string, SqlValue>> SqlCursor::to_array() const {
+  std::vector<std::map<std::string, SqlValue>> out;
+  out.reserve(rows_.size());
+  for (const auto& row : rows_) {
+    std::map<std::string, SqlValue> obj;
+    for (size_t i = 0; i < columns_.size(); ++i) obj[columns_[i]] = row[i];
+    out.push_back(std::move(obj));
+  }
+  return out;
+}
+
+const SqlRow& SqlCursor::one() const {
+  if (rows_.size() != 1) {
+    throw Error(Code::kInvalidArgument,
+                "expected exactly one row, got " + std::to_string(rows_.size()));
+  }
+  return rows_[0];
+}
+
+SqlCursor Sql::exec_values(std::string_view query, std::vector<SqlValue> params) {
+  return store_->exec_sql(query, params);
+}
+
+int64_t Sql::database_size() { return store_->database_size(); }
+
+Task<void> Storage::sync() { return store_->sync(); }
+
+namespace internal {
+namespace {
+
+constexpr std::array<const char*, 12> kAllowedPragmas = {
+    "table_info",   "table_xinfo",      "table_list",        "index_list",
+    "index_info",   "index_xinfo",      "foreign_key_list",  "foreign_keys",
+    "defer_foreign_keys", "foreign_key_check", "quick_check", "integrity_check"};
+
+constexpr std::array<const char*, 4> kDeniedFunctions = {
+    "load_extension", "sqlite_compileoption_get", "sqlite_compileoption_used", "fts3_tokenizer"};
+
+bool reserved(const char* name) { return name && strncasecmp(name, "_dobj_", 6) == 0; }
+
+// Whitespace, semicolons and comments only: nothing left to execute.
+bool only_trivia(const char* p, const char* end) {
+  while (p < end) {
+    if (isspace(static_cast<unsigned char>(*p)) || *p == ';') {
+      ++p;
+    } else if (p + 1 < end && p[0] == '-' && p[1] == '-') {
+      while (p < end && *p != '\n') ++p;
+    } else if (p + 1 < end && p[0] == '/' && p[1] == '*') {
+      p += 2;
+      while (p + 1 < end && !(p[0] == '*' && p[1] == '/')) ++p;
+      p += 2;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+void bind(sqlite3_stmt* s, int i, const SqlValue& v) {
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::nullptr_t>) {
+          sqlite3_bind_null(s, i);
+        } else if constexpr (std::is_same_v<T, int64_t>) {
+          sqlite3_bind_int64(s, i, x);
+        } else if constexpr (std::is_same_v<T, double>) {
+          sqlite3_bind_double(s, i, x);
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          sqlite3_bind_text(s, i, x.data(), static_cast<int>(x.size()), SQLITE_TRANSIENT);
+        } else {
+          sqlite3_bind_blob(s, i, x.data(), static_cast<int>(x.size()), SQLITE_TRANSIENT);
+        }
+      },
+      v);
+}
+
+SqlValue column(sqlite3_stmt* s, int i) {
+  switch (sqlite3_column_type(s, i)) {
+    case SQLITE_INTEGER: return static_cast<int64_t>(sqlite3_column_int64(s, i));
+    case SQLITE_FLOAT: return sqlite3_column_double(s, i);
+    case SQLITE_TEXT: {
+      auto p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+      return std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i)));
+    }
+    case SQLITE_BLOB: {
+      auto p = static_cast<const uint8_t*>(sqlite3_column_blob(s, i));
+      return Bytes(p, p + sqlite3_column_bytes(s, i));
+    }
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+int ObjectStore::authorize(void* self, int action, const char* a1, const char* a2, const char*,
+                           const char*) {
+  auto* store = static_cast<ObjectStore*>(self);
+  auto deny = [&](std::string why) {
+    store->deny_reason_ = std::move(why);
+    return SQLITE_DENY;
+  };
+  switch (action) {
+    case SQLITE_TRANSACTION:
+      return deny("BEGIN, COMMIT and ROLLBACK are not allowed in SQL; use storage().transaction()");
+    case SQLITE_SAVEPOINT:
+      return deny("SAVEPOINT and RELEASE are not allowed in SQL; use storage().transaction()");
+    case SQLITE_ATTACH:
+    case SQLITE_DETACH:
+      return deny("ATTACH and DETACH are not allowed");
+    case SQLITE_CREATE_TEMP_INDEX:
+    case SQLITE_CREATE_TEMP_TABLE:
+    case SQLITE_CREATE_TEMP_TRIGGER:
+    case SQLITE_CREATE_TEMP_VIEW:
+    case SQLITE_DROP_TEMP_INDEX:
+    case SQLITE_DROP_TEMP_TABLE:
+    case SQLITE_DROP_TEMP_TRIGGER:
+    case SQLITE_DROP_TEMP_VIEW:
+      return deny("temporary tables, views, indexes and triggers are not allowed");
+    case SQLITE_PRAGMA: {
+      for (const char* p : kAllowedPragmas) {
+        if (a1 && strcasecmp(a1, p) == 0) {
+          if (reserved(a2)) return deny("names starting with _dobj_ are reserved for the runtime");
+          return SQLITE_OK;
+        }
+      }
+      return deny(std::string("PRAGMA ") + (a1 ? a1 : "") + " is not allowed");
+    }
+    case SQLITE_FUNCTION:
+      for (const char* f : kDeniedFunctions) {
+        if (a2 && strcasecmp(a2, f) == 0) return deny(std::string("function ") + f + " is not allowed");
+      }
+      return SQLITE_OK;
+    default:
+      if (reserved(a1) || reserved(a2)) {
+        return deny("names starting with _dobj_ are reserved for the runtime");
+      }
+      return SQLITE_OK;
+  }
+}
+
+void ObjectStore::fail_sql(int rc) {
+  int primary = rc & 0xff;
+  std::string message = db_.is_open() ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc);
+  // A denied function comes back as a plain error: "not authorized to use function: f".
+  if (primary == SQLITE_AUTH ||
+      (!deny_reason_.empty() && message.rfind("not authorized", 0) == 0)) {
+    throw Error(Code::kInvalidArgument, deny_reason_.empty() ? message : deny_reason_);
+  }
+  if (primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_CORRUPT ||
+      primary == SQLITE_NOMEM || primary == SQLITE_CANTOPEN || primary == SQLITE_NOTADB) {
+    // SQLite may have rolled back the whole transaction: the turn is lost.
+    if (in_txn_) broken_ = true;
+    throw Error(Code::kInternal, "storage failure: " + message);
+  }
+  throw Error(Code::kInvalidArgument, message);
+}
+
+SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlValue>& params) {
+  ensure_open(/*create=*/true);
+  struct AuthorizerScope {
+    ObjectStore* store;
+    explicit AuthorizerScope(ObjectStore* s) : store(s) {
+      store->deny_reason_.clear();
+      sqlite3_set_authorizer(store->db_.get(), &ObjectStore::authorize, store);
+    }
+    ~AuthorizerScope() { sqlite3_set_authorizer(store->db_.get(), nullptr, nullptr); }
+  } auth(this);
+
+  SqlCursor cursor;
+  const int64_t changes_before = sqlite3_total_changes64(db_.get());
+  const char* p = query.data();
+  const char* end = p + query.size();
+  int index = 0;
+  while (p < end && !only_trivia(p, end)) {
+    sqlite3_stmt* raw = nullptr;
+    const char* next = nullptr;
+    int rc = sqlite3_prepare_v3(db_.get(), p, static_cast<int>(end - p), 0, &raw, &next);
+    if (rc != SQLITE_OK) fail_sql(rc);
+    p = next;
+    if (!raw) continue;
+    Stmt stmt(raw);
+    ++index;
+    bool last = only_trivia(p, end);
+    int wanted = sqlite3_bind_parameter_count(raw);
+    if (!last && wanted > 0) {
+      throw Error(Code::kInvalidArgument, "statement " + std::to_string(index) +
+                                              " uses parameters; in a query of several "
+                                              "statements only the last one may");
+    }
+    if (last) {
+      if (static_cast<size_t>(wanted) != params.size()) {
+        throw Error(Code::kInvalidArgument, "the query has " + std::to_string(wanted) +
+                                                " parameters but " +
+                                                std::to_string(params.size()) + " were given");
+      }
+      for (int i = 0; i < wanted; ++i) bind(raw, i + 1, params[static_cast<size_t>(i)]);
+    }
+    if (!sqlite3_stmt_readonly(raw)) {
+      // The runtime's own statements (BEGIN, its schema) are not the user's:
+      // they run without the authorizer.
+      sqlite3_set_authorizer(db_.get(), nullptr, nullptr);
+      begin_write();
+      sqlite3_set_authorizer(db_.get(), &ObjectStore::authorize, this);
+    }
+    if (last) {
+      cursor.columns_.clear();
+      int n = sqlite3_column_count(raw);
+      for (int i = 0; i < n; ++i) cursor.columns_.emplace_back(sqlite3_column_name(raw, i));
+    }
+    while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+      ++cursor.rows_read_;
+      if (!last) continue;
+      SqlRow row;
+      int n = sqlite3_column_count(raw);
+      row.reserve(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) row.push_back(column(raw, i));
+      cursor.rows_.push_back(std::move(row));
+    }
+    if (rc != SQLITE_DONE) fail_sql(rc);
+    cursor.rows_read_ += sqlite3_stmt_status(raw, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0);
+  }
+  cursor.rows_written_ = sqlite3_total_changes64(db_.get()) - changes_before;
+  cursor.rows_read_ += cursor.rows_written_;
+  return cursor;
+}
+
+int64_t ObjectStore::database_size() {
+  if (!ensure_open(false)) return 0;
+  Stmt* s = stmt("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()");
+  int64_t size = s->step() == SQLITE_ROW ? s->column_int(0) : 0;
+  s->reset();
+  return size;
+}
+
+void ObjectStore::drop_user_schema() {
+  Stmt* s = stmt(
+      "SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') "
+      "AND name NOT LIKE '\\_dobj\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
+  std::vector<std::pair<std::string, std::string>> objects;
+  while (s->step() == SQLITE_ROW) {
+    objects.emplace_back(std::string(s->column_blob(0)), std::string(s->column_blob(1)));
+  }
+  s->reset();
+  if (objects.empty()) return;
+  if (Status st = db_.exec("PRAGMA defer_foreign_keys=ON"); !st) {
+    broken_ = true;
+    throw Error(st);
+  }
+  for (const auto& [type, name] : objects) {
+    std::string escaped;
+    for (char c : name) {
+      escaped += c;
+      if (c == '"') escaped += '"';
+    }
+    std::string sql = (type == "view" ? "DROP VIEW IF EXISTS \"" : "DROP TABLE IF EXISTS \"") +
+                      escaped + "\"";
+    if (Status st = db_.exec(sql.c_str()); !st) {
+      broken_ = true;
+      throw Error(st);
+    }
+  }
+}
+
+Task<void> ObjectStore::sync() {
+  if (!sync_) throw Error(Code::kInternal, "sync() is only available inside an object");
+  return sync_();
+}
+
+}  // namespace internal
+}  // namespace dobj

@@ -1,0 +1,205 @@
+#include "dobj/sql.h"
+
+#include <gtest/gtest.h>
+
+#include "storage/object_store.h"
+#include "support/server_process.h"
+
+namespace dobj::internal {
+namespace {
+
+class SqlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::make_unique<ObjectStore>(StoreEnv{&commits_, &lru_, nullptr, max_bytes_},
+                                           dir_.path() + "/ns/ab", "obj.sqlite");
+    storage_ = std::make_unique<Storage>(store_.get());
+  }
+  Sql& sql() { return storage_->sql(); }
+  std::string refusal(std::string_view query) {
+    try {
+      (void)sql().exec(query);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Code::kInvalidArgument) << query;
+      return e.what();
+    }
+    ADD_FAILURE() << "not refused: " << query;
+    return "";
+  }
+
+  test::TempDir dir_;
+  GroupCommit commits_{nullptr, [](std::function<void()> f) { f(); }};
+  DbLru lru_{4};
+  int64_t max_bytes_ = 0;
+  std::unique_ptr<ObjectStore> store_;
+  std::unique_ptr<Storage> storage_;
+};
+
+TEST_F(SqlTest, RowsColumnsAndCounts) {
+  sql().exec("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB)");
+  auto ins = sql().exec("INSERT INTO t(name, score, data) VALUES (?, ?, ?), (?, ?, ?)", "a", 1.5,
+                        Bytes{1, 2}, "b", nullptr, std::optional<Bytes>());
+  EXPECT_EQ(ins.rows_written(), 2);
+  auto c = sql().exec("SELECT id, name, score, data FROM t ORDER BY id");
+  EXPECT_EQ(c.column_names(), (std::vector<std::string>{"id", "name", "score", "data"}));
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(std::get<int64_t>(c.raw()[0][0]), 1);
+  EXPECT_EQ(std::get<std::string>(c.raw()[0][1]), "a");
+  EXPECT_EQ(std::get<double>(c.raw()[0][2]), 1.5);
+  EXPECT_EQ(std::get<Bytes>(c.raw()[0][3]), (Bytes{1, 2}));
+  EXPECT_TRUE(std::holds_alternative<std::nullptr_t>(c.raw()[1][2]));
+  EXPECT_EQ(std::get<std::string>(c.to_array()[1]["name"]), "b");
+  EXPECT_GE(c.rows_read(), 2);
+  EXPECT_EQ(c.rows_written(), 0);
+}
+
+TEST_F(SqlTest, OneInsistsOnExactlyOneRow) {
+  sql().exec("CREATE TABLE t(x)");
+  EXPECT_THROW((void)sql().exec("SELECT x FROM t").one(), Error);
+  sql().exec("INSERT INTO t VALUES (7)");
+  EXPECT_EQ(std::get<int64_t>(sql().exec("SELECT x FROM t").one()[0]), 7);
+  sql().exec("INSERT INTO t VALUES (8)");
+  EXPECT_THROW((void)sql().exec("SELECT x FROM t").one(), Error);
+}
+
+TEST_F(SqlTest, AQueryRunsEvenIfItsCursorIsNeverRead) {
+  sql().exec("CREATE TABLE t(x)");
+  (void)sql().exec("INSERT INTO t VALUES (1)");
+  EXPECT_EQ(sql().exec("SELECT count(*) FROM t").one()[0], SqlValue(int64_t{1}));
+}
+
+TEST_F(SqlTest, ParametersAndResultsBelongToTheLastStatement) {
+  auto c = sql().exec(
+      "CREATE TABLE t(x); INSERT INTO t VALUES (1); INSERT INTO t VALUES (2);"
+      "SELECT x FROM t WHERE x > ? ORDER BY x; -- trailing comment",
+      1);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c.raw()[0][0], SqlValue(int64_t{2}));
+  EXPECT_THROW((void)sql().exec("SELECT ?; SELECT 1", 5), Error);
+  EXPECT_THROW((void)sql().exec("SELECT ?, ?", 1), Error);  // too few parameters
+}
+
+TEST_F(SqlTest, SqlWritesCommitWithTheTurnAndRollBackWithATransaction) {
+  sql().exec("CREATE TABLE t(x)");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_THROW(storage_->transaction_sync([&] {
+    sql().exec("INSERT INTO t VALUES (1)");
+    storage_->put("k", int64_t{1});
+    throw std::runtime_error("undo");
+  }),
+               std::runtime_error);
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(sql().exec("SELECT count(*) FROM t").one()[0], SqlValue(int64_t{0}));
+  EXPECT_FALSE(storage_->get<int64_t>("k").has_value());
+}
+
+TEST_F(SqlTest, AFailedCommitDiscardsSqlWritesToo) {
+  StoreFaults faults;
+  store_ = std::make_unique<ObjectStore>(StoreEnv{&commits_, &lru_, &faults},
+                                         dir_.path() + "/ns/ab", "f.sqlite");
+  Sql s(store_.get());
+  s.exec("CREATE TABLE t(x)");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  s.exec("INSERT INTO t VALUES (1)");
+  faults.fail_next_commits = 1;
+  EXPECT_FALSE(store_->end_turn().is_ok());
+  EXPECT_EQ(s.exec("SELECT count(*) FROM t").one()[0], SqlValue(int64_t{0}));
+}
+
+TEST_F(SqlTest, ASqlErrorUndoesOnlyItsStatement) {
+  sql().exec("CREATE TABLE t(x UNIQUE)");
+  sql().exec("INSERT INTO t VALUES (1)");
+  try {
+    sql().exec("INSERT INTO t VALUES (1)");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("UNIQUE"), std::string::npos);
+  }
+  EXPECT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(sql().exec("SELECT count(*) FROM t").one()[0], SqlValue(int64_t{1}));
+  EXPECT_NE(refusal("SELEC nonsense").find("syntax error"), std::string::npos);
+}
+
+TEST_F(SqlTest, TransactionControlAttachTempAndReservedNamesAreRefused) {
+  EXPECT_NE(refusal("BEGIN").find("storage().transaction()"), std::string::npos);
+  EXPECT_NE(refusal("COMMIT").find("storage().transaction()"), std::string::npos);
+  EXPECT_NE(refusal("ROLLBACK").find("storage().transaction()"), std::string::npos);
+  EXPECT_NE(refusal("SAVEPOINT s").find("SAVEPOINT"), std::string::npos);
+  EXPECT_NE(refusal("RELEASE s").find("SAVEPOINT"), std::string::npos);
+  EXPECT_NE(refusal("ATTACH DATABASE 'x.db' AS x").find("ATTACH"), std::string::npos);
+  EXPECT_NE(refusal("CREATE TEMP TABLE t(x)").find("temporary"), std::string::npos);
+  storage_->put("k", int64_t{1});
+  EXPECT_NE(refusal("SELECT * FROM _dobj_kv").find("reserved"), std::string::npos);
+  EXPECT_NE(refusal("DELETE FROM _dobj_kv").find("reserved"), std::string::npos);
+  EXPECT_NE(refusal("CREATE TABLE _dobj_mine(x)").find("reserved"), std::string::npos);
+  EXPECT_NE(refusal("PRAGMA table_info(_dobj_kv)").find("reserved"), std::string::npos);
+  EXPECT_NE(refusal("DROP TABLE _dobj_kv").find("reserved"), std::string::npos);
+  EXPECT_EQ(storage_->get<int64_t>("k"), 1);  // the key-value data is untouched
+}
+
+TEST_F(SqlTest, OnlyAllowListedPragmasAndSafeFunctionsRun) {
+  sql().exec("CREATE TABLE t(id INTEGER PRIMARY KEY, x)");
+  EXPECT_EQ(sql().exec("PRAGMA table_info(t)").size(), 2u);
+  EXPECT_EQ(sql().exec("PRAGMA foreign_keys").one()[0], SqlValue(int64_t{1}));  // on by default
+  EXPECT_NO_THROW(sql().exec("PRAGMA defer_foreign_keys = ON"));
+  EXPECT_EQ(sql().exec("PRAGMA quick_check").one()[0], SqlValue(std::string("ok")));
+  EXPECT_NE(refusal("PRAGMA journal_mode = DELETE").find("PRAGMA journal_mode"), std::string::npos);
+  EXPECT_NE(refusal("PRAGMA synchronous = FULL").find("not allowed"), std::string::npos);
+  std::string m = refusal("SELECT sqlite_compileoption_get(0)");
+  EXPECT_NE(m.find("not allowed"), std::string::npos) << m;
+  EXPECT_NE(refusal("SELECT load_extension('x')").find("not allowed"), std::string::npos);
+}
+
+TEST_F(SqlTest, ForeignKeysAreEnforced) {
+  sql().exec("CREATE TABLE p(id INTEGER PRIMARY KEY); CREATE TABLE c(p INTEGER REFERENCES p(id))");
+  EXPECT_NE(refusal("INSERT INTO c VALUES (42)").find("FOREIGN KEY"), std::string::npos);
+}
+
+TEST_F(SqlTest, DeleteAllDropsTablesAndKeys) {
+  sql().exec("CREATE TABLE p(id INTEGER PRIMARY KEY); CREATE TABLE c(p REFERENCES p(id));"
+             "INSERT INTO p VALUES (1); INSERT INTO c VALUES (1); CREATE VIEW v AS SELECT * FROM p");
+  storage_->put("k", int64_t{1});
+  storage_->delete_all();
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(sql().exec("SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE '\\_dobj\\_%' ESCAPE '\\'")
+                .one()[0],
+            SqlValue(int64_t{0}));
+  EXPECT_FALSE(storage_->get<int64_t>("k").has_value());
+}
+
+TEST_F(SqlTest, DatabaseSizeGrowsWithData) {
+  EXPECT_EQ(sql().database_size(), 0);
+  sql().exec("CREATE TABLE t(x)");
+  int64_t small = sql().database_size();
+  EXPECT_GT(small, 0);
+  sql().exec("INSERT INTO t SELECT randomblob(1000) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+             "SELECT i + 1 FROM n WHERE i < 200) SELECT i FROM n)");
+  EXPECT_GT(sql().database_size(), small + 150 * 1000);
+}
+
+class SqlCapTest : public SqlTest {
+ protected:
+  void SetUp() override {
+    max_bytes_ = 64 * 1024;
+    SqlTest::SetUp();
+  }
+};
+
+TEST_F(SqlCapTest, AFullDatabaseFailsTheTurnAndKeepsWhatWasCommitted) {
+  sql().exec("CREATE TABLE t(x)");
+  sql().exec("INSERT INTO t VALUES ('kept')");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  try {
+    for (int i = 0; i < 100; ++i) sql().exec("INSERT INTO t VALUES (randomblob(4000))");
+    FAIL() << "the cap did not apply";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kInternal);
+    EXPECT_NE(std::string(e.what()).find("full"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(store_->end_turn().code(), Code::kReset);
+  EXPECT_EQ(sql().exec("SELECT count(*) FROM t").one()[0], SqlValue(int64_t{1}));
+}
+
+}  // namespace
+}  // namespace dobj::internal
