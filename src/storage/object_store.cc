@@ -91,14 +91,15 @@ ObjectStore::~ObjectStore() {
 }
 
 void ObjectStore::fail(std::string_view what) {
-  if (in_txn_) broken_ = true;
-  throw Error(db_.error(Code::kInternal, what));
+  Status st = db_.error(Code::kInternal, what);
+  if (in_txn_) mark_broken(st.message());
+  throw Error(st);
 }
 
 Stmt* ObjectStore::stmt(const std::string& sql) {
   auto s = db_.cached(sql);
   if (!s) {
-    if (in_txn_) broken_ = true;
+    if (in_txn_) mark_broken(s.status().message());
     throw Error(s.status());
   }
   return *s;
@@ -167,7 +168,7 @@ void ObjectStore::begin_write() {
   if (Status st = db_.exec("BEGIN"); !st) throw Error(st);
   in_txn_ = true;
   if (Status st = db_.exec(kSchema); !st) {
-    broken_ = true;
+    mark_broken(st.message());
     throw Error(st);
   }
 }
@@ -248,7 +249,7 @@ void ObjectStore::delete_all() {
   if (!ensure_open(false)) return;
   begin_write();
   if (Status st = db_.exec("DELETE FROM _dobj_kv"); !st) {
-    broken_ = true;
+    mark_broken(st.message());
     throw Error(st);
   }
   drop_user_schema();
@@ -258,7 +259,7 @@ void ObjectStore::begin_nested() {
   begin_write();
   std::string sql = "SAVEPOINT n" + std::to_string(nested_);
   if (Status st = db_.exec(sql.c_str()); !st) {
-    broken_ = true;
+    mark_broken(st.message());
     throw Error(st);
   }
   ++nested_;
@@ -270,7 +271,7 @@ void ObjectStore::end_nested(bool commit) {
   std::string sql =
       commit ? "RELEASE " + name : "ROLLBACK TO " + name + "; RELEASE " + name;
   if (Status st = db_.exec(sql.c_str()); !st) {
-    broken_ = true;
+    mark_broken(st.message());
     throw Error(st);
   }
 }
@@ -282,7 +283,8 @@ Status ObjectStore::end_turn() {
     broken_ = false;
     in_txn_ = false;
     (void)db_.exec("ROLLBACK");
-    return Status(Code::kReset, "a storage operation failed; the turn's writes were discarded");
+    return Status(Code::kReset, "a storage operation failed (" + std::exchange(broken_reason_, "") +
+                                    "); the turn's writes were discarded");
   }
   Status st = Status::ok();
   if (env_.faults && env_.faults->fail_next_commits.load() > 0) {
@@ -337,6 +339,11 @@ void ObjectStore::checkpoint() {
     return;
   }
   wal_frames_ = 0;
+}
+
+void ObjectStore::mark_broken(const std::string& why) {
+  if (!broken_) broken_reason_ = why;
+  broken_ = true;
 }
 
 void ObjectStore::close_connection() {

@@ -114,6 +114,8 @@ class ObjectStore {
   [[noreturn]] void fail(std::string_view what);
   // Copies the WAL into the database file, syncing both, so the WAL can restart.
   void checkpoint();
+  // Marks the turn lost (it is rolled back at end_turn) and remembers why.
+  void mark_broken(const std::string& why);
   Stmt* stmt(const std::string& sql);
   // Throws the Error for a failed SQL step or prepare; marks the store broken
   // when the failure is the storage's, not the query's.
@@ -133,6 +135,7 @@ class ObjectStore {
   int wal_frames_ = 0;  // set by SQLite's WAL hook after each commit
   bool in_txn_ = false;
   bool broken_ = false;
+  std::string broken_reason_;  // the first failure of the turn, for the reset message
   int nested_ = 0;
   uint64_t last_commit_seq_ = 0;
   std::string deny_reason_;  // why the authorizer refused the last statement

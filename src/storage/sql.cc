@@ -159,7 +159,7 @@ void ObjectStore::fail_sql(int rc) {
   if (primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_CORRUPT ||
       primary == SQLITE_NOMEM || primary == SQLITE_CANTOPEN || primary == SQLITE_NOTADB) {
     // SQLite may have rolled back the whole transaction: the turn is lost.
-    if (in_txn_) broken_ = true;
+    if (in_txn_) mark_broken("storage failure: " + message);
     throw Error(Code::kInternal, "storage failure: " + message);
   }
   throw Error(Code::kInvalidArgument, message);
@@ -253,7 +253,7 @@ void ObjectStore::drop_user_schema() {
   s->reset();
   if (objects.empty()) return;
   if (Status st = db_.exec("PRAGMA defer_foreign_keys=ON"); !st) {
-    broken_ = true;
+    mark_broken(st.message());
     throw Error(st);
   }
   for (const auto& [type, name] : objects) {
@@ -265,7 +265,7 @@ void ObjectStore::drop_user_schema() {
     std::string sql = (type == "view" ? "DROP VIEW IF EXISTS \"" : "DROP TABLE IF EXISTS \"") +
                       escaped + "\"";
     if (Status st = db_.exec(sql.c_str()); !st) {
-      broken_ = true;
+      mark_broken(st.message());
       throw Error(st);
     }
   }

@@ -258,12 +258,102 @@ TEST_F(ExamplesTest, OversizedHeadersGet431) {
   EXPECT_EQ(call("GET", "/counter/h").status, 200);
 }
 
+TEST_F(ExamplesTest, SqlProbeRunsQueriesAndReportsCounts) {
+  EXPECT_EQ(call("POST", "/sql/q", R"j({"query":"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})j")
+                .status,
+            200);
+  Json ins = json("POST", "/sql/q", R"j({"query":"INSERT INTO t(v) VALUES (?), (?)","params":["a",null]})j");
+  EXPECT_EQ(ins["rowsWritten"], 2);
+  Json sel = json("POST", "/sql/q", R"j({"query":"SELECT id, v FROM t WHERE id >= ?","params":[1]})j");
+  EXPECT_EQ(sel["columns"], Json::parse(R"(["id","v"])"));
+  EXPECT_EQ(sel["rows"], Json::parse(R"([[1,"a"],[2,null]])"));
+  EXPECT_GE(sel["rowsRead"].get<int>(), 2);
+  EXPECT_EQ(sel["rowsWritten"], 0);
+}
+
+TEST_F(ExamplesTest, SqlProbeRefusesForbiddenStatementsWith400) {
+  for (const char* q : {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT x", "ATTACH 'x' AS y",
+                        "DETACH y", "PRAGMA journal_mode", "SELECT * FROM _dobj_kv",
+                        "CREATE TEMP TABLE x(y)", "SELEKT 1"}) {
+    HttpResponse r = call("POST", "/sql/q", Json({{"query", q}}).dump());
+    EXPECT_EQ(r.status, 400) << q;
+    EXPECT_FALSE(Json::parse(r.body)["error"].get<std::string>().empty()) << q;
+  }
+  EXPECT_EQ(json("POST", "/sql/q", R"j({"query":"PRAGMA table_list"})j")["rows"].size() > 0, true);
+  EXPECT_EQ(call("POST", "/sql/q", "not json").status, 400);
+  EXPECT_EQ(call("GET", "/sql/q").status, 405);
+}
+
+TEST_F(ExamplesTest, BankDepositsTransfersAndRefusesOverdrafts) {
+  EXPECT_EQ(json("GET", "/bank/b/balance?account=nobody"), Json({{"balance", 0}}));
+  EXPECT_EQ(json("POST", "/bank/b/deposit?account=alice&amount=100"), Json({{"balance", 100}}));
+  EXPECT_EQ(json("POST", "/bank/b/transfer?from=alice&to=bob&amount=30"),
+            Json({{"from", 70}, {"to", 30}}));
+  HttpResponse r = call("POST", "/bank/b/transfer?from=bob&to=alice&amount=31");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_EQ(Json::parse(r.body), Json({{"error", "Insufficient funds"}}));
+  EXPECT_EQ(json("GET", "/bank/b/balance?account=bob"), Json({{"balance", 30}}));
+  EXPECT_EQ(json("GET", "/bank/b/balance?account=alice"), Json({{"balance", 70}}));
+  for (const char* bad : {"/bank/b/deposit?account=a&amount=x", "/bank/b/deposit?account=a",
+                          "/bank/b/deposit?account=a&amount=-5", "/bank/b/deposit?amount=5",
+                          "/bank/b/transfer?from=a&amount=5"}) {
+    EXPECT_EQ(call("POST", bad).status, 400) << bad;
+  }
+  EXPECT_EQ(call("GET", "/bank/b/deposit?account=a&amount=1").status, 405);
+}
+
+TEST_F(ExamplesTest, ConcurrentTransfersNeverChangeTheTotal) {
+  const int kAccounts = 5;
+  for (int a = 0; a < kAccounts; ++a) {
+    ASSERT_EQ(call("POST", "/bank/t/deposit?account=a" + std::to_string(a) + "&amount=100").status,
+              200);
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&, t] {
+      HttpClient c(port());
+      for (int i = 0; i < 25; ++i) {
+        int from = (t + i) % kAccounts, to = (t * 7 + i * 3 + 1) % kAccounts;
+        HttpResponse r = c.request("POST", "/bank/t/transfer?from=a" + std::to_string(from) +
+                                               "&to=a" + std::to_string(to) + "&amount=" +
+                                               std::to_string(1 + (i * 13) % 60));
+        EXPECT_TRUE(r.status == 200 || r.status == 409) << r.status << r.body;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  int64_t total = 0;
+  for (int a = 0; a < kAccounts; ++a) {
+    total += json("GET", "/bank/t/balance?account=a" + std::to_string(a))["balance"].get<int64_t>();
+  }
+  EXPECT_EQ(total, 100 * kAccounts);
+}
+
 class ExamplesLimitsTest : public ExamplesTest {
  protected:
   void SetUp() override {
-    start({"--max-body-bytes", "1000", "--connection-idle-timeout-ms", "300"});
+    start({"--max-body-bytes", "1000", "--connection-idle-timeout-ms", "300",
+           "--max-object-bytes", "65536"});
   }
 };
+
+TEST_F(ExamplesLimitsTest, AFullDiskResetsTheObjectAndKeepsItsCommittedData) {
+  ASSERT_EQ(call("POST", "/sql/full", R"j({"query":"CREATE TABLE t(v)"})j").status, 200);
+  ASSERT_EQ(call("POST", "/sql/full", R"j({"query":"INSERT INTO t VALUES ('kept')"})j").status, 200);
+  HttpResponse r;
+  int accepted = 0;
+  for (int i = 0; i < 100; ++i) {
+    r = call("POST", "/sql/full", R"j({"query":"INSERT INTO t VALUES (randomblob(3000))"})j");
+    if (r.status != 200) break;
+    ++accepted;
+  }
+  EXPECT_EQ(r.status, 500) << r.body;
+  Json err = Json::parse(r.body);
+  EXPECT_EQ(err["reset"], true);
+  EXPECT_NE(err["error"].get<std::string>().find("full"), std::string::npos) << r.body;
+  Json count = json("POST", "/sql/full", R"j({"query":"SELECT count(*) FROM t"})j");
+  EXPECT_EQ(count["rows"][0][0], 1 + accepted);
+}
 
 TEST_F(ExamplesLimitsTest, OversizedBodiesGet413AndWriteNothing) {
   HttpResponse r = call("PUT", "/kv/x/a", "\"" + std::string(2000, 'a') + "\"");
