@@ -86,6 +86,7 @@ ObjectStore::ObjectStore(StoreEnv env, std::string dir, std::string file_name)
     : env_(env), dir_(std::move(dir)), path_(dir_ + "/" + file_name) {}
 
 ObjectStore::~ObjectStore() {
+  sql_cache_.clear();
   if (in_txn_) (void)db_.exec("ROLLBACK");
   close_connection();
 }
@@ -139,6 +140,7 @@ bool ObjectStore::ensure_open(bool create) {
       throw Error(st);
     }
   }
+  sqlite3_set_authorizer(db_.get(), &ObjectStore::authorize, this);
   // Our hook replaces SQLite's automatic checkpoints (which would sync on
   // this thread): it only notes the WAL size; end_turn checkpoints.
   sqlite3_wal_hook(
@@ -349,6 +351,7 @@ void ObjectStore::mark_broken(const std::string& why) {
 void ObjectStore::close_connection() {
   if (in_txn_) return;
   env_.lru->remove(this);
+  sql_cache_.clear();
   db_.close();
   wal_file_.reset();
 }

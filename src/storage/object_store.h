@@ -24,6 +24,7 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -139,6 +140,15 @@ class ObjectStore {
   int nested_ = 0;
   uint64_t last_commit_seq_ = 0;
   std::string deny_reason_;  // why the authorizer refused the last statement
+  // The authorizer is installed once per connection (installing it expires
+  // every prepared statement) and checks only while this is set: during user
+  // SQL, not during the runtime's own statements.
+  bool authorizing_ = false;
+  // Prepared single-statement user queries by text. Apart from Db's cache of
+  // internal statements, so user text never reaches a statement that was
+  // prepared without the authorizer.
+  std::unordered_map<std::string, Stmt> sql_cache_;
+  static constexpr size_t kSqlCacheSize = 64;
   std::function<Task<void>()> sync_;
   std::list<ObjectStore*>::iterator lru_pos_;
   bool in_lru_ = false;

@@ -105,6 +105,7 @@ SqlValue column(sqlite3_stmt* s, int i) {
 int ObjectStore::authorize(void* self, int action, const char* a1, const char* a2, const char*,
                            const char*) {
   auto* store = static_cast<ObjectStore*>(self);
+  if (!store->authorizing_) return SQLITE_OK;
   auto deny = [&](std::string why) {
     store->deny_reason_ = std::move(why);
     return SQLITE_DENY;
@@ -171,9 +172,9 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
     ObjectStore* store;
     explicit AuthorizerScope(ObjectStore* s) : store(s) {
       store->deny_reason_.clear();
-      sqlite3_set_authorizer(store->db_.get(), &ObjectStore::authorize, store);
+      store->authorizing_ = true;
     }
-    ~AuthorizerScope() { sqlite3_set_authorizer(store->db_.get(), nullptr, nullptr); }
+    ~AuthorizerScope() { store->authorizing_ = false; }
   } auth(this);
 
   SqlCursor cursor;
@@ -181,16 +182,43 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
   const char* p = query.data();
   const char* end = p + query.size();
   int index = 0;
+  std::string key(query);
   while (p < end && !only_trivia(p, end)) {
     sqlite3_stmt* raw = nullptr;
-    const char* next = nullptr;
-    int rc = sqlite3_prepare_v3(db_.get(), p, static_cast<int>(end - p), 0, &raw, &next);
-    if (rc != SQLITE_OK) fail_sql(rc);
-    p = next;
-    if (!raw) continue;
-    Stmt stmt(raw);
+    Stmt owned;
+    bool last;
+    auto cached = index == 0 ? sql_cache_.find(key) : sql_cache_.end();
+    if (cached != sql_cache_.end()) {
+      raw = cached->second.get();
+      sqlite3_reset(raw);
+      sqlite3_clear_bindings(raw);
+      p = end;
+      last = true;
+    } else {
+      const char* next = nullptr;
+      int rc = sqlite3_prepare_v3(db_.get(), p, static_cast<int>(end - p),
+                                  SQLITE_PREPARE_PERSISTENT, &raw, &next);
+      if (rc != SQLITE_OK) fail_sql(rc);
+      if (!raw) {
+        p = next;
+        continue;
+      }
+      last = only_trivia(next, end);
+      if (index == 0 && last) {
+        // The whole query is this one statement: keep it prepared.
+        if (sql_cache_.size() >= kSqlCacheSize) sql_cache_.clear();
+        raw = sql_cache_.emplace(key, Stmt(raw)).first->second.get();
+      } else {
+        owned = Stmt(raw);
+      }
+      p = next;
+    }
     ++index;
-    bool last = only_trivia(p, end);
+    // Reset when done, so that no read stays open (it would block checkpoints).
+    struct ResetAfter {
+      sqlite3_stmt* s;
+      ~ResetAfter() { sqlite3_reset(s); }
+    } reset_after{raw};
     int wanted = sqlite3_bind_parameter_count(raw);
     if (!last && wanted > 0) {
       throw Error(Code::kInvalidArgument, "statement " + std::to_string(index) +
@@ -208,15 +236,16 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
     if (!sqlite3_stmt_readonly(raw)) {
       // The runtime's own statements (BEGIN, its schema) are not the user's:
       // they run without the authorizer.
-      sqlite3_set_authorizer(db_.get(), nullptr, nullptr);
+      authorizing_ = false;
       begin_write();
-      sqlite3_set_authorizer(db_.get(), &ObjectStore::authorize, this);
+      authorizing_ = true;
     }
     if (last) {
       cursor.columns_.clear();
       int n = sqlite3_column_count(raw);
       for (int i = 0; i < n; ++i) cursor.columns_.emplace_back(sqlite3_column_name(raw, i));
     }
+    int rc;
     while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
       ++cursor.rows_read_;
       if (!last) continue;
@@ -227,7 +256,7 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
       cursor.rows_.push_back(std::move(row));
     }
     if (rc != SQLITE_DONE) fail_sql(rc);
-    cursor.rows_read_ += sqlite3_stmt_status(raw, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0);
+    cursor.rows_read_ += sqlite3_stmt_status(raw, SQLITE_STMTSTATUS_FULLSCAN_STEP, /*reset=*/1);
   }
   cursor.rows_written_ = sqlite3_total_changes64(db_.get()) - changes_before;
   cursor.rows_read_ += cursor.rows_written_;

@@ -1,0 +1,99 @@
+// Storage microbenchmarks on the object's thread (Google Benchmark): what one
+// SQL query or key-value call costs, without HTTP or the event loop.
+//
+//   build/release/bench/dobj-storage-bench
+#include <benchmark/benchmark.h>
+
+#include <filesystem>
+
+#include "storage/object_store.h"
+
+namespace dobj::internal {
+namespace {
+
+struct Fixture {
+  Fixture() {
+    dir = std::filesystem::temp_directory_path() / ("dobj-bench-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    store = std::make_unique<ObjectStore>(StoreEnv{&commits, &lru}, dir.string(), "o.sqlite");
+    storage = std::make_unique<Storage>(store.get());
+    storage->sql().exec("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL)");
+    for (int i = 0; i < 10000; ++i) {
+      storage->sql().exec("INSERT INTO t(name, score) VALUES (?, ?)", "name" + std::to_string(i),
+                          i * 0.5);
+      storage->put("key" + std::to_string(i), int64_t{i});
+    }
+    (void)store->end_turn();
+  }
+  ~Fixture() {
+    storage.reset();
+    store.reset();
+    std::filesystem::remove_all(dir);
+  }
+  std::filesystem::path dir;
+  GroupCommit commits{nullptr, [](std::function<void()> f) { f(); }};
+  DbLru lru{16};
+  std::unique_ptr<ObjectStore> store;
+  std::unique_ptr<Storage> storage;
+};
+
+Fixture& fixture() {
+  static Fixture f;
+  return f;
+}
+
+void SqlSelectOneRowByKey(benchmark::State& state) {
+  auto& f = fixture();
+  int64_t i = 0;
+  for (auto _ : state) {
+    auto c = f.storage->sql().exec("SELECT name, score FROM t WHERE id = ?", 1 + (i++ % 10000));
+    benchmark::DoNotOptimize(c);
+  }
+}
+BENCHMARK(SqlSelectOneRowByKey);
+
+void SqlSelectTenRows(benchmark::State& state) {
+  auto& f = fixture();
+  int64_t i = 0;
+  for (auto _ : state) {
+    int64_t lo = 1 + (i++ % 9000);
+    auto c = f.storage->sql().exec("SELECT id, name, score FROM t WHERE id BETWEEN ? AND ?", lo, lo + 9);
+    benchmark::DoNotOptimize(c);
+  }
+}
+BENCHMARK(SqlSelectTenRows);
+
+void KvGet(benchmark::State& state) {
+  auto& f = fixture();
+  int64_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(f.storage->get<int64_t>("key" + std::to_string(i++ % 10000)));
+  }
+}
+BENCHMARK(KvGet);
+
+// One SQL insert and its commit to the WAL (no fsync: that is the flusher's,
+// shared by every waiting commit).
+void SqlInsertAndCommit(benchmark::State& state) {
+  auto& f = fixture();
+  for (auto _ : state) {
+    f.storage->sql().exec("INSERT INTO t(name, score) VALUES (?, ?)", "x", 1.0);
+    benchmark::DoNotOptimize(f.store->end_turn());
+  }
+}
+BENCHMARK(SqlInsertAndCommit);
+
+void KvPutAndCommit(benchmark::State& state) {
+  auto& f = fixture();
+  int64_t i = 0;
+  for (auto _ : state) {
+    f.storage->put("count", i++);
+    benchmark::DoNotOptimize(f.store->end_turn());
+  }
+}
+BENCHMARK(KvPutAndCommit);
+
+}  // namespace
+}  // namespace dobj::internal
+
+BENCHMARK_MAIN();
