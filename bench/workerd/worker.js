@@ -117,10 +117,37 @@ export class KvProbe {
   }
 }
 
+export class SqlProbe {
+  constructor(state) {
+    this.sql = state.storage.sql;
+  }
+  async fetch(request) {
+    if (request.method !== "POST") return error(405, "use POST");
+    let body;
+    try {
+      body = JSON.parse(await request.text());
+    } catch {
+      return error(400, "body is not valid JSON");
+    }
+    try {
+      const cursor = this.sql.exec(body.query, ...(body.params || []));
+      const rows = [...cursor.raw()];
+      return json({
+        columns: cursor.columnNames,
+        rows,
+        rowsRead: cursor.rowsRead,
+        rowsWritten: cursor.rowsWritten,
+      });
+    } catch (e) {
+      return error(400, String(e.message || e));
+    }
+  }
+}
+
 export default {
   async fetch(request, env) {
     const parts = segments(request);
-    const bindings = { counter: env.COUNTER, kv: env.KV };
+    const bindings = { counter: env.COUNTER, kv: env.KV, sql: env.SQL };
     const ns = bindings[parts[0]];
     if (!ns || parts.length < 2) return error(404, "not found");
     return ns.get(ns.idFromName(parts[1])).fetch(request);

@@ -5,6 +5,8 @@
 #include "bank/bank_account.h"
 #include "counter/counter.h"
 #include "kv_probe/kv_probe.h"
+#include "rate_limiter/rate_limiter.h"
+#include "sharded_counter/sharded_counter.h"
 #include "sql_probe/sql_probe.h"
 
 namespace {
@@ -15,10 +17,17 @@ dobj::Task<dobj::Response> route(dobj::Request req, dobj::Env& env) {
   if (!segments) co_return dobj::Response::error(400, "malformed percent-encoding in the path");
   if (segments->size() < 2) co_return dobj::Response::error(404, "not found");
   const std::string& kind = (*segments)[0];
+  if (kind == "sharded") {
+    bool increment = segments->size() == 3 && (*segments)[2] == "increment";
+    if (segments->size() != 2 && !increment) co_return dobj::Response::error(404, "not found");
+    co_return co_await examples::sharded_counter_route(std::move(req), env, (*segments)[1],
+                                                       increment);
+  }
   const char* binding = kind == "counter" ? "COUNTER"
                         : kind == "kv"    ? "KV"
                         : kind == "sql"   ? "SQL"
                         : kind == "bank"  ? "BANK"
+                        : kind == "ratelimit" ? "RATE_LIMITER"
                                           : nullptr;
   if (!binding) co_return dobj::Response::error(404, "no route for /" + kind);
   dobj::Namespace ns = env.ns(binding);
@@ -33,6 +42,8 @@ int main(int argc, char** argv) {
   server.bind<examples::KvProbe>("KV");
   server.bind<examples::SqlProbe>("SQL");
   server.bind<examples::BankAccount>("BANK");
+  server.bind<examples::RateLimiter>("RATE_LIMITER");
+  server.bind<examples::CounterShard>("SHARDED_COUNTER");
   server.worker(route);
   return server.run(argc, argv);
 }

@@ -47,7 +47,8 @@ class Stub {
   // Delivers the request to the object and returns its response. Requests from
   // one caller through one stub are delivered in the order they were made.
   // Failures of the runtime (object overloaded, object reset) come back as
-  // responses with the mapped status and a JSON error body.
+  // responses with the mapped status and a JSON error body. The task does not
+  // refer to this Stub: a temporary stub is fine.
   Task<Response> fetch(Request request) const;
 
  private:

@@ -93,13 +93,17 @@ struct FetchAwaitable {
   Response await_resume() { return std::move(*result); }
 };
 
-}  // namespace
-
-Task<Response> Stub::fetch(Request request) const {
+Task<Response> stub_fetch(internal::NamespaceImpl* ns, ObjectId id, Request request) {
   // A named awaitable: GCC 12 copies a temporary awaitable bitwise into the
   // frame, which breaks members such as std::string.
-  FetchAwaitable awaitable{ns_, id_, std::move(request), std::nullopt};
+  FetchAwaitable awaitable{ns, std::move(id), std::move(request), std::nullopt};
   co_return co_await awaitable;
 }
+
+}  // namespace
+
+// Not a coroutine itself: the task must not refer to the Stub, which is often
+// a temporary (ns.get(id).fetch(...)) gone before the task runs.
+Task<Response> Stub::fetch(Request request) const { return stub_fetch(ns_, id_, std::move(request)); }
 
 }  // namespace dobj

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -327,6 +328,41 @@ TEST_F(ExamplesTest, ConcurrentTransfersNeverChangeTheTotal) {
     total += json("GET", "/bank/t/balance?account=a" + std::to_string(a))["balance"].get<int64_t>();
   }
   EXPECT_EQ(total, 100 * kAccounts);
+}
+
+TEST_F(ExamplesTest, RateLimiterAllowsTheFirstNCallsOfAWindow) {
+  EXPECT_EQ(json("POST", "/ratelimit/k1?limit=3"), Json::parse(R"({"allowed":true,"remaining":2})"));
+  EXPECT_EQ(json("POST", "/ratelimit/k1?limit=3"), Json::parse(R"({"allowed":true,"remaining":1})"));
+  EXPECT_EQ(json("POST", "/ratelimit/k1?limit=3"), Json::parse(R"({"allowed":true,"remaining":0})"));
+  HttpResponse r = call("POST", "/ratelimit/k1?limit=3");
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(Json::parse(r.body), Json::parse(R"({"allowed":false,"remaining":0})"));
+  // Another key has its own window, and the window survives a restart.
+  EXPECT_EQ(json("POST", "/ratelimit/k2?limit=3")["remaining"], 2);
+  EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
+  start();
+  EXPECT_EQ(call("POST", "/ratelimit/k1?limit=3").status, 429);
+  EXPECT_EQ(call("POST", "/ratelimit/k1?limit=x").status, 400);
+  EXPECT_EQ(call("GET", "/ratelimit/k1?limit=3").status, 405);
+}
+
+TEST_F(ExamplesTest, ShardedCounterSumsItsTenShards) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      HttpClient c(port());
+      for (int i = 0; i < 25; ++i) EXPECT_EQ(c.request("POST", "/sharded/likes/increment").body, "ok");
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(call("GET", "/sharded/likes").body, "100");
+  EXPECT_EQ(call("GET", "/sharded/other").body, "0");
+  // The increments really are spread: more than one shard object has a file.
+  int shard_files = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir_.path() + "/objects/SHARDED_COUNTER")) {
+    if (e.path().extension() == ".sqlite") ++shard_files;
+  }
+  EXPECT_GT(shard_files, 5);
 }
 
 class ExamplesLimitsTest : public ExamplesTest {

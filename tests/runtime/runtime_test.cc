@@ -63,6 +63,40 @@ class Syncer : public DurableObject {
   }
 };
 
+// Calls another object (or itself back) through stubs:
+// /?call=NAME asks NAME's /?back=MY_NAME, which calls back into this object.
+class Caller : public DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  Task<Response> fetch(Request req) override {
+    Namespace ns = env().ns("CALLER");
+    if (auto target = req.query("call")) {
+      Request r;
+      r.target = "/?back=" + *state().id().name();
+      Response got = co_await ns.get(ns.id_from_name(*target)).fetch(std::move(r));
+      co_return Response::text("via " + *target + ": " + got.body);
+    }
+    if (auto back = req.query("back")) {
+      Request r;
+      r.target = "/?hello=1";
+      Response got = co_await ns.get(ns.id_from_name(*back)).fetch(std::move(r));
+      co_return Response::text("back " + got.body);
+    }
+    if (req.query("fanout")) {
+      std::vector<Task<Response>> calls;
+      for (int i = 0; i < 10; ++i) {
+        Request r;
+        r.target = "/?hello=1";
+        calls.push_back(ns.get(ns.id_from_name("leaf" + std::to_string(i))).fetch(std::move(r)));
+      }
+      std::string all;
+      for (const auto& r : co_await when_all(std::move(calls))) all += r.body;
+      co_return Response::text(all);
+    }
+    co_return Response::text(*state().id().name());
+  }
+};
+
 class Harness {
  public:
   explicit Harness(ServerOptions o = {}) {
@@ -73,6 +107,7 @@ class Harness {
     bindings["PROBE"] = [](State& s, Env& e) { return std::make_unique<Probe>(s, e); };
     bindings["SLOW_START"] = [](State& s, Env& e) { return std::make_unique<SlowStart>(s, e); };
     bindings["SYNCER"] = [](State& s, Env& e) { return std::make_unique<Syncer>(s, e); };
+    bindings["CALLER"] = [](State& s, Env& e) { return std::make_unique<Caller>(s, e); };
     runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret);
     runtime_->start();
   }
@@ -176,6 +211,19 @@ TEST(Runtime, SyncReportsAFailedFlush) {
   EXPECT_EQ(r.status, 500);
   EXPECT_EQ(nlohmann::json::parse(r.body)["reset"], true);
   EXPECT_EQ(h.send("SYNCER", "s", "POST").get().body, "synced");
+}
+
+TEST(Runtime, ACallFromAToBThatCallsBackIntoAWorks) {
+  Harness h;
+  auto r = h.send("CALLER", "a", "GET", "/?call=b");
+  ASSERT_EQ(r.wait_for(5s), std::future_status::ready) << "deadlock";
+  EXPECT_EQ(r.get().body, "via b: back a");
+}
+
+TEST(Runtime, WhenAllAsksManyObjectsInParallel) {
+  Harness h;
+  EXPECT_EQ(h.send("CALLER", "root", "GET", "/?fanout=1").get().body,
+            "leaf0leaf1leaf2leaf3leaf4leaf5leaf6leaf7leaf8leaf9");
 }
 
 TEST(Runtime, AFullQueueAnswersOverloaded) {
