@@ -144,9 +144,38 @@ export class SqlProbe {
   }
 }
 
+export class CounterShard {
+  constructor(state) {
+    this.storage = state.storage;
+  }
+  async fetch(request) {
+    if (request.method === "POST") {
+      this.storage.put("count", ((await this.storage.get("count")) || 0) + 1);
+      return text("ok");
+    }
+    return text(String((await this.storage.get("count")) || 0));
+  }
+}
+
+async function sharded(request, env, name, increment) {
+  const ns = env.SHARDED_COUNTER;
+  const shard = (i) => ns.get(ns.idFromName(`${name}:${i}`));
+  if (increment) {
+    if (request.method !== "POST") return error(405, "use POST");
+    return shard(Math.floor(Math.random() * 10)).fetch("http://shard/", { method: "POST" });
+  }
+  const answers = await Promise.all([...Array(10).keys()].map((i) => shard(i).fetch("http://shard/")));
+  let sum = 0;
+  for (const a of answers) sum += Number(await a.text());
+  return text(String(sum));
+}
+
 export default {
   async fetch(request, env) {
     const parts = segments(request);
+    if (parts[0] === "sharded" && parts.length >= 2) {
+      return sharded(request, env, parts[1], parts[2] === "increment");
+    }
     const bindings = { counter: env.COUNTER, kv: env.KV, sql: env.SQL };
     const ns = bindings[parts[0]];
     if (!ns || parts.length < 2) return error(404, "not found");
