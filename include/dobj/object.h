@@ -19,7 +19,11 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 #include <string>
 #include <string_view>
 
@@ -51,7 +55,34 @@ class Stub {
   // refer to this Stub: a temporary stub is fine.
   Task<Response> fetch(Request request) const;
 
+  // A typed call of a method the object registered (DurableObject::method):
+  //   int64_t n = co_await stub.call<int64_t>("add", 5);
+  // Arguments and the result travel as JSON. Throws dobj::Error: kNotFound for
+  // an unknown method, kInvalidArgument for arguments or a result of the wrong
+  // type, and the code of whatever the method threw (kReset, kOverloaded...).
+  // Calls from one caller through one stub are delivered in order.
+  template <typename R = void, typename... Args>
+  Task<R> call(std::string method, Args&&... args) const {
+    Json list = Json::array();
+    (list.push_back(Json(std::forward<Args>(args))), ...);
+    return typed<R>(call_json(std::move(method), std::move(list)));
+  }
+  // The untyped form: a JSON array of arguments in, the JSON result out.
+  Task<Json> call_json(std::string method, Json args) const;
+
  private:
+  template <typename R>
+  static Task<R> typed(Task<Json> pending) {
+    Json result = co_await pending;
+    if constexpr (!std::is_void_v<R>) {
+      try {
+        co_return result.get<R>();
+      } catch (const Json::exception&) {
+        throw Error(Code::kInvalidArgument, "the call's result has the wrong type: " + result.dump());
+      }
+    }
+  }
+
   internal::NamespaceImpl* ns_;
   ObjectId id_;
 };
@@ -115,14 +146,56 @@ class DurableObject {
   // An HTTP request addressed to this object. The default answers 501.
   virtual Task<Response> fetch(Request request);
 
+  // Runs a registered method for a typed call (the runtime calls this).
+  Task<Response> dispatch_call(std::string method, std::string args_json);
+
  protected:
+  // Registers a method that stubs can call by name, usually in the
+  // constructor: method("add", &Counter::add) for
+  //   Task<int64_t> add(int64_t n);
+  // Arguments and result must convert to and from JSON (nlohmann::json rules).
+  template <typename T, typename R, typename... Args>
+  void method(std::string name, Task<R> (T::*fn)(Args...)) {
+    T* self = static_cast<T*>(this);
+    methods_[std::move(name)] = [self, fn](Json args) -> Task<Json> {
+      return invoke(self, fn, std::move(args), std::index_sequence_for<Args...>{});
+    };
+  }
+
   State& state() { return state_; }
   Storage& storage() { return state_.storage(); }
   Env& env() { return env_; }
 
  private:
+  template <typename A>
+  static A argument(const Json& args, size_t i) {
+    try {
+      return args[i].get<A>();
+    } catch (const Json::exception&) {
+      throw Error(Code::kInvalidArgument,
+                  "argument " + std::to_string(i + 1) + " has the wrong type: " + args[i].dump());
+    }
+  }
+  template <typename T, typename R, typename... Args, size_t... I>
+  static Task<Json> invoke(T* self, Task<R> (T::*fn)(Args...), Json args,
+                           std::index_sequence<I...>) {
+    if (!args.is_array() || args.size() != sizeof...(Args)) {
+      throw Error(Code::kInvalidArgument,
+                  "expects " + std::to_string(sizeof...(Args)) + " arguments, got " + args.dump());
+    }
+    std::tuple<std::decay_t<Args>...> values{argument<std::decay_t<Args>>(args, I)...};
+    if constexpr (std::is_void_v<R>) {
+      co_await (self->*fn)(std::get<I>(std::move(values))...);
+      co_return Json(nullptr);
+    } else {
+      R result = co_await (self->*fn)(std::get<I>(std::move(values))...);
+      co_return Json(std::move(result));
+    }
+  }
+
   State& state_;
   Env& env_;
+  std::map<std::string, std::function<Task<Json>(Json)>, std::less<>> methods_;
 };
 
 }  // namespace dobj

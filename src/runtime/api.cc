@@ -24,6 +24,15 @@ Task<Response> DurableObject::fetch(Request) {
   co_return Response::error(501, "this object does not handle fetch");
 }
 
+Task<Response> DurableObject::dispatch_call(std::string method, std::string args_json) {
+  auto it = methods_.find(method);
+  if (it == methods_.end()) throw Error(Code::kNotFound, "the object has no method named " + method);
+  Json args = Json::parse(args_json, nullptr, /*allow_exceptions=*/false);
+  if (args.is_discarded()) throw Error(Code::kInvalidArgument, "call arguments are not JSON");
+  Json result = co_await it->second(std::move(args));
+  co_return Response::json(result.dump(-1, ' ', false, Json::error_handler_t::replace));
+}
+
 Namespace Env::ns(std::string_view binding) const {
   internal::NamespaceImpl* impl = runtime_->find_namespace(binding);
   if (!impl) throw Error(Code::kNotFound, "no namespace is bound as " + std::string(binding));
@@ -59,6 +68,7 @@ struct FetchAwaitable {
   internal::NamespaceImpl* ns;
   ObjectId id;
   Request request;
+  std::optional<std::string> call_method;
   std::optional<Response> result;
 
   bool await_ready() const noexcept { return false; }
@@ -75,11 +85,11 @@ struct FetchAwaitable {
         back.shard->resume(back, h);
       });
     };
-    auto send = [target, ns = ns, id = id, req = std::move(request),
-                 reply = std::move(reply)]() mutable {
-      target->post([target, ns, id = std::move(id), req = std::move(req),
-                    reply = std::move(reply)]() mutable {
-        target->deliver_fetch(ns, id, std::move(req), std::move(reply));
+    auto send = [target, ns = ns, id = id, req = std::move(request), reply = std::move(reply),
+                 call = std::move(call_method)]() mutable {
+      target->post([target, ns, id = std::move(id), req = std::move(req), reply = std::move(reply),
+                    call = std::move(call)]() mutable {
+        target->deliver_fetch(ns, id, std::move(req), std::move(reply), std::move(call));
       });
     };
     if (ObjectHost* host = ObjectHost::current()) {
@@ -93,17 +103,52 @@ struct FetchAwaitable {
   Response await_resume() { return std::move(*result); }
 };
 
-Task<Response> stub_fetch(internal::NamespaceImpl* ns, ObjectId id, Request request) {
+Task<Response> stub_fetch(internal::NamespaceImpl* ns, ObjectId id, Request request,
+                          std::optional<std::string> call_method) {
   // A named awaitable: GCC 12 copies a temporary awaitable bitwise into the
   // frame, which breaks members such as std::string.
-  FetchAwaitable awaitable{ns, std::move(id), std::move(request), std::nullopt};
+  FetchAwaitable awaitable{ns, std::move(id), std::move(request), std::move(call_method),
+                           std::nullopt};
   co_return co_await awaitable;
+}
+
+// The Code a typed call's error response stands for.
+Code code_of(const Response& r, const Json& body) {
+  switch (r.status) {
+    case 400: return Code::kInvalidArgument;
+    case 404: return Code::kNotFound;
+    case 409: return Code::kConflict;
+    case 413: return Code::kTooLarge;
+    case 503: return body.value("overloaded", false) ? Code::kOverloaded : Code::kUnavailable;
+    default: return body.value("reset", false) ? Code::kReset : Code::kInternal;
+  }
+}
+
+Task<Json> stub_call(internal::NamespaceImpl* ns, ObjectId id, std::string method, Json args) {
+  Request request;
+  request.method = "POST";
+  request.body = args.dump(-1, ' ', false, Json::error_handler_t::replace);
+  Response r = co_await stub_fetch(ns, std::move(id), std::move(request), std::move(method));
+  Json body = Json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  if (r.status != 200) {
+    std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
+                              ? body["error"].get<std::string>()
+                              : r.body;
+    throw Error(code_of(r, body.is_object() ? body : Json::object()), message);
+  }
+  co_return body;
 }
 
 }  // namespace
 
 // Not a coroutine itself: the task must not refer to the Stub, which is often
 // a temporary (ns.get(id).fetch(...)) gone before the task runs.
-Task<Response> Stub::fetch(Request request) const { return stub_fetch(ns_, id_, std::move(request)); }
+Task<Response> Stub::fetch(Request request) const {
+  return stub_fetch(ns_, id_, std::move(request), std::nullopt);
+}
+
+Task<Json> Stub::call_json(std::string method, Json args) const {
+  return stub_call(ns_, id_, std::move(method), std::move(args));
+}
 
 }  // namespace dobj

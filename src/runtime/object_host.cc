@@ -102,7 +102,7 @@ void ObjectHost::run_turn(F&& fn) {
   pump();
 }
 
-void ObjectHost::enqueue_fetch(Request request, Reply reply) {
+void ObjectHost::enqueue_fetch(Request request, Reply reply, std::optional<std::string> call_method) {
   last_active_ = std::chrono::steady_clock::now();
   if (queue_.size() >= shard_->runtime().options().max_queue) {
     reply(error_response(Status(
@@ -110,7 +110,7 @@ void ObjectHost::enqueue_fetch(Request request, Reply reply) {
                                " requests are already queued for it")));
     return;
   }
-  queue_.push_back(Event{std::move(request), std::move(reply)});
+  queue_.push_back(Event{std::move(request), std::move(reply), std::move(call_method)});
   pump();
 }
 
@@ -163,14 +163,18 @@ void ObjectHost::start_event(Event event) {
   runs_.emplace_back();
   Run* run = &runs_.back();
   run->reply = std::move(event.reply);
-  run->driver = drive_fetch(run, std::move(event.request));
+  run->driver = drive_fetch(run, std::move(event.request), std::move(event.call_method));
   run_turn([run] { run->driver.resume(); });
 }
 
-Driver ObjectHost::drive_fetch(Run* run, Request request) {
+Driver ObjectHost::drive_fetch(Run* run, Request request, std::optional<std::string> call_method) {
   Response response;
   try {
-    response = co_await instance_->fetch(std::move(request));
+    if (call_method) {
+      response = co_await instance_->dispatch_call(std::move(*call_method), std::move(request.body));
+    } else {
+      response = co_await instance_->fetch(std::move(request));
+    }
   } catch (const Error& e) {
     response = error_response(e.status());
   } catch (const std::exception& e) {

@@ -50,7 +50,7 @@ class ObjectHost {
   // The host whose turn is running on this thread, or null.
   static ObjectHost* current();
 
-  void enqueue_fetch(Request request, Reply reply);
+  void enqueue_fetch(Request request, Reply reply, std::optional<std::string> call_method);
   // Continues a suspended coroutine of this instance as a new turn.
   void resume(std::coroutine_handle<> h);
   // Runs `send` once the writes made so far are durable (or now, if none are
@@ -69,6 +69,7 @@ class ObjectHost {
   struct Event {
     Request request;
     Reply reply;
+    std::optional<std::string> call_method;  // a typed call, not a fetch
   };
   struct Run {
     Driver driver;
@@ -86,7 +87,7 @@ class ObjectHost {
   void start_syncs();
   void reset(const Status& why);
   void reap_runs();
-  Driver drive_fetch(Run* run, Request request);
+  Driver drive_fetch(Run* run, Request request, std::optional<std::string> call_method);
   Driver drive_block(Run* run, std::function<Task<void>()> fn, std::shared_ptr<BlockState> st);
 
   Shard* shard_;

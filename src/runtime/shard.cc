@@ -93,10 +93,11 @@ ObjectHost* Shard::find_host(const NamespaceImpl* ns, const ObjectId& id) {
   return it == hosts_.end() ? nullptr : it->second.get();
 }
 
-void Shard::deliver_fetch(NamespaceImpl* ns, const ObjectId& id, Request request, Reply reply) {
+void Shard::deliver_fetch(NamespaceImpl* ns, const ObjectId& id, Request request, Reply reply,
+                          std::optional<std::string> call_method) {
   auto& slot = hosts_[HostKey{ns, id}];
   if (!slot) slot = std::make_unique<ObjectHost>(this, ns, id);
-  slot->enqueue_fetch(std::move(request), std::move(reply));
+  slot->enqueue_fetch(std::move(request), std::move(reply), std::move(call_method));
 }
 
 void Shard::resume(const ResumeTarget& target, std::coroutine_handle<> h) {

@@ -10,6 +10,7 @@
 #include <coroutine>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -64,7 +65,10 @@ class Shard {
 
   // Shard thread only below.
   // Delivers a fetch to the object `id` of `ns`, creating its host if needed.
-  void deliver_fetch(NamespaceImpl* ns, const ObjectId& id, Request request, Reply reply);
+  // With call_method set, the event is a typed call: the body holds the JSON
+  // array of arguments and the reply's body the JSON result.
+  void deliver_fetch(NamespaceImpl* ns, const ObjectId& id, Request request, Reply reply,
+                     std::optional<std::string> call_method = std::nullopt);
   // Runs the worker for a request accepted on this shard.
   void run_worker(Request request, Reply reply);
   // Continues a coroutine suspended on something outside the object.

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "dobj/timer.h"
+#include "dobj/codec.h"
 #include "support/server_process.h"
 
 namespace dobj::internal {
@@ -97,6 +98,56 @@ class Caller : public DurableObject {
   }
 };
 
+// Typed methods, and a worker-like caller that reports what a call gave.
+class Adder : public DurableObject {
+ public:
+  Adder(State& s, Env& e) : DurableObject(s, e) {
+    method("add", &Adder::add);
+    method("append", &Adder::append);
+    method("log", &Adder::log);
+    method("fail", &Adder::fail);
+  }
+  Task<int64_t> add(int64_t a, int64_t b) { co_return a + b; }
+  Task<void> append(std::string s) {
+    log_.push_back(std::move(s));
+    co_return;
+  }
+  Task<std::vector<std::string>> log() { co_return log_; }
+  Task<int64_t> fail() {
+    throw Error(Code::kConflict, "not today");
+    co_return 0;
+  }
+
+  // /?t=... runs one scenario against the object named "target".
+  Task<Response> fetch(Request req) override {
+    Namespace ns = env().ns("ADDER");
+    Stub target = ns.get(ns.id_from_name("target-" + *state().id().name()));
+    std::string t = *req.query("t");
+    try {
+      if (t == "add") co_return Response::text(std::to_string(co_await target.call<int64_t>("add", 2, 40)));
+      if (t == "order") {
+        std::vector<Task<Json>> calls;
+        for (int i = 0; i < 50; ++i) calls.push_back(target.call_json("append", Json::array({std::to_string(i)})));
+        (void)co_await when_all(std::move(calls));
+        auto log = co_await target.call<std::vector<std::string>>("log");
+        std::string joined;
+        for (auto& x : log) joined += x + ",";
+        co_return Response::text(joined);
+      }
+      if (t == "unknown") co_await target.call<int64_t>("nope");
+      if (t == "badarg") co_await target.call<int64_t>("add", "two", 40);
+      if (t == "badresult") co_await target.call<std::string>("add", 1, 2);
+      if (t == "throws") co_await target.call<int64_t>("fail");
+    } catch (const Error& e) {
+      co_return Response::text(std::string(code_name(e.code())) + ": " + e.what());
+    }
+    co_return Response::text("no error");
+  }
+
+ private:
+  std::vector<std::string> log_;
+};
+
 class Harness {
  public:
   explicit Harness(ServerOptions o = {}) {
@@ -108,6 +159,7 @@ class Harness {
     bindings["SLOW_START"] = [](State& s, Env& e) { return std::make_unique<SlowStart>(s, e); };
     bindings["SYNCER"] = [](State& s, Env& e) { return std::make_unique<Syncer>(s, e); };
     bindings["CALLER"] = [](State& s, Env& e) { return std::make_unique<Caller>(s, e); };
+    bindings["ADDER"] = [](State& s, Env& e) { return std::make_unique<Adder>(s, e); };
     runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret);
     runtime_->start();
   }
@@ -224,6 +276,27 @@ TEST(Runtime, WhenAllAsksManyObjectsInParallel) {
   Harness h;
   EXPECT_EQ(h.send("CALLER", "root", "GET", "/?fanout=1").get().body,
             "leaf0leaf1leaf2leaf3leaf4leaf5leaf6leaf7leaf8leaf9");
+}
+
+TEST(TypedCalls, ArgumentsAndResultsTravelTyped) {
+  Harness h;
+  EXPECT_EQ(h.send("ADDER", "a", "GET", "/?t=add").get().body, "42");
+}
+
+TEST(TypedCalls, CallsThroughOneStubArriveInOrder) {
+  Harness h;
+  std::string want;
+  for (int i = 0; i < 50; ++i) want += std::to_string(i) + ",";
+  EXPECT_EQ(h.send("ADDER", "o", "GET", "/?t=order").get().body, want);
+}
+
+TEST(TypedCalls, ErrorsComeBackAsCodesTheCallerCanActOn) {
+  Harness h;
+  EXPECT_EQ(h.send("ADDER", "e", "GET", "/?t=unknown").get().body,
+            "not_found: the object has no method named nope");
+  EXPECT_EQ(h.send("ADDER", "e", "GET", "/?t=badarg").get().body.rfind("invalid_argument: argument 1", 0), 0u);
+  EXPECT_EQ(h.send("ADDER", "e", "GET", "/?t=badresult").get().body.rfind("invalid_argument: the call's result", 0), 0u);
+  EXPECT_EQ(h.send("ADDER", "e", "GET", "/?t=throws").get().body, "conflict: not today");
 }
 
 TEST(Runtime, AFullQueueAnswersOverloaded) {
