@@ -156,6 +156,20 @@ TEST_F(SqlTest, ForeignKeysAreEnforced) {
   EXPECT_NE(refusal("INSERT INTO c VALUES (42)").find("FOREIGN KEY"), std::string::npos);
 }
 
+TEST_F(SqlTest, AConstraintCheckedOnlyAtCommitFailsTheTurn) {
+  sql().exec("CREATE TABLE p(id INTEGER PRIMARY KEY); CREATE TABLE c(p INTEGER REFERENCES p(id))");
+  sql().exec("INSERT INTO p VALUES (1)");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  sql().exec("PRAGMA defer_foreign_keys = ON");
+  sql().exec("INSERT INTO c VALUES (42)");  // accepted for now: checked at COMMIT
+  storage_->put("k", int64_t{1});
+  Status st = store_->end_turn();
+  EXPECT_EQ(st.code(), Code::kReset);
+  EXPECT_NE(st.message().find("FOREIGN KEY"), std::string::npos) << st.message();
+  EXPECT_EQ(sql().exec("SELECT count(*) FROM c").one()[0], SqlValue(int64_t{0}));
+  EXPECT_FALSE(storage_->get<int64_t>("k").has_value());
+}
+
 TEST_F(SqlTest, DeleteAllDropsTablesAndKeys) {
   sql().exec("CREATE TABLE p(id INTEGER PRIMARY KEY); CREATE TABLE c(p REFERENCES p(id));"
              "INSERT INTO p VALUES (1); INSERT INTO c VALUES (1); CREATE VIEW v AS SELECT * FROM p");
