@@ -18,6 +18,7 @@
 // keeps running.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -41,11 +42,11 @@ class Runtime;
 class ObjectHost;
 }  // namespace internal
 
-// A client handle to one object. Cheap to copy; usable from the worker or from
-// inside any object, on the thread that made it.
+// A client handle to one object. Cheap to copy (copies are the same stub);
+// usable from the worker or from inside any object, on the thread that made it.
 class Stub {
  public:
-  Stub(internal::NamespaceImpl* ns, ObjectId id) : ns_(ns), id_(std::move(id)) {}
+  Stub(internal::NamespaceImpl* ns, ObjectId id);
   const ObjectId& id() const { return id_; }
 
   // Delivers the request to the object and returns its response. Requests from
@@ -85,6 +86,10 @@ class Stub {
 
   internal::NamespaceImpl* ns_;
   ObjectId id_;
+  // The instance this stub reached first; once that instance is reset the
+  // stub keeps failing and a new stub is needed (as in Durable Objects).
+  // Shared by copies and read on the object's thread, hence atomic.
+  std::shared_ptr<std::atomic<uint64_t>> binding_;
 };
 
 // One binding: a class of objects and the IDs that name its instances.
@@ -130,6 +135,12 @@ class State {
   // is optional (a constructor cannot await, and need not). If fn throws, the
   // object is reset.
   Task<void> block_concurrency_while(std::function<Task<void>()> fn);
+
+  // Resets the object: its in-memory state is dropped, storage kept (writes of
+  // the current turn are discarded), its callers get an error marked "reset"
+  // with the reason, and the next event builds a new instance. Throws to unwind
+  // the handler.
+  [[noreturn]] void abort(std::string_view reason);
 
  private:
   internal::ObjectHost* host_;

@@ -37,6 +37,11 @@ struct ServerOptions {
   Durability durability = Durability::kFsync;
   // An object with no event for this long is evicted from memory.
   std::chrono::milliseconds idle_timeout{10'000};
+  // A turn of an object that uses more CPU than this resets the object and
+  // fails its event (checked when the turn ends; 0: no limit).
+  std::chrono::milliseconds cpu_limit{30'000};
+  // A block_concurrency_while callback still running after this resets the object.
+  std::chrono::milliseconds block_concurrency_timeout{30'000};
   // Events waiting for one object beyond this get 503 "overloaded".
   size_t max_queue = 1024;
   // Open SQLite databases per shard; the least recently used are closed.

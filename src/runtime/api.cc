@@ -16,6 +16,11 @@ State::State(internal::ObjectHost* host) : host_(host), storage_(&host->store())
 
 const ObjectId& State::id() const { return host_->id(); }
 
+void State::abort(std::string_view reason) { host_->abort(reason); }
+
+Stub::Stub(internal::NamespaceImpl* ns, ObjectId id)
+    : ns_(ns), id_(std::move(id)), binding_(std::make_shared<std::atomic<uint64_t>>(0)) {}
+
 Task<void> State::block_concurrency_while(std::function<Task<void>()> fn) {
   return host_->block_concurrency_while(std::move(fn));
 }
@@ -69,6 +74,7 @@ struct FetchAwaitable {
   ObjectId id;
   Request request;
   std::optional<std::string> call_method;
+  internal::StubBinding binding;
   std::optional<Response> result;
 
   bool await_ready() const noexcept { return false; }
@@ -77,19 +83,16 @@ struct FetchAwaitable {
     Shard* target = &ns->runtime().shard_for(id);
     internal::Reply reply = [back, h, this](Response r) {
       back.shard->post([back, h, this, r = std::move(r)]() mutable {
-        if (back.generation != 0) {
-          ObjectHost* host = back.shard->find_host(back.ns, back.id);
-          if (!host || host->generation() != back.generation) return;  // caller was reset
-        }
+        if (!back.shard->alive(back)) return;  // the caller was reset: h is gone
         result = std::move(r);
         back.shard->resume(back, h);
       });
     };
-    auto send = [target, ns = ns, id = id, req = std::move(request), reply = std::move(reply),
-                 call = std::move(call_method)]() mutable {
-      target->post([target, ns, id = std::move(id), req = std::move(req), reply = std::move(reply),
-                    call = std::move(call)]() mutable {
-        target->deliver_fetch(ns, id, std::move(req), std::move(reply), std::move(call));
+    internal::Delivery delivery{std::move(request), std::move(reply), std::move(call_method),
+                                std::move(binding)};
+    auto send = [target, ns = ns, id = id, d = std::move(delivery)]() mutable {
+      target->post([target, ns, id = std::move(id), d = std::move(d)]() mutable {
+        target->deliver(ns, id, std::move(d));
       });
     };
     if (ObjectHost* host = ObjectHost::current()) {
@@ -104,11 +107,11 @@ struct FetchAwaitable {
 };
 
 Task<Response> stub_fetch(internal::NamespaceImpl* ns, ObjectId id, Request request,
-                          std::optional<std::string> call_method) {
+                          std::optional<std::string> call_method, internal::StubBinding binding) {
   // A named awaitable: GCC 12 copies a temporary awaitable bitwise into the
   // frame, which breaks members such as std::string.
-  FetchAwaitable awaitable{ns, std::move(id), std::move(request), std::move(call_method),
-                           std::nullopt};
+  FetchAwaitable awaitable{ns,          std::move(id),      std::move(request),
+                           std::move(call_method), std::move(binding), std::nullopt};
   co_return co_await awaitable;
 }
 
@@ -124,11 +127,13 @@ Code code_of(const Response& r, const Json& body) {
   }
 }
 
-Task<Json> stub_call(internal::NamespaceImpl* ns, ObjectId id, std::string method, Json args) {
+Task<Json> stub_call(internal::NamespaceImpl* ns, ObjectId id, std::string method, Json args,
+                     internal::StubBinding binding) {
   Request request;
   request.method = "POST";
   request.body = args.dump(-1, ' ', false, Json::error_handler_t::replace);
-  Response r = co_await stub_fetch(ns, std::move(id), std::move(request), std::move(method));
+  Response r = co_await stub_fetch(ns, std::move(id), std::move(request), std::move(method),
+                                   std::move(binding));
   Json body = Json::parse(r.body, nullptr, /*allow_exceptions=*/false);
   if (r.status != 200) {
     std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
@@ -144,11 +149,11 @@ Task<Json> stub_call(internal::NamespaceImpl* ns, ObjectId id, std::string metho
 // Not a coroutine itself: the task must not refer to the Stub, which is often
 // a temporary (ns.get(id).fetch(...)) gone before the task runs.
 Task<Response> Stub::fetch(Request request) const {
-  return stub_fetch(ns_, id_, std::move(request), std::nullopt);
+  return stub_fetch(ns_, id_, std::move(request), std::nullopt, binding_);
 }
 
 Task<Json> Stub::call_json(std::string method, Json args) const {
-  return stub_call(ns_, id_, std::move(method), std::move(args));
+  return stub_call(ns_, id_, std::move(method), std::move(args), binding_);
 }
 
 }  // namespace dobj

@@ -1,5 +1,7 @@
 #include "runtime/object_host.h"
 
+#include <time.h>
+
 #include <nlohmann/json.hpp>
 
 #include "runtime/runtime.h"
@@ -20,6 +22,12 @@ std::string exception_message(std::exception_ptr e) {
   } catch (...) {
     return "unknown exception";
   }
+}
+
+int64_t thread_cpu_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
 ResumeTarget current_target() {
@@ -79,15 +87,31 @@ void ObjectHost::run_turn(F&& fn) {
   t_current_host = this;
   bool outer = !in_turn_;
   in_turn_ = true;
+  auto cpu_limit = shard_->runtime().options().cpu_limit;
+  int64_t cpu_before = outer && cpu_limit.count() > 0 ? thread_cpu_ns() : 0;
   fn();
   if (!outer) {
     t_current_host = prev;
     return;
   }
+  if (cpu_limit.count() > 0) {
+    int64_t used_ms = (thread_cpu_ns() - cpu_before) / 1'000'000;
+    if (used_ms > cpu_limit.count() && !reset_requested_) {
+      // C++ cannot be interrupted safely, so the limit is enforced when the
+      // turn ends: the object is reset and the event fails.
+      reset_requested_ = Status(Code::kReset, "a turn used " + std::to_string(used_ms) +
+                                                  " ms of CPU; the limit is " +
+                                                  std::to_string(cpu_limit.count()) + " ms");
+    }
+  }
   in_turn_ = false;
   t_current_host = prev;
   last_active_ = std::chrono::steady_clock::now();
-  if (Status st = store_->end_turn(); !st) {
+  if (reset_requested_) {
+    // The turn asked for a reset (abort, CPU overrun, a failed set-up): its
+    // writes are discarded and its outputs fail with the reset below.
+    store_->discard_turn();
+  } else if (Status st = store_->end_turn(); !st) {
     reset_requested_ = st;
   } else {
     release_outputs();
@@ -102,15 +126,15 @@ void ObjectHost::run_turn(F&& fn) {
   pump();
 }
 
-void ObjectHost::enqueue_fetch(Request request, Reply reply, std::optional<std::string> call_method) {
+void ObjectHost::enqueue(Delivery delivery) {
   last_active_ = std::chrono::steady_clock::now();
   if (queue_.size() >= shard_->runtime().options().max_queue) {
-    reply(error_response(Status(
+    delivery.reply(error_response(Status(
         Code::kOverloaded, "object is overloaded: " + std::to_string(queue_.size()) +
                                " requests are already queued for it")));
     return;
   }
-  queue_.push_back(Event{std::move(request), std::move(reply), std::move(call_method)});
+  queue_.push_back(std::move(delivery));
   pump();
 }
 
@@ -131,6 +155,7 @@ void ObjectHost::pump() {
     if (blocked_ > 0) break;  // the constructor started block_concurrency_while
     Event ev = std::move(queue_.front());
     queue_.pop_front();
+    if (!check_binding(ev)) continue;
     start_event(std::move(ev));
     ++started;
   }
@@ -156,6 +181,17 @@ bool ObjectHost::ensure_instance() {
   queue_.pop_front();
   ev.reply(error_response(
       Status(Code::kInternal, "the object's constructor threw: " + exception_message(error))));
+  return false;
+}
+
+bool ObjectHost::check_binding(Event& event) {
+  if (!event.binding) return true;
+  uint64_t epoch = shard_->reset_epoch(ns_, id_) + 1;
+  uint64_t bound = 0;
+  if (event.binding->compare_exchange_strong(bound, epoch) || bound == epoch) return true;
+  event.reply(error_response(Status(
+      Code::kReset, "the object this stub reached was reset since; get a new stub to reach the "
+                    "new instance")));
   return false;
 }
 
@@ -219,6 +255,12 @@ void ObjectHost::release_outputs() {
   });
 }
 
+void ObjectHost::abort(std::string_view reason) {
+  Status st(Code::kReset, "the object aborted: " + std::string(reason));
+  if (!reset_requested_) reset_requested_ = st;
+  throw Error(st);
+}
+
 Task<void> ObjectHost::sync() {
   struct Awaiter {
     ObjectHost* host;
@@ -259,6 +301,15 @@ Task<void> ObjectHost::block_concurrency_while(std::function<Task<void>()> fn) {
   runs_.emplace_back();
   Run* run = &runs_.back();
   run->driver = drive_block(run, std::move(fn), st);
+  auto limit = shard_->runtime().options().block_concurrency_timeout;
+  ResumeTarget self{shard_, ns_, id_, generation_};
+  shard_->run_after(limit, [self, st, limit] {
+    if (st->done || !self.shard->alive(self)) return;
+    ObjectHost* host = self.shard->find_host(self.ns, self.id);
+    host->reset(Status(Code::kReset, "block_concurrency_while ran past its limit of " +
+                                         std::to_string(limit.count()) + " ms"));
+    host->pump();
+  });
   run_turn([run] { run->driver.resume(); });
 
   struct Awaiter {
@@ -307,6 +358,7 @@ void ObjectHost::reset(const Status& why) {
   Status reset_status(Code::kReset, why.code() == Code::kReset ? why.message()
                                                                : "object reset: " + why.message());
   generation_ = shard_->next_generation();
+  shard_->bump_reset_epoch(ns_, id_);
   auto outs = std::move(turn_outputs_);
   turn_outputs_.clear();
   pending_syncs_.clear();

@@ -50,7 +50,7 @@ class ObjectHost {
   // The host whose turn is running on this thread, or null.
   static ObjectHost* current();
 
-  void enqueue_fetch(Request request, Reply reply, std::optional<std::string> call_method);
+  void enqueue(Delivery delivery);
   // Continues a suspended coroutine of this instance as a new turn.
   void resume(std::coroutine_handle<> h);
   // Runs `send` once the writes made so far are durable (or now, if none are
@@ -59,6 +59,9 @@ class ObjectHost {
   Task<void> block_concurrency_while(std::function<Task<void>()> fn);
   // Storage::sync(): resumes the caller once its turn's writes are durable.
   Task<void> sync();
+  // State::abort: resets the object when the current turn ends and throws
+  // dobj::Error(kReset) to unwind the handler.
+  [[noreturn]] void abort(std::string_view reason);
 
   bool idle() const;
   std::chrono::steady_clock::time_point last_active() const { return last_active_; }
@@ -66,11 +69,7 @@ class ObjectHost {
   void evict();
 
  private:
-  struct Event {
-    Request request;
-    Reply reply;
-    std::optional<std::string> call_method;  // a typed call, not a fetch
-  };
+  using Event = Delivery;
   struct Run {
     Driver driver;
     Reply reply;  // null for block_concurrency_while callbacks
@@ -89,6 +88,9 @@ class ObjectHost {
   void reap_runs();
   Driver drive_fetch(Run* run, Request request, std::optional<std::string> call_method);
   Driver drive_block(Run* run, std::function<Task<void>()> fn, std::shared_ptr<BlockState> st);
+  // Applies the stub-binding rule; false (and the caller answered) if the
+  // stub is bound to an instance that was reset since.
+  bool check_binding(Event& event);
 
   Shard* shard_;
   NamespaceImpl* ns_;

@@ -93,11 +93,33 @@ ObjectHost* Shard::find_host(const NamespaceImpl* ns, const ObjectId& id) {
   return it == hosts_.end() ? nullptr : it->second.get();
 }
 
-void Shard::deliver_fetch(NamespaceImpl* ns, const ObjectId& id, Request request, Reply reply,
-                          std::optional<std::string> call_method) {
+void Shard::deliver(NamespaceImpl* ns, const ObjectId& id, Delivery delivery) {
   auto& slot = hosts_[HostKey{ns, id}];
   if (!slot) slot = std::make_unique<ObjectHost>(this, ns, id);
-  slot->enqueue_fetch(std::move(request), std::move(reply), std::move(call_method));
+  slot->enqueue(std::move(delivery));
+}
+
+bool Shard::alive(const ResumeTarget& target) {
+  if (target.generation == 0) return true;
+  ObjectHost* host = find_host(target.ns, target.id);
+  return host && host->generation() == target.generation;
+}
+
+void Shard::run_after(std::chrono::milliseconds delay, std::function<void()> fn) {
+  // Shared: the handler keeps its timer alive until it ran or was dropped.
+  auto timer = std::make_shared<boost::asio::steady_timer>(loop_->io, delay);
+  timer->async_wait([timer, fn = std::move(fn)](boost::system::error_code ec) {
+    if (!ec) fn();
+  });
+}
+
+uint64_t Shard::reset_epoch(const NamespaceImpl* ns, const ObjectId& id) const {
+  auto it = reset_epochs_.find(HostKey{ns, id});
+  return it == reset_epochs_.end() ? 0 : it->second;
+}
+
+void Shard::bump_reset_epoch(const NamespaceImpl* ns, const ObjectId& id) {
+  ++reset_epochs_[HostKey{ns, id}];
 }
 
 void Shard::resume(const ResumeTarget& target, std::coroutine_handle<> h) {

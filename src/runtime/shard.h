@@ -6,6 +6,7 @@
 // here is touched from another thread: other threads reach a shard with post().
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <coroutine>
 #include <functional>
@@ -42,6 +43,21 @@ struct ResumeTarget {
 
 using Reply = std::function<void(Response)>;
 
+// Which instance a stub is bound to: 0 until its first event starts, then the
+// object's reset epoch + 1. Shared by copies of a stub and read on the target
+// shard, hence atomic.
+using StubBinding = std::shared_ptr<std::atomic<uint64_t>>;
+
+// One event on its way to an object.
+struct Delivery {
+  Request request;
+  Reply reply;
+  // Set for a typed call: the body holds the JSON array of arguments and the
+  // reply's body the JSON result.
+  std::optional<std::string> call_method;
+  StubBinding binding;  // null: not through a stub (no binding rule)
+};
+
 class Shard {
  public:
   Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_databases);
@@ -65,14 +81,19 @@ class Shard {
 
   // Shard thread only below.
   // Delivers a fetch to the object `id` of `ns`, creating its host if needed.
-  // With call_method set, the event is a typed call: the body holds the JSON
-  // array of arguments and the reply's body the JSON result.
-  void deliver_fetch(NamespaceImpl* ns, const ObjectId& id, Request request, Reply reply,
-                     std::optional<std::string> call_method = std::nullopt);
+  void deliver(NamespaceImpl* ns, const ObjectId& id, Delivery delivery);
   // Runs the worker for a request accepted on this shard.
   void run_worker(Request request, Reply reply);
   // Continues a coroutine suspended on something outside the object.
   void resume(const ResumeTarget& target, std::coroutine_handle<> h);
+  // Whether the coroutine frames of target still exist (not reset meanwhile).
+  bool alive(const ResumeTarget& target);
+  // Runs fn on this shard after a delay (dropped if the shard stops first).
+  void run_after(std::chrono::milliseconds delay, std::function<void()> fn);
+  // Resets of an object so far; survives the eviction of its host, so a stub
+  // bound before a reset stays broken after it.
+  uint64_t reset_epoch(const NamespaceImpl* ns, const ObjectId& id) const;
+  void bump_reset_epoch(const NamespaceImpl* ns, const ObjectId& id);
   // A fresh, shard-unique instance generation (never 0).
   uint64_t next_generation() { return ++generation_counter_; }
   ObjectHost* find_host(const NamespaceImpl* ns, const ObjectId& id);
@@ -107,6 +128,7 @@ class Shard {
   GroupCommit commits_;
   DbLru lru_;
   std::unordered_map<HostKey, std::unique_ptr<ObjectHost>, HostKeyHash> hosts_;
+  std::unordered_map<HostKey, uint64_t, HostKeyHash> reset_epochs_;  // only objects ever reset
   uint64_t generation_counter_ = 0;
   struct WorkerRun;
   std::unordered_map<uint64_t, std::unique_ptr<WorkerRun>> workers_;

@@ -105,6 +105,10 @@ int Server::run(int argc, char** argv) {
   app.add_option("--idle-timeout-ms", idle_ms, "evict an object idle this long")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  int64_t cpu_limit_ms = o.cpu_limit.count();
+  app.add_option("--cpu-limit-ms", cpu_limit_ms,
+                 "reset an object whose turn uses more CPU than this (0: no limit)")
+      ->capture_default_str();
   app.add_option("--max-queue", o.max_queue, "queued events per object before 503 overloaded")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -131,6 +135,7 @@ int Server::run(int argc, char** argv) {
   }
   o.durability = durability == "os" ? Durability::kOs : Durability::kFsync;
   o.idle_timeout = std::chrono::milliseconds(idle_ms);
+  o.cpu_limit = std::chrono::milliseconds(cpu_limit_ms);
   o.connection_idle_timeout = std::chrono::milliseconds(conn_idle_ms);
 
   // Block the stop signals in every thread; this one waits for them.

@@ -140,6 +140,13 @@ bool ObjectStore::ensure_open(bool create) {
       throw Error(st);
     }
   }
+  // The runtime's tables exist from the moment the file does, outside any
+  // turn: a turn that is rolled back must not take them with it. (A no-op
+  // that writes nothing when they exist.)
+  if (Status st = db_.exec(kSchema); !st) {
+    db_.close();
+    throw Error(st);
+  }
   sqlite3_set_authorizer(db_.get(), &ObjectStore::authorize, this);
   // Our hook replaces SQLite's automatic checkpoints (which would sync on
   // this thread): it only notes the WAL size; end_turn checkpoints.
@@ -169,10 +176,6 @@ void ObjectStore::begin_write() {
   if (in_txn_) return;
   if (Status st = db_.exec("BEGIN"); !st) throw Error(st);
   in_txn_ = true;
-  if (Status st = db_.exec(kSchema); !st) {
-    mark_broken(st.message());
-    throw Error(st);
-  }
 }
 
 std::optional<std::string> ObjectStore::get(std::string_view key) {
@@ -341,6 +344,15 @@ void ObjectStore::checkpoint() {
     return;
   }
   wal_frames_ = 0;
+}
+
+void ObjectStore::discard_turn() {
+  if (!in_txn_) return;
+  (void)db_.exec("ROLLBACK");
+  in_txn_ = false;
+  nested_ = 0;
+  broken_ = false;
+  broken_reason_.clear();
 }
 
 void ObjectStore::mark_broken(const std::string& why) {

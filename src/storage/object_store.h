@@ -98,6 +98,8 @@ class ObjectStore {
   // Commits the turn's batch, if it wrote anything. On failure the batch is
   // rolled back and the error returned; the caller must reset the object.
   Status end_turn();
+  // Rolls back the turn's batch instead (the object is being reset).
+  void discard_turn();
   // The sequence number of this store's last commit (0 if none); responses that
   // follow it wait until GroupCommit says it is durable.
   uint64_t last_commit_seq() const { return last_commit_seq_; }

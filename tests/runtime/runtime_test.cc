@@ -7,6 +7,7 @@
 #include <future>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <time.h>
 
 #include "dobj/timer.h"
 #include "dobj/codec.h"
@@ -57,7 +58,8 @@ class SlowStart : public DurableObject {
 class Syncer : public DurableObject {
  public:
   using DurableObject::DurableObject;
-  Task<Response> fetch(Request) override {
+  Task<Response> fetch(Request req) override {
+    if (req.method == "GET") co_return Response::text("read");
     storage().put("x", int64_t{1});
     co_await storage().sync();
     co_return Response::text("synced");
@@ -106,6 +108,11 @@ class Adder : public DurableObject {
     method("append", &Adder::append);
     method("log", &Adder::log);
     method("fail", &Adder::fail);
+    method("slow", &Adder::slow);
+  }
+  Task<int64_t> slow() {
+    co_await sleep_for(300ms);
+    co_return 1;
   }
   Task<int64_t> add(int64_t a, int64_t b) { co_return a + b; }
   Task<void> append(std::string s) {
@@ -134,6 +141,7 @@ class Adder : public DurableObject {
         for (auto& x : log) joined += x + ",";
         co_return Response::text(joined);
       }
+      if (t == "slowcall") co_return Response::text(std::to_string(co_await target.call<int64_t>("slow")));
       if (t == "unknown") co_await target.call<int64_t>("nope");
       if (t == "badarg") co_await target.call<int64_t>("add", "two", 40);
       if (t == "badresult") co_await target.call<std::string>("add", 1, 2);
@@ -148,6 +156,56 @@ class Adder : public DurableObject {
   std::vector<std::string> log_;
 };
 
+// Ways to get reset: abort, burning CPU, a block_concurrency_while that hangs.
+class Resetter : public DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  Task<Response> fetch(Request req) override {
+    ++requests_;
+    if (auto reason = req.query("abort")) {
+      storage().put("x", int64_t{99});  // discarded with the turn
+      state().abort(*reason);
+    }
+    if (auto ms = req.query("spin")) {
+      timespec ts;
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+      double end = ts.tv_sec + ts.tv_nsec / 1e9 + std::stoi(*ms) / 1e3;
+      volatile uint64_t sink = 0;
+      do {
+        for (int i = 0; i < 10000; ++i) sink = sink + i;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+      } while (ts.tv_sec + ts.tv_nsec / 1e9 < end);
+    }
+    if (auto ms = req.query("block")) {
+      auto d = std::chrono::milliseconds(std::stoi(*ms));
+      co_await state().block_concurrency_while([d]() -> Task<void> { co_await sleep_for(d); });
+    }
+    co_return Response::text(std::to_string(requests_) + " " +
+                             std::to_string(storage().get<int64_t>("x").value_or(0)));
+  }
+
+ private:
+  int requests_ = 0;
+};
+
+// Keeps one stub to a Resetter across requests, to see what a reset does to it.
+class Holder : public DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  Task<Response> fetch(Request req) override {
+    Namespace ns = env().ns("RESETTER");
+    std::string t = *req.query("t");
+    if (!held_ || t == "fresh") held_ = ns.get(ns.id_from_name("held-target"));
+    Request r;
+    if (t == "abort") r.target = "/?abort=asked";
+    Response got = co_await held_->fetch(std::move(r));
+    co_return Response::text(std::to_string(got.status) + " " + got.body);
+  }
+
+ private:
+  std::optional<Stub> held_;
+};
+
 class Harness {
  public:
   explicit Harness(ServerOptions o = {}) {
@@ -160,6 +218,8 @@ class Harness {
     bindings["SYNCER"] = [](State& s, Env& e) { return std::make_unique<Syncer>(s, e); };
     bindings["CALLER"] = [](State& s, Env& e) { return std::make_unique<Caller>(s, e); };
     bindings["ADDER"] = [](State& s, Env& e) { return std::make_unique<Adder>(s, e); };
+    bindings["RESETTER"] = [](State& s, Env& e) { return std::make_unique<Resetter>(s, e); };
+    bindings["HOLDER"] = [](State& s, Env& e) { return std::make_unique<Holder>(s, e); };
     runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret);
     runtime_->start();
   }
@@ -176,7 +236,7 @@ class Harness {
     req.target = target;
     Shard& shard = runtime_->shard_for(id);
     shard.post([&shard, ns, id, req, p] {
-      shard.deliver_fetch(ns, id, req, [p](Response r) { p->set_value(std::move(r)); });
+      shard.deliver(ns, id, Delivery{req, [p](Response r) { p->set_value(std::move(r)); }, {}, {}});
     });
     return f;
   }
@@ -297,6 +357,70 @@ TEST(TypedCalls, ErrorsComeBackAsCodesTheCallerCanActOn) {
   EXPECT_EQ(h.send("ADDER", "e", "GET", "/?t=badarg").get().body.rfind("invalid_argument: argument 1", 0), 0u);
   EXPECT_EQ(h.send("ADDER", "e", "GET", "/?t=badresult").get().body.rfind("invalid_argument: the call's result", 0), 0u);
   EXPECT_EQ(h.send("ADDER", "e", "GET", "/?t=throws").get().body, "conflict: not today");
+}
+
+TEST(Gates, AnotherEventRunsWhileAHandlerAwaitsACall) {
+  Harness h;
+  auto slow = h.send("ADDER", "i", "GET", "/?t=slowcall");
+  std::this_thread::sleep_for(30ms);
+  auto fast = h.send("ADDER", "i", "GET", "/?t=add");
+  EXPECT_EQ(fast.wait_for(200ms), std::future_status::ready);
+  EXPECT_EQ(slow.wait_for(0ms), std::future_status::timeout);
+  EXPECT_EQ(slow.get().body, "1");
+}
+
+TEST(Gates, NoEventRunsWhileAStorageSyncIsInFlight) {
+  Harness h;
+  h.runtime().flusher()->faults().delay_ms = 250;
+  auto writer = h.send("SYNCER", "g", "POST");
+  std::this_thread::sleep_for(30ms);
+  auto reader = h.send("SYNCER", "g", "GET");
+  EXPECT_EQ(reader.wait_for(120ms), std::future_status::timeout);  // held by the input gate
+  EXPECT_EQ(writer.get().body, "synced");
+  EXPECT_EQ(reader.get().body, "read");
+}
+
+TEST(Resets, AbortResetsTheObjectDiscardsTheTurnAndSaysWhy) {
+  Harness h;
+  EXPECT_EQ(h.send("RESETTER", "a", "GET").get().body, "1 0");
+  Response r = h.send("RESETTER", "a", "GET", "/?abort=bad%20state").get();
+  EXPECT_EQ(r.status, 500);
+  auto body = nlohmann::json::parse(r.body);
+  EXPECT_EQ(body["reset"], true);
+  EXPECT_EQ(body["error"], "the object aborted: bad state");
+  EXPECT_EQ(h.send("RESETTER", "a", "GET").get().body, "1 0");  // new instance, nothing written
+}
+
+TEST(Resets, ATurnOverTheCpuLimitResetsTheObject) {
+  ServerOptions o;
+  o.cpu_limit = 50ms;
+  Harness h(o);
+  Response r = h.send("RESETTER", "c", "GET", "/?spin=150").get();
+  EXPECT_EQ(r.status, 500);
+  auto body = nlohmann::json::parse(r.body);
+  EXPECT_EQ(body["reset"], true);
+  EXPECT_NE(body["error"].get<std::string>().find("ms of CPU; the limit is 50 ms"), std::string::npos);
+  EXPECT_EQ(h.send("RESETTER", "c", "GET", "/?spin=5").get().body, "1 0");
+}
+
+TEST(Resets, BlockConcurrencyWhilePastItsLimitResetsTheObject) {
+  ServerOptions o;
+  o.block_concurrency_timeout = 100ms;
+  Harness h(o);
+  Response r = h.send("RESETTER", "b", "GET", "/?block=2000").get();
+  EXPECT_EQ(r.status, 500);
+  EXPECT_NE(r.body.find("ran past its limit of 100 ms"), std::string::npos) << r.body;
+  EXPECT_EQ(h.send("RESETTER", "b", "GET", "/?block=10").get().body, "1 0");
+}
+
+TEST(Resets, AStubToAResetObjectKeepsFailingAndANewStubReachesTheNewInstance) {
+  Harness h;
+  EXPECT_EQ(h.send("HOLDER", "h", "GET", "/?t=first").get().body, "200 1 0");
+  EXPECT_EQ(h.send("HOLDER", "h", "GET", "/?t=abort").get().body.rfind("500 ", 0), 0u);
+  std::string again = h.send("HOLDER", "h", "GET", "/?t=again").get().body;
+  EXPECT_EQ(again.rfind("500 ", 0), 0u);
+  EXPECT_NE(again.find("get a new stub"), std::string::npos) << again;
+  EXPECT_EQ(h.send("HOLDER", "h", "GET", "/?t=fresh").get().body, "200 1 0");
 }
 
 TEST(Runtime, AFullQueueAnswersOverloaded) {

@@ -239,6 +239,16 @@ TEST_F(StoreTest, AFailedCommitDiscardsTheWholeTurn) {
   EXPECT_EQ(s().get<int64_t>("kept"), 1);
 }
 
+TEST_F(StoreTest, ADiscardedFirstTurnLeavesAUsableDatabase) {
+  s().put("x", int64_t{1});  // creates the file
+  store_->discard_turn();
+  EXPECT_FALSE(s().get<int64_t>("x").has_value());
+  EXPECT_TRUE(s().list<int64_t>().empty());
+  s().put("y", int64_t{2});
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(s().get<int64_t>("y"), 2);
+}
+
 TEST_F(StoreTest, DeleteAllRemovesEveryKey) {
   put_keys({"a", "b"});
   s().delete_all();
