@@ -2,6 +2,7 @@
 #pragma once
 
 #include "dobj/codec.h"
+#include "dobj/fetch.h"
 #include "dobj/http.h"
 #include "dobj/id.h"
 #include "dobj/object.h"

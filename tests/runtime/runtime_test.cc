@@ -7,8 +7,13 @@
 #include <future>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "dobj/fetch.h"
 #include "dobj/timer.h"
 #include "dobj/codec.h"
 #include "support/server_process.h"
@@ -206,6 +211,77 @@ class Holder : public DurableObject {
   std::optional<Stub> held_;
 };
 
+// Fetches ?url= (after writing, when ?write=1) and reports what came back.
+class Fetcher : public DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  Task<Response> fetch(Request req) override {
+    if (req.query("write")) storage().put("x", int64_t{1});
+    Request out;
+    out.method = "POST";
+    out.body = "ping";
+    FetchOptions options;
+    options.timeout = 300ms;
+    try {
+      Response r = co_await dobj::fetch(*req.query("url"), std::move(out), options);
+      co_return Response::text(std::to_string(r.status) + " " + r.body);
+    } catch (const Error& e) {
+      co_return Response::text(std::string(code_name(e.code())) + ": " + e.what());
+    }
+  }
+};
+
+// A one-connection HTTP server on loopback: records the request and when it
+// arrived, answers 201 "pong" (or never answers, when mute).
+class Upstream {
+ public:
+  explicit Upstream(bool mute = false) : mute_(mute) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    listen(fd_, 4);
+    thread_ = std::thread([this] {
+      int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[4096];
+      while (request_.find("ping") == std::string::npos) {
+        ssize_t n = recv(c, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        request_.append(buf, static_cast<size_t>(n));
+      }
+      arrived_ = std::chrono::steady_clock::now();
+      if (!mute_) {
+        std::string resp = "HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\npong";
+        send(c, resp.data(), resp.size(), 0);
+      } else {
+        std::this_thread::sleep_for(600ms);
+      }
+      close(c);
+    });
+  }
+  ~Upstream() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook?a=1"; }
+  const std::string& request() const { return request_; }
+  std::chrono::steady_clock::time_point arrived() const { return arrived_; }
+
+ private:
+  bool mute_;
+  int fd_;
+  int port_;
+  std::thread thread_;
+  std::string request_;
+  std::chrono::steady_clock::time_point arrived_;
+};
+
 class Harness {
  public:
   explicit Harness(ServerOptions o = {}) {
@@ -220,6 +296,7 @@ class Harness {
     bindings["ADDER"] = [](State& s, Env& e) { return std::make_unique<Adder>(s, e); };
     bindings["RESETTER"] = [](State& s, Env& e) { return std::make_unique<Resetter>(s, e); };
     bindings["HOLDER"] = [](State& s, Env& e) { return std::make_unique<Holder>(s, e); };
+    bindings["FETCHER"] = [](State& s, Env& e) { return std::make_unique<Fetcher>(s, e); };
     runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret);
     runtime_->start();
   }
@@ -421,6 +498,34 @@ TEST(Resets, AStubToAResetObjectKeepsFailingAndANewStubReachesTheNewInstance) {
   EXPECT_EQ(again.rfind("500 ", 0), 0u);
   EXPECT_NE(again.find("get a new stub"), std::string::npos) << again;
   EXPECT_EQ(h.send("HOLDER", "h", "GET", "/?t=fresh").get().body, "200 1 0");
+}
+
+TEST(OutgoingFetch, SendsTheRequestAndReturnsTheResponse) {
+  Harness h;
+  Upstream up;
+  EXPECT_EQ(h.send("FETCHER", "f", "GET", "/?url=" + url_encode(up.url())).get().body, "201 pong");
+  EXPECT_EQ(up.request().rfind("POST /hook?a=1 HTTP/1.1\r\n", 0), 0u) << up.request();
+  EXPECT_NE(up.request().find("\r\n\r\nping"), std::string::npos);
+}
+
+TEST(OutgoingFetch, ARequestAfterAWriteLeavesOnlyOnceTheWriteIsDurable) {
+  Harness h;
+  h.runtime().flusher()->faults().delay_ms = 200;
+  Upstream up;
+  auto sent = std::chrono::steady_clock::now();
+  EXPECT_EQ(h.send("FETCHER", "g", "GET", "/?write=1&url=" + url_encode(up.url())).get().body, "201 pong");
+  EXPECT_GE(up.arrived() - sent, 190ms);
+}
+
+TEST(OutgoingFetch, FailuresAreErrorsThatSayWhat) {
+  Harness h;
+  std::string refused = h.send("FETCHER", "e", "GET", "/?url=" + url_encode("http://127.0.0.1:1/x")).get().body;
+  EXPECT_EQ(refused.rfind("unavailable: fetch http://127.0.0.1:1/x: connect failed", 0), 0u) << refused;
+  Upstream mute(/*mute=*/true);
+  std::string slow = h.send("FETCHER", "e", "GET", "/?url=" + url_encode(mute.url())).get().body;
+  EXPECT_NE(slow.find("timed out after 300 ms"), std::string::npos) << slow;
+  std::string bad = h.send("FETCHER", "e", "GET", "/?url=" + url_encode("https://example.invalid/")).get().body;
+  EXPECT_EQ(bad.rfind("invalid_argument: fetch: only http://", 0), 0u) << bad;
 }
 
 TEST(Runtime, AFullQueueAnswersOverloaded) {
