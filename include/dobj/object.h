@@ -18,7 +18,6 @@
 // keeps running.
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -88,8 +87,8 @@ class Stub {
   ObjectId id_;
   // The instance this stub reached first; once that instance is reset the
   // stub keeps failing and a new stub is needed (as in Durable Objects).
-  // Shared by copies and read on the object's thread, hence atomic.
-  std::shared_ptr<std::atomic<uint64_t>> binding_;
+  // Shared by copies; touched only on this stub's thread.
+  std::shared_ptr<uint64_t> binding_;
 };
 
 // One binding: a class of objects and the IDs that name its instances.

@@ -19,7 +19,7 @@ const ObjectId& State::id() const { return host_->id(); }
 void State::abort(std::string_view reason) { host_->abort(reason); }
 
 Stub::Stub(internal::NamespaceImpl* ns, ObjectId id)
-    : ns_(ns), id_(std::move(id)), binding_(std::make_shared<std::atomic<uint64_t>>(0)) {}
+    : ns_(ns), id_(std::move(id)), binding_(std::make_shared<uint64_t>(0)) {}
 
 Task<void> State::block_concurrency_while(std::function<Task<void>()> fn) {
   return host_->block_concurrency_while(std::move(fn));
@@ -84,12 +84,20 @@ struct FetchAwaitable {
     internal::Reply reply = [back, h, this](Response r) {
       back.shard->post([back, h, this, r = std::move(r)]() mutable {
         if (!back.shard->alive(back)) return;  // the caller was reset: h is gone
+        // Bind the stub to the instance that answered (first answer only).
+        for (auto it = r.headers.begin(); it != r.headers.end(); ++it) {
+          if (it->first == internal::kEpochHeader) {
+            if (binding && *binding == 0) *binding = std::stoull(it->second);
+            r.headers.erase(it);
+            break;
+          }
+        }
         result = std::move(r);
         back.shard->resume(back, h);
       });
     };
     internal::Delivery delivery{std::move(request), std::move(reply), std::move(call_method),
-                                std::move(binding)};
+                                binding != nullptr, binding ? *binding : 0};
     auto send = [target, ns = ns, id = id, d = std::move(delivery)]() mutable {
       target->post([target, ns, id = std::move(id), d = std::move(d)]() mutable {
         target->deliver(ns, id, std::move(d));

@@ -185,10 +185,16 @@ bool ObjectHost::ensure_instance() {
 }
 
 bool ObjectHost::check_binding(Event& event) {
-  if (!event.binding) return true;
+  if (!event.via_stub) return true;
   uint64_t epoch = shard_->reset_epoch(ns_, id_) + 1;
-  uint64_t bound = 0;
-  if (event.binding->compare_exchange_strong(bound, epoch) || bound == epoch) return true;
+  if (event.bound_epoch == 0 || event.bound_epoch == epoch) {
+    // Tell the stub which instance answered, so that it binds to it.
+    event.reply = [reply = std::move(event.reply), epoch](Response r) {
+      r.headers.emplace_back(kEpochHeader, std::to_string(epoch));
+      reply(std::move(r));
+    };
+    return true;
+  }
   event.reply(error_response(Status(
       Code::kReset, "the object this stub reached was reset since; get a new stub to reach the "
                     "new instance")));

@@ -43,10 +43,14 @@ struct ResumeTarget {
 
 using Reply = std::function<void(Response)>;
 
-// Which instance a stub is bound to: 0 until its first event starts, then the
-// object's reset epoch + 1. Shared by copies of a stub and read on the target
-// shard, hence atomic.
-using StubBinding = std::shared_ptr<std::atomic<uint64_t>>;
+// Which instance a stub is bound to: 0 until its first answer, then the
+// object's reset epoch + 1 as that answer reported it. Shared by the copies of
+// a stub, touched only on the stub's thread: the epoch travels in messages.
+using StubBinding = std::shared_ptr<uint64_t>;
+
+// The response header that carries the epoch back to the stub; removed before
+// the caller sees the response.
+inline constexpr const char* kEpochHeader = "x-dobj-instance-epoch";
 
 // One event on its way to an object.
 struct Delivery {
@@ -55,7 +59,8 @@ struct Delivery {
   // Set for a typed call: the body holds the JSON array of arguments and the
   // reply's body the JSON result.
   std::optional<std::string> call_method;
-  StubBinding binding;  // null: not through a stub (no binding rule)
+  bool via_stub = false;     // the binding rule applies
+  uint64_t bound_epoch = 0;  // the stub's binding when it was sent; 0: unbound
 };
 
 class Shard {

@@ -313,7 +313,7 @@ class Harness {
     req.target = target;
     Shard& shard = runtime_->shard_for(id);
     shard.post([&shard, ns, id, req, p] {
-      shard.deliver(ns, id, Delivery{req, [p](Response r) { p->set_value(std::move(r)); }, {}, {}});
+      shard.deliver(ns, id, Delivery{req, [p](Response r) { p->set_value(std::move(r)); }, {}, false, 0});
     });
     return f;
   }
