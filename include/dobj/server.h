@@ -45,7 +45,9 @@ struct ServerOptions {
   // Events waiting for one object beyond this get 503 "overloaded".
   size_t max_queue = 1024;
   // Open SQLite databases per shard; the least recently used are closed.
-  size_t max_open_databases = 2048;
+  // Each open one costs ~40 KiB (mostly its WAL index), so the default
+  // keeps memory small; raise it when many objects are busy at once.
+  size_t max_open_databases = 512;
   // Bytes one object's database may reach; 0: no cap. Past it, writes fail as
   // on a full disk (the object is reset, its committed data kept).
   int64_t max_object_bytes = 0;

@@ -2,7 +2,22 @@
 
 namespace dobj::internal {
 
+namespace {
+// SQLite's defaults suit one big database, not thousands of small ones: each
+// connection would take a ~120 KB lookaside buffer and preallocate 20 cache
+// pages. Must run before SQLite initializes; once per process.
+void configure_sqlite_once() {
+  static const bool done = [] {
+    sqlite3_config(SQLITE_CONFIG_LOOKASIDE, 256, 16);        // 4 KiB per connection
+    sqlite3_config(SQLITE_CONFIG_PAGECACHE, nullptr, 0, 0);  // no preallocated pages
+    return true;
+  }();
+  (void)done;
+}
+}  // namespace
+
 Status Db::open(const std::string& path, bool create) {
+  configure_sqlite_once();
   close();
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
   // "unix-none": no POSIX advisory locks. Each file has exactly one connection
