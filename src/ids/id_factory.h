@@ -6,7 +6,8 @@
 // id_from_name's base is HMAC-SHA256(key, "name" || name), so it is stable for
 // as long as the server secret is.
 //
-// Immutable after construction; safe to use from any thread.
+// Immutable after construction; safe to use from any thread (from_name keeps
+// a per-thread cache of recent names).
 #pragma once
 
 #include <array>
@@ -30,9 +31,12 @@ class IdFactory {
   ObjectId unique() const;
 
  private:
+  static constexpr size_t kNameCacheSize = 65536;  // per thread and namespace
+  ObjectId compute_from_name(std::string_view name) const;
   ObjectId with_check(const uint8_t* base, std::optional<std::string> name) const;
   std::array<uint8_t, 32> key_;
   std::string namespace_name_;
+  uint64_t instance_;  // unique per factory in the process, for the name cache
 };
 
 // Reads DIR/secret, creating it (32 random bytes, mode 0600) on first start.

@@ -31,6 +31,20 @@ TEST(IdFactory, NamesMapToDifferentIdsInDifferentNamespacesAndSecrets) {
   EXPECT_NE(IdFactory(secret_of(1), "A").from_name("x"), IdFactory(secret_of(2), "A").from_name("x"));
 }
 
+TEST(IdFactory, CachedNamesStillCarryTheirNameAndFollowTheSecret) {
+  for (uint8_t b = 1; b <= 3; ++b) {
+    // A new factory with another secret, often at the same address.
+    IdFactory f(secret_of(b), "N");
+    ObjectId first = f.from_name("x");
+    ObjectId again = f.from_name("x");
+    EXPECT_EQ(first, again);
+    EXPECT_EQ(again.name(), std::optional<std::string>("x"));
+    IdFactory g(secret_of(static_cast<uint8_t>(b + 100)), "N");
+    EXPECT_NE(g.from_name("x"), first);
+    EXPECT_TRUE(f.from_string(again.to_string()).is_ok());
+  }
+}
+
 TEST(IdFactory, UniqueIdsNeverRepeat) {
   IdFactory f(secret_of(3), "NS");
   std::set<std::string> seen;
