@@ -8,6 +8,8 @@
 #include "rate_limiter/rate_limiter.h"
 #include "sharded_counter/sharded_counter.h"
 #include "sql_probe/sql_probe.h"
+#include "task_runner/task_runner.h"
+#include "webhooks/webhook_processor.h"
 
 namespace {
 
@@ -28,6 +30,8 @@ dobj::Task<dobj::Response> route(dobj::Request req, dobj::Env& env) {
                         : kind == "sql"   ? "SQL"
                         : kind == "bank"  ? "BANK"
                         : kind == "ratelimit" ? "RATE_LIMITER"
+                        : kind == "tasks" ? "TASK_RUNNER"
+                        : kind == "webhooks" ? "WEBHOOKS"
                                           : nullptr;
   if (!binding) co_return dobj::Response::error(404, "no route for /" + kind);
   dobj::Namespace ns = env.ns(binding);
@@ -44,6 +48,8 @@ int main(int argc, char** argv) {
   server.bind<examples::BankAccount>("BANK");
   server.bind<examples::RateLimiter>("RATE_LIMITER");
   server.bind<examples::CounterShard>("SHARDED_COUNTER");
+  server.bind<examples::TaskRunner>("TASK_RUNNER");
+  server.bind<examples::WebhookProcessor>("WEBHOOKS");
   server.worker(route);
   return server.run(argc, argv);
 }

@@ -146,6 +146,12 @@ class State {
   Storage storage_;
 };
 
+// What alarm() is told about the run.
+struct AlarmInfo {
+  int retry_count = 0;  // 0 on the first attempt, then 1, 2, ... 6
+  bool is_retry = false;
+};
+
 class DurableObject {
  public:
   DurableObject(State& state, Env& env) : state_(state), env_(env) {}
@@ -155,6 +161,14 @@ class DurableObject {
 
   // An HTTP request addressed to this object. The default answers 501.
   virtual Task<Response> fetch(Request request);
+
+  // The object's alarm is due (storage().set_alarm). Delivered at least once:
+  // the alarm is cleared only after this returns and its writes are durable.
+  // If it throws, it is retried with exponential backoff (2, 4, 8, 16, 32,
+  // 64 s, with up to 25% jitter), at most 6 times, then dropped. Setting a new
+  // alarm inside replaces a pending retry. Override it to use alarms; a class
+  // that does not cannot set_alarm.
+  virtual Task<void> alarm(AlarmInfo info);
 
   // Runs a registered method for a typed call (the runtime calls this).
   Task<Response> dispatch_call(std::string method, std::string args_json);

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <chrono>
+#include <type_traits>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -40,6 +41,8 @@ struct ServerOptions {
   // A turn of an object that uses more CPU than this resets the object and
   // fails its event (checked when the turn ends; 0: no limit).
   std::chrono::milliseconds cpu_limit{30'000};
+  // Multiplies the backoff between alarm retries (tests use a small value).
+  double alarm_backoff_scale = 1.0;
   // A block_concurrency_while callback still running after this resets the object.
   std::chrono::milliseconds block_concurrency_timeout{30'000};
   // Events waiting for one object beyond this get 503 "overloaded".
@@ -71,12 +74,15 @@ class Server {
 
   template <typename T>
   void bind(std::string binding) {
-    bind_factory(std::move(binding),
-                 [](State& s, Env& e) -> std::unique_ptr<DurableObject> {
-                   return std::make_unique<T>(s, e);
-                 });
+    // A class that does not override alarm() may not set one.
+    constexpr bool kHasAlarm =
+        !std::is_same_v<decltype(&T::alarm), Task<void> (DurableObject::*)(AlarmInfo)>;
+    bind_factory(
+        std::move(binding),
+        [](State& s, Env& e) -> std::unique_ptr<DurableObject> { return std::make_unique<T>(s, e); },
+        kHasAlarm);
   }
-  void bind_factory(std::string binding, ObjectFactory factory);
+  void bind_factory(std::string binding, ObjectFactory factory, bool has_alarm_handler = true);
   void worker(Worker worker);
 
   // Parses flags into options, starts, prints "listening on HOST:PORT", waits

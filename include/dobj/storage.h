@@ -109,8 +109,17 @@ class Storage {
     return decode_all<T>(list_raw(options));
   }
 
-  // Deletes every key and every SQL table, view and trigger.
+  // Deletes every key, every SQL table, view and trigger, and the alarm.
   void delete_all();
+
+  // The object's one alarm, as milliseconds since the Unix epoch. Setting or
+  // deleting it is a write like any other: part of the turn's batch, undone
+  // with a transaction. Inside alarm() the running alarm is not reported.
+  // set_alarm throws dobj::Error(kInvalidArgument) for a time <= 0 or when the
+  // class has no alarm() handler; a time in the past fires at once.
+  std::optional<int64_t> get_alarm();
+  void set_alarm(int64_t epoch_ms);
+  void delete_alarm();
 
   // Runs fn(Transaction&) atomically: if fn throws, or calls rollback(), none of
   // its writes happen; the exception propagates. Nested transactions nest.

@@ -29,6 +29,11 @@ Task<Response> DurableObject::fetch(Request) {
   co_return Response::error(501, "this object does not handle fetch");
 }
 
+Task<void> DurableObject::alarm(AlarmInfo) {
+  throw Error(Code::kInternal, "this object class has no alarm() handler");
+  co_return;
+}
+
 Task<Response> DurableObject::dispatch_call(std::string method, std::string args_json) {
   auto it = methods_.find(method);
   if (it == methods_.end()) throw Error(Code::kNotFound, "the object has no method named " + method);

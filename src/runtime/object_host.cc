@@ -4,6 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <random>
+
+#include "base/log.h"
 #include "runtime/runtime.h"
 
 namespace dobj::internal {
@@ -66,10 +69,15 @@ struct ObjectHost::BlockState {
 ObjectHost::ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id)
     : shard_(shard), ns_(ns), id_(std::move(id)), generation_(shard->next_generation()) {
   std::string hex = id_.to_string();
-  StoreEnv env{&shard->commits(), &shard->lru(), &shard->runtime().store_faults(),
-               shard->runtime().options().max_object_bytes};
+  StoreEnv env{&shard->commits(),
+               &shard->lru(),
+               &shard->runtime().store_faults(),
+               shard->runtime().options().max_object_bytes,
+               &shard->runtime().alarm_index(),
+               ns_->has_alarm_handler()};
   store_ = std::make_unique<ObjectStore>(env, ns_->dir() + "/" + hex.substr(0, 2), hex + ".sqlite");
   store_->set_sync([this] { return sync(); });
+  store_->set_identity(AlarmRecord{ns_->name(), hex, id_.name(), 0});
   last_active_ = std::chrono::steady_clock::now();
 }
 
@@ -114,6 +122,7 @@ void ObjectHost::run_turn(F&& fn) {
   } else if (Status st = store_->end_turn(); !st) {
     reset_requested_ = st;
   } else {
+    apply_alarm_change();
     release_outputs();
     start_syncs();
   }
@@ -205,7 +214,11 @@ void ObjectHost::start_event(Event event) {
   runs_.emplace_back();
   Run* run = &runs_.back();
   run->reply = std::move(event.reply);
-  run->driver = drive_fetch(run, std::move(event.request), std::move(event.call_method));
+  if (event.alarm) {
+    run->driver = drive_alarm(run, *event.alarm);
+  } else {
+    run->driver = drive_fetch(run, std::move(event.request), std::move(event.call_method));
+  }
   run_turn([run] { run->driver.resume(); });
 }
 
@@ -228,6 +241,94 @@ Driver ObjectHost::drive_fetch(Run* run, Request request, std::optional<std::str
   gate_output([reply = std::move(run->reply), response = std::move(response)](Status st) mutable {
     reply(st.is_ok() ? std::move(response) : error_response(st));
   });
+}
+
+void ObjectHost::apply_alarm_change() {
+  std::optional<int64_t> at;
+  if (!store_->take_alarm_change(&at)) return;
+  AlarmKey key{ns_, id_};
+  if (at) {
+    shard_->alarms().schedule(key, *at, 0);
+  } else {
+    shard_->alarms().cancel(key);
+  }
+}
+
+Driver ObjectHost::drive_alarm(Run* run, Delivery::Alarm alarm) {
+  AlarmOutcome outcome = AlarmOutcome::kNothingDue;
+  std::optional<int64_t> at;
+  try {
+    at = store_->stored_alarm();  // the object's own table decides
+    int64_t now = shard_->now_ms();
+    if (!at) {
+      outcome = AlarmOutcome::kNothingDue;
+    } else if (*at > now) {
+      outcome = AlarmOutcome::kLater;
+    } else {
+      if (alarm.retry == 0) shard_->alarms().record_lateness(now - *at);
+      store_->set_running_alarm(*at);
+      bool ok = true;
+      try {
+        co_await instance_->alarm(AlarmInfo{alarm.retry, alarm.retry > 0});
+      } catch (...) {
+        ok = false;
+      }
+      store_->set_running_alarm(std::nullopt);
+      auto after = store_->stored_alarm();
+      if (ok) {
+        if (after == at) store_->delete_alarm();  // cleared with the handler's writes
+        outcome = AlarmOutcome::kDone;
+      } else if (after && after != at) {
+        outcome = AlarmOutcome::kDone;  // a new alarm replaces the retry
+      } else if (alarm.retry >= kMaxAlarmRetries) {
+        if (after) store_->delete_alarm();
+        outcome = AlarmOutcome::kDropped;
+      } else {
+        // deleteAlarm inside a failing alarm() does not cancel its retry.
+        if (!after) store_->set_alarm(*at);
+        outcome = AlarmOutcome::kRetry;
+      }
+    }
+  } catch (...) {
+    // Storage failed: the turn is broken and the object resets; the alarm is
+    // still stored, so try again later.
+    outcome = AlarmOutcome::kRetry;
+  }
+  run->finished = true;
+  int retry = alarm.retry;
+  int64_t when = at.value_or(0);
+  gate_output([this, outcome, retry, when](Status st) { alarm_finished(outcome, retry, when, st); });
+}
+
+void ObjectHost::alarm_finished(AlarmOutcome outcome, int retry, int64_t at, const Status& st) {
+  AlarmKey key{ns_, id_};
+  AlarmScheduler& alarms = shard_->alarms();
+  if (!st.is_ok()) outcome = AlarmOutcome::kRetry;  // its writes failed: still stored
+  switch (outcome) {
+    case AlarmOutcome::kNothingDue:
+      shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
+      break;
+    case AlarmOutcome::kLater:
+      alarms.schedule(key, at, 0);
+      break;
+    case AlarmOutcome::kDone:
+      // A new alarm set inside was scheduled when its turn committed; without
+      // one, the index entry goes.
+      if (!store_->get_alarm()) shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
+      break;
+    case AlarmOutcome::kRetry: {
+      thread_local std::minstd_rand rng{std::random_device{}()};
+      double jitter = static_cast<double>(rng() % 1000) / 1000.0;
+      int64_t delay = alarm_backoff_ms(retry + 1, shard_->runtime().options().alarm_backoff_scale, jitter);
+      alarms.schedule(key, shard_->now_ms() + delay, retry + 1);
+      break;
+    }
+    case AlarmOutcome::kDropped:
+      log_warn("alarm of " + ns_->name() + " " + id_.to_string() + " dropped after " +
+               std::to_string(kMaxAlarmRetries) + " retries");
+      shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
+      break;
+  }
 }
 
 void ObjectHost::resume(std::coroutine_handle<> h) {

@@ -39,6 +39,7 @@ Response error_response(const Status& status);
 
 class ObjectHost {
  public:
+  static constexpr int kMaxAlarmRetries = 6;
   ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id);
   ~ObjectHost();
 
@@ -87,6 +88,11 @@ class ObjectHost {
   void reset(const Status& why);
   void reap_runs();
   Driver drive_fetch(Run* run, Request request, std::optional<std::string> call_method);
+  Driver drive_alarm(Run* run, Delivery::Alarm alarm);
+  // Tells the shard's scheduler what the last commit did to the alarm.
+  void apply_alarm_change();
+  enum class AlarmOutcome { kNothingDue, kLater, kDone, kRetry, kDropped };
+  void alarm_finished(AlarmOutcome outcome, int retry, int64_t at, const Status& st);
   Driver drive_block(Run* run, std::function<Task<void>()> fn, std::shared_ptr<BlockState> st);
   // Applies the stub-binding rule; false (and the caller answered) if the
   // stub is bound to an instance that was reset since.

@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include "base/fs.h"
+#include "base/hex.h"
 #include "base/log.h"
 #include "runtime/object_host.h"
 
@@ -45,9 +46,22 @@ void Runtime::start() {
   for (auto& ns : namespaces_) {
     if (Status st = make_dirs(ns->dir()); !st) throw Error(st);
   }
+  if (Status st = alarm_index_.open(options_.data_dir + "/alarms.sqlite"); !st) throw Error(st);
   if (flusher_) flusher_->start();
   for (auto& s : shards_) s->start();
+  // Alarms pending before the last stop or crash: each to its object's shard.
+  for (auto& r : alarm_index_.all()) {
+    NamespaceImpl* ns = find_namespace(r.ns);
+    auto bytes = from_hex_lower(r.id_hex);
+    if (!ns || !bytes || bytes->size() != ObjectId::kSize) continue;
+    ObjectId::Bytes b;
+    std::copy(bytes->begin(), bytes->end(), b.begin());
+    ObjectId id(b, r.name);
+    Shard& shard = shard_for(id);
+    shard.post([&shard, ns, id, at = r.at_ms] { shard.alarms().schedule(AlarmKey{ns, id}, at, 0); });
+  }
 }
+
 
 namespace {
 // Runs fn on the shard's thread and waits for its result.
@@ -89,6 +103,19 @@ void Runtime::stop(std::chrono::milliseconds timeout) {
   for (auto& s : shards_) s->stop();
   for (auto& s : shards_) s->join();
   if (flusher_) flusher_->stop();
+}
+
+LatenessSummary Runtime::alarm_lateness() {
+  // Merge the shards' summaries by taking the worst of each (a bound, cheap).
+  LatenessSummary all;
+  for (auto& s : shards_) {
+    LatenessSummary one = run_on(*s, [&] { return s->alarms().lateness(); });
+    all.count += one.count;
+    all.p50_ms = std::max(all.p50_ms, one.p50_ms);
+    all.p99_ms = std::max(all.p99_ms, one.p99_ms);
+    all.max_ms = std::max(all.max_ms, one.max_ms);
+  }
+  return all;
 }
 
 Task<Response> default_route(Request request, Env& env) {

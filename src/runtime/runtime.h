@@ -14,6 +14,8 @@
 #include "dobj/server.h"
 #include "ids/id_factory.h"
 #include "runtime/shard.h"
+#include "runtime/alarm_scheduler.h"
+#include "storage/alarm_index.h"
 #include "storage/group_commit.h"
 
 namespace dobj::internal {
@@ -31,6 +33,8 @@ class NamespaceImpl {
   }
   // Folder of this namespace's databases.
   const std::string& dir() const { return dir_; }
+  bool has_alarm_handler() const { return has_alarm_handler_; }
+  void set_has_alarm_handler(bool v) { has_alarm_handler_ = v; }
 
  private:
   Runtime* runtime_;
@@ -38,6 +42,7 @@ class NamespaceImpl {
   ObjectFactory factory_;
   IdFactory ids_;
   std::string dir_;
+  bool has_alarm_handler_ = true;
 };
 
 class Runtime {
@@ -56,6 +61,9 @@ class Runtime {
   Shard& shard_for(const ObjectId& id) { return *shards_[id.hash() % shards_.size()]; }
   Flusher* flusher() { return flusher_.get(); }
   StoreFaults& store_faults() { return store_faults_; }
+  AlarmIndex& alarm_index() { return alarm_index_; }
+  // Lateness of the alarms fired so far, over all shards.
+  LatenessSummary alarm_lateness();
 
   void start();
   // Waits until no shard has work in flight (or the timeout passes), flushes
@@ -68,6 +76,7 @@ class Runtime {
   Worker worker_;
   std::unique_ptr<Flusher> flusher_;
   StoreFaults store_faults_;
+  AlarmIndex alarm_index_;
   std::vector<std::unique_ptr<NamespaceImpl>> namespaces_;
   std::vector<std::unique_ptr<Shard>> shards_;
 };

@@ -21,6 +21,29 @@ struct Shard::Loop {
   boost::asio::steady_timer sweep{io};
 };
 
+// The system clock, and a steady_timer for the scheduler's next alarm.
+class Shard::Clock : public AlarmClock {
+ public:
+  Clock(boost::asio::io_context& io, std::function<void()> on_timer)
+      : timer_(io), on_timer_(std::move(on_timer)) {}
+  int64_t now_ms() override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  void arm(int64_t at_ms) override {
+    timer_.expires_after(std::chrono::milliseconds(std::max<int64_t>(0, at_ms - now_ms())));
+    timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) on_timer_();
+    });
+  }
+  void cancel() { timer_.cancel(); }
+
+ private:
+  boost::asio::steady_timer timer_;
+  std::function<void()> on_timer_;
+};
+
 struct Shard::WorkerRun {
   Driver driver;
 };
@@ -30,7 +53,24 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
       index_(index),
       loop_(std::make_unique<Loop>()),
       commits_(flusher, [this](std::function<void()> fn) { post(std::move(fn)); }),
-      lru_(max_open_databases) {}
+      lru_(max_open_databases) {
+  alarm_clock_ = std::make_unique<Clock>(loop_->io, [this] { alarms_->on_timer(); });
+  alarms_ = std::make_unique<AlarmScheduler>(
+      alarm_clock_.get(), [this](const AlarmKey& key, int retry, int64_t scheduled_ms) {
+        Delivery d;
+        // The host acts on the outcome itself; this reply only runs when the
+        // alarm could not run to its end (object overloaded, or reset while
+        // running): the alarm is still stored, so it is tried again later.
+        d.reply = [this, key, retry](Response) {
+          int64_t delay = alarm_backoff_ms(retry + 1, runtime_->options().alarm_backoff_scale, 0.5);
+          alarms_->schedule(key, now_ms() + delay, retry + 1);
+        };
+        d.alarm = Delivery::Alarm{retry, scheduled_ms};
+        deliver(const_cast<NamespaceImpl*>(key.ns), key.id, std::move(d));
+      });
+}
+
+int64_t Shard::now_ms() { return alarm_clock_->now_ms(); }
 
 Shard::~Shard() {
   workers_.clear();
@@ -55,6 +95,7 @@ void Shard::start() {
 void Shard::stop() {
   post([this] {
     loop_->sweep.cancel();
+    alarm_clock_->cancel();
     loop_->guard.reset();
     loop_->io.stop();
   });

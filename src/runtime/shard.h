@@ -18,6 +18,7 @@
 
 #include "dobj/http.h"
 #include "dobj/id.h"
+#include "runtime/alarm_scheduler.h"
 #include "runtime/driver.h"
 #include "storage/group_commit.h"
 #include "storage/object_store.h"
@@ -61,6 +62,11 @@ struct Delivery {
   std::optional<std::string> call_method;
   bool via_stub = false;     // the binding rule applies
   uint64_t bound_epoch = 0;  // the stub's binding when it was sent; 0: unbound
+  struct Alarm {
+    int retry = 0;
+    int64_t scheduled_ms = 0;
+  };
+  std::optional<Alarm> alarm;  // set: run the object's alarm(), not fetch
 };
 
 class Shard {
@@ -72,6 +78,8 @@ class Shard {
   boost::asio::io_context& io();
   Runtime& runtime() { return *runtime_; }
   GroupCommit& commits() { return commits_; }
+  AlarmScheduler& alarms() { return *alarms_; }
+  int64_t now_ms();  // the alarm clock: milliseconds since the Unix epoch
   DbLru& lru() { return lru_; }
 
   // Thread-safe: runs fn on this shard's thread.
@@ -132,6 +140,9 @@ class Shard {
   std::thread thread_;
   GroupCommit commits_;
   DbLru lru_;
+  class Clock;
+  std::unique_ptr<Clock> alarm_clock_;
+  std::unique_ptr<AlarmScheduler> alarms_;
   std::unordered_map<HostKey, std::unique_ptr<ObjectHost>, HostKeyHash> hosts_;
   std::unordered_map<HostKey, uint64_t, HostKeyHash> reset_epochs_;  // only objects ever reset
   uint64_t generation_counter_ = 0;

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
@@ -19,6 +20,7 @@ namespace dobj {
 
 struct Server::Impl {
   std::map<std::string, ObjectFactory> bindings;
+  std::set<std::string> without_alarm;
   Worker worker;
   ServerOptions options;
   int lock_fd = -1;  // flock on <data>/LOCK: one server per data folder
@@ -30,7 +32,8 @@ struct Server::Impl {
 Server::Server() : impl_(std::make_unique<Impl>()) {}
 Server::~Server() { stop(); }
 
-void Server::bind_factory(std::string binding, ObjectFactory factory) {
+void Server::bind_factory(std::string binding, ObjectFactory factory, bool has_alarm_handler) {
+  if (!has_alarm_handler) impl_->without_alarm.insert(binding);
   impl_->bindings[std::move(binding)] = std::move(factory);
 }
 
@@ -58,6 +61,9 @@ Status Server::start(const ServerOptions& options) {
   try {
     impl_->runtime = std::make_unique<internal::Runtime>(options, impl_->bindings, impl_->worker,
                                                          *secret);
+    for (const auto& name : impl_->without_alarm) {
+      impl_->runtime->find_namespace(name)->set_has_alarm_handler(false);
+    }
     impl_->runtime->start();
   } catch (const Error& e) {
     impl_->runtime.reset();
@@ -108,6 +114,10 @@ int Server::run(int argc, char** argv) {
   int64_t cpu_limit_ms = o.cpu_limit.count();
   app.add_option("--cpu-limit-ms", cpu_limit_ms,
                  "reset an object whose turn uses more CPU than this (0: no limit)")
+      ->capture_default_str();
+  app.add_option("--alarm-backoff-scale", o.alarm_backoff_scale,
+                 "multiply the backoff between alarm retries (2 s, 4 s, ...) by this")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--max-queue", o.max_queue, "queued events per object before 503 overloaded")
       ->check(CLI::PositiveNumber)

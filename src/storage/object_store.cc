@@ -22,7 +22,9 @@ constexpr const char* kOpenPragmas =
 
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS _dobj_kv("
-    "key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;";
+    "key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS _dobj_alarm("
+    "id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL);";
 
 // The smallest string greater than every string with this prefix, or nullopt
 // when there is none (the prefix is all 0xff bytes).
@@ -250,10 +252,52 @@ std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOpt
   return out;
 }
 
+std::optional<int64_t> ObjectStore::stored_alarm() {
+  if (!ensure_open(false)) return std::nullopt;
+  StmtUse s(stmt("SELECT at FROM _dobj_alarm WHERE id = 0"));
+  int rc = s->step();
+  if (rc == SQLITE_ROW) return s->column_int(0);
+  if (rc != SQLITE_DONE) fail("get alarm");
+  return std::nullopt;
+}
+
+std::optional<int64_t> ObjectStore::get_alarm() {
+  auto at = stored_alarm();
+  if (at && running_alarm_ && *at == *running_alarm_) return std::nullopt;  // the one running
+  return at;
+}
+
+void ObjectStore::set_alarm(int64_t at_ms) {
+  if (!env_.alarms_allowed) {
+    throw Error(Code::kInvalidArgument, "set_alarm: this object class has no alarm() handler");
+  }
+  begin_write();
+  StmtUse s(stmt("INSERT OR REPLACE INTO _dobj_alarm(id, at) VALUES (0, ?1)"));
+  s->bind_int(1, at_ms);
+  if (s->step() != SQLITE_DONE) fail("set alarm");
+  alarm_dirty_ = true;
+}
+
+void ObjectStore::delete_alarm() {
+  if (!ensure_open(false)) return;
+  begin_write();
+  StmtUse s(stmt("DELETE FROM _dobj_alarm"));
+  if (s->step() != SQLITE_DONE) fail("delete alarm");
+  alarm_dirty_ = true;
+}
+
+bool ObjectStore::take_alarm_change(std::optional<int64_t>* at) {
+  if (!alarm_changed_) return false;
+  alarm_changed_ = false;
+  *at = alarm_after_;
+  return true;
+}
+
 void ObjectStore::delete_all() {
   if (!ensure_open(false)) return;
   begin_write();
-  if (Status st = db_.exec("DELETE FROM _dobj_kv"); !st) {
+  alarm_dirty_ = true;
+  if (Status st = db_.exec("DELETE FROM _dobj_kv; DELETE FROM _dobj_alarm"); !st) {
     mark_broken(st.message());
     throw Error(st);
   }
@@ -287,9 +331,25 @@ Status ObjectStore::end_turn() {
   if (broken_) {
     broken_ = false;
     in_txn_ = false;
+    alarm_dirty_ = false;
     (void)db_.exec("ROLLBACK");
     return Status(Code::kReset, "a storage operation failed (" + std::exchange(broken_reason_, "") +
                                     "); the turn's writes were discarded");
+  }
+  if (alarm_dirty_) {
+    // The node's index learns of a new alarm before the commit that sets it,
+    // so that no committed alarm is missing from it after a crash.
+    alarm_after_ = stored_alarm();
+    if (alarm_after_ && env_.alarms) {
+      AlarmRecord r = identity_;
+      r.at_ms = *alarm_after_;
+      auto f = env_.alarms->record(r);
+      if (!f) {
+        mark_broken(f.status().message());
+        return end_turn();
+      }
+      env_.commits->add_dirty(*f);
+    }
   }
   Status st = Status::ok();
   if (env_.faults && env_.faults->fail_next_commits.load() > 0) {
@@ -299,10 +359,12 @@ Status ObjectStore::end_turn() {
     st = db_.exec("COMMIT");
   }
   in_txn_ = false;
+  bool alarm_touched = std::exchange(alarm_dirty_, false);
   if (!st) {
     (void)db_.exec("ROLLBACK");
     return Status(Code::kReset, "commit failed: " + st.message());
   }
+  if (alarm_touched) alarm_changed_ = true;
   if (!wal_file_) {
     auto f = SyncFile::open(path_ + "-wal", /*is_dir=*/false);
     if (!f) return Status(Code::kReset, f.status().message());
@@ -347,6 +409,7 @@ void ObjectStore::checkpoint() {
 }
 
 void ObjectStore::discard_turn() {
+  alarm_dirty_ = false;
   if (!in_txn_) return;
   (void)db_.exec("ROLLBACK");
   in_txn_ = false;

@@ -32,6 +32,7 @@
 #include "dobj/sql.h"
 #include "dobj/storage.h"
 #include "dobj/task.h"
+#include "storage/alarm_index.h"
 #include "storage/group_commit.h"
 #include "storage/sqlite.h"
 
@@ -64,6 +65,8 @@ struct StoreEnv {
   DbLru* lru;
   StoreFaults* faults = nullptr;  // optional
   int64_t max_database_bytes = 0;  // 0: no cap; past it writes fail as on a full disk
+  AlarmIndex* alarms = nullptr;     // null: alarm changes are not indexed
+  bool alarms_allowed = true;       // false: the class has no alarm() handler
 };
 
 class ObjectStore {
@@ -86,6 +89,19 @@ class ObjectStore {
 
   void begin_nested();
   void end_nested(bool commit);
+
+  // The alarm (one per object), a write like any other.
+  std::optional<int64_t> get_alarm();
+  void set_alarm(int64_t at_ms);
+  void delete_alarm();
+  // The runtime's side. Identity for the node's alarm index.
+  void set_identity(AlarmRecord identity) { identity_ = std::move(identity); }
+  // The stored alarm time, including this turn's writes.
+  std::optional<int64_t> stored_alarm();
+  // While alarm() runs for time `at`, get_alarm() does not report it.
+  void set_running_alarm(std::optional<int64_t> at) { running_alarm_ = at; }
+  // After a successful end_turn: whether that turn changed the alarm, and to what.
+  bool take_alarm_change(std::optional<int64_t>* at);
 
   // SQL (sql.cc). Throws dobj::Error like the key-value operations.
   SqlCursor exec_sql(std::string_view query, const std::vector<SqlValue>& params);
@@ -136,6 +152,11 @@ class ObjectStore {
   bool file_known_missing_ = false;
   bool new_file_ = false;
   int wal_frames_ = 0;  // set by SQLite's WAL hook after each commit
+  bool alarm_dirty_ = false;    // the current turn touched the alarm
+  bool alarm_changed_ = false;  // the last committed turn did
+  std::optional<int64_t> alarm_after_;
+  std::optional<int64_t> running_alarm_;
+  AlarmRecord identity_;
   bool in_txn_ = false;
   bool broken_ = false;
   std::string broken_reason_;  // the first failure of the turn, for the reset message

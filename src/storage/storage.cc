@@ -105,6 +105,18 @@ std::vector<std::pair<std::string, std::string>> Storage::list_raw(const ListOpt
 
 void Storage::delete_all() { store_->delete_all(); }
 
+std::optional<int64_t> Storage::get_alarm() { return store_->get_alarm(); }
+
+void Storage::set_alarm(int64_t epoch_ms) {
+  if (epoch_ms <= 0) {
+    throw Error(Code::kInvalidArgument, "set_alarm: the time must be a positive number of "
+                                        "milliseconds since the epoch, got " + std::to_string(epoch_ms));
+  }
+  store_->set_alarm(epoch_ms);
+}
+
+void Storage::delete_alarm() { store_->delete_alarm(); }
+
 void Storage::begin_nested() { store_->begin_nested(); }
 void Storage::end_nested(bool commit) { store_->end_nested(commit); }
 void Storage::abandon_nested() {

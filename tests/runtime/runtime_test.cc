@@ -34,6 +34,7 @@ class Probe : public DurableObject {
     ++requests_;
     if (auto ms = req.query("sleep")) co_await sleep_for(std::chrono::milliseconds(std::stoi(*ms)));
     if (req.query("throw")) throw std::runtime_error("handler failed");
+    if (req.query("alarm")) storage().set_alarm(1);
     int64_t n = storage().get<int64_t>("n").value_or(0);
     if (req.method == "POST") storage().put("n", ++n);
     nlohmann::json j = {{"n", n}, {"requests", requests_}};
@@ -282,6 +283,56 @@ class Upstream {
   std::chrono::steady_clock::time_point arrived_;
 };
 
+int64_t epoch_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Records every alarm() run; ?set=MS sets the alarm, ?fail=N makes the next N
+// runs throw, ?replace=1 makes the next run set a new alarm and then throw.
+class Alarmed : public DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  Task<Response> fetch(Request req) override {
+    if (auto f = req.query("fail")) storage().put("fail", int64_t{std::stoi(*f)});
+    if (req.query("replace")) storage().put("replace", int64_t{1});
+    if (auto ms = req.query("set")) storage().set_alarm(epoch_ms() + std::stoi(*ms));
+    if (req.query("zero")) storage().set_alarm(0);
+    if (req.query("txn")) {
+      storage().transaction([&](Transaction& t) {
+        storage().set_alarm(epoch_ms() + 100000);
+        t.rollback();
+      });
+    }
+    if (req.query("deleteall")) {
+      storage().set_alarm(epoch_ms() + 100000);
+      storage().delete_all();
+    }
+    auto alarm = storage().get_alarm();
+    nlohmann::json j = {{"runs", storage().get<Json>("runs").value_or(Json::array())},
+                        {"alarm", alarm ? Json(*alarm) : Json(nullptr)}};
+    co_return Response::json(j.dump());
+  }
+  Task<void> alarm(AlarmInfo info) override {
+    auto inside = storage().get_alarm();
+    Json runs = storage().get<Json>("runs").value_or(Json::array());
+    runs.push_back({{"retry", info.retry_count}, {"isRetry", info.is_retry},
+                    {"alarmInside", inside ? Json(*inside) : Json(nullptr)}});
+    storage().put("runs", runs);
+    if (storage().get<int64_t>("replace").value_or(0)) {
+      storage().put("replace", int64_t{0});
+      storage().set_alarm(epoch_ms() + 30);
+      throw std::runtime_error("fails, but set a new alarm first");
+    }
+    if (int64_t fail = storage().get<int64_t>("fail").value_or(0); fail > 0) {
+      storage().put("fail", fail - 1);
+      throw std::runtime_error("alarm fails on purpose");
+    }
+    co_return;
+  }
+};
+
 class Harness {
  public:
   explicit Harness(ServerOptions o = {}) {
@@ -297,7 +348,9 @@ class Harness {
     bindings["RESETTER"] = [](State& s, Env& e) { return std::make_unique<Resetter>(s, e); };
     bindings["HOLDER"] = [](State& s, Env& e) { return std::make_unique<Holder>(s, e); };
     bindings["FETCHER"] = [](State& s, Env& e) { return std::make_unique<Fetcher>(s, e); };
+    bindings["ALARMED"] = [](State& s, Env& e) { return std::make_unique<Alarmed>(s, e); };
     runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret);
+    runtime_->find_namespace("PROBE")->set_has_alarm_handler(false);
     runtime_->start();
   }
   ~Harness() { runtime_->stop(5s); }
@@ -526,6 +579,105 @@ TEST(OutgoingFetch, FailuresAreErrorsThatSayWhat) {
   EXPECT_NE(slow.find("timed out after 300 ms"), std::string::npos) << slow;
   std::string bad = h.send("FETCHER", "e", "GET", "/?url=" + url_encode("https://example.invalid/")).get().body;
   EXPECT_EQ(bad.rfind("invalid_argument: fetch: only http://", 0), 0u) << bad;
+}
+
+class AlarmTest : public ::testing::Test {
+ protected:
+  static ServerOptions options() {
+    ServerOptions o;
+    o.alarm_backoff_scale = 0.005;  // retries after 10, 20, 40 ... ms
+    return o;
+  }
+  Json state(const std::string& name, const std::string& q = "") {
+    return Json::parse(h_.send("ALARMED", name, "GET", "/" + q).get().body);
+  }
+  // Waits (bounded) until the object has run its alarm n times.
+  Json wait_runs(const std::string& name, size_t n, std::chrono::milliseconds limit = 5s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    Json j = state(name);
+    while (j["runs"].size() < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+      j = state(name);
+    }
+    return j;
+  }
+  Harness h_{options()};
+};
+
+TEST_F(AlarmTest, AnAlarmFiresOnceAndIsNullInsideAndAfter) {
+  EXPECT_FALSE(state("a", "?set=50")["alarm"].is_null());
+  Json j = wait_runs("a", 1);
+  ASSERT_EQ(j["runs"].size(), 1u);
+  EXPECT_EQ(j["runs"][0]["retry"], 0);
+  EXPECT_EQ(j["runs"][0]["isRetry"], false);
+  EXPECT_TRUE(j["runs"][0]["alarmInside"].is_null());
+  EXPECT_TRUE(j["alarm"].is_null());
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(state("a")["runs"].size(), 1u);  // once
+  auto lateness = h_.runtime().alarm_lateness();
+  EXPECT_GE(lateness.count, 1u);
+  EXPECT_LT(lateness.max_ms, 1000);
+}
+
+TEST_F(AlarmTest, AThrowingAlarmIsRetriedWithTheRetryCount) {
+  state("r", "?fail=2&set=0");
+  Json j = wait_runs("r", 3);
+  ASSERT_EQ(j["runs"].size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(j["runs"][i]["retry"], i);
+  EXPECT_EQ(j["runs"][1]["isRetry"], true);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(state("r")["runs"].size(), 3u);
+  EXPECT_TRUE(state("r")["alarm"].is_null());
+}
+
+TEST_F(AlarmTest, AnAlarmThatKeepsFailingIsDroppedAfterSixRetries) {
+  state("d", "?fail=100&set=0");
+  // Backoff 10 + 20 + 40 + 80 + 160 + 320 ms (plus jitter).
+  Json j = wait_runs("d", 7, 5s);
+  std::this_thread::sleep_for(1500ms);
+  j = state("d");
+  EXPECT_EQ(j["runs"].size(), 7u);
+  EXPECT_EQ(j["runs"][6]["retry"], 6);
+  EXPECT_TRUE(j["alarm"].is_null());
+}
+
+TEST_F(AlarmTest, SettingANewAlarmInsideAFailingOneReplacesTheRetry) {
+  state("s", "?replace=1&set=0");
+  Json j = wait_runs("s", 2);
+  ASSERT_EQ(j["runs"].size(), 2u);
+  EXPECT_EQ(j["runs"][1]["retry"], 0);  // the new alarm, not a retry
+}
+
+TEST_F(AlarmTest, SetAlarmIsAWriteLikeAnyOther) {
+  EXPECT_TRUE(state("t", "?txn=1")["alarm"].is_null());        // rolled back with the transaction
+  EXPECT_TRUE(state("t", "?deleteall=1")["alarm"].is_null());  // delete_all deletes it
+  Response r = h_.send("ALARMED", "t", "GET", "/?zero=1").get();
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("positive"), std::string::npos);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(state("t")["runs"].size(), 0u);
+}
+
+TEST_F(AlarmTest, AClassWithoutAnAlarmHandlerCannotSetOne) {
+  Response r = h_.send("PROBE", "x", "GET", "/?alarm=1").get();
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("no alarm() handler"), std::string::npos) << r.body;
+}
+
+TEST_F(AlarmTest, AnEvictedObjectIsRebuiltToRunItsAlarm) {
+  // The harness evicts after 10 s by default; a fresh harness with a short idle time.
+  ServerOptions o = options();
+  o.idle_timeout = 20ms;
+  Harness h(o);
+  h.send("ALARMED", "e", "GET", "/?set=300").get();
+  std::this_thread::sleep_for(150ms);  // evicted by now
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  Json j;
+  do {
+    std::this_thread::sleep_for(20ms);
+    j = Json::parse(h.send("ALARMED", "e", "GET", "/").get().body);
+  } while (j["runs"].size() < 1 && std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(j["runs"].size(), 1u);
 }
 
 TEST(Runtime, AFullQueueAnswersOverloaded) {
