@@ -50,7 +50,7 @@ struct LatenessSummary {
 
 class AlarmScheduler {
  public:
-  static constexpr size_t kFireBatch = 512;
+  static constexpr size_t kFireBatch = 16;
   using Fire = std::function<void(const AlarmKey& key, int retry, int64_t scheduled_ms)>;
 
   AlarmScheduler(AlarmClock* clock, Fire fire) : clock_(clock), fire_(std::move(fire)) {}

@@ -273,12 +273,13 @@ Driver ObjectHost::drive_alarm(Run* run, Delivery::Alarm alarm) {
       } catch (...) {
         ok = false;
       }
+      bool touched = store_->alarm_touched_in_handler();
       store_->set_running_alarm(std::nullopt);
       auto after = store_->stored_alarm();
       if (ok) {
-        if (after == at) store_->delete_alarm();  // cleared with the handler's writes
+        if (!touched) store_->delete_alarm();  // cleared with the handler's writes
         outcome = AlarmOutcome::kDone;
-      } else if (after && after != at) {
+      } else if (touched && after) {
         outcome = AlarmOutcome::kDone;  // a new alarm replaces the retry
       } else if (alarm.retry >= kMaxAlarmRetries) {
         if (after) store_->delete_alarm();

@@ -1,6 +1,7 @@
 #include "runtime/runtime.h"
 
 #include <future>
+#include <sys/resource.h>
 #include <strings.h>
 
 #include "base/fs.h"
@@ -22,13 +23,33 @@ Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bin
                  Worker worker, const Secret& secret)
     : options_(std::move(options)), env_(this), worker_(std::move(worker)) {
   if (!worker_) worker_ = default_route;
+  int shard_count = options_.shards > 0
+                        ? options_.shards
+                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  // Each open database holds three descriptors (file, WAL, our WAL handle for
+  // fdatasync). Take the whole allowance and keep the open-database cap within
+  // it, leaving room for sockets: running out fails opens mid-request.
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    if (rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);
+      getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    size_t limit = static_cast<size_t>(rl.rlim_cur);
+    size_t budget = limit > 2048 ? (limit - 1024) / (3 * static_cast<size_t>(shard_count)) : 64;
+    if (options_.max_open_databases > budget) {
+      log_warn("max open databases lowered from " + std::to_string(options_.max_open_databases) +
+               " to " + std::to_string(budget) + " per shard: the file descriptor limit is " +
+               std::to_string(limit));
+      options_.max_open_databases = budget;
+    }
+  }
   if (options_.durability == Durability::kFsync) flusher_ = std::make_unique<Flusher>();
   for (auto& [name, factory] : bindings) {
     namespaces_.push_back(std::make_unique<NamespaceImpl>(this, name, std::move(factory), secret));
   }
-  int n = options_.shards > 0 ? options_.shards
-                              : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < shard_count; ++i) {
     shards_.push_back(std::make_unique<Shard>(this, i, flusher_.get(), options_.max_open_databases));
   }
 }

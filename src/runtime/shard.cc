@@ -66,7 +66,10 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
           alarms_->schedule(key, now_ms() + delay, retry + 1);
         };
         d.alarm = Delivery::Alarm{retry, scheduled_ms};
-        deliver(const_cast<NamespaceImpl*>(key.ns), key.id, std::move(d));
+        // Each alarm is its own task on the loop, so requests interleave.
+        post([this, ns = const_cast<NamespaceImpl*>(key.ns), id = key.id, d = std::move(d)]() mutable {
+          deliver(ns, id, std::move(d));
+        });
       });
 }
 

@@ -263,7 +263,7 @@ std::optional<int64_t> ObjectStore::stored_alarm() {
 
 std::optional<int64_t> ObjectStore::get_alarm() {
   auto at = stored_alarm();
-  if (at && running_alarm_ && *at == *running_alarm_) return std::nullopt;  // the one running
+  if (running_alarm_ && !alarm_touched_in_handler_) return std::nullopt;  // the one running
   return at;
 }
 
@@ -276,6 +276,7 @@ void ObjectStore::set_alarm(int64_t at_ms) {
   s->bind_int(1, at_ms);
   if (s->step() != SQLITE_DONE) fail("set alarm");
   alarm_dirty_ = true;
+  if (running_alarm_) alarm_touched_in_handler_ = true;
 }
 
 void ObjectStore::delete_alarm() {
@@ -284,6 +285,7 @@ void ObjectStore::delete_alarm() {
   StmtUse s(stmt("DELETE FROM _dobj_alarm"));
   if (s->step() != SQLITE_DONE) fail("delete alarm");
   alarm_dirty_ = true;
+  if (running_alarm_) alarm_touched_in_handler_ = true;
 }
 
 bool ObjectStore::take_alarm_change(std::optional<int64_t>* at) {

@@ -98,8 +98,14 @@ class ObjectStore {
   void set_identity(AlarmRecord identity) { identity_ = std::move(identity); }
   // The stored alarm time, including this turn's writes.
   std::optional<int64_t> stored_alarm();
-  // While alarm() runs for time `at`, get_alarm() does not report it.
-  void set_running_alarm(std::optional<int64_t> at) { running_alarm_ = at; }
+  // While alarm() runs for time `at`, get_alarm() does not report it unless
+  // the handler set or deleted the alarm itself.
+  void set_running_alarm(std::optional<int64_t> at) {
+    running_alarm_ = at;
+    alarm_touched_in_handler_ = false;
+  }
+  // Whether the running alarm() called set_alarm or delete_alarm.
+  bool alarm_touched_in_handler() const { return alarm_touched_in_handler_; }
   // After a successful end_turn: whether that turn changed the alarm, and to what.
   bool take_alarm_change(std::optional<int64_t>* at);
 
@@ -156,6 +162,7 @@ class ObjectStore {
   bool alarm_changed_ = false;  // the last committed turn did
   std::optional<int64_t> alarm_after_;
   std::optional<int64_t> running_alarm_;
+  bool alarm_touched_in_handler_ = false;
   AlarmRecord identity_;
   bool in_txn_ = false;
   bool broken_ = false;

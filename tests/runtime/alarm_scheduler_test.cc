@@ -89,8 +89,7 @@ TEST_F(SchedulerTest, ABurstFiresInBatchesSoTheShardCanBreathe) {
   scheduler_.on_timer();
   EXPECT_EQ(fired_.size(), AlarmScheduler::kFireBatch);
   EXPECT_EQ(clock_.armed, clock_.now - 0);  // re-armed for the rest at once
-  scheduler_.on_timer();
-  scheduler_.on_timer();
+  while (fired_.size() < 1200u && clock_.armed) scheduler_.on_timer();
   EXPECT_EQ(fired_.size(), 1200u);
 }
 
