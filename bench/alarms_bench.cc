@@ -49,7 +49,7 @@ Response call(Runtime& rt, NamespaceImpl* ns, const std::string& name, const std
   Request req;
   req.target = target;
   Shard& shard = rt.shard_for(id);
-  shard.post([&] { shard.deliver(ns, id, Delivery{req, [&](Response r) { p.set_value(r); }, {}, false, 0}); });
+  shard.post([&] { shard.deliver(ns, id, Delivery{req, [&](Response r) { p.set_value(r); }, {}, false, 0, std::nullopt}); });
   return p.get_future().get();
 }
 

@@ -77,7 +77,7 @@ void Calls(benchmark::State& state, bool same_shard, bool parallel) {
     req.target = "/?target=" + callee.to_string() + (parallel ? "&parallel=1" : "");
     Shard& shard = rt.shard_for(caller);
     double before = cpu_seconds();
-    shard.post([&] { shard.deliver(caller_ns, caller, Delivery{req, [&](Response r) { p.set_value(r); }, {}, false, 0}); });
+    shard.post([&] { shard.deliver(caller_ns, caller, Delivery{req, [&](Response r) { p.set_value(r); }, {}, false, 0, std::nullopt}); });
     benchmark::DoNotOptimize(p.get_future().get());
     cpu += cpu_seconds() - before;
   }

@@ -135,11 +135,17 @@ class State {
   // object is reset.
   Task<void> block_concurrency_while(std::function<Task<void>()> fn);
 
+  struct AbortOptions {
+    // When abort() is called while alarm() runs: whether that alarm is retried
+    // (true, as for any failure) or dropped.
+    bool retry_alarm = true;
+  };
   // Resets the object: its in-memory state is dropped, storage kept (writes of
   // the current turn are discarded), its callers get an error marked "reset"
   // with the reason, and the next event builds a new instance. Throws to unwind
   // the handler.
-  [[noreturn]] void abort(std::string_view reason);
+  [[noreturn]] void abort(std::string_view reason, AbortOptions options);
+  [[noreturn]] void abort(std::string_view reason) { abort(reason, AbortOptions{}); }
 
  private:
   internal::ObjectHost* host_;

@@ -16,7 +16,9 @@ State::State(internal::ObjectHost* host) : host_(host), storage_(&host->store())
 
 const ObjectId& State::id() const { return host_->id(); }
 
-void State::abort(std::string_view reason) { host_->abort(reason); }
+void State::abort(std::string_view reason, AbortOptions options) {
+  host_->abort(reason, options.retry_alarm);
+}
 
 Stub::Stub(internal::NamespaceImpl* ns, ObjectId id)
     : ns_(ns), id_(std::move(id)), binding_(std::make_shared<uint64_t>(0)) {}
@@ -102,7 +104,7 @@ struct FetchAwaitable {
       });
     };
     internal::Delivery delivery{std::move(request), std::move(reply), std::move(call_method),
-                                binding != nullptr, binding ? *binding : 0};
+                                binding != nullptr, binding ? *binding : 0, std::nullopt};
     auto send = [target, ns = ns, id = id, d = std::move(delivery)]() mutable {
       target->post([target, ns, id = std::move(id), d = std::move(d)]() mutable {
         target->deliver(ns, id, std::move(d));

@@ -215,6 +215,7 @@ void ObjectHost::start_event(Event event) {
   Run* run = &runs_.back();
   run->reply = std::move(event.reply);
   if (event.alarm) {
+    run->is_alarm = true;
     run->driver = drive_alarm(run, *event.alarm);
   } else {
     run->driver = drive_fetch(run, std::move(event.request), std::move(event.call_method));
@@ -274,9 +275,12 @@ Driver ObjectHost::drive_alarm(Run* run, Delivery::Alarm alarm) {
         ok = false;
       }
       bool touched = store_->alarm_touched_in_handler();
+      bool aborted_no_retry = !ok && drop_running_alarm_;
       store_->set_running_alarm(std::nullopt);
       auto after = store_->stored_alarm();
-      if (ok) {
+      if (aborted_no_retry) {
+        outcome = AlarmOutcome::kAbortedNoRetry;  // the turn is discarded: deleted after
+      } else if (ok) {
         if (!touched) store_->delete_alarm();  // cleared with the handler's writes
         outcome = AlarmOutcome::kDone;
       } else if (touched && after) {
@@ -304,7 +308,9 @@ Driver ObjectHost::drive_alarm(Run* run, Delivery::Alarm alarm) {
 void ObjectHost::alarm_finished(AlarmOutcome outcome, int retry, int64_t at, const Status& st) {
   AlarmKey key{ns_, id_};
   AlarmScheduler& alarms = shard_->alarms();
-  if (!st.is_ok()) outcome = AlarmOutcome::kRetry;  // its writes failed: still stored
+  if (!st.is_ok() && outcome != AlarmOutcome::kAbortedNoRetry) {
+    outcome = AlarmOutcome::kRetry;  // its writes failed: still stored
+  }
   switch (outcome) {
     case AlarmOutcome::kNothingDue:
       shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
@@ -324,12 +330,25 @@ void ObjectHost::alarm_finished(AlarmOutcome outcome, int retry, int64_t at, con
       alarms.schedule(key, shard_->now_ms() + delay, retry + 1);
       break;
     }
+    case AlarmOutcome::kAbortedNoRetry:
+      drop_alarm_now();
+      break;
     case AlarmOutcome::kDropped:
       log_warn("alarm of " + ns_->name() + " " + id_.to_string() + " dropped after " +
                std::to_string(kMaxAlarmRetries) + " retries");
       shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
       break;
   }
+}
+
+void ObjectHost::drop_alarm_now() {
+  try {
+    store_->delete_alarm();
+    if (store_->end_turn().is_ok()) apply_alarm_change();
+  } catch (const Error& e) {
+    log_warn("could not drop the aborted alarm: " + std::string(e.what()));
+  }
+  shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
 }
 
 void ObjectHost::resume(std::coroutine_handle<> h) {
@@ -363,7 +382,8 @@ void ObjectHost::release_outputs() {
   });
 }
 
-void ObjectHost::abort(std::string_view reason) {
+void ObjectHost::abort(std::string_view reason, bool retry_alarm) {
+  if (!retry_alarm) drop_running_alarm_ = true;
   Status st(Code::kReset, "the object aborted: " + std::string(reason));
   if (!reset_requested_) reset_requested_ = st;
   throw Error(st);
@@ -473,13 +493,21 @@ void ObjectHost::reset(const Status& why) {
   std::list<Run> runs = std::move(runs_);
   runs_.clear();
   blocked_ = 0;
+  bool drop_alarm = std::exchange(drop_running_alarm_, false);
+  bool dropped = false;
   for (auto& r : runs) {
-    if (!r.finished && r.reply) r.reply(error_response(reset_status));
+    if (r.finished || !r.reply) continue;
+    if (r.is_alarm && drop_alarm) {
+      dropped = true;  // not retried: its reply would schedule the retry
+      continue;
+    }
+    r.reply(error_response(reset_status));
   }
   for (auto& o : outs) o(reset_status);
   runs.clear();  // destroys the coroutine frames before the instance they use
   instance_.reset();
   state_.reset();
+  if (dropped) drop_alarm_now();
 }
 
 bool ObjectHost::idle() const {

@@ -62,7 +62,7 @@ class ObjectHost {
   Task<void> sync();
   // State::abort: resets the object when the current turn ends and throws
   // dobj::Error(kReset) to unwind the handler.
-  [[noreturn]] void abort(std::string_view reason);
+  [[noreturn]] void abort(std::string_view reason, bool retry_alarm);
 
   bool idle() const;
   std::chrono::steady_clock::time_point last_active() const { return last_active_; }
@@ -75,6 +75,7 @@ class ObjectHost {
     Driver driver;
     Reply reply;  // null for block_concurrency_while callbacks
     bool finished = false;
+    bool is_alarm = false;
   };
   struct BlockState;
 
@@ -91,7 +92,9 @@ class ObjectHost {
   Driver drive_alarm(Run* run, Delivery::Alarm alarm);
   // Tells the shard's scheduler what the last commit did to the alarm.
   void apply_alarm_change();
-  enum class AlarmOutcome { kNothingDue, kLater, kDone, kRetry, kDropped };
+  enum class AlarmOutcome { kNothingDue, kLater, kDone, kRetry, kDropped, kAbortedNoRetry };
+  // The runtime's own commit that deletes the alarm, outside any instance.
+  void drop_alarm_now();
   void alarm_finished(AlarmOutcome outcome, int retry, int64_t at, const Status& st);
   Driver drive_block(Run* run, std::function<Task<void>()> fn, std::shared_ptr<BlockState> st);
   // Applies the stub-binding rule; false (and the caller answered) if the
@@ -118,6 +121,7 @@ class ObjectHost {
   bool in_turn_ = false;
   bool pumping_ = false;
   std::optional<Status> reset_requested_;
+  bool drop_running_alarm_ = false;  // abort(..., retry_alarm = false) during alarm()
   std::chrono::steady_clock::time_point last_active_;
 };
 

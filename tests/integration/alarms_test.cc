@@ -125,8 +125,12 @@ TEST_F(AlarmsTest, WebhookProcessorKeepsOrderRetriesAndDeadLetters) {
   ASSERT_EQ(order.size(), 3u);
   EXPECT_LT(pos("e1"), pos("e3"));
   for (const auto& e : j["processed"]) {
-    if (e["id"] == "e1") EXPECT_EQ(e["attempts"], 2);
-    if (e["id"] == "e3") EXPECT_EQ(e["attempts"], 1);
+    if (e["id"] == "e1") {
+      EXPECT_EQ(e["attempts"], 2);
+    }
+    if (e["id"] == "e3") {
+      EXPECT_EQ(e["attempts"], 1);
+    }
   }
 }
 

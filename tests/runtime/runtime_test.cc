@@ -298,6 +298,7 @@ class Alarmed : public DurableObject {
     if (auto f = req.query("fail")) storage().put("fail", int64_t{std::stoi(*f)});
     if (req.query("replace")) storage().put("replace", int64_t{1});
     if (auto c = req.query("chain")) storage().put("chain", int64_t{std::stoi(*c)});
+    if (auto a = req.query("abort")) storage().put("abort", int64_t{std::stoi(*a)});
     if (auto ms = req.query("set")) storage().set_alarm(epoch_ms() + std::stoi(*ms));
     if (req.query("zero")) storage().set_alarm(0);
     if (req.query("txn")) {
@@ -325,6 +326,10 @@ class Alarmed : public DurableObject {
       storage().put("replace", int64_t{0});
       storage().set_alarm(epoch_ms() + 30);
       throw std::runtime_error("fails, but set a new alarm first");
+    }
+    if (auto mode = storage().get<int64_t>("abort"); mode && *mode > 0) {
+      storage().put("abort", int64_t{0});  // discarded by the abort: the next run sees it again
+      state().abort("aborting inside alarm()", State::AbortOptions{*mode == 1});
     }
     if (int64_t chain = storage().get<int64_t>("chain").value_or(0); chain > 0) {
       // Re-arm for right now: often the very millisecond this alarm was due.
@@ -372,7 +377,7 @@ class Harness {
     req.target = target;
     Shard& shard = runtime_->shard_for(id);
     shard.post([&shard, ns, id, req, p] {
-      shard.deliver(ns, id, Delivery{req, [p](Response r) { p->set_value(std::move(r)); }, {}, false, 0});
+      shard.deliver(ns, id, Delivery{req, [p](Response r) { p->set_value(std::move(r)); }, {}, false, 0, std::nullopt});
     });
     return f;
   }
@@ -659,6 +664,20 @@ TEST_F(AlarmTest, AnAlarmThatSetsItsNextForTheSameMillisecondKeepsIt) {
   Json j = wait_runs("c", 21);
   EXPECT_EQ(j["runs"].size(), 21u);
   EXPECT_TRUE(j["alarm"].is_null());
+}
+
+TEST_F(AlarmTest, AbortInsideAlarmSaysWhetherTheAlarmIsRetried) {
+  // abort=2: retry_alarm = false, the alarm is dropped after one run.
+  state("ad", "?abort=2&set=0");
+  std::this_thread::sleep_for(300ms);
+  Json dropped = state("ad");
+  EXPECT_TRUE(dropped["alarm"].is_null());
+  EXPECT_EQ(dropped["runs"].size(), 0u);  // the aborted run's writes were discarded
+  // abort=1: retry_alarm = true, the alarm runs again (and aborts again, its
+  // write of the flag being discarded each time) with growing retry counts.
+  state("ar", "?abort=1&set=0");
+  std::this_thread::sleep_for(150ms);
+  EXPECT_FALSE(state("ar")["alarm"].is_null());
 }
 
 TEST_F(AlarmTest, SetAlarmIsAWriteLikeAnyOther) {
