@@ -124,14 +124,8 @@ struct FetchAwaitable {
 
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) {
-    internal::ResumeTarget back;
-    back.shard = internal::Shard::current();
+    internal::ResumeTarget back = internal::current_resume_target();
     internal::ObjectHost* host = internal::ObjectHost::current();
-    if (host) {
-      back.ns = host->ns();
-      back.id = host->id();
-      back.generation = host->generation();
-    }
     auto exchange = std::make_shared<Exchange>(
         back.shard->io(), std::move(url), std::move(request), options,
         [back, h, this](Result<Response> r) {

@@ -62,17 +62,6 @@ ObjectId Namespace::new_unique_id() const { return impl_->ids().unique(); }
 
 namespace {
 
-ResumeTarget here() {
-  ResumeTarget t;
-  t.shard = Shard::current();
-  if (ObjectHost* h = ObjectHost::current()) {
-    t.ns = h->ns();
-    t.id = h->id();
-    t.generation = h->generation();
-  }
-  return t;
-}
-
 // Sends a request to an object's shard and continues the caller on its own
 // shard with the response. A call made by an object after a write leaves
 // only once the write is durable.
@@ -86,7 +75,7 @@ struct FetchAwaitable {
 
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) {
-    ResumeTarget back = here();
+    ResumeTarget back = internal::current_resume_target();
     Shard* target = &ns->runtime().shard_for(id);
     internal::Reply reply = [back, h, this](Response r) {
       back.shard->post([back, h, this, r = std::move(r)]() mutable {

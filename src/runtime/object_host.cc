@@ -33,7 +33,9 @@ int64_t thread_cpu_ns() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-ResumeTarget current_target() {
+}  // namespace
+
+ResumeTarget current_resume_target() {
   ResumeTarget t;
   t.shard = Shard::current();
   if (ObjectHost* h = ObjectHost::current()) {
@@ -44,7 +46,17 @@ ResumeTarget current_target() {
   return t;
 }
 
-}  // namespace
+Response response_for(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& err) {
+    return error_response(err.status());
+  } catch (const std::exception& ex) {
+    return Response::error(500, ex.what());
+  } catch (...) {
+    return Response::error(500, "unknown exception");
+  }
+}
 
 Response error_response(const Status& status) {
   nlohmann::json j = {{"error", status.message()}};
@@ -231,12 +243,8 @@ Driver ObjectHost::drive_fetch(Run* run, Request request, std::optional<std::str
     } else {
       response = co_await instance_->fetch(std::move(request));
     }
-  } catch (const Error& e) {
-    response = error_response(e.status());
-  } catch (const std::exception& e) {
-    response = Response::error(500, e.what());
   } catch (...) {
-    response = Response::error(500, "unknown exception");
+    response = response_for(std::current_exception());
   }
   run->finished = true;
   gate_output([reply = std::move(run->reply), response = std::move(response)](Status st) mutable {
@@ -445,7 +453,7 @@ Task<void> ObjectHost::block_concurrency_while(std::function<Task<void>()> fn) {
     bool await_ready() const { return st->done; }
     void await_suspend(std::coroutine_handle<> h) {
       st->waiter = h;
-      st->target = current_target();
+      st->target = current_resume_target();
     }
     void await_resume() const {
       if (st->error) std::rethrow_exception(st->error);

@@ -36,6 +36,11 @@ class NamespaceImpl;
 // Turns an error Status into the JSON response a caller sees, with the
 // markers a client can act on ("overloaded", "reset", "retryable").
 Response error_response(const Status& status);
+// The response for an exception that escaped a handler: dobj::Error with its
+// mapped status, anything else 500.
+Response response_for(std::exception_ptr e);
+// Where a coroutine suspending now on this thread must continue.
+ResumeTarget current_resume_target();
 
 class ObjectHost {
  public:

@@ -184,12 +184,8 @@ Driver drive_worker(Runtime* runtime, Request request, Reply reply,
   Response response;
   try {
     response = co_await runtime->worker()(std::move(request), runtime->env());
-  } catch (const Error& e) {
-    response = error_response(e.status());
-  } catch (const std::exception& e) {
-    response = Response::error(500, e.what());
   } catch (...) {
-    response = Response::error(500, "unknown exception");
+    response = response_for(std::current_exception());
   }
   reply(std::move(response));
   finished->push_back(id);

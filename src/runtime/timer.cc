@@ -16,13 +16,7 @@ struct TimerAwaitable {
 
   bool await_ready() const { return duration.count() <= 0; }
   void await_suspend(std::coroutine_handle<> h) {
-    internal::ResumeTarget back;
-    back.shard = internal::Shard::current();
-    if (internal::ObjectHost* host = internal::ObjectHost::current()) {
-      back.ns = host->ns();
-      back.id = host->id();
-      back.generation = host->generation();
-    }
+    internal::ResumeTarget back = internal::current_resume_target();
     timer = std::make_shared<boost::asio::steady_timer>(back.shard->io(), duration);
     timer->async_wait([back, h, t = timer](boost::system::error_code) {
       back.shard->resume(back, h);
