@@ -26,18 +26,24 @@ Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bin
   int shard_count = options_.shards > 0
                         ? options_.shards
                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  // Each open database holds three descriptors (file, WAL, our WAL handle for
-  // fdatasync). Take the whole allowance and keep the open-database cap within
-  // it, leaving room for sockets: running out fails opens mid-request.
+  // Each open database holds two descriptors (its file and its WAL). Take the
+  // whole allowance and keep the open-database cap within it, leaving room
+  // for sockets: running out fails opens mid-request.
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    // Ask for a server-sized limit (allowed to root), else take the hard one.
+    constexpr rlim_t kWanted = 1 << 20;
+    if (rl.rlim_max < kWanted) {
+      rlimit more{kWanted, kWanted};
+      if (setrlimit(RLIMIT_NOFILE, &more) == 0) rl = more;
+    }
     if (rl.rlim_cur < rl.rlim_max) {
       rl.rlim_cur = rl.rlim_max;
       setrlimit(RLIMIT_NOFILE, &rl);
       getrlimit(RLIMIT_NOFILE, &rl);
     }
     size_t limit = static_cast<size_t>(rl.rlim_cur);
-    size_t budget = limit > 2048 ? (limit - 1024) / (3 * static_cast<size_t>(shard_count)) : 64;
+    size_t budget = limit > 2048 ? (limit - 1024) / (2 * static_cast<size_t>(shard_count)) : 64;
     if (options_.max_open_databases > budget) {
       log_warn("max open databases lowered from " + std::to_string(options_.max_open_databases) +
                " to " + std::to_string(budget) + " per shard: the file descriptor limit is " +

@@ -4,27 +4,39 @@
 #include <chrono>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace dobj::internal {
 
 Result<std::shared_ptr<SyncFile>> SyncFile::open(const std::string& path, bool is_dir) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (is_dir ? O_DIRECTORY : 0));
-  if (fd < 0) return Status(Code::kInternal, "open " + path + ": " + std::strerror(errno));
-  return std::shared_ptr<SyncFile>(new SyncFile(fd, path, is_dir));
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return Status(Code::kInternal, "stat " + path + ": " + std::strerror(errno));
+  }
+  return std::shared_ptr<SyncFile>(new SyncFile(path, is_dir));
 }
 
-SyncFile::~SyncFile() { ::close(fd_); }
+namespace {
+// Opens path, runs fn(fd), closes.
+Status with_fd(const std::string& path, bool is_dir, const char* what, int (*fn)(int)) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (is_dir ? O_DIRECTORY : 0));
+  if (fd < 0) return Status(Code::kInternal, "open " + path + ": " + std::strerror(errno));
+  int rc = fn(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status(Code::kInternal, std::string(what) + " " + path + ": " + std::strerror(err));
+  return Status::ok();
+}
+}  // namespace
 
 Status SyncFile::sync_filesystem() const {
-  if (::syncfs(fd_) != 0) return Status(Code::kInternal, "syncfs " + path_ + ": " + std::strerror(errno));
-  return Status::ok();
+  return with_fd(path_, is_dir_, "syncfs", [](int fd) { return ::syncfs(fd); });
 }
 
 Status SyncFile::sync() const {
-  int rc = is_dir_ ? ::fsync(fd_) : ::fdatasync(fd_);
-  if (rc != 0) return Status(Code::kInternal, "fdatasync " + path_ + ": " + std::strerror(errno));
-  return Status::ok();
+  return is_dir_ ? with_fd(path_, true, "fsync", [](int fd) { return ::fsync(fd); })
+                 : with_fd(path_, false, "fdatasync", [](int fd) { return ::fdatasync(fd); });
 }
 
 Flusher::Flusher() = default;

@@ -32,20 +32,20 @@
 
 namespace dobj::internal {
 
-// A file descriptor kept open for fdatasync. Shared because a flush in flight
-// may outlive the database connection that dirtied the file.
+// A file to fdatasync (or a folder to fsync) in a flush. It holds only the
+// path: the flusher opens it for the sync, since fdatasync through any
+// descriptor flushes the file, and a descriptor kept per open database would
+// cost a third of the descriptor budget. Shared by the commits waiting on it.
 class SyncFile {
  public:
   static Result<std::shared_ptr<SyncFile>> open(const std::string& path, bool is_dir);
-  ~SyncFile();
   Status sync() const;
   // syncfs: flushes the whole filesystem this file is on.
   Status sync_filesystem() const;
   const std::string& path() const { return path_; }
 
  private:
-  SyncFile(int fd, std::string path, bool is_dir) : fd_(fd), path_(std::move(path)), is_dir_(is_dir) {}
-  int fd_;
+  SyncFile(std::string path, bool is_dir) : path_(std::move(path)), is_dir_(is_dir) {}
   std::string path_;
   bool is_dir_;
 };

@@ -400,7 +400,7 @@ void ObjectStore::checkpoint() {
     return;
   }
   auto db_file = SyncFile::open(path_, /*is_dir=*/false);
-  Status st = db_file ? (*db_file)->sync() : db_file.status();
+  Status st = db_file ? (*db_file)->sync() : db_file.status();  // on this thread, rarely
   if (!st) {
     // Keep the WAL from restarting: reopen, which replays it.
     log_error("database sync after checkpoint failed: " + st.message());
