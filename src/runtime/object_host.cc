@@ -142,7 +142,7 @@ void ObjectHost::run_turn(F&& fn) {
   if (reset_requested_) {
     Status why = std::move(*reset_requested_);
     reset_requested_.reset();
-    reset(why);
+    reset(why, std::exchange(reset_fails_queue_, false));
   }
   pump();
 }
@@ -443,7 +443,8 @@ Task<void> ObjectHost::block_concurrency_while(std::function<Task<void>()> fn) {
     if (st->done || !self.shard->alive(self)) return;
     ObjectHost* host = self.shard->find_host(self.ns, self.id);
     host->reset(Status(Code::kReset, "block_concurrency_while ran past its limit of " +
-                                         std::to_string(limit.count()) + " ms"));
+                                         std::to_string(limit.count()) + " ms"),
+                /*fail_queued=*/true);
     host->pump();
   });
   run_turn([run] { run->driver.resume(); });
@@ -478,6 +479,7 @@ Driver ObjectHost::drive_block(Run* run, std::function<Task<void>()> fn,
   if (st->error) {
     reset_requested_ = Status(Code::kReset, "block_concurrency_while callback threw: " +
                                                  exception_message(st->error));
+    reset_fails_queue_ = true;
   }
   if (st->waiter) {
     ResumeTarget t = st->target;
@@ -490,7 +492,7 @@ void ObjectHost::reap_runs() {
   runs_.remove_if([](const Run& r) { return r.finished; });
 }
 
-void ObjectHost::reset(const Status& why) {
+void ObjectHost::reset(const Status& why, bool fail_queued) {
   Status reset_status(Code::kReset, why.code() == Code::kReset ? why.message()
                                                                : "object reset: " + why.message());
   generation_ = shard_->next_generation();
@@ -516,6 +518,11 @@ void ObjectHost::reset(const Status& why) {
   instance_.reset();
   state_.reset();
   if (dropped) drop_alarm_now();
+  if (fail_queued) {
+    std::deque<Event> queued = std::move(queue_);
+    queue_.clear();
+    for (auto& ev : queued) ev.reply(error_response(reset_status));
+  }
 }
 
 bool ObjectHost::idle() const {

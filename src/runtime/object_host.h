@@ -91,7 +91,9 @@ class ObjectHost {
   void start_event(Event event);
   void release_outputs();
   void start_syncs();
-  void reset(const Status& why);
+  // With fail_queued, the events waiting in the queue fail too (they were
+  // waiting behind a block_concurrency_while that failed).
+  void reset(const Status& why, bool fail_queued = false);
   void reap_runs();
   Driver drive_fetch(Run* run, Request request, std::optional<std::string> call_method);
   Driver drive_alarm(Run* run, Delivery::Alarm alarm);
@@ -126,6 +128,7 @@ class ObjectHost {
   bool in_turn_ = false;
   bool pumping_ = false;
   std::optional<Status> reset_requested_;
+  bool reset_fails_queue_ = false;
   bool drop_running_alarm_ = false;  // abort(..., retry_alarm = false) during alarm()
   std::chrono::steady_clock::time_point last_active_;
 };

@@ -344,6 +344,20 @@ class Alarmed : public DurableObject {
   }
 };
 
+// Its first instance's set-up fails; later instances set up fine.
+std::atomic<int> g_failing_setups{0};
+class FailingSetUp : public DurableObject {
+ public:
+  FailingSetUp(State& s, Env& e) : DurableObject(s, e) {
+    bool fail = g_failing_setups.fetch_add(1) == 0;
+    (void)state().block_concurrency_while([fail]() -> Task<void> {
+      co_await sleep_for(10ms);
+      if (fail) throw std::runtime_error("set-up failed");
+    });
+  }
+  Task<Response> fetch(Request) override { co_return Response::text("up"); }
+};
+
 class Harness {
  public:
   explicit Harness(ServerOptions o = {}) {
@@ -360,6 +374,7 @@ class Harness {
     bindings["HOLDER"] = [](State& s, Env& e) { return std::make_unique<Holder>(s, e); };
     bindings["FETCHER"] = [](State& s, Env& e) { return std::make_unique<Fetcher>(s, e); };
     bindings["ALARMED"] = [](State& s, Env& e) { return std::make_unique<Alarmed>(s, e); };
+    bindings["FAILING_SETUP"] = [](State& s, Env& e) { return std::make_unique<FailingSetUp>(s, e); };
     runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret);
     runtime_->find_namespace("PROBE")->set_has_alarm_handler(false);
     runtime_->start();
@@ -552,6 +567,16 @@ TEST(Resets, BlockConcurrencyWhilePastItsLimitResetsTheObject) {
   EXPECT_EQ(r.status, 500);
   EXPECT_NE(r.body.find("ran past its limit of 100 ms"), std::string::npos) << r.body;
   EXPECT_EQ(h.send("RESETTER", "b", "GET", "/?block=10").get().body, "1 0");
+}
+
+TEST(Resets, AThrowingBlockConcurrencyWhileResetsTheObject) {
+  Harness h;
+  Response first = h.send("FAILING_SETUP", "s", "GET").get();
+  EXPECT_EQ(first.status, 500);
+  auto body = nlohmann::json::parse(first.body);
+  EXPECT_EQ(body["reset"], true);
+  EXPECT_NE(body["error"].get<std::string>().find("set-up failed"), std::string::npos);
+  EXPECT_EQ(h.send("FAILING_SETUP", "s", "GET").get().body, "up");  // a new instance
 }
 
 TEST(Resets, AStubToAResetObjectKeepsFailingAndANewStubReachesTheNewInstance) {
