@@ -49,7 +49,10 @@ Response call(Runtime& rt, NamespaceImpl* ns, const std::string& name, const std
   Request req;
   req.target = target;
   Shard& shard = rt.shard_for(id);
-  shard.post([&] { shard.deliver(ns, id, Delivery{req, [&](Response r) { p.set_value(r); }, {}, false, 0, std::nullopt}); });
+  shard.post([&] {
+    shard.deliver(ns, id,
+                  Delivery{req, [&](Response r) { p.set_value(r); }, {}, false, 0, std::nullopt});
+  });
   return p.get_future().get();
 }
 
@@ -81,9 +84,10 @@ int run() {
     }
     for (auto& t : setters) t.join();
   }
-  std::printf("set %d alarms in %.0f ms, due over one second from %lld\n", kObjects,
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
-              static_cast<long long>(first_due));
+  std::printf(
+      "set %d alarms in %.0f ms, due over one second from %lld\n", kObjects,
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+      static_cast<long long>(first_due));
   int64_t last_due = first_due + 999;
 
   // A probe: one request every 2 ms to an unrelated object, timed.
@@ -93,7 +97,8 @@ int run() {
     while (!stop) {
       auto t0 = std::chrono::steady_clock::now();
       call(rt, ns, "probe", "/");
-      probe_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      probe_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   });
@@ -106,14 +111,18 @@ int run() {
   probe.join();
   auto lateness = rt.alarm_lateness();
   std::sort(probe_ms.begin(), probe_ms.end());
-  auto pct = [&](double q) { return probe_ms.empty() ? 0 : probe_ms[static_cast<size_t>(q * (probe_ms.size() - 1))]; };
-  std::printf("fired %d of %d alarms; all fired %lld ms after the last first-due time\n", g_fired.load(),
-              total, static_cast<long long>(done - last_due));
-  std::printf("alarm lateness (per shard, worst shard): p50 %lld ms, p99 %lld ms, max %lld ms over %zu alarms\n",
-              static_cast<long long>(lateness.p50_ms), static_cast<long long>(lateness.p99_ms),
-              static_cast<long long>(lateness.max_ms), lateness.count);
-  std::printf("requests during the burst: %zu, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", probe_ms.size(),
-              pct(0.5), pct(0.99), pct(1.0));
+  auto pct = [&](double q) {
+    return probe_ms.empty() ? 0 : probe_ms[static_cast<size_t>(q * (probe_ms.size() - 1))];
+  };
+  std::printf("fired %d of %d alarms; all fired %lld ms after the last first-due time\n",
+              g_fired.load(), total, static_cast<long long>(done - last_due));
+  std::printf(
+      "alarm lateness (per shard, worst shard): p50 %lld ms, p99 %lld ms, max %lld ms over %zu "
+      "alarms\n",
+      static_cast<long long>(lateness.p50_ms), static_cast<long long>(lateness.p99_ms),
+      static_cast<long long>(lateness.max_ms), lateness.count);
+  std::printf("requests during the burst: %zu, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+              probe_ms.size(), pct(0.5), pct(0.99), pct(1.0));
   rt.stop(std::chrono::seconds(30));
   std::filesystem::remove_all(dir);
   return g_fired == total ? 0 : 1;

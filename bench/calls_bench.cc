@@ -46,7 +46,8 @@ class Caller : public DurableObject {
 double cpu_seconds() {
   rusage u;
   getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec / 1e6;
+  return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec +
+         u.ru_stime.tv_usec / 1e6;
 }
 
 void Calls(benchmark::State& state, bool same_shard, bool parallel) {
@@ -77,7 +78,10 @@ void Calls(benchmark::State& state, bool same_shard, bool parallel) {
     req.target = "/?target=" + callee.to_string() + (parallel ? "&parallel=1" : "");
     Shard& shard = rt.shard_for(caller);
     double before = cpu_seconds();
-    shard.post([&] { shard.deliver(caller_ns, caller, Delivery{req, [&](Response r) { p.set_value(r); }, {}, false, 0, std::nullopt}); });
+    shard.post([&] {
+      shard.deliver(caller_ns, caller,
+                    Delivery{req, [&](Response r) { p.set_value(r); }, {}, false, 0, std::nullopt});
+    });
     benchmark::DoNotOptimize(p.get_future().get());
     cpu += cpu_seconds() - before;
   }

@@ -57,7 +57,8 @@ void SqlSelectTenRows(benchmark::State& state) {
   int64_t i = 0;
   for (auto _ : state) {
     int64_t lo = 1 + (i++ % 9000);
-    auto c = f.storage->sql().exec("SELECT id, name, score FROM t WHERE id BETWEEN ? AND ?", lo, lo + 9);
+    auto c =
+        f.storage->sql().exec("SELECT id, name, score FROM t WHERE id BETWEEN ? AND ?", lo, lo + 9);
     benchmark::DoNotOptimize(c);
   }
 }

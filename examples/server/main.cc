@@ -25,14 +25,14 @@ dobj::Task<dobj::Response> route(dobj::Request req, dobj::Env& env) {
     co_return co_await examples::sharded_counter_route(std::move(req), env, (*segments)[1],
                                                        increment);
   }
-  const char* binding = kind == "counter" ? "COUNTER"
-                        : kind == "kv"    ? "KV"
-                        : kind == "sql"   ? "SQL"
-                        : kind == "bank"  ? "BANK"
+  const char* binding = kind == "counter"     ? "COUNTER"
+                        : kind == "kv"        ? "KV"
+                        : kind == "sql"       ? "SQL"
+                        : kind == "bank"      ? "BANK"
                         : kind == "ratelimit" ? "RATE_LIMITER"
-                        : kind == "tasks" ? "TASK_RUNNER"
-                        : kind == "webhooks" ? "WEBHOOKS"
-                                          : nullptr;
+                        : kind == "tasks"     ? "TASK_RUNNER"
+                        : kind == "webhooks"  ? "WEBHOOKS"
+                                              : nullptr;
   if (!binding) co_return dobj::Response::error(404, "no route for /" + kind);
   dobj::Namespace ns = env.ns(binding);
   co_return co_await ns.get(ns.id_from_name((*segments)[1])).fetch(std::move(req));

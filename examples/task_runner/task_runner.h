@@ -48,10 +48,11 @@ class TaskRunner : public dobj::DurableObject {
     if (!op.empty()) co_return dobj::Response::error(404, "not found");
     if (req.method != "GET") co_return dobj::Response::error(405, "use GET");
     auto alarm = storage().get_alarm();
-    dobj::Json out = {{"fired", storage().get<int64_t>("fired").value_or(0)},
-                      {"attempts", storage().get<int64_t>("attempts").value_or(0)},
-                      {"retryCounts", storage().get<dobj::Json>("retry_counts").value_or(dobj::Json::array())},
-                      {"alarm", alarm ? dobj::Json(*alarm) : dobj::Json(nullptr)}};
+    dobj::Json out = {
+        {"fired", storage().get<int64_t>("fired").value_or(0)},
+        {"attempts", storage().get<int64_t>("attempts").value_or(0)},
+        {"retryCounts", storage().get<dobj::Json>("retry_counts").value_or(dobj::Json::array())},
+        {"alarm", alarm ? dobj::Json(*alarm) : dobj::Json(nullptr)}};
     co_return dobj::Response::json(out.dump());
   }
 

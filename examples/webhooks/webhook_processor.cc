@@ -7,8 +7,7 @@ namespace examples {
 using dobj::Json;
 using dobj::Response;
 
-WebhookProcessor::WebhookProcessor(dobj::State& state, dobj::Env& env)
-    : DurableObject(state, env) {
+WebhookProcessor::WebhookProcessor(dobj::State& state, dobj::Env& env) : DurableObject(state, env) {
   storage().sql().exec(
       "CREATE TABLE IF NOT EXISTS events("
       " seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, customer TEXT NOT NULL,"
@@ -22,14 +21,16 @@ dobj::Task<Response> WebhookProcessor::fetch(dobj::Request req) {
   if (!segments || segments->size() != 2) co_return Response::error(404, "not found");
   if (req.method == "GET") {
     Json processed = Json::array(), dead = Json::array();
-    for (const auto& row : storage().sql().exec(
-             "SELECT id, attempts, state FROM events WHERE state != 'pending' ORDER BY done_order")) {
+    for (const auto& row : storage().sql().exec("SELECT id, attempts, state FROM events WHERE "
+                                                "state != 'pending' ORDER BY done_order")) {
       Json e = {{"id", std::get<std::string>(row[0])}, {"attempts", std::get<int64_t>(row[1])}};
       (std::get<std::string>(row[2]) == "processed" ? processed : dead).push_back(e);
     }
-    auto pending = storage().sql().exec("SELECT count(*) FROM events WHERE state = 'pending'").one();
+    auto pending =
+        storage().sql().exec("SELECT count(*) FROM events WHERE state = 'pending'").one();
     co_return Response::json(
-        Json({{"processed", processed}, {"pending", std::get<int64_t>(pending[0])}, {"dead", dead}}).dump());
+        Json({{"processed", processed}, {"pending", std::get<int64_t>(pending[0])}, {"dead", dead}})
+            .dump());
   }
   if (req.method != "POST") co_return Response::error(405, "use POST to queue or GET to read");
   int64_t backoff = 1000;
@@ -43,7 +44,8 @@ dobj::Task<Response> WebhookProcessor::fetch(dobj::Request req) {
     }
   }
   Json e = Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (e.is_discarded() || !e.is_object()) co_return Response::error(400, "body must be a JSON object");
+  if (e.is_discarded() || !e.is_object())
+    co_return Response::error(400, "body must be a JSON object");
   for (const char* field : {"id", "customer", "type"}) {
     if (!e.contains(field) || !e[field].is_string() || e[field].get<std::string>().empty()) {
       co_return Response::error(400, std::string("missing ") + field);
@@ -51,12 +53,14 @@ dobj::Task<Response> WebhookProcessor::fetch(dobj::Request req) {
   }
   int64_t fail_times = 0;
   if (e.contains("fail_times")) {
-    if (!e["fail_times"].is_number_integer()) co_return Response::error(400, "fail_times must be an integer");
+    if (!e["fail_times"].is_number_integer())
+      co_return Response::error(400, "fail_times must be an integer");
     fail_times = e["fail_times"].get<int64_t>();
   }
   // Idempotent on the event id: a repeat is accepted and ignored.
   storage().sql().exec(
-      "INSERT INTO events(id, customer, type, fail_times, backoff_ms, next_at) VALUES (?, ?, ?, ?, ?, ?)"
+      "INSERT INTO events(id, customer, type, fail_times, backoff_ms, next_at) VALUES (?, ?, ?, ?, "
+      "?, ?)"
       " ON CONFLICT(id) DO NOTHING",
       e["id"].get<std::string>(), e["customer"].get<std::string>(), e["type"].get<std::string>(),
       fail_times, backoff, now_ms());
@@ -98,15 +102,17 @@ dobj::Task<void> WebhookProcessor::alarm(dobj::AlarmInfo) {
       int64_t attempts = std::get<int64_t>(row[3]) + 1;
       if (attempts <= fail_times) {  // this attempt fails
         if (attempts >= kMaxAttempts) {
-          storage().sql().exec("UPDATE events SET attempts = ?, state = 'dead', done_order = ? WHERE seq = ?",
-                               attempts, ++order, seq);
+          storage().sql().exec(
+              "UPDATE events SET attempts = ?, state = 'dead', done_order = ? WHERE seq = ?",
+              attempts, ++order, seq);
         } else {
-          storage().sql().exec("UPDATE events SET attempts = ?, next_at = ? WHERE seq = ?", attempts,
-                               now + backoff * (int64_t{1} << (attempts - 1)), seq);
+          storage().sql().exec("UPDATE events SET attempts = ?, next_at = ? WHERE seq = ?",
+                               attempts, now + backoff * (int64_t{1} << (attempts - 1)), seq);
         }
       } else {
-        storage().sql().exec("UPDATE events SET attempts = ?, state = 'processed', done_order = ? WHERE seq = ?",
-                             attempts, ++order, seq);
+        storage().sql().exec(
+            "UPDATE events SET attempts = ?, state = 'processed', done_order = ? WHERE seq = ?",
+            attempts, ++order, seq);
       }
     }
   }

@@ -21,11 +21,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
-#include <string>
-#include <string_view>
 
 #include "dobj/http.h"
 #include "dobj/id.h"
@@ -78,7 +78,8 @@ class Stub {
       try {
         co_return result.get<R>();
       } catch (const Json::exception&) {
-        throw Error(Code::kInvalidArgument, "the call's result has the wrong type: " + result.dump());
+        throw Error(Code::kInvalidArgument,
+                    "the call's result has the wrong type: " + result.dump());
       }
     }
   }

@@ -13,11 +13,11 @@
 #pragma once
 
 #include <chrono>
-#include <type_traits>
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "dobj/http.h"
 #include "dobj/object.h"
@@ -33,8 +33,8 @@ enum class Durability {
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:8787";  // HOST:PORT; port 0 picks a free one
-  std::string data_dir = "dobj-data";      // created if missing
-  int shards = 0;                          // event-loop threads; 0 = one per core
+  std::string data_dir = "dobj-data";     // created if missing
+  int shards = 0;                         // event-loop threads; 0 = one per core
   Durability durability = Durability::kFsync;
   // An object with no event for this long is evicted from memory.
   std::chrono::milliseconds idle_timeout{10'000};
@@ -79,7 +79,9 @@ class Server {
         !std::is_same_v<decltype(&T::alarm), Task<void> (DurableObject::*)(AlarmInfo)>;
     bind_factory(
         std::move(binding),
-        [](State& s, Env& e) -> std::unique_ptr<DurableObject> { return std::make_unique<T>(s, e); },
+        [](State& s, Env& e) -> std::unique_ptr<DurableObject> {
+          return std::make_unique<T>(s, e);
+        },
         kHasAlarm);
   }
   void bind_factory(std::string binding, ObjectFactory factory, bool has_alarm_handler = true);

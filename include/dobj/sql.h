@@ -75,10 +75,7 @@ namespace internal {
 inline SqlValue to_sql_value(std::nullptr_t) { return nullptr; }
 inline SqlValue to_sql_value(bool v) { return int64_t{v ? 1 : 0}; }
 template <typename T>
-  requires std::is_integral_v<T>
-SqlValue to_sql_value(T v) {
-  return static_cast<int64_t>(v);
-}
+requires std::is_integral_v<T> SqlValue to_sql_value(T v) { return static_cast<int64_t>(v); }
 inline SqlValue to_sql_value(double v) { return v; }
 inline SqlValue to_sql_value(std::string_view v) { return std::string(v); }
 inline SqlValue to_sql_value(const char* v) { return std::string(v); }

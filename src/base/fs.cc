@@ -1,10 +1,11 @@
 #include "base/fs.h"
 
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 namespace dobj::internal {
 namespace {

@@ -1,7 +1,8 @@
 #include "dobj/http.h"
 
-#include <nlohmann/json.hpp>
 #include <strings.h>
+
+#include <nlohmann/json.hpp>
 
 namespace dobj {
 namespace {

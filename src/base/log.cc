@@ -1,7 +1,8 @@
 #include "base/log.h"
 
-#include <string>
 #include <unistd.h>
+
+#include <string>
 
 namespace dobj::internal {
 

@@ -85,16 +85,15 @@ ObjectId IdFactory::from_name(std::string_view name) const {
 
 ObjectId IdFactory::compute_from_name(std::string_view name) const {
   uint8_t base[32];
-  hmac(key_.data(), key_.size(), "name", reinterpret_cast<const uint8_t*>(name.data()),
-       name.size(), base);
+  hmac(key_.data(), key_.size(), "name", reinterpret_cast<const uint8_t*>(name.data()), name.size(),
+       base);
   return with_check(base, std::string(name));
 }
 
 Result<ObjectId> IdFactory::from_string(std::string_view hex) const {
   if (hex.size() != 2 * ObjectId::kSize) {
-    return Status(Code::kInvalidArgument,
-                  "invalid object ID: expected 64 hex digits, got " + std::to_string(hex.size()) +
-                      " characters");
+    return Status(Code::kInvalidArgument, "invalid object ID: expected 64 hex digits, got " +
+                                              std::to_string(hex.size()) + " characters");
   }
   auto bytes = from_hex_lower(hex);
   if (!bytes) {
@@ -103,9 +102,9 @@ Result<ObjectId> IdFactory::from_string(std::string_view hex) const {
   }
   ObjectId expected = with_check(bytes->data(), std::nullopt);
   if (CRYPTO_memcmp(expected.bytes().data() + 16, bytes->data() + 16, 16) != 0) {
-    return Status(Code::kInvalidArgument,
-                  "invalid object ID: it was not made by namespace " + namespace_name_ +
-                      " (wrong namespace, or a changed digit)");
+    return Status(Code::kInvalidArgument, "invalid object ID: it was not made by namespace " +
+                                              namespace_name_ +
+                                              " (wrong namespace, or a changed digit)");
   }
   return expected;
 }

@@ -23,7 +23,8 @@ struct Url {
 Result<Url> parse_url(std::string_view url) {
   constexpr std::string_view kScheme = "http://";
   if (url.rfind(kScheme, 0) != 0) {
-    return Status(Code::kInvalidArgument, "fetch: only http:// URLs are supported, got " + std::string(url));
+    return Status(Code::kInvalidArgument,
+                  "fetch: only http:// URLs are supported, got " + std::string(url));
   }
   std::string_view rest = url.substr(kScheme.size());
   auto slash = rest.find_first_of("/?");
@@ -31,12 +32,16 @@ Result<Url> parse_url(std::string_view url) {
   Url u;
   u.target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
   if (u.target[0] == '?') u.target = "/" + u.target;
-  if (authority.empty()) return Status(Code::kInvalidArgument, "fetch: no host in " + std::string(url));
+  if (authority.empty())
+    return Status(Code::kInvalidArgument, "fetch: no host in " + std::string(url));
   if (authority.front() == '[') {  // [v6]:port
     auto close = authority.find(']');
-    if (close == std::string_view::npos) return Status(Code::kInvalidArgument, "fetch: bad host in " + std::string(url));
+    if (close == std::string_view::npos)
+      return Status(Code::kInvalidArgument, "fetch: bad host in " + std::string(url));
     u.host = std::string(authority.substr(1, close - 1));
-    u.port = close + 1 < authority.size() && authority[close + 1] == ':' ? std::string(authority.substr(close + 2)) : "80";
+    u.port = close + 1 < authority.size() && authority[close + 1] == ':'
+                 ? std::string(authority.substr(close + 2))
+                 : "80";
   } else {
     auto colon = authority.rfind(':');
     u.host = std::string(authority.substr(0, colon));
@@ -53,7 +58,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
   using Done = std::function<void(Result<Response>)>;
   Exchange(asio::io_context& io, Url url, Request request, FetchOptions options, Done done)
-      : resolver_(io), stream_(io), url_(std::move(url)), options_(options), done_(std::move(done)) {
+      : resolver_(io),
+        stream_(io),
+        url_(std::move(url)),
+        options_(options),
+        done_(std::move(done)) {
     req_.method_string(request.method);
     req_.target(url_.target);
     req_.version(11);
@@ -68,14 +77,15 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   void start() {
     stream_.expires_after(options_.timeout);
-    resolver_.async_resolve(url_.host, url_.port,
-                            [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
-                              if (ec) return self->fail("resolve", ec);
-                              self->stream_.async_connect(r, [self](beast::error_code ec, const tcp::endpoint&) {
-                                if (ec) return self->fail("connect", ec);
-                                self->write();
-                              });
-                            });
+    resolver_.async_resolve(
+        url_.host, url_.port,
+        [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
+          if (ec) return self->fail("resolve", ec);
+          self->stream_.async_connect(r, [self](beast::error_code ec, const tcp::endpoint&) {
+            if (ec) return self->fail("connect", ec);
+            self->write();
+          });
+        });
   }
 
  private:
@@ -100,10 +110,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     done_(std::move(r));
   }
   void fail(const char* step, beast::error_code ec) {
-    std::string what = ec == beast::error::timeout ? "timed out after " + std::to_string(options_.timeout.count()) + " ms"
-                                                    : ec.message();
-    done_(Status(Code::kUnavailable, std::string("fetch http://") + url_.host + ":" + url_.port + url_.target +
-                                         ": " + step + " failed: " + what));
+    std::string what = ec == beast::error::timeout
+                           ? "timed out after " + std::to_string(options_.timeout.count()) + " ms"
+                           : ec.message();
+    done_(Status(Code::kUnavailable, std::string("fetch http://") + url_.host + ":" + url_.port +
+                                         url_.target + ": " + step + " failed: " + what));
   }
 
   tcp::resolver resolver_;
@@ -126,13 +137,13 @@ struct FetchAwaitable {
   void await_suspend(std::coroutine_handle<> h) {
     internal::ResumeTarget back = internal::current_resume_target();
     internal::ObjectHost* host = internal::ObjectHost::current();
-    auto exchange = std::make_shared<Exchange>(
-        back.shard->io(), std::move(url), std::move(request), options,
-        [back, h, this](Result<Response> r) {
-          if (!back.shard->alive(back)) return;  // the caller was reset: h is gone
-          result.emplace(std::move(r));
-          back.shard->resume(back, h);
-        });
+    auto exchange = std::make_shared<Exchange>(back.shard->io(), std::move(url), std::move(request),
+                                               options, [back, h, this](Result<Response> r) {
+                                                 if (!back.shard->alive(back))
+                                                   return;  // the caller was reset: h is gone
+                                                 result.emplace(std::move(r));
+                                                 back.shard->resume(back, h);
+                                               });
     if (host) {
       host->gate_output([exchange](Status st) {
         if (st.is_ok()) exchange->start();  // otherwise the caller is reset
@@ -155,7 +166,8 @@ Task<Response> fetch(std::string url, Request request, FetchOptions options) {
   }
   auto parsed = parse_url(url);
   if (!parsed) throw Error(parsed.status());
-  FetchAwaitable awaitable{std::move(*parsed), std::move(request), options, std::nullopt};  // named: GCC 12
+  FetchAwaitable awaitable{std::move(*parsed), std::move(request), options,
+                           std::nullopt};  // named: GCC 12
   co_return co_await awaitable;
 }
 

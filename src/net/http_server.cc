@@ -1,5 +1,7 @@
 #include "net/http_server.h"
 
+#include <sys/socket.h>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/socket_base.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -7,7 +9,6 @@
 #include <boost/beast/http.hpp>
 #include <future>
 #include <nlohmann/json.hpp>
-#include <sys/socket.h>
 #include <thread>
 #include <unordered_set>
 
@@ -86,10 +87,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<uint32_t>(options_.max_header_bytes));
     parser_->body_limit(options_.max_body_bytes);
     arm_idle_timer();
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
-                              self->on_header(ec);
-                            });
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
   }
 
   void on_header(beast::error_code ec) {
@@ -149,8 +149,8 @@ class Session : public std::enable_shared_from_this<Session> {
                                            std::to_string(options_.max_header_bytes) + " bytes");
     }
     if (ec == http::error::body_limit) {
-      return send_error_and_close(413, "request body is larger than " +
-                                           std::to_string(options_.max_body_bytes) + " bytes");
+      return send_error_and_close(
+          413, "request body is larger than " + std::to_string(options_.max_body_bytes) + " bytes");
     }
     send_error_and_close(400, "malformed HTTP request: " + ec.message());
   }
@@ -243,7 +243,8 @@ Status HttpServer::start() {
     return Status(Code::kInvalidArgument, "--listen wants HOST:PORT, got " + options_.listen);
   }
   std::string host = options_.listen.substr(0, colon);
-  if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 1 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   int port = 0;
   try {
     port = std::stoi(options_.listen.substr(colon + 1));
@@ -272,7 +273,8 @@ Status HttpServer::start() {
       if (!ec) acc->bind(ep, ec);
       if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
       if (ec) {
-        result = Status(Code::kUnavailable, "cannot listen on " + options_.listen + ": " + ec.message());
+        result =
+            Status(Code::kUnavailable, "cannot listen on " + options_.listen + ": " + ec.message());
         return;
       }
       port = acc->local_endpoint().port();  // the first shard fixes port 0

@@ -38,7 +38,8 @@ Task<void> DurableObject::alarm(AlarmInfo) {
 
 Task<Response> DurableObject::dispatch_call(std::string method, std::string args_json) {
   auto it = methods_.find(method);
-  if (it == methods_.end()) throw Error(Code::kNotFound, "the object has no method named " + method);
+  if (it == methods_.end())
+    throw Error(Code::kNotFound, "the object has no method named " + method);
   Json args = Json::parse(args_json, nullptr, /*allow_exceptions=*/false);
   if (args.is_discarded()) throw Error(Code::kInvalidArgument, "call arguments are not JSON");
   Json result = co_await it->second(std::move(args));
@@ -92,7 +93,7 @@ struct FetchAwaitable {
         back.shard->resume(back, h);
       });
     };
-    internal::Delivery delivery{std::move(request), std::move(reply), std::move(call_method),
+    internal::Delivery delivery{std::move(request), std::move(reply),       std::move(call_method),
                                 binding != nullptr, binding ? *binding : 0, std::nullopt};
     auto send = [target, ns = ns, id = id, d = std::move(delivery)]() mutable {
       target->post([target, ns, id = std::move(id), d = std::move(d)]() mutable {
@@ -114,20 +115,27 @@ Task<Response> stub_fetch(internal::NamespaceImpl* ns, ObjectId id, Request requ
                           std::optional<std::string> call_method, internal::StubBinding binding) {
   // A named awaitable: GCC 12 copies a temporary awaitable bitwise into the
   // frame, which breaks members such as std::string.
-  FetchAwaitable awaitable{ns,          std::move(id),      std::move(request),
-                           std::move(call_method), std::move(binding), std::nullopt};
+  FetchAwaitable awaitable{
+      ns,          std::move(id), std::move(request), std::move(call_method), std::move(binding),
+      std::nullopt};
   co_return co_await awaitable;
 }
 
 // The Code a typed call's error response stands for.
 Code code_of(const Response& r, const Json& body) {
   switch (r.status) {
-    case 400: return Code::kInvalidArgument;
-    case 404: return Code::kNotFound;
-    case 409: return Code::kConflict;
-    case 413: return Code::kTooLarge;
-    case 503: return body.value("overloaded", false) ? Code::kOverloaded : Code::kUnavailable;
-    default: return body.value("reset", false) ? Code::kReset : Code::kInternal;
+    case 400:
+      return Code::kInvalidArgument;
+    case 404:
+      return Code::kNotFound;
+    case 409:
+      return Code::kConflict;
+    case 413:
+      return Code::kTooLarge;
+    case 503:
+      return body.value("overloaded", false) ? Code::kOverloaded : Code::kUnavailable;
+    default:
+      return body.value("reset", false) ? Code::kReset : Code::kInternal;
   }
 }
 

@@ -3,7 +3,6 @@
 #include <time.h>
 
 #include <nlohmann/json.hpp>
-
 #include <random>
 
 #include "base/log.h"
@@ -150,9 +149,9 @@ void ObjectHost::run_turn(F&& fn) {
 void ObjectHost::enqueue(Delivery delivery) {
   last_active_ = std::chrono::steady_clock::now();
   if (queue_.size() >= shard_->runtime().options().max_queue) {
-    delivery.reply(error_response(Status(
-        Code::kOverloaded, "object is overloaded: " + std::to_string(queue_.size()) +
-                               " requests are already queued for it")));
+    delivery.reply(error_response(
+        Status(Code::kOverloaded, "object is overloaded: " + std::to_string(queue_.size()) +
+                                      " requests are already queued for it")));
     return;
   }
   queue_.push_back(std::move(delivery));
@@ -216,9 +215,10 @@ bool ObjectHost::check_binding(Event& event) {
     };
     return true;
   }
-  event.reply(error_response(Status(
-      Code::kReset, "the object this stub reached was reset since; get a new stub to reach the "
-                    "new instance")));
+  event.reply(error_response(
+      Status(Code::kReset,
+             "the object this stub reached was reset since; get a new stub to reach the "
+             "new instance")));
   return false;
 }
 
@@ -239,7 +239,8 @@ Driver ObjectHost::drive_fetch(Run* run, Request request, std::optional<std::str
   Response response;
   try {
     if (call_method) {
-      response = co_await instance_->dispatch_call(std::move(*call_method), std::move(request.body));
+      response =
+          co_await instance_->dispatch_call(std::move(*call_method), std::move(request.body));
     } else {
       response = co_await instance_->fetch(std::move(request));
     }
@@ -310,7 +311,8 @@ Driver ObjectHost::drive_alarm(Run* run, Delivery::Alarm alarm) {
   run->finished = true;
   int retry = alarm.retry;
   int64_t when = at.value_or(0);
-  gate_output([this, outcome, retry, when](Status st) { alarm_finished(outcome, retry, when, st); });
+  gate_output(
+      [this, outcome, retry, when](Status st) { alarm_finished(outcome, retry, when, st); });
 }
 
 void ObjectHost::alarm_finished(AlarmOutcome outcome, int retry, int64_t at, const Status& st) {
@@ -329,12 +331,14 @@ void ObjectHost::alarm_finished(AlarmOutcome outcome, int retry, int64_t at, con
     case AlarmOutcome::kDone:
       // A new alarm set inside was scheduled when its turn committed; without
       // one, the index entry goes.
-      if (!store_->get_alarm()) shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
+      if (!store_->get_alarm())
+        shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
       break;
     case AlarmOutcome::kRetry: {
       thread_local std::minstd_rand rng{std::random_device{}()};
       double jitter = static_cast<double>(rng() % 1000) / 1000.0;
-      int64_t delay = alarm_backoff_ms(retry + 1, shard_->runtime().options().alarm_backoff_scale, jitter);
+      int64_t delay =
+          alarm_backoff_ms(retry + 1, shard_->runtime().options().alarm_backoff_scale, jitter);
       alarms.schedule(key, shard_->now_ms() + delay, retry + 1);
       break;
     }
@@ -418,16 +422,17 @@ void ObjectHost::start_syncs() {
   for (auto& w : syncs) {
     ++blocked_;  // a storage operation: no other event runs until it is done
     ++held_output_batches_;
-    shard_->commits().when_durable(store_->last_commit_seq(), [this, w, gen = generation_](Status st) {
-      // Continue on a fresh stack: this may run inside the turn that asked.
-      shard_->post([this, w, gen, st] {
-        --held_output_batches_;
-        if (gen != generation_) return;  // reset meanwhile: the frame is gone
-        --blocked_;
-        *w.result = st.is_ok() ? st : Status(Code::kReset, "sync failed: " + st.message());
-        resume(w.handle);
-      });
-    });
+    shard_->commits().when_durable(
+        store_->last_commit_seq(), [this, w, gen = generation_](Status st) {
+          // Continue on a fresh stack: this may run inside the turn that asked.
+          shard_->post([this, w, gen, st] {
+            --held_output_batches_;
+            if (gen != generation_) return;  // reset meanwhile: the frame is gone
+            --blocked_;
+            *w.result = st.is_ok() ? st : Status(Code::kReset, "sync failed: " + st.message());
+            resume(w.handle);
+          });
+        });
   }
 }
 
@@ -477,8 +482,8 @@ Driver ObjectHost::drive_block(Run* run, std::function<Task<void>()> fn,
   --blocked_;
   st->done = true;
   if (st->error) {
-    reset_requested_ = Status(Code::kReset, "block_concurrency_while callback threw: " +
-                                                 exception_message(st->error));
+    reset_requested_ = Status(
+        Code::kReset, "block_concurrency_while callback threw: " + exception_message(st->error));
     reset_fails_queue_ = true;
   }
   if (st->waiter) {
@@ -493,8 +498,8 @@ void ObjectHost::reap_runs() {
 }
 
 void ObjectHost::reset(const Status& why, bool fail_queued) {
-  Status reset_status(Code::kReset, why.code() == Code::kReset ? why.message()
-                                                               : "object reset: " + why.message());
+  Status reset_status(
+      Code::kReset, why.code() == Code::kReset ? why.message() : "object reset: " + why.message());
   generation_ = shard_->next_generation();
   shard_->bump_reset_epoch(ns_, id_);
   auto outs = std::move(turn_outputs_);

@@ -1,8 +1,9 @@
 #include "runtime/runtime.h"
 
-#include <future>
-#include <sys/resource.h>
 #include <strings.h>
+#include <sys/resource.h>
+
+#include <future>
 
 #include "base/fs.h"
 #include "base/hex.h"
@@ -56,7 +57,8 @@ Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bin
     namespaces_.push_back(std::make_unique<NamespaceImpl>(this, name, std::move(factory), secret));
   }
   for (int i = 0; i < shard_count; ++i) {
-    shards_.push_back(std::make_unique<Shard>(this, i, flusher_.get(), options_.max_open_databases));
+    shards_.push_back(
+        std::make_unique<Shard>(this, i, flusher_.get(), options_.max_open_databases));
   }
 }
 
@@ -85,10 +87,11 @@ void Runtime::start() {
     std::copy(bytes->begin(), bytes->end(), b.begin());
     ObjectId id(b, r.name);
     Shard& shard = shard_for(id);
-    shard.post([&shard, ns, id, at = r.at_ms] { shard.alarms().schedule(AlarmKey{ns, id}, at, 0); });
+    shard.post([&shard, ns, id, at = r.at_ms] {
+      shard.alarms().schedule(AlarmKey{ns, id}, at, 0);
+    });
   }
 }
-
 
 namespace {
 // Runs fn on the shard's thread and waits for its result.

@@ -13,8 +13,8 @@
 #include "dobj/object.h"
 #include "dobj/server.h"
 #include "ids/id_factory.h"
-#include "runtime/shard.h"
 #include "runtime/alarm_scheduler.h"
+#include "runtime/shard.h"
 #include "storage/alarm_index.h"
 #include "storage/group_commit.h"
 

@@ -16,8 +16,7 @@ thread_local Shard* t_current_shard = nullptr;
 
 struct Shard::Loop {
   boost::asio::io_context io{1};
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard{
-      io.get_executor()};
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard{io.get_executor()};
   boost::asio::steady_timer sweep{io};
 };
 
@@ -67,9 +66,8 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
         };
         d.alarm = Delivery::Alarm{retry, scheduled_ms};
         // Each alarm is its own task on the loop, so requests interleave.
-        post([this, ns = const_cast<NamespaceImpl*>(key.ns), id = key.id, d = std::move(d)]() mutable {
-          deliver(ns, id, std::move(d));
-        });
+        post([this, ns = const_cast<NamespaceImpl*>(key.ns), id = key.id,
+              d = std::move(d)]() mutable { deliver(ns, id, std::move(d)); });
       });
 }
 
@@ -179,8 +177,8 @@ void Shard::resume(const ResumeTarget& target, std::coroutine_handle<> h) {
 }
 
 namespace {
-Driver drive_worker(Runtime* runtime, Request request, Reply reply,
-                    std::vector<uint64_t>* finished, uint64_t id) {
+Driver drive_worker(Runtime* runtime, Request request, Reply reply, std::vector<uint64_t>* finished,
+                    uint64_t id) {
   Response response;
   try {
     response = co_await runtime->worker()(std::move(request), runtime->env());
@@ -195,7 +193,8 @@ Driver drive_worker(Runtime* runtime, Request request, Reply reply,
 void Shard::run_worker(Request request, Reply reply) {
   uint64_t id = next_worker_id_++;
   auto run = std::make_unique<WorkerRun>();
-  run->driver = drive_worker(runtime_, std::move(request), std::move(reply), &finished_workers_, id);
+  run->driver =
+      drive_worker(runtime_, std::move(request), std::move(reply), &finished_workers_, id);
   WorkerRun* raw = run.get();
   workers_.emplace(id, std::move(run));
   raw->driver.resume();

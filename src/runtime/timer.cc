@@ -18,9 +18,8 @@ struct TimerAwaitable {
   void await_suspend(std::coroutine_handle<> h) {
     internal::ResumeTarget back = internal::current_resume_target();
     timer = std::make_shared<boost::asio::steady_timer>(back.shard->io(), duration);
-    timer->async_wait([back, h, t = timer](boost::system::error_code) {
-      back.shard->resume(back, h);
-    });
+    timer->async_wait(
+        [back, h, t = timer](boost::system::error_code) { back.shard->resume(back, h); });
   }
   void await_resume() const {}
 };

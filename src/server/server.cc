@@ -1,14 +1,15 @@
 #include "dobj/server.h"
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 #include <map>
 #include <set>
-#include <fcntl.h>
-#include <pthread.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -59,8 +60,8 @@ Status Server::start(const ServerOptions& options) {
     return secret.status();
   }
   try {
-    impl_->runtime = std::make_unique<internal::Runtime>(options, impl_->bindings, impl_->worker,
-                                                         *secret);
+    impl_->runtime =
+        std::make_unique<internal::Runtime>(options, impl_->bindings, impl_->worker, *secret);
     for (const auto& name : impl_->without_alarm) {
       impl_->runtime->find_namespace(name)->set_has_alarm_handler(false);
     }

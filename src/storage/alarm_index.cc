@@ -51,7 +51,8 @@ std::vector<AlarmRecord> AlarmIndex::all() {
     AlarmRecord r;
     r.ns = std::string((*s)->column_blob(0));
     r.id_hex = std::string((*s)->column_blob(1));
-    if (sqlite3_column_type((*s)->get(), 2) != SQLITE_NULL) r.name = std::string((*s)->column_blob(2));
+    if (sqlite3_column_type((*s)->get(), 2) != SQLITE_NULL)
+      r.name = std::string((*s)->column_blob(2));
     r.at_ms = (*s)->column_int(3);
     out.push_back(std::move(r));
   }

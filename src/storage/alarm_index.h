@@ -40,8 +40,8 @@ class AlarmIndex {
 
  private:
   std::mutex mu_;
-  Db db_;                            // guarded by mu_
-  std::shared_ptr<SyncFile> wal_;    // guarded by mu_
+  Db db_;                          // guarded by mu_
+  std::shared_ptr<SyncFile> wal_;  // guarded by mu_
   std::string path_;
 };
 

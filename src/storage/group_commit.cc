@@ -1,11 +1,12 @@
 #include "storage/group_commit.h"
 
-#include <cerrno>
-#include <chrono>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 
 namespace dobj::internal {
 
@@ -25,7 +26,8 @@ Status with_fd(const std::string& path, bool is_dir, const char* what, int (*fn)
   int rc = fn(fd);
   int err = errno;
   ::close(fd);
-  if (rc != 0) return Status(Code::kInternal, std::string(what) + " " + path + ": " + std::strerror(err));
+  if (rc != 0)
+    return Status(Code::kInternal, std::string(what) + " " + path + ": " + std::strerror(err));
   return Status::ok();
 }
 }  // namespace
@@ -97,7 +99,8 @@ void Flusher::loop() {
     }
     inject = pending > 0;
     if (inject) {
-      for (auto* f : distinct) results[f] = Status(Code::kInternal, "injected flush failure on " + f->path());
+      for (auto* f : distinct)
+        results[f] = Status(Code::kInternal, "injected flush failure on " + f->path());
     } else if (distinct.size() > kSyncfsThreshold) {
       Status st = distinct.front()->sync_filesystem();
       for (auto* f : distinct) results[f] = st;

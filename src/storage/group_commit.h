@@ -52,8 +52,8 @@ class SyncFile {
 
 // Test hook: makes flushes fail or slow, to exercise failure paths.
 struct FlushFaults {
-  std::atomic<int> fail_next{0};          // fail this many upcoming flushes
-  std::atomic<int> delay_ms{0};           // sleep before each flush
+  std::atomic<int> fail_next{0};  // fail this many upcoming flushes
+  std::atomic<int> delay_ms{0};   // sleep before each flush
 };
 
 class Flusher {

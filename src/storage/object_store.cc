@@ -319,8 +319,7 @@ void ObjectStore::begin_nested() {
 void ObjectStore::end_nested(bool commit) {
   --nested_;
   std::string name = "n" + std::to_string(nested_);
-  std::string sql =
-      commit ? "RELEASE " + name : "ROLLBACK TO " + name + "; RELEASE " + name;
+  std::string sql = commit ? "RELEASE " + name : "ROLLBACK TO " + name + "; RELEASE " + name;
   if (Status st = db_.exec(sql.c_str()); !st) {
     mark_broken(st.message());
     throw Error(st);
@@ -394,7 +393,8 @@ void ObjectStore::checkpoint() {
     log_warn("checkpoint skipped: " + st.message());
     return;
   }
-  int rc = sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  int rc =
+      sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   if (rc != SQLITE_OK) {
     log_warn(db_.error(Code::kInternal, "checkpoint").message());
     return;

@@ -24,8 +24,8 @@
 #include <list>
 #include <memory>
 #include <optional>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -63,10 +63,10 @@ struct StoreFaults {
 struct StoreEnv {
   GroupCommit* commits;
   DbLru* lru;
-  StoreFaults* faults = nullptr;  // optional
+  StoreFaults* faults = nullptr;   // optional
   int64_t max_database_bytes = 0;  // 0: no cap; past it writes fail as on a full disk
-  AlarmIndex* alarms = nullptr;     // null: alarm changes are not indexed
-  bool alarms_allowed = true;       // false: the class has no alarm() handler
+  AlarmIndex* alarms = nullptr;    // null: alarm changes are not indexed
+  bool alarms_allowed = true;      // false: the class has no alarm() handler
 };
 
 class ObjectStore {
@@ -157,7 +157,7 @@ class ObjectStore {
   std::shared_ptr<SyncFile> dir_to_sync_;  // set when this connection created entries
   bool file_known_missing_ = false;
   bool new_file_ = false;
-  int wal_frames_ = 0;  // set by SQLite's WAL hook after each commit
+  int wal_frames_ = 0;          // set by SQLite's WAL hook after each commit
   bool alarm_dirty_ = false;    // the current turn touched the alarm
   bool alarm_changed_ = false;  // the last committed turn did
   std::optional<int64_t> alarm_after_;

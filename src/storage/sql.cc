@@ -38,9 +38,9 @@ namespace internal {
 namespace {
 
 constexpr std::array<const char*, 12> kAllowedPragmas = {
-    "table_info",   "table_xinfo",      "table_list",        "index_list",
-    "index_info",   "index_xinfo",      "foreign_key_list",  "foreign_keys",
-    "defer_foreign_keys", "foreign_key_check", "quick_check", "integrity_check"};
+    "table_info",         "table_xinfo",       "table_list",       "index_list",
+    "index_info",         "index_xinfo",       "foreign_key_list", "foreign_keys",
+    "defer_foreign_keys", "foreign_key_check", "quick_check",      "integrity_check"};
 
 constexpr std::array<const char*, 4> kDeniedFunctions = {
     "load_extension", "sqlite_compileoption_get", "sqlite_compileoption_used", "fts3_tokenizer"};
@@ -86,8 +86,10 @@ void bind(sqlite3_stmt* s, int i, const SqlValue& v) {
 
 SqlValue column(sqlite3_stmt* s, int i) {
   switch (sqlite3_column_type(s, i)) {
-    case SQLITE_INTEGER: return static_cast<int64_t>(sqlite3_column_int64(s, i));
-    case SQLITE_FLOAT: return sqlite3_column_double(s, i);
+    case SQLITE_INTEGER:
+      return static_cast<int64_t>(sqlite3_column_int64(s, i));
+    case SQLITE_FLOAT:
+      return sqlite3_column_double(s, i);
     case SQLITE_TEXT: {
       auto p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
       return std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i)));
@@ -96,7 +98,8 @@ SqlValue column(sqlite3_stmt* s, int i) {
       auto p = static_cast<const uint8_t*>(sqlite3_column_blob(s, i));
       return Bytes(p, p + sqlite3_column_bytes(s, i));
     }
-    default: return nullptr;
+    default:
+      return nullptr;
   }
 }
 
@@ -138,7 +141,8 @@ int ObjectStore::authorize(void* self, int action, const char* a1, const char* a
     }
     case SQLITE_FUNCTION:
       for (const char* f : kDeniedFunctions) {
-        if (a2 && strcasecmp(a2, f) == 0) return deny(std::string("function ") + f + " is not allowed");
+        if (a2 && strcasecmp(a2, f) == 0)
+          return deny(std::string("function ") + f + " is not allowed");
       }
       return SQLITE_OK;
     default:
@@ -228,8 +232,8 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
     if (last) {
       if (static_cast<size_t>(wanted) != params.size()) {
         throw Error(Code::kInvalidArgument, "the query has " + std::to_string(wanted) +
-                                                " parameters but " +
-                                                std::to_string(params.size()) + " were given");
+                                                " parameters but " + std::to_string(params.size()) +
+                                                " were given");
       }
       for (int i = 0; i < wanted; ++i) bind(raw, i + 1, params[static_cast<size_t>(i)]);
     }
@@ -291,8 +295,8 @@ void ObjectStore::drop_user_schema() {
       escaped += c;
       if (c == '"') escaped += '"';
     }
-    std::string sql = (type == "view" ? "DROP VIEW IF EXISTS \"" : "DROP TABLE IF EXISTS \"") +
-                      escaped + "\"";
+    std::string sql =
+        (type == "view" ? "DROP VIEW IF EXISTS \"" : "DROP TABLE IF EXISTS \"") + escaped + "\"";
     if (Status st = db_.exec(sql.c_str()); !st) {
       mark_broken(st.message());
       throw Error(st);

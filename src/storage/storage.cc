@@ -18,10 +18,10 @@ void check_key(std::string_view key) {
 
 void check_value(std::string_view key, std::string_view stored) {
   if (stored.size() > Storage::kMaxValueBytes) {
-    throw Error(Code::kInvalidArgument,
-                "value of key '" + std::string(key.substr(0, 64)) + "' is " +
-                    std::to_string(stored.size()) + " bytes serialized; the limit is " +
-                    std::to_string(Storage::kMaxValueBytes));
+    throw Error(Code::kInvalidArgument, "value of key '" + std::string(key.substr(0, 64)) +
+                                            "' is " + std::to_string(stored.size()) +
+                                            " bytes serialized; the limit is " +
+                                            std::to_string(Storage::kMaxValueBytes));
   }
 }
 
@@ -109,8 +109,10 @@ std::optional<int64_t> Storage::get_alarm() { return store_->get_alarm(); }
 
 void Storage::set_alarm(int64_t epoch_ms) {
   if (epoch_ms <= 0) {
-    throw Error(Code::kInvalidArgument, "set_alarm: the time must be a positive number of "
-                                        "milliseconds since the epoch, got " + std::to_string(epoch_ms));
+    throw Error(Code::kInvalidArgument,
+                "set_alarm: the time must be a positive number of "
+                "milliseconds since the epoch, got " +
+                    std::to_string(epoch_ms));
   }
   store_->set_alarm(epoch_ms);
 }
@@ -131,30 +133,42 @@ namespace internal {
 
 const char* tag_name(char tag) {
   switch (tag) {
-    case 'i': return "an integer";
-    case 'd': return "a double";
-    case 's': return "a string";
-    case 'b': return "bytes";
-    case 'j': return "JSON";
-    case 'u': return "a user type";
-    default: return "an unknown type";
+    case 'i':
+      return "an integer";
+    case 'd':
+      return "a double";
+    case 's':
+      return "a string";
+    case 'b':
+      return "bytes";
+    case 'j':
+      return "JSON";
+    case 'u':
+      return "a user type";
+    default:
+      return "an unknown type";
   }
 }
 
 void throw_type_mismatch(char stored_tag, const char* wanted) {
-  throw Error(Code::kInvalidArgument, std::string("stored value is ") + tag_name(stored_tag) +
-                                          ", not " + wanted);
+  throw Error(Code::kInvalidArgument,
+              std::string("stored value is ") + tag_name(stored_tag) + ", not " + wanted);
 }
 
 Json decode_json_any(std::string_view stored) {
   if (stored.empty()) throw_type_mismatch('\0', "JSON");
   std::string_view p = stored.substr(1);
   switch (stored[0]) {
-    case 'j': return Codec<Json>::decode(p);
-    case 'i': return Json(Codec<int64_t>::decode(p));
-    case 'd': return Json(Codec<double>::decode(p));
-    case 's': return Json(std::string(p));
-    default: throw_type_mismatch(stored[0], "JSON");
+    case 'j':
+      return Codec<Json>::decode(p);
+    case 'i':
+      return Json(Codec<int64_t>::decode(p));
+    case 'd':
+      return Json(Codec<double>::decode(p));
+    case 's':
+      return Json(std::string(p));
+    default:
+      throw_type_mismatch(stored[0], "JSON");
   }
 }
 

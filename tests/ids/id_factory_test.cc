@@ -27,8 +27,10 @@ TEST(IdFactory, SameNameGivesSameIdAndCarriesTheName) {
 }
 
 TEST(IdFactory, NamesMapToDifferentIdsInDifferentNamespacesAndSecrets) {
-  EXPECT_NE(IdFactory(secret_of(1), "A").from_name("x"), IdFactory(secret_of(1), "B").from_name("x"));
-  EXPECT_NE(IdFactory(secret_of(1), "A").from_name("x"), IdFactory(secret_of(2), "A").from_name("x"));
+  EXPECT_NE(IdFactory(secret_of(1), "A").from_name("x"),
+            IdFactory(secret_of(1), "B").from_name("x"));
+  EXPECT_NE(IdFactory(secret_of(1), "A").from_name("x"),
+            IdFactory(secret_of(2), "A").from_name("x"));
 }
 
 TEST(IdFactory, CachedNamesStillCarryTheirNameAndFollowTheSecret) {

@@ -84,13 +84,15 @@ TEST_F(AlarmsTest, AlarmsFireInOrderOfTime) {
 TEST_F(AlarmsTest, AlarmsSetBeforeASigkillFireAfterTheRestart) {
   const int kTasks = 20;
   for (int i = 0; i < kTasks; ++i) {
-    json("POST", "/tasks/k" + std::to_string(i) + "/schedule?delay_ms=" + std::to_string(400 + 30 * i));
+    json("POST",
+         "/tasks/k" + std::to_string(i) + "/schedule?delay_ms=" + std::to_string(400 + 30 * i));
   }
   EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
   start();
   int fired = 0;
   for (int i = 0; i < kTasks; ++i) {
-    Json j = wait_for("/tasks/k" + std::to_string(i), [](const Json& j) { return j["fired"] == 1; });
+    Json j =
+        wait_for("/tasks/k" + std::to_string(i), [](const Json& j) { return j["fired"] == 1; });
     fired += j["fired"].get<int>();
   }
   EXPECT_EQ(fired, kTasks) << "alarms lost across the kill";
@@ -121,7 +123,9 @@ TEST_F(AlarmsTest, WebhookProcessorKeepsOrderRetriesAndDeadLetters) {
   // c1's events in arrival order; e3 only after e2 went to the dead letters.
   std::vector<std::string> order;
   for (const auto& e : j["processed"]) order.push_back(e["id"]);
-  auto pos = [&](const std::string& id) { return std::find(order.begin(), order.end(), id) - order.begin(); };
+  auto pos = [&](const std::string& id) {
+    return std::find(order.begin(), order.end(), id) - order.begin();
+  };
   ASSERT_EQ(order.size(), 3u);
   EXPECT_LT(pos("e1"), pos("e3"));
   for (const auto& e : j["processed"]) {

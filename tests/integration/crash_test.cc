@@ -52,7 +52,7 @@ std::string integrity_of(const std::string& path) {
 
 struct Acked {
   std::mutex mu;
-  std::array<int64_t, kCounters> counter{};          // highest value answered
+  std::array<int64_t, kCounters> counter{};         // highest value answered
   std::array<std::vector<int>, kBatchers> batches;  // batch numbers answered
 };
 
@@ -80,7 +80,8 @@ TEST(CrashTest, AcknowledgedWritesSurviveRepeatedSigkillUnderLoad) {
       load.emplace_back([&, c] {
         HttpClient client(port, 2s);
         while (!stop) {
-          HttpResponse r = client.request("POST", "/counter/crash" + std::to_string(c) + "/increment");
+          HttpResponse r =
+              client.request("POST", "/counter/crash" + std::to_string(c) + "/increment");
           if (r.status != 200) return;
           std::lock_guard lock(acked.mu);
           acked.counter[c] = std::max<int64_t>(acked.counter[c], std::stoll(r.body));
@@ -97,8 +98,10 @@ TEST(CrashTest, AcknowledgedWritesSurviveRepeatedSigkillUnderLoad) {
         }
         while (!stop) {
           ++n;
-          Json body = {{"put", {{"b" + std::to_string(n) + "-x", n}, {"b" + std::to_string(n) + "-y", n}}}};
-          HttpResponse r = client.request("POST", "/kv/crash" + std::to_string(b) + "/batch", body.dump());
+          Json body = {
+              {"put", {{"b" + std::to_string(n) + "-x", n}, {"b" + std::to_string(n) + "-y", n}}}};
+          HttpResponse r =
+              client.request("POST", "/kv/crash" + std::to_string(b) + "/batch", body.dump());
           if (r.status != 200) return;
           std::lock_guard lock(acked.mu);
           acked.batches[b].push_back(n);
@@ -110,7 +113,8 @@ TEST(CrashTest, AcknowledgedWritesSurviveRepeatedSigkillUnderLoad) {
         HttpClient client(port, 2s);
         std::mt19937 local(static_cast<unsigned>(kill * 10 + t));
         while (!stop) {
-          int from = static_cast<int>(local() % kAccounts), to = static_cast<int>(local() % kAccounts);
+          int from = static_cast<int>(local() % kAccounts),
+              to = static_cast<int>(local() % kAccounts);
           HttpResponse r = client.request(
               "POST", "/bank/crash/transfer?from=a" + std::to_string(from) + "&to=a" +
                           std::to_string(to) + "&amount=" + std::to_string(1 + local() % 200));
@@ -123,7 +127,8 @@ TEST(CrashTest, AcknowledgedWritesSurviveRepeatedSigkillUnderLoad) {
     stop = true;
     for (auto& t : load) t.join();
 
-    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.path() + "/objects")) {
+    for (const auto& entry :
+         std::filesystem::recursive_directory_iterator(dir.path() + "/objects")) {
       if (entry.path().extension() != ".sqlite") continue;
       EXPECT_EQ(integrity_of(entry.path()), "ok") << entry.path();
       ++databases_checked;
@@ -146,23 +151,24 @@ TEST(CrashTest, AcknowledgedWritesSurviveRepeatedSigkillUnderLoad) {
           keys.push_back("b" + std::to_string(ns[j]) + "-x");
           keys.push_back("b" + std::to_string(ns[j]) + "-y");
         }
-        Json got = Json::parse(
-            http(port, "POST", "/kv/crash" + std::to_string(b) + "/batch", Json({{"get", keys}}).dump())
-                .body);
+        Json got = Json::parse(http(port, "POST", "/kv/crash" + std::to_string(b) + "/batch",
+                                    Json({{"get", keys}}).dump())
+                                   .body);
         EXPECT_EQ(got.size(), keys.size()) << "batcher " << b << " lost writes after kill " << kill;
         checked_writes += static_cast<int64_t>(keys.size());
       }
     }
     int64_t total = 0;
     for (int a = 0; a < kAccounts; ++a) {
-      Json bal = Json::parse(
-          http(port, "GET", "/bank/crash/balance?account=a" + std::to_string(a)).body);
+      Json bal =
+          Json::parse(http(port, "GET", "/bank/crash/balance?account=a" + std::to_string(a)).body);
       total += bal["balance"].get<int64_t>();
     }
     EXPECT_EQ(total, kAccounts * kStartBalance) << "after kill " << kill;
   }
-  std::printf("crash test: %d kills, %lld acknowledged writes checked, %d database checks, all ok\n",
-              kKills, static_cast<long long>(checked_writes), databases_checked);
+  std::printf(
+      "crash test: %d kills, %lld acknowledged writes checked, %d database checks, all ok\n",
+      kKills, static_cast<long long>(checked_writes), databases_checked);
 }
 
 }  // namespace

@@ -237,11 +237,10 @@ TEST_F(ExamplesTest, KeepAliveAndPipelinedRequestsAreAnsweredInOrder) {
 }
 
 TEST_F(ExamplesTest, MalformedHttpGetsA400AndTheServerGoesOn) {
-  for (const std::string& junk : {std::string("NOT HTTP AT ALL\r\n\r\n"),
-                                  std::string("GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
-                                  std::string("GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
-                                  std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11) +
-                                      "\r\n\r\n"}) {
+  for (const std::string& junk :
+       {std::string("NOT HTTP AT ALL\r\n\r\n"), std::string("GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
+        std::string("GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+        std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11) + "\r\n\r\n"}) {
     HttpClient c(port());
     ASSERT_TRUE(c.send_raw(junk));
     HttpResponse r = c.read_response();
@@ -260,12 +259,15 @@ TEST_F(ExamplesTest, OversizedHeadersGet431) {
 }
 
 TEST_F(ExamplesTest, SqlProbeRunsQueriesAndReportsCounts) {
-  EXPECT_EQ(call("POST", "/sql/q", R"j({"query":"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})j")
-                .status,
-            200);
-  Json ins = json("POST", "/sql/q", R"j({"query":"INSERT INTO t(v) VALUES (?), (?)","params":["a",null]})j");
+  EXPECT_EQ(
+      call("POST", "/sql/q", R"j({"query":"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})j")
+          .status,
+      200);
+  Json ins = json("POST", "/sql/q",
+                  R"j({"query":"INSERT INTO t(v) VALUES (?), (?)","params":["a",null]})j");
   EXPECT_EQ(ins["rowsWritten"], 2);
-  Json sel = json("POST", "/sql/q", R"j({"query":"SELECT id, v FROM t WHERE id >= ?","params":[1]})j");
+  Json sel =
+      json("POST", "/sql/q", R"j({"query":"SELECT id, v FROM t WHERE id >= ?","params":[1]})j");
   EXPECT_EQ(sel["columns"], Json::parse(R"(["id","v"])"));
   EXPECT_EQ(sel["rows"], Json::parse(R"([[1,"a"],[2,null]])"));
   EXPECT_GE(sel["rowsRead"].get<int>(), 2);
@@ -273,9 +275,9 @@ TEST_F(ExamplesTest, SqlProbeRunsQueriesAndReportsCounts) {
 }
 
 TEST_F(ExamplesTest, SqlProbeRefusesForbiddenStatementsWith400) {
-  for (const char* q : {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT x", "ATTACH 'x' AS y",
-                        "DETACH y", "PRAGMA journal_mode", "SELECT * FROM _dobj_kv",
-                        "CREATE TEMP TABLE x(y)", "SELEKT 1"}) {
+  for (const char* q :
+       {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT x", "ATTACH 'x' AS y", "DETACH y",
+        "PRAGMA journal_mode", "SELECT * FROM _dobj_kv", "CREATE TEMP TABLE x(y)", "SELEKT 1"}) {
     HttpResponse r = call("POST", "/sql/q", Json({{"query", q}}).dump());
     EXPECT_EQ(r.status, 400) << q;
     EXPECT_FALSE(Json::parse(r.body)["error"].get<std::string>().empty()) << q;
@@ -316,8 +318,8 @@ TEST_F(ExamplesTest, ConcurrentTransfersNeverChangeTheTotal) {
       for (int i = 0; i < 25; ++i) {
         int from = (t + i) % kAccounts, to = (t * 7 + i * 3 + 1) % kAccounts;
         HttpResponse r = c.request("POST", "/bank/t/transfer?from=a" + std::to_string(from) +
-                                               "&to=a" + std::to_string(to) + "&amount=" +
-                                               std::to_string(1 + (i * 13) % 60));
+                                               "&to=a" + std::to_string(to) +
+                                               "&amount=" + std::to_string(1 + (i * 13) % 60));
         EXPECT_TRUE(r.status == 200 || r.status == 409) << r.status << r.body;
       }
     });
@@ -331,9 +333,12 @@ TEST_F(ExamplesTest, ConcurrentTransfersNeverChangeTheTotal) {
 }
 
 TEST_F(ExamplesTest, RateLimiterAllowsTheFirstNCallsOfAWindow) {
-  EXPECT_EQ(json("POST", "/ratelimit/k1?limit=3"), Json::parse(R"({"allowed":true,"remaining":2})"));
-  EXPECT_EQ(json("POST", "/ratelimit/k1?limit=3"), Json::parse(R"({"allowed":true,"remaining":1})"));
-  EXPECT_EQ(json("POST", "/ratelimit/k1?limit=3"), Json::parse(R"({"allowed":true,"remaining":0})"));
+  EXPECT_EQ(json("POST", "/ratelimit/k1?limit=3"),
+            Json::parse(R"({"allowed":true,"remaining":2})"));
+  EXPECT_EQ(json("POST", "/ratelimit/k1?limit=3"),
+            Json::parse(R"({"allowed":true,"remaining":1})"));
+  EXPECT_EQ(json("POST", "/ratelimit/k1?limit=3"),
+            Json::parse(R"({"allowed":true,"remaining":0})"));
   HttpResponse r = call("POST", "/ratelimit/k1?limit=3");
   EXPECT_EQ(r.status, 429);
   EXPECT_EQ(Json::parse(r.body), Json::parse(R"({"allowed":false,"remaining":0})"));
@@ -351,7 +356,8 @@ TEST_F(ExamplesTest, ShardedCounterSumsItsTenShards) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       HttpClient c(port());
-      for (int i = 0; i < 25; ++i) EXPECT_EQ(c.request("POST", "/sharded/likes/increment").body, "ok");
+      for (int i = 0; i < 25; ++i)
+        EXPECT_EQ(c.request("POST", "/sharded/likes/increment").body, "ok");
     });
   }
   for (auto& t : threads) t.join();
@@ -359,7 +365,8 @@ TEST_F(ExamplesTest, ShardedCounterSumsItsTenShards) {
   EXPECT_EQ(call("GET", "/sharded/other").body, "0");
   // The increments really are spread: more than one shard object has a file.
   int shard_files = 0;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir_.path() + "/objects/SHARDED_COUNTER")) {
+  for (const auto& e :
+       std::filesystem::recursive_directory_iterator(dir_.path() + "/objects/SHARDED_COUNTER")) {
     if (e.path().extension() == ".sqlite") ++shard_files;
   }
   EXPECT_GT(shard_files, 5);
@@ -368,14 +375,15 @@ TEST_F(ExamplesTest, ShardedCounterSumsItsTenShards) {
 class ExamplesLimitsTest : public ExamplesTest {
  protected:
   void SetUp() override {
-    start({"--max-body-bytes", "1000", "--connection-idle-timeout-ms", "300",
-           "--max-object-bytes", "65536"});
+    start({"--max-body-bytes", "1000", "--connection-idle-timeout-ms", "300", "--max-object-bytes",
+           "65536"});
   }
 };
 
 TEST_F(ExamplesLimitsTest, AFullDiskResetsTheObjectAndKeepsItsCommittedData) {
   ASSERT_EQ(call("POST", "/sql/full", R"j({"query":"CREATE TABLE t(v)"})j").status, 200);
-  ASSERT_EQ(call("POST", "/sql/full", R"j({"query":"INSERT INTO t VALUES ('kept')"})j").status, 200);
+  ASSERT_EQ(call("POST", "/sql/full", R"j({"query":"INSERT INTO t VALUES ('kept')"})j").status,
+            200);
   HttpResponse r;
   int accepted = 0;
   for (int i = 0; i < 100; ++i) {

@@ -1,21 +1,21 @@
 // The runtime without HTTP: requests go straight to objects on their shards.
 #include "runtime/runtime.h"
 
-#include <gtest/gtest.h>
-
-#include <atomic>
-#include <future>
-#include <nlohmann/json.hpp>
-#include <set>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "dobj/codec.h"
 #include "dobj/fetch.h"
 #include "dobj/timer.h"
-#include "dobj/codec.h"
 #include "support/server_process.h"
 
 namespace dobj::internal {
@@ -54,7 +54,9 @@ class SlowStart : public DurableObject {
       ready_ = true;
     });
   }
-  Task<Response> fetch(Request) override { co_return Response::text(ready_ ? "ready" : "not ready"); }
+  Task<Response> fetch(Request) override {
+    co_return Response::text(ready_ ? "ready" : "not ready");
+  }
 
  private:
   bool ready_ = false;
@@ -137,17 +139,20 @@ class Adder : public DurableObject {
     Stub target = ns.get(ns.id_from_name("target-" + *state().id().name()));
     std::string t = *req.query("t");
     try {
-      if (t == "add") co_return Response::text(std::to_string(co_await target.call<int64_t>("add", 2, 40)));
+      if (t == "add")
+        co_return Response::text(std::to_string(co_await target.call<int64_t>("add", 2, 40)));
       if (t == "order") {
         std::vector<Task<Json>> calls;
-        for (int i = 0; i < 50; ++i) calls.push_back(target.call_json("append", Json::array({std::to_string(i)})));
+        for (int i = 0; i < 50; ++i)
+          calls.push_back(target.call_json("append", Json::array({std::to_string(i)})));
         (void)co_await when_all(std::move(calls));
         auto log = co_await target.call<std::vector<std::string>>("log");
         std::string joined;
         for (auto& x : log) joined += x + ",";
         co_return Response::text(joined);
       }
-      if (t == "slowcall") co_return Response::text(std::to_string(co_await target.call<int64_t>("slow")));
+      if (t == "slowcall")
+        co_return Response::text(std::to_string(co_await target.call<int64_t>("slow")));
       if (t == "unknown") co_await target.call<int64_t>("nope");
       if (t == "badarg") co_await target.call<int64_t>("add", "two", 40);
       if (t == "badresult") co_await target.call<std::string>("add", 1, 2);
@@ -319,7 +324,8 @@ class Alarmed : public DurableObject {
   Task<void> alarm(AlarmInfo info) override {
     auto inside = storage().get_alarm();
     Json runs = storage().get<Json>("runs").value_or(Json::array());
-    runs.push_back({{"retry", info.retry_count}, {"isRetry", info.is_retry},
+    runs.push_back({{"retry", info.retry_count},
+                    {"isRetry", info.is_retry},
                     {"alarmInside", inside ? Json(*inside) : Json(nullptr)}});
     storage().put("runs", runs);
     if (storage().get<int64_t>("replace").value_or(0)) {
@@ -374,7 +380,9 @@ class Harness {
     bindings["HOLDER"] = [](State& s, Env& e) { return std::make_unique<Holder>(s, e); };
     bindings["FETCHER"] = [](State& s, Env& e) { return std::make_unique<Fetcher>(s, e); };
     bindings["ALARMED"] = [](State& s, Env& e) { return std::make_unique<Alarmed>(s, e); };
-    bindings["FAILING_SETUP"] = [](State& s, Env& e) { return std::make_unique<FailingSetUp>(s, e); };
+    bindings["FAILING_SETUP"] = [](State& s, Env& e) {
+      return std::make_unique<FailingSetUp>(s, e);
+    };
     runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret);
     runtime_->find_namespace("PROBE")->set_has_alarm_handler(false);
     runtime_->start();
@@ -392,7 +400,10 @@ class Harness {
     req.target = target;
     Shard& shard = runtime_->shard_for(id);
     shard.post([&shard, ns, id, req, p] {
-      shard.deliver(ns, id, Delivery{req, [p](Response r) { p->set_value(std::move(r)); }, {}, false, 0, std::nullopt});
+      shard.deliver(
+          ns, id,
+          Delivery{
+              req, [p](Response r) { p->set_value(std::move(r)); }, {}, false, 0, std::nullopt});
     });
     return f;
   }
@@ -449,8 +460,8 @@ TEST(Runtime, AFailedCommitSendsNothingAndResetsTheObject) {
   EXPECT_EQ(body["reset"], true);
   EXPECT_NE(body["error"].get<std::string>().find("injected commit failure"), std::string::npos);
   auto after = h.json("PROBE", "f", "GET");
-  EXPECT_EQ(after["n"], 1);          // the failed write is not there
-  EXPECT_EQ(after["requests"], 1);   // a fresh instance
+  EXPECT_EQ(after["n"], 1);         // the failed write is not there
+  EXPECT_EQ(after["requests"], 1);  // a fresh instance
   EXPECT_EQ(g_constructions - before, 1);
 }
 
@@ -510,8 +521,13 @@ TEST(TypedCalls, ErrorsComeBackAsCodesTheCallerCanActOn) {
   Harness h;
   EXPECT_EQ(h.send("ADDER", "e", "GET", "/?t=unknown").get().body,
             "not_found: the object has no method named nope");
-  EXPECT_EQ(h.send("ADDER", "e", "GET", "/?t=badarg").get().body.rfind("invalid_argument: argument 1", 0), 0u);
-  EXPECT_EQ(h.send("ADDER", "e", "GET", "/?t=badresult").get().body.rfind("invalid_argument: the call's result", 0), 0u);
+  EXPECT_EQ(
+      h.send("ADDER", "e", "GET", "/?t=badarg").get().body.rfind("invalid_argument: argument 1", 0),
+      0u);
+  EXPECT_EQ(h.send("ADDER", "e", "GET", "/?t=badresult")
+                .get()
+                .body.rfind("invalid_argument: the call's result", 0),
+            0u);
   EXPECT_EQ(h.send("ADDER", "e", "GET", "/?t=throws").get().body, "conflict: not today");
 }
 
@@ -555,7 +571,8 @@ TEST(Resets, ATurnOverTheCpuLimitResetsTheObject) {
   EXPECT_EQ(r.status, 500);
   auto body = nlohmann::json::parse(r.body);
   EXPECT_EQ(body["reset"], true);
-  EXPECT_NE(body["error"].get<std::string>().find("ms of CPU; the limit is 50 ms"), std::string::npos);
+  EXPECT_NE(body["error"].get<std::string>().find("ms of CPU; the limit is 50 ms"),
+            std::string::npos);
   EXPECT_EQ(h.send("RESETTER", "c", "GET", "/?spin=5").get().body, "1 0");
 }
 
@@ -602,18 +619,22 @@ TEST(OutgoingFetch, ARequestAfterAWriteLeavesOnlyOnceTheWriteIsDurable) {
   h.runtime().flusher()->faults().delay_ms = 200;
   Upstream up;
   auto sent = std::chrono::steady_clock::now();
-  EXPECT_EQ(h.send("FETCHER", "g", "GET", "/?write=1&url=" + url_encode(up.url())).get().body, "201 pong");
+  EXPECT_EQ(h.send("FETCHER", "g", "GET", "/?write=1&url=" + url_encode(up.url())).get().body,
+            "201 pong");
   EXPECT_GE(up.arrived() - sent, 190ms);
 }
 
 TEST(OutgoingFetch, FailuresAreErrorsThatSayWhat) {
   Harness h;
-  std::string refused = h.send("FETCHER", "e", "GET", "/?url=" + url_encode("http://127.0.0.1:1/x")).get().body;
-  EXPECT_EQ(refused.rfind("unavailable: fetch http://127.0.0.1:1/x: connect failed", 0), 0u) << refused;
+  std::string refused =
+      h.send("FETCHER", "e", "GET", "/?url=" + url_encode("http://127.0.0.1:1/x")).get().body;
+  EXPECT_EQ(refused.rfind("unavailable: fetch http://127.0.0.1:1/x: connect failed", 0), 0u)
+      << refused;
   Upstream mute(/*mute=*/true);
   std::string slow = h.send("FETCHER", "e", "GET", "/?url=" + url_encode(mute.url())).get().body;
   EXPECT_NE(slow.find("timed out after 300 ms"), std::string::npos) << slow;
-  std::string bad = h.send("FETCHER", "e", "GET", "/?url=" + url_encode("https://example.invalid/")).get().body;
+  std::string bad =
+      h.send("FETCHER", "e", "GET", "/?url=" + url_encode("https://example.invalid/")).get().body;
   EXPECT_EQ(bad.rfind("invalid_argument: fetch: only http://", 0), 0u) << bad;
 }
 

@@ -65,9 +65,8 @@ TEST_F(GroupCommitTest, AFailedFlushFailsItsWaiters) {
 TEST(GroupCommitOsMode, CommitsAreDurableAtOnce) {
   GroupCommit commits(nullptr, [](std::function<void()> f) { f(); });
   bool released = false;
-  commits.when_durable(commits.committed(nullptr, nullptr), [&](Status st) {
-    released = st.is_ok();
-  });
+  commits.when_durable(commits.committed(nullptr, nullptr),
+                       [&](Status st) { released = st.is_ok(); });
   EXPECT_TRUE(released);
 }
 

@@ -19,7 +19,8 @@ struct Codec<Point> {
   static Point decode(std::string_view s) {
     auto comma = s.find(',');
     if (comma == std::string_view::npos) throw Error(Code::kInvalidArgument, "not a point");
-    return Point{std::stoi(std::string(s.substr(0, comma))), std::stoi(std::string(s.substr(comma + 1)))};
+    return Point{std::stoi(std::string(s.substr(0, comma))),
+                 std::stoi(std::string(s.substr(comma + 1)))};
   }
 };
 
@@ -31,8 +32,8 @@ using Entries = std::vector<std::pair<std::string, int64_t>>;
 class StoreTest : public ::testing::Test {
  protected:
   std::unique_ptr<ObjectStore> open_store(const std::string& name = "obj") {
-    return std::make_unique<ObjectStore>(StoreEnv{&commits_, &lru_, &faults_}, dir_.path() + "/ns/ab",
-                                         name + ".sqlite");
+    return std::make_unique<ObjectStore>(StoreEnv{&commits_, &lru_, &faults_},
+                                         dir_.path() + "/ns/ab", name + ".sqlite");
   }
   void SetUp() override {
     store_ = open_store();

@@ -171,14 +171,17 @@ TEST_F(SqlTest, AConstraintCheckedOnlyAtCommitFailsTheTurn) {
 }
 
 TEST_F(SqlTest, DeleteAllDropsTablesAndKeys) {
-  sql().exec("CREATE TABLE p(id INTEGER PRIMARY KEY); CREATE TABLE c(p REFERENCES p(id));"
-             "INSERT INTO p VALUES (1); INSERT INTO c VALUES (1); CREATE VIEW v AS SELECT * FROM p");
+  sql().exec(
+      "CREATE TABLE p(id INTEGER PRIMARY KEY); CREATE TABLE c(p REFERENCES p(id));"
+      "INSERT INTO p VALUES (1); INSERT INTO c VALUES (1); CREATE VIEW v AS SELECT * FROM p");
   storage_->put("k", int64_t{1});
   storage_->delete_all();
   ASSERT_TRUE(store_->end_turn().is_ok());
-  EXPECT_EQ(sql().exec("SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE '\\_dobj\\_%' ESCAPE '\\'")
-                .one()[0],
-            SqlValue(int64_t{0}));
+  EXPECT_EQ(
+      sql()
+          .exec("SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE '\\_dobj\\_%' ESCAPE '\\'")
+          .one()[0],
+      SqlValue(int64_t{0}));
   EXPECT_FALSE(storage_->get<int64_t>("k").has_value());
 }
 
@@ -187,8 +190,9 @@ TEST_F(SqlTest, DatabaseSizeGrowsWithData) {
   sql().exec("CREATE TABLE t(x)");
   int64_t small = sql().database_size();
   EXPECT_GT(small, 0);
-  sql().exec("INSERT INTO t SELECT randomblob(1000) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
-             "SELECT i + 1 FROM n WHERE i < 200) SELECT i FROM n)");
+  sql().exec(
+      "INSERT INTO t SELECT randomblob(1000) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+      "SELECT i + 1 FROM n WHERE i < 200) SELECT i FROM n)");
   EXPECT_GT(sql().database_size(), small + 150 * 1000);
 }
 

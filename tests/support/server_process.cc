@@ -14,7 +14,9 @@ namespace dobj::test {
 
 ServerProcess::ServerProcess(std::string binary, std::string data_dir,
                              std::vector<std::string> extra_args)
-    : binary_(std::move(binary)), data_dir_(std::move(data_dir)), extra_args_(std::move(extra_args)) {}
+    : binary_(std::move(binary)),
+      data_dir_(std::move(data_dir)),
+      extra_args_(std::move(extra_args)) {}
 
 ServerProcess::~ServerProcess() {
   if (pid_ > 0) stop(SIGKILL);
