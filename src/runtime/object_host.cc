@@ -331,8 +331,15 @@ void ObjectHost::alarm_finished(AlarmOutcome outcome, int retry, int64_t at, con
     case AlarmOutcome::kDone:
       // A new alarm set inside was scheduled when its turn committed; without
       // one, the index entry goes.
-      if (!store_->get_alarm())
-        shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
+      try {
+        if (!store_->get_alarm()) {
+          shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
+        }
+      } catch (const Error& e) {
+        // Outside any handler: a storage failure here only leaves a stale
+        // index entry, which the next firing removes.
+        log_warn("alarm index check failed: " + std::string(e.what()));
+      }
       break;
     case AlarmOutcome::kRetry: {
       thread_local std::minstd_rand rng{std::random_device{}()};
