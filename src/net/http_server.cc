@@ -219,16 +219,6 @@ void do_accept(std::shared_ptr<HttpServer::PerShard> ps, const ServerOptions* op
   });
 }
 
-template <typename F>
-void run_on(Shard& shard, F fn) {
-  std::promise<void> p;
-  auto f = p.get_future();
-  shard.post([&] {
-    fn();
-    p.set_value();
-  });
-  f.get();
-}
 
 }  // namespace
 
@@ -259,7 +249,7 @@ Status HttpServer::start() {
   for (size_t i = 0; i < runtime_.shard_count(); ++i) {
     auto ps = std::make_shared<PerShard>();
     ps->shard = &runtime_.shard(i);
-    run_on(*ps->shard, [&] {
+    ps->shard->run_and_wait([&] {
       auto acc = std::make_unique<tcp::acceptor>(ps->shard->io());
       tcp::endpoint ep(address, static_cast<unsigned short>(port));
       acc->open(ep.protocol(), ec);
@@ -290,7 +280,7 @@ Status HttpServer::start() {
 
 void HttpServer::stop(std::chrono::milliseconds timeout) {
   for (auto& ps : shards_) {
-    run_on(*ps->shard, [&] {
+    ps->shard->run_and_wait([&] {
       ps->stopping = true;
       beast::error_code ec;
       if (ps->acceptor) ps->acceptor->close(ec);
@@ -305,7 +295,7 @@ void HttpServer::stop(std::chrono::milliseconds timeout) {
     }
   }
   for (auto& ps : shards_) {
-    run_on(*ps->shard, [&] {
+    ps->shard->run_and_wait([&] {
       ps->acceptor.reset();
       std::vector<Session*> open(ps->sessions.begin(), ps->sessions.end());
       for (Session* s : open) s->stop();

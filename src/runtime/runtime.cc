@@ -93,29 +93,11 @@ void Runtime::start() {
   }
 }
 
-namespace {
-// Runs fn on the shard's thread and waits for its result.
-template <typename F>
-auto run_on(Shard& shard, F fn) {
-  std::promise<decltype(fn())> p;
-  auto f = p.get_future();
-  shard.post([&] {
-    if constexpr (std::is_void_v<decltype(fn())>) {
-      fn();
-      p.set_value();
-    } else {
-      p.set_value(fn());
-    }
-  });
-  return f.get();
-}
-}  // namespace
-
 void Runtime::stop(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     bool all = true;
-    for (auto& s : shards_) all = all && run_on(*s, [&] { return s->quiescent(); });
+    for (auto& s : shards_) all = all && s->run_and_wait([&] { return s->quiescent(); });
     if (all) break;
     if (std::chrono::steady_clock::now() > deadline) {
       log_warn("stop: objects still busy after the stop timeout; stopping anyway");
@@ -129,7 +111,7 @@ void Runtime::stop(std::chrono::milliseconds timeout) {
     s->post([&] { s->flush_all([&] { flushed.set_value(); }); });
     f.get();
   }
-  for (auto& s : shards_) run_on(*s, [&] { s->close_all_objects(); });
+  for (auto& s : shards_) s->run_and_wait([&] { s->close_all_objects(); });
   for (auto& s : shards_) s->stop();
   for (auto& s : shards_) s->join();
   if (flusher_) flusher_->stop();
@@ -139,7 +121,7 @@ LatenessSummary Runtime::alarm_lateness() {
   // Merge the shards' summaries by taking the worst of each (a bound, cheap).
   LatenessSummary all;
   for (auto& s : shards_) {
-    LatenessSummary one = run_on(*s, [&] { return s->alarms().lateness(); });
+    LatenessSummary one = s->run_and_wait([&] { return s->alarms().lateness(); });
     all.count += one.count;
     all.p50_ms = std::max(all.p50_ms, one.p50_ms);
     all.p99_ms = std::max(all.p99_ms, one.p99_ms);

@@ -10,6 +10,8 @@
 #include <chrono>
 #include <coroutine>
 #include <functional>
+#include <future>
+#include <type_traits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -84,6 +86,23 @@ class Shard {
 
   // Thread-safe: runs fn on this shard's thread.
   void post(std::function<void()> fn);
+  // Runs fn on this shard's thread and waits for its result. Only from a
+  // thread that is not this shard's (it would wait for itself).
+  template <typename F>
+  auto run_and_wait(F fn) {
+    using R = decltype(fn());
+    std::promise<R> p;
+    auto f = p.get_future();
+    post([&] {
+      if constexpr (std::is_void_v<R>) {
+        fn();
+        p.set_value();
+      } else {
+        p.set_value(fn());
+      }
+    });
+    return f.get();
+  }
   void start();
   // Asks the loop to exit once all posted work ran; join() waits for it.
   void stop();
