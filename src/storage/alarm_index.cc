@@ -16,14 +16,12 @@ Result<std::shared_ptr<SyncFile>> AlarmIndex::record(const AlarmRecord& r) {
   std::lock_guard lock(mu_);
   auto s = db_.cached("INSERT OR REPLACE INTO alarms(ns, id, name, at) VALUES (?1, ?2, ?3, ?4)");
   if (!s) return s.status();
-  Stmt* st = *s;
+  StmtUse st = std::move(*s);
   st->bind_blob(1, r.ns);
   st->bind_blob(2, r.id_hex);
   if (r.name) st->bind_blob(3, *r.name);
   st->bind_int(4, r.at_ms);
-  int rc = st->step();
-  st->reset();
-  if (rc != SQLITE_DONE) return db_.error(Code::kInternal, "alarm index");
+  if (st->step() != SQLITE_DONE) return db_.error(Code::kInternal, "alarm index");
   if (!wal_) {
     auto f = SyncFile::open(path_ + "-wal", /*is_dir=*/false);
     if (!f) return f.status();
@@ -39,7 +37,6 @@ void AlarmIndex::remove(const std::string& ns, const std::string& id_hex) {
   (*s)->bind_blob(1, ns);
   (*s)->bind_blob(2, id_hex);
   (*s)->step();
-  (*s)->reset();
 }
 
 std::vector<AlarmRecord> AlarmIndex::all() {
@@ -56,7 +53,6 @@ std::vector<AlarmRecord> AlarmIndex::all() {
     r.at_ms = (*s)->column_int(3);
     out.push_back(std::move(r));
   }
-  (*s)->reset();
   return out;
 }
 

@@ -40,18 +40,6 @@ std::optional<std::string> prefix_successor(std::string prefix) {
   return std::nullopt;
 }
 
-// Resets a statement when the operation using it ends: a statement left on a
-// row keeps a read transaction open, which blocks checkpoints.
-class StmtUse {
- public:
-  explicit StmtUse(Stmt* s) : s_(s) {}
-  ~StmtUse() { s_->reset(); }
-  Stmt* operator->() const { return s_; }
-
- private:
-  Stmt* s_;
-};
-
 }  // namespace
 
 void DbLru::touch(ObjectStore* store) {
@@ -99,13 +87,13 @@ void ObjectStore::fail(std::string_view what) {
   throw Error(st);
 }
 
-Stmt* ObjectStore::stmt(const std::string& sql) {
+StmtUse ObjectStore::stmt(const std::string& sql) {
   auto s = db_.cached(sql);
   if (!s) {
     if (in_txn_) mark_broken(s.status().message());
     throw Error(s.status());
   }
-  return *s;
+  return std::move(*s);
 }
 
 bool ObjectStore::ensure_open(bool create) {
@@ -182,7 +170,7 @@ void ObjectStore::begin_write() {
 
 std::optional<std::string> ObjectStore::get(std::string_view key) {
   if (!ensure_open(false)) return std::nullopt;
-  StmtUse s(stmt("SELECT value FROM _dobj_kv WHERE key = ?1"));
+  StmtUse s = stmt("SELECT value FROM _dobj_kv WHERE key = ?1");
   s->bind_blob(1, key);
   int rc = s->step();
   if (rc == SQLITE_ROW) return std::string(s->column_blob(0));
@@ -192,7 +180,7 @@ std::optional<std::string> ObjectStore::get(std::string_view key) {
 
 void ObjectStore::put(std::string_view key, std::string_view value) {
   begin_write();
-  StmtUse s(stmt("INSERT OR REPLACE INTO _dobj_kv(key, value) VALUES (?1, ?2)"));
+  StmtUse s = stmt("INSERT OR REPLACE INTO _dobj_kv(key, value) VALUES (?1, ?2)");
   s->bind_blob(1, key);
   s->bind_blob(2, value);
   if (s->step() != SQLITE_DONE) fail("put");
@@ -201,7 +189,7 @@ void ObjectStore::put(std::string_view key, std::string_view value) {
 bool ObjectStore::remove(std::string_view key) {
   if (!ensure_open(false)) return false;
   begin_write();
-  StmtUse s(stmt("DELETE FROM _dobj_kv WHERE key = ?1"));
+  StmtUse s = stmt("DELETE FROM _dobj_kv WHERE key = ?1");
   s->bind_blob(1, key);
   if (s->step() != SQLITE_DONE) fail("delete");
   return sqlite3_changes(db_.get()) > 0;
@@ -240,7 +228,7 @@ std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOpt
   }
   sql += o.reverse ? " ORDER BY key DESC" : " ORDER BY key";
   if (o.limit) sql += " LIMIT ?3";
-  StmtUse s(stmt(sql));
+  StmtUse s = stmt(sql);
   if (lower) s->bind_blob(1, *lower);
   if (upper) s->bind_blob(2, *upper);
   if (o.limit) s->bind_int(3, *o.limit);
@@ -254,7 +242,7 @@ std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOpt
 
 std::optional<int64_t> ObjectStore::stored_alarm() {
   if (!ensure_open(false)) return std::nullopt;
-  StmtUse s(stmt("SELECT at FROM _dobj_alarm WHERE id = 0"));
+  StmtUse s = stmt("SELECT at FROM _dobj_alarm WHERE id = 0");
   int rc = s->step();
   if (rc == SQLITE_ROW) return s->column_int(0);
   if (rc != SQLITE_DONE) fail("get alarm");
@@ -272,7 +260,7 @@ void ObjectStore::set_alarm(int64_t at_ms) {
     throw Error(Code::kInvalidArgument, "set_alarm: this object class has no alarm() handler");
   }
   begin_write();
-  StmtUse s(stmt("INSERT OR REPLACE INTO _dobj_alarm(id, at) VALUES (0, ?1)"));
+  StmtUse s = stmt("INSERT OR REPLACE INTO _dobj_alarm(id, at) VALUES (0, ?1)");
   s->bind_int(1, at_ms);
   if (s->step() != SQLITE_DONE) fail("set alarm");
   alarm_dirty_ = true;
@@ -282,7 +270,7 @@ void ObjectStore::set_alarm(int64_t at_ms) {
 void ObjectStore::delete_alarm() {
   if (!ensure_open(false)) return;
   begin_write();
-  StmtUse s(stmt("DELETE FROM _dobj_alarm"));
+  StmtUse s = stmt("DELETE FROM _dobj_alarm");
   if (s->step() != SQLITE_DONE) fail("delete alarm");
   alarm_dirty_ = true;
   if (running_alarm_) alarm_touched_in_handler_ = true;

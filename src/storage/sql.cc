@@ -190,12 +190,11 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
   while (p < end && !only_trivia(p, end)) {
     sqlite3_stmt* raw = nullptr;
     Stmt owned;
+    Stmt* statement = &owned;
     bool last;
     auto cached = index == 0 ? sql_cache_.find(key) : sql_cache_.end();
     if (cached != sql_cache_.end()) {
-      raw = cached->second.get();
-      sqlite3_reset(raw);
-      sqlite3_clear_bindings(raw);
+      statement = &cached->second;  // reset when its last use ended
       p = end;
       last = true;
     } else {
@@ -211,18 +210,15 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
       if (index == 0 && last) {
         // The whole query is this one statement: keep it prepared.
         if (sql_cache_.size() >= kSqlCacheSize) sql_cache_.clear();
-        raw = sql_cache_.emplace(key, Stmt(raw)).first->second.get();
+        statement = &sql_cache_.emplace(key, Stmt(raw)).first->second;
       } else {
         owned = Stmt(raw);
       }
       p = next;
     }
     ++index;
-    // Reset when done, so that no read stays open (it would block checkpoints).
-    struct ResetAfter {
-      sqlite3_stmt* s;
-      ~ResetAfter() { sqlite3_reset(s); }
-    } reset_after{raw};
+    StmtUse use(statement);  // reset when done: an open read blocks checkpoints
+    raw = statement->get();
     int wanted = sqlite3_bind_parameter_count(raw);
     if (!last && wanted > 0) {
       throw Error(Code::kInvalidArgument, "statement " + std::to_string(index) +
@@ -269,21 +265,20 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
 
 int64_t ObjectStore::database_size() {
   if (!ensure_open(false)) return 0;
-  Stmt* s = stmt("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()");
-  int64_t size = s->step() == SQLITE_ROW ? s->column_int(0) : 0;
-  s->reset();
-  return size;
+  StmtUse s = stmt("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()");
+  return s->step() == SQLITE_ROW ? s->column_int(0) : 0;
 }
 
 void ObjectStore::drop_user_schema() {
-  Stmt* s = stmt(
-      "SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') "
-      "AND name NOT LIKE '\\_dobj\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
   std::vector<std::pair<std::string, std::string>> objects;
-  while (s->step() == SQLITE_ROW) {
-    objects.emplace_back(std::string(s->column_blob(0)), std::string(s->column_blob(1)));
+  {
+    StmtUse s = stmt(
+        "SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') "
+        "AND name NOT LIKE '\\_dobj\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'");
+    while (s->step() == SQLITE_ROW) {
+      objects.emplace_back(std::string(s->column_blob(0)), std::string(s->column_blob(1)));
+    }
   }
-  s->reset();
   if (objects.empty()) return;
   if (Status st = db_.exec("PRAGMA defer_foreign_keys=ON"); !st) {
     mark_broken(st.message());

@@ -54,18 +54,15 @@ Status Db::exec(const char* sql) {
   return Status::ok();
 }
 
-Result<Stmt*> Db::cached(const std::string& sql) {
+Result<StmtUse> Db::cached(const std::string& sql) {
   auto it = cache_.find(sql);
-  if (it != cache_.end()) {
-    it->second.reset();
-    return &it->second;
-  }
+  if (it != cache_.end()) return StmtUse(&it->second);  // reset when its last use ended
   sqlite3_stmt* s = nullptr;
   int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
                               SQLITE_PREPARE_PERSISTENT, &s, nullptr);
   if (rc != SQLITE_OK) return error(Code::kInternal, "prepare");
   auto [pos, inserted] = cache_.emplace(sql, Stmt(s));
-  return &pos->second;
+  return StmtUse(&pos->second);
 }
 
 Status Db::error(Code code, std::string_view what) const {

@@ -48,6 +48,24 @@ class Stmt {
   sqlite3_stmt* s_ = nullptr;
 };
 
+// A cached statement in use. It is reset (and its bindings cleared) when the
+// use ends: a statement left on a row keeps a read transaction open, which
+// blocks checkpoints. Move-only; does not own the statement.
+class StmtUse {
+ public:
+  explicit StmtUse(Stmt* s) : s_(s) {}
+  StmtUse(StmtUse&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  StmtUse& operator=(StmtUse&&) = delete;
+  ~StmtUse() {
+    if (s_) s_->reset();
+  }
+  Stmt* operator->() const { return s_; }
+  Stmt* get() const { return s_; }
+
+ private:
+  Stmt* s_;
+};
+
 class Db {
  public:
   Db() = default;
@@ -63,8 +81,8 @@ class Db {
 
   // Runs one or more statements that return no rows.
   Status exec(const char* sql);
-  // A prepared statement cached by its SQL text; reset before it is returned.
-  Result<Stmt*> cached(const std::string& sql);
+  // A prepared statement cached by its SQL text, ready to bind and step.
+  Result<StmtUse> cached(const std::string& sql);
   // The last error, as a Status with the given code.
   Status error(Code code, std::string_view what) const;
 
