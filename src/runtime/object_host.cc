@@ -3,7 +3,6 @@
 #include <time.h>
 
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "base/log.h"
 #include "runtime/runtime.h"
@@ -323,7 +322,7 @@ void ObjectHost::alarm_finished(AlarmOutcome outcome, int retry, int64_t at, con
   }
   switch (outcome) {
     case AlarmOutcome::kNothingDue:
-      shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
+      forget_indexed_alarm();
       break;
     case AlarmOutcome::kLater:
       alarms.schedule(key, at, 0);
@@ -333,7 +332,7 @@ void ObjectHost::alarm_finished(AlarmOutcome outcome, int retry, int64_t at, con
       // one, the index entry goes.
       try {
         if (!store_->get_alarm()) {
-          shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
+          forget_indexed_alarm();
         }
       } catch (const Error& e) {
         // Outside any handler: a storage failure here only leaves a stale
@@ -341,23 +340,22 @@ void ObjectHost::alarm_finished(AlarmOutcome outcome, int retry, int64_t at, con
         log_warn("alarm index check failed: " + std::string(e.what()));
       }
       break;
-    case AlarmOutcome::kRetry: {
-      thread_local std::minstd_rand rng{std::random_device{}()};
-      double jitter = static_cast<double>(rng() % 1000) / 1000.0;
-      int64_t delay =
-          alarm_backoff_ms(retry + 1, shard_->runtime().options().alarm_backoff_scale, jitter);
-      alarms.schedule(key, shard_->now_ms() + delay, retry + 1);
+    case AlarmOutcome::kRetry:
+      shard_->retry_alarm(key, retry);
       break;
-    }
     case AlarmOutcome::kAbortedNoRetry:
       drop_alarm_now();
       break;
     case AlarmOutcome::kDropped:
       log_warn("alarm of " + ns_->name() + " " + id_.to_string() + " dropped after " +
                std::to_string(kMaxAlarmRetries) + " retries");
-      shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
+      forget_indexed_alarm();
       break;
   }
+}
+
+void ObjectHost::forget_indexed_alarm() {
+  shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
 }
 
 void ObjectHost::drop_alarm_now() {
@@ -367,7 +365,7 @@ void ObjectHost::drop_alarm_now() {
   } catch (const Error& e) {
     log_warn("could not drop the aborted alarm: " + std::string(e.what()));
   }
-  shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
+  forget_indexed_alarm();
 }
 
 void ObjectHost::resume(std::coroutine_handle<> h) {

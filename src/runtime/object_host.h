@@ -102,6 +102,8 @@ class ObjectHost {
   enum class AlarmOutcome { kNothingDue, kLater, kDone, kRetry, kDropped, kAbortedNoRetry };
   // The runtime's own commit that deletes the alarm, outside any instance.
   void drop_alarm_now();
+  // Removes this object's entry from the node's alarm index.
+  void forget_indexed_alarm();
   void alarm_finished(AlarmOutcome outcome, int retry, int64_t at, const Status& st);
   Driver drive_block(Run* run, std::function<Task<void>()> fn, std::shared_ptr<BlockState> st);
   // Applies the stub-binding rule; false (and the caller answered) if the

@@ -60,10 +60,7 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
         // The host acts on the outcome itself; this reply only runs when the
         // alarm could not run to its end (object overloaded, or reset while
         // running): the alarm is still stored, so it is tried again later.
-        d.reply = [this, key, retry](Response) {
-          int64_t delay = alarm_backoff_ms(retry + 1, runtime_->options().alarm_backoff_scale, 0.5);
-          alarms_->schedule(key, now_ms() + delay, retry + 1);
-        };
+        d.reply = [this, key, retry](Response) { retry_alarm(key, retry); };
         d.alarm = Delivery::Alarm{retry, scheduled_ms};
         // Each alarm is its own task on the loop, so requests interleave.
         post([this, ns = const_cast<NamespaceImpl*>(key.ns), id = key.id,
@@ -72,6 +69,12 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
 }
 
 int64_t Shard::now_ms() { return alarm_clock_->now_ms(); }
+
+void Shard::retry_alarm(const AlarmKey& key, int retry) {
+  double jitter = static_cast<double>(jitter_rng_() % 1000) / 1000.0;
+  int64_t delay = alarm_backoff_ms(retry + 1, runtime_->options().alarm_backoff_scale, jitter);
+  alarms_->schedule(key, now_ms() + delay, retry + 1);
+}
 
 Shard::~Shard() {
   workers_.clear();

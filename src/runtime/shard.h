@@ -11,11 +11,12 @@
 #include <coroutine>
 #include <functional>
 #include <future>
-#include <type_traits>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 
 #include "dobj/http.h"
@@ -82,6 +83,9 @@ class Shard {
   GroupCommit& commits() { return commits_; }
   AlarmScheduler& alarms() { return *alarms_; }
   int64_t now_ms();  // the alarm clock: milliseconds since the Unix epoch
+  // Schedules retry number retry + 1 of an object's alarm after the backoff
+  // (with jitter) that follows `retry` failed attempts.
+  void retry_alarm(const AlarmKey& key, int retry);
   DbLru& lru() { return lru_; }
 
   // Thread-safe: runs fn on this shard's thread.
@@ -162,6 +166,7 @@ class Shard {
   class Clock;
   std::unique_ptr<Clock> alarm_clock_;
   std::unique_ptr<AlarmScheduler> alarms_;
+  std::minstd_rand jitter_rng_{std::random_device{}()};
   std::unordered_map<HostKey, std::unique_ptr<ObjectHost>, HostKeyHash> hosts_;
   std::unordered_map<HostKey, uint64_t, HostKeyHash> reset_epochs_;  // only objects ever reset
   uint64_t generation_counter_ = 0;
