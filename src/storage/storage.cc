@@ -33,6 +33,16 @@ void check_batch(size_t n) {
   }
 }
 
+// A batch of keys, checked, in key order, each once.
+std::vector<std::string> checked_key_batch(const std::vector<std::string>& keys) {
+  check_batch(keys.size());
+  for (const auto& k : keys) check_key(k);
+  std::vector<std::string> sorted = keys;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  return sorted;
+}
+
 }  // namespace
 
 std::optional<std::string> Storage::get_raw(std::string_view key) {
@@ -42,11 +52,7 @@ std::optional<std::string> Storage::get_raw(std::string_view key) {
 
 std::vector<std::pair<std::string, std::string>> Storage::get_raw(
     const std::vector<std::string>& keys) {
-  check_batch(keys.size());
-  for (const auto& k : keys) check_key(k);
-  std::vector<std::string> sorted = keys;
-  std::sort(sorted.begin(), sorted.end());
-  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  std::vector<std::string> sorted = checked_key_batch(keys);
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& k : sorted) {
     if (auto v = store_->get(k)) out.emplace_back(k, std::move(*v));
@@ -78,11 +84,7 @@ bool Storage::remove(std::string_view key) {
 }
 
 size_t Storage::remove(const std::vector<std::string>& keys) {
-  check_batch(keys.size());
-  for (const auto& k : keys) check_key(k);
-  std::vector<std::string> sorted = keys;
-  std::sort(sorted.begin(), sorted.end());
-  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  std::vector<std::string> sorted = checked_key_batch(keys);
   return transaction_sync([&] {
     size_t n = 0;
     for (const auto& k : sorted) n += store_->remove(k) ? 1 : 0;
