@@ -1,5 +1,7 @@
 #include "kv_probe/kv_probe.h"
 
+#include "common/util.h"
+
 namespace examples {
 namespace {
 
@@ -83,13 +85,8 @@ Response KvProbe::list(const dobj::Request& req) {
     o.reverse = *r == "true";
   }
   if (auto l = req.query("limit")) {
-    try {
-      size_t used = 0;
-      o.limit = std::stoll(*l, &used);
-      if (used != l->size()) throw std::invalid_argument("trailing characters");
-    } catch (const std::exception&) {
-      return Response::error(400, "limit must be an integer");
-    }
+    o.limit = parse_int(*l);
+    if (!o.limit) return Response::error(400, "limit must be an integer");
   }
   return ok_json(pairs(storage().list<Json>(o)));
 }

@@ -4,7 +4,7 @@
 
 #include <dobj/dobj.h>
 
-#include <chrono>
+#include "common/util.h"
 
 namespace examples {
 
@@ -16,18 +16,12 @@ class RateLimiter : public dobj::DurableObject {
   dobj::Task<dobj::Response> fetch(dobj::Request req) override {
     if (req.method != "POST") co_return dobj::Response::error(405, "use POST");
     auto limit_text = req.query("limit");
-    int64_t limit = 0;
-    try {
-      size_t used = 0;
-      if (!limit_text) throw std::invalid_argument("missing");
-      limit = std::stoll(*limit_text, &used);
-      if (used != limit_text->size() || limit < 0) throw std::invalid_argument("bad");
-    } catch (const std::exception&) {
+    auto parsed = limit_text ? parse_int(*limit_text) : std::nullopt;
+    if (!parsed || *parsed < 0) {
       co_return dobj::Response::error(400, "limit must be a non-negative integer");
     }
-    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
+    int64_t limit = *parsed;
+    int64_t now = now_ms();
     int64_t start = storage().get<int64_t>("window_start").value_or(0);
     int64_t calls = storage().get<int64_t>("calls").value_or(0);
     if (start == 0 || now - start >= kWindowMs) {

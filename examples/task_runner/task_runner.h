@@ -4,15 +4,9 @@
 
 #include <dobj/dobj.h>
 
-#include <chrono>
+#include "common/util.h"
 
 namespace examples {
-
-inline int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 class TaskRunner : public dobj::DurableObject {
  public:
@@ -77,14 +71,7 @@ class TaskRunner : public dobj::DurableObject {
  private:
   static std::optional<int64_t> number(const std::optional<std::string>& s, int64_t fallback) {
     if (!s) return fallback < 0 ? std::nullopt : std::optional<int64_t>(fallback);
-    try {
-      size_t used = 0;
-      int64_t v = std::stoll(*s, &used);
-      if (used != s->size()) return std::nullopt;
-      return v;
-    } catch (const std::exception&) {
-      return std::nullopt;
-    }
+    return parse_int(*s);
   }
 };
 

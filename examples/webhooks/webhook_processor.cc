@@ -1,6 +1,6 @@
 #include "webhooks/webhook_processor.h"
 
-#include "task_runner/task_runner.h"  // now_ms
+#include "common/util.h"
 
 namespace examples {
 
@@ -35,13 +35,10 @@ dobj::Task<Response> WebhookProcessor::fetch(dobj::Request req) {
   if (req.method != "POST") co_return Response::error(405, "use POST to queue or GET to read");
   int64_t backoff = 1000;
   if (auto b = req.query("backoff_ms")) {
-    try {
-      size_t used = 0;
-      backoff = std::stoll(*b, &used);
-      if (used != b->size() || backoff < 0) throw std::invalid_argument("bad");
-    } catch (const std::exception&) {
+    auto parsed = parse_int(*b);
+    if (!parsed || *parsed < 0)
       co_return Response::error(400, "backoff_ms must be a non-negative integer");
-    }
+    backoff = *parsed;
   }
   Json e = Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (e.is_discarded() || !e.is_object())
