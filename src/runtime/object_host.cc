@@ -540,10 +540,4 @@ bool ObjectHost::idle() const {
          !in_turn_ && !store_->in_turn_transaction();
 }
 
-void ObjectHost::evict() {
-  instance_.reset();
-  state_.reset();
-  store_->close_connection();
-}
-
 }  // namespace dobj::internal

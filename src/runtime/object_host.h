@@ -69,10 +69,9 @@ class ObjectHost {
   // dobj::Error(kReset) to unwind the handler.
   [[noreturn]] void abort(std::string_view reason, bool retry_alarm);
 
+  // Nothing queued, running or held: the shard may evict (destroy) the host.
   bool idle() const;
   std::chrono::steady_clock::time_point last_active() const { return last_active_; }
-  // Drops the instance (its storage stays); only when idle().
-  void evict();
 
  private:
   using Event = Delivery;

@@ -135,7 +135,6 @@ class Shard {
   ObjectHost* find_host(const NamespaceImpl* ns, const ObjectId& id);
   // Evicts objects idle for longer than the idle timeout.
   void evict_idle(std::chrono::steady_clock::time_point now);
-  size_t resident_objects() const { return hosts_.size(); }
   // Work in flight on this shard: events, pending outputs, unflushed commits.
   bool quiescent() const;
   // Flushes every commit and calls done() on this shard when durable.

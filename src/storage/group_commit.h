@@ -105,7 +105,6 @@ class GroupCommit {
   void when_durable(uint64_t seq, Waiter waiter);
   uint64_t durable_seq() const { return durable_seq_; }
   uint64_t last_seq() const { return next_seq_ - 1; }
-  bool idle() const { return !in_flight_ && dirty_.empty() && waiters_.empty(); }
 
  private:
   void maybe_flush();
