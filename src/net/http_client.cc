@@ -136,7 +136,6 @@ struct FetchAwaitable {
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) {
     internal::ResumeTarget back = internal::current_resume_target();
-    internal::ObjectHost* host = internal::ObjectHost::current();
     auto exchange = std::make_shared<Exchange>(back.shard->io(), std::move(url), std::move(request),
                                                options, [back, h, this](Result<Response> r) {
                                                  if (!back.shard->alive(back))
@@ -144,13 +143,7 @@ struct FetchAwaitable {
                                                  result.emplace(std::move(r));
                                                  back.shard->resume(back, h);
                                                });
-    if (host) {
-      host->gate_output([exchange](Status st) {
-        if (st.is_ok()) exchange->start();  // otherwise the caller is reset
-      });
-    } else {
-      exchange->start();
-    }
+    internal::send_through_output_gate([exchange] { exchange->start(); });
   }
   Response await_resume() {
     if (!result->is_ok()) throw Error(result->status());

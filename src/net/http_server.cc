@@ -219,7 +219,6 @@ void do_accept(std::shared_ptr<HttpServer::PerShard> ps, const ServerOptions* op
   });
 }
 
-
 }  // namespace
 
 HttpServer::HttpServer(Runtime& runtime, const ServerOptions& options)

@@ -100,13 +100,7 @@ struct FetchAwaitable {
         target->deliver(ns, id, std::move(d));
       });
     };
-    if (ObjectHost* host = ObjectHost::current()) {
-      host->gate_output([send = std::move(send)](Status st) mutable {
-        if (st.is_ok()) send();  // otherwise the caller is reset and h destroyed
-      });
-    } else {
-      send();
-    }
+    internal::send_through_output_gate(std::move(send));
   }
   Response await_resume() { return std::move(*result); }
 };

@@ -41,6 +41,10 @@ Response error_response(const Status& status);
 Response response_for(std::exception_ptr e);
 // Where a coroutine suspending now on this thread must continue.
 ResumeTarget current_resume_target();
+// Sends an outgoing message (a call to an object, an HTTP request) under the
+// output gate: at once outside objects; inside one, once every write it made
+// before is durable, and never if that write fails (the caller is reset then).
+void send_through_output_gate(std::function<void()> send);
 
 class ObjectHost {
  public:
