@@ -250,9 +250,8 @@ std::optional<int64_t> ObjectStore::stored_alarm() {
 }
 
 std::optional<int64_t> ObjectStore::get_alarm() {
-  auto at = stored_alarm();
   if (running_alarm_ && !alarm_touched_in_handler_) return std::nullopt;  // the one running
-  return at;
+  return stored_alarm();
 }
 
 void ObjectStore::set_alarm(int64_t at_ms) {
