@@ -76,53 +76,63 @@ TEST_F(ExamplesTest, HundredConcurrentIncrementsAnswerAPermutationOfOneToHundred
   EXPECT_EQ(call("GET", "/counter/par").body, "100");
 }
 
+// Clients that increment one counter as fast as they can, each on its own
+// keep-alive connection, until told to stop or the server stops answering.
+class IncrementLoad {
+ public:
+  IncrementLoad(int port, const std::string& counter, int clients) {
+    for (int c = 0; c < clients; ++c) {
+      threads_.emplace_back([this, port, counter] {
+        HttpClient client(port, std::chrono::seconds(2));
+        while (!stop_) {
+          HttpResponse r = client.request("POST", "/counter/" + counter + "/increment");
+          if (r.status != 200) break;
+          ++acked_;
+        }
+      });
+    }
+  }
+  ~IncrementLoad() { stop(); }
+  void wait_for_acks(int n) {
+    while (acked_ < n) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  // Stops the clients and waits for them.
+  void stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+  // Increments that were answered with 200.
+  int acked() const { return acked_.load(); }
+
+ private:
+  std::atomic<int> acked_{0};
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+};
+
 TEST_F(ExamplesTest, AcknowledgedIncrementsSurviveSigkill) {
   // Eight clients increment as fast as they can; the server is killed while
   // they run. Every increment answered before the kill must be there after.
-  std::atomic<int> acked{0};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> clients;
-  for (int c = 0; c < 8; ++c) {
-    clients.emplace_back([&] {
-      HttpClient client(port(), std::chrono::seconds(2));
-      while (!stop) {
-        HttpResponse r = client.request("POST", "/counter/kill/increment");
-        if (r.status != 200) break;
-        ++acked;
-      }
-    });
-  }
-  while (acked < 300) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  IncrementLoad load(port(), "kill", 8);
+  load.wait_for_acks(300);
   EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
-  stop = true;
-  for (auto& t : clients) t.join();
+  load.stop();
   start();
   int after = std::stoi(call("GET", "/counter/kill").body);
-  EXPECT_GE(after, acked.load());
+  EXPECT_GE(after, load.acked());
   // At most one unanswered increment per client can have landed.
-  EXPECT_LE(after, acked.load() + 8);
+  EXPECT_LE(after, load.acked() + 8);
 }
 
 TEST_F(ExamplesTest, SigtermFinishesInFlightWorkAndExitsCleanly) {
-  std::atomic<int> acked{0};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> clients;
-  for (int c = 0; c < 4; ++c) {
-    clients.emplace_back([&] {
-      HttpClient client(port(), std::chrono::seconds(2));
-      while (!stop) {
-        HttpResponse r = client.request("POST", "/counter/term/increment");
-        if (r.status != 200) break;
-        ++acked;
-      }
-    });
-  }
-  while (acked < 100) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  IncrementLoad load(port(), "term", 4);
+  load.wait_for_acks(100);
   EXPECT_EQ(server_->stop(SIGTERM), 0) << server_->output();
-  stop = true;
-  for (auto& t : clients) t.join();
+  load.stop();
   start();
-  EXPECT_GE(std::stoi(call("GET", "/counter/term").body), acked.load());
+  EXPECT_GE(std::stoi(call("GET", "/counter/term").body), load.acked());
 }
 
 TEST_F(ExamplesTest, ASecondServerOnTheSameDataFolderRefusesToStart) {
