@@ -44,16 +44,9 @@ class Burst : public DurableObject {
 };
 
 Response call(Runtime& rt, NamespaceImpl* ns, const std::string& name, const std::string& target) {
-  ObjectId id = ns->ids().from_name(name);
-  std::promise<Response> p;
   Request req;
   req.target = target;
-  Shard& shard = rt.shard_for(id);
-  shard.post([&] {
-    shard.deliver(ns, id,
-                  Delivery{req, [&](Response r) { p.set_value(r); }, {}, false, 0, std::nullopt});
-  });
-  return p.get_future().get();
+  return rt.send_to_object(ns, ns->ids().from_name(name), std::move(req)).get();
 }
 
 int run() {

@@ -73,16 +73,10 @@ void Calls(benchmark::State& state, bool same_shard, bool parallel) {
   }
   double cpu = 0;
   for (auto _ : state) {
-    std::promise<Response> p;
     Request req;
     req.target = "/?target=" + callee.to_string() + (parallel ? "&parallel=1" : "");
-    Shard& shard = rt.shard_for(caller);
     double before = cpu_seconds();
-    shard.post([&] {
-      shard.deliver(caller_ns, caller,
-                    Delivery{req, [&](Response r) { p.set_value(r); }, {}, false, 0, std::nullopt});
-    });
-    benchmark::DoNotOptimize(p.get_future().get());
+    benchmark::DoNotOptimize(rt.send_to_object(caller_ns, caller, std::move(req)).get());
     cpu += cpu_seconds() - before;
   }
   state.SetItemsProcessed(state.iterations() * kCallsPerBatch);

@@ -3,6 +3,7 @@
 #include <dobj/dobj.h>
 
 #include "bank/bank_account.h"
+#include "chat_room/chat_room.h"
 #include "counter/counter.h"
 #include "kv_probe/kv_probe.h"
 #include "rate_limiter/rate_limiter.h"
@@ -10,6 +11,7 @@
 #include "sql_probe/sql_probe.h"
 #include "task_runner/task_runner.h"
 #include "webhooks/webhook_processor.h"
+#include "page.h"
 
 namespace {
 
@@ -17,6 +19,11 @@ namespace {
 dobj::Task<dobj::Response> route(dobj::Request req, dobj::Env& env) {
   auto segments = req.path_segments();
   if (!segments) co_return dobj::Response::error(400, "malformed percent-encoding in the path");
+  if (segments->empty() && req.method == "GET") {
+    dobj::Response page = dobj::Response::text(kChatPage);
+    page.set_header("content-type", "text/html; charset=utf-8");
+    co_return page;
+  }
   if (segments->size() < 2) co_return dobj::Response::error(404, "not found");
   const std::string& kind = (*segments)[0];
   if (kind == "sharded") {
@@ -32,6 +39,7 @@ dobj::Task<dobj::Response> route(dobj::Request req, dobj::Env& env) {
                         : kind == "ratelimit" ? "RATE_LIMITER"
                         : kind == "tasks"     ? "TASK_RUNNER"
                         : kind == "webhooks"  ? "WEBHOOKS"
+                        : kind == "room"      ? "CHAT_ROOM"
                                               : nullptr;
   if (!binding) co_return dobj::Response::error(404, "no route for /" + kind);
   dobj::Namespace ns = env.ns(binding);
@@ -50,6 +58,7 @@ int main(int argc, char** argv) {
   server.bind<examples::CounterShard>("SHARDED_COUNTER");
   server.bind<examples::TaskRunner>("TASK_RUNNER");
   server.bind<examples::WebhookProcessor>("WEBHOOKS");
+  server.bind<examples::ChatRoom>("CHAT_ROOM");
   server.worker(route);
   return server.run(argc, argv);
 }

@@ -11,3 +11,4 @@
 #include "dobj/storage.h"
 #include "dobj/task.h"
 #include "dobj/timer.h"
+#include "dobj/websocket.h"

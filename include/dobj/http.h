@@ -37,6 +37,8 @@ struct Request {
   std::optional<std::string> query(std::string_view name) const;
   std::optional<std::string> header(std::string_view name) const;
   void set_header(std::string name, std::string value);
+  // GET with "Upgrade: websocket" and "Connection: upgrade".
+  bool is_websocket_upgrade() const;
 };
 
 struct Response {

@@ -20,18 +20,21 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "dobj/http.h"
 #include "dobj/id.h"
 #include "dobj/status.h"
 #include "dobj/storage.h"
 #include "dobj/task.h"
+#include "dobj/websocket.h"
 
 namespace dobj {
 
@@ -148,6 +151,26 @@ class State {
   [[noreturn]] void abort(std::string_view reason, AbortOptions options);
   [[noreturn]] void abort(std::string_view reason) { abort(reason, AbortOptions{}); }
 
+  // WebSockets (see dobj/websocket.h). accept_websocket takes an upgrade
+  // request through the hibernation API: the runtime holds the socket and
+  // calls websocket_message/close/error, and the object may be evicted while
+  // it is open. At most 10 tags of 256 characters; 32,768 sockets per object.
+  // Throws dobj::Error for a request that is not a WebSocket upgrade.
+  WebSocket accept_websocket(const Request& upgrade, std::vector<std::string> tags = {});
+  // A socket the object keeps itself: its events go to these callbacks, and
+  // the object stays in memory while the socket is open (reset closes it).
+  WebSocket keep_websocket(const Request& upgrade, WebSocketHandlers handlers);
+  // The open hibernatable sockets, or those with `tag`.
+  std::vector<WebSocket> get_websockets(std::string_view tag = {});
+  std::vector<std::string> get_tags(const WebSocket& ws);
+  // A text message equal to `request` is answered with `response` by the
+  // runtime, without waking the object (e.g. "ping" → "pong").
+  void set_websocket_auto_response(std::string request, std::string response);
+  void clear_websocket_auto_response();
+  std::optional<std::pair<std::string, std::string>> get_websocket_auto_response();
+  // When the auto-response last answered on this socket (ms since the epoch).
+  std::optional<int64_t> get_websocket_auto_response_timestamp(const WebSocket& ws);
+
  private:
   internal::ObjectHost* host_;
   Storage storage_;
@@ -176,6 +199,14 @@ class DurableObject {
   // alarm inside replaces a pending retry. Override it to use alarms; a class
   // that does not cannot set_alarm.
   virtual Task<void> alarm(AlarmInfo info);
+
+  // Events of sockets accepted with State::accept_websocket, in the order each
+  // socket received them. A client that vanished without a close frame gives
+  // code 1006 and was_clean false; a protocol violation gives
+  // websocket_error. The defaults do nothing.
+  virtual Task<void> websocket_message(WebSocket ws, WebSocketMessage message);
+  virtual Task<void> websocket_close(WebSocket ws, int code, std::string reason, bool was_clean);
+  virtual Task<void> websocket_error(WebSocket ws, std::string error);
 
   // Runs a registered method for a typed call (the runtime calls this).
   Task<Response> dispatch_call(std::string method, std::string args_json);

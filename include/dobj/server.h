@@ -58,6 +58,9 @@ struct ServerOptions {
   size_t max_body_bytes = 8 * 1024 * 1024;  // larger: 413
   // A connection idle this long is closed (408 if a request was half sent).
   std::chrono::milliseconds connection_idle_timeout{60'000};
+  // Bytes that may wait to be sent on one WebSocket; a client that falls
+  // further behind is closed with code 1008.
+  size_t websocket_send_queue_bytes = 4 * 1024 * 1024;
   // Longest a graceful stop waits for in-flight requests.
   std::chrono::milliseconds stop_timeout{30'000};
 };

@@ -114,6 +114,36 @@ std::optional<std::string> Request::query(std::string_view name) const {
   return std::nullopt;
 }
 
+namespace {
+bool has_token(std::string_view value, std::string_view token) {
+  // Comma-separated, case-insensitive: "keep-alive, Upgrade".
+  size_t i = 0;
+  while (i <= value.size()) {
+    size_t comma = value.find(',', i);
+    if (comma == std::string_view::npos) comma = value.size();
+    std::string_view part = value.substr(i, comma - i);
+    while (!part.empty() && (part.front() == ' ' || part.front() == '\t')) part.remove_prefix(1);
+    while (!part.empty() && (part.back() == ' ' || part.back() == '\t')) part.remove_suffix(1);
+    if (part.size() == token.size()) {
+      bool eq = true;
+      for (size_t k = 0; k < part.size() && eq; ++k) {
+        eq = tolower(static_cast<unsigned char>(part[k])) ==
+             tolower(static_cast<unsigned char>(token[k]));
+      }
+      if (eq) return true;
+    }
+    i = comma + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool Request::is_websocket_upgrade() const {
+  return method == "GET" && has_token(header("upgrade").value_or(""), "websocket") &&
+         has_token(header("connection").value_or(""), "upgrade");
+}
+
 std::optional<std::string> Request::header(std::string_view name) const {
   return find_header(headers, name);
 }

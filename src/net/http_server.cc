@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <charconv>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -30,6 +31,7 @@ class Session;
 // alive, because their handlers may be destroyed with the io_context after
 // the HttpServer itself is gone.
 struct HttpServer::PerShard {
+  Runtime* runtime = nullptr;
   Shard* shard = nullptr;
   std::unique_ptr<tcp::acceptor> acceptor;
   std::unordered_set<Session*> sessions;
@@ -170,12 +172,55 @@ class Session : public std::enable_shared_from_this<Session> {
     req.body = std::move(msg.body());
     unsigned version = msg.version();
     bool keep_alive = msg.keep_alive();
+    std::string ws_key;
+    if (req.is_websocket_upgrade()) ws_key = req.header("sec-websocket-key").value_or("");
     busy_ = true;
     idle_timer_.cancel();
-    per_shard_->shard->run_worker(
-        std::move(req), [self = shared_from_this(), version, keep_alive](Response r) {
-          self->write(std::move(r), version, keep_alive && !self->per_shard_->stopping);
-        });
+    per_shard_->shard->run_worker(std::move(req), [self = shared_from_this(), version, keep_alive,
+                                                   ws_key = std::move(ws_key)](Response r) {
+      if (r.status == 101) return self->hand_over(std::move(r), ws_key, version);
+      self->write(std::move(r), version, keep_alive && !self->per_shard_->stopping);
+    });
+  }
+
+  // An object accepted the upgrade: give the connection to the shard that
+  // holds its socket, with any bytes read past the request.
+  void hand_over(Response r, const std::string& ws_key, unsigned version) {
+    std::string target = r.header(kSocketHeader).value_or("");
+    size_t shard = 0;
+    uint64_t socket_id = 0;
+    auto colon = target.find(':');
+    bool parsed =
+        colon != std::string::npos &&
+        std::from_chars(target.data(), target.data() + colon, shard).ec == std::errc() &&
+        std::from_chars(target.data() + colon + 1, target.data() + target.size(), socket_id).ec ==
+            std::errc();
+    if (ws_key.empty() || !parsed || per_shard_->stopping) {
+      return write(Response::error(500, ws_key.empty()
+                                            ? "a 101 answer to a request that is not an upgrade"
+                                            : "a 101 answer without an accepted WebSocket"),
+                   version, false);
+    }
+    Headers extra;
+    for (auto& [k, v] : r.headers) {
+      if (!beast::iequals(k, kSocketHeader) && !beast::iequals(k, kEpochHeader) &&
+          !beast::iequals(k, "upgrade") && !beast::iequals(k, "connection") &&
+          !beast::iequals(k, "sec-websocket-accept") && !beast::iequals(k, "content-length")) {
+        extra.emplace_back(std::move(k), std::move(v));
+      }
+    }
+    auto data = buffer_.data();
+    std::string already(static_cast<const char*>(data.data()), data.size());
+    buffer_.consume(buffer_.size());
+    beast::error_code ec;
+    int fd = stream_.socket().release(ec);
+    busy_ = false;
+    if (ec || shard >= per_shard_->runtime->shard_count()) return close();
+    Shard& owner = per_shard_->runtime->shard(shard);
+    owner.post([&owner, socket_id, fd, ws_key, already = std::move(already),
+                extra = std::move(extra)]() mutable {
+      owner.sockets().adopt(socket_id, fd, ws_key, std::move(already), std::move(extra));
+    });
   }
 
   void write(Response&& r, unsigned version, bool keep_alive) {
@@ -247,6 +292,7 @@ Status HttpServer::start() {
   Status result;
   for (size_t i = 0; i < runtime_.shard_count(); ++i) {
     auto ps = std::make_shared<PerShard>();
+    ps->runtime = &runtime_;
     ps->shard = &runtime_.shard(i);
     ps->shard->run_and_wait([&] {
       auto acc = std::make_unique<tcp::acceptor>(ps->shard->io());

@@ -163,7 +163,8 @@ void ObjectHost::run_turn(F&& fn) {
 
 void ObjectHost::enqueue(Delivery delivery) {
   last_active_ = std::chrono::steady_clock::now();
-  if (queue_.size() >= shard_->runtime().options().max_queue) {
+  // Socket events are bounded per socket instead (the hub stops reading).
+  if (queue_.size() >= shard_->runtime().options().max_queue && !delivery.socket_event) {
     delivery.reply(error_response(
         Status(Code::kOverloaded, "object is overloaded: " + std::to_string(queue_.size()) +
                                       " requests are already queued for it")));
@@ -244,6 +245,8 @@ void ObjectHost::start_event(Event event) {
   if (event.alarm) {
     run->is_alarm = true;
     run->driver = drive_alarm(run, *event.alarm);
+  } else if (event.socket_event) {
+    run->driver = drive_socket(run, std::move(*event.socket_event));
   } else {
     run->driver = drive_fetch(run, std::move(event.request), std::move(event.call_method));
   }
@@ -266,6 +269,46 @@ Driver ObjectHost::drive_fetch(Run* run, Request request, std::optional<std::str
   gate_output([reply = std::move(run->reply), response = std::move(response)](Status st) mutable {
     reply(st.is_ok() ? std::move(response) : error_response(st));
   });
+}
+
+Driver ObjectHost::drive_socket(Run* run, SocketEvent ev) {
+  try {
+    SocketConn& c = *ev.socket.conn();
+    if (c.hibernatable) {
+      switch (ev.kind) {
+        case SocketEvent::kMessage:
+          co_await instance_->websocket_message(ev.socket, std::move(ev.message));
+          break;
+        case SocketEvent::kClose:
+          co_await instance_->websocket_close(ev.socket, ev.code, std::move(ev.reason),
+                                              ev.was_clean);
+          break;
+        case SocketEvent::kError:
+          co_await instance_->websocket_error(ev.socket, std::move(ev.reason));
+          break;
+      }
+    } else if (auto handlers = c.handlers) {  // null once the instance that kept it reset
+      if (ev.kind == SocketEvent::kMessage && handlers->message) {
+        co_await handlers->message(ev.socket, std::move(ev.message));
+      } else if (ev.kind == SocketEvent::kClose && handlers->close) {
+        co_await handlers->close(ev.socket, ev.code, std::move(ev.reason), ev.was_clean);
+      } else if (ev.kind == SocketEvent::kError && handlers->error) {
+        co_await handlers->error(ev.socket, std::move(ev.reason));
+      }
+    }
+  } catch (...) {
+    // As in Durable Objects: a failing socket handler fails that event only.
+    log_warn(ns_->name() + " " + id_.to_string() +
+             ": a WebSocket handler threw: " + exception_message(std::current_exception()));
+  }
+  run->finished = true;
+  auto reply = std::move(run->reply);
+  reply(Response{});
+}
+
+bool ObjectHost::output_gate_open() const {
+  return turn_outputs_.empty() && !store_->in_turn_transaction() &&
+         store_->last_commit_seq() <= shard_->commits().durable_seq();
 }
 
 void ObjectHost::apply_alarm_change() {
@@ -541,6 +584,7 @@ void ObjectHost::reset(const Status& why, bool fail_queued) {
   }
   for (auto& o : outs) o(reset_status);
   runs.clear();  // destroys the coroutine frames before the instance they use
+  shard_->sockets().object_reset(ns_, id_);
   instance_.reset();
   state_.reset();
   if (dropped) drop_alarm_now();

@@ -55,6 +55,10 @@ class ObjectHost {
   const ObjectId& id() const { return id_; }
   NamespaceImpl* ns() const { return ns_; }
   uint64_t generation() const { return generation_; }
+  Shard* shard() const { return shard_; }
+  // Whether an output made now may leave at once: the turn wrote nothing and
+  // every earlier commit is durable.
+  bool output_gate_open() const;
   ObjectStore& store() { return *store_; }
 
   // The host whose turn is running on this thread, or null.
@@ -100,6 +104,7 @@ class ObjectHost {
   void reap_runs();
   Driver drive_fetch(Run* run, Request request, std::optional<std::string> call_method);
   Driver drive_alarm(Run* run, Delivery::Alarm alarm);
+  Driver drive_socket(Run* run, SocketEvent event);
   // Tells the shard's scheduler what the last commit did to the alarm.
   void apply_alarm_change();
   enum class AlarmOutcome { kNothingDue, kLater, kDone, kRetry, kDropped, kAbortedNoRetry };

@@ -117,6 +117,20 @@ void Runtime::stop(std::chrono::milliseconds timeout) {
   if (flusher_) flusher_->stop();
 }
 
+std::future<Response> Runtime::send_to_object(NamespaceImpl* ns, const ObjectId& id,
+                                              Request request) {
+  auto p = std::make_shared<std::promise<Response>>();
+  auto f = p->get_future();
+  Shard& shard = shard_for(id);
+  shard.post([&shard, ns, id, request = std::move(request), p]() mutable {
+    Delivery d;
+    d.request = std::move(request);
+    d.reply = [p](Response r) { p->set_value(std::move(r)); };
+    shard.deliver(ns, id, std::move(d));
+  });
+  return f;
+}
+
 LatenessSummary Runtime::alarm_lateness() {
   // Merge the shards' summaries by taking the worst of each (a bound, cheap).
   LatenessSummary all;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <future>
 #include <map>
 #include <memory>
 #include <string>
@@ -62,6 +63,9 @@ class Runtime {
   Flusher* flusher() { return flusher_.get(); }
   StoreFaults& store_faults() { return store_faults_; }
   AlarmIndex& alarm_index() { return alarm_index_; }
+  // From a thread that is not a shard's: delivers a request to an object
+  // (outside any stub) and returns its response when it comes.
+  std::future<Response> send_to_object(NamespaceImpl* ns, const ObjectId& id, Request request);
   // Lateness of the alarms fired so far, over all shards.
   LatenessSummary alarm_lateness();
 

@@ -53,6 +53,7 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
       loop_(std::make_unique<Loop>()),
       commits_(flusher, [this](std::function<void()> fn) { post(std::move(fn)); }),
       lru_(max_open_databases) {
+  sockets_ = std::make_unique<SocketHub>(this, runtime->options().websocket_send_queue_bytes);
   alarm_clock_ = std::make_unique<Clock>(loop_->io, [this] { alarms_->on_timer(); });
   alarms_ = std::make_unique<AlarmScheduler>(
       alarm_clock_.get(), [this](const AlarmKey& key, int retry, int64_t scheduled_ms) {
@@ -77,6 +78,7 @@ void Shard::retry_alarm(const AlarmKey& key, int retry) {
 }
 
 Shard::~Shard() {
+  sockets_.reset();
   workers_.clear();
   hosts_.clear();
 }
@@ -125,7 +127,8 @@ void Shard::evict_idle(std::chrono::steady_clock::time_point now) {
   auto idle = runtime_->options().idle_timeout;
   for (auto it = hosts_.begin(); it != hosts_.end();) {
     ObjectHost& h = *it->second;
-    if (h.idle() && now - h.last_active() >= idle) {
+    // Hibernatable sockets do not keep an object in memory; kept ones do.
+    if (h.idle() && now - h.last_active() >= idle && sockets_->kept_sockets(h.ns(), h.id()) == 0) {
       it = hosts_.erase(it);
     } else {
       ++it;
@@ -225,6 +228,7 @@ void Shard::flush_all(std::function<void()> done) {
 }
 
 void Shard::close_all_objects() {
+  sockets_->close_all();
   workers_.clear();
   hosts_.clear();
 }

@@ -23,6 +23,7 @@
 #include "dobj/id.h"
 #include "runtime/alarm_scheduler.h"
 #include "runtime/driver.h"
+#include "runtime/socket_hub.h"
 #include "storage/group_commit.h"
 #include "storage/object_store.h"
 
@@ -70,6 +71,9 @@ struct Delivery {
     int64_t scheduled_ms = 0;
   };
   std::optional<Alarm> alarm;  // set: run the object's alarm(), not fetch
+  // Set: a WebSocket event for the object's handlers; reply() only says the
+  // event finished.
+  std::optional<SocketEvent> socket_event;
 };
 
 class Shard {
@@ -87,6 +91,7 @@ class Shard {
   // (with jitter) that follows `retry` failed attempts.
   void retry_alarm(const AlarmKey& key, int retry);
   DbLru& lru() { return lru_; }
+  SocketHub& sockets() { return *sockets_; }
 
   // Thread-safe: runs fn on this shard's thread.
   void post(std::function<void()> fn);
@@ -165,6 +170,7 @@ class Shard {
   class Clock;
   std::unique_ptr<Clock> alarm_clock_;
   std::unique_ptr<AlarmScheduler> alarms_;
+  std::unique_ptr<SocketHub> sockets_;
   std::minstd_rand jitter_rng_{std::random_device{}()};
   std::unordered_map<HostKey, std::unique_ptr<ObjectHost>, HostKeyHash> hosts_;
   std::unordered_map<HostKey, uint64_t, HostKeyHash> reset_epochs_;  // only objects ever reset

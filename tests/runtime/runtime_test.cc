@@ -393,19 +393,10 @@ class Harness {
                              const std::string& method, const std::string& target = "/") {
     NamespaceImpl* ns = runtime_->find_namespace(binding);
     ObjectId id = ns->ids().from_name(name);
-    auto p = std::make_shared<std::promise<Response>>();
-    auto f = p->get_future();
     Request req;
     req.method = method;
     req.target = target;
-    Shard& shard = runtime_->shard_for(id);
-    shard.post([&shard, ns, id, req, p] {
-      shard.deliver(
-          ns, id,
-          Delivery{
-              req, [p](Response r) { p->set_value(std::move(r)); }, {}, false, 0, std::nullopt});
-    });
-    return f;
+    return runtime_->send_to_object(ns, id, std::move(req));
   }
   nlohmann::json json(const std::string& binding, const std::string& name,
                       const std::string& method, const std::string& target = "/") {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 
 namespace dobj::test {
 
@@ -42,6 +43,12 @@ bool HttpClient::ensure_connected() {
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   buf_.clear();
   return true;
+}
+
+int HttpClient::take_connection(std::string* buffered) {
+  *buffered = std::move(buf_);
+  buf_.clear();
+  return std::exchange(fd_, -1);
 }
 
 bool HttpClient::send_raw(const std::string& bytes) {

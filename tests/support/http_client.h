@@ -36,6 +36,10 @@ class HttpClient {
   HttpResponse read_response();
   // True once the server closed the connection (reads EOF within the timeout).
   bool closed_by_server();
+  // Hands the connection over (after an upgrade): its descriptor, and the
+  // bytes read past the last response into *buffered. The client is left
+  // disconnected.
+  int take_connection(std::string* buffered);
 
  private:
   bool ensure_connected();

@@ -1,0 +1,556 @@
+#include "runtime/socket_hub.h"
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <cerrno>
+
+#include "base/log.h"
+#include "runtime/object_host.h"
+#include "runtime/runtime.h"
+#include "runtime/shard.h"
+
+namespace dobj::internal {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// Events handed to the object and not yet finished, per socket, before the
+// hub stops reading that socket.
+constexpr int kMaxUndelivered = 16;
+// Bytes read per system call, and reads per readiness (then others get a turn).
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr int kReadsPerWakeup = 4;
+// iovecs per sendmsg.
+constexpr int kMaxIov = 64;
+// A socket that never completed its upgrade, or whose closing handshake
+// stalls, is closed after this.
+constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
+constexpr auto kClosingTimeout = std::chrono::seconds(5);
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+std::string websocket_accept_key(std::string_view client_key) {
+  std::string input(client_key);
+  input += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  unsigned char out[32];
+  int n = EVP_EncodeBlock(out, digest, SHA_DIGEST_LENGTH);
+  return std::string(reinterpret_cast<char*>(out), static_cast<size_t>(n));
+}
+
+struct SocketConn::Io {
+  explicit Io(asio::io_context& io) : socket(io) {}
+  tcp::socket socket;
+  std::string partial;  // bytes of a frame not yet complete
+  bool close_after_flush = false;
+};
+
+SocketConn::~SocketConn() = default;
+
+SocketHub::SocketHub(Shard* shard, size_t send_queue_limit)
+    : shard_(shard), send_queue_limit_(send_queue_limit) {}
+
+SocketHub::~SocketHub() { close_all(); }
+
+std::shared_ptr<SocketConn> SocketHub::find(uint64_t id) {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : it->second;
+}
+
+WebSocket SocketHub::accept(NamespaceImpl* ns, const ObjectId& object, const Request& upgrade,
+                            std::vector<std::string> tags,
+                            std::shared_ptr<WebSocketHandlers> handlers) {
+  if (!upgrade.is_websocket_upgrade()) {
+    throw Error(Code::kInvalidArgument,
+                "not a WebSocket upgrade request (GET with Upgrade: websocket)");
+  }
+  if (upgrade.header("sec-websocket-version").value_or("") != "13") {
+    throw Error(Code::kInvalidArgument, "only WebSocket version 13 is supported");
+  }
+  std::string key = upgrade.header("sec-websocket-key").value_or("");
+  if (key.size() != 24 || key.substr(22) != "==") {
+    throw Error(Code::kInvalidArgument, "Sec-WebSocket-Key must be 16 bytes in base64");
+  }
+  if (tags.size() > kMaxWebSocketTags) {
+    throw Error(Code::kInvalidArgument,
+                "a WebSocket may have at most " + std::to_string(kMaxWebSocketTags) + " tags");
+  }
+  for (const auto& t : tags) {
+    if (t.size() > kMaxWebSocketTagLength) {
+      throw Error(Code::kInvalidArgument, "a WebSocket tag may have at most " +
+                                              std::to_string(kMaxWebSocketTagLength) +
+                                              " characters");
+    }
+  }
+  ObjectSockets& group = by_object_[AlarmKey{ns, object}];
+  if (group.sockets.size() >= kMaxWebSocketsPerObject) {
+    throw Error(Code::kOverloaded, "this object already holds " +
+                                       std::to_string(kMaxWebSocketsPerObject) + " WebSockets");
+  }
+  auto c = std::make_shared<SocketConn>();
+  c->hub = this;
+  c->id = ++next_id_;
+  c->ns = ns;
+  c->object = object;
+  c->hibernatable = handlers == nullptr;
+  c->handlers = std::move(handlers);
+  c->tags = std::move(tags);
+  c->key = std::move(key);
+  c->slot = group.sockets.size();
+  group.sockets.push_back(c.get());
+  if (!c->hibernatable) ++group.kept;
+  by_id_.emplace(c->id, c);
+  std::weak_ptr<SocketConn> weak = c;
+  shard_->run_after(std::chrono::duration_cast<std::chrono::milliseconds>(kHandshakeTimeout),
+                    [this, weak] {
+                      auto c = weak.lock();
+                      if (c && c->phase == SocketConn::Phase::kPending) {
+                        finish(*c, ws::kAbnormal, "the upgrade never completed", false, false);
+                      }
+                    });
+  return WebSocket(c);
+}
+
+void SocketHub::adopt(uint64_t socket_id, int fd, const std::string& key, std::string already_read,
+                      Headers extra) {
+  auto c = find(socket_id);
+  if (!c || c->phase == SocketConn::Phase::kClosed || c->io || c->key != key) {
+    // Expired, closed, or a 101 that does not belong to this request.
+    static const char kGone[] =
+        "HTTP/1.1 410 Gone\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    (void)!::send(fd, kGone, sizeof kGone - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::close(fd);
+    return;
+  }
+  c->io = std::make_unique<SocketConn::Io>(shard_->io());
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  boost::system::error_code ec;
+  c->io->socket.assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    c->io.reset();
+    finish(*c, ws::kAbnormal, "could not adopt the connection: " + ec.message(), false, false);
+    return;
+  }
+  std::string hs =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: " +
+      websocket_accept_key(c->key) + "\r\n";
+  for (auto& [k, v] : extra) hs += k + ": " + v + "\r\n";
+  hs += "\r\n";
+  SocketConn::Out o;
+  o.payload = std::make_shared<const std::string>(std::move(hs));
+  c->out.insert(c->out.begin() + static_cast<ptrdiff_t>(c->out_head), std::move(o));
+  c->out_bytes += c->out[c->out_head].payload->size();
+  if (c->phase == SocketConn::Phase::kPending) c->phase = SocketConn::Phase::kOpen;
+  mark_dirty(*c);
+  c->io->partial = std::move(already_read);
+  if (!c->io->partial.empty()) {
+    on_readable(c);  // frames sent right behind the request
+  } else {
+    wait_readable(c);
+  }
+}
+
+void SocketHub::wait_readable(const std::shared_ptr<SocketConn>& c) {
+  if (c->reading || !c->io || c->phase == SocketConn::Phase::kClosed) return;
+  c->reading = true;
+  c->io->socket.async_wait(tcp::socket::wait_read, [this, c](boost::system::error_code ec) {
+    c->reading = false;
+    if (ec) return;  // closed
+    on_readable(c);
+  });
+}
+
+void SocketHub::on_readable(const std::shared_ptr<SocketConn>& cp) {
+  SocketConn& c = *cp;
+  auto can_read = [&] {
+    return c.phase != SocketConn::Phase::kClosed && !c.io->close_after_flush &&
+           c.undelivered < kMaxUndelivered;
+  };
+  std::string& partial = c.io->partial;
+  if (!partial.empty() && can_read()) {
+    // Frames that came right behind the upgrade request.
+    partial.erase(0, parse(cp, partial));
+  }
+  bool eof = false;
+  for (int reads = 0; reads < kReadsPerWakeup && can_read(); ++reads) {
+    scratch_.resize(kReadChunk);
+    ssize_t n = ::recv(c.io->socket.native_handle(), scratch_.data(), kReadChunk, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
+      eof = true;
+      break;
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;  // drained
+    }
+    size_t got = static_cast<size_t>(n);
+    if (partial.empty()) {
+      scratch_.resize(got);
+      size_t used = parse(cp, scratch_);
+      if (c.phase != SocketConn::Phase::kClosed) partial.assign(scratch_, used, std::string::npos);
+    } else {
+      partial.append(scratch_.data(), got);
+      partial.erase(0, parse(cp, partial));
+    }
+    if (got < kReadChunk) break;  // drained
+  }
+  // Hold no buffer between messages.
+  if (partial.empty() || c.phase == SocketConn::Phase::kClosed) std::string().swap(partial);
+  if (eof && c.phase != SocketConn::Phase::kClosed) {
+    finish(c, ws::kAbnormal, "", false, false);
+    return;
+  }
+  if (can_read()) wait_readable(cp);
+}
+
+size_t SocketHub::parse(const std::shared_ptr<SocketConn>& cp, std::string& buf) {
+  SocketConn& c = *cp;
+  size_t pos = 0;
+  while (c.phase != SocketConn::Phase::kClosed && !c.io->close_after_flush) {
+    ws::Event e = c.reader.next(buf, pos);
+    switch (e.kind) {
+      case ws::Event::kNeedMore:
+        return pos;
+      case ws::Event::kMessage: {
+        bool binary = e.opcode == ws::kBinary;
+        if (!binary) {
+          auto it = by_object_.find(AlarmKey{c.ns, c.object});
+          if (it != by_object_.end() && it->second.auto_response &&
+              e.payload == it->second.auto_response->first) {
+            // Answered by the runtime: the object is not woken, nor held up.
+            send(c, ws::kText, std::make_shared<const std::string>(it->second.auto_response->second));
+            c.auto_response_ms = now_ms();
+            break;
+          }
+        }
+        SocketEvent ev{SocketEvent::kMessage, WebSocket(cp), {}, 0, {}, false};
+        ev.message = binary ? WebSocketMessage::binary(std::move(e.payload))
+                            : WebSocketMessage::text(std::move(e.payload));
+        deliver(c, std::move(ev));
+        break;
+      }
+      case ws::Event::kPing:
+        send(c, ws::kPong, std::make_shared<const std::string>(std::move(e.payload)));
+        break;
+      case ws::Event::kPong:
+        break;
+      case ws::Event::kClose:
+        // Echo the code (RFC 6455 5.5.1) unless we closed first, then close
+        // the connection once the echo is written.
+        if (!c.close_sent) send_close_frame(c, e.close_code == ws::kNoStatus ? 0 : e.close_code, "");
+        c.io->close_after_flush = true;
+        report(c, SocketEvent::kClose, e.close_code, std::move(e.payload), true);
+        mark_dirty(c);
+        break;
+      case ws::Event::kError:
+        send_close_frame(c, e.close_code, e.payload);
+        c.io->close_after_flush = true;
+        report(c, SocketEvent::kError, e.close_code, std::move(e.payload), false);
+        mark_dirty(c);
+        break;
+    }
+  }
+  return pos;
+}
+
+void SocketHub::report(SocketConn& c, SocketEvent::Kind kind, int code, std::string reason,
+                       bool was_clean) {
+  if (c.closed_by_object || c.close_reported) return;
+  auto self = find(c.id);
+  if (!self) return;
+  c.close_reported = true;
+  deliver(c, SocketEvent{kind, WebSocket(self), {}, code, std::move(reason), was_clean});
+}
+
+void SocketHub::deliver(SocketConn& c, SocketEvent event) {
+  ++c.undelivered;
+  Delivery d;
+  std::shared_ptr<SocketConn> keep = event.socket.conn();
+  d.reply = [keep](Response) { keep->hub->event_done(*keep); };
+  d.socket_event = std::move(event);
+  shard_->deliver(c.ns, c.object, std::move(d));
+}
+
+void SocketHub::event_done(SocketConn& c) {
+  --c.undelivered;
+  if (c.undelivered < kMaxUndelivered && c.io && !c.reading &&
+      c.phase != SocketConn::Phase::kClosed && !c.io->close_after_flush) {
+    if (auto self = find(c.id)) wait_readable(self);
+  }
+}
+
+void SocketHub::send(SocketConn& c, uint8_t opcode, std::shared_ptr<const std::string> payload) {
+  if (c.phase == SocketConn::Phase::kClosed || c.close_sent) return;
+  SocketConn::Out o;
+  o.header_size = static_cast<uint8_t>(ws::encode_header(o.header, opcode, payload->size()));
+  size_t size = o.header_size + payload->size();
+  if (c.out_bytes > 0 && c.out_bytes + size > send_queue_limit_) {
+    // The client does not read fast enough: drop what waits (but finish a
+    // frame already half written) and close it.
+    size_t keep = c.front_written > 0 ? 1 : 0;
+    c.out.erase(c.out.begin() + static_cast<ptrdiff_t>(c.out_head + keep), c.out.end());
+    c.out_bytes = 0;
+    for (size_t i = c.out_head; i < c.out.size(); ++i) {
+      c.out_bytes += c.out[i].header_size + c.out[i].payload->size();
+    }
+    c.out_bytes -= c.front_written;
+    std::string reason = "the client reads too slowly: over " +
+                         std::to_string(send_queue_limit_ / 1024) + " KiB waited to be sent";
+    send_close_frame(c, ws::kPolicyViolation, reason);
+    if (c.io) c.io->close_after_flush = true;
+    report(c, SocketEvent::kClose, ws::kPolicyViolation, std::move(reason), false);
+    return;
+  }
+  o.payload = std::move(payload);
+  c.out_bytes += size;
+  c.out.push_back(std::move(o));
+  mark_dirty(c);
+}
+
+void SocketHub::send_close_frame(SocketConn& c, int code, std::string_view reason) {
+  if (c.close_sent || c.phase == SocketConn::Phase::kClosed) return;
+  std::string body = code == 0 ? std::string() : ws::close_payload(code, reason.substr(0, 123));
+  SocketConn::Out o;
+  o.header_size = static_cast<uint8_t>(ws::encode_header(o.header, ws::kClose, body.size()));
+  c.out_bytes += o.header_size + body.size();
+  o.payload = std::make_shared<const std::string>(std::move(body));
+  c.out.push_back(std::move(o));
+  c.close_sent = true;
+  if (c.phase == SocketConn::Phase::kOpen) c.phase = SocketConn::Phase::kClosing;
+  mark_dirty(c);
+  std::weak_ptr<SocketConn> weak = find(c.id);
+  shard_->run_after(std::chrono::duration_cast<std::chrono::milliseconds>(kClosingTimeout),
+                    [this, weak] {
+                      auto c = weak.lock();
+                      if (c && c->phase != SocketConn::Phase::kClosed) {
+                        finish(*c, ws::kAbnormal, "the closing handshake timed out", false, false);
+                      }
+                    });
+}
+
+void SocketHub::close(SocketConn& c, int code, std::string_view reason) {
+  if (c.close_sent || c.phase == SocketConn::Phase::kClosed) return;
+  c.closed_by_object = true;
+  send_close_frame(c, code, reason);
+}
+
+void SocketHub::mark_dirty(SocketConn& c) {
+  if (c.dirty || !c.io) return;  // a pending socket is flushed when adopted
+  auto self = find(c.id);
+  if (!self) return;
+  c.dirty = true;
+  dirty_.push_back(std::move(self));
+  if (!flush_posted_) {
+    flush_posted_ = true;
+    // After the current handler: sends of one turn (a broadcast) and of
+    // several turns in a row leave together, one system call per socket.
+    shard_->post([this] { flush_dirty(); });
+  }
+}
+
+void SocketHub::flush_dirty() {
+  flush_posted_ = false;
+  auto list = std::move(dirty_);
+  dirty_.clear();
+  for (auto& c : list) {
+    c->dirty = false;
+    flush(*c);
+  }
+}
+
+void SocketHub::flush(SocketConn& c) {
+  if (!c.io || c.waiting_writable || c.phase == SocketConn::Phase::kClosed) return;
+  int fd = c.io->socket.native_handle();
+  while (c.out_head < c.out.size()) {
+    iovec iov[kMaxIov];
+    int n = 0;
+    size_t skip = c.front_written;
+    for (size_t i = c.out_head; i < c.out.size() && n + 2 <= kMaxIov; ++i) {
+      const SocketConn::Out& o = c.out[i];
+      auto add = [&](const void* p, size_t len) {
+        if (skip >= len) {
+          skip -= len;
+          return;
+        }
+        iov[n].iov_base = const_cast<char*>(static_cast<const char*>(p) + skip);
+        iov[n].iov_len = len - skip;
+        skip = 0;
+        ++n;
+      };
+      add(o.header, o.header_size);
+      add(o.payload->data(), o.payload->size());
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(n);
+    ssize_t w = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        c.waiting_writable = true;
+        auto self = find(c.id);
+        c.io->socket.async_wait(tcp::socket::wait_write, [this, self](boost::system::error_code ec) {
+          self->waiting_writable = false;
+          if (!ec) flush(*self);
+        });
+        return;
+      }
+      finish(c, ws::kAbnormal, "", false, false);
+      return;
+    }
+    size_t left = static_cast<size_t>(w);
+    c.out_bytes -= left;
+    while (left > 0) {
+      SocketConn::Out& o = c.out[c.out_head];
+      size_t total = o.header_size + o.payload->size();
+      size_t rest = total - c.front_written;
+      if (left >= rest) {
+        left -= rest;
+        o.payload.reset();
+        c.front_written = 0;
+        ++c.out_head;
+      } else {
+        c.front_written += left;
+        left = 0;
+      }
+    }
+  }
+  c.out.clear();
+  c.out_head = 0;
+  c.front_written = 0;
+  c.out_bytes = 0;
+  if (c.out.capacity() > 64) std::vector<SocketConn::Out>().swap(c.out);
+  // We echoed the peer's close (or failed the connection): done. After our
+  // own close() we keep reading until the peer's close frame arrives.
+  if (c.io->close_after_flush) finish(c, ws::kAbnormal, "", false, false);
+}
+
+void SocketHub::finish(SocketConn& c, int code, std::string reason, bool was_clean,
+                       bool is_error) {
+  if (c.phase == SocketConn::Phase::kClosed) return;
+  auto keep = find(c.id);
+  c.phase = SocketConn::Phase::kClosed;
+  if (c.io) {
+    boost::system::error_code ec;
+    c.io->socket.shutdown(tcp::socket::shutdown_both, ec);
+    c.io->socket.close(ec);
+    std::string().swap(c.io->partial);
+  }
+  c.out.clear();
+  c.out_head = 0;
+  c.out_bytes = 0;
+  if (keep) report(c, is_error ? SocketEvent::kError : SocketEvent::kClose, code, std::move(reason),
+                   was_clean);
+  unregister(c);
+}
+
+void SocketHub::unregister(SocketConn& c) {
+  auto it = by_object_.find(AlarmKey{c.ns, c.object});
+  if (it != by_object_.end()) {
+    auto& list = it->second.sockets;
+    if (c.slot < list.size() && list[c.slot] == &c) {
+      list[c.slot] = list.back();
+      list[c.slot]->slot = c.slot;
+      list.pop_back();
+      if (!c.hibernatable) --it->second.kept;
+    }
+    if (list.empty() && !it->second.auto_response) by_object_.erase(it);
+  }
+  by_id_.erase(c.id);
+}
+
+std::vector<WebSocket> SocketHub::sockets_of(const NamespaceImpl* ns, const ObjectId& object,
+                                             std::string_view tag) {
+  std::vector<WebSocket> out;
+  auto it = by_object_.find(AlarmKey{ns, object});
+  if (it == by_object_.end()) return out;
+  out.reserve(it->second.sockets.size());
+  for (SocketConn* c : it->second.sockets) {
+    if (c->phase != SocketConn::Phase::kPending && c->phase != SocketConn::Phase::kOpen) continue;
+    if (!c->hibernatable) continue;  // kept sockets are the object's own business
+    if (!tag.empty() && std::find(c->tags.begin(), c->tags.end(), tag) == c->tags.end()) continue;
+    out.emplace_back(by_id_.at(c->id));
+  }
+  return out;
+}
+
+void SocketHub::set_auto_response(const NamespaceImpl* ns, const ObjectId& object,
+                                  std::optional<std::pair<std::string, std::string>> pair) {
+  AlarmKey key{ns, object};
+  if (!pair) {
+    auto it = by_object_.find(key);
+    if (it == by_object_.end()) return;
+    it->second.auto_response.reset();
+    if (it->second.sockets.empty()) by_object_.erase(it);
+    return;
+  }
+  by_object_[key].auto_response = std::move(pair);
+}
+
+std::optional<std::pair<std::string, std::string>> SocketHub::auto_response(
+    const NamespaceImpl* ns, const ObjectId& object) {
+  auto it = by_object_.find(AlarmKey{ns, object});
+  if (it == by_object_.end()) return std::nullopt;
+  return it->second.auto_response;
+}
+
+size_t SocketHub::kept_sockets(const NamespaceImpl* ns, const ObjectId& object) const {
+  if (by_object_.empty()) return 0;
+  auto it = by_object_.find(AlarmKey{ns, object});
+  return it == by_object_.end() ? 0 : it->second.kept;
+}
+
+void SocketHub::object_reset(const NamespaceImpl* ns, const ObjectId& object) {
+  auto it = by_object_.find(AlarmKey{ns, object});
+  if (it == by_object_.end() || it->second.kept == 0) return;
+  std::vector<std::shared_ptr<SocketConn>> kept;
+  for (SocketConn* c : it->second.sockets) {
+    if (!c->hibernatable) kept.push_back(by_id_.at(c->id));
+  }
+  for (auto& c : kept) {
+    c->handlers.reset();  // they belonged to the instance that is gone
+    c->closed_by_object = true;
+    send_close_frame(*c, ws::kInternalError, "the object was reset");
+    if (c->io) c->io->close_after_flush = true;
+    if (c->phase == SocketConn::Phase::kPending) finish(*c, ws::kAbnormal, "", false, false);
+  }
+}
+
+void SocketHub::close_all() {
+  std::vector<std::shared_ptr<SocketConn>> all;
+  all.reserve(by_id_.size());
+  for (auto& [id, c] : by_id_) all.push_back(c);
+  static const std::string kGoingAway =
+      ws::encode_frame(ws::kClose, ws::close_payload(ws::kGoingAway, "the server is stopping"));
+  for (auto& c : all) {
+    c->closed_by_object = true;  // the objects are being destroyed: no events
+    if (c->io && c->phase != SocketConn::Phase::kClosed && !c->close_sent &&
+        c->front_written == 0) {
+      (void)!::send(c->io->socket.native_handle(), kGoingAway.data(), kGoingAway.size(),
+                    MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    finish(*c, ws::kGoingAway, "", false, false);
+  }
+  dirty_.clear();
+}
+
+}  // namespace dobj::internal
