@@ -5,12 +5,14 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
 #include "support/http_client.h"
 #include "support/server_process.h"
+#include "support/ws_client.h"
 
 namespace dobj::test {
 namespace {
@@ -421,6 +423,86 @@ TEST_F(ExamplesLimitsTest, IdleConnectionsGet408AndAreClosed) {
   HttpResponse r = c.read_response();
   EXPECT_EQ(r.status, 408);
   EXPECT_TRUE(c.closed_by_server());
+}
+
+TEST_F(ExamplesTest, ChatRoomRelaysEveryTextMessageToEverySocketInOneOrder) {
+  std::vector<std::unique_ptr<WsClient>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<WsClient>(port(), "/room/lobby/websocket"));
+    ASSERT_TRUE(clients.back()->connected()) << clients.back()->upgrade_response().status;
+  }
+  EXPECT_EQ(call("GET", "/room/lobby/count").body, "3");
+  // Two senders at once: every socket sees the same six messages, in one order.
+  std::thread a([&] {
+    for (int i = 0; i < 3; ++i) clients[0]->send_text("a" + std::to_string(i));
+  });
+  std::thread b([&] {
+    for (int i = 0; i < 3; ++i) clients[1]->send_text("b" + std::to_string(i));
+  });
+  a.join();
+  b.join();
+  std::vector<std::vector<std::string>> seen(3);
+  for (int c = 0; c < 3; ++c) {
+    for (int i = 0; i < 6; ++i) {
+      auto m = clients[c]->next_message();
+      ASSERT_TRUE(m) << "client " << c << " message " << i;
+      seen[c].push_back(*m);
+    }
+  }
+  EXPECT_EQ(seen[0], seen[1]);
+  EXPECT_EQ(seen[0], seen[2]);
+  // Each sender's messages stay in its order.
+  std::vector<std::string> from_a;
+  for (auto& m : seen[0]) {
+    if (m[0] == 'a') from_a.push_back(m);
+  }
+  EXPECT_EQ(from_a, (std::vector<std::string>{"a0", "a1", "a2"}));
+  // Another room hears nothing of it.
+  WsClient other(port(), "/room/elsewhere/websocket");
+  ASSERT_TRUE(other.connected());
+  EXPECT_EQ(other.next(std::chrono::milliseconds(100)).kind, internal::ws::Event::kNeedMore);
+  // A socket that leaves is no longer counted.
+  clients[2]->send_close(1000);
+  clients[2]->await_eof();
+  for (int i = 0; i < 100 && call("GET", "/room/lobby/count").body != "2"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(call("GET", "/room/lobby/count").body, "2");
+}
+
+TEST_F(ExamplesTest, ChatRoomWantsAnUpgrade) {
+  HttpResponse r = call("GET", "/room/lobby/websocket");
+  EXPECT_EQ(r.status, 426);
+  EXPECT_EQ(call("GET", "/room/lobby/count").body, "0");
+}
+
+// The chat page, in a real browser: headless Chromium opens /, joins a room
+// and says hello; a test client in the same room hears it, and the page shows
+// the room's echo.
+TEST_F(ExamplesTest, ChatPageWorksInHeadlessChromium) {
+  const char* chromium = "/usr/bin/chromium";
+  ASSERT_TRUE(std::filesystem::exists(chromium)) << "install chromium (scripts/deps.sh does)";
+  HttpResponse page = call("GET", "/");
+  EXPECT_EQ(page.status, 200);
+  EXPECT_EQ(page.header("content-type").value_or("").rfind("text/html", 0), 0u);
+  WsClient listener(port(), "/room/browser/websocket");
+  ASSERT_TRUE(listener.connected());
+  TempDir profile;
+  std::string out = profile.path() + "/dom.html";
+  std::string cmd = std::string(chromium) +
+                    " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage"
+                    " --no-first-run --user-data-dir=" + profile.path() +
+                    " --virtual-time-budget=3000 --dump-dom 'http://127.0.0.1:" +
+                    std::to_string(port()) + "/?room=browser&name=robot&say=hello' > " + out +
+                    " 2>/dev/null";
+  std::thread browser([&] { EXPECT_EQ(std::system(cmd.c_str()), 0); });
+  auto heard = listener.next_message();
+  browser.join();
+  EXPECT_EQ(heard, "robot: hello");
+  std::ifstream f(out);
+  std::string dom((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(dom.find("<li>robot: hello</li>"), std::string::npos) << dom.substr(0, 2000);
+  EXPECT_NE(dom.find("In room browser as robot."), std::string::npos);
 }
 
 }  // namespace
