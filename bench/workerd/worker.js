@@ -157,6 +157,26 @@ export class CounterShard {
   }
 }
 
+// ChatRoom (EXAMPLES.md 6) with the hibernation API, as in dobj.
+export class ChatRoom {
+  constructor(state) {
+    this.state = state;
+  }
+  async fetch(request) {
+    const parts = segments(request);
+    if (parts[2] === "count") return text(String(this.state.getWebSockets().length));
+    if (request.headers.get("Upgrade") !== "websocket") return error(426, "expected a WebSocket");
+    const pair = new WebSocketPair();
+    this.state.acceptWebSocket(pair[1]);
+    return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+  webSocketMessage(ws, message) {
+    if (typeof message !== "string") return;
+    for (const s of this.state.getWebSockets()) s.send(message);
+  }
+  webSocketClose() {}
+}
+
 async function sharded(request, env, name, increment) {
   const ns = env.SHARDED_COUNTER;
   const shard = (i) => ns.get(ns.idFromName(`${name}:${i}`));
@@ -176,7 +196,7 @@ export default {
     if (parts[0] === "sharded" && parts.length >= 2) {
       return sharded(request, env, parts[1], parts[2] === "increment");
     }
-    const bindings = { counter: env.COUNTER, kv: env.KV, sql: env.SQL };
+    const bindings = { counter: env.COUNTER, kv: env.KV, sql: env.SQL, room: env.CHAT_ROOM };
     const ns = bindings[parts[0]];
     if (!ns || parts.length < 2) return error(404, "not found");
     return ns.get(ns.idFromName(parts[1])).fetch(request);
