@@ -256,10 +256,17 @@ void do_accept(std::shared_ptr<HttpServer::PerShard> ps, const ServerOptions* op
   ps->acceptor->async_accept([ps, options](beast::error_code ec, tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || ps->stopping) return;
-      log_warn("accept: " + ec.message());
-    } else {
-      std::make_shared<Session>(std::move(socket), ps, *options)->start();
+      // Out of file descriptors (or memory): accepting again at once would
+      // spin. Wait a little; connections meanwhile wait in the backlog.
+      log_warn("accept: " + ec.message() + "; retrying in 100 ms");
+      auto timer = std::make_shared<asio::steady_timer>(ps->acceptor->get_executor(),
+                                                        std::chrono::milliseconds(100));
+      timer->async_wait([ps, options, timer](beast::error_code) {
+        if (!ps->stopping) do_accept(ps, options);
+      });
+      return;
     }
+    std::make_shared<Session>(std::move(socket), ps, *options)->start();
     if (!ps->stopping) do_accept(ps, options);
   });
 }
