@@ -61,6 +61,9 @@ struct ServerOptions {
   // Bytes that may wait to be sent on one WebSocket; a client that falls
   // further behind is closed with code 1008.
   size_t websocket_send_queue_bytes = 4 * 1024 * 1024;
+  // The bearer token of the admin plane (/_dobj/, /metrics). Empty: none is
+  // accepted (Server::run generates one and prints it).
+  std::string admin_token;
   // Longest a graceful stop waits for in-flight requests.
   std::chrono::milliseconds stop_timeout{30'000};
 };

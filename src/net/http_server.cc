@@ -13,6 +13,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "admin/admin.h"
 #include "base/log.h"
 #include "runtime/runtime.h"
 
@@ -32,6 +33,7 @@ class Session;
 // the HttpServer itself is gone.
 struct HttpServer::PerShard {
   Runtime* runtime = nullptr;
+  std::shared_ptr<AdminPlane> admin;
   Shard* shard = nullptr;
   std::unique_ptr<tcp::acceptor> acceptor;
   std::unordered_set<Session*> sessions;
@@ -176,6 +178,12 @@ class Session : public std::enable_shared_from_this<Session> {
     if (req.is_websocket_upgrade()) ws_key = req.header("sec-websocket-key").value_or("");
     busy_ = true;
     idle_timer_.cancel();
+    if (AdminPlane::owns(req.target)) {
+      return per_shard_->admin->handle(
+          *per_shard_->shard, req, [self = shared_from_this(), version, keep_alive](Response r) {
+            self->write(std::move(r), version, keep_alive && !self->per_shard_->stopping);
+          });
+    }
     per_shard_->shard->run_worker(std::move(req), [self = shared_from_this(), version, keep_alive,
                                                    ws_key = std::move(ws_key)](Response r) {
       if (r.status == 101) return self->hand_over(std::move(r), ws_key, version);
@@ -274,7 +282,9 @@ void do_accept(std::shared_ptr<HttpServer::PerShard> ps, const ServerOptions* op
 }  // namespace
 
 HttpServer::HttpServer(Runtime& runtime, const ServerOptions& options)
-    : runtime_(runtime), options_(options) {}
+    : runtime_(runtime),
+      options_(options),
+      admin_(std::make_shared<AdminPlane>(runtime, options.admin_token)) {}
 
 HttpServer::~HttpServer() = default;
 
@@ -300,6 +310,7 @@ Status HttpServer::start() {
   for (size_t i = 0; i < runtime_.shard_count(); ++i) {
     auto ps = std::make_shared<PerShard>();
     ps->runtime = &runtime_;
+    ps->admin = admin_;
     ps->shard = &runtime_.shard(i);
     ps->shard->run_and_wait([&] {
       auto acc = std::make_unique<tcp::acceptor>(ps->shard->io());

@@ -23,6 +23,7 @@
 namespace dobj::internal {
 
 class Runtime;
+class AdminPlane;
 
 class HttpServer {
  public:
@@ -43,6 +44,7 @@ class HttpServer {
   ServerOptions options_;
   int port_ = 0;
   std::vector<std::shared_ptr<PerShard>> shards_;
+  std::shared_ptr<AdminPlane> admin_;
 };
 
 }  // namespace dobj::internal

@@ -88,14 +88,19 @@ struct ObjectHost::BlockState {
 };
 
 ObjectHost::ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id)
-    : shard_(shard), ns_(ns), id_(std::move(id)), generation_(shard->next_generation()) {
+    : shard_(shard),
+      ns_(ns),
+      id_(std::move(id)),
+      generation_(shard->next_generation()),
+      metrics_(&shard->metrics(ns->index())) {
   std::string hex = id_.to_string();
   StoreEnv env{&shard->commits(),
                &shard->lru(),
                &shard->runtime().store_faults(),
                shard->runtime().options().max_object_bytes,
                &shard->runtime().alarm_index(),
-               ns_->has_alarm_handler()};
+               ns_->has_alarm_handler(),
+               &metrics_->storage};
   store_ = std::make_unique<ObjectStore>(env, ns_->dir() + "/" + hex.substr(0, 2), hex + ".sqlite");
   store_->set_sync([this] { return sync(); });
   store_->set_identity(AlarmRecord{ns_->name(), hex, id_.name(), 0});
@@ -126,6 +131,9 @@ void ObjectHost::run_turn(F&& fn) {
     return;
   }
   auto wall_after = std::chrono::steady_clock::now();
+  int64_t turn_ns = (wall_after - wall_before).count();
+  metrics_->turn_time.record(turn_ns);
+  turn_ns_total_ += turn_ns;
   // A turn uses no more CPU than the wall time it took, so the CPU clock (a
   // system call) is read again only for turns that ran past the limit.
   if (limited && wall_after - wall_before > cpu_limit) {
@@ -165,6 +173,7 @@ void ObjectHost::enqueue(Delivery delivery) {
   last_active_ = std::chrono::steady_clock::now();
   // Socket events are bounded per socket instead (the hub stops reading).
   if (queue_.size() >= shard_->runtime().options().max_queue && !delivery.socket_event) {
+    ++metrics_->overloaded;
     delivery.reply(error_response(
         Status(Code::kOverloaded, "object is overloaded: " + std::to_string(queue_.size()) +
                                       " requests are already queued for it")));
@@ -242,12 +251,18 @@ void ObjectHost::start_event(Event event) {
   runs_.emplace_back();
   Run* run = &runs_.back();
   run->reply = std::move(event.reply);
+  run->started = std::chrono::steady_clock::now();
+  ++events_total_;
   if (event.alarm) {
     run->is_alarm = true;
+    ++metrics_->alarms_fired;
+    if (event.alarm->retry > 0) ++metrics_->alarm_retries;
     run->driver = drive_alarm(run, *event.alarm);
   } else if (event.socket_event) {
+    if (event.socket_event->kind == SocketEvent::kMessage) ++metrics_->socket_messages;
     run->driver = drive_socket(run, std::move(*event.socket_event));
   } else {
+    ++metrics_->requests;
     run->driver = drive_fetch(run, std::move(event.request), std::move(event.call_method));
   }
   run_turn([run] { run->driver.resume(); });
@@ -266,6 +281,7 @@ Driver ObjectHost::drive_fetch(Run* run, Request request, std::optional<std::str
     response = response_for(std::current_exception());
   }
   run->finished = true;
+  event_ended(*run, response.status >= 500);
   gate_output([reply = std::move(run->reply), response = std::move(response)](Status st) mutable {
     reply(st.is_ok() ? std::move(response) : error_response(st));
   });
@@ -300,10 +316,17 @@ Driver ObjectHost::drive_socket(Run* run, SocketEvent ev) {
     // As in Durable Objects: a failing socket handler fails that event only.
     log_warn(ns_->name() + " " + id_.to_string() +
              ": a WebSocket handler threw: " + exception_message(std::current_exception()));
+    ++metrics_->errors;
   }
   run->finished = true;
+  event_ended(*run, false);
   auto reply = std::move(run->reply);
   reply(Response{});
+}
+
+void ObjectHost::event_ended(const Run& run, bool failed) {
+  metrics_->event_time.record((std::chrono::steady_clock::now() - run.started).count());
+  if (failed) ++metrics_->errors;
 }
 
 bool ObjectHost::output_gate_open() const {
@@ -333,7 +356,10 @@ Driver ObjectHost::drive_alarm(Run* run, Delivery::Alarm alarm) {
     } else if (*at > now) {
       outcome = AlarmOutcome::kLater;
     } else {
-      if (alarm.retry == 0) shard_->alarms().record_lateness(now - *at);
+      if (alarm.retry == 0) {
+        shard_->alarms().record_lateness(now - *at);
+        metrics_->alarm_lateness.record((now - *at) * 1'000'000);
+      }
       store_->set_running_alarm(*at);
       bool ok = true;
       try {
@@ -367,6 +393,7 @@ Driver ObjectHost::drive_alarm(Run* run, Delivery::Alarm alarm) {
     outcome = AlarmOutcome::kRetry;
   }
   run->finished = true;
+  event_ended(*run, outcome == AlarmOutcome::kRetry || outcome == AlarmOutcome::kDropped);
   int retry = alarm.retry;
   int64_t when = at.value_or(0);
   gate_output(
@@ -447,8 +474,11 @@ void ObjectHost::release_outputs() {
     return;
   }
   ++held_output_batches_;
-  commits.when_durable(seq, [this, gen = generation_, outs = std::move(outs)](Status st) mutable {
+  auto held_at = std::chrono::steady_clock::now();
+  commits.when_durable(seq, [this, gen = generation_, outs = std::move(outs),
+                             held_at](Status st) mutable {
     --held_output_batches_;
+    metrics_->gate_wait.record((std::chrono::steady_clock::now() - held_at).count());
     Status result = st.is_ok() ? st : Status(Code::kReset, "object reset: " + st.message());
     for (auto& o : outs) o(result);
     if (!st.is_ok() && gen == generation_) {
@@ -566,6 +596,7 @@ void ObjectHost::reset(const Status& why, bool fail_queued) {
       Code::kReset, why.code() == Code::kReset ? why.message() : "object reset: " + why.message());
   generation_ = shard_->next_generation();
   shard_->bump_reset_epoch(ns_, id_);
+  ++metrics_->resets;
   auto outs = std::move(turn_outputs_);
   turn_outputs_.clear();
   pending_syncs_.clear();

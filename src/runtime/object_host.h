@@ -79,6 +79,9 @@ class ObjectHost {
 
   // Nothing queued, running or held: the shard may evict (destroy) the host.
   bool idle() const;
+  // Events started and time spent in turns by this host (for the top lists).
+  uint64_t events_total() const { return events_total_; }
+  double turn_ms_total() const { return static_cast<double>(turn_ns_total_) / 1e6; }
   std::chrono::steady_clock::time_point last_active() const { return last_active_; }
 
  private:
@@ -88,7 +91,10 @@ class ObjectHost {
     Reply reply;  // null for block_concurrency_while callbacks
     bool finished = false;
     bool is_alarm = false;
+    std::chrono::steady_clock::time_point started;
   };
+  // Records the end of an event in the metrics.
+  void event_ended(const Run& run, bool failed);
   struct BlockState;
 
   template <typename F>
@@ -141,6 +147,9 @@ class ObjectHost {
   bool reset_fails_queue_ = false;
   bool drop_running_alarm_ = false;  // abort(..., retry_alarm = false) during alarm()
   std::chrono::steady_clock::time_point last_active_;
+  NamespaceMetrics* metrics_;  // this namespace's counters on this shard
+  uint64_t events_total_ = 0;
+  int64_t turn_ns_total_ = 0;
 };
 
 }  // namespace dobj::internal

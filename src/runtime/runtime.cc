@@ -3,7 +3,9 @@
 #include <strings.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <future>
+#include <mutex>
 
 #include "base/fs.h"
 #include "base/hex.h"
@@ -12,9 +14,10 @@
 
 namespace dobj::internal {
 
-NamespaceImpl::NamespaceImpl(Runtime* runtime, std::string name, ObjectFactory factory,
-                             const Secret& secret)
+NamespaceImpl::NamespaceImpl(Runtime* runtime, size_t index, std::string name,
+                             ObjectFactory factory, const Secret& secret)
     : runtime_(runtime),
+      index_(index),
       name_(std::move(name)),
       factory_(std::move(factory)),
       ids_(secret, name_),
@@ -54,7 +57,8 @@ Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bin
   }
   if (options_.durability == Durability::kFsync) flusher_ = std::make_unique<Flusher>();
   for (auto& [name, factory] : bindings) {
-    namespaces_.push_back(std::make_unique<NamespaceImpl>(this, name, std::move(factory), secret));
+    namespaces_.push_back(std::make_unique<NamespaceImpl>(this, namespaces_.size(), name,
+                                                          std::move(factory), secret));
   }
   for (int i = 0; i < shard_count; ++i) {
     shards_.push_back(
@@ -129,6 +133,43 @@ std::future<Response> Runtime::send_to_object(NamespaceImpl* ns, const ObjectId&
     shard.deliver(ns, id, std::move(d));
   });
   return f;
+}
+
+void Runtime::collect_metrics(Shard* reply_on, std::function<void(MetricsSnapshot)> done) {
+  struct Gather {
+    MetricsSnapshot all;
+    size_t left;
+    std::function<void(MetricsSnapshot)> done;
+    std::mutex mu;
+  };
+  auto g = std::make_shared<Gather>();
+  g->left = shards_.size();
+  g->done = std::move(done);
+  g->all.at = std::chrono::steady_clock::now();
+  for (auto& ns : namespaces_) g->all.namespaces.push_back(ns->name());
+  g->all.per_ns.resize(namespaces_.size());
+  for (auto& s : shards_) {
+    Shard* shard = s.get();
+    shard->post([shard, g, reply_on] {
+      MetricsSnapshot one = shard->metrics_snapshot();
+      std::lock_guard lock(g->mu);
+      for (size_t i = 0; i < one.per_ns.size(); ++i) g->all.per_ns[i].merge(one.per_ns[i]);
+      auto& e = g->all.top_by_events;
+      e.insert(e.end(), one.top_by_events.begin(), one.top_by_events.end());
+      auto& t = g->all.top_by_time;
+      t.insert(t.end(), one.top_by_time.begin(), one.top_by_time.end());
+      if (--g->left > 0) return;
+      auto cut = [](std::vector<ObjectStat>& v, auto key) {
+        std::sort(v.begin(), v.end(), [&](const ObjectStat& a, const ObjectStat& b) {
+          return key(a) > key(b);
+        });
+        if (v.size() > 10) v.resize(10);
+      };
+      cut(g->all.top_by_events, [](const ObjectStat& o) { return double(o.events); });
+      cut(g->all.top_by_time, [](const ObjectStat& o) { return o.turn_ms; });
+      reply_on->post([g] { g->done(std::move(g->all)); });
+    });
+  }
 }
 
 LatenessSummary Runtime::alarm_lateness() {

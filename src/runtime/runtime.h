@@ -15,6 +15,7 @@
 #include "dobj/server.h"
 #include "ids/id_factory.h"
 #include "runtime/alarm_scheduler.h"
+#include "runtime/metrics.h"
 #include "runtime/shard.h"
 #include "storage/alarm_index.h"
 #include "storage/group_commit.h"
@@ -25,8 +26,10 @@ class Runtime;
 
 class NamespaceImpl {
  public:
-  NamespaceImpl(Runtime* runtime, std::string name, ObjectFactory factory, const Secret& secret);
+  NamespaceImpl(Runtime* runtime, size_t index, std::string name, ObjectFactory factory,
+                const Secret& secret);
   const std::string& name() const { return name_; }
+  size_t index() const { return index_; }  // in Runtime::namespaces()
   const IdFactory& ids() const { return ids_; }
   Runtime& runtime() { return *runtime_; }
   std::unique_ptr<DurableObject> construct(State& state, Env& env) const {
@@ -39,6 +42,7 @@ class NamespaceImpl {
 
  private:
   Runtime* runtime_;
+  size_t index_;
   std::string name_;
   ObjectFactory factory_;
   IdFactory ids_;
@@ -66,6 +70,9 @@ class Runtime {
   // From a thread that is not a shard's: delivers a request to an object
   // (outside any stub) and returns its response when it comes.
   std::future<Response> send_to_object(NamespaceImpl* ns, const ObjectId& id, Request request);
+  // Copies every shard's metrics, merges them, and calls done with the result
+  // on the shard `reply_on` (any thread may call this; it does not block).
+  void collect_metrics(Shard* reply_on, std::function<void(MetricsSnapshot)> done);
   // Lateness of the alarms fired so far, over all shards.
   LatenessSummary alarm_lateness();
 

@@ -53,6 +53,7 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
       loop_(std::make_unique<Loop>()),
       commits_(flusher, [this](std::function<void()> fn) { post(std::move(fn)); }),
       lru_(max_open_databases) {
+  metrics_.resize(runtime->namespaces().size());
   sockets_ = std::make_unique<SocketHub>(this, runtime->options().websocket_send_queue_bytes);
   alarm_clock_ = std::make_unique<Clock>(loop_->io, [this] { alarms_->on_timer(); });
   alarms_ = std::make_unique<AlarmScheduler>(
@@ -129,6 +130,7 @@ void Shard::evict_idle(std::chrono::steady_clock::time_point now) {
     ObjectHost& h = *it->second;
     // Hibernatable sockets do not keep an object in memory; kept ones do.
     if (h.idle() && now - h.last_active() >= idle && sockets_->kept_sockets(h.ns(), h.id()) == 0) {
+      ++metrics_[h.ns()->index()].evictions;
       it = hosts_.erase(it);
     } else {
       ++it;
@@ -225,6 +227,30 @@ void Shard::flush_all(std::function<void()> done) {
     if (!st) log_error("final flush failed: " + st.message());
     done();
   });
+}
+
+MetricsSnapshot Shard::metrics_snapshot() {
+  MetricsSnapshot snap;
+  snap.per_ns = metrics_;
+  for (auto& [key, host] : hosts_) {
+    ++snap.per_ns[key.ns->index()].active_objects;
+    ObjectStat st{key.ns->name(), key.id.to_string(), key.id.name().value_or(""), host->events_total(),
+                  host->turn_ms_total()};
+    snap.top_by_events.push_back(st);
+    snap.top_by_time.push_back(std::move(st));
+  }
+  auto top = [](std::vector<ObjectStat>& v, auto key) {
+    size_t n = std::min<size_t>(10, v.size());
+    std::partial_sort(v.begin(), v.begin() + static_cast<ptrdiff_t>(n), v.end(),
+                      [&](const ObjectStat& a, const ObjectStat& b) { return key(a) > key(b); });
+    v.resize(n);
+  };
+  top(snap.top_by_events, [](const ObjectStat& o) { return double(o.events); });
+  top(snap.top_by_time, [](const ObjectStat& o) { return o.turn_ms; });
+  sockets_->count(&snap.per_ns, [this](const NamespaceImpl* ns, const ObjectId& id) {
+    return find_host(ns, id) != nullptr;
+  });
+  return snap;
 }
 
 void Shard::close_all_objects() {

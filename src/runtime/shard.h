@@ -23,6 +23,7 @@
 #include "dobj/id.h"
 #include "runtime/alarm_scheduler.h"
 #include "runtime/driver.h"
+#include "runtime/metrics.h"
 #include "runtime/socket_hub.h"
 #include "storage/group_commit.h"
 #include "storage/object_store.h"
@@ -92,6 +93,11 @@ class Shard {
   void retry_alarm(const AlarmKey& key, int retry);
   DbLru& lru() { return lru_; }
   SocketHub& sockets() { return *sockets_; }
+  // This shard's counters for a namespace (by NamespaceImpl::index()).
+  NamespaceMetrics& metrics(size_t ns_index) { return metrics_[ns_index]; }
+  // A copy of the counters plus gauges (objects in memory, sockets) and the
+  // busiest resident objects of this shard.
+  MetricsSnapshot metrics_snapshot();
 
   // Thread-safe: runs fn on this shard's thread.
   void post(std::function<void()> fn);
@@ -171,6 +177,7 @@ class Shard {
   std::unique_ptr<Clock> alarm_clock_;
   std::unique_ptr<AlarmScheduler> alarms_;
   std::unique_ptr<SocketHub> sockets_;
+  std::vector<NamespaceMetrics> metrics_;
   std::minstd_rand jitter_rng_{std::random_device{}()};
   std::unordered_map<HostKey, std::unique_ptr<ObjectHost>, HostKeyHash> hosts_;
   std::unordered_map<HostKey, uint64_t, HostKeyHash> reset_epochs_;  // only objects ever reset

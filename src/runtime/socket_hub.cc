@@ -535,6 +535,17 @@ void SocketHub::object_reset(const NamespaceImpl* ns, const ObjectId& object) {
   }
 }
 
+void SocketHub::count(
+    std::vector<NamespaceMetrics>* per_ns,
+    const std::function<bool(const NamespaceImpl*, const ObjectId&)>& resident) const {
+  for (const auto& [key, group] : by_object_) {
+    if (group.sockets.empty()) continue;
+    NamespaceMetrics& m = (*per_ns)[key.ns->index()];
+    m.sockets_open += group.sockets.size();
+    if (!resident(key.ns, key.id)) m.sockets_hibernated += group.sockets.size();
+  }
+}
+
 void SocketHub::close_all() {
   std::vector<std::shared_ptr<SocketConn>> all;
   all.reserve(by_id_.size());

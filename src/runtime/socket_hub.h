@@ -24,6 +24,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +36,7 @@
 #include "dobj/id.h"
 #include "dobj/websocket.h"
 #include "runtime/alarm_scheduler.h"
+#include "runtime/metrics.h"
 
 namespace boost::asio {
 class io_context;
@@ -129,6 +131,10 @@ class SocketHub {
   void object_reset(const NamespaceImpl* ns, const ObjectId& object);
 
   size_t open_sockets() const { return by_id_.size(); }
+  // Adds open and hibernated sockets per namespace into per_ns; resident(ns,
+  // id) tells whether the object is in memory.
+  void count(std::vector<NamespaceMetrics>* per_ns,
+             const std::function<bool(const NamespaceImpl*, const ObjectId&)>& resident) const;
   // Closes every socket with 1001 (the server is stopping).
   void close_all();
 

@@ -5,6 +5,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include <set>
 
 #include "base/fs.h"
+#include "base/hex.h"
 #include "base/log.h"
 #include "ids/id_factory.h"
 #include "net/http_server.h"
@@ -139,6 +142,12 @@ int Server::run(int argc, char** argv) {
                  "close a connection idle this long (408)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--admin-token", o.admin_token,
+                 "bearer token of the admin plane (/_dobj/, /metrics); default: "
+                 "$DOBJ_ADMIN_TOKEN, else a random one printed at start");
+  app.add_option("--websocket-send-queue-bytes", o.websocket_send_queue_bytes,
+                 "bytes that may wait on one WebSocket before its client is closed (1008)")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -148,6 +157,20 @@ int Server::run(int argc, char** argv) {
   o.idle_timeout = std::chrono::milliseconds(idle_ms);
   o.cpu_limit = std::chrono::milliseconds(cpu_limit_ms);
   o.connection_idle_timeout = std::chrono::milliseconds(conn_idle_ms);
+  bool generated_token = false;
+  if (o.admin_token.empty()) {
+    if (const char* env = std::getenv("DOBJ_ADMIN_TOKEN"); env && *env) {
+      o.admin_token = env;
+    } else {
+      uint8_t bytes[16];
+      if (RAND_bytes(bytes, sizeof bytes) != 1) {
+        std::fprintf(stderr, "dobj: cannot make an admin token\n");
+        return 1;
+      }
+      o.admin_token = internal::to_hex(bytes, sizeof bytes);
+      generated_token = true;
+    }
+  }
 
   // Block the stop signals in every thread; this one waits for them.
   sigset_t stop_signals;
@@ -165,6 +188,10 @@ int Server::run(int argc, char** argv) {
   std::printf("dobj listening on %s:%d (data %s, %zu shards, durability %s)\n",
               o.listen.substr(0, colon).c_str(), port(), o.data_dir.c_str(),
               impl_->runtime->shard_count(), durability.c_str());
+  if (generated_token) {
+    std::printf("admin token (for /_dobj/ and /metrics; set --admin-token to choose): %s\n",
+                o.admin_token.c_str());
+  }
   std::fflush(stdout);
   int sig = 0;
   sigwait(&stop_signals, &sig);

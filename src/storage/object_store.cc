@@ -169,6 +169,7 @@ void ObjectStore::begin_write() {
 }
 
 std::optional<std::string> ObjectStore::get(std::string_view key) {
+  if (env_.counters) ++env_.counters->reads;
   if (!ensure_open(false)) return std::nullopt;
   StmtUse s = stmt("SELECT value FROM _dobj_kv WHERE key = ?1");
   s->bind_blob(1, key);
@@ -179,6 +180,7 @@ std::optional<std::string> ObjectStore::get(std::string_view key) {
 }
 
 void ObjectStore::put(std::string_view key, std::string_view value) {
+  if (env_.counters) ++env_.counters->writes;
   begin_write();
   StmtUse s = stmt("INSERT OR REPLACE INTO _dobj_kv(key, value) VALUES (?1, ?2)");
   s->bind_blob(1, key);
@@ -187,6 +189,7 @@ void ObjectStore::put(std::string_view key, std::string_view value) {
 }
 
 bool ObjectStore::remove(std::string_view key) {
+  if (env_.counters) ++env_.counters->deletes;
   if (!ensure_open(false)) return false;
   begin_write();
   StmtUse s = stmt("DELETE FROM _dobj_kv WHERE key = ?1");
@@ -197,6 +200,7 @@ bool ObjectStore::remove(std::string_view key) {
 
 std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOptions& o) {
   std::vector<std::pair<std::string, std::string>> out;
+  if (env_.counters) ++env_.counters->reads;
   if (!ensure_open(false)) return out;
   std::optional<std::string> lower;
   bool lower_inclusive = true;

@@ -33,6 +33,7 @@
 #include "dobj/storage.h"
 #include "dobj/task.h"
 #include "storage/alarm_index.h"
+#include "storage/counters.h"
 #include "storage/group_commit.h"
 #include "storage/sqlite.h"
 
@@ -67,6 +68,7 @@ struct StoreEnv {
   int64_t max_database_bytes = 0;  // 0: no cap; past it writes fail as on a full disk
   AlarmIndex* alarms = nullptr;    // null: alarm changes are not indexed
   bool alarms_allowed = true;      // false: the class has no alarm() handler
+  StorageCounters* counters = nullptr;  // optional: where operations are counted
 };
 
 class ObjectStore {

@@ -171,6 +171,7 @@ void ObjectStore::fail_sql(int rc) {
 }
 
 SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlValue>& params) {
+  if (env_.counters) ++env_.counters->reads;
   ensure_open(/*create=*/true);
   struct AuthorizerScope {
     ObjectStore* store;

@@ -1,0 +1,223 @@
+#include "admin/admin.h"
+
+#include <openssl/crypto.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "runtime/runtime.h"
+
+namespace dobj::internal {
+
+namespace {
+
+uint64_t events_of(const NamespaceMetrics& m) {
+  return m.requests + m.socket_messages + m.alarms_fired;
+}
+
+std::string escape_label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace
+
+AdminPlane::AdminPlane(Runtime& runtime, std::string token)
+    : runtime_(runtime), token_(std::move(token)) {
+  previous_.at = latest_.at = std::chrono::steady_clock::now();
+  previous_.events.assign(runtime_.namespaces().size(), 0);
+  latest_ = previous_;
+}
+
+bool AdminPlane::owns(std::string_view target) {
+  std::string_view path = target.substr(0, target.find('?'));
+  return path == "/metrics" || path == "/_dobj" || path.rfind("/_dobj/", 0) == 0;
+}
+
+bool AdminPlane::authorized(const Request& request) const {
+  std::string h = request.header("authorization").value_or("");
+  const std::string prefix = "Bearer ";
+  if (token_.empty() || h.size() != prefix.size() + token_.size() || h.rfind(prefix, 0) != 0) {
+    return false;
+  }
+  return CRYPTO_memcmp(h.data() + prefix.size(), token_.data(), token_.size()) == 0;
+}
+
+std::vector<double> AdminPlane::rates(const MetricsSnapshot& s) {
+  std::lock_guard lock(mu_);
+  std::vector<uint64_t> now(s.per_ns.size());
+  for (size_t i = 0; i < now.size(); ++i) now[i] = events_of(s.per_ns[i]);
+  // Keep two samples at least a second apart: the rate is over the last 1-2 s
+  // of polling, or since the start for the first read.
+  if (s.at - latest_.at >= std::chrono::seconds(1)) {
+    previous_ = latest_;
+    latest_ = Sample{s.at, now};
+  }
+  double secs = std::chrono::duration<double>(s.at - previous_.at).count();
+  std::vector<double> out(now.size(), 0);
+  for (size_t i = 0; i < now.size(); ++i) {
+    if (secs > 0 && i < previous_.events.size()) {
+      out[i] = static_cast<double>(now[i] - previous_.events[i]) / secs;
+    }
+  }
+  return out;
+}
+
+void AdminPlane::handle(Shard& here, const Request& request,
+                        std::function<void(Response)> reply) {
+  if (!authorized(request)) {
+    Response r = Response::error(401, "unauthorized: send Authorization: Bearer <admin token>");
+    r.set_header("www-authenticate", "Bearer");
+    return reply(std::move(r));
+  }
+  std::string path(request.path());
+  if (request.method != "GET") return reply(Response::error(405, "use GET"));
+  if (path == "/metrics") {
+    return runtime_.collect_metrics(&here, [this, reply](MetricsSnapshot s) {
+      Response r = Response::text(prometheus(s));
+      r.set_header("content-type", "text/plain; version=0.0.4; charset=utf-8");
+      reply(std::move(r));
+    });
+  }
+  if (path == "/_dobj/metrics") {
+    return runtime_.collect_metrics(&here,
+                                    [this, reply](MetricsSnapshot s) { reply(Response::json(json(s))); });
+  }
+  reply(Response::error(404, "no admin route " + path));
+}
+
+std::string AdminPlane::json(const MetricsSnapshot& s) {
+  using Json = nlohmann::json;
+  std::vector<double> rate = rates(s);
+  auto render = [](const NamespaceMetrics& m, double rps) {
+    Json j;
+    j["activeObjects"] = m.active_objects;
+    j["requestsPerSecond"] = rps;
+    j["cpuTimeP50"] = m.turn_time.percentile_ms(0.50);
+    j["cpuTimeP95"] = m.turn_time.percentile_ms(0.95);
+    j["cpuTimeP99"] = m.turn_time.percentile_ms(0.99);
+    j["wallTimeP50"] = m.event_time.percentile_ms(0.50);
+    j["wallTimeP95"] = m.event_time.percentile_ms(0.95);
+    j["wallTimeP99"] = m.event_time.percentile_ms(0.99);
+    j["stateOperations"] = m.storage.reads + m.storage.writes + m.storage.deletes;
+    j["storageReads"] = m.storage.reads;
+    j["storageWrites"] = m.storage.writes;
+    j["storageDeletes"] = m.storage.deletes;
+    j["requests"] = m.requests;
+    j["websocketMessages"] = m.socket_messages;
+    j["errors"] = m.errors;
+    j["alarmsFired"] = m.alarms_fired;
+    j["alarmRetries"] = m.alarm_retries;
+    j["alarmLatenessP50"] = m.alarm_lateness.percentile_ms(0.50);
+    j["alarmLatenessP99"] = m.alarm_lateness.percentile_ms(0.99);
+    j["outputGateWaitP50"] = m.gate_wait.percentile_ms(0.50);
+    j["outputGateWaitP99"] = m.gate_wait.percentile_ms(0.99);
+    j["evictions"] = m.evictions;
+    j["resets"] = m.resets;
+    j["overloadRejections"] = m.overloaded;
+    j["websocketsOpen"] = m.sockets_open;
+    j["websocketsHibernated"] = m.sockets_hibernated;
+    return j;
+  };
+  Json out;
+  out["namespaces"] = Json::object();
+  NamespaceMetrics total;
+  double total_rate = 0;
+  for (size_t i = 0; i < s.per_ns.size(); ++i) {
+    out["namespaces"][s.namespaces[i]] = render(s.per_ns[i], rate[i]);
+    total.merge(s.per_ns[i]);
+    total_rate += rate[i];
+  }
+  out["total"] = render(total, total_rate);
+  auto list = [](const std::vector<ObjectStat>& v) {
+    Json a = Json::array();
+    for (const auto& o : v) {
+      Json e = {{"namespace", o.ns}, {"id", o.id}, {"events", o.events}, {"cpuMs", o.turn_ms}};
+      if (!o.name.empty()) e["name"] = o.name;
+      a.push_back(std::move(e));
+    }
+    return a;
+  };
+  out["topByRequests"] = list(s.top_by_events);
+  out["topByCpu"] = list(s.top_by_time);
+  return out.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+std::string AdminPlane::prometheus(const MetricsSnapshot& s) {
+  std::ostringstream o;
+  auto family = [&](const char* name, const char* type, const char* help) {
+    o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+  };
+  auto each = [&](const char* name, auto value) {
+    for (size_t i = 0; i < s.per_ns.size(); ++i) {
+      o << name << "{namespace=\"" << escape_label(s.namespaces[i]) << "\"} "
+        << value(s.per_ns[i]) << '\n';
+    }
+  };
+  auto summary = [&](const char* name, const char* help, auto hist) {
+    family(name, "summary", help);
+    for (size_t i = 0; i < s.per_ns.size(); ++i) {
+      const Histogram& h = hist(s.per_ns[i]);
+      std::string ns = escape_label(s.namespaces[i]);
+      for (double q : {0.5, 0.95, 0.99}) {
+        o << name << "{namespace=\"" << ns << "\",quantile=\"" << q << "\"} "
+          << h.percentile_ms(q) / 1000.0 << '\n';
+      }
+      o << name << "_sum{namespace=\"" << ns << "\"} " << h.sum_ms() / 1000.0 << '\n';
+      o << name << "_count{namespace=\"" << ns << "\"} " << h.count() << '\n';
+    }
+  };
+  using M = const NamespaceMetrics&;
+  family("dobj_objects_active", "gauge", "Objects in memory.");
+  each("dobj_objects_active", [](M m) { return m.active_objects; });
+  family("dobj_requests_total", "counter", "HTTP requests and calls delivered to objects.");
+  each("dobj_requests_total", [](M m) { return m.requests; });
+  family("dobj_websocket_messages_total", "counter", "WebSocket messages delivered to objects.");
+  each("dobj_websocket_messages_total", [](M m) { return m.socket_messages; });
+  family("dobj_errors_total", "counter", "Events that failed.");
+  each("dobj_errors_total", [](M m) { return m.errors; });
+  family("dobj_storage_operations_total", "counter",
+         "Storage operations: get/list/SQL (read), put (write), remove (delete).");
+  for (size_t i = 0; i < s.per_ns.size(); ++i) {
+    std::string ns = escape_label(s.namespaces[i]);
+    const StorageCounters& c = s.per_ns[i].storage;
+    o << "dobj_storage_operations_total{namespace=\"" << ns << "\",op=\"read\"} " << c.reads << '\n'
+      << "dobj_storage_operations_total{namespace=\"" << ns << "\",op=\"write\"} " << c.writes
+      << '\n'
+      << "dobj_storage_operations_total{namespace=\"" << ns << "\",op=\"delete\"} " << c.deletes
+      << '\n';
+  }
+  family("dobj_alarms_fired_total", "counter", "alarm() runs, retries included.");
+  each("dobj_alarms_fired_total", [](M m) { return m.alarms_fired; });
+  family("dobj_alarm_retries_total", "counter", "alarm() runs that were retries.");
+  each("dobj_alarm_retries_total", [](M m) { return m.alarm_retries; });
+  family("dobj_evictions_total", "counter", "Objects evicted from memory after the idle timeout.");
+  each("dobj_evictions_total", [](M m) { return m.evictions; });
+  family("dobj_resets_total", "counter", "Object resets.");
+  each("dobj_resets_total", [](M m) { return m.resets; });
+  family("dobj_overload_rejections_total", "counter", "Events refused with 503 overloaded.");
+  each("dobj_overload_rejections_total", [](M m) { return m.overloaded; });
+  family("dobj_websockets_open", "gauge", "Open WebSockets.");
+  each("dobj_websockets_open", [](M m) { return m.sockets_open; });
+  family("dobj_websockets_hibernated", "gauge", "Open WebSockets whose object is not in memory.");
+  each("dobj_websockets_hibernated", [](M m) { return m.sockets_hibernated; });
+  summary("dobj_turn_seconds", "Time each turn of an object ran on its thread (CPU time).",
+          [](M m) -> const Histogram& { return m.turn_time; });
+  summary("dobj_event_seconds", "Wall time of each event, start to end.",
+          [](M m) -> const Histogram& { return m.event_time; });
+  summary("dobj_output_gate_wait_seconds", "How long outputs waited for their writes' flush.",
+          [](M m) -> const Histogram& { return m.gate_wait; });
+  summary("dobj_alarm_lateness_seconds", "How late alarms fired against their time.",
+          [](M m) -> const Histogram& { return m.alarm_lateness; });
+  return o.str();
+}
+
+}  // namespace dobj::internal

@@ -1,0 +1,59 @@
+// AdminPlane: the operator's view of a running server, under /_dobj/ and at
+// /metrics, behind a bearer token.
+//
+// Requests to these paths never reach the worker. Without the right
+// "Authorization: Bearer <token>" header they get 401 and nothing else. What is
+// served (docs/operations.md):
+//   GET /metrics          Prometheus text, per namespace
+//   GET /_dobj/metrics    the same as JSON, plus the busiest objects
+// Counters are read from every shard without stopping any (each shard copies
+// its own), so an admin read costs an object nothing.
+//
+// Thread affinity: handle() runs on the shard that accepted the request and
+// answers on it.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "dobj/http.h"
+#include "runtime/metrics.h"
+
+namespace dobj::internal {
+
+class Runtime;
+class Shard;
+
+class AdminPlane {
+ public:
+  AdminPlane(Runtime& runtime, std::string token);
+
+  // Whether target belongs to the admin plane (and not to the worker).
+  static bool owns(std::string_view target);
+  void handle(Shard& here, const Request& request, std::function<void(Response)> reply);
+
+  // Renderings of a snapshot (public for tests).
+  std::string prometheus(const MetricsSnapshot& s);
+  std::string json(const MetricsSnapshot& s);
+
+ private:
+  bool authorized(const Request& request) const;
+  // Events per second of each namespace since the previous sample (at least
+  // a second old), or since the start.
+  std::vector<double> rates(const MetricsSnapshot& s);
+
+  Runtime& runtime_;
+  std::string token_;
+  std::mutex mu_;  // guards the rate samples (shards answer concurrently)
+  struct Sample {
+    std::chrono::steady_clock::time_point at;
+    std::vector<uint64_t> events;
+  };
+  Sample previous_;
+  Sample latest_;
+};
+
+}  // namespace dobj::internal

@@ -1,0 +1,15 @@
+// StorageCounters: the storage operations of a namespace's objects on one
+// shard (the runtime's metrics point each ObjectStore at its namespace's).
+#pragma once
+
+#include <cstdint>
+
+namespace dobj::internal {
+
+struct StorageCounters {
+  uint64_t reads = 0;    // get and list calls, and SQL statements
+  uint64_t writes = 0;   // put calls (keys written)
+  uint64_t deletes = 0;  // remove calls (keys deleted)
+};
+
+}  // namespace dobj::internal

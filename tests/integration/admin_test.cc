@@ -1,0 +1,107 @@
+// The admin plane of the real example server: the token, and metrics that
+// follow what the objects did.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "support/http_client.h"
+#include "support/server_process.h"
+#include "support/ws_client.h"
+
+namespace dobj::test {
+namespace {
+
+using Json = nlohmann::json;
+const std::string kToken = "test-token-1234";
+
+class AdminTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<ServerProcess>(DOBJ_EXAMPLES_BIN, dir_.path(),
+                                              std::vector<std::string>{"--admin-token", kToken});
+    ASSERT_TRUE(server_->start()) << server_->output();
+  }
+  HttpResponse admin(const std::string& target, const std::string& token = kToken) {
+    HttpClient c(server_->port());
+    return c.request("GET", target, "", {{"Authorization", "Bearer " + token}});
+  }
+  Json metrics() {
+    HttpResponse r = admin("/_dobj/metrics");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return Json::parse(r.body);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(AdminTest, WithoutTheTokenNothingIsServed) {
+  for (const std::string target : {"/_dobj/metrics", "/metrics", "/_dobj/objects"}) {
+    HttpResponse none = http(server_->port(), "GET", target);
+    EXPECT_EQ(none.status, 401) << target;
+    EXPECT_EQ(none.body.find("COUNTER"), std::string::npos);
+    EXPECT_EQ(none.header("www-authenticate"), "Bearer");
+    EXPECT_EQ(admin(target, "wrong-token-9999").status, 401) << target;
+  }
+  // The admin paths never reach the worker (which would answer 404 "no route").
+  EXPECT_EQ(admin("/_dobj/nothing").status, 404);
+}
+
+TEST_F(AdminTest, MetricsFollowWhatTheObjectsDo) {
+  Json before = metrics();
+  EXPECT_EQ(before["namespaces"]["COUNTER"]["requests"], 0);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(http(server_->port(), "POST", "/counter/metered/increment").status, 200);
+  }
+  WsClient ws(server_->port(), "/room/metered/websocket");
+  ASSERT_TRUE(ws.connected());
+  ASSERT_TRUE(ws.send_text("hello"));
+  ASSERT_EQ(ws.next_message(), "hello");
+  Json m = metrics();
+  Json counter = m["namespaces"]["COUNTER"];
+  EXPECT_EQ(counter["requests"], 50);
+  EXPECT_EQ(counter["activeObjects"], 1);
+  EXPECT_EQ(counter["storageWrites"], 50);
+  EXPECT_GE(counter["stateOperations"].get<int>(), 100);  // a get and a put each
+  EXPECT_GT(counter["cpuTimeP95"].get<double>(), 0);
+  EXPECT_GT(counter["requestsPerSecond"].get<double>(), 0);
+  EXPECT_GT(counter["outputGateWaitP50"].get<double>(), 0);  // each answer waited for a flush
+  Json room = m["namespaces"]["CHAT_ROOM"];
+  EXPECT_EQ(room["websocketsOpen"], 1);
+  EXPECT_EQ(room["websocketMessages"], 1);
+  EXPECT_EQ(m["total"]["requests"].get<int>(), 51);  // the room's upgrade request too
+  ASSERT_FALSE(m["topByRequests"].empty());
+  EXPECT_EQ(m["topByRequests"][0]["name"], "metered");
+  EXPECT_EQ(m["topByRequests"][0]["namespace"], "COUNTER");
+  EXPECT_EQ(m["topByRequests"][0]["events"], 50);
+
+  HttpResponse prom = admin("/metrics");
+  EXPECT_EQ(prom.status, 200);
+  EXPECT_NE(prom.body.find("dobj_requests_total{namespace=\"COUNTER\"} 50\n"), std::string::npos)
+      << prom.body.substr(0, 3000);
+  EXPECT_NE(prom.body.find("dobj_websockets_open{namespace=\"CHAT_ROOM\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(prom.body.find("dobj_storage_operations_total{namespace=\"COUNTER\",op=\"write\"} 50"),
+            std::string::npos);
+  EXPECT_NE(prom.body.find("# TYPE dobj_turn_seconds summary"), std::string::npos);
+}
+
+TEST(AdminToken, WithoutOneARandomTokenIsPrintedOnce) {
+  TempDir dir;
+  ServerProcess s(DOBJ_EXAMPLES_BIN, dir.path());
+  ASSERT_TRUE(s.start());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::string out = s.output();
+  auto at = out.find("admin token");
+  ASSERT_NE(at, std::string::npos) << out;
+  std::string line = out.substr(at, out.find('\n', at) - at);
+  std::string token = line.substr(line.rfind(' ') + 1);
+  EXPECT_EQ(token.size(), 32u);
+  HttpClient c(s.port());
+  EXPECT_EQ(c.request("GET", "/_dobj/metrics", "", {{"Authorization", "Bearer " + token}}).status,
+            200);
+}
+
+}  // namespace
+}  // namespace dobj::test
