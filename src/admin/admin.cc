@@ -176,14 +176,36 @@ std::string AdminPlane::prometheus(const MetricsSnapshot& s) {
     }
   };
   using M = const NamespaceMetrics&;
-  family("dobj_objects_active", "gauge", "Objects in memory.");
-  each("dobj_objects_active", [](M m) { return m.active_objects; });
-  family("dobj_requests_total", "counter", "HTTP requests and calls delivered to objects.");
-  each("dobj_requests_total", [](M m) { return m.requests; });
-  family("dobj_websocket_messages_total", "counter", "WebSocket messages delivered to objects.");
-  each("dobj_websocket_messages_total", [](M m) { return m.socket_messages; });
-  family("dobj_errors_total", "counter", "Events that failed.");
-  each("dobj_errors_total", [](M m) { return m.errors; });
+  struct Series {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t (*value)(M);
+  };
+  static const Series kSeries[] = {
+      {"dobj_objects_active", "gauge", "Objects in memory.", [](M m) { return m.active_objects; }},
+      {"dobj_requests_total", "counter", "HTTP requests and calls delivered to objects.",
+       [](M m) { return m.requests; }},
+      {"dobj_websocket_messages_total", "counter", "WebSocket messages delivered to objects.",
+       [](M m) { return m.socket_messages; }},
+      {"dobj_errors_total", "counter", "Events that failed.", [](M m) { return m.errors; }},
+      {"dobj_alarms_fired_total", "counter", "alarm() runs, retries included.",
+       [](M m) { return m.alarms_fired; }},
+      {"dobj_alarm_retries_total", "counter", "alarm() runs that were retries.",
+       [](M m) { return m.alarm_retries; }},
+      {"dobj_evictions_total", "counter", "Objects evicted from memory after the idle timeout.",
+       [](M m) { return m.evictions; }},
+      {"dobj_resets_total", "counter", "Object resets.", [](M m) { return m.resets; }},
+      {"dobj_overload_rejections_total", "counter", "Events refused with 503 overloaded.",
+       [](M m) { return m.overloaded; }},
+      {"dobj_websockets_open", "gauge", "Open WebSockets.", [](M m) { return m.sockets_open; }},
+      {"dobj_websockets_hibernated", "gauge", "Open WebSockets whose object is not in memory.",
+       [](M m) { return m.sockets_hibernated; }},
+  };
+  for (const Series& series : kSeries) {
+    family(series.name, series.type, series.help);
+    each(series.name, series.value);
+  }
   family("dobj_storage_operations_total", "counter",
          "Storage operations: get/list/SQL (read), put (write), remove (delete).");
   for (size_t i = 0; i < s.per_ns.size(); ++i) {
@@ -195,20 +217,6 @@ std::string AdminPlane::prometheus(const MetricsSnapshot& s) {
       << "dobj_storage_operations_total{namespace=\"" << ns << "\",op=\"delete\"} " << c.deletes
       << '\n';
   }
-  family("dobj_alarms_fired_total", "counter", "alarm() runs, retries included.");
-  each("dobj_alarms_fired_total", [](M m) { return m.alarms_fired; });
-  family("dobj_alarm_retries_total", "counter", "alarm() runs that were retries.");
-  each("dobj_alarm_retries_total", [](M m) { return m.alarm_retries; });
-  family("dobj_evictions_total", "counter", "Objects evicted from memory after the idle timeout.");
-  each("dobj_evictions_total", [](M m) { return m.evictions; });
-  family("dobj_resets_total", "counter", "Object resets.");
-  each("dobj_resets_total", [](M m) { return m.resets; });
-  family("dobj_overload_rejections_total", "counter", "Events refused with 503 overloaded.");
-  each("dobj_overload_rejections_total", [](M m) { return m.overloaded; });
-  family("dobj_websockets_open", "gauge", "Open WebSockets.");
-  each("dobj_websockets_open", [](M m) { return m.sockets_open; });
-  family("dobj_websockets_hibernated", "gauge", "Open WebSockets whose object is not in memory.");
-  each("dobj_websockets_hibernated", [](M m) { return m.sockets_hibernated; });
   summary("dobj_turn_seconds", "Time each turn of an object ran on its thread (CPU time).",
           [](M m) -> const Histogram& { return m.turn_time; });
   summary("dobj_event_seconds", "Wall time of each event, start to end.",

@@ -51,11 +51,10 @@ int HttpClient::take_connection(std::string* buffered) {
   return std::exchange(fd_, -1);
 }
 
-bool HttpClient::send_raw(const std::string& bytes) {
-  if (!ensure_connected()) return false;
+bool send_all(int fd, const std::string& bytes) {
   size_t off = 0;
   while (off < bytes.size()) {
-    ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       return false;
@@ -63,6 +62,10 @@ bool HttpClient::send_raw(const std::string& bytes) {
     off += static_cast<size_t>(n);
   }
   return true;
+}
+
+bool HttpClient::send_raw(const std::string& bytes) {
+  return ensure_connected() && send_all(fd_, bytes);
 }
 
 bool HttpClient::fill() {

@@ -50,6 +50,9 @@ class HttpClient {
   std::string buf_;
 };
 
+// Writes all of bytes to a blocking socket; false if the connection failed.
+bool send_all(int fd, const std::string& bytes);
+
 // One request on a fresh connection.
 HttpResponse http(int port, const std::string& method, const std::string& target,
                   const std::string& body = "");

@@ -26,18 +26,7 @@ void WsClient::drop() {
   fd_ = -1;
 }
 
-bool WsClient::send_raw(const std::string& bytes) {
-  size_t off = 0;
-  while (off < bytes.size()) {
-    ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
+bool WsClient::send_raw(const std::string& bytes) { return send_all(fd_, bytes); }
 
 bool WsClient::send_frame(uint8_t opcode, const std::string& payload, bool fin) {
   static const uint8_t kMask[4] = {0x12, 0x34, 0x56, 0x78};
