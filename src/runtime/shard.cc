@@ -232,21 +232,30 @@ void Shard::flush_all(std::function<void()> done) {
 MetricsSnapshot Shard::metrics_snapshot() {
   MetricsSnapshot snap;
   snap.per_ns = metrics_;
+  // Ranks by numbers first and names only the ten winners, so that a read
+  // with many objects in memory costs the shard little.
+  std::vector<std::pair<double, const HostKey*>> by_events, by_time;
+  by_events.reserve(hosts_.size());
+  by_time.reserve(hosts_.size());
   for (auto& [key, host] : hosts_) {
     ++snap.per_ns[key.ns->index()].active_objects;
-    ObjectStat st{key.ns->name(), key.id.to_string(), key.id.name().value_or(""), host->events_total(),
-                  host->turn_ms_total()};
-    snap.top_by_events.push_back(st);
-    snap.top_by_time.push_back(std::move(st));
+    by_events.emplace_back(static_cast<double>(host->events_total()), &key);
+    by_time.emplace_back(host->turn_ms_total(), &key);
   }
-  auto top = [](std::vector<ObjectStat>& v, auto key) {
+  auto top = [this](std::vector<std::pair<double, const HostKey*>>& v,
+                    std::vector<ObjectStat>* out) {
     size_t n = std::min<size_t>(10, v.size());
     std::partial_sort(v.begin(), v.begin() + static_cast<ptrdiff_t>(n), v.end(),
-                      [&](const ObjectStat& a, const ObjectStat& b) { return key(a) > key(b); });
-    v.resize(n);
+                      [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (size_t i = 0; i < n; ++i) {
+      const HostKey& k = *v[i].second;
+      const ObjectHost& h = *hosts_.at(k);
+      out->push_back(ObjectStat{k.ns->name(), k.id.to_string(), k.id.name().value_or(""),
+                                h.events_total(), h.turn_ms_total()});
+    }
   };
-  top(snap.top_by_events, [](const ObjectStat& o) { return double(o.events); });
-  top(snap.top_by_time, [](const ObjectStat& o) { return o.turn_ms; });
+  top(by_events, &snap.top_by_events);
+  top(by_time, &snap.top_by_time);
   sockets_->count(&snap.per_ns, [this](const NamespaceImpl* ns, const ObjectId& id) {
     return find_host(ns, id) != nullptr;
   });
