@@ -9,9 +9,6 @@
 //   dobj-ws-bench idle --port P --pid SERVER_PID [--sockets 10000] [--per-room 1000]
 //     Opens idle sockets across rooms and prints "sockets_held bytes_per_socket"
 //     from the server's RSS before and after (kernel buffers are not in RSS).
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -28,6 +25,8 @@
 #include <vector>
 
 #include "base/websocket_frame.h"
+#include "support/http_client.h"
+#include "support/ws_client.h"
 
 namespace ws = dobj::internal::ws;
 
@@ -45,65 +44,20 @@ struct Conn {
   ws::FrameReader reader{/*expect_masked=*/false, 1 << 20};
 };
 
-bool send_all(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        pollfd p{fd, POLLOUT, 0};
-        ::poll(&p, 1, 1000);
-        continue;
-      }
-      return false;
-    }
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
+using dobj::test::send_all;
 
 // Connects and upgrades; returns the connection or fd -1.
 Conn open_socket(int port, const std::string& path) {
   Conn c;
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return c;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return c;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  std::string req = "GET " + path +
-                    " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-  if (!send_all(fd, req)) {
-    ::close(fd);
-    return c;
-  }
-  std::string got;
-  size_t end;
-  while ((end = got.find("\r\n\r\n")) == std::string::npos) {
-    pollfd p{fd, POLLIN, 0};
-    char tmp[4096];
-    ssize_t n = ::poll(&p, 1, 10000) > 0 ? ::recv(fd, tmp, sizeof tmp, 0) : -1;
-    if (n <= 0) {
-      ::close(fd);
-      return c;
+  dobj::test::WsClient client(port, path);
+  if (!client.connected()) {
+    if (client.upgrade_response().status != 0) {
+      fprintf(stderr, "upgrade refused: %d %s\n", client.upgrade_response().status,
+              client.upgrade_response().body.c_str());
     }
-    got.append(tmp, static_cast<size_t>(n));
-  }
-  if (got.compare(0, 12, "HTTP/1.1 101") != 0) {
-    fprintf(stderr, "upgrade refused: %s\n", got.substr(0, got.find("\r\n")).c_str());
-    ::close(fd);
     return c;
   }
-  c.fd = fd;
-  c.buf = got.substr(end + 4);
+  c.fd = client.release(&c.buf);
   return c;
 }
 

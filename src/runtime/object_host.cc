@@ -44,17 +44,6 @@ ResumeTarget current_resume_target() {
   return t;
 }
 
-void send_through_output_gate(std::function<void()> send) {
-  ObjectHost* host = ObjectHost::current();
-  if (!host) {
-    send();
-    return;
-  }
-  host->gate_output([send = std::move(send)](Status st) {
-    if (st.is_ok()) send();
-  });
-}
-
 Response response_for(std::exception_ptr e) {
   try {
     std::rethrow_exception(e);

@@ -41,10 +41,13 @@ Response error_response(const Status& status);
 Response response_for(std::exception_ptr e);
 // Where a coroutine suspending now on this thread must continue.
 ResumeTarget current_resume_target();
-// Sends an outgoing message (a call to an object, an HTTP request) under the
-// output gate: at once outside objects; inside one, once every write it made
+// Sends an outgoing message (a call to an object, an HTTP request, a
+// WebSocket send) under the output gate: at once outside objects, and inside
+// one whose writes so far are all durable; otherwise once every write it made
 // before is durable, and never if that write fails (the caller is reset then).
-void send_through_output_gate(std::function<void()> send);
+// `send` must not run object code synchronously (it may run inside a turn).
+template <typename F>
+void send_through_output_gate(F send);
 
 class ObjectHost {
  public:
@@ -151,5 +154,17 @@ class ObjectHost {
   uint64_t events_total_ = 0;
   int64_t turn_ns_total_ = 0;
 };
+
+template <typename F>
+void send_through_output_gate(F send) {
+  ObjectHost* host = ObjectHost::current();
+  if (!host || host->output_gate_open()) {
+    send();
+    return;
+  }
+  host->gate_output([send = std::move(send)](Status st) mutable {
+    if (st.is_ok()) send();
+  });
+}
 
 }  // namespace dobj::internal

@@ -234,22 +234,23 @@ MetricsSnapshot Shard::metrics_snapshot() {
   snap.per_ns = metrics_;
   // Ranks by numbers first and names only the ten winners, so that a read
   // with many objects in memory costs the shard little.
-  std::vector<std::pair<double, const HostKey*>> by_events, by_time;
+  using Entry = decltype(hosts_)::value_type;
+  std::vector<std::pair<double, const Entry*>> by_events, by_time;
   by_events.reserve(hosts_.size());
   by_time.reserve(hosts_.size());
-  for (auto& [key, host] : hosts_) {
-    ++snap.per_ns[key.ns->index()].active_objects;
-    by_events.emplace_back(static_cast<double>(host->events_total()), &key);
-    by_time.emplace_back(host->turn_ms_total(), &key);
+  for (const Entry& entry : hosts_) {
+    const ObjectHost& host = *entry.second;
+    ++snap.per_ns[entry.first.ns->index()].active_objects;
+    by_events.emplace_back(static_cast<double>(host.events_total()), &entry);
+    by_time.emplace_back(host.turn_ms_total(), &entry);
   }
-  auto top = [this](std::vector<std::pair<double, const HostKey*>>& v,
-                    std::vector<ObjectStat>* out) {
+  auto top = [](std::vector<std::pair<double, const Entry*>>& v, std::vector<ObjectStat>* out) {
     size_t n = std::min<size_t>(10, v.size());
     std::partial_sort(v.begin(), v.begin() + static_cast<ptrdiff_t>(n), v.end(),
                       [](const auto& a, const auto& b) { return a.first > b.first; });
     for (size_t i = 0; i < n; ++i) {
-      const HostKey& k = *v[i].second;
-      const ObjectHost& h = *hosts_.at(k);
+      const HostKey& k = v[i].second->first;
+      const ObjectHost& h = *v[i].second->second;
       out->push_back(ObjectStat{k.ns->name(), k.id.to_string(), k.id.name().value_or(""),
                                 h.events_total(), h.turn_ms_total()});
     }

@@ -35,12 +35,6 @@ constexpr int kMaxIov = 64;
 constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
 constexpr auto kClosingTimeout = std::chrono::seconds(5);
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace
 
 std::string websocket_accept_key(std::string_view client_key) {
@@ -66,11 +60,6 @@ SocketHub::SocketHub(Shard* shard, size_t send_queue_limit)
     : shard_(shard), send_queue_limit_(send_queue_limit) {}
 
 SocketHub::~SocketHub() { close_all(); }
-
-std::shared_ptr<SocketConn> SocketHub::find(uint64_t id) {
-  auto it = by_id_.find(id);
-  return it == by_id_.end() ? nullptr : it->second;
-}
 
 WebSocket SocketHub::accept(NamespaceImpl* ns, const ObjectId& object, const Request& upgrade,
                             std::vector<std::string> tags,
@@ -128,7 +117,8 @@ WebSocket SocketHub::accept(NamespaceImpl* ns, const ObjectId& object, const Req
 
 void SocketHub::adopt(uint64_t socket_id, int fd, const std::string& key, std::string already_read,
                       Headers extra) {
-  auto c = find(socket_id);
+  auto it = by_id_.find(socket_id);
+  std::shared_ptr<SocketConn> c = it == by_id_.end() ? nullptr : it->second;
   if (!c || c->phase == SocketConn::Phase::kClosed || c->io || c->key != key) {
     // Expired, closed, or a 101 that does not belong to this request.
     static const char kGone[] =
@@ -238,7 +228,7 @@ size_t SocketHub::parse(const std::shared_ptr<SocketConn>& cp, std::string& buf)
               e.payload == it->second.auto_response->first) {
             // Answered by the runtime: the object is not woken, nor held up.
             send(c, ws::kText, std::make_shared<const std::string>(it->second.auto_response->second));
-            c.auto_response_ms = now_ms();
+            c.auto_response_ms = shard_->now_ms();
             break;
           }
         }
@@ -275,10 +265,9 @@ size_t SocketHub::parse(const std::shared_ptr<SocketConn>& cp, std::string& buf)
 void SocketHub::report(SocketConn& c, SocketEvent::Kind kind, int code, std::string reason,
                        bool was_clean) {
   if (c.closed_by_object || c.close_reported) return;
-  auto self = find(c.id);
-  if (!self) return;
   c.close_reported = true;
-  deliver(c, SocketEvent{kind, WebSocket(self), {}, code, std::move(reason), was_clean});
+  deliver(c, SocketEvent{kind, WebSocket(c.shared_from_this()), {}, code, std::move(reason),
+                         was_clean});
 }
 
 void SocketHub::deliver(SocketConn& c, SocketEvent event) {
@@ -294,7 +283,7 @@ void SocketHub::event_done(SocketConn& c) {
   --c.undelivered;
   if (c.undelivered < kMaxUndelivered && c.io && !c.reading &&
       c.phase != SocketConn::Phase::kClosed && !c.io->close_after_flush) {
-    if (auto self = find(c.id)) wait_readable(self);
+    wait_readable(c.shared_from_this());
   }
 }
 
@@ -337,7 +326,7 @@ void SocketHub::send_close_frame(SocketConn& c, int code, std::string_view reaso
   c.close_sent = true;
   if (c.phase == SocketConn::Phase::kOpen) c.phase = SocketConn::Phase::kClosing;
   mark_dirty(c);
-  std::weak_ptr<SocketConn> weak = find(c.id);
+  std::weak_ptr<SocketConn> weak = c.shared_from_this();
   shard_->run_after(std::chrono::duration_cast<std::chrono::milliseconds>(kClosingTimeout),
                     [this, weak] {
                       auto c = weak.lock();
@@ -354,11 +343,10 @@ void SocketHub::close(SocketConn& c, int code, std::string_view reason) {
 }
 
 void SocketHub::mark_dirty(SocketConn& c) {
-  if (c.dirty || !c.io) return;  // a pending socket is flushed when adopted
-  auto self = find(c.id);
-  if (!self) return;
+  // A pending socket is flushed when adopted, a closed one never.
+  if (c.dirty || !c.io || c.phase == SocketConn::Phase::kClosed) return;
   c.dirty = true;
-  dirty_.push_back(std::move(self));
+  dirty_.push_back(c.shared_from_this());
   if (!flush_posted_) {
     flush_posted_ = true;
     // After the current handler: sends of one turn (a broadcast) and of
@@ -407,7 +395,7 @@ void SocketHub::flush(SocketConn& c) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         c.waiting_writable = true;
-        auto self = find(c.id);
+        auto self = c.shared_from_this();
         c.io->socket.async_wait(tcp::socket::wait_write, [this, self](boost::system::error_code ec) {
           self->waiting_writable = false;
           if (!ec) flush(*self);
@@ -447,7 +435,7 @@ void SocketHub::flush(SocketConn& c) {
 void SocketHub::finish(SocketConn& c, int code, std::string reason, bool was_clean,
                        bool is_error) {
   if (c.phase == SocketConn::Phase::kClosed) return;
-  auto keep = find(c.id);
+  auto keep = c.shared_from_this();  // unregister drops the hub's reference
   c.phase = SocketConn::Phase::kClosed;
   if (c.io) {
     boost::system::error_code ec;
@@ -458,8 +446,8 @@ void SocketHub::finish(SocketConn& c, int code, std::string reason, bool was_cle
   c.out.clear();
   c.out_head = 0;
   c.out_bytes = 0;
-  if (keep) report(c, is_error ? SocketEvent::kError : SocketEvent::kClose, code, std::move(reason),
-                   was_clean);
+  report(c, is_error ? SocketEvent::kError : SocketEvent::kClose, code, std::move(reason),
+         was_clean);
   unregister(c);
 }
 
@@ -488,7 +476,7 @@ std::vector<WebSocket> SocketHub::sockets_of(const NamespaceImpl* ns, const Obje
     if (c->phase != SocketConn::Phase::kPending && c->phase != SocketConn::Phase::kOpen) continue;
     if (!c->hibernatable) continue;  // kept sockets are the object's own business
     if (!tag.empty() && std::find(c->tags.begin(), c->tags.end(), tag) == c->tags.end()) continue;
-    out.emplace_back(by_id_.at(c->id));
+    out.emplace_back(c->shared_from_this());
   }
   return out;
 }
@@ -524,7 +512,7 @@ void SocketHub::object_reset(const NamespaceImpl* ns, const ObjectId& object) {
   if (it == by_object_.end() || it->second.kept == 0) return;
   std::vector<std::shared_ptr<SocketConn>> kept;
   for (SocketConn* c : it->second.sockets) {
-    if (!c->hibernatable) kept.push_back(by_id_.at(c->id));
+    if (!c->hibernatable) kept.push_back(c->shared_from_this());
   }
   for (auto& c : kept) {
     c->handlers.reset();  // they belonged to the instance that is gone

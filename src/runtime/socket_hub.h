@@ -59,7 +59,7 @@ struct SocketEvent {
   bool was_clean = false;    // kClose
 };
 
-struct SocketConn {
+struct SocketConn : std::enable_shared_from_this<SocketConn> {
   enum class Phase { kPending, kOpen, kClosing, kClosed };
   struct Out {
     uint8_t header[ws::kMaxHeaderSize] = {};
@@ -138,11 +138,11 @@ class SocketHub {
   // Closes every socket with 1001 (the server is stopping).
   void close_all();
 
-  // Socket internals (socket_hub.cc).
-  void on_readable(const std::shared_ptr<SocketConn>& c);
+  // The object finished an event of this socket (the event's reply calls it).
   void event_done(SocketConn& c);
 
  private:
+  void on_readable(const std::shared_ptr<SocketConn>& c);
   struct ObjectSockets {
     std::vector<SocketConn*> sockets;
     std::optional<std::pair<std::string, std::string>> auto_response;
@@ -161,7 +161,6 @@ class SocketHub {
   void finish(SocketConn& c, int code, std::string reason, bool was_clean, bool is_error);
   void send_close_frame(SocketConn& c, int code, std::string_view reason);
   void unregister(SocketConn& c);
-  std::shared_ptr<SocketConn> find(uint64_t id);
 
   Shard* shard_;
   size_t send_queue_limit_;
@@ -173,7 +172,7 @@ class SocketHub {
   std::string scratch_;  // one read buffer for all sockets
 };
 
-// "HTTP/1.1 101 ..." with the Sec-WebSocket-Accept for this key.
+// The Sec-WebSocket-Accept value that answers a client's Sec-WebSocket-Key.
 std::string websocket_accept_key(std::string_view client_key);
 
 // The internal response header that tells the front door which socket a 101

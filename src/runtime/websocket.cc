@@ -45,14 +45,10 @@ void send_gated(const std::shared_ptr<SocketConn>& c, uint8_t opcode,
     throw Error(Code::kTooLarge, "a WebSocket message may be at most " +
                                      std::to_string(kMaxWebSocketMessageBytes) + " bytes");
   }
-  internal::ObjectHost* host = internal::ObjectHost::current();
-  if (!host || host->output_gate_open()) {
-    c->hub->send(*c, opcode, std::move(payload));
-    return;
-  }
-  host->gate_output([c, opcode, payload = std::move(payload)](Status st) mutable {
-    if (st.is_ok()) c->hub->send(*c, opcode, std::move(payload));
-  });
+  internal::send_through_output_gate(
+      [c, opcode, payload = std::move(payload)]() mutable {
+        c->hub->send(*c, opcode, std::move(payload));
+      });
 }
 
 }  // namespace
@@ -82,15 +78,8 @@ void WebSocket::close(int code, std::string_view reason) const {
   }
   auto c = conn_;
   c->closed_by_object = true;  // later sends throw, even before the frame leaves
-  auto close = [c, code, reason = std::string(reason)](Status st) {
-    if (st.is_ok()) c->hub->close(*c, code, reason);
-  };
-  internal::ObjectHost* host = internal::ObjectHost::current();
-  if (!host || host->output_gate_open()) {
-    close(Status::ok());
-  } else {
-    host->gate_output(std::move(close));
-  }
+  internal::send_through_output_gate(
+      [c, code, reason = std::string(reason)] { c->hub->close(*c, code, reason); });
 }
 
 WebSocket::ReadyState WebSocket::ready_state() const {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 
 namespace dobj::test {
 
@@ -24,6 +25,13 @@ WsClient::~WsClient() { drop(); }
 void WsClient::drop() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+}
+
+int WsClient::release(std::string* buffered) {
+  *buffered = buf_.substr(pos_);
+  buf_.clear();
+  pos_ = 0;
+  return std::exchange(fd_, -1);
 }
 
 bool WsClient::send_raw(const std::string& bytes) { return send_all(fd_, bytes); }

@@ -46,6 +46,9 @@ class WsClient {
   bool await_eof();
   // Closes the TCP connection without a close frame.
   void drop();
+  // Hands the open connection over (for a client of one's own): its
+  // descriptor, and the bytes read past the 101 into *buffered.
+  int release(std::string* buffered);
 
  private:
   std::chrono::milliseconds timeout_;
