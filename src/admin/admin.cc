@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "runtime/object_host.h"
 #include "runtime/runtime.h"
 
 namespace dobj::internal {
@@ -43,8 +44,11 @@ bool AdminPlane::owns(std::string_view target) {
 }
 
 bool AdminPlane::authorized(const Request& request) const {
-  std::string h = request.header("authorization").value_or("");
-  const std::string prefix = "Bearer ";
+  return authorized_header(request.header("authorization").value_or(""));
+}
+
+bool AdminPlane::authorized_header(std::string_view h) const {
+  const std::string_view prefix = "Bearer ";
   if (token_.empty() || h.size() != prefix.size() + token_.size() || h.rfind(prefix, 0) != 0) {
     return false;
   }
@@ -79,6 +83,32 @@ void AdminPlane::handle(Shard& here, const Request& request,
     return reply(std::move(r));
   }
   std::string path(request.path());
+  auto segments = request.path_segments();
+  if (!segments) return reply(Response::error(400, "bad escape in the path"));
+  // segments: "_dobj", "objects", ns, id, action
+  if (segments->size() >= 2 && (*segments)[0] == "_dobj" && (*segments)[1] == "objects") {
+    const auto& s = *segments;
+    if (s.size() == 2) {
+      if (request.method != "GET") return reply(Response::error(405, "use GET"));
+      return list_objects(here, request, std::move(reply));
+    }
+    if (s.size() < 4 || s.size() > 5) return reply(Response::error(404, "no admin route " + path));
+    auto target = parse_target(s[2], s[3]);
+    if (!target) return reply(error_response(target.status()));
+    std::string action = s.size() == 5 ? s[4] : "";
+    auto route = [&](const char* method, const char* act) {
+      return action == act && request.method == method;
+    };
+    if (route("GET", "")) return inspect_object(here, *target, request, std::move(reply));
+    if (route("DELETE", "")) return delete_object(here, *target, std::move(reply));
+    if (route("POST", "sql")) return query_object(here, *target, request, std::move(reply));
+    if (route("GET", "export")) return export_object(here, *target, std::move(reply));
+    if (route("PUT", "import")) return import_object(here, *target, request, std::move(reply));
+    if (action.empty() || action == "sql" || action == "export" || action == "import") {
+      return reply(Response::error(405, "method not allowed here"));
+    }
+    return reply(Response::error(404, "no admin route " + path));
+  }
   if (request.method != "GET") return reply(Response::error(405, "use GET"));
   if (path == "/metrics") {
     return runtime_.collect_metrics(&here, [this, reply](MetricsSnapshot s) {
@@ -125,6 +155,8 @@ std::string AdminPlane::json(const MetricsSnapshot& s) {
     j["overloadRejections"] = m.overloaded;
     j["websocketsOpen"] = m.sockets_open;
     j["websocketsHibernated"] = m.sockets_hibernated;
+    j["storedObjects"] = m.stored_objects;
+    j["storageBytes"] = m.storage_bytes;
     return j;
   };
   Json out;
@@ -201,6 +233,10 @@ std::string AdminPlane::prometheus(const MetricsSnapshot& s) {
       {"dobj_websockets_open", "gauge", "Open WebSockets.", [](M m) { return m.sockets_open; }},
       {"dobj_websockets_hibernated", "gauge", "Open WebSockets whose object is not in memory.",
        [](M m) { return m.sockets_hibernated; }},
+      {"dobj_objects_stored", "gauge", "Objects with storage (the catalog).",
+       [](M m) { return m.stored_objects; }},
+      {"dobj_storage_bytes", "gauge", "Bytes of the objects' files on disk (database and WAL).",
+       [](M m) { return m.storage_bytes; }},
   };
   for (const Series& series : kSeries) {
     family(series.name, series.type, series.help);

@@ -6,8 +6,15 @@
 // served (docs/operations.md):
 //   GET /metrics          Prometheus text, per namespace
 //   GET /_dobj/metrics    the same as JSON, plus the busiest objects
+//   GET /_dobj/objects    the catalog, searched and paged
+//   GET|DELETE /_dobj/objects/<ns>/<id>            inspect, delete
+//   POST /_dobj/objects/<ns>/<id>/sql              read-only query
+//   GET  /_dobj/objects/<ns>/<id>/export           the database file
+//   PUT  /_dobj/objects/<ns>/<id>/import           a database file in its place
+// <id> is the hex ID or name:<name>.
 // Counters are read from every shard without stopping any (each shard copies
-// its own), so an admin read costs an object nothing.
+// its own), so an admin read costs an object nothing. Actions on one object
+// run in its queue, between its events (objects.cc).
 //
 // Thread affinity: handle() runs on the shard that accepted the request and
 // answers on it.
@@ -21,11 +28,18 @@
 
 #include "dobj/http.h"
 #include "runtime/metrics.h"
+#include "runtime/shard.h"
 
 namespace dobj::internal {
 
 class Runtime;
 class Shard;
+class NamespaceImpl;
+
+struct ObjectTarget {
+  NamespaceImpl* ns;
+  ObjectId id;
+};
 
 class AdminPlane {
  public:
@@ -39,8 +53,18 @@ class AdminPlane {
   std::string prometheus(const MetricsSnapshot& s);
   std::string json(const MetricsSnapshot& s);
 
+  // Whether an Authorization header value carries the token.
+  bool authorized_header(std::string_view value) const;
+
  private:
   bool authorized(const Request& request) const;
+  Result<ObjectTarget> parse_target(const std::string& ns, const std::string& id);
+  void list_objects(Shard& here, const Request& request, Reply reply);
+  void inspect_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
+  void query_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
+  void export_object(Shard& here, const ObjectTarget& t, Reply reply);
+  void import_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
+  void delete_object(Shard& here, const ObjectTarget& t, Reply reply);
   // Events per second of each namespace since the previous sample (at least
   // a second old), or since the start.
   std::vector<double> rates(const MetricsSnapshot& s);

@@ -31,6 +31,9 @@ class Session;
 // Lives on one shard's thread. Shared: sessions keep their shard's registry
 // alive, because their handlers may be destroyed with the io_context after
 // the HttpServer itself is gone.
+// The largest database an operator may import when objects have no size cap.
+constexpr uint64_t kMaxImportBytes = uint64_t{1} << 30;
+
 struct HttpServer::PerShard {
   Runtime* runtime = nullptr;
   std::shared_ptr<AdminPlane> admin;
@@ -99,6 +102,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_header(beast::error_code ec) {
     if (ec) return on_error(ec);
     auto& req = parser_->get();
+    if (req.method() == http::verb::put && AdminPlane::owns(req.target()) &&
+        per_shard_->admin->authorized_header(req[http::field::authorization])) {
+      // An import carries a whole database: up to the per-object cap.
+      int64_t cap = per_shard_->runtime->options().max_object_bytes;
+      parser_->body_limit(cap > 0 ? static_cast<uint64_t>(cap) + (1 << 20) : kMaxImportBytes);
+    }
     if (req[http::field::expect] == "100-continue" && !parser_->is_done()) {
       // Answer the interim response so the client sends its body at once.
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,

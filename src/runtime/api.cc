@@ -94,7 +94,7 @@ struct FetchAwaitable {
       });
     };
     internal::Delivery delivery{std::move(request), std::move(reply),       std::move(call_method),
-                                binding != nullptr, binding ? *binding : 0, std::nullopt, std::nullopt};
+                                binding != nullptr, binding ? *binding : 0, std::nullopt, std::nullopt, nullptr};
     auto send = [target, ns = ns, id = id, d = std::move(delivery)]() mutable {
       target->post([target, ns, id = std::move(id), d = std::move(d)]() mutable {
         target->deliver(ns, id, std::move(d));

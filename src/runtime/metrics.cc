@@ -58,6 +58,8 @@ void NamespaceMetrics::merge(const NamespaceMetrics& o) {
   active_objects += o.active_objects;
   sockets_open += o.sockets_open;
   sockets_hibernated += o.sockets_hibernated;
+  stored_objects += o.stored_objects;
+  storage_bytes += o.storage_bytes;
 }
 
 }  // namespace dobj::internal

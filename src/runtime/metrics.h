@@ -54,6 +54,8 @@ struct NamespaceMetrics {
   uint64_t active_objects = 0;
   uint64_t sockets_open = 0;
   uint64_t sockets_hibernated = 0;  // open sockets whose object is not in memory
+  uint64_t stored_objects = 0;      // objects with storage (the catalog)
+  uint64_t storage_bytes = 0;       // their files on disk, database + WAL
 
   void merge(const NamespaceMetrics& o);
 };

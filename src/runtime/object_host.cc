@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
+#include "base/websocket_frame.h"
 #include "runtime/runtime.h"
 
 namespace dobj::internal {
@@ -82,18 +83,23 @@ ObjectHost::ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id)
       id_(std::move(id)),
       generation_(shard->next_generation()),
       metrics_(&shard->metrics(ns->index())) {
+  make_store();
+  last_active_ = std::chrono::steady_clock::now();
+}
+
+void ObjectHost::make_store() {
   std::string hex = id_.to_string();
-  StoreEnv env{&shard->commits(),
-               &shard->lru(),
-               &shard->runtime().store_faults(),
-               shard->runtime().options().max_object_bytes,
-               &shard->runtime().alarm_index(),
+  StoreEnv env{&shard_->commits(),
+               &shard_->lru(),
+               &shard_->runtime().store_faults(),
+               shard_->runtime().options().max_object_bytes,
+               &shard_->runtime().alarm_index(),
                ns_->has_alarm_handler(),
-               &metrics_->storage};
+               &metrics_->storage,
+               &shard_->runtime().catalog()};
   store_ = std::make_unique<ObjectStore>(env, ns_->dir() + "/" + hex.substr(0, 2), hex + ".sqlite");
   store_->set_sync([this] { return sync(); });
   store_->set_identity(AlarmRecord{ns_->name(), hex, id_.name(), 0});
-  last_active_ = std::chrono::steady_clock::now();
 }
 
 ObjectHost::~ObjectHost() {
@@ -159,7 +165,7 @@ void ObjectHost::run_turn(F&& fn) {
 }
 
 void ObjectHost::enqueue(Delivery delivery) {
-  last_active_ = std::chrono::steady_clock::now();
+  if (!delivery.admin) last_active_ = std::chrono::steady_clock::now();
   // Socket events are bounded per socket instead (the hub stops reading).
   if (queue_.size() >= shard_->runtime().options().max_queue && !delivery.socket_event) {
     ++metrics_->overloaded;
@@ -184,6 +190,12 @@ void ObjectHost::pump() {
         if (ObjectHost* h = t.shard->find_host(t.ns, t.id)) h->pump();
       });
       break;
+    }
+    if (queue_.front().admin) {
+      Event ev = std::move(queue_.front());
+      queue_.pop_front();
+      ev.admin(*this, std::move(ev.reply));
+      continue;
     }
     if (!ensure_instance()) continue;
     if (blocked_ > 0) break;  // the constructor started block_concurrency_while
@@ -242,6 +254,10 @@ void ObjectHost::start_event(Event event) {
   run->reply = std::move(event.reply);
   run->started = std::chrono::steady_clock::now();
   ++events_total_;
+  if (!catalog_dirty_) {
+    catalog_dirty_ = true;
+    shard_->catalog_dirty(this);
+  }
   if (event.alarm) {
     run->is_alarm = true;
     ++metrics_->alarms_fired;
@@ -617,7 +633,55 @@ void ObjectHost::reset(const Status& why, bool fail_queued) {
 
 bool ObjectHost::idle() const {
   return runs_.empty() && queue_.empty() && held_output_batches_ == 0 && blocked_ == 0 &&
-         !in_turn_ && !store_->in_turn_transaction();
+         !in_turn_ && !store_->in_turn_transaction() && admin_holds_ == 0;
+}
+
+Status ObjectHost::admin_delete(const std::string& why) {
+  if (held()) return Status(Code::kConflict, "an export of this object is running; try again");
+  if (instance_ || !runs_.empty()) reset(Status(Code::kReset, why));
+  shard_->sockets().close_object(ns_, id_, ws::kGoingAway, why);
+  shard_->alarms().cancel(AlarmKey{ns_, id_});
+  forget_indexed_alarm();
+  Status st = store_->remove_files();
+  shard_->runtime().catalog().remove(ns_->name(), id_.to_string());
+  make_store();
+  return st;
+}
+
+Status ObjectHost::admin_replace(const std::string& why, const std::string& file) {
+  if (held()) return Status(Code::kConflict, "an export of this object is running; try again");
+  if (instance_ || !runs_.empty()) reset(Status(Code::kReset, why));
+  shard_->sockets().close_object(ns_, id_, ws::kGoingAway, why);
+  shard_->alarms().cancel(AlarmKey{ns_, id_});
+  forget_indexed_alarm();
+  Status st = store_->replace_files(file);
+  make_store();
+  if (!st) return st;
+  std::string hex = id_.to_string();
+  CatalogEntry entry;
+  entry.ns = ns_->name();
+  entry.id = hex;
+  entry.name = id_.name();
+  auto f = shard_->runtime().catalog().record_created(entry);
+  if (!f) return f.status();
+  if (Status s = (*f)->sync(); !s) return s;
+  shard_->runtime().catalog().touch({CatalogTouch{ns_->name(), hex, store_->path(),
+                                                  shard_->now_ms()}});
+  try {
+    // Opening the file converts it to our journal mode and adds the
+    // runtime's tables if it lacks them.
+    std::optional<int64_t> at = store_->stored_alarm();
+    if (at && ns_->has_alarm_handler()) {
+      AlarmRecord r{ns_->name(), hex, id_.name(), *at};
+      auto wal = shard_->runtime().alarm_index().record(r);
+      if (!wal) return wal.status();
+      if (Status s = (*wal)->sync(); !s) return s;
+      shard_->alarms().schedule(AlarmKey{ns_, id_}, *at, 0);
+    }
+  } catch (const Error& e) {
+    return e.status();
+  }
+  return Status::ok();
 }
 
 }  // namespace dobj::internal

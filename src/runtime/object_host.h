@@ -86,6 +86,25 @@ class ObjectHost {
   uint64_t events_total() const { return events_total_; }
   double turn_ms_total() const { return static_cast<double>(turn_ns_total_) / 1e6; }
   std::chrono::steady_clock::time_point last_active() const { return last_active_; }
+  // Whether the host had events since the shard last told the catalog; the
+  // shard clears it when it does.
+  bool catalog_dirty() const { return catalog_dirty_; }
+  // Whether the object's instance is in memory.
+  bool has_instance() const { return instance_ != nullptr; }
+
+  // The operator's actions (Delivery::admin runs them between events).
+  // While held, the host is not evicted (an export in steps).
+  void hold() { ++admin_holds_; }
+  void release() { --admin_holds_; }
+  bool held() const { return admin_holds_ > 0; }
+  // Drops the instance (its callers get a reset error naming `why`), closes
+  // the object's sockets and alarm, and removes its storage; the next event
+  // builds an empty object.
+  Status admin_delete(const std::string& why);
+  // The same, then puts the database file `file` in place of the storage and
+  // schedules the alarm it holds.
+  Status admin_replace(const std::string& why, const std::string& file);
+  void clear_catalog_dirty() { catalog_dirty_ = false; }
 
  private:
   using Event = Delivery;
@@ -111,6 +130,7 @@ class ObjectHost {
   // waiting behind a block_concurrency_while that failed).
   void reset(const Status& why, bool fail_queued = false);
   void reap_runs();
+  void make_store();
   Driver drive_fetch(Run* run, Request request, std::optional<std::string> call_method);
   Driver drive_alarm(Run* run, Delivery::Alarm alarm);
   Driver drive_socket(Run* run, SocketEvent event);
@@ -153,6 +173,8 @@ class ObjectHost {
   NamespaceMetrics* metrics_;  // this namespace's counters on this shard
   uint64_t events_total_ = 0;
   int64_t turn_ns_total_ = 0;
+  bool catalog_dirty_ = false;
+  int admin_holds_ = 0;
 };
 
 template <typename F>

@@ -80,6 +80,10 @@ void Runtime::start() {
     if (Status st = make_dirs(ns->dir()); !st) throw Error(st);
   }
   if (Status st = alarm_index_.open(options_.data_dir + "/alarms.sqlite"); !st) throw Error(st);
+  std::map<std::string, std::string> dirs;
+  for (auto& ns : namespaces_) dirs[ns->name()] = ns->dir();
+  if (Status st = catalog_.open(options_.data_dir + "/catalog.sqlite", dirs); !st) throw Error(st);
+  catalog_.start();
   if (flusher_) flusher_->start();
   for (auto& s : shards_) s->start();
   // Alarms pending before the last stop or crash: each to its object's shard.
@@ -115,10 +119,16 @@ void Runtime::stop(std::chrono::milliseconds timeout) {
     s->post([&] { s->flush_all([&] { flushed.set_value(); }); });
     f.get();
   }
-  for (auto& s : shards_) s->run_and_wait([&] { s->close_all_objects(); });
+  for (auto& s : shards_) {
+    s->run_and_wait([&] {
+      s->hand_over_to_catalog();
+      s->close_all_objects();
+    });
+  }
   for (auto& s : shards_) s->stop();
   for (auto& s : shards_) s->join();
   if (flusher_) flusher_->stop();
+  catalog_.stop();
 }
 
 std::future<Response> Runtime::send_to_object(NamespaceImpl* ns, const ObjectId& id,
@@ -150,7 +160,7 @@ void Runtime::collect_metrics(Shard* reply_on, std::function<void(MetricsSnapsho
   g->all.per_ns.resize(namespaces_.size());
   for (auto& s : shards_) {
     Shard* shard = s.get();
-    shard->post([shard, g, reply_on] {
+    shard->post([this, shard, g, reply_on] {
       MetricsSnapshot one = shard->metrics_snapshot();
       std::lock_guard lock(g->mu);
       for (size_t i = 0; i < one.per_ns.size(); ++i) g->all.per_ns[i].merge(one.per_ns[i]);
@@ -167,7 +177,61 @@ void Runtime::collect_metrics(Shard* reply_on, std::function<void(MetricsSnapsho
       };
       cut(g->all.top_by_events, [](const ObjectStat& o) { return double(o.events); });
       cut(g->all.top_by_time, [](const ObjectStat& o) { return o.turn_ms; });
-      reply_on->post([g] { g->done(std::move(g->all)); });
+      reply_on->post([this, g] {
+        auto totals = catalog_.totals();
+        for (size_t i = 0; i < namespaces_.size(); ++i) {
+          auto it = totals.find(namespaces_[i]->name());
+          if (it == totals.end()) continue;
+          g->all.per_ns[i].stored_objects = static_cast<uint64_t>(std::max<int64_t>(0, it->second.objects));
+          g->all.per_ns[i].storage_bytes = static_cast<uint64_t>(std::max<int64_t>(0, it->second.bytes));
+        }
+        g->done(std::move(g->all));
+      });
+    });
+  }
+}
+
+void Runtime::run_on_object(NamespaceImpl* ns, const ObjectId& id, Shard* reply_on,
+                            std::function<void(ObjectHost&, Reply)> fn, Reply reply) {
+  Shard& shard = shard_for(id);
+  shard.post([&shard, ns, id, reply_on, fn = std::move(fn), reply = std::move(reply)]() mutable {
+    Delivery d;
+    d.admin = std::move(fn);
+    d.reply = [reply_on, reply = std::move(reply)](Response r) mutable {
+      reply_on->post([reply = std::move(reply), r = std::move(r)]() mutable { reply(std::move(r)); });
+    };
+    shard.deliver(ns, id, std::move(d));
+  });
+}
+
+void Runtime::object_states(std::vector<ObjectRef> refs, Shard* reply_on,
+                            std::function<void(std::vector<ObjectLive>)> done) {
+  struct Gather {
+    std::vector<ObjectRef> refs;
+    std::vector<ObjectLive> out;
+    size_t left;
+    std::mutex mu;
+    std::function<void(std::vector<ObjectLive>)> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->refs = std::move(refs);
+  g->out.resize(g->refs.size());
+  g->left = shards_.size();
+  g->done = std::move(done);
+  for (auto& s : shards_) {
+    Shard* shard = s.get();
+    shard->post([this, shard, g, reply_on] {
+      // Each shard fills in the entries of its own objects (disjoint slots).
+      for (size_t i = 0; i < g->refs.size(); ++i) {
+        const ObjectRef& r = g->refs[i];
+        if (&shard_for(r.id) != shard) continue;
+        ObjectHost* h = shard->find_host(r.ns, r.id);
+        g->out[i].resident = h && h->has_instance();
+        g->out[i].sockets = shard->sockets().socket_count(r.ns, r.id);
+      }
+      std::lock_guard lock(g->mu);
+      if (--g->left > 0) return;
+      reply_on->post([g] { g->done(std::move(g->out)); });
     });
   }
 }

@@ -18,6 +18,7 @@
 #include "runtime/metrics.h"
 #include "runtime/shard.h"
 #include "storage/alarm_index.h"
+#include "storage/catalog.h"
 #include "storage/group_commit.h"
 
 namespace dobj::internal {
@@ -67,12 +68,29 @@ class Runtime {
   Flusher* flusher() { return flusher_.get(); }
   StoreFaults& store_faults() { return store_faults_; }
   AlarmIndex& alarm_index() { return alarm_index_; }
+  Catalog& catalog() { return catalog_; }
   // From a thread that is not a shard's: delivers a request to an object
   // (outside any stub) and returns its response when it comes.
   std::future<Response> send_to_object(NamespaceImpl* ns, const ObjectId& id, Request request);
   // Copies every shard's metrics, merges them, and calls done with the result
   // on the shard `reply_on` (any thread may call this; it does not block).
   void collect_metrics(Shard* reply_on, std::function<void(MetricsSnapshot)> done);
+  // Runs fn on the object's shard in the object's queue (Delivery::admin);
+  // fn answers through the Reply it gets, which reaches `reply` on reply_on.
+  void run_on_object(NamespaceImpl* ns, const ObjectId& id, Shard* reply_on,
+                     std::function<void(ObjectHost&, Reply)> fn, Reply reply);
+  struct ObjectRef {
+    NamespaceImpl* ns;
+    ObjectId id;
+  };
+  struct ObjectLive {
+    bool resident = false;  // the instance is in memory
+    size_t sockets = 0;     // open WebSockets
+  };
+  // What each object's shard knows of it now, in the order of refs; done
+  // runs on reply_on.
+  void object_states(std::vector<ObjectRef> refs, Shard* reply_on,
+                     std::function<void(std::vector<ObjectLive>)> done);
   // Lateness of the alarms fired so far, over all shards.
   LatenessSummary alarm_lateness();
 
@@ -88,6 +106,7 @@ class Runtime {
   std::unique_ptr<Flusher> flusher_;
   StoreFaults store_faults_;
   AlarmIndex alarm_index_;
+  Catalog catalog_;
   std::vector<std::unique_ptr<NamespaceImpl>> namespaces_;
   std::vector<std::unique_ptr<Shard>> shards_;
 };

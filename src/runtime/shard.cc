@@ -119,7 +119,11 @@ void Shard::schedule_sweep() {
   loop_->sweep.expires_after(period);
   loop_->sweep.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    evict_idle(std::chrono::steady_clock::now());
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_catalog_handover_ >= std::chrono::milliseconds(Catalog::kPeriodMs)) {
+      hand_over_to_catalog();
+    }
+    evict_idle(now);
     schedule_sweep();
   });
 }
@@ -136,6 +140,26 @@ void Shard::evict_idle(std::chrono::steady_clock::time_point now) {
       ++it;
     }
   }
+}
+
+void Shard::catalog_dirty(ObjectHost* host) {
+  catalog_dirty_.push_back(HostKey{host->ns(), host->id()});
+}
+
+void Shard::hand_over_to_catalog() {
+  last_catalog_handover_ = std::chrono::steady_clock::now();
+  if (catalog_dirty_.empty()) return;
+  int64_t now = now_ms();
+  std::vector<CatalogTouch> batch;
+  batch.reserve(catalog_dirty_.size());
+  for (const HostKey& k : catalog_dirty_) {
+    if (ObjectHost* h = find_host(k.ns, k.id)) h->clear_catalog_dirty();
+    std::string hex = k.id.to_string();
+    std::string path = k.ns->dir() + "/" + hex.substr(0, 2) + "/" + hex + ".sqlite";
+    batch.push_back(CatalogTouch{k.ns->name(), std::move(hex), std::move(path), now});
+  }
+  catalog_dirty_.clear();
+  runtime_->catalog().touch(std::move(batch));
 }
 
 ObjectHost* Shard::find_host(const NamespaceImpl* ns, const ObjectId& id) {

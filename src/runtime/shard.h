@@ -75,6 +75,10 @@ struct Delivery {
   // Set: a WebSocket event for the object's handlers; reply() only says the
   // event finished.
   std::optional<SocketEvent> socket_event;
+  // Set: an operator's action (inspect, query, export, delete, import). It
+  // runs in the object's queue, between its events, without constructing the
+  // object, and answers through the reply it is given.
+  std::function<void(ObjectHost&, Reply)> admin;
 };
 
 class Shard {
@@ -151,6 +155,10 @@ class Shard {
   // Flushes every commit and calls done() on this shard when durable.
   void flush_all(std::function<void()> done);
   void close_all_objects();
+  // Notes that a host had an event (ObjectHost calls it once per handover).
+  void catalog_dirty(ObjectHost* host);
+  // Hands the objects active since the last handover to the node's catalog.
+  void hand_over_to_catalog();
 
  private:
   struct HostKey {
@@ -181,6 +189,8 @@ class Shard {
   std::minstd_rand jitter_rng_{std::random_device{}()};
   std::unordered_map<HostKey, std::unique_ptr<ObjectHost>, HostKeyHash> hosts_;
   std::unordered_map<HostKey, uint64_t, HostKeyHash> reset_epochs_;  // only objects ever reset
+  std::vector<HostKey> catalog_dirty_;  // active since the last handover
+  std::chrono::steady_clock::time_point last_catalog_handover_;
   uint64_t generation_counter_ = 0;
   struct WorkerRun;
   std::unordered_map<uint64_t, std::unique_ptr<WorkerRun>> workers_;

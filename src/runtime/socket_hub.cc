@@ -508,19 +508,34 @@ size_t SocketHub::kept_sockets(const NamespaceImpl* ns, const ObjectId& object) 
 }
 
 void SocketHub::object_reset(const NamespaceImpl* ns, const ObjectId& object) {
+  close_sockets(ns, object, /*kept_only=*/true, ws::kInternalError, "the object was reset");
+}
+
+void SocketHub::close_object(const NamespaceImpl* ns, const ObjectId& object, int code,
+                             std::string_view reason) {
+  close_sockets(ns, object, /*kept_only=*/false, code, reason);
+}
+
+void SocketHub::close_sockets(const NamespaceImpl* ns, const ObjectId& object, bool kept_only,
+                              int code, std::string_view reason) {
   auto it = by_object_.find(AlarmKey{ns, object});
-  if (it == by_object_.end() || it->second.kept == 0) return;
-  std::vector<std::shared_ptr<SocketConn>> kept;
+  if (it == by_object_.end() || (kept_only && it->second.kept == 0)) return;
+  std::vector<std::shared_ptr<SocketConn>> chosen;
   for (SocketConn* c : it->second.sockets) {
-    if (!c->hibernatable) kept.push_back(c->shared_from_this());
+    if (!kept_only || !c->hibernatable) chosen.push_back(c->shared_from_this());
   }
-  for (auto& c : kept) {
+  for (auto& c : chosen) {
     c->handlers.reset();  // they belonged to the instance that is gone
     c->closed_by_object = true;
-    send_close_frame(*c, ws::kInternalError, "the object was reset");
+    send_close_frame(*c, code, reason);
     if (c->io) c->io->close_after_flush = true;
     if (c->phase == SocketConn::Phase::kPending) finish(*c, ws::kAbnormal, "", false, false);
   }
+}
+
+size_t SocketHub::socket_count(const NamespaceImpl* ns, const ObjectId& object) const {
+  auto it = by_object_.find(AlarmKey{ns, object});
+  return it == by_object_.end() ? 0 : it->second.sockets.size();
 }
 
 void SocketHub::count(

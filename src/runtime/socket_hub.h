@@ -129,6 +129,11 @@ class SocketHub {
   size_t kept_sockets(const NamespaceImpl* ns, const ObjectId& object) const;
   // The object was reset: its kept sockets lose their callbacks, so they close (1011).
   void object_reset(const NamespaceImpl* ns, const ObjectId& object);
+  // Closes every socket of the object (it was deleted or replaced).
+  void close_object(const NamespaceImpl* ns, const ObjectId& object, int code,
+                    std::string_view reason);
+  // Open sockets of an object, kept or hibernatable.
+  size_t socket_count(const NamespaceImpl* ns, const ObjectId& object) const;
 
   size_t open_sockets() const { return by_id_.size(); }
   // Adds open and hibernated sockets per namespace into per_ns; resident(ns,
@@ -142,6 +147,8 @@ class SocketHub {
   void event_done(SocketConn& c);
 
  private:
+  void close_sockets(const NamespaceImpl* ns, const ObjectId& object, bool kept_only, int code,
+                     std::string_view reason);
   void on_readable(const std::shared_ptr<SocketConn>& c);
   struct ObjectSockets {
     std::vector<SocketConn*> sockets;

@@ -39,6 +39,16 @@ void AlarmIndex::remove(const std::string& ns, const std::string& id_hex) {
   (*s)->step();
 }
 
+std::optional<int64_t> AlarmIndex::get(const std::string& ns, const std::string& id_hex) {
+  std::lock_guard lock(mu_);
+  auto s = db_.cached("SELECT at FROM alarms WHERE ns = ?1 AND id = ?2");
+  if (!s) return std::nullopt;
+  (*s)->bind_blob(1, ns);
+  (*s)->bind_blob(2, id_hex);
+  if ((*s)->step() != SQLITE_ROW) return std::nullopt;
+  return (*s)->column_int(0);
+}
+
 std::vector<AlarmRecord> AlarmIndex::all() {
   std::lock_guard lock(mu_);
   std::vector<AlarmRecord> out;

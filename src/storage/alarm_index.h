@@ -37,6 +37,8 @@ class AlarmIndex {
   Result<std::shared_ptr<SyncFile>> record(const AlarmRecord& r);
   void remove(const std::string& ns, const std::string& id_hex);
   std::vector<AlarmRecord> all();
+  // The indexed alarm time of one object (may run ahead of the object's own).
+  std::optional<int64_t> get(const std::string& ns, const std::string& id_hex);
 
  private:
   std::mutex mu_;

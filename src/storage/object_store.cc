@@ -1,6 +1,10 @@
 #include "storage/object_store.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -64,7 +68,7 @@ void DbLru::enforce() {
   while (list_.size() > capacity_ && it != list_.begin()) {
     --it;
     ObjectStore* victim = *it;
-    if (victim->in_txn_ || it == list_.begin()) continue;  // never the one just touched
+    if (victim->in_txn_ || victim->pins_ > 0 || it == list_.begin()) continue;  // never the one just touched
     auto prev = it;
     ++prev;  // close_connection erases `it`; resume from the element after it
     victim->close_connection();
@@ -343,6 +347,16 @@ Status ObjectStore::end_turn() {
       env_.commits->add_dirty(*f);
     }
   }
+  if (new_file_ && env_.catalog) {
+    // Likewise the catalog learns of a new database before its first commit.
+    auto f = env_.catalog->record_created(
+        CatalogEntry{identity_.ns, identity_.id_hex, identity_.name, 0, 0, 0});
+    if (!f) {
+      mark_broken(f.status().message());
+      return end_turn();
+    }
+    env_.commits->add_dirty(*f);
+  }
   Status st = Status::ok();
   if (env_.faults && env_.faults->fail_next_commits.load() > 0) {
     env_.faults->fail_next_commits.fetch_sub(1);
@@ -422,6 +436,38 @@ void ObjectStore::close_connection() {
   sql_cache_.clear();
   db_.close();
   wal_file_.reset();
+}
+
+Status ObjectStore::remove_files() {
+  discard_turn();
+  close_connection();
+  bool removed = false;
+  for (const std::string& p : {path_ + "-wal", path_}) {
+    if (::unlink(p.c_str()) == 0) {
+      removed = true;
+    } else if (errno != ENOENT) {
+      return Status(Code::kInternal, "cannot remove " + p + ": " + std::strerror(errno));
+    }
+  }
+  file_known_missing_ = true;
+  // The removal survives power loss once answered.
+  return removed ? sync_dir(dir_) : Status::ok();
+}
+
+Status ObjectStore::replace_files(const std::string& file) {
+  discard_turn();
+  close_connection();
+  if (Status st = make_dirs(dir_); !st) return st;
+  // The old WAL belongs to the old file: it goes first, so that no crash
+  // leaves the new file with the old log.
+  if (::unlink((path_ + "-wal").c_str()) != 0 && errno != ENOENT) {
+    return Status(Code::kInternal, "cannot remove " + path_ + "-wal: " + std::strerror(errno));
+  }
+  if (::rename(file.c_str(), path_.c_str()) != 0) {
+    return Status(Code::kInternal, "cannot move the import into place: " +
+                                       std::string(std::strerror(errno)));
+  }
+  return sync_dir(dir_);
 }
 
 }  // namespace dobj::internal

@@ -33,6 +33,7 @@
 #include "dobj/storage.h"
 #include "dobj/task.h"
 #include "storage/alarm_index.h"
+#include "storage/catalog.h"
 #include "storage/counters.h"
 #include "storage/group_commit.h"
 #include "storage/sqlite.h"
@@ -69,6 +70,7 @@ struct StoreEnv {
   AlarmIndex* alarms = nullptr;    // null: alarm changes are not indexed
   bool alarms_allowed = true;      // false: the class has no alarm() handler
   StorageCounters* counters = nullptr;  // optional: where operations are counted
+  Catalog* catalog = nullptr;           // null: new databases are not catalogued
 };
 
 class ObjectStore {
@@ -132,6 +134,37 @@ class ObjectStore {
   void close_connection();
   const std::string& path() const { return path_; }
 
+  // The operator's reads (object_admin.cc), run between the object's turns.
+  // Whether the database file exists (opening it if so).
+  bool has_file() { return ensure_open(false); }
+  // Keys after `after` in order, at most limit of them, with stored values.
+  std::vector<std::pair<std::string, std::string>> admin_keys(const std::optional<std::string>& after,
+                                                             int limit);
+  struct TableInfo {
+    std::string name;
+    std::string type;  // "table" or "view"
+    std::string sql;
+    std::optional<int64_t> rows;  // unset when counting ran past the budget
+  };
+  std::vector<TableInfo> admin_tables();
+  struct AdminRows {
+    std::vector<std::string> columns;
+    std::vector<SqlRow> rows;
+    bool truncated = false;  // more rows than max_rows
+  };
+  // One statement that only reads (the runtime's tables included); refused
+  // (kInvalidArgument) when it writes or runs past budget_ms. Throws dobj::Error.
+  AdminRows admin_query(std::string_view query, size_t max_rows, int budget_ms);
+  // The open connection for an export (nullptr when there is no file). While
+  // pinned the connection is not closed to make room for others.
+  sqlite3* admin_connection() { return ensure_open(false) ? db_.get() : nullptr; }
+  void pin() { ++pins_; }
+  void unpin() { --pins_; }
+  // Closes the connection and removes the files (delete); or puts `file` in
+  // their place (import). The store must not be used afterwards.
+  Status remove_files();
+  Status replace_files(const std::string& file);
+
  private:
   friend class DbLru;
   // Opens the connection; with create, creates the file and schema. Returns
@@ -175,7 +208,9 @@ class ObjectStore {
   // The authorizer is installed once per connection (installing it expires
   // every prepared statement) and checks only while this is set: during user
   // SQL, not during the runtime's own statements.
-  bool authorizing_ = false;
+  enum class Authorize { kOff, kUser, kAdminRead };
+  Authorize authorizing_ = Authorize::kOff;
+  int pins_ = 0;
   // Prepared single-statement user queries by text. Apart from Db's cache of
   // internal statements, so user text never reaches a statement that was
   // prepared without the authorizer.

@@ -2,6 +2,7 @@
 #include <strings.h>
 
 #include <array>
+#include <chrono>
 
 #include "storage/object_store.h"
 
@@ -41,6 +42,10 @@ constexpr std::array<const char*, 12> kAllowedPragmas = {
     "table_info",         "table_xinfo",       "table_list",       "index_list",
     "index_info",         "index_xinfo",       "foreign_key_list", "foreign_keys",
     "defer_foreign_keys", "foreign_key_check", "quick_check",      "integrity_check"};
+
+constexpr std::array<const char*, 7> kAdminPragmas = {
+    "table_info", "table_xinfo", "table_list",      "index_list",
+    "index_info", "index_xinfo", "foreign_key_list"};
 
 constexpr std::array<const char*, 4> kDeniedFunctions = {
     "load_extension", "sqlite_compileoption_get", "sqlite_compileoption_used", "fts3_tokenizer"};
@@ -108,11 +113,30 @@ SqlValue column(sqlite3_stmt* s, int i) {
 int ObjectStore::authorize(void* self, int action, const char* a1, const char* a2, const char*,
                            const char*) {
   auto* store = static_cast<ObjectStore*>(self);
-  if (!store->authorizing_) return SQLITE_OK;
+  if (store->authorizing_ == Authorize::kOff) return SQLITE_OK;
   auto deny = [&](std::string why) {
     store->deny_reason_ = std::move(why);
     return SQLITE_DENY;
   };
+  if (store->authorizing_ == Authorize::kAdminRead) {
+    switch (action) {
+      case SQLITE_SELECT:
+      case SQLITE_READ:
+      case SQLITE_RECURSIVE:
+        return SQLITE_OK;
+      case SQLITE_FUNCTION:
+        break;  // checked below like the object's own SQL
+      case SQLITE_PRAGMA:
+        // Introspection only, and never with an argument that sets something.
+        for (const char* p : kAdminPragmas) {
+          if (a1 && strcasecmp(a1, p) == 0) return SQLITE_OK;
+        }
+        return deny(std::string("PRAGMA ") + (a1 ? a1 : "") + " is not allowed in a read-only query");
+      default:
+        return deny("read-only: the admin query may only read (SELECT, WITH, and introspection "
+                    "PRAGMAs)");
+    }
+  }
   switch (action) {
     case SQLITE_TRANSACTION:
       return deny("BEGIN, COMMIT and ROLLBACK are not allowed in SQL; use storage().transaction()");
@@ -177,9 +201,9 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
     ObjectStore* store;
     explicit AuthorizerScope(ObjectStore* s) : store(s) {
       store->deny_reason_.clear();
-      store->authorizing_ = true;
+      store->authorizing_ = Authorize::kUser;
     }
-    ~AuthorizerScope() { store->authorizing_ = false; }
+    ~AuthorizerScope() { store->authorizing_ = Authorize::kOff; }
   } auth(this);
 
   SqlCursor cursor;
@@ -237,9 +261,9 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
     if (!sqlite3_stmt_readonly(raw)) {
       // The runtime's own statements (BEGIN, its schema) are not the user's:
       // they run without the authorizer.
-      authorizing_ = false;
+      authorizing_ = Authorize::kOff;
       begin_write();
-      authorizing_ = true;
+      authorizing_ = Authorize::kUser;
     }
     if (last) {
       cursor.columns_.clear();
@@ -298,6 +322,127 @@ void ObjectStore::drop_user_schema() {
       throw Error(st);
     }
   }
+}
+
+namespace {
+
+// Interrupts a statement once its deadline passed (SQLite calls it every
+// kProgressSteps virtual-machine steps).
+struct Budget {
+  static constexpr int kProgressSteps = 1000;
+  std::chrono::steady_clock::time_point deadline;
+  bool expired = false;
+  static int check(void* self) {
+    auto* b = static_cast<Budget*>(self);
+    if (std::chrono::steady_clock::now() < b->deadline) return 0;
+    b->expired = true;
+    return 1;
+  }
+};
+
+class BudgetScope {
+ public:
+  BudgetScope(sqlite3* db, Budget* b) : db_(db) {
+    sqlite3_progress_handler(db, Budget::kProgressSteps, &Budget::check, b);
+  }
+  ~BudgetScope() { sqlite3_progress_handler(db_, 0, nullptr, nullptr); }
+
+ private:
+  sqlite3* db_;
+};
+
+}  // namespace
+
+ObjectStore::AdminRows ObjectStore::admin_query(std::string_view query, size_t max_rows,
+                                                int budget_ms) {
+  AdminRows out;
+  if (!ensure_open(false)) {
+    // No file: the object stored nothing. Run the query on an empty schema
+    // would need one; say so instead.
+    throw Error(Code::kNotFound, "the object has no storage");
+  }
+  deny_reason_.clear();
+  authorizing_ = Authorize::kAdminRead;
+  sqlite3_stmt* raw = nullptr;
+  const char* next = nullptr;
+  int rc = sqlite3_prepare_v2(db_.get(), query.data(), static_cast<int>(query.size()), &raw, &next);
+  authorizing_ = Authorize::kOff;
+  Stmt owned(raw);
+  if (rc != SQLITE_OK) fail_sql(rc);
+  if (!raw) throw Error(Code::kInvalidArgument, "the query is empty");
+  if (!only_trivia(next, query.data() + query.size())) {
+    throw Error(Code::kInvalidArgument, "one statement at a time");
+  }
+  if (!sqlite3_stmt_readonly(raw)) throw Error(Code::kInvalidArgument, "read-only: the query writes");
+  if (sqlite3_bind_parameter_count(raw) > 0) {
+    throw Error(Code::kInvalidArgument, "the query has parameters; write the values in it");
+  }
+  int n = sqlite3_column_count(raw);
+  for (int i = 0; i < n; ++i) out.columns.emplace_back(sqlite3_column_name(raw, i));
+  Budget budget{std::chrono::steady_clock::now() + std::chrono::milliseconds(budget_ms)};
+  BudgetScope scope(db_.get(), &budget);
+  while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+    if (out.rows.size() == max_rows) {
+      out.truncated = true;
+      break;
+    }
+    SqlRow row;
+    row.reserve(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) row.push_back(column(raw, i));
+    out.rows.push_back(std::move(row));
+  }
+  if (budget.expired) {
+    throw Error(Code::kInvalidArgument, "the query ran past its budget of " +
+                                            std::to_string(budget_ms) +
+                                            " ms (it would hold up the object); narrow it");
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) fail_sql(rc);
+  return out;
+}
+
+std::vector<ObjectStore::TableInfo> ObjectStore::admin_tables() {
+  std::vector<TableInfo> out;
+  if (!ensure_open(false)) return out;
+  {
+    StmtUse s = stmt(
+        "SELECT name, type, sql FROM sqlite_schema WHERE type IN ('table', 'view') "
+        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name");
+    while (s->step() == SQLITE_ROW) {
+      out.push_back({std::string(s->column_blob(0)), std::string(s->column_blob(1)),
+                     std::string(s->column_blob(2)), std::nullopt});
+    }
+  }
+  // Row counts within one shared budget: a huge table is shown without one.
+  Budget budget{std::chrono::steady_clock::now() + std::chrono::milliseconds(20)};
+  BudgetScope scope(db_.get(), &budget);
+  for (TableInfo& t : out) {
+    if (t.type != "table" || budget.expired) continue;
+    std::string quoted;
+    for (char c : t.name) {
+      quoted += c;
+      if (c == '"') quoted += '"';
+    }
+    std::string sql = "SELECT count(*) FROM \"" + quoted + "\"";
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) continue;
+    Stmt owned(raw);
+    if (sqlite3_step(raw) == SQLITE_ROW) t.rows = sqlite3_column_int64(raw, 0);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> ObjectStore::admin_keys(
+    const std::optional<std::string>& after, int limit) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!ensure_open(false)) return out;
+  StmtUse s = stmt(after ? "SELECT key, value FROM _dobj_kv WHERE key > ?1 ORDER BY key LIMIT ?2"
+                         : "SELECT key, value FROM _dobj_kv ORDER BY key LIMIT ?2");
+  if (after) s->bind_blob(1, *after);
+  s->bind_int(2, limit);
+  while (s->step() == SQLITE_ROW) {
+    out.emplace_back(std::string(s->column_blob(0)), std::string(s->column_blob(1)));
+  }
+  return out;
 }
 
 Task<void> ObjectStore::sync() {

@@ -1,0 +1,447 @@
+// The admin plane's object routes: list, inspect, read-only SQL, export,
+// import, delete (docs/operations.md).
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "admin/admin.h"
+#include "base/fs.h"
+#include "base/hex.h"
+#include "base/websocket_frame.h"
+#include "dobj/codec.h"
+#include "runtime/object_host.h"
+#include "runtime/runtime.h"
+
+namespace dobj::internal {
+
+using Json = nlohmann::json;
+
+namespace {
+
+constexpr int kQueryBudgetMs = 100;
+constexpr size_t kMaxQueryRows = 10000;
+constexpr int kExportPagesPerStep = 256;  // 1 MiB of 4 KiB pages between the object's events
+
+std::string dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+std::string hex_of(std::string_view s) {
+  return to_hex(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+Json bytes_json(std::string_view b) { return Json{{"hex", hex_of(b)}}; }
+
+// A stored value as JSON: the value itself for the JSON-friendly tags, hex
+// for bytes and user codecs.
+Json stored_value_json(std::string_view stored, std::string* type) {
+  if (stored.empty()) {
+    *type = "empty";
+    return nullptr;
+  }
+  char tag = stored[0];
+  switch (tag) {
+    case 'i': *type = "integer"; break;
+    case 'd': *type = "double"; break;
+    case 's': *type = "string"; break;
+    case 'j': *type = "json"; break;
+    case 'b': *type = "bytes"; return bytes_json(stored.substr(1));
+    case 'u': *type = "codec"; return bytes_json(stored.substr(1));
+    default: *type = "unknown"; return bytes_json(stored);
+  }
+  try {
+    return decode_json_any(stored);
+  } catch (const std::exception&) {
+    *type = "corrupt";
+    return bytes_json(stored);
+  }
+}
+
+Json sql_value_json(const SqlValue& v) {
+  if (std::holds_alternative<int64_t>(v)) return std::get<int64_t>(v);
+  if (std::holds_alternative<double>(v)) {
+    double d = std::get<double>(v);
+    return std::isfinite(d) ? Json(d) : Json(nullptr);
+  }
+  if (std::holds_alternative<std::string>(v)) return std::get<std::string>(v);
+  if (std::holds_alternative<Bytes>(v)) {
+    const Bytes& b = std::get<Bytes>(v);
+    return bytes_json(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+  }
+  return nullptr;
+}
+
+Response status_response(const Status& st) { return error_response(st); }
+
+// A database file whose header says WAL mode cannot be read without its WAL
+// index; a lone file (an export, an import) is the whole database, so it is
+// marked as a rollback-journal database, as PRAGMA journal_mode=DELETE would
+// (header bytes 18 and 19: file format write and read versions).
+void mark_rollback_journal(std::string& file) {
+  static constexpr char kMagic[] = "SQLite format 3";
+  if (file.size() < 100 || file.compare(0, sizeof(kMagic), kMagic, sizeof(kMagic)) != 0) return;
+  if (file[18] == 2 && file[19] == 2) file[18] = file[19] = 1;
+}
+
+std::string temp_path(const std::string& data_dir, const char* what) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return data_dir + "/tmp/" + what + "-" + std::to_string(rng()) + ".sqlite";
+}
+
+// Checks that `path` is a SQLite database an object can use: it opens, passes
+// quick_check, and the runtime's tables, where present, have their columns.
+Status validate_import(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, "unix-none");
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> owner(db, sqlite3_close);
+  if (rc != SQLITE_OK) return Status(Code::kInvalidArgument, "not a SQLite database");
+  auto one = [&](const char* sql, std::string* out) -> int {
+    sqlite3_stmt* s = nullptr;
+    int r = sqlite3_prepare_v2(db, sql, -1, &s, nullptr);
+    if (r != SQLITE_OK) return r;
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW && out) {
+      auto t = sqlite3_column_text(s, 0);
+      *out = t ? reinterpret_cast<const char*>(t) : "";
+    }
+    sqlite3_finalize(s);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? SQLITE_OK : r;
+  };
+  std::string check;
+  if (one("PRAGMA quick_check", &check) != SQLITE_OK) {
+    return Status(Code::kInvalidArgument,
+                  std::string("not a usable SQLite database: ") + sqlite3_errmsg(db));
+  }
+  if (check != "ok") return Status(Code::kInvalidArgument, "the database is damaged: " + check);
+  std::string has;
+  one("SELECT count(*) FROM sqlite_schema WHERE name = '_dobj_kv'", &has);
+  if (has == "1" && one("SELECT key, value FROM _dobj_kv LIMIT 0", nullptr) != SQLITE_OK) {
+    return Status(Code::kInvalidArgument, "_dobj_kv does not have the columns key and value");
+  }
+  one("SELECT count(*) FROM sqlite_schema WHERE name = '_dobj_alarm'", &has);
+  if (has == "1" && one("SELECT id, at FROM _dobj_alarm LIMIT 0", nullptr) != SQLITE_OK) {
+    return Status(Code::kInvalidArgument, "_dobj_alarm does not have the columns id and at");
+  }
+  return Status::ok();
+}
+
+// One export: an online backup of the object's database into a file, a step
+// at a time on the object's shard, between its events. Writes the object
+// makes through its own connection meanwhile reach the copy too, so the file
+// is the database as of the last step.
+struct ExportJob {
+  Shard* shard;
+  NamespaceImpl* ns;
+  ObjectId id;
+  std::string path;
+  sqlite3* dst = nullptr;
+  sqlite3_backup* backup = nullptr;
+  Reply reply;
+
+  void finish(ObjectHost* host, Response r) {
+    if (backup) sqlite3_backup_finish(backup);
+    if (dst) sqlite3_close(dst);
+    backup = nullptr;
+    dst = nullptr;
+    if (host) {
+      host->store().unpin();
+      host->release();
+    }
+    ::unlink(path.c_str());
+    reply(std::move(r));
+  }
+
+  static void step(std::shared_ptr<ExportJob> job) {
+    ObjectHost* host = job->shard->find_host(job->ns, job->id);
+    if (!host) return job->finish(nullptr, Response::error(503, "the server is stopping"));
+    int rc = sqlite3_backup_step(job->backup, kExportPagesPerStep);
+    if (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+      job->shard->post([job] { step(job); });
+      return;
+    }
+    if (rc != SQLITE_DONE) {
+      return job->finish(host, Response::error(500, std::string("export failed: ") +
+                                                         sqlite3_errstr(rc)));
+    }
+    sqlite3_backup_finish(job->backup);
+    job->backup = nullptr;
+    sqlite3_close(job->dst);
+    job->dst = nullptr;
+    auto data = read_file(job->path);
+    if (!data) return job->finish(host, status_response(data.status()));
+    Response r;
+    r.status = 200;
+    r.body = std::move(*data);
+    mark_rollback_journal(r.body);
+    r.set_header("content-type", "application/vnd.sqlite3");
+    r.set_header("content-disposition",
+                 "attachment; filename=\"" + job->id.to_string() + ".sqlite\"");
+    job->finish(host, std::move(r));
+  }
+};
+
+}  // namespace
+
+Result<ObjectTarget> AdminPlane::parse_target(const std::string& ns_name,
+                                              const std::string& id_text) {
+  NamespaceImpl* ns = runtime_.find_namespace(ns_name);
+  if (!ns) return Status(Code::kNotFound, "no namespace " + ns_name);
+  if (id_text.rfind("name:", 0) == 0) {
+    std::string name = id_text.substr(5);
+    if (name.empty()) return Status(Code::kInvalidArgument, "empty name");
+    return ObjectTarget{ns, ns->ids().from_name(name)};
+  }
+  auto id = ns->ids().from_string(id_text);
+  if (!id) return id.status();
+  return ObjectTarget{ns, *id};
+}
+
+void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) {
+  CatalogQuery q;
+  q.ns = request.query("namespace");
+  if (q.ns && q.ns->empty()) q.ns.reset();
+  q.name_prefix = request.query("prefix");
+  if (q.name_prefix && q.name_prefix->empty()) q.name_prefix.reset();
+  auto number = [&](const char* name, std::optional<int64_t>* out) -> bool {
+    auto v = request.query(name);
+    if (!v || v->empty()) return true;
+    char* end = nullptr;
+    long long n = std::strtoll(v->c_str(), &end, 10);
+    if (*end != '\0') return false;
+    *out = n;
+    return true;
+  };
+  std::optional<int64_t> limit;
+  if (!number("minBytes", &q.min_bytes) || !number("activeAfter", &q.active_after_ms) ||
+      !number("activeBefore", &q.active_before_ms) || !number("limit", &limit)) {
+    return reply(Response::error(400, "minBytes, activeAfter, activeBefore and limit are integers"));
+  }
+  if (limit) q.limit = static_cast<int>(std::clamp<int64_t>(*limit, 1, 1000));
+  std::string sort = request.query("sort").value_or("id");
+  using Sort = CatalogQuery::Sort;
+  if (sort == "id") {
+    q.sort = Sort::kId;
+  } else if (sort == "name") {
+    q.sort = Sort::kName;
+  } else if (sort == "bytes") {
+    q.sort = Sort::kBytes;
+  } else if (sort == "lastActive") {
+    q.sort = Sort::kActive;
+  } else {
+    return reply(Response::error(400, "sort is one of id, name, bytes, lastActive"));
+  }
+  q.cursor = request.query("cursor").value_or("");
+  auto page = runtime_.catalog().list(q);
+  if (!page) return reply(status_response(page.status()));
+  // Residency and sockets live on the objects' shards.
+  std::vector<Runtime::ObjectRef> refs;
+  std::vector<CatalogEntry> entries;
+  for (auto& e : page->entries) {
+    NamespaceImpl* ns = runtime_.find_namespace(e.ns);
+    auto bytes = from_hex_lower(e.id);
+    if (!ns || !bytes || bytes->size() != ObjectId::kSize) continue;  // a binding since removed
+    ObjectId::Bytes b;
+    std::copy(bytes->begin(), bytes->end(), b.begin());
+    refs.push_back({ns, ObjectId(b, e.name)});
+    entries.push_back(std::move(e));
+  }
+  std::string next = std::move(page->next_cursor);
+  runtime_.object_states(
+      std::move(refs), &here,
+      [this, entries = std::move(entries), next = std::move(next),
+       reply = std::move(reply)](std::vector<Runtime::ObjectLive> live) {
+        Json out;
+        out["objects"] = Json::array();
+        for (size_t i = 0; i < entries.size(); ++i) {
+          const CatalogEntry& e = entries[i];
+          Json o = {{"namespace", e.ns},          {"id", e.id},
+                    {"bytes", e.bytes},           {"created", e.created_ms},
+                    {"lastActive", e.active_ms},  {"resident", live[i].resident},
+                    {"sockets", live[i].sockets}};
+          o["name"] = e.name ? Json(*e.name) : Json(nullptr);
+          auto alarm = runtime_.alarm_index().get(e.ns, e.id);
+          o["alarm"] = alarm ? Json(*alarm) : Json(nullptr);
+          out["objects"].push_back(std::move(o));
+        }
+        out["nextCursor"] = next.empty() ? Json(nullptr) : Json(next);
+        reply(Response::json(dump(out)));
+      });
+}
+
+void AdminPlane::inspect_object(Shard& here, const ObjectTarget& t, const Request& request,
+                                Reply reply) {
+  int limit = 100;
+  if (auto v = request.query("keys")) limit = std::clamp(std::atoi(v->c_str()), 0, 1000);
+  std::optional<std::string> after = request.query("after");
+  auto entry = runtime_.catalog().get(t.ns->name(), t.id.to_string());
+  runtime_.run_on_object(
+      t.ns, t.id, &here,
+      [limit, after, entry](ObjectHost& host, Reply reply) {
+        Json out;
+        out["namespace"] = host.ns()->name();
+        out["id"] = host.id().to_string();
+        out["name"] = host.id().name() ? Json(*host.id().name())
+                      : entry && entry->name ? Json(*entry->name)
+                                             : Json(nullptr);
+        out["resident"] = host.has_instance();
+        out["sockets"] = host.shard()->sockets().socket_count(host.ns(), host.id());
+        try {
+          ObjectStore& store = host.store();
+          bool exists = store.has_file();
+          out["exists"] = exists;
+          out["databaseBytes"] = exists ? store.database_size() : 0;
+          auto alarm = exists ? store.stored_alarm() : std::nullopt;
+          out["alarm"] = alarm ? Json(*alarm) : Json(nullptr);
+          auto keys = store.admin_keys(after, limit + 1);
+          bool more = static_cast<int>(keys.size()) > limit;
+          if (more) keys.resize(static_cast<size_t>(limit));
+          out["keys"] = Json::array();
+          for (const auto& [k, v] : keys) {
+            std::string type;
+            Json item = {{"key", k}, {"value", stored_value_json(v, &type)}, {"type", type}};
+            if (!ws::valid_utf8(k)) item["keyHex"] = hex_of(k);
+            out["keys"].push_back(std::move(item));
+          }
+          out["nextKey"] = more ? Json(keys.back().first) : Json(nullptr);
+          out["tables"] = Json::array();
+          for (const auto& tb : store.admin_tables()) {
+            out["tables"].push_back({{"name", tb.name},
+                                     {"type", tb.type},
+                                     {"sql", tb.sql},
+                                     {"rows", tb.rows ? Json(*tb.rows) : Json(nullptr)}});
+          }
+        } catch (const Error& e) {
+          return reply(status_response(e.status()));
+        }
+        reply(Response::json(dump(out)));
+      },
+      [entry, reply = std::move(reply)](Response r) {
+        if (r.status == 200 && entry) {
+          Json j = Json::parse(r.body, nullptr, false);
+          j["bytes"] = entry->bytes;
+          j["created"] = entry->created_ms;
+          j["lastActive"] = entry->active_ms;
+          r.body = dump(j);
+        }
+        reply(std::move(r));
+      });
+}
+
+void AdminPlane::query_object(Shard& here, const ObjectTarget& t, const Request& request,
+                              Reply reply) {
+  Json body = Json::parse(request.body, nullptr, false);
+  if (!body.is_object() || !body.contains("query") || !body["query"].is_string()) {
+    return reply(Response::error(400, "send {\"query\": \"SELECT ...\"}"));
+  }
+  size_t max_rows = 1000;
+  if (body.contains("maxRows") && body["maxRows"].is_number_unsigned()) {
+    max_rows = std::min<size_t>(body["maxRows"].get<size_t>(), kMaxQueryRows);
+  }
+  std::string query = body["query"].get<std::string>();
+  runtime_.run_on_object(
+      t.ns, t.id, &here,
+      [query = std::move(query), max_rows](ObjectHost& host, Reply reply) {
+        ObjectStore::AdminRows rows;
+        try {
+          rows = host.store().admin_query(query, max_rows, kQueryBudgetMs);
+        } catch (const Error& e) {
+          return reply(status_response(e.status()));
+        }
+        Json out;
+        out["columns"] = rows.columns;
+        out["rows"] = Json::array();
+        for (const auto& row : rows.rows) {
+          Json r = Json::array();
+          for (const auto& v : row) r.push_back(sql_value_json(v));
+          out["rows"].push_back(std::move(r));
+        }
+        out["truncated"] = rows.truncated;
+        reply(Response::json(dump(out)));
+      },
+      std::move(reply));
+}
+
+void AdminPlane::export_object(Shard& here, const ObjectTarget& t, Reply reply) {
+  std::string tmp_dir = runtime_.options().data_dir + "/tmp";
+  std::string path = temp_path(runtime_.options().data_dir, "export");
+  runtime_.run_on_object(
+      t.ns, t.id, &here,
+      [tmp_dir, path](ObjectHost& host, Reply reply) {
+        ObjectStore& store = host.store();
+        sqlite3* src = store.has_file() ? store.admin_connection() : nullptr;
+        if (!src) return reply(Response::error(404, "the object has no storage"));
+        if (Status st = make_dirs(tmp_dir); !st) return reply(status_response(st));
+        auto job = std::make_shared<ExportJob>();
+        job->shard = host.shard();
+        job->ns = host.ns();
+        job->id = host.id();
+        job->path = path;
+        job->reply = std::move(reply);
+        if (sqlite3_open_v2(path.c_str(), &job->dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                            "unix-none") != SQLITE_OK) {
+          return job->finish(nullptr, Response::error(500, "cannot create the export file"));
+        }
+        job->backup = sqlite3_backup_init(job->dst, "main", src, "main");
+        if (!job->backup) {
+          std::string why = sqlite3_errmsg(job->dst);
+          return job->finish(nullptr, Response::error(500, "export failed: " + why));
+        }
+        host.hold();
+        store.pin();
+        ExportJob::step(job);
+      },
+      std::move(reply));
+}
+
+void AdminPlane::import_object(Shard& here, const ObjectTarget& t, const Request& request,
+                               Reply reply) {
+  if (request.body.empty()) return reply(Response::error(400, "send the database file as the body"));
+  std::string dir = runtime_.options().data_dir + "/tmp";
+  if (Status st = make_dirs(dir); !st) return reply(status_response(st));
+  std::string path = temp_path(runtime_.options().data_dir, "import");
+  std::string file = request.body;
+  mark_rollback_journal(file);
+  if (Status st = write_file_atomic(path, file, 0600); !st) {
+    return reply(status_response(st));
+  }
+  if (Status st = validate_import(path); !st) {
+    ::unlink(path.c_str());
+    return reply(status_response(st));
+  }
+  bool replace = request.query("replace").value_or("") == "1";
+  std::string hex = t.id.to_string();
+  if (!replace && runtime_.catalog().get(t.ns->name(), hex)) {
+    ::unlink(path.c_str());
+    return reply(Response::error(
+        409, "the object already has storage; add ?replace=1 to replace it"));
+  }
+  runtime_.run_on_object(
+      t.ns, t.id, &here,
+      [path, hex](ObjectHost& host, Reply reply) {
+        Status st = host.admin_replace("the object was replaced by an import", path);
+        ::unlink(path.c_str());  // still there only when the move failed
+        if (!st) return reply(status_response(st));
+        Json out = {{"imported", true},
+                    {"namespace", host.ns()->name()},
+                    {"id", hex},
+                    {"databaseBytes", host.store().database_size()}};
+        reply(Response::json(dump(out)));
+      },
+      std::move(reply));
+}
+
+void AdminPlane::delete_object(Shard& here, const ObjectTarget& t, Reply reply) {
+  runtime_.run_on_object(
+      t.ns, t.id, &here,
+      [](ObjectHost& host, Reply reply) {
+        Status st = host.admin_delete("the object was deleted by an operator");
+        if (!st) return reply(status_response(st));
+        reply(Response::json(dump(Json{{"deleted", true}, {"id", host.id().to_string()}})));
+      },
+      std::move(reply));
+}
+
+}  // namespace dobj::internal

@@ -1,0 +1,399 @@
+#include "storage/catalog.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "base/hex.h"
+#include "base/log.h"
+
+namespace dobj::internal {
+
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Bytes on disk of a database and its WAL; nullopt if the database is gone.
+std::optional<int64_t> file_bytes(const std::string& path, int64_t* mtime_ms = nullptr) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  int64_t bytes = st.st_size;
+  if (mtime_ms) *mtime_ms = int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+  struct stat wal;
+  if (::stat((path + "-wal").c_str(), &wal) == 0) bytes += wal.st_size;
+  return bytes;
+}
+
+// The smallest string greater than every string that starts with p, or
+// nullopt when there is none (p is all 0xff bytes).
+std::optional<std::string> prefix_end(std::string p) {
+  while (!p.empty()) {
+    if (static_cast<unsigned char>(p.back()) != 0xff) {
+      p.back() = static_cast<char>(static_cast<unsigned char>(p.back()) + 1);
+      return p;
+    }
+    p.pop_back();
+  }
+  return std::nullopt;
+}
+
+// A cursor is the last row's sort value, namespace and ID, each hex-encoded
+// and joined by '.', so that any byte of a name survives the trip.
+std::string hex_of(const std::string& s) {
+  return to_hex(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+std::string make_cursor(const std::string& value, const CatalogEntry& e) {
+  return hex_of(value) + "." + hex_of(e.ns) + "." + hex_of(e.id);
+}
+
+bool parse_cursor(const std::string& c, std::string* value, std::string* ns, std::string* id) {
+  size_t a = c.find('.');
+  size_t b = a == std::string::npos ? a : c.find('.', a + 1);
+  if (b == std::string::npos) return false;
+  auto v = from_hex_lower(c.substr(0, a));
+  auto n = from_hex_lower(c.substr(a + 1, b - a - 1));
+  auto i = from_hex_lower(c.substr(b + 1));
+  if (!v || !n || !i) return false;
+  value->assign(v->begin(), v->end());
+  ns->assign(n->begin(), n->end());
+  id->assign(i->begin(), i->end());
+  return true;
+}
+
+}  // namespace
+
+Catalog::~Catalog() { stop(); }
+
+Status Catalog::open(const std::string& path, const std::map<std::string, std::string>& scan_dirs) {
+  std::lock_guard lock(mu_);
+  path_ = path;
+  bool existed = std::filesystem::exists(path);
+  if (Status st = db_.open(path, /*create=*/true); !st) return st;
+  // synchronous=NORMAL: commits do not sync (the flusher syncs the WAL of a
+  // creation with the object's commit), checkpoints do (on the writer thread).
+  Status st = db_.exec(
+      "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+      "PRAGMA wal_autocheckpoint=0;"
+      "CREATE TABLE IF NOT EXISTS objects(ns BLOB NOT NULL, id BLOB NOT NULL, name BLOB,"
+      " bytes INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL, active INTEGER NOT NULL,"
+      " PRIMARY KEY(ns, id)) WITHOUT ROWID;"
+      "CREATE INDEX IF NOT EXISTS objects_by_name ON objects(ns, name) WHERE name IS NOT NULL;"
+      "CREATE INDEX IF NOT EXISTS objects_by_bytes ON objects(ns, bytes);"
+      "CREATE INDEX IF NOT EXISTS objects_by_active ON objects(ns, active);");
+  if (!st) return st;
+  sqlite3_wal_hook(
+      db_.get(),
+      [](void* self, sqlite3*, const char*, int frames) {
+        static_cast<Catalog*>(self)->wal_frames_ = frames;
+        return SQLITE_OK;
+      },
+      this);
+  if (!existed) {
+    if (Status s = scan(scan_dirs); !s) return s;
+  }
+  auto s = db_.cached("SELECT ns, count(*), sum(bytes) FROM objects GROUP BY ns");
+  if (!s) return s.status();
+  std::lock_guard q(queue_mu_);
+  while ((*s)->step() == SQLITE_ROW) {
+    totals_[std::string((*s)->column_blob(0))] = {(*s)->column_int(1), (*s)->column_int(2)};
+  }
+  return Status::ok();
+}
+
+Status Catalog::scan(const std::map<std::string, std::string>& dirs) {
+  namespace fs = std::filesystem;
+  if (Status st = db_.exec("BEGIN"); !st) return st;
+  int found = 0;
+  for (const auto& [ns, dir] : dirs) {
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const fs::path& p = it->path();
+      if (p.extension() != ".sqlite" || !it->is_regular_file()) continue;
+      int64_t mtime = 0;
+      auto bytes = file_bytes(p.string(), &mtime);
+      if (!bytes) continue;
+      auto ins = db_.cached(
+          "INSERT OR IGNORE INTO objects(ns, id, bytes, created, active) VALUES (?1, ?2, ?3, ?4, ?4)");
+      if (!ins) return ins.status();
+      std::string id = p.stem().string();
+      (*ins)->bind_blob(1, ns);
+      (*ins)->bind_blob(2, id);
+      (*ins)->bind_int(3, *bytes);
+      (*ins)->bind_int(4, mtime);
+      (*ins)->step();
+      ++found;
+    }
+  }
+  if (found > 0) log_info("catalog: found " + std::to_string(found) + " existing objects");
+  return db_.exec("COMMIT");
+}
+
+void Catalog::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void Catalog::stop() {
+  {
+    std::lock_guard lock(queue_mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<std::shared_ptr<SyncFile>> Catalog::record_created(const CatalogEntry& e) {
+  std::lock_guard lock(mu_);
+  auto s = db_.cached(
+      "INSERT INTO objects(ns, id, name, bytes, created, active) VALUES (?1, ?2, ?3, 0, ?4, ?4)"
+      " ON CONFLICT(ns, id) DO NOTHING");
+  if (!s) return s.status();
+  StmtUse st = std::move(*s);
+  st->bind_blob(1, e.ns);
+  st->bind_blob(2, e.id);
+  if (e.name) st->bind_blob(3, *e.name);
+  st->bind_int(4, e.created_ms ? e.created_ms : now_ms());
+  if (st->step() != SQLITE_DONE) return db_.error(Code::kInternal, "catalog");
+  if (sqlite3_changes(db_.get()) > 0) {
+    std::lock_guard q(queue_mu_);
+    ++totals_[e.ns].objects;
+  }
+  if (!wal_) {
+    auto f = SyncFile::open(path_ + "-wal", /*is_dir=*/false);
+    if (!f) return f.status();
+    wal_ = *f;
+  }
+  return wal_;
+}
+
+void Catalog::touch(std::vector<CatalogTouch> batch) {
+  if (batch.empty()) return;
+  std::lock_guard lock(queue_mu_);
+  if (queue_.empty()) {
+    queue_ = std::move(batch);
+  } else {
+    queue_.insert(queue_.end(), std::make_move_iterator(batch.begin()),
+                  std::make_move_iterator(batch.end()));
+  }
+}
+
+void Catalog::remove(const std::string& ns, const std::string& id) {
+  std::lock_guard lock(mu_);
+  int64_t bytes = 0;
+  bool found = false;
+  if (auto s = db_.cached("SELECT bytes FROM objects WHERE ns = ?1 AND id = ?2")) {
+    (*s)->bind_blob(1, ns);
+    (*s)->bind_blob(2, id);
+    if ((*s)->step() == SQLITE_ROW) {
+      bytes = (*s)->column_int(0);
+      found = true;
+    }
+  }
+  if (!found) return;
+  if (auto s = db_.cached("DELETE FROM objects WHERE ns = ?1 AND id = ?2")) {
+    (*s)->bind_blob(1, ns);
+    (*s)->bind_blob(2, id);
+    (*s)->step();
+  }
+  std::lock_guard q(queue_mu_);
+  auto& t = totals_[ns];
+  --t.objects;
+  t.bytes -= bytes;
+}
+
+void Catalog::flush() {
+  std::unique_lock lock(queue_mu_);
+  if (!thread_.joinable()) {
+    std::vector<CatalogTouch> batch = std::move(queue_);
+    queue_.clear();
+    lock.unlock();
+    apply(batch);
+    return;
+  }
+  uint64_t target = rounds_ + 2;  // a whole round that started after this call
+  flush_requested_ = true;
+  wake_.notify_all();
+  round_done_.wait(lock, [&] { return rounds_ >= target || stopping_; });
+}
+
+void Catalog::run() {
+  std::unique_lock lock(queue_mu_);
+  while (true) {
+    wake_.wait_for(lock, std::chrono::milliseconds(kPeriodMs),
+                   [&] { return stopping_ || flush_requested_; });
+    flush_requested_ = false;
+    std::vector<CatalogTouch> batch = std::move(queue_);
+    queue_.clear();
+    bool stop = stopping_;
+    lock.unlock();
+    apply(batch);
+    lock.lock();
+    ++rounds_;
+    round_done_.notify_all();
+    if (stop) return;
+  }
+}
+
+void Catalog::apply(std::vector<CatalogTouch>& batch) {
+  for (size_t start = 0; start < batch.size(); start += kChunk) {
+    size_t end = std::min(batch.size(), start + kChunk);
+    // Measure the files before taking the lock: stat() is the slow part.
+    std::vector<std::optional<int64_t>> sizes(end - start);
+    for (size_t i = start; i < end; ++i) sizes[i - start] = file_bytes(batch[i].path);
+    std::map<std::string, int64_t> delta;
+    {
+      std::lock_guard lock(mu_);
+      if (!db_.exec("BEGIN")) continue;
+      for (size_t i = start; i < end; ++i) {
+        const CatalogTouch& t = batch[i];
+        const auto& bytes = sizes[i - start];
+        if (!bytes) continue;  // no file: nothing stored, or deleted meanwhile
+        auto sel = db_.cached("SELECT bytes FROM objects WHERE ns = ?1 AND id = ?2");
+        if (!sel) break;
+        (*sel)->bind_blob(1, t.ns);
+        (*sel)->bind_blob(2, t.id);
+        if ((*sel)->step() != SQLITE_ROW) continue;  // not (or no longer) catalogued
+        int64_t old = (*sel)->column_int(0);
+        auto up = db_.cached(
+            "UPDATE objects SET bytes = ?3, active = max(active, ?4) WHERE ns = ?1 AND id = ?2");
+        if (!up) break;
+        (*up)->bind_blob(1, t.ns);
+        (*up)->bind_blob(2, t.id);
+        (*up)->bind_int(3, *bytes);
+        (*up)->bind_int(4, t.active_ms);
+        (*up)->step();
+        delta[t.ns] += *bytes - old;
+      }
+      if (Status st = db_.exec("COMMIT"); !st) {
+        log_warn("catalog update failed: " + st.message());
+        (void)db_.exec("ROLLBACK");
+        continue;
+      }
+    }
+    std::lock_guard q(queue_mu_);
+    for (const auto& [ns, d] : delta) totals_[ns].bytes += d;
+  }
+  std::lock_guard lock(mu_);
+  if (wal_frames_ >= 1000) {
+    // synchronous=NORMAL: SQLite syncs the WAL before and the file after.
+    int rc = sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                       nullptr);
+    if (rc != SQLITE_OK) log_warn(db_.error(Code::kInternal, "catalog checkpoint").message());
+    wal_frames_ = 0;
+  }
+}
+
+std::map<std::string, CatalogTotals> Catalog::totals() {
+  std::lock_guard q(queue_mu_);
+  return totals_;
+}
+
+namespace {
+
+CatalogEntry read_entry(Stmt& s) {
+  CatalogEntry e;
+  e.ns = std::string(s.column_blob(0));
+  e.id = std::string(s.column_blob(1));
+  if (sqlite3_column_type(s.get(), 2) != SQLITE_NULL) e.name = std::string(s.column_blob(2));
+  e.bytes = s.column_int(3);
+  e.created_ms = s.column_int(4);
+  e.active_ms = s.column_int(5);
+  return e;
+}
+
+}  // namespace
+
+std::optional<CatalogEntry> Catalog::get(const std::string& ns, const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto s = db_.cached(
+      "SELECT ns, id, name, bytes, created, active FROM objects WHERE ns = ?1 AND id = ?2");
+  if (!s) return std::nullopt;
+  (*s)->bind_blob(1, ns);
+  (*s)->bind_blob(2, id);
+  if ((*s)->step() != SQLITE_ROW) return std::nullopt;
+  return read_entry(*s->get());
+}
+
+Result<CatalogPage> Catalog::list(const CatalogQuery& q) {
+  using Sort = CatalogQuery::Sort;
+  std::string value, cns, cid;
+  bool has_cursor = !q.cursor.empty();
+  if (has_cursor && !parse_cursor(q.cursor, &value, &cns, &cid)) {
+    return Status(Code::kInvalidArgument, "bad cursor: pass nextCursor from the previous page");
+  }
+  std::string sql = "SELECT ns, id, name, bytes, created, active FROM objects WHERE 1";
+  if (q.ns) sql += " AND ns = ?1";
+  std::optional<std::string> hi;
+  if (q.name_prefix) {
+    sql += " AND name >= ?2";
+    hi = prefix_end(*q.name_prefix);
+    if (hi) sql += " AND name < ?3";
+  }
+  if (q.sort == Sort::kName) sql += " AND name IS NOT NULL";
+  if (q.min_bytes) sql += " AND bytes >= ?4";
+  if (q.active_after_ms) sql += " AND active >= ?5";
+  if (q.active_before_ms) sql += " AND active < ?6";
+  switch (q.sort) {
+    case Sort::kId:
+      if (has_cursor) sql += " AND (ns, id) > (?8, ?9)";
+      sql += " ORDER BY ns, id";
+      break;
+    case Sort::kName:
+      if (has_cursor) sql += " AND (ns, name, id) > (?8, ?7, ?9)";
+      sql += " ORDER BY ns, name, id";
+      break;
+    case Sort::kBytes:
+      if (has_cursor) sql += " AND (bytes, ns, id) < (?7, ?8, ?9)";
+      sql += " ORDER BY bytes DESC, ns DESC, id DESC";
+      break;
+    case Sort::kActive:
+      if (has_cursor) sql += " AND (active, ns, id) < (?7, ?8, ?9)";
+      sql += " ORDER BY active DESC, ns DESC, id DESC";
+      break;
+  }
+  sql += " LIMIT ?10";
+  int limit = std::clamp(q.limit, 1, 1000);
+
+  std::lock_guard lock(mu_);
+  auto s = db_.cached(sql);
+  if (!s) return s.status();
+  StmtUse st = std::move(*s);
+  if (q.ns) st->bind_blob(1, *q.ns);
+  if (q.name_prefix) st->bind_blob(2, *q.name_prefix);
+  if (hi) st->bind_blob(3, *hi);
+  if (q.min_bytes) st->bind_int(4, *q.min_bytes);
+  if (q.active_after_ms) st->bind_int(5, *q.active_after_ms);
+  if (q.active_before_ms) st->bind_int(6, *q.active_before_ms);
+  if (has_cursor) {
+    if (q.sort == Sort::kBytes || q.sort == Sort::kActive) {
+      st->bind_int(7, std::strtoll(value.c_str(), nullptr, 10));
+    } else {
+      st->bind_blob(7, value);
+    }
+    st->bind_blob(8, cns);
+    st->bind_blob(9, cid);
+  }
+  st->bind_int(10, limit + 1);
+  CatalogPage page;
+  while (st->step() == SQLITE_ROW) page.entries.push_back(read_entry(*st.get()));
+  if (static_cast<int>(page.entries.size()) > limit) {
+    page.entries.resize(limit);
+    const CatalogEntry& last = page.entries.back();
+    switch (q.sort) {
+      case Sort::kId: page.next_cursor = make_cursor("", last); break;
+      case Sort::kName: page.next_cursor = make_cursor(last.name.value_or(""), last); break;
+      case Sort::kBytes: page.next_cursor = make_cursor(std::to_string(last.bytes), last); break;
+      case Sort::kActive:
+        page.next_cursor = make_cursor(std::to_string(last.active_ms), last);
+        break;
+    }
+  }
+  return page;
+}
+
+}  // namespace dobj::internal

@@ -1,0 +1,124 @@
+// Catalog: the node's list of every object that has storage, so that objects
+// can be listed and searched without opening their databases.
+//
+// One SQLite file, <data>/catalog.sqlite, table objects(ns, id, name, bytes,
+// created, active). Written two ways:
+// - record_created(): when an object's database file gets its first commit,
+//   before that commit, and flushed with it (like the alarm index, the
+//   catalog may run ahead of the truth, never behind). On the shard thread.
+// - touch(): shards hand over, every couple of seconds, the objects that had
+//   events; the catalog's own thread then measures their files (database +
+//   WAL on disk) and updates bytes and last activity. Lazy: after a crash
+//   these lag by a few seconds, nothing else.
+// remove() drops a deleted object's row at once.
+//
+// A data folder from before the catalog is scanned once on open.
+//
+// Thread-safe: one mutex over the connection; the writer thread holds it for
+// chunks of at most kChunk rows, so a list page or a creation waits at most
+// about a millisecond behind it.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dobj/status.h"
+#include "storage/group_commit.h"
+#include "storage/sqlite.h"
+
+namespace dobj::internal {
+
+struct CatalogEntry {
+  std::string ns;
+  std::string id;  // hex
+  std::optional<std::string> name;
+  int64_t bytes = 0;
+  int64_t created_ms = 0;
+  int64_t active_ms = 0;
+};
+
+// An object that had events: where its files are and when it was active.
+struct CatalogTouch {
+  std::string ns;
+  std::string id;
+  std::string path;  // database file; its WAL is path + "-wal"
+  int64_t active_ms = 0;
+};
+
+struct CatalogQuery {
+  std::optional<std::string> ns;
+  std::optional<std::string> name_prefix;  // objects with a name that starts so
+  std::optional<int64_t> min_bytes;
+  std::optional<int64_t> active_after_ms;   // last active at or after
+  std::optional<int64_t> active_before_ms;  // last active before
+  enum class Sort { kId, kName, kBytes, kActive } sort = Sort::kId;  // bytes, active: largest first
+  std::string cursor;  // from the previous page; empty: the first page
+  int limit = 100;
+};
+
+struct CatalogPage {
+  std::vector<CatalogEntry> entries;
+  std::string next_cursor;  // empty: this was the last page
+};
+
+struct CatalogTotals {
+  int64_t objects = 0;
+  int64_t bytes = 0;
+};
+
+class Catalog {
+ public:
+  static constexpr int kChunk = 256;
+  static constexpr int kPeriodMs = 2000;
+
+  ~Catalog();
+  // Opens (creating) the file; with namespaces' folders to scan when the
+  // catalog is new (binding name → folder).
+  Status open(const std::string& path, const std::map<std::string, std::string>& scan_dirs);
+  void start();  // the writer thread
+  void stop();   // applies what is queued, then joins
+
+  // Shard side. Returns the file to flush with the commit that depends on it.
+  Result<std::shared_ptr<SyncFile>> record_created(const CatalogEntry& e);
+  void touch(std::vector<CatalogTouch> batch);
+  void remove(const std::string& ns, const std::string& id);
+
+  Result<CatalogPage> list(const CatalogQuery& q);
+  std::optional<CatalogEntry> get(const std::string& ns, const std::string& id);
+  // Objects and bytes per namespace, as of the writer's last round.
+  std::map<std::string, CatalogTotals> totals();
+  // Applies what is queued now (tests, and before reading fresh numbers).
+  void flush();
+
+ private:
+  void run();
+  void apply(std::vector<CatalogTouch>& batch);
+  void recount();
+  Status scan(const std::map<std::string, std::string>& dirs);
+
+  std::mutex mu_;  // guards db_, wal_
+  Db db_;
+  std::shared_ptr<SyncFile> wal_;
+  std::string path_;
+  int wal_frames_ = 0;
+
+  std::mutex queue_mu_;  // guards queue_, stopping_, totals_, rounds_
+  std::condition_variable wake_;
+  std::condition_variable round_done_;
+  std::vector<CatalogTouch> queue_;
+  bool stopping_ = false;
+  bool flush_requested_ = false;
+  uint64_t rounds_ = 0;
+  bool dirty_totals_ = true;
+  std::map<std::string, CatalogTotals> totals_;
+  std::thread thread_;
+};
+
+}  // namespace dobj::internal

@@ -1,0 +1,308 @@
+// The admin plane's object routes on the real example server: the catalog
+// (list, search, paging, after SIGKILL, for a folder from before it), inspect,
+// read-only SQL, export/import and delete.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "support/http_client.h"
+#include "support/server_process.h"
+#include "support/ws_client.h"
+
+namespace dobj::test {
+namespace {
+
+using Json = nlohmann::json;
+const std::string kToken = "objects-token-1";
+
+class ObjectsAdminTest : public ::testing::Test {
+ protected:
+  void SetUp() override { start(); }
+  void start() {
+    server_ = std::make_unique<ServerProcess>(DOBJ_EXAMPLES_BIN, dir_.path(),
+                                              std::vector<std::string>{"--admin-token", kToken});
+    ASSERT_TRUE(server_->start()) << server_->output();
+  }
+  void kill_and_restart() {
+    server_->stop(SIGKILL);
+    start();
+  }
+  HttpResponse admin(const std::string& method, const std::string& target,
+                     const std::string& body = "") {
+    HttpClient c(server_->port());
+    return c.request(method, target, body, {{"Authorization", "Bearer " + kToken}});
+  }
+  Json admin_json(const std::string& method, const std::string& target,
+                  const std::string& body = "", int want = 200) {
+    HttpResponse r = admin(method, target, body);
+    EXPECT_EQ(r.status, want) << method << " " << target << ": " << r.body;
+    return Json::parse(r.body, nullptr, false);
+  }
+  int call(const std::string& method, const std::string& target, const std::string& body = "") {
+    return http(server_->port(), method, target, body).status;
+  }
+  // Every object the catalog lists for the query, page by page.
+  std::vector<Json> list_all(const std::string& query, int page_size) {
+    std::vector<Json> out;
+    std::string cursor;
+    for (int pages = 0; pages < 1000; ++pages) {
+      std::string target = "/_dobj/objects?limit=" + std::to_string(page_size) + query;
+      if (!cursor.empty()) target += "&cursor=" + cursor;
+      Json page = admin_json("GET", target);
+      for (auto& o : page["objects"]) out.push_back(o);
+      if (page["nextCursor"].is_null()) break;
+      cursor = page["nextCursor"].get<std::string>();
+    }
+    return out;
+  }
+  std::set<std::string> names(const std::vector<Json>& objects) {
+    std::set<std::string> s;
+    for (const auto& o : objects) s.insert(o["name"].is_null() ? "" : o["name"].get<std::string>());
+    return s;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(ObjectsAdminTest, CatalogListsObjectsWithStorageAndPagesThroughThem) {
+  for (int i = 0; i < 23; ++i) {
+    ASSERT_EQ(call("POST", "/counter/user-" + std::to_string(i) + "/increment"), 200);
+  }
+  ASSERT_EQ(call("PUT", "/kv/alice/greeting", "\"hello\""), 200);
+  ASSERT_EQ(call("GET", "/counter/only-read"), 200);  // reads make no storage
+
+  std::vector<Json> counters = list_all("&namespace=COUNTER", 5);
+  ASSERT_EQ(counters.size(), 23u);
+  std::set<std::string> want;
+  for (int i = 0; i < 23; ++i) want.insert("user-" + std::to_string(i));
+  EXPECT_EQ(names(counters), want);
+  for (const auto& o : counters) {
+    EXPECT_EQ(o["namespace"], "COUNTER");
+    EXPECT_EQ(o["id"].get<std::string>().size(), 64u);
+    EXPECT_TRUE(o["resident"].get<bool>());
+    EXPECT_GT(o["created"].get<int64_t>(), 1'600'000'000'000);
+  }
+  EXPECT_EQ(list_all("", 7).size(), 24u);  // every namespace
+
+  // Name prefix: user-1 and user-10 .. user-19.
+  std::set<std::string> ones = names(list_all("&namespace=COUNTER&prefix=user-1", 4));
+  EXPECT_EQ(ones.size(), 11u);
+  EXPECT_TRUE(ones.count("user-1") && ones.count("user-19") && !ones.count("user-2"));
+  // Sorted by name, paged.
+  std::vector<Json> by_name = list_all("&namespace=COUNTER&sort=name", 6);
+  ASSERT_EQ(by_name.size(), 23u);
+  for (size_t i = 1; i < by_name.size(); ++i) {
+    EXPECT_LT(by_name[i - 1]["name"].get<std::string>(), by_name[i]["name"].get<std::string>());
+  }
+
+  EXPECT_EQ(admin("GET", "/_dobj/objects?cursor=zzz").status, 400);
+  EXPECT_EQ(admin("GET", "/_dobj/objects?sort=size").status, 400);
+  EXPECT_EQ(admin("GET", "/_dobj/objects?limit=ten").status, 400);
+}
+
+TEST_F(ObjectsAdminTest, SizesAndActivityReachTheCatalogAndSortIt) {
+  ASSERT_EQ(call("PUT", "/kv/small/k", "1"), 200);
+  std::string big(100000, 'x');
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(call("PUT", "/kv/big/k" + std::to_string(i), "\"" + big + "\""), 200);
+  }
+  // The catalog measures files every couple of seconds.
+  std::vector<Json> by_bytes;
+  for (int tries = 0; tries < 50; ++tries) {
+    by_bytes = list_all("&namespace=KV&sort=bytes", 1);
+    if (by_bytes.size() == 2 && by_bytes[0]["bytes"].get<int64_t>() > 400000) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_EQ(by_bytes.size(), 2u);
+  EXPECT_EQ(by_bytes[0]["name"], "big");
+  EXPECT_GT(by_bytes[0]["bytes"].get<int64_t>(), 400000);
+  EXPECT_EQ(by_bytes[1]["name"], "small");
+  EXPECT_EQ(names(list_all("&namespace=KV&minBytes=400000", 10)), std::set<std::string>{"big"});
+  Json m = admin_json("GET", "/_dobj/metrics");
+  EXPECT_EQ(m["namespaces"]["KV"]["storedObjects"], 2);
+  EXPECT_GT(m["namespaces"]["KV"]["storageBytes"].get<int64_t>(), 400000);
+  EXPECT_NE(admin("GET", "/metrics").body.find("dobj_storage_bytes{namespace=\"KV\"}"),
+            std::string::npos);
+}
+
+TEST_F(ObjectsAdminTest, CatalogSurvivesSigkillAndIsRebuiltForOldFolders) {
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(call("POST", "/counter/k" + std::to_string(i) + "/increment"), 200);
+  kill_and_restart();  // creations are flushed with the objects' first commits
+  EXPECT_EQ(list_all("&namespace=COUNTER", 100).size(), 10u);
+  server_->stop(SIGTERM);
+  // A data folder from before the catalog: the files are found on start.
+  std::filesystem::remove(dir_.path() + "/catalog.sqlite");
+  std::filesystem::remove(dir_.path() + "/catalog.sqlite-wal");
+  start();
+  std::vector<Json> found = list_all("&namespace=COUNTER", 100);
+  EXPECT_EQ(found.size(), 10u);
+  for (const auto& o : found) EXPECT_GT(o["bytes"].get<int64_t>(), 0);
+}
+
+TEST_F(ObjectsAdminTest, InspectShowsKeysTablesAndAlarm) {
+  ASSERT_EQ(call("PUT", "/kv/insp/greeting", "\"hello\""), 200);
+  ASSERT_EQ(call("PUT", "/kv/insp/n", "42"), 200);
+  ASSERT_EQ(call("PUT", "/kv/insp/obj", "{\"a\":[1,2]}"), 200);
+  Json o = admin_json("GET", "/_dobj/objects/KV/name:insp");
+  EXPECT_EQ(o["name"], "insp");
+  EXPECT_TRUE(o["exists"].get<bool>());
+  ASSERT_EQ(o["keys"].size(), 3u);
+  EXPECT_EQ(o["keys"][0]["key"], "greeting");
+  EXPECT_EQ(o["keys"][0]["value"], "hello");
+  EXPECT_EQ(o["keys"][1]["key"], "n");
+  EXPECT_EQ(o["keys"][1]["value"], 42);
+  EXPECT_EQ(o["keys"][2]["value"]["a"][1], 2);
+  EXPECT_TRUE(o["alarm"].is_null());
+  // Paging through keys.
+  Json first = admin_json("GET", "/_dobj/objects/KV/name:insp?keys=2");
+  EXPECT_EQ(first["keys"].size(), 2u);
+  EXPECT_EQ(first["nextKey"], "n");
+  Json rest = admin_json("GET", "/_dobj/objects/KV/name:insp?keys=2&after=n");
+  ASSERT_EQ(rest["keys"].size(), 1u);
+  EXPECT_EQ(rest["keys"][0]["key"], "obj");
+
+  ASSERT_EQ(call("POST", "/sql/tables",
+                 R"j({"query":"CREATE TABLE t(a INTEGER, b TEXT); INSERT INTO t VALUES (1,'x'),(2,'y')"})j"),
+            200);
+  Json t = admin_json("GET", "/_dobj/objects/SQL/name:tables");
+  bool found = false;
+  for (const auto& table : t["tables"]) {
+    if (table["name"] == "t") {
+      found = true;
+      EXPECT_EQ(table["rows"], 2);
+      EXPECT_NE(table["sql"].get<std::string>().find("b TEXT"), std::string::npos);
+    }
+  }
+  EXPECT_TRUE(found) << t.dump();
+
+  ASSERT_EQ(call("POST", "/tasks/later/schedule?delay_ms=3600000"), 200);
+  Json task = admin_json("GET", "/_dobj/objects/TASK_RUNNER/name:later");
+  EXPECT_GT(task["alarm"].get<int64_t>(), 1'600'000'000'000);
+  Json listed = list_all("&namespace=TASK_RUNNER", 10).at(0);
+  EXPECT_EQ(listed["alarm"], task["alarm"]);
+
+  // An object that never stored anything, a bad ID, an unknown namespace.
+  Json empty = admin_json("GET", "/_dobj/objects/KV/name:nobody");
+  EXPECT_FALSE(empty["exists"].get<bool>());
+  EXPECT_EQ(empty["keys"].size(), 0u);
+  EXPECT_EQ(admin("GET", "/_dobj/objects/KV/not-an-id").status, 400);
+  EXPECT_EQ(admin("GET", "/_dobj/objects/NOPE/name:x").status, 404);
+  EXPECT_EQ(admin("PATCH", "/_dobj/objects/KV/name:x").status, 405);
+}
+
+TEST_F(ObjectsAdminTest, SqlIsReadOnly) {
+  ASSERT_EQ(call("POST", "/sql/ro", R"j({"query":"CREATE TABLE t(a); INSERT INTO t VALUES (7)"})j"),
+            200);
+  Json r = admin_json("POST", "/_dobj/objects/SQL/name:ro/sql", R"j({"query":"SELECT a FROM t"})j");
+  EXPECT_EQ(r["columns"], Json::array({"a"}));
+  EXPECT_EQ(r["rows"], Json::array({Json::array({7})}));
+  // The runtime's own tables may be read too.
+  Json kv = admin_json("POST", "/_dobj/objects/SQL/name:ro/sql",
+                       R"j({"query":"SELECT count(*) FROM _dobj_kv"})j");
+  EXPECT_EQ(kv["rows"][0][0], 0);
+  for (const std::string q :
+       {"DELETE FROM t", "INSERT INTO t VALUES (8)", "DROP TABLE t", "UPDATE t SET a = 0",
+        "ATTACH '/tmp/x.db' AS x", "PRAGMA writable_schema = 1", "PRAGMA foreign_keys = 0",
+        "SELECT 1; DELETE FROM t", "CREATE TABLE u(b)", "BEGIN", "SELECT load_extension('x')"}) {
+    Json body = {{"query", q}};
+    HttpResponse bad = admin("POST", "/_dobj/objects/SQL/name:ro/sql", body.dump());
+    EXPECT_EQ(bad.status, 400) << q << ": " << bad.body;
+  }
+  EXPECT_EQ(admin("POST", "/_dobj/objects/SQL/name:ro/sql", "not json").status, 400);
+  // Nothing changed.
+  Json again = admin_json("POST", "/_dobj/objects/SQL/name:ro/sql", R"j({"query":"SELECT a FROM t"})j");
+  EXPECT_EQ(again["rows"], Json::array({Json::array({7})}));
+  // A query that would hold the object up is stopped.
+  HttpResponse slow = admin("POST", "/_dobj/objects/SQL/name:ro/sql",
+                            R"j({"query":"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"})j");
+  EXPECT_EQ(slow.status, 400);
+  EXPECT_NE(slow.body.find("budget"), std::string::npos);
+  EXPECT_EQ(call("POST", "/sql/ro", R"j({"query":"SELECT a FROM t"})j"), 200);  // the object is fine
+}
+
+TEST_F(ObjectsAdminTest, ExportThenImportUnderAnotherId) {
+  ASSERT_EQ(call("PUT", "/kv/source/a", "1"), 200);
+  ASSERT_EQ(call("PUT", "/kv/source/b", "\"two\""), 200);
+  ASSERT_EQ(call("POST", "/sql/source", R"j({"query":"CREATE TABLE t(x); INSERT INTO t VALUES ('row')"})j"),
+            200);
+  HttpResponse exported = admin("GET", "/_dobj/objects/KV/name:source/export");
+  ASSERT_EQ(exported.status, 200);
+  EXPECT_EQ(exported.header("content-type"), "application/vnd.sqlite3");
+  ASSERT_EQ(exported.body.rfind("SQLite format 3", 0), 0u);
+  EXPECT_EQ(admin("GET", "/_dobj/objects/KV/name:nobody/export").status, 404);
+
+  Json imported = admin_json("PUT", "/_dobj/objects/KV/name:copy/import", exported.body);
+  EXPECT_TRUE(imported["imported"].get<bool>());
+  EXPECT_EQ(http(server_->port(), "GET", "/kv/copy/b").body, "\"two\"");
+  // Not over an object that has storage, unless asked; never from junk.
+  EXPECT_EQ(admin("PUT", "/_dobj/objects/KV/name:copy/import", exported.body).status, 409);
+  EXPECT_EQ(admin("PUT", "/_dobj/objects/KV/name:copy/import?replace=1", "not a database").status,
+            400);
+  std::string damaged = exported.body;
+  for (size_t i = 4096; i < damaged.size(); i += 7) damaged[i] = '\x5a';
+  EXPECT_EQ(admin("PUT", "/_dobj/objects/KV/name:copy/import?replace=1", damaged).status, 400);
+  EXPECT_EQ(http(server_->port(), "GET", "/kv/copy/a").body, "1");
+  // Replacing a resident object: it sees the new data.
+  ASSERT_EQ(call("PUT", "/kv/copy/a", "99"), 200);
+  admin_json("PUT", "/_dobj/objects/KV/name:copy/import?replace=1", exported.body);
+  EXPECT_EQ(http(server_->port(), "GET", "/kv/copy/a").body, "1");
+  kill_and_restart();
+  EXPECT_EQ(http(server_->port(), "GET", "/kv/copy/a").body, "1");
+  EXPECT_EQ(names(list_all("&namespace=KV", 10)), (std::set<std::string>{"copy", "source"}));
+}
+
+TEST_F(ObjectsAdminTest, ExportWithAlarmImportsTheAlarm) {
+  ASSERT_EQ(call("POST", "/tasks/src/schedule?delay_ms=1500"), 200);
+  HttpResponse exported = admin("GET", "/_dobj/objects/TASK_RUNNER/name:src/export");
+  ASSERT_EQ(exported.status, 200);
+  admin_json("PUT", "/_dobj/objects/TASK_RUNNER/name:dst/import", exported.body);
+  // The imported alarm fires for the new object.
+  Json state;
+  for (int i = 0; i < 100; ++i) {
+    state = Json::parse(http(server_->port(), "GET", "/tasks/dst").body, nullptr, false);
+    if (state.is_object() && state["fired"] == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(state["fired"], 1) << state.dump();
+}
+
+TEST_F(ObjectsAdminTest, DeleteRemovesStorageAlarmSocketsAndEntry) {
+  ASSERT_EQ(call("PUT", "/kv/doomed/a", "1"), 200);
+  ASSERT_EQ(call("PUT", "/kv/kept/a", "2"), 200);
+  std::string id = admin_json("GET", "/_dobj/objects/KV/name:doomed")["id"];
+  std::string file = dir_.path() + "/objects/KV/" + id.substr(0, 2) + "/" + id + ".sqlite";
+  ASSERT_TRUE(std::filesystem::exists(file));
+  Json d = admin_json("DELETE", "/_dobj/objects/KV/" + id);
+  EXPECT_TRUE(d["deleted"].get<bool>());
+  EXPECT_FALSE(std::filesystem::exists(file));
+  EXPECT_EQ(http(server_->port(), "GET", "/kv/doomed/a").status, 404);
+  EXPECT_EQ(names(list_all("&namespace=KV", 10)), std::set<std::string>{"kept"});
+
+  // An alarm and a socket go with the object.
+  ASSERT_EQ(call("POST", "/tasks/gone/schedule?delay_ms=1500"), 200);
+  admin_json("DELETE", "/_dobj/objects/TASK_RUNNER/name:gone");
+  WsClient ws(server_->port(), "/room/closing/websocket");
+  ASSERT_TRUE(ws.connected());
+  ASSERT_TRUE(ws.send_text("hi"));
+  ASSERT_EQ(ws.next_message(), "hi");
+  admin_json("DELETE", "/_dobj/objects/CHAT_ROOM/name:closing");
+  EXPECT_EQ(ws.await_close().first, 1001);
+
+  kill_and_restart();
+  EXPECT_EQ(http(server_->port(), "GET", "/kv/doomed/a").status, 404);
+  EXPECT_EQ(http(server_->port(), "GET", "/kv/kept/a").body, "2");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1800));
+  Json t = Json::parse(http(server_->port(), "GET", "/tasks/gone").body);
+  EXPECT_EQ(t["fired"], 0);
+  EXPECT_EQ(names(list_all("&namespace=KV", 10)), std::set<std::string>{"kept"});
+}
+
+}  // namespace
+}  // namespace dobj::test
