@@ -64,6 +64,13 @@ struct ServerOptions {
   // The bearer token of the admin plane (/_dobj/, /metrics). Empty: none is
   // accepted (Server::run generates one and prints it).
   std::string admin_token;
+  // HOST:PORT for the admin plane on a thread of its own, so that it answers
+  // at once however busy the objects are. Empty: the admin plane is served on
+  // `listen` by the shards. When set, `listen` does not serve it.
+  std::string admin_listen;
+  // false: no timings (turn, event and output-gate histograms) are taken;
+  // counters and gauges remain. For measuring what metrics cost.
+  bool timings = true;
   // Longest a graceful stop waits for in-flight requests.
   std::chrono::milliseconds stop_timeout{30'000};
 };
@@ -99,7 +106,8 @@ class Server {
 
   // For embedding and tests: start without flags, then stop().
   Status start(const ServerOptions& options);
-  int port() const;  // the bound port, after start
+  int port() const;        // the bound port, after start
+  int admin_port() const;  // the admin listener's port (--admin-listen), else 0
   // Stops accepting, finishes in-flight requests, flushes, joins threads.
   void stop();
 

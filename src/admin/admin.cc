@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "admin/advisor.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
 
@@ -33,9 +34,8 @@ std::string escape_label(const std::string& v) {
 
 AdminPlane::AdminPlane(Runtime& runtime, std::string token)
     : runtime_(runtime), token_(std::move(token)) {
-  previous_.at = latest_.at = std::chrono::steady_clock::now();
-  previous_.events.assign(runtime_.namespaces().size(), 0);
-  latest_ = previous_;
+  samples_.push_back(
+      Sample{std::chrono::steady_clock::now(), std::vector<uint64_t>(runtime_.namespaces().size())});
 }
 
 bool AdminPlane::owns(std::string_view target) {
@@ -59,18 +59,28 @@ std::vector<double> AdminPlane::rates(const MetricsSnapshot& s) {
   std::lock_guard lock(mu_);
   std::vector<uint64_t> now(s.per_ns.size());
   for (size_t i = 0; i < now.size(); ++i) now[i] = events_of(s.per_ns[i]);
-  // Keep two samples at least a second apart: the rate is over the last 1-2 s
-  // of polling, or since the start for the first read.
-  if (s.at - latest_.at >= std::chrono::seconds(1)) {
-    previous_ = latest_;
-    latest_ = Sample{s.at, now};
+  // The rate is taken against the newest earlier read at least a second old
+  // (or the start): over the last seconds of polling, whoever polls.
+  const auto window = std::chrono::seconds(1);
+  size_t base = 0;
+  for (size_t i = 0; i < samples_.size(); ++i) {
+    if (s.at - samples_[i].at >= window) base = i;
   }
-  double secs = std::chrono::duration<double>(s.at - previous_.at).count();
+  const Sample& b = samples_[base];
+  double secs = std::chrono::duration<double>(s.at - b.at).count();
   std::vector<double> out(now.size(), 0);
   for (size_t i = 0; i < now.size(); ++i) {
-    if (secs > 0 && i < previous_.events.size()) {
-      out[i] = static_cast<double>(now[i] - previous_.events[i]) / secs;
+    if (secs > 0 && i < b.events.size() && now[i] >= b.events[i]) {
+      out[i] = static_cast<double>(now[i] - b.events[i]) / secs;
     }
+  }
+  // Keep this read (one per 100 ms: a newer one replaces a younger one) and
+  // drop those older than the base.
+  samples_.erase(samples_.begin(), samples_.begin() + static_cast<ptrdiff_t>(base));
+  if (samples_.size() > 1 && s.at - samples_.back().at < std::chrono::milliseconds(100)) {
+    samples_.back() = Sample{s.at, std::move(now)};
+  } else {
+    samples_.push_back(Sample{s.at, std::move(now)});
   }
   return out;
 }
@@ -90,7 +100,7 @@ void AdminPlane::handle(Shard& here, const Request& request,
     const auto& s = *segments;
     if (s.size() == 2) {
       if (request.method != "GET") return reply(Response::error(405, "use GET"));
-      return list_objects(here, request, std::move(reply));
+      return list_objects(request, std::move(reply));
     }
     if (s.size() < 4 || s.size() > 5) return reply(Response::error(404, "no admin route " + path));
     auto target = parse_target(s[2], s[3]);
@@ -115,6 +125,11 @@ void AdminPlane::handle(Shard& here, const Request& request,
       Response r = Response::text(prometheus(s));
       r.set_header("content-type", "text/plain; version=0.0.4; charset=utf-8");
       reply(std::move(r));
+    });
+  }
+  if (path == "/_dobj/advice") {
+    return runtime_.collect_metrics(&here, [this, reply](MetricsSnapshot s) {
+      reply(Response::json(advice_json(s)));
     });
   }
   if (path == "/_dobj/metrics") {
@@ -157,6 +172,16 @@ std::string AdminPlane::json(const MetricsSnapshot& s) {
     j["websocketsHibernated"] = m.sockets_hibernated;
     j["storedObjects"] = m.stored_objects;
     j["storageBytes"] = m.storage_bytes;
+    j["sqlStatements"] = m.storage.sql;
+    j["listCalls"] = m.storage.lists;
+    j["transactions"] = m.storage.transactions;
+    j["instancesCreated"] = m.instances;
+    j["uniqueIdsCreated"] = m.unique_ids;
+    j["singleEventEvictions"] = m.single_event_evictions;
+    j["turnsReadOnly"] = m.turns_read;
+    j["turnsWriteOnly"] = m.turns_blind_write;
+    j["turnsReadWrite"] = m.turns_rmw;
+    j["websocketsKept"] = m.sockets_kept;
     return j;
   };
   Json out;
@@ -180,6 +205,19 @@ std::string AdminPlane::json(const MetricsSnapshot& s) {
   };
   out["topByRequests"] = list(s.top_by_events);
   out["topByCpu"] = list(s.top_by_time);
+  return out.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+std::string AdminPlane::advice_json(const MetricsSnapshot& s) {
+  using Json = nlohmann::json;
+  Json out;
+  out["findings"] = Json::array();
+  for (const Finding& f : advise(s, rates(s))) {
+    Json j = {{"rule", f.rule},         {"severity", f.severity}, {"namespace", f.ns},
+              {"title", f.title},       {"evidence", f.evidence}, {"suggestion", f.suggestion}};
+    if (!f.object.empty()) j["object"] = f.object;
+    out["findings"].push_back(std::move(j));
+  }
   return out.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
@@ -233,6 +271,12 @@ std::string AdminPlane::prometheus(const MetricsSnapshot& s) {
       {"dobj_websockets_open", "gauge", "Open WebSockets.", [](M m) { return m.sockets_open; }},
       {"dobj_websockets_hibernated", "gauge", "Open WebSockets whose object is not in memory.",
        [](M m) { return m.sockets_hibernated; }},
+      {"dobj_instances_created_total", "counter", "Objects constructed (brought into memory).",
+       [](M m) { return m.instances; }},
+      {"dobj_unique_ids_total", "counter", "IDs minted with new_unique_id.",
+       [](M m) { return m.unique_ids; }},
+      {"dobj_websockets_kept", "gauge", "Open WebSockets accepted with keep_websocket.",
+       [](M m) { return m.sockets_kept; }},
       {"dobj_objects_stored", "gauge", "Objects with storage (the catalog).",
        [](M m) { return m.stored_objects; }},
       {"dobj_storage_bytes", "gauge", "Bytes of the objects' files on disk (database and WAL).",

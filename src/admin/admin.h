@@ -21,6 +21,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -52,6 +53,7 @@ class AdminPlane {
   // Renderings of a snapshot (public for tests).
   std::string prometheus(const MetricsSnapshot& s);
   std::string json(const MetricsSnapshot& s);
+  std::string advice_json(const MetricsSnapshot& s);
 
   // Whether an Authorization header value carries the token.
   bool authorized_header(std::string_view value) const;
@@ -59,7 +61,7 @@ class AdminPlane {
  private:
   bool authorized(const Request& request) const;
   Result<ObjectTarget> parse_target(const std::string& ns, const std::string& id);
-  void list_objects(Shard& here, const Request& request, Reply reply);
+  void list_objects(const Request& request, Reply reply);
   void inspect_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
   void query_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
   void export_object(Shard& here, const ObjectTarget& t, Reply reply);
@@ -76,8 +78,7 @@ class AdminPlane {
     std::chrono::steady_clock::time_point at;
     std::vector<uint64_t> events;
   };
-  Sample previous_;
-  Sample latest_;
+  std::deque<Sample> samples_;  // oldest first; never empty
 };
 
 }  // namespace dobj::internal

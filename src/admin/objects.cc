@@ -199,7 +199,7 @@ Result<ObjectTarget> AdminPlane::parse_target(const std::string& ns_name,
   return ObjectTarget{ns, *id};
 }
 
-void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) {
+void AdminPlane::list_objects(const Request& request, Reply reply) {
   CatalogQuery q;
   q.ns = request.query("namespace");
   if (q.ns && q.ns->empty()) q.ns.reset();
@@ -220,7 +220,12 @@ void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) 
     return reply(Response::error(400, "minBytes, activeAfter, activeBefore and limit are integers"));
   }
   if (limit) q.limit = static_cast<int>(std::clamp<int64_t>(*limit, 1, 1000));
-  std::string sort = request.query("sort").value_or("id");
+  // Without a sort, a filter picks the order its index serves, so that a
+  // page never scans past rows it filters out.
+  std::string sort = request.query("sort").value_or(q.name_prefix        ? "name"
+                                                    : q.min_bytes        ? "bytes"
+                                                    : q.active_after_ms  ? "lastActive"
+                                                                         : "id");
   using Sort = CatalogQuery::Sort;
   if (sort == "id") {
     q.sort = Sort::kId;
@@ -248,27 +253,22 @@ void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) 
     refs.push_back({ns, ObjectId(b, e.name)});
     entries.push_back(std::move(e));
   }
-  std::string next = std::move(page->next_cursor);
-  runtime_.object_states(
-      std::move(refs), &here,
-      [this, entries = std::move(entries), next = std::move(next),
-       reply = std::move(reply)](std::vector<Runtime::ObjectLive> live) {
-        Json out;
-        out["objects"] = Json::array();
-        for (size_t i = 0; i < entries.size(); ++i) {
-          const CatalogEntry& e = entries[i];
-          Json o = {{"namespace", e.ns},          {"id", e.id},
-                    {"bytes", e.bytes},           {"created", e.created_ms},
-                    {"lastActive", e.active_ms},  {"resident", live[i].resident},
-                    {"sockets", live[i].sockets}};
-          o["name"] = e.name ? Json(*e.name) : Json(nullptr);
-          auto alarm = runtime_.alarm_index().get(e.ns, e.id);
-          o["alarm"] = alarm ? Json(*alarm) : Json(nullptr);
-          out["objects"].push_back(std::move(o));
-        }
-        out["nextCursor"] = next.empty() ? Json(nullptr) : Json(next);
-        reply(Response::json(dump(out)));
-      });
+  std::vector<Runtime::ObjectLive> live = runtime_.object_states(refs);
+  Json out;
+  out["objects"] = Json::array();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const CatalogEntry& e = entries[i];
+    Json o = {{"namespace", e.ns},         {"id", e.id},
+              {"bytes", e.bytes},          {"created", e.created_ms},
+              {"lastActive", e.active_ms}, {"resident", live[i].resident},
+              {"sockets", live[i].sockets}};
+    o["name"] = e.name ? Json(*e.name) : Json(nullptr);
+    auto alarm = runtime_.alarm_index().get(e.ns, e.id);
+    o["alarm"] = alarm ? Json(*alarm) : Json(nullptr);
+    out["objects"].push_back(std::move(o));
+  }
+  out["nextCursor"] = page->next_cursor.empty() ? Json(nullptr) : Json(page->next_cursor);
+  reply(Response::json(dump(out)));
 }
 
 void AdminPlane::inspect_object(Shard& here, const ObjectTarget& t, const Request& request,

@@ -42,6 +42,10 @@ struct HttpServer::PerShard {
   std::unordered_set<Session*> sessions;
   bool stopping = false;
   std::atomic<size_t> session_count{0};
+  // The admin listener's (--admin-listen): serves only the admin plane.
+  bool admin_only = false;
+  // On the main listener when the admin plane has its own: where it is.
+  std::string admin_elsewhere;
 };
 
 namespace {
@@ -187,6 +191,15 @@ class Session : public std::enable_shared_from_this<Session> {
     if (req.is_websocket_upgrade()) ws_key = req.header("sec-websocket-key").value_or("");
     busy_ = true;
     idle_timer_.cancel();
+    auto reply = [self = shared_from_this(), version, keep_alive](Response r) {
+      self->write(std::move(r), version, keep_alive && !self->per_shard_->stopping);
+    };
+    if (AdminPlane::owns(req.target) && !per_shard_->admin_elsewhere.empty()) {
+      return reply(Response::error(404, "the admin plane listens on " + per_shard_->admin_elsewhere));
+    }
+    if (per_shard_->admin_only && !AdminPlane::owns(req.target)) {
+      return reply(Response::error(404, "this port serves the admin plane only (/_dobj/, /metrics)"));
+    }
     if (AdminPlane::owns(req.target)) {
       return per_shard_->admin->handle(
           *per_shard_->shard, req, [self = shared_from_this(), version, keep_alive](Response r) {
@@ -297,56 +310,95 @@ HttpServer::HttpServer(Runtime& runtime, const ServerOptions& options)
 
 HttpServer::~HttpServer() = default;
 
-Status HttpServer::start() {
-  auto colon = options_.listen.rfind(':');
+namespace {
+
+Status parse_listen(const std::string& listen, const char* flag, asio::ip::address* address,
+                    int* port) {
+  auto colon = listen.rfind(':');
   if (colon == std::string::npos) {
-    return Status(Code::kInvalidArgument, "--listen wants HOST:PORT, got " + options_.listen);
+    return Status(Code::kInvalidArgument, std::string(flag) + " wants HOST:PORT, got " + listen);
   }
-  std::string host = options_.listen.substr(0, colon);
+  std::string host = listen.substr(0, colon);
   if (host.size() > 1 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
-  int port = 0;
   try {
-    port = std::stoi(options_.listen.substr(colon + 1));
+    *port = std::stoi(listen.substr(colon + 1));
   } catch (...) {
-    return Status(Code::kInvalidArgument, "--listen: bad port in " + options_.listen);
+    return Status(Code::kInvalidArgument, std::string(flag) + ": bad port in " + listen);
   }
   beast::error_code ec;
-  auto address = asio::ip::make_address(host, ec);
-  if (ec) return Status(Code::kInvalidArgument, "--listen: bad address " + host);
+  *address = asio::ip::make_address(host, ec);
+  if (ec) return Status(Code::kInvalidArgument, std::string(flag) + ": bad address " + host);
+  return Status::ok();
+}
 
+// Binds an acceptor on ps's shard and starts accepting; *port 0 becomes the
+// port the system chose.
+Status open_acceptor(HttpServer::PerShard& ps, const asio::ip::address& address, int* port,
+                     const std::string& listen) {
   Status result;
+  ps.shard->run_and_wait([&] {
+    beast::error_code ec;
+    auto acc = std::make_unique<tcp::acceptor>(ps.shard->io());
+    tcp::endpoint ep(address, static_cast<unsigned short>(*port));
+    acc->open(ep.protocol(), ec);
+    if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      int one = 1;
+      if (setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        ec = beast::error_code(errno, boost::system::system_category());
+      }
+    }
+    if (!ec) acc->bind(ep, ec);
+    if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      result = Status(Code::kUnavailable, "cannot listen on " + listen + ": " + ec.message());
+      return;
+    }
+    *port = acc->local_endpoint().port();
+    ps.acceptor = std::move(acc);
+  });
+  return result;
+}
+
+}  // namespace
+
+Status HttpServer::start() {
+  asio::ip::address address;
+  int port = 0;
+  if (Status st = parse_listen(options_.listen, "--listen", &address, &port); !st) return st;
   for (size_t i = 0; i < runtime_.shard_count(); ++i) {
     auto ps = std::make_shared<PerShard>();
     ps->runtime = &runtime_;
     ps->admin = admin_;
     ps->shard = &runtime_.shard(i);
-    ps->shard->run_and_wait([&] {
-      auto acc = std::make_unique<tcp::acceptor>(ps->shard->io());
-      tcp::endpoint ep(address, static_cast<unsigned short>(port));
-      acc->open(ep.protocol(), ec);
-      if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
-      if (!ec) {
-        int one = 1;
-        if (setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-          ec = beast::error_code(errno, boost::system::system_category());
-        }
-      }
-      if (!ec) acc->bind(ep, ec);
-      if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
-      if (ec) {
-        result =
-            Status(Code::kUnavailable, "cannot listen on " + options_.listen + ": " + ec.message());
-        return;
-      }
-      port = acc->local_endpoint().port();  // the first shard fixes port 0
-      ps->acceptor = std::move(acc);
-      do_accept(ps, &options_);
-    });
-    if (!result) return result;
+    ps->admin_elsewhere = options_.admin_listen;
+    // Every shard binds the same port (SO_REUSEPORT); the first fixes port 0.
+    if (Status st = open_acceptor(*ps, address, &port, options_.listen); !st) return st;
+    ps->shard->post([ps, o = &options_] { do_accept(ps, o); });
     shards_.push_back(std::move(ps));
   }
   port_ = port;
+  if (!options_.admin_listen.empty()) {
+    asio::ip::address admin_address;
+    int admin_port = 0;
+    if (Status st = parse_listen(options_.admin_listen, "--admin-listen", &admin_address, &admin_port);
+        !st) {
+      return st;
+    }
+    auto ps = std::make_shared<PerShard>();
+    ps->runtime = &runtime_;
+    ps->admin = admin_;
+    ps->shard = &runtime_.admin_shard();
+    ps->admin_only = true;
+    if (Status st = open_acceptor(*ps, admin_address, &admin_port, options_.admin_listen);
+        !st) {
+      return st;
+    }
+    ps->shard->post([ps, o = &options_] { do_accept(ps, o); });
+    shards_.push_back(std::move(ps));
+    admin_port_ = admin_port;
+  }
   return Status::ok();
 }
 

@@ -33,6 +33,8 @@ class HttpServer {
   // Binds and starts accepting on every shard. The runtime must be started.
   Status start();
   int port() const { return port_; }
+  // The admin listener's port (--admin-listen), 0 when there is none.
+  int admin_port() const { return admin_port_; }
   // Stops accepting, closes idle connections, lets busy ones finish their
   // current request, then waits (up to timeout) until every connection closed.
   void stop(std::chrono::milliseconds timeout);
@@ -43,6 +45,7 @@ class HttpServer {
   Runtime& runtime_;
   ServerOptions options_;
   int port_ = 0;
+  int admin_port_ = 0;
   std::vector<std::shared_ptr<PerShard>> shards_;
   std::shared_ptr<AdminPlane> admin_;
 };

@@ -59,7 +59,10 @@ ObjectId Namespace::id_from_name(std::string_view name) const {
 Result<ObjectId> Namespace::id_from_string(std::string_view hex) const {
   return impl_->ids().from_string(hex);
 }
-ObjectId Namespace::new_unique_id() const { return impl_->ids().unique(); }
+ObjectId Namespace::new_unique_id() const {
+  impl_->count_unique_id();
+  return impl_->ids().unique();
+}
 
 namespace {
 

@@ -51,6 +51,16 @@ void NamespaceMetrics::merge(const NamespaceMetrics& o) {
   storage.reads += o.storage.reads;
   storage.writes += o.storage.writes;
   storage.deletes += o.storage.deletes;
+  storage.sql += o.storage.sql;
+  storage.lists += o.storage.lists;
+  storage.transactions += o.storage.transactions;
+  instances += o.instances;
+  single_event_evictions += o.single_event_evictions;
+  turns_read += o.turns_read;
+  turns_blind_write += o.turns_blind_write;
+  turns_rmw += o.turns_rmw;
+  sockets_kept += o.sockets_kept;
+  unique_ids += o.unique_ids;
   turn_time.merge(o.turn_time);
   event_time.merge(o.event_time);
   gate_wait.merge(o.gate_wait);

@@ -45,6 +45,13 @@ struct NamespaceMetrics {
   uint64_t evictions = 0;        // instances evicted after the idle timeout
   uint64_t resets = 0;
   uint64_t overloaded = 0;  // events refused because the object's queue was full
+  uint64_t instances = 0;   // objects constructed (brought into memory)
+  uint64_t single_event_evictions = 0;  // evicted after serving exactly one event
+  // Turns by what they did to storage (for the advisor): read only, wrote
+  // without reading, read and wrote (read-modify-write).
+  uint64_t turns_read = 0;
+  uint64_t turns_blind_write = 0;
+  uint64_t turns_rmw = 0;
   StorageCounters storage;
   Histogram turn_time;    // time each turn of an object ran (CPU, unless descheduled)
   Histogram event_time;   // wall time of each event, start to end
@@ -54,6 +61,8 @@ struct NamespaceMetrics {
   uint64_t active_objects = 0;
   uint64_t sockets_open = 0;
   uint64_t sockets_hibernated = 0;  // open sockets whose object is not in memory
+  uint64_t sockets_kept = 0;        // open sockets accepted with keep_websocket
+  uint64_t unique_ids = 0;          // IDs minted by new_unique_id since start
   uint64_t stored_objects = 0;      // objects with storage (the catalog)
   uint64_t storage_bytes = 0;       // their files on disk, database + WAL
 
@@ -67,6 +76,8 @@ struct ObjectStat {
   std::string name;
   uint64_t events = 0;
   double turn_ms = 0;
+  double age_ms = 0;   // since the object came into memory
+  size_t queued = 0;   // events waiting now
 };
 
 struct MetricsSnapshot {

@@ -82,7 +82,8 @@ ObjectHost::ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id)
       ns_(ns),
       id_(std::move(id)),
       generation_(shard->next_generation()),
-      metrics_(&shard->metrics(ns->index())) {
+      metrics_(&shard->metrics(ns->index())),
+      timings_(shard->runtime().options().timings) {
   make_store();
   last_active_ = std::chrono::steady_clock::now();
 }
@@ -118,6 +119,7 @@ void ObjectHost::run_turn(F&& fn) {
   in_turn_ = true;
   auto cpu_limit = shard_->runtime().options().cpu_limit;
   bool limited = outer && cpu_limit.count() > 0;
+  const StorageCounters before = metrics_->storage;
   int64_t cpu_before = limited ? thread_cpu_ns() : 0;
   auto wall_before = std::chrono::steady_clock::now();
   fn();
@@ -127,7 +129,19 @@ void ObjectHost::run_turn(F&& fn) {
   }
   auto wall_after = std::chrono::steady_clock::now();
   int64_t turn_ns = (wall_after - wall_before).count();
-  metrics_->turn_time.record(turn_ns);
+  if (timings_) metrics_->turn_time.record(turn_ns);
+  {
+    const StorageCounters& after = metrics_->storage;
+    bool read = after.reads != before.reads;
+    bool wrote = after.writes != before.writes || after.deletes != before.deletes;
+    if (read && wrote) {
+      ++metrics_->turns_rmw;
+    } else if (wrote) {
+      ++metrics_->turns_blind_write;
+    } else if (read) {
+      ++metrics_->turns_read;
+    }
+  }
   turn_ns_total_ += turn_ns;
   // A turn uses no more CPU than the wall time it took, so the CPU clock (a
   // system call) is read again only for turns that ran past the limit.
@@ -213,6 +227,7 @@ bool ObjectHost::ensure_instance() {
   generation_ = shard_->next_generation();
   state_ = std::make_unique<State>(this);
   std::exception_ptr error;
+  ++metrics_->instances;
   run_turn([&] {
     try {
       instance_ = ns_->construct(*state_, ns_->runtime().env());
@@ -252,7 +267,7 @@ void ObjectHost::start_event(Event event) {
   runs_.emplace_back();
   Run* run = &runs_.back();
   run->reply = std::move(event.reply);
-  run->started = std::chrono::steady_clock::now();
+  if (timings_) run->started = std::chrono::steady_clock::now();
   ++events_total_;
   if (!catalog_dirty_) {
     catalog_dirty_ = true;
@@ -330,7 +345,9 @@ Driver ObjectHost::drive_socket(Run* run, SocketEvent ev) {
 }
 
 void ObjectHost::event_ended(const Run& run, bool failed) {
-  metrics_->event_time.record((std::chrono::steady_clock::now() - run.started).count());
+  if (timings_) {
+    metrics_->event_time.record((std::chrono::steady_clock::now() - run.started).count());
+  }
   if (failed) ++metrics_->errors;
 }
 
@@ -479,11 +496,11 @@ void ObjectHost::release_outputs() {
     return;
   }
   ++held_output_batches_;
-  auto held_at = std::chrono::steady_clock::now();
+  auto held_at = timings_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
   commits.when_durable(seq, [this, gen = generation_, outs = std::move(outs),
                              held_at](Status st) mutable {
     --held_output_batches_;
-    metrics_->gate_wait.record((std::chrono::steady_clock::now() - held_at).count());
+    if (timings_) metrics_->gate_wait.record((std::chrono::steady_clock::now() - held_at).count());
     Status result = st.is_ok() ? st : Status(Code::kReset, "object reset: " + st.message());
     for (auto& o : outs) o(result);
     if (!st.is_ok() && gen == generation_) {

@@ -86,6 +86,8 @@ class ObjectHost {
   uint64_t events_total() const { return events_total_; }
   double turn_ms_total() const { return static_cast<double>(turn_ns_total_) / 1e6; }
   std::chrono::steady_clock::time_point last_active() const { return last_active_; }
+  std::chrono::steady_clock::time_point created() const { return created_; }
+  size_t queued() const { return queue_.size(); }
   // Whether the host had events since the shard last told the catalog; the
   // shard clears it when it does.
   bool catalog_dirty() const { return catalog_dirty_; }
@@ -170,7 +172,9 @@ class ObjectHost {
   bool reset_fails_queue_ = false;
   bool drop_running_alarm_ = false;  // abort(..., retry_alarm = false) during alarm()
   std::chrono::steady_clock::time_point last_active_;
+  std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
   NamespaceMetrics* metrics_;  // this namespace's counters on this shard
+  bool timings_;               // ServerOptions::timings
   uint64_t events_total_ = 0;
   int64_t turn_ns_total_ = 0;
   bool catalog_dirty_ = false;

@@ -64,6 +64,7 @@ Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bin
     shards_.push_back(
         std::make_unique<Shard>(this, i, flusher_.get(), options_.max_open_databases));
   }
+  admin_shard_ = std::make_unique<Shard>(this, static_cast<int>(shards_.size()), flusher_.get(), 1);
 }
 
 Runtime::~Runtime() = default;
@@ -86,6 +87,7 @@ void Runtime::start() {
   catalog_.start();
   if (flusher_) flusher_->start();
   for (auto& s : shards_) s->start();
+  admin_shard_->start();
   // Alarms pending before the last stop or crash: each to its object's shard.
   for (auto& r : alarm_index_.all()) {
     NamespaceImpl* ns = find_namespace(r.ns);
@@ -127,6 +129,8 @@ void Runtime::stop(std::chrono::milliseconds timeout) {
   }
   for (auto& s : shards_) s->stop();
   for (auto& s : shards_) s->join();
+  admin_shard_->stop();
+  admin_shard_->join();
   if (flusher_) flusher_->stop();
   catalog_.stop();
 }
@@ -180,6 +184,7 @@ void Runtime::collect_metrics(Shard* reply_on, std::function<void(MetricsSnapsho
       reply_on->post([this, g] {
         auto totals = catalog_.totals();
         for (size_t i = 0; i < namespaces_.size(); ++i) {
+          g->all.per_ns[i].unique_ids = namespaces_[i]->unique_ids();
           auto it = totals.find(namespaces_[i]->name());
           if (it == totals.end()) continue;
           g->all.per_ns[i].stored_objects = static_cast<uint64_t>(std::max<int64_t>(0, it->second.objects));
@@ -204,36 +209,14 @@ void Runtime::run_on_object(NamespaceImpl* ns, const ObjectId& id, Shard* reply_
   });
 }
 
-void Runtime::object_states(std::vector<ObjectRef> refs, Shard* reply_on,
-                            std::function<void(std::vector<ObjectLive>)> done) {
-  struct Gather {
-    std::vector<ObjectRef> refs;
-    std::vector<ObjectLive> out;
-    size_t left;
-    std::mutex mu;
-    std::function<void(std::vector<ObjectLive>)> done;
-  };
-  auto g = std::make_shared<Gather>();
-  g->refs = std::move(refs);
-  g->out.resize(g->refs.size());
-  g->left = shards_.size();
-  g->done = std::move(done);
-  for (auto& s : shards_) {
-    Shard* shard = s.get();
-    shard->post([this, shard, g, reply_on] {
-      // Each shard fills in the entries of its own objects (disjoint slots).
-      for (size_t i = 0; i < g->refs.size(); ++i) {
-        const ObjectRef& r = g->refs[i];
-        if (&shard_for(r.id) != shard) continue;
-        ObjectHost* h = shard->find_host(r.ns, r.id);
-        g->out[i].resident = h && h->has_instance();
-        g->out[i].sockets = shard->sockets().socket_count(r.ns, r.id);
-      }
-      std::lock_guard lock(g->mu);
-      if (--g->left > 0) return;
-      reply_on->post([g] { g->done(std::move(g->out)); });
-    });
+std::vector<Runtime::ObjectLive> Runtime::object_states(const std::vector<ObjectRef>& refs) {
+  std::vector<ObjectLive> out(refs.size());
+  for (size_t i = 0; i < refs.size(); ++i) {
+    Shard::Presence p = shard_for(refs[i].id).presence(refs[i].ns, refs[i].id);
+    out[i].resident = p.resident;
+    out[i].sockets = p.sockets;
   }
+  return out;
 }
 
 LatenessSummary Runtime::alarm_lateness() {

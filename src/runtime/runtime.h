@@ -39,6 +39,9 @@ class NamespaceImpl {
   // Folder of this namespace's databases.
   const std::string& dir() const { return dir_; }
   bool has_alarm_handler() const { return has_alarm_handler_; }
+  // IDs minted by new_unique_id (any thread).
+  void count_unique_id() { unique_ids_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t unique_ids() const { return unique_ids_.load(std::memory_order_relaxed); }
   void set_has_alarm_handler(bool v) { has_alarm_handler_ = v; }
 
  private:
@@ -49,6 +52,7 @@ class NamespaceImpl {
   IdFactory ids_;
   std::string dir_;
   bool has_alarm_handler_ = true;
+  std::atomic<uint64_t> unique_ids_{0};
 };
 
 class Runtime {
@@ -65,6 +69,8 @@ class Runtime {
   Shard& shard(size_t i) { return *shards_[i]; }
   size_t shard_count() const { return shards_.size(); }
   Shard& shard_for(const ObjectId& id) { return *shards_[id.hash() % shards_.size()]; }
+  // A loop that owns no objects: the admin listener's (--admin-listen).
+  Shard& admin_shard() { return *admin_shard_; }
   Flusher* flusher() { return flusher_.get(); }
   StoreFaults& store_faults() { return store_faults_; }
   AlarmIndex& alarm_index() { return alarm_index_; }
@@ -87,10 +93,9 @@ class Runtime {
     bool resident = false;  // the instance is in memory
     size_t sockets = 0;     // open WebSockets
   };
-  // What each object's shard knows of it now, in the order of refs; done
-  // runs on reply_on.
-  void object_states(std::vector<ObjectRef> refs, Shard* reply_on,
-                     std::function<void(std::vector<ObjectLive>)> done);
+  // What each object's shard published of it at its last sweep (at most a
+  // second old), in the order of refs. Any thread; waits for no shard.
+  std::vector<ObjectLive> object_states(const std::vector<ObjectRef>& refs);
   // Lateness of the alarms fired so far, over all shards.
   LatenessSummary alarm_lateness();
 
@@ -109,6 +114,7 @@ class Runtime {
   Catalog catalog_;
   std::vector<std::unique_ptr<NamespaceImpl>> namespaces_;
   std::vector<std::unique_ptr<Shard>> shards_;
+  std::unique_ptr<Shard> admin_shard_;
 };
 
 // The default worker: /<binding>/<name>/... → id_from_name(name) of binding.

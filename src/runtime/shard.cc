@@ -124,6 +124,7 @@ void Shard::schedule_sweep() {
       hand_over_to_catalog();
     }
     evict_idle(now);
+    publish_presence();
     schedule_sweep();
   });
 }
@@ -135,11 +136,36 @@ void Shard::evict_idle(std::chrono::steady_clock::time_point now) {
     // Hibernatable sockets do not keep an object in memory; kept ones do.
     if (h.idle() && now - h.last_active() >= idle && sockets_->kept_sockets(h.ns(), h.id()) == 0) {
       ++metrics_[h.ns()->index()].evictions;
+      if (h.events_total() == 1) ++metrics_[h.ns()->index()].single_event_evictions;
       it = hosts_.erase(it);
     } else {
       ++it;
     }
   }
+}
+
+void Shard::publish_presence() {
+  auto map = std::make_shared<PresenceMap>();
+  map->reserve(hosts_.size());
+  for (const auto& [key, host] : hosts_) {
+    if (host->has_instance()) (*map)[key].resident = true;
+  }
+  sockets_->each_object([&](const NamespaceImpl* ns, const ObjectId& id, size_t n) {
+    (*map)[HostKey{ns, id}].sockets = n;
+  });
+  std::lock_guard lock(presence_mu_);
+  presence_ = std::move(map);
+}
+
+Shard::Presence Shard::presence(const NamespaceImpl* ns, const ObjectId& id) const {
+  std::shared_ptr<const PresenceMap> map;
+  {
+    std::lock_guard lock(presence_mu_);
+    map = presence_;
+  }
+  if (!map) return {};
+  auto it = map->find(HostKey{ns, id});
+  return it == map->end() ? Presence{} : it->second;
 }
 
 void Shard::catalog_dirty(ObjectHost* host) {
@@ -264,11 +290,12 @@ MetricsSnapshot Shard::metrics_snapshot() {
   by_time.reserve(hosts_.size());
   for (const Entry& entry : hosts_) {
     const ObjectHost& host = *entry.second;
-    ++snap.per_ns[entry.first.ns->index()].active_objects;
+    if (host.has_instance()) ++snap.per_ns[entry.first.ns->index()].active_objects;
     by_events.emplace_back(static_cast<double>(host.events_total()), &entry);
     by_time.emplace_back(host.turn_ms_total(), &entry);
   }
-  auto top = [](std::vector<std::pair<double, const Entry*>>& v, std::vector<ObjectStat>* out) {
+  auto now = std::chrono::steady_clock::now();
+  auto top = [now](std::vector<std::pair<double, const Entry*>>& v, std::vector<ObjectStat>* out) {
     size_t n = std::min<size_t>(10, v.size());
     std::partial_sort(v.begin(), v.begin() + static_cast<ptrdiff_t>(n), v.end(),
                       [](const auto& a, const auto& b) { return a.first > b.first; });
@@ -276,7 +303,9 @@ MetricsSnapshot Shard::metrics_snapshot() {
       const HostKey& k = v[i].second->first;
       const ObjectHost& h = *v[i].second->second;
       out->push_back(ObjectStat{k.ns->name(), k.id.to_string(), k.id.name().value_or(""),
-                                h.events_total(), h.turn_ms_total()});
+                                h.events_total(), h.turn_ms_total(),
+                                std::chrono::duration<double, std::milli>(now - h.created()).count(),
+                                h.queued()});
     }
   };
   top(by_events, &snap.top_by_events);

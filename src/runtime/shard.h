@@ -11,6 +11,7 @@
 #include <coroutine>
 #include <functional>
 #include <future>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <random>
@@ -155,6 +156,14 @@ class Shard {
   // Flushes every commit and calls done() on this shard when durable.
   void flush_all(std::function<void()> done);
   void close_all_objects();
+  // What the admin plane may read of this shard's objects from any thread:
+  // which are in memory and their open sockets, as of the last sweep (at
+  // most a second old).
+  struct Presence {
+    bool resident = false;
+    size_t sockets = 0;
+  };
+  Presence presence(const NamespaceImpl* ns, const ObjectId& id) const;
   // Notes that a host had an event (ObjectHost calls it once per handover).
   void catalog_dirty(ObjectHost* host);
   // Hands the objects active since the last handover to the node's catalog.
@@ -189,6 +198,10 @@ class Shard {
   std::minstd_rand jitter_rng_{std::random_device{}()};
   std::unordered_map<HostKey, std::unique_ptr<ObjectHost>, HostKeyHash> hosts_;
   std::unordered_map<HostKey, uint64_t, HostKeyHash> reset_epochs_;  // only objects ever reset
+  void publish_presence();
+  using PresenceMap = std::unordered_map<HostKey, Presence, HostKeyHash>;
+  mutable std::mutex presence_mu_;
+  std::shared_ptr<const PresenceMap> presence_;  // guarded by presence_mu_
   std::vector<HostKey> catalog_dirty_;  // active since the last handover
   std::chrono::steady_clock::time_point last_catalog_handover_;
   uint64_t generation_counter_ = 0;

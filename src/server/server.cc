@@ -83,6 +83,7 @@ Status Server::start(const ServerOptions& options) {
 }
 
 int Server::port() const { return impl_->http ? impl_->http->port() : 0; }
+int Server::admin_port() const { return impl_->http ? impl_->http->admin_port() : 0; }
 
 void Server::stop() {
   if (impl_->runtime) {
@@ -142,9 +143,18 @@ int Server::run(int argc, char** argv) {
                  "close a connection idle this long (408)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--admin-listen", o.admin_listen,
+                 "HOST:PORT for the admin plane on a thread of its own (then not on --listen); "
+                 "default: served on --listen");
   app.add_option("--admin-token", o.admin_token,
                  "bearer token of the admin plane (/_dobj/, /metrics); default: "
                  "$DOBJ_ADMIN_TOKEN, else a random one printed at start");
+  std::string metrics = "on";
+  app.add_option("--timings", metrics,
+                 "on: time every turn, event and output-gate wait for the metrics; off: "
+                 "counters only")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   app.add_option("--websocket-send-queue-bytes", o.websocket_send_queue_bytes,
                  "bytes that may wait on one WebSocket before its client is closed (1008)")
       ->capture_default_str();
@@ -154,6 +164,7 @@ int Server::run(int argc, char** argv) {
     return app.exit(e);
   }
   o.durability = durability == "os" ? Durability::kOs : Durability::kFsync;
+  o.timings = metrics == "on";
   o.idle_timeout = std::chrono::milliseconds(idle_ms);
   o.cpu_limit = std::chrono::milliseconds(cpu_limit_ms);
   o.connection_idle_timeout = std::chrono::milliseconds(conn_idle_ms);
@@ -188,6 +199,10 @@ int Server::run(int argc, char** argv) {
   std::printf("dobj listening on %s:%d (data %s, %zu shards, durability %s)\n",
               o.listen.substr(0, colon).c_str(), port(), o.data_dir.c_str(),
               impl_->runtime->shard_count(), durability.c_str());
+  if (!o.admin_listen.empty()) {
+    auto c = o.admin_listen.rfind(':');
+    std::printf("admin plane on %s:%d\n", o.admin_listen.substr(0, c).c_str(), admin_port());
+  }
   if (generated_token) {
     std::printf("admin token (for /_dobj/ and /metrics; set --admin-token to choose): %s\n",
                 o.admin_token.c_str());

@@ -70,34 +70,48 @@ bool parse_cursor(const std::string& c, std::string* value, std::string* ns, std
 
 Catalog::~Catalog() { stop(); }
 
-Status Catalog::open(const std::string& path, const std::map<std::string, std::string>& scan_dirs) {
-  std::lock_guard lock(mu_);
-  path_ = path;
-  bool existed = std::filesystem::exists(path);
-  if (Status st = db_.open(path, /*create=*/true); !st) return st;
+Status Catalog::open_connection(Db& db) {
+  if (Status st = db.open(path_, /*create=*/true, /*shared=*/true); !st) return st;
   // synchronous=NORMAL: commits do not sync (the flusher syncs the WAL of a
   // creation with the object's commit), checkpoints do (on the writer thread).
-  Status st = db_.exec(
-      "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-      "PRAGMA wal_autocheckpoint=0;"
+  if (Status st = db.exec("PRAGMA busy_timeout=10000; PRAGMA synchronous=NORMAL;"
+                          "PRAGMA wal_autocheckpoint=0;");
+      !st) {
+    return st;
+  }
+  sqlite3_wal_hook(
+      db.get(),
+      [](void* self, sqlite3*, const char*, int frames) {
+        static_cast<Catalog*>(self)->wal_frames_.store(frames, std::memory_order_relaxed);
+        return SQLITE_OK;
+      },
+      this);
+  return Status::ok();
+}
+
+Status Catalog::open(const std::string& path, const std::map<std::string, std::string>& scan_dirs) {
+  path_ = path;
+  bool existed = std::filesystem::exists(path);
+  if (Status st = open_connection(bg_db_); !st) return st;
+  Status st = bg_db_.exec(
+      "PRAGMA journal_mode=WAL;"
       "CREATE TABLE IF NOT EXISTS objects(ns BLOB NOT NULL, id BLOB NOT NULL, name BLOB,"
       " bytes INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL, active INTEGER NOT NULL,"
       " PRIMARY KEY(ns, id)) WITHOUT ROWID;"
       "CREATE INDEX IF NOT EXISTS objects_by_name ON objects(ns, name) WHERE name IS NOT NULL;"
       "CREATE INDEX IF NOT EXISTS objects_by_bytes ON objects(ns, bytes);"
-      "CREATE INDEX IF NOT EXISTS objects_by_active ON objects(ns, active);");
+      "CREATE INDEX IF NOT EXISTS objects_by_active ON objects(ns, active);"
+      // The same orders across namespaces.
+      "CREATE INDEX IF NOT EXISTS objects_by_name_all ON objects(name) WHERE name IS NOT NULL;"
+      "CREATE INDEX IF NOT EXISTS objects_by_bytes_all ON objects(bytes);"
+      "CREATE INDEX IF NOT EXISTS objects_by_active_all ON objects(active);");
   if (!st) return st;
-  sqlite3_wal_hook(
-      db_.get(),
-      [](void* self, sqlite3*, const char*, int frames) {
-        static_cast<Catalog*>(self)->wal_frames_ = frames;
-        return SQLITE_OK;
-      },
-      this);
   if (!existed) {
     if (Status s = scan(scan_dirs); !s) return s;
   }
-  auto s = db_.cached("SELECT ns, count(*), sum(bytes) FROM objects GROUP BY ns");
+  if (Status s = open_connection(write_db_); !s) return s;
+  if (Status s = open_connection(read_db_); !s) return s;
+  auto s = bg_db_.cached("SELECT ns, count(*), sum(bytes) FROM objects GROUP BY ns");
   if (!s) return s.status();
   std::lock_guard q(queue_mu_);
   while ((*s)->step() == SQLITE_ROW) {
@@ -108,7 +122,7 @@ Status Catalog::open(const std::string& path, const std::map<std::string, std::s
 
 Status Catalog::scan(const std::map<std::string, std::string>& dirs) {
   namespace fs = std::filesystem;
-  if (Status st = db_.exec("BEGIN"); !st) return st;
+  if (Status st = bg_db_.exec("BEGIN"); !st) return st;
   int found = 0;
   for (const auto& [ns, dir] : dirs) {
     std::error_code ec;
@@ -118,7 +132,7 @@ Status Catalog::scan(const std::map<std::string, std::string>& dirs) {
       int64_t mtime = 0;
       auto bytes = file_bytes(p.string(), &mtime);
       if (!bytes) continue;
-      auto ins = db_.cached(
+      auto ins = bg_db_.cached(
           "INSERT OR IGNORE INTO objects(ns, id, bytes, created, active) VALUES (?1, ?2, ?3, ?4, ?4)");
       if (!ins) return ins.status();
       std::string id = p.stem().string();
@@ -131,7 +145,7 @@ Status Catalog::scan(const std::map<std::string, std::string>& dirs) {
     }
   }
   if (found > 0) log_info("catalog: found " + std::to_string(found) + " existing objects");
-  return db_.exec("COMMIT");
+  return bg_db_.exec("COMMIT");
 }
 
 void Catalog::start() {
@@ -148,8 +162,8 @@ void Catalog::stop() {
 }
 
 Result<std::shared_ptr<SyncFile>> Catalog::record_created(const CatalogEntry& e) {
-  std::lock_guard lock(mu_);
-  auto s = db_.cached(
+  std::lock_guard lock(write_mu_);
+  auto s = write_db_.cached(
       "INSERT INTO objects(ns, id, name, bytes, created, active) VALUES (?1, ?2, ?3, 0, ?4, ?4)"
       " ON CONFLICT(ns, id) DO NOTHING");
   if (!s) return s.status();
@@ -158,8 +172,8 @@ Result<std::shared_ptr<SyncFile>> Catalog::record_created(const CatalogEntry& e)
   st->bind_blob(2, e.id);
   if (e.name) st->bind_blob(3, *e.name);
   st->bind_int(4, e.created_ms ? e.created_ms : now_ms());
-  if (st->step() != SQLITE_DONE) return db_.error(Code::kInternal, "catalog");
-  if (sqlite3_changes(db_.get()) > 0) {
+  if (st->step() != SQLITE_DONE) return write_db_.error(Code::kInternal, "catalog");
+  if (sqlite3_changes(write_db_.get()) > 0) {
     std::lock_guard q(queue_mu_);
     ++totals_[e.ns].objects;
   }
@@ -183,10 +197,10 @@ void Catalog::touch(std::vector<CatalogTouch> batch) {
 }
 
 void Catalog::remove(const std::string& ns, const std::string& id) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(write_mu_);
   int64_t bytes = 0;
   bool found = false;
-  if (auto s = db_.cached("SELECT bytes FROM objects WHERE ns = ?1 AND id = ?2")) {
+  if (auto s = write_db_.cached("SELECT bytes FROM objects WHERE ns = ?1 AND id = ?2")) {
     (*s)->bind_blob(1, ns);
     (*s)->bind_blob(2, id);
     if ((*s)->step() == SQLITE_ROW) {
@@ -195,7 +209,7 @@ void Catalog::remove(const std::string& ns, const std::string& id) {
     }
   }
   if (!found) return;
-  if (auto s = db_.cached("DELETE FROM objects WHERE ns = ?1 AND id = ?2")) {
+  if (auto s = write_db_.cached("DELETE FROM objects WHERE ns = ?1 AND id = ?2")) {
     (*s)->bind_blob(1, ns);
     (*s)->bind_blob(2, id);
     (*s)->step();
@@ -242,49 +256,51 @@ void Catalog::run() {
 void Catalog::apply(std::vector<CatalogTouch>& batch) {
   for (size_t start = 0; start < batch.size(); start += kChunk) {
     size_t end = std::min(batch.size(), start + kChunk);
-    // Measure the files before taking the lock: stat() is the slow part.
+    // Measure the files first, outside the lock: stat() is the slow part.
     std::vector<std::optional<int64_t>> sizes(end - start);
     for (size_t i = start; i < end; ++i) sizes[i - start] = file_bytes(batch[i].path);
     std::map<std::string, int64_t> delta;
-    {
-      std::lock_guard lock(mu_);
-      if (!db_.exec("BEGIN")) continue;
-      for (size_t i = start; i < end; ++i) {
-        const CatalogTouch& t = batch[i];
-        const auto& bytes = sizes[i - start];
-        if (!bytes) continue;  // no file: nothing stored, or deleted meanwhile
-        auto sel = db_.cached("SELECT bytes FROM objects WHERE ns = ?1 AND id = ?2");
-        if (!sel) break;
-        (*sel)->bind_blob(1, t.ns);
-        (*sel)->bind_blob(2, t.id);
-        if ((*sel)->step() != SQLITE_ROW) continue;  // not (or no longer) catalogued
-        int64_t old = (*sel)->column_int(0);
-        auto up = db_.cached(
-            "UPDATE objects SET bytes = ?3, active = max(active, ?4) WHERE ns = ?1 AND id = ?2");
-        if (!up) break;
-        (*up)->bind_blob(1, t.ns);
-        (*up)->bind_blob(2, t.id);
-        (*up)->bind_int(3, *bytes);
-        (*up)->bind_int(4, t.active_ms);
-        (*up)->step();
-        delta[t.ns] += *bytes - old;
-      }
-      if (Status st = db_.exec("COMMIT"); !st) {
-        log_warn("catalog update failed: " + st.message());
-        (void)db_.exec("ROLLBACK");
-        continue;
-      }
+    // Writers take write_mu_ rather than meet in SQLite's lock, whose busy
+    // handler would put a shard thread to sleep for milliseconds.
+    std::lock_guard writers(write_mu_);
+    if (!bg_db_.exec("BEGIN")) continue;
+    for (size_t i = start; i < end; ++i) {
+      const CatalogTouch& t = batch[i];
+      const auto& bytes = sizes[i - start];
+      if (!bytes) continue;  // no file: nothing stored, or deleted meanwhile
+      auto sel = bg_db_.cached("SELECT bytes, active FROM objects WHERE ns = ?1 AND id = ?2");
+      if (!sel) break;
+      (*sel)->bind_blob(1, t.ns);
+      (*sel)->bind_blob(2, t.id);
+      if ((*sel)->step() != SQLITE_ROW) continue;  // not (or no longer) catalogued
+      int64_t old = (*sel)->column_int(0);
+      int64_t old_active = (*sel)->column_int(1);
+      if (old == *bytes && t.active_ms - old_active < kActiveResolutionMs) continue;
+      auto up = bg_db_.cached(
+          "UPDATE objects SET bytes = ?3, active = max(active, ?4) WHERE ns = ?1 AND id = ?2");
+      if (!up) break;
+      (*up)->bind_blob(1, t.ns);
+      (*up)->bind_blob(2, t.id);
+      (*up)->bind_int(3, *bytes);
+      (*up)->bind_int(4, t.active_ms);
+      (*up)->step();
+      delta[t.ns] += *bytes - old;
+    }
+    if (Status st = bg_db_.exec("COMMIT"); !st) {
+      log_warn("catalog update failed: " + st.message());
+      (void)bg_db_.exec("ROLLBACK");
+      continue;
     }
     std::lock_guard q(queue_mu_);
     for (const auto& [ns, d] : delta) totals_[ns].bytes += d;
   }
-  std::lock_guard lock(mu_);
-  if (wal_frames_ >= 1000) {
-    // synchronous=NORMAL: SQLite syncs the WAL before and the file after.
-    int rc = sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+  if (wal_frames_.load(std::memory_order_relaxed) >= 1000) {
+    // synchronous=NORMAL: SQLite syncs the WAL before and the file after. A
+    // PASSIVE checkpoint waits for no reader or writer.
+    int rc = sqlite3_wal_checkpoint_v2(bg_db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
                                        nullptr);
-    if (rc != SQLITE_OK) log_warn(db_.error(Code::kInternal, "catalog checkpoint").message());
-    wal_frames_ = 0;
+    if (rc != SQLITE_OK) log_warn(bg_db_.error(Code::kInternal, "catalog checkpoint").message());
+    wal_frames_.store(0, std::memory_order_relaxed);
   }
 }
 
@@ -309,8 +325,8 @@ CatalogEntry read_entry(Stmt& s) {
 }  // namespace
 
 std::optional<CatalogEntry> Catalog::get(const std::string& ns, const std::string& id) {
-  std::lock_guard lock(mu_);
-  auto s = db_.cached(
+  std::lock_guard lock(read_mu_);
+  auto s = read_db_.cached(
       "SELECT ns, id, name, bytes, created, active FROM objects WHERE ns = ?1 AND id = ?2");
   if (!s) return std::nullopt;
   (*s)->bind_blob(1, ns);
@@ -338,29 +354,34 @@ Result<CatalogPage> Catalog::list(const CatalogQuery& q) {
   if (q.min_bytes) sql += " AND bytes >= ?4";
   if (q.active_after_ms) sql += " AND active >= ?5";
   if (q.active_before_ms) sql += " AND active < ?6";
+  // Keyset paging: each page starts right after the previous page's last
+  // row, found through an index, so every page costs the same. With the
+  // namespace fixed, the comparison leaves it out (SQLite then uses the
+  // index range; with it, only the namespace prefix).
+  const bool one_ns = q.ns.has_value();
   switch (q.sort) {
     case Sort::kId:
-      if (has_cursor) sql += " AND (ns, id) > (?8, ?9)";
+      if (has_cursor) sql += one_ns ? " AND id > ?9" : " AND (ns, id) > (?8, ?9)";
       sql += " ORDER BY ns, id";
       break;
     case Sort::kName:
-      if (has_cursor) sql += " AND (ns, name, id) > (?8, ?7, ?9)";
-      sql += " ORDER BY ns, name, id";
+      if (has_cursor) sql += one_ns ? " AND (name, id) > (?7, ?9)" : " AND (name, ns, id) > (?7, ?8, ?9)";
+      sql += " ORDER BY name, ns, id";
       break;
     case Sort::kBytes:
-      if (has_cursor) sql += " AND (bytes, ns, id) < (?7, ?8, ?9)";
+      if (has_cursor) sql += one_ns ? " AND (bytes, id) < (?7, ?9)" : " AND (bytes, ns, id) < (?7, ?8, ?9)";
       sql += " ORDER BY bytes DESC, ns DESC, id DESC";
       break;
     case Sort::kActive:
-      if (has_cursor) sql += " AND (active, ns, id) < (?7, ?8, ?9)";
+      if (has_cursor) sql += one_ns ? " AND (active, id) < (?7, ?9)" : " AND (active, ns, id) < (?7, ?8, ?9)";
       sql += " ORDER BY active DESC, ns DESC, id DESC";
       break;
   }
   sql += " LIMIT ?10";
   int limit = std::clamp(q.limit, 1, 1000);
 
-  std::lock_guard lock(mu_);
-  auto s = db_.cached(sql);
+  std::lock_guard lock(read_mu_);
+  auto s = read_db_.cached(sql);
   if (!s) return s.status();
   StmtUse st = std::move(*s);
   if (q.ns) st->bind_blob(1, *q.ns);

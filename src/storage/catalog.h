@@ -14,11 +14,14 @@
 //
 // A data folder from before the catalog is scanned once on open.
 //
-// Thread-safe: one mutex over the connection; the writer thread holds it for
-// chunks of at most kChunk rows, so a list page or a creation waits at most
-// about a millisecond behind it.
+// Thread-safe. Three connections to the file (WAL mode, SQLite's own locks),
+// so that no one waits long for another: creations and removals (shard
+// threads, short, one mutex), the writer thread's updates and checkpoints
+// (in chunks of kChunk rows), and reads (list pages, one mutex). Readers
+// never wait for writers; a creation waits at most for one chunk.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -77,6 +80,9 @@ class Catalog {
  public:
   static constexpr int kChunk = 256;
   static constexpr int kPeriodMs = 2000;
+  // An object whose size did not change is written again only when its
+  // last activity moved by this much (fewer index updates for busy objects).
+  static constexpr int64_t kActiveResolutionMs = 10'000;
 
   ~Catalog();
   // Opens (creating) the file; with namespaces' folders to scan when the
@@ -103,11 +109,17 @@ class Catalog {
   void recount();
   Status scan(const std::map<std::string, std::string>& dirs);
 
-  std::mutex mu_;  // guards db_, wal_
-  Db db_;
-  std::shared_ptr<SyncFile> wal_;
+  // Opens one of the connections with the catalog's settings.
+  Status open_connection(Db& db);
+
   std::string path_;
-  int wal_frames_ = 0;
+  std::mutex write_mu_;  // guards write_db_, wal_
+  Db write_db_;
+  std::shared_ptr<SyncFile> wal_;
+  Db bg_db_;             // the writer thread's (and open()'s)
+  std::mutex read_mu_;   // guards read_db_
+  Db read_db_;
+  std::atomic<int> wal_frames_{0};
 
   std::mutex queue_mu_;  // guards queue_, stopping_, totals_, rounds_
   std::condition_variable wake_;

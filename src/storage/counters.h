@@ -10,6 +10,10 @@ struct StorageCounters {
   uint64_t reads = 0;    // get and list calls, and SQL statements
   uint64_t writes = 0;   // put calls (keys written)
   uint64_t deletes = 0;  // remove calls (keys deleted)
+  // Of the reads: SQL statements and list calls; transaction() calls.
+  uint64_t sql = 0;
+  uint64_t lists = 0;
+  uint64_t transactions = 0;
 };
 
 }  // namespace dobj::internal

@@ -204,7 +204,10 @@ bool ObjectStore::remove(std::string_view key) {
 
 std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOptions& o) {
   std::vector<std::pair<std::string, std::string>> out;
-  if (env_.counters) ++env_.counters->reads;
+  if (env_.counters) {
+    ++env_.counters->reads;
+    ++env_.counters->lists;
+  }
   if (!ensure_open(false)) return out;
   std::optional<std::string> lower;
   bool lower_inclusive = true;
@@ -302,6 +305,7 @@ void ObjectStore::delete_all() {
 }
 
 void ObjectStore::begin_nested() {
+  if (env_.counters) ++env_.counters->transactions;
   begin_write();
   std::string sql = "SAVEPOINT n" + std::to_string(nested_);
   if (Status st = db_.exec(sql.c_str()); !st) {

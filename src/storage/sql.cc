@@ -195,7 +195,10 @@ void ObjectStore::fail_sql(int rc) {
 }
 
 SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlValue>& params) {
-  if (env_.counters) ++env_.counters->reads;
+  if (env_.counters) {
+    ++env_.counters->reads;
+    ++env_.counters->sql;
+  }
   ensure_open(/*create=*/true);
   struct AuthorizerScope {
     ObjectStore* store;

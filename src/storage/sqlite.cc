@@ -18,7 +18,7 @@ void configure_sqlite_once() {
 }
 }  // namespace
 
-Status Db::open(const std::string& path, bool create) {
+Status Db::open(const std::string& path, bool create, bool shared) {
   configure_sqlite_once();
   close();
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
@@ -26,7 +26,7 @@ Status Db::open(const std::string& path, bool create) {
   // (exclusive locking mode) and the data folder is locked by the server, and
   // the default VFS keeps every open inode in a list it scans on each open,
   // which costs O(open files) per open.
-  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, "unix-none");
+  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, shared ? nullptr : "unix-none");
   if (rc != SQLITE_OK) {
     Status st(rc == SQLITE_CANTOPEN ? Code::kNotFound : Code::kInternal,
               "cannot open " + path + ": " + (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc)));

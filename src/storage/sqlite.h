@@ -73,8 +73,11 @@ class Db {
   Db& operator=(const Db&) = delete;
   ~Db() { close(); }
 
-  // Opens (and with create, creates) the database file at path.
-  Status open(const std::string& path, bool create);
+  // Opens (and with create, creates) the database file at path. Without
+  // shared, through the "unix-none" VFS: no locks, for files that have one
+  // connection; with shared, SQLite's default locking, so that several
+  // connections of this process may use the file at once (WAL mode).
+  Status open(const std::string& path, bool create, bool shared = false);
   void close();
   bool is_open() const { return db_ != nullptr; }
   sqlite3* get() const { return db_; }

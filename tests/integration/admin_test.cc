@@ -103,5 +103,32 @@ TEST(AdminToken, WithoutOneARandomTokenIsPrintedOnce) {
             200);
 }
 
+// --admin-listen: the admin plane on its own port and thread, and only there.
+TEST(AdminListen, AdminPlaneMovesToItsOwnPort) {
+  TempDir dir;
+  ServerProcess server(DOBJ_EXAMPLES_BIN, dir.path(),
+                       {"--admin-token", kToken, "--admin-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(server.start()) << server.output();
+  std::string out = server.output();
+  auto at = out.find("admin plane on 127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << out;
+  int admin_port = std::atoi(out.c_str() + at + std::string("admin plane on 127.0.0.1:").size());
+  ASSERT_GT(admin_port, 0);
+  ASSERT_NE(admin_port, server.port());
+  ASSERT_EQ(http(server.port(), "POST", "/counter/c/increment").status, 200);
+  HttpClient admin(admin_port);
+  HttpResponse m = admin.request("GET", "/_dobj/metrics", "", {{"Authorization", "Bearer " + kToken}});
+  EXPECT_EQ(m.status, 200);
+  EXPECT_EQ(Json::parse(m.body)["namespaces"]["COUNTER"]["requests"], 1);
+  EXPECT_EQ(admin.request("GET", "/_dobj/metrics").status, 401);
+  // Not on the main port; no objects on the admin port.
+  HttpClient front(server.port());
+  HttpResponse main =
+      front.request("GET", "/_dobj/metrics", "", {{"Authorization", "Bearer " + kToken}});
+  EXPECT_EQ(main.status, 404);
+  EXPECT_NE(main.body.find("admin plane listens on"), std::string::npos);
+  EXPECT_EQ(http(admin_port, "POST", "/counter/c/increment").status, 404);
+}
+
 }  // namespace
 }  // namespace dobj::test

@@ -1,0 +1,46 @@
+// AdminClient: the CLI's blocking HTTP/1.1 client for a server's admin plane.
+//
+// One keep-alive connection, opened on first use. Bodies of any size stream
+// in and out in 1 MiB pieces, reporting progress, so export and import of a
+// large object do not sit silent.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "dobj/status.h"
+
+namespace dobj::cli {
+
+struct AdminResponse {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+
+// Bytes done and total (total 0 when unknown).
+using Progress = std::function<void(uint64_t done, uint64_t total)>;
+
+class AdminClient {
+ public:
+  // server: "http://host:port" or "host:port".
+  AdminClient(std::string server, std::string token);
+  ~AdminClient();
+
+  Result<AdminResponse> request(const std::string& method, const std::string& target,
+                                const std::string& body = "",
+                                const std::string& content_type = "application/json",
+                                const Progress& progress = nullptr);
+
+ private:
+  struct Conn;
+  Status connect();
+  std::string host_;
+  std::string port_;
+  std::string token_;
+  std::unique_ptr<Conn> conn_;
+};
+
+}  // namespace dobj::cli

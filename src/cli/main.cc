@@ -1,0 +1,434 @@
+// dobj: the operator's command line, a client of a server's admin plane.
+//
+//   dobj objects [--namespace NS] [--prefix P] [--sort bytes] [--all]
+//   dobj inspect NS OBJECT          OBJECT: a hex ID or name:<name>
+//   dobj sql NS OBJECT "SELECT ..."
+//   dobj metrics [--namespace NS] [--prometheus]
+//   dobj advise
+//   dobj export NS OBJECT [-o FILE]
+//   dobj import NS OBJECT FILE [--replace]
+//   dobj delete NS OBJECT --yes
+//   dobj mcp                        the admin plane as an MCP server on stdio
+//
+// The server and token come from --server/--token or $DOBJ_SERVER and
+// $DOBJ_ADMIN_TOKEN. --json prints the server's JSON as it came.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/admin_client.h"
+#include "dobj/http.h"
+
+namespace dobj::cli {
+namespace {
+
+using Json = nlohmann::json;
+
+struct Globals {
+  std::string server;
+  std::string token;
+  bool json = false;
+};
+
+int fail(const std::string& message) {
+  std::cerr << "dobj: " << message << "\n";
+  return 1;
+}
+
+std::string env_or(const char* name, std::string fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+std::string human_bytes(int64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char out[32];
+  std::snprintf(out, sizeof out, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return out;
+}
+
+std::string human_time(const Json& ms) {
+  if (!ms.is_number()) return "-";
+  std::time_t t = static_cast<std::time_t>(ms.get<int64_t>() / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char out[32];
+  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%SZ", &tm);
+  return out;
+}
+
+std::string cell(const Json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "NULL";
+  if (v.is_object() && v.contains("hex")) return "x'" + v["hex"].get<std::string>() + "'";
+  return v.dump();
+}
+
+// Prints rows as aligned columns.
+void print_table(const std::vector<std::string>& head,
+                 const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w(head.size());
+  for (size_t i = 0; i < head.size(); ++i) w[i] = head[i].size();
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  }
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string out;
+    for (size_t i = 0; i < r.size(); ++i) {
+      out += r[i];
+      if (i + 1 < r.size()) out += std::string(w[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << out << "\n";
+  };
+  line(head);
+  for (const auto& r : rows) line(r);
+}
+
+// A progress line on stderr when it is a terminal, a final one otherwise.
+Progress progress_printer(const std::string& what) {
+  bool tty = isatty(STDERR_FILENO);
+  return [what, tty, last = uint64_t{0}](uint64_t done, uint64_t total) mutable {
+    bool end = total > 0 && done >= total;
+    if (!tty && !end && done - last < (uint64_t{64} << 20)) return;
+    last = done;
+    std::fprintf(stderr, "%s%s %s", tty ? "\r" : "", what.c_str(), human_bytes(static_cast<int64_t>(done)).c_str());
+    if (total > 0) {
+      std::fprintf(stderr, " of %s (%.0f%%)", human_bytes(static_cast<int64_t>(total)).c_str(),
+                   100.0 * static_cast<double>(done) / static_cast<double>(total));
+    }
+    std::fprintf(stderr, "%s", tty && !end ? "" : "\n");
+    std::fflush(stderr);
+  };
+}
+
+std::string object_path(const std::string& ns, const std::string& object) {
+  return "/_dobj/objects/" + url_encode(ns) + "/" + url_encode(object);
+}
+
+class Cli {
+ public:
+  explicit Cli(Globals g) : g_(std::move(g)), client_(g_.server, g_.token) {}
+
+  // Sends the request; on an error status prints the server's message.
+  std::optional<AdminResponse> call(const std::string& method, const std::string& target,
+                                    const std::string& body = "",
+                                    const std::string& type = "application/json",
+                                    const Progress& progress = nullptr) {
+    auto r = client_.request(method, target, body, type, progress);
+    if (!r) {
+      fail(r.status().message());
+      return std::nullopt;
+    }
+    if (r->status >= 400) {
+      Json j = Json::parse(r->body, nullptr, false);
+      std::string msg = j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r->body;
+      if (r->status == 401) msg += " (set --token or $DOBJ_ADMIN_TOKEN)";
+      fail("server answered " + std::to_string(r->status) + ": " + msg);
+      return std::nullopt;
+    }
+    return r;
+  }
+  std::optional<Json> call_json(const std::string& method, const std::string& target,
+                                const std::string& body = "") {
+    auto r = call(method, target, body);
+    if (!r) return std::nullopt;
+    Json j = Json::parse(r->body, nullptr, false);
+    if (j.is_discarded()) {
+      fail("the server's answer is not JSON");
+      return std::nullopt;
+    }
+    if (g_.json) std::cout << j.dump(2) << "\n";
+    return j;
+  }
+
+  int objects(const std::string& ns, const std::string& prefix, const std::string& sort,
+              int64_t min_bytes, int limit, bool all) {
+    std::string q = "/_dobj/objects?limit=" + std::to_string(limit) + "&sort=" + url_encode(sort);
+    if (!ns.empty()) q += "&namespace=" + url_encode(ns);
+    if (!prefix.empty()) q += "&prefix=" + url_encode(prefix);
+    if (min_bytes > 0) q += "&minBytes=" + std::to_string(min_bytes);
+    std::string cursor;
+    std::vector<std::vector<std::string>> rows;
+    do {
+      auto page = call_json("GET", q + (cursor.empty() ? "" : "&cursor=" + url_encode(cursor)));
+      if (!page) return 1;
+      if (!g_.json) {
+        for (const auto& o : (*page)["objects"]) {
+          rows.push_back({o["namespace"].get<std::string>(), o["id"].get<std::string>(),
+                          o["name"].is_null() ? "-" : o["name"].get<std::string>(),
+                          human_bytes(o["bytes"].get<int64_t>()), human_time(o["lastActive"]),
+                          human_time(o["alarm"]), o["resident"].get<bool>() ? "yes" : "no",
+                          std::to_string(o["sockets"].get<int64_t>())});
+        }
+      }
+      cursor = (*page)["nextCursor"].is_string() ? (*page)["nextCursor"].get<std::string>() : "";
+      if (!all && !cursor.empty() && !g_.json) {
+        std::cerr << "(more: --all lists every page)\n";
+        break;
+      }
+    } while (all && !cursor.empty());
+    if (!g_.json) {
+      print_table({"NAMESPACE", "ID", "NAME", "SIZE", "LAST ACTIVE", "ALARM", "RESIDENT", "SOCKETS"},
+                  rows);
+    }
+    return 0;
+  }
+
+  int inspect(const std::string& ns, const std::string& object, int keys) {
+    auto o = call_json("GET", object_path(ns, object) + "?keys=" + std::to_string(keys));
+    if (!o) return 1;
+    if (g_.json) return 0;
+    const Json& j = *o;
+    std::cout << "namespace  " << j["namespace"].get<std::string>() << "\n"
+              << "id         " << j["id"].get<std::string>() << "\n"
+              << "name       " << (j["name"].is_null() ? "-" : j["name"].get<std::string>()) << "\n"
+              << "storage    " << (j["exists"].get<bool>() ? human_bytes(j["databaseBytes"].get<int64_t>()) : "none")
+              << "\n"
+              << "alarm      " << human_time(j["alarm"]) << "\n"
+              << "resident   " << (j["resident"].get<bool>() ? "yes" : "no") << "\n"
+              << "sockets    " << j["sockets"].get<int64_t>() << "\n";
+    if (j.contains("lastActive")) std::cout << "active     " << human_time(j["lastActive"]) << "\n";
+    std::cout << "\nkeys (" << j["keys"].size() << (j["nextKey"].is_null() ? "" : ", more") << ")\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& k : j["keys"]) {
+      std::string v = cell(k["value"]);
+      if (v.size() > 80) v = v.substr(0, 77) + "...";
+      rows.push_back({k["key"].get<std::string>(), k["type"].get<std::string>(), v});
+    }
+    if (!rows.empty()) print_table({"KEY", "TYPE", "VALUE"}, rows);
+    rows.clear();
+    for (const auto& t : j["tables"]) {
+      rows.push_back({t["name"].get<std::string>(), t["type"].get<std::string>(),
+                      t["rows"].is_null() ? "?" : std::to_string(t["rows"].get<int64_t>())});
+    }
+    std::cout << "\ntables\n";
+    if (!rows.empty()) print_table({"NAME", "TYPE", "ROWS"}, rows);
+    return 0;
+  }
+
+  int sql(const std::string& ns, const std::string& object, const std::string& query) {
+    auto r = call_json("POST", object_path(ns, object) + "/sql", Json{{"query", query}}.dump());
+    if (!r) return 1;
+    if (g_.json) return 0;
+    std::vector<std::string> head;
+    for (const auto& c : (*r)["columns"]) head.push_back(c.get<std::string>());
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& row : (*r)["rows"]) {
+      std::vector<std::string> cells;
+      for (const auto& v : row) cells.push_back(cell(v));
+      rows.push_back(std::move(cells));
+    }
+    print_table(head, rows);
+    if ((*r)["truncated"].get<bool>()) std::cerr << "(more rows than shown)\n";
+    return 0;
+  }
+
+  int metrics(const std::string& ns, bool prometheus) {
+    if (prometheus) {
+      auto r = call("GET", "/metrics");
+      if (!r) return 1;
+      std::cout << r->body;
+      return 0;
+    }
+    auto m = call_json("GET", "/_dobj/metrics");
+    if (!m) return 1;
+    if (g_.json) return 0;
+    std::vector<std::vector<std::string>> rows;
+    auto fmt = [](const Json& v) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%.2f", v.get<double>());
+      return std::string(b);
+    };
+    auto add = [&](const std::string& name, const Json& n) {
+      rows.push_back({name, std::to_string(n["activeObjects"].get<int64_t>()),
+                      fmt(n["requestsPerSecond"]), fmt(n["cpuTimeP95"]),
+                      std::to_string(n["stateOperations"].get<int64_t>()),
+                      std::to_string(n["storedObjects"].get<int64_t>()),
+                      human_bytes(n["storageBytes"].get<int64_t>()),
+                      std::to_string(n["websocketsOpen"].get<int64_t>()),
+                      std::to_string(n["errors"].get<int64_t>())});
+    };
+    for (const auto& [name, n] : (*m)["namespaces"].items()) {
+      if (ns.empty() || ns == name) add(name, n);
+    }
+    if (ns.empty()) add("(total)", (*m)["total"]);
+    print_table({"NAMESPACE", "ACTIVE", "REQ/S", "CPU P95 MS", "STATE OPS", "STORED", "STORAGE",
+                 "SOCKETS", "ERRORS"},
+                rows);
+    return 0;
+  }
+
+  int advise() {
+    auto a = call_json("GET", "/_dobj/advice");
+    if (!a) return 1;
+    if (g_.json) return 0;
+    const Json& findings = (*a)["findings"];
+    if (findings.empty()) {
+      std::cout << "no findings: nothing in the live numbers calls for a change\n";
+      return 0;
+    }
+    for (const auto& f : findings) {
+      std::cout << "[" << f["severity"].get<std::string>() << "] " << f["rule"].get<std::string>();
+      if (f.contains("namespace")) std::cout << " (" << f["namespace"].get<std::string>() << ")";
+      std::cout << "\n  " << f["title"].get<std::string>() << "\n  evidence: "
+                << f["evidence"].get<std::string>() << "\n  suggestion: "
+                << f["suggestion"].get<std::string>() << "\n\n";
+    }
+    return 0;
+  }
+
+  int export_object(const std::string& ns, const std::string& object, std::string out) {
+    auto r = call("GET", object_path(ns, object) + "/export", "", "", progress_printer("export"));
+    if (!r) return 1;
+    if (out.empty()) out = object.rfind("name:", 0) == 0 ? object.substr(5) + ".sqlite" : object + ".sqlite";
+    std::ofstream f(out, std::ios::binary | std::ios::trunc);
+    f.write(r->body.data(), static_cast<std::streamsize>(r->body.size()));
+    f.close();
+    if (!f) return fail("cannot write " + out);
+    std::cerr << "wrote " << out << " (" << human_bytes(static_cast<int64_t>(r->body.size())) << ")\n";
+    return 0;
+  }
+
+  int import_object(const std::string& ns, const std::string& object, const std::string& file,
+                    bool replace) {
+    std::ifstream f(file, std::ios::binary);
+    if (!f) return fail("cannot read " + file);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    auto r = call_json("PUT", object_path(ns, object) + "/import" + (replace ? "?replace=1" : ""),
+                       ss.str());
+    if (!r) return 1;
+    if (!g_.json) {
+      std::cerr << "imported " << file << " as " << (*r)["id"].get<std::string>() << "\n";
+    }
+    return 0;
+  }
+
+  int remove(const std::string& ns, const std::string& object) {
+    auto r = call_json("DELETE", object_path(ns, object));
+    if (!r) return 1;
+    if (!g_.json) std::cerr << "deleted " << (*r)["id"].get<std::string>() << "\n";
+    return 0;
+  }
+
+  // stdio MCP: one JSON-RPC message per line in, each forwarded to the
+  // server's /_dobj/mcp, its answer (if any) written as one line.
+  int mcp() {
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      auto r = client_.request("POST", "/_dobj/mcp", line, "application/json");
+      Json id = nullptr;
+      Json msg = Json::parse(line, nullptr, false);
+      if (msg.is_object() && msg.contains("id")) id = msg["id"];
+      if (!r || (r->status >= 400 && r->body.empty())) {
+        if (id.is_null()) continue;
+        std::string why = r ? "server answered " + std::to_string(r->status) : r.status().message();
+        std::cout << Json{{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", -32603}, {"message", why}}}}.dump()
+                  << "\n" << std::flush;
+        continue;
+      }
+      if (r->status == 202 || r->body.empty()) continue;  // a notification
+      Json out = Json::parse(r->body, nullptr, false);
+      if (out.is_discarded()) {
+        out = Json{{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", -32603}, {"message", r->body}}}};
+      }
+      std::cout << out.dump() << "\n" << std::flush;
+    }
+    return 0;
+  }
+
+ private:
+  Globals g_;
+  AdminClient client_;
+};
+
+}  // namespace
+}  // namespace dobj::cli
+
+int main(int argc, char** argv) {
+  using namespace dobj::cli;
+  Globals g;
+  g.server = env_or("DOBJ_SERVER", "http://127.0.0.1:8787");
+  g.token = env_or("DOBJ_ADMIN_TOKEN", "");
+  CLI::App app{"dobj: look into and manage a running dobj server (its admin API)"};
+  app.require_subcommand(1);
+  app.add_option("--server", g.server, "the server, http://HOST:PORT (default $DOBJ_SERVER or "
+                                      "http://127.0.0.1:8787)");
+  app.add_option("--token", g.token, "the admin token (default $DOBJ_ADMIN_TOKEN)");
+  app.add_flag("--json", g.json, "print the server's JSON instead of a table");
+
+  std::string ns, object, prefix, sort = "id", query, file, out;
+  int64_t min_bytes = 0;
+  int limit = 100, keys = 100;
+  bool all = false, prometheus = false, replace = false, yes = false;
+
+  auto* objects = app.add_subcommand("objects", "list objects with storage (the catalog)");
+  objects->add_option("--namespace,-n", ns, "only this namespace (binding)");
+  objects->add_option("--prefix,-p", prefix, "only objects whose name starts so");
+  objects->add_option("--sort", sort, "id, name, bytes (largest first) or lastActive (latest first)")
+      ->check(CLI::IsMember({"id", "name", "bytes", "lastActive"}));
+  objects->add_option("--min-bytes", min_bytes, "only objects at least this large");
+  objects->add_option("--limit", limit, "objects per page (1-1000)")->check(CLI::Range(1, 1000));
+  objects->add_flag("--all", all, "every page, not only the first");
+
+  auto* inspect = app.add_subcommand("inspect", "an object's keys, tables, alarm and state");
+  inspect->add_option("namespace", ns, "binding")->required();
+  inspect->add_option("object", object, "hex ID, or name:<name>")->required();
+  inspect->add_option("--keys", keys, "keys to show (0-1000)")->check(CLI::Range(0, 1000));
+
+  auto* sql = app.add_subcommand("sql", "run a read-only SQL query on an object");
+  sql->add_option("namespace", ns, "binding")->required();
+  sql->add_option("object", object, "hex ID, or name:<name>")->required();
+  sql->add_option("query", query, "one statement that only reads")->required();
+
+  auto* metrics = app.add_subcommand("metrics", "per-namespace metrics");
+  metrics->add_option("--namespace,-n", ns, "only this namespace");
+  metrics->add_flag("--prometheus", prometheus, "the Prometheus text instead");
+
+  app.add_subcommand("advise", "the advisor's findings from the live numbers");
+
+  auto* exp = app.add_subcommand("export", "download an object's database (consistent copy)");
+  exp->add_option("namespace", ns, "binding")->required();
+  exp->add_option("object", object, "hex ID, or name:<name>")->required();
+  exp->add_option("-o,--output", out, "file to write (default <name or id>.sqlite)");
+
+  auto* imp = app.add_subcommand("import", "put a database file in place of an object's storage");
+  imp->add_option("namespace", ns, "binding")->required();
+  imp->add_option("object", object, "hex ID, or name:<name>")->required();
+  imp->add_option("file", file, "a SQLite database (e.g. from dobj export)")->required()
+      ->check(CLI::ExistingFile);
+  imp->add_flag("--replace", replace, "replace an object that already has storage");
+
+  auto* del = app.add_subcommand("delete", "delete an object and all its storage");
+  del->add_option("namespace", ns, "binding")->required();
+  del->add_option("object", object, "hex ID, or name:<name>")->required();
+  del->add_flag("--yes", yes, "confirm: the object's data is gone for good")->required();
+
+  app.add_subcommand("mcp", "serve the admin plane as an MCP server on stdin/stdout");
+
+  CLI11_PARSE(app, argc, argv);
+  Cli cli(g);
+  if (*objects) return cli.objects(ns, prefix, sort, min_bytes, limit, all);
+  if (*inspect) return cli.inspect(ns, object, keys);
+  if (*sql) return cli.sql(ns, object, query);
+  if (*metrics) return cli.metrics(ns, prometheus);
+  if (app.got_subcommand("advise")) return cli.advise();
+  if (*exp) return cli.export_object(ns, object, out);
+  if (*imp) return cli.import_object(ns, object, file, replace);
+  if (*del) return cli.remove(ns, object);
+  if (app.got_subcommand("mcp")) return cli.mcp();
+  return 1;
+}
