@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "admin/advisor.h"
+#include "admin/ui.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
 
@@ -87,6 +88,16 @@ std::vector<double> AdminPlane::rates(const MetricsSnapshot& s) {
 
 void AdminPlane::handle(Shard& here, const Request& request,
                         std::function<void(Response)> reply) {
+  if (request.path() == "/_dobj/ui" && request.method == "GET") {
+    // The dashboard's page holds no data: it asks for the token and sends it
+    // with every request it makes.
+    Response page = Response::text(kDashboardPage);
+    page.set_header("content-type", "text/html; charset=utf-8");
+    page.set_header("cache-control", "no-store");
+    page.set_header("content-security-policy",
+                    "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+    return reply(std::move(page));
+  }
   if (!authorized(request)) {
     Response r = Response::error(401, "unauthorized: send Authorization: Bearer <admin token>");
     r.set_header("www-authenticate", "Bearer");
@@ -119,6 +130,7 @@ void AdminPlane::handle(Shard& here, const Request& request,
     }
     return reply(Response::error(404, "no admin route " + path));
   }
+  if (path == "/_dobj/mcp") return mcp(here, request, std::move(reply));
   if (request.method != "GET") return reply(Response::error(405, "use GET"));
   if (path == "/metrics") {
     return runtime_.collect_metrics(&here, [this, reply](MetricsSnapshot s) {

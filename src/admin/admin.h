@@ -27,6 +27,9 @@
 #include <mutex>
 #include <string>
 
+#include <nlohmann/json.hpp>
+#include <optional>
+
 #include "dobj/http.h"
 #include "runtime/metrics.h"
 #include "runtime/shard.h"
@@ -67,6 +70,10 @@ class AdminPlane {
   void export_object(Shard& here, const ObjectTarget& t, Reply reply);
   void import_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
   void delete_object(Shard& here, const ObjectTarget& t, Reply reply);
+  // The MCP server (mcp.cc): one POST, one JSON-RPC message or a batch.
+  void mcp(Shard& here, const Request& request, Reply reply);
+  void mcp_message(Shard& here, const nlohmann::json& msg, const std::string& auth,
+                   std::function<void(std::optional<nlohmann::json>)> done);
   // Events per second of each namespace since the previous sample (at least
   // a second old), or since the start.
   std::vector<double> rates(const MetricsSnapshot& s);

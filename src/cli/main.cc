@@ -125,7 +125,8 @@ class Cli {
   std::optional<AdminResponse> call(const std::string& method, const std::string& target,
                                     const std::string& body = "",
                                     const std::string& type = "application/json",
-                                    const Progress& progress = nullptr) {
+                                    const Progress& progress = nullptr,
+                                    const std::string& conflict_hint = "") {
     auto r = client_.request(method, target, body, type, progress);
     if (!r) {
       fail(r.status().message());
@@ -135,10 +136,11 @@ class Cli {
       Json j = Json::parse(r->body, nullptr, false);
       std::string msg = j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r->body;
       if (r->status == 401) msg += " (set --token or $DOBJ_ADMIN_TOKEN)";
+      if (r->status == 409) msg += conflict_hint;
       fail("server answered " + std::to_string(r->status) + ": " + msg);
       return std::nullopt;
     }
-    return r;
+    return std::move(*r);
   }
   std::optional<Json> call_json(const std::string& method, const std::string& target,
                                 const std::string& body = "") {
@@ -203,7 +205,8 @@ class Cli {
     std::cout << "\nkeys (" << j["keys"].size() << (j["nextKey"].is_null() ? "" : ", more") << ")\n";
     std::vector<std::vector<std::string>> rows;
     for (const auto& k : j["keys"]) {
-      std::string v = cell(k["value"]);
+      const Json& value = k["value"];
+      std::string v = value.is_object() && value.contains("hex") ? cell(value) : value.dump();
       if (v.size() > 80) v = v.substr(0, 77) + "...";
       rows.push_back({k["key"].get<std::string>(), k["type"].get<std::string>(), v});
     }
@@ -307,11 +310,15 @@ class Cli {
     if (!f) return fail("cannot read " + file);
     std::stringstream ss;
     ss << f.rdbuf();
-    auto r = call_json("PUT", object_path(ns, object) + "/import" + (replace ? "?replace=1" : ""),
-                       ss.str());
+    auto r = call("PUT", object_path(ns, object) + "/import" + (replace ? "?replace=1" : ""),
+                  ss.str(), "application/vnd.sqlite3", progress_printer("import"),
+                  " (pass --replace to replace it)");
     if (!r) return 1;
-    if (!g_.json) {
-      std::cerr << "imported " << file << " as " << (*r)["id"].get<std::string>() << "\n";
+    Json j = Json::parse(r->body, nullptr, false);
+    if (g_.json) {
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::cerr << "imported " << file << " as " << j.value("id", std::string("?")) << "\n";
     }
     return 0;
   }

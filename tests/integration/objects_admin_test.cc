@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -310,6 +311,55 @@ TEST_F(ObjectsAdminTest, DeleteRemovesStorageAlarmSocketsAndEntry) {
   Json t = Json::parse(http(server_->port(), "GET", "/tasks/gone").body);
   EXPECT_EQ(t["fired"], 0);
   EXPECT_EQ(names(list_all("&namespace=KV", 10)), std::set<std::string>{"kept"});
+}
+
+// The dashboard in a real browser: headless Chromium loads /_dobj/ui while
+// the server is under load, shows live numbers, finds an object by name and
+// shows its keys.
+TEST_F(ObjectsAdminTest, DashboardShowsLiveNumbersAndFindsAnObjectInChromium) {
+  const char* chromium = "/usr/bin/chromium";
+  ASSERT_TRUE(std::filesystem::exists(chromium)) << "install chromium (scripts/deps.sh does)";
+  HttpResponse page = http(server_->port(), "GET", "/_dobj/ui");  // the page holds no data
+  ASSERT_EQ(page.status, 200);
+  EXPECT_EQ(page.header("content-type").value_or("").rfind("text/html", 0), 0u);
+  EXPECT_EQ(page.body.find("http://"), std::string::npos);  // nothing from elsewhere
+  ASSERT_EQ(call("PUT", "/kv/findme-please/greeting", "\"hello from the dashboard\""), 200);
+  std::atomic<bool> done{false};
+  std::thread load([&] {
+    HttpClient c(server_->port());
+    for (int i = 0; !done; ++i) c.request("POST", "/counter/busy" + std::to_string(i % 8) + "/increment");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  TempDir profile;
+  std::string out = profile.path() + "/dom.html";
+  std::string cmd = std::string(chromium) +
+                    " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage"
+                    " --no-first-run --user-data-dir=" + profile.path() +
+                    " --virtual-time-budget=4000 --dump-dom 'http://127.0.0.1:" +
+                    std::to_string(server_->port()) + "/_dobj/ui#token=" + kToken +
+                    "&find=findme' > " + out + " 2>/dev/null";
+  int rc = std::system(cmd.c_str());
+  done = true;
+  load.join();
+  ASSERT_EQ(rc, 0);
+  std::ifstream f(out);
+  std::string dom((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // The COUNTER row shows requests per second above zero.
+  auto row = dom.find("<tr data-ns=\"COUNTER\">");
+  ASSERT_NE(row, std::string::npos) << dom.substr(0, 3000);
+  auto rps = dom.find("num rps\">", row);
+  ASSERT_NE(rps, std::string::npos);
+  double value = std::atof(dom.c_str() + rps + std::string("num rps\">").size());
+  EXPECT_GT(value, 0) << dom.substr(row, 600);
+  auto active = dom.find("num active\">", row);
+  EXPECT_GT(std::atoi(dom.c_str() + active + std::string("num active\">").size()), 0);
+  // The search found the object and the object view shows its key.
+  EXPECT_NE(dom.find("findme-please"), std::string::npos);
+  EXPECT_NE(dom.find("hello from the dashboard"), std::string::npos) << dom.substr(0, 4000);
+  // The advisor's panel was filled in (findings or "No findings").
+  EXPECT_TRUE(dom.find("class=\"finding") != std::string::npos ||
+              dom.find("No findings") != std::string::npos);
+  EXPECT_NE(dom.find("id=\"status\">live"), std::string::npos);  // not an error
 }
 
 }  // namespace

@@ -1,0 +1,233 @@
+// The dobj command line and the MCP server, against the real example server:
+// each subcommand's output, errors, progress, and MCP over HTTP and stdio.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "support/http_client.h"
+#include "support/server_process.h"
+
+namespace dobj::test {
+namespace {
+
+using Json = nlohmann::json;
+const std::string kToken = "cli-token-42";
+
+struct CliRun {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<ServerProcess>(DOBJ_EXAMPLES_BIN, dir_.path(),
+                                              std::vector<std::string>{"--admin-token", kToken});
+    ASSERT_TRUE(server_->start()) << server_->output();
+  }
+  std::string server() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+  // Runs `dobj <args>` with the server and token in the environment.
+  CliRun dobj(const std::string& args, const std::string& stdin_text = "",
+           const std::string& token = kToken) {
+    std::string in = work_.path() + "/stdin";
+    std::ofstream(in) << stdin_text;
+    std::string cmd = "DOBJ_SERVER=" + server() + " DOBJ_ADMIN_TOKEN=" + token + " " +
+                      DOBJ_CLI_BIN + " " + args + " < " + in + " 2>&1";
+    CliRun r;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    int status = pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  }
+  int call(const std::string& method, const std::string& target, const std::string& body = "") {
+    return http(server_->port(), method, target, body).status;
+  }
+
+  TempDir dir_;
+  TempDir work_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(CliTest, EverySubcommandHasHelp) {
+  for (const std::string sub :
+       {"", "objects", "inspect", "sql", "metrics", "advise", "export", "import", "delete", "mcp"}) {
+    CliRun r = dobj(sub + " --help");
+    EXPECT_EQ(r.code, 0) << sub << ": " << r.out;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
+  }
+  EXPECT_NE(dobj("").code, 0);  // a subcommand is required
+}
+
+TEST_F(CliTest, ObjectsInspectSqlAndMetrics) {
+  ASSERT_EQ(call("PUT", "/kv/alice/greeting", "\"hello\""), 200);
+  ASSERT_EQ(call("POST", "/counter/visits/increment"), 200);
+  ASSERT_EQ(call("POST", "/sql/reports", R"j({"query":"CREATE TABLE t(a); INSERT INTO t VALUES (41)"})j"),
+            200);
+
+  CliRun list = dobj("objects");
+  ASSERT_EQ(list.code, 0) << list.out;
+  EXPECT_NE(list.out.find("NAMESPACE"), std::string::npos);
+  EXPECT_NE(list.out.find("alice"), std::string::npos);
+  EXPECT_NE(list.out.find("visits"), std::string::npos);
+  CliRun kv_only = dobj("objects --namespace KV");
+  EXPECT_NE(kv_only.out.find("alice"), std::string::npos);
+  EXPECT_EQ(kv_only.out.find("visits"), std::string::npos);
+  Json as_json = Json::parse(dobj("--json objects --prefix vis").out);
+  ASSERT_EQ(as_json["objects"].size(), 1u);
+  EXPECT_EQ(as_json["objects"][0]["name"], "visits");
+
+  CliRun inspect = dobj("inspect KV name:alice");
+  ASSERT_EQ(inspect.code, 0) << inspect.out;
+  EXPECT_NE(inspect.out.find("greeting"), std::string::npos);
+  EXPECT_NE(inspect.out.find("\"hello\""), std::string::npos);
+  EXPECT_NE(inspect.out.find("_dobj_kv"), std::string::npos);
+
+  CliRun sql = dobj("sql SQL name:reports \"SELECT a + 1 AS answer FROM t\"");
+  ASSERT_EQ(sql.code, 0) << sql.out;
+  EXPECT_NE(sql.out.find("answer"), std::string::npos);
+  EXPECT_NE(sql.out.find("42"), std::string::npos);
+  CliRun write = dobj("sql SQL name:reports \"DELETE FROM t\"");
+  EXPECT_EQ(write.code, 1);
+  EXPECT_NE(write.out.find("read-only"), std::string::npos) << write.out;
+
+  CliRun metrics = dobj("metrics");
+  ASSERT_EQ(metrics.code, 0) << metrics.out;
+  EXPECT_NE(metrics.out.find("COUNTER"), std::string::npos);
+  EXPECT_NE(metrics.out.find("(total)"), std::string::npos);
+  CliRun prom = dobj("metrics --prometheus");
+  EXPECT_NE(prom.out.find("dobj_requests_total{namespace=\"COUNTER\"} 1"), std::string::npos)
+      << prom.out;
+
+  CliRun advise = dobj("advise");
+  EXPECT_EQ(advise.code, 0) << advise.out;
+  EXPECT_NE(advise.out.find("no findings"), std::string::npos) << advise.out;
+}
+
+TEST_F(CliTest, ExportImportDeleteWithProgress) {
+  std::string big(100000, 'z');
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_EQ(call("PUT", "/kv/big/k" + std::to_string(i), "\"" + big + "\""), 200);
+  }
+  std::string file = work_.path() + "/big.sqlite";
+  CliRun exp = dobj("export KV name:big -o " + file);
+  ASSERT_EQ(exp.code, 0) << exp.out;
+  EXPECT_NE(exp.out.find("export"), std::string::npos);  // progress line
+  EXPECT_NE(exp.out.find("100%"), std::string::npos) << exp.out;
+  EXPECT_GT(std::filesystem::file_size(file), 3'000'000u);
+
+  CliRun imp = dobj("import KV name:copy " + file);
+  ASSERT_EQ(imp.code, 0) << imp.out;
+  EXPECT_NE(imp.out.find("100%"), std::string::npos) << imp.out;
+  EXPECT_EQ(http(server_->port(), "GET", "/kv/copy/k7").body.size(), big.size() + 2);
+  CliRun again = dobj("import KV name:copy " + file);
+  EXPECT_EQ(again.code, 1);
+  EXPECT_NE(again.out.find("--replace"), std::string::npos) << again.out;
+  EXPECT_EQ(dobj("import KV name:copy " + file + " --replace").code, 0);
+
+  EXPECT_NE(dobj("delete KV name:copy").code, 0);  // --yes is required
+  CliRun del = dobj("delete KV name:copy --yes");
+  ASSERT_EQ(del.code, 0) << del.out;
+  EXPECT_EQ(http(server_->port(), "GET", "/kv/copy/k7").status, 404);
+}
+
+TEST_F(CliTest, ErrorsAreClear) {
+  CliRun bad_token = dobj("objects", "", "wrong-token");
+  EXPECT_EQ(bad_token.code, 1);
+  EXPECT_NE(bad_token.out.find("401"), std::string::npos) << bad_token.out;
+  EXPECT_NE(bad_token.out.find("DOBJ_ADMIN_TOKEN"), std::string::npos);
+  CliRun nowhere = dobj("--server http://127.0.0.1:1 objects");
+  EXPECT_EQ(nowhere.code, 1);
+  EXPECT_NE(nowhere.out.find("cannot reach"), std::string::npos) << nowhere.out;
+  CliRun no_ns = dobj("inspect NOPE name:x");
+  EXPECT_EQ(no_ns.code, 1);
+  EXPECT_NE(no_ns.out.find("no namespace NOPE"), std::string::npos) << no_ns.out;
+}
+
+Json mcp_call(int port, const Json& msg, int* status = nullptr) {
+  HttpClient c(port);
+  HttpResponse r = c.request("POST", "/_dobj/mcp", msg.dump(),
+                             {{"Authorization", "Bearer " + kToken},
+                              {"Content-Type", "application/json"},
+                              {"Accept", "application/json, text/event-stream"}});
+  if (status) *status = r.status;
+  return Json::parse(r.body, nullptr, false);
+}
+
+TEST_F(CliTest, McpOverHttp) {
+  ASSERT_EQ(call("POST", "/counter/mcp/increment"), 200);
+  Json init = mcp_call(server_->port(), {{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"},
+                                         {"params", {{"protocolVersion", "2025-03-26"},
+                                                     {"capabilities", Json::object()},
+                                                     {"clientInfo", {{"name", "t"}, {"version", "1"}}}}}});
+  EXPECT_EQ(init["result"]["protocolVersion"], "2025-03-26");
+  EXPECT_EQ(init["result"]["serverInfo"]["name"], "dobj");
+  int status = 0;
+  mcp_call(server_->port(), {{"jsonrpc", "2.0"}, {"method", "notifications/initialized"}}, &status);
+  EXPECT_EQ(status, 202);
+  Json tools = mcp_call(server_->port(), {{"jsonrpc", "2.0"}, {"id", 2}, {"method", "tools/list"}});
+  std::set<std::string> names;
+  for (const auto& t : tools["result"]["tools"]) names.insert(t["name"]);
+  EXPECT_EQ(names, (std::set<std::string>{"getDOMetrics", "listObjects", "inspectObject",
+                                          "querySql", "advise"}));
+  Json m = mcp_call(server_->port(), {{"jsonrpc", "2.0"}, {"id", 3}, {"method", "tools/call"},
+                                      {"params", {{"name", "getDOMetrics"},
+                                                  {"arguments", {{"namespace", "COUNTER"}}}}}});
+  Json sc = m["result"]["structuredContent"];
+  EXPECT_EQ(sc["namespace"], "COUNTER");
+  for (const char* f : {"activeObjects", "requestsPerSecond", "cpuTimeP95", "stateOperations"}) {
+    EXPECT_TRUE(sc.contains(f)) << f;
+  }
+  EXPECT_EQ(sc["requests"], 1);
+  EXPECT_FALSE(m["result"]["isError"].get<bool>());
+  Json q = mcp_call(server_->port(), {{"jsonrpc", "2.0"}, {"id", 4}, {"method", "tools/call"},
+                                      {"params", {{"name", "querySql"},
+                                                  {"arguments", {{"namespace", "COUNTER"},
+                                                                 {"name", "mcp"},
+                                                                 {"query", "DROP TABLE x"}}}}}});
+  EXPECT_TRUE(q["result"]["isError"].get<bool>());
+  Json unknown = mcp_call(server_->port(), {{"jsonrpc", "2.0"}, {"id", 5}, {"method", "nope"}});
+  EXPECT_EQ(unknown["error"]["code"], -32601);
+  Json junk = mcp_call(server_->port(), Json("not an object"));
+  EXPECT_EQ(junk["error"]["code"], -32600);
+  HttpClient c(server_->port());
+  EXPECT_EQ(c.request("POST", "/_dobj/mcp", "{}").status, 401);
+  EXPECT_EQ(c.request("GET", "/_dobj/mcp", "", {{"Authorization", "Bearer " + kToken}}).status, 405);
+}
+
+TEST_F(CliTest, McpOverStdio) {
+  ASSERT_EQ(call("PUT", "/kv/stdio/k", "7"), 200);
+  std::string in =
+      R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})"
+      "\n"
+      R"({"jsonrpc":"2.0","method":"notifications/initialized"})"
+      "\n"
+      R"({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"inspectObject","arguments":{"namespace":"KV","name":"stdio"}}})"
+      "\n"
+      R"({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"advise","arguments":{}}})"
+      "\n";
+  CliRun r = dobj("mcp", in);
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::vector<Json> lines;
+  std::istringstream s(r.out);
+  for (std::string line; std::getline(s, line);) lines.push_back(Json::parse(line));
+  ASSERT_EQ(lines.size(), 3u) << r.out;  // the notification has no answer
+  EXPECT_EQ(lines[0]["id"], 1);
+  EXPECT_EQ(lines[0]["result"]["protocolVersion"], "2025-06-18");
+  EXPECT_EQ(lines[1]["id"], 2);
+  EXPECT_EQ(lines[1]["result"]["structuredContent"]["keys"][0]["value"], 7);
+  EXPECT_EQ(lines[2]["id"], 3);
+  EXPECT_TRUE(lines[2]["result"]["structuredContent"]["findings"].is_array());
+}
+
+}  // namespace
+}  // namespace dobj::test
