@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "support/browser.h"
 #include "support/http_client.h"
 #include "support/server_process.h"
 #include "support/ws_client.h"
@@ -480,29 +481,24 @@ TEST_F(ExamplesTest, ChatRoomWantsAnUpgrade) {
 // and says hello; a test client in the same room hears it, and the page shows
 // the room's echo.
 TEST_F(ExamplesTest, ChatPageWorksInHeadlessChromium) {
-  const char* chromium = "/usr/bin/chromium";
-  ASSERT_TRUE(std::filesystem::exists(chromium)) << "install chromium (scripts/deps.sh does)";
+  ASSERT_TRUE(std::filesystem::exists(kChromium)) << "install chromium (scripts/deps.sh does)";
   HttpResponse page = call("GET", "/");
   EXPECT_EQ(page.status, 200);
   EXPECT_EQ(page.header("content-type").value_or("").rfind("text/html", 0), 0u);
   WsClient listener(port(), "/room/browser/websocket");
   ASSERT_TRUE(listener.connected());
-  TempDir profile;
-  std::string out = profile.path() + "/dom.html";
-  std::string cmd = std::string(chromium) +
-                    " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage"
-                    " --no-first-run --user-data-dir=" + profile.path() +
-                    " --virtual-time-budget=3000 --dump-dom 'http://127.0.0.1:" +
-                    std::to_string(port()) + "/?room=browser&name=robot&say=hello' > " + out +
-                    " 2>/dev/null";
-  std::thread browser([&] { EXPECT_EQ(std::system(cmd.c_str()), 0); });
+  std::optional<std::string> dom;
+  std::thread browser([&] {
+    dom = chromium_dom("http://127.0.0.1:" + std::to_string(port()) +
+                           "/?room=browser&name=robot&say=hello",
+                       3000);
+  });
   auto heard = listener.next_message();
   browser.join();
   EXPECT_EQ(heard, "robot: hello");
-  std::ifstream f(out);
-  std::string dom((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  EXPECT_NE(dom.find("<li>robot: hello</li>"), std::string::npos) << dom.substr(0, 2000);
-  EXPECT_NE(dom.find("In room browser as robot."), std::string::npos);
+  ASSERT_TRUE(dom);
+  EXPECT_NE(dom->find("<li>robot: hello</li>"), std::string::npos) << dom->substr(0, 2000);
+  EXPECT_NE(dom->find("In room browser as robot."), std::string::npos);
 }
 
 }  // namespace

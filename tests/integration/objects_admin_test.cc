@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "support/browser.h"
 #include "support/http_client.h"
 #include "support/server_process.h"
 #include "support/ws_client.h"
@@ -317,8 +318,7 @@ TEST_F(ObjectsAdminTest, DeleteRemovesStorageAlarmSocketsAndEntry) {
 // the server is under load, shows live numbers, finds an object by name and
 // shows its keys.
 TEST_F(ObjectsAdminTest, DashboardShowsLiveNumbersAndFindsAnObjectInChromium) {
-  const char* chromium = "/usr/bin/chromium";
-  ASSERT_TRUE(std::filesystem::exists(chromium)) << "install chromium (scripts/deps.sh does)";
+  ASSERT_TRUE(std::filesystem::exists(kChromium)) << "install chromium (scripts/deps.sh does)";
   HttpResponse page = http(server_->port(), "GET", "/_dobj/ui");  // the page holds no data
   ASSERT_EQ(page.status, 200);
   EXPECT_EQ(page.header("content-type").value_or("").rfind("text/html", 0), 0u);
@@ -330,20 +330,14 @@ TEST_F(ObjectsAdminTest, DashboardShowsLiveNumbersAndFindsAnObjectInChromium) {
     for (int i = 0; !done; ++i) c.request("POST", "/counter/busy" + std::to_string(i % 8) + "/increment");
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  TempDir profile;
-  std::string out = profile.path() + "/dom.html";
-  std::string cmd = std::string(chromium) +
-                    " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage"
-                    " --no-first-run --user-data-dir=" + profile.path() +
-                    " --virtual-time-budget=4000 --dump-dom 'http://127.0.0.1:" +
-                    std::to_string(server_->port()) + "/_dobj/ui#token=" + kToken +
-                    "&find=findme' > " + out + " 2>/dev/null";
-  int rc = std::system(cmd.c_str());
+  std::optional<std::string> page_dom =
+      chromium_dom("http://127.0.0.1:" + std::to_string(server_->port()) + "/_dobj/ui#token=" +
+                       kToken + "&find=findme",
+                   4000);
   done = true;
   load.join();
-  ASSERT_EQ(rc, 0);
-  std::ifstream f(out);
-  std::string dom((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(page_dom);
+  const std::string& dom = *page_dom;
   // The COUNTER row shows requests per second above zero.
   auto row = dom.find("<tr data-ns=\"COUNTER\">");
   ASSERT_NE(row, std::string::npos) << dom.substr(0, 3000);

@@ -12,6 +12,7 @@
 #include "net/http_server.h"
 #include "runtime/runtime.h"
 #include "support/http_client.h"
+#include "support/in_process_server.h"
 #include "support/server_process.h"
 #include "support/ws_client.h"
 
@@ -110,28 +111,23 @@ Task<Response> worker(Request req, Env& env) {
   co_return co_await ns.get(id).fetch(std::move(req));
 }
 
-class Server {
+std::map<std::string, ObjectFactory> probes() {
+  std::map<std::string, ObjectFactory> bindings;
+  for (const char* b : {"HOT", "KV", "ONCE", "CPU", "SOCK", "IDLE", "ALARM"}) {
+    bindings[b] = [](State& s, Env& e) { return std::make_unique<Probe>(s, e); };
+  }
+  return bindings;
+}
+
+ServerOptions with_token(ServerOptions o) {
+  o.admin_token = kToken;
+  o.alarm_backoff_scale = 0.005;  // retries 10 ms, 20 ms, ... apart
+  return o;
+}
+
+class Server : public test::InProcessServer {
  public:
-  explicit Server(ServerOptions o = {}) {
-    o.data_dir = dir_.path();
-    o.listen = "127.0.0.1:0";
-    o.shards = 2;
-    o.admin_token = kToken;
-    o.alarm_backoff_scale = 0.005;  // retries 10 ms, 20 ms, ... apart
-    std::map<std::string, ObjectFactory> bindings;
-    for (const char* b : {"HOT", "KV", "ONCE", "CPU", "SOCK", "IDLE", "ALARM"}) {
-      bindings[b] = [](State& s, Env& e) { return std::make_unique<Probe>(s, e); };
-    }
-    runtime_ = std::make_unique<Runtime>(o, bindings, worker, internal::Secret{});
-    runtime_->start();
-    http_ = std::make_unique<internal::HttpServer>(*runtime_, o);
-    EXPECT_TRUE(http_->start().is_ok());
-  }
-  ~Server() {
-    http_->stop(2s);
-    runtime_->stop(5s);
-  }
-  int port() const { return http_->port(); }
+  explicit Server(ServerOptions o = {}) : InProcessServer(with_token(o), probes(), worker) {}
   int call(const std::string& target) { return test::http(port(), "POST", target).status; }
   Json advice() {
     test::HttpClient c(port());
@@ -161,10 +157,6 @@ class Server {
     for (auto& t : ts) t.join();
   }
 
- private:
-  test::TempDir dir_;
-  std::unique_ptr<Runtime> runtime_;
-  std::unique_ptr<internal::HttpServer> http_;
 };
 
 // Every finding carries evidence and a suggestion.

@@ -11,6 +11,7 @@
 #include "net/http_server.h"
 #include "runtime/runtime.h"
 #include "support/http_client.h"
+#include "support/in_process_server.h"
 #include "support/server_process.h"
 #include "support/ws_client.h"
 
@@ -140,32 +141,12 @@ class Room : public DurableObject {
   }
 };
 
-class Server {
+class Server : public test::InProcessServer {
  public:
-  explicit Server(ServerOptions o = {}) {
-    o.data_dir = dir_.path();
-    o.listen = "127.0.0.1:0";
-    o.shards = 2;
-    std::map<std::string, ObjectFactory> bindings;
-    bindings["ROOM"] = [](State& s, Env& e) { return std::make_unique<Room>(s, e); };
-    runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, internal::Secret{});
-    runtime_->find_namespace("ROOM")->set_has_alarm_handler(false);
-    runtime_->start();
-    http_ = std::make_unique<internal::HttpServer>(*runtime_, o);
-    EXPECT_TRUE(http_->start().is_ok());
-  }
-  ~Server() {
-    http_->stop(2s);
-    runtime_->stop(5s);
-  }
-  int port() const { return http_->port(); }
-  Runtime& runtime() { return *runtime_; }
-  std::string get(const std::string& target) { return test::http(port(), "GET", target).body; }
-
- private:
-  test::TempDir dir_;
-  std::unique_ptr<Runtime> runtime_;
-  std::unique_ptr<internal::HttpServer> http_;
+  explicit Server(ServerOptions o = {})
+      : InProcessServer(
+            o, {{"ROOM", [](State& s, Env& e) { return std::make_unique<Room>(s, e); }}}, nullptr,
+            [](Runtime& r) { r.find_namespace("ROOM")->set_has_alarm_handler(false); }) {}
 };
 
 ServerOptions short_idle() {
