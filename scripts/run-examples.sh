@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 cmake --preset release >/dev/null
-cmake --build build/release --target dobj-examples
+cmake --build build/release --target dobj-examples dobj-cli
 exec build/release/examples/dobj-examples --listen 127.0.0.1:8787 --data dobj-data "$@"

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <future>
 #include <mutex>
 
@@ -81,6 +82,9 @@ void Runtime::start() {
     if (Status st = make_dirs(ns->dir()); !st) throw Error(st);
   }
   if (Status st = alarm_index_.open(options_.data_dir + "/alarms.sqlite"); !st) throw Error(st);
+  // Exports and imports that a crash interrupted.
+  std::error_code ignored;
+  std::filesystem::remove_all(options_.data_dir + "/tmp", ignored);
   std::map<std::string, std::string> dirs;
   for (auto& ns : namespaces_) dirs[ns->name()] = ns->dir();
   if (Status st = catalog_.open(options_.data_dir + "/catalog.sqlite", dirs); !st) throw Error(st);

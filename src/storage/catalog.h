@@ -78,7 +78,7 @@ struct CatalogTotals {
 
 class Catalog {
  public:
-  static constexpr int kChunk = 256;
+  static constexpr int kChunk = 64;
   static constexpr int kPeriodMs = 2000;
   // An object whose size did not change is written again only when its
   // last activity moved by this much (fewer index updates for busy objects).
