@@ -100,7 +100,7 @@ void ObjectHost::make_store() {
                &shard_->runtime().catalog()};
   store_ = std::make_unique<ObjectStore>(env, ns_->dir() + "/" + hex.substr(0, 2), hex + ".sqlite");
   store_->set_sync([this] { return sync(); });
-  store_->set_identity(AlarmRecord{ns_->name(), hex, id_.name(), 0});
+  store_->set_identity(AlarmRecord{ns_->name(), hex, id_.name(), 0, 0});
 }
 
 ObjectHost::~ObjectHost() {
@@ -456,10 +456,16 @@ void ObjectHost::alarm_finished(AlarmOutcome outcome, int retry, int64_t at, con
       break;
     case AlarmOutcome::kDropped:
       log_warn("alarm of " + ns_->name() + " " + id_.to_string() + " dropped after " +
-               std::to_string(kMaxAlarmRetries) + " retries");
+               std::to_string(kMaxAlarmRetries) + " retries");  // deleted with the run's writes
       forget_indexed_alarm();
       break;
   }
+}
+
+void ObjectHost::give_up_alarm() {
+  log_warn("alarm of " + ns_->name() + " " + id_.to_string() + " dropped after " +
+           std::to_string(kMaxAlarmRetries) + " retries");
+  drop_alarm_now();
 }
 
 void ObjectHost::forget_indexed_alarm() {
@@ -689,7 +695,7 @@ Status ObjectHost::admin_replace(const std::string& why, const std::string& file
     // runtime's tables if it lacks them.
     std::optional<int64_t> at = store_->stored_alarm();
     if (at && ns_->has_alarm_handler()) {
-      AlarmRecord r{ns_->name(), hex, id_.name(), *at};
+      AlarmRecord r{ns_->name(), hex, id_.name(), *at, 0};
       auto wal = shard_->runtime().alarm_index().record(r);
       if (!wal) return wal.status();
       if (Status s = (*wal)->sync(); !s) return s;

@@ -106,6 +106,8 @@ class ObjectHost {
   // The same, then puts the database file `file` in place of the storage and
   // schedules the alarm it holds.
   Status admin_replace(const std::string& why, const std::string& file);
+  // The alarm ran out of retries: delete it (stored and indexed), logged.
+  void give_up_alarm();
   void clear_catalog_dirty() { catalog_dirty_ = false; }
 
  private:

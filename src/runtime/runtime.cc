@@ -101,8 +101,8 @@ void Runtime::start() {
     std::copy(bytes->begin(), bytes->end(), b.begin());
     ObjectId id(b, r.name);
     Shard& shard = shard_for(id);
-    shard.post([&shard, ns, id, at = r.at_ms] {
-      shard.alarms().schedule(AlarmKey{ns, id}, at, 0);
+    shard.post([&shard, ns, id, at = r.at_ms, retry = r.retry] {
+      shard.alarms().schedule(AlarmKey{ns, id}, at, retry);
     });
   }
 }

@@ -73,6 +73,19 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
 int64_t Shard::now_ms() { return alarm_clock_->now_ms(); }
 
 void Shard::retry_alarm(const AlarmKey& key, int retry) {
+  if (retry >= ObjectHost::kMaxAlarmRetries) {
+    // Out of retries (here from an alarm that never ran to its end: its
+    // object was reset or overloaded each time): the object drops the alarm.
+    Delivery d;
+    d.admin = [](ObjectHost& host, Reply reply) {
+      host.give_up_alarm();
+      reply(Response{});
+    };
+    d.reply = [](Response) {};
+    deliver(const_cast<NamespaceImpl*>(key.ns), key.id, std::move(d));
+    return;
+  }
+  runtime_->alarm_index().set_retry(key.ns->name(), key.id.to_string(), retry + 1);
   double jitter = static_cast<double>(jitter_rng_() % 1000) / 1000.0;
   int64_t delay = alarm_backoff_ms(retry + 1, runtime_->options().alarm_backoff_scale, jitter);
   alarms_->schedule(key, now_ms() + delay, retry + 1);

@@ -28,6 +28,7 @@ struct AlarmRecord {
   std::string id_hex;
   std::optional<std::string> name;
   int64_t at_ms = 0;
+  int retry = 0;  // failed runs so far (kept across restarts)
 };
 
 class AlarmIndex {
@@ -36,6 +37,9 @@ class AlarmIndex {
   // Upserts; returns the file to flush with the commit that depends on it.
   Result<std::shared_ptr<SyncFile>> record(const AlarmRecord& r);
   void remove(const std::string& ns, const std::string& id_hex);
+  // Notes that the alarm's next run is retry number `retry`, so that a
+  // restart continues the count (and its cap) instead of starting over.
+  void set_retry(const std::string& ns, const std::string& id_hex, int retry);
   std::vector<AlarmRecord> all();
   // The indexed alarm time of one object (may run ahead of the object's own).
   std::optional<int64_t> get(const std::string& ns, const std::string& id_hex);

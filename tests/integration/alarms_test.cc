@@ -98,6 +98,26 @@ TEST_F(AlarmsTest, AlarmsSetBeforeASigkillFireAfterTheRestart) {
   EXPECT_EQ(fired, kTasks) << "alarms lost across the kill";
 }
 
+TEST_F(AlarmsTest, RetryCountsContinueAfterARestartAndStopAtSix) {
+  json("POST", "/tasks/stubborn/schedule?delay_ms=50&fail=100");
+  wait_for("/tasks/stubborn", [](const Json& j) { return j["attempts"] >= 3; });
+  EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
+  start();
+  // Retries go on where they were (at least once: the retry that was due at
+  // the kill may run twice), up to the sixth, and then the alarm is dropped.
+  Json j = wait_for("/tasks/stubborn", [](const Json& j) { return j["alarm"].is_null(); });
+  std::this_thread::sleep_for(800ms);  // past when a seventh retry would come
+  j = json("GET", "/tasks/stubborn");
+  EXPECT_TRUE(j["alarm"].is_null()) << j.dump();
+  std::vector<int> counts = j["retryCounts"].get<std::vector<int>>();
+  ASSERT_GE(counts.size(), 7u) << j.dump();
+  EXPECT_LE(counts.size(), 8u) << j.dump();
+  EXPECT_EQ(counts.back(), 6) << j.dump();
+  for (size_t i = 1; i < counts.size(); ++i) {
+    EXPECT_GE(counts[i], counts[i - 1]) << "the count started over: " << j.dump();
+  }
+}
+
 TEST_F(AlarmsTest, AnObjectEvictedBetweenSetAndFireStillFires) {
   json("POST", "/tasks/ev/schedule?delay_ms=600");  // idle timeout is 100 ms
   Json j = wait_for("/tasks/ev", [](const Json& j) { return j["fired"] == 1; });
