@@ -22,7 +22,9 @@ struct Finding {
 };
 
 struct AdvisorThresholds {
-  double hot_events_per_second = 500;  // one object's sustained event rate
+  // One object's sustained event rate: Durable Objects' documented soft
+  // limit is about 1,000 requests/s per object.
+  double hot_events_per_second = 1000;
   double hot_busy_fraction = 0.5;      // share of its thread one object uses
   uint64_t kv_min_turns = 50;          // storage turns before judging a namespace
   double kv_max_rmw_fraction = 0.05;   // read-modify-write turns below this: plain KV

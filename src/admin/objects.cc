@@ -316,18 +316,14 @@ void AdminPlane::inspect_object(Shard& here, const ObjectTarget& t, const Reques
         } catch (const Error& e) {
           return reply(status_response(e.status()));
         }
+        if (entry) {
+          out["bytes"] = entry->bytes;
+          out["created"] = entry->created_ms;
+          out["lastActive"] = entry->active_ms;
+        }
         reply(Response::json(dump(out)));
       },
-      [entry, reply = std::move(reply)](Response r) {
-        if (r.status == 200 && entry) {
-          Json j = Json::parse(r.body, nullptr, false);
-          j["bytes"] = entry->bytes;
-          j["created"] = entry->created_ms;
-          j["lastActive"] = entry->active_ms;
-          r.body = dump(j);
-        }
-        reply(std::move(r));
-      });
+      std::move(reply));
 }
 
 void AdminPlane::query_object(Shard& here, const ObjectTarget& t, const Request& request,

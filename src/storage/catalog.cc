@@ -220,35 +220,16 @@ void Catalog::remove(const std::string& ns, const std::string& id) {
   t.bytes -= bytes;
 }
 
-void Catalog::flush() {
-  std::unique_lock lock(queue_mu_);
-  if (!thread_.joinable()) {
-    std::vector<CatalogTouch> batch = std::move(queue_);
-    queue_.clear();
-    lock.unlock();
-    apply(batch);
-    return;
-  }
-  uint64_t target = rounds_ + 2;  // a whole round that started after this call
-  flush_requested_ = true;
-  wake_.notify_all();
-  round_done_.wait(lock, [&] { return rounds_ >= target || stopping_; });
-}
-
 void Catalog::run() {
   std::unique_lock lock(queue_mu_);
   while (true) {
-    wake_.wait_for(lock, std::chrono::milliseconds(kPeriodMs),
-                   [&] { return stopping_ || flush_requested_; });
-    flush_requested_ = false;
+    wake_.wait_for(lock, std::chrono::milliseconds(kPeriodMs), [&] { return stopping_; });
     std::vector<CatalogTouch> batch = std::move(queue_);
     queue_.clear();
     bool stop = stopping_;
     lock.unlock();
     apply(batch);
     lock.lock();
-    ++rounds_;
-    round_done_.notify_all();
     if (stop) return;
   }
 }

@@ -100,8 +100,6 @@ class Catalog {
   std::optional<CatalogEntry> get(const std::string& ns, const std::string& id);
   // Objects and bytes per namespace, as of the writer's last round.
   std::map<std::string, CatalogTotals> totals();
-  // Applies what is queued now (tests, and before reading fresh numbers).
-  void flush();
 
  private:
   void run();
@@ -121,14 +119,10 @@ class Catalog {
   Db read_db_;
   std::atomic<int> wal_frames_{0};
 
-  std::mutex queue_mu_;  // guards queue_, stopping_, totals_, rounds_
+  std::mutex queue_mu_;  // guards queue_, stopping_, totals_
   std::condition_variable wake_;
-  std::condition_variable round_done_;
   std::vector<CatalogTouch> queue_;
   bool stopping_ = false;
-  bool flush_requested_ = false;
-  uint64_t rounds_ = 0;
-  bool dirty_totals_ = true;
   std::map<std::string, CatalogTotals> totals_;
   std::thread thread_;
 };
