@@ -4,10 +4,8 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
 
 #include "admin/admin.h"
 #include "base/fs.h"
@@ -74,8 +72,6 @@ Json sql_value_json(const SqlValue& v) {
   return nullptr;
 }
 
-Response status_response(const Status& st) { return error_response(st); }
-
 // A database file whose header says WAL mode cannot be read without its WAL
 // index; a lone file (an export, an import) is the whole database, so it is
 // marked as a rollback-journal database, as PRAGMA journal_mode=DELETE would
@@ -141,6 +137,12 @@ struct ExportJob {
   sqlite3_backup* backup = nullptr;
   Reply reply;
 
+  // A job dropped unfinished (its shard stopped) still releases SQLite's.
+  ~ExportJob() {
+    if (backup) sqlite3_backup_finish(backup);
+    if (dst) sqlite3_close(dst);
+  }
+
   void finish(ObjectHost* host, Response r) {
     if (backup) sqlite3_backup_finish(backup);
     if (dst) sqlite3_close(dst);
@@ -171,7 +173,7 @@ struct ExportJob {
     sqlite3_close(job->dst);
     job->dst = nullptr;
     auto data = read_file(job->path);
-    if (!data) return job->finish(host, status_response(data.status()));
+    if (!data) return job->finish(host, error_response(data.status()));
     Response r;
     r.status = 200;
     r.body = std::move(*data);
@@ -240,17 +242,15 @@ void AdminPlane::list_objects(const Request& request, Reply reply) {
   }
   q.cursor = request.query("cursor").value_or("");
   auto page = runtime_.catalog().list(q);
-  if (!page) return reply(status_response(page.status()));
+  if (!page) return reply(error_response(page.status()));
   // Residency and sockets live on the objects' shards.
   std::vector<Runtime::ObjectRef> refs;
   std::vector<CatalogEntry> entries;
   for (auto& e : page->entries) {
     NamespaceImpl* ns = runtime_.find_namespace(e.ns);
-    auto bytes = from_hex_lower(e.id);
-    if (!ns || !bytes || bytes->size() != ObjectId::kSize) continue;  // a binding since removed
-    ObjectId::Bytes b;
-    std::copy(bytes->begin(), bytes->end(), b.begin());
-    refs.push_back({ns, ObjectId(b, e.name)});
+    auto id = ns ? ns->ids().from_string(e.id) : Result<ObjectId>(Status(Code::kNotFound, ""));
+    if (!id) continue;  // a binding since removed, or a folder of another secret
+    refs.push_back({ns, *id});
     entries.push_back(std::move(e));
   }
   std::vector<Runtime::ObjectLive> live = runtime_.object_states(refs);
@@ -314,7 +314,7 @@ void AdminPlane::inspect_object(Shard& here, const ObjectTarget& t, const Reques
                                      {"rows", tb.rows ? Json(*tb.rows) : Json(nullptr)}});
           }
         } catch (const Error& e) {
-          return reply(status_response(e.status()));
+          return reply(error_response(e.status()));
         }
         if (entry) {
           out["bytes"] = entry->bytes;
@@ -344,7 +344,7 @@ void AdminPlane::query_object(Shard& here, const ObjectTarget& t, const Request&
         try {
           rows = host.store().admin_query(query, max_rows, kQueryBudgetMs);
         } catch (const Error& e) {
-          return reply(status_response(e.status()));
+          return reply(error_response(e.status()));
         }
         Json out;
         out["columns"] = rows.columns;
@@ -369,7 +369,7 @@ void AdminPlane::export_object(Shard& here, const ObjectTarget& t, Reply reply) 
         ObjectStore& store = host.store();
         sqlite3* src = store.has_file() ? store.admin_connection() : nullptr;
         if (!src) return reply(Response::error(404, "the object has no storage"));
-        if (Status st = make_dirs(tmp_dir); !st) return reply(status_response(st));
+        if (Status st = make_dirs(tmp_dir); !st) return reply(error_response(st));
         auto job = std::make_shared<ExportJob>();
         job->shard = host.shard();
         job->ns = host.ns();
@@ -396,16 +396,16 @@ void AdminPlane::import_object(Shard& here, const ObjectTarget& t, const Request
                                Reply reply) {
   if (request.body.empty()) return reply(Response::error(400, "send the database file as the body"));
   std::string dir = runtime_.options().data_dir + "/tmp";
-  if (Status st = make_dirs(dir); !st) return reply(status_response(st));
+  if (Status st = make_dirs(dir); !st) return reply(error_response(st));
   std::string path = temp_path(runtime_.options().data_dir, "import");
   std::string file = request.body;
   mark_rollback_journal(file);
   if (Status st = write_file_atomic(path, file, 0600); !st) {
-    return reply(status_response(st));
+    return reply(error_response(st));
   }
   if (Status st = validate_import(path); !st) {
     ::unlink(path.c_str());
-    return reply(status_response(st));
+    return reply(error_response(st));
   }
   bool replace = request.query("replace").value_or("") == "1";
   std::string hex = t.id.to_string();
@@ -419,7 +419,7 @@ void AdminPlane::import_object(Shard& here, const ObjectTarget& t, const Request
       [path, hex](ObjectHost& host, Reply reply) {
         Status st = host.admin_replace("the object was replaced by an import", path);
         ::unlink(path.c_str());  // still there only when the move failed
-        if (!st) return reply(status_response(st));
+        if (!st) return reply(error_response(st));
         Json out = {{"imported", true},
                     {"namespace", host.ns()->name()},
                     {"id", hex},
@@ -434,7 +434,7 @@ void AdminPlane::delete_object(Shard& here, const ObjectTarget& t, Reply reply) 
       t.ns, t.id, &here,
       [](ObjectHost& host, Reply reply) {
         Status st = host.admin_delete("the object was deleted by an operator");
-        if (!st) return reply(status_response(st));
+        if (!st) return reply(error_response(st));
         reply(Response::json(dump(Json{{"deleted", true}, {"id", host.id().to_string()}})));
       },
       std::move(reply));
