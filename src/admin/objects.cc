@@ -27,11 +27,7 @@ constexpr int kExportPagesPerStep = 256;  // 1 MiB of 4 KiB pages between the ob
 
 std::string dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
-std::string hex_of(std::string_view s) {
-  return to_hex(reinterpret_cast<const uint8_t*>(s.data()), s.size());
-}
-
-Json bytes_json(std::string_view b) { return Json{{"hex", hex_of(b)}}; }
+Json bytes_json(std::string_view b) { return Json{{"hex", to_hex(b)}}; }
 
 // A stored value as JSON: the value itself for the JSON-friendly tags, hex
 // for bytes and user codecs.
@@ -302,7 +298,7 @@ void AdminPlane::inspect_object(Shard& here, const ObjectTarget& t, const Reques
           for (const auto& [k, v] : keys) {
             std::string type;
             Json item = {{"key", k}, {"value", stored_value_json(v, &type)}, {"type", type}};
-            if (!ws::valid_utf8(k)) item["keyHex"] = hex_of(k);
+            if (!ws::valid_utf8(k)) item["keyHex"] = to_hex(k);
             out["keys"].push_back(std::move(item));
           }
           out["nextKey"] = more ? Json(keys.back().first) : Json(nullptr);

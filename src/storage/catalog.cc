@@ -44,12 +44,8 @@ std::optional<std::string> prefix_end(std::string p) {
 
 // A cursor is the last row's sort value, namespace and ID, each hex-encoded
 // and joined by '.', so that any byte of a name survives the trip.
-std::string hex_of(const std::string& s) {
-  return to_hex(reinterpret_cast<const uint8_t*>(s.data()), s.size());
-}
-
 std::string make_cursor(const std::string& value, const CatalogEntry& e) {
-  return hex_of(value) + "." + hex_of(e.ns) + "." + hex_of(e.id);
+  return to_hex(value) + "." + to_hex(e.ns) + "." + to_hex(e.id);
 }
 
 bool parse_cursor(const std::string& c, std::string* value, std::string* ns, std::string* id) {
