@@ -685,11 +685,9 @@ Status ObjectHost::admin_replace(const std::string& why, const std::string& file
   entry.ns = ns_->name();
   entry.id = hex;
   entry.name = id_.name();
-  auto f = shard_->runtime().catalog().record_created(entry);
-  if (!f) return f.status();
-  if (Status s = (*f)->sync(); !s) return s;
-  shard_->runtime().catalog().touch({CatalogTouch{ns_->name(), hex, store_->path(),
-                                                  shard_->now_ms()}});
+  if (Status s = shard_->runtime().catalog().record_created(entry); !s) return s;
+  shard_->runtime().catalog().touch(
+      {CatalogTouch{ns_->name(), hex, store_->path(), shard_->now_ms(), id_.name(), false}});
   try {
     // Opening the file converts it to our journal mode and adds the
     // runtime's tables if it lacks them.

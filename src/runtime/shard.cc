@@ -195,7 +195,8 @@ void Shard::hand_over_to_catalog() {
     if (ObjectHost* h = find_host(k.ns, k.id)) h->clear_catalog_dirty();
     std::string hex = k.id.to_string();
     std::string path = k.ns->dir() + "/" + hex.substr(0, 2) + "/" + hex + ".sqlite";
-    batch.push_back(CatalogTouch{k.ns->name(), std::move(hex), std::move(path), now});
+    batch.push_back(CatalogTouch{k.ns->name(), std::move(hex), std::move(path), now, k.id.name(),
+                                 false});
   }
   catalog_dirty_.clear();
   runtime_->catalog().touch(std::move(batch));

@@ -97,14 +97,20 @@ Status Catalog::open(const std::string& path, const std::map<std::string, std::s
       "CREATE INDEX IF NOT EXISTS objects_by_name ON objects(ns, name) WHERE name IS NOT NULL;"
       "CREATE INDEX IF NOT EXISTS objects_by_bytes ON objects(ns, bytes);"
       "CREATE INDEX IF NOT EXISTS objects_by_active ON objects(ns, active);"
-      // The same orders across namespaces.
-      "CREATE INDEX IF NOT EXISTS objects_by_name_all ON objects(name) WHERE name IS NOT NULL;"
-      "CREATE INDEX IF NOT EXISTS objects_by_bytes_all ON objects(bytes);"
-      "CREATE INDEX IF NOT EXISTS objects_by_active_all ON objects(active);");
+      "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);");
   if (!st) return st;
-  if (!existed) {
+  bool clean = false;
+  if (existed) {
+    auto m = bg_db_.cached("SELECT value FROM meta WHERE key = 'clean'");
+    if (!m) return m.status();
+    clean = (*m)->step() == SQLITE_ROW && (*m)->column_blob(0) == "1";
+  }
+  if (!clean) {
+    // A crash (or no catalog yet): creations still queued then are found
+    // again in the objects' folders.
     if (Status s = scan(scan_dirs); !s) return s;
   }
+  if (Status s = set_clean(false); !s) return s;
   if (Status s = open_connection(write_db_); !s) return s;
   if (Status s = open_connection(read_db_); !s) return s;
   auto s = bg_db_.cached("SELECT ns, count(*), sum(bytes) FROM objects GROUP BY ns");
@@ -151,13 +157,29 @@ void Catalog::start() {
 void Catalog::stop() {
   {
     std::lock_guard lock(queue_mu_);
+    if (stopping_) return;
     stopping_ = true;
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (!bg_db_.is_open()) return;
+  std::vector<CatalogTouch> rest = std::move(queue_);
+  apply(rest);
+  if (Status st = set_clean(true); !st) log_warn("catalog: " + st.message());
 }
 
-Result<std::shared_ptr<SyncFile>> Catalog::record_created(const CatalogEntry& e) {
+Status Catalog::set_clean(bool clean) {
+  std::string sql = std::string("INSERT OR REPLACE INTO meta(key, value) VALUES ('clean', '") +
+                    (clean ? "1" : "0") + "')";
+  if (Status st = bg_db_.exec(sql.c_str()); !st) return st;
+  // The mark must be on disk before the server goes on (or ends): a full
+  // checkpoint syncs the WAL and the database file.
+  int rc = sqlite3_wal_checkpoint_v2(bg_db_.get(), nullptr, SQLITE_CHECKPOINT_FULL, nullptr, nullptr);
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) return bg_db_.error(Code::kInternal, "catalog mark");
+  return Status::ok();
+}
+
+Status Catalog::record_created(const CatalogEntry& e) {
   std::lock_guard lock(write_mu_);
   auto s = write_db_.cached(
       "INSERT INTO objects(ns, id, name, bytes, created, active) VALUES (?1, ?2, ?3, 0, ?4, ?4)"
@@ -173,12 +195,20 @@ Result<std::shared_ptr<SyncFile>> Catalog::record_created(const CatalogEntry& e)
     std::lock_guard q(queue_mu_);
     ++totals_[e.ns].objects;
   }
-  if (!wal_) {
-    auto f = SyncFile::open(path_ + "-wal", /*is_dir=*/false);
-    if (!f) return f.status();
-    wal_ = *f;
+  auto wal = SyncFile::open(path_ + "-wal", /*is_dir=*/false);
+  if (!wal) return wal.status();
+  return (*wal)->sync();
+}
+
+void Catalog::created(CatalogTouch t) {
+  t.created = true;
+  if (t.active_ms == 0) t.active_ms = now_ms();
+  std::lock_guard lock(queue_mu_);
+  queue_.push_back(std::move(t));
+  if (!created_pending_) {
+    created_pending_ = true;
+    wake_.notify_one();
   }
-  return wal_;
 }
 
 void Catalog::touch(std::vector<CatalogTouch> batch) {
@@ -219,7 +249,16 @@ void Catalog::remove(const std::string& ns, const std::string& id) {
 void Catalog::run() {
   std::unique_lock lock(queue_mu_);
   while (true) {
-    wake_.wait_for(lock, std::chrono::milliseconds(kPeriodMs), [&] { return stopping_; });
+    wake_.wait_for(lock, std::chrono::milliseconds(kPeriodMs),
+                   [&] { return stopping_ || created_pending_; });
+    if (created_pending_ && !stopping_) {
+      // New objects show in the list soon; creations that come meanwhile
+      // share the round.
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::milliseconds(kCreatedDelayMs));
+      lock.lock();
+    }
+    created_pending_ = false;
     std::vector<CatalogTouch> batch = std::move(queue_);
     queue_.clear();
     bool stop = stopping_;
@@ -237,6 +276,7 @@ void Catalog::apply(std::vector<CatalogTouch>& batch) {
     std::vector<std::optional<int64_t>> sizes(end - start);
     for (size_t i = start; i < end; ++i) sizes[i - start] = file_bytes(batch[i].path);
     std::map<std::string, int64_t> delta;
+    std::map<std::string, int64_t> new_objects;
     // Writers take write_mu_ rather than meet in SQLite's lock, whose busy
     // handler would put a shard thread to sleep for milliseconds.
     std::lock_guard writers(write_mu_);
@@ -245,21 +285,37 @@ void Catalog::apply(std::vector<CatalogTouch>& batch) {
       const CatalogTouch& t = batch[i];
       const auto& bytes = sizes[i - start];
       if (!bytes) continue;  // no file: nothing stored, or deleted meanwhile
-      auto sel = bg_db_.cached("SELECT bytes, active FROM objects WHERE ns = ?1 AND id = ?2");
+      if (t.created) {
+        auto ins = bg_db_.cached(
+            "INSERT INTO objects(ns, id, name, bytes, created, active) VALUES (?1, ?2, ?3, 0, ?4, ?4)"
+            " ON CONFLICT(ns, id) DO NOTHING");
+        if (!ins) break;
+        (*ins)->bind_blob(1, t.ns);
+        (*ins)->bind_blob(2, t.id);
+        if (t.name) (*ins)->bind_blob(3, *t.name);
+        (*ins)->bind_int(4, t.active_ms);
+        (*ins)->step();
+        if (sqlite3_changes(bg_db_.get()) > 0) ++new_objects[t.ns];
+      }
+      auto sel = bg_db_.cached(
+          "SELECT bytes, active, name IS NULL FROM objects WHERE ns = ?1 AND id = ?2");
       if (!sel) break;
       (*sel)->bind_blob(1, t.ns);
       (*sel)->bind_blob(2, t.id);
       if ((*sel)->step() != SQLITE_ROW) continue;  // not (or no longer) catalogued
       int64_t old = (*sel)->column_int(0);
       int64_t old_active = (*sel)->column_int(1);
-      if (old == *bytes && t.active_ms - old_active < kActiveResolutionMs) continue;
+      bool learn_name = (*sel)->column_int(2) == 1 && t.name;
+      if (old == *bytes && t.active_ms - old_active < kActiveResolutionMs && !learn_name) continue;
       auto up = bg_db_.cached(
-          "UPDATE objects SET bytes = ?3, active = max(active, ?4) WHERE ns = ?1 AND id = ?2");
+          "UPDATE objects SET bytes = ?3, active = max(active, ?4), name = coalesce(name, ?5)"
+          " WHERE ns = ?1 AND id = ?2");
       if (!up) break;
       (*up)->bind_blob(1, t.ns);
       (*up)->bind_blob(2, t.id);
       (*up)->bind_int(3, *bytes);
       (*up)->bind_int(4, t.active_ms);
+      if (t.name) (*up)->bind_blob(5, *t.name);
       (*up)->step();
       delta[t.ns] += *bytes - old;
     }
@@ -270,6 +326,7 @@ void Catalog::apply(std::vector<CatalogTouch>& batch) {
     }
     std::lock_guard q(queue_mu_);
     for (const auto& [ns, d] : delta) totals_[ns].bytes += d;
+    for (const auto& [ns, n] : new_objects) totals_[ns].objects += n;
   }
   if (wal_frames_.load(std::memory_order_relaxed) >= 1000) {
     // synchronous=NORMAL: SQLite syncs the WAL before and the file after. A

@@ -2,17 +2,19 @@
 // can be listed and searched without opening their databases.
 //
 // One SQLite file, <data>/catalog.sqlite, table objects(ns, id, name, bytes,
-// created, active). Written two ways:
-// - record_created(): when an object's database file gets its first commit,
-//   before that commit, and flushed with it (like the alarm index, the
-//   catalog may run ahead of the truth, never behind). On the shard thread.
+// created, active). Nothing on a shard waits for it:
+// - created(): an object's database got its first commit. Queued; the
+//   catalog's thread inserts the row.
 // - touch(): shards hand over, every couple of seconds, the objects that had
-//   events; the catalog's own thread then measures their files (database +
-//   WAL on disk) and updates bytes and last activity. Lazy: after a crash
-//   these lag by a few seconds, nothing else.
-// remove() drops a deleted object's row at once.
+//   events; the catalog's thread measures their files (database + WAL on
+//   disk) and updates bytes, last activity, and a name learned late.
+// remove() drops a deleted object's row at once; record_created() inserts
+// one at once and syncs it (imports).
 //
-// A data folder from before the catalog is scanned once on open.
+// What a crash loses from the queue is found again: the file says whether
+// the server stopped cleanly, and when it did not (or for a data folder from
+// before the catalog) open() scans the objects' folders and enters every
+// database it finds. So the catalog never misses an object with storage.
 //
 // Thread-safe. Three connections to the file (WAL mode, SQLite's own locks),
 // so that no one waits long for another: creations and removals (shard
@@ -53,6 +55,8 @@ struct CatalogTouch {
   std::string id;
   std::string path;  // database file; its WAL is path + "-wal"
   int64_t active_ms = 0;
+  std::optional<std::string> name;
+  bool created = false;  // the first commit of its database: insert the row
 };
 
 struct CatalogQuery {
@@ -80,6 +84,8 @@ class Catalog {
  public:
   static constexpr int kChunk = 64;
   static constexpr int kPeriodMs = 2000;
+  // A creation wakes the catalog's thread, which waits this long for more.
+  static constexpr int kCreatedDelayMs = 20;
   // An object whose size did not change is written again only when its
   // last activity moved by this much (fewer index updates for busy objects).
   static constexpr int64_t kActiveResolutionMs = 10'000;
@@ -91,9 +97,11 @@ class Catalog {
   void start();  // the writer thread
   void stop();   // applies what is queued, then joins
 
-  // Shard side. Returns the file to flush with the commit that depends on it.
-  Result<std::shared_ptr<SyncFile>> record_created(const CatalogEntry& e);
+  // Shard side: queued, applied by the catalog's thread.
+  void created(CatalogTouch t);
   void touch(std::vector<CatalogTouch> batch);
+  // Inserts now and syncs the file (an import answers only after this).
+  Status record_created(const CatalogEntry& e);
   void remove(const std::string& ns, const std::string& id);
 
   Result<CatalogPage> list(const CatalogQuery& q);
@@ -111,9 +119,10 @@ class Catalog {
   Status open_connection(Db& db);
 
   std::string path_;
-  std::mutex write_mu_;  // guards write_db_, wal_
+  // Marks the file as cleanly stopped (or not), durably.
+  Status set_clean(bool clean);
+  std::mutex write_mu_;  // guards write_db_
   Db write_db_;
-  std::shared_ptr<SyncFile> wal_;
   Db bg_db_;             // the writer thread's (and open()'s)
   std::mutex read_mu_;   // guards read_db_
   Db read_db_;
@@ -123,6 +132,7 @@ class Catalog {
   std::condition_variable wake_;
   std::vector<CatalogTouch> queue_;
   bool stopping_ = false;
+  bool created_pending_ = false;
   std::map<std::string, CatalogTotals> totals_;
   std::thread thread_;
 };

@@ -351,16 +351,6 @@ Status ObjectStore::end_turn() {
       env_.commits->add_dirty(*f);
     }
   }
-  if (new_file_ && env_.catalog) {
-    // Likewise the catalog learns of a new database before its first commit.
-    auto f = env_.catalog->record_created(
-        CatalogEntry{identity_.ns, identity_.id_hex, identity_.name, 0, 0, 0});
-    if (!f) {
-      mark_broken(f.status().message());
-      return end_turn();
-    }
-    env_.commits->add_dirty(*f);
-  }
   Status st = Status::ok();
   if (env_.faults && env_.faults->fail_next_commits.load() > 0) {
     env_.faults->fail_next_commits.fetch_sub(1);
@@ -387,6 +377,15 @@ Status ObjectStore::end_turn() {
     if (!f) return Status(Code::kReset, f.status().message());
     env_.commits->add_dirty(std::move(*f));
     new_file_ = false;
+    if (env_.catalog) {
+      // The catalog learns of it later (after a crash, from the folder).
+      CatalogTouch t;
+      t.ns = identity_.ns;
+      t.id = identity_.id_hex;
+      t.path = path_;
+      t.name = identity_.name;
+      env_.catalog->created(std::move(t));
+    }
   }
   last_commit_seq_ = env_.commits->committed(wal_file_, std::move(dir_to_sync_));
   dir_to_sync_.reset();

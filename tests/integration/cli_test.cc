@@ -74,6 +74,10 @@ TEST_F(CliTest, ObjectsInspectSqlAndMetrics) {
   ASSERT_EQ(call("POST", "/sql/reports", R"j({"query":"CREATE TABLE t(a); INSERT INTO t VALUES (41)"})j"),
             200);
 
+  // The catalog takes new objects in within tens of milliseconds.
+  for (int i = 0; i < 50 && Json::parse(dobj("--json objects").out)["objects"].size() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   CliRun list = dobj("objects");
   ASSERT_EQ(list.code, 0) << list.out;
   EXPECT_NE(list.out.find("NAMESPACE"), std::string::npos);
