@@ -125,7 +125,7 @@ Status Catalog::open(const std::string& path, const std::map<std::string, std::s
 Status Catalog::scan(const std::map<std::string, std::string>& dirs) {
   namespace fs = std::filesystem;
   if (Status st = bg_db_.exec("BEGIN"); !st) return st;
-  int found = 0;
+  int found = 0, added = 0;
   for (const auto& [ns, dir] : dirs) {
     std::error_code ec;
     for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -144,9 +144,11 @@ Status Catalog::scan(const std::map<std::string, std::string>& dirs) {
       (*ins)->bind_int(4, mtime);
       (*ins)->step();
       ++found;
+      added += sqlite3_changes(bg_db_.get());
     }
   }
-  if (found > 0) log_info("catalog: found " + std::to_string(found) + " existing objects");
+  log_info("catalog: checked " + std::to_string(found) + " databases (no clean stop recorded); " +
+           std::to_string(added) + " were not listed");
   return bg_db_.exec("COMMIT");
 }
 
