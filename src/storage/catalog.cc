@@ -147,8 +147,10 @@ Status Catalog::scan(const std::map<std::string, std::string>& dirs) {
       added += sqlite3_changes(bg_db_.get());
     }
   }
-  log_info("catalog: checked " + std::to_string(found) + " databases (no clean stop recorded); " +
-           std::to_string(added) + " were not listed");
+  if (found > 0) {
+    log_info("catalog: checked " + std::to_string(found) +
+             " databases (no clean stop recorded); " + std::to_string(added) + " were not listed");
+  }
   return bg_db_.exec("COMMIT");
 }
 
