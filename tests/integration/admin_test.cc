@@ -130,5 +130,24 @@ TEST(AdminListen, AdminPlaneMovesToItsOwnPort) {
   EXPECT_EQ(http(admin_port, "POST", "/counter/c/increment").status, 404);
 }
 
+// --timings off: counters keep counting, no times are taken.
+TEST(AdminTimings, OffKeepsCountersAndDropsTimes) {
+  TempDir dir;
+  ServerProcess server(DOBJ_EXAMPLES_BIN, dir.path(), {"--admin-token", kToken, "--timings", "off"});
+  ASSERT_TRUE(server.start()) << server.output();
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(http(server.port(), "POST", "/counter/t/increment").status, 200);
+  HttpClient c(server.port());
+  Json m = Json::parse(
+      c.request("GET", "/_dobj/metrics", "", {{"Authorization", "Bearer " + kToken}}).body);
+  Json counter = m["namespaces"]["COUNTER"];
+  EXPECT_EQ(counter["requests"], 20);
+  EXPECT_EQ(counter["storageWrites"], 20);
+  EXPECT_EQ(counter["cpuTimeP95"], 0);
+  EXPECT_EQ(counter["wallTimeP95"], 0);
+  EXPECT_EQ(counter["outputGateWaitP99"], 0);
+  ServerProcess bad(DOBJ_EXAMPLES_BIN, dir.path() + "/other", {"--timings", "maybe"});
+  EXPECT_FALSE(bad.start(std::chrono::seconds(3)));
+}
+
 }  // namespace
 }  // namespace dobj::test
