@@ -78,8 +78,10 @@ void mark_rollback_journal(std::string& file) {
   if (file[18] == 2 && file[19] == 2) file[18] = file[19] = 1;
 }
 
-std::string temp_path(const std::string& data_dir, const char* what) {
+// A fresh file name under <data>/tmp (emptied at start), the folder made.
+Result<std::string> temp_path(const std::string& data_dir, const char* what) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
+  if (Status st = make_dirs(data_dir + "/tmp"); !st) return st;
   return data_dir + "/tmp/" + what + "-" + std::to_string(rng()) + ".sqlite";
 }
 
@@ -357,15 +359,14 @@ void AdminPlane::query_object(Shard& here, const ObjectTarget& t, const Request&
 }
 
 void AdminPlane::export_object(Shard& here, const ObjectTarget& t, Reply reply) {
-  std::string tmp_dir = runtime_.options().data_dir + "/tmp";
-  std::string path = temp_path(runtime_.options().data_dir, "export");
+  auto path = temp_path(runtime_.options().data_dir, "export");
+  if (!path) return reply(error_response(path.status()));
   runtime_.run_on_object(
       t.ns, t.id, &here,
-      [tmp_dir, path](ObjectHost& host, Reply reply) {
+      [path = *path](ObjectHost& host, Reply reply) {
         ObjectStore& store = host.store();
-        sqlite3* src = store.has_file() ? store.admin_connection() : nullptr;
+        sqlite3* src = store.admin_connection();
         if (!src) return reply(Response::error(404, "the object has no storage"));
-        if (Status st = make_dirs(tmp_dir); !st) return reply(error_response(st));
         auto job = std::make_shared<ExportJob>();
         job->shard = host.shard();
         job->ns = host.ns();
@@ -391,9 +392,9 @@ void AdminPlane::export_object(Shard& here, const ObjectTarget& t, Reply reply) 
 void AdminPlane::import_object(Shard& here, const ObjectTarget& t, const Request& request,
                                Reply reply) {
   if (request.body.empty()) return reply(Response::error(400, "send the database file as the body"));
-  std::string dir = runtime_.options().data_dir + "/tmp";
-  if (Status st = make_dirs(dir); !st) return reply(error_response(st));
-  std::string path = temp_path(runtime_.options().data_dir, "import");
+  auto tmp = temp_path(runtime_.options().data_dir, "import");
+  if (!tmp) return reply(error_response(tmp.status()));
+  std::string path = *tmp;
   std::string file = request.body;
   mark_rollback_journal(file);
   if (Status st = write_file_atomic(path, file, 0600); !st) {
@@ -405,14 +406,15 @@ void AdminPlane::import_object(Shard& here, const ObjectTarget& t, const Request
   }
   bool replace = request.query("replace").value_or("") == "1";
   std::string hex = t.id.to_string();
-  if (!replace && runtime_.catalog().get(t.ns->name(), hex)) {
-    ::unlink(path.c_str());
-    return reply(Response::error(
-        409, "the object already has storage; add ?replace=1 to replace it"));
-  }
   runtime_.run_on_object(
       t.ns, t.id, &here,
-      [path, hex](ObjectHost& host, Reply reply) {
+      [path, hex, replace](ObjectHost& host, Reply reply) {
+        // The object's own files decide (the catalog may lag behind them).
+        if (!replace && host.store().has_file()) {
+          ::unlink(path.c_str());
+          return reply(Response::error(
+              409, "the object already has storage; add ?replace=1 to replace it"));
+        }
         Status st = host.admin_replace("the object was replaced by an import", path);
         ::unlink(path.c_str());  // still there only when the move failed
         if (!st) return reply(error_response(st));

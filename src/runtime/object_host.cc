@@ -659,12 +659,17 @@ bool ObjectHost::idle() const {
          !in_turn_ && !store_->in_turn_transaction() && admin_holds_ == 0;
 }
 
-Status ObjectHost::admin_delete(const std::string& why) {
+Status ObjectHost::let_go_of_storage(const std::string& why) {
   if (held()) return Status(Code::kConflict, "an export of this object is running; try again");
   if (instance_ || !runs_.empty()) reset(Status(Code::kReset, why));
   shard_->sockets().close_object(ns_, id_, ws::kGoingAway, why);
   shard_->alarms().cancel(AlarmKey{ns_, id_});
   forget_indexed_alarm();
+  return Status::ok();
+}
+
+Status ObjectHost::admin_delete(const std::string& why) {
+  if (Status st = let_go_of_storage(why); !st) return st;
   Status st = store_->remove_files();
   shard_->runtime().catalog().remove(ns_->name(), id_.to_string());
   make_store();
@@ -672,11 +677,7 @@ Status ObjectHost::admin_delete(const std::string& why) {
 }
 
 Status ObjectHost::admin_replace(const std::string& why, const std::string& file) {
-  if (held()) return Status(Code::kConflict, "an export of this object is running; try again");
-  if (instance_ || !runs_.empty()) reset(Status(Code::kReset, why));
-  shard_->sockets().close_object(ns_, id_, ws::kGoingAway, why);
-  shard_->alarms().cancel(AlarmKey{ns_, id_});
-  forget_indexed_alarm();
+  if (Status st = let_go_of_storage(why); !st) return st;
   Status st = store_->replace_files(file);
   make_store();
   if (!st) return st;

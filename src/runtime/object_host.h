@@ -135,6 +135,10 @@ class ObjectHost {
   void reset(const Status& why, bool fail_queued = false);
   void reap_runs();
   void make_store();
+  // Before delete and import: refuses while an export runs (kConflict);
+  // otherwise resets the instance, closes the sockets (1001) and cancels the
+  // alarm, scheduled and indexed.
+  Status let_go_of_storage(const std::string& why);
   Driver drive_fetch(Run* run, Request request, std::optional<std::string> call_method);
   Driver drive_alarm(Run* run, Delivery::Alarm alarm);
   Driver drive_socket(Run* run, SocketEvent event);

@@ -15,10 +15,12 @@ Status AlarmIndex::open(const std::string& path) {
     return st;
   }
   // Files from before the retry count: add the column.
-  auto s = db_.cached("SELECT count(*) FROM pragma_table_info('alarms') WHERE name = 'retry'");
-  if (!s) return s.status();
-  bool has_retry = (*s)->step() == SQLITE_ROW && (*s)->column_int(0) == 1;
-  s->get()->reset();
+  bool has_retry;
+  {
+    auto s = db_.cached("SELECT count(*) FROM pragma_table_info('alarms') WHERE name = 'retry'");
+    if (!s) return s.status();
+    has_retry = (*s)->step() == SQLITE_ROW && (*s)->column_int(0) == 1;
+  }  // the statement is reset here, before the schema changes
   if (!has_retry) {
     return db_.exec("ALTER TABLE alarms ADD COLUMN retry INTEGER NOT NULL DEFAULT 0");
   }

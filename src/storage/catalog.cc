@@ -62,14 +62,33 @@ bool parse_cursor(const std::string& c, std::string* value, std::string* ns, std
   return true;
 }
 
+// Inserts an object's row unless it has one; true if it was new.
+Result<bool> insert_object(Db& db, const std::string& ns, const std::string& id,
+                           const std::optional<std::string>& name, int64_t bytes,
+                           int64_t created_ms) {
+  auto s = db.cached(
+      "INSERT INTO objects(ns, id, name, bytes, created, active) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+      " ON CONFLICT(ns, id) DO NOTHING");
+  if (!s) return s.status();
+  StmtUse st = std::move(*s);
+  st->bind_blob(1, ns);
+  st->bind_blob(2, id);
+  if (name) st->bind_blob(3, *name);
+  st->bind_int(4, bytes);
+  st->bind_int(5, created_ms);
+  if (st->step() != SQLITE_DONE) return db.error(Code::kInternal, "catalog insert");
+  return sqlite3_changes(db.get()) > 0;
+}
+
 }  // namespace
 
 Catalog::~Catalog() { stop(); }
 
 Status Catalog::open_connection(Db& db) {
   if (Status st = db.open(path_, /*create=*/true, /*shared=*/true); !st) return st;
-  // synchronous=NORMAL: commits do not sync (the flusher syncs the WAL of a
-  // creation with the object's commit), checkpoints do (on the writer thread).
+  // synchronous=NORMAL: commits do not sync (a crash is repaired from the
+  // objects' folders; imports sync themselves), checkpoints do (on the
+  // catalog's thread).
   if (Status st = db.exec("PRAGMA busy_timeout=10000; PRAGMA synchronous=NORMAL;"
                           "PRAGMA wal_autocheckpoint=0;");
       !st) {
@@ -134,17 +153,10 @@ Status Catalog::scan(const std::map<std::string, std::string>& dirs) {
       int64_t mtime = 0;
       auto bytes = file_bytes(p.string(), &mtime);
       if (!bytes) continue;
-      auto ins = bg_db_.cached(
-          "INSERT OR IGNORE INTO objects(ns, id, bytes, created, active) VALUES (?1, ?2, ?3, ?4, ?4)");
-      if (!ins) return ins.status();
-      std::string id = p.stem().string();
-      (*ins)->bind_blob(1, ns);
-      (*ins)->bind_blob(2, id);
-      (*ins)->bind_int(3, *bytes);
-      (*ins)->bind_int(4, mtime);
-      (*ins)->step();
       ++found;
-      added += sqlite3_changes(bg_db_.get());
+      auto inserted = insert_object(bg_db_, ns, p.stem().string(), std::nullopt, *bytes, mtime);
+      if (!inserted) return inserted.status();
+      if (*inserted) ++added;
     }
   }
   if (found > 0) {
@@ -185,17 +197,10 @@ Status Catalog::set_clean(bool clean) {
 
 Status Catalog::record_created(const CatalogEntry& e) {
   std::lock_guard lock(write_mu_);
-  auto s = write_db_.cached(
-      "INSERT INTO objects(ns, id, name, bytes, created, active) VALUES (?1, ?2, ?3, 0, ?4, ?4)"
-      " ON CONFLICT(ns, id) DO NOTHING");
-  if (!s) return s.status();
-  StmtUse st = std::move(*s);
-  st->bind_blob(1, e.ns);
-  st->bind_blob(2, e.id);
-  if (e.name) st->bind_blob(3, *e.name);
-  st->bind_int(4, e.created_ms ? e.created_ms : now_ms());
-  if (st->step() != SQLITE_DONE) return write_db_.error(Code::kInternal, "catalog");
-  if (sqlite3_changes(write_db_.get()) > 0) {
+  auto added =
+      insert_object(write_db_, e.ns, e.id, e.name, 0, e.created_ms ? e.created_ms : now_ms());
+  if (!added) return added.status();
+  if (*added) {
     std::lock_guard q(queue_mu_);
     ++totals_[e.ns].objects;
   }
@@ -290,16 +295,8 @@ void Catalog::apply(std::vector<CatalogTouch>& batch) {
       const auto& bytes = sizes[i - start];
       if (!bytes) continue;  // no file: nothing stored, or deleted meanwhile
       if (t.created) {
-        auto ins = bg_db_.cached(
-            "INSERT INTO objects(ns, id, name, bytes, created, active) VALUES (?1, ?2, ?3, 0, ?4, ?4)"
-            " ON CONFLICT(ns, id) DO NOTHING");
-        if (!ins) break;
-        (*ins)->bind_blob(1, t.ns);
-        (*ins)->bind_blob(2, t.id);
-        if (t.name) (*ins)->bind_blob(3, *t.name);
-        (*ins)->bind_int(4, t.active_ms);
-        (*ins)->step();
-        if (sqlite3_changes(bg_db_.get()) > 0) ++new_objects[t.ns];
+        auto inserted = insert_object(bg_db_, t.ns, t.id, t.name, 0, t.active_ms);
+        if (inserted && *inserted) ++new_objects[t.ns];
       }
       auto sel = bg_db_.cached(
           "SELECT bytes, active, name IS NULL FROM objects WHERE ns = ?1 AND id = ?2");

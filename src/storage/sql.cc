@@ -50,6 +50,16 @@ constexpr std::array<const char*, 7> kAdminPragmas = {
 constexpr std::array<const char*, 4> kDeniedFunctions = {
     "load_extension", "sqlite_compileoption_get", "sqlite_compileoption_used", "fts3_tokenizer"};
 
+// A name as a quoted SQL identifier: "name", inner quotes doubled.
+std::string quote_identifier(const std::string& name) {
+  std::string out = "\"";
+  for (char c : name) {
+    out += c;
+    if (c == '"') out += '"';
+  }
+  return out + "\"";
+}
+
 bool reserved(const char* name) { return name && strncasecmp(name, "_dobj_", 6) == 0; }
 
 // Whitespace, semicolons and comments only: nothing left to execute.
@@ -313,13 +323,8 @@ void ObjectStore::drop_user_schema() {
     throw Error(st);
   }
   for (const auto& [type, name] : objects) {
-    std::string escaped;
-    for (char c : name) {
-      escaped += c;
-      if (c == '"') escaped += '"';
-    }
     std::string sql =
-        (type == "view" ? "DROP VIEW IF EXISTS \"" : "DROP TABLE IF EXISTS \"") + escaped + "\"";
+        (type == "view" ? "DROP VIEW IF EXISTS " : "DROP TABLE IF EXISTS ") + quote_identifier(name);
     if (Status st = db_.exec(sql.c_str()); !st) {
       mark_broken(st.message());
       throw Error(st);
@@ -420,12 +425,7 @@ std::vector<ObjectStore::TableInfo> ObjectStore::admin_tables() {
   BudgetScope scope(db_.get(), &budget);
   for (TableInfo& t : out) {
     if (t.type != "table" || budget.expired) continue;
-    std::string quoted;
-    for (char c : t.name) {
-      quoted += c;
-      if (c == '"') quoted += '"';
-    }
-    std::string sql = "SELECT count(*) FROM \"" + quoted + "\"";
+    std::string sql = "SELECT count(*) FROM " + quote_identifier(t.name);
     sqlite3_stmt* raw = nullptr;
     if (sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) continue;
     Stmt owned(raw);
