@@ -98,7 +98,7 @@ void ObjectHost::make_store() {
                ns_->has_alarm_handler(),
                &metrics_->storage,
                &shard_->runtime().catalog()};
-  store_ = std::make_unique<ObjectStore>(env, ns_->dir() + "/" + hex.substr(0, 2), hex + ".sqlite");
+  store_ = std::make_unique<ObjectStore>(env, ns_->object_dir(hex), NamespaceImpl::object_file(hex));
   store_->set_sync([this] { return sync(); });
   store_->set_identity(AlarmRecord{ns_->name(), hex, id_.name(), 0, 0});
 }

@@ -38,6 +38,10 @@ class NamespaceImpl {
   }
   // Folder of this namespace's databases.
   const std::string& dir() const { return dir_; }
+  // Where the database of the object with this hex ID lives: a folder per
+  // first two hex digits (docs/storage.md), and the file's name in it.
+  std::string object_dir(const std::string& hex) const { return dir_ + "/" + hex.substr(0, 2); }
+  static std::string object_file(const std::string& hex) { return hex + ".sqlite"; }
   bool has_alarm_handler() const { return has_alarm_handler_; }
   // IDs minted by new_unique_id (any thread).
   void count_unique_id() { unique_ids_.fetch_add(1, std::memory_order_relaxed); }

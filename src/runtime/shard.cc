@@ -194,7 +194,7 @@ void Shard::hand_over_to_catalog() {
   for (const HostKey& k : catalog_dirty_) {
     if (ObjectHost* h = find_host(k.ns, k.id)) h->clear_catalog_dirty();
     std::string hex = k.id.to_string();
-    std::string path = k.ns->dir() + "/" + hex.substr(0, 2) + "/" + hex + ".sqlite";
+    std::string path = k.ns->object_dir(hex) + "/" + NamespaceImpl::object_file(hex);
     batch.push_back(CatalogTouch{k.ns->name(), std::move(hex), std::move(path), now, k.id.name(),
                                  false});
   }
