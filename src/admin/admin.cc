@@ -88,6 +88,16 @@ std::vector<double> AdminPlane::rates(const MetricsSnapshot& s) {
 
 void AdminPlane::handle(Shard& here, const Request& request,
                         std::function<void(Response)> reply) {
+  // What a handler throws (a bug; input errors are answered) costs that
+  // request a 500, never the server: these run on a shard's thread.
+  try {
+    route(here, request, reply);
+  } catch (const std::exception& e) {
+    reply(Response::error(500, std::string("admin request failed: ") + e.what()));
+  }
+}
+
+void AdminPlane::route(Shard& here, const Request& request, std::function<void(Response)> reply) {
   if (request.path() == "/_dobj/ui" && request.method == "GET") {
     // The dashboard's page holds no data: it asks for the token and sends it
     // with every request it makes.

@@ -63,6 +63,7 @@ class AdminPlane {
 
  private:
   bool authorized(const Request& request) const;
+  void route(Shard& here, const Request& request, std::function<void(Response)> reply);
   Result<ObjectTarget> parse_target(const std::string& ns, const std::string& id);
   void list_objects(const Request& request, Reply reply);
   void inspect_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);

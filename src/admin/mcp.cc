@@ -139,18 +139,21 @@ void AdminPlane::mcp(Shard& here, const Request& request, Reply reply) {
 
 void AdminPlane::mcp_message(Shard& here, const Json& msg, const std::string& auth,
                              std::function<void(std::optional<Json>)> done) {
-  if (!msg.is_object() || msg.value("jsonrpc", "") != "2.0" || !msg.contains("method")) {
+  // Every field is read by type: a client's JSON of the wrong shape gets an
+  // error, never an exception.
+  if (!msg.is_object() || str(msg, "jsonrpc") != "2.0" || !msg.contains("method")) {
     // A response from the client (we send no requests), or junk.
     if (msg.is_object() && (msg.contains("result") || msg.contains("error"))) return done(std::nullopt);
     return done(rpc_error(msg.is_object() && msg.contains("id") ? msg["id"] : Json(nullptr), -32600,
                           "invalid request"));
   }
-  const std::string method = msg["method"].is_string() ? msg["method"].get<std::string>() : "";
+  const std::string method = str(msg, "method");
   if (!msg.contains("id")) return done(std::nullopt);  // a notification: nothing to answer
   Json id = msg["id"];
-  Json params = msg.value("params", Json::object());
+  const Json& p = msg.contains("params") ? msg["params"] : Json();
+  const Json params = p.is_object() ? p : Json::object();
   if (method == "initialize") {
-    std::string asked = params.value("protocolVersion", "");
+    std::string asked = str(params, "protocolVersion");
     std::string version = kLatestProtocol;
     for (const char* p : kProtocols) {
       if (asked == p) version = p;
@@ -168,9 +171,9 @@ void AdminPlane::mcp_message(Shard& here, const Json& msg, const std::string& au
   if (method == "tools/list") return done(rpc_result(id, {{"tools", tool_list()}}));
   if (method != "tools/call") return done(rpc_error(id, -32601, "method not found: " + method));
 
-  std::string tool = params.value("name", "");
-  Json args = params.value("arguments", Json::object());
-  if (!args.is_object()) args = Json::object();
+  std::string tool = str(params, "name");
+  const Json& a = params.contains("arguments") ? params["arguments"] : Json();
+  const Json args = a.is_object() ? a : Json::object();
   Request sub;
   sub.method = "GET";
   sub.headers.emplace_back("authorization", auth);

@@ -203,6 +203,22 @@ TEST_F(CliTest, McpOverHttp) {
   EXPECT_EQ(unknown["error"]["code"], -32601);
   Json junk = mcp_call(server_->port(), Json("not an object"));
   EXPECT_EQ(junk["error"]["code"], -32600);
+  // Fields of the wrong type get JSON-RPC errors; the server stays up.
+  EXPECT_EQ(mcp_call(server_->port(), Json::parse(R"({"jsonrpc":2,"id":6,"method":"ping"})"))
+                ["error"]["code"],
+            -32600);
+  EXPECT_EQ(mcp_call(server_->port(),
+                     Json::parse(R"({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":5}})"))
+                ["error"]["code"],
+            -32602);
+  EXPECT_EQ(mcp_call(server_->port(),
+                     Json::parse(R"({"jsonrpc":"2.0","id":8,"method":"tools/call","params":[1]})"))
+                ["error"]["code"],
+            -32602);
+  Json init2 = mcp_call(server_->port(),
+                        Json::parse(R"({"jsonrpc":"2.0","id":9,"method":"initialize","params":{"protocolVersion":3}})"));
+  EXPECT_EQ(init2["result"]["protocolVersion"], "2025-06-18");
+  EXPECT_EQ(http(server_->port(), "POST", "/counter/mcp/increment").status, 200);
   HttpClient c(server_->port());
   EXPECT_EQ(c.request("POST", "/_dobj/mcp", "{}").status, 401);
   EXPECT_EQ(c.request("GET", "/_dobj/mcp", "", {{"Authorization", "Bearer " + kToken}}).status, 405);
