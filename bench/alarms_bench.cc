@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <future>
 #include <thread>
@@ -16,8 +17,13 @@
 namespace dobj::internal {
 namespace {
 
-constexpr int kObjects = 10'000;
-constexpr int kAlarmsPerObject = 10;
+// OBJECTS=N and ALARMS=N (per object) change the size of the burst.
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+const int kObjects = env_int("OBJECTS", 10'000);
+const int kAlarmsPerObject = env_int("ALARMS", 10);
 std::atomic<int> g_fired{0};
 
 int64_t epoch_ms() {

@@ -15,7 +15,7 @@ struct Fixture {
   Fixture() {
     dir = std::filesystem::temp_directory_path() / ("dobj-bench-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir);
-    store = std::make_unique<ObjectStore>(StoreEnv{&commits, &lru}, dir.string(), "o.sqlite");
+    store = std::make_unique<ObjectStore>(StoreEnv{&commits, &open_dbs}, dir.string(), "o.sqlite");
     storage = std::make_unique<Storage>(store.get());
     storage->sql().exec("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL)");
     for (int i = 0; i < 10000; ++i) {
@@ -32,7 +32,7 @@ struct Fixture {
   }
   std::filesystem::path dir;
   GroupCommit commits{nullptr, [](std::function<void()> f) { f(); }};
-  DbLru lru{16};
+  DbCache open_dbs{16};
   std::unique_ptr<ObjectStore> store;
   std::unique_ptr<Storage> storage;
 };
@@ -93,6 +93,39 @@ void KvPutAndCommit(benchmark::State& state) {
   }
 }
 BENCHMARK(KvPutAndCommit);
+
+// Reading one key of an object whose database was closed: 256 small objects
+// visited in turn with room for 16 open, so every visit reopens a file (as
+// when more objects are active than --max-open-databases allows).
+struct ReopenFixture {
+  ReopenFixture() {
+    dir = std::filesystem::temp_directory_path() / ("dobj-reopen-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    for (int i = 0; i < 256; ++i) {
+      stores.push_back(std::make_unique<ObjectStore>(StoreEnv{&commits, &open_dbs}, dir.string(),
+                                                     "o" + std::to_string(i) + ".sqlite"));
+      stores.back()->put("count", std::to_string(i));
+      (void)stores.back()->end_turn();
+    }
+  }
+  ~ReopenFixture() {
+    stores.clear();
+    std::filesystem::remove_all(dir);
+  }
+  std::filesystem::path dir;
+  GroupCommit commits{nullptr, [](std::function<void()> f) { f(); }};
+  DbCache open_dbs{16};
+  std::vector<std::unique_ptr<ObjectStore>> stores;
+};
+
+void KvGetAfterReopen(benchmark::State& state) {
+  static ReopenFixture f;
+  size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(f.stores[i++ % f.stores.size()]->get("count"));
+  }
+}
+BENCHMARK(KvGetAfterReopen);
 
 }  // namespace
 }  // namespace dobj::internal

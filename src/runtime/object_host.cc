@@ -91,7 +91,7 @@ ObjectHost::ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id)
 void ObjectHost::make_store() {
   std::string hex = id_.to_string();
   StoreEnv env{&shard_->commits(),
-               &shard_->lru(),
+               &shard_->open_dbs(),
                &shard_->runtime().store_faults(),
                shard_->runtime().options().max_object_bytes,
                &shard_->runtime().alarm_index(),

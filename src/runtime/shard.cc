@@ -52,7 +52,7 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
       index_(index),
       loop_(std::make_unique<Loop>()),
       commits_(flusher, [this](std::function<void()> fn) { post(std::move(fn)); }),
-      lru_(max_open_databases) {
+      open_dbs_(max_open_databases) {
   metrics_.resize(runtime->namespaces().size());
   sockets_ = std::make_unique<SocketHub>(this, runtime->options().websocket_send_queue_bytes);
   alarm_clock_ = std::make_unique<Clock>(loop_->io, [this] { alarms_->on_timer(); });

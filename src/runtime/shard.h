@@ -1,7 +1,7 @@
 // Shard: one event-loop thread and everything that lives on it.
 //
 // Each shard owns a Boost.Asio io_context run by one thread, the objects whose
-// IDs hash to it (ObjectHost), their SQLite connections (DbLru), its group
+// IDs hash to it (ObjectHost), their SQLite connections (DbCache), its group
 // commit state, and the worker invocations of connections it accepted. Nothing
 // here is touched from another thread: other threads reach a shard with post().
 #pragma once
@@ -96,7 +96,7 @@ class Shard {
   // Schedules retry number retry + 1 of an object's alarm after the backoff
   // (with jitter) that follows `retry` failed attempts.
   void retry_alarm(const AlarmKey& key, int retry);
-  DbLru& lru() { return lru_; }
+  DbCache& open_dbs() { return open_dbs_; }
   SocketHub& sockets() { return *sockets_; }
   // This shard's counters for a namespace (by NamespaceImpl::index()).
   NamespaceMetrics& metrics(size_t ns_index) { return metrics_[ns_index]; }
@@ -189,7 +189,7 @@ class Shard {
   std::unique_ptr<Loop> loop_;
   std::thread thread_;
   GroupCommit commits_;
-  DbLru lru_;
+  DbCache open_dbs_;
   class Clock;
   std::unique_ptr<Clock> alarm_clock_;
   std::unique_ptr<AlarmScheduler> alarms_;

@@ -46,33 +46,42 @@ std::optional<std::string> prefix_successor(std::string prefix) {
 
 }  // namespace
 
-void DbLru::touch(ObjectStore* store) {
-  if (store->in_lru_) {
-    if (store->lru_pos_ != list_.begin()) list_.splice(list_.begin(), list_, store->lru_pos_);
-    return;
-  }
-  list_.push_front(store);
-  store->lru_pos_ = list_.begin();
-  store->in_lru_ = true;
-  enforce();
+void DbCache::touch(ObjectStore* store) {
+  store->last_used_ = ++clock_;
+  if (store->open_slot_ != ObjectStore::kNotOpen) return;
+  store->open_slot_ = open_.size();
+  open_.push_back(store);
+  enforce(store);
 }
 
-void DbLru::remove(ObjectStore* store) {
-  if (!store->in_lru_) return;
-  list_.erase(store->lru_pos_);
-  store->in_lru_ = false;
+void DbCache::remove(ObjectStore* store) {
+  size_t slot = store->open_slot_;
+  if (slot == ObjectStore::kNotOpen) return;
+  open_[slot] = open_.back();
+  open_[slot]->open_slot_ = slot;
+  open_.pop_back();
+  store->open_slot_ = ObjectStore::kNotOpen;
 }
 
-void DbLru::enforce() {
-  auto it = list_.end();
-  while (list_.size() > capacity_ && it != list_.begin()) {
-    --it;
-    ObjectStore* victim = *it;
-    if (victim->in_txn_ || victim->pins_ > 0 || it == list_.begin()) continue;  // never the one just touched
-    auto prev = it;
-    ++prev;  // close_connection erases `it`; resume from the element after it
-    victim->close_connection();
-    it = prev;
+bool DbCache::closable(const ObjectStore* s, const ObjectStore* keep) {
+  return s != keep && !s->in_txn_ && s->pins_ == 0;
+}
+
+void DbCache::enforce(ObjectStore* keep) {
+  while (open_.size() > capacity_) {
+    ObjectStore* victim = nullptr;
+    for (int i = 0; i < kSample; ++i) {
+      ObjectStore* s = open_[random_() % open_.size()];
+      if (closable(s, keep) && (!victim || s->last_used_ < victim->last_used_)) victim = s;
+    }
+    if (!victim) {
+      // Every sample was busy (inside a turn, or pinned): look at them all.
+      for (ObjectStore* s : open_) {
+        if (closable(s, keep) && (!victim || s->last_used_ < victim->last_used_)) victim = s;
+      }
+      if (!victim) return;  // all busy: over the cap until one ends its turn
+    }
+    victim->close_connection();  // removes it from open_
   }
 }
 
@@ -102,16 +111,17 @@ StmtUse ObjectStore::stmt(const std::string& sql) {
 
 bool ObjectStore::ensure_open(bool create) {
   if (db_.is_open()) {
-    env_.lru->touch(this);
+    env_.open_dbs->touch(this);
     return true;
   }
-  if (!create && (file_known_missing_ || !file_exists(path_))) {
+  bool existed = !file_known_missing_ && file_exists(path_);
+  if (!existed && !create) {
     file_known_missing_ = true;
     return false;
   }
-  bool existed = !file_known_missing_ && file_exists(path_);
   bool wal_existed = existed && file_exists(path_ + "-wal");
   if (!existed) {
+    schema_ready_ = false;  // a new file (or one made again after a delete)
     bool dir_existed = file_exists(dir_);
     if (Status st = make_dirs(dir_); !st) throw Error(st);
     if (!dir_existed) {
@@ -136,10 +146,14 @@ bool ObjectStore::ensure_open(bool create) {
   }
   // The runtime's tables exist from the moment the file does, outside any
   // turn: a turn that is rolled back must not take them with it. (A no-op
-  // that writes nothing when they exist.)
-  if (Status st = db_.exec(kSchema); !st) {
-    db_.close();
-    throw Error(st);
+  // that writes nothing when they exist; skipped when this store made sure of
+  // them before, as on a reopen after the connection cap closed it.)
+  if (!schema_ready_) {
+    if (Status st = db_.exec(kSchema); !st) {
+      db_.close();
+      throw Error(st);
+    }
+    schema_ready_ = true;
   }
   sqlite3_set_authorizer(db_.get(), &ObjectStore::authorize, this);
   // Our hook replaces SQLite's automatic checkpoints (which would sync on
@@ -161,7 +175,7 @@ bool ObjectStore::ensure_open(bool create) {
     }
     dir_to_sync_ = std::move(*dir);
   }
-  env_.lru->touch(this);
+  env_.open_dbs->touch(this);
   return true;
 }
 
@@ -435,7 +449,7 @@ void ObjectStore::mark_broken(const std::string& why) {
 
 void ObjectStore::close_connection() {
   if (in_txn_) return;
-  env_.lru->remove(this);
+  env_.open_dbs->remove(this);
   sql_cache_.clear();
   db_.close();
   wal_file_.reset();

@@ -32,7 +32,7 @@ using Entries = std::vector<std::pair<std::string, int64_t>>;
 class StoreTest : public ::testing::Test {
  protected:
   std::unique_ptr<ObjectStore> open_store(const std::string& name = "obj") {
-    return std::make_unique<ObjectStore>(StoreEnv{&commits_, &lru_, &faults_},
+    return std::make_unique<ObjectStore>(StoreEnv{&commits_, &open_dbs_, &faults_},
                                          dir_.path() + "/ns/ab", name + ".sqlite");
   }
   void SetUp() override {
@@ -52,7 +52,7 @@ class StoreTest : public ::testing::Test {
 
   test::TempDir dir_;
   GroupCommit commits_{nullptr, [](std::function<void()> f) { f(); }};
-  DbLru lru_{4};
+  DbCache open_dbs_{4};
   StoreFaults faults_;
   std::unique_ptr<ObjectStore> store_;
   std::unique_ptr<Storage> storage_;
@@ -287,19 +287,19 @@ TEST_F(StoreTest, CheckpointsKeepTheWalBoundedAndLoseNothing) {
   }
 }
 
-TEST_F(StoreTest, OpenDatabasesAreCappedByTheLru) {
+TEST_F(StoreTest, OpenDatabasesAreCapped) {
   std::vector<std::unique_ptr<ObjectStore>> stores;
   for (int i = 0; i < 20; ++i) {
     stores.push_back(open_store("o" + std::to_string(i)));
     Storage st(stores.back().get());
     st.put("i", int64_t{i});
     ASSERT_TRUE(stores.back()->end_turn().is_ok());
-    EXPECT_LE(lru_.open_count(), 4u);
+    EXPECT_LE(open_dbs_.open_count(), 4u);
   }
   for (int i = 0; i < 20; ++i) {
     Storage st(stores[i].get());
     EXPECT_EQ(st.get<int64_t>("i"), i);
-    EXPECT_LE(lru_.open_count(), 4u);
+    EXPECT_LE(open_dbs_.open_count(), 4u);
   }
 }
 

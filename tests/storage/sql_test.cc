@@ -11,7 +11,7 @@ namespace {
 class SqlTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    store_ = std::make_unique<ObjectStore>(StoreEnv{&commits_, &lru_, nullptr, max_bytes_},
+    store_ = std::make_unique<ObjectStore>(StoreEnv{&commits_, &open_dbs_, nullptr, max_bytes_},
                                            dir_.path() + "/ns/ab", "obj.sqlite");
     storage_ = std::make_unique<Storage>(store_.get());
   }
@@ -29,7 +29,7 @@ class SqlTest : public ::testing::Test {
 
   test::TempDir dir_;
   GroupCommit commits_{nullptr, [](std::function<void()> f) { f(); }};
-  DbLru lru_{4};
+  DbCache open_dbs_{4};
   int64_t max_bytes_ = 0;
   std::unique_ptr<ObjectStore> store_;
   std::unique_ptr<Storage> storage_;
@@ -95,7 +95,7 @@ TEST_F(SqlTest, SqlWritesCommitWithTheTurnAndRollBackWithATransaction) {
 
 TEST_F(SqlTest, AFailedCommitDiscardsSqlWritesToo) {
   StoreFaults faults;
-  store_ = std::make_unique<ObjectStore>(StoreEnv{&commits_, &lru_, &faults},
+  store_ = std::make_unique<ObjectStore>(StoreEnv{&commits_, &open_dbs_, &faults},
                                          dir_.path() + "/ns/ab", "f.sqlite");
   Sql s(store_.get());
   s.exec("CREATE TABLE t(x)");
