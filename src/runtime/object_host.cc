@@ -697,7 +697,9 @@ Status ObjectHost::admin_replace(const std::string& why, const std::string& file
       AlarmRecord r{ns_->name(), hex, id_.name(), *at, 0};
       auto wal = shard_->runtime().alarm_index().record(r);
       if (!wal) return wal.status();
-      if (Status s = (*wal)->sync(); !s) return s;
+      if (*wal) {
+        if (Status s = (*wal)->sync(); !s) return s;
+      }
       shard_->alarms().schedule(AlarmKey{ns_, id_}, *at, 0);
     }
   } catch (const Error& e) {

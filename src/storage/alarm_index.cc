@@ -22,7 +22,17 @@ Status AlarmIndex::open(const std::string& path) {
     has_retry = (*s)->step() == SQLITE_ROW && (*s)->column_int(0) == 1;
   }  // the statement is reset here, before the schema changes
   if (!has_retry) {
-    return db_.exec("ALTER TABLE alarms ADD COLUMN retry INTEGER NOT NULL DEFAULT 0");
+    if (Status st = db_.exec("ALTER TABLE alarms ADD COLUMN retry INTEGER NOT NULL DEFAULT 0");
+        !st) {
+      return st;
+    }
+  }
+  auto s = db_.cached("SELECT ns, id, at, retry FROM alarms");
+  if (!s) return s.status();
+  while ((*s)->step() == SQLITE_ROW) {
+    int64_t at = (*s)->column_int(2);
+    entries_[key(std::string((*s)->column_blob(0)), std::string((*s)->column_blob(1)))] =
+        Entry{at, static_cast<int>((*s)->column_int(3)), at};
   }
   return Status::ok();
 }
@@ -34,11 +44,19 @@ void AlarmIndex::set_retry(const std::string& ns, const std::string& id_hex, int
   (*s)->bind_blob(1, ns);
   (*s)->bind_blob(2, id_hex);
   (*s)->bind_int(3, retry);
-  (*s)->step();
+  if ((*s)->step() != SQLITE_DONE) return;
+  auto it = entries_.find(key(ns, id_hex));
+  if (it != entries_.end()) it->second.stored_retry = retry;
 }
 
 Result<std::shared_ptr<SyncFile>> AlarmIndex::record(const AlarmRecord& r) {
   std::lock_guard lock(mu_);
+  std::string k = key(r.ns, r.id_hex);
+  auto it = entries_.find(k);
+  if (it != entries_.end() && it->second.stored_retry == 0 && it->second.stored_at <= r.at_ms) {
+    it->second.at = r.at_ms;
+    return std::shared_ptr<SyncFile>();
+  }
   // A new alarm time starts its retries over.
   auto s = db_.cached(
       "INSERT OR REPLACE INTO alarms(ns, id, name, at, retry) VALUES (?1, ?2, ?3, ?4, 0)");
@@ -49,6 +67,7 @@ Result<std::shared_ptr<SyncFile>> AlarmIndex::record(const AlarmRecord& r) {
   if (r.name) st->bind_blob(3, *r.name);
   st->bind_int(4, r.at_ms);
   if (st->step() != SQLITE_DONE) return db_.error(Code::kInternal, "alarm index");
+  entries_[k] = Entry{r.at_ms, 0, r.at_ms};
   if (!wal_) {
     auto f = SyncFile::open(path_ + "-wal", /*is_dir=*/false);
     if (!f) return f.status();
@@ -63,17 +82,14 @@ void AlarmIndex::remove(const std::string& ns, const std::string& id_hex) {
   if (!s) return;
   (*s)->bind_blob(1, ns);
   (*s)->bind_blob(2, id_hex);
-  (*s)->step();
+  if ((*s)->step() == SQLITE_DONE) entries_.erase(key(ns, id_hex));
 }
 
 std::optional<int64_t> AlarmIndex::get(const std::string& ns, const std::string& id_hex) {
   std::lock_guard lock(mu_);
-  auto s = db_.cached("SELECT at FROM alarms WHERE ns = ?1 AND id = ?2");
-  if (!s) return std::nullopt;
-  (*s)->bind_blob(1, ns);
-  (*s)->bind_blob(2, id_hex);
-  if ((*s)->step() != SQLITE_ROW) return std::nullopt;
-  return (*s)->column_int(0);
+  auto it = entries_.find(key(ns, id_hex));
+  if (it == entries_.end()) return std::nullopt;
+  return it->second.at;
 }
 
 std::vector<AlarmRecord> AlarmIndex::all() {

@@ -7,7 +7,14 @@
 // entries that no longer match are removed then. The file's WAL joins the
 // group flush of the commit.
 //
-// Shared by all shards: every call takes the mutex (alarm changes are rare).
+// An object that re-arms its alarm for a later time while the stored entry
+// would already wake it no later (and carries no retry count) writes nothing
+// here: after a restart the object wakes at the stored time, finds its own
+// alarm later and waits for it. An alarm that re-arms itself on every run so
+// costs one write to this file, not one per run. The entries are mirrored in
+// memory to decide that without a query.
+//
+// Shared by all shards: every call takes the mutex.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "dobj/status.h"
@@ -34,18 +42,30 @@ struct AlarmRecord {
 class AlarmIndex {
  public:
   Status open(const std::string& path);
-  // Upserts; returns the file to flush with the commit that depends on it.
+  // Upserts, unless the stored entry already wakes the object at or before
+  // r.at_ms. Returns the file to flush with the commit that depends on it
+  // (null when nothing was written).
   Result<std::shared_ptr<SyncFile>> record(const AlarmRecord& r);
   void remove(const std::string& ns, const std::string& id_hex);
   // Notes that the alarm's next run is retry number `retry`, so that a
   // restart continues the count (and its cap) instead of starting over.
   void set_retry(const std::string& ns, const std::string& id_hex, int retry);
   std::vector<AlarmRecord> all();
-  // The indexed alarm time of one object (may run ahead of the object's own).
+  // The object's alarm time as last recorded (its own table decides; an
+  // alarm deleted inside a handler stays here until its time).
   std::optional<int64_t> get(const std::string& ns, const std::string& id_hex);
 
  private:
+  struct Entry {
+    int64_t stored_at;  // the time in the file: when a restart wakes the object
+    int stored_retry;
+    int64_t at;  // the time last recorded (>= stored_at)
+  };
+  static std::string key(const std::string& ns, const std::string& id_hex) {
+    return ns + '\0' + id_hex;
+  }
   std::mutex mu_;
+  std::unordered_map<std::string, Entry> entries_;  // guarded by mu_: the file's rows
   Db db_;                          // guarded by mu_
   std::shared_ptr<SyncFile> wal_;  // guarded by mu_
   std::string path_;

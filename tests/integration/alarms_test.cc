@@ -98,6 +98,26 @@ TEST_F(AlarmsTest, AlarmsSetBeforeASigkillFireAfterTheRestart) {
   EXPECT_EQ(fired, kTasks) << "alarms lost across the kill";
 }
 
+// The node's index keeps the earlier time when an alarm moves later (the
+// object wakes then and waits for its own time): after a restart the alarm
+// still fires at the later time, not the earlier one, and only once.
+TEST_F(AlarmsTest, AnAlarmMovedLaterFiresAtTheLaterTimeAfterASigkill) {
+  json("POST", "/tasks/mv/schedule?delay_ms=300");
+  Json s = json("POST", "/tasks/mv/schedule?delay_ms=1800");
+  int64_t later = s["scheduled"].get<int64_t>();
+  EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
+  start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::max<int64_t>(0, later - 800 - now_ms())));
+  Json j = json("GET", "/tasks/mv");
+  EXPECT_EQ(j["fired"], 0) << "fired at the earlier time";
+  EXPECT_EQ(j["alarm"], later);
+  j = wait_for("/tasks/mv", [](const Json& j) { return j["fired"] == 1; });
+  EXPECT_GE(now_ms(), later);
+  EXPECT_EQ(j["fired"], 1);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(json("GET", "/tasks/mv")["fired"], 1);
+}
+
 TEST_F(AlarmsTest, RetryCountsContinueAfterARestartAndStopAtSix) {
   json("POST", "/tasks/stubborn/schedule?delay_ms=50&fail=100");
   wait_for("/tasks/stubborn", [](const Json& j) { return j["attempts"] >= 3; });
