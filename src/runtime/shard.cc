@@ -31,15 +31,29 @@ class Shard::Clock : public AlarmClock {
         .count();
   }
   void arm(int64_t at_ms) override {
-    timer_.expires_after(std::chrono::milliseconds(std::max<int64_t>(0, at_ms - now_ms())));
+    int64_t delay = at_ms - now_ms();
+    if (delay <= 0) {
+      // Already due (the next batch of a burst): a post, not a timer, which
+      // would cost a timerfd_settime per batch. A wait still armed for later
+      // then fires once for nothing.
+      boost::asio::post(timer_.get_executor(), [this] {
+        if (!cancelled_) on_timer_();
+      });
+      return;
+    }
+    timer_.expires_after(std::chrono::milliseconds(delay));
     timer_.async_wait([this](boost::system::error_code ec) {
-      if (!ec) on_timer_();
+      if (!ec && !cancelled_) on_timer_();
     });
   }
-  void cancel() { timer_.cancel(); }
+  void cancel() {
+    cancelled_ = true;
+    timer_.cancel();
+  }
 
  private:
   boost::asio::steady_timer timer_;
+  bool cancelled_ = false;
   std::function<void()> on_timer_;
 };
 
