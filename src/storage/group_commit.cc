@@ -149,7 +149,8 @@ void GroupCommit::when_durable(uint64_t seq, Waiter waiter) {
 }
 
 void GroupCommit::maybe_flush() {
-  if (in_flight_ || waiters_.empty()) return;
+  // Nothing to do while the waiters are all covered by finished flushes.
+  if (in_flight_ || waiters_.empty() || waiters_.rbegin()->first <= flushed_upto_) return;
   uint64_t upto = next_seq_ - 1;
   std::vector<std::shared_ptr<SyncFile>> files;
   files.reserve(dirty_.size());
@@ -163,15 +164,34 @@ void GroupCommit::maybe_flush() {
 
 void GroupCommit::flushed(uint64_t upto, Status status) {
   in_flight_ = false;
-  if (upto > durable_seq_) durable_seq_ = upto;
-  // Waiters released now may commit again and add waiters; take the ready ones first.
-  std::vector<Waiter> ready;
-  while (!waiters_.empty() && waiters_.begin()->first <= upto) {
-    ready.push_back(std::move(waiters_.begin()->second));
-    waiters_.erase(waiters_.begin());
-  }
-  for (auto& w : ready) w(status);
+  if (upto > flushed_upto_) flushed_upto_ = upto;
+  releases_.emplace_back(upto, std::move(status));
+  if (!release_posted_) release();
   maybe_flush();
+}
+
+void GroupCommit::release() {
+  size_t ran = 0;
+  while (!releases_.empty()) {
+    auto& [upto, status] = releases_.front();
+    // Waiters added while these run (a released object committing again)
+    // have later sequence numbers and wait for a later flush.
+    while (!waiters_.empty() && waiters_.begin()->first <= upto) {
+      if (ran++ == kReleaseBatch) {
+        release_posted_ = true;
+        post_([this] {
+          release_posted_ = false;
+          release();
+        });
+        return;
+      }
+      Waiter w = std::move(waiters_.begin()->second);
+      waiters_.erase(waiters_.begin());
+      w(status);
+    }
+    if (upto > durable_seq_) durable_seq_ = upto;
+    releases_.pop_front();
+  }
 }
 
 }  // namespace dobj::internal

@@ -86,8 +86,15 @@ class Flusher {
   std::atomic<uint64_t> flushes_{0};
 };
 
+// Waiters released by a flush run at most kReleaseBatch per task on the shard
+// (the rest are posted): one flush may cover thousands of commits (a burst of
+// alarms across many objects), and releasing them all at once would hold the
+// shard for milliseconds ahead of every request queued behind it. A commit
+// counts as durable (durable_seq) once every waiter up to it has run, so an
+// object's later outputs never overtake its earlier ones.
 class GroupCommit {
  public:
+  static constexpr size_t kReleaseBatch = 64;
   using Post = std::function<void(std::function<void()>)>;
   using Waiter = std::function<void(Status)>;
 
@@ -109,12 +116,17 @@ class GroupCommit {
  private:
   void maybe_flush();
   void flushed(uint64_t upto, Status status);
+  // Runs the waiters of finished flushes, in order, up to kReleaseBatch.
+  void release();
 
   Flusher* flusher_;
   Post post_;
   uint64_t next_seq_ = 1;
-  uint64_t durable_seq_ = 0;
+  uint64_t durable_seq_ = 0;   // every waiter up to here has run
+  uint64_t flushed_upto_ = 0;  // the last finished flush covered commits up to here
   bool in_flight_ = false;
+  bool release_posted_ = false;
+  std::deque<std::pair<uint64_t, Status>> releases_;  // finished flushes, oldest first
   std::map<const SyncFile*, std::shared_ptr<SyncFile>> dirty_;
   std::multimap<uint64_t, Waiter> waiters_;
 };

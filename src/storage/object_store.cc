@@ -100,7 +100,7 @@ void ObjectStore::fail(std::string_view what) {
   throw Error(st);
 }
 
-StmtUse ObjectStore::stmt(const std::string& sql) {
+StmtUse ObjectStore::stmt(std::string_view sql) {
   auto s = db_.cached(sql);
   if (!s) {
     if (in_txn_) mark_broken(s.status().message());

@@ -189,7 +189,7 @@ class ObjectStore {
   void checkpoint();
   // Marks the turn lost (it is rolled back at end_turn) and remembers why.
   void mark_broken(const std::string& why);
-  StmtUse stmt(const std::string& sql);
+  StmtUse stmt(std::string_view sql);
   // Throws the Error for a failed SQL step or prepare; marks the store broken
   // when the failure is the storage's, not the query's.
   [[noreturn]] void fail_sql(int rc);

@@ -84,11 +84,11 @@ Status Db::exec(const char* sql) {
   return Status::ok();
 }
 
-Result<StmtUse> Db::cached(const std::string& sql) {
+Result<StmtUse> Db::cached(std::string_view sql) {
   auto it = cache_.find(sql);
   if (it != cache_.end()) return StmtUse(&it->second);  // reset when its last use ended
   sqlite3_stmt* s = nullptr;
-  int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
                               SQLITE_PREPARE_PERSISTENT, &s, nullptr);
   if (rc != SQLITE_OK) return error(Code::kInternal, "prepare");
   auto [pos, inserted] = cache_.emplace(sql, Stmt(s));

@@ -88,13 +88,18 @@ class Db {
   // Runs one or more statements that return no rows.
   Status exec(const char* sql);
   // A prepared statement cached by its SQL text, ready to bind and step.
-  Result<StmtUse> cached(const std::string& sql);
+  // Looked up without copying the text (internal statements are literals).
+  Result<StmtUse> cached(std::string_view sql);
   // The last error, as a Status with the given code.
   Status error(Code code, std::string_view what) const;
 
  private:
   sqlite3* db_ = nullptr;
-  std::unordered_map<std::string, Stmt> cache_;
+  struct TextHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  std::unordered_map<std::string, Stmt, TextHash, std::equal_to<>> cache_;
 };
 
 }  // namespace dobj::internal

@@ -62,6 +62,33 @@ TEST_F(GroupCommitTest, AFailedFlushFailsItsWaiters) {
   EXPECT_TRUE(next->is_ok());
 }
 
+TEST_F(GroupCommitTest, AFlushOfManyCommitsReleasesThemInTurnsAndInOrder) {
+  const int kCommits = 200;
+  std::vector<uint64_t> order;
+  std::vector<uint64_t> seqs;
+  for (int i = 0; i < kCommits; ++i) seqs.push_back(commits_.committed(file_, nullptr));
+  for (uint64_t seq : seqs) {
+    commits_.when_durable(seq, [&order, seq](Status st) {
+      EXPECT_TRUE(st.is_ok());
+      order.push_back(seq);
+    });
+  }
+  // One flush covers all 200; its completion runs the first 64 and posts the rest.
+  ASSERT_TRUE(loop_.run_until([&] { return !order.empty(); }));
+  EXPECT_EQ(order.size(), GroupCommit::kReleaseBatch);
+  EXPECT_LT(commits_.durable_seq(), seqs.back()) << "not durable until every waiter ran";
+  // A waiter added now for an already flushed commit does not run at once:
+  // it runs after the waiters for that commit that came before it.
+  commits_.when_durable(seqs[100], [&order](Status) { order.push_back(0); });
+  EXPECT_EQ(order.size(), GroupCommit::kReleaseBatch);
+  ASSERT_TRUE(loop_.run_until([&] { return order.size() == kCommits + 1; }));
+  std::vector<uint64_t> expected = seqs;
+  expected.insert(expected.begin() + 101, 0);
+  EXPECT_EQ(order, expected);
+  EXPECT_EQ(commits_.durable_seq(), seqs.back());
+  EXPECT_EQ(flusher_.flush_count(), 1u);
+}
+
 TEST(GroupCommitOsMode, CommitsAreDurableAtOnce) {
   GroupCommit commits(nullptr, [](std::function<void()> f) { f(); });
   bool released = false;
