@@ -8,6 +8,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "storage/vfs.h"
 
 namespace dobj::internal {
 namespace {
@@ -165,6 +166,9 @@ bool ObjectStore::ensure_open(bool create) {
         return SQLITE_OK;
       },
       this);
+  // The WAL is open now (journal_mode=WAL above); every commit is end_turn's,
+  // which writes what this holds back.
+  combine_wal_writes(db_.get());
   file_known_missing_ = false;
   new_file_ = !existed;
   if (!existed || !wal_existed) {
@@ -377,6 +381,11 @@ Status ObjectStore::end_turn() {
   if (!st) {
     (void)db_.exec("ROLLBACK");
     return Status(Code::kReset, "commit failed: " + st.message());
+  }
+  if (Status w = flush_wal_writes(db_.get()); !w) {
+    // SQLite counts the commit, the file lacks it: start over from the file.
+    close_connection();
+    return Status(Code::kReset, "commit failed: " + w.message());
   }
   if (alarm_touched) alarm_changed_ = true;
   if (!wal_file_) {

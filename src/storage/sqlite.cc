@@ -1,40 +1,10 @@
 #include "storage/sqlite.h"
 
-#include <cstring>
+#include "storage/vfs.h"
 
 namespace dobj::internal {
 
 namespace {
-
-// "dobj": SQLite's "unix-none" (no POSIX advisory locks: each file has
-// exactly one connection, in exclusive locking mode, and the server locks its
-// data folder; the default VFS also keeps every open inode in a list that it
-// scans on each open, O(open files) per open) with one change: an absolute
-// path is taken as it is. SQLite would lstat every folder on the way to
-// resolve symbolic links, six system calls for an object's file, on every
-// reopen; our paths are composed by the runtime and one file has one
-// connection, so the resolved name would not change what is locked.
-sqlite3_vfs g_vfs;
-int (*g_base_full_pathname)(sqlite3_vfs*, const char*, int, char*) = nullptr;
-
-int full_pathname(sqlite3_vfs* vfs, const char* path, int n_out, char* out) {
-  if (path[0] != '/') return g_base_full_pathname(vfs, path, n_out, out);
-  size_t len = std::strlen(path);
-  if (len + 1 > static_cast<size_t>(n_out)) return SQLITE_CANTOPEN;
-  std::memcpy(out, path, len + 1);
-  return SQLITE_OK;
-}
-
-void register_vfs() {
-  sqlite3_vfs* base = sqlite3_vfs_find("unix-none");
-  if (!base) return;  // Db::open then fails with "no such vfs"
-  g_vfs = *base;
-  g_vfs.zName = Db::kVfs;
-  g_vfs.pNext = nullptr;
-  g_base_full_pathname = base->xFullPathname;
-  g_vfs.xFullPathname = full_pathname;
-  sqlite3_vfs_register(&g_vfs, /*makeDflt=*/0);
-}
 
 // SQLite's defaults suit one big database, not thousands of small ones: each
 // connection would take a ~120 KB lookaside buffer and preallocate 20 cache
@@ -45,7 +15,7 @@ void configure_sqlite_once() {
     sqlite3_config(SQLITE_CONFIG_PAGECACHE, nullptr, 0, 0);  // no preallocated pages
     // Memory statistics take a global mutex around every allocation; unused.
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-    register_vfs();
+    register_dobj_vfs();
     return true;
   }();
   (void)done;
@@ -56,7 +26,7 @@ Status Db::open(const std::string& path, bool create, bool shared) {
   configure_sqlite_once();
   close();
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, shared ? nullptr : kVfs);
+  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, shared ? nullptr : kDobjVfs);
   if (rc != SQLITE_OK) {
     Status st(rc == SQLITE_CANTOPEN ? Code::kNotFound : Code::kInternal,
               "cannot open " + path + ": " + (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc)));

@@ -68,8 +68,6 @@ class StmtUse {
 
 class Db {
  public:
-  // Our VFS (see sqlite.cc), registered before the first open.
-  static constexpr const char* kVfs = "dobj";
 
   Db() = default;
   Db(const Db&) = delete;
@@ -77,7 +75,7 @@ class Db {
   ~Db() { close(); }
 
   // Opens (and with create, creates) the database file at path. Without
-  // shared, through the "dobj" VFS (kVfs): no locks, for files that have one
+  // shared, through the "dobj" VFS (vfs.h): no locks, for files that have one
   // connection; with shared, SQLite's default locking, so that several
   // connections of this process may use the file at once (WAL mode).
   Status open(const std::string& path, bool create, bool shared = false);

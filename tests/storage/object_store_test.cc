@@ -165,7 +165,8 @@ TEST_F(StoreTest, KeyAndValueLimitsAreEnforcedAtTheirExactSize) {
   std::string value(Storage::kMaxValueBytes - 1, 'v');  // + tag byte = the limit
   EXPECT_NO_THROW(s().put("v", value));
   EXPECT_THROW(s().put("v2", value + "v"), Error);
-  ASSERT_TRUE(store_->end_turn().is_ok());
+  Status st = store_->end_turn();
+  ASSERT_TRUE(st.is_ok()) << st.message();
   EXPECT_FALSE(s().get<std::string>("v2").has_value());
 }
 

@@ -1,0 +1,213 @@
+#include "storage/vfs.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace dobj::internal {
+namespace {
+
+sqlite3_vfs g_vfs;
+sqlite3_vfs* g_base = nullptr;
+
+// A WAL file: our methods in front of the base VFS's file, which follows this
+// struct in the same allocation (szOsFile covers both).
+struct WalFile {
+  sqlite3_file file;  // first: SQLite sees a sqlite3_file*
+  sqlite3_file* real;
+  bool combine;
+  sqlite3_int64 pending_offset;
+  std::vector<char>* pending;  // bytes for [pending_offset, + size)
+};
+static_assert(sizeof(WalFile) % 8 == 0);
+
+// Past this much held back, write it out at once (a large transaction). Also
+// the most one write passes on: the unix VFS writes at most 128 KiB - 1 at a
+// time (it masks the size to 17 bits).
+constexpr size_t kMaxPending = 64 * 1024;
+
+WalFile* wal(sqlite3_file* f) { return reinterpret_cast<WalFile*>(f); }
+
+int flush(WalFile* w) {
+  std::vector<char>& p = *w->pending;
+  int rc = SQLITE_OK;
+  for (size_t done = 0; done < p.size() && rc == SQLITE_OK;) {
+    size_t n = std::min(p.size() - done, kMaxPending);
+    rc = w->real->pMethods->xWrite(w->real, p.data() + done, static_cast<int>(n),
+                                   w->pending_offset + static_cast<sqlite3_int64>(done));
+    done += n;
+  }
+  p.clear();
+  return rc;
+}
+
+int wal_close(sqlite3_file* f) {
+  WalFile* w = wal(f);
+  int rc = flush(w);
+  int rc2 = w->real->pMethods->xClose(w->real);
+  delete w->pending;
+  w->pending = nullptr;
+  return rc != SQLITE_OK ? rc : rc2;
+}
+
+int wal_read(sqlite3_file* f, void* buf, int n, sqlite3_int64 off) {
+  WalFile* w = wal(f);
+  if (int rc = flush(w); rc != SQLITE_OK) return rc;
+  return w->real->pMethods->xRead(w->real, buf, n, off);
+}
+
+int wal_write(sqlite3_file* f, const void* buf, int n, sqlite3_int64 off) {
+  WalFile* w = wal(f);
+  if (!w->combine) return w->real->pMethods->xWrite(w->real, buf, n, off);
+  std::vector<char>& p = *w->pending;
+  if (!p.empty() && off != w->pending_offset + static_cast<sqlite3_int64>(p.size())) {
+    if (int rc = flush(w); rc != SQLITE_OK) return rc;
+  }
+  if (p.empty()) w->pending_offset = off;
+  const char* bytes = static_cast<const char*>(buf);
+  p.insert(p.end(), bytes, bytes + n);
+  return p.size() >= kMaxPending ? flush(w) : SQLITE_OK;
+}
+
+// The rest flush first where the file's contents or size matter, and pass on.
+int wal_truncate(sqlite3_file* f, sqlite3_int64 size) {
+  WalFile* w = wal(f);
+  if (int rc = flush(w); rc != SQLITE_OK) return rc;
+  return w->real->pMethods->xTruncate(w->real, size);
+}
+int wal_sync(sqlite3_file* f, int flags) {
+  WalFile* w = wal(f);
+  if (int rc = flush(w); rc != SQLITE_OK) return rc;
+  return w->real->pMethods->xSync(w->real, flags);
+}
+int wal_file_size(sqlite3_file* f, sqlite3_int64* size) {
+  WalFile* w = wal(f);
+  if (int rc = flush(w); rc != SQLITE_OK) return rc;
+  return w->real->pMethods->xFileSize(w->real, size);
+}
+int wal_lock(sqlite3_file* f, int level) {
+  return wal(f)->real->pMethods->xLock(wal(f)->real, level);
+}
+int wal_unlock(sqlite3_file* f, int level) {
+  return wal(f)->real->pMethods->xUnlock(wal(f)->real, level);
+}
+int wal_check_reserved_lock(sqlite3_file* f, int* out) {
+  return wal(f)->real->pMethods->xCheckReservedLock(wal(f)->real, out);
+}
+int wal_file_control(sqlite3_file* f, int op, void* arg) {
+  WalFile* w = wal(f);
+  if (int rc = flush(w); rc != SQLITE_OK) return rc;
+  return w->real->pMethods->xFileControl(w->real, op, arg);
+}
+int wal_sector_size(sqlite3_file* f) { return wal(f)->real->pMethods->xSectorSize(wal(f)->real); }
+int wal_device_characteristics(sqlite3_file* f) {
+  return wal(f)->real->pMethods->xDeviceCharacteristics(wal(f)->real);
+}
+int wal_shm_map(sqlite3_file* f, int region, int size, int extend, void volatile** out) {
+  return wal(f)->real->pMethods->xShmMap(wal(f)->real, region, size, extend, out);
+}
+int wal_shm_lock(sqlite3_file* f, int offset, int n, int flags) {
+  return wal(f)->real->pMethods->xShmLock(wal(f)->real, offset, n, flags);
+}
+void wal_shm_barrier(sqlite3_file* f) { wal(f)->real->pMethods->xShmBarrier(wal(f)->real); }
+int wal_shm_unmap(sqlite3_file* f, int del) {
+  return wal(f)->real->pMethods->xShmUnmap(wal(f)->real, del);
+}
+int wal_fetch(sqlite3_file* f, sqlite3_int64 off, int n, void** out) {
+  WalFile* w = wal(f);
+  if (int rc = flush(w); rc != SQLITE_OK) return rc;
+  return w->real->pMethods->xFetch(w->real, off, n, out);
+}
+int wal_unfetch(sqlite3_file* f, sqlite3_int64 off, void* p) {
+  return wal(f)->real->pMethods->xUnfetch(wal(f)->real, off, p);
+}
+
+// Version 3 methods; set up only for base files that have version 3 too.
+const sqlite3_io_methods kWalMethods = {
+    3,
+    wal_close,
+    wal_read,
+    wal_write,
+    wal_truncate,
+    wal_sync,
+    wal_file_size,
+    wal_lock,
+    wal_unlock,
+    wal_check_reserved_lock,
+    wal_file_control,
+    wal_sector_size,
+    wal_device_characteristics,
+    wal_shm_map,
+    wal_shm_lock,
+    wal_shm_barrier,
+    wal_shm_unmap,
+    wal_fetch,
+    wal_unfetch,
+};
+
+int vfs_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {
+  if (!(flags & SQLITE_OPEN_WAL)) return g_base->xOpen(g_base, name, file, flags, out_flags);
+  WalFile* w = wal(file);
+  sqlite3_file* real = reinterpret_cast<sqlite3_file*>(w + 1);
+  w->file.pMethods = nullptr;  // SQLite closes only files whose open succeeded
+  int rc = g_base->xOpen(g_base, name, real, flags, out_flags);
+  if (rc != SQLITE_OK) return rc;
+  if (!real->pMethods || real->pMethods->iVersion < 3) {
+    // Not the unix VFS we know: close it and refuse, rather than guess.
+    if (real->pMethods) real->pMethods->xClose(real);
+    return SQLITE_CANTOPEN;
+  }
+  w->real = real;
+  w->combine = false;
+  w->pending_offset = 0;
+  w->pending = new std::vector<char>();
+  w->file.pMethods = &kWalMethods;
+  return SQLITE_OK;
+}
+
+int full_pathname(sqlite3_vfs*, const char* path, int n_out, char* out) {
+  if (path[0] != '/') return g_base->xFullPathname(g_base, path, n_out, out);
+  size_t len = std::strlen(path);
+  if (len + 1 > static_cast<size_t>(n_out)) return SQLITE_CANTOPEN;
+  std::memcpy(out, path, len + 1);
+  return SQLITE_OK;
+}
+
+// The connection's WAL, if it is open and ours.
+WalFile* wal_of(sqlite3* db) {
+  sqlite3_file* f = nullptr;
+  if (sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) != SQLITE_OK || !f ||
+      f->pMethods != &kWalMethods) {
+    return nullptr;
+  }
+  return wal(f);
+}
+
+}  // namespace
+
+void register_dobj_vfs() {
+  g_base = sqlite3_vfs_find("unix-none");
+  if (!g_base) return;  // opens through kDobjVfs then fail with "no such vfs"
+  g_vfs = *g_base;
+  g_vfs.zName = kDobjVfs;
+  g_vfs.pNext = nullptr;
+  g_vfs.szOsFile = static_cast<int>(sizeof(WalFile)) + g_base->szOsFile;
+  g_vfs.xOpen = vfs_open;
+  g_vfs.xFullPathname = full_pathname;
+  sqlite3_vfs_register(&g_vfs, /*makeDflt=*/0);
+}
+
+void combine_wal_writes(sqlite3* db) {
+  if (WalFile* w = wal_of(db)) w->combine = true;
+}
+
+Status flush_wal_writes(sqlite3* db) {
+  WalFile* w = wal_of(db);
+  if (!w) return Status::ok();
+  int rc = flush(w);
+  if (rc == SQLITE_OK) return Status::ok();
+  return Status(Code::kInternal, std::string("WAL write failed: ") + sqlite3_errstr(rc));
+}
+
+}  // namespace dobj::internal

@@ -1,0 +1,39 @@
+// The "dobj" SQLite VFS: SQLite's "unix-none" with two changes, for files that
+// have exactly one connection (exclusive locking mode; the server locks its
+// data folder, so no POSIX advisory locks are needed):
+//
+// - An absolute path is taken as it is. SQLite would lstat every folder on
+//   the way to resolve symbolic links: six system calls for an object's file,
+//   on every reopen. Our paths are composed by the runtime and one file has
+//   one connection, so the resolved name would not change what is locked.
+// - Writes to a WAL can be combined: SQLite writes each frame as two writes
+//   (24-byte header, then the page), so a commit of two pages is four
+//   pwrites. With combining on, contiguous writes collect in memory and reach
+//   the file as one pwrite when the commit ends (flush_wal_writes), or before
+//   anything that could see the file: a read, a write elsewhere, a size,
+//   truncate, sync or close. The file sees the same bytes in the same order.
+//
+// Thread affinity: as the connection's.
+#pragma once
+
+#include <sqlite3.h>
+
+#include "dobj/status.h"
+
+namespace dobj::internal {
+
+inline constexpr const char* kDobjVfs = "dobj";
+
+// Registers the VFS; once, before the first open through it.
+void register_dobj_vfs();
+
+// Turns on write combining for the connection's WAL (a no-op if the WAL is
+// not open, or not through this VFS). The owner must then call
+// flush_wal_writes after every statement that commits.
+void combine_wal_writes(sqlite3* db);
+
+// Writes what the connection's WAL holds back. On failure the commit did not
+// reach the file, though SQLite counts it: close the connection.
+Status flush_wal_writes(sqlite3* db);
+
+}  // namespace dobj::internal
