@@ -148,7 +148,7 @@ void Shard::schedule_sweep() {
     if (ec) return;
     auto now = std::chrono::steady_clock::now();
     if (now - last_catalog_handover_ >= std::chrono::milliseconds(Catalog::kPeriodMs)) {
-      hand_over_to_catalog();
+      hand_over_to_catalog(kSweepChunk);
     }
     evict_idle(now);
     publish_presence();
@@ -156,19 +156,33 @@ void Shard::schedule_sweep() {
   });
 }
 
+bool Shard::evictable(const ObjectHost& h, std::chrono::steady_clock::time_point now) const {
+  // Hibernatable sockets do not keep an object in memory; kept ones do.
+  return h.idle() && now - h.last_active() >= runtime_->options().idle_timeout &&
+         sockets_->kept_sockets(h.ns(), h.id()) == 0;
+}
+
 void Shard::evict_idle(std::chrono::steady_clock::time_point now) {
-  auto idle = runtime_->options().idle_timeout;
-  for (auto it = hosts_.begin(); it != hosts_.end();) {
-    ObjectHost& h = *it->second;
-    // Hibernatable sockets do not keep an object in memory; kept ones do.
-    if (h.idle() && now - h.last_active() >= idle && sockets_->kept_sockets(h.ns(), h.id()) == 0) {
-      ++metrics_[h.ns()->index()].evictions;
-      if (h.events_total() == 1) ++metrics_[h.ns()->index()].single_event_evictions;
-      it = hosts_.erase(it);
-    } else {
-      ++it;
-    }
+  auto keys = std::make_shared<std::vector<HostKey>>();
+  for (const auto& [key, host] : hosts_) {
+    if (evictable(*host, now)) keys->push_back(key);
   }
+  evict_some(std::move(keys), now);
+}
+
+void Shard::evict_some(std::shared_ptr<std::vector<HostKey>> keys,
+                       std::chrono::steady_clock::time_point now) {
+  for (size_t n = 0; n < kSweepChunk && !keys->empty(); ++n) {
+    auto it = hosts_.find(keys->back());
+    keys->pop_back();
+    // Checked again: an event may have come since the list was made.
+    if (it == hosts_.end() || !evictable(*it->second, now)) continue;
+    ObjectHost& h = *it->second;
+    ++metrics_[h.ns()->index()].evictions;
+    if (h.events_total() == 1) ++metrics_[h.ns()->index()].single_event_evictions;
+    hosts_.erase(it);
+  }
+  if (!keys->empty()) post([this, keys, now] { evict_some(keys, now); });
 }
 
 void Shard::publish_presence() {
@@ -199,21 +213,24 @@ void Shard::catalog_dirty(ObjectHost* host) {
   catalog_dirty_.push_back(HostKey{host->ns(), host->id()});
 }
 
-void Shard::hand_over_to_catalog() {
+void Shard::hand_over_to_catalog(size_t most) {
   last_catalog_handover_ = std::chrono::steady_clock::now();
   if (catalog_dirty_.empty()) return;
   int64_t now = now_ms();
+  size_t n = std::min(most, catalog_dirty_.size());
   std::vector<CatalogTouch> batch;
-  batch.reserve(catalog_dirty_.size());
-  for (const HostKey& k : catalog_dirty_) {
+  batch.reserve(n);
+  for (size_t i = catalog_dirty_.size() - n; i < catalog_dirty_.size(); ++i) {
+    const HostKey& k = catalog_dirty_[i];
     if (ObjectHost* h = find_host(k.ns, k.id)) h->clear_catalog_dirty();
     std::string hex = k.id.to_string();
     std::string path = k.ns->object_dir(hex) + "/" + NamespaceImpl::object_file(hex);
     batch.push_back(CatalogTouch{k.ns->name(), std::move(hex), std::move(path), now, k.id.name(),
                                  false});
   }
-  catalog_dirty_.clear();
+  catalog_dirty_.resize(catalog_dirty_.size() - n);
   runtime_->catalog().touch(std::move(batch));
+  if (!catalog_dirty_.empty()) post([this, most] { hand_over_to_catalog(most); });
 }
 
 ObjectHost* Shard::find_host(const NamespaceImpl* ns, const ObjectId& id) {

@@ -149,7 +149,8 @@ class Shard {
   // A fresh, shard-unique instance generation (never 0).
   uint64_t next_generation() { return ++generation_counter_; }
   ObjectHost* find_host(const NamespaceImpl* ns, const ObjectId& id);
-  // Evicts objects idle for longer than the idle timeout.
+  // Evicts objects idle for longer than the idle timeout, kSweepChunk per
+  // task (the rest follow in posted tasks).
   void evict_idle(std::chrono::steady_clock::time_point now);
   // Work in flight on this shard: events, pending outputs, unflushed commits.
   bool quiescent() const;
@@ -166,8 +167,13 @@ class Shard {
   Presence presence(const NamespaceImpl* ns, const ObjectId& id) const;
   // Notes that a host had an event (ObjectHost calls it once per handover).
   void catalog_dirty(ObjectHost* host);
-  // Hands the objects active since the last handover to the node's catalog.
-  void hand_over_to_catalog();
+  // Hands the objects active since the last handover to the node's catalog:
+  // `most` of them now; with a limit the rest follow in posted tasks.
+  void hand_over_to_catalog(size_t most = SIZE_MAX);
+  // The periodic sweep's work (catalog handover, evictions) is done this many
+  // objects per task: with thousands of active objects one pass held the
+  // shard for up to 10 ms ahead of queued requests.
+  static constexpr size_t kSweepChunk = 256;
 
  private:
   struct HostKey {
@@ -199,6 +205,8 @@ class Shard {
   std::unordered_map<HostKey, std::unique_ptr<ObjectHost>, HostKeyHash> hosts_;
   std::unordered_map<HostKey, uint64_t, HostKeyHash> reset_epochs_;  // only objects ever reset
   void publish_presence();
+  void evict_some(std::shared_ptr<std::vector<HostKey>> keys, std::chrono::steady_clock::time_point now);
+  bool evictable(const ObjectHost& h, std::chrono::steady_clock::time_point now) const;
   using PresenceMap = std::unordered_map<HostKey, Presence, HostKeyHash>;
   mutable std::mutex presence_mu_;
   std::shared_ptr<const PresenceMap> presence_;  // guarded by presence_mu_

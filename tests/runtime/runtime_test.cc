@@ -790,5 +790,29 @@ TEST(Runtime, IdleObjectsAreEvictedAndRebuiltWithTheirStorage) {
   EXPECT_EQ(g_constructions - before, 2);
 }
 
+// A sweep evicts Shard::kSweepChunk objects per task and posts the rest:
+// more idle objects than that per shard all go.
+TEST(Runtime, ManyIdleObjectsAreAllEvicted) {
+  ServerOptions o;
+  o.idle_timeout = 50ms;
+  Harness h(o);
+  const int kObjects = 4 * static_cast<int>(Shard::kSweepChunk);  // 2 shards: 2 chunks each
+  std::vector<std::future<Response>> first;
+  for (int i = 0; i < kObjects; ++i) first.push_back(h.send("PROBE", "m" + std::to_string(i), "POST"));
+  for (auto& f : first) ASSERT_EQ(f.get().status, 200);
+  int before = g_constructions;
+  std::this_thread::sleep_for(600ms);
+  std::vector<std::future<Response>> again;
+  for (int i = 0; i < kObjects; ++i) again.push_back(h.send("PROBE", "m" + std::to_string(i), "POST"));
+  int rebuilt = 0;
+  for (auto& f : again) {
+    auto j = nlohmann::json::parse(f.get().body);
+    EXPECT_EQ(j["n"], 2);
+    rebuilt += j["requests"] == 1;
+  }
+  EXPECT_EQ(rebuilt, kObjects);
+  EXPECT_EQ(g_constructions - before, kObjects);
+}
+
 }  // namespace
 }  // namespace dobj::internal
