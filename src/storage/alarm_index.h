@@ -52,7 +52,7 @@ class AlarmIndex {
   void set_retry(const std::string& ns, const std::string& id_hex, int retry);
   std::vector<AlarmRecord> all();
   // The object's alarm time as last recorded (its own table decides; an
-  // alarm deleted inside a handler stays here until its time).
+  // alarm deleted since stays here until its time comes).
   std::optional<int64_t> get(const std::string& ns, const std::string& id_hex);
 
  private:
