@@ -288,6 +288,50 @@ TEST_F(StoreTest, CheckpointsKeepTheWalBoundedAndLoseNothing) {
   }
 }
 
+// WAL writes are combined per commit (storage/vfs.h): a turn big enough to
+// spill pages into the WAL before it ends, rolled back, then commits larger
+// than one combined write (64 KiB), must all read back the same from a fresh
+// connection, which knows only what reached the file.
+TEST_F(StoreTest, SpilledRolledBackAndLargeCommitsReadBackAfterAReopen) {
+  std::string chunk(60 * 1024, 'x');
+  for (int i = 0; i < 40; ++i) s().put("spill" + std::to_string(i), chunk);  // 2.4 MB > cache
+  store_->discard_turn();
+  std::string big(100 * 1024, 'b');
+  s().put("a", int64_t{1});
+  s().put("big", big);
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  // What the file holds once end_turn returned, read by a second connection
+  // while the first is still open: the commit, not held back in memory.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2((dir_.path() + "/ns/ab/obj.sqlite").c_str(), &db,
+                              SQLITE_OPEN_READONLY, "unix-none"),
+              SQLITE_OK);
+    sqlite3_stmt* q = nullptr;
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*), max(length(value)) FROM _dobj_kv", -1, &q,
+                                 nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    ASSERT_EQ(sqlite3_step(q), SQLITE_ROW) << sqlite3_errmsg(db);
+    EXPECT_EQ(sqlite3_column_int(q, 0), 2);
+    EXPECT_GT(sqlite3_column_int(q, 1), 100 * 1024);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+  }
+  for (int round = 2; round <= 3; ++round) {
+    storage_.reset();
+    store_ = open_store();  // a new connection: replays the WAL from the file
+    storage_ = std::make_unique<Storage>(store_.get());
+    EXPECT_EQ(s().get<int64_t>("a"), round - 1);
+    EXPECT_EQ(s().get<std::string>("big"), big);
+    EXPECT_FALSE(s().get<std::string>("spill0").has_value());
+    s().put("a", int64_t{round});
+    ASSERT_TRUE(store_->end_turn().is_ok());
+  }
+}
+
 TEST_F(StoreTest, OpenDatabasesAreCapped) {
   std::vector<std::unique_ptr<ObjectStore>> stores;
   for (int i = 0; i < 20; ++i) {
