@@ -271,11 +271,17 @@ std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOpt
 
 std::optional<int64_t> ObjectStore::stored_alarm() {
   if (!ensure_open(false)) return std::nullopt;
+  if (alarm_known_) return *alarm_known_;
   StmtUse s = stmt("SELECT at FROM _dobj_alarm WHERE id = 0");
   int rc = s->step();
-  if (rc == SQLITE_ROW) return s->column_int(0);
-  if (rc != SQLITE_DONE) fail("get alarm");
-  return std::nullopt;
+  if (rc == SQLITE_ROW) {
+    alarm_known_ = s->column_int(0);
+  } else if (rc == SQLITE_DONE) {
+    alarm_known_ = std::optional<int64_t>();
+  } else {
+    fail("get alarm");
+  }
+  return *alarm_known_;
 }
 
 std::optional<int64_t> ObjectStore::get_alarm() {
@@ -290,7 +296,9 @@ void ObjectStore::set_alarm(int64_t at_ms) {
   begin_write();
   StmtUse s = stmt("INSERT OR REPLACE INTO _dobj_alarm(id, at) VALUES (0, ?1)");
   s->bind_int(1, at_ms);
+  alarm_known_.reset();
   if (s->step() != SQLITE_DONE) fail("set alarm");
+  alarm_known_ = at_ms;
   alarm_dirty_ = true;
   if (running_alarm_) alarm_touched_in_handler_ = true;
 }
@@ -299,7 +307,9 @@ void ObjectStore::delete_alarm() {
   if (!ensure_open(false)) return;
   begin_write();
   StmtUse s = stmt("DELETE FROM _dobj_alarm");
+  alarm_known_.reset();
   if (s->step() != SQLITE_DONE) fail("delete alarm");
+  alarm_known_ = std::optional<int64_t>();
   alarm_dirty_ = true;
   if (running_alarm_) alarm_touched_in_handler_ = true;
 }
@@ -315,10 +325,12 @@ void ObjectStore::delete_all() {
   if (!ensure_open(false)) return;
   begin_write();
   alarm_dirty_ = true;
+  alarm_known_.reset();
   if (Status st = db_.exec("DELETE FROM _dobj_kv; DELETE FROM _dobj_alarm"); !st) {
     mark_broken(st.message());
     throw Error(st);
   }
+  alarm_known_ = std::optional<int64_t>();
   drop_user_schema();
 }
 
@@ -337,6 +349,7 @@ void ObjectStore::end_nested(bool commit) {
   --nested_;
   std::string name = "n" + std::to_string(nested_);
   std::string sql = commit ? "RELEASE " + name : "ROLLBACK TO " + name + "; RELEASE " + name;
+  if (!commit) alarm_known_.reset();
   if (Status st = db_.exec(sql.c_str()); !st) {
     mark_broken(st.message());
     throw Error(st);
@@ -350,6 +363,7 @@ Status ObjectStore::end_turn() {
     broken_ = false;
     in_txn_ = false;
     alarm_dirty_ = false;
+    alarm_known_.reset();
     (void)db_.exec("ROLLBACK");
     return Status(Code::kReset, "a storage operation failed (" + std::exchange(broken_reason_, "") +
                                     "); the turn's writes were discarded");
@@ -379,6 +393,7 @@ Status ObjectStore::end_turn() {
   in_txn_ = false;
   bool alarm_touched = std::exchange(alarm_dirty_, false);
   if (!st) {
+    alarm_known_.reset();
     (void)db_.exec("ROLLBACK");
     return Status(Code::kReset, "commit failed: " + st.message());
   }
@@ -444,6 +459,7 @@ void ObjectStore::checkpoint() {
 void ObjectStore::discard_turn() {
   alarm_dirty_ = false;
   if (!in_txn_) return;
+  alarm_known_.reset();
   (void)db_.exec("ROLLBACK");
   in_txn_ = false;
   nested_ = 0;
@@ -452,12 +468,14 @@ void ObjectStore::discard_turn() {
 }
 
 void ObjectStore::mark_broken(const std::string& why) {
+  alarm_known_.reset();  // SQLite may have rolled the whole transaction back
   if (!broken_) broken_reason_ = why;
   broken_ = true;
 }
 
 void ObjectStore::close_connection() {
   if (in_txn_) return;
+  alarm_known_.reset();
   env_.open_dbs->remove(this);
   sql_cache_.clear();
   db_.close();

@@ -210,6 +210,9 @@ class ObjectStore {
   bool alarm_dirty_ = false;    // the current turn touched the alarm
   bool alarm_changed_ = false;  // the last committed turn did
   std::optional<int64_t> alarm_after_;
+  // The stored alarm as this connection sees it, when known without a query
+  // (an alarm run reads it four times). Unknown after open, rollback, failure.
+  std::optional<std::optional<int64_t>> alarm_known_;
   std::optional<int64_t> running_alarm_;
   bool alarm_touched_in_handler_ = false;
   AlarmRecord identity_;

@@ -332,6 +332,33 @@ TEST_F(StoreTest, SpilledRolledBackAndLargeCommitsReadBackAfterAReopen) {
   }
 }
 
+// The stored alarm is remembered between reads (an alarm run reads it four
+// times); every way a turn can undo a write forgets it.
+TEST_F(StoreTest, TheAlarmReadsBackThroughRollbacksAndReopens) {
+  store_->set_alarm(5);
+  EXPECT_EQ(store_->get_alarm(), 5);
+  store_->begin_nested();
+  store_->set_alarm(9);
+  EXPECT_EQ(store_->get_alarm(), 9);
+  store_->end_nested(/*commit=*/false);
+  EXPECT_EQ(store_->get_alarm(), 5);
+  store_->discard_turn();
+  EXPECT_EQ(store_->get_alarm(), std::nullopt);
+  store_->set_alarm(7);
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  store_->delete_all();
+  EXPECT_EQ(store_->get_alarm(), std::nullopt);
+  store_->discard_turn();
+  EXPECT_EQ(store_->get_alarm(), 7);
+  store_->delete_alarm();
+  faults_.fail_next_commits = 1;
+  EXPECT_FALSE(store_->end_turn().is_ok());
+  EXPECT_EQ(store_->get_alarm(), 7);
+  storage_.reset();
+  store_ = open_store();
+  EXPECT_EQ(store_->get_alarm(), 7);
+}
+
 TEST_F(StoreTest, OpenDatabasesAreCapped) {
   std::vector<std::unique_ptr<ObjectStore>> stores;
   for (int i = 0; i < 20; ++i) {
