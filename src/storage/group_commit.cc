@@ -150,7 +150,7 @@ void GroupCommit::when_durable(uint64_t seq, Waiter waiter) {
 
 void GroupCommit::maybe_flush() {
   // Nothing to do while the waiters are all covered by finished flushes.
-  if (in_flight_ || waiters_.empty() || waiters_.rbegin()->first <= flushed_upto_) return;
+  if (in_flight_ || waiters_.empty() || waiters_.rbegin()->first <= flushed_upto()) return;
   uint64_t upto = next_seq_ - 1;
   std::vector<std::shared_ptr<SyncFile>> files;
   files.reserve(dirty_.size());
@@ -164,7 +164,6 @@ void GroupCommit::maybe_flush() {
 
 void GroupCommit::flushed(uint64_t upto, Status status) {
   in_flight_ = false;
-  if (upto > flushed_upto_) flushed_upto_ = upto;
   releases_.emplace_back(upto, std::move(status));
   if (!release_posted_) release();
   maybe_flush();

@@ -118,12 +118,13 @@ class GroupCommit {
   void flushed(uint64_t upto, Status status);
   // Runs the waiters of finished flushes, in order, up to kReleaseBatch.
   void release();
+  // The last finished flush covered commits up to here.
+  uint64_t flushed_upto() const { return releases_.empty() ? durable_seq_ : releases_.back().first; }
 
   Flusher* flusher_;
   Post post_;
   uint64_t next_seq_ = 1;
   uint64_t durable_seq_ = 0;   // every waiter up to here has run
-  uint64_t flushed_upto_ = 0;  // the last finished flush covered commits up to here
   bool in_flight_ = false;
   bool release_posted_ = false;
   std::deque<std::pair<uint64_t, Status>> releases_;  // finished flushes, oldest first

@@ -91,7 +91,7 @@ ObjectStore::ObjectStore(StoreEnv env, std::string dir, std::string file_name)
 
 ObjectStore::~ObjectStore() {
   sql_cache_.clear();
-  if (in_txn_) (void)db_.exec("ROLLBACK");
+  if (in_txn_) rollback();
   close_connection();
 }
 
@@ -363,8 +363,7 @@ Status ObjectStore::end_turn() {
     broken_ = false;
     in_txn_ = false;
     alarm_dirty_ = false;
-    alarm_known_.reset();
-    (void)db_.exec("ROLLBACK");
+    rollback();
     return Status(Code::kReset, "a storage operation failed (" + std::exchange(broken_reason_, "") +
                                     "); the turn's writes were discarded");
   }
@@ -393,8 +392,7 @@ Status ObjectStore::end_turn() {
   in_txn_ = false;
   bool alarm_touched = std::exchange(alarm_dirty_, false);
   if (!st) {
-    alarm_known_.reset();
-    (void)db_.exec("ROLLBACK");
+    rollback();
     return Status(Code::kReset, "commit failed: " + st.message());
   }
   if (Status w = flush_wal_writes(db_.get()); !w) {
@@ -459,12 +457,16 @@ void ObjectStore::checkpoint() {
 void ObjectStore::discard_turn() {
   alarm_dirty_ = false;
   if (!in_txn_) return;
-  alarm_known_.reset();
-  (void)db_.exec("ROLLBACK");
+  rollback();
   in_txn_ = false;
   nested_ = 0;
   broken_ = false;
   broken_reason_.clear();
+}
+
+void ObjectStore::rollback() {
+  alarm_known_.reset();  // the alarm may have been written in the turn
+  (void)db_.exec("ROLLBACK");
 }
 
 void ObjectStore::mark_broken(const std::string& why) {

@@ -187,6 +187,8 @@ class ObjectStore {
   [[noreturn]] void fail(std::string_view what);
   // Copies the WAL into the database file, syncing both, so the WAL can restart.
   void checkpoint();
+  // Rolls the open SQLite transaction back (and forgets what it wrote).
+  void rollback();
   // Marks the turn lost (it is rolled back at end_turn) and remembers why.
   void mark_broken(const std::string& why);
   StmtUse stmt(std::string_view sql);

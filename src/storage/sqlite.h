@@ -68,7 +68,6 @@ class StmtUse {
 
 class Db {
  public:
-
   Db() = default;
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
