@@ -94,6 +94,30 @@ void KvPutAndCommit(benchmark::State& state) {
 }
 BENCHMARK(KvPutAndCommit);
 
+// The largest value a key may hold (128 KiB), written and read back: the cost
+// of values that span many database pages.
+void KvPutLargeValueAndCommit(benchmark::State& state) {
+  auto& f = fixture();
+  std::string big(Storage::kMaxValueBytes - 16, 'v');
+  int64_t i = 0;
+  for (auto _ : state) {
+    big[0] = static_cast<char>('a' + i++ % 26);
+    f.storage->put("big", big);
+    benchmark::DoNotOptimize(f.store->end_turn());
+  }
+}
+BENCHMARK(KvPutLargeValueAndCommit);
+
+void KvGetLargeValue(benchmark::State& state) {
+  auto& f = fixture();
+  f.storage->put("big-read", std::string(Storage::kMaxValueBytes - 16, 'r'));
+  (void)f.store->end_turn();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(f.storage->get<std::string>("big-read"));
+  }
+}
+BENCHMARK(KvGetLargeValue);
+
 // Reading one key of an object whose database was closed: 256 small objects
 // visited in turn with room for 16 open, so every visit reopens a file (as
 // when more objects are active than --max-open-databases allows).

@@ -54,6 +54,12 @@ struct ServerOptions {
   // Bytes one object's database may reach; 0: no cap. Past it, writes fail as
   // on a full disk (the object is reset, its committed data kept).
   int64_t max_object_bytes = 0;
+  // SQLite page size of each new object database: a power of two from 512 to
+  // 65536. Every commit writes the pages it changed to the WAL, so small pages
+  // make the usual small write cheaper (and its flush shorter); large pages
+  // read big values and long scans faster. A database keeps the page size it
+  // was made with.
+  int page_size = Storage::kDefaultPageBytes;
   size_t max_header_bytes = 16 * 1024;      // larger: 431
   size_t max_body_bytes = 8 * 1024 * 1024;  // larger: 413
   // A connection idle this long is closed (408 if a request was half sent).

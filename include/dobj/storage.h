@@ -61,6 +61,8 @@ class Storage {
   static constexpr size_t kMaxKeyBytes = 2048;
   static constexpr size_t kMaxValueBytes = 131072;
   static constexpr size_t kMaxBatchKeys = 128;
+  // Page size of a new object database (ServerOptions::page_size).
+  static constexpr int kDefaultPageBytes = 1024;
 
   explicit Storage(internal::ObjectStore* store) : store_(store), sql_(store) {}
 

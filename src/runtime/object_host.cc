@@ -97,7 +97,8 @@ void ObjectHost::make_store() {
                &shard_->runtime().alarm_index(),
                ns_->has_alarm_handler(),
                &metrics_->storage,
-               &shard_->runtime().catalog()};
+               &shard_->runtime().catalog(),
+               shard_->runtime().options().page_size};
   store_ = std::make_unique<ObjectStore>(env, ns_->object_dir(hex), NamespaceImpl::object_file(hex));
   store_->set_sync([this] { return sync(); });
   store_->set_identity(AlarmRecord{ns_->name(), hex, id_.name(), 0, 0});

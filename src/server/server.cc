@@ -134,6 +134,11 @@ int Server::run(int argc, char** argv) {
   app.add_option("--max-object-bytes", o.max_object_bytes,
                  "storage one object may use (0: no cap); past it writes fail as on a full disk")
       ->capture_default_str();
+  app.add_option("--page-size", o.page_size,
+                 "SQLite page size of new object databases (512-65536, a power of two); "
+                 "larger reads big values faster, smaller makes small writes cheaper")
+      ->check(CLI::IsMember({512, 1024, 2048, 4096, 8192, 16384, 32768, 65536}))
+      ->capture_default_str();
   app.add_option("--max-header-bytes", o.max_header_bytes, "larger request headers get 431")
       ->capture_default_str();
   app.add_option("--max-body-bytes", o.max_body_bytes, "larger request bodies get 413")

@@ -133,13 +133,27 @@ bool ObjectStore::ensure_open(bool create) {
   }
   if (Status st = db_.open(path_, create); !st) throw Error(st);
   sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  // A new file takes the configured page size (before anything is written;
+  // an existing one keeps its own).
+  if (!existed) {
+    std::string size = "PRAGMA page_size=" + std::to_string(env_.page_size);
+    if (Status st = db_.exec(size.c_str()); !st) {
+      db_.close();
+      throw Error(st);
+    }
+  }
   if (Status st = db_.exec(kOpenPragmas); !st) {
     db_.close();
     throw Error(st);
   }
   if (env_.max_database_bytes > 0) {
+    int64_t page = env_.page_size;
+    if (existed) {
+      auto s = db_.cached("PRAGMA page_size");
+      if (s && (*s)->step() == SQLITE_ROW) page = (*s)->column_int(0);
+    }
     std::string cap = "PRAGMA max_page_count=" +
-                      std::to_string(std::max<int64_t>(env_.max_database_bytes / 4096, 4));
+                      std::to_string(std::max<int64_t>(env_.max_database_bytes / page, 4));
     if (Status st = db_.exec(cap.c_str()); !st) {
       db_.close();
       throw Error(st);

@@ -84,11 +84,13 @@ struct StoreEnv {
   bool alarms_allowed = true;      // false: the class has no alarm() handler
   StorageCounters* counters = nullptr;  // optional: where operations are counted
   Catalog* catalog = nullptr;           // null: new databases are not catalogued
+  int page_size = Storage::kDefaultPageBytes;  // of a new database file
 };
 
 class ObjectStore {
  public:
-  // WAL size (in 4 KiB pages) past which a commit is followed by a checkpoint.
+  // WAL size (in frames, one page each) past which a commit is followed by a
+  // checkpoint.
   static constexpr int kCheckpointFrames = 1000;
 
   ObjectStore(StoreEnv env, std::string dir, std::string file_name);

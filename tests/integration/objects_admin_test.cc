@@ -26,9 +26,9 @@ const std::string kToken = "objects-token-1";
 class ObjectsAdminTest : public ::testing::Test {
  protected:
   void SetUp() override { start(); }
-  void start() {
-    server_ = std::make_unique<ServerProcess>(DOBJ_EXAMPLES_BIN, dir_.path(),
-                                              std::vector<std::string>{"--admin-token", kToken});
+  void start(std::vector<std::string> args = {}) {
+    args.insert(args.begin(), {"--admin-token", kToken});
+    server_ = std::make_unique<ServerProcess>(DOBJ_EXAMPLES_BIN, dir_.path(), args);
     ASSERT_TRUE(server_->start()) << server_->output();
   }
   void kill_and_restart() {
@@ -249,6 +249,29 @@ TEST_F(ObjectsAdminTest, SqlIsReadOnly) {
   EXPECT_EQ(call("POST", "/sql/ro", R"j({"query":"SELECT a FROM t"})j"), 200);  // the object is fine
 }
 
+// The page size in an exported database's header (bytes 16-17, big-endian).
+size_t exported_page_size(const std::string& db) {
+  return db.size() < 18 ? 0 : (static_cast<uint8_t>(db[16]) << 8) | static_cast<uint8_t>(db[17]);
+}
+
+TEST_F(ObjectsAdminTest, PageSizeAppliesToNewDatabasesAndOddSizesAreRefused) {
+  ASSERT_EQ(call("PUT", "/kv/before/a", "1"), 200);
+  EXPECT_EQ(exported_page_size(admin("GET", "/_dobj/objects/KV/name:before/export").body),
+            size_t{1024});
+  server_->stop(SIGTERM);
+  TempDir other;
+  ServerProcess odd(DOBJ_EXAMPLES_BIN, other.path(), {"--page-size", "3000"});
+  EXPECT_FALSE(odd.start(std::chrono::seconds(5)));
+  EXPECT_NE(odd.output().find("--page-size"), std::string::npos) << odd.output();
+  start({"--page-size", "8192"});
+  ASSERT_EQ(call("PUT", "/kv/after/a", "1"), 200);
+  EXPECT_EQ(exported_page_size(admin("GET", "/_dobj/objects/KV/name:after/export").body),
+            size_t{8192});
+  EXPECT_EQ(exported_page_size(admin("GET", "/_dobj/objects/KV/name:before/export").body),
+            size_t{1024});
+  EXPECT_EQ(http(server_->port(), "GET", "/kv/before/a").body, "1");
+}
+
 TEST_F(ObjectsAdminTest, ExportThenImportUnderAnotherId) {
   ASSERT_EQ(call("PUT", "/kv/source/a", "1"), 200);
   ASSERT_EQ(call("PUT", "/kv/source/b", "\"two\""), 200);
@@ -268,7 +291,8 @@ TEST_F(ObjectsAdminTest, ExportThenImportUnderAnotherId) {
   EXPECT_EQ(admin("PUT", "/_dobj/objects/KV/name:copy/import?replace=1", "not a database").status,
             400);
   std::string damaged = exported.body;
-  for (size_t i = 4096; i < damaged.size(); i += 7) damaged[i] = '\x5a';
+  // Every page after the first.
+  for (size_t i = exported_page_size(damaged); i < damaged.size(); i += 7) damaged[i] = '\x5a';
   EXPECT_EQ(admin("PUT", "/_dobj/objects/KV/name:copy/import?replace=1", damaged).status, 400);
   EXPECT_EQ(http(server_->port(), "GET", "/kv/copy/a").body, "1");
   // Replacing a resident object: it sees the new data.

@@ -1,6 +1,7 @@
 #include "dobj/sql.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "storage/object_store.h"
 #include "support/server_process.h"
@@ -217,6 +218,73 @@ TEST_F(SqlCapTest, AFullDatabaseFailsTheTurnAndKeepsWhatWasCommitted) {
   }
   EXPECT_EQ(store_->end_turn().code(), Code::kReset);
   EXPECT_EQ(sql().exec("SELECT count(*) FROM t").one()[0], SqlValue(int64_t{1}));
+}
+
+// The page size of a closed database file, read from its header.
+int file_page_size(const std::string& path) {
+  sqlite3* db = nullptr;
+  int size = 0;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &s, nullptr) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW) {
+      size = sqlite3_column_int(s, 0);
+    }
+    sqlite3_finalize(s);
+  }
+  sqlite3_close(db);
+  return size;
+}
+
+TEST(SqlPageSizeTest, ANewDatabaseTakesThePageSizeAndAnOldOneKeepsItsOwn) {
+  test::TempDir dir;
+  GroupCommit commits{nullptr, [](std::function<void()> f) { f(); }};
+  DbCache open_dbs{4};
+  std::string path = dir.path() + "/ns/ab/obj.sqlite";
+  // Each store is closed (its scope ends) before the file is read.
+  auto open = [&](int page_size, int64_t max_bytes) {
+    StoreEnv env{&commits, &open_dbs, nullptr, max_bytes};
+    env.page_size = page_size;
+    return std::make_unique<ObjectStore>(env, dir.path() + "/ns/ab", "obj.sqlite");
+  };
+  {
+    auto store = open(8192, 0);
+    Storage storage(store.get());
+    storage.sql().exec("CREATE TABLE t(x)");
+    storage.put("k", std::string(100, 'v'));
+    ASSERT_TRUE(store->end_turn().is_ok());
+  }
+  EXPECT_EQ(file_page_size(path), 8192);
+  {
+    // Reopened by a server whose default is smaller: the file keeps 8 KiB
+    // pages, and the size cap counts them as such (32 KiB is 4 pages, not 32).
+    auto store = open(1024, 32 * 1024);
+    Storage storage(store.get());
+    EXPECT_EQ(storage.get<std::string>("k"), std::string(100, 'v'));
+    EXPECT_THROW(
+        {
+          for (int i = 0; i < 40; ++i) storage.sql().exec("INSERT INTO t VALUES (randomblob(1000))");
+        },
+        Error);
+    EXPECT_EQ(store->end_turn().code(), Code::kReset);
+    EXPECT_LE(storage.sql().database_size(), 32 * 1024);
+  }
+  EXPECT_EQ(file_page_size(path), 8192);
+  {
+    // delete_all keeps the file (and its page size); a new object's file
+    // takes the configured one.
+    auto store = open(2048, 0);
+    Storage storage(store.get());
+    storage.delete_all();
+    ASSERT_TRUE(store->end_turn().is_ok());
+    StoreEnv env{&commits, &open_dbs};
+    env.page_size = 2048;
+    ObjectStore other(env, dir.path() + "/ns/cd", "other.sqlite");
+    other.put("k", "v");
+    ASSERT_TRUE(other.end_turn().is_ok());
+  }
+  EXPECT_EQ(file_page_size(path), 8192);
+  EXPECT_EQ(file_page_size(dir.path() + "/ns/cd/other.sqlite"), 2048);
 }
 
 }  // namespace
