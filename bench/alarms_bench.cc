@@ -20,7 +20,8 @@
 namespace dobj::internal {
 namespace {
 
-// OBJECTS=N and ALARMS=N (per object) change the size of the burst.
+// OBJECTS=N and ALARMS=N (per object) change the size of the burst;
+// PAGE_SIZE=N the databases' page size (--page-size).
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::atoi(v) : fallback;
@@ -86,6 +87,7 @@ int run() {
   // Every object of the burst stays open: reopening a database per alarm
   // would measure file opens, not alarms.
   o.max_open_databases = kObjects;
+  o.page_size = env_int("PAGE_SIZE", o.page_size);
   Secret secret{};
   std::map<std::string, ObjectFactory> bindings;
   bindings["BURST"] = [](State& s, Env& e) { return std::make_unique<Burst>(s, e); };
