@@ -134,10 +134,19 @@ bool ObjectStore::ensure_open(bool create) {
   if (Status st = db_.open(path_, create); !st) throw Error(st);
   sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   // A new file takes the configured page size (before anything is written;
-  // an existing one keeps its own).
+  // an existing one keeps its own). Its switch to WAL writes the header
+  // through an in-memory journal: a rollback journal file would be created,
+  // written and deleted for one write into an empty file.
   if (!existed) {
     std::string size = "PRAGMA page_size=" + std::to_string(env_.page_size);
-    if (Status st = db_.exec(size.c_str()); !st) {
+    Status st = db_.exec(size.c_str());
+    bool empty = false;
+    if (st) {
+      auto pages = db_.cached("PRAGMA page_count");
+      empty = pages && (*pages)->step() == SQLITE_ROW && (*pages)->column_int(0) == 0;
+    }
+    if (st && empty) st = db_.exec("PRAGMA journal_mode=MEMORY");
+    if (!st) {
       db_.close();
       throw Error(st);
     }
@@ -146,6 +155,7 @@ bool ObjectStore::ensure_open(bool create) {
     db_.close();
     throw Error(st);
   }
+
   if (env_.max_database_bytes > 0) {
     int64_t page = env_.page_size;
     if (existed) {
@@ -164,7 +174,14 @@ bool ObjectStore::ensure_open(bool create) {
   // that writes nothing when they exist; skipped when this store made sure of
   // them before, as on a reopen after the connection cap closed it.)
   if (!schema_ready_) {
-    if (Status st = db_.exec(kSchema); !st) {
+    // A read opens the WAL, so that the schema's commits are combined too.
+    Status st = db_.exec("PRAGMA schema_version");
+    if (st) {
+      combine_wal_writes(db_.get());
+      st = db_.exec(kSchema);
+    }
+    if (st) st = flush_wal_writes(db_.get());
+    if (!st) {
       db_.close();
       throw Error(st);
     }
@@ -180,8 +197,8 @@ bool ObjectStore::ensure_open(bool create) {
         return SQLITE_OK;
       },
       this);
-  // The WAL is open now (journal_mode=WAL above); every commit is end_turn's,
-  // which writes what this holds back.
+  // Every commit from here on is end_turn's, which writes what this holds
+  // back (flush_wal_writes).
   combine_wal_writes(db_.get());
   file_known_missing_ = false;
   new_file_ = !existed;

@@ -54,6 +54,7 @@ struct Acked {
   std::mutex mu;
   std::array<int64_t, kCounters> counter{};         // highest value answered
   std::array<std::vector<int>, kBatchers> batches;  // batch numbers answered
+  std::vector<std::string> created;                 // new objects whose first write answered
 };
 
 TEST(CrashTest, AcknowledgedWritesSurviveRepeatedSigkillUnderLoad) {
@@ -122,6 +123,16 @@ TEST(CrashTest, AcknowledgedWritesSurviveRepeatedSigkillUnderLoad) {
         }
       });
     }
+    // New objects, one write each: a database file is made for every one.
+    load.emplace_back([&] {
+      HttpClient client(port, 2s);
+      for (int i = 0; !stop; ++i) {
+        std::string name = "new-" + std::to_string(kill) + "-" + std::to_string(i);
+        if (client.request("POST", "/counter/" + name + "/increment").status != 200) return;
+        std::lock_guard lock(acked.mu);
+        acked.created.push_back(name);
+      }
+    });
     std::this_thread::sleep_for(std::chrono::milliseconds(200 + rng() % 600));
     ASSERT_EQ(server->stop(SIGKILL), 128 + SIGKILL);
     stop = true;
@@ -157,6 +168,10 @@ TEST(CrashTest, AcknowledgedWritesSurviveRepeatedSigkillUnderLoad) {
         EXPECT_EQ(got.size(), keys.size()) << "batcher " << b << " lost writes after kill " << kill;
         checked_writes += static_cast<int64_t>(keys.size());
       }
+    }
+    for (const auto& name : acked.created) {
+      EXPECT_EQ(http(port, "GET", "/counter/" + name).body, "1") << name << " after kill " << kill;
+      ++checked_writes;
     }
     int64_t total = 0;
     for (int a = 0; a < kAccounts; ++a) {
