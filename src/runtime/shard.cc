@@ -172,7 +172,7 @@ void Shard::evict_idle(std::chrono::steady_clock::time_point now) {
 
 void Shard::evict_some(std::shared_ptr<std::vector<HostKey>> keys,
                        std::chrono::steady_clock::time_point now) {
-  for (size_t n = 0; n < kSweepChunk && !keys->empty(); ++n) {
+  for (size_t n = 0; n < kEvictChunk && !keys->empty(); ++n) {
     auto it = hosts_.find(keys->back());
     keys->pop_back();
     // Checked again: an event may have come since the list was made.
