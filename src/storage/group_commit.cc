@@ -93,6 +93,11 @@ void Flusher::loop() {
         }
       }
     }
+    if (faults_.observe) {
+      std::vector<std::string> paths;
+      for (auto* f : distinct) paths.push_back(f->path());
+      faults_.observe(paths);
+    }
     bool inject = false;
     int pending = faults_.fail_next.load();
     while (pending > 0 && !faults_.fail_next.compare_exchange_weak(pending, pending - 1)) {

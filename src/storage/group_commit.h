@@ -50,10 +50,14 @@ class SyncFile {
   bool is_dir_;
 };
 
-// Test hook: makes flushes fail or slow, to exercise failure paths.
+// Test hook: makes flushes fail or slow, to exercise failure paths, and
+// shows what each flush covered.
 struct FlushFaults {
   std::atomic<int> fail_next{0};  // fail this many upcoming flushes
   std::atomic<int> delay_ms{0};   // sleep before each flush
+  // Called on the flusher thread with the paths of each flush; set before
+  // the first submit.
+  std::function<void(const std::vector<std::string>&)> observe;
 };
 
 class Flusher {

@@ -126,9 +126,11 @@ bool ObjectStore::ensure_open(bool create) {
     bool dir_existed = file_exists(dir_);
     if (Status st = make_dirs(dir_); !st) throw Error(st);
     if (!dir_existed) {
-      // A new shard folder: its own entry in the namespace folder must be durable.
-      auto slash = dir_.rfind('/');
-      if (Status st = sync_dir(dir_.substr(0, slash)); !st) throw Error(st);
+      // A new shard folder: its own entry in the namespace folder must be
+      // durable with the first commit (the flusher syncs it, not this thread).
+      auto parent = SyncFile::open(dir_.substr(0, dir_.rfind('/')), /*is_dir=*/true);
+      if (!parent) throw Error(parent.status());
+      parent_dir_to_sync_ = std::move(*parent);
     }
   }
   if (Status st = db_.open(path_, create); !st) throw Error(st);
@@ -454,6 +456,7 @@ Status ObjectStore::end_turn() {
       env_.catalog->created(std::move(t));
     }
   }
+  if (parent_dir_to_sync_) env_.commits->add_dirty(std::move(parent_dir_to_sync_));
   last_commit_seq_ = env_.commits->committed(wal_file_, std::move(dir_to_sync_));
   dir_to_sync_.reset();
   if (wal_frames_ >= kCheckpointFrames) checkpoint();

@@ -207,6 +207,7 @@ class ObjectStore {
   Db db_;
   std::shared_ptr<SyncFile> wal_file_;
   std::shared_ptr<SyncFile> dir_to_sync_;  // set when this connection created entries
+  std::shared_ptr<SyncFile> parent_dir_to_sync_;  // set when it created the folder too
   bool file_known_missing_ = false;
   bool schema_ready_ = false;  // the runtime's tables are known to exist in the file
   bool new_file_ = false;

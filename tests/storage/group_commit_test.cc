@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <mutex>
+
+#include "storage/object_store.h"
+
 #include "support/manual_loop.h"
 #include "support/server_process.h"
 
@@ -39,6 +45,51 @@ TEST_F(GroupCommitTest, SixtyFourCommitsShareOneFlush) {
   // the next one.
   EXPECT_LE(flusher_.flush_count(), 2u);
   EXPECT_EQ(commits_.durable_seq(), commits_.last_seq());
+}
+
+// The answer to an object's first write waits for one flush that covers its
+// WAL, its database file, its folder's entry for them and, for a new shard
+// folder, the namespace folder's entry for that.
+TEST_F(GroupCommitTest, ANewObjectsFirstFlushCoversItsFilesAndFolders) {
+  std::mutex mu;
+  std::vector<std::string> synced;
+  flusher_.faults().observe = [&](const std::vector<std::string>& paths) {
+    std::lock_guard lock(mu);
+    synced.insert(synced.end(), paths.begin(), paths.end());
+  };
+  std::string ns = dir_.path() + "/ns";
+  std::filesystem::create_directories(ns);
+  DbCache dbs{4};
+  auto first_write = [&](const std::string& file) {
+    {
+      std::lock_guard lock(mu);
+      synced.clear();
+    }
+    ObjectStore store(StoreEnv{&commits_, &dbs}, ns + "/ab", file);
+    store.put("k", "v");
+    ASSERT_TRUE(store.end_turn().is_ok());
+    bool durable = false;
+    commits_.when_durable(store.last_commit_seq(), [&](Status st) {
+      EXPECT_TRUE(st.is_ok());
+      durable = true;
+    });
+    ASSERT_TRUE(loop_.run_until([&] { return durable; }));
+  };
+  auto covered = [&](const std::string& path) {
+    std::lock_guard lock(mu);
+    return std::find(synced.begin(), synced.end(), path) != synced.end();
+  };
+  first_write("one.sqlite");
+  EXPECT_TRUE(covered(ns + "/ab/one.sqlite-wal"));
+  EXPECT_TRUE(covered(ns + "/ab/one.sqlite"));
+  EXPECT_TRUE(covered(ns + "/ab"));
+  EXPECT_TRUE(covered(ns));
+  // A second object in the same shard folder: the folder is not new.
+  first_write("two.sqlite");
+  EXPECT_TRUE(covered(ns + "/ab/two.sqlite-wal"));
+  EXPECT_TRUE(covered(ns + "/ab/two.sqlite"));
+  EXPECT_TRUE(covered(ns + "/ab"));
+  EXPECT_FALSE(covered(ns));
 }
 
 TEST_F(GroupCommitTest, AWaiterIsNotReleasedBeforeItsFlush) {
