@@ -153,10 +153,13 @@ bool ObjectStore::ensure_open(bool create) {
       throw Error(st);
     }
   }
-  if (Status st = db_.exec(kOpenPragmas); !st) {
+  if (Status st = read_wal_ahead(db_.get(), kOpenPragmas); !st) {
     db_.close();
     throw Error(st);
   }
+  // Every commit from here on is followed by flush_wal_writes (end_turn's,
+  // and the runtime's tables' below), which writes what this holds back.
+  combine_wal_writes(db_.get());
 
   if (env_.max_database_bytes > 0) {
     int64_t page = env_.page_size;
@@ -176,12 +179,7 @@ bool ObjectStore::ensure_open(bool create) {
   // that writes nothing when they exist; skipped when this store made sure of
   // them before, as on a reopen after the connection cap closed it.)
   if (!schema_ready_) {
-    // A read opens the WAL, so that the schema's commits are combined too.
-    Status st = db_.exec("PRAGMA schema_version");
-    if (st) {
-      combine_wal_writes(db_.get());
-      st = db_.exec(kSchema);
-    }
+    Status st = db_.exec(kSchema);
     if (st) st = flush_wal_writes(db_.get());
     if (!st) {
       db_.close();
@@ -199,9 +197,6 @@ bool ObjectStore::ensure_open(bool create) {
         return SQLITE_OK;
       },
       this);
-  // Every commit from here on is end_turn's, which writes what this holds
-  // back (flush_wal_writes).
-  combine_wal_writes(db_.get());
   file_known_missing_ = false;
   new_file_ = !existed;
   if (!existed || !wal_existed) {

@@ -17,8 +17,10 @@ struct WalFile {
   sqlite3_file file;  // first: SQLite sees a sqlite3_file*
   sqlite3_file* real;
   bool combine;
+  bool read_ahead;  // the next read from offset 0 may read the whole file
   sqlite3_int64 pending_offset;
   std::vector<char>* pending;  // bytes for [pending_offset, + size)
+  std::vector<char>* ahead;    // the file's bytes from offset 0, while valid
 };
 static_assert(sizeof(WalFile) % 8 == 0);
 
@@ -26,6 +28,14 @@ static_assert(sizeof(WalFile) % 8 == 0);
 // the most one write passes on: the unix VFS writes at most 128 KiB - 1 at a
 // time (it masks the size to 17 bits).
 constexpr size_t kMaxPending = 64 * 1024;
+
+// A WAL up to this size is read in one go when its connection opens it
+// (SQLite reads it back frame by frame to rebuild its index).
+constexpr sqlite3_int64 kMaxAhead = 256 * 1024;
+
+// Set around a connection's first read (read_wal_ahead): a WAL opened then
+// may be read ahead.
+thread_local bool t_read_ahead = false;
 
 WalFile* wal(sqlite3_file* f) { return reinterpret_cast<WalFile*>(f); }
 
@@ -42,23 +52,49 @@ int flush(WalFile* w) {
   return rc;
 }
 
+void drop_ahead(WalFile* w) {
+  w->read_ahead = false;
+  delete w->ahead;
+  w->ahead = nullptr;
+}
+
 int wal_close(sqlite3_file* f) {
   WalFile* w = wal(f);
   int rc = flush(w);
   int rc2 = w->real->pMethods->xClose(w->real);
   delete w->pending;
   w->pending = nullptr;
+  drop_ahead(w);
   return rc != SQLITE_OK ? rc : rc2;
 }
 
 int wal_read(sqlite3_file* f, void* buf, int n, sqlite3_int64 off) {
   WalFile* w = wal(f);
   if (int rc = flush(w); rc != SQLITE_OK) return rc;
+  if (w->read_ahead && !w->ahead && off == 0) {
+    sqlite3_int64 size = 0;
+    if (w->real->pMethods->xFileSize(w->real, &size) == SQLITE_OK && size > 0 &&
+        size <= kMaxAhead) {
+      auto* bytes = new std::vector<char>(static_cast<size_t>(size));
+      if (w->real->pMethods->xRead(w->real, bytes->data(), static_cast<int>(size), 0) ==
+          SQLITE_OK) {
+        w->ahead = bytes;
+      } else {
+        delete bytes;
+      }
+    }
+    if (!w->ahead) w->read_ahead = false;
+  }
+  if (w->ahead && off >= 0 && off + n <= static_cast<sqlite3_int64>(w->ahead->size())) {
+    std::memcpy(buf, w->ahead->data() + off, static_cast<size_t>(n));
+    return SQLITE_OK;
+  }
   return w->real->pMethods->xRead(w->real, buf, n, off);
 }
 
 int wal_write(sqlite3_file* f, const void* buf, int n, sqlite3_int64 off) {
   WalFile* w = wal(f);
+  drop_ahead(w);
   if (!w->combine) return w->real->pMethods->xWrite(w->real, buf, n, off);
   std::vector<char>& p = *w->pending;
   if (!p.empty() && off != w->pending_offset + static_cast<sqlite3_int64>(p.size())) {
@@ -73,6 +109,7 @@ int wal_write(sqlite3_file* f, const void* buf, int n, sqlite3_int64 off) {
 // The rest flush first where the file's contents or size matter, and pass on.
 int wal_truncate(sqlite3_file* f, sqlite3_int64 size) {
   WalFile* w = wal(f);
+  drop_ahead(w);
   if (int rc = flush(w); rc != SQLITE_OK) return rc;
   return w->real->pMethods->xTruncate(w->real, size);
 }
@@ -160,8 +197,10 @@ int vfs_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags,
   }
   w->real = real;
   w->combine = false;
+  w->read_ahead = t_read_ahead;
   w->pending_offset = 0;
   w->pending = new std::vector<char>();
+  w->ahead = nullptr;
   w->file.pMethods = &kWalMethods;
   return SQLITE_OK;
 }
@@ -200,6 +239,17 @@ void register_dobj_vfs() {
 
 void combine_wal_writes(sqlite3* db) {
   if (WalFile* w = wal_of(db)) w->combine = true;
+}
+
+Status read_wal_ahead(sqlite3* db, const char* statements) {
+  t_read_ahead = true;
+  int rc = sqlite3_exec(db, statements, nullptr, nullptr, nullptr);
+  // If those did not read, a read now: it opens the WAL and rebuilds its index.
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db, "PRAGMA schema_version", nullptr, nullptr, nullptr);
+  t_read_ahead = false;
+  if (WalFile* w = wal_of(db)) drop_ahead(w);
+  if (rc == SQLITE_OK) return Status::ok();
+  return Status(Code::kInternal, std::string("reading the database: ") + sqlite3_errmsg(db));
 }
 
 Status flush_wal_writes(sqlite3* db) {

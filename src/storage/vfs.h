@@ -12,6 +12,8 @@
 //   the file as one pwrite when the commit ends (flush_wal_writes), or before
 //   anything that could see the file: a read, a write elsewhere, a size,
 //   truncate, sync or close. The file sees the same bytes in the same order.
+// - When a connection opens its WAL, the WAL can be read in one go
+//   (read_wal_ahead) and SQLite's frame-by-frame reads served from memory.
 //
 // Thread affinity: as the connection's.
 #pragma once
@@ -26,6 +28,12 @@ inline constexpr const char* kDobjVfs = "dobj";
 
 // Registers the VFS; once, before the first open through it.
 void register_dobj_vfs();
+
+// Runs `statements` (the connection's set-up pragmas) and then a read, which
+// opens the WAL and reads it all back to rebuild the WAL index: a WAL of up
+// to 256 KiB is read with one pread instead of one or two per frame. Call
+// once, right after the open.
+Status read_wal_ahead(sqlite3* db, const char* statements);
 
 // Turns on write combining for the connection's WAL (a no-op if the WAL is
 // not open, or not through this VFS). The owner must then call

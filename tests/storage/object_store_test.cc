@@ -332,6 +332,40 @@ TEST_F(StoreTest, SpilledRolledBackAndLargeCommitsReadBackAfterAReopen) {
   }
 }
 
+// A reopened connection reads a small WAL back in one go (the VFS's read
+// ahead) and a large one frame by frame: both give every commit back, and
+// commits made after the reopen land after them.
+TEST_F(StoreTest, SmallAndLargeWalsReadBackAfterAReopen) {
+  std::string wal = dir_.path() + "/ns/ab/obj.sqlite-wal";
+  auto reopen = [&] {
+    storage_.reset();
+    store_ = open_store();
+    storage_ = std::make_unique<Storage>(store_.get());
+  };
+  for (int i = 0; i < 100; ++i) {
+    s().put("k" + std::to_string(i), int64_t{i});
+    ASSERT_TRUE(store_->end_turn().is_ok());
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat(wal.c_str(), &st), 0);
+  EXPECT_LT(st.st_size, 256 * 1024);  // read ahead
+  reopen();
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(s().get<int64_t>("k" + std::to_string(i)), i);
+  s().put("k0", int64_t{-1});
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  std::string value(2000, 'v');
+  for (int i = 0; i < 200; ++i) {
+    s().put("big" + std::to_string(i), value);
+    ASSERT_TRUE(store_->end_turn().is_ok());
+  }
+  ASSERT_EQ(::stat(wal.c_str(), &st), 0);
+  EXPECT_GT(st.st_size, 256 * 1024);  // read frame by frame
+  reopen();
+  EXPECT_EQ(s().get<int64_t>("k0"), -1);
+  EXPECT_EQ(s().get<int64_t>("k99"), 99);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(s().get<std::string>("big" + std::to_string(i)), value);
+}
+
 // The stored alarm is remembered between reads (an alarm run reads it four
 // times); every way a turn can undo a write forgets it.
 TEST_F(StoreTest, TheAlarmReadsBackThroughRollbacksAndReopens) {
