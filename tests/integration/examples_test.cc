@@ -1,7 +1,10 @@
 // The example server as a user runs it: the real binary, real sockets, real
 // files. Checks the HTTP contract of EXAMPLES.md and the durability promises.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <filesystem>
@@ -424,6 +427,61 @@ TEST_F(ExamplesLimitsTest, IdleConnectionsGet408AndAreClosed) {
   HttpResponse r = c.read_response();
   EXPECT_EQ(r.status, 408);
   EXPECT_TRUE(c.closed_by_server());
+}
+
+// A client that sends requests but never reads the answers: once the
+// server's writes stall for the idle timeout, it closes the connection
+// instead of holding it (and the answers) forever; others are served meanwhile.
+TEST_F(ExamplesLimitsTest, AClientThatNeverReadsIsClosedAfterTheTimeout) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  int small = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  // Answers of ~900 bytes, far more than the socket buffers hold (4 MiB),
+  // sent from a thread: the server reads the next request only after it
+  // wrote the last answer, so it stalls after ~4,500 of them.
+  ASSERT_EQ(call("PUT", "/kv/unread/v", "\"" + std::string(900, 'v') + "\"").status, 200);
+  constexpr int kRequests = 20'000;
+  std::thread sender([fd] {
+    std::string batch;
+    for (int i = 0; i < 1000; ++i) batch += "GET /kv/unread/v HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < kRequests / 1000; ++i) {
+      if (!send_all(fd, batch)) return;  // the server closed: expected
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(call("GET", "/counter/other").status, 200);
+  // Drain what reached us: the answers stop short of the requests, then EOF
+  // (or a reset), within a few seconds.
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string data;
+  char buf[65536];
+  bool ended = false;
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) {
+      data.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    ended = n == 0 || errno == ECONNRESET;
+    break;
+  }
+  ::shutdown(fd, SHUT_RDWR);
+  sender.join();
+  ::close(fd);
+  EXPECT_TRUE(ended) << "the connection was still open after the server's writes stalled";
+  size_t answers = 0;
+  for (size_t at = data.find("HTTP/1.1 200"); at != std::string::npos;
+       at = data.find("HTTP/1.1 200", at + 1)) {
+    ++answers;
+  }
+  EXPECT_LT(answers, static_cast<size_t>(kRequests));
 }
 
 TEST_F(ExamplesTest, ChatRoomRelaysEveryTextMessageToEverySocketInOneOrder) {
