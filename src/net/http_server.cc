@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <array>
 #include <charconv>
 #include <future>
 #include <nlohmann/json.hpp>
@@ -58,16 +59,50 @@ struct HttpServer::PerShard {
 
 namespace {
 
-http::response<http::string_body> to_beast(Response&& r, unsigned version, bool keep_alive) {
-  http::response<http::string_body> res;
-  res.version(version);
-  res.result(static_cast<unsigned>(r.status));
-  for (auto& [k, v] : r.headers) res.set(k, v);
-  res.set(http::field::server, "dobj");
-  res.body() = std::move(r.body);
-  res.keep_alive(keep_alive);
-  res.prepare_payload();
-  return res;
+// Appends s with CR and LF replaced by spaces: a header an object set from
+// client input cannot start another header or end the head.
+void append_header_text(std::string& out, std::string_view s) {
+  size_t from = out.size();
+  out += s;
+  for (size_t i = from; i < out.size(); ++i) {
+    if (out[i] == '\r' || out[i] == '\n') out[i] = ' ';
+  }
+}
+
+// 1xx, 204 and 304 answers have no body (nor a Content-Length).
+bool has_body(int status) { return status >= 200 && status != 204 && status != 304; }
+
+// The status line and headers of an answer. The framing headers are the
+// server's: Content-Length (none for 1xx, 204 and 304, which have no body)
+// and Connection; an object's own are dropped.
+std::string response_head(const Response& r, unsigned version, bool keep_alive) {
+  std::string head;
+  head.reserve(160);
+  head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  head += std::to_string(r.status);
+  head += ' ';
+  head += http::obsolete_reason(http::int_to_status(static_cast<unsigned>(r.status)));
+  head += "\r\n";
+  for (const auto& [name, value] : r.headers) {
+    if (beast::iequals(name, "content-length") || beast::iequals(name, "connection") ||
+        beast::iequals(name, "transfer-encoding") || beast::iequals(name, "server")) {
+      continue;
+    }
+    append_header_text(head, name);
+    head += ": ";
+    append_header_text(head, value);
+    head += "\r\n";
+  }
+  head += "Server: dobj\r\n";
+  if (has_body(r.status)) {
+    head += "Content-Length: ";
+    head += std::to_string(r.body.size());
+    head += "\r\n";
+  }
+  if (version == 10 && keep_alive) head += "Connection: keep-alive\r\n";
+  if (version != 10 && !keep_alive) head += "Connection: close\r\n";
+  head += "\r\n";
+  return head;
 }
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -260,10 +295,12 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void write(Response&& r, unsigned version, bool keep_alive) {
-    response_ = to_beast(std::move(r), version, keep_alive);
+    head_ = response_head(r, version, keep_alive);
+    body_ = has_body(r.status) ? std::move(r.body) : std::string();
     // A client that does not read its answer is closed after the timeout.
     arm_idle_timer();
-    http::async_write(stream_, response_,
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(body_)};
+    asio::async_write(stream_, buffers,
                       [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
                         self->busy_ = false;
                         self->idle_timer_.cancel();
@@ -283,7 +320,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool timed_out_ = false;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  http::response<http::string_body> response_;
+  std::string head_;  // of the answer being written
+  std::string body_;
   std::shared_ptr<HttpServer::PerShard> per_shard_;
   const ServerOptions& options_;
   bool busy_ = false;

@@ -484,6 +484,46 @@ TEST_F(ExamplesLimitsTest, AClientThatNeverReadsIsClosedAfterTheTimeout) {
   EXPECT_LT(answers, static_cast<size_t>(kRequests));
 }
 
+// The server frames every answer itself: Content-Length, and Connection as
+// HTTP/1.0 and 1.1 want it; pipelined requests are answered in order.
+TEST_F(ExamplesTest, AnswersAreFramedForHttp10And11AndPipelining) {
+  {
+    HttpClient c(port());
+    ASSERT_TRUE(c.send_raw("POST /counter/framing/increment HTTP/1.0\r\nHost: x\r\n\r\n"));
+    HttpResponse r = c.read_response();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "1");
+    EXPECT_EQ(r.header("content-length"), "1");
+    EXPECT_EQ(r.header("server"), "dobj");
+    EXPECT_TRUE(c.closed_by_server());
+  }
+  {
+    HttpClient c(port());
+    ASSERT_TRUE(c.send_raw(
+        "GET /counter/framing HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"));
+    HttpResponse r = c.read_response();
+    EXPECT_EQ(r.header("connection"), "keep-alive");
+    EXPECT_EQ(r.body, "1");
+    ASSERT_TRUE(c.send_raw("GET /counter/framing HTTP/1.0\r\nHost: x\r\n\r\n"));
+    EXPECT_EQ(c.read_response().body, "1");
+    EXPECT_TRUE(c.closed_by_server());
+  }
+  {
+    HttpClient c(port());
+    ASSERT_TRUE(c.send_raw(
+        "POST /counter/framing/increment HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        "POST /counter/framing/increment HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        "GET /counter/framing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    HttpResponse first = c.read_response(), second = c.read_response(), last = c.read_response();
+    EXPECT_EQ(first.body, "2");
+    EXPECT_FALSE(first.header("connection").has_value());
+    EXPECT_EQ(second.body, "3");
+    EXPECT_EQ(last.body, "3");
+    EXPECT_EQ(last.header("connection"), "close");
+    EXPECT_TRUE(c.closed_by_server());
+  }
+}
+
 TEST_F(ExamplesTest, ChatRoomRelaysEveryTextMessageToEverySocketInOneOrder) {
   std::vector<std::unique_ptr<WsClient>> clients;
   for (int i = 0; i < 3; ++i) {
