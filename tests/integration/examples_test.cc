@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -454,8 +455,15 @@ TEST_F(ExamplesLimitsTest, AClientThatNeverReadsIsClosedAfterTheTimeout) {
       if (!send_all(fd, batch)) return;  // the server closed: expected
     }
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // Until the server ends the connection (a reset: it closed with requests
+  // unread), at most 10 s; meanwhile it serves others.
   EXPECT_EQ(call("GET", "/counter/other").status, 200);
+  pollfd p{fd, POLLRDHUP, 0};
+  for (int waited = 0; waited < 10'000 && !(p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+       waited += 50) {
+    p.revents = 0;
+    ::poll(&p, 1, 50);
+  }
   // Drain what reached us: the answers stop short of the requests, then EOF
   // (or a reset), within a few seconds.
   timeval tv{5, 0};
