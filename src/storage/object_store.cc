@@ -162,10 +162,10 @@ bool ObjectStore::ensure_open(bool create) {
   combine_wal_writes(db_.get());
 
   if (env_.max_database_bytes > 0) {
+    // The file's own page size (a new file's is the one set above).
     int64_t page = env_.page_size;
-    if (existed) {
-      auto s = db_.cached("PRAGMA page_size");
-      if (s && (*s)->step() == SQLITE_ROW) page = (*s)->column_int(0);
+    if (auto s = db_.cached("PRAGMA page_size"); s && (*s)->step() == SQLITE_ROW) {
+      page = (*s)->column_int(0);
     }
     std::string cap = "PRAGMA max_page_count=" +
                       std::to_string(std::max<int64_t>(env_.max_database_bytes / page, 4));
@@ -324,8 +324,7 @@ void ObjectStore::set_alarm(int64_t at_ms) {
   begin_write();
   StmtUse s = stmt("INSERT OR REPLACE INTO _dobj_alarm(id, at) VALUES (0, ?1)");
   s->bind_int(1, at_ms);
-  alarm_known_.reset();
-  if (s->step() != SQLITE_DONE) fail("set alarm");
+  if (s->step() != SQLITE_DONE) fail("set alarm");  // forgets alarm_known_
   alarm_known_ = at_ms;
   alarm_dirty_ = true;
   if (running_alarm_) alarm_touched_in_handler_ = true;
@@ -335,8 +334,7 @@ void ObjectStore::delete_alarm() {
   if (!ensure_open(false)) return;
   begin_write();
   StmtUse s = stmt("DELETE FROM _dobj_alarm");
-  alarm_known_.reset();
-  if (s->step() != SQLITE_DONE) fail("delete alarm");
+  if (s->step() != SQLITE_DONE) fail("delete alarm");  // forgets alarm_known_
   alarm_known_ = std::optional<int64_t>();
   alarm_dirty_ = true;
   if (running_alarm_) alarm_touched_in_handler_ = true;
@@ -353,9 +351,8 @@ void ObjectStore::delete_all() {
   if (!ensure_open(false)) return;
   begin_write();
   alarm_dirty_ = true;
-  alarm_known_.reset();
   if (Status st = db_.exec("DELETE FROM _dobj_kv; DELETE FROM _dobj_alarm"); !st) {
-    mark_broken(st.message());
+    mark_broken(st.message());  // forgets alarm_known_
     throw Error(st);
   }
   alarm_known_ = std::optional<int64_t>();

@@ -244,8 +244,11 @@ void combine_wal_writes(sqlite3* db) {
 Status read_wal_ahead(sqlite3* db, const char* statements) {
   t_read_ahead = true;
   int rc = sqlite3_exec(db, statements, nullptr, nullptr, nullptr);
-  // If those did not read, a read now: it opens the WAL and rebuilds its index.
-  if (rc == SQLITE_OK) rc = sqlite3_exec(db, "PRAGMA schema_version", nullptr, nullptr, nullptr);
+  // If those did not open the WAL, a read now: it opens the WAL and rebuilds
+  // its index.
+  if (rc == SQLITE_OK && !wal_of(db)) {
+    rc = sqlite3_exec(db, "PRAGMA schema_version", nullptr, nullptr, nullptr);
+  }
   t_read_ahead = false;
   if (WalFile* w = wal_of(db)) drop_ahead(w);
   if (rc == SQLITE_OK) return Status::ok();
