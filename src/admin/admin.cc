@@ -121,7 +121,7 @@ void AdminPlane::route(Shard& here, const Request& request, std::function<void(R
     const auto& s = *segments;
     if (s.size() == 2) {
       if (request.method != "GET") return reply(Response::error(405, "use GET"));
-      return list_objects(request, std::move(reply));
+      return list_objects(here, request, std::move(reply));
     }
     if (s.size() < 4 || s.size() > 5) return reply(Response::error(404, "no admin route " + path));
     auto target = parse_target(s[2], s[3]);

@@ -65,7 +65,7 @@ class AdminPlane {
   bool authorized(const Request& request) const;
   void route(Shard& here, const Request& request, std::function<void(Response)> reply);
   Result<ObjectTarget> parse_target(const std::string& ns, const std::string& id);
-  void list_objects(const Request& request, Reply reply);
+  void list_objects(Shard& here, const Request& request, Reply reply);
   void inspect_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
   void query_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
   void export_object(Shard& here, const ObjectTarget& t, Reply reply);

@@ -199,7 +199,7 @@ Result<ObjectTarget> AdminPlane::parse_target(const std::string& ns_name,
   return ObjectTarget{ns, *id};
 }
 
-void AdminPlane::list_objects(const Request& request, Reply reply) {
+void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) {
   CatalogQuery q;
   q.ns = request.query("namespace");
   if (q.ns && q.ns->empty()) q.ns.reset();
@@ -251,22 +251,27 @@ void AdminPlane::list_objects(const Request& request, Reply reply) {
     refs.push_back({ns, *id});
     entries.push_back(std::move(e));
   }
-  std::vector<Runtime::ObjectLive> live = runtime_.object_states(refs);
-  Json out;
-  out["objects"] = Json::array();
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const CatalogEntry& e = entries[i];
-    Json o = {{"namespace", e.ns},         {"id", e.id},
-              {"bytes", e.bytes},          {"created", e.created_ms},
-              {"lastActive", e.active_ms}, {"resident", live[i].resident},
-              {"sockets", live[i].sockets}};
-    o["name"] = e.name ? Json(*e.name) : Json(nullptr);
-    auto alarm = runtime_.alarm_index().get(e.ns, e.id);
-    o["alarm"] = alarm ? Json(*alarm) : Json(nullptr);
-    out["objects"].push_back(std::move(o));
-  }
-  out["nextCursor"] = page->next_cursor.empty() ? Json(nullptr) : Json(page->next_cursor);
-  reply(Response::json(dump(out)));
+  std::string next_cursor = std::move(page->next_cursor);
+  runtime_.object_states(
+      &here, std::move(refs),
+      [this, entries = std::move(entries), next_cursor = std::move(next_cursor),
+       reply = std::move(reply)](std::vector<Shard::Presence> live) {
+        Json out;
+        out["objects"] = Json::array();
+        for (size_t i = 0; i < entries.size(); ++i) {
+          const CatalogEntry& e = entries[i];
+          Json o = {{"namespace", e.ns},         {"id", e.id},
+                    {"bytes", e.bytes},          {"created", e.created_ms},
+                    {"lastActive", e.active_ms}, {"resident", live[i].resident},
+                    {"sockets", live[i].sockets}};
+          o["name"] = e.name ? Json(*e.name) : Json(nullptr);
+          auto alarm = runtime_.alarm_index().get(e.ns, e.id);
+          o["alarm"] = alarm ? Json(*alarm) : Json(nullptr);
+          out["objects"].push_back(std::move(o));
+        }
+        out["nextCursor"] = next_cursor.empty() ? Json(nullptr) : Json(next_cursor);
+        reply(Response::json(dump(out)));
+      });
 }
 
 void AdminPlane::inspect_object(Shard& here, const ObjectTarget& t, const Request& request,

@@ -85,7 +85,8 @@ ObjectHost::ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id)
       metrics_(&shard->metrics(ns->index())),
       timings_(shard->runtime().options().timings) {
   make_store();
-  last_active_ = std::chrono::steady_clock::now();
+  activity_.host = this;
+  note_active(std::chrono::steady_clock::now());
 }
 
 void ObjectHost::make_store() {
@@ -158,7 +159,7 @@ void ObjectHost::run_turn(F&& fn) {
   }
   in_turn_ = false;
   t_current_host = prev;
-  last_active_ = wall_after;
+  note_active(wall_after);
   if (reset_requested_) {
     // The turn asked for a reset (abort, CPU overrun, a failed set-up): its
     // writes are discarded and its outputs fail with the reset below.
@@ -180,7 +181,7 @@ void ObjectHost::run_turn(F&& fn) {
 }
 
 void ObjectHost::enqueue(Delivery delivery) {
-  if (!delivery.admin) last_active_ = std::chrono::steady_clock::now();
+  if (!delivery.admin) note_active(std::chrono::steady_clock::now());
   // Socket events are bounded per socket instead (the hub stops reading).
   if (queue_.size() >= shard_->runtime().options().max_queue && !delivery.socket_event) {
     ++metrics_->overloaded;

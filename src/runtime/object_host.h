@@ -178,6 +178,11 @@ class ObjectHost {
   bool reset_fails_queue_ = false;
   bool drop_running_alarm_ = false;  // abort(..., retry_alarm = false) during alarm()
   std::chrono::steady_clock::time_point last_active_;
+  ActivityLink activity_;  // in the shard's list by last activity
+  void note_active(std::chrono::steady_clock::time_point at) {
+    last_active_ = at;
+    shard_->note_active(activity_, at);
+  }
   std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
   NamespaceMetrics* metrics_;  // this namespace's counters on this shard
   bool timings_;               // ServerOptions::timings

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <future>
 #include <mutex>
@@ -213,14 +214,32 @@ void Runtime::run_on_object(NamespaceImpl* ns, const ObjectId& id, Shard* reply_
   });
 }
 
-std::vector<Runtime::ObjectLive> Runtime::object_states(const std::vector<ObjectRef>& refs) {
-  std::vector<ObjectLive> out(refs.size());
-  for (size_t i = 0; i < refs.size(); ++i) {
-    Shard::Presence p = shard_for(refs[i].id).presence(refs[i].ns, refs[i].id);
-    out[i].resident = p.resident;
-    out[i].sockets = p.sockets;
+void Runtime::object_states(Shard* reply_on, std::vector<ObjectRef> refs,
+                            std::function<void(std::vector<Shard::Presence>)> done) {
+  struct Gather {
+    std::vector<ObjectRef> refs;
+    std::vector<Shard::Presence> out;
+    std::function<void(std::vector<Shard::Presence>)> done;
+    std::atomic<size_t> left;
+  };
+  auto g = std::make_shared<Gather>();
+  g->out.resize(refs.size());
+  g->refs = std::move(refs);
+  g->done = std::move(done);
+  g->left = shards_.size();
+  // Each shard fills in its own objects' slots; the last one answers.
+  for (auto& s : shards_) {
+    Shard* shard = s.get();
+    shard->post([this, shard, g, reply_on] {
+      for (size_t i = 0; i < g->refs.size(); ++i) {
+        if (&shard_for(g->refs[i].id) == shard) {
+          g->out[i] = shard->presence(g->refs[i].ns, g->refs[i].id);
+        }
+      }
+      if (--g->left > 0) return;
+      reply_on->post([g] { g->done(std::move(g->out)); });
+    });
   }
-  return out;
 }
 
 LatenessSummary Runtime::alarm_lateness() {

@@ -93,13 +93,11 @@ class Runtime {
     NamespaceImpl* ns;
     ObjectId id;
   };
-  struct ObjectLive {
-    bool resident = false;  // the instance is in memory
-    size_t sockets = 0;     // open WebSockets
-  };
-  // What each object's shard published of it at its last sweep (at most a
-  // second old), in the order of refs. Any thread; waits for no shard.
-  std::vector<ObjectLive> object_states(const std::vector<ObjectRef>& refs);
+  // Asks each object's shard whether it is in memory and how many sockets it
+  // has; done gets the answers in the order of refs, on the shard reply_on
+  // (any thread may call this; it does not block).
+  void object_states(Shard* reply_on, std::vector<ObjectRef> refs,
+                     std::function<void(std::vector<Shard::Presence>)> done);
   // Lateness of the alarms fired so far, over all shards.
   LatenessSummary alarm_lateness();
 

@@ -151,7 +151,6 @@ void Shard::schedule_sweep() {
       hand_over_to_catalog(kSweepChunk);
     }
     evict_idle(now);
-    publish_presence();
     schedule_sweep();
   });
 }
@@ -162,51 +161,39 @@ bool Shard::evictable(const ObjectHost& h, std::chrono::steady_clock::time_point
          sockets_->kept_sockets(h.ns(), h.id()) == 0;
 }
 
-void Shard::evict_idle(std::chrono::steady_clock::time_point now) {
-  auto keys = std::make_shared<std::vector<HostKey>>();
-  for (const auto& [key, host] : hosts_) {
-    if (evictable(*host, now)) keys->push_back(key);
-  }
-  evict_some(std::move(keys), now);
+void Shard::note_active(ActivityLink& link, std::chrono::steady_clock::time_point at) {
+  link.unlink();
+  link.since = at;
+  by_activity_.push_back(link);
 }
 
-void Shard::evict_some(std::shared_ptr<std::vector<HostKey>> keys,
-                       std::chrono::steady_clock::time_point now) {
-  for (size_t n = 0; n < kEvictChunk && !keys->empty(); ++n) {
-    auto it = hosts_.find(keys->back());
-    keys->pop_back();
-    // Checked again: an event may have come since the list was made.
-    if (it == hosts_.end() || !evictable(*it->second, now)) continue;
-    ObjectHost& h = *it->second;
+void Shard::evict_idle(std::chrono::steady_clock::time_point now) {
+  const auto timeout = runtime_->options().idle_timeout;
+  size_t evicted = 0;
+  while (!by_activity_.empty()) {
+    ActivityLink& link = by_activity_.front();
+    // Stop at the first object active too recently, or sent to the back in
+    // this pass (with a zero timeout, every object would qualify again).
+    if (link.since >= now || now - link.since < timeout) return;
+    ObjectHost& h = *link.host;
+    if (!evictable(h, now)) {
+      note_active(link, now);
+      continue;
+    }
+    if (evicted == kEvictChunk) {
+      post([this, now] { evict_idle(now); });
+      return;
+    }
     ++metrics_[h.ns()->index()].evictions;
     if (h.events_total() == 1) ++metrics_[h.ns()->index()].single_event_evictions;
-    hosts_.erase(it);
+    hosts_.erase(HostKey{h.ns(), h.id()});  // the host leaves the list as it goes
+    ++evicted;
   }
-  if (!keys->empty()) post([this, keys, now] { evict_some(keys, now); });
-}
-
-void Shard::publish_presence() {
-  auto map = std::make_shared<PresenceMap>();
-  map->reserve(hosts_.size());
-  for (const auto& [key, host] : hosts_) {
-    if (host->has_instance()) (*map)[key].resident = true;
-  }
-  sockets_->each_object([&](const NamespaceImpl* ns, const ObjectId& id, size_t n) {
-    (*map)[HostKey{ns, id}].sockets = n;
-  });
-  std::lock_guard lock(presence_mu_);
-  presence_ = std::move(map);
 }
 
 Shard::Presence Shard::presence(const NamespaceImpl* ns, const ObjectId& id) const {
-  std::shared_ptr<const PresenceMap> map;
-  {
-    std::lock_guard lock(presence_mu_);
-    map = presence_;
-  }
-  if (!map) return {};
-  auto it = map->find(HostKey{ns, id});
-  return it == map->end() ? Presence{} : it->second;
+  auto it = hosts_.find(HostKey{ns, id});
+  return Presence{it != hosts_.end() && it->second->has_instance(), sockets_->socket_count(ns, id)};
 }
 
 void Shard::catalog_dirty(ObjectHost* host) {

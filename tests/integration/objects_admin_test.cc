@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <atomic>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -84,6 +85,33 @@ class ObjectsAdminTest : public ::testing::Test {
   std::unique_ptr<ServerProcess> server_;
 };
 
+// Residency is asked of the objects' shards as the page is made: an object
+// shows resident while in memory and not once evicted.
+TEST_F(ObjectsAdminTest, AListedObjectIsResidentUntilItsEviction) {
+  server_->stop(SIGTERM);
+  start({"--idle-timeout-ms", "1000"});
+  ASSERT_EQ(call("POST", "/counter/evicted-soon/increment"), 200);
+  auto resident = [&]() -> std::optional<bool> {
+    auto all = list_all("&namespace=COUNTER&prefix=evicted-soon", 10);
+    if (all.size() != 1) return std::nullopt;
+    return all[0]["resident"].get<bool>();
+  };
+  std::optional<bool> seen;
+  for (int tries = 0; tries < 50 && !seen; ++tries) {  // until the catalog lists it
+    seen = resident();
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_TRUE(*seen);
+  for (int tries = 0; tries < 100 && seen == true; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    seen = resident();
+  }
+  EXPECT_EQ(seen, false);  // evicted (the idle time and a sweep or two)
+  ASSERT_EQ(call("GET", "/counter/evicted-soon"), 200);
+  EXPECT_EQ(resident(), true);  // back at once
+}
+
 TEST_F(ObjectsAdminTest, CatalogListsObjectsWithStorageAndPagesThroughThem) {
   for (int i = 0; i < 23; ++i) {
     ASSERT_EQ(call("POST", "/counter/user-" + std::to_string(i) + "/increment"), 200);
@@ -91,11 +119,12 @@ TEST_F(ObjectsAdminTest, CatalogListsObjectsWithStorageAndPagesThroughThem) {
   ASSERT_EQ(call("PUT", "/kv/alice/greeting", "\"hello\""), 200);
   ASSERT_EQ(call("GET", "/counter/only-read"), 200);  // reads make no storage
 
-  // Residency is published by each shard's sweep, at most a second late.
+  // New objects reach the catalog within a moment; residency is asked of
+  // the shards as each page is made.
   std::vector<Json> counters;
   for (int tries = 0; tries < 40; ++tries) {
     counters = list_all("&namespace=COUNTER", 5);
-    bool all = !counters.empty();
+    bool all = counters.size() == 23;
     for (const auto& o : counters) all = all && o["resident"].get<bool>();
     if (all) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

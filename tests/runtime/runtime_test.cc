@@ -790,8 +790,8 @@ TEST(Runtime, IdleObjectsAreEvictedAndRebuiltWithTheirStorage) {
   EXPECT_EQ(g_constructions - before, 2);
 }
 
-// A sweep evicts Shard::kSweepChunk objects per task and posts the rest:
-// more idle objects than that per shard all go.
+// A sweep evicts Shard::kEvictChunk objects per task and posts the rest:
+// many more idle objects than that per shard all go.
 TEST(Runtime, ManyIdleObjectsAreAllEvicted) {
   ServerOptions o;
   o.idle_timeout = 50ms;
@@ -812,6 +812,29 @@ TEST(Runtime, ManyIdleObjectsAreAllEvicted) {
   }
   EXPECT_EQ(rebuilt, kObjects);
   EXPECT_EQ(g_constructions - before, kObjects);
+}
+
+// Eviction walks the objects from the least recently active: one that is
+// still busy past the idle timeout is passed over (and kept), and the idle
+// objects behind it still go.
+TEST(Runtime, AnObjectBusyPastTheIdleTimeoutIsKeptAndOthersStillGo) {
+  ServerOptions o;
+  o.idle_timeout = 50ms;
+  Harness h(o);
+  auto busy = h.send("PROBE", "busy", "POST", "/?sleep=600");  // the first one active
+  std::this_thread::sleep_for(20ms);
+  const int kIdle = 8;
+  for (int i = 0; i < kIdle; ++i) ASSERT_EQ(h.json("PROBE", "idle" + std::to_string(i), "POST")["n"], 1);
+  int before = g_constructions;
+  std::this_thread::sleep_for(300ms);  // the busy one is still in its request
+  for (int i = 0; i < kIdle; ++i) {
+    auto j = h.json("PROBE", "idle" + std::to_string(i), "POST");
+    EXPECT_EQ(j["n"], 2);
+    EXPECT_EQ(j["requests"], 1);  // a new instance: it was evicted
+  }
+  EXPECT_EQ(g_constructions - before, kIdle);
+  EXPECT_EQ(nlohmann::json::parse(busy.get().body)["requests"], 1);
+  EXPECT_EQ(h.json("PROBE", "busy", "GET")["requests"], 2);  // the same instance
 }
 
 }  // namespace
