@@ -134,6 +134,7 @@ void Runtime::stop(std::chrono::milliseconds timeout) {
   }
   for (auto& s : shards_) s->stop();
   for (auto& s : shards_) s->join();
+  alarm_index_.stop();
   admin_shard_->stop();
   admin_shard_->join();
   if (flusher_) flusher_->stop();

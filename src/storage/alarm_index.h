@@ -14,15 +14,27 @@
 // costs one write to this file, not one per run. The entries are mirrored in
 // memory to decide that without a query.
 //
-// Shared by all shards: every call takes the mutex.
+// Removing an entry (its alarm ran, or was deleted) forgets it in memory at
+// once; a background thread deletes the rows later, many in one transaction,
+// and checkpoints the file. (One DELETE commit per finished alarm on the
+// shard threads, behind one mutex, held shards up for milliseconds in a burst
+// of alarms, and its checkpoints synced there.) A row not yet deleted at a
+// crash only wakes its object after the restart, which finds no alarm.
+//
+// Shared by all shards. Two locks: mu_ for the in-memory entries (every call,
+// held for a lookup), db_mu_ for the SQLite connection (only writes of new
+// times and retries, the background thread, and start-up).
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "dobj/status.h"
@@ -41,12 +53,29 @@ struct AlarmRecord {
 
 class AlarmIndex {
  public:
+  // Rows deleted per transaction; WAL size (frames) past which the
+  // background thread checkpoints.
+  static constexpr size_t kRemovalBatch = 256;
+  static constexpr int kCheckpointFrames = 1000;
+
+  AlarmIndex() = default;
+  ~AlarmIndex();
+  AlarmIndex(const AlarmIndex&) = delete;
+  AlarmIndex& operator=(const AlarmIndex&) = delete;
+
+  // Opens (or creates) the file and starts the background thread.
   Status open(const std::string& path);
+  // Stops the background thread, then deletes the rows of every removed
+  // entry and checkpoints.
+  void stop();
   // Upserts, unless the stored entry already wakes the object at or before
   // r.at_ms. Returns the file to flush with the commit that depends on it
   // (null when nothing was written).
   Result<std::shared_ptr<SyncFile>> record(const AlarmRecord& r);
   void remove(const std::string& ns, const std::string& id_hex);
+  // Deletes the rows of up to `most` removed entries in one transaction (the
+  // background thread's work; tests call it to be sure).
+  void apply_removals(size_t most);
   // Notes that the alarm's next run is retry number `retry`, so that a
   // restart continues the count (and its cap) instead of starting over.
   void set_retry(const std::string& ns, const std::string& id_hex, int retry);
@@ -64,11 +93,20 @@ class AlarmIndex {
   static std::string key(const std::string& ns, const std::string& id_hex) {
     return ns + '\0' + id_hex;
   }
+  void run_background();
+  void checkpoint_if_due();  // with db_mu_ held
+
   std::mutex mu_;
-  std::unordered_map<std::string, Entry> entries_;  // guarded by mu_: the file's rows
-  Db db_;                          // guarded by mu_
-  std::shared_ptr<SyncFile> wal_;  // guarded by mu_
+  std::unordered_map<std::string, Entry> entries_;  // guarded by mu_: the rows, as they will be
+  std::unordered_set<std::string> removed_;         // guarded by mu_: rows to delete
+  std::mutex db_mu_;
+  Db db_;                          // guarded by db_mu_
+  std::shared_ptr<SyncFile> wal_;  // guarded by db_mu_
+  int wal_frames_ = 0;             // guarded by db_mu_
   std::string path_;
+  std::condition_variable wake_;  // with mu_
+  bool stopping_ = false;         // guarded by mu_
+  std::thread background_;
 };
 
 }  // namespace dobj::internal

@@ -139,7 +139,12 @@ TEST_F(ObjectsAdminTest, CatalogListsObjectsWithStorageAndPagesThroughThem) {
     EXPECT_TRUE(o["resident"].get<bool>());
     EXPECT_GT(o["created"].get<int64_t>(), 1'600'000'000'000);
   }
-  EXPECT_EQ(list_all("", 7).size(), 24u);  // every namespace
+  size_t every = 0;  // every namespace (the KV object may reach the catalog last)
+  for (int tries = 0; tries < 40 && every != 24; ++tries) {
+    if (tries > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    every = list_all("", 7).size();
+  }
+  EXPECT_EQ(every, 24u);
 
   // Name prefix: user-1 and user-10 .. user-19.
   std::set<std::string> ones = names(list_all("&namespace=COUNTER&prefix=user-1", 4));
