@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "base/fs.h"
@@ -68,17 +69,36 @@ bool DbCache::closable(const ObjectStore* s, const ObjectStore* keep) {
   return s != keep && !s->in_txn_ && s->pins_ == 0;
 }
 
+// The alarm a store will run soon (before `soon`), if it is known without a query.
+static std::optional<int64_t> alarm_before(const ObjectStore* s, int64_t soon) {
+  const auto& known = s->known_alarm();
+  if (!known || !*known || **known > soon) return std::nullopt;
+  return **known;
+}
+
+bool DbCache::rather(const ObjectStore* a, const ObjectStore* b, int64_t soon) {
+  auto at_a = alarm_before(a, soon), at_b = alarm_before(b, soon);
+  if (at_a && at_b) return *at_a > *at_b;  // the alarm the scheduler runs last
+  if (at_a || at_b) return !at_a;          // the one without an alarm due soon
+  return a->last_used_ < b->last_used_;    // the one used longest ago
+}
+
 void DbCache::enforce(ObjectStore* keep) {
+  if (open_.size() <= capacity_) return;
+  int64_t soon = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count() +
+                 kAlarmSoonMs;
   while (open_.size() > capacity_) {
     ObjectStore* victim = nullptr;
     for (int i = 0; i < kSample; ++i) {
       ObjectStore* s = open_[random_() % open_.size()];
-      if (closable(s, keep) && (!victim || s->last_used_ < victim->last_used_)) victim = s;
+      if (closable(s, keep) && (!victim || rather(s, victim, soon))) victim = s;
     }
     if (!victim) {
       // Every sample was busy (inside a turn, or pinned): look at them all.
       for (ObjectStore* s : open_) {
-        if (closable(s, keep) && (!victim || s->last_used_ < victim->last_used_)) victim = s;
+        if (closable(s, keep) && (!victim || rather(s, victim, soon))) victim = s;
       }
       if (!victim) return;  // all busy: over the cap until one ends its turn
     }

@@ -409,6 +409,31 @@ TEST_F(StoreTest, OpenDatabasesAreCapped) {
   }
 }
 
+// Past the cap, of the sampled stores the one whose alarm the scheduler runs
+// last is closed, and before any of those one without an alarm due soon.
+TEST_F(StoreTest, TheConnectionCapClosesStoresWithoutAnAlarmDueSoonFirst) {
+  auto with_alarm = [&](const std::string& name, std::optional<int64_t> at) {
+    auto store = open_store(name);
+    Storage st(store.get());
+    st.put("x", int64_t{1});
+    if (at) store->set_alarm(*at);
+    EXPECT_TRUE(store->end_turn().is_ok());
+    return store;
+  };
+  const int64_t soon = 1'000'000;
+  auto early = with_alarm("early", 100);
+  auto late = with_alarm("late", 900);
+  auto far = with_alarm("far", soon + 1);  // beyond "soon": as if it had none
+  auto none_old = with_alarm("none-old", std::nullopt);
+  auto none_new = with_alarm("none-new", std::nullopt);
+  EXPECT_TRUE(DbCache::rather(late.get(), early.get(), soon));
+  EXPECT_FALSE(DbCache::rather(early.get(), late.get(), soon));
+  EXPECT_TRUE(DbCache::rather(none_new.get(), late.get(), soon));
+  EXPECT_TRUE(DbCache::rather(far.get(), late.get(), soon));
+  EXPECT_TRUE(DbCache::rather(none_old.get(), none_new.get(), soon));  // used longer ago
+  EXPECT_TRUE(DbCache::rather(far.get(), none_new.get(), soon));
+}
+
 }  // namespace
 }  // namespace internal
 }  // namespace dobj
