@@ -23,8 +23,10 @@ struct Shard::Loop {
 // The system clock, and a steady_timer for the scheduler's next alarm.
 class Shard::Clock : public AlarmClock {
  public:
-  Clock(boost::asio::io_context& io, std::function<void()> on_timer)
-      : timer_(io), on_timer_(std::move(on_timer)) {}
+  // on_due: the next batch is already due (in a burst); the shard fires it
+  // when the alarms it has taken so far have run.
+  Clock(boost::asio::io_context& io, std::function<void()> on_timer, std::function<void()> on_due)
+      : timer_(io), on_timer_(std::move(on_timer)), on_due_(std::move(on_due)) {}
   int64_t now_ms() override {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
@@ -33,12 +35,10 @@ class Shard::Clock : public AlarmClock {
   void arm(int64_t at_ms) override {
     int64_t delay = at_ms - now_ms();
     if (delay <= 0) {
-      // Already due (the next batch of a burst): a post, not a timer, which
-      // would cost a timerfd_settime per batch. A wait still armed for later
-      // then fires once for nothing.
-      boost::asio::post(timer_.get_executor(), [this] {
-        if (!cancelled_) on_timer_();
-      });
+      // Already due (the next batch of a burst): no timer, which would cost
+      // a timerfd_settime per batch. A wait still armed for later then fires
+      // once for nothing.
+      if (!cancelled_) on_due_();
       return;
     }
     timer_.expires_after(std::chrono::milliseconds(delay));
@@ -50,11 +50,13 @@ class Shard::Clock : public AlarmClock {
     cancelled_ = true;
     timer_.cancel();
   }
+  bool cancelled() const { return cancelled_; }
 
  private:
   boost::asio::steady_timer timer_;
   bool cancelled_ = false;
   std::function<void()> on_timer_;
+  std::function<void()> on_due_;
 };
 
 struct Shard::WorkerRun {
@@ -69,7 +71,12 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
       open_dbs_(max_open_databases) {
   metrics_.resize(runtime->namespaces().size());
   sockets_ = std::make_unique<SocketHub>(this, runtime->options().websocket_send_queue_bytes);
-  alarm_clock_ = std::make_unique<Clock>(loop_->io, [this] { alarms_->on_timer(); });
+  alarm_clock_ = std::make_unique<Clock>(
+      loop_->io, [this] { alarms_->on_timer(); },
+      [this] {
+        alarms_due_ = true;
+        pump_alarms_soon();
+      });
   alarms_ = std::make_unique<AlarmScheduler>(
       alarm_clock_.get(), [this](const AlarmKey& key, int retry, int64_t scheduled_ms) {
         Delivery d;
@@ -78,10 +85,28 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
         // running): the alarm is still stored, so it is tried again later.
         d.reply = [this, key, retry](Response) { retry_alarm(key, retry); };
         d.alarm = Delivery::Alarm{retry, scheduled_ms};
-        // Each alarm is its own task on the loop, so requests interleave.
-        post([this, ns = const_cast<NamespaceImpl*>(key.ns), id = key.id,
-              d = std::move(d)]() mutable { deliver(ns, id, std::move(d)); });
+        due_alarms_.push_back(DueAlarm{const_cast<NamespaceImpl*>(key.ns), key.id, std::move(d)});
+        pump_alarms_soon();
       });
+}
+
+void Shard::pump_alarms_soon() {
+  if (alarm_pump_posted_) return;
+  alarm_pump_posted_ = true;
+  post([this] { pump_alarms(); });
+}
+
+void Shard::pump_alarms() {
+  alarm_pump_posted_ = false;
+  if (!due_alarms_.empty()) {
+    DueAlarm a = std::move(due_alarms_.front());
+    due_alarms_.pop_front();
+    deliver(a.ns, a.id, std::move(a.delivery));
+  } else if (alarms_due_ && !alarm_clock_->cancelled()) {
+    alarms_due_ = false;
+    alarms_->on_timer();  // takes the next batch (and may set alarms_due_ again)
+  }
+  if (!due_alarms_.empty() || alarms_due_) pump_alarms_soon();
 }
 
 int64_t Shard::now_ms() { return alarm_clock_->now_ms(); }

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <coroutine>
+#include <deque>
 #include <functional>
 #include <future>
 #include <memory>
@@ -215,6 +216,19 @@ class Shard {
   DbCache open_dbs_;
   class Clock;
   std::unique_ptr<Clock> alarm_clock_;
+  // Due alarms run one per task, each posted when the one before has run:
+  // a request that arrives in a burst waits behind one alarm, not a batch.
+  // The scheduler's next due batch is taken when these have all run.
+  struct DueAlarm {
+    NamespaceImpl* ns;
+    ObjectId id;
+    Delivery delivery;
+  };
+  std::deque<DueAlarm> due_alarms_;
+  bool alarms_due_ = false;  // the scheduler has more due than it handed over
+  bool alarm_pump_posted_ = false;
+  void pump_alarms_soon();
+  void pump_alarms();
   std::unique_ptr<AlarmScheduler> alarms_;
   std::unique_ptr<SocketHub> sockets_;
   std::vector<NamespaceMetrics> metrics_;
