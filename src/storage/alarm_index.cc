@@ -14,7 +14,6 @@ Status AlarmIndex::open(const std::string& path) {
   // first. (With OFF, a power loss after a checkpoint could lose entries.)
   if (Status st = db_.exec(
           "PRAGMA locking_mode=EXCLUSIVE; PRAGMA synchronous=NORMAL; PRAGMA journal_mode=WAL;"
-          "PRAGMA wal_autocheckpoint=0;"
           "CREATE TABLE IF NOT EXISTS alarms(ns TEXT NOT NULL, id TEXT NOT NULL, name TEXT,"
           " at INTEGER NOT NULL, retry INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(ns, id))"
           " WITHOUT ROWID");
@@ -41,15 +40,8 @@ Status AlarmIndex::open(const std::string& path) {
     entries_[key(std::string((*s)->column_blob(0)), std::string((*s)->column_blob(1)))] =
         Entry{at, static_cast<int>((*s)->column_int(3)), at};
   }
-  // The background thread checkpoints, not the commits (which would sync on
-  // a shard thread): the hook only notes the WAL's size.
-  sqlite3_wal_hook(
-      db_.get(),
-      [](void* self, sqlite3*, const char*, int frames) {
-        static_cast<AlarmIndex*>(self)->wal_frames_ = frames;
-        return SQLITE_OK;
-      },
-      this);
+  // The background thread checkpoints, not the commits on shard threads.
+  track_wal_frames(db_.get(), &wal_frames_);
   stopping_ = false;
   background_ = std::thread([this] { run_background(); });
   return Status::ok();

@@ -208,15 +208,7 @@ bool ObjectStore::ensure_open(bool create) {
     schema_ready_ = true;
   }
   sqlite3_set_authorizer(db_.get(), &ObjectStore::authorize, this);
-  // Our hook replaces SQLite's automatic checkpoints (which would sync on
-  // this thread): it only notes the WAL size; end_turn checkpoints.
-  sqlite3_wal_hook(
-      db_.get(),
-      [](void* self, sqlite3*, const char*, int frames) {
-        static_cast<ObjectStore*>(self)->wal_frames_ = frames;
-        return SQLITE_OK;
-      },
-      this);
+  track_wal_frames(db_.get(), &wal_frames_);  // end_turn checkpoints
   file_known_missing_ = false;
   new_file_ = !existed;
   if (!existed || !wal_existed) {

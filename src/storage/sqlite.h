@@ -99,4 +99,17 @@ class Db {
   std::unordered_map<std::string, Stmt, TextHash, std::equal_to<>> cache_;
 };
 
+// Turns SQLite's automatic checkpoints off for db (they would sync on the
+// committing thread): after each commit *frames holds the WAL's size, for the
+// owner to checkpoint where it chooses.
+inline void track_wal_frames(sqlite3* db, int* frames) {
+  sqlite3_wal_hook(
+      db,
+      [](void* out, sqlite3*, const char*, int n) {
+        *static_cast<int*>(out) = n;
+        return SQLITE_OK;
+      },
+      frames);
+}
+
 }  // namespace dobj::internal

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <thread>
 
 #include "support/server_process.h"
 
@@ -78,6 +81,23 @@ TEST_F(AlarmIndexTest, OnlyAnEarlierTimeIsWritten) {
     EXPECT_NE(*earlier, nullptr);
   }
   EXPECT_EQ(rows(path()), (std::vector<std::pair<std::string, int64_t>>{{"a", 10}}));
+}
+
+// The background thread checkpoints the file once its WAL passes
+// kCheckpointFrames (the commits themselves never do).
+TEST_F(AlarmIndexTest, TheBackgroundThreadCheckpointsALongWal) {
+  AlarmIndex index;
+  ASSERT_TRUE(index.open(path()).is_ok());
+  auto file_bytes = [&] { return std::filesystem::file_size(path()); };
+  auto before = file_bytes();
+  for (int i = 0; i < 2 * AlarmIndex::kCheckpointFrames; ++i) {
+    ASSERT_TRUE(index.record(alarm("object-" + std::to_string(i), 100 + i)));
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (file_bytes() <= before && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GT(file_bytes(), before + 16 * 1024);  // the rows reached the file
 }
 
 }  // namespace
