@@ -845,7 +845,7 @@ TEST(Runtime, ManyIdleObjectsAreAllEvicted) {
   ServerOptions o;
   o.idle_timeout = 50ms;
   Harness h(o);
-  const int kObjects = 4 * static_cast<int>(Shard::kSweepChunk);  // 2 shards: 2 chunks each
+  const int kObjects = 16 * static_cast<int>(Shard::kEvictChunk);  // 2 shards: 8 chunks each
   std::vector<std::future<Response>> first;
   for (int i = 0; i < kObjects; ++i) first.push_back(h.send("PROBE", "m" + std::to_string(i), "POST"));
   for (auto& f : first) ASSERT_EQ(f.get().status, 200);
