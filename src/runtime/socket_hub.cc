@@ -533,13 +533,6 @@ void SocketHub::close_sockets(const NamespaceImpl* ns, const ObjectId& object, b
   }
 }
 
-void SocketHub::each_object(
-    const std::function<void(const NamespaceImpl*, const ObjectId&, size_t)>& fn) const {
-  for (const auto& [key, group] : by_object_) {
-    if (!group.sockets.empty()) fn(key.ns, key.id, group.sockets.size());
-  }
-}
-
 size_t SocketHub::socket_count(const NamespaceImpl* ns, const ObjectId& object) const {
   auto it = by_object_.find(AlarmKey{ns, object});
   return it == by_object_.end() ? 0 : it->second.sockets.size();

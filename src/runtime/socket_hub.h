@@ -132,8 +132,6 @@ class SocketHub {
   // Closes every socket of the object (it was deleted or replaced).
   void close_object(const NamespaceImpl* ns, const ObjectId& object, int code,
                     std::string_view reason);
-  // Calls fn(ns, object, open sockets) for every object with sockets.
-  void each_object(const std::function<void(const NamespaceImpl*, const ObjectId&, size_t)>& fn) const;
   // Open sockets of an object, kept or hibernatable.
   size_t socket_count(const NamespaceImpl* ns, const ObjectId& object) const;
 
