@@ -10,12 +10,6 @@ using dobj::Response;
 
 Response ok_json(const Json& j) { return Response::json(j.dump()); }
 
-std::optional<Json> parse_json(const std::string& body) {
-  Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return std::nullopt;
-  return j;
-}
-
 Json pairs(const std::vector<std::pair<std::string, Json>>& entries) {
   Json out = Json::array();
   for (const auto& [k, v] : entries) out.push_back(Json::array({k, v}));
@@ -55,13 +49,14 @@ dobj::Task<Response> KvProbe::fetch(dobj::Request req) {
   if (!key) co_return Response::error(400, "malformed percent-encoding in the key");
 
   if (req.method == "POST" && (*key == "batch" || *key == "transaction")) {
-    auto body = parse_json(req.body);
-    if (!body || !body->is_object()) co_return Response::error(400, "body must be a JSON object");
+    auto body = dobj::parse_json(req.body);
+    if (!body) co_return Response::error(400, body.status().message());
+    if (!body->is_object()) co_return Response::error(400, "body must be a JSON object");
     co_return *key == "batch" ? batch(*body) : transaction(*body);
   }
   if (req.method == "PUT") {
-    auto value = parse_json(req.body);
-    if (!value) co_return Response::error(400, "body is not valid JSON");
+    auto value = dobj::parse_json(req.body);
+    if (!value) co_return Response::error(400, value.status().message());
     storage().put(*key, *value);
     co_return ok_json({{"ok", true}});
   }

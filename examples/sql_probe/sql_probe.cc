@@ -34,8 +34,10 @@ dobj::Task<Response> SqlProbe::fetch(dobj::Request req) {
   auto segments = req.path_segments();
   if (!segments || segments->size() != 2) co_return Response::error(404, "not found");
   if (req.method != "POST") co_return Response::error(405, "use POST with {\"query\": ...}");
-  Json body = Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded() || !body.is_object() || !body.contains("query") ||
+  dobj::Result<Json> parsed = dobj::parse_json(req.body);
+  if (!parsed) co_return Response::error(400, parsed.status().message());
+  Json body = std::move(*parsed);
+  if (!body.is_object() || !body.contains("query") ||
       !body["query"].is_string()) {
     co_return Response::error(400, "body must be {\"query\": \"...\", \"params\": [...]}");
   }

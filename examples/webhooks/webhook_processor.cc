@@ -40,8 +40,10 @@ dobj::Task<Response> WebhookProcessor::fetch(dobj::Request req) {
       co_return Response::error(400, "backoff_ms must be a non-negative integer");
     backoff = *parsed;
   }
-  Json e = Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (e.is_discarded() || !e.is_object())
+  dobj::Result<Json> parsed = dobj::parse_json(req.body);
+  if (!parsed) co_return Response::error(400, parsed.status().message());
+  Json e = std::move(*parsed);
+  if (!e.is_object())
     co_return Response::error(400, "body must be a JSON object");
   for (const char* field : {"id", "customer", "type"}) {
     if (!e.contains(field) || !e[field].is_string() || e[field].get<std::string>().empty()) {

@@ -30,6 +30,17 @@ using Bytes = std::vector<uint8_t>;
 template <typename T, typename Enable = void>
 struct Codec;  // specialize for user types
 
+// The deepest nesting of arrays and objects parse_json accepts. Deeper text is
+// refused before parsing: a JSON value is written back out recursively, and
+// without a bound one request could exhaust a shard's stack.
+inline constexpr int kMaxJsonDepth = 256;
+
+// Parses JSON text that came from outside (a request body, a stored value):
+// kInvalidArgument with a message saying what is wrong when the text is not
+// JSON or is nested deeper than kMaxJsonDepth. Every JSON entry point of dobj
+// parses through here; object code should too.
+Result<Json> parse_json(std::string_view text);
+
 namespace internal {
 [[noreturn]] void throw_type_mismatch(char stored_tag, const char* wanted);
 const char* tag_name(char tag);
@@ -96,9 +107,9 @@ struct Codec<Json> {
   static constexpr char kTag = 'j';
   static void encode(const Json& v, std::string& out) { out.append(v.dump()); }
   static Json decode(std::string_view p) {
-    Json j = Json::parse(p, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) throw Error(Code::kInvalidArgument, "corrupt JSON value");
-    return j;
+    Result<Json> j = parse_json(p);
+    if (!j) throw Error(Code::kInvalidArgument, "corrupt JSON value: " + j.status().message());
+    return std::move(j).value();
   }
 };
 

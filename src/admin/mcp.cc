@@ -101,8 +101,12 @@ void AdminPlane::mcp(Shard& here, const Request& request, Reply reply) {
     r.set_header("allow", "POST");
     return reply(std::move(r));
   }
-  Json msg = Json::parse(request.body, nullptr, false);
-  if (msg.is_discarded()) return reply(Response::json(rpc_error(nullptr, -32700, "parse error").dump(), 400));
+  Result<Json> parsed = parse_json(request.body);
+  if (!parsed) {
+    return reply(Response::json(
+        rpc_error(nullptr, -32700, "parse error: " + parsed.status().message()).dump(), 400));
+  }
+  Json msg = std::move(*parsed);
   std::string auth = request.header("authorization").value_or("");
   if (!msg.is_array()) {
     return mcp_message(here, msg, auth, [reply = std::move(reply)](std::optional<Json> out) {
@@ -214,7 +218,8 @@ void AdminPlane::mcp_message(Shard& here, const Json& msg, const std::string& au
     return done(rpc_error(id, -32602, "unknown tool: " + tool));
   }
   handle(here, sub, [id, keep_ns, done = std::move(done)](Response r) {
-    Json body = Json::parse(r.body, nullptr, false);
+    Result<Json> parsed = parse_json(r.body);
+    Json body = parsed ? std::move(*parsed) : Json(Json::value_t::discarded);
     if (r.status == 200 && !keep_ns.empty()) {
       if (!body.contains("namespaces") || !body["namespaces"].contains(keep_ns)) {
         r.status = 404;

@@ -301,6 +301,11 @@ void AdminPlane::inspect_object(Shard& here, const ObjectTarget& t, const Reques
           auto keys = store.admin_keys(after, limit + 1);
           bool more = static_cast<int>(keys.size()) > limit;
           if (more) keys.resize(static_cast<size_t>(limit));
+          // The next page starts after the last key shown; with none shown
+          // (keys=0), where this one started.
+          Json next_key = !more ? Json(nullptr)
+                          : keys.empty() ? Json(after.value_or(""))
+                                         : Json(keys.back().first);
           out["keys"] = Json::array();
           for (const auto& [k, v] : keys) {
             std::string type;
@@ -308,7 +313,7 @@ void AdminPlane::inspect_object(Shard& here, const ObjectTarget& t, const Reques
             if (!ws::valid_utf8(k)) item["keyHex"] = to_hex(k);
             out["keys"].push_back(std::move(item));
           }
-          out["nextKey"] = more ? Json(keys.back().first) : Json(nullptr);
+          out["nextKey"] = std::move(next_key);
           out["tables"] = Json::array();
           for (const auto& tb : store.admin_tables()) {
             out["tables"].push_back({{"name", tb.name},
@@ -331,7 +336,9 @@ void AdminPlane::inspect_object(Shard& here, const ObjectTarget& t, const Reques
 
 void AdminPlane::query_object(Shard& here, const ObjectTarget& t, const Request& request,
                               Reply reply) {
-  Json body = Json::parse(request.body, nullptr, false);
+  Result<Json> parsed = parse_json(request.body);
+  if (!parsed) return reply(Response::error(400, parsed.status().message()));
+  Json body = std::move(*parsed);
   if (!body.is_object() || !body.contains("query") || !body["query"].is_string()) {
     return reply(Response::error(400, "send {\"query\": \"SELECT ...\"}"));
   }

@@ -23,12 +23,20 @@
 #include <sstream>
 
 #include "cli/admin_client.h"
+#include "dobj/codec.h"
 #include "dobj/http.h"
 
 namespace dobj::cli {
 namespace {
 
 using Json = nlohmann::json;
+
+// The server's answer (or a stdio MCP line) as JSON; a discarded value when it
+// is not JSON or nests too deep.
+Json parse_or_discarded(std::string_view text) {
+  Result<Json> j = parse_json(text);
+  return j ? std::move(*j) : Json(Json::value_t::discarded);
+}
 
 struct Globals {
   std::string server;
@@ -133,7 +141,7 @@ class Cli {
       return std::nullopt;
     }
     if (r->status >= 400) {
-      Json j = Json::parse(r->body, nullptr, false);
+      Json j = parse_or_discarded(r->body);
       std::string msg = j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r->body;
       if (r->status == 401) msg += " (set --token or $DOBJ_ADMIN_TOKEN)";
       if (r->status == 409) msg += conflict_hint;
@@ -146,7 +154,7 @@ class Cli {
                                 const std::string& body = "") {
     auto r = call(method, target, body);
     if (!r) return std::nullopt;
-    Json j = Json::parse(r->body, nullptr, false);
+    Json j = parse_or_discarded(r->body);
     if (j.is_discarded()) {
       fail("the server's answer is not JSON");
       return std::nullopt;
@@ -314,7 +322,7 @@ class Cli {
                   ss.str(), "application/vnd.sqlite3", progress_printer("import"),
                   " (pass --replace to replace it)");
     if (!r) return 1;
-    Json j = Json::parse(r->body, nullptr, false);
+    Json j = parse_or_discarded(r->body);
     if (g_.json) {
       std::cout << j.dump(2) << "\n";
     } else {
@@ -338,7 +346,7 @@ class Cli {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       auto r = client_.request("POST", "/_dobj/mcp", line, "application/json");
       Json id = nullptr;
-      Json msg = Json::parse(line, nullptr, false);
+      Json msg = parse_or_discarded(line);
       if (msg.is_object() && msg.contains("id")) id = msg["id"];
       if (!r || (r->status >= 400 && r->body.empty())) {
         if (id.is_null()) continue;
@@ -348,7 +356,7 @@ class Cli {
         continue;
       }
       if (r->status == 202 || r->body.empty()) continue;  // a notification
-      Json out = Json::parse(r->body, nullptr, false);
+      Json out = parse_or_discarded(r->body);
       if (out.is_discarded()) {
         out = Json{{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", -32603}, {"message", r->body}}}};
       }

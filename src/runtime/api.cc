@@ -40,9 +40,9 @@ Task<Response> DurableObject::dispatch_call(std::string method, std::string args
   auto it = methods_.find(method);
   if (it == methods_.end())
     throw Error(Code::kNotFound, "the object has no method named " + method);
-  Json args = Json::parse(args_json, nullptr, /*allow_exceptions=*/false);
-  if (args.is_discarded()) throw Error(Code::kInvalidArgument, "call arguments are not JSON");
-  Json result = co_await it->second(std::move(args));
+  Result<Json> args = parse_json(args_json);
+  if (!args) throw Error(Code::kInvalidArgument, "call arguments: " + args.status().message());
+  Json result = co_await it->second(std::move(*args));
   co_return Response::json(result.dump(-1, ' ', false, Json::error_handler_t::replace));
 }
 
@@ -143,7 +143,8 @@ Task<Json> stub_call(internal::NamespaceImpl* ns, ObjectId id, std::string metho
   request.body = args.dump(-1, ' ', false, Json::error_handler_t::replace);
   Response r = co_await stub_fetch(ns, std::move(id), std::move(request), std::move(method),
                                    std::move(binding));
-  Json body = Json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  Result<Json> parsed = parse_json(r.body);
+  Json body = parsed ? std::move(*parsed) : Json(Json::value_t::discarded);
   if (r.status != 200) {
     std::string message = body.is_object() && body.contains("error") && body["error"].is_string()
                               ? body["error"].get<std::string>()

@@ -1,0 +1,101 @@
+// The example server against input an attacker would send: each test sends
+// something that once crashed, hung or bloated the node, and checks that the
+// client gets a clear error, nothing is written, and the node goes on serving.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "support/http_client.h"
+#include "support/server_process.h"
+
+namespace dobj::test {
+namespace {
+
+using Json = nlohmann::json;
+const std::string kToken = "hostile-token";
+
+class HostileInputTest : public ::testing::Test {
+ protected:
+  void SetUp() override { start(); }
+  void start(std::vector<std::string> args = {}) {
+    args.insert(args.begin(), {"--admin-token", kToken});
+    server_ = std::make_unique<ServerProcess>(DOBJ_EXAMPLES_BIN, dir_.path(), args);
+    ASSERT_TRUE(server_->start()) << server_->output();
+  }
+  int port() const { return server_->port(); }
+  HttpResponse call(const std::string& method, const std::string& target,
+                    const std::string& body = "") {
+    return http(port(), method, target, body);
+  }
+  HttpResponse admin(const std::string& method, const std::string& target,
+                     const std::string& body = "") {
+    HttpClient c(port());
+    return c.request(method, target, body, {{"Authorization", "Bearer " + kToken}});
+  }
+  // The error message of a JSON error answer ("" when the body is not one).
+  static std::string error_of(const HttpResponse& r) {
+    Json j = Json::parse(r.body, nullptr, false);
+    return j.is_object() && j.contains("error") && j["error"].is_string()
+               ? j["error"].get<std::string>()
+               : "";
+  }
+  // The node still serves: a counter increments.
+  void expect_alive() {
+    HttpResponse r = call("POST", "/counter/alive/increment");
+    EXPECT_EQ(r.status, 200) << "the server stopped answering\n" << server_->output();
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+std::string nested_arrays(int depth) {
+  return std::string(static_cast<size_t>(depth), '[') + std::string(static_cast<size_t>(depth), ']');
+}
+
+TEST_F(HostileInputTest, DeeplyNestedJsonIsRefusedAtEveryEntryPoint) {
+  const std::string deep = nested_arrays(100'000);
+  HttpResponse r = call("PUT", "/kv/a/k", deep);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(error_of(r).find("nested deeper than"), std::string::npos) << r.body;
+  EXPECT_EQ(call("GET", "/kv/a/k").status, 404) << "nothing was written";
+
+  r = call("POST", "/sql/a", R"({"query":"SELECT ?","params":[)" + deep + "]}");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(error_of(r).find("nested deeper than"), std::string::npos) << r.body;
+
+  r = call("POST", "/kv/a/batch", R"({"put":{"k":)" + deep + "}}");
+  EXPECT_EQ(r.status, 400);
+  r = call("POST", "/webhooks/q", deep);
+  EXPECT_EQ(r.status, 400);
+
+  r = admin("POST", "/_dobj/objects/KV/name:a/sql", R"({"query":)" + deep + "}");
+  EXPECT_EQ(r.status, 400);
+  r = admin("POST", "/_dobj/mcp", deep);
+  EXPECT_EQ(r.status, 400);
+  expect_alive();
+
+  // As deep as the limit still round-trips.
+  const std::string ok = nested_arrays(256);
+  EXPECT_EQ(call("PUT", "/kv/a/k", ok).status, 200);
+  EXPECT_EQ(call("GET", "/kv/a/k").body, ok);
+}
+
+TEST_F(HostileInputTest, InspectingAnObjectWithNoKeysShownAnswersInsteadOfCrashing) {
+  ASSERT_EQ(call("PUT", "/kv/insp/a", "1").status, 200);
+  ASSERT_EQ(call("PUT", "/kv/insp/b", "2").status, 200);
+  HttpResponse r = admin("GET", "/_dobj/objects/KV/name:insp?keys=0");
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json j = Json::parse(r.body);
+  EXPECT_TRUE(j["keys"].empty());
+  EXPECT_EQ(j["nextKey"], "") << "more keys follow, from the start";
+  r = admin("GET", "/_dobj/objects/KV/name:insp?keys=1");
+  j = Json::parse(r.body);
+  ASSERT_EQ(j["keys"].size(), 1u);
+  EXPECT_EQ(j["nextKey"], "a");
+  expect_alive();
+}
+
+}  // namespace
+}  // namespace dobj::test
