@@ -77,6 +77,14 @@ struct ServerOptions {
   // false: no timings (turn, event and output-gate histograms) are taken;
   // counters and gauges remain. For measuring what metrics cost.
   bool timings = true;
+  // When a flush fails (fsync reports an error), the kernel may have dropped
+  // the unflushed pages, so nothing written since the last good flush is
+  // trusted to be on disk and none of it is ever acknowledged. true: the
+  // process logs the failure and exits at once with status 74 (EX_IOERR), so
+  // that its supervisor restarts it and recovery reads what really is on disk
+  // (PostgreSQL's rule since 2018). false (tests, embedding): the server stays
+  // up, every later write fails with 503, and only a restart recovers.
+  bool exit_on_flush_failure = true;
   // Longest a graceful stop waits for in-flight requests.
   std::chrono::milliseconds stop_timeout{30'000};
 };

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <filesystem>
 #include <future>
@@ -57,7 +58,17 @@ Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bin
       options_.max_open_databases = budget;
     }
   }
-  if (options_.durability == Durability::kFsync) flusher_ = std::make_unique<Flusher>();
+  if (options_.durability == Durability::kFsync) {
+    flusher_ = std::make_unique<Flusher>();
+    flusher_->set_on_failure([exit = options_.exit_on_flush_failure](const Status& st) {
+      log_error(st.message() + ": nothing written since the last good flush will be "
+                "acknowledged; restart the node to recover from what is on disk");
+      if (exit) {
+        log_error("exiting with status 74");
+        std::_Exit(kExitFlushFailed);
+      }
+    });
+  }
   for (auto& [name, factory] : bindings) {
     namespaces_.push_back(std::make_unique<NamespaceImpl>(this, namespaces_.size(), name,
                                                           std::move(factory), secret));

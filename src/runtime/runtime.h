@@ -25,6 +25,9 @@ namespace dobj::internal {
 
 class Runtime;
 
+// The exit status of a node that stopped because a flush failed (EX_IOERR).
+inline constexpr int kExitFlushFailed = 74;
+
 class NamespaceImpl {
  public:
   NamespaceImpl(Runtime* runtime, size_t index, std::string name, ObjectFactory factory,

@@ -103,7 +103,9 @@ void Flusher::loop() {
     while (pending > 0 && !faults_.fail_next.compare_exchange_weak(pending, pending - 1)) {
     }
     inject = pending > 0;
-    if (inject) {
+    if (!failure_.is_ok()) {
+      for (auto* f : distinct) results[f] = failure_;
+    } else if (inject) {
       for (auto* f : distinct)
         results[f] = Status(Code::kInternal, "injected flush failure on " + f->path());
     } else if (distinct.size() > kSyncfsThreshold) {
@@ -113,16 +115,19 @@ void Flusher::loop() {
       for (auto* f : distinct) results[f] = f->sync();
     }
     flushes_.fetch_add(1, std::memory_order_relaxed);
-    for (auto& b : batches) {
-      Status st;
-      for (auto& f : b.files) {
-        if (!results[f.get()].is_ok()) {
-          st = results[f.get()];
+    if (failure_.is_ok()) {
+      for (auto* f : distinct) {
+        if (!results[f].is_ok()) {
+          failure_ = Status(Code::kUnavailable, "storage flush failed: " + results[f].message());
+          failed_flag_.store(true, std::memory_order_release);
+          if (on_failure_) on_failure_(failure_);
           break;
         }
       }
-      b.done(st);
     }
+    // Every batch of a round with a failure fails, even one whose own files
+    // synced: the node is going down, and failing more is the safe side.
+    for (auto& b : batches) b.done(failure_);
   }
 }
 
@@ -149,11 +154,20 @@ void GroupCommit::when_durable(uint64_t seq, Waiter waiter) {
     waiter(Status::ok());
     return;
   }
+  if (!failure_.is_ok() && waiters_.empty() && !release_posted_) {
+    waiter(failure_);
+    return;
+  }
   waiters_.emplace(seq, std::move(waiter));
   maybe_flush();
 }
 
 void GroupCommit::maybe_flush() {
+  if (!failure_.is_ok()) {
+    // Nothing flushes any more; the waiters fail in order, after those before them.
+    if (!release_posted_ && !releasing_) release();
+    return;
+  }
   // Nothing to do while the waiters are all covered by finished flushes.
   if (in_flight_ || waiters_.empty() || waiters_.rbegin()->first <= flushed_upto()) return;
   uint64_t upto = next_seq_ - 1;
@@ -175,26 +189,44 @@ void GroupCommit::flushed(uint64_t upto, Status status) {
 }
 
 void GroupCommit::release() {
+  // A waiter may commit again and wait (when_durable → maybe_flush); after a
+  // failure that must not start a nested release: this one fails it too.
+  releasing_ = true;
+  struct Clear {
+    bool& flag;
+    ~Clear() { flag = false; }
+  } clear{releasing_};
   size_t ran = 0;
+  // Runs the first waiter with status; false once kReleaseBatch ran in this
+  // task (the rest is posted).
+  auto run_first = [&](const Status& status) {
+    if (ran++ == kReleaseBatch) {
+      release_posted_ = true;
+      post_([this] {
+        release_posted_ = false;
+        release();
+      });
+      return false;
+    }
+    Waiter w = std::move(waiters_.begin()->second);
+    waiters_.erase(waiters_.begin());
+    w(status);
+    return true;
+  };
   while (!releases_.empty()) {
     auto& [upto, status] = releases_.front();
+    if (!status.is_ok() && failure_.is_ok()) failure_ = status;
     // Waiters added while these run (a released object committing again)
     // have later sequence numbers and wait for a later flush.
     while (!waiters_.empty() && waiters_.begin()->first <= upto) {
-      if (ran++ == kReleaseBatch) {
-        release_posted_ = true;
-        post_([this] {
-          release_posted_ = false;
-          release();
-        });
-        return;
-      }
-      Waiter w = std::move(waiters_.begin()->second);
-      waiters_.erase(waiters_.begin());
-      w(status);
+      if (!run_first(failure_.is_ok() ? status : failure_)) return;
     }
-    if (upto > durable_seq_) durable_seq_ = upto;
+    if (failure_.is_ok() && upto > durable_seq_) durable_seq_ = upto;
     releases_.pop_front();
+  }
+  // After a failure no flush will cover the rest: they fail now.
+  while (!failure_.is_ok() && !waiters_.empty()) {
+    if (!run_first(failure_)) return;
   }
 }
 

@@ -60,13 +60,25 @@ struct FlushFaults {
   std::function<void(const std::vector<std::string>&)> observe;
 };
 
+// A failed sync is final. After fsync reports an error the kernel may have
+// dropped the dirty pages and cleared the error, so a later sync that succeeds
+// proves nothing about the earlier writes (PostgreSQL's "fsyncgate", 2018).
+// From the first failure on, the flusher syncs nothing more: every batch, that
+// one's and all later ones, completes with the failure, and on_failure runs
+// once, on the flusher thread, before any of those batches completes. The
+// node then stops: what it wrote since its last good flush is only trusted
+// again after a restart has recovered what is really on disk.
 class Flusher {
  public:
   // Batches with more distinct files than this are flushed with one syncfs.
   static constexpr size_t kSyncfsThreshold = 4;
   using Done = std::function<void(Status)>;  // runs on the flusher thread
+  using OnFailure = std::function<void(const Status&)>;
   Flusher();
   ~Flusher();
+  // Set before start().
+  void set_on_failure(OnFailure f) { on_failure_ = std::move(f); }
+  bool failed() const { return failed_flag_.load(std::memory_order_acquire); }
   void start();
   // Finishes every submitted batch, then joins the thread.
   void stop();
@@ -88,8 +100,16 @@ class Flusher {
   std::thread thread_;
   FlushFaults faults_;
   std::atomic<uint64_t> flushes_{0};
+  OnFailure on_failure_;
+  Status failure_;  // flusher thread only: the first failure, ok until then
+  std::atomic<bool> failed_flag_{false};
 };
 
+// A failed flush poisons the shard's GroupCommit: durable_seq stops where
+// the last good flush left it, and every waiter past it, present or future,
+// gets the failure. So a commit that had no waiter when its flush failed (a
+// WebSocket handler's write) can never later pass for durable.
+//
 // Waiters released by a flush run at most kReleaseBatch per task on the shard
 // (the rest are posted): one flush may cover thousands of commits (a burst of
 // alarms across many objects), and releasing them all at once would hold the
@@ -112,9 +132,11 @@ class GroupCommit {
   // file whose first commit follows).
   void add_dirty(std::shared_ptr<SyncFile> file);
   // Calls waiter(ok) once every commit up to seq is durable, or waiter(error) if
-  // the flush carrying it failed. Runs at once when already durable.
+  // a flush failed before that. Runs at once when already durable or failed.
   void when_durable(uint64_t seq, Waiter waiter);
   uint64_t durable_seq() const { return durable_seq_; }
+  // The failure of the first failed flush; ok while none failed.
+  const Status& failure() const { return failure_; }
   uint64_t last_seq() const { return next_seq_ - 1; }
 
  private:
@@ -131,6 +153,8 @@ class GroupCommit {
   uint64_t durable_seq_ = 0;   // every waiter up to here has run
   bool in_flight_ = false;
   bool release_posted_ = false;
+  bool releasing_ = false;  // inside release()
+  Status failure_;
   std::deque<std::pair<uint64_t, Status>> releases_;  // finished flushes, oldest first
   std::map<const SyncFile*, std::shared_ptr<SyncFile>> dirty_;
   std::multimap<uint64_t, Waiter> waiters_;

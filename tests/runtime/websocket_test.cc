@@ -297,9 +297,16 @@ TEST(WebSocket, ASendAfterAWriteWaitsForItAndIsNeverSentIfTheWriteFails) {
   ASSERT_TRUE(c.send_text("write:b"));
   auto e = c.next(500ms);
   EXPECT_EQ(e.kind, internal::ws::Event::kNeedMore) << e.payload;  // nothing came
-  // The object was reset; the socket, held by the runtime, still works.
+  // The object was reset. Its rebuilt instance sees the write whose flush
+  // failed, so nothing it sends leaves either; the socket stays open.
   ASSERT_TRUE(c.send_text("echo"));
-  EXPECT_EQ(c.next_message(), "echo");
+  e = c.next(300ms);
+  EXPECT_EQ(e.kind, internal::ws::Event::kNeedMore) << e.payload;
+  // Another object that wrote nothing since still answers.
+  WsClient other(s.port(), "/room/other/ws");
+  ASSERT_TRUE(other.connected());
+  ASSERT_TRUE(other.send_text("echo"));
+  EXPECT_EQ(other.next_message(), "echo");
 }
 
 TEST(WebSocket, AKeptSocketKeepsItsObjectInMemory) {

@@ -100,17 +100,60 @@ TEST_F(GroupCommitTest, AWaiterIsNotReleasedBeforeItsFlush) {
   EXPECT_TRUE(loop_.run_until([&] { return released; }));
 }
 
-TEST_F(GroupCommitTest, AFailedFlushFailsItsWaiters) {
+TEST_F(GroupCommitTest, AFailedFlushFailsItsWaitersAndEveryLaterOne) {
   flusher_.faults().fail_next = 1;
   std::optional<Status> got;
   commits_.when_durable(commits_.committed(file_, nullptr), [&](Status st) { got = st; });
   ASSERT_TRUE(loop_.run_until([&] { return got.has_value(); }));
   EXPECT_FALSE(got->is_ok());
-  // The next commit flushes normally.
+  EXPECT_TRUE(flusher_.failed());
+  // A sync that succeeds after a failed one proves nothing about the earlier
+  // writes: later commits fail too, at once, and the flusher syncs no more.
+  uint64_t flushes = flusher_.flush_count();
   std::optional<Status> next;
   commits_.when_durable(commits_.committed(file_, nullptr), [&](Status st) { next = st; });
   ASSERT_TRUE(loop_.run_until([&] { return next.has_value(); }));
-  EXPECT_TRUE(next->is_ok());
+  EXPECT_FALSE(next->is_ok());
+  EXPECT_EQ(flusher_.flush_count(), flushes);
+  EXPECT_EQ(commits_.durable_seq(), 0u);
+}
+
+TEST_F(GroupCommitTest, ACommitWithNoWaiterWhenItsFlushFailedNeverPassesForDurable) {
+  // A WebSocket handler's write: committed, nobody waits for it yet.
+  uint64_t unwaited = commits_.committed(file_, nullptr);
+  flusher_.faults().fail_next = 1;
+  std::optional<Status> got;
+  commits_.when_durable(commits_.committed(file_, nullptr), [&](Status st) { got = st; });
+  ASSERT_TRUE(loop_.run_until([&] { return got.has_value(); }));
+  ASSERT_FALSE(got->is_ok());
+  // Its object's next output waits for it: it must fail, not pass.
+  std::optional<Status> later;
+  commits_.when_durable(unwaited, [&](Status st) { later = st; });
+  ASSERT_TRUE(later.has_value());
+  EXPECT_FALSE(later->is_ok());
+  EXPECT_EQ(later->code(), Code::kUnavailable);
+}
+
+TEST_F(GroupCommitTest, TheNodeIsToldOnceOfAFailedFlushBeforeAnyWaiterRuns) {
+  Flusher flusher;
+  std::atomic<int> told{0};
+  flusher.set_on_failure([&](const Status& st) {
+    EXPECT_NE(st.message().find("injected"), std::string::npos);
+    ++told;
+  });
+  flusher.start();
+  GroupCommit commits{&flusher, [this](std::function<void()> f) { loop_.post(std::move(f)); }};
+  flusher.faults().fail_next = 1;
+  int failed = 0;
+  for (int round = 0; round < 3; ++round) {
+    commits.when_durable(commits.committed(file_, nullptr), [&](Status st) {
+      EXPECT_EQ(told.load(), 1);
+      if (!st.is_ok()) ++failed;
+    });
+    ASSERT_TRUE(loop_.run_until([&] { return failed == round + 1; }));
+  }
+  EXPECT_EQ(told.load(), 1);
+  flusher.stop();
 }
 
 TEST_F(GroupCommitTest, AFlushOfManyCommitsReleasesThemInTurnsAndInOrder) {

@@ -21,12 +21,14 @@ namespace dobj::test {
 
 class InProcessServer {
  public:
-  // Options are completed with the data folder, port 0 and two shards;
+  // Options are completed with the data folder, port 0, two shards and a node
+  // that stays up after a failed flush;
   // configure runs on the runtime before it starts.
   InProcessServer(ServerOptions o, std::map<std::string, ObjectFactory> bindings,
                   Worker worker = nullptr,
                   const std::function<void(internal::Runtime&)>& configure = nullptr) {
     o.data_dir = dir_.path();
+    o.exit_on_flush_failure = false;  // tests inject failed flushes
     o.listen = "127.0.0.1:0";
     o.shards = 2;
     runtime_ = std::make_unique<internal::Runtime>(o, std::move(bindings), std::move(worker),
