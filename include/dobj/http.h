@@ -41,6 +41,11 @@ struct Request {
   bool is_websocket_upgrade() const;
 };
 
+class WebSocket;
+namespace internal {
+struct ResponseAccess;
+}
+
 struct Response {
   int status = 200;
   Headers headers;
@@ -53,6 +58,18 @@ struct Response {
   static Response json(std::string body, int status = 200);
   // {"error": message} with the given status.
   static Response error(int status, std::string_view message);
+
+ private:
+  friend class WebSocket;
+  friend struct internal::ResponseAccess;
+  // Which accepted socket a 101 completes: set only by
+  // WebSocket::upgrade_response, carried with the response through workers
+  // and stubs, and out of reach of object code (no header can forge it).
+  struct Upgrade {
+    size_t shard = 0;
+    uint64_t socket_id = 0;
+  };
+  std::optional<Upgrade> upgrade_;
 };
 
 }  // namespace dobj

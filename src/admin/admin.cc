@@ -87,7 +87,7 @@ std::vector<double> AdminPlane::rates(const MetricsSnapshot& s) {
 }
 
 void AdminPlane::handle(Shard& here, const Request& request,
-                        std::function<void(Response)> reply) {
+                        Reply reply) {
   // What a handler throws (a bug; input errors are answered) costs that
   // request a 500, never the server: these run on a shard's thread.
   try {
@@ -97,7 +97,7 @@ void AdminPlane::handle(Shard& here, const Request& request,
   }
 }
 
-void AdminPlane::route(Shard& here, const Request& request, std::function<void(Response)> reply) {
+void AdminPlane::route(Shard& here, const Request& request, Reply reply) {
   if (request.path() == "/_dobj/ui" && request.method == "GET") {
     // The dashboard's page holds no data: it asks for the token and sends it
     // with every request it makes.

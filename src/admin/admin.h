@@ -51,7 +51,7 @@ class AdminPlane {
 
   // Whether target belongs to the admin plane (and not to the worker).
   static bool owns(std::string_view target);
-  void handle(Shard& here, const Request& request, std::function<void(Response)> reply);
+  void handle(Shard& here, const Request& request, Reply reply);
 
   // Renderings of a snapshot (public for tests).
   std::string prometheus(const MetricsSnapshot& s);
@@ -63,7 +63,7 @@ class AdminPlane {
 
  private:
   bool authorized(const Request& request) const;
-  void route(Shard& here, const Request& request, std::function<void(Response)> reply);
+  void route(Shard& here, const Request& request, Reply reply);
   Result<ObjectTarget> parse_target(const std::string& ns, const std::string& id);
   void list_objects(Shard& here, const Request& request, Reply reply);
   void inspect_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);

@@ -217,7 +217,8 @@ void AdminPlane::mcp_message(Shard& here, const Json& msg, const std::string& au
   } else {
     return done(rpc_error(id, -32602, "unknown tool: " + tool));
   }
-  handle(here, sub, [id, keep_ns, done = std::move(done)](Response r) {
+  handle(here, sub, [id, keep_ns, done = std::move(done)](Answer a) {
+    Response& r = a.response;
     Result<Json> parsed = parse_json(r.body);
     Json body = parsed ? std::move(*parsed) : Json(Json::value_t::discarded);
     if (r.status == 200 && !keep_ns.empty()) {

@@ -232,8 +232,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (req.is_websocket_upgrade()) ws_key = req.header("sec-websocket-key").value_or("");
     busy_ = true;
     idle_timer_.cancel();
-    auto reply = [self = shared_from_this(), version, keep_alive](Response r) {
-      self->write(std::move(r), version, keep_alive && !self->per_shard_->stopping);
+    auto reply = [self = shared_from_this(), version, keep_alive](Answer a) {
+      self->write(std::move(a.response), version, keep_alive && !self->per_shard_->stopping);
     };
     if (AdminPlane::owns(req.target) && !per_shard_->admin_elsewhere.empty()) {
       return reply(Response::error(404, "the admin plane listens on " + per_shard_->admin_elsewhere));
@@ -243,12 +243,13 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (AdminPlane::owns(req.target)) {
       return per_shard_->admin->handle(
-          *per_shard_->shard, req, [self = shared_from_this(), version, keep_alive](Response r) {
-            self->write(std::move(r), version, keep_alive && !self->per_shard_->stopping);
+          *per_shard_->shard, req, [self = shared_from_this(), version, keep_alive](Answer a) {
+            self->write(std::move(a.response), version, keep_alive && !self->per_shard_->stopping);
           });
     }
     per_shard_->shard->run_worker(std::move(req), [self = shared_from_this(), version, keep_alive,
-                                                   ws_key = std::move(ws_key)](Response r) {
+                                                   ws_key = std::move(ws_key)](Answer a) {
+      Response& r = a.response;
       if (r.status == 101) return self->hand_over(std::move(r), ws_key, version);
       self->write(std::move(r), version, keep_alive && !self->per_shard_->stopping);
     });
@@ -257,27 +258,24 @@ class Session : public std::enable_shared_from_this<Session> {
   // An object accepted the upgrade: give the connection to the shard that
   // holds its socket, with any bytes read past the request.
   void hand_over(Response r, const std::string& ws_key, unsigned version) {
-    std::string target = r.header(kSocketHeader).value_or("");
-    size_t shard = 0;
-    uint64_t socket_id = 0;
-    auto colon = target.find(':');
-    bool parsed =
-        colon != std::string::npos &&
-        std::from_chars(target.data(), target.data() + colon, shard).ec == std::errc() &&
-        std::from_chars(target.data() + colon + 1, target.data() + target.size(), socket_id).ec ==
-            std::errc();
-    if (ws_key.empty() || !parsed || per_shard_->stopping) {
+    auto upgrade = ResponseAccess::upgrade(r);
+    if (ws_key.empty() || !upgrade || per_shard_->stopping) {
       return write(Response::error(500, ws_key.empty()
                                             ? "a 101 answer to a request that is not an upgrade"
                                             : "a 101 answer without an accepted WebSocket"),
                    version, false);
     }
+    // The object's own headers for the 101, with CR and LF neutralised as in
+    // every other answer; the upgrade's own headers are the server's.
     Headers extra;
     for (auto& [k, v] : r.headers) {
-      if (!beast::iequals(k, kSocketHeader) && !beast::iequals(k, kEpochHeader) &&
-          !beast::iequals(k, "upgrade") && !beast::iequals(k, "connection") &&
-          !beast::iequals(k, "sec-websocket-accept") && !beast::iequals(k, "content-length")) {
-        extra.emplace_back(std::move(k), std::move(v));
+      if (!beast::iequals(k, "upgrade") && !beast::iequals(k, "connection") &&
+          !beast::iequals(k, "sec-websocket-accept") && !beast::iequals(k, "content-length") &&
+          !beast::iequals(k, "transfer-encoding")) {
+        std::string name, value;
+        append_header_text(name, k);
+        append_header_text(value, v);
+        extra.emplace_back(std::move(name), std::move(value));
       }
     }
     auto data = buffer_.data();
@@ -286,9 +284,9 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ec;
     int fd = stream_.release(ec);
     busy_ = false;
-    if (ec || shard >= per_shard_->runtime->shard_count()) return close();
-    Shard& owner = per_shard_->runtime->shard(shard);
-    owner.post([&owner, socket_id, fd, ws_key, already = std::move(already),
+    if (ec || upgrade->shard >= per_shard_->runtime->shard_count()) return close();
+    Shard& owner = per_shard_->runtime->shard(upgrade->shard);
+    owner.post([&owner, socket_id = upgrade->socket_id, fd, ws_key, already = std::move(already),
                 extra = std::move(extra)]() mutable {
       owner.sockets().adopt(socket_id, fd, ws_key, std::move(already), std::move(extra));
     });

@@ -81,18 +81,12 @@ struct FetchAwaitable {
   void await_suspend(std::coroutine_handle<> h) {
     ResumeTarget back = internal::current_resume_target();
     Shard* target = &ns->runtime().shard_for(id);
-    internal::Reply reply = [back, h, this](Response r) {
-      back.shard->post([back, h, this, r = std::move(r)]() mutable {
+    internal::Reply reply = [back, h, this](internal::Answer a) {
+      back.shard->post([back, h, this, a = std::move(a)]() mutable {
         if (!back.shard->alive(back)) return;  // the caller was reset: h is gone
         // Bind the stub to the instance that answered (first answer only).
-        for (auto it = r.headers.begin(); it != r.headers.end(); ++it) {
-          if (it->first == internal::kEpochHeader) {
-            if (binding && *binding == 0) *binding = std::stoull(it->second);
-            r.headers.erase(it);
-            break;
-          }
-        }
-        result = std::move(r);
+        if (binding && *binding == 0) *binding = a.instance_epoch;
+        result = std::move(a.response);
         back.shard->resume(back, h);
       });
     };

@@ -252,9 +252,9 @@ bool ObjectHost::check_binding(Event& event) {
   uint64_t epoch = shard_->reset_epoch(ns_, id_) + 1;
   if (event.bound_epoch == 0 || event.bound_epoch == epoch) {
     // Tell the stub which instance answered, so that it binds to it.
-    event.reply = [reply = std::move(event.reply), epoch](Response r) {
-      r.headers.emplace_back(kEpochHeader, std::to_string(epoch));
-      reply(std::move(r));
+    event.reply = [reply = std::move(event.reply), epoch](Answer a) {
+      a.instance_epoch = epoch;
+      reply(std::move(a));
     };
     return true;
   }

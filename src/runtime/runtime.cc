@@ -160,7 +160,7 @@ std::future<Response> Runtime::send_to_object(NamespaceImpl* ns, const ObjectId&
   shard.post([&shard, ns, id, request = std::move(request), p]() mutable {
     Delivery d;
     d.request = std::move(request);
-    d.reply = [p](Response r) { p->set_value(std::move(r)); };
+    d.reply = [p](Answer a) { p->set_value(std::move(a.response)); };
     shard.deliver(ns, id, std::move(d));
   });
   return f;
@@ -219,8 +219,8 @@ void Runtime::run_on_object(NamespaceImpl* ns, const ObjectId& id, Shard* reply_
   shard.post([&shard, ns, id, reply_on, fn = std::move(fn), reply = std::move(reply)]() mutable {
     Delivery d;
     d.admin = std::move(fn);
-    d.reply = [reply_on, reply = std::move(reply)](Response r) mutable {
-      reply_on->post([reply = std::move(reply), r = std::move(r)]() mutable { reply(std::move(r)); });
+    d.reply = [reply_on, reply = std::move(reply)](Answer a) mutable {
+      reply_on->post([reply = std::move(reply), a = std::move(a)]() mutable { reply(std::move(a)); });
     };
     shard.deliver(ns, id, std::move(d));
   });

@@ -83,7 +83,7 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
         // The host acts on the outcome itself; this reply only runs when the
         // alarm could not run to its end (object overloaded, or reset while
         // running): the alarm is still stored, so it is tried again later.
-        d.reply = [this, key, retry](Response) { retry_alarm(key, retry); };
+        d.reply = [this, key, retry](Answer) { retry_alarm(key, retry); };
         d.alarm = Delivery::Alarm{retry, scheduled_ms};
         due_alarms_.push_back(DueAlarm{const_cast<NamespaceImpl*>(key.ns), key.id, std::move(d)});
         pump_alarms_soon();
@@ -120,7 +120,7 @@ void Shard::retry_alarm(const AlarmKey& key, int retry) {
       host.give_up_alarm();
       reply(Response{});
     };
-    d.reply = [](Response) {};
+    d.reply = [](Answer) {};
     deliver(const_cast<NamespaceImpl*>(key.ns), key.id, std::move(d));
     return;
   }
@@ -146,7 +146,19 @@ void Shard::start() {
   thread_ = std::thread([this] {
     t_current_shard = this;
     schedule_sweep();
-    loop_->io.run();
+    // The barrier: an exception that escapes a handler (a bug; object code's
+    // are caught at the object boundary) is logged and the loop goes on with
+    // the next handler, so one bad event does not take the node down.
+    for (;;) {
+      try {
+        loop_->io.run();
+        break;
+      } catch (const std::exception& e) {
+        log_error("shard " + std::to_string(index_) + ": a task threw, skipped: " + e.what());
+      } catch (...) {
+        log_error("shard " + std::to_string(index_) + ": a task threw a non-exception, skipped");
+      }
+    }
     t_current_shard = nullptr;
   });
 }

@@ -50,7 +50,30 @@ struct ResumeTarget {
   uint64_t generation = 0;  // 0: not in an object
 };
 
-using Reply = std::function<void(Response)>;
+// What answers an event: the response, and beside it what the runtime tells
+// the one who asked. Typed, never headers: an object's headers (a proxied
+// backend's, say) are passed on as they are and can steer nothing.
+struct Answer {
+  Answer(Response r) : response(std::move(r)) {}  // NOLINT: most answers are only that
+  Response response;
+  // Via a stub: the instance that answered (its reset epoch + 1), so that the
+  // stub binds to it; 0 otherwise.
+  uint64_t instance_epoch = 0;
+};
+
+// Reads the parts of a Response that object code cannot reach.
+struct ResponseAccess {
+  struct Upgrade {
+    size_t shard;
+    uint64_t socket_id;
+  };
+  static std::optional<Upgrade> upgrade(const Response& r) {
+    if (!r.upgrade_) return std::nullopt;
+    return Upgrade{r.upgrade_->shard, r.upgrade_->socket_id};
+  }
+};
+
+using Reply = std::function<void(Answer)>;
 
 // An object's place in its shard's list of objects by last activity (see
 // Shard::evict_idle). Leaves the list by itself when destroyed.
@@ -66,10 +89,6 @@ struct ActivityLink : boost::intrusive::list_base_hook<
 // object's reset epoch + 1 as that answer reported it. Shared by the copies of
 // a stub, touched only on the stub's thread: the epoch travels in messages.
 using StubBinding = std::shared_ptr<uint64_t>;
-
-// The response header that carries the epoch back to the stub; removed before
-// the caller sees the response.
-inline constexpr const char* kEpochHeader = "x-dobj-instance-epoch";
 
 // One event on its way to an object.
 struct Delivery {

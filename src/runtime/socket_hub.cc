@@ -274,7 +274,7 @@ void SocketHub::deliver(SocketConn& c, SocketEvent event) {
   ++c.undelivered;
   Delivery d;
   std::shared_ptr<SocketConn> keep = event.socket.conn();
-  d.reply = [keep](Response) { keep->hub->event_done(*keep); };
+  d.reply = [keep](Answer) { keep->hub->event_done(*keep); };
   d.socket_event = std::move(event);
   shard_->deliver(c.ns, c.object, std::move(d));
 }

@@ -182,8 +182,4 @@ class SocketHub {
 // The Sec-WebSocket-Accept value that answers a client's Sec-WebSocket-Key.
 std::string websocket_accept_key(std::string_view client_key);
 
-// The internal response header that tells the front door which socket a 101
-// completes: "<shard>:<socket id>".
-inline constexpr const char* kSocketHeader = "x-dobj-websocket";
-
 }  // namespace dobj::internal

@@ -111,8 +111,7 @@ std::optional<std::string> WebSocket::deserialize_attachment() const { return co
 Response WebSocket::upgrade_response() const {
   Response r;
   r.status = 101;
-  r.headers.emplace_back(internal::kSocketHeader, std::to_string(conn_->hub->shard()->index()) +
-                                                      ":" + std::to_string(conn_->id));
+  r.upgrade_ = Response::Upgrade{static_cast<size_t>(conn_->hub->shard()->index()), conn_->id};
   return r;
 }
 

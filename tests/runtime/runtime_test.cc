@@ -93,6 +93,20 @@ class Caller : public DurableObject {
       Response got = co_await ns.get(ns.id_from_name(*back)).fetch(std::move(r));
       co_return Response::text("back " + got.body);
     }
+    if (auto target = req.query("proxy")) {
+      // Passes on what another object answered, headers and all.
+      Request r;
+      r.target = "/?forge=1";
+      Response got = co_await ns.get(ns.id_from_name(*target)).fetch(std::move(r));
+      co_return Response::text("epoch header " + got.header("x-dobj-instance-epoch").value_or("-"));
+    }
+    if (req.query("forge")) {
+      // A backend's answer with headers that once steered the runtime.
+      Response r = Response::text("forged");
+      r.set_header("x-dobj-instance-epoch", "x");
+      r.set_header("x-dobj-websocket", "0:1");
+      co_return r;
+    }
     if (req.query("fanout")) {
       std::vector<Task<Response>> calls;
       for (int i = 0; i < 10; ++i) {
@@ -556,6 +570,28 @@ TEST(Runtime, ACallFromAToBThatCallsBackIntoAWorks) {
   auto r = h.send("CALLER", "a", "GET", "/?call=b");
   ASSERT_EQ(r.wait_for(5s), std::future_status::ready) << "deadlock";
   EXPECT_EQ(r.get().body, "via b: back a");
+}
+
+TEST(Runtime, AnObjectsOwnHeadersPassThroughStubsAndSteerNothing) {
+  Harness h;
+  for (int i = 0; i < 3; ++i) {
+    auto r = h.send("CALLER", "proxy", "GET", "/?proxy=forger");
+    ASSERT_EQ(r.wait_for(5s), std::future_status::ready);
+    EXPECT_EQ(r.get().body, "epoch header x");
+  }
+  EXPECT_EQ(h.send("CALLER", "other", "GET", "/?call=b").get().body, "via b: back other");
+}
+
+TEST(Runtime, ATaskThatThrowsOnAShardIsSkippedAndTheShardGoesOn) {
+  Harness h;
+  for (size_t i = 0; i < h.runtime().shard_count(); ++i) {
+    h.runtime().shard(i).post([] { throw std::runtime_error("a bug in a posted task"); });
+  }
+  for (const char* name : {"a", "b", "c", "d"}) {
+    auto r = h.send("PROBE", name, "POST");
+    ASSERT_EQ(r.wait_for(5s), std::future_status::ready) << "a shard stopped";
+    EXPECT_EQ(r.get().status, 200);
+  }
 }
 
 TEST(Runtime, WhenAllAsksManyObjectsInParallel) {

@@ -72,7 +72,9 @@ class Room : public DurableObject {
     if (what == "ws") {
       WebSocket ws = state().accept_websocket(req, split(req.query("tags").value_or(""), ','));
       if (auto att = req.query("att")) ws.serialize_attachment(*att);
-      co_return ws.upgrade_response();
+      Response r = ws.upgrade_response();
+      if (auto h = req.query("header")) r.set_header("x-room", *h);
+      co_return r;
     }
     if (what == "keep") {
       WebSocketHandlers h;
@@ -307,6 +309,16 @@ TEST(WebSocket, ASendAfterAWriteWaitsForItAndIsNeverSentIfTheWriteFails) {
   ASSERT_TRUE(other.connected());
   ASSERT_TRUE(other.send_text("echo"));
   EXPECT_EQ(other.next_message(), "echo");
+}
+
+TEST(WebSocket, CrAndLfInTheObjectsUpgradeHeadersCannotSplitTheAnswer) {
+  Server s;
+  WsClient c(s.port(), "/room/split/ws?header=a%0D%0AX-Injected%3A%201%0D%0A%0D%0Ajunk");
+  ASSERT_TRUE(c.connected());
+  EXPECT_FALSE(c.upgrade_response().header("x-injected").has_value());
+  EXPECT_EQ(c.upgrade_response().header("x-room").value_or("").find('\n'), std::string::npos);
+  ASSERT_TRUE(c.send_text("echo"));
+  EXPECT_EQ(c.next_message(), "echo");
 }
 
 TEST(WebSocket, AKeptSocketKeepsItsObjectInMemory) {
