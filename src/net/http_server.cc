@@ -111,6 +111,7 @@ class Session : public std::enable_shared_from_this<Session> {
           const ServerOptions& options)
       : stream_(std::move(socket)),
         idle_timer_(stream_.get_executor()),
+        buffer_(options.max_header_bytes + kReadSlackBytes),
         per_shard_(std::move(per_shard)),
         options_(options) {
     per_shard_->sessions.insert(this);
@@ -149,6 +150,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_header(beast::error_code ec) {
     if (ec) return on_error(ec);
     auto& req = parser_->get();
+    if (req.count(http::field::transfer_encoding) && !parser_->chunked()) {
+      // RFC 9112 6.3: the body's length cannot be known. Reading it as no
+      // body would serve its bytes as the next request.
+      return send_error_and_close(400, "Transfer-Encoding must end in chunked");
+    }
     if (req.method() == http::verb::put && AdminPlane::owns(req.target()) &&
         per_shard_->admin->authorized_header(req[http::field::authorization])) {
       // An import carries a whole database: up to the per-object cap.
@@ -201,6 +207,11 @@ class Session : public std::enable_shared_from_this<Session> {
         ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
         ec == asio::error::bad_descriptor) {
       return close();
+    }
+    if (ec == http::error::buffer_overflow) {
+      return send_error_and_close(
+          431, "a request head, chunk header or trailer is larger than " +
+                   std::to_string(options_.max_header_bytes + kReadSlackBytes) + " bytes");
     }
     if (ec == http::error::header_limit) {
       return send_error_and_close(431, "request headers are larger than " +
@@ -316,6 +327,10 @@ class Session : public std::enable_shared_from_this<Session> {
   Socket stream_;
   Timer idle_timer_;
   bool timed_out_ = false;
+  // Bounded: the parser needs a whole request head, chunk header line (with
+  // its extensions) or trailer in it at once, and without a bound a client
+  // sending an endless chunk extension grows it without end.
+  static constexpr size_t kReadSlackBytes = 64 * 1024;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::string head_;  // of the answer being written

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <fstream>
 #include <string>
 
 #include "support/http_client.h"
@@ -44,6 +45,27 @@ class HostileInputTest : public ::testing::Test {
   void expect_alive() {
     HttpResponse r = call("POST", "/counter/alive/increment");
     EXPECT_EQ(r.status, 200) << "the server stopped answering\n" << server_->output();
+  }
+
+  // The server's resident memory, from /proc.
+  long rss_kib() {
+    std::ifstream f("/proc/" + std::to_string(server_->pid()) + "/status");
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    }
+    return -1;
+  }
+  // Sends head, then up to `bytes` more of filler in pieces until the server
+  // stops taking them; returns the answer.
+  HttpResponse send_endless(const std::string& head, size_t bytes) {
+    HttpClient c(port(), std::chrono::seconds(10));
+    EXPECT_TRUE(c.send_raw(head));
+    const std::string piece(64 * 1024, 'e');
+    for (size_t sent = 0; sent < bytes; sent += piece.size()) {
+      if (!c.send_raw(piece)) break;
+    }
+    return c.read_response();
   }
 
   TempDir dir_;
@@ -94,6 +116,40 @@ TEST_F(HostileInputTest, InspectingAnObjectWithNoKeysShownAnswersInsteadOfCrashi
   j = Json::parse(r.body);
   ASSERT_EQ(j["keys"].size(), 1u);
   EXPECT_EQ(j["nextKey"], "a");
+  expect_alive();
+}
+
+TEST_F(HostileInputTest, AnEndlessChunkExtensionOrTrailerIsCutOffWithA431) {
+  expect_alive();
+  long before = rss_kib();
+  const std::string head =
+      "POST /kv/chunky/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  HttpResponse r = send_endless(head + "1;e=", 32 << 20);
+  EXPECT_EQ(r.status, 431) << r.body;
+  r = send_endless(head + "1\r\n1\r\n0\r\nX-Trailer: ", 32 << 20);
+  EXPECT_EQ(r.status, 431) << r.body;
+  long after = rss_kib();
+  EXPECT_LT(after - before, 16 * 1024) << "the server kept what the client sent: " << before
+                                       << " -> " << after << " KiB";
+  EXPECT_EQ(call("GET", "/kv/chunky/k").status, 404);
+  expect_alive();
+}
+
+TEST_F(HostileInputTest, ATransferEncodingThatDoesNotEndInChunkedIsRefusedNotSmuggled) {
+  HttpClient c(port());
+  ASSERT_TRUE(c.send_raw(
+      "POST /kv/te/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+      "POST /counter/smuggled/increment HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"));
+  HttpResponse r = c.read_response();
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(error_of(r).find("chunked"), std::string::npos) << r.body;
+  EXPECT_TRUE(c.closed_by_server());
+  EXPECT_EQ(call("GET", "/counter/smuggled").body, "0");
+  // chunked, then another coding: also refused.
+  HttpClient d(port());
+  ASSERT_TRUE(d.send_raw(
+      "POST /kv/te/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"));
+  EXPECT_EQ(d.read_response().status, 400);
   expect_alive();
 }
 
