@@ -18,9 +18,22 @@
 // load code or reveal how the engine was built. Foreign keys are enforced.
 //
 // Errors: a SQL error (syntax, constraint, type) throws
-// dobj::Error(kInvalidArgument) and undoes that statement only. A storage
-// failure (disk full, I/O error) throws dobj::Error(kInternal) and resets the
-// object when the turn ends.
+// dobj::Error(kInvalidArgument) and undoes everything that exec wrote (all
+// its statements), nothing else. A storage failure (disk full, I/O error)
+// throws dobj::Error(kInternal) and resets the object when the turn ends.
+// Triggers and views run under the same rules as the object's own SQL,
+// whoever fires them, and the database runs in SQLite's defensive mode with
+// trusted_schema off.
+//
+// Limits (those of Cloudflare's SQLite-backed Durable Objects where it has
+// one), refused with dobj::Error(kInvalidArgument): a string or blob of at
+// most kMaxSqlValueBytes, a query of at most kMaxSqlQueryBytes, at most
+// kMaxSqlColumns columns in a table or result, kMaxSqlParams bound
+// parameters, 32 arguments to a function, LIKE/GLOB patterns of 50 bytes, a
+// result of at most kMaxSqlResultBytes (page with LIMIT). One exec runs at
+// most the CPU limit of a turn (ServerOptions::cpu_limit): past it the query
+// is interrupted, the turn's writes are rolled back and the object is reset,
+// so an endless query holds its shard no longer than that.
 //
 // Thread affinity and lifetime: as Storage.
 #pragma once
@@ -87,6 +100,12 @@ SqlValue to_sql_value(const std::optional<T>& v) {
   return v ? to_sql_value(*v) : SqlValue(nullptr);
 }
 }  // namespace internal
+
+inline constexpr int kMaxSqlValueBytes = 2'000'000;
+inline constexpr int kMaxSqlQueryBytes = 100'000;
+inline constexpr int kMaxSqlColumns = 100;
+inline constexpr int kMaxSqlParams = 100;
+inline constexpr size_t kMaxSqlResultBytes = 16 << 20;
 
 class Sql {
  public:

@@ -155,6 +155,7 @@ bool ObjectStore::ensure_open(bool create) {
   }
   if (Status st = db_.open(path_, create); !st) throw Error(st);
   sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  limit_connection(db_.get());
   // A new file takes the configured page size (before anything is written;
   // an existing one keeps its own). Its switch to WAL writes the header
   // through an in-memory journal: a rollback journal file would be created,
@@ -374,6 +375,10 @@ void ObjectStore::delete_all() {
 void ObjectStore::begin_nested() {
   if (env_.counters) ++env_.counters->transactions;
   begin_write();
+  begin_savepoint();
+}
+
+void ObjectStore::begin_savepoint() {
   std::string sql = "SAVEPOINT n" + std::to_string(nested_);
   if (Status st = db_.exec(sql.c_str()); !st) {
     mark_broken(st.message());
@@ -382,7 +387,9 @@ void ObjectStore::begin_nested() {
   ++nested_;
 }
 
-void ObjectStore::end_nested(bool commit) {
+void ObjectStore::end_nested(bool commit) { end_savepoint(commit); }
+
+void ObjectStore::end_savepoint(bool commit) {
   --nested_;
   std::string name = "n" + std::to_string(nested_);
   std::string sql = commit ? "RELEASE " + name : "ROLLBACK TO " + name + "; RELEASE " + name;

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -91,6 +92,9 @@ struct StoreEnv {
   StorageCounters* counters = nullptr;  // optional: where operations are counted
   Catalog* catalog = nullptr;           // null: new databases are not catalogued
   int page_size = Storage::kDefaultPageBytes;  // of a new database file
+  // Longest one exec of the object's SQL may run before it is interrupted
+  // (the CPU limit of a turn, made pre-emptive for SQL); 0: no limit.
+  std::chrono::milliseconds sql_time_limit{0};
 };
 
 class ObjectStore {
@@ -194,6 +198,10 @@ class ObjectStore {
   // false when the file does not exist and create is false.
   bool ensure_open(bool create);
   void begin_write();
+  // A savepoint inside the turn's transaction (storage().transaction(), and
+  // an exec of several statements); end_savepoint releases or rolls back to it.
+  void begin_savepoint();
+  void end_savepoint(bool commit);
   [[noreturn]] void fail(std::string_view what);
   // Copies the WAL into the database file, syncing both, so the WAL can restart.
   void checkpoint();
@@ -205,6 +213,8 @@ class ObjectStore {
   // Throws the Error for a failed SQL step or prepare; marks the store broken
   // when the failure is the storage's, not the query's.
   [[noreturn]] void fail_sql(int rc);
+  // SQLite's limits, defensive mode and trusted_schema off (include/dobj/sql.h).
+  static void limit_connection(sqlite3* db);
   static int authorize(void* self, int action, const char* a1, const char* a2, const char* db,
                        const char* trigger);
   void drop_user_schema();

@@ -38,7 +38,8 @@ Task<void> Storage::sync() { return store_->sync(); }
 namespace internal {
 namespace {
 
-constexpr std::array<const char*, 12> kAllowedPragmas = {
+constexpr std::array<const char*, 13> kAllowedPragmas = {
+    "data_version",  // read by FTS5 itself
     "table_info",         "table_xinfo",       "table_list",       "index_list",
     "index_info",         "index_xinfo",       "foreign_key_list", "foreign_keys",
     "defer_foreign_keys", "foreign_key_check", "quick_check",      "integrity_check"};
@@ -120,15 +121,64 @@ SqlValue column(sqlite3_stmt* s, int i) {
 
 }  // namespace
 
+namespace {
+
+// Interrupts a statement once its deadline passed (SQLite calls it every
+// kProgressSteps virtual-machine steps).
+struct Budget {
+  static constexpr int kProgressSteps = 1000;
+  std::chrono::steady_clock::time_point deadline;
+  bool expired = false;
+  static int check(void* self) {
+    auto* b = static_cast<Budget*>(self);
+    if (std::chrono::steady_clock::now() < b->deadline) return 0;
+    b->expired = true;
+    return 1;
+  }
+};
+
+class BudgetScope {
+ public:
+  BudgetScope(sqlite3* db, Budget* b) : db_(db) {
+    sqlite3_progress_handler(db, Budget::kProgressSteps, &Budget::check, b);
+  }
+  ~BudgetScope() { sqlite3_progress_handler(db_, 0, nullptr, nullptr); }
+
+ private:
+  sqlite3* db_;
+};
+
+}  // namespace
+
+void ObjectStore::limit_connection(sqlite3* db) {
+  sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, nullptr);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 1, nullptr);
+  sqlite3_limit(db, SQLITE_LIMIT_LENGTH, kMaxSqlValueBytes);
+  sqlite3_limit(db, SQLITE_LIMIT_SQL_LENGTH, kMaxSqlQueryBytes);
+  sqlite3_limit(db, SQLITE_LIMIT_COLUMN, kMaxSqlColumns);
+  sqlite3_limit(db, SQLITE_LIMIT_VARIABLE_NUMBER, kMaxSqlParams);
+  sqlite3_limit(db, SQLITE_LIMIT_FUNCTION_ARG, 32);
+  sqlite3_limit(db, SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 50);
+  sqlite3_limit(db, SQLITE_LIMIT_EXPR_DEPTH, 1000);
+  sqlite3_limit(db, SQLITE_LIMIT_COMPOUND_SELECT, 500);
+  sqlite3_limit(db, SQLITE_LIMIT_TRIGGER_DEPTH, 100);
+  sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
+}
+
 int ObjectStore::authorize(void* self, int action, const char* a1, const char* a2, const char*,
-                           const char*) {
+                           const char* inner) {
   auto* store = static_cast<ObjectStore*>(self);
-  if (store->authorizing_ == Authorize::kOff) return SQLITE_OK;
+  // `inner` names the trigger or view the action comes from. The runtime's
+  // schema has none, so such code is the object's, and it is checked even
+  // inside the runtime's own statements (a user trigger fired by a cascade
+  // from _dobj_kv must not write _dobj_kv).
+  if (store->authorizing_ == Authorize::kOff && !inner) return SQLITE_OK;
   auto deny = [&](std::string why) {
     store->deny_reason_ = std::move(why);
     return SQLITE_DENY;
   };
-  if (store->authorizing_ == Authorize::kAdminRead) {
+  if (store->authorizing_ == Authorize::kAdminRead && !inner) {
     switch (action) {
       case SQLITE_SELECT:
       case SQLITE_READ:
@@ -141,10 +191,12 @@ int ObjectStore::authorize(void* self, int action, const char* a1, const char* a
         for (const char* p : kAdminPragmas) {
           if (a1 && strcasecmp(a1, p) == 0) return SQLITE_OK;
         }
-        return deny(std::string("PRAGMA ") + (a1 ? a1 : "") + " is not allowed in a read-only query");
+        return deny(std::string("PRAGMA ") + (a1 ? a1 : "") +
+                    " is not allowed in a read-only query");
       default:
-        return deny("read-only: the admin query may only read (SELECT, WITH, and introspection "
-                    "PRAGMAs)");
+        return deny(
+            "read-only: the admin query may only read (SELECT, WITH, and introspection "
+            "PRAGMAs)");
     }
   }
   switch (action) {
@@ -225,76 +277,121 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
   const char* end = p + query.size();
   int index = 0;
   std::string key(query);
-  while (p < end && !only_trivia(p, end)) {
-    sqlite3_stmt* raw = nullptr;
-    Stmt owned;
-    Stmt* statement = &owned;
-    bool last;
-    auto cached = index == 0 ? sql_cache_.find(key) : sql_cache_.end();
-    if (cached != sql_cache_.end()) {
-      statement = &cached->second;  // reset when its last use ended
-      p = end;
-      last = true;
-    } else {
-      const char* next = nullptr;
-      int rc = sqlite3_prepare_v3(db_.get(), p, static_cast<int>(end - p),
-                                  SQLITE_PREPARE_PERSISTENT, &raw, &next);
-      if (rc != SQLITE_OK) fail_sql(rc);
-      if (!raw) {
-        p = next;
-        continue;
-      }
-      last = only_trivia(next, end);
-      if (index == 0 && last) {
-        // The whole query is this one statement: keep it prepared.
-        if (sql_cache_.size() >= kSqlCacheSize) sql_cache_.clear();
-        statement = &sql_cache_.emplace(key, Stmt(raw)).first->second;
+  // Pre-emptive CPU limit: the query is interrupted at its deadline.
+  Budget budget{std::chrono::steady_clock::now() + env_.sql_time_limit};
+  std::optional<BudgetScope> budget_scope;
+  if (env_.sql_time_limit.count() > 0) budget_scope.emplace(db_.get(), &budget);
+  // Several statements are one exec: a failure in any undoes what those
+  // before it wrote. A single statement is atomic by itself.
+  bool several = false;
+  bool savepoint = false;
+  size_t result_bytes = 0;
+  try {
+    while (p < end && !only_trivia(p, end)) {
+      sqlite3_stmt* raw = nullptr;
+      Stmt owned;
+      Stmt* statement = &owned;
+      bool last;
+      auto cached = index == 0 ? sql_cache_.find(key) : sql_cache_.end();
+      if (cached != sql_cache_.end()) {
+        statement = &cached->second;  // reset when its last use ended
+        p = end;
+        last = true;
       } else {
-        owned = Stmt(raw);
+        const char* next = nullptr;
+        int rc = sqlite3_prepare_v3(db_.get(), p, static_cast<int>(end - p),
+                                    SQLITE_PREPARE_PERSISTENT, &raw, &next);
+        if (rc != SQLITE_OK) fail_sql(rc);
+        if (!raw) {
+          p = next;
+          continue;
+        }
+        last = only_trivia(next, end);
+        if (!last) several = true;
+        if (index == 0 && last) {
+          // The whole query is this one statement: keep it prepared.
+          if (sql_cache_.size() >= kSqlCacheSize) sql_cache_.clear();
+          statement = &sql_cache_.emplace(key, Stmt(raw)).first->second;
+        } else {
+          owned = Stmt(raw);
+        }
+        p = next;
       }
-      p = next;
-    }
-    ++index;
-    StmtUse use(statement);  // reset when done: an open read blocks checkpoints
-    raw = statement->get();
-    int wanted = sqlite3_bind_parameter_count(raw);
-    if (!last && wanted > 0) {
-      throw Error(Code::kInvalidArgument, "statement " + std::to_string(index) +
-                                              " uses parameters; in a query of several "
-                                              "statements only the last one may");
-    }
-    if (last) {
-      if (static_cast<size_t>(wanted) != params.size()) {
-        throw Error(Code::kInvalidArgument, "the query has " + std::to_string(wanted) +
-                                                " parameters but " + std::to_string(params.size()) +
-                                                " were given");
+      ++index;
+      StmtUse use(statement);  // reset when done: an open read blocks checkpoints
+      raw = statement->get();
+      int wanted = sqlite3_bind_parameter_count(raw);
+      if (!last && wanted > 0) {
+        throw Error(Code::kInvalidArgument, "statement " + std::to_string(index) +
+                                                " uses parameters; in a query of several "
+                                                "statements only the last one may");
       }
-      for (int i = 0; i < wanted; ++i) bind(raw, i + 1, params[static_cast<size_t>(i)]);
+      if (last) {
+        if (static_cast<size_t>(wanted) != params.size()) {
+          throw Error(Code::kInvalidArgument, "the query has " + std::to_string(wanted) +
+                                                  " parameters but " +
+                                                  std::to_string(params.size()) + " were given");
+        }
+        for (int i = 0; i < wanted; ++i) bind(raw, i + 1, params[static_cast<size_t>(i)]);
+      }
+      if (!sqlite3_stmt_readonly(raw)) {
+        // The runtime's own statements (BEGIN, its schema) are not the user's:
+        // they run without the authorizer.
+        authorizing_ = Authorize::kOff;
+        begin_write();
+        if (several && !savepoint) {
+          begin_savepoint();
+          savepoint = true;
+        }
+        authorizing_ = Authorize::kUser;
+      }
+      if (last) {
+        cursor.columns_.clear();
+        int n = sqlite3_column_count(raw);
+        for (int i = 0; i < n; ++i) cursor.columns_.emplace_back(sqlite3_column_name(raw, i));
+      }
+      int rc;
+      while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+        ++cursor.rows_read_;
+        if (!last) continue;
+        SqlRow row;
+        int n = sqlite3_column_count(raw);
+        row.reserve(static_cast<size_t>(n));
+        for (int i = 0; i < n; ++i) {
+          row.push_back(column(raw, i));
+          result_bytes += sizeof(SqlValue) + static_cast<size_t>(sqlite3_column_bytes(raw, i));
+        }
+        cursor.rows_.push_back(std::move(row));
+        if (result_bytes > kMaxSqlResultBytes) {
+          throw Error(Code::kInvalidArgument, "the result is larger than " +
+                                                  std::to_string(kMaxSqlResultBytes >> 20) +
+                                                  " MiB; page through it with LIMIT");
+        }
+      }
+      if (rc == SQLITE_INTERRUPT && budget.expired) {
+        // A write interrupted inside the turn's transaction rolls all of it back.
+        if (in_txn_) mark_broken("the query was interrupted");
+        throw Error(Code::kInvalidArgument, "the query ran past the CPU limit of " +
+                                                std::to_string(env_.sql_time_limit.count()) +
+                                                " ms and was interrupted");
+      }
+      if (rc != SQLITE_DONE) fail_sql(rc);
+      cursor.rows_read_ += sqlite3_stmt_status(raw, SQLITE_STMTSTATUS_FULLSCAN_STEP, /*reset=*/1);
     }
-    if (!sqlite3_stmt_readonly(raw)) {
-      // The runtime's own statements (BEGIN, its schema) are not the user's:
-      // they run without the authorizer.
+  } catch (...) {
+    if (savepoint && !broken_) {
       authorizing_ = Authorize::kOff;
-      begin_write();
-      authorizing_ = Authorize::kUser;
+      try {
+        end_savepoint(/*commit=*/false);
+      } catch (const Error&) {
+        // end_savepoint marked the store broken: the turn is lost anyway.
+      }
     }
-    if (last) {
-      cursor.columns_.clear();
-      int n = sqlite3_column_count(raw);
-      for (int i = 0; i < n; ++i) cursor.columns_.emplace_back(sqlite3_column_name(raw, i));
-    }
-    int rc;
-    while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
-      ++cursor.rows_read_;
-      if (!last) continue;
-      SqlRow row;
-      int n = sqlite3_column_count(raw);
-      row.reserve(static_cast<size_t>(n));
-      for (int i = 0; i < n; ++i) row.push_back(column(raw, i));
-      cursor.rows_.push_back(std::move(row));
-    }
-    if (rc != SQLITE_DONE) fail_sql(rc);
-    cursor.rows_read_ += sqlite3_stmt_status(raw, SQLITE_STMTSTATUS_FULLSCAN_STEP, /*reset=*/1);
+    throw;
+  }
+  if (savepoint) {
+    authorizing_ = Authorize::kOff;
+    end_savepoint(/*commit=*/true);
   }
   cursor.rows_written_ = sqlite3_total_changes64(db_.get()) - changes_before;
   cursor.rows_read_ += cursor.rows_written_;
@@ -323,43 +420,14 @@ void ObjectStore::drop_user_schema() {
     throw Error(st);
   }
   for (const auto& [type, name] : objects) {
-    std::string sql =
-        (type == "view" ? "DROP VIEW IF EXISTS " : "DROP TABLE IF EXISTS ") + quote_identifier(name);
+    std::string sql = (type == "view" ? "DROP VIEW IF EXISTS " : "DROP TABLE IF EXISTS ") +
+                      quote_identifier(name);
     if (Status st = db_.exec(sql.c_str()); !st) {
       mark_broken(st.message());
       throw Error(st);
     }
   }
 }
-
-namespace {
-
-// Interrupts a statement once its deadline passed (SQLite calls it every
-// kProgressSteps virtual-machine steps).
-struct Budget {
-  static constexpr int kProgressSteps = 1000;
-  std::chrono::steady_clock::time_point deadline;
-  bool expired = false;
-  static int check(void* self) {
-    auto* b = static_cast<Budget*>(self);
-    if (std::chrono::steady_clock::now() < b->deadline) return 0;
-    b->expired = true;
-    return 1;
-  }
-};
-
-class BudgetScope {
- public:
-  BudgetScope(sqlite3* db, Budget* b) : db_(db) {
-    sqlite3_progress_handler(db, Budget::kProgressSteps, &Budget::check, b);
-  }
-  ~BudgetScope() { sqlite3_progress_handler(db_, 0, nullptr, nullptr); }
-
- private:
-  sqlite3* db_;
-};
-
-}  // namespace
 
 ObjectStore::AdminRows ObjectStore::admin_query(std::string_view query, size_t max_rows,
                                                 int budget_ms) {
@@ -381,7 +449,8 @@ ObjectStore::AdminRows ObjectStore::admin_query(std::string_view query, size_t m
   if (!only_trivia(next, query.data() + query.size())) {
     throw Error(Code::kInvalidArgument, "one statement at a time");
   }
-  if (!sqlite3_stmt_readonly(raw)) throw Error(Code::kInvalidArgument, "read-only: the query writes");
+  if (!sqlite3_stmt_readonly(raw))
+    throw Error(Code::kInvalidArgument, "read-only: the query writes");
   if (sqlite3_bind_parameter_count(raw) > 0) {
     throw Error(Code::kInvalidArgument, "the query has parameters; write the values in it");
   }

@@ -3,9 +3,12 @@
 // client gets a clear error, nothing is written, and the node goes on serving.
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
+#include <signal.h>
+
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "support/http_client.h"
 #include "support/server_process.h"
@@ -151,6 +154,39 @@ TEST_F(HostileInputTest, ATransferEncodingThatDoesNotEndInChunkedIsRefusedNotSmu
       "POST /kv/te/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"));
   EXPECT_EQ(d.read_response().status, 400);
   expect_alive();
+}
+
+TEST_F(HostileInputTest, AnEndlessSqlQueryIsInterruptedAndItsShardGoesOn) {
+  server_->stop(SIGKILL);
+  start({"--cpu-limit-ms", "300", "--shards", "1"});
+  // One shard: the query and the counter share a thread.
+  std::thread other([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    expect_alive();
+  });
+  auto begin = std::chrono::steady_clock::now();
+  HttpResponse r = call("POST", "/sql/endless",
+                        R"({"query":"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 )"
+                        R"(FROM n) SELECT count(*) FROM n"})");
+  auto took = std::chrono::steady_clock::now() - begin;
+  other.join();
+  EXPECT_NE(r.status, 200);
+  EXPECT_NE(error_of(r).find("CPU limit"), std::string::npos) << r.body;
+  EXPECT_LT(took, std::chrono::seconds(3));
+  // Values too large for memory are refused before they are made.
+  r = call("POST", "/sql/endless", R"j({"query":"SELECT zeroblob(20000000)"})j");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(error_of(r).find("too big"), std::string::npos) << r.body;
+  expect_alive();
+}
+
+TEST_F(HostileInputTest, AFailingSqlQueryOfSeveralStatementsWritesNothing) {
+  HttpResponse r = call("POST", "/sql/multi",
+                        R"({"query":"CREATE TABLE a(x); INSERT INTO a VALUES(1); SELEC oops"})");
+  EXPECT_EQ(r.status, 400);
+  r = call("POST", "/sql/multi", R"({"query":"SELECT count(*) FROM sqlite_schema WHERE name='a'"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Json::parse(r.body)["rows"][0][0], 0);
 }
 
 }  // namespace

@@ -122,6 +122,119 @@ TEST_F(SqlTest, ASqlErrorUndoesOnlyItsStatement) {
   EXPECT_NE(refusal("SELEC nonsense").find("syntax error"), std::string::npos);
 }
 
+TEST_F(SqlTest, AFailingQueryOfSeveralStatementsWritesNothing) {
+  sql().exec("CREATE TABLE kept(x)");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_NE(refusal("CREATE TABLE a(x); INSERT INTO a VALUES(1); INSERT INTO kept VALUES(2); "
+                    "SELEC oops")
+                .find("syntax error"),
+            std::string::npos);
+  // The same turn goes on, and commits, without any of it.
+  sql().exec("INSERT INTO kept VALUES(3)");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(sql().exec("SELECT count(*) FROM sqlite_schema WHERE name = 'a'").one()[0],
+            SqlValue(int64_t{0}));
+  EXPECT_EQ(sql().exec("SELECT group_concat(x) FROM kept").one()[0], SqlValue(std::string("3")));
+  // A runtime error in a later statement undoes the earlier ones too.
+  sql().exec("CREATE TABLE u(x UNIQUE)");
+  refusal("INSERT INTO u VALUES(1); INSERT INTO u VALUES(2); INSERT INTO u VALUES(1)");
+  EXPECT_EQ(sql().exec("SELECT count(*) FROM u").one()[0], SqlValue(int64_t{0}));
+  // Inside a transaction, only the failed exec is undone.
+  storage_->transaction_sync([&] {
+    sql().exec("INSERT INTO u VALUES(7)");
+    refusal("INSERT INTO u VALUES(8); INSERT INTO u VALUES(7)");
+  });
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(sql().exec("SELECT group_concat(x) FROM u").one()[0], SqlValue(std::string("7")));
+}
+
+TEST_F(SqlTest, UserTriggersCannotReachTheRuntimesTablesThroughItsOwnStatements) {
+  storage_->put("victim", int64_t{1});
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  // A cascade from _dobj_kv into a user table whose trigger writes _dobj_kv:
+  // the runtime's later delete would run it unchecked.
+  for (const char* q :
+       {"CREATE TABLE t(k BLOB REFERENCES _dobj_kv(key) ON DELETE CASCADE)",
+        // Checking the reference would read _dobj_kv (refused): switched off,
+        // each in a turn of its own (the pragma does nothing in a transaction).
+        "PRAGMA foreign_keys=OFF", "INSERT INTO t VALUES (CAST('victim' AS BLOB))",
+        "PRAGMA foreign_keys=ON",
+        "CREATE TRIGGER tr AFTER DELETE ON t BEGIN "
+        "INSERT INTO _dobj_kv(key, value) VALUES (CAST('planted' AS BLOB), x'69'); END"}) {
+    try {
+      sql().exec(q);
+    } catch (const Error& e) {
+      ADD_FAILURE() << q << ": " << e.what();
+    }
+    ASSERT_TRUE(store_->end_turn().is_ok());
+  }
+  ASSERT_EQ(sql().exec("SELECT count(*) FROM t").one()[0], SqlValue(int64_t{1}));
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  try {
+    storage_->remove("victim");
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not authorized"), std::string::npos) << e.what();
+  }
+  (void)store_->end_turn();
+  EXPECT_FALSE(storage_->get<int64_t>("planted").has_value());
+  // Views are checked whenever they are read.
+  sql().exec("CREATE VIEW v AS SELECT * FROM _dobj_kv");
+  EXPECT_NE(refusal("SELECT * FROM v").find("reserved"), std::string::npos);
+}
+
+TEST_F(SqlTest, ShadowTablesAreReadOnlyInDefensiveMode) {
+  sql().exec("CREATE VIRTUAL TABLE docs USING fts5(body)");
+  sql().exec("INSERT INTO docs VALUES ('hello world')");
+  refusal("INSERT INTO docs_data VALUES (1000, x'00')");
+  refusal("DELETE FROM docs_idx");
+  EXPECT_EQ(sql().exec("SELECT count(*) FROM docs WHERE docs MATCH 'hello'").one()[0],
+            SqlValue(int64_t{1}));
+}
+
+TEST_F(SqlTest, HugeValuesAndQueriesAreRefusedNotAllocated) {
+  EXPECT_NE(refusal("SELECT zeroblob(20000000)").find("too big"), std::string::npos);
+  EXPECT_NE(refusal("SELECT length(randomblob(3000000))").find("too big"), std::string::npos);
+  refusal("SELECT '" + std::string(kMaxSqlQueryBytes, 'a') + "'");
+  std::string many = "CREATE TABLE wide(c0";
+  for (int i = 1; i <= kMaxSqlColumns; ++i) many += ", c" + std::to_string(i);
+  refusal(many + ")");
+  // A result past its cap is refused whole.
+  sql().exec("CREATE TABLE big(b)");
+  sql().exec(
+      "INSERT INTO big SELECT zeroblob(1000000) FROM (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+      "SELECT i + 1 FROM n WHERE i < 20) SELECT i FROM n)");
+  EXPECT_NE(refusal("SELECT b FROM big").find("LIMIT"), std::string::npos);
+  EXPECT_EQ(sql().exec("SELECT b FROM big LIMIT 5").size(), 5u);
+}
+
+class SqlLimitTest : public SqlTest {
+ protected:
+  void SetUp() override {
+    StoreEnv env{&commits_, &open_dbs_, nullptr, 0};
+    env.sql_time_limit = std::chrono::milliseconds(200);
+    store_ = std::make_unique<ObjectStore>(env, dir_.path() + "/ns/ab", "obj.sqlite");
+    storage_ = std::make_unique<Storage>(store_.get());
+  }
+};
+
+TEST_F(SqlLimitTest, AnEndlessQueryIsInterruptedAtTheCpuLimitAndItsTurnIsLost) {
+  sql().exec("CREATE TABLE t(x)");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  sql().exec("INSERT INTO t VALUES (1)");
+  auto start = std::chrono::steady_clock::now();
+  std::string why = refusal(
+      "INSERT INTO t WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+      "SELECT i FROM n");
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_NE(why.find("CPU limit of 200 ms"), std::string::npos) << why;
+  EXPECT_LT(took, std::chrono::seconds(2));
+  EXPECT_FALSE(store_->end_turn().is_ok()) << "the turn was rolled back";
+  EXPECT_EQ(sql().exec("SELECT count(*) FROM t").one()[0], SqlValue(int64_t{0}));
+  // A read past the limit is interrupted too; the store goes on.
+  refusal("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n");
+  EXPECT_EQ(sql().exec("SELECT 1 + 1").one()[0], SqlValue(int64_t{2}));
+}
+
 TEST_F(SqlTest, TransactionControlAttachTempAndReservedNamesAreRefused) {
   EXPECT_NE(refusal("BEGIN").find("storage().transaction()"), std::string::npos);
   EXPECT_NE(refusal("COMMIT").find("storage().transaction()"), std::string::npos);
