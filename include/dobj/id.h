@@ -21,6 +21,10 @@ namespace dobj {
 class ObjectId {
  public:
   static constexpr size_t kSize = 32;
+  // The longest name id_from_name takes; a longer one is refused with
+  // dobj::Error(kInvalidArgument) (400 to a client). A name is kept in memory
+  // and in the catalog with its object, so it is bounded like a key.
+  static constexpr size_t kMaxNameBytes = 1024;
   using Bytes = std::array<uint8_t, kSize>;
 
   ObjectId() = default;

@@ -101,7 +101,8 @@ class Namespace {
   explicit Namespace(internal::NamespaceImpl* impl) : impl_(impl) {}
   const std::string& name() const;
 
-  // The same name always gives the same ID, across restarts.
+  // The same name always gives the same ID, across restarts. Throws
+  // dobj::Error(kInvalidArgument) for a name over ObjectId::kMaxNameBytes.
   ObjectId id_from_name(std::string_view name) const;
   // Parses 64 lowercase hex digits; refuses a malformed string, a changed digit,
   // and an ID of another namespace.

@@ -52,8 +52,10 @@ struct ServerOptions {
   // keeps memory small; raise it when many objects are busy at once.
   size_t max_open_databases = 512;
   // Bytes one object's database may reach; 0: no cap. Past it, writes fail as
-  // on a full disk (the object is reset, its committed data kept).
-  int64_t max_object_bytes = 0;
+  // on a full disk (the object is reset, its committed data kept). The
+  // default keeps one object (or one client writing through it) from filling
+  // the disk that every other object shares.
+  int64_t max_object_bytes = int64_t{1} << 30;
   // SQLite page size of each new object database: a power of two from 512 to
   // 65536. Every commit writes the pages it changed to the WAL, so small pages
   // make the usual small write cheaper (and its flush shorter); large pages

@@ -192,6 +192,10 @@ Result<ObjectTarget> AdminPlane::parse_target(const std::string& ns_name,
   if (id_text.rfind("name:", 0) == 0) {
     std::string name = id_text.substr(5);
     if (name.empty()) return Status(Code::kInvalidArgument, "empty name");
+    if (name.size() > ObjectId::kMaxNameBytes) {
+      return Status(Code::kInvalidArgument, "a name may be at most " +
+                                                std::to_string(ObjectId::kMaxNameBytes) + " bytes");
+    }
     return ObjectTarget{ns, ns->ids().from_name(name)};
   }
   auto id = ns->ids().from_string(id_text);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/fs.h"
+#include "dobj/status.h"
 #include "base/hex.h"
 
 namespace dobj {
@@ -62,8 +63,14 @@ ObjectId IdFactory::from_name(std::string_view name) const {
   // recent names per thread (the factory is shared; the cache is not).
   // Keyed by instance number, not address: a factory made later at the same
   // address may have another secret.
+  if (name.size() > ObjectId::kMaxNameBytes) {
+    throw Error(Code::kInvalidArgument, "an object name may be at most " +
+                                            std::to_string(ObjectId::kMaxNameBytes) +
+                                            " bytes, got " + std::to_string(name.size()));
+  }
   struct Cache {
     uint64_t owner = 0;
+    size_t bytes = 0;  // of the entries: names and IDs, with a map node's overhead
     std::unordered_map<std::string, ObjectId::Bytes> ids;
   };
   thread_local std::vector<Cache> caches;
@@ -73,12 +80,17 @@ ObjectId IdFactory::from_name(std::string_view name) const {
   }
   if (!cache) {
     if (caches.size() >= 64) caches.clear();  // factories come and go in tests
-    cache = &caches.emplace_back(Cache{instance_, {}});
+    cache = &caches.emplace_back(Cache{instance_, 0, {}});
   }
   std::string key(name);
   if (auto it = cache->ids.find(key); it != cache->ids.end()) return ObjectId(it->second, key);
   ObjectId id = compute_from_name(name);
-  if (cache->ids.size() >= kNameCacheSize) cache->ids.clear();
+  size_t entry = key.size() + sizeof(ObjectId::Bytes) + 64;
+  if (cache->bytes + entry > kNameCacheBytes) {
+    std::unordered_map<std::string, ObjectId::Bytes>().swap(cache->ids);  // frees the buckets
+    cache->bytes = 0;
+  }
+  cache->bytes += entry;
   cache->ids.emplace(std::move(key), id.bytes());
   return id;
 }

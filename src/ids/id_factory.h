@@ -24,14 +24,18 @@ using Secret = std::array<uint8_t, 32>;
 
 class IdFactory {
  public:
+  // The per-thread cache of recent names is bounded by the bytes of its
+  // names, not their count (a count alone let 15 KB names fill gigabytes).
+  static constexpr size_t kNameCacheBytes = 4 << 20;  // per thread and namespace
+
   IdFactory(const Secret& server_secret, std::string namespace_name);
 
+  // Throws dobj::Error(kInvalidArgument) for a name over ObjectId::kMaxNameBytes.
   ObjectId from_name(std::string_view name) const;
   Result<ObjectId> from_string(std::string_view hex) const;
   ObjectId unique() const;
 
  private:
-  static constexpr size_t kNameCacheSize = 65536;  // per thread and namespace
   ObjectId compute_from_name(std::string_view name) const;
   ObjectId with_check(const uint8_t* base, std::optional<std::string> name) const;
   std::array<uint8_t, 32> key_;

@@ -47,6 +47,38 @@ TEST(IdFactory, CachedNamesStillCarryTheirNameAndFollowTheSecret) {
   }
 }
 
+TEST(IdFactory, NamesOverTheLimitAreRefusedWithAClearError) {
+  IdFactory f(secret_of(1), "COUNTER");
+  std::string longest(ObjectId::kMaxNameBytes, 'n');
+  EXPECT_EQ(*f.from_name(longest).name(), longest);
+  try {
+    (void)f.from_name(longest + "n");
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("at most 1024 bytes"), std::string::npos);
+  }
+}
+
+TEST(IdFactory, ManyLongNamesStillMapToTheirIdsAfterTheCacheIsFull) {
+  // More names than the cache holds by bytes: answers stay exact.
+  IdFactory f(secret_of(1), "COUNTER");
+  IdFactory fresh(secret_of(1), "COUNTER");
+  std::vector<ObjectId> first;
+  const int kNames = static_cast<int>(2 * IdFactory::kNameCacheBytes / ObjectId::kMaxNameBytes);
+  for (int i = 0; i < kNames; ++i) {
+    std::string name(ObjectId::kMaxNameBytes - 8, 'x');
+    name += std::to_string(i);
+    first.push_back(f.from_name(name));
+  }
+  for (int i = 0; i < kNames; i += 97) {
+    std::string name(ObjectId::kMaxNameBytes - 8, 'x');
+    name += std::to_string(i);
+    EXPECT_EQ(f.from_name(name), first[static_cast<size_t>(i)]);
+    EXPECT_EQ(fresh.from_name(name), first[static_cast<size_t>(i)]);
+  }
+}
+
 TEST(IdFactory, UniqueIdsNeverRepeat) {
   IdFactory f(secret_of(3), "NS");
   std::set<std::string> seen;

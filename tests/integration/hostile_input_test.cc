@@ -189,5 +189,27 @@ TEST_F(HostileInputTest, AFailingSqlQueryOfSeveralStatementsWritesNothing) {
   EXPECT_EQ(Json::parse(r.body)["rows"][0][0], 0);
 }
 
+TEST_F(HostileInputTest, ObjectNamesOverTheLimitGetA400) {
+  HttpResponse r = call("POST", "/counter/" + std::string(1025, 'n') + "/increment");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(error_of(r).find("at most 1024 bytes"), std::string::npos) << r.body;
+  r = call("POST", "/counter/" + std::string(1024, 'n') + "/increment");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "1");
+  r = admin("GET", "/_dobj/objects/COUNTER/name:" + std::string(1025, 'n'));
+  EXPECT_EQ(r.status, 400);
+  // Names as large as the header limit allows, many times: refused, and the
+  // server does not keep them.
+  expect_alive();
+  long before = rss_kib();
+  HttpClient c(port());
+  for (int i = 0; i < 2000; ++i) {
+    std::string name = std::to_string(i) + std::string(15000, 'x');
+    ASSERT_EQ(c.request("POST", "/counter/" + name + "/increment").status, 400);
+  }
+  EXPECT_LT(rss_kib() - before, 16 * 1024);
+  expect_alive();
+}
+
 }  // namespace
 }  // namespace dobj::test
