@@ -24,7 +24,8 @@ class ChatRoom : public dobj::DurableObject {
       dobj::WebSocket ws = state().accept_websocket(req);
       co_return ws.upgrade_response();
     }
-    if (what == "count" && req.method == "GET") {
+    if (what == "count") {
+      if (req.method != "GET") co_return dobj::Response::error(405, "use GET to count sockets");
       co_return dobj::Response::text(std::to_string(state().get_websockets().size()));
     }
     co_return dobj::Response::error(404, "not found");

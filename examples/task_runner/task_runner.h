@@ -27,6 +27,10 @@ class TaskRunner : public dobj::DurableObject {
         co_return dobj::Response::error(
             400, "delay_ms must be a number >= 0; repeat >= 1 and fail >= 0 when given");
       }
+      if (*delay > kMaxDelayMs) {
+        co_return dobj::Response::error(
+            400, "delay_ms must be at most " + std::to_string(kMaxDelayMs) + " (ten years)");
+      }
       int64_t at = now_ms() + *delay;
       storage().put("delay_ms", *delay);
       storage().put("repeat", *repeat);
@@ -69,6 +73,7 @@ class TaskRunner : public dobj::DurableObject {
   }
 
  private:
+  static constexpr int64_t kMaxDelayMs = 10LL * 365 * 24 * 3600 * 1000;
   static std::optional<int64_t> number(const std::optional<std::string>& s, int64_t fallback) {
     if (!s) return fallback < 0 ? std::nullopt : std::optional<int64_t>(fallback);
     return parse_int(*s);

@@ -60,6 +60,8 @@ class Storage {
  public:
   static constexpr size_t kMaxKeyBytes = 2048;
   static constexpr size_t kMaxValueBytes = 131072;
+  // The latest alarm time set_alarm takes: JavaScript's last date.
+  static constexpr int64_t kMaxAlarmMs = 8'640'000'000'000'000;
   static constexpr size_t kMaxBatchKeys = 128;
   // Page size of a new object database (ServerOptions::page_size).
   static constexpr int kDefaultPageBytes = 1024;
@@ -117,8 +119,9 @@ class Storage {
   // The object's one alarm, as milliseconds since the Unix epoch. Setting or
   // deleting it is a write like any other: part of the turn's batch, undone
   // with a transaction. Inside alarm() the running alarm is not reported.
-  // set_alarm throws dobj::Error(kInvalidArgument) for a time <= 0 or when the
-  // class has no alarm() handler; a time in the past fires at once.
+  // set_alarm throws dobj::Error(kInvalidArgument) for a time <= 0 or past
+  // kMaxAlarmMs, or when the class has no alarm() handler; a time in the past
+  // fires at once.
   std::optional<int64_t> get_alarm();
   void set_alarm(int64_t epoch_ms);
   void delete_alarm();

@@ -41,7 +41,9 @@ class Shard::Clock : public AlarmClock {
       if (!cancelled_) on_due_();
       return;
     }
-    timer_.expires_after(std::chrono::milliseconds(delay));
+    // A far alarm wakes the scheduler once an hour, which arms again: a
+    // delay of centuries would overflow the timer's nanoseconds.
+    timer_.expires_after(std::chrono::milliseconds(std::min<int64_t>(delay, kMaxTimerMs)));
     timer_.async_wait([this](boost::system::error_code ec) {
       if (!ec && !cancelled_) on_timer_();
     });
@@ -53,6 +55,7 @@ class Shard::Clock : public AlarmClock {
   bool cancelled() const { return cancelled_; }
 
  private:
+  static constexpr int64_t kMaxTimerMs = 3'600'000;
   boost::asio::steady_timer timer_;
   bool cancelled_ = false;
   std::function<void()> on_timer_;

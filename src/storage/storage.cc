@@ -110,10 +110,11 @@ void Storage::delete_all() { store_->delete_all(); }
 std::optional<int64_t> Storage::get_alarm() { return store_->get_alarm(); }
 
 void Storage::set_alarm(int64_t epoch_ms) {
-  if (epoch_ms <= 0) {
+  if (epoch_ms <= 0 || epoch_ms > kMaxAlarmMs) {
     throw Error(Code::kInvalidArgument,
                 "set_alarm: the time must be a positive number of "
-                "milliseconds since the epoch, got " +
+                "milliseconds since the epoch, at most 8640000000000000 (JavaScript's last "
+                "date), got " +
                     std::to_string(epoch_ms));
   }
   store_->set_alarm(epoch_ms);

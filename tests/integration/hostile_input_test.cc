@@ -211,5 +211,24 @@ TEST_F(HostileInputTest, ObjectNamesOverTheLimitGetA400) {
   expect_alive();
 }
 
+TEST_F(HostileInputTest, AnAlarmDelayThatWouldOverflowIsRefused) {
+  HttpResponse r = call("POST", "/tasks/far/schedule?delay_ms=9223372036854775000");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(error_of(r).find("at most"), std::string::npos) << r.body;
+  EXPECT_EQ(Json::parse(call("GET", "/tasks/far").body)["alarm"], nullptr) << "nothing set";
+  // The longest allowed delay is stored and waits (no overflow into the past).
+  r = call("POST", "/tasks/far/schedule?delay_ms=315360000000");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Json::parse(call("GET", "/tasks/far").body)["fired"], 0);
+  expect_alive();
+}
+
+TEST_F(HostileInputTest, AWrongMethodOnAKnownRouteIs405) {
+  EXPECT_EQ(call("POST", "/room/r/count").status, 405);
+  EXPECT_EQ(call("DELETE", "/counter/c/increment").status, 405);
+  EXPECT_EQ(call("PUT", "/tasks/t/schedule").status, 405);
+  EXPECT_EQ(call("GET", "/ratelimit/k").status, 405);
+}
+
 }  // namespace
 }  // namespace dobj::test
