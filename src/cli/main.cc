@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -44,9 +45,61 @@ struct Globals {
   bool json = false;
 };
 
+// Text from the server (object names, keys, values, messages) as it may be
+// shown on a terminal: control characters (C0, DEL, C1) and bytes that are not
+// UTF-8 become visible escapes, so no stored byte can steer the terminal.
+std::string safe(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  auto hex = [&](unsigned char c) {
+    static const char* kDigits = "0123456789abcdef";
+    out += "\\x";
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  };
+  for (size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f) {
+      hex(c);
+      ++i;
+      continue;
+    }
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    // One UTF-8 sequence, whole and well-formed, and not a C1 control.
+    size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    bool ok = n > 0 && i + n <= s.size();
+    for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    if (ok && c == 0xc2 && static_cast<unsigned char>(s[i + 1]) < 0xa0) ok = false;  // C1
+    if (!ok) {
+      hex(c);
+      ++i;
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
 int fail(const std::string& message) {
-  std::cerr << "dobj: " << message << "\n";
+  std::cerr << "dobj: " << safe(message) << "\n";
   return 1;
+}
+
+// A file name for an exported object: its name or ID with everything but
+// letters, digits, '-', '_' and '.' replaced, never a path or a hidden file.
+std::string export_file_name(std::string_view object) {
+  std::string out;
+  for (char c : object) {
+    bool keep = std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    out += keep ? c : '_';
+  }
+  if (out.empty() || out[0] == '.') out.insert(out.begin(), '_');
+  return out + ".sqlite";
 }
 
 std::string env_or(const char* name, std::string fallback) {
@@ -86,7 +139,10 @@ std::string cell(const Json& v) {
 
 // Prints rows as aligned columns.
 void print_table(const std::vector<std::string>& head,
-                 const std::vector<std::vector<std::string>>& rows) {
+                 std::vector<std::vector<std::string>> rows) {
+  for (auto& r : rows) {
+    for (auto& c : r) c = safe(c);
+  }
   std::vector<size_t> w(head.size());
   for (size_t i = 0; i < head.size(); ++i) w[i] = head[i].size();
   for (const auto& r : rows) {
@@ -201,9 +257,10 @@ class Cli {
     if (!o) return 1;
     if (g_.json) return 0;
     const Json& j = *o;
-    std::cout << "namespace  " << j["namespace"].get<std::string>() << "\n"
-              << "id         " << j["id"].get<std::string>() << "\n"
-              << "name       " << (j["name"].is_null() ? "-" : j["name"].get<std::string>()) << "\n"
+    std::cout << "namespace  " << safe(j["namespace"].get<std::string>()) << "\n"
+              << "id         " << safe(j["id"].get<std::string>()) << "\n"
+              << "name       " << (j["name"].is_null() ? "-" : safe(j["name"].get<std::string>()))
+              << "\n"
               << "storage    " << (j["exists"].get<bool>() ? human_bytes(j["databaseBytes"].get<int64_t>()) : "none")
               << "\n"
               << "alarm      " << human_time(j["alarm"]) << "\n"
@@ -291,11 +348,11 @@ class Cli {
       return 0;
     }
     for (const auto& f : findings) {
-      std::cout << "[" << f["severity"].get<std::string>() << "] " << f["rule"].get<std::string>();
-      if (f.contains("namespace")) std::cout << " (" << f["namespace"].get<std::string>() << ")";
-      std::cout << "\n  " << f["title"].get<std::string>() << "\n  evidence: "
-                << f["evidence"].get<std::string>() << "\n  suggestion: "
-                << f["suggestion"].get<std::string>() << "\n\n";
+      auto text = [&](const char* k) { return safe(f[k].get<std::string>()); };
+      std::cout << "[" << text("severity") << "] " << text("rule");
+      if (f.contains("namespace")) std::cout << " (" << text("namespace") << ")";
+      std::cout << "\n  " << text("title") << "\n  evidence: " << text("evidence")
+                << "\n  suggestion: " << text("suggestion") << "\n\n";
     }
     return 0;
   }
@@ -303,7 +360,9 @@ class Cli {
   int export_object(const std::string& ns, const std::string& object, std::string out) {
     auto r = call("GET", object_path(ns, object) + "/export", "", "", progress_printer("export"));
     if (!r) return 1;
-    if (out.empty()) out = object.rfind("name:", 0) == 0 ? object.substr(5) + ".sqlite" : object + ".sqlite";
+    if (out.empty()) {
+      out = export_file_name(object.rfind("name:", 0) == 0 ? object.substr(5) : object);
+    }
     std::ofstream f(out, std::ios::binary | std::ios::trunc);
     f.write(r->body.data(), static_cast<std::streamsize>(r->body.size()));
     f.close();
@@ -326,7 +385,7 @@ class Cli {
     if (g_.json) {
       std::cout << j.dump(2) << "\n";
     } else {
-      std::cerr << "imported " << file << " as " << j.value("id", std::string("?")) << "\n";
+      std::cerr << "imported " << file << " as " << safe(j.value("id", std::string("?"))) << "\n";
     }
     return 0;
   }
@@ -334,7 +393,7 @@ class Cli {
   int remove(const std::string& ns, const std::string& object) {
     auto r = call_json("DELETE", object_path(ns, object));
     if (!r) return 1;
-    if (!g_.json) std::cerr << "deleted " << (*r)["id"].get<std::string>() << "\n";
+    if (!g_.json) std::cerr << "deleted " << safe((*r)["id"].get<std::string>()) << "\n";
     return 0;
   }
 

@@ -34,10 +34,10 @@ class CliTest : public ::testing::Test {
   std::string server() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
   // Runs `dobj <args>` with the server and token in the environment.
   CliRun dobj(const std::string& args, const std::string& stdin_text = "",
-           const std::string& token = kToken) {
+           const std::string& token = kToken, const std::string& cwd = "") {
     std::string in = work_.path() + "/stdin";
     std::ofstream(in) << stdin_text;
-    std::string cmd = "DOBJ_SERVER=" + server() + " DOBJ_ADMIN_TOKEN=" + token + " " +
+    std::string cmd = (cwd.empty() ? "" : "cd " + cwd + " && ") + "DOBJ_SERVER=" + server() + " DOBJ_ADMIN_TOKEN=" + token + " " +
                       DOBJ_CLI_BIN + " " + args + " < " + in + " 2>&1";
     CliRun r;
     FILE* p = popen(cmd.c_str(), "r");
@@ -142,6 +142,35 @@ TEST_F(CliTest, ExportImportDeleteWithProgress) {
   CliRun del = dobj("delete KV name:copy --yes");
   ASSERT_EQ(del.code, 0) << del.out;
   EXPECT_EQ(http(server_->port(), "GET", "/kv/copy/k7").status, 404);
+}
+
+TEST_F(CliTest, NamesKeysAndValuesCannotSendEscapesToTheTerminal) {
+  // ESC ] 0 ; ... BEL sets a terminal's title; ESC [ 2 J clears it.
+  ASSERT_EQ(call("PUT", "/kv/%1B%5D0%3Bowned%07/%1B%5B2J", R"("\u001b[31mred\u0007")"), 200);
+  ASSERT_EQ(call("POST", "/counter/%1B%5B2J%C2%9B/increment"), 200);
+  // The catalog takes new objects in within tens of milliseconds.
+  for (int i = 0; i < 50 && Json::parse(dobj("--json objects").out)["objects"].size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (const char* args :
+       {R"sh(inspect KV "name:$(printf '\033]0;owned\007')")sh", "objects", "objects --all"}) {
+    CliRun r = dobj(args);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << args;
+    EXPECT_EQ(r.out.find('\x07'), std::string::npos) << args;
+    EXPECT_EQ(r.out.find("\xc2\x9b"), std::string::npos) << args << ": a C1 control";
+    EXPECT_NE(r.out.find("\\x1b"), std::string::npos) << r.out;  // shown, escaped
+  }
+}
+
+TEST_F(CliTest, ExportOfANameWithSlashesWritesInTheCurrentFolderOnly) {
+  ASSERT_EQ(call("PUT", "/kv/..%2F..%2Fescaped/k", "1"), 200);
+  std::string inner = work_.path() + "/a/b";
+  std::filesystem::create_directories(inner);
+  CliRun r = dobj("export KV name:../../escaped", "", kToken, inner);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(work_.path() + "/escaped.sqlite"));
+  EXPECT_TRUE(std::filesystem::exists(inner + "/_.._.._escaped.sqlite")) << r.out;
 }
 
 TEST_F(CliTest, ErrorsAreClear) {
