@@ -239,12 +239,15 @@ bool ObjectHost::ensure_instance() {
     }
   });
   if (instance_) return true;
-  state_.reset();
-  // The constructor failed: fail the event that would have used it.
+  // The constructor failed. What it started (a block_concurrency_while
+  // callback and its timers) belongs to this generation and would run on into
+  // the freed object: reset drops it all, as for any instance.
+  Status why(Code::kInternal, "the object's constructor threw: " + exception_message(error));
+  reset(why, /*fail_queued=*/false);
+  // Fail the event that would have used it.
   Event ev = std::move(queue_.front());
   queue_.pop_front();
-  ev.reply(error_response(
-      Status(Code::kInternal, "the object's constructor threw: " + exception_message(error))));
+  ev.reply(error_response(why));
   return false;
 }
 

@@ -396,6 +396,24 @@ class FailingSetUp : public DurableObject {
   Task<Response> fetch(Request) override { co_return Response::text("up"); }
 };
 
+// Its constructor starts block_concurrency_while, whose callback uses the
+// object, and then throws: the object never existed.
+class ThrowsAfterBlocking : public DurableObject {
+ public:
+  ThrowsAfterBlocking(State& s, Env& e) : DurableObject(s, e) {
+    (void)state().block_concurrency_while([this]() -> Task<void> {
+      co_await sleep_for(20ms);
+      ready_ = true;  // would write into the freed object
+      storage().put("ready", int64_t{1});
+    });
+    throw std::runtime_error("constructor failed after blocking");
+  }
+  Task<Response> fetch(Request) override { co_return Response::text(ready_ ? "ready" : "no"); }
+
+ private:
+  bool ready_ = false;
+};
+
 class Harness {
  public:
   // The node stays up after a failed flush (tests inject them); see
@@ -416,6 +434,9 @@ class Harness {
     bindings["FETCHER"] = [](State& s, Env& e) { return std::make_unique<Fetcher>(s, e); };
     bindings["ALARMED"] = [](State& s, Env& e) { return std::make_unique<Alarmed>(s, e); };
     bindings["BUSY_ALARM"] = [](State& s, Env& e) { return std::make_unique<BusyAlarm>(s, e); };
+    bindings["THROWS_AFTER_BLOCKING"] = [](State& s, Env& e) {
+      return std::make_unique<ThrowsAfterBlocking>(s, e);
+    };
     bindings["FAILING_SETUP"] = [](State& s, Env& e) {
       return std::make_unique<FailingSetUp>(s, e);
     };
@@ -592,6 +613,20 @@ TEST(Runtime, ATaskThatThrowsOnAShardIsSkippedAndTheShardGoesOn) {
     ASSERT_EQ(r.wait_for(5s), std::future_status::ready) << "a shard stopped";
     EXPECT_EQ(r.get().status, 200);
   }
+}
+
+TEST(Runtime, AConstructorThatThrowsAfterBlockingLeavesNothingRunning) {
+  Harness h;
+  for (int i = 0; i < 3; ++i) {
+    Response r = h.send("THROWS_AFTER_BLOCKING", "t", "GET").get();
+    EXPECT_EQ(r.status, 500);
+    EXPECT_NE(r.body.find("constructor failed after blocking"), std::string::npos) << r.body;
+    // Long enough for the callback's timer and the block's own limit to come due.
+    std::this_thread::sleep_for(60ms);
+  }
+  // The shard goes on (before the fix, the callback's timer resumed into the
+  // freed object: a crash, or an ASan report).
+  EXPECT_EQ(h.json("PROBE", "after", "POST")["n"], 1);
 }
 
 TEST(Runtime, WhenAllAsksManyObjectsInParallel) {
