@@ -45,6 +45,10 @@ constexpr uint64_t kMaxImportBytes = uint64_t{1} << 30;
 
 struct HttpServer::PerShard {
   Runtime* runtime = nullptr;
+  // Shared by every PerShard and kept by each connection through its
+  // PerShard: a connection that outlives the server (held by an object past
+  // a stop's timeout) still reads valid limits.
+  std::shared_ptr<const ServerOptions> options;
   std::shared_ptr<AdminPlane> admin;
   Shard* shard = nullptr;
   std::unique_ptr<tcp::acceptor> acceptor;
@@ -107,13 +111,12 @@ std::string response_head(const Response& r, unsigned version, bool keep_alive) 
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Socket socket, std::shared_ptr<HttpServer::PerShard> per_shard,
-          const ServerOptions& options)
+  Session(Socket socket, std::shared_ptr<HttpServer::PerShard> per_shard)
       : stream_(std::move(socket)),
         idle_timer_(stream_.get_executor()),
-        buffer_(options.max_header_bytes + kReadSlackBytes),
+        buffer_(per_shard->options->max_header_bytes + kReadSlackBytes),
         per_shard_(std::move(per_shard)),
-        options_(options) {
+        options_(*per_shard_->options) {
     per_shard_->sessions.insert(this);
     per_shard_->session_count.fetch_add(1);
   }
@@ -336,12 +339,12 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string head_;  // of the answer being written
   std::string body_;
   std::shared_ptr<HttpServer::PerShard> per_shard_;
-  const ServerOptions& options_;
+  const ServerOptions& options_;  // *per_shard_->options, kept alive by per_shard_
   bool busy_ = false;
 };
 
-void do_accept(std::shared_ptr<HttpServer::PerShard> ps, const ServerOptions* options) {
-  ps->acceptor->async_accept(ps->shard->io(), [ps, options](beast::error_code ec, Socket socket) {
+void do_accept(std::shared_ptr<HttpServer::PerShard> ps) {
+  ps->acceptor->async_accept(ps->shard->io(), [ps](beast::error_code ec, Socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || ps->stopping) return;
       // Out of file descriptors (or memory): accepting again at once would
@@ -349,13 +352,13 @@ void do_accept(std::shared_ptr<HttpServer::PerShard> ps, const ServerOptions* op
       log_warn("accept: " + ec.message() + "; retrying in 100 ms");
       auto timer = std::make_shared<asio::steady_timer>(ps->acceptor->get_executor(),
                                                         std::chrono::milliseconds(100));
-      timer->async_wait([ps, options, timer](beast::error_code) {
-        if (!ps->stopping) do_accept(ps, options);
+      timer->async_wait([ps, timer](beast::error_code) {
+        if (!ps->stopping) do_accept(ps);
       });
       return;
     }
-    std::make_shared<Session>(std::move(socket), ps, *options)->start();
-    if (!ps->stopping) do_accept(ps, options);
+    std::make_shared<Session>(std::move(socket), ps)->start();
+    if (!ps->stopping) do_accept(ps);
   });
 }
 
@@ -425,15 +428,17 @@ Status HttpServer::start() {
   asio::ip::address address;
   int port = 0;
   if (Status st = parse_listen(options_.listen, "--listen", &address, &port); !st) return st;
+  auto shared_options = std::make_shared<const ServerOptions>(options_);
   for (size_t i = 0; i < runtime_.shard_count(); ++i) {
     auto ps = std::make_shared<PerShard>();
+    ps->options = shared_options;
     ps->runtime = &runtime_;
     ps->admin = admin_;
     ps->shard = &runtime_.shard(i);
     ps->admin_elsewhere = options_.admin_listen;
     // Every shard binds the same port (SO_REUSEPORT); the first fixes port 0.
     if (Status st = open_acceptor(*ps, address, &port, options_.listen); !st) return st;
-    ps->shard->post([ps, o = &options_] { do_accept(ps, o); });
+    ps->shard->post([ps] { do_accept(ps); });
     shards_.push_back(std::move(ps));
   }
   port_ = port;
@@ -445,6 +450,7 @@ Status HttpServer::start() {
       return st;
     }
     auto ps = std::make_shared<PerShard>();
+    ps->options = shared_options;
     ps->runtime = &runtime_;
     ps->admin = admin_;
     ps->shard = &runtime_.admin_shard();
@@ -453,7 +459,7 @@ Status HttpServer::start() {
         !st) {
       return st;
     }
-    ps->shard->post([ps, o = &options_] { do_accept(ps, o); });
+    ps->shard->post([ps] { do_accept(ps); });
     shards_.push_back(std::move(ps));
     admin_port_ = admin_port;
   }

@@ -41,6 +41,8 @@ ResumeTarget current_resume_target() {
     t.ns = h->ns();
     t.id = h->id();
     t.generation = h->generation();
+  } else if (t.shard) {
+    t.generation = t.shard->current_worker();
   }
   return t;
 }

@@ -273,6 +273,7 @@ void Shard::deliver(NamespaceImpl* ns, const ObjectId& id, Delivery delivery) {
 
 bool Shard::alive(const ResumeTarget& target) {
   if (target.generation == 0) return true;
+  if (!target.ns) return workers_.count(target.generation) > 0;
   ObjectHost* host = find_host(target.ns, target.id);
   return host && host->generation() == target.generation;
 }
@@ -295,8 +296,13 @@ void Shard::bump_reset_epoch(const NamespaceImpl* ns, const ObjectId& id) {
 }
 
 void Shard::resume(const ResumeTarget& target, std::coroutine_handle<> h) {
-  if (target.generation == 0) {
+  if (!target.ns) {
+    // A worker run that ended or was dropped (a stop that timed out) took its
+    // frames with it.
+    if (target.generation != 0 && !workers_.count(target.generation)) return;
+    uint64_t outer = std::exchange(current_worker_, target.generation);
     h.resume();
+    current_worker_ = outer;
     reap_workers();
     return;
   }
@@ -327,7 +333,9 @@ void Shard::run_worker(Request request, Reply reply) {
       drive_worker(runtime_, std::move(request), std::move(reply), &finished_workers_, id);
   WorkerRun* raw = run.get();
   workers_.emplace(id, std::move(run));
+  uint64_t outer = std::exchange(current_worker_, id);
   raw->driver.resume();
+  current_worker_ = outer;
   reap_workers();
 }
 

@@ -41,13 +41,15 @@ class Runtime;
 class NamespaceImpl;
 class ObjectHost;
 
-// Where a suspended coroutine continues: in an object's turn (host_key set),
-// or plainly on the shard (worker code).
+// Where a suspended coroutine continues: in an object's turn (ns set, and the
+// instance's generation), in a worker's run (ns null, generation = the run's
+// id on its shard), or plainly on the shard (both 0). A continuation whose
+// instance or worker run is gone is dropped: its frame was destroyed.
 struct ResumeTarget {
   class Shard* shard = nullptr;
   const NamespaceImpl* ns = nullptr;
   ObjectId id;
-  uint64_t generation = 0;  // 0: not in an object
+  uint64_t generation = 0;
 };
 
 // What answers an event: the response, and beside it what the runtime tells
@@ -264,7 +266,11 @@ class Shard {
   struct WorkerRun;
   std::unordered_map<uint64_t, std::unique_ptr<WorkerRun>> workers_;
   std::vector<uint64_t> finished_workers_;
-  uint64_t next_worker_id_ = 0;
+  uint64_t next_worker_id_ = 1;  // 0 is "no worker"
+  uint64_t current_worker_ = 0;  // the worker run executing now, or 0
+ public:
+  // The worker run executing on this shard now, or 0.
+  uint64_t current_worker() const { return current_worker_; }
 };
 
 }  // namespace dobj::internal

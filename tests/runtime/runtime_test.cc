@@ -629,6 +629,21 @@ TEST(Runtime, AConstructorThatThrowsAfterBlockingLeavesNothingRunning) {
   EXPECT_EQ(h.json("PROBE", "after", "POST")["n"], 1);
 }
 
+TEST(Runtime, AContinuationOfAWorkerRunThatIsGoneIsDropped) {
+  // After a stop that timed out, a worker run's frames are freed while an
+  // object's late answer may still come: it must find the run gone.
+  Harness h;
+  Shard& shard = h.runtime().shard(0);
+  bool gone_is_alive = true, plain_is_alive = false;
+  shard.run_and_wait([&] {
+    gone_is_alive = shard.alive(ResumeTarget{&shard, nullptr, ObjectId(), 424242});
+    plain_is_alive = shard.alive(ResumeTarget{&shard, nullptr, ObjectId(), 0});
+    return true;
+  });
+  EXPECT_FALSE(gone_is_alive);
+  EXPECT_TRUE(plain_is_alive);
+}
+
 TEST(Runtime, WhenAllAsksManyObjectsInParallel) {
   Harness h;
   EXPECT_EQ(h.send("CALLER", "root", "GET", "/?fanout=1").get().body,
