@@ -69,6 +69,14 @@ struct ServerOptions {
   // Bytes that may wait to be sent on one WebSocket; a client that falls
   // further behind is closed with code 1008.
   size_t websocket_send_queue_bytes = 4 * 1024 * 1024;
+  // A WebSocket whose client sent no frame for this long is closed (1001).
+  // The server pings a socket quiet for half of it, and browsers answer
+  // pings, so only dead or silent clients are closed. Hibernation is not
+  // affected: it is about the object, not the client.
+  std::chrono::milliseconds websocket_idle_timeout{120'000};
+  // Client connections (HTTP and WebSocket) the node holds at most; one more
+  // is answered 503 and closed. Lowered at start to fit the descriptor limit.
+  size_t max_connections = 10'000;
   // The bearer token of the admin plane (/_dobj/, /metrics). Empty: none is
   // accepted (Server::run generates one and prints it).
   std::string admin_token;

@@ -192,6 +192,7 @@ std::string AdminPlane::json(const MetricsSnapshot& s) {
     j["overloadRejections"] = m.overloaded;
     j["websocketsOpen"] = m.sockets_open;
     j["websocketsHibernated"] = m.sockets_hibernated;
+    j["websocketsIdleClosed"] = m.sockets_idle_closed;
     j["storedObjects"] = m.stored_objects;
     j["storageBytes"] = m.storage_bytes;
     j["sqlStatements"] = m.storage.sql;
@@ -216,6 +217,7 @@ std::string AdminPlane::json(const MetricsSnapshot& s) {
     total_rate += rate[i];
   }
   out["total"] = render(total, total_rate);
+  out["connections"] = {{"open", s.connections_open}, {"refused", s.connections_refused}};
   auto list = [](const std::vector<ObjectStat>& v) {
     Json a = Json::array();
     for (const auto& o : v) {
@@ -299,6 +301,9 @@ std::string AdminPlane::prometheus(const MetricsSnapshot& s) {
        [](M m) { return m.unique_ids; }},
       {"dobj_websockets_kept", "gauge", "Open WebSockets accepted with keep_websocket.",
        [](M m) { return m.sockets_kept; }},
+      {"dobj_websockets_idle_closed_total", "counter",
+       "WebSockets closed because their client sent nothing for the idle timeout.",
+       [](M m) { return m.sockets_idle_closed; }},
       {"dobj_objects_stored", "gauge", "Objects with storage (the catalog).",
        [](M m) { return m.stored_objects; }},
       {"dobj_storage_bytes", "gauge", "Bytes of the objects' files on disk (database and WAL).",
@@ -319,6 +324,11 @@ std::string AdminPlane::prometheus(const MetricsSnapshot& s) {
       << "dobj_storage_operations_total{namespace=\"" << ns << "\",op=\"delete\"} " << c.deletes
       << '\n';
   }
+  family("dobj_connections_open", "gauge", "Client connections (HTTP and WebSocket) open.");
+  o << "dobj_connections_open " << s.connections_open << '\n';
+  family("dobj_connections_refused_total", "counter",
+         "Connections refused with 503 because the node held its maximum.");
+  o << "dobj_connections_refused_total " << s.connections_refused << '\n';
   summary("dobj_turn_seconds", "Time each turn of an object ran on its thread (CPU time).",
           [](M m) -> const Histogram& { return m.turn_time; });
   summary("dobj_event_seconds", "Wall time of each event, start to end.",

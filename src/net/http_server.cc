@@ -119,10 +119,12 @@ class Session : public std::enable_shared_from_this<Session> {
         options_(*per_shard_->options) {
     per_shard_->sessions.insert(this);
     per_shard_->session_count.fetch_add(1);
+    per_shard_->runtime->connections().open.fetch_add(1, std::memory_order_relaxed);
   }
   ~Session() {
     per_shard_->sessions.erase(this);
     per_shard_->session_count.fetch_sub(1);
+    per_shard_->runtime->connections().open.fetch_sub(1, std::memory_order_relaxed);
   }
 
   void start() {
@@ -357,7 +359,21 @@ void do_accept(std::shared_ptr<HttpServer::PerShard> ps) {
       });
       return;
     }
-    std::make_shared<Session>(std::move(socket), ps)->start();
+    ConnectionCounts& counts = ps->runtime->connections();
+    if (counts.open.load(std::memory_order_relaxed) >= ps->options->max_connections &&
+        !ps->admin_only) {
+      // At the cap: a short answer, and the descriptor is given back at once.
+      ++counts.refused;
+      static const char kFull[] =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+          "Content-Length: 43\r\nConnection: close\r\n\r\n"
+          "{\"error\":\"too many connections; try again\"}";
+      (void)!::send(socket.native_handle(), kFull, sizeof kFull - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      beast::error_code ignored;
+      socket.close(ignored);
+    } else {
+      std::make_shared<Session>(std::move(socket), ps)->start();
+    }
     if (!ps->stopping) do_accept(ps);
   });
 }

@@ -67,6 +67,7 @@ void NamespaceMetrics::merge(const NamespaceMetrics& o) {
   alarm_lateness.merge(o.alarm_lateness);
   active_objects += o.active_objects;
   sockets_open += o.sockets_open;
+  sockets_idle_closed += o.sockets_idle_closed;
   sockets_hibernated += o.sockets_hibernated;
   stored_objects += o.stored_objects;
   storage_bytes += o.storage_bytes;

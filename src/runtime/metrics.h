@@ -62,6 +62,7 @@ struct NamespaceMetrics {
   uint64_t sockets_open = 0;
   uint64_t sockets_hibernated = 0;  // open sockets whose object is not in memory
   uint64_t sockets_kept = 0;        // open sockets accepted with keep_websocket
+  uint64_t sockets_idle_closed = 0;  // closed: the client sent nothing for the idle timeout
   uint64_t unique_ids = 0;          // IDs minted by new_unique_id since start
   uint64_t stored_objects = 0;      // objects with storage (the catalog)
   uint64_t storage_bytes = 0;       // their files on disk, database + WAL
@@ -86,6 +87,9 @@ struct MetricsSnapshot {
   std::vector<NamespaceMetrics> per_ns;    // merged over shards
   std::vector<ObjectStat> top_by_events;   // at most 10
   std::vector<ObjectStat> top_by_time;     // at most 10
+  // The node's client connections (HTTP and WebSocket).
+  uint64_t connections_open = 0;
+  uint64_t connections_refused = 0;  // over the cap
 };
 
 }  // namespace dobj::internal

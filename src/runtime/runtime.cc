@@ -40,6 +40,7 @@ Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bin
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
     // Ask for a server-sized limit (allowed to root), else take the hard one.
     constexpr rlim_t kWanted = 1 << 20;
+    rlim_t before = rl.rlim_cur;
     if (rl.rlim_max < kWanted) {
       rlimit more{kWanted, kWanted};
       if (setrlimit(RLIMIT_NOFILE, &more) == 0) rl = more;
@@ -49,6 +50,10 @@ Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bin
       setrlimit(RLIMIT_NOFILE, &rl);
       getrlimit(RLIMIT_NOFILE, &rl);
     }
+    if (rl.rlim_cur != before) {
+      log_info("file descriptor limit raised from " + std::to_string(before) + " to " +
+               std::to_string(rl.rlim_cur));
+    }
     size_t limit = static_cast<size_t>(rl.rlim_cur);
     size_t budget = limit > 2048 ? (limit - 1024) / (2 * static_cast<size_t>(shard_count)) : 64;
     if (options_.max_open_databases > budget) {
@@ -56,6 +61,16 @@ Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bin
                " to " + std::to_string(budget) + " per shard: the file descriptor limit is " +
                std::to_string(limit));
       options_.max_open_databases = budget;
+    }
+    // What the databases may hold, and 1024 for everything else; the rest
+    // is for client connections.
+    size_t used = 2 * options_.max_open_databases * static_cast<size_t>(shard_count) + 1024;
+    size_t room = limit > used + 64 ? limit - used : 64;
+    if (options_.max_connections > room) {
+      log_warn("max connections lowered from " + std::to_string(options_.max_connections) +
+               " to " + std::to_string(room) + ": the file descriptor limit is " +
+               std::to_string(limit));
+      options_.max_connections = room;
     }
   }
   if (options_.durability == Durability::kFsync) {
@@ -179,6 +194,8 @@ void Runtime::collect_metrics(Shard* reply_on, std::function<void(MetricsSnapsho
   g->all.at = std::chrono::steady_clock::now();
   for (auto& ns : namespaces_) g->all.namespaces.push_back(ns->name());
   g->all.per_ns.resize(namespaces_.size());
+  g->all.connections_open = connections_.open.load(std::memory_order_relaxed);
+  g->all.connections_refused = connections_.refused.load(std::memory_order_relaxed);
   for (auto& s : shards_) {
     Shard* shard = s.get();
     shard->post([this, shard, g, reply_on] {

@@ -25,6 +25,13 @@ namespace dobj::internal {
 
 class Runtime;
 
+// The node's client connections (HTTP and WebSocket), for the cap and the
+// metrics. Any thread.
+struct ConnectionCounts {
+  std::atomic<size_t> open{0};
+  std::atomic<uint64_t> refused{0};  // over ServerOptions::max_connections
+};
+
 // The exit status of a node that stopped because a flush failed (EX_IOERR).
 inline constexpr int kExitFlushFailed = 74;
 
@@ -79,6 +86,7 @@ class Runtime {
   // A loop that owns no objects: the admin listener's (--admin-listen).
   Shard& admin_shard() { return *admin_shard_; }
   Flusher* flusher() { return flusher_.get(); }
+  ConnectionCounts& connections() { return connections_; }
   StoreFaults& store_faults() { return store_faults_; }
   AlarmIndex& alarm_index() { return alarm_index_; }
   Catalog& catalog() { return catalog_; }
@@ -114,6 +122,7 @@ class Runtime {
   Env env_;
   Worker worker_;
   std::unique_ptr<Flusher> flusher_;
+  ConnectionCounts connections_;
   StoreFaults store_faults_;
   AlarmIndex alarm_index_;
   Catalog catalog_;

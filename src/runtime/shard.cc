@@ -181,6 +181,8 @@ void Shard::join() {
 
 void Shard::schedule_sweep() {
   auto idle = runtime_->options().idle_timeout;
+  auto ws_idle = runtime_->options().websocket_idle_timeout;
+  if (ws_idle.count() > 0) idle = std::min(idle, ws_idle);
   auto period = std::clamp<std::chrono::milliseconds>(idle / 4, std::chrono::milliseconds(10),
                                                       std::chrono::milliseconds(1000));
   loop_->sweep.expires_after(period);
@@ -191,6 +193,13 @@ void Shard::schedule_sweep() {
       hand_over_to_catalog(kSweepChunk);
     }
     evict_idle(now);
+    auto ws_idle = runtime_->options().websocket_idle_timeout;
+    if (ws_idle.count() > 0 &&
+        now - last_socket_check_ >= std::min<std::chrono::milliseconds>(
+                                        ws_idle / 4, std::chrono::milliseconds(1000))) {
+      last_socket_check_ = now;
+      sockets_->close_idle(now_ms(), ws_idle.count());
+    }
     schedule_sweep();
   });
 }

@@ -262,6 +262,7 @@ class Shard {
   bool evictable(const ObjectHost& h, std::chrono::steady_clock::time_point now) const;
   std::vector<HostKey> catalog_dirty_;  // active since the last handover
   std::chrono::steady_clock::time_point last_catalog_handover_;
+  std::chrono::steady_clock::time_point last_socket_check_;
   uint64_t generation_counter_ = 0;
   struct WorkerRun;
   std::unordered_map<uint64_t, std::unique_ptr<WorkerRun>> workers_;

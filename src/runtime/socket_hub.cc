@@ -48,8 +48,15 @@ std::string websocket_accept_key(std::string_view client_key) {
 }
 
 struct SocketConn::Io {
-  explicit Io(asio::io_context& io) : socket(io) {}
+  // Counted among the node's client connections while it exists.
+  Io(asio::io_context& io, ConnectionCounts* counts) : socket(io), counts(counts) {
+    counts->open.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Io() { counts->open.fetch_sub(1, std::memory_order_relaxed); }
+  Io(const Io&) = delete;
+  Io& operator=(const Io&) = delete;
   tcp::socket socket;
+  ConnectionCounts* counts;
   std::string partial;  // bytes of a frame not yet complete
   bool close_after_flush = false;
 };
@@ -127,7 +134,8 @@ void SocketHub::adopt(uint64_t socket_id, int fd, const std::string& key, std::s
     ::close(fd);
     return;
   }
-  c->io = std::make_unique<SocketConn::Io>(shard_->io());
+  c->io = std::make_unique<SocketConn::Io>(shard_->io(), &shard_->runtime().connections());
+  c->heard_ms = shard_->now_ms();
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -193,6 +201,8 @@ void SocketHub::on_readable(const std::shared_ptr<SocketConn>& cp) {
       break;  // drained
     }
     size_t got = static_cast<size_t>(n);
+    c.heard_ms = shard_->now_ms();
+    c.pinged = false;
     if (partial.empty()) {
       scratch_.resize(got);
       size_t used = parse(cp, scratch_);
@@ -547,6 +557,35 @@ void SocketHub::count(
     m.sockets_open += group.sockets.size();
     if (!resident(key.ns, key.id)) m.sockets_hibernated += group.sockets.size();
     m.sockets_kept += group.kept;
+  }
+  for (const auto& [ns, n] : idle_closed_) (*per_ns)[ns].sockets_idle_closed += n;
+}
+
+void SocketHub::close_idle(int64_t now_ms, int64_t timeout_ms) {
+  std::vector<std::shared_ptr<SocketConn>> quiet;
+  for (auto& [id, c] : by_id_) {
+    if (c->io && c->phase == SocketConn::Phase::kOpen && !c->close_sent &&
+        now_ms - c->heard_ms >= timeout_ms / 2) {
+      quiet.push_back(c);
+    }
+  }
+  static const auto kPing = std::make_shared<const std::string>();
+  for (auto& cp : quiet) {
+    SocketConn& c = *cp;
+    if (now_ms - c.heard_ms < timeout_ms) {
+      // Quiet for half the timeout: a ping, which a live client answers.
+      if (!c.pinged) {
+        c.pinged = true;
+        send(c, ws::kPing, kPing);
+      }
+      continue;
+    }
+    std::string reason =
+        "no frame from the client for " + std::to_string(timeout_ms / 1000) + " s";
+    send_close_frame(c, ws::kGoingAway, reason);
+    if (c.io) c.io->close_after_flush = true;
+    report(c, SocketEvent::kClose, ws::kGoingAway, std::move(reason), false);
+    if (c.ns) ++idle_closed_[c.ns->index()];
   }
 }
 

@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -94,6 +95,8 @@ struct SocketConn : std::enable_shared_from_this<SocketConn> {
   bool waiting_writable = false;
   bool reading = false;  // a wait for readability is pending
   int undelivered = 0;   // events given to the object and not finished
+  int64_t heard_ms = 0;  // when the client last sent anything (epoch ms)
+  bool pinged = false;   // a ping went out since then
 
   ~SocketConn();
 };
@@ -140,6 +143,9 @@ class SocketHub {
   // id) tells whether the object is in memory.
   void count(std::vector<NamespaceMetrics>* per_ns,
              const std::function<bool(const NamespaceImpl*, const ObjectId&)>& resident) const;
+  // Pings sockets whose client sent nothing for half of timeout_ms, and
+  // closes (1001) those silent for all of it. From the shard's sweep.
+  void close_idle(int64_t now_ms, int64_t timeout_ms);
   // Closes every socket with 1001 (the server is stopping).
   void close_all();
 
@@ -173,6 +179,7 @@ class SocketHub {
   size_t send_queue_limit_;
   uint64_t next_id_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<SocketConn>> by_id_;
+  std::map<size_t, uint64_t> idle_closed_;  // by namespace index
   std::unordered_map<AlarmKey, ObjectSockets, AlarmKeyHash> by_object_;
   std::vector<std::shared_ptr<SocketConn>> dirty_;
   bool flush_posted_ = false;

@@ -160,6 +160,15 @@ int Server::run(int argc, char** argv) {
                  "counters only")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
+  int64_t ws_idle_ms = o.websocket_idle_timeout.count();
+  app.add_option("--websocket-idle-timeout-ms", ws_idle_ms,
+                 "close a WebSocket whose client sent nothing this long (1001); pinged at half")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--max-connections", o.max_connections,
+                 "client connections (HTTP and WebSocket) held at most; past it 503")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--websocket-send-queue-bytes", o.websocket_send_queue_bytes,
                  "bytes that may wait on one WebSocket before its client is closed (1008)")
       ->capture_default_str();
@@ -173,6 +182,7 @@ int Server::run(int argc, char** argv) {
   o.idle_timeout = std::chrono::milliseconds(idle_ms);
   o.cpu_limit = std::chrono::milliseconds(cpu_limit_ms);
   o.connection_idle_timeout = std::chrono::milliseconds(conn_idle_ms);
+  o.websocket_idle_timeout = std::chrono::milliseconds(ws_idle_ms);
   bool generated_token = false;
   if (o.admin_token.empty()) {
     if (const char* env = std::getenv("DOBJ_ADMIN_TOKEN"); env && *env) {

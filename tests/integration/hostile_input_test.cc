@@ -230,5 +230,34 @@ TEST_F(HostileInputTest, AWrongMethodOnAKnownRouteIs405) {
   EXPECT_EQ(call("GET", "/ratelimit/k").status, 405);
 }
 
+TEST_F(HostileInputTest, ConnectionsPastTheCapGet503AndTheNodeRecovers) {
+  server_->stop(SIGKILL);
+  start({"--max-connections", "4"});
+  std::vector<std::unique_ptr<HttpClient>> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(std::make_unique<HttpClient>(port()));
+    ASSERT_EQ(held.back()->request("GET", "/counter/held").status, 200);  // connected, kept
+  }
+  HttpResponse r = call("GET", "/counter/held");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(error_of(r).find("too many connections"), std::string::npos) << r.body;
+  held.pop_back();  // one closes
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {  // the server sees the close within milliseconds
+    served = call("GET", "/counter/held").status == 200;
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(served);
+  held.clear();
+  for (int i = 0; i < 100; ++i) {  // until the server has seen the closes
+    r = admin("GET", "/metrics");
+    if (r.status == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_NE(r.body.find("dobj_connections_refused_total "), std::string::npos)
+      << r.status << " " << r.body.substr(0, 300);
+  EXPECT_EQ(r.body.find("dobj_connections_refused_total 0"), std::string::npos) << r.body;
+}
+
 }  // namespace
 }  // namespace dobj::test

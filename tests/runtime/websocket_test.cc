@@ -321,6 +321,33 @@ TEST(WebSocket, CrAndLfInTheObjectsUpgradeHeadersCannotSplitTheAnswer) {
   EXPECT_EQ(c.next_message(), "echo");
 }
 
+TEST(WebSocket, ASilentClientIsPingedThenClosedAndOneThatAnswersStays) {
+  ServerOptions o;
+  o.websocket_idle_timeout = 400ms;
+  Server s(o);
+  WsClient silent(s.port(), "/room/idle/ws");
+  WsClient alive(s.port(), "/room/idle/ws");
+  ASSERT_TRUE(silent.connected() && alive.connected());
+  // The live client answers every ping, as browsers do, for three timeouts.
+  std::thread answering([&] {
+    auto until = std::chrono::steady_clock::now() + 1200ms;
+    while (std::chrono::steady_clock::now() < until) {
+      auto e = alive.next(50ms);
+      if (e.kind == internal::ws::Event::kPing) alive.send_frame(internal::ws::kPong, e.payload);
+    }
+  });
+  auto first = silent.next(2s);
+  EXPECT_EQ(first.kind, internal::ws::Event::kPing) << "pinged at half the timeout";
+  auto [code, reason] = silent.await_close();
+  EXPECT_EQ(code, 1001);
+  EXPECT_NE(reason.find("no frame from the client"), std::string::npos) << reason;
+  EXPECT_TRUE(wait_for_log("close:1001:no frame from the client"));
+  answering.join();
+  ASSERT_TRUE(alive.send_text("echo"));
+  EXPECT_EQ(alive.next_message(), "echo");
+  EXPECT_EQ(s.get("/room/idle/count"), "1");
+}
+
 TEST(WebSocket, AKeptSocketKeepsItsObjectInMemory) {
   Server s(short_idle());
   int before = g_constructions;
