@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
 # Builds dobj with warnings as errors and runs every test (unit, runtime,
-# integration against the real server binary, and the out-of-tree build).
+# integration against the real server binary, the out-of-tree build, and the
+# MCP test with the official SDK), then builds and runs the suite again under
+# AddressSanitizer and UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh chromium  # the chat page is tested in headless Chromium
+scripts/mcp-sdk.sh        # the official MCP SDK, from npm, for the MCP test
 cmake --preset ci >/dev/null
 cmake --build build/ci
 ctest --preset ci -j2
+
+# The sanitizer build: every test but the out-of-tree build (it installs and
+# links a plain build) and the SDK test (a Node.js process against the server,
+# already run above).
+cmake --preset asan >/dev/null
+cmake --build build/asan
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --preset asan -j2 -E 'OutOfTree|McpSdk'

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 
 #include "admin/admin.h"
 #include "base/fs.h"
@@ -110,14 +111,52 @@ Status validate_import(const std::string& path) {
                   std::string("not a usable SQLite database: ") + sqlite3_errmsg(db));
   }
   if (check != "ok") return Status(Code::kInvalidArgument, "the database is damaged: " + check);
-  std::string has;
-  one("SELECT count(*) FROM sqlite_schema WHERE name = '_dobj_kv'", &has);
-  if (has == "1" && one("SELECT key, value FROM _dobj_kv LIMIT 0", nullptr) != SQLITE_OK) {
-    return Status(Code::kInvalidArgument, "_dobj_kv does not have the columns key and value");
+  // The runtime's tables must be exactly as the runtime makes them, and
+  // nothing else may touch them: a trigger on _dobj_kv (or one whose body
+  // names a _dobj_ table), an index, a view named like them, would run or be
+  // read inside the runtime's own statements after the import.
+  std::set<std::vector<std::string>> allowed;
+  {
+    sqlite3* mem = nullptr;
+    sqlite3_open(":memory:", &mem);
+    std::unique_ptr<sqlite3, int (*)(sqlite3*)> mem_owner(mem, sqlite3_close);
+    if (sqlite3_exec(mem, ObjectStore::runtime_schema(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return Status(Code::kInternal, "cannot make the runtime's schema to compare with");
+    }
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(mem, "SELECT type, name, tbl_name, sql FROM sqlite_schema", -1, &s, nullptr);
+    while (s && sqlite3_step(s) == SQLITE_ROW) {
+      std::vector<std::string> row;
+      for (int i = 0; i < 4; ++i) {
+        auto t = sqlite3_column_text(s, i);
+        row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
+      }
+      allowed.insert(std::move(row));
+    }
+    sqlite3_finalize(s);
   }
-  one("SELECT count(*) FROM sqlite_schema WHERE name = '_dobj_alarm'", &has);
-  if (has == "1" && one("SELECT id, at FROM _dobj_alarm LIMIT 0", nullptr) != SQLITE_OK) {
-    return Status(Code::kInvalidArgument, "_dobj_alarm does not have the columns id and at");
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE "
+                         "name LIKE '\\_dobj\\_%' ESCAPE '\\' OR tbl_name LIKE '\\_dobj\\_%' ESCAPE '\\' "
+                         "OR (type = 'trigger' AND sql LIKE '%\\_dobj\\_%' ESCAPE '\\')",
+                         -1, &s, nullptr) != SQLITE_OK) {
+    return Status(Code::kInvalidArgument,
+                  std::string("cannot read the database's schema: ") + sqlite3_errmsg(db));
+  }
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> s_owner(s, sqlite3_finalize);
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    std::vector<std::string> row;
+    for (int i = 0; i < 4; ++i) {
+      auto t = sqlite3_column_text(s, i);
+      row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
+    }
+    if (!allowed.count(row)) {
+      return Status(Code::kInvalidArgument,
+                    "the database's " + row[0] + " " + row[1] +
+                        " is not the runtime's: _dobj_ tables must be exactly as dobj makes "
+                        "them, with no triggers, indexes or views on or naming them");
+    }
   }
   return Status::ok();
 }

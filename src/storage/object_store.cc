@@ -32,6 +32,12 @@ constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS _dobj_alarm("
     "id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL);";
 
+}  // namespace
+
+const char* ObjectStore::runtime_schema() { return kSchema; }
+
+namespace {
+
 // The smallest string greater than every string with this prefix, or nullopt
 // when there is none (the prefix is all 0xff bytes).
 std::optional<std::string> prefix_successor(std::string prefix) {

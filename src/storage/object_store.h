@@ -102,6 +102,8 @@ class ObjectStore {
   // WAL size (in frames, one page each) past which a commit is followed by a
   // checkpoint.
   static constexpr int kCheckpointFrames = 1000;
+  // The SQL that makes the runtime's own tables (_dobj_kv, _dobj_alarm).
+  static const char* runtime_schema();
 
   ObjectStore(StoreEnv env, std::string dir, std::string file_name);
   ~ObjectStore();

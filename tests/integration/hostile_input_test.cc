@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sqlite3.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -257,6 +258,51 @@ TEST_F(HostileInputTest, ConnectionsPastTheCapGet503AndTheNodeRecovers) {
   EXPECT_NE(r.body.find("dobj_connections_refused_total "), std::string::npos)
       << r.status << " " << r.body.substr(0, 300);
   EXPECT_EQ(r.body.find("dobj_connections_refused_total 0"), std::string::npos) << r.body;
+}
+
+// A database file made by the test: the runtime's schema, then `extra`.
+std::string crafted_database(const std::string& path, const std::string& extra) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::string sql =
+      "CREATE TABLE _dobj_kv(key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
+      "CREATE TABLE _dobj_alarm(id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL);"
+      "INSERT INTO _dobj_kv VALUES (CAST('k' AS BLOB), x'6a31');" +  // the JSON value 1
+      extra;
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+TEST_F(HostileInputTest, AnImportedDatabaseWithCodeOnTheRuntimesTablesIsRefused) {
+  int n = 0;
+  struct Case {
+    const char* what;
+    const char* extra;
+  };
+  for (const Case& c : {
+           Case{"trigger on _dobj_kv",
+                "CREATE TRIGGER t AFTER DELETE ON _dobj_kv BEGIN "
+                "INSERT INTO _dobj_alarm VALUES (0, 1); END;"},
+           Case{"trigger naming _dobj_kv", "CREATE TABLE u(x); CREATE TRIGGER t AFTER INSERT ON u "
+                                           "BEGIN DELETE FROM _dobj_kv; END;"},
+           Case{"index on _dobj_kv", "CREATE INDEX i ON _dobj_kv(value);"},
+           Case{"view named _dobj_", "CREATE VIEW _dobj_x AS SELECT 1;"},
+       }) {
+    std::string file = crafted_database(dir_.path() + "/crafted-" + std::to_string(++n), c.extra);
+    HttpResponse r = admin("PUT", "/_dobj/objects/KV/name:crafted/import", file);
+    EXPECT_EQ(r.status, 400) << c.what << ": " << r.body;
+    EXPECT_NE(error_of(r).find("is not the runtime's"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(call("GET", "/kv/crafted/k").status, 404) << "nothing was imported";
+  // The runtime's own schema with user tables is taken.
+  std::string ok = crafted_database(dir_.path() + "/plain", "CREATE TABLE mine(x);");
+  HttpResponse r = admin("PUT", "/_dobj/objects/KV/name:crafted/import", ok);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(call("GET", "/kv/crafted/k").body, "1");
 }
 
 }  // namespace
