@@ -26,6 +26,8 @@ enum class Code {
   kTooLarge,         // 413
   kOverloaded,       // 503, marked "overloaded": the object's queue is full
   kReset,            // 500, marked "reset": the object was reset; retry reaches a new one
+  kStorageFull,      // 507, marked "reset": the disk (or the object's cap) is full; the
+                     // turn's writes were discarded, committed data is kept
   kUnavailable,      // 503: the server is stopping or storage is unavailable
   kInternal,         // 500: a bug or an unexpected exception
 };

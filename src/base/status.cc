@@ -18,6 +18,8 @@ int http_status_for(Code code) {
       return 503;
     case Code::kReset:
       return 500;
+    case Code::kStorageFull:
+      return 507;
     case Code::kUnavailable:
       return 503;
     case Code::kInternal:
@@ -42,6 +44,8 @@ const char* code_name(Code code) {
       return "overloaded";
     case Code::kReset:
       return "reset";
+    case Code::kStorageFull:
+      return "storage_full";
     case Code::kUnavailable:
       return "unavailable";
     case Code::kInternal:

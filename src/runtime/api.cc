@@ -123,6 +123,8 @@ Code code_of(const Response& r, const Json& body) {
       return Code::kConflict;
     case 413:
       return Code::kTooLarge;
+    case 507:
+      return Code::kStorageFull;
     case 503:
       return body.value("overloaded", false) ? Code::kOverloaded : Code::kUnavailable;
     default:

@@ -67,6 +67,9 @@ Response error_response(const Status& status) {
   } else if (status.code() == Code::kReset) {
     j["reset"] = true;
     j["retryable"] = true;
+  } else if (status.code() == Code::kStorageFull) {
+    j["reset"] = true;
+    j["storageFull"] = true;
   }
   return Response::json(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                         http_status_for(status.code()));
@@ -628,8 +631,11 @@ void ObjectHost::reap_runs() {
 }
 
 void ObjectHost::reset(const Status& why, bool fail_queued) {
-  Status reset_status(
-      Code::kReset, why.code() == Code::kReset ? why.message() : "object reset: " + why.message());
+  // A full disk keeps its own code (507): the client learns it was not its
+  // request, and that retrying will not help until space is freed.
+  bool kept = why.code() == Code::kReset || why.code() == Code::kStorageFull;
+  Status reset_status(why.code() == Code::kStorageFull ? Code::kStorageFull : Code::kReset,
+                      kept ? why.message() : "object reset: " + why.message());
   generation_ = shard_->next_generation();
   shard_->bump_reset_epoch(ns_, id_);
   ++metrics_->resets;

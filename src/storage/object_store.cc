@@ -414,8 +414,9 @@ Status ObjectStore::end_turn() {
     in_txn_ = false;
     alarm_dirty_ = false;
     rollback();
-    return Status(Code::kReset, "a storage operation failed (" + std::exchange(broken_reason_, "") +
-                                    "); the turn's writes were discarded");
+    return Status(std::exchange(broken_full_, false) ? Code::kStorageFull : Code::kReset,
+                  "a storage operation failed (" + std::exchange(broken_reason_, "") +
+                      "); the turn's writes were discarded");
   }
   if (alarm_dirty_) {
     // The node's index learns of a new alarm before the commit that sets it,
@@ -442,13 +443,15 @@ Status ObjectStore::end_turn() {
   in_txn_ = false;
   bool alarm_touched = std::exchange(alarm_dirty_, false);
   if (!st) {
+    bool full = db_full();
     rollback();
-    return Status(Code::kReset, "commit failed: " + st.message());
+    return Status(full ? Code::kStorageFull : Code::kReset, "commit failed: " + st.message());
   }
   if (Status w = flush_wal_writes(db_.get()); !w) {
     // SQLite counts the commit, the file lacks it: start over from the file.
     close_connection();
-    return Status(Code::kReset, "commit failed: " + w.message());
+    return Status(w.code() == Code::kStorageFull ? Code::kStorageFull : Code::kReset,
+                  "commit failed: " + w.message());
   }
   if (alarm_touched) alarm_changed_ = true;
   if (!wal_file_) {
@@ -520,10 +523,17 @@ void ObjectStore::rollback() {
   (void)db_.exec("ROLLBACK");
 }
 
-void ObjectStore::mark_broken(const std::string& why) {
+void ObjectStore::mark_broken(const std::string& why, bool full) {
   alarm_known_.reset();  // SQLite may have rolled the whole transaction back
-  if (!broken_) broken_reason_ = why;
+  if (!broken_) {
+    broken_reason_ = why;
+    broken_full_ = full || db_full();
+  }
   broken_ = true;
+}
+
+bool ObjectStore::db_full() const {
+  return db_.is_open() && (sqlite3_extended_errcode(db_.get()) & 0xff) == SQLITE_FULL;
 }
 
 void ObjectStore::close_connection() {

@@ -210,7 +210,9 @@ class ObjectStore {
   // Rolls the open SQLite transaction back (and forgets what it wrote).
   void rollback();
   // Marks the turn lost (it is rolled back at end_turn) and remembers why.
-  void mark_broken(const std::string& why);
+  void mark_broken(const std::string& why, bool full = false);
+  // The connection's last error was SQLITE_FULL.
+  bool db_full() const;
   StmtUse stmt(std::string_view sql);
   // Throws the Error for a failed SQL step or prepare; marks the store broken
   // when the failure is the storage's, not the query's.
@@ -244,6 +246,7 @@ class ObjectStore {
   bool in_txn_ = false;
   bool broken_ = false;
   std::string broken_reason_;  // the first failure of the turn, for the reset message
+  bool broken_full_ = false;   // that failure was a full disk (or the object's cap)
   int nested_ = 0;
   uint64_t last_commit_seq_ = 0;
   std::string deny_reason_;  // why the authorizer refused the last statement

@@ -250,8 +250,9 @@ void ObjectStore::fail_sql(int rc) {
   if (primary == SQLITE_FULL || primary == SQLITE_IOERR || primary == SQLITE_CORRUPT ||
       primary == SQLITE_NOMEM || primary == SQLITE_CANTOPEN || primary == SQLITE_NOTADB) {
     // SQLite may have rolled back the whole transaction: the turn is lost.
-    if (in_txn_) mark_broken("storage failure: " + message);
-    throw Error(Code::kInternal, "storage failure: " + message);
+    bool full = primary == SQLITE_FULL;
+    if (in_txn_) mark_broken("storage failure: " + message, full);
+    throw Error(full ? Code::kStorageFull : Code::kInternal, "storage failure: " + message);
   }
   throw Error(Code::kInvalidArgument, message);
 }

@@ -260,7 +260,8 @@ Status flush_wal_writes(sqlite3* db) {
   if (!w) return Status::ok();
   int rc = flush(w);
   if (rc == SQLITE_OK) return Status::ok();
-  return Status(Code::kInternal, std::string("WAL write failed: ") + sqlite3_errstr(rc));
+  return Status((rc & 0xff) == SQLITE_FULL ? Code::kStorageFull : Code::kInternal,
+                std::string("WAL write failed: ") + sqlite3_errstr(rc));
 }
 
 }  // namespace dobj::internal

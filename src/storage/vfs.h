@@ -41,7 +41,8 @@ Status read_wal_ahead(sqlite3* db, const char* statements);
 void combine_wal_writes(sqlite3* db);
 
 // Writes what the connection's WAL holds back. On failure the commit did not
-// reach the file, though SQLite counts it: close the connection.
+// reach the file, though SQLite counts it: close the connection. A full disk
+// is kStorageFull.
 Status flush_wal_writes(sqlite3* db);
 
 }  // namespace dobj::internal

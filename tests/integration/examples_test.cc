@@ -408,7 +408,7 @@ TEST_F(ExamplesLimitsTest, AFullDiskResetsTheObjectAndKeepsItsCommittedData) {
     if (r.status != 200) break;
     ++accepted;
   }
-  EXPECT_EQ(r.status, 500) << r.body;
+  EXPECT_EQ(r.status, 507) << r.body;
   Json err = Json::parse(r.body);
   EXPECT_EQ(err["reset"], true);
   EXPECT_NE(err["error"].get<std::string>().find("full"), std::string::npos) << r.body;

@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -19,6 +20,15 @@ namespace {
 
 using Json = nlohmann::json;
 const std::string kToken = "hostile-token";
+
+// Under AddressSanitizer freed memory waits in a quarantine, so the server's
+// resident size says nothing about what it keeps: memory bounds are checked
+// in the plain build only.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kRssIsMeaningful = false;
+#else
+constexpr bool kRssIsMeaningful = true;
+#endif
 
 class HostileInputTest : public ::testing::Test {
  protected:
@@ -133,8 +143,10 @@ TEST_F(HostileInputTest, AnEndlessChunkExtensionOrTrailerIsCutOffWithA431) {
   r = send_endless(head + "1\r\n1\r\n0\r\nX-Trailer: ", 32 << 20);
   EXPECT_EQ(r.status, 431) << r.body;
   long after = rss_kib();
-  EXPECT_LT(after - before, 16 * 1024) << "the server kept what the client sent: " << before
-                                       << " -> " << after << " KiB";
+  if (kRssIsMeaningful) {
+    EXPECT_LT(after - before, 16 * 1024) << "the server kept what the client sent: " << before
+                                         << " -> " << after << " KiB";
+  }
   EXPECT_EQ(call("GET", "/kv/chunky/k").status, 404);
   expect_alive();
 }
@@ -208,7 +220,9 @@ TEST_F(HostileInputTest, ObjectNamesOverTheLimitGetA400) {
     std::string name = std::to_string(i) + std::string(15000, 'x');
     ASSERT_EQ(c.request("POST", "/counter/" + name + "/increment").status, 400);
   }
-  EXPECT_LT(rss_kib() - before, 16 * 1024);
+  if (kRssIsMeaningful) {
+    EXPECT_LT(rss_kib() - before, 16 * 1024);
+  }
   expect_alive();
 }
 
@@ -303,6 +317,50 @@ TEST_F(HostileInputTest, AnImportedDatabaseWithCodeOnTheRuntimesTablesIsRefused)
   HttpResponse r = admin("PUT", "/_dobj/objects/KV/name:crafted/import", ok);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(call("GET", "/kv/crafted/k").body, "1");
+}
+
+// The example server with its data on a 6 MiB tmpfs of its own.
+class FullDiskTest : public HostileInputTest {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs in a namespace needs root";
+    setenv("DOBJ_TMPFS_BINARY", DOBJ_EXAMPLES_BIN, 1);
+    setenv("DOBJ_TMPFS_SIZE", "6m", 1);
+    server_ = std::make_unique<ServerProcess>(
+        DOBJ_IN_SMALL_TMPFS, dir_.path(),
+        std::vector<std::string>{"--admin-token", kToken, "--max-object-bytes", "0"});
+    ASSERT_TRUE(server_->start()) << server_->output();
+  }
+};
+
+TEST_F(FullDiskTest, WritesFailWith507ReadsGoOnNothingIsLostAndSpaceFreedIsUsedAgain) {
+  const std::string value = "\"" + std::string(60'000, 'v') + "\"";
+  // Ballast that the operator will delete later.
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_EQ(call("PUT", "/kv/ballast/k" + std::to_string(i), value).status, 200);
+  }
+  std::vector<std::string> acked;
+  HttpResponse r;
+  for (int i = 0; i < 200; ++i) {
+    std::string key = "/kv/fill/k" + std::to_string(i);
+    r = call("PUT", key, value);
+    if (r.status != 200) break;
+    acked.push_back(key);
+  }
+  ASSERT_EQ(r.status, 507) << r.body;
+  Json err = Json::parse(r.body);
+  EXPECT_EQ(err["storageFull"], true);
+  EXPECT_NE(err["error"].get<std::string>().find("full"), std::string::npos) << r.body;
+  ASSERT_FALSE(acked.empty());
+  // Another write fails the same way; the node is up and reads go on.
+  EXPECT_EQ(call("PUT", "/kv/fill/again", value).status, 507);
+  for (const auto& key : acked) ASSERT_EQ(call("GET", key).status, 200) << key;
+  EXPECT_EQ(call("GET", "/kv/ballast/k3").status, 200);
+  // Space is freed (the ballast object is deleted): writes succeed again.
+  ASSERT_EQ(admin("DELETE", "/_dobj/objects/KV/name:ballast").status, 200);
+  EXPECT_EQ(call("PUT", "/kv/fill/after", value).status, 200);
+  EXPECT_EQ(call("POST", "/counter/after-full/increment").body, "1");
+  for (const auto& key : acked) ASSERT_EQ(call("GET", key).body, value) << key;
 }
 
 }  // namespace

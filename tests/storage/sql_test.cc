@@ -326,10 +326,10 @@ TEST_F(SqlCapTest, AFullDatabaseFailsTheTurnAndKeepsWhatWasCommitted) {
     for (int i = 0; i < 100; ++i) sql().exec("INSERT INTO t VALUES (randomblob(4000))");
     FAIL() << "the cap did not apply";
   } catch (const Error& e) {
-    EXPECT_EQ(e.code(), Code::kInternal);
+    EXPECT_EQ(e.code(), Code::kStorageFull);
     EXPECT_NE(std::string(e.what()).find("full"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(store_->end_turn().code(), Code::kReset);
+  EXPECT_EQ(store_->end_turn().code(), Code::kStorageFull);
   EXPECT_EQ(sql().exec("SELECT count(*) FROM t").one()[0], SqlValue(int64_t{1}));
 }
 
@@ -379,7 +379,7 @@ TEST(SqlPageSizeTest, ANewDatabaseTakesThePageSizeAndAnOldOneKeepsItsOwn) {
           for (int i = 0; i < 40; ++i) storage.sql().exec("INSERT INTO t VALUES (randomblob(1000))");
         },
         Error);
-    EXPECT_EQ(store->end_turn().code(), Code::kReset);
+    EXPECT_EQ(store->end_turn().code(), Code::kStorageFull);
     EXPECT_LE(storage.sql().database_size(), 32 * 1024);
   }
   EXPECT_EQ(file_page_size(path), 8192);
