@@ -16,5 +16,5 @@ ctest --preset ci -j2
 # already run above).
 cmake --preset asan >/dev/null
 cmake --build build/asan
-ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --preset asan -j2 -E 'OutOfTree|McpSdk'

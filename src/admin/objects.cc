@@ -88,6 +88,16 @@ Result<std::string> temp_path(const std::string& data_dir, const char* what) {
 
 // Checks that `path` is a SQLite database an object can use: it opens, passes
 // quick_check, and the runtime's tables, where present, have their columns.
+// The first n columns of the statement's current row, as text.
+std::vector<std::string> text_columns(sqlite3_stmt* s, int n) {
+  std::vector<std::string> row;
+  for (int i = 0; i < n; ++i) {
+    auto t = sqlite3_column_text(s, i);
+    row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
+  }
+  return row;
+}
+
 Status validate_import(const std::string& path) {
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, "unix-none");
@@ -125,14 +135,7 @@ Status validate_import(const std::string& path) {
     }
     sqlite3_stmt* s = nullptr;
     sqlite3_prepare_v2(mem, "SELECT type, name, tbl_name, sql FROM sqlite_schema", -1, &s, nullptr);
-    while (s && sqlite3_step(s) == SQLITE_ROW) {
-      std::vector<std::string> row;
-      for (int i = 0; i < 4; ++i) {
-        auto t = sqlite3_column_text(s, i);
-        row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
-      }
-      allowed.insert(std::move(row));
-    }
+    while (s && sqlite3_step(s) == SQLITE_ROW) allowed.insert(text_columns(s, 4));
     sqlite3_finalize(s);
   }
   sqlite3_stmt* s = nullptr;
@@ -146,11 +149,7 @@ Status validate_import(const std::string& path) {
   }
   std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> s_owner(s, sqlite3_finalize);
   while (sqlite3_step(s) == SQLITE_ROW) {
-    std::vector<std::string> row;
-    for (int i = 0; i < 4; ++i) {
-      auto t = sqlite3_column_text(s, i);
-      row.emplace_back(t ? reinterpret_cast<const char*>(t) : "");
-    }
+    std::vector<std::string> row = text_columns(s, 4);
     if (!allowed.count(row)) {
       return Status(Code::kInvalidArgument,
                     "the database's " + row[0] + " " + row[1] +
