@@ -272,6 +272,10 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
     ~AuthorizerScope() { store->authorizing_ = Authorize::kOff; }
   } auth(this);
 
+  // SQLite stops reading at a NUL byte and would make no progress past it.
+  if (query.find('\0') != std::string_view::npos) {
+    throw Error(Code::kInvalidArgument, "the query contains a NUL character");
+  }
   SqlCursor cursor;
   const int64_t changes_before = sqlite3_total_changes64(db_.get());
   const char* p = query.data();
@@ -304,6 +308,7 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
                                     SQLITE_PREPARE_PERSISTENT, &raw, &next);
         if (rc != SQLITE_OK) fail_sql(rc);
         if (!raw) {
+          if (next <= p) break;  // nothing more SQLite can read
           p = next;
           continue;
         }

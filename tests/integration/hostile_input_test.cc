@@ -193,6 +193,13 @@ TEST_F(HostileInputTest, AnEndlessSqlQueryIsInterruptedAndItsShardGoesOn) {
   expect_alive();
 }
 
+TEST_F(HostileInputTest, ASqlQueryWithANulCharacterGetsA400) {
+  HttpResponse r = call("POST", "/sql/nul", R"({"query":"\u0000SELECT 1"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(error_of(r).find("NUL"), std::string::npos) << r.body;
+  expect_alive();
+}
+
 TEST_F(HostileInputTest, AFailingSqlQueryOfSeveralStatementsWritesNothing) {
   HttpResponse r = call("POST", "/sql/multi",
                         R"({"query":"CREATE TABLE a(x); INSERT INTO a VALUES(1); SELEC oops"})");

@@ -191,6 +191,15 @@ TEST_F(SqlTest, ShadowTablesAreReadOnlyInDefensiveMode) {
             SqlValue(int64_t{1}));
 }
 
+// Found by fuzz/sql_fuzz.cc: SQLite stops at a NUL byte, and the statement
+// loop made no progress past it, holding the object's shard forever.
+TEST_F(SqlTest, AQueryWithANulByteIsRefusedNotLoopedOn) {
+  using namespace std::string_literals;
+  EXPECT_NE(refusal("\0SELECT 1"s).find("NUL"), std::string::npos);
+  EXPECT_NE(refusal("SELECT 1;\0 SELECT 2"s).find("NUL"), std::string::npos);
+  EXPECT_EQ(sql().exec("SELECT 1").one()[0], SqlValue(int64_t{1}));
+}
+
 TEST_F(SqlTest, HugeValuesAndQueriesAreRefusedNotAllocated) {
   EXPECT_NE(refusal("SELECT zeroblob(20000000)").find("too big"), std::string::npos);
   EXPECT_NE(refusal("SELECT length(randomblob(3000000))").find("too big"), std::string::npos);
