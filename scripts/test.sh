@@ -2,7 +2,8 @@
 # Builds dobj with warnings as errors and runs every test (unit, runtime,
 # integration against the real server binary, the out-of-tree build, and the
 # MCP test with the official SDK), then builds and runs the suite again under
-# AddressSanitizer and UndefinedBehaviorSanitizer.
+# AddressSanitizer and UndefinedBehaviorSanitizer, and runs each fuzz target
+# for 30 seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh chromium  # the chat page is tested in headless Chromium
@@ -18,3 +19,7 @@ cmake --preset asan >/dev/null
 cmake --build build/asan
 ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --preset asan -j2 -E 'OutOfTree|McpSdk'
+
+# Each libFuzzer target for 30 s from its seeds (scripts/fuzz.sh; longer runs
+# are recorded in docs/security.md).
+scripts/fuzz.sh all 30
