@@ -13,7 +13,9 @@ targets=(websocket_frame json object_id http_request sql import_check)
 scripts/deps.sh clang libclang-rt-14-dev
 cmake --preset fuzz >/dev/null
 if [[ $target == all ]]; then
-  cmake --build build/fuzz
+  # The fuzz targets only: the rest (the runtime's coroutines) trips a clang 14
+  # code-generation bug under these sanitizers.
+  cmake --build build/fuzz --target "${targets[@]/%/_fuzz}"
   for t in "${targets[@]}"; do "$0" "$t" "$seconds"; done
   exit 0
 fi
