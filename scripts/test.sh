@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds dobj with warnings as errors and runs every test (unit, runtime,
 # integration against the real server binary, the out-of-tree build, and the
-# MCP test with the official SDK), then builds and runs the suite again under
-# AddressSanitizer and UndefinedBehaviorSanitizer, and runs each fuzz target
-# for 30 seconds.
+# MCP test with the official SDK), runs each fuzz target for 30 seconds, then
+# builds and runs the suite again under AddressSanitizer and
+# UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh chromium  # the chat page is tested in headless Chromium
@@ -12,6 +12,10 @@ cmake --preset ci >/dev/null
 cmake --build build/ci
 ctest --preset ci -j2
 
+# Each libFuzzer target for 30 s from its seeds (scripts/fuzz.sh; longer runs
+# are recorded in docs/security.md).
+scripts/fuzz.sh all 30
+
 # The sanitizer build: every test but the out-of-tree build (it installs and
 # links a plain build) and the SDK test (a Node.js process against the server,
 # already run above).
@@ -19,7 +23,3 @@ cmake --preset asan >/dev/null
 cmake --build build/asan
 ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --preset asan -j2 -E 'OutOfTree|McpSdk'
-
-# Each libFuzzer target for 30 s from its seeds (scripts/fuzz.sh; longer runs
-# are recorded in docs/security.md).
-scripts/fuzz.sh all 30
