@@ -360,7 +360,8 @@ void do_accept(std::shared_ptr<HttpServer::PerShard> ps) {
       return;
     }
     ConnectionCounts& counts = ps->runtime->connections();
-    if (counts.open.load(std::memory_order_relaxed) >= ps->options->max_connections &&
+    // The runtime's options: it lowered the cap to fit the descriptor limit.
+    if (counts.open.load(std::memory_order_relaxed) >= ps->runtime->options().max_connections &&
         !ps->admin_only) {
       // At the cap: a short answer, and the descriptor is given back at once.
       ++counts.refused;

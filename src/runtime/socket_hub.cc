@@ -314,9 +314,7 @@ void SocketHub::send(SocketConn& c, uint8_t opcode, std::shared_ptr<const std::s
     c.out_bytes -= c.front_written;
     std::string reason = "the client reads too slowly: over " +
                          std::to_string(send_queue_limit_ / 1024) + " KiB waited to be sent";
-    send_close_frame(c, ws::kPolicyViolation, reason);
-    if (c.io) c.io->close_after_flush = true;
-    report(c, SocketEvent::kClose, ws::kPolicyViolation, std::move(reason), false);
+    close_by_server(c, ws::kPolicyViolation, std::move(reason));
     return;
   }
   o.payload = std::move(payload);
@@ -561,6 +559,12 @@ void SocketHub::count(
   for (const auto& [ns, n] : idle_closed_) (*per_ns)[ns].sockets_idle_closed += n;
 }
 
+void SocketHub::close_by_server(SocketConn& c, int code, std::string reason) {
+  send_close_frame(c, code, reason);
+  if (c.io) c.io->close_after_flush = true;
+  report(c, SocketEvent::kClose, code, std::move(reason), false);
+}
+
 void SocketHub::close_idle(int64_t now_ms, int64_t timeout_ms) {
   std::vector<std::shared_ptr<SocketConn>> quiet;
   for (auto& [id, c] : by_id_) {
@@ -582,9 +586,7 @@ void SocketHub::close_idle(int64_t now_ms, int64_t timeout_ms) {
     }
     std::string reason =
         "no frame from the client for " + std::to_string(timeout_ms / 1000) + " s";
-    send_close_frame(c, ws::kGoingAway, reason);
-    if (c.io) c.io->close_after_flush = true;
-    report(c, SocketEvent::kClose, ws::kGoingAway, std::move(reason), false);
+    close_by_server(c, ws::kGoingAway, std::move(reason));
     if (c.ns) ++idle_closed_[c.ns->index()];
   }
 }

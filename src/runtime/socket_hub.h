@@ -173,6 +173,9 @@ class SocketHub {
   // The connection ended: close the descriptor, tell the object once.
   void finish(SocketConn& c, int code, std::string reason, bool was_clean, bool is_error);
   void send_close_frame(SocketConn& c, int code, std::string_view reason);
+  // The server closes a socket on its own account (a slow or silent client):
+  // the close frame, the connection closed once it is written, the object told.
+  void close_by_server(SocketConn& c, int code, std::string reason);
   void unregister(SocketConn& c);
 
   Shard* shard_;
