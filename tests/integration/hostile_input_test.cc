@@ -184,7 +184,12 @@ TEST_F(HostileInputTest, AnEndlessSqlQueryIsInterruptedAndItsShardGoesOn) {
   auto took = std::chrono::steady_clock::now() - begin;
   other.join();
   EXPECT_NE(r.status, 200);
-  EXPECT_NE(error_of(r).find("CPU limit"), std::string::npos) << r.body;
+  // Interrupted at the limit: the query's own error, or, when the rest of the
+  // turn pushed it just over (slow builds), the turn's CPU-limit reset.
+  std::string why = error_of(r);
+  EXPECT_TRUE(why.find("CPU limit") != std::string::npos ||
+              why.find("of CPU; the limit is 300 ms") != std::string::npos)
+      << r.body;
   EXPECT_LT(took, std::chrono::seconds(3));
   // Values too large for memory are refused before they are made.
   r = call("POST", "/sql/endless", R"j({"query":"SELECT zeroblob(20000000)"})j");
