@@ -32,6 +32,7 @@ bool ServerProcess::start(std::chrono::milliseconds timeout) {
   if (pid_ == 0) {
     dup2(fds[1], 1);
     dup2(fds[1], 2);
+    for (auto& [name, value] : env_) setenv(name.c_str(), value.c_str(), 1);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dobj::test {
@@ -18,6 +19,10 @@ class ServerProcess {
   ServerProcess(std::string binary, std::string data_dir, std::vector<std::string> extra_args = {});
   ~ServerProcess();
 
+  // Environment variables added to the server's, for the next start().
+  void set_environment(std::vector<std::pair<std::string, std::string>> env) {
+    env_ = std::move(env);
+  }
   // Starts and waits for "listening"; false (with output()) if it did not come.
   bool start(std::chrono::milliseconds timeout = std::chrono::seconds(20));
   int port() const { return port_; }
@@ -33,6 +38,7 @@ class ServerProcess {
   std::string binary_;
   std::string data_dir_;
   std::vector<std::string> extra_args_;
+  std::vector<std::pair<std::string, std::string>> env_;
   pid_t pid_ = -1;
   int out_fd_ = -1;
   int port_ = 0;
