@@ -95,6 +95,7 @@ ObjectHost::ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id)
 }
 
 void ObjectHost::make_store() {
+  checkpointing_ = false;  // a checkpoint of the store this replaces is dropped with it
   std::string hex = id_.to_string();
   StoreEnv env{&shard_->commits(),
                &shard_->open_dbs(),
@@ -176,6 +177,7 @@ void ObjectHost::run_turn(F&& fn) {
     apply_alarm_change();
     release_outputs();
     start_syncs();
+    maybe_checkpoint();
   }
   reap_runs();
   if (reset_requested_) {
@@ -204,7 +206,7 @@ void ObjectHost::pump() {
   if (pumping_ || in_turn_) return;
   pumping_ = true;
   int started = 0;
-  while (!queue_.empty() && blocked_ == 0 && !in_turn_) {
+  while (!queue_.empty() && blocked_ == 0 && !in_turn_ && !checkpointing_) {
     if (started == kMaxEventsPerPump) {
       // Let the loop serve other objects and sockets; continue afterwards.
       ResumeTarget t = {shard_, ns_, id_, generation_};
@@ -486,7 +488,10 @@ void ObjectHost::forget_indexed_alarm() {
 void ObjectHost::drop_alarm_now() {
   try {
     store_->delete_alarm();
-    if (store_->end_turn().is_ok()) apply_alarm_change();
+    if (store_->end_turn().is_ok()) {
+      apply_alarm_change();
+      maybe_checkpoint();
+    }
   } catch (const Error& e) {
     log_warn("could not drop the aborted alarm: " + std::string(e.what()));
   }
@@ -546,6 +551,19 @@ Task<void> ObjectHost::sync() {
   };
   Awaiter awaiter{this, Status::ok()};  // named: see FetchAwaitable in api.cc
   co_await awaiter;
+}
+
+void ObjectHost::maybe_checkpoint() {
+  if (checkpointing_ || !store_->checkpoint_due()) return;
+  checkpointing_ = true;  // pump() starts nothing until it is done
+  ResumeTarget t = {shard_, ns_, id_, generation_};
+  store_->start_checkpoint([this, t] {
+    checkpointing_ = false;
+    // On a fresh stack: this may run inside the turn's end.
+    shard_->post([t] {
+      if (ObjectHost* h = t.shard->find_host(t.ns, t.id)) h->pump();
+    });
+  });
 }
 
 void ObjectHost::start_syncs() {
@@ -670,7 +688,7 @@ void ObjectHost::reset(const Status& why, bool fail_queued) {
 
 bool ObjectHost::idle() const {
   return runs_.empty() && queue_.empty() && held_output_batches_ == 0 && blocked_ == 0 &&
-         !in_turn_ && !store_->in_turn_transaction() && admin_holds_ == 0;
+         !in_turn_ && !store_->in_turn_transaction() && admin_holds_ == 0 && !checkpointing_;
 }
 
 Status ObjectHost::let_go_of_storage(const std::string& why) {

@@ -130,6 +130,8 @@ class ObjectHost {
   void start_event(Event event);
   void release_outputs();
   void start_syncs();
+  // Starts the store's checkpoint when one is due (ObjectStore::start_checkpoint).
+  void maybe_checkpoint();
   // With fail_queued, the events waiting in the queue fail too (they were
   // waiting behind a block_concurrency_while that failed).
   void reset(const Status& why, bool fail_queued = false);
@@ -172,6 +174,9 @@ class ObjectHost {
   std::vector<SyncWaiter> pending_syncs_;  // sync() calls awaiting this turn's commit
   size_t held_output_batches_ = 0;
   int blocked_ = 0;
+  // A checkpoint waits for its database sync: no event may start (its commit
+  // would restart the WAL).
+  bool checkpointing_ = false;
   bool in_turn_ = false;
   bool pumping_ = false;
   std::optional<Status> reset_requested_;

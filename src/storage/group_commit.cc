@@ -22,6 +22,9 @@ namespace {
 // Opens path, runs fn(fd), closes.
 Status with_fd(const std::string& path, bool is_dir, const char* what, int (*fn)(int)) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (is_dir ? O_DIRECTORY : 0));
+  // A file removed since its commit (its object was deleted) has nothing
+  // left to sync: whoever removed it synced its folder.
+  if (fd < 0 && errno == ENOENT) return Status::ok();
   if (fd < 0) return Status(Code::kInternal, "open " + path + ": " + std::strerror(errno));
   int rc = fn(fd);
   int err = errno;

@@ -135,6 +135,8 @@ class GroupCommit {
   // a flush failed before that. Runs at once when already durable or failed.
   void when_durable(uint64_t seq, Waiter waiter);
   uint64_t durable_seq() const { return durable_seq_; }
+  // False in Durability::kOs mode: nothing is flushed.
+  bool syncs() const { return flusher_ != nullptr; }
   // The failure of the first failed flush; ok while none failed.
   const Status& failure() const { return failure_; }
   uint64_t last_seq() const { return next_seq_ - 1; }

@@ -15,7 +15,7 @@ namespace dobj::internal {
 namespace {
 
 // synchronous=OFF: SQLite never syncs; durability is the flusher's job (the
-// WAL of every commit) and checkpoint()'s (the database file). SQLite's own
+// WAL of every commit) and start_checkpoint()'s (the database file). SQLite's own
 // syncs would run on the shard thread, six of them to create one database.
 constexpr const char* kOpenPragmas =
     // locking_mode first: any statement that reads the schema opens the WAL,
@@ -479,33 +479,64 @@ Status ObjectStore::end_turn() {
   if (parent_dir_to_sync_) env_.commits->add_dirty(std::move(parent_dir_to_sync_));
   last_commit_seq_ = env_.commits->committed(wal_file_, std::move(dir_to_sync_));
   dir_to_sync_.reset();
-  if (wal_frames_ >= kCheckpointFrames) checkpoint();
   return Status::ok();
 }
 
-void ObjectStore::checkpoint() {
-  // Order matters with synchronous=OFF: the WAL must be on disk before its
-  // pages are copied into the database file, and the database file must be on
-  // disk before the next write restarts (overwrites) the WAL.
-  if (Status st = wal_file_->sync(); !st) {
-    log_warn("checkpoint skipped: " + st.message());
+void ObjectStore::start_checkpoint(std::function<void()> done) {
+  pin();  // the connection cap must not close it meanwhile
+  std::weak_ptr<bool> alive = alive_;
+  auto finish = [this, alive, done](bool ok) {
+    if (alive.expired()) return;  // the store (and its owner) went away
+    unpin();
+    if (ok) wal_frames_ = 0;
+    done();
+  };
+  if (!env_.commits->syncs()) {
+    // Durability::kOs: nothing waits for a flush; still keep the order that
+    // protects the file (WAL on disk, copy, file on disk, then a restart).
+    Status st = wal_file_->sync();
+    bool ok = st && copy_wal_into_file();
+    if (ok) {
+      auto f = SyncFile::open(path_, /*is_dir=*/false);
+      st = f ? (*f)->sync() : f.status();
+      if (!st) {
+        log_error("database sync after checkpoint failed: " + st.message());
+        close_connection();  // keeps the WAL from restarting: a reopen replays it
+        ok = false;
+      }
+    }
+    finish(ok);
     return;
   }
+  // The WAL is on disk once the last commit is durable.
+  env_.commits->when_durable(last_commit_seq_, [this, alive, finish](Status st) {
+    if (alive.expired()) return;
+    if (!st || !copy_wal_into_file()) return finish(false);
+    auto f = SyncFile::open(path_, /*is_dir=*/false);
+    if (!f) {
+      log_error("checkpoint: " + f.status().message());
+      close_connection();
+      return finish(false);
+    }
+    uint64_t seq = env_.commits->committed(std::move(*f), nullptr);
+    env_.commits->when_durable(seq, [this, alive, finish](Status st) {
+      if (alive.expired()) return;
+      // A failed flush stops the node; until it does, a reopen replays the WAL.
+      if (!st) close_connection();
+      finish(st.is_ok());
+    });
+  });
+}
+
+bool ObjectStore::copy_wal_into_file() {
+  if (!db_.is_open() || in_txn_) return false;
   int rc =
       sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   if (rc != SQLITE_OK) {
     log_warn(db_.error(Code::kInternal, "checkpoint").message());
-    return;
+    return false;
   }
-  auto db_file = SyncFile::open(path_, /*is_dir=*/false);
-  Status st = db_file ? (*db_file)->sync() : db_file.status();  // on this thread, rarely
-  if (!st) {
-    // Keep the WAL from restarting: reopen, which replays it.
-    log_error("database sync after checkpoint failed: " + st.message());
-    close_connection();
-    return;
-  }
-  wal_frames_ = 0;
+  return true;
 }
 
 void ObjectStore::discard_turn() {

@@ -158,6 +158,18 @@ class ObjectStore {
   // The sequence number of this store's last commit (0 if none); responses that
   // follow it wait until GroupCommit says it is durable.
   uint64_t last_commit_seq() const { return last_commit_seq_; }
+
+  // Checkpoints: once the WAL has grown past kCheckpointFrames, its pages are
+  // copied into the database file. The syncs this needs run on the flusher,
+  // not on the shard: the WAL's is the last commit's own flush, the database
+  // file's a flush of its own after the copy. Until that one is done the WAL
+  // must not restart (the next commit would overwrite frames whose pages the
+  // file may not yet hold on disk), so the owner runs nothing on this store
+  // between start_checkpoint() and `done`.
+  bool checkpoint_due() const { return wal_frames_ >= kCheckpointFrames && db_.is_open() && !in_txn_; }
+  // `done` runs on the shard when the checkpoint has finished or given up;
+  // possibly before this returns (when nothing is synced).
+  void start_checkpoint(std::function<void()> done);
   bool in_turn_transaction() const { return in_txn_; }
   // Closes the connection (the next operation reopens it). No-op inside a turn.
   void close_connection();
@@ -206,7 +218,8 @@ class ObjectStore {
   void end_savepoint(bool commit);
   [[noreturn]] void fail(std::string_view what);
   // Copies the WAL into the database file, syncing both, so the WAL can restart.
-  void checkpoint();
+  // Copies the WAL into the database file (SQLite's checkpoint, no sync).
+  bool copy_wal_into_file();
   // Rolls the open SQLite transaction back (and forgets what it wrote).
   void rollback();
   // Marks the turn lost (it is rolled back at end_turn) and remembers why.
@@ -263,6 +276,8 @@ class ObjectStore {
   static constexpr size_t kSqlCacheSize = 64;
   std::function<Task<void>()> sync_;
   static constexpr size_t kNotOpen = ~size_t{0};
+  // Callbacks that outlive the store (a checkpoint's) check this first.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   size_t open_slot_ = kNotOpen;  // index in DbCache::open_
   uint64_t last_used_ = 0;       // DbCache's clock at the last use
 };

@@ -170,8 +170,13 @@ void expect_complete(const std::vector<Json>& fs) {
 
 TEST(Advisor, HotObjectIsFound) {
   Server s;
-  s.hammer("/HOT/singleton/count", 8, 1500ms);
-  auto fs = s.findings("hot-object", "HOT");
+  // On a machine busy with other work one burst may not make the object hot
+  // enough: a few more are allowed.
+  std::vector<Json> fs;
+  for (int burst = 0; burst < 4 && fs.empty(); ++burst) {
+    s.hammer("/HOT/singleton/count", 8, 1500ms);
+    fs = s.findings("hot-object", "HOT");
+  }
   ASSERT_EQ(fs.size(), 1u);
   EXPECT_NE(fs[0]["title"].get<std::string>().find("singleton"), std::string::npos);
   EXPECT_NE(fs[0]["suggestion"].get<std::string>().find("Shard"), std::string::npos);

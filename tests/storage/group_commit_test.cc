@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <mutex>
 
 #include "storage/object_store.h"
@@ -181,6 +183,68 @@ TEST_F(GroupCommitTest, AFlushOfManyCommitsReleasesThemInTurnsAndInOrder) {
   EXPECT_EQ(order, expected);
   EXPECT_EQ(commits_.durable_seq(), seqs.back());
   EXPECT_EQ(flusher_.flush_count(), 1u);
+}
+
+// A checkpoint's syncs run on the flusher: the WAL's with the last commit, the
+// database file's in a flush of its own, and only then is it done (the owner
+// holds the object's turns until then, so the WAL cannot restart before).
+TEST_F(GroupCommitTest, ACheckpointSyncsTheDatabaseFileOnTheFlusherBeforeItIsDone) {
+  std::mutex mu;
+  std::vector<std::string> synced;
+  flusher_.faults().observe = [&](const std::vector<std::string>& paths) {
+    std::lock_guard lock(mu);
+    synced.insert(synced.end(), paths.begin(), paths.end());
+  };
+  DbCache dbs{4};
+  ObjectStore store(StoreEnv{&commits_, &dbs}, dir_.path() + "/ab", "obj.sqlite");
+  std::string value(3000, 'v');
+  int i = 0;
+  while (!store.checkpoint_due()) {
+    store.put("k" + std::to_string(i % 50), value + std::to_string(i));
+    ASSERT_TRUE(store.end_turn().is_ok());
+    ASSERT_LT(++i, 5 * ObjectStore::kCheckpointFrames);
+  }
+  auto db_synced = [&] {
+    std::lock_guard lock(mu);
+    return std::count(synced.begin(), synced.end(), store.path());
+  };
+  bool durable = false;
+  commits_.when_durable(store.last_commit_seq(), [&](Status) { durable = true; });
+  ASSERT_TRUE(loop_.run_until([&] { return durable; }));
+  {
+    std::lock_guard lock(mu);
+    synced.clear();
+  }
+  bool done = false;
+  store.start_checkpoint([&] { done = true; });
+  EXPECT_FALSE(done);  // nothing synced on this thread
+  ASSERT_TRUE(loop_.run_until([&] { return done; }));
+  EXPECT_EQ(db_synced(), 1);
+  EXPECT_FALSE(store.checkpoint_due());
+  // The next commit restarts the WAL from its start: it grows no more.
+  auto wal_size = std::filesystem::file_size(store.path() + "-wal");
+  store.put("after", "x");
+  ASSERT_TRUE(store.end_turn().is_ok());
+  EXPECT_EQ(std::filesystem::file_size(store.path() + "-wal"), wal_size);
+  store.close_connection();
+  EXPECT_EQ(store.get("after"), std::optional<std::string>("x"));
+  EXPECT_EQ(store.get("k" + std::to_string((i - 1) % 50)), value + std::to_string(i - 1));
+}
+
+// A file removed after its commit (the object was deleted) is no failure of
+// the flush that comes for it: there is nothing left of it to sync.
+TEST_F(GroupCommitTest, AFileRemovedBeforeItsFlushIsNotAFailure) {
+  std::string path = dir_.path() + "/gone";
+  { std::ofstream(path) << "x"; }
+  auto f = SyncFile::open(path, /*is_dir=*/false);
+  ASSERT_TRUE(f.is_ok());
+  uint64_t seq = commits_.committed(*f, nullptr);
+  std::filesystem::remove(path);
+  std::optional<Status> result;
+  commits_.when_durable(seq, [&](Status st) { result = st; });
+  ASSERT_TRUE(loop_.run_until([&] { return result.has_value(); }));
+  EXPECT_TRUE(result->is_ok()) << result->message();
+  EXPECT_FALSE(flusher_.failed());
 }
 
 TEST(GroupCommitOsMode, CommitsAreDurableAtOnce) {
