@@ -53,6 +53,9 @@ class MixedLoad {
   std::chrono::milliseconds alarm_wait_{20000};
   std::mutex mu_;  // guards what follows, while clients run
   std::array<int64_t, kCounters> counter_{};          // highest value answered
+  // Increments sent since that answer that got none (each may have landed).
+  std::array<int64_t, kCounters> unanswered_{};
+  std::vector<std::string> odd_answers_;              // statuses no request should get
   std::array<std::vector<int>, kBatchers> batches_;   // batch numbers answered
   std::vector<std::string> created_;                  // new objects whose first write answered
   std::vector<int64_t> rows_;                         // SQL rows whose insert answered
