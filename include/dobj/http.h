@@ -70,6 +70,9 @@ struct Response {
     uint64_t socket_id = 0;
   };
   std::optional<Upgrade> upgrade_;
+  // A file sent as the body instead of `body` (an export), streamed from disk
+  // and removed once opened. Set only by the runtime.
+  std::optional<std::string> body_file_;
 };
 
 }  // namespace dobj

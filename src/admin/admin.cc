@@ -1,5 +1,7 @@
 #include "admin/admin.h"
 
+#include <unistd.h>
+
 #include <openssl/crypto.h>
 
 #include <nlohmann/json.hpp>
@@ -86,18 +88,20 @@ std::vector<double> AdminPlane::rates(const MetricsSnapshot& s) {
   return out;
 }
 
-void AdminPlane::handle(Shard& here, const Request& request,
-                        Reply reply) {
+void AdminPlane::handle(Shard& here, const Request& request, Reply reply,
+                        std::string body_file) {
   // What a handler throws (a bug; input errors are answered) costs that
   // request a 500, never the server: these run on a shard's thread.
   try {
-    route(here, request, reply);
+    route(here, request, reply, body_file);
   } catch (const std::exception& e) {
     reply(Response::error(500, std::string("admin request failed: ") + e.what()));
   }
+  // An upload no route took.
+  if (!body_file.empty()) ::unlink(body_file.c_str());
 }
 
-void AdminPlane::route(Shard& here, const Request& request, Reply reply) {
+void AdminPlane::route(Shard& here, const Request& request, Reply reply, std::string& body_file) {
   if (request.path() == "/_dobj/ui" && request.method == "GET") {
     // The dashboard's page holds no data: it asks for the token and sends it
     // with every request it makes.
@@ -134,7 +138,9 @@ void AdminPlane::route(Shard& here, const Request& request, Reply reply) {
     if (route("DELETE", "")) return delete_object(here, *target, std::move(reply));
     if (route("POST", "sql")) return query_object(here, *target, request, std::move(reply));
     if (route("GET", "export")) return export_object(here, *target, std::move(reply));
-    if (route("PUT", "import")) return import_object(here, *target, request, std::move(reply));
+    if (route("PUT", "import")) {
+      return import_object(here, *target, request, std::move(reply), std::exchange(body_file, {}));
+    }
     if (action.empty() || action == "sql" || action == "export" || action == "import") {
       return reply(Response::error(405, "method not allowed here"));
     }

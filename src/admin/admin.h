@@ -51,7 +51,11 @@ class AdminPlane {
 
   // Whether target belongs to the admin plane (and not to the worker).
   static bool owns(std::string_view target);
-  void handle(Shard& here, const Request& request, Reply reply);
+  // body_file: the request's body, already written to that file (an import
+  // streamed to disk; see upload_path); empty: the body is request.body.
+  void handle(Shard& here, const Request& request, Reply reply, std::string body_file = {});
+  // A fresh file under <data>/tmp (emptied at start) for a streamed upload.
+  static Result<std::string> upload_path(const std::string& data_dir);
 
   // Renderings of a snapshot (public for tests).
   std::string prometheus(const MetricsSnapshot& s);
@@ -63,13 +67,14 @@ class AdminPlane {
 
  private:
   bool authorized(const Request& request) const;
-  void route(Shard& here, const Request& request, Reply reply);
+  void route(Shard& here, const Request& request, Reply reply, std::string& body_file);
   Result<ObjectTarget> parse_target(const std::string& ns, const std::string& id);
   void list_objects(Shard& here, const Request& request, Reply reply);
   void inspect_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
   void query_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
   void export_object(Shard& here, const ObjectTarget& t, Reply reply);
-  void import_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
+  void import_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply,
+                     std::string body_file);
   void delete_object(Shard& here, const ObjectTarget& t, Reply reply);
   // The MCP server (mcp.cc): one POST, one JSON-RPC message or a batch.
   void mcp(Shard& here, const Request& request, Reply reply);

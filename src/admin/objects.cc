@@ -1,9 +1,13 @@
 // The admin plane's object routes: list, inspect, read-only SQL, export,
 // import, delete (docs/operations.md).
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -79,6 +83,24 @@ void mark_rollback_journal(std::string& file) {
   if (file[18] == 2 && file[19] == 2) file[18] = file[19] = 1;
 }
 
+// The same on a file: its header's two bytes, in place.
+Status mark_rollback_journal_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return Status(Code::kInternal, "open " + path + ": " + std::strerror(errno));
+  std::string head(100, '\0');
+  ssize_t n = ::pread(fd, head.data(), head.size(), 0);
+  Status st = Status::ok();
+  if (n == static_cast<ssize_t>(head.size())) {
+    std::string marked = head;
+    mark_rollback_journal(marked);
+    if (marked != head && ::pwrite(fd, marked.data() + 18, 2, 18) != 2) {
+      st = Status(Code::kInternal, "write " + path + ": " + std::strerror(errno));
+    }
+  }
+  ::close(fd);
+  return st;
+}
+
 // A fresh file name under <data>/tmp (emptied at start), the folder made.
 Result<std::string> temp_path(const std::string& data_dir, const char* what) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -115,7 +137,8 @@ struct ExportJob {
       host->store().unpin();
       host->release();
     }
-    ::unlink(path.c_str());
+    // An answer that sends the file removes it when it opens it.
+    if (!ResponseAccess::body_file(r)) ::unlink(path.c_str());
     reply(std::move(r));
   }
 
@@ -135,12 +158,13 @@ struct ExportJob {
     job->backup = nullptr;
     sqlite3_close(job->dst);
     job->dst = nullptr;
-    auto data = read_file(job->path);
-    if (!data) return job->finish(host, error_response(data.status()));
+    // The connection streams the file from disk (net/http_server.cc).
+    if (Status st = mark_rollback_journal_file(job->path); !st) {
+      return job->finish(host, error_response(st));
+    }
     Response r;
     r.status = 200;
-    r.body = std::move(*data);
-    mark_rollback_journal(r.body);
+    ResponseAccess::set_body_file(r, job->path);
     r.set_header("content-type", "application/vnd.sqlite3");
     r.set_header("content-disposition",
                  "attachment; filename=\"" + job->id.to_string() + ".sqlite\"");
@@ -370,42 +394,64 @@ void AdminPlane::export_object(Shard& here, const ObjectTarget& t, Reply reply) 
       std::move(reply));
 }
 
+Result<std::string> AdminPlane::upload_path(const std::string& data_dir) {
+  return temp_path(data_dir, "import");
+}
+
 void AdminPlane::import_object(Shard& here, const ObjectTarget& t, const Request& request,
-                               Reply reply) {
-  if (request.body.empty()) return reply(Response::error(400, "send the database file as the body"));
-  auto tmp = temp_path(runtime_.options().data_dir, "import");
-  if (!tmp) return reply(error_response(tmp.status()));
-  std::string path = *tmp;
-  std::string file = request.body;
-  mark_rollback_journal(file);
-  if (Status st = write_file_atomic(path, file, 0600); !st) {
-    return reply(error_response(st));
-  }
-  if (Status st = check_importable_database(path); !st) {
-    ::unlink(path.c_str());
-    return reply(error_response(st));
+                               Reply reply, std::string body_file) {
+  std::string body;  // a body that came in memory (the session streams imports to a file)
+  if (body_file.empty()) {
+    auto tmp = temp_path(runtime_.options().data_dir, "import");
+    if (!tmp) return reply(error_response(tmp.status()));
+    body_file = *tmp;
+    body = request.body;
   }
   bool replace = request.query("replace").value_or("") == "1";
-  std::string hex = t.id.to_string();
-  runtime_.run_on_object(
-      t.ns, t.id, &here,
-      [path, hex, replace](ObjectHost& host, Reply reply) {
-        // The object's own files decide (the catalog may lag behind them).
-        if (!replace && host.store().has_file()) {
-          ::unlink(path.c_str());
-          return reply(Response::error(
-              409, "the object already has storage; add ?replace=1 to replace it"));
-        }
-        Status st = host.admin_replace("the object was replaced by an import", path);
-        ::unlink(path.c_str());  // still there only when the move failed
-        if (!st) return reply(error_response(st));
-        Json out = {{"imported", true},
-                    {"namespace", host.ns()->name()},
-                    {"id", hex},
-                    {"databaseBytes", host.store().database_size()}};
-        reply(Response::json(dump(out)));
-      },
-      std::move(reply));
+  // Writing, syncing and validating a file of up to the object cap is no
+  // work for a shard's thread: the blocking pool does it, then the object's
+  // shard moves the file into place.
+  runtime_.run_blocking([this, shard = &here, t, path = std::move(body_file),
+                         body = std::move(body), replace, reply = std::move(reply)]() mutable {
+    Status st = Status::ok();
+    if (!body.empty()) {
+      st = write_file_atomic(path, body, 0600);
+      body = std::string();
+    }
+    struct stat info;
+    if (st && (::stat(path.c_str(), &info) != 0 || info.st_size == 0)) {
+      st = Status(Code::kInvalidArgument, "send the database file as the body");
+    }
+    if (st) st = mark_rollback_journal_file(path);
+    if (st) st = sync_file(path);
+    if (st) st = check_importable_database(path);
+    shard->post([this, shard, t, path, st, replace, reply = std::move(reply)]() mutable {
+      if (!st) {
+        ::unlink(path.c_str());
+        return reply(error_response(st));
+      }
+      std::string hex = t.id.to_string();
+      runtime_.run_on_object(
+          t.ns, t.id, shard,
+          [path, hex, replace](ObjectHost& host, Reply reply) {
+            // The object's own files decide (the catalog may lag behind them).
+            if (!replace && host.store().has_file()) {
+              ::unlink(path.c_str());
+              return reply(Response::error(
+                  409, "the object already has storage; add ?replace=1 to replace it"));
+            }
+            Status st = host.admin_replace("the object was replaced by an import", path);
+            ::unlink(path.c_str());  // still there only when the move failed
+            if (!st) return reply(error_response(st));
+            Json out = {{"imported", true},
+                        {"namespace", host.ns()->name()},
+                        {"id", hex},
+                        {"databaseBytes", host.store().database_size()}};
+            reply(Response::json(dump(out)));
+          },
+          std::move(reply));
+    });
+  });
 }
 
 void AdminPlane::delete_object(Shard& here, const ObjectTarget& t, Reply reply) {

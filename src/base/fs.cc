@@ -69,6 +69,16 @@ Result<std::string> read_file(const std::string& path) {
   return out;
 }
 
+Status sync_file(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno_status("open", path);
+  int rc = fsync(fd);
+  int err = errno;
+  close(fd);
+  errno = err;
+  return rc == 0 ? Status::ok() : errno_status("fsync", path);
+}
+
 Status write_file_atomic(const std::string& path, const std::string& data, int mode) {
   std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);

@@ -11,6 +11,8 @@ namespace dobj::internal {
 Status make_dirs(const std::string& path);
 // fsync of a directory, so that entries created in it survive power loss.
 Status sync_dir(const std::string& path);
+// fsync of a file's content.
+Status sync_file(const std::string& path);
 bool file_exists(const std::string& path);
 // Reads a whole file; kNotFound when it does not exist.
 Result<std::string> read_file(const std::string& path);

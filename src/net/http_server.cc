@@ -1,6 +1,9 @@
 #include "net/http_server.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/socket_base.hpp>
@@ -79,7 +82,8 @@ bool has_body(int status) { return status >= 200 && status != 204 && status != 3
 // The status line and headers of an answer. The framing headers are the
 // server's: Content-Length (none for 1xx, 204 and 304, which have no body)
 // and Connection; an object's own are dropped.
-std::string response_head(const Response& r, unsigned version, bool keep_alive) {
+std::string response_head(const Response& r, unsigned version, bool keep_alive,
+                          uint64_t body_bytes) {
   std::string head;
   head.reserve(160);
   head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
@@ -100,7 +104,7 @@ std::string response_head(const Response& r, unsigned version, bool keep_alive) 
   head += "Server: dobj\r\n";
   if (has_body(r.status)) {
     head += "Content-Length: ";
-    head += std::to_string(r.body.size());
+    head += std::to_string(body_bytes);
     head += "\r\n";
   }
   if (version == 10 && keep_alive) head += "Connection: keep-alive\r\n";
@@ -122,6 +126,8 @@ class Session : public std::enable_shared_from_this<Session> {
     per_shard_->runtime->connections().open.fetch_add(1, std::memory_order_relaxed);
   }
   ~Session() {
+    drop_body_file();
+    if (out_fd_ >= 0) ::close(out_fd_);
     per_shard_->sessions.erase(this);
     per_shard_->session_count.fetch_sub(1);
     per_shard_->runtime->connections().open.fetch_sub(1, std::memory_order_relaxed);
@@ -145,7 +151,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void read_header() {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(options_.max_header_bytes));
-    parser_->body_limit(options_.max_body_bytes);
+    // The body's limit depends on the route (on_header sets it): a limit here
+    // would refuse a large import's Content-Length with the head.
+    parser_->body_limit(boost::none);
     arm_idle_timer();
     http::async_read_header(
         stream_, buffer_, *parser_,
@@ -160,16 +168,42 @@ class Session : public std::enable_shared_from_this<Session> {
       // body would serve its bytes as the next request.
       return send_error_and_close(400, "Transfer-Encoding must end in chunked");
     }
-    if (req.method() == http::verb::put && AdminPlane::owns(req.target()) &&
-        per_shard_->admin->authorized_header(req[http::field::authorization])) {
+    uint64_t limit = options_.max_body_bytes;
+    bool upload = req.method() == http::verb::put && AdminPlane::owns(req.target()) &&
+                  per_shard_->admin->authorized_header(req[http::field::authorization]);
+    if (upload) {
       // An import carries a whole database: up to the per-object cap.
       int64_t cap = per_shard_->runtime->options().max_object_bytes;
-      parser_->body_limit(cap > 0 ? static_cast<uint64_t>(cap) + (1 << 20) : kMaxImportBytes);
+      limit = cap > 0 ? static_cast<uint64_t>(cap) + (1 << 20) : kMaxImportBytes;
     }
-    if (req[http::field::expect] == "100-continue" && !parser_->is_done()) {
+    if (parser_->content_length() && *parser_->content_length() > limit) {
+      return send_error_and_close(
+          413, "request body is larger than " + std::to_string(limit) + " bytes");
+    }
+    parser_->body_limit(limit);
+    body_limit_ = limit;
+    if (upload) {
+      // Streamed to a file as it arrives, not held in memory.
+      auto path = AdminPlane::upload_path(per_shard_->runtime->options().data_dir);
+      if (!path) return send_error_and_close(500, path.status().message());
+      file_parser_.emplace(std::move(*parser_));
+      file_parser_->body_limit(limit);
+      beast::error_code open_ec;
+      file_parser_->get().body().open(path->c_str(), beast::file_mode::write, open_ec);
+      if (open_ec) {
+        file_parser_.reset();
+        return send_error_and_close(500, "cannot store the upload: " + open_ec.message());
+      }
+      body_file_ = *path;
+    }
+    // The head, in whichever parser now holds it.
+    const http::request_header<>& head =
+        file_parser_ ? static_cast<const http::request_header<>&>(file_parser_->get())
+                     : static_cast<const http::request_header<>&>(parser_->get());
+    if (head[http::field::expect] == "100-continue" && !body_done()) {
       // Answer the interim response so the client sends its body at once.
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
-                                                                     req.version());
+                                                                     head.version());
       http::async_write(stream_, *cont,
                         [self = shared_from_this(), cont](beast::error_code ec, size_t) {
                           if (ec) return self->close();
@@ -180,13 +214,23 @@ class Session : public std::enable_shared_from_this<Session> {
     read_body();
   }
 
+  bool body_done() const { return file_parser_ ? file_parser_->is_done() : parser_->is_done(); }
+
   void read_body() {
-    if (parser_->is_done()) return on_request();
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       if (ec) return self->on_error(ec);
-                       self->on_request();
-                     });
+    if (body_done()) return on_request();
+    auto done = [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->on_error(ec);
+      self->on_request();
+    };
+    if (file_parser_) return http::async_read(stream_, buffer_, *file_parser_, std::move(done));
+    http::async_read(stream_, buffer_, *parser_, std::move(done));
+  }
+
+  // An upload that did not reach its handler.
+  void drop_body_file() {
+    file_parser_.reset();
+    if (!body_file_.empty()) ::unlink(body_file_.c_str());
+    body_file_.clear();
   }
 
   // Reads and writes wait at most connection_idle_timeout. The timer cancels
@@ -205,6 +249,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_error(beast::error_code ec) {
     idle_timer_.cancel();
+    drop_body_file();
     if (timed_out_ && ec == asio::error::operation_aborted && !per_shard_->stopping) {
       return send_error_and_close(408, "the connection was idle for too long");
     }
@@ -224,7 +269,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (ec == http::error::body_limit) {
       return send_error_and_close(
-          413, "request body is larger than " + std::to_string(options_.max_body_bytes) + " bytes");
+          413, "request body is larger than " + std::to_string(body_limit_) + " bytes");
     }
     send_error_and_close(400, "malformed HTTP request: " + ec.message());
   }
@@ -234,16 +279,33 @@ class Session : public std::enable_shared_from_this<Session> {
     write(Response::error(status, message), 11, /*keep_alive=*/false);
   }
 
-  void on_request() {
-    auto msg = parser_->release();
-    Request req;
+  // Moves the parsed request (its body in memory or in body_file_) into req.
+  template <typename Message>
+  void take_head(Message& msg, Request& req, unsigned* version, bool* keep_alive) {
     req.method = std::string(msg.method_string());
     req.target = std::string(msg.target());
     req.headers.reserve(8);
     for (const auto& f : msg) req.headers.emplace_back(f.name_string(), f.value());
-    req.body = std::move(msg.body());
-    unsigned version = msg.version();
-    bool keep_alive = msg.keep_alive();
+    *version = msg.version();
+    *keep_alive = msg.keep_alive();
+  }
+
+  void on_request() {
+    Request req;
+    unsigned version = 11;
+    bool keep_alive = false;
+    std::string body_file;
+    if (file_parser_) {
+      auto msg = file_parser_->release();
+      take_head(msg, req, &version, &keep_alive);
+      msg.body().close();
+      file_parser_.reset();
+      body_file = std::exchange(body_file_, std::string());
+    } else {
+      auto msg = parser_->release();
+      take_head(msg, req, &version, &keep_alive);
+      req.body = std::move(msg.body());
+    }
     std::string ws_key;
     if (req.is_websocket_upgrade()) ws_key = req.header("sec-websocket-key").value_or("");
     busy_ = true;
@@ -259,9 +321,11 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (AdminPlane::owns(req.target)) {
       return per_shard_->admin->handle(
-          *per_shard_->shard, req, [self = shared_from_this(), version, keep_alive](Answer a) {
+          *per_shard_->shard, req,
+          [self = shared_from_this(), version, keep_alive](Answer a) {
             self->write(std::move(a.response), version, keep_alive && !self->per_shard_->stopping);
-          });
+          },
+          std::move(body_file));
     }
     per_shard_->shard->run_worker(std::move(req), [self = shared_from_this(), version, keep_alive,
                                                    ws_key = std::move(ws_key)](Answer a) {
@@ -309,7 +373,10 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void write(Response&& r, unsigned version, bool keep_alive) {
-    head_ = response_head(r, version, keep_alive);
+    if (const auto& file = ResponseAccess::body_file(r)) {
+      return write_file(std::move(r), *file, version, keep_alive);
+    }
+    head_ = response_head(r, version, keep_alive, r.body.size());
     body_ = has_body(r.status) ? std::move(r.body) : std::string();
     // A client that does not read its answer is closed after the timeout.
     arm_idle_timer();
@@ -321,6 +388,49 @@ class Session : public std::enable_shared_from_this<Session> {
                         if (ec || !keep_alive || self->per_shard_->stopping) return self->close();
                         self->read_header();
                       });
+  }
+
+  // An answer whose body is a file (an export): read and sent a piece at a
+  // time, so neither this thread nor memory holds it whole. The file is
+  // removed once open.
+  void write_file(Response&& r, const std::string& path, unsigned version, bool keep_alive) {
+    out_fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    ::unlink(path.c_str());
+    struct stat st;
+    if (out_fd_ < 0 || ::fstat(out_fd_, &st) != 0) {
+      return write(Response::error(500, "the answer's file is gone"), version, false);
+    }
+    out_left_ = static_cast<uint64_t>(st.st_size);
+    body_.clear();
+    head_ = response_head(r, version, keep_alive, out_left_);
+    arm_idle_timer();
+    asio::async_write(stream_, asio::buffer(head_),
+                      [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+                        self->send_file_piece(ec, keep_alive);
+                      });
+  }
+
+  void send_file_piece(beast::error_code ec, bool keep_alive) {
+    if (!ec && out_left_ > 0) {
+      body_.resize(std::min<uint64_t>(out_left_, kFilePieceBytes));
+      ssize_t n = ::read(out_fd_, body_.data(), body_.size());
+      if (n <= 0) return close();  // the length was promised: end the connection
+      body_.resize(static_cast<size_t>(n));
+      out_left_ -= static_cast<uint64_t>(n);
+      arm_idle_timer();
+      return asio::async_write(stream_, asio::buffer(body_),
+                               [self = shared_from_this(), keep_alive](beast::error_code ec,
+                                                                       size_t) {
+                                 self->send_file_piece(ec, keep_alive);
+                               });
+    }
+    ::close(out_fd_);
+    out_fd_ = -1;
+    body_.clear();
+    busy_ = false;
+    idle_timer_.cancel();
+    if (ec || !keep_alive || per_shard_->stopping) return close();
+    read_header();
   }
 
   void close() {
@@ -338,6 +448,14 @@ class Session : public std::enable_shared_from_this<Session> {
   static constexpr size_t kReadSlackBytes = 64 * 1024;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  // An import's body goes to a file instead (body_file_, removed unless
+  // handed to the admin plane).
+  std::optional<http::request_parser<http::file_body>> file_parser_;
+  std::string body_file_;
+  uint64_t body_limit_ = 0;  // this request's
+  int out_fd_ = -1;  // an answer's body file being sent
+  uint64_t out_left_ = 0;
+  static constexpr uint64_t kFilePieceBytes = 256 * 1024;
   std::string head_;  // of the answer being written
   std::string body_;
   std::shared_ptr<HttpServer::PerShard> per_shard_;

@@ -1,5 +1,8 @@
 #include "runtime/runtime.h"
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+
 #include <strings.h>
 #include <sys/resource.h>
 
@@ -28,7 +31,10 @@ NamespaceImpl::NamespaceImpl(Runtime* runtime, size_t index, std::string name,
 
 Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bindings,
                  Worker worker, const Secret& secret)
-    : options_(std::move(options)), env_(this), worker_(std::move(worker)) {
+    : options_(std::move(options)),
+      env_(this),
+      worker_(std::move(worker)),
+      blocking_(std::make_unique<boost::asio::thread_pool>(2)) {
   if (!worker_) worker_ = default_route;
   int shard_count = options_.shards > 0
                         ? options_.shards
@@ -95,7 +101,13 @@ Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bin
   admin_shard_ = std::make_unique<Shard>(this, static_cast<int>(shards_.size()), flusher_.get(), 1);
 }
 
-Runtime::~Runtime() = default;
+Runtime::~Runtime() {
+  if (blocking_) blocking_->join();
+}
+
+void Runtime::run_blocking(std::function<void()> fn) {
+  boost::asio::post(*blocking_, std::move(fn));
+}
 
 NamespaceImpl* Runtime::find_namespace(std::string_view binding) {
   for (auto& ns : namespaces_) {
@@ -136,6 +148,7 @@ void Runtime::start() {
 
 void Runtime::stop(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
+  blocking_->join();  // what it runs answers through the shards, still running
   for (;;) {
     bool all = true;
     for (auto& s : shards_) all = all && s->run_and_wait([&] { return s->quiescent(); });

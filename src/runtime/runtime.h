@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -20,6 +21,10 @@
 #include "storage/alarm_index.h"
 #include "storage/catalog.h"
 #include "storage/group_commit.h"
+
+namespace boost::asio {
+class thread_pool;
+}
 
 namespace dobj::internal {
 
@@ -111,6 +116,9 @@ class Runtime {
                      std::function<void(std::vector<Shard::Presence>)> done);
   // Lateness of the alarms fired so far, over all shards.
   LatenessSummary alarm_lateness();
+  // Runs fn on a small pool of threads for blocking work that must not hold a
+  // shard (an import's sync and validation). fn answers by posting to a shard.
+  void run_blocking(std::function<void()> fn);
 
   void start();
   // Waits until no shard has work in flight (or the timeout passes), flushes
@@ -122,6 +130,7 @@ class Runtime {
   Env env_;
   Worker worker_;
   std::unique_ptr<Flusher> flusher_;
+  std::unique_ptr<boost::asio::thread_pool> blocking_;
   ConnectionCounts connections_;
   StoreFaults store_faults_;
   AlarmIndex alarm_index_;

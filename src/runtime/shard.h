@@ -73,6 +73,8 @@ struct ResponseAccess {
     if (!r.upgrade_) return std::nullopt;
     return Upgrade{r.upgrade_->shard, r.upgrade_->socket_id};
   }
+  static const std::optional<std::string>& body_file(const Response& r) { return r.body_file_; }
+  static void set_body_file(Response& r, std::string path) { r.body_file_ = std::move(path); }
 };
 
 using Reply = std::function<void(Answer)>;

@@ -61,15 +61,7 @@ class HostileInputTest : public ::testing::Test {
     EXPECT_EQ(r.status, 200) << "the server stopped answering\n" << server_->output();
   }
 
-  // The server's resident memory, from /proc.
-  long rss_kib() {
-    std::ifstream f("/proc/" + std::to_string(server_->pid()) + "/status");
-    std::string line;
-    while (std::getline(f, line)) {
-      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-    }
-    return -1;
-  }
+  long rss_kib() { return server_->rss_kib(); }
   // Sends head, then up to `bytes` more of filler in pieces until the server
   // stops taking them; returns the answer.
   HttpResponse send_endless(const std::string& head, size_t bytes) {

@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 namespace dobj::test {
@@ -94,6 +95,15 @@ int ServerProcess::stop(int signal, std::chrono::milliseconds timeout) {
   int status;
   waitpid(pid_, &status, 0);
   pid_ = -1;
+  return -1;
+}
+
+long ServerProcess::rss_kib() const {
+  std::ifstream f("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
   return -1;
 }
 
