@@ -7,19 +7,28 @@ AlarmIndex::~AlarmIndex() { stop(); }
 Status AlarmIndex::open(const std::string& path) {
   std::scoped_lock lock(db_mu_, mu_);
   path_ = path;
-  if (Status st = db_.open(path, /*create=*/true); !st) return st;
+  // Two connections in WAL mode with shared memory: the shards' writes go
+  // through db_, the background thread's checkpoints through bg_db_, so a
+  // checkpoint's syncs hold no shard up.
+  if (Status st = db_.open(path, /*create=*/true, /*shared=*/true); !st) return st;
   // synchronous=NORMAL: commits do not sync (the flusher syncs the WAL with
   // the commits that depend on it), but SQLite's checkpoints do: they copy
-  // the WAL into the file and then reuse the WAL, so the file must be on disk
-  // first. (With OFF, a power loss after a checkpoint could lose entries.)
+  // the WAL into the file and sync it before the WAL may be reused. (With
+  // OFF, a power loss after a checkpoint could lose entries.)
   if (Status st = db_.exec(
-          "PRAGMA locking_mode=EXCLUSIVE; PRAGMA synchronous=NORMAL; PRAGMA journal_mode=WAL;"
+          "PRAGMA busy_timeout=10000; PRAGMA synchronous=NORMAL; PRAGMA journal_mode=WAL;"
           "CREATE TABLE IF NOT EXISTS alarms(ns TEXT NOT NULL, id TEXT NOT NULL, name TEXT,"
           " at INTEGER NOT NULL, retry INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(ns, id))"
           " WITHOUT ROWID");
       !st) {
     return st;
   }
+  sqlite3_wal_autocheckpoint(db_.get(), 0);
+  if (Status st = bg_db_.open(path, /*create=*/false, /*shared=*/true); !st) return st;
+  if (Status st = bg_db_.exec("PRAGMA busy_timeout=10000; PRAGMA synchronous=NORMAL;"); !st) {
+    return st;
+  }
+  sqlite3_wal_autocheckpoint(bg_db_.get(), 0);
   // Files from before the retry count: add the column.
   bool has_retry;
   {
@@ -56,7 +65,6 @@ void AlarmIndex::stop() {
   wake_.notify_all();
   background_.join();
   apply_removals(SIZE_MAX);
-  std::lock_guard lock(db_mu_);
   checkpoint_if_due();
 }
 
@@ -72,21 +80,22 @@ void AlarmIndex::run_background() {
       lock.lock();
     }
     lock.unlock();
-    {
-      std::lock_guard db(db_mu_);
-      checkpoint_if_due();
-    }
+    checkpoint_if_due();
     lock.lock();
   }
 }
 
 void AlarmIndex::checkpoint_if_due() {
-  if (wal_frames_ < kCheckpointFrames || !db_.is_open()) return;
-  // synchronous=NORMAL: SQLite syncs the WAL, then the file, before the WAL
-  // is reused.
-  int rc = sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
-                                     nullptr);
-  if (rc == SQLITE_OK) wal_frames_ = 0;
+  {
+    std::lock_guard db(db_mu_);
+    if (wal_frames_ < kCheckpointFrames || !bg_db_.is_open()) return;
+    wal_frames_ = 0;
+  }
+  // On the background connection, with no lock of ours: writers go on
+  // meanwhile. synchronous=NORMAL: SQLite syncs the WAL, then the file,
+  // before it lets a writer restart the WAL.
+  ++checkpoints_;
+  sqlite3_wal_checkpoint_v2(bg_db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
 }
 
 void AlarmIndex::set_retry(const std::string& ns, const std::string& id_hex, int retry) {

@@ -22,10 +22,13 @@
 // crash only wakes its object after the restart, which finds no alarm.
 //
 // Shared by all shards. Two locks: mu_ for the in-memory entries (every call,
-// held for a lookup), db_mu_ for the SQLite connection (only writes of new
-// times and retries, the background thread, and start-up).
+// held for a lookup), db_mu_ for the writing SQLite connection (only writes
+// of new times and retries, the background thread's deletes, and start-up).
+// Checkpoints, which sync, run on a second connection with neither lock held,
+// so no shard ever waits for one.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -83,6 +86,8 @@ class AlarmIndex {
   // The object's alarm time as last recorded (its own table decides; an
   // alarm deleted since stays here until its time comes).
   std::optional<int64_t> get(const std::string& ns, const std::string& id_hex);
+  // Checkpoints run so far (for tests).
+  int checkpoints() const { return checkpoints_.load(); }
 
  private:
   struct Entry {
@@ -94,13 +99,15 @@ class AlarmIndex {
     return ns + '\0' + id_hex;
   }
   void run_background();
-  void checkpoint_if_due();  // with db_mu_ held
+  void checkpoint_if_due();  // on the background thread (or at stop)
 
   std::mutex mu_;
   std::unordered_map<std::string, Entry> entries_;  // guarded by mu_: the rows, as they will be
   std::unordered_set<std::string> removed_;         // guarded by mu_: rows to delete
   std::mutex db_mu_;
   Db db_;                          // guarded by db_mu_
+  Db bg_db_;                       // the background thread's (checkpoints)
+  std::atomic<int> checkpoints_{0};
   std::shared_ptr<SyncFile> wal_;  // guarded by db_mu_
   int wal_frames_ = 0;             // guarded by db_mu_
   std::string path_;
