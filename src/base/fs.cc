@@ -20,7 +20,7 @@ std::string parent_of(const std::string& path) {
 }
 }  // namespace
 
-Status make_dirs(const std::string& path) {
+Status make_dirs(const std::string& path, bool durable) {
   if (path.empty()) return Status::ok();
   std::string cur;
   size_t pos = 0;
@@ -28,7 +28,13 @@ Status make_dirs(const std::string& path) {
     pos = path.find('/', pos + 1);
     cur = path.substr(0, pos);
     if (cur.empty()) continue;
-    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) return errno_status("mkdir", cur);
+    if (mkdir(cur.c_str(), 0755) == 0) {
+      if (durable) {
+        if (Status st = sync_dir(parent_of(cur)); !st) return st;
+      }
+    } else if (errno != EEXIST) {
+      return errno_status("mkdir", cur);
+    }
   }
   return Status::ok();
 }

@@ -7,8 +7,10 @@
 
 namespace dobj::internal {
 
-// mkdir -p.
-Status make_dirs(const std::string& path);
+// mkdir -p. With durable, each folder it creates has its entry synced in its
+// parent before the next is made, so that the whole path survives power loss
+// (a folder's own fsync does not make its entry in the parent durable).
+Status make_dirs(const std::string& path, bool durable = false);
 // fsync of a directory, so that entries created in it survive power loss.
 Status sync_dir(const std::string& path);
 // fsync of a file's content.

@@ -118,7 +118,7 @@ NamespaceImpl* Runtime::find_namespace(std::string_view binding) {
 
 void Runtime::start() {
   for (auto& ns : namespaces_) {
-    if (Status st = make_dirs(ns->dir()); !st) throw Error(st);
+    if (Status st = make_dirs(ns->dir(), /*durable=*/true); !st) throw Error(st);
   }
   if (Status st = alarm_index_.open(options_.data_dir + "/alarms.sqlite"); !st) throw Error(st);
   // Exports and imports that a crash interrupted.

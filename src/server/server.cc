@@ -46,7 +46,7 @@ void Server::worker(Worker worker) { impl_->worker = std::move(worker); }
 Status Server::start(const ServerOptions& options) {
   if (impl_->runtime) return Status(Code::kInternal, "server already started");
   impl_->options = options;
-  if (Status st = internal::make_dirs(options.data_dir); !st) return st;
+  if (Status st = internal::make_dirs(options.data_dir, /*durable=*/true); !st) return st;
   // The databases are opened without SQLite's file locks, so no second
   // server may share the folder.
   std::string lock_path = options.data_dir + "/LOCK";
