@@ -427,7 +427,7 @@ Status ObjectStore::end_turn() {
       r.at_ms = *alarm_after_;
       auto f = env_.alarms->record(r);
       if (!f) {
-        mark_broken(f.status().message());
+        mark_broken(f.status().message(), f.status().code() == Code::kStorageFull);
         return end_turn();
       }
       env_.commits->add_dirty(*f);
