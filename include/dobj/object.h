@@ -13,9 +13,12 @@
 // storage persists; in-memory members do not. The constructor is synchronous;
 // asynchronous set-up goes through state().block_concurrency_while.
 //
-// An exception that escapes a handler fails that event only: dobj::Error is
-// answered with its mapped HTTP status, anything else with 500; the object
-// keeps running.
+// An exception that escapes a handler fails that event only, and the object
+// keeps running. dobj::Error is answered with its mapped HTTP status and its
+// message (throw it for what the client should read); anything else is a bug:
+// logged on the server with the object, the exception's type and message,
+// and answered 500 {"error": "internal error", "incident": N}
+// (ServerOptions::expose_exception_messages adds the message, for development).
 #pragma once
 
 #include <functional>

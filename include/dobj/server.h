@@ -95,6 +95,11 @@ struct ServerOptions {
   // (PostgreSQL's rule since 2018). false (tests, embedding): the server stays
   // up, every later write fails with 503, and only a restart recovers.
   bool exit_on_flush_failure = true;
+  // An exception other than dobj::Error that escapes a handler (a bug) is
+  // logged with the object, its type and message, and answered 500
+  // {"error": "internal error", "incident": N}, N also in the log line.
+  // true (development): the answer carries the exception's message too.
+  bool expose_exception_messages = false;
   // Longest a graceful stop waits for in-flight requests.
   std::chrono::milliseconds stop_timeout{30'000};
 };

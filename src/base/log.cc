@@ -1,8 +1,12 @@
 #include "base/log.h"
 
+#include <cxxabi.h>
 #include <unistd.h>
 
-#include <string>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <typeinfo>
 
 namespace dobj::internal {
 
@@ -11,10 +15,27 @@ void log(LogLevel level, std::string_view message) {
   std::string line = "dobj ";
   line += kNames[static_cast<int>(level)];
   line += ": ";
-  line += message;
+  for (unsigned char c : message) {
+    if (c < 0x20 || c == 0x7f) {
+      char esc[5];
+      std::snprintf(esc, sizeof esc, "\\x%02x", c);
+      line += esc;
+    } else {
+      line += static_cast<char>(c);
+    }
+  }
   line += '\n';
   ssize_t rc = ::write(2, line.data(), line.size());
   (void)rc;
+}
+
+std::string demangled_exception_type() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  if (!type) return "(none)";
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(type->name(), nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? std::string(name.get()) : std::string(type->name());
 }
 
 }  // namespace dobj::internal

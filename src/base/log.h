@@ -1,6 +1,9 @@
-// Minimal logging to stderr. Thread-safe (one write(2) per line).
+// Minimal logging to stderr. Thread-safe (one write(2) per line). Control
+// characters in a message (a client's newline, say) are written as \xNN, so
+// one call is always one line.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace dobj::internal {
@@ -11,5 +14,9 @@ void log(LogLevel level, std::string_view message);
 inline void log_info(std::string_view m) { log(LogLevel::kInfo, m); }
 inline void log_warn(std::string_view m) { log(LogLevel::kWarn, m); }
 inline void log_error(std::string_view m) { log(LogLevel::kError, m); }
+
+// Inside a catch block: the caught exception's type, demangled
+// ("std::bad_variant_access").
+std::string demangled_exception_type();
 
 }  // namespace dobj::internal

@@ -47,16 +47,36 @@ ResumeTarget current_resume_target() {
   return t;
 }
 
-Response response_for(std::exception_ptr e) {
+Response response_for(std::exception_ptr e, std::string_view where, bool expose) {
+  std::string type, message;
   try {
     std::rethrow_exception(e);
   } catch (const Error& err) {
+    // Thrown on purpose: its status and message are the answer.
     return error_response(err.status());
   } catch (const std::exception& ex) {
-    return Response::error(500, ex.what());
+    message = ex.what();
+    type = demangled_exception_type();
   } catch (...) {
-    return Response::error(500, "unknown exception");
+    message = "not a std::exception";
+    type = demangled_exception_type();
   }
+  // Anything else is a bug in the handler. Its text (a JSON parser's message,
+  // "std::get: wrong index for variant") is for the operator, not the client;
+  // the incident number ties the answer to the log line.
+  static std::atomic<uint64_t> incidents{0};
+  uint64_t incident = ++incidents;
+  log_error(std::string(where) + ": unhandled exception " + type + ": " + message +
+            " (incident " + std::to_string(incident) + ")");
+  nlohmann::json j = {{"error", expose ? "internal error: " + message : "internal error"},
+                      {"incident", incident}};
+  return Response::json(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 500);
+}
+
+std::string describe(const NamespaceImpl& ns, const ObjectId& id) {
+  std::string out = ns.name() + " " + id.to_string();
+  if (id.name()) out += " (\"" + *id.name() + "\")";
+  return out;
 }
 
 Response error_response(const Status& status) {
@@ -311,7 +331,8 @@ Driver ObjectHost::drive_fetch(Run* run, Request request, std::optional<std::str
       response = co_await instance_->fetch(std::move(request));
     }
   } catch (...) {
-    response = response_for(std::current_exception());
+    response = response_for(std::current_exception(), describe(*ns_, id_) + ": fetch",
+                            shard_->runtime().options().expose_exception_messages);
   }
   run->finished = true;
   event_ended(*run, response.status >= 500);

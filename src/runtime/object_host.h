@@ -37,8 +37,12 @@ class NamespaceImpl;
 // markers a client can act on ("overloaded", "reset", "retryable").
 Response error_response(const Status& status);
 // The response for an exception that escaped a handler: dobj::Error with its
-// mapped status, anything else 500.
-Response response_for(std::exception_ptr e);
+// mapped status and message; anything else is logged with `where`, its type
+// and message, and answered 500 {"error": "internal error", "incident": N}
+// (with the message too when `expose`, ServerOptions::expose_exception_messages).
+Response response_for(std::exception_ptr e, std::string_view where, bool expose);
+// "NS <hex id> ("name")": an object, for log lines.
+std::string describe(const NamespaceImpl& ns, const ObjectId& id);
 // Where a coroutine suspending now on this thread must continue.
 ResumeTarget current_resume_target();
 // Sends an outgoing message (a call to an object, an HTTP request, a

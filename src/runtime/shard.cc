@@ -328,7 +328,8 @@ Driver drive_worker(Runtime* runtime, Request request, Reply reply, std::vector<
   try {
     response = co_await runtime->worker()(std::move(request), runtime->env());
   } catch (...) {
-    response = response_for(std::current_exception());
+    response = response_for(std::current_exception(), "worker",
+                            runtime->options().expose_exception_messages);
   }
   reply(std::move(response));
   finished->push_back(id);

@@ -172,6 +172,10 @@ int Server::run(int argc, char** argv) {
   app.add_option("--websocket-send-queue-bytes", o.websocket_send_queue_bytes,
                  "bytes that may wait on one WebSocket before its client is closed (1008)")
       ->capture_default_str();
+  app.add_flag("--expose-errors", o.expose_exception_messages,
+               "development: a handler's unexpected exception's message goes to the client "
+               "too (always logged; by default clients get \"internal error\" and an incident "
+               "number)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -486,15 +486,38 @@ TEST(Runtime, AnotherEventRunsWhileAHandlerAwaitsATimer) {
   EXPECT_EQ(nlohmann::json::parse(slow.get().body)["requests"], 2);
 }
 
+// A handler's unexpected exception is a bug: the operator reads it in the log
+// (object, type, message), the client gets a generic 500 whose incident
+// number matches the log line, and never the exception's text.
 TEST(Runtime, AnExceptionFailsTheEventButDoesNotResetTheObject) {
   Harness h;
   int before = g_constructions;
   EXPECT_EQ(h.json("PROBE", "t", "GET")["requests"], 1);
+  ::testing::internal::CaptureStderr();
   Response r = h.send("PROBE", "t", "GET", "/?throw=1").get();
+  std::string log = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(r.status, 500);
-  EXPECT_EQ(nlohmann::json::parse(r.body)["error"], "handler failed");
+  auto body = nlohmann::json::parse(r.body);
+  EXPECT_EQ(body["error"], "internal error");
+  EXPECT_EQ(r.body.find("handler failed"), std::string::npos);
+  ASSERT_TRUE(body["incident"].is_number());
+  std::string incident = "(incident " + std::to_string(body["incident"].get<int>()) + ")";
+  EXPECT_NE(log.find("PROBE " + h.runtime().find_namespace("PROBE")->ids().from_name("t")
+                                    .to_string() + " (\"t\"): fetch: unhandled exception "
+                     "std::runtime_error: handler failed " + incident),
+            std::string::npos)
+      << log;
   EXPECT_EQ(h.json("PROBE", "t", "GET")["requests"], 3);  // same instance
   EXPECT_EQ(g_constructions - before, 1);
+}
+
+TEST(Runtime, ExposedExceptionMessagesReachTheClientForDevelopment) {
+  ServerOptions o;
+  o.expose_exception_messages = true;
+  Harness h(o);
+  Response r = h.send("PROBE", "t", "GET", "/?throw=1").get();
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["error"], "internal error: handler failed");
 }
 
 TEST(Runtime, AFailedCommitSendsNothingAndResetsTheObject) {
