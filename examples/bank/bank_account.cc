@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "sql_probe/sql_probe.h"
 
 namespace examples {
 namespace {
@@ -43,7 +42,7 @@ void BankAccount::ensure_schema() {
 
 Json BankAccount::balance_of(const std::string& account) {
   auto rows = storage().sql().exec("SELECT balance FROM accounts WHERE id = ?", account);
-  return rows.size() ? json_from_sql(rows.raw()[0][0]) : Json(0);
+  return rows.empty() ? Json(0) : rows.one<Json>();
 }
 
 dobj::Task<Response> BankAccount::fetch(dobj::Request req) {
@@ -81,12 +80,8 @@ dobj::Task<Response> BankAccount::fetch(dobj::Request req) {
   try {
     storage().transaction_sync([&] {
       auto have = storage().sql().exec("SELECT balance FROM accounts WHERE id = ?", *from);
-      double balance = 0;
-      if (have.size()) {
-        const auto& v = have.raw()[0][0];
-        balance = std::holds_alternative<int64_t>(v) ? static_cast<double>(std::get<int64_t>(v))
-                                                     : std::get<double>(v);
-      }
+      // NUMERIC: an INTEGER or a REAL, both read as double.
+      double balance = have.empty() ? 0 : have.one<double>();
       if (balance < *amount) throw InsufficientFunds{};
       storage().sql().exec("UPDATE accounts SET balance = balance - ?2 WHERE id = ?1", *from,
                            amount_value(*amount));

@@ -15,20 +15,6 @@ dobj::SqlValue sql_from_json(const Json& j) {
   return j.dump();
 }
 
-Json json_from_sql(const dobj::SqlValue& v) {
-  return std::visit(
-      [](const auto& x) -> Json {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, std::nullptr_t>) {
-          return nullptr;
-        } else if constexpr (std::is_same_v<T, dobj::Bytes>) {
-          return Json(std::vector<int>(x.begin(), x.end()));
-        } else {
-          return x;
-        }
-      },
-      v);
-}
 
 dobj::Task<Response> SqlProbe::fetch(dobj::Request req) {
   auto segments = req.path_segments();
@@ -56,7 +42,7 @@ dobj::Task<Response> SqlProbe::fetch(dobj::Request req) {
   Json rows = Json::array();
   for (const auto& row : cursor) {
     Json r = Json::array();
-    for (const auto& v : row) r.push_back(json_from_sql(v));
+    for (const auto& v : row) r.push_back(dobj::to_json(v));
     rows.push_back(std::move(r));
   }
   Json out = {{"columns", cursor.column_names()},

@@ -16,6 +16,5 @@ class SqlProbe : public dobj::DurableObject {
 // integers, doubles and strings map directly; arrays and objects bind as
 // JSON text; blobs come back as arrays of byte values.
 dobj::SqlValue sql_from_json(const dobj::Json& j);
-dobj::Json json_from_sql(const dobj::SqlValue& v);
 
 }  // namespace examples

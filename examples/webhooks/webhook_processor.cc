@@ -23,14 +23,15 @@ dobj::Task<Response> WebhookProcessor::fetch(dobj::Request req) {
     Json processed = Json::array(), dead = Json::array();
     for (const auto& row : storage().sql().exec("SELECT id, attempts, state FROM events WHERE "
                                                 "state != 'pending' ORDER BY done_order")) {
-      Json e = {{"id", std::get<std::string>(row[0])}, {"attempts", std::get<int64_t>(row[1])}};
-      (std::get<std::string>(row[2]) == "processed" ? processed : dead).push_back(e);
+      Json e = {{"id", row.get<std::string>("id")}, {"attempts", row.get<int64_t>("attempts")}};
+      (row.get<std::string>("state") == "processed" ? processed : dead).push_back(e);
     }
-    auto pending =
-        storage().sql().exec("SELECT count(*) FROM events WHERE state = 'pending'").one();
+    auto pending = storage()
+                       .sql()
+                       .exec("SELECT count(*) FROM events WHERE state = 'pending'")
+                       .one<int64_t>();
     co_return Response::json(
-        Json({{"processed", processed}, {"pending", std::get<int64_t>(pending[0])}, {"dead", dead}})
-            .dump());
+        Json({{"processed", processed}, {"pending", pending}, {"dead", dead}}).dump());
   }
   if (req.method != "POST") co_return Response::error(405, "use POST to queue or GET to read");
   int64_t backoff = 1000;
@@ -73,9 +74,8 @@ void WebhookProcessor::schedule_next() {
   auto next = storage().sql().exec(
       "SELECT min(next_at) FROM events e WHERE state = 'pending' AND seq = "
       "(SELECT min(seq) FROM events f WHERE f.customer = e.customer AND f.state = 'pending')");
-  const auto& v = next.raw()[0][0];
-  if (std::holds_alternative<int64_t>(v)) {
-    storage().set_alarm(std::max<int64_t>(1, std::get<int64_t>(v)));
+  if (auto at = next.one<std::optional<int64_t>>()) {
+    storage().set_alarm(std::max<int64_t>(1, *at));
   } else {
     storage().delete_alarm();
   }
@@ -83,8 +83,8 @@ void WebhookProcessor::schedule_next() {
 
 dobj::Task<void> WebhookProcessor::alarm(dobj::AlarmInfo) {
   int64_t now = now_ms();
-  int64_t order = std::get<int64_t>(
-      storage().sql().exec("SELECT coalesce(max(done_order), 0) FROM events").one()[0]);
+  int64_t order =
+      storage().sql().exec("SELECT coalesce(max(done_order), 0) FROM events").one<int64_t>();
   // Each customer's events in arrival order: handle the first pending one
   // while it is due; a processed or dead event lets the next one go.
   for (;;) {
@@ -95,10 +95,10 @@ dobj::Task<void> WebhookProcessor::alarm(dobj::AlarmInfo) {
         now);
     if (due.size() == 0) break;
     for (const auto& row : due) {
-      int64_t seq = std::get<int64_t>(row[0]);
-      int64_t fail_times = std::get<int64_t>(row[1]);
-      int64_t backoff = std::get<int64_t>(row[2]);
-      int64_t attempts = std::get<int64_t>(row[3]) + 1;
+      int64_t seq = row.get<int64_t>("seq");
+      int64_t fail_times = row.get<int64_t>("fail_times");
+      int64_t backoff = row.get<int64_t>("backoff_ms");
+      int64_t attempts = row.get<int64_t>("attempts") + 1;
       if (attempts <= fail_times) {  // this attempt fails
         if (attempts >= kMaxAttempts) {
           storage().sql().exec(

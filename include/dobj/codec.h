@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "dobj/status.h"
@@ -46,10 +47,22 @@ namespace internal {
 const char* tag_name(char tag);
 }  // namespace internal
 
+namespace internal {
+[[noreturn]] void throw_integer_out_of_range(std::string_view what, std::string_view value,
+                                             size_t bytes, bool is_signed);
+}  // namespace internal
+
+// Integers are stored as int64. Writing a value that int64 cannot hold (a
+// uint64_t past 2^63-1) and reading a stored value into a type that cannot
+// hold it (5,000,000,000 as int32_t, -1 as uint32_t) throw
+// dobj::Error(kInvalidArgument) instead of wrapping around.
 template <typename T>
 struct Codec<T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>>> {
   static constexpr char kTag = 'i';
   static void encode(T v, std::string& out) {
+    if (!std::in_range<int64_t>(v)) {
+      internal::throw_integer_out_of_range("cannot store", std::to_string(v), 8, true);
+    }
     int64_t x = static_cast<int64_t>(v);
     char buf[8];
     std::memcpy(buf, &x, 8);
@@ -59,6 +72,10 @@ struct Codec<T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, boo
     if (p.size() != 8) throw Error(Code::kInvalidArgument, "corrupt integer value");
     int64_t x;
     std::memcpy(&x, p.data(), 8);
+    if (!std::in_range<T>(x)) {
+      internal::throw_integer_out_of_range("cannot read", std::to_string(x), sizeof(T),
+                                           std::is_signed_v<T>);
+    }
     return static_cast<T>(x);
   }
 };
@@ -124,12 +141,28 @@ constexpr char tag_of() {
   }
 }
 
+// Text given as a literal, a const char* or a string_view is stored as a
+// std::string: put("k", "v") works, and reads back with get<std::string>.
+template <typename T>
+inline constexpr bool kIsStringLike =
+    std::is_same_v<T, std::string_view> || std::is_same_v<std::decay_t<T>, const char*> ||
+    std::is_same_v<std::decay_t<T>, char*>;
+
 // The stored form of a value: tag byte then payload.
 template <typename T>
 std::string encode_value(const T& v) {
-  std::string out(1, tag_of<T>());
-  Codec<T>::encode(v, out);
-  return out;
+  if constexpr (kIsStringLike<T>) {
+    std::string out(1, Codec<std::string>::kTag);
+    out.append(std::string_view(v));
+    return out;
+  } else {
+    static_assert(requires(std::string& out) { Codec<T>::encode(v, out); },
+                  "dobj: this type has no storage codec. Use an integer, double, bool, "
+                  "std::string, Bytes or Json, or specialize dobj::Codec<T> (see codec.h).");
+    std::string out(1, tag_of<T>());
+    Codec<T>::encode(v, out);
+    return out;
+  }
 }
 
 Json decode_json_any(std::string_view stored);

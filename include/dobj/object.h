@@ -21,6 +21,7 @@
 // (ServerOptions::expose_exception_messages adds the message, for development).
 #pragma once
 
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <optional>
@@ -42,6 +43,15 @@
 namespace dobj {
 
 namespace internal {
+// Whether a type converts to and from JSON (nlohmann's to_json/from_json).
+template <typename T>
+inline constexpr bool kJsonWritable = std::is_constructible_v<Json, T>;
+template <typename T>
+struct JsonReadable : std::bool_constant<requires(const Json& j) { j.get<T>(); }> {};
+template <>
+struct JsonReadable<void> : std::true_type {};
+template <typename T>
+inline constexpr bool kJsonReadable = JsonReadable<T>::value;
 class NamespaceImpl;
 class Runtime;
 class ObjectHost;
@@ -69,9 +79,21 @@ class Stub {
   // Calls from one caller through one stub are delivered in order.
   template <typename R = void, typename... Args>
   Task<R> call(std::string method, Args&&... args) const {
-    Json list = Json::array();
-    (list.push_back(Json(std::forward<Args>(args))), ...);
-    return typed<R>(call_json(std::move(method), std::move(list)));
+    constexpr bool kArgsOk = (internal::kJsonWritable<Args> && ...);
+    static_assert(kArgsOk,
+                  "dobj: an argument of this call has no JSON conversion: define "
+                  "to_json(Json&, const T&) and from_json(const Json&, T&) for its type, or "
+                  "NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(T, fields...)");
+    static_assert(internal::kJsonReadable<R>,
+                  "dobj: the call's result type has no JSON conversion: define "
+                  "from_json(const Json&, T&) for it, or NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE");
+    if constexpr (kArgsOk && internal::kJsonReadable<R>) {
+      Json list = Json::array();
+      (list.push_back(Json(std::forward<Args>(args))), ...);
+      return typed<R>(call_json(std::move(method), std::move(list)));
+    } else {
+      std::abort();  // not compiled: the assertions above failed
+    }
   }
   // The untyped form: a JSON array of arguments in, the JSON result out.
   Task<Json> call_json(std::string method, Json args) const;
@@ -222,10 +244,20 @@ class DurableObject {
   // Arguments and result must convert to and from JSON (nlohmann::json rules).
   template <typename T, typename R, typename... Args>
   void method(std::string name, Task<R> (T::*fn)(Args...)) {
-    T* self = static_cast<T*>(this);
-    methods_[std::move(name)] = [self, fn](Json args) -> Task<Json> {
-      return invoke(self, fn, std::move(args), std::index_sequence_for<Args...>{});
-    };
+    constexpr bool kArgsOk = (internal::kJsonReadable<std::decay_t<Args>> && ...);
+    constexpr bool kResultOk = std::is_void_v<R> || internal::kJsonWritable<R>;
+    static_assert(kArgsOk,
+                  "dobj: a parameter of this method has no JSON conversion: define "
+                  "to_json/from_json for its type, or NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE");
+    static_assert(kResultOk,
+                  "dobj: this method's result type has no JSON conversion: define "
+                  "to_json(Json&, const T&) for it, or NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE");
+    if constexpr (kArgsOk && kResultOk) {
+      T* self = static_cast<T*>(this);
+      methods_[std::move(name)] = [self, fn](Json args) -> Task<Json> {
+        return invoke(self, fn, std::move(args), std::index_sequence_for<Args...>{});
+      };
+    }
   }
 
   State& state() { return state_; }

@@ -40,10 +40,12 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -57,18 +59,130 @@ class ObjectStore;
 
 // One SQL value: NULL, INTEGER, REAL, TEXT or BLOB.
 using SqlValue = std::variant<std::nullptr_t, int64_t, double, std::string, Bytes>;
-using SqlRow = std::vector<SqlValue>;
+
+// "NULL", "INTEGER", "REAL", "TEXT" or "BLOB".
+const char* sql_type_name(const SqlValue& v);
+// The value as JSON: NULL null, numbers as numbers (a non-finite REAL as
+// null), TEXT a string, a BLOB an array of its bytes.
+Json to_json(const SqlValue& v);
+
+namespace internal {
+[[noreturn]] void throw_sql_column_error(const std::vector<std::string>* columns, size_t i,
+                                         const SqlValue& v, std::string_view wanted);
+template <typename T>
+struct IsOptional : std::false_type {};
+template <typename T>
+struct IsOptional<std::optional<T>> : std::true_type {};
+}  // namespace internal
+
+// One row of a result: its values in column order, read as a vector of
+// SqlValue (row[i], size(), range for) or typed, by index or column name:
+//
+//   int64_t n = row.get<int64_t>(0);
+//   std::optional<std::string> note = row.get<std::optional<std::string>>("note");
+//
+// get<T> takes integer types (from INTEGER, range-checked), double (REAL or
+// INTEGER), bool (INTEGER), std::string (TEXT), Bytes (BLOB), SqlValue (any),
+// Json (any, as to_json) and std::optional of those (NULL gives nullopt).
+// Anything else, and NULL read as a type that is not optional, throws
+// dobj::Error(kInvalidArgument) naming the column and the type it holds:
+//   column "note" (1) is NULL, not TEXT (read it as std::optional)
+class SqlRow {
+ public:
+  SqlRow() = default;
+  SqlRow(std::vector<SqlValue> values, std::shared_ptr<const std::vector<std::string>> columns)
+      : values_(std::move(values)), columns_(std::move(columns)) {}
+
+  size_t size() const { return values_.size(); }
+  bool empty() const { return values_.empty(); }
+  const SqlValue& operator[](size_t i) const { return values_[i]; }
+  auto begin() const { return values_.begin(); }
+  auto end() const { return values_.end(); }
+  const std::vector<SqlValue>& values() const { return values_; }
+
+  // Throws dobj::Error(kInvalidArgument) for an index or name out of range.
+  template <typename T>
+  T get(size_t i) const {
+    if (i >= values_.size()) {
+      throw Error(Code::kInvalidArgument, "no column " + std::to_string(i) + " in a row of " +
+                                              std::to_string(values_.size()));
+    }
+    return convert<T>(i);
+  }
+  template <typename T>
+  T get(std::string_view column) const {
+    return get<T>(index_of(column));
+  }
+  size_t index_of(std::string_view column) const;
+  // {"column": value, ...}, values as to_json.
+  Json to_json() const;
+
+ private:
+  template <typename T>
+  T convert(size_t i) const {
+    const SqlValue& v = values_[i];
+    if constexpr (internal::IsOptional<T>::value) {
+      if (std::holds_alternative<std::nullptr_t>(v)) return std::nullopt;
+      return convert<typename T::value_type>(i);
+    } else if constexpr (std::is_same_v<T, SqlValue>) {
+      return v;
+    } else if constexpr (std::is_same_v<T, Json>) {
+      return dobj::to_json(v);
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (const int64_t* x = std::get_if<int64_t>(&v)) return *x != 0;
+      internal::throw_sql_column_error(columns_.get(), i, v, "INTEGER");
+    } else if constexpr (std::is_integral_v<T>) {
+      if (const int64_t* x = std::get_if<int64_t>(&v)) {
+        if (std::in_range<T>(*x)) return static_cast<T>(*x);
+        internal::throw_sql_column_error(columns_.get(), i, v, "an integer that fits");
+      }
+      internal::throw_sql_column_error(columns_.get(), i, v, "INTEGER");
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (const double* x = std::get_if<double>(&v)) return static_cast<T>(*x);
+      if (const int64_t* x = std::get_if<int64_t>(&v)) return static_cast<T>(*x);
+      internal::throw_sql_column_error(columns_.get(), i, v, "REAL");
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      if (const std::string* x = std::get_if<std::string>(&v)) return *x;
+      internal::throw_sql_column_error(columns_.get(), i, v, "TEXT");
+    } else if constexpr (std::is_same_v<T, Bytes>) {
+      if (const Bytes* x = std::get_if<Bytes>(&v)) return *x;
+      internal::throw_sql_column_error(columns_.get(), i, v, "BLOB");
+    } else {
+      static_assert(internal::IsOptional<T>::value, "dobj: SqlRow::get<T> takes integers, "
+                    "double, bool, std::string, Bytes, SqlValue, Json or std::optional of them");
+    }
+  }
+
+  std::vector<SqlValue> values_;
+  std::shared_ptr<const std::vector<std::string>> columns_;
+};
 
 class SqlCursor {
  public:
-  const std::vector<std::string>& column_names() const { return columns_; }
+  const std::vector<std::string>& column_names() const;
   // Rows as arrays of values, in column order.
   const std::vector<SqlRow>& raw() const { return rows_; }
   // Rows as objects: column name → value.
   std::vector<std::map<std::string, SqlValue>> to_array() const;
+  // [{"column": value, ...}, ...], values as to_json.
+  Json to_json() const;
   // The only row; throws dobj::Error(kInvalidArgument) unless there is exactly one.
   const SqlRow& one() const;
+  // The only value of the only row, as row.get<T>(0) reads it:
+  //   int64_t n = sql.exec("SELECT count(*) FROM t").one<int64_t>();
+  // Throws dobj::Error(kInvalidArgument) unless there is exactly one row and
+  // one column.
+  template <typename T>
+  T one() const {
+    const SqlRow& row = one();
+    if (row.size() != 1) {
+      throw Error(Code::kInvalidArgument,
+                  "expected one column, got " + std::to_string(row.size()));
+    }
+    return row.get<T>(0);
+  }
   size_t size() const { return rows_.size(); }
+  bool empty() const { return rows_.empty(); }
   auto begin() const { return rows_.begin(); }
   auto end() const { return rows_.end(); }
   // Rows the query visited (rows returned, rows scanned by full-table scans,
@@ -78,7 +192,7 @@ class SqlCursor {
 
  private:
   friend class internal::ObjectStore;
-  std::vector<std::string> columns_;
+  std::shared_ptr<std::vector<std::string>> columns_;
   std::vector<SqlRow> rows_;
   int64_t rows_read_ = 0;
   int64_t rows_written_ = 0;

@@ -190,7 +190,7 @@ class ObjectStore {
   std::vector<TableInfo> admin_tables();
   struct AdminRows {
     std::vector<std::string> columns;
-    std::vector<SqlRow> rows;
+    std::vector<std::vector<SqlValue>> rows;
     bool truncated = false;  // more rows than max_rows
   };
   // One statement that only reads (the runtime's tables included); refused

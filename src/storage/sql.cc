@@ -2,20 +2,75 @@
 #include <strings.h>
 
 #include <array>
+#include <cmath>
 #include <chrono>
 
 #include "storage/object_store.h"
 
 namespace dobj {
 
+const char* sql_type_name(const SqlValue& v) {
+  static const char* kNames[] = {"NULL", "INTEGER", "REAL", "TEXT", "BLOB"};
+  return kNames[v.index()];
+}
+
+Json to_json(const SqlValue& v) {
+  if (const int64_t* x = std::get_if<int64_t>(&v)) return *x;
+  if (const double* x = std::get_if<double>(&v)) return std::isfinite(*x) ? Json(*x) : Json();
+  if (const std::string* x = std::get_if<std::string>(&v)) return *x;
+  if (const Bytes* x = std::get_if<Bytes>(&v)) return Json(std::vector<int>(x->begin(), x->end()));
+  return nullptr;
+}
+
+namespace internal {
+void throw_sql_column_error(const std::vector<std::string>* columns, size_t i, const SqlValue& v,
+                            std::string_view wanted) {
+  std::string name = columns && i < columns->size() ? "\"" + (*columns)[i] + "\" " : "";
+  std::string message = "column " + name + "(" + std::to_string(i) + ") is " +
+                        sql_type_name(v) + ", not " + std::string(wanted);
+  if (std::holds_alternative<std::nullptr_t>(v)) message += " (read it as std::optional)";
+  throw Error(Code::kInvalidArgument, message);
+}
+}  // namespace internal
+
+size_t SqlRow::index_of(std::string_view column) const {
+  if (columns_) {
+    for (size_t i = 0; i < columns_->size(); ++i) {
+      if ((*columns_)[i] == column) return i;
+    }
+  }
+  throw Error(Code::kInvalidArgument, "no column \"" + std::string(column) + "\" in the result");
+}
+
+Json SqlRow::to_json() const {
+  Json out = Json::object();
+  for (size_t i = 0; i < values_.size(); ++i) {
+    std::string name = columns_ && i < columns_->size() ? (*columns_)[i] : std::to_string(i);
+    out[name] = dobj::to_json(values_[i]);
+  }
+  return out;
+}
+
+const std::vector<std::string>& SqlCursor::column_names() const {
+  static const std::vector<std::string> kNone;
+  return columns_ ? *columns_ : kNone;
+}
+
 std::vector<std::map<std::string, SqlValue>> SqlCursor::to_array() const {
   std::vector<std::map<std::string, SqlValue>> out;
   out.reserve(rows_.size());
+  const auto& names = column_names();
   for (const auto& row : rows_) {
     std::map<std::string, SqlValue> obj;
-    for (size_t i = 0; i < columns_.size(); ++i) obj[columns_[i]] = row[i];
+    for (size_t i = 0; i < names.size() && i < row.size(); ++i) obj[names[i]] = row[i];
     out.push_back(std::move(obj));
   }
+  return out;
+}
+
+Json SqlCursor::to_json() const {
+  Json out = Json::array();
+  for (const auto& row : rows_) out.push_back(row.to_json());
   return out;
 }
 
@@ -352,22 +407,22 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
         authorizing_ = Authorize::kUser;
       }
       if (last) {
-        cursor.columns_.clear();
+        cursor.columns_ = std::make_shared<std::vector<std::string>>();
         int n = sqlite3_column_count(raw);
-        for (int i = 0; i < n; ++i) cursor.columns_.emplace_back(sqlite3_column_name(raw, i));
+        for (int i = 0; i < n; ++i) cursor.columns_->emplace_back(sqlite3_column_name(raw, i));
       }
       int rc;
       while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
         ++cursor.rows_read_;
         if (!last) continue;
-        SqlRow row;
+        std::vector<SqlValue> row;
         int n = sqlite3_column_count(raw);
         row.reserve(static_cast<size_t>(n));
         for (int i = 0; i < n; ++i) {
           row.push_back(column(raw, i));
           result_bytes += sizeof(SqlValue) + static_cast<size_t>(sqlite3_column_bytes(raw, i));
         }
-        cursor.rows_.push_back(std::move(row));
+        cursor.rows_.emplace_back(std::move(row), cursor.columns_);
         if (result_bytes > kMaxSqlResultBytes) {
           throw Error(Code::kInvalidArgument, "the result is larger than " +
                                                   std::to_string(kMaxSqlResultBytes >> 20) +
@@ -469,7 +524,7 @@ ObjectStore::AdminRows ObjectStore::admin_query(std::string_view query, size_t m
       out.truncated = true;
       break;
     }
-    SqlRow row;
+    std::vector<SqlValue> row;
     row.reserve(static_cast<size_t>(n));
     for (int i = 0; i < n; ++i) row.push_back(column(raw, i));
     out.rows.push_back(std::move(row));

@@ -153,6 +153,14 @@ const char* tag_name(char tag) {
   }
 }
 
+void throw_integer_out_of_range(std::string_view what, std::string_view value, size_t bytes,
+                                bool is_signed) {
+  throw Error(Code::kInvalidArgument,
+              std::string(what) + " the integer " + std::string(value) + " as " +
+                  (is_signed ? "int" : "uint") + std::to_string(bytes * 8) +
+                  "_t: it does not fit");
+}
+
 void throw_type_mismatch(char stored_tag, const char* wanted) {
   throw Error(Code::kInvalidArgument,
               std::string("stored value is ") + tag_name(stored_tag) + ", not " + wanted);

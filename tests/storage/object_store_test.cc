@@ -87,6 +87,43 @@ TEST_F(StoreTest, ReadingAsTheWrongTypeIsAClearError) {
   }
 }
 
+TEST_F(StoreTest, TextLiteralsAndStringViewsAreStoredAsStrings) {
+  s().put("literal", "v");
+  const char* pointer = "from a pointer";
+  s().put("pointer", pointer);
+  std::string backing = "a view";
+  s().put("view", std::string_view(backing));
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(s().get<std::string>("literal"), "v");
+  EXPECT_EQ(s().get<std::string>("pointer"), "from a pointer");
+  EXPECT_EQ(s().get<std::string>("view"), "a view");
+}
+
+// A value that does not fit the type asked for is an error, never a wrap.
+TEST_F(StoreTest, IntegersThatDoNotFitAreErrorsNotTruncations) {
+  s().put("big", int64_t{5'000'000'000});
+  s().put("negative", -1);
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(s().get<int64_t>("big"), 5'000'000'000);
+  auto message = [&](auto read) {
+    try {
+      read();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Code::kInvalidArgument);
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(message([&] { (void)s().get<int32_t>("big"); }),
+            "cannot read the integer 5000000000 as int32_t: it does not fit");
+  EXPECT_EQ(message([&] { (void)s().get<uint32_t>("negative"); }),
+            "cannot read the integer -1 as uint32_t: it does not fit");
+  EXPECT_EQ(s().get<int32_t>("negative"), -1);
+  EXPECT_EQ(message([&] { s().put("huge", uint64_t{1} << 63); }),
+            "cannot store the integer 9223372036854775808 as int64_t: it does not fit");
+  EXPECT_FALSE(s().get<int64_t>("huge").has_value());
+}
+
 TEST_F(StoreTest, ReadingAnObjectThatNeverWroteCreatesNoFile) {
   EXPECT_FALSE(s().get<int64_t>("x").has_value());
   EXPECT_TRUE(s().list<int64_t>().empty());

@@ -63,6 +63,57 @@ TEST_F(SqlTest, OneInsistsOnExactlyOneRow) {
   EXPECT_THROW((void)sql().exec("SELECT x FROM t").one(), Error);
 }
 
+TEST_F(SqlTest, RowsReadTypedByIndexAndNameWithNullAsOptional) {
+  sql().exec("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB, n INTEGER)");
+  sql().exec("INSERT INTO t(name, score, data, n) VALUES ('a', 1.5, x'0102', 5000000000)");
+  sql().exec("INSERT INTO t(name, score, data, n) VALUES (NULL, 2, NULL, -1)");
+  auto c = sql().exec("SELECT id, name, score, data, n FROM t ORDER BY id");
+  const SqlRow& a = c.raw()[0];
+  EXPECT_EQ(a.get<int64_t>("id"), 1);
+  EXPECT_EQ(a.get<std::string>(1), "a");
+  EXPECT_EQ(a.get<double>("score"), 1.5);
+  EXPECT_EQ(a.get<Bytes>("data"), (Bytes{1, 2}));
+  EXPECT_EQ(a.get<std::optional<std::string>>("name"), "a");
+  const SqlRow& b = c.raw()[1];
+  EXPECT_EQ(b.get<std::optional<std::string>>("name"), std::nullopt);
+  EXPECT_EQ(b.get<double>("score"), 2.0);  // stored as REAL 2.0
+  EXPECT_EQ(b.get<int32_t>("n"), -1);
+  EXPECT_EQ(a.to_json(), (Json{{"id", 1}, {"name", "a"}, {"score", 1.5}, {"data", {1, 2}},
+                               {"n", 5000000000}}));
+  EXPECT_EQ(c.to_json()[1]["name"], nullptr);
+  EXPECT_EQ(sql().exec("SELECT count(*) FROM t").one<int64_t>(), 2);
+  EXPECT_EQ(sql().exec("SELECT max(n) FROM t WHERE id > 5").one<std::optional<int64_t>>(),
+            std::nullopt);
+}
+
+// A wrong type, a NULL or a value out of range names the column and what it
+// holds, instead of std::get's "wrong index for variant".
+TEST_F(SqlTest, TypedReadsThatDoNotFitNameTheColumnAndItsType) {
+  sql().exec("CREATE TABLE t(name TEXT, n INTEGER)");
+  sql().exec("INSERT INTO t VALUES (NULL, 5000000000)");
+  auto row = sql().exec("SELECT name, n FROM t").one();
+  auto message = [](auto read) {
+    try {
+      read();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Code::kInvalidArgument);
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(message([&] { (void)row.get<std::string>("name"); }),
+            "column \"name\" (0) is NULL, not TEXT (read it as std::optional)");
+  EXPECT_EQ(message([&] { (void)row.get<std::string>("n"); }),
+            "column \"n\" (1) is INTEGER, not TEXT");
+  EXPECT_EQ(message([&] { (void)row.get<int32_t>("n"); }),
+            "column \"n\" (1) is INTEGER, not an integer that fits");
+  EXPECT_EQ(message([&] { (void)row.get<int64_t>("missing"); }),
+            "no column \"missing\" in the result");
+  EXPECT_EQ(message([&] { (void)row.get<int64_t>(2); }), "no column 2 in a row of 2");
+  EXPECT_EQ(message([&] { (void)sql().exec("SELECT name, n FROM t").one<int64_t>(); }),
+            "expected one column, got 2");
+}
+
 TEST_F(SqlTest, AQueryRunsEvenIfItsCursorIsNeverRead) {
   sql().exec("CREATE TABLE t(x)");
   (void)sql().exec("INSERT INTO t VALUES (1)");

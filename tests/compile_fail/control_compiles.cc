@@ -1,0 +1,25 @@
+// expect: ^$
+// The same shapes, done right, compile: the other files fail for the reason
+// their first line names, not for a mistake of their own.
+#include "dobj/object.h"
+
+struct Point {
+  int x, y;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Point, x, y)
+
+class Right : public dobj::DurableObject {
+ public:
+  Right(dobj::State& s, dobj::Env& e) : DurableObject(s, e) { method("where", &Right::where); }
+  dobj::Task<Point> where() { co_return Point{1, 2}; }
+  dobj::Task<void> alarm(dobj::AlarmInfo) override {
+    storage().put("ran", true);
+    storage().put("text", "a literal");
+    co_return;
+  }
+};
+
+dobj::Task<void> caller(dobj::Stub stub) {
+  Point p = co_await stub.call<Point>("where");
+  co_await stub.call("move", p);
+}
