@@ -21,7 +21,7 @@ class RateLimiter : public dobj::DurableObject {
       co_return dobj::Response::error(400, "limit must be a non-negative integer");
     }
     int64_t limit = *parsed;
-    int64_t now = now_ms();
+    int64_t now = state().now_ms();
     int64_t start = storage().get<int64_t>("window_start").value_or(0);
     int64_t calls = storage().get<int64_t>("calls").value_or(0);
     if (start == 0 || now - start >= kWindowMs) {

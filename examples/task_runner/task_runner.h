@@ -31,7 +31,7 @@ class TaskRunner : public dobj::DurableObject {
         co_return dobj::Response::error(
             400, "delay_ms must be at most " + std::to_string(kMaxDelayMs) + " (ten years)");
       }
-      int64_t at = now_ms() + *delay;
+      int64_t at = state().now_ms() + *delay;
       storage().put("delay_ms", *delay);
       storage().put("repeat", *repeat);
       storage().put("fail", *fail);
@@ -67,7 +67,8 @@ class TaskRunner : public dobj::DurableObject {
     int64_t fired = storage().get<int64_t>("fired").value_or(0) + 1;
     storage().put("fired", fired);
     if (fired < storage().get<int64_t>("repeat").value_or(1)) {
-      storage().set_alarm(now_ms() + storage().get<int64_t>("delay_ms").value_or(0));
+      auto delay = std::chrono::milliseconds(storage().get<int64_t>("delay_ms").value_or(0));
+      storage().set_alarm(delay);  // from now, by the runtime's clock
     }
     co_return;
   }

@@ -63,7 +63,7 @@ dobj::Task<Response> WebhookProcessor::fetch(dobj::Request req) {
       "?, ?)"
       " ON CONFLICT(id) DO NOTHING",
       e["id"].get<std::string>(), e["customer"].get<std::string>(), e["type"].get<std::string>(),
-      fail_times, backoff, now_ms());
+      fail_times, backoff, state().now_ms());
   schedule_next();
   co_return Response::text("Queued", 202);  // sent once the event and the alarm are durable
 }
@@ -82,7 +82,7 @@ void WebhookProcessor::schedule_next() {
 }
 
 dobj::Task<void> WebhookProcessor::alarm(dobj::AlarmInfo) {
-  int64_t now = now_ms();
+  int64_t now = state().now_ms();
   int64_t order =
       storage().sql().exec("SELECT coalesce(max(done_order), 0) FROM events").one<int64_t>();
   // Each customer's events in arrival order: handle the first pending one

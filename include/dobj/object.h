@@ -21,6 +21,7 @@
 // (ServerOptions::expose_exception_messages adds the message, for development).
 #pragma once
 
+#include <chrono>
 #include <cstdlib>
 #include <functional>
 #include <map>
@@ -158,6 +159,11 @@ class State {
   explicit State(internal::ObjectHost* host);
   const ObjectId& id() const;
   Storage& storage() { return storage_; }
+
+  // The runtime's clock: objects read time here, not from the system clock,
+  // so that a test's fake clock (and alarms) agree with them.
+  std::chrono::system_clock::time_point now() const;
+  int64_t now_ms() const;  // milliseconds since the Unix epoch
 
   // Starts fn now. Until the task it returns finishes, no other event is
   // delivered to this object. The returned task finishes with fn's; awaiting it

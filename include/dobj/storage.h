@@ -18,6 +18,7 @@
 // Lifetime: owned by the object's State; valid while the object instance lives.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -122,8 +123,21 @@ class Storage {
   // set_alarm throws dobj::Error(kInvalidArgument) for a time <= 0 or past
   // kMaxAlarmMs, or when the class has no alarm() handler; a time in the past
   // fires at once.
+  //
+  // set_alarm also takes a time point (rounded up to the millisecond) or a
+  // delay from now by the runtime's clock (State::now):
+  //   storage().set_alarm(30s);
   std::optional<int64_t> get_alarm();
   void set_alarm(int64_t epoch_ms);
+  template <typename Duration>
+  void set_alarm(std::chrono::time_point<std::chrono::system_clock, Duration> at) {
+    set_alarm(
+        std::chrono::ceil<std::chrono::milliseconds>(at.time_since_epoch()).count());
+  }
+  template <typename Rep, typename Period>
+  void set_alarm(std::chrono::duration<Rep, Period> delay) {
+    set_alarm(now_ms() + std::chrono::ceil<std::chrono::milliseconds>(delay).count());
+  }
   void delete_alarm();
 
   // Runs fn(Transaction&) atomically: if fn throws, or calls rollback(), none of
@@ -168,6 +182,7 @@ class Storage {
     for (auto& [k, v] : raw) out.emplace_back(std::move(k), internal::decode_value<T>(v));
     return out;
   }
+  int64_t now_ms();
   void begin_nested();
   void end_nested(bool commit);
   void abandon_nested();

@@ -16,6 +16,12 @@ State::State(internal::ObjectHost* host) : host_(host), storage_(&host->store())
 
 const ObjectId& State::id() const { return host_->id(); }
 
+int64_t State::now_ms() const { return host_->store().now_ms(); }
+
+std::chrono::system_clock::time_point State::now() const {
+  return std::chrono::system_clock::time_point(std::chrono::milliseconds(now_ms()));
+}
+
 void State::abort(std::string_view reason, AbortOptions options) {
   host_->abort(reason, options.retry_alarm);
 }

@@ -126,7 +126,8 @@ void ObjectHost::make_store() {
                &metrics_->storage,
                &shard_->runtime().catalog(),
                shard_->runtime().options().page_size,
-               shard_->runtime().options().cpu_limit};
+               shard_->runtime().options().cpu_limit,
+               [shard = shard_] { return shard->now_ms(); }};
   store_ = std::make_unique<ObjectStore>(env, ns_->object_dir(hex), NamespaceImpl::object_file(hex));
   store_->set_sync([this] { return sync(); });
   store_->set_identity(AlarmRecord{ns_->name(), hex, id_.name(), 0, 0});
@@ -308,8 +309,6 @@ void ObjectHost::start_event(Event event) {
   }
   if (event.alarm) {
     run->is_alarm = true;
-    ++metrics_->alarms_fired;
-    if (event.alarm->retry > 0) ++metrics_->alarm_retries;
     run->driver = drive_alarm(run, *event.alarm);
   } else if (event.socket_event) {
     if (event.socket_event->kind == SocketEvent::kMessage) ++metrics_->socket_messages;
@@ -417,11 +416,19 @@ Driver ObjectHost::drive_alarm(Run* run, Delivery::Alarm alarm) {
         metrics_->alarm_lateness.record((now - *at) * 1'000'000);
       }
       store_->set_running_alarm(*at);
+      // Counted here, where alarm() runs: a delivery that finds the alarm
+      // deleted or moved later runs nothing.
+      ++metrics_->alarms_fired;
+      if (alarm.retry > 0) ++metrics_->alarm_retries;
       bool ok = true;
       try {
         co_await instance_->alarm(AlarmInfo{alarm.retry, alarm.retry > 0});
       } catch (...) {
         ok = false;
+        log_warn(describe(*ns_, id_) + ": alarm() threw " + demangled_exception_type() + ": " +
+                 exception_message(std::current_exception()) + " (run " +
+                 std::to_string(alarm.retry + 1) + " of at most " +
+                 std::to_string(kMaxAlarmRetries + 1) + ")");
       }
       bool touched = store_->alarm_touched_in_handler();
       bool aborted_no_retry = !ok && drop_running_alarm_;

@@ -336,6 +336,13 @@ std::optional<int64_t> ObjectStore::get_alarm() {
   return stored_alarm();
 }
 
+int64_t ObjectStore::now_ms() const {
+  if (env_.now_ms) return env_.now_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 void ObjectStore::set_alarm(int64_t at_ms) {
   if (!env_.alarms_allowed) {
     throw Error(Code::kInvalidArgument, "set_alarm: this object class has no alarm() handler");

@@ -95,6 +95,9 @@ struct StoreEnv {
   // Longest one exec of the object's SQL may run before it is interrupted
   // (the CPU limit of a turn, made pre-emptive for SQL); 0: no limit.
   std::chrono::milliseconds sql_time_limit{0};
+  // The runtime's clock, milliseconds since the Unix epoch (State::now,
+  // set_alarm of a delay); null: the system clock.
+  std::function<int64_t()> now_ms = nullptr;
 };
 
 class ObjectStore {
@@ -124,6 +127,7 @@ class ObjectStore {
   // The alarm (one per object), a write like any other.
   std::optional<int64_t> get_alarm();
   void set_alarm(int64_t at_ms);
+  int64_t now_ms() const;
   void delete_alarm();
   // The runtime's side. Identity for the node's alarm index.
   void set_identity(AlarmRecord identity) { identity_ = std::move(identity); }

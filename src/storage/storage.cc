@@ -122,6 +122,8 @@ void Storage::set_alarm(int64_t epoch_ms) {
 
 void Storage::delete_alarm() { store_->delete_alarm(); }
 
+int64_t Storage::now_ms() { return store_->now_ms(); }
+
 void Storage::begin_nested() { store_->begin_nested(); }
 void Storage::end_nested(bool commit) { store_->end_nested(commit); }
 void Storage::abandon_nested() {

@@ -24,7 +24,8 @@ class AlarmsTest : public ::testing::Test {
     // Retries after 20, 40, 80 ... ms instead of 2, 4, 8 ... s.
     server_ = std::make_unique<ServerProcess>(
         DOBJ_EXAMPLES_BIN, dir_.path(),
-        std::vector<std::string>{"--alarm-backoff-scale", "0.01", "--idle-timeout-ms", "100"});
+        std::vector<std::string>{"--alarm-backoff-scale", "0.01", "--idle-timeout-ms", "100",
+                                 "--admin-token", "t"});
     ASSERT_TRUE(server_->start()) << server_->output();
   }
   Json json(const std::string& method, const std::string& target, const std::string& body = "") {
@@ -116,6 +117,11 @@ TEST_F(AlarmsTest, AnAlarmMovedLaterFiresAtTheLaterTimeAfterASigkill) {
   EXPECT_EQ(j["fired"], 1);
   std::this_thread::sleep_for(300ms);
   EXPECT_EQ(json("GET", "/tasks/mv")["fired"], 1);
+  // The wake-up at the earlier time ran no alarm(): the metric counts runs.
+  HttpClient admin(server_->port());
+  Json m = Json::parse(
+      admin.request("GET", "/_dobj/metrics", "", {{"Authorization", "Bearer t"}}).body);
+  EXPECT_EQ(m["namespaces"]["TASK_RUNNER"]["alarmsFired"], 1);
 }
 
 TEST_F(AlarmsTest, RetryCountsContinueAfterARestartAndStopAtSix) {

@@ -436,6 +436,25 @@ TEST_F(StoreTest, TheAlarmReadsBackThroughRollbacksAndReopens) {
   EXPECT_EQ(store_->get_alarm(), 7);
 }
 
+// A delay counts from the runtime's clock, not the system's: with a clock
+// in 1970 the alarm lands in 1970. A time point is rounded up to the ms.
+TEST_F(StoreTest, AlarmsTakeADelayByTheRuntimesClockOrATimePoint) {
+  int64_t fake_now = 1'000'000;
+  auto store = std::make_unique<ObjectStore>(
+      StoreEnv{.commits = &commits_, .open_dbs = &open_dbs_, .now_ms = [&] { return fake_now; }},
+      dir_.path() + "/ns/cd", "clocked.sqlite");
+  Storage storage(store.get());
+  using namespace std::chrono_literals;
+  storage.set_alarm(30s);
+  EXPECT_EQ(storage.get_alarm(), 1'030'000);
+  fake_now += 5;
+  storage.set_alarm(std::chrono::microseconds(1500));
+  EXPECT_EQ(storage.get_alarm(), 1'000'007);
+  storage.set_alarm(std::chrono::system_clock::time_point(std::chrono::microseconds(42'000'001)));
+  EXPECT_EQ(storage.get_alarm(), 42'001);
+  EXPECT_EQ(store->now_ms(), 1'000'005);
+}
+
 TEST_F(StoreTest, OpenDatabasesAreCapped) {
   std::vector<std::unique_ptr<ObjectStore>> stores;
   for (int i = 0; i < 20; ++i) {
