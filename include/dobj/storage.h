@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -35,7 +36,11 @@ namespace dobj {
 
 namespace internal {
 class ObjectStore;
-}
+template <typename T>
+inline constexpr bool kIsTask = false;
+template <typename T>
+inline constexpr bool kIsTask<Task<T>> = true;
+}  // namespace internal
 
 struct ListOptions {
   std::optional<std::string> start;        // first key, inclusive
@@ -142,8 +147,20 @@ class Storage {
 
   // Runs fn(Transaction&) atomically: if fn throws, or calls rollback(), none of
   // its writes happen; the exception propagates. Nested transactions nest.
+  //
+  // fn is synchronous, and must be: a transaction is one stretch of the
+  // object's code with no await inside, which is what makes it atomic
+  // without locks (no other event can run in the middle). A coroutine
+  // callback (one returning a Task) does not compile: it would return at its
+  // first co_await, commit half its writes, and leave its Transaction&
+  // dangling. To wait for something and then write atomically, await first,
+  // then open the transaction.
   template <typename F>
   auto transaction(F&& fn) {
+    static_assert(!internal::kIsTask<std::invoke_result_t<F&, Transaction&>>,
+                  "dobj: storage().transaction() takes a synchronous callback; a coroutine "
+                  "(returning Task) would commit at its first co_await. Await first, then "
+                  "open the transaction.");
     Transaction txn;
     begin_nested();
     try {

@@ -1,7 +1,7 @@
 // dobj: the operator's command line, a client of a server's admin plane.
 //
 //   dobj objects [--namespace NS] [--prefix P] [--sort bytes] [--all]
-//   dobj inspect NS OBJECT          OBJECT: a hex ID or name:<name>
+//   dobj inspect NS OBJECT          OBJECT: a hex ID, a name, or name:<name>
 //   dobj sql NS OBJECT "SELECT ..."
 //   dobj metrics [--namespace NS] [--prometheus]
 //   dobj advise
@@ -177,8 +177,27 @@ Progress progress_printer(const std::string& what) {
   };
 }
 
+// OBJECT as typed: a 64-digit lowercase hex ID, name:<name>, or a plain name
+// (a name that looks like an ID needs the name: prefix).
 std::string object_path(const std::string& ns, const std::string& object) {
-  return "/_dobj/objects/" + url_encode(ns) + "/" + url_encode(object);
+  bool is_id = object.size() == 64 && object.find_first_not_of("0123456789abcdef") ==
+                                          std::string::npos;
+  bool prefixed = object.rfind("name:", 0) == 0;
+  std::string ref = is_id || prefixed ? object : "name:" + object;
+  return "/_dobj/objects/" + url_encode(ns) + "/" + url_encode(ref);
+}
+
+// The database's pages in use, and (from the catalog, as `objects` shows it)
+// its bytes on disk with the WAL, which a write-ahead log keeps larger until
+// the next checkpoint.
+std::string storage_line(const Json& j) {
+  if (!j["exists"].get<bool>()) return "none";
+  std::string line = human_bytes(j["databaseBytes"].get<int64_t>()) + " in the database";
+  if (j.contains("bytes") && j["bytes"].is_number()) {
+    line += ", " + human_bytes(j["bytes"].get<int64_t>()) +
+            " on disk with its WAL (as `objects` lists)";
+  }
+  return line;
 }
 
 class Cli {
@@ -261,8 +280,7 @@ class Cli {
               << "id         " << safe(j["id"].get<std::string>()) << "\n"
               << "name       " << (j["name"].is_null() ? "-" : safe(j["name"].get<std::string>()))
               << "\n"
-              << "storage    " << (j["exists"].get<bool>() ? human_bytes(j["databaseBytes"].get<int64_t>()) : "none")
-              << "\n"
+              << "storage    " << storage_line(j) << "\n"
               << "alarm      " << human_time(j["alarm"]) << "\n"
               << "resident   " << (j["resident"].get<bool>() ? "yes" : "no") << "\n"
               << "sockets    " << j["sockets"].get<int64_t>() << "\n";
@@ -460,12 +478,12 @@ int main(int argc, char** argv) {
 
   auto* inspect = app.add_subcommand("inspect", "an object's keys, tables, alarm and state");
   inspect->add_option("namespace", ns, "binding")->required();
-  inspect->add_option("object", object, "hex ID, or name:<name>")->required();
+  inspect->add_option("object", object, "hex ID, a name, or name:<name> (for a name that looks like an ID)")->required();
   inspect->add_option("--keys", keys, "keys to show (0-1000)")->check(CLI::Range(0, 1000));
 
   auto* sql = app.add_subcommand("sql", "run a read-only SQL query on an object");
   sql->add_option("namespace", ns, "binding")->required();
-  sql->add_option("object", object, "hex ID, or name:<name>")->required();
+  sql->add_option("object", object, "hex ID, a name, or name:<name> (for a name that looks like an ID)")->required();
   sql->add_option("query", query, "one statement that only reads")->required();
 
   auto* metrics = app.add_subcommand("metrics", "per-namespace metrics");
@@ -476,19 +494,19 @@ int main(int argc, char** argv) {
 
   auto* exp = app.add_subcommand("export", "download an object's database (consistent copy)");
   exp->add_option("namespace", ns, "binding")->required();
-  exp->add_option("object", object, "hex ID, or name:<name>")->required();
+  exp->add_option("object", object, "hex ID, a name, or name:<name> (for a name that looks like an ID)")->required();
   exp->add_option("-o,--output", out, "file to write (default <name or id>.sqlite)");
 
   auto* imp = app.add_subcommand("import", "put a database file in place of an object's storage");
   imp->add_option("namespace", ns, "binding")->required();
-  imp->add_option("object", object, "hex ID, or name:<name>")->required();
+  imp->add_option("object", object, "hex ID, a name, or name:<name> (for a name that looks like an ID)")->required();
   imp->add_option("file", file, "a SQLite database (e.g. from dobj export)")->required()
       ->check(CLI::ExistingFile);
   imp->add_flag("--replace", replace, "replace an object that already has storage");
 
   auto* del = app.add_subcommand("delete", "delete an object and all its storage");
   del->add_option("namespace", ns, "binding")->required();
-  del->add_option("object", object, "hex ID, or name:<name>")->required();
+  del->add_option("object", object, "hex ID, a name, or name:<name> (for a name that looks like an ID)")->required();
   del->add_flag("--yes", yes, "confirm: the object's data is gone for good")->required();
 
   app.add_subcommand("mcp", "serve the admin plane as an MCP server on stdin/stdout");

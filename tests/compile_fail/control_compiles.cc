@@ -15,6 +15,8 @@ class Right : public dobj::DurableObject {
   dobj::Task<void> alarm(dobj::AlarmInfo) override {
     storage().put("ran", true);
     storage().put("text", "a literal");
+    co_await storage().sync();
+    storage().transaction([&](dobj::Transaction&) { storage().put("after", 1); });
     co_return;
   }
 };

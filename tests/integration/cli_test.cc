@@ -95,6 +95,10 @@ TEST_F(CliTest, ObjectsInspectSqlAndMetrics) {
   EXPECT_NE(inspect.out.find("greeting"), std::string::npos);
   EXPECT_NE(inspect.out.find("\"hello\""), std::string::npos);
   EXPECT_NE(inspect.out.find("_dobj_kv"), std::string::npos);
+  // A plain name works too.
+  CliRun plain = dobj("inspect KV alice");
+  ASSERT_EQ(plain.code, 0) << plain.out;
+  EXPECT_EQ(plain.out, inspect.out);
 
   CliRun sql = dobj("sql SQL name:reports \"SELECT a + 1 AS answer FROM t\"");
   ASSERT_EQ(sql.code, 0) << sql.out;
