@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <typeinfo>
 #include <type_traits>
 
 #include "dobj/http.h"
@@ -114,19 +115,27 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
+  // Binds class T under `binding`. Its methods in T::kMethods (object.h)
+  // are registered for typed calls. Env::ns<T>(binding) gives typed stubs.
   template <typename T>
   void bind(std::string binding) {
+    static_assert(std::is_base_of_v<DurableObject, T>, "dobj: bind<T> needs a DurableObject");
     // A class that does not override alarm() may not set one.
     constexpr bool kHasAlarm =
         !std::is_same_v<decltype(&T::alarm), Task<void> (DurableObject::*)(AlarmInfo)>;
     bind_factory(
         std::move(binding),
         [](State& s, Env& e) -> std::unique_ptr<DurableObject> {
-          return std::make_unique<T>(s, e);
+          auto object = std::make_unique<T>(s, e);
+          internal::MethodTable::register_all(*object);
+          return object;
         },
-        kHasAlarm);
+        kHasAlarm, &typeid(T));
   }
-  void bind_factory(std::string binding, ObjectFactory factory, bool has_alarm_handler = true);
+  // A binding made by hand (dynamic use): class_type, when given, lets
+  // Env::ns<T> check that the binding is of class T.
+  void bind_factory(std::string binding, ObjectFactory factory, bool has_alarm_handler = true,
+                    const std::type_info* class_type = nullptr);
   void worker(Worker worker);
 
   // Parses flags into options, starts, prints "listening on HOST:PORT", waits

@@ -29,13 +29,16 @@ void log(LogLevel level, std::string_view message) {
   (void)rc;
 }
 
-std::string demangled_exception_type() {
-  const std::type_info* type = abi::__cxa_current_exception_type();
-  if (!type) return "(none)";
+std::string demangled(const char* mangled_name) {
   int status = 0;
   std::unique_ptr<char, void (*)(void*)> name(
-      abi::__cxa_demangle(type->name(), nullptr, nullptr, &status), std::free);
-  return status == 0 && name ? std::string(name.get()) : std::string(type->name());
+      abi::__cxa_demangle(mangled_name, nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? std::string(name.get()) : std::string(mangled_name);
+}
+
+std::string demangled_exception_type() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  return type ? demangled(type->name()) : "(none)";
 }
 
 }  // namespace dobj::internal

@@ -15,8 +15,10 @@ inline void log_info(std::string_view m) { log(LogLevel::kInfo, m); }
 inline void log_warn(std::string_view m) { log(LogLevel::kWarn, m); }
 inline void log_error(std::string_view m) { log(LogLevel::kError, m); }
 
-// Inside a catch block: the caught exception's type, demangled
-// ("std::bad_variant_access").
+// A C++ type's name as written ("std::bad_variant_access") from
+// std::type_info::name().
+std::string demangled(const char* mangled_name);
+// Inside a catch block: the caught exception's type, demangled.
 std::string demangled_exception_type();
 
 }  // namespace dobj::internal

@@ -2,6 +2,7 @@
 // of the runtime.
 #include <optional>
 
+#include "base/log.h"
 #include "dobj/object.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
@@ -59,6 +60,17 @@ Namespace Env::ns(std::string_view binding) const {
 }
 
 const std::string& Namespace::name() const { return impl_->name(); }
+
+const std::type_info* Namespace::class_type() const { return impl_->class_type(); }
+
+void Env::check_class(const Namespace& ns, const std::type_info& wanted) const {
+  const std::type_info* bound = ns.class_type();
+  if (bound && *bound != wanted) {
+    throw Error(Code::kInvalidArgument, "the binding " + ns.name() + " holds " +
+                                            internal::demangled(bound->name()) + ", not " +
+                                            internal::demangled(wanted.name()));
+  }
+}
 ObjectId Namespace::id_from_name(std::string_view name) const {
   return impl_->ids().from_name(name);
 }

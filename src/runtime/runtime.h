@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 #include "dobj/object.h"
@@ -62,6 +63,9 @@ class NamespaceImpl {
   void count_unique_id() { unique_ids_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t unique_ids() const { return unique_ids_.load(std::memory_order_relaxed); }
   void set_has_alarm_handler(bool v) { has_alarm_handler_ = v; }
+  // The C++ class bound here (Server::bind<T>); null for a bare factory.
+  const std::type_info* class_type() const { return class_type_; }
+  void set_class_type(const std::type_info* t) { class_type_ = t; }
 
  private:
   Runtime* runtime_;
@@ -71,6 +75,7 @@ class NamespaceImpl {
   IdFactory ids_;
   std::string dir_;
   bool has_alarm_handler_ = true;
+  const std::type_info* class_type_ = nullptr;
   std::atomic<uint64_t> unique_ids_{0};
 };
 

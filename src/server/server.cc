@@ -25,6 +25,7 @@ namespace dobj {
 struct Server::Impl {
   std::map<std::string, ObjectFactory> bindings;
   std::set<std::string> without_alarm;
+  std::map<std::string, const std::type_info*> class_types;
   Worker worker;
   ServerOptions options;
   int lock_fd = -1;  // flock on <data>/LOCK: one server per data folder
@@ -36,8 +37,10 @@ struct Server::Impl {
 Server::Server() : impl_(std::make_unique<Impl>()) {}
 Server::~Server() { stop(); }
 
-void Server::bind_factory(std::string binding, ObjectFactory factory, bool has_alarm_handler) {
+void Server::bind_factory(std::string binding, ObjectFactory factory, bool has_alarm_handler,
+                          const std::type_info* class_type) {
   if (!has_alarm_handler) impl_->without_alarm.insert(binding);
+  impl_->class_types[binding] = class_type;
   impl_->bindings[std::move(binding)] = std::move(factory);
 }
 
@@ -67,6 +70,9 @@ Status Server::start(const ServerOptions& options) {
         std::make_unique<internal::Runtime>(options, impl_->bindings, impl_->worker, *secret);
     for (const auto& name : impl_->without_alarm) {
       impl_->runtime->find_namespace(name)->set_has_alarm_handler(false);
+    }
+    for (const auto& [name, type] : impl_->class_types) {
+      impl_->runtime->find_namespace(name)->set_class_type(type);
     }
     impl_->runtime->start();
   } catch (const Error& e) {

@@ -25,3 +25,15 @@ dobj::Task<void> caller(dobj::Stub stub) {
   Point p = co_await stub.call<Point>("where");
   co_await stub.call("move", p);
 }
+
+class Counter : public dobj::DurableObject {
+ public:
+  using DurableObject::DurableObject;
+  dobj::Task<int64_t> add(int64_t n) { co_return n; }
+  static constexpr auto kMethods = dobj::methods(dobj::Method{"add", &Counter::add});
+};
+
+dobj::Task<int64_t> typed(dobj::Env& env) {
+  auto counters = env.ns<Counter>("COUNTER");
+  co_return co_await counters.get(counters.id_from_name("c")).call(&Counter::add, 5);
+}
