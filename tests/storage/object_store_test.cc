@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "base/fs.h"
+#include "support/errors.h"
 #include "support/server_process.h"
 
 namespace dobj {
@@ -105,15 +106,7 @@ TEST_F(StoreTest, IntegersThatDoNotFitAreErrorsNotTruncations) {
   s().put("negative", -1);
   ASSERT_TRUE(store_->end_turn().is_ok());
   EXPECT_EQ(s().get<int64_t>("big"), 5'000'000'000);
-  auto message = [&](auto read) {
-    try {
-      read();
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), Code::kInvalidArgument);
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  auto message = [](auto read) { return test::invalid_argument_message(read); };
   EXPECT_EQ(message([&] { (void)s().get<int32_t>("big"); }),
             "cannot read the integer 5000000000 as int32_t: it does not fit");
   EXPECT_EQ(message([&] { (void)s().get<uint32_t>("negative"); }),

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include "storage/object_store.h"
+#include "support/errors.h"
 #include "support/server_process.h"
 
 namespace dobj::internal {
@@ -92,15 +93,7 @@ TEST_F(SqlTest, TypedReadsThatDoNotFitNameTheColumnAndItsType) {
   sql().exec("CREATE TABLE t(name TEXT, n INTEGER)");
   sql().exec("INSERT INTO t VALUES (NULL, 5000000000)");
   auto row = sql().exec("SELECT name, n FROM t").one();
-  auto message = [](auto read) {
-    try {
-      read();
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), Code::kInvalidArgument);
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  auto message = [](auto read) { return test::invalid_argument_message(read); };
   EXPECT_EQ(message([&] { (void)row.get<std::string>("name"); }),
             "column \"name\" (0) is NULL, not TEXT (read it as std::optional)");
   EXPECT_EQ(message([&] { (void)row.get<std::string>("n"); }),
