@@ -366,9 +366,6 @@ class DurableObject {
   virtual Task<void> websocket_close(WebSocket ws, int code, std::string reason, bool was_clean);
   virtual Task<void> websocket_error(WebSocket ws, std::string error);
 
-  // Runs a registered method for a typed call (the runtime calls this).
-  Task<Response> dispatch_call(std::string method, std::string args_json);
-
  protected:
   // Registers a method that stubs can call by name, usually in the
   // constructor: method("add", &Counter::add) for
@@ -397,6 +394,9 @@ class DurableObject {
   Env& env() { return env_; }
 
  private:
+  friend class internal::ObjectHost;  // runs dispatch_call
+  // Runs a registered method for a typed call.
+  Task<Response> dispatch_call(std::string method, std::string args_json);
   template <typename A>
   static A argument(const Json& args, size_t i) {
     try {

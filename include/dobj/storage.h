@@ -183,14 +183,15 @@ class Storage {
     return transaction([&](Transaction&) { return fn(); });
   }
 
-  // Raw access: values in their stored form (tag byte + payload).
+ private:
+  // Values in their stored form (tag byte + payload), for the typed calls
+  // above; the tag bytes are the codec's business, not the author's.
   std::optional<std::string> get_raw(std::string_view key);
   std::vector<std::pair<std::string, std::string>> get_raw(const std::vector<std::string>& keys);
   void put_raw(std::string_view key, std::string_view stored);
   void put_raw(const std::vector<std::pair<std::string, std::string>>& entries);
   std::vector<std::pair<std::string, std::string>> list_raw(const ListOptions& options);
 
- private:
   template <typename T>
   static std::vector<std::pair<std::string, T>> decode_all(
       std::vector<std::pair<std::string, std::string>> raw) {
