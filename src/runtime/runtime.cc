@@ -30,8 +30,9 @@ NamespaceImpl::NamespaceImpl(Runtime* runtime, size_t index, std::string name,
       dir_(runtime->options().data_dir + "/objects/" + name_) {}
 
 Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bindings,
-                 Worker worker, const Secret& secret)
+                 Worker worker, const Secret& secret, TimeSource* time)
     : options_(std::move(options)),
+      time_(time ? time : &system_time_),
       env_(this),
       worker_(std::move(worker)),
       blocking_(std::make_unique<boost::asio::thread_pool>(2)) {

@@ -19,6 +19,7 @@
 #include "runtime/alarm_scheduler.h"
 #include "runtime/metrics.h"
 #include "runtime/shard.h"
+#include "runtime/time_source.h"
 #include "storage/alarm_index.h"
 #include "storage/catalog.h"
 #include "storage/group_commit.h"
@@ -81,11 +82,14 @@ class NamespaceImpl {
 
 class Runtime {
  public:
+  // time: the wall clock of alarms and State::now (tests pass a FakeTime);
+  // null: the system clock. It must outlive the runtime.
   Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bindings, Worker worker,
-          const Secret& secret);
+          const Secret& secret, TimeSource* time = nullptr);
   ~Runtime();
 
   const ServerOptions& options() const { return options_; }
+  TimeSource& time() { return *time_; }
   Env& env() { return env_; }
   const Worker& worker() const { return worker_; }
   NamespaceImpl* find_namespace(std::string_view binding);
@@ -132,6 +136,8 @@ class Runtime {
 
  private:
   ServerOptions options_;
+  SystemTime system_time_;
+  TimeSource* time_;
   Env env_;
   Worker worker_;
   std::unique_ptr<Flusher> flusher_;

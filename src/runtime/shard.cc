@@ -5,6 +5,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <optional>
+
 #include "base/log.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
@@ -20,18 +22,31 @@ struct Shard::Loop {
   boost::asio::steady_timer sweep{io};
 };
 
-// The system clock, and a steady_timer for the scheduler's next alarm.
+// The runtime's time source, and a steady_timer for the scheduler's next
+// alarm; with a fake time, the timer is the fake time's moves instead.
 class Shard::Clock : public AlarmClock {
  public:
   // on_due: the next batch is already due (in a burst); the shard fires it
   // when the alarms it has taken so far have run.
-  Clock(boost::asio::io_context& io, std::function<void()> on_timer, std::function<void()> on_due)
-      : timer_(io), on_timer_(std::move(on_timer)), on_due_(std::move(on_due)) {}
-  int64_t now_ms() override {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
+  Clock(boost::asio::io_context& io, TimeSource& time, std::function<void()> on_timer,
+        std::function<void()> on_due)
+      : timer_(io), time_(time), on_timer_(std::move(on_timer)), on_due_(std::move(on_due)) {
+    if (time_.is_fake()) {
+      // Called on the thread that moved the time: hop onto the shard, where
+      // armed_at_ lives.
+      subscription_ = time_.subscribe([this, &io] {
+        boost::asio::post(io, [this] {
+          if (cancelled_ || !armed_at_ || *armed_at_ > now_ms()) return;
+          armed_at_.reset();
+          on_timer_();
+        });
+      });
+    }
   }
+  ~Clock() override {
+    if (time_.is_fake()) time_.unsubscribe(subscription_);
+  }
+  int64_t now_ms() override { return time_.now_ms(); }
   void arm(int64_t at_ms) override {
     int64_t delay = at_ms - now_ms();
     if (delay <= 0) {
@@ -39,6 +54,10 @@ class Shard::Clock : public AlarmClock {
       // a timerfd_settime per batch. A wait still armed for later then fires
       // once for nothing.
       if (!cancelled_) on_due_();
+      return;
+    }
+    if (time_.is_fake()) {
+      armed_at_ = at_ms;
       return;
     }
     // A far alarm wakes the scheduler once an hour, which arms again: a
@@ -57,6 +76,9 @@ class Shard::Clock : public AlarmClock {
  private:
   static constexpr int64_t kMaxTimerMs = 3'600'000;
   boost::asio::steady_timer timer_;
+  TimeSource& time_;
+  uint64_t subscription_ = 0;
+  std::optional<int64_t> armed_at_;  // fake time: when on_timer is due
   bool cancelled_ = false;
   std::function<void()> on_timer_;
   std::function<void()> on_due_;
@@ -75,7 +97,7 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
   metrics_.resize(runtime->namespaces().size());
   sockets_ = std::make_unique<SocketHub>(this, runtime->options().websocket_send_queue_bytes);
   alarm_clock_ = std::make_unique<Clock>(
-      loop_->io, [this] { alarms_->on_timer(); },
+      loop_->io, runtime->time(), [this] { alarms_->on_timer(); },
       [this] {
         alarms_due_ = true;
         pump_alarms_soon();

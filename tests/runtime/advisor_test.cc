@@ -170,11 +170,12 @@ void expect_complete(const std::vector<Json>& fs) {
 
 TEST(Advisor, HotObjectIsFound) {
   Server s;
-  // On a machine busy with other work one burst may not make the object hot
-  // enough: a few more are allowed.
+  // Hot by the share of its thread it keeps busy (30 ms turns, back to
+  // back), which a slow or loaded machine (ASan, CI) reaches as surely as a
+  // fast one; the 1,000 events/s criterion depends on the machine's speed.
   std::vector<Json> fs;
-  for (int burst = 0; burst < 4 && fs.empty(); ++burst) {
-    s.hammer("/HOT/singleton/count", 8, 1500ms);
+  for (int burst = 0; burst < 3 && fs.empty(); ++burst) {
+    s.hammer("/HOT/singleton/burn", 4, 1500ms);
     fs = s.findings("hot-object", "HOT");
   }
   ASSERT_EQ(fs.size(), 1u);

@@ -337,6 +337,7 @@ class Alarmed : public DurableObject {
     if (auto c = req.query("chain")) storage().put("chain", int64_t{std::stoi(*c)});
     if (auto a = req.query("abort")) storage().put("abort", int64_t{std::stoi(*a)});
     if (auto ms = req.query("set")) storage().set_alarm(epoch_ms() + std::stoi(*ms));
+    if (auto ms = req.query("in")) storage().set_alarm(std::chrono::milliseconds(std::stoi(*ms)));
     if (req.query("zero")) storage().set_alarm(0);
     if (req.query("txn")) {
       storage().transaction([&](Transaction& t) {
@@ -418,7 +419,7 @@ class Harness {
  public:
   // The node stays up after a failed flush (tests inject them); see
   // TheProcessExitsWhenAFlushFails for the default.
-  explicit Harness(ServerOptions o = {}) {
+  explicit Harness(ServerOptions o = {}, TimeSource* time = nullptr) {
     o.exit_on_flush_failure = false;
     o.data_dir = dir_.path();
     if (o.shards == 0) o.shards = 2;
@@ -440,7 +441,7 @@ class Harness {
     bindings["FAILING_SETUP"] = [](State& s, Env& e) {
       return std::make_unique<FailingSetUp>(s, e);
     };
-    runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret);
+    runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret, time);
     runtime_->find_namespace("PROBE")->set_has_alarm_handler(false);
     runtime_->start();
   }
@@ -828,6 +829,27 @@ class AlarmTest : public ::testing::Test {
   }
   Harness h_{options()};
 };
+
+// With a fake clock an alarm 30 s away fires when the test moves time past
+// it, at once, and not a millisecond before; the object reads the same time.
+TEST(FakeTimeAlarmTest, AlarmsFireWhenTheFakeClockPassesThem) {
+  FakeTime time(1'000'000'000);
+  Harness h({}, &time);
+  auto state = [&] { return Json::parse(h.send("ALARMED", "f", "GET", "/").get().body); };
+  Json set = Json::parse(h.send("ALARMED", "f", "GET", "/?in=30000").get().body);
+  EXPECT_EQ(set["alarm"], 1'000'030'000);
+  time.advance(29'999ms);
+  EXPECT_TRUE(state()["runs"].empty());  // a request queues behind a delivery: none came
+  time.advance(1ms);
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  Json j = state();
+  while (j["runs"].empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+    j = state();
+  }
+  ASSERT_EQ(j["runs"].size(), 1u);
+  EXPECT_TRUE(j["alarm"].is_null());
+}
 
 TEST_F(AlarmTest, AnAlarmFiresOnceAndIsNullInsideAndAfter) {
   EXPECT_FALSE(state("a", "?set=50")["alarm"].is_null());

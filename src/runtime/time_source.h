@@ -1,0 +1,78 @@
+// TimeSource: where the runtime reads the wall clock (alarms, State::now).
+//
+// The node uses the system clock. Tests and the test kit use FakeTime: time
+// stands still until the test moves it, and moving it fires the alarms that
+// became due, at once and without sleeping, so alarm tests are deterministic.
+// Only wall time is faked: idle eviction, CPU limits and network timeouts
+// keep their steady clock.
+//
+// Threads: now_ms() from any thread. FakeTime::set/advance from any thread
+// (the test's); each subscriber is called on that thread and must only post
+// to its shard.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+
+namespace dobj::internal {
+
+class TimeSource {
+ public:
+  virtual ~TimeSource() = default;
+  virtual int64_t now_ms() const = 0;  // milliseconds since the Unix epoch
+  // Calls on_change after every change of a fake time (never for the system
+  // clock, which needs real timers instead); returns a handle for unsubscribe.
+  virtual uint64_t subscribe(std::function<void()> on_change) = 0;
+  virtual void unsubscribe(uint64_t handle) = 0;
+  // Whether timers must wait for subscribe's calls instead of real time.
+  virtual bool is_fake() const = 0;
+};
+
+class SystemTime : public TimeSource {
+ public:
+  int64_t now_ms() const override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  uint64_t subscribe(std::function<void()>) override { return 0; }
+  void unsubscribe(uint64_t) override {}
+  bool is_fake() const override { return false; }
+};
+
+class FakeTime : public TimeSource {
+ public:
+  explicit FakeTime(int64_t start_ms) : now_(start_ms) {}
+  int64_t now_ms() const override { return now_.load(std::memory_order_acquire); }
+  // Moves time to at_ms (never backwards) and tells the subscribers.
+  void set(int64_t at_ms) {
+    int64_t now = now_.load(std::memory_order_acquire);
+    while (at_ms > now && !now_.compare_exchange_weak(now, at_ms)) {
+    }
+    std::lock_guard lock(mu_);
+    for (auto& [handle, fn] : subscribers_) fn();
+  }
+  void advance(std::chrono::milliseconds by) { set(now_ms() + by.count()); }
+  uint64_t subscribe(std::function<void()> on_change) override {
+    std::lock_guard lock(mu_);
+    subscribers_[++next_] = std::move(on_change);
+    return next_;
+  }
+  void unsubscribe(uint64_t handle) override {
+    std::lock_guard lock(mu_);
+    subscribers_.erase(handle);
+  }
+  bool is_fake() const override { return true; }
+
+ private:
+  std::atomic<int64_t> now_;
+  std::mutex mu_;
+  std::map<uint64_t, std::function<void()>> subscribers_;  // guarded by mu_
+  uint64_t next_ = 0;                                      // guarded by mu_
+};
+
+}  // namespace dobj::internal
