@@ -89,7 +89,7 @@ int run() {
   o.max_open_databases = kObjects;
   o.page_size = env_int("PAGE_SIZE", o.page_size);
   Secret secret{};
-  std::map<std::string, ObjectFactory> bindings;
+  internal::Bindings bindings;
   bindings["BURST"] = [](State& s, Env& e) { return std::make_unique<Burst>(s, e); };
   bindings["STEADY"] = [](State& s, Env& e) { return std::make_unique<Steady>(s, e); };
   Runtime rt(o, bindings, nullptr, secret);

@@ -57,7 +57,7 @@ void Calls(benchmark::State& state, bool same_shard, bool parallel) {
   o.shards = 2;
   o.durability = Durability::kOs;
   Secret secret{};
-  std::map<std::string, ObjectFactory> bindings;
+  internal::Bindings bindings;
   bindings["CALLEE"] = [](State& s, Env& e) { return std::make_unique<Callee>(s, e); };
   bindings["CALLER"] = [](State& s, Env& e) { return std::make_unique<Caller>(s, e); };
   Runtime rt(o, bindings, nullptr, secret);

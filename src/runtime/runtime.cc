@@ -20,16 +20,18 @@
 
 namespace dobj::internal {
 
-NamespaceImpl::NamespaceImpl(Runtime* runtime, size_t index, std::string name,
-                             ObjectFactory factory, const Secret& secret)
+NamespaceImpl::NamespaceImpl(Runtime* runtime, size_t index, std::string name, Binding binding,
+                             const Secret& secret)
     : runtime_(runtime),
       index_(index),
       name_(std::move(name)),
-      factory_(std::move(factory)),
+      factory_(std::move(binding.factory)),
       ids_(secret, name_),
-      dir_(runtime->options().data_dir + "/objects/" + name_) {}
+      dir_(runtime->options().data_dir + "/objects/" + name_),
+      has_alarm_handler_(binding.has_alarm_handler),
+      class_type_(binding.class_type) {}
 
-Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bindings,
+Runtime::Runtime(ServerOptions options, Bindings bindings,
                  Worker worker, const Secret& secret, TimeSource* time)
     : options_(std::move(options)),
       time_(time ? time : &system_time_),
@@ -91,9 +93,9 @@ Runtime::Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bin
       }
     });
   }
-  for (auto& [name, factory] : bindings) {
+  for (auto& [name, binding] : bindings) {
     namespaces_.push_back(std::make_unique<NamespaceImpl>(this, namespaces_.size(), name,
-                                                          std::move(factory), secret));
+                                                          std::move(binding), secret));
   }
   for (int i = 0; i < shard_count; ++i) {
     shards_.push_back(

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <typeinfo>
 #include <vector>
 
@@ -32,6 +33,24 @@ namespace dobj::internal {
 
 class Runtime;
 
+// One binding as the runtime takes it, in one piece: how to build its
+// objects, and what it must know of their class. A bare factory converts
+// (an alarm handler assumed, no class recorded).
+struct Binding {
+  Binding() = default;
+  template <typename F>
+    requires std::is_constructible_v<ObjectFactory, F>
+  Binding(F&& f) : factory(std::forward<F>(f)) {}  // NOLINT: implicit on purpose
+  Binding(ObjectFactory f, bool has_alarm, const std::type_info* type)
+      : factory(std::move(f)), has_alarm_handler(has_alarm), class_type(type) {}
+  ObjectFactory factory;
+  // false: the class does not override alarm(), so its objects may not set one.
+  bool has_alarm_handler = true;
+  // The C++ class (Server::bind<T>), for Env::ns<T>'s check; null: unknown.
+  const std::type_info* class_type = nullptr;
+};
+using Bindings = std::map<std::string, Binding>;
+
 // The node's client connections (HTTP and WebSocket), for the cap and the
 // metrics. Any thread.
 struct ConnectionCounts {
@@ -44,7 +63,7 @@ inline constexpr int kExitFlushFailed = 74;
 
 class NamespaceImpl {
  public:
-  NamespaceImpl(Runtime* runtime, size_t index, std::string name, ObjectFactory factory,
+  NamespaceImpl(Runtime* runtime, size_t index, std::string name, Binding binding,
                 const Secret& secret);
   const std::string& name() const { return name_; }
   size_t index() const { return index_; }  // in Runtime::namespaces()
@@ -63,10 +82,8 @@ class NamespaceImpl {
   // IDs minted by new_unique_id (any thread).
   void count_unique_id() { unique_ids_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t unique_ids() const { return unique_ids_.load(std::memory_order_relaxed); }
-  void set_has_alarm_handler(bool v) { has_alarm_handler_ = v; }
   // The C++ class bound here (Server::bind<T>); null for a bare factory.
   const std::type_info* class_type() const { return class_type_; }
-  void set_class_type(const std::type_info* t) { class_type_ = t; }
 
  private:
   Runtime* runtime_;
@@ -75,8 +92,8 @@ class NamespaceImpl {
   ObjectFactory factory_;
   IdFactory ids_;
   std::string dir_;
-  bool has_alarm_handler_ = true;
-  const std::type_info* class_type_ = nullptr;
+  const bool has_alarm_handler_;
+  const std::type_info* const class_type_;
   std::atomic<uint64_t> unique_ids_{0};
 };
 
@@ -84,7 +101,7 @@ class Runtime {
  public:
   // time: the wall clock of alarms and State::now (tests pass a FakeTime);
   // null: the system clock. It must outlive the runtime.
-  Runtime(ServerOptions options, std::map<std::string, ObjectFactory> bindings, Worker worker,
+  Runtime(ServerOptions options, Bindings bindings, Worker worker,
           const Secret& secret, TimeSource* time = nullptr);
   ~Runtime();
 

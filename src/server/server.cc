@@ -23,9 +23,7 @@
 namespace dobj {
 
 struct Server::Impl {
-  std::map<std::string, ObjectFactory> bindings;
-  std::set<std::string> without_alarm;
-  std::map<std::string, const std::type_info*> class_types;
+  internal::Bindings bindings;
   Worker worker;
   ServerOptions options;
   int lock_fd = -1;  // flock on <data>/LOCK: one server per data folder
@@ -39,9 +37,8 @@ Server::~Server() { stop(); }
 
 void Server::bind_factory(std::string binding, ObjectFactory factory, bool has_alarm_handler,
                           const std::type_info* class_type) {
-  if (!has_alarm_handler) impl_->without_alarm.insert(binding);
-  impl_->class_types[binding] = class_type;
-  impl_->bindings[std::move(binding)] = std::move(factory);
+  impl_->bindings[std::move(binding)] =
+      internal::Binding(std::move(factory), has_alarm_handler, class_type);
 }
 
 void Server::worker(Worker worker) { impl_->worker = std::move(worker); }
@@ -68,12 +65,6 @@ Status Server::start(const ServerOptions& options) {
   try {
     impl_->runtime =
         std::make_unique<internal::Runtime>(options, impl_->bindings, impl_->worker, *secret);
-    for (const auto& name : impl_->without_alarm) {
-      impl_->runtime->find_namespace(name)->set_has_alarm_handler(false);
-    }
-    for (const auto& [name, type] : impl_->class_types) {
-      impl_->runtime->find_namespace(name)->set_class_type(type);
-    }
     impl_->runtime->start();
   } catch (const Error& e) {
     impl_->runtime.reset();

@@ -591,13 +591,15 @@ TEST_F(ExamplesTest, ChatPageWorksInHeadlessChromium) {
   HttpResponse page = call("GET", "/");
   EXPECT_EQ(page.status, 200);
   EXPECT_EQ(page.header("content-type").value_or("").rfind("text/html", 0), 0u);
-  WsClient listener(port(), "/room/browser/websocket");
+  // Chromium takes seconds to start on a loaded machine (CI runs the ASan
+  // build beside it): the listener waits up to a minute for the message.
+  WsClient listener(port(), "/room/browser/websocket", std::chrono::seconds(60));
   ASSERT_TRUE(listener.connected());
   std::optional<std::string> dom;
   std::thread browser([&] {
     dom = chromium_dom("http://127.0.0.1:" + std::to_string(port()) +
                            "/?room=browser&name=robot&say=hello",
-                       3000);
+                       5000);
   });
   auto heard = listener.next_message();
   browser.join();

@@ -111,8 +111,8 @@ Task<Response> worker(Request req, Env& env) {
   co_return co_await ns.get(id).fetch(std::move(req));
 }
 
-std::map<std::string, ObjectFactory> probes() {
-  std::map<std::string, ObjectFactory> bindings;
+internal::Bindings probes() {
+  internal::Bindings bindings;
   for (const char* b : {"HOT", "KV", "ONCE", "CPU", "SOCK", "IDLE", "ALARM"}) {
     bindings[b] = [](State& s, Env& e) { return std::make_unique<Probe>(s, e); };
   }

@@ -424,8 +424,9 @@ class Harness {
     o.data_dir = dir_.path();
     if (o.shards == 0) o.shards = 2;
     Secret secret{};
-    std::map<std::string, ObjectFactory> bindings;
-    bindings["PROBE"] = [](State& s, Env& e) { return std::make_unique<Probe>(s, e); };
+    internal::Bindings bindings;
+    bindings["PROBE"] = Binding([](State& s, Env& e) { return std::make_unique<Probe>(s, e); },
+                                /*has_alarm=*/false, nullptr);
     bindings["SLOW_START"] = [](State& s, Env& e) { return std::make_unique<SlowStart>(s, e); };
     bindings["SYNCER"] = [](State& s, Env& e) { return std::make_unique<Syncer>(s, e); };
     bindings["CALLER"] = [](State& s, Env& e) { return std::make_unique<Caller>(s, e); };
@@ -442,7 +443,6 @@ class Harness {
       return std::make_unique<FailingSetUp>(s, e);
     };
     runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret, time);
-    runtime_->find_namespace("PROBE")->set_has_alarm_handler(false);
     runtime_->start();
   }
   ~Harness() { runtime_->stop(5s); }
@@ -591,7 +591,7 @@ void write_with_a_failing_flush(const std::string& data_dir) {
   ServerOptions o;  // exit_on_flush_failure: true by default
   o.data_dir = data_dir;
   o.shards = 1;
-  std::map<std::string, ObjectFactory> bindings;
+  internal::Bindings bindings;
   bindings["SYNCER"] = [](State& s, Env& e) { return std::make_unique<Syncer>(s, e); };
   Runtime runtime(o, bindings, nullptr, Secret{});
   runtime.start();

@@ -146,9 +146,11 @@ class Room : public DurableObject {
 class Server : public test::InProcessServer {
  public:
   explicit Server(ServerOptions o = {})
-      : InProcessServer(
-            o, {{"ROOM", [](State& s, Env& e) { return std::make_unique<Room>(s, e); }}}, nullptr,
-            [](Runtime& r) { r.find_namespace("ROOM")->set_has_alarm_handler(false); }) {}
+      : InProcessServer(o, {{"ROOM", internal::Binding(
+                                         [](State& s, Env& e) {
+                                           return std::make_unique<Room>(s, e);
+                                         },
+                                         /*has_alarm=*/false, nullptr)}}) {}
 };
 
 ServerOptions short_idle() {

@@ -24,7 +24,7 @@ class InProcessServer {
   // Options are completed with the data folder, port 0, two shards and a node
   // that stays up after a failed flush;
   // configure runs on the runtime before it starts.
-  InProcessServer(ServerOptions o, std::map<std::string, ObjectFactory> bindings,
+  InProcessServer(ServerOptions o, internal::Bindings bindings,
                   Worker worker = nullptr,
                   const std::function<void(internal::Runtime&)>& configure = nullptr) {
     o.data_dir = dir_.path();
