@@ -3,13 +3,18 @@
 // A namespace (binding) is a C++ class deriving from DurableObject. For each ID
 // at most one instance is live; all its events run on one shard thread, one
 // turn at a time, so object code needs no locks. While a handler awaits
-// something other than storage (a stub call, block_concurrency_while's
-// callback, a timer), another event of the same object may start, as in
-// JavaScript.
+// something outside the object (a stub call, an outgoing fetch, a timer),
+// another event of the same object may start, as in JavaScript; awaiting
+// storage().sync() lets none start, and neither does anything awaited inside
+// state().block_concurrency_while, which holds every other event until its
+// callback finishes.
 //
 // Lifecycle: the runtime constructs the object (State&, Env&) on its first
-// event, and destroys it after an idle timeout, under memory pressure, or when
-// it is reset (an uncaught failure of a commit, block_concurrency_while). Its
+// event, and destroys it when it has been idle for ServerOptions::idle_timeout
+// (and holds no socket it keeps itself), or when it is reset (an uncaught
+// failure of a commit, abort, the CPU limit, a block_concurrency_while that
+// throws or times out). There is no eviction under memory pressure: the
+// open-database cap closes idle database connections, not instances. Its
 // storage persists; in-memory members do not. The constructor is synchronous;
 // asynchronous set-up goes through state().block_concurrency_while.
 //

@@ -100,7 +100,8 @@ std::vector<Finding> advise(const MetricsSnapshot& s, const std::vector<double>&
     if (m.turn_time.count() >= t.cpu_min_turns &&
         m.turn_time.percentile_ms(0.95) > t.cpu_p95_ms) {
       add("high-cpu", "warning", ns, "", "Handlers of " + ns + " hold their thread",
-          "turn time p95 " + num(m.turn_time.percentile_ms(0.95), 1) + " ms, p99 " +
+          "turn time (wall clock: CPU and blocking alike) p95 " +
+              num(m.turn_time.percentile_ms(0.95), 1) + " ms, p99 " +
               num(m.turn_time.percentile_ms(0.99), 1) + " ms over " +
               std::to_string(m.turn_time.count()) + " turns",
           "While a turn runs, no other event of the object and no other object of its shard "

@@ -149,7 +149,8 @@ void Runtime::start() {
   }
 }
 
-void Runtime::stop(std::chrono::milliseconds timeout) {
+bool Runtime::stop(std::chrono::milliseconds timeout) {
+  bool clean = true;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   blocking_->join();  // what it runs answers through the shards, still running
   for (;;) {
@@ -158,6 +159,7 @@ void Runtime::stop(std::chrono::milliseconds timeout) {
     if (all) break;
     if (std::chrono::steady_clock::now() > deadline) {
       log_warn("stop: objects still busy after the stop timeout; stopping anyway");
+      clean = false;
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -181,6 +183,7 @@ void Runtime::stop(std::chrono::milliseconds timeout) {
   admin_shard_->join();
   if (flusher_) flusher_->stop();
   catalog_.stop();
+  return clean;
 }
 
 std::future<Response> Runtime::send_to_object(NamespaceImpl* ns, const ObjectId& id,

@@ -149,7 +149,10 @@ class Runtime {
   void start();
   // Waits until no shard has work in flight (or the timeout passes), flushes
   // every commit, stops the loops and joins them.
-  void stop(std::chrono::milliseconds timeout);
+  // Returns false when objects were still busy at the timeout: they were
+  // dropped, their unanswered requests with them (acknowledged writes are
+  // flushed either way).
+  bool stop(std::chrono::milliseconds timeout);
 
  private:
   ServerOptions options_;

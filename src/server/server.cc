@@ -30,6 +30,7 @@ struct Server::Impl {
   // Destroyed in reverse: the HTTP server before the runtime whose loops it uses.
   std::unique_ptr<internal::Runtime> runtime;
   std::unique_ptr<internal::HttpServer> http;
+  bool stop_timed_out = false;  // the last stop dropped busy objects
 };
 
 Server::Server() : impl_(std::make_unique<Impl>()) {}
@@ -85,7 +86,7 @@ int Server::admin_port() const { return impl_->http ? impl_->http->admin_port() 
 void Server::stop() {
   if (impl_->runtime) {
     if (impl_->http) impl_->http->stop(impl_->options.stop_timeout);
-    impl_->runtime->stop(impl_->options.stop_timeout);
+    impl_->stop_timed_out = !impl_->runtime->stop(impl_->options.stop_timeout);
     impl_->http.reset();
     impl_->runtime.reset();
   }
@@ -228,7 +229,11 @@ int Server::run(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   internal::log_info(std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
   stop();
-  internal::log_info("stopped; every acknowledged write is flushed");
+  internal::log_info(impl_->stop_timed_out
+                         ? "stopped after the stop timeout: objects still busy were dropped "
+                           "without answering; every acknowledged write is flushed"
+                         : "stopped; every request answered and every acknowledged write "
+                           "flushed");
   return 0;
 }
 

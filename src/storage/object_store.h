@@ -2,8 +2,11 @@
 // per-turn write batch.
 //
 // File: <data>/objects/<namespace>/<first two hex digits>/<id>.sqlite, WAL mode,
-// exclusive locking (one connection per file, no shared-memory index), created
-// on the first write only, so reading an object that never wrote makes no file.
+// exclusive locking (one connection per file, no shared-memory index). The
+// file is created by the first write of a turn (ensure_open(create)), with
+// its folder if that is new; the first commit's flush syncs the folder
+// entries too. Reading an object that never wrote makes no file. An import
+// (replace_files) puts a file in place whole.
 //
 // Batching: the first write of a turn opens a SQLite transaction; end_turn()
 // commits it and registers the commit with the shard's GroupCommit. Nested
@@ -179,7 +182,7 @@ class ObjectStore {
   void close_connection();
   const std::string& path() const { return path_; }
 
-  // The operator's reads (object_admin.cc), run between the object's turns.
+  // The operator's reads (sql.cc), run between the object's turns.
   // Whether the database file exists (opening it if so).
   bool has_file() { return ensure_open(false); }
   // Keys after `after` in order, at most limit of them, with stored values.

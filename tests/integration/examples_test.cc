@@ -137,6 +137,10 @@ TEST_F(ExamplesTest, SigtermFinishesInFlightWorkAndExitsCleanly) {
   IncrementLoad load(port(), "term", 4);
   load.wait_for_acks(100);
   EXPECT_EQ(server_->stop(SIGTERM), 0) << server_->output();
+  EXPECT_NE(server_->output().find("stopped; every request answered and every acknowledged "
+                                   "write flushed"),
+            std::string::npos)
+      << server_->output();
   load.stop();
   start();
   EXPECT_GE(std::stoi(call("GET", "/counter/term").body), load.acked());

@@ -445,7 +445,14 @@ class Harness {
     runtime_ = std::make_unique<Runtime>(o, bindings, nullptr, secret, time);
     runtime_->start();
   }
-  ~Harness() { runtime_->stop(5s); }
+  ~Harness() {
+    if (!stopped_) runtime_->stop(5s);
+  }
+  // Stops now; returns Runtime::stop's answer (false: it timed out).
+  bool stop(std::chrono::milliseconds timeout) {
+    stopped_ = true;
+    return runtime_->stop(timeout);
+  }
 
   std::future<Response> send(const std::string& binding, const std::string& name,
                              const std::string& method, const std::string& target = "/") {
@@ -463,6 +470,7 @@ class Harness {
   Runtime& runtime() { return *runtime_; }
 
  private:
+  bool stopped_ = false;
   test::TempDir dir_;
   std::unique_ptr<Runtime> runtime_;
 };
@@ -490,6 +498,18 @@ TEST(Runtime, AnotherEventRunsWhileAHandlerAwaitsATimer) {
 // A handler's unexpected exception is a bug: the operator reads it in the log
 // (object, type, message), the client gets a generic 500 whose incident
 // number matches the log line, and never the exception's text.
+// A stop waits for busy objects up to its timeout and says whether they all
+// finished: the server's last log line depends on it.
+TEST(Runtime, AStopSaysWhetherItTimedOut) {
+  Harness busy;
+  auto slow = busy.send("ADDER", "s", "GET", "/?t=slowcall");  // 300 ms in a call
+  std::this_thread::sleep_for(50ms);                            // under way
+  EXPECT_FALSE(busy.stop(20ms));
+  Harness idle;
+  EXPECT_EQ(idle.send("ADDER", "a", "GET", "/?t=add").get().body, "42");
+  EXPECT_TRUE(idle.stop(5s));
+}
+
 TEST(Runtime, AnExceptionFailsTheEventButDoesNotResetTheObject) {
   Harness h;
   int before = g_constructions;
