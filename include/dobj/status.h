@@ -1,14 +1,28 @@
-// Status, Result<T> and Error: how dobj reports expected failures.
+// Status, Result<T> and Error: how dobj reports what did not work.
 //
 // A Status is a small fixed code plus a message. Each code maps to exactly one
 // HTTP status (http_status_for, in one place), so an error raised deep in the
 // storage layer reaches a client with the right status and a clear message.
 //
-// Inside object code, storage calls report bad input (a key too long, a batch
-// too large, a value of the wrong type) by throwing dobj::Error, the way the
-// Durable Objects storage API throws; the runtime catches it at the object
-// boundary and answers with the mapped status and a JSON body
-// {"error": message}. Functions outside object code return Status or Result<T>.
+// The one rule, for every call of the API:
+//  1. Absence is std::optional: a key not stored (get), no alarm (get_alarm),
+//     a header or query parameter not sent. Not an error.
+//  2. Parsing text that came from outside returns Result<T>: an ID string
+//     (id_from_string), JSON (parse_json). A refusal there is an everyday
+//     outcome the caller must handle, and [[nodiscard]] reminds them.
+//  3. Everything else that fails throws dobj::Error with its Code: arguments
+//     the object's own code got wrong (a key over the limit, a value read as
+//     another type, an alarm time out of range: kInvalidArgument) and
+//     failures of the runtime (kReset, kOverloaded, kStorageFull,
+//     kUnavailable), as the Durable Objects API throws. Object code rarely
+//     catches them: the runtime answers an uncaught one with the mapped status
+//     and {"error": message}. The one exception is an HTTP answer:
+//     Stub::fetch returns the runtime's failures as a Response with the mapped
+//     status, as any HTTP client sees them; Stub::call throws them.
+//  4. Any other exception is a bug: logged with the object, answered 500
+//     {"error": "internal error", "incident": N}.
+//  5. Outside object code (embedding: Server::start) calls return Status or
+//     Result<T> and throw nothing.
 #pragma once
 
 #include <stdexcept>
