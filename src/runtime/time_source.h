@@ -18,6 +18,8 @@
 #include <map>
 #include <mutex>
 
+#include "base/clock.h"
+
 namespace dobj::internal {
 
 class TimeSource {
@@ -34,11 +36,7 @@ class TimeSource {
 
 class SystemTime : public TimeSource {
  public:
-  int64_t now_ms() const override {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  }
+  int64_t now_ms() const override { return system_now_ms(); }
   uint64_t subscribe(std::function<void()>) override { return 0; }
   void unsubscribe(uint64_t) override {}
   bool is_fake() const override { return false; }

@@ -5,18 +5,13 @@
 #include <chrono>
 #include <filesystem>
 
+#include "base/clock.h"
 #include "base/hex.h"
 #include "base/log.h"
 
 namespace dobj::internal {
 
 namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Bytes on disk of a database and its WAL; nullopt if the database is gone.
 std::optional<int64_t> file_bytes(const std::string& path, int64_t* mtime_ms = nullptr) {
@@ -198,7 +193,7 @@ Status Catalog::set_clean(bool clean) {
 Status Catalog::record_created(const CatalogEntry& e) {
   std::lock_guard lock(write_mu_);
   auto added =
-      insert_object(write_db_, e.ns, e.id, e.name, 0, e.created_ms ? e.created_ms : now_ms());
+      insert_object(write_db_, e.ns, e.id, e.name, 0, e.created_ms ? e.created_ms : system_now_ms());
   if (!added) return added.status();
   if (*added) {
     std::lock_guard q(queue_mu_);
@@ -211,7 +206,7 @@ Status Catalog::record_created(const CatalogEntry& e) {
 
 void Catalog::created(CatalogTouch t) {
   t.created = true;
-  if (t.active_ms == 0) t.active_ms = now_ms();
+  if (t.active_ms == 0) t.active_ms = system_now_ms();
   std::lock_guard lock(queue_mu_);
   queue_.push_back(std::move(t));
   if (!created_pending_) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "base/clock.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "storage/vfs.h"
@@ -91,10 +92,8 @@ bool DbCache::rather(const ObjectStore* a, const ObjectStore* b, int64_t soon) {
 
 void DbCache::enforce(ObjectStore* keep) {
   if (open_.size() <= capacity_) return;
-  int64_t soon = std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::system_clock::now().time_since_epoch())
-                     .count() +
-                 kAlarmSoonMs;
+  // Alarm times are in the runtime's clock, which every store of a shard shares.
+  int64_t soon = open_.front()->now_ms() + kAlarmSoonMs;
   while (open_.size() > capacity_) {
     ObjectStore* victim = nullptr;
     for (int i = 0; i < kSample; ++i) {
@@ -336,12 +335,7 @@ std::optional<int64_t> ObjectStore::get_alarm() {
   return stored_alarm();
 }
 
-int64_t ObjectStore::now_ms() const {
-  if (env_.now_ms) return env_.now_ms();
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t ObjectStore::now_ms() const { return env_.now_ms ? env_.now_ms() : system_now_ms(); }
 
 void ObjectStore::set_alarm(int64_t at_ms) {
   if (!env_.alarms_allowed) {
