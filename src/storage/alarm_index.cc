@@ -102,7 +102,6 @@ std::string AlarmIndex::journal_path() const {
 
 Status AlarmIndex::open(const std::string& path, bool background) {
   std::scoped_lock lock(db_mu_, mu_);
-  path_ = path;
   std::filesystem::path p(path);
   dir_ = p.parent_path().empty() ? "." : p.parent_path().string();
   journal_prefix_ = (p.parent_path() / p.stem()).string() + ".journal.";
@@ -224,16 +223,15 @@ Result<std::shared_ptr<SyncFile>> AlarmIndex::append(const std::string& record) 
 Status AlarmIndex::apply_journal(const std::string& path) {
   auto text = read_file(path);
   if (!text) return text.status().code() == Code::kNotFound ? Status::ok() : text.status();
-  std::string_view in = *text;
-  while (in.size() >= kFrameHeader) {
-    uint32_t len;
-    uint64_t sum;
-    std::memcpy(&len, in.data(), sizeof len);
-    std::memcpy(&sum, in.data() + sizeof len, sizeof sum);
-    if (in.size() - kFrameHeader < len) break;  // torn: never synced
-    std::string_view payload = in.substr(kFrameHeader, len);
+  Reader frames{*text};
+  for (;;) {
+    auto len = frames.get<uint32_t>();
+    auto sum = frames.get<uint64_t>();
+    // The end, or a torn last record (never synced).
+    if (!frames.ok || frames.in.size() < len) break;
+    std::string_view payload = frames.in.substr(0, len);
     if (checksum(payload) != sum) break;
-    in.remove_prefix(kFrameHeader + len);
+    frames.in.remove_prefix(len);
     Reader r{payload};
     auto kind = r.get<uint8_t>();
     std::string ns = r.str();

@@ -69,7 +69,8 @@ class AlarmIndex {
   // A journal this large is folded without waiting for the next second.
   static constexpr size_t kFoldBytes = 256 * 1024;
   static constexpr std::chrono::milliseconds kFoldInterval{1000};
-  // WAL size (frames) past which a fold checkpoints the SQLite file.
+  // WAL size (frames) past which SQLite checkpoints the file, on the
+  // committing (background) thread.
   static constexpr int kCheckpointFrames = 1000;
 
   AlarmIndex() = default;
@@ -140,7 +141,6 @@ class AlarmIndex {
   std::mutex db_mu_;
   Db db_;                            // guarded by db_mu_
   std::vector<std::string> unfolded_;  // guarded by db_mu_: journals to fold, oldest first
-  std::string path_;
   std::string dir_;             // the folder of the files
   std::string journal_prefix_;  // <dir>/alarms.journal.
   std::thread background_;
