@@ -177,6 +177,9 @@ Progress progress_printer(const std::string& what) {
   };
 }
 
+constexpr const char* kObjectHelp =
+    "hex ID, a name, or name:<name> (for a name that looks like an ID)";
+
 // OBJECT as typed: a 64-digit lowercase hex ID, name:<name>, or a plain name
 // (a name that looks like an ID needs the name: prefix).
 std::string object_path(const std::string& ns, const std::string& object) {
@@ -478,12 +481,12 @@ int main(int argc, char** argv) {
 
   auto* inspect = app.add_subcommand("inspect", "an object's keys, tables, alarm and state");
   inspect->add_option("namespace", ns, "binding")->required();
-  inspect->add_option("object", object, "hex ID, a name, or name:<name> (for a name that looks like an ID)")->required();
+  inspect->add_option("object", object, kObjectHelp)->required();
   inspect->add_option("--keys", keys, "keys to show (0-1000)")->check(CLI::Range(0, 1000));
 
   auto* sql = app.add_subcommand("sql", "run a read-only SQL query on an object");
   sql->add_option("namespace", ns, "binding")->required();
-  sql->add_option("object", object, "hex ID, a name, or name:<name> (for a name that looks like an ID)")->required();
+  sql->add_option("object", object, kObjectHelp)->required();
   sql->add_option("query", query, "one statement that only reads")->required();
 
   auto* metrics = app.add_subcommand("metrics", "per-namespace metrics");
@@ -494,19 +497,19 @@ int main(int argc, char** argv) {
 
   auto* exp = app.add_subcommand("export", "download an object's database (consistent copy)");
   exp->add_option("namespace", ns, "binding")->required();
-  exp->add_option("object", object, "hex ID, a name, or name:<name> (for a name that looks like an ID)")->required();
+  exp->add_option("object", object, kObjectHelp)->required();
   exp->add_option("-o,--output", out, "file to write (default <name or id>.sqlite)");
 
   auto* imp = app.add_subcommand("import", "put a database file in place of an object's storage");
   imp->add_option("namespace", ns, "binding")->required();
-  imp->add_option("object", object, "hex ID, a name, or name:<name> (for a name that looks like an ID)")->required();
+  imp->add_option("object", object, kObjectHelp)->required();
   imp->add_option("file", file, "a SQLite database (e.g. from dobj export)")->required()
       ->check(CLI::ExistingFile);
   imp->add_flag("--replace", replace, "replace an object that already has storage");
 
   auto* del = app.add_subcommand("delete", "delete an object and all its storage");
   del->add_option("namespace", ns, "binding")->required();
-  del->add_option("object", object, "hex ID, a name, or name:<name> (for a name that looks like an ID)")->required();
+  del->add_option("object", object, kObjectHelp)->required();
   del->add_flag("--yes", yes, "confirm: the object's data is gone for good")->required();
 
   app.add_subcommand("mcp", "serve the admin plane as an MCP server on stdin/stdout");
