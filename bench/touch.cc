@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "support/http_client.h"
+#include "testing/http_client.h"
 
 int main(int argc, char** argv) {
   if (argc < 4) {

@@ -25,8 +25,8 @@
 #include <vector>
 
 #include "base/websocket_frame.h"
-#include "support/http_client.h"
-#include "support/ws_client.h"
+#include "testing/http_client.h"
+#include "testing/ws_client.h"
 
 namespace ws = dobj::internal::ws;
 

@@ -101,12 +101,36 @@ struct ServerOptions {
   // {"error": "internal error", "incident": N}, N also in the log line.
   // true (development): the answer carries the exception's message too.
   bool expose_exception_messages = false;
+  // Development and tests: an object is dropped from memory after every event
+  // (request, call, alarm, WebSocket message) once it is idle, so the next
+  // event runs on a fresh instance built from storage. State an object keeps
+  // only in members then shows up as lost at once, not after the first
+  // eviction in production. Objects holding sockets accepted without
+  // hibernation stay (as they would). Slow: every event constructs.
+  bool evict_after_every_event = false;
   // Longest a graceful stop waits for in-flight requests.
   std::chrono::milliseconds stop_timeout{30'000};
 };
 
 using Worker = std::function<Task<Response>(Request, Env&)>;
 using ObjectFactory = std::function<std::unique_ptr<DurableObject>(State&, Env&)>;
+
+namespace internal {
+// What bind<T> binds (Server, testing::TestRuntime).
+template <typename T>
+struct ClassBinding {
+  static_assert(std::is_base_of_v<DurableObject, T>, "dobj: bind<T> needs a DurableObject");
+  // A class that does not override alarm() may not set one.
+  static constexpr bool kHasAlarm =
+      !std::is_same_v<decltype(&T::alarm), Task<void> (DurableObject::*)(AlarmInfo)>;
+  // Builds an instance and registers its methods in T::kMethods.
+  static std::unique_ptr<DurableObject> make(State& s, Env& e) {
+    auto object = std::make_unique<T>(s, e);
+    MethodTable::register_all(*object);
+    return object;
+  }
+};
+}  // namespace internal
 
 class Server {
  public:
@@ -119,18 +143,8 @@ class Server {
   // are registered for typed calls. Env::ns<T>(binding) gives typed stubs.
   template <typename T>
   void bind(std::string binding) {
-    static_assert(std::is_base_of_v<DurableObject, T>, "dobj: bind<T> needs a DurableObject");
-    // A class that does not override alarm() may not set one.
-    constexpr bool kHasAlarm =
-        !std::is_same_v<decltype(&T::alarm), Task<void> (DurableObject::*)(AlarmInfo)>;
-    bind_factory(
-        std::move(binding),
-        [](State& s, Env& e) -> std::unique_ptr<DurableObject> {
-          auto object = std::make_unique<T>(s, e);
-          internal::MethodTable::register_all(*object);
-          return object;
-        },
-        kHasAlarm, &typeid(T));
+    using C = internal::ClassBinding<T>;
+    bind_factory(std::move(binding), &C::make, C::kHasAlarm, &typeid(T));
   }
   // A binding made by hand (dynamic use): class_type, when given, lets
   // Env::ns<T> check that the binding is of class T.

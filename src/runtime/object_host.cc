@@ -152,6 +152,7 @@ void ObjectHost::run_turn(F&& fn) {
   const StorageCounters before = metrics_->storage;
   int64_t cpu_before = limited ? thread_cpu_ns() : 0;
   auto wall_before = std::chrono::steady_clock::now();
+  const bool had_instance = instance_ != nullptr;
   fn();
   if (!outer) {
     t_current_host = prev;
@@ -185,6 +186,12 @@ void ObjectHost::run_turn(F&& fn) {
                                                   std::to_string(cpu_limit.count()) + " ms");
     }
   }
+  if (outer && had_instance && !storage_turn_ && !reset_requested_) {
+    std::atomic<int>& injected = shard_->runtime().turn_faults().exceed_cpu_limit;
+    if (injected.load(std::memory_order_relaxed) > 0 && injected.fetch_sub(1) > 0) {
+      reset_requested_ = Status(Code::kReset, "a turn used more CPU than the limit (injected)");
+    }
+  }
   in_turn_ = false;
   t_current_host = prev;
   note_active(wall_after);
@@ -207,6 +214,7 @@ void ObjectHost::run_turn(F&& fn) {
     reset(why, std::exchange(reset_fails_queue_, false));
   }
   pump();
+  drop_instance_if_done();
 }
 
 void ObjectHost::enqueue(Delivery delivery) {
@@ -557,6 +565,7 @@ void ObjectHost::release_outputs() {
       reset(result);
       pump();
     }
+    drop_instance_if_done();
   });
 }
 
@@ -712,6 +721,39 @@ void ObjectHost::reset(const Status& why, bool fail_queued) {
     queue_.clear();
     for (auto& ev : queued) ev.reply(error_response(reset_status));
   }
+}
+
+void ObjectHost::drop_instance_if_done() {
+  if (!instance_ || !shard_->runtime().options().evict_after_every_event || !idle()) return;
+  if (shard_->sockets().kept_sockets(ns_, id_) > 0) return;
+  // As an eviction: nothing of the instance runs (idle), so no frame is lost;
+  // the next event constructs a new one from storage.
+  instance_.reset();
+  state_.reset();
+  generation_ = shard_->next_generation();
+  ++metrics_->evictions;
+}
+
+void ObjectHost::with_storage(const std::function<void(Storage&)>& fn,
+                              std::function<void(Status, std::exception_ptr)> done) {
+  std::exception_ptr error;
+  storage_turn_ = true;
+  run_turn([&] {
+    storage_turn_ = false;
+    try {
+      Storage storage(store_.get());
+      fn(storage);
+    } catch (...) {
+      error = std::current_exception();
+      store_->discard_turn();
+    }
+    gate_output([done = std::move(done), error](Status st) { done(std::move(st), error); });
+  });
+}
+
+void ObjectHost::inject_reset(const std::string& why) {
+  reset(Status(Code::kReset, why));
+  pump();
 }
 
 bool ObjectHost::idle() const {

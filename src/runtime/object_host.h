@@ -110,6 +110,15 @@ class ObjectHost {
   // The same, then puts the database file `file` in place of the storage and
   // schedules the alarm it holds.
   Status admin_replace(const std::string& why, const std::string& file);
+  // Runs fn over the object's storage as a turn of its own, without
+  // constructing the object (the test kit's direct reads and writes): its
+  // writes commit like a turn's, and done(status, exception) runs once they
+  // are durable (or failed). An exception from fn discards its writes.
+  void with_storage(const std::function<void(Storage&)>& fn,
+                    std::function<void(Status, std::exception_ptr)> done);
+  // Resets the object now, as a failure would: the instance is dropped and
+  // stubs bound to it fail from now on (the test kit's injected reset).
+  void inject_reset(const std::string& why);
   // The alarm ran out of retries: delete it (stored and indexed), logged.
   void give_up_alarm();
   void clear_catalog_dirty() { catalog_dirty_ = false; }
@@ -140,6 +149,9 @@ class ObjectHost {
   // waiting behind a block_concurrency_while that failed).
   void reset(const Status& why, bool fail_queued = false);
   void reap_runs();
+  // ServerOptions::evict_after_every_event: drops the instance once the host
+  // is idle, unless sockets accepted without hibernation need it.
+  void drop_instance_if_done();
   void make_store();
   // Before delete and import: refuses while an export runs (kConflict);
   // otherwise resets the instance, closes the sockets (1001) and cancels the
@@ -182,6 +194,7 @@ class ObjectHost {
   // would restart the WAL).
   bool checkpointing_ = false;
   bool in_turn_ = false;
+  bool storage_turn_ = false;  // the turn starting is with_storage's
   bool pumping_ = false;
   std::optional<Status> reset_requested_;
   bool reset_fails_queue_ = false;

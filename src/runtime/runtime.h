@@ -58,6 +58,14 @@ struct ConnectionCounts {
   std::atomic<uint64_t> refused{0};  // over ServerOptions::max_connections
 };
 
+// Test hook (the test kit): makes turns of objects fail as if they had used
+// more CPU than ServerOptions::cpu_limit allows.
+struct TurnFaults {
+  // The next this many turns of instances in memory (constructors excluded)
+  // end over the limit: the object is reset, the turn's writes discarded.
+  std::atomic<int> exceed_cpu_limit{0};
+};
+
 // The exit status of a node that stopped because a flush failed (EX_IOERR).
 inline constexpr int kExitFlushFailed = 74;
 
@@ -119,6 +127,7 @@ class Runtime {
   Flusher* flusher() { return flusher_.get(); }
   ConnectionCounts& connections() { return connections_; }
   StoreFaults& store_faults() { return store_faults_; }
+  TurnFaults& turn_faults() { return turn_faults_; }
   AlarmIndex& alarm_index() { return alarm_index_; }
   Catalog& catalog() { return catalog_; }
   // From a thread that is not a shard's: delivers a request to an object
@@ -164,6 +173,7 @@ class Runtime {
   std::unique_ptr<boost::asio::thread_pool> blocking_;
   ConnectionCounts connections_;
   StoreFaults store_faults_;
+  TurnFaults turn_faults_;
   AlarmIndex alarm_index_;
   Catalog catalog_;
   std::vector<std::unique_ptr<NamespaceImpl>> namespaces_;

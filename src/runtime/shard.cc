@@ -344,11 +344,11 @@ void Shard::resume(const ResumeTarget& target, std::coroutine_handle<> h) {
 }
 
 namespace {
-Driver drive_worker(Runtime* runtime, Request request, Reply reply, std::vector<uint64_t>* finished,
-                    uint64_t id) {
+Driver drive_worker(Runtime* runtime, std::function<Task<Response>(Env&)> body, Reply reply,
+                    std::vector<uint64_t>* finished, uint64_t id) {
   Response response;
   try {
-    response = co_await runtime->worker()(std::move(request), runtime->env());
+    response = co_await body(runtime->env());
   } catch (...) {
     response = response_for(std::current_exception(), "worker",
                             runtime->options().expose_exception_messages);
@@ -359,10 +359,17 @@ Driver drive_worker(Runtime* runtime, Request request, Reply reply, std::vector<
 }  // namespace
 
 void Shard::run_worker(Request request, Reply reply) {
+  run_task(
+      [worker = &runtime_->worker(), request = std::move(request)](Env& env) mutable {
+        return (*worker)(std::move(request), env);
+      },
+      std::move(reply));
+}
+
+void Shard::run_task(std::function<Task<Response>(Env&)> body, Reply reply) {
   uint64_t id = next_worker_id_++;
   auto run = std::make_unique<WorkerRun>();
-  run->driver =
-      drive_worker(runtime_, std::move(request), std::move(reply), &finished_workers_, id);
+  run->driver = drive_worker(runtime_, std::move(body), std::move(reply), &finished_workers_, id);
   WorkerRun* raw = run.get();
   workers_.emplace(id, std::move(run));
   uint64_t outer = std::exchange(current_worker_, id);
@@ -381,6 +388,23 @@ bool Shard::quiescent() const {
   for (const auto& [k, h] : hosts_) {
     if (!h->idle()) return false;
   }
+  return true;
+}
+
+bool Shard::settled() {
+  if (!quiescent() || !due_alarms_.empty() || alarms_due_ || alarm_pump_posted_) return false;
+  if (commits_.durable_seq() < commits_.last_seq()) return false;
+  std::optional<int64_t> next = alarms_->next();
+  return !next || *next > now_ms();
+}
+
+bool Shard::evict_now(const NamespaceImpl* ns, const ObjectId& id) {
+  auto it = hosts_.find(HostKey{ns, id});
+  if (it == hosts_.end()) return true;
+  ObjectHost& h = *it->second;
+  if (!h.idle() || sockets_->kept_sockets(ns, id) > 0) return false;
+  ++metrics_[ns->index()].evictions;
+  hosts_.erase(it);
   return true;
 }
 

@@ -24,6 +24,7 @@
 
 #include "dobj/http.h"
 #include "dobj/id.h"
+#include "dobj/task.h"
 #include "runtime/alarm_scheduler.h"
 #include "runtime/driver.h"
 #include "runtime/metrics.h"
@@ -33,6 +34,9 @@
 
 namespace boost::asio {
 class io_context;
+}
+namespace dobj {
+class Env;
 }
 
 namespace dobj::internal {
@@ -171,6 +175,9 @@ class Shard {
   void deliver(NamespaceImpl* ns, const ObjectId& id, Delivery delivery);
   // Runs the worker for a request accepted on this shard.
   void run_worker(Request request, Reply reply);
+  // Runs a coroutine as the worker runs (outside any object, stubs usable),
+  // and replies with what it returns (an exception: the 500 of response_for).
+  void run_task(std::function<Task<Response>(Env&)> body, Reply reply);
   // Continues a coroutine suspended on something outside the object.
   void resume(const ResumeTarget& target, std::coroutine_handle<> h);
   // Whether the coroutine frames of target still exist (not reset meanwhile).
@@ -195,6 +202,13 @@ class Shard {
   void note_active(ActivityLink& link, std::chrono::steady_clock::time_point at);
   // Work in flight on this shard: events, pending outputs, unflushed commits.
   bool quiescent() const;
+  // Quiescent, every commit durable, and no alarm due by the alarm clock
+  // that has not run yet (the test kit waits for this after moving time).
+  bool settled();
+  // Evicts the object now if it is in memory and evictable regardless of the
+  // idle timeout (idle, no socket accepted without hibernation). Returns
+  // whether it is out of memory afterwards.
+  bool evict_now(const NamespaceImpl* ns, const ObjectId& id);
   // Flushes every commit and calls done() on this shard when durable.
   void flush_all(std::function<void()> done);
   void close_all_objects();

@@ -174,6 +174,9 @@ int Server::run(int argc, char** argv) {
                "development: a handler's unexpected exception's message goes to the client "
                "too (always logged; by default clients get \"internal error\" and an incident "
                "number)");
+  app.add_flag("--evict-after-every-event", o.evict_after_every_event,
+               "development: drop each object from memory after every event, so that state "
+               "kept only in members shows up at once (docs/testing.md)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "support/http_client.h"
+#include "testing/http_client.h"
 #include "support/server_process.h"
-#include "support/ws_client.h"
+#include "testing/ws_client.h"
 
 namespace dobj::test {
 namespace {

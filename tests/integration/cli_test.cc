@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "support/http_client.h"
+#include "testing/http_client.h"
 #include "support/server_process.h"
 
 namespace dobj::test {

@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "support/http_client.h"
+#include "testing/http_client.h"
 #include "support/server_process.h"
 
 namespace dobj::test {

@@ -14,9 +14,9 @@
 #include <thread>
 
 #include "support/browser.h"
-#include "support/http_client.h"
+#include "testing/http_client.h"
 #include "support/server_process.h"
-#include "support/ws_client.h"
+#include "testing/ws_client.h"
 
 namespace dobj::test {
 namespace {

@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "support/http_client.h"
+#include "testing/http_client.h"
 #include "support/mixed_load.h"
 #include "support/power_cut.h"
 #include "support/server_process.h"

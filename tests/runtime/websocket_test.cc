@@ -10,10 +10,10 @@
 #include "dobj/dobj.h"
 #include "net/http_server.h"
 #include "runtime/runtime.h"
-#include "support/http_client.h"
+#include "testing/http_client.h"
 #include "support/in_process_server.h"
 #include "support/server_process.h"
-#include "support/ws_client.h"
+#include "testing/ws_client.h"
 
 namespace dobj {
 namespace {

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dobj/dobj.h"
-#include "support/http_client.h"
+#include "testing/http_client.h"
 #include "support/server_process.h"
 
 namespace dobj::test {

@@ -14,7 +14,7 @@
 #include "dobj/dobj.h"
 #include "net/http_server.h"
 #include "runtime/runtime.h"
-#include "support/http_client.h"
+#include "testing/http_client.h"
 #include "support/server_process.h"
 
 namespace dobj::test {

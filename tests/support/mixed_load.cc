@@ -10,8 +10,8 @@
 #include <set>
 #include <thread>
 
-#include "support/http_client.h"
-#include "support/ws_client.h"
+#include "testing/http_client.h"
+#include "testing/ws_client.h"
 
 namespace dobj::test {
 

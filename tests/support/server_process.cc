@@ -112,16 +112,4 @@ std::string ServerProcess::output() {
   return output_;
 }
 
-TempDir::TempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string templ = std::string(base ? base : "/tmp") + "/dobj-test-XXXXXX";
-  char* p = mkdtemp(templ.data());
-  path_ = p ? p : "";
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-}
-
 }  // namespace dobj::test

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "testing/temp_dir.h"
+
 namespace dobj::test {
 
 class ServerProcess {
@@ -45,17 +47,6 @@ class ServerProcess {
   int out_fd_ = -1;
   int port_ = 0;
   std::string output_;
-};
-
-// A fresh empty folder under the test temp dir; removed by the destructor.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 }  // namespace dobj::test

@@ -1,4 +1,5 @@
-// A minimal blocking WebSocket client over loopback, for tests.
+// A minimal blocking WebSocket client over loopback, for the test kit
+// (dobj/testing.h) and the project's tests.
 //
 // Connects with an upgrade request, sends masked frames (or raw bytes, to test
 // broken input), and reads messages and close frames with a timeout, so a
@@ -11,7 +12,7 @@
 #include <vector>
 
 #include "base/websocket_frame.h"
-#include "support/http_client.h"
+#include "testing/http_client.h"
 
 namespace dobj::test {
 
@@ -39,9 +40,11 @@ class WsClient {
   internal::ws::Event next(std::chrono::milliseconds timeout);
   internal::ws::Event next() { return next(timeout_); }
   // The next data message's payload, or nullopt.
-  std::optional<std::string> next_message();
+  std::optional<std::string> next_message(std::chrono::milliseconds timeout);
+  std::optional<std::string> next_message() { return next_message(timeout_); }
   // Reads until the server's close frame; its code (0: none came) and reason.
-  std::pair<int, std::string> await_close();
+  std::pair<int, std::string> await_close(std::chrono::milliseconds timeout);
+  std::pair<int, std::string> await_close() { return await_close(timeout_); }
   // True once the server closed the TCP connection.
   bool await_eof();
   // Closes the TCP connection without a close frame.

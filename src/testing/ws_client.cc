@@ -1,4 +1,4 @@
-#include "support/ws_client.h"
+#include "testing/ws_client.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -72,9 +72,9 @@ internal::ws::Event WsClient::next(std::chrono::milliseconds timeout) {
   }
 }
 
-std::optional<std::string> WsClient::next_message() {
+std::optional<std::string> WsClient::next_message(std::chrono::milliseconds timeout) {
   for (;;) {
-    internal::ws::Event e = next();
+    internal::ws::Event e = next(timeout);
     if (e.kind == internal::ws::Event::kMessage) return e.payload;
     if (e.kind != internal::ws::Event::kPing && e.kind != internal::ws::Event::kPong) {
       return std::nullopt;
@@ -82,9 +82,9 @@ std::optional<std::string> WsClient::next_message() {
   }
 }
 
-std::pair<int, std::string> WsClient::await_close() {
+std::pair<int, std::string> WsClient::await_close(std::chrono::milliseconds timeout) {
   for (;;) {
-    internal::ws::Event e = next();
+    internal::ws::Event e = next(timeout);
     if (e.kind == internal::ws::Event::kClose) return {e.close_code, e.payload};
     if (e.kind == internal::ws::Event::kNeedMore || e.kind == internal::ws::Event::kError) {
       return {0, ""};

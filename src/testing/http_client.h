@@ -1,4 +1,5 @@
-// A minimal blocking HTTP/1.1 client over a loopback TCP socket, for tests.
+// A minimal blocking HTTP/1.1 client over a loopback TCP socket, for the
+// test kit (dobj/testing.h) and the project's tests.
 //
 // Keeps one connection open (keep-alive), parses Content-Length framed
 // responses (what the server sends), and can send raw bytes to test malformed
