@@ -42,13 +42,15 @@ template <typename T>
 inline constexpr bool kIsTask<Task<T>> = true;
 }  // namespace internal
 
+// Every member has an initializer, so designated initializers name only
+// what they set without warnings: list<int64_t>({.prefix = "score:"}).
 struct ListOptions {
-  std::optional<std::string> start;        // first key, inclusive
-  std::optional<std::string> start_after;  // first key, exclusive; not with start
-  std::optional<std::string> end;          // last key, exclusive
-  std::optional<std::string> prefix;       // only keys with this prefix
-  bool reverse = false;                    // descending order; with limit, the last N
-  std::optional<int64_t> limit;            // must be > 0 when given
+  std::optional<std::string> start{};        // first key, inclusive
+  std::optional<std::string> start_after{};  // first key, exclusive; not with start
+  std::optional<std::string> end{};          // last key, exclusive
+  std::optional<std::string> prefix{};       // only keys with this prefix
+  bool reverse = false;                      // descending order; with limit, the last N
+  std::optional<int64_t> limit{};            // must be > 0 when given
 };
 
 // Passed to the callback of Storage::transaction.

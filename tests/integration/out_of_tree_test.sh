@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs dobj into a temporary prefix, builds examples/out_of_tree against it
-# with find_package(dobj), starts it and checks that it answers.
+# with find_package(dobj), runs its test (the installed test kit), starts it
+# and checks that it answers.
 set -euo pipefail
 build_dir=$1
 source_dir=$2
@@ -13,6 +14,7 @@ cmake --install "$build_dir" --prefix "$tmp/prefix" >/dev/null
 cmake -S "$source_dir/examples/out_of_tree" -B "$tmp/build" -G Ninja \
   -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$tmp/build" >/dev/null
+"$tmp/build/greeter_test"
 
 "$tmp/build/greeter" --listen 127.0.0.1:0 --data "$tmp/data" >"$tmp/out" 2>&1 &
 pid=$!
