@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "runtime/api_access.h"
 #include "storage/object_store.h"
 
 namespace dobj::internal {
@@ -16,7 +17,7 @@ struct Fixture {
     dir = std::filesystem::temp_directory_path() / ("dobj-bench-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir);
     store = std::make_unique<ObjectStore>(StoreEnv{&commits, &open_dbs}, dir.string(), "o.sqlite");
-    storage = std::make_unique<Storage>(store.get());
+    storage = std::make_unique<Storage>(internal::ApiAccess::storage(store.get()));
     storage->sql().exec("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL)");
     for (int i = 0; i < 10000; ++i) {
       storage->sql().exec("INSERT INTO t(name, score) VALUES (?, ?)", "name" + std::to_string(i),

@@ -13,6 +13,7 @@
 
 #include "dobj/sql.h"
 #include "dobj/storage.h"
+#include "runtime/api_access.h"
 #include "storage/object_store.h"
 
 using namespace dobj;
@@ -32,7 +33,7 @@ struct Fixture {
     StoreEnv env{&commits, &open_dbs, nullptr, 4 << 20};
     env.sql_time_limit = std::chrono::milliseconds(200);
     store = std::make_unique<ObjectStore>(env, dir + "/ns/ab", "obj.sqlite");
-    storage = std::make_unique<Storage>(store.get());
+    storage = std::make_unique<Storage>(internal::ApiAccess::storage(store.get()));
     storage->put("sentinel", std::string("kept"));
     storage->set_alarm(12345);
     if (!store->end_turn()) std::abort();

@@ -63,6 +63,7 @@ inline constexpr bool kJsonReadable = JsonReadable<T>::value;
 class NamespaceImpl;
 class Runtime;
 class ObjectHost;
+struct ApiAccess;  // the runtime's way to make the handles below (src/runtime/api_access.h)
 }  // namespace internal
 
 // A method an object offers to typed calls: its name on the wire and the
@@ -117,7 +118,6 @@ constexpr bool kTableHasType = []<typename... M>(std::tuple<M...>*) {
 // usable from the worker or from inside any object, on the thread that made it.
 class Stub {
  public:
-  Stub(internal::NamespaceImpl* ns, ObjectId id);
   const ObjectId& id() const { return id_; }
 
   // Delivers the request to the object and returns its response. Requests from
@@ -198,6 +198,9 @@ class Stub {
     }
   }
 
+  friend class Namespace;
+  friend struct internal::ApiAccess;
+  Stub(internal::NamespaceImpl* ns, ObjectId id);
   internal::NamespaceImpl* ns_;
   ObjectId id_;
   // The instance this stub reached first; once that instance is reset the
@@ -209,7 +212,6 @@ class Stub {
 // One binding: a class of objects and the IDs that name its instances.
 class Namespace {
  public:
-  explicit Namespace(internal::NamespaceImpl* impl) : impl_(impl) {}
   const std::string& name() const;
 
   // The same name always gives the same ID, across restarts. Throws
@@ -225,6 +227,9 @@ class Namespace {
   const std::type_info* class_type() const;
 
  private:
+  friend class Env;
+  friend struct internal::ApiAccess;
+  explicit Namespace(internal::NamespaceImpl* impl) : impl_(impl) {}
   internal::NamespaceImpl* impl_;
 };
 
@@ -266,7 +271,6 @@ class TypedNamespace {
 // The bindings an object or the worker can reach.
 class Env {
  public:
-  explicit Env(internal::Runtime* runtime) : runtime_(runtime) {}
   // Throws dobj::Error(kNotFound) when no namespace has that binding name.
   Namespace ns(std::string_view binding) const;
   // The namespace as bound to class T: throws dobj::Error(kInvalidArgument)
@@ -279,6 +283,8 @@ class Env {
   }
 
  private:
+  friend struct internal::ApiAccess;
+  explicit Env(internal::Runtime* runtime) : runtime_(runtime) {}
   void check_class(const Namespace& ns, const std::type_info& wanted) const;
   internal::Runtime* runtime_;
 };
@@ -287,7 +293,6 @@ class Env {
 // shard thread; lives as long as the instance.
 class State {
  public:
-  explicit State(internal::ObjectHost* host);
   const ObjectId& id() const;
   Storage& storage() { return storage_; }
 
@@ -335,6 +340,8 @@ class State {
   std::optional<int64_t> get_websocket_auto_response_timestamp(const WebSocket& ws);
 
  private:
+  friend struct internal::ApiAccess;
+  explicit State(internal::ObjectHost* host);
   internal::ObjectHost* host_;
   Storage storage_;
 };

@@ -54,6 +54,7 @@
 namespace dobj {
 
 namespace internal {
+struct ApiAccess;
 class ObjectStore;
 }
 
@@ -223,8 +224,6 @@ inline constexpr size_t kMaxSqlResultBytes = 16 << 20;
 
 class Sql {
  public:
-  explicit Sql(internal::ObjectStore* store) : store_(store) {}
-
   template <typename... Args>
   SqlCursor exec(std::string_view query, Args&&... params) {
     return exec_values(query, {internal::to_sql_value(std::forward<Args>(params))...});
@@ -234,6 +233,8 @@ class Sql {
   int64_t database_size();
 
  private:
+  friend class Storage;
+  explicit Sql(internal::ObjectStore* store) : store_(store) {}
   internal::ObjectStore* store_;
 };
 

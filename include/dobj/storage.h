@@ -36,6 +36,7 @@ namespace dobj {
 
 namespace internal {
 class ObjectStore;
+struct ApiAccess;  // the runtime's way to make the handles below (src/runtime/api_access.h)
 template <typename T>
 inline constexpr bool kIsTask = false;
 template <typename T>
@@ -73,8 +74,6 @@ class Storage {
   static constexpr size_t kMaxBatchKeys = 128;
   // Page size of a new object database (ServerOptions::page_size).
   static constexpr int kDefaultPageBytes = 1024;
-
-  explicit Storage(internal::ObjectStore* store) : store_(store), sql_(store) {}
 
   // The object's SQL database (see sql.h).
   Sql& sql() { return sql_; }
@@ -186,6 +185,8 @@ class Storage {
   }
 
  private:
+  friend struct internal::ApiAccess;
+  explicit Storage(internal::ObjectStore* store) : store_(store), sql_(store) {}
   // Values in their stored form (tag byte + payload), for the typed calls
   // above; the tag bytes are the codec's business, not the author's.
   std::optional<std::string> get_raw(std::string_view key);

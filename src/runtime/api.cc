@@ -4,6 +4,7 @@
 
 #include "base/log.h"
 #include "dobj/object.h"
+#include "runtime/api_access.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
 
@@ -13,7 +14,8 @@ using internal::ObjectHost;
 using internal::ResumeTarget;
 using internal::Shard;
 
-State::State(internal::ObjectHost* host) : host_(host), storage_(&host->store()) {}
+State::State(internal::ObjectHost* host)
+    : host_(host), storage_(internal::ApiAccess::storage(&host->store())) {}
 
 const ObjectId& State::id() const { return host_->id(); }
 

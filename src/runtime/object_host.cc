@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "base/websocket_frame.h"
+#include "runtime/api_access.h"
 #include "runtime/runtime.h"
 
 namespace dobj::internal {
@@ -264,7 +265,7 @@ void ObjectHost::pump() {
 bool ObjectHost::ensure_instance() {
   if (instance_) return true;
   generation_ = shard_->next_generation();
-  state_ = std::make_unique<State>(this);
+  state_ = ApiAccess::state(this);
   std::exception_ptr error;
   ++metrics_->instances;
   run_turn([&] {
@@ -741,7 +742,7 @@ void ObjectHost::with_storage(const std::function<void(Storage&)>& fn,
   run_turn([&] {
     storage_turn_ = false;
     try {
-      Storage storage(store_.get());
+      Storage storage = ApiAccess::storage(store_.get());
       fn(storage);
     } catch (...) {
       error = std::current_exception();

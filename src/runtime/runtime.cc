@@ -16,6 +16,7 @@
 #include "base/fs.h"
 #include "base/hex.h"
 #include "base/log.h"
+#include "runtime/api_access.h"
 #include "runtime/object_host.h"
 
 namespace dobj::internal {
@@ -35,7 +36,7 @@ Runtime::Runtime(ServerOptions options, Bindings bindings,
                  Worker worker, const Secret& secret, TimeSource* time)
     : options_(std::move(options)),
       time_(time ? time : &system_time_),
-      env_(this),
+      env_(ApiAccess::env(this)),
       worker_(std::move(worker)),
       blocking_(std::make_unique<boost::asio::thread_pool>(2)) {
   if (!worker_) worker_ = default_route;

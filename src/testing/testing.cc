@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "ids/id_factory.h"
 #include "net/http_server.h"
+#include "runtime/api_access.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
 #include "runtime/time_source.h"
@@ -149,11 +150,11 @@ TestRuntime& TestRuntime::worker(Worker worker) {
 void TestRuntime::start() { impl_->start(); }
 
 ObjectId TestRuntime::id_from_name(std::string_view binding, std::string_view name) {
-  return Namespace(impl_->ns(binding)).id_from_name(name);
+  return internal::ApiAccess::ns(impl_->ns(binding)).id_from_name(name);
 }
 
 ObjectId TestRuntime::new_unique_id(std::string_view binding) {
-  return Namespace(impl_->ns(binding)).new_unique_id();
+  return internal::ApiAccess::ns(impl_->ns(binding)).new_unique_id();
 }
 
 Response TestRuntime::fetch(Request request) {

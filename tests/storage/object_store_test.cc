@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "base/fs.h"
+#include "runtime/api_access.h"
 #include "support/errors.h"
 #include "support/server_process.h"
 
@@ -38,7 +39,7 @@ class StoreTest : public ::testing::Test {
   }
   void SetUp() override {
     store_ = open_store();
-    storage_ = std::make_unique<Storage>(store_.get());
+    storage_ = std::make_unique<Storage>(internal::ApiAccess::storage(store_.get()));
   }
   Storage& s() { return *storage_; }
   std::vector<std::string> keys(const ListOptions& o) {
@@ -294,7 +295,7 @@ TEST_F(StoreTest, DataSurvivesClosingAndReopening) {
   storage_.reset();
   store_.reset();
   auto again = open_store();
-  Storage s2(again.get());
+  Storage s2 = internal::ApiAccess::storage(again.get());
   EXPECT_EQ(s2.get<int64_t>("x"), 7);
 }
 
@@ -318,7 +319,7 @@ TEST_F(StoreTest, CheckpointsKeepTheWalBoundedAndLoseNothing) {
   storage_.reset();
   store_.reset();
   auto again = open_store();
-  Storage s2(again.get());
+  Storage s2 = internal::ApiAccess::storage(again.get());
   for (int i = 2500; i < 3000; ++i) {
     EXPECT_EQ(s2.get<std::string>("k" + std::to_string(i % 500)), value + std::to_string(i));
   }
@@ -359,7 +360,7 @@ TEST_F(StoreTest, SpilledRolledBackAndLargeCommitsReadBackAfterAReopen) {
   for (int round = 2; round <= 3; ++round) {
     storage_.reset();
     store_ = open_store();  // a new connection: replays the WAL from the file
-    storage_ = std::make_unique<Storage>(store_.get());
+    storage_ = std::make_unique<Storage>(internal::ApiAccess::storage(store_.get()));
     EXPECT_EQ(s().get<int64_t>("a"), round - 1);
     EXPECT_EQ(s().get<std::string>("big"), big);
     EXPECT_FALSE(s().get<std::string>("spill0").has_value());
@@ -376,7 +377,7 @@ TEST_F(StoreTest, SmallAndLargeWalsReadBackAfterAReopen) {
   auto reopen = [&] {
     storage_.reset();
     store_ = open_store();
-    storage_ = std::make_unique<Storage>(store_.get());
+    storage_ = std::make_unique<Storage>(internal::ApiAccess::storage(store_.get()));
   };
   for (int i = 0; i < 100; ++i) {
     s().put("k" + std::to_string(i), int64_t{i});
@@ -436,7 +437,7 @@ TEST_F(StoreTest, AlarmsTakeADelayByTheRuntimesClockOrATimePoint) {
   auto store = std::make_unique<ObjectStore>(
       StoreEnv{.commits = &commits_, .open_dbs = &open_dbs_, .now_ms = [&] { return fake_now; }},
       dir_.path() + "/ns/cd", "clocked.sqlite");
-  Storage storage(store.get());
+  Storage storage = internal::ApiAccess::storage(store.get());
   using namespace std::chrono_literals;
   storage.set_alarm(30s);
   EXPECT_EQ(storage.get_alarm(), 1'030'000);
@@ -452,13 +453,13 @@ TEST_F(StoreTest, OpenDatabasesAreCapped) {
   std::vector<std::unique_ptr<ObjectStore>> stores;
   for (int i = 0; i < 20; ++i) {
     stores.push_back(open_store("o" + std::to_string(i)));
-    Storage st(stores.back().get());
+    Storage st = internal::ApiAccess::storage(stores.back().get());
     st.put("i", int64_t{i});
     ASSERT_TRUE(stores.back()->end_turn().is_ok());
     EXPECT_LE(open_dbs_.open_count(), 4u);
   }
   for (int i = 0; i < 20; ++i) {
-    Storage st(stores[i].get());
+    Storage st = internal::ApiAccess::storage(stores[i].get());
     EXPECT_EQ(st.get<int64_t>("i"), i);
     EXPECT_LE(open_dbs_.open_count(), 4u);
   }
@@ -469,7 +470,7 @@ TEST_F(StoreTest, OpenDatabasesAreCapped) {
 TEST_F(StoreTest, TheConnectionCapClosesStoresWithoutAnAlarmDueSoonFirst) {
   auto with_alarm = [&](const std::string& name, std::optional<int64_t> at) {
     auto store = open_store(name);
-    Storage st(store.get());
+    Storage st = internal::ApiAccess::storage(store.get());
     st.put("x", int64_t{1});
     if (at) store->set_alarm(*at);
     EXPECT_TRUE(store->end_turn().is_ok());

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include "runtime/api_access.h"
 #include "storage/object_store.h"
 #include "support/errors.h"
 #include "support/server_process.h"
@@ -15,7 +16,7 @@ class SqlTest : public ::testing::Test {
   void SetUp() override {
     store_ = std::make_unique<ObjectStore>(StoreEnv{&commits_, &open_dbs_, nullptr, max_bytes_},
                                            dir_.path() + "/ns/ab", "obj.sqlite");
-    storage_ = std::make_unique<Storage>(store_.get());
+    storage_ = std::make_unique<Storage>(internal::ApiAccess::storage(store_.get()));
   }
   Sql& sql() { return storage_->sql(); }
   std::string refusal(std::string_view query) {
@@ -142,7 +143,8 @@ TEST_F(SqlTest, AFailedCommitDiscardsSqlWritesToo) {
   StoreFaults faults;
   store_ = std::make_unique<ObjectStore>(StoreEnv{&commits_, &open_dbs_, &faults},
                                          dir_.path() + "/ns/ab", "f.sqlite");
-  Sql s(store_.get());
+  Storage storage = internal::ApiAccess::storage(store_.get());
+  Sql& s = storage.sql();
   s.exec("CREATE TABLE t(x)");
   ASSERT_TRUE(store_->end_turn().is_ok());
   s.exec("INSERT INTO t VALUES (1)");
@@ -266,7 +268,7 @@ class SqlLimitTest : public SqlTest {
     StoreEnv env{&commits_, &open_dbs_, nullptr, 0};
     env.sql_time_limit = std::chrono::milliseconds(200);
     store_ = std::make_unique<ObjectStore>(env, dir_.path() + "/ns/ab", "obj.sqlite");
-    storage_ = std::make_unique<Storage>(store_.get());
+    storage_ = std::make_unique<Storage>(internal::ApiAccess::storage(store_.get()));
   }
 };
 
@@ -415,7 +417,7 @@ TEST(SqlPageSizeTest, ANewDatabaseTakesThePageSizeAndAnOldOneKeepsItsOwn) {
   };
   {
     auto store = open(8192, 0);
-    Storage storage(store.get());
+    Storage storage = internal::ApiAccess::storage(store.get());
     storage.sql().exec("CREATE TABLE t(x)");
     storage.put("k", std::string(100, 'v'));
     ASSERT_TRUE(store->end_turn().is_ok());
@@ -425,7 +427,7 @@ TEST(SqlPageSizeTest, ANewDatabaseTakesThePageSizeAndAnOldOneKeepsItsOwn) {
     // Reopened by a server whose default is smaller: the file keeps 8 KiB
     // pages, and the size cap counts them as such (32 KiB is 4 pages, not 32).
     auto store = open(1024, 32 * 1024);
-    Storage storage(store.get());
+    Storage storage = internal::ApiAccess::storage(store.get());
     EXPECT_EQ(storage.get<std::string>("k"), std::string(100, 'v'));
     EXPECT_THROW(
         {
@@ -440,7 +442,7 @@ TEST(SqlPageSizeTest, ANewDatabaseTakesThePageSizeAndAnOldOneKeepsItsOwn) {
     // delete_all keeps the file (and its page size); a new object's file
     // takes the configured one.
     auto store = open(2048, 0);
-    Storage storage(store.get());
+    Storage storage = internal::ApiAccess::storage(store.get());
     storage.delete_all();
     ASSERT_TRUE(store->end_turn().is_ok());
     StoreEnv env{&commits, &open_dbs};

@@ -1,0 +1,23 @@
+// ApiAccess: how the runtime makes the handles of the public API. Their
+// constructors take runtime internals and are private, so that object
+// authors can only get them from the runtime (State, Env, stubs).
+#pragma once
+
+#include <memory>
+
+#include "dobj/object.h"
+#include "dobj/storage.h"
+
+namespace dobj::internal {
+
+struct ApiAccess {
+  static std::unique_ptr<State> state(ObjectHost* host) {
+    return std::unique_ptr<State>(new State(host));
+  }
+  static Storage storage(ObjectStore* store) { return Storage(store); }
+  static Env env(Runtime* runtime) { return Env(runtime); }
+  static Namespace ns(NamespaceImpl* impl) { return Namespace(impl); }
+  static Stub stub(NamespaceImpl* ns, ObjectId id) { return Stub(ns, std::move(id)); }
+};
+
+}  // namespace dobj::internal
