@@ -10,11 +10,16 @@
 //   static void encode(const T& v, std::string& payload);
 //   static T decode(std::string_view payload);   // throw dobj::Error on junk
 // They are stored under tag 'u'.
+//
+// This header declares Json without defining it (nlohmann/json_fwd.hpp), so
+// that storage code that uses no JSON does not compile the JSON library;
+// code that reads or writes Json values includes <nlohmann/json.hpp> (as
+// dobj/object.h does, for typed calls).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -122,12 +127,8 @@ struct Codec<Bytes> {
 template <>
 struct Codec<Json> {
   static constexpr char kTag = 'j';
-  static void encode(const Json& v, std::string& out) { out.append(v.dump()); }
-  static Json decode(std::string_view p) {
-    Result<Json> j = parse_json(p);
-    if (!j) throw Error(Code::kInvalidArgument, "corrupt JSON value: " + j.status().message());
-    return std::move(j).value();
-  }
+  static void encode(const Json& v, std::string& out);  // compact text
+  static Json decode(std::string_view p);
 };
 
 namespace internal {

@@ -40,6 +40,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "dobj/http.h"
 #include "dobj/id.h"
 #include "dobj/status.h"

@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <chrono>
+#include <nlohmann/json.hpp>
 
 #include "storage/object_store.h"
 

@@ -2,6 +2,7 @@
 #include "dobj/storage.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "storage/object_store.h"
 
@@ -132,6 +133,14 @@ void Storage::abandon_nested() {
   } catch (...) {
     // The store is marked broken; end_turn reports it and the object resets.
   }
+}
+
+void Codec<Json>::encode(const Json& v, std::string& out) { out.append(v.dump()); }
+
+Json Codec<Json>::decode(std::string_view p) {
+  Result<Json> j = parse_json(p);
+  if (!j) throw Error(Code::kInvalidArgument, "corrupt JSON value: " + j.status().message());
+  return std::move(j).value();
 }
 
 namespace internal {
