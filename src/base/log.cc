@@ -41,4 +41,14 @@ std::string demangled_exception_type() {
   return type ? demangled(type->name()) : "(none)";
 }
 
+std::string exception_message(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
 }  // namespace dobj::internal

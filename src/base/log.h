@@ -3,6 +3,7 @@
 // one call is always one line.
 #pragma once
 
+#include <exception>
 #include <string>
 #include <string_view>
 
@@ -20,5 +21,8 @@ inline void log_error(std::string_view m) { log(LogLevel::kError, m); }
 std::string demangled(const char* mangled_name);
 // Inside a catch block: the caught exception's type, demangled.
 std::string demangled_exception_type();
+// An exception's what(), or "unknown exception" for one that is not a
+// std::exception.
+std::string exception_message(std::exception_ptr e);
 
 }  // namespace dobj::internal

@@ -6,6 +6,7 @@
 
 #include "base/log.h"
 #include "base/websocket_frame.h"
+#include "runtime/alarm_runner.h"
 #include "runtime/api_access.h"
 #include "runtime/runtime.h"
 
@@ -16,16 +17,6 @@ thread_local ObjectHost* t_current_host = nullptr;
 
 // Events started back to back before the loop gets a turn of its own.
 constexpr int kMaxEventsPerPump = 32;
-
-std::string exception_message(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
 
 int64_t thread_cpu_ns() {
   timespec ts;
@@ -203,7 +194,7 @@ void ObjectHost::run_turn(F&& fn) {
   } else if (Status st = store_->end_turn(); !st) {
     reset_requested_ = st;
   } else {
-    apply_alarm_change();
+    shard_->alarms().committed(*this);
     release_outputs();
     start_syncs();
     maybe_checkpoint();
@@ -398,141 +389,12 @@ bool ObjectHost::output_gate_open() const {
          store_->last_commit_seq() <= shard_->commits().durable_seq();
 }
 
-void ObjectHost::apply_alarm_change() {
-  std::optional<int64_t> at;
-  if (!store_->take_alarm_change(&at)) return;
-  AlarmKey key{ns_, id_};
-  if (at) {
-    shard_->alarms().schedule(key, *at, 0);
-  } else {
-    shard_->alarms().cancel(key);
-  }
-}
-
 Driver ObjectHost::drive_alarm(Run* run, Delivery::Alarm alarm) {
-  AlarmOutcome outcome = AlarmOutcome::kNothingDue;
-  std::optional<int64_t> at;
-  try {
-    at = store_->stored_alarm();  // the object's own table decides
-    int64_t now = shard_->now_ms();
-    if (!at) {
-      outcome = AlarmOutcome::kNothingDue;
-    } else if (*at > now) {
-      outcome = AlarmOutcome::kLater;
-    } else {
-      if (alarm.retry == 0) {
-        shard_->alarms().record_lateness(now - *at);
-        metrics_->alarm_lateness.record((now - *at) * 1'000'000);
-      }
-      store_->set_running_alarm(*at);
-      // Counted here, where alarm() runs: a delivery that finds the alarm
-      // deleted or moved later runs nothing.
-      ++metrics_->alarms_fired;
-      if (alarm.retry > 0) ++metrics_->alarm_retries;
-      bool ok = true;
-      try {
-        co_await instance_->alarm(AlarmInfo{alarm.retry, alarm.retry > 0});
-      } catch (...) {
-        ok = false;
-        log_warn(describe(*ns_, id_) + ": alarm() threw " + demangled_exception_type() + ": " +
-                 exception_message(std::current_exception()) + " (run " +
-                 std::to_string(alarm.retry + 1) + " of at most " +
-                 std::to_string(kMaxAlarmRetries + 1) + ")");
-      }
-      bool touched = store_->alarm_touched_in_handler();
-      bool aborted_no_retry = !ok && drop_running_alarm_;
-      store_->set_running_alarm(std::nullopt);
-      auto after = store_->stored_alarm();
-      if (aborted_no_retry) {
-        outcome = AlarmOutcome::kAbortedNoRetry;  // the turn is discarded: deleted after
-      } else if (ok) {
-        if (!touched) store_->delete_alarm();  // cleared with the handler's writes
-        outcome = AlarmOutcome::kDone;
-      } else if (touched && after) {
-        outcome = AlarmOutcome::kDone;  // a new alarm replaces the retry
-      } else if (alarm.retry >= kMaxAlarmRetries) {
-        if (after) store_->delete_alarm();
-        outcome = AlarmOutcome::kDropped;
-      } else {
-        // deleteAlarm inside a failing alarm() does not cancel its retry.
-        if (!after) store_->set_alarm(*at);
-        outcome = AlarmOutcome::kRetry;
-      }
-    }
-  } catch (...) {
-    // Storage failed: the turn is broken and the object resets; the alarm is
-    // still stored, so try again later.
-    outcome = AlarmOutcome::kRetry;
-  }
+  AlarmRunner& alarms = shard_->alarms();
+  AlarmRunner::Run ran = co_await alarms.run(*this, alarm);
   run->finished = true;
-  event_ended(*run, outcome == AlarmOutcome::kRetry || outcome == AlarmOutcome::kDropped);
-  int retry = alarm.retry;
-  int64_t when = at.value_or(0);
-  gate_output(
-      [this, outcome, retry, when](Status st) { alarm_finished(outcome, retry, when, st); });
-}
-
-void ObjectHost::alarm_finished(AlarmOutcome outcome, int retry, int64_t at, const Status& st) {
-  AlarmKey key{ns_, id_};
-  AlarmScheduler& alarms = shard_->alarms();
-  if (!st.is_ok() && outcome != AlarmOutcome::kAbortedNoRetry) {
-    outcome = AlarmOutcome::kRetry;  // its writes failed: still stored
-  }
-  switch (outcome) {
-    case AlarmOutcome::kNothingDue:
-      forget_indexed_alarm();
-      break;
-    case AlarmOutcome::kLater:
-      alarms.schedule(key, at, 0);
-      break;
-    case AlarmOutcome::kDone:
-      // A new alarm set inside was scheduled when its turn committed; without
-      // one, the index entry goes.
-      try {
-        if (!store_->get_alarm()) {
-          forget_indexed_alarm();
-        }
-      } catch (const Error& e) {
-        // Outside any handler: a storage failure here only leaves a stale
-        // index entry, which the next firing removes.
-        log_warn("alarm index check failed: " + std::string(e.what()));
-      }
-      break;
-    case AlarmOutcome::kRetry:
-      shard_->retry_alarm(key, retry);
-      break;
-    case AlarmOutcome::kAbortedNoRetry:
-      drop_alarm_now();
-      break;
-    case AlarmOutcome::kDropped:
-      log_warn("alarm of " + ns_->name() + " " + id_.to_string() + " dropped after " +
-               std::to_string(kMaxAlarmRetries) + " retries");  // deleted with the run's writes
-      forget_indexed_alarm();
-      break;
-  }
-}
-
-void ObjectHost::give_up_alarm() {
-  log_warn("alarm of " + ns_->name() + " " + id_.to_string() + " dropped after " +
-           std::to_string(kMaxAlarmRetries) + " retries");
-  drop_alarm_now();
-}
-
-void ObjectHost::forget_indexed_alarm() {
-  shard_->runtime().alarm_index().remove(ns_->name(), id_.to_string());
-}
-
-void ObjectHost::drop_alarm_now() {
-  try {
-    store_->delete_alarm();
-    if (store_->end_turn().is_ok()) {
-      apply_alarm_change();
-      maybe_checkpoint();
-    }
-  } catch (const Error& e) {
-    log_warn("could not drop the aborted alarm: " + std::string(e.what()));
-  }
-  forget_indexed_alarm();
+  event_ended(*run, ran.failed());
+  gate_output([this, ran](Status st) { shard_->alarms().finished(*this, ran, st); });
 }
 
 void ObjectHost::resume(std::coroutine_handle<> h) {
@@ -716,7 +578,7 @@ void ObjectHost::reset(const Status& why, bool fail_queued) {
   shard_->sockets().object_reset(ns_, id_);
   instance_.reset();
   state_.reset();
-  if (dropped) drop_alarm_now();
+  if (dropped) shard_->alarms().drop_now(*this);
   if (fail_queued) {
     std::deque<Event> queued = std::move(queue_);
     queue_.clear();
@@ -766,8 +628,7 @@ Status ObjectHost::let_go_of_storage(const std::string& why) {
   if (held()) return Status(Code::kConflict, "an export of this object is running; try again");
   if (instance_ || !runs_.empty()) reset(Status(Code::kReset, why));
   shard_->sockets().close_object(ns_, id_, ws::kGoingAway, why);
-  shard_->alarms().cancel(AlarmKey{ns_, id_});
-  forget_indexed_alarm();
+  shard_->alarms().cancel(*this);
   return Status::ok();
 }
 

@@ -55,7 +55,6 @@ void send_through_output_gate(F send);
 
 class ObjectHost {
  public:
-  static constexpr int kMaxAlarmRetries = 6;
   ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id);
   ~ObjectHost();
 
@@ -119,11 +118,10 @@ class ObjectHost {
   // Resets the object now, as a failure would: the instance is dropped and
   // stubs bound to it fail from now on (the test kit's injected reset).
   void inject_reset(const std::string& why);
-  // The alarm ran out of retries: delete it (stored and indexed), logged.
-  void give_up_alarm();
   void clear_catalog_dirty() { catalog_dirty_ = false; }
 
  private:
+  friend class AlarmRunner;  // runs alarm() on the instance, drops an aborted alarm
   using Event = Delivery;
   struct Run {
     Driver driver;
@@ -160,14 +158,6 @@ class ObjectHost {
   Driver drive_fetch(Run* run, Request request, std::optional<std::string> call_method);
   Driver drive_alarm(Run* run, Delivery::Alarm alarm);
   Driver drive_socket(Run* run, SocketEvent event);
-  // Tells the shard's scheduler what the last commit did to the alarm.
-  void apply_alarm_change();
-  enum class AlarmOutcome { kNothingDue, kLater, kDone, kRetry, kDropped, kAbortedNoRetry };
-  // The runtime's own commit that deletes the alarm, outside any instance.
-  void drop_alarm_now();
-  // Removes this object's entry from the node's alarm index.
-  void forget_indexed_alarm();
-  void alarm_finished(AlarmOutcome outcome, int retry, int64_t at, const Status& st);
   Driver drive_block(Run* run, std::function<Task<void>()> fn, std::shared_ptr<BlockState> st);
   // Applies the stub-binding rule; false (and the caller answered) if the
   // stub is bound to an instance that was reset since.

@@ -16,6 +16,7 @@
 #include "base/fs.h"
 #include "base/hex.h"
 #include "base/log.h"
+#include "runtime/alarm_runner.h"
 #include "runtime/api_access.h"
 #include "runtime/object_host.h"
 
@@ -295,7 +296,7 @@ LatenessSummary Runtime::alarm_lateness() {
   // Merge the shards' summaries by taking the worst of each (a bound, cheap).
   LatenessSummary all;
   for (auto& s : shards_) {
-    LatenessSummary one = s->run_and_wait([&] { return s->alarms().lateness(); });
+    LatenessSummary one = s->run_and_wait([&] { return s->alarms().scheduler().lateness(); });
     all.count += one.count;
     all.p50_ms = std::max(all.p50_ms, one.p50_ms);
     all.p99_ms = std::max(all.p99_ms, one.p99_ms);

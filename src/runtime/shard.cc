@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "base/log.h"
+#include "runtime/alarm_runner.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
 
@@ -22,68 +23,6 @@ struct Shard::Loop {
   boost::asio::steady_timer sweep{io};
 };
 
-// The runtime's time source, and a steady_timer for the scheduler's next
-// alarm; with a fake time, the timer is the fake time's moves instead.
-class Shard::Clock : public AlarmClock {
- public:
-  // on_due: the next batch is already due (in a burst); the shard fires it
-  // when the alarms it has taken so far have run.
-  Clock(boost::asio::io_context& io, TimeSource& time, std::function<void()> on_timer,
-        std::function<void()> on_due)
-      : timer_(io), time_(time), on_timer_(std::move(on_timer)), on_due_(std::move(on_due)) {
-    if (time_.is_fake()) {
-      // Called on the thread that moved the time: hop onto the shard, where
-      // armed_at_ lives.
-      subscription_ = time_.subscribe([this, &io] {
-        boost::asio::post(io, [this] {
-          if (cancelled_ || !armed_at_ || *armed_at_ > now_ms()) return;
-          armed_at_.reset();
-          on_timer_();
-        });
-      });
-    }
-  }
-  ~Clock() override {
-    if (time_.is_fake()) time_.unsubscribe(subscription_);
-  }
-  int64_t now_ms() override { return time_.now_ms(); }
-  void arm(int64_t at_ms) override {
-    int64_t delay = at_ms - now_ms();
-    if (delay <= 0) {
-      // Already due (the next batch of a burst): no timer, which would cost
-      // a timerfd_settime per batch. A wait still armed for later then fires
-      // once for nothing.
-      if (!cancelled_) on_due_();
-      return;
-    }
-    if (time_.is_fake()) {
-      armed_at_ = at_ms;
-      return;
-    }
-    // A far alarm wakes the scheduler once an hour, which arms again: a
-    // delay of centuries would overflow the timer's nanoseconds.
-    timer_.expires_after(std::chrono::milliseconds(std::min<int64_t>(delay, kMaxTimerMs)));
-    timer_.async_wait([this](boost::system::error_code ec) {
-      if (!ec && !cancelled_) on_timer_();
-    });
-  }
-  void cancel() {
-    cancelled_ = true;
-    timer_.cancel();
-  }
-  bool cancelled() const { return cancelled_; }
-
- private:
-  static constexpr int64_t kMaxTimerMs = 3'600'000;
-  boost::asio::steady_timer timer_;
-  TimeSource& time_;
-  uint64_t subscription_ = 0;
-  std::optional<int64_t> armed_at_;  // fake time: when on_timer is due
-  bool cancelled_ = false;
-  std::function<void()> on_timer_;
-  std::function<void()> on_due_;
-};
-
 struct Shard::WorkerRun {
   Driver driver;
 };
@@ -96,64 +35,10 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
       open_dbs_(max_open_databases) {
   metrics_.resize(runtime->namespaces().size());
   sockets_ = std::make_unique<SocketHub>(this, runtime->options().websocket_send_queue_bytes);
-  alarm_clock_ = std::make_unique<Clock>(
-      loop_->io, runtime->time(), [this] { alarms_->on_timer(); },
-      [this] {
-        alarms_due_ = true;
-        pump_alarms_soon();
-      });
-  alarms_ = std::make_unique<AlarmScheduler>(
-      alarm_clock_.get(), [this](const AlarmKey& key, int retry, int64_t scheduled_ms) {
-        Delivery d;
-        // The host acts on the outcome itself; this reply only runs when the
-        // alarm could not run to its end (object overloaded, or reset while
-        // running): the alarm is still stored, so it is tried again later.
-        d.reply = [this, key, retry](Answer) { retry_alarm(key, retry); };
-        d.alarm = Delivery::Alarm{retry, scheduled_ms};
-        due_alarms_.push_back(DueAlarm{const_cast<NamespaceImpl*>(key.ns), key.id, std::move(d)});
-        pump_alarms_soon();
-      });
+  alarms_ = std::make_unique<AlarmRunner>(this, loop_->io, runtime->time());
 }
 
-void Shard::pump_alarms_soon() {
-  if (alarm_pump_posted_) return;
-  alarm_pump_posted_ = true;
-  post([this] { pump_alarms(); });
-}
-
-void Shard::pump_alarms() {
-  alarm_pump_posted_ = false;
-  if (!due_alarms_.empty()) {
-    DueAlarm a = std::move(due_alarms_.front());
-    due_alarms_.pop_front();
-    deliver(a.ns, a.id, std::move(a.delivery));
-  } else if (alarms_due_ && !alarm_clock_->cancelled()) {
-    alarms_due_ = false;
-    alarms_->on_timer();  // takes the next batch (and may set alarms_due_ again)
-  }
-  if (!due_alarms_.empty() || alarms_due_) pump_alarms_soon();
-}
-
-int64_t Shard::now_ms() { return alarm_clock_->now_ms(); }
-
-void Shard::retry_alarm(const AlarmKey& key, int retry) {
-  if (retry >= ObjectHost::kMaxAlarmRetries) {
-    // Out of retries (here from an alarm that never ran to its end: its
-    // object was reset or overloaded each time): the object drops the alarm.
-    Delivery d;
-    d.admin = [](ObjectHost& host, Reply reply) {
-      host.give_up_alarm();
-      reply(Response{});
-    };
-    d.reply = [](Answer) {};
-    deliver(const_cast<NamespaceImpl*>(key.ns), key.id, std::move(d));
-    return;
-  }
-  runtime_->alarm_index().set_retry(key.ns->name(), key.id.to_string(), retry + 1);
-  double jitter = static_cast<double>(jitter_rng_() % 1000) / 1000.0;
-  int64_t delay = alarm_backoff_ms(retry + 1, runtime_->options().alarm_backoff_scale, jitter);
-  alarms_->schedule(key, now_ms() + delay, retry + 1);
-}
+int64_t Shard::now_ms() { return alarms_->now_ms(); }
 
 Shard::~Shard() {
   sockets_.reset();
@@ -191,7 +76,7 @@ void Shard::start() {
 void Shard::stop() {
   post([this] {
     loop_->sweep.cancel();
-    alarm_clock_->cancel();
+    alarms_->stop();
     loop_->guard.reset();
     loop_->io.stop();
   });
@@ -392,10 +277,7 @@ bool Shard::quiescent() const {
 }
 
 bool Shard::settled() {
-  if (!quiescent() || !due_alarms_.empty() || alarms_due_ || alarm_pump_posted_) return false;
-  if (commits_.durable_seq() < commits_.last_seq()) return false;
-  std::optional<int64_t> next = alarms_->next();
-  return !next || *next > now_ms();
+  return quiescent() && alarms_->settled() && commits_.durable_seq() >= commits_.last_seq();
 }
 
 bool Shard::evict_now(const NamespaceImpl* ns, const ObjectId& id) {

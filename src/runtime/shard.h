@@ -14,7 +14,6 @@
 #include <future>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -44,6 +43,7 @@ namespace dobj::internal {
 class Runtime;
 class NamespaceImpl;
 class ObjectHost;
+class AlarmRunner;
 
 // Where a suspended coroutine continues: in an object's turn (ns set, and the
 // instance's generation), in a worker's run (ns null, generation = the run's
@@ -130,11 +130,9 @@ class Shard {
   boost::asio::io_context& io();
   Runtime& runtime() { return *runtime_; }
   GroupCommit& commits() { return commits_; }
-  AlarmScheduler& alarms() { return *alarms_; }
+  // The alarms of this shard's objects (alarm_runner.h).
+  AlarmRunner& alarms() { return *alarms_; }
   int64_t now_ms();  // the alarm clock: milliseconds since the Unix epoch
-  // Schedules retry number retry + 1 of an object's alarm after the backoff
-  // (with jitter) that follows `retry` failed attempts.
-  void retry_alarm(const AlarmKey& key, int retry);
   DbCache& open_dbs() { return open_dbs_; }
   SocketHub& sockets() { return *sockets_; }
   // This shard's counters for a namespace (by NamespaceImpl::index()).
@@ -252,25 +250,9 @@ class Shard {
   std::thread thread_;
   GroupCommit commits_;
   DbCache open_dbs_;
-  class Clock;
-  std::unique_ptr<Clock> alarm_clock_;
-  // Due alarms run one per task, each posted when the one before has run:
-  // a request that arrives in a burst waits behind one alarm, not a batch.
-  // The scheduler's next due batch is taken when these have all run.
-  struct DueAlarm {
-    NamespaceImpl* ns;
-    ObjectId id;
-    Delivery delivery;
-  };
-  std::deque<DueAlarm> due_alarms_;
-  bool alarms_due_ = false;  // the scheduler has more due than it handed over
-  bool alarm_pump_posted_ = false;
-  void pump_alarms_soon();
-  void pump_alarms();
-  std::unique_ptr<AlarmScheduler> alarms_;
+  std::unique_ptr<AlarmRunner> alarms_;
   std::unique_ptr<SocketHub> sockets_;
   std::vector<NamespaceMetrics> metrics_;
-  std::minstd_rand jitter_rng_{std::random_device{}()};
   std::unordered_map<HostKey, std::unique_ptr<ObjectHost>, HostKeyHash> hosts_;
   std::unordered_map<HostKey, uint64_t, HostKeyHash> reset_epochs_;  // only objects ever reset
   // The hosts, least recently active first.
