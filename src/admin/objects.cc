@@ -12,6 +12,7 @@
 #include <random>
 
 #include "admin/admin.h"
+#include "admin/object_actions.h"
 #include "base/fs.h"
 #include "base/hex.h"
 #include "base/websocket_frame.h"
@@ -440,7 +441,7 @@ void AdminPlane::import_object(Shard& here, const ObjectTarget& t, const Request
               return reply(Response::error(
                   409, "the object already has storage; add ?replace=1 to replace it"));
             }
-            Status st = host.admin_replace("the object was replaced by an import", path);
+            Status st = internal::replace_object(host, "the object was replaced by an import", path);
             ::unlink(path.c_str());  // still there only when the move failed
             if (!st) return reply(error_response(st));
             Json out = {{"imported", true},
@@ -458,7 +459,7 @@ void AdminPlane::delete_object(Shard& here, const ObjectTarget& t, Reply reply) 
   runtime_.run_on_object(
       t.ns, t.id, &here,
       [](ObjectHost& host, Reply reply) {
-        Status st = host.admin_delete("the object was deleted by an operator");
+        Status st = internal::delete_object(host, "the object was deleted by an operator");
         if (!st) return reply(error_response(st));
         reply(Response::json(dump(Json{{"deleted", true}, {"id", host.id().to_string()}})));
       },

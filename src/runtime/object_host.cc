@@ -632,44 +632,4 @@ Status ObjectHost::let_go_of_storage(const std::string& why) {
   return Status::ok();
 }
 
-Status ObjectHost::admin_delete(const std::string& why) {
-  if (Status st = let_go_of_storage(why); !st) return st;
-  Status st = store_->remove_files();
-  shard_->runtime().catalog().remove(ns_->name(), id_.to_string());
-  make_store();
-  return st;
-}
-
-Status ObjectHost::admin_replace(const std::string& why, const std::string& file) {
-  if (Status st = let_go_of_storage(why); !st) return st;
-  Status st = store_->replace_files(file);
-  make_store();
-  if (!st) return st;
-  std::string hex = id_.to_string();
-  CatalogEntry entry;
-  entry.ns = ns_->name();
-  entry.id = hex;
-  entry.name = id_.name();
-  if (Status s = shard_->runtime().catalog().record_created(entry); !s) return s;
-  shard_->runtime().catalog().touch(
-      {CatalogTouch{ns_->name(), hex, store_->path(), shard_->now_ms(), id_.name(), false}});
-  try {
-    // Opening the file converts it to our journal mode and adds the
-    // runtime's tables if it lacks them.
-    std::optional<int64_t> at = store_->stored_alarm();
-    if (at && ns_->has_alarm_handler()) {
-      AlarmRecord r{ns_->name(), hex, id_.name(), *at, 0};
-      auto wal = shard_->runtime().alarm_index().record(r);
-      if (!wal) return wal.status();
-      if (*wal) {
-        if (Status s = (*wal)->sync(); !s) return s;
-      }
-      shard_->alarms().schedule(AlarmKey{ns_, id_}, *at, 0);
-    }
-  } catch (const Error& e) {
-    return e.status();
-  }
-  return Status::ok();
-}
-
 }  // namespace dobj::internal

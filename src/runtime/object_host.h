@@ -102,13 +102,14 @@ class ObjectHost {
   void hold() { ++admin_holds_; }
   void release() { --admin_holds_; }
   bool held() const { return admin_holds_ > 0; }
-  // Drops the instance (its callers get a reset error naming `why`), closes
-  // the object's sockets and alarm, and removes its storage; the next event
-  // builds an empty object.
-  Status admin_delete(const std::string& why);
-  // The same, then puts the database file `file` in place of the storage and
-  // schedules the alarm it holds.
-  Status admin_replace(const std::string& why, const std::string& file);
+  // Before an operator removes or replaces the object's storage
+  // (src/admin/object_actions.cc): refuses while an export runs
+  // (kConflict); otherwise resets the instance (its callers get a reset error
+  // naming `why`), closes the sockets (1001) and cancels the alarm, scheduled
+  // and indexed. The caller then changes the files and calls reopen_store().
+  Status let_go_of_storage(const std::string& why);
+  // A fresh ObjectStore over the object's files (after they changed).
+  void reopen_store() { make_store(); }
   // Runs fn over the object's storage as a turn of its own, without
   // constructing the object (the test kit's direct reads and writes): its
   // writes commit like a turn's, and done(status, exception) runs once they
@@ -151,10 +152,6 @@ class ObjectHost {
   // is idle, unless sockets accepted without hibernation need it.
   void drop_instance_if_done();
   void make_store();
-  // Before delete and import: refuses while an export runs (kConflict);
-  // otherwise resets the instance, closes the sockets (1001) and cancels the
-  // alarm, scheduled and indexed.
-  Status let_go_of_storage(const std::string& why);
   Driver drive_fetch(Run* run, Request request, std::optional<std::string> call_method);
   Driver drive_alarm(Run* run, Delivery::Alarm alarm);
   Driver drive_socket(Run* run, SocketEvent event);

@@ -1,0 +1,22 @@
+// The operator's actions that change an object's storage underneath it:
+// delete and import (replace). Each runs in the object's queue, between its
+// events (Delivery::admin), on the object's shard.
+#pragma once
+
+#include <string>
+
+#include "dobj/status.h"
+
+namespace dobj::internal {
+
+class ObjectHost;
+
+// Drops the instance (its callers get a reset error naming `why`), closes the
+// object's sockets and alarm, and removes its storage and catalog entry; the
+// next event builds an empty object.
+Status delete_object(ObjectHost& host, const std::string& why);
+// The same, then puts the database file `file` in its place, catalogues it
+// and schedules the alarm it holds.
+Status replace_object(ObjectHost& host, const std::string& why, const std::string& file);
+
+}  // namespace dobj::internal
