@@ -74,7 +74,7 @@ class Steady : public DurableObject {
   }
 };
 
-Response call(Runtime& rt, NamespaceImpl* ns, const std::string& name, const std::string& target) {
+Response call(Runtime& rt, const NamespaceImpl* ns, const std::string& name, const std::string& target) {
   Request req;
   req.target = target;
   return rt.send_to_object(ns, ns->ids().from_name(name), std::move(req)).get();
@@ -94,7 +94,7 @@ int run() {
   bindings["STEADY"] = [](State& s, Env& e) { return std::make_unique<Steady>(s, e); };
   Runtime rt(o, bindings, nullptr, secret);
   rt.start();
-  NamespaceImpl* ns = rt.find_namespace("BURST");
+  const NamespaceImpl* ns = rt.find_namespace("BURST");
 
   int64_t first_due = epoch_ms() + 10'000;
   auto t0 = std::chrono::steady_clock::now();
@@ -153,7 +153,7 @@ int run() {
   // Then alarms outside a burst: 2,000 objects, each set for a random time
   // 1 to 5 s after it was set, with the probe's kind of traffic (requests to
   // other objects) meanwhile.
-  NamespaceImpl* steady = rt.find_namespace("STEADY");
+  const NamespaceImpl* steady = rt.find_namespace("STEADY");
   const int kSteady = env_int("STEADY", 2000);
   std::mt19937 random(7);
   for (int i = 0; i < kSteady; ++i) {

@@ -62,8 +62,8 @@ void Calls(benchmark::State& state, bool same_shard, bool parallel) {
   bindings["CALLER"] = [](State& s, Env& e) { return std::make_unique<Caller>(s, e); };
   Runtime rt(o, bindings, nullptr, secret);
   rt.start();
-  NamespaceImpl* caller_ns = rt.find_namespace("CALLER");
-  NamespaceImpl* callee_ns = rt.find_namespace("CALLEE");
+  const NamespaceImpl* caller_ns = rt.find_namespace("CALLER");
+  const NamespaceImpl* callee_ns = rt.find_namespace("CALLEE");
   ObjectId caller = caller_ns->ids().from_name("caller");
   size_t caller_shard = caller.hash() % rt.shard_count();
   ObjectId callee;

@@ -202,8 +202,8 @@ class Stub {
 
   friend class Namespace;
   friend struct internal::ApiAccess;
-  Stub(internal::NamespaceImpl* ns, ObjectId id);
-  internal::NamespaceImpl* ns_;
+  Stub(const internal::NamespaceImpl* ns, ObjectId id);
+  const internal::NamespaceImpl* ns_;
   ObjectId id_;
   // The instance this stub reached first; once that instance is reset the
   // stub keeps failing and a new stub is needed (as in Durable Objects).
@@ -231,8 +231,8 @@ class Namespace {
  private:
   friend class Env;
   friend struct internal::ApiAccess;
-  explicit Namespace(internal::NamespaceImpl* impl) : impl_(impl) {}
-  internal::NamespaceImpl* impl_;
+  explicit Namespace(const internal::NamespaceImpl* impl) : impl_(impl) {}
+  const internal::NamespaceImpl* impl_;
 };
 
 // A stub that knows its object's class: call() takes only T's methods.

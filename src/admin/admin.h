@@ -40,10 +40,6 @@ class Runtime;
 class Shard;
 class NamespaceImpl;
 
-struct ObjectTarget {
-  NamespaceImpl* ns;
-  ObjectId id;
-};
 
 class AdminPlane {
  public:
@@ -68,14 +64,14 @@ class AdminPlane {
  private:
   bool authorized(const Request& request) const;
   void route(Shard& here, const Request& request, Reply reply, std::string& body_file);
-  Result<ObjectTarget> parse_target(const std::string& ns, const std::string& id);
+  Result<ObjectKey> parse_target(const std::string& ns, const std::string& id);
   void list_objects(Shard& here, const Request& request, Reply reply);
-  void inspect_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
-  void query_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply);
-  void export_object(Shard& here, const ObjectTarget& t, Reply reply);
-  void import_object(Shard& here, const ObjectTarget& t, const Request& request, Reply reply,
+  void inspect_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply);
+  void query_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply);
+  void export_object(Shard& here, const ObjectKey& t, Reply reply);
+  void import_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply,
                      std::string body_file);
-  void delete_object(Shard& here, const ObjectTarget& t, Reply reply);
+  void delete_object(Shard& here, const ObjectKey& t, Reply reply);
   // The MCP server (mcp.cc): one POST, one JSON-RPC message or a batch.
   void mcp(Shard& here, const Request& request, Reply reply);
   void mcp_message(Shard& here, const nlohmann::json& msg, const std::string& auth,

@@ -41,7 +41,7 @@ Status replace_object(ObjectHost& host, const std::string& why, const std::strin
       if (*wal) {
         if (Status s = (*wal)->sync(); !s) return s;
       }
-      shard.alarms().schedule(AlarmKey{host.ns(), host.id()}, *at, 0);
+      shard.alarms().schedule(ObjectKey{host.ns(), host.id()}, *at, 0);
     }
   } catch (const Error& e) {
     return e.status();

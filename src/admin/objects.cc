@@ -116,7 +116,7 @@ Result<std::string> temp_path(const std::string& data_dir, const char* what) {
 // is the database as of the last step.
 struct ExportJob {
   Shard* shard;
-  NamespaceImpl* ns;
+  const NamespaceImpl* ns;
   ObjectId id;
   std::string path;
   sqlite3* dst = nullptr;
@@ -175,9 +175,9 @@ struct ExportJob {
 
 }  // namespace
 
-Result<ObjectTarget> AdminPlane::parse_target(const std::string& ns_name,
+Result<ObjectKey> AdminPlane::parse_target(const std::string& ns_name,
                                               const std::string& id_text) {
-  NamespaceImpl* ns = runtime_.find_namespace(ns_name);
+  const NamespaceImpl* ns = runtime_.find_namespace(ns_name);
   if (!ns) return Status(Code::kNotFound, "no namespace " + ns_name);
   if (id_text.rfind("name:", 0) == 0) {
     std::string name = id_text.substr(5);
@@ -186,11 +186,11 @@ Result<ObjectTarget> AdminPlane::parse_target(const std::string& ns_name,
       return Status(Code::kInvalidArgument, "a name may be at most " +
                                                 std::to_string(ObjectId::kMaxNameBytes) + " bytes");
     }
-    return ObjectTarget{ns, ns->ids().from_name(name)};
+    return ObjectKey{ns, ns->ids().from_name(name)};
   }
   auto id = ns->ids().from_string(id_text);
   if (!id) return id.status();
-  return ObjectTarget{ns, *id};
+  return ObjectKey{ns, *id};
 }
 
 void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) {
@@ -236,10 +236,10 @@ void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) 
   auto page = runtime_.catalog().list(q);
   if (!page) return reply(error_response(page.status()));
   // Residency and sockets live on the objects' shards.
-  std::vector<Runtime::ObjectRef> refs;
+  std::vector<ObjectKey> refs;
   std::vector<CatalogEntry> entries;
   for (auto& e : page->entries) {
-    NamespaceImpl* ns = runtime_.find_namespace(e.ns);
+    const NamespaceImpl* ns = runtime_.find_namespace(e.ns);
     auto id = ns ? ns->ids().from_string(e.id) : Result<ObjectId>(Status(Code::kNotFound, ""));
     if (!id) continue;  // a binding since removed, or a folder of another secret
     refs.push_back({ns, *id});
@@ -268,7 +268,7 @@ void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) 
       });
 }
 
-void AdminPlane::inspect_object(Shard& here, const ObjectTarget& t, const Request& request,
+void AdminPlane::inspect_object(Shard& here, const ObjectKey& t, const Request& request,
                                 Reply reply) {
   int limit = 100;
   if (auto v = request.query("keys")) limit = std::clamp(std::atoi(v->c_str()), 0, 1000);
@@ -328,7 +328,7 @@ void AdminPlane::inspect_object(Shard& here, const ObjectTarget& t, const Reques
       std::move(reply));
 }
 
-void AdminPlane::query_object(Shard& here, const ObjectTarget& t, const Request& request,
+void AdminPlane::query_object(Shard& here, const ObjectKey& t, const Request& request,
                               Reply reply) {
   Result<Json> parsed = parse_json(request.body);
   if (!parsed) return reply(Response::error(400, parsed.status().message()));
@@ -364,7 +364,7 @@ void AdminPlane::query_object(Shard& here, const ObjectTarget& t, const Request&
       std::move(reply));
 }
 
-void AdminPlane::export_object(Shard& here, const ObjectTarget& t, Reply reply) {
+void AdminPlane::export_object(Shard& here, const ObjectKey& t, Reply reply) {
   auto path = temp_path(runtime_.options().data_dir, "export");
   if (!path) return reply(error_response(path.status()));
   runtime_.run_on_object(
@@ -399,7 +399,7 @@ Result<std::string> AdminPlane::upload_path(const std::string& data_dir) {
   return temp_path(data_dir, "import");
 }
 
-void AdminPlane::import_object(Shard& here, const ObjectTarget& t, const Request& request,
+void AdminPlane::import_object(Shard& here, const ObjectKey& t, const Request& request,
                                Reply reply, std::string body_file) {
   std::string body;  // a body that came in memory (the session streams imports to a file)
   if (body_file.empty()) {
@@ -455,7 +455,7 @@ void AdminPlane::import_object(Shard& here, const ObjectTarget& t, const Request
   });
 }
 
-void AdminPlane::delete_object(Shard& here, const ObjectTarget& t, Reply reply) {
+void AdminPlane::delete_object(Shard& here, const ObjectKey& t, Reply reply) {
   runtime_.run_on_object(
       t.ns, t.id, &here,
       [](ObjectHost& host, Reply reply) {

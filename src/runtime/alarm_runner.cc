@@ -85,7 +85,7 @@ AlarmRunner::AlarmRunner(Shard* shard, boost::asio::io_context& io, TimeSource& 
         pump_soon();
       });
   scheduler_ = std::make_unique<AlarmScheduler>(
-      clock_.get(), [this](const AlarmKey& key, int retry, int64_t scheduled_ms) {
+      clock_.get(), [this](const ObjectKey& key, int retry, int64_t scheduled_ms) {
         fire(key, retry, scheduled_ms);
       });
 }
@@ -102,14 +102,14 @@ bool AlarmRunner::settled() {
   return !next || *next > now_ms();
 }
 
-void AlarmRunner::fire(const AlarmKey& key, int retry, int64_t scheduled_ms) {
+void AlarmRunner::fire(const ObjectKey& key, int retry, int64_t scheduled_ms) {
   Delivery d;
   // The host acts on the outcome itself (finished()); this reply only runs
   // when the alarm could not run to its end (object overloaded, or reset
   // while running): the alarm is still stored, so it is tried again later.
   d.reply = [this, key, retry](Answer) { this->retry(key, retry); };
   d.alarm = Delivery::Alarm{retry, scheduled_ms};
-  due_.push_back(Due{const_cast<NamespaceImpl*>(key.ns), key.id, std::move(d)});
+  due_.push_back(Due{(key.ns), key.id, std::move(d)});
   pump_soon();
 }
 
@@ -132,7 +132,7 @@ void AlarmRunner::pump() {
   if (!due_.empty() || more_due_) pump_soon();
 }
 
-void AlarmRunner::retry(const AlarmKey& key, int retry) {
+void AlarmRunner::retry(const ObjectKey& key, int retry) {
   if (retry >= kMaxRetries) {
     // Out of retries (here from an alarm that never ran to its end: its
     // object was reset or overloaded each time): the object drops the alarm.
@@ -142,7 +142,7 @@ void AlarmRunner::retry(const AlarmKey& key, int retry) {
       reply(Response{});
     };
     d.reply = [](Answer) {};
-    shard_->deliver(const_cast<NamespaceImpl*>(key.ns), key.id, std::move(d));
+    shard_->deliver((key.ns), key.id, std::move(d));
     return;
   }
   Runtime& rt = shard_->runtime();
@@ -152,14 +152,14 @@ void AlarmRunner::retry(const AlarmKey& key, int retry) {
   scheduler_->schedule(key, now_ms() + delay, retry + 1);
 }
 
-void AlarmRunner::schedule(const AlarmKey& key, int64_t at_ms, int retry) {
+void AlarmRunner::schedule(const ObjectKey& key, int64_t at_ms, int retry) {
   scheduler_->schedule(key, at_ms, retry);
 }
 
 void AlarmRunner::committed(ObjectHost& host) {
   std::optional<int64_t> at;
   if (!host.store().take_alarm_change(&at)) return;
-  AlarmKey key{host.ns(), host.id()};
+  ObjectKey key{host.ns(), host.id()};
   if (at) {
     scheduler_->schedule(key, *at, 0);
   } else {
@@ -168,7 +168,7 @@ void AlarmRunner::committed(ObjectHost& host) {
 }
 
 void AlarmRunner::cancel(ObjectHost& host) {
-  scheduler_->cancel(AlarmKey{host.ns(), host.id()});
+  scheduler_->cancel(ObjectKey{host.ns(), host.id()});
   forget_indexed(host);
 }
 
@@ -237,7 +237,7 @@ Task<AlarmRunner::Run> AlarmRunner::run(ObjectHost& host, Delivery::Alarm alarm)
 
 void AlarmRunner::finished(ObjectHost& host, Run run, const Status& st) {
   using Outcome = Run::Outcome;
-  AlarmKey key{host.ns(), host.id()};
+  ObjectKey key{host.ns(), host.id()};
   if (!st.is_ok() && run.outcome != Outcome::kAbortedNoRetry) {
     run.outcome = Outcome::kRetry;  // its writes failed: still stored
   }

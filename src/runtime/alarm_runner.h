@@ -68,7 +68,7 @@ class AlarmRunner {
   // The operator's actions and resets: forget the object's alarm (scheduled
   // and indexed), or schedule the one its new storage holds.
   void cancel(ObjectHost& host);
-  void schedule(const AlarmKey& key, int64_t at_ms, int retry);
+  void schedule(const ObjectKey& key, int64_t at_ms, int retry);
   // The alarm ran out of retries: delete it (stored and indexed), logged.
   void give_up(ObjectHost& host);
   // Deletes the alarm now, outside any instance (a commit of the runtime's).
@@ -77,15 +77,15 @@ class AlarmRunner {
  private:
   class Clock;
   struct Due {
-    NamespaceImpl* ns;
+    const NamespaceImpl* ns;
     ObjectId id;
     Delivery delivery;
   };
   // Schedules retry number retry + 1 after the backoff (with jitter) that
   // follows `retry` failed attempts, or gives up past kMaxRetries.
-  void retry(const AlarmKey& key, int retry);
+  void retry(const ObjectKey& key, int retry);
   void forget_indexed(ObjectHost& host);
-  void fire(const AlarmKey& key, int retry, int64_t scheduled_ms);
+  void fire(const ObjectKey& key, int retry, int64_t scheduled_ms);
   void pump_soon();
   void pump();
 

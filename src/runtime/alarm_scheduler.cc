@@ -5,14 +5,14 @@
 
 namespace dobj::internal {
 
-void AlarmScheduler::schedule(const AlarmKey& key, int64_t at_ms, int retry) {
+void AlarmScheduler::schedule(const ObjectKey& key, int64_t at_ms, int retry) {
   cancel(key);
   auto it = by_time_.emplace(at_ms, Entry{key, retry});
   by_key_[key] = it;
   rearm();
 }
 
-void AlarmScheduler::cancel(const AlarmKey& key) {
+void AlarmScheduler::cancel(const ObjectKey& key) {
   auto it = by_key_.find(key);
   if (it == by_key_.end()) return;
   by_time_.erase(it->second);

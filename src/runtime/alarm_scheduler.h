@@ -19,21 +19,12 @@
 #include <vector>
 
 #include "dobj/id.h"
+#include "runtime/object_key.h"
 
 namespace dobj::internal {
 
 class NamespaceImpl;
 
-struct AlarmKey {
-  const NamespaceImpl* ns = nullptr;
-  ObjectId id;
-  bool operator==(const AlarmKey& o) const { return ns == o.ns && id == o.id; }
-};
-struct AlarmKeyHash {
-  size_t operator()(const AlarmKey& k) const {
-    return ObjectIdHash()(k.id) ^ reinterpret_cast<uintptr_t>(k.ns);
-  }
-};
 
 class AlarmClock {
  public:
@@ -51,13 +42,13 @@ struct LatenessSummary {
 class AlarmScheduler {
  public:
   static constexpr size_t kFireBatch = 16;
-  using Fire = std::function<void(const AlarmKey& key, int retry, int64_t scheduled_ms)>;
+  using Fire = std::function<void(const ObjectKey& key, int retry, int64_t scheduled_ms)>;
 
   AlarmScheduler(AlarmClock* clock, Fire fire) : clock_(clock), fire_(std::move(fire)) {}
 
   // Replaces the object's entry.
-  void schedule(const AlarmKey& key, int64_t at_ms, int retry);
-  void cancel(const AlarmKey& key);
+  void schedule(const ObjectKey& key, int64_t at_ms, int retry);
+  void cancel(const ObjectKey& key);
   // Fires what is due (up to kFireBatch) and re-arms.
   void on_timer();
   size_t size() const { return by_key_.size(); }
@@ -69,7 +60,7 @@ class AlarmScheduler {
 
  private:
   struct Entry {
-    AlarmKey key;
+    ObjectKey key;
     int retry;
   };
   void rearm();
@@ -77,7 +68,7 @@ class AlarmScheduler {
   AlarmClock* clock_;
   Fire fire_;
   std::multimap<int64_t, Entry> by_time_;
-  std::unordered_map<AlarmKey, std::multimap<int64_t, Entry>::iterator, AlarmKeyHash> by_key_;
+  std::unordered_map<ObjectKey, std::multimap<int64_t, Entry>::iterator, ObjectKeyHash> by_key_;
   std::optional<int64_t> armed_;
   std::vector<int64_t> lateness_;  // ring of samples
   size_t lateness_next_ = 0;

@@ -29,7 +29,7 @@ void State::abort(std::string_view reason, AbortOptions options) {
   host_->abort(reason, options.retry_alarm);
 }
 
-Stub::Stub(internal::NamespaceImpl* ns, ObjectId id)
+Stub::Stub(const internal::NamespaceImpl* ns, ObjectId id)
     : ns_(ns), id_(std::move(id)), binding_(std::make_shared<uint64_t>(0)) {}
 
 Task<void> State::block_concurrency_while(std::function<Task<void>()> fn) {
@@ -56,7 +56,7 @@ Task<Response> DurableObject::dispatch_call(std::string method, std::string args
 }
 
 Namespace Env::ns(std::string_view binding) const {
-  internal::NamespaceImpl* impl = runtime_->find_namespace(binding);
+  const internal::NamespaceImpl* impl = runtime_->find_namespace(binding);
   if (!impl) throw Error(Code::kNotFound, "no namespace is bound as " + std::string(binding));
   return Namespace(impl);
 }
@@ -90,7 +90,7 @@ namespace {
 // shard with the response. A call made by an object after a write leaves
 // only once the write is durable.
 struct FetchAwaitable {
-  internal::NamespaceImpl* ns;
+  const internal::NamespaceImpl* ns;
   ObjectId id;
   Request request;
   std::optional<std::string> call_method;
@@ -122,7 +122,7 @@ struct FetchAwaitable {
   Response await_resume() { return std::move(*result); }
 };
 
-Task<Response> stub_fetch(internal::NamespaceImpl* ns, ObjectId id, Request request,
+Task<Response> stub_fetch(const internal::NamespaceImpl* ns, ObjectId id, Request request,
                           std::optional<std::string> call_method, internal::StubBinding binding) {
   // A named awaitable: GCC 12 copies a temporary awaitable bitwise into the
   // frame, which breaks members such as std::string.
@@ -152,7 +152,7 @@ Code code_of(const Response& r, const Json& body) {
   }
 }
 
-Task<Json> stub_call(internal::NamespaceImpl* ns, ObjectId id, std::string method, Json args,
+Task<Json> stub_call(const internal::NamespaceImpl* ns, ObjectId id, std::string method, Json args,
                      internal::StubBinding binding) {
   Request request;
   request.method = "POST";

@@ -16,8 +16,8 @@ struct ApiAccess {
   }
   static Storage storage(ObjectStore* store) { return Storage(store); }
   static Env env(Runtime* runtime) { return Env(runtime); }
-  static Namespace ns(NamespaceImpl* impl) { return Namespace(impl); }
-  static Stub stub(NamespaceImpl* ns, ObjectId id) { return Stub(ns, std::move(id)); }
+  static Namespace ns(const NamespaceImpl* impl) { return Namespace(impl); }
+  static Stub stub(const NamespaceImpl* ns, ObjectId id) { return Stub(ns, std::move(id)); }
 };
 
 }  // namespace dobj::internal

@@ -94,7 +94,7 @@ struct ObjectHost::BlockState {
   ResumeTarget target;
 };
 
-ObjectHost::ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id)
+ObjectHost::ObjectHost(Shard* shard, const NamespaceImpl* ns, ObjectId id)
     : shard_(shard),
       ns_(ns),
       id_(std::move(id)),

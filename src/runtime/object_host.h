@@ -55,11 +55,11 @@ void send_through_output_gate(F send);
 
 class ObjectHost {
  public:
-  ObjectHost(Shard* shard, NamespaceImpl* ns, ObjectId id);
+  ObjectHost(Shard* shard, const NamespaceImpl* ns, ObjectId id);
   ~ObjectHost();
 
   const ObjectId& id() const { return id_; }
-  NamespaceImpl* ns() const { return ns_; }
+  const NamespaceImpl* ns() const { return ns_; }
   uint64_t generation() const { return generation_; }
   Shard* shard() const { return shard_; }
   // Whether an output made now may leave at once: the turn wrote nothing and
@@ -161,7 +161,7 @@ class ObjectHost {
   bool check_binding(Event& event);
 
   Shard* shard_;
-  NamespaceImpl* ns_;
+  const NamespaceImpl* ns_;
   ObjectId id_;
   uint64_t generation_;
   std::unique_ptr<ObjectStore> store_;

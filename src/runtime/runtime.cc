@@ -114,7 +114,7 @@ void Runtime::run_blocking(std::function<void()> fn) {
   boost::asio::post(*blocking_, std::move(fn));
 }
 
-NamespaceImpl* Runtime::find_namespace(std::string_view binding) {
+const NamespaceImpl* Runtime::find_namespace(std::string_view binding) {
   for (auto& ns : namespaces_) {
     if (ns->name() == binding) return ns.get();
   }
@@ -138,7 +138,7 @@ void Runtime::start() {
   admin_shard_->start();
   // Alarms pending before the last stop or crash: each to its object's shard.
   for (auto& r : alarm_index_.all()) {
-    NamespaceImpl* ns = find_namespace(r.ns);
+    const NamespaceImpl* ns = find_namespace(r.ns);
     auto bytes = from_hex_lower(r.id_hex);
     if (!ns || !bytes || bytes->size() != ObjectId::kSize) continue;
     ObjectId::Bytes b;
@@ -146,7 +146,7 @@ void Runtime::start() {
     ObjectId id(b, r.name);
     Shard& shard = shard_for(id);
     shard.post([&shard, ns, id, at = r.at_ms, retry = r.retry] {
-      shard.alarms().schedule(AlarmKey{ns, id}, at, retry);
+      shard.alarms().schedule(ObjectKey{ns, id}, at, retry);
     });
   }
 }
@@ -188,7 +188,7 @@ bool Runtime::stop(std::chrono::milliseconds timeout) {
   return clean;
 }
 
-std::future<Response> Runtime::send_to_object(NamespaceImpl* ns, const ObjectId& id,
+std::future<Response> Runtime::send_to_object(const NamespaceImpl* ns, const ObjectId& id,
                                               Request request) {
   auto p = std::make_shared<std::promise<Response>>();
   auto f = p->get_future();
@@ -251,7 +251,7 @@ void Runtime::collect_metrics(Shard* reply_on, std::function<void(MetricsSnapsho
   }
 }
 
-void Runtime::run_on_object(NamespaceImpl* ns, const ObjectId& id, Shard* reply_on,
+void Runtime::run_on_object(const NamespaceImpl* ns, const ObjectId& id, Shard* reply_on,
                             std::function<void(ObjectHost&, Reply)> fn, Reply reply) {
   Shard& shard = shard_for(id);
   shard.post([&shard, ns, id, reply_on, fn = std::move(fn), reply = std::move(reply)]() mutable {
@@ -264,10 +264,10 @@ void Runtime::run_on_object(NamespaceImpl* ns, const ObjectId& id, Shard* reply_
   });
 }
 
-void Runtime::object_states(Shard* reply_on, std::vector<ObjectRef> refs,
+void Runtime::object_states(Shard* reply_on, std::vector<ObjectKey> refs,
                             std::function<void(std::vector<Shard::Presence>)> done) {
   struct Gather {
-    std::vector<ObjectRef> refs;
+    std::vector<ObjectKey> refs;
     std::vector<Shard::Presence> out;
     std::function<void(std::vector<Shard::Presence>)> done;
     std::atomic<size_t> left;

@@ -76,7 +76,7 @@ class NamespaceImpl {
   const std::string& name() const { return name_; }
   size_t index() const { return index_; }  // in Runtime::namespaces()
   const IdFactory& ids() const { return ids_; }
-  Runtime& runtime() { return *runtime_; }
+  Runtime& runtime() const { return *runtime_; }
   std::unique_ptr<DurableObject> construct(State& state, Env& env) const {
     return factory_(state, env);
   }
@@ -88,7 +88,7 @@ class NamespaceImpl {
   static std::string object_file(const std::string& hex) { return hex + ".sqlite"; }
   bool has_alarm_handler() const { return has_alarm_handler_; }
   // IDs minted by new_unique_id (any thread).
-  void count_unique_id() { unique_ids_.fetch_add(1, std::memory_order_relaxed); }
+  void count_unique_id() const { unique_ids_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t unique_ids() const { return unique_ids_.load(std::memory_order_relaxed); }
   // The C++ class bound here (Server::bind<T>); null for a bare factory.
   const std::type_info* class_type() const { return class_type_; }
@@ -102,7 +102,7 @@ class NamespaceImpl {
   std::string dir_;
   const bool has_alarm_handler_;
   const std::type_info* const class_type_;
-  std::atomic<uint64_t> unique_ids_{0};
+  mutable std::atomic<uint64_t> unique_ids_{0};  // a counter, not the namespace's state
 };
 
 class Runtime {
@@ -117,7 +117,7 @@ class Runtime {
   TimeSource& time() { return *time_; }
   Env& env() { return env_; }
   const Worker& worker() const { return worker_; }
-  NamespaceImpl* find_namespace(std::string_view binding);
+  const NamespaceImpl* find_namespace(std::string_view binding);
   const std::vector<std::unique_ptr<NamespaceImpl>>& namespaces() const { return namespaces_; }
   Shard& shard(size_t i) { return *shards_[i]; }
   size_t shard_count() const { return shards_.size(); }
@@ -132,22 +132,18 @@ class Runtime {
   Catalog& catalog() { return catalog_; }
   // From a thread that is not a shard's: delivers a request to an object
   // (outside any stub) and returns its response when it comes.
-  std::future<Response> send_to_object(NamespaceImpl* ns, const ObjectId& id, Request request);
+  std::future<Response> send_to_object(const NamespaceImpl* ns, const ObjectId& id, Request request);
   // Copies every shard's metrics, merges them, and calls done with the result
   // on the shard `reply_on` (any thread may call this; it does not block).
   void collect_metrics(Shard* reply_on, std::function<void(MetricsSnapshot)> done);
   // Runs fn on the object's shard in the object's queue (Delivery::admin);
   // fn answers through the Reply it gets, which reaches `reply` on reply_on.
-  void run_on_object(NamespaceImpl* ns, const ObjectId& id, Shard* reply_on,
+  void run_on_object(const NamespaceImpl* ns, const ObjectId& id, Shard* reply_on,
                      std::function<void(ObjectHost&, Reply)> fn, Reply reply);
-  struct ObjectRef {
-    NamespaceImpl* ns;
-    ObjectId id;
-  };
   // Asks each object's shard whether it is in memory and how many sockets it
   // has; done gets the answers in the order of refs, on the shard reply_on
   // (any thread may call this; it does not block).
-  void object_states(Shard* reply_on, std::vector<ObjectRef> refs,
+  void object_states(Shard* reply_on, std::vector<ObjectKey> refs,
                      std::function<void(std::vector<Shard::Presence>)> done);
   // Lateness of the alarms fired so far, over all shards.
   LatenessSummary alarm_lateness();

@@ -142,18 +142,18 @@ void Shard::evict_idle(std::chrono::steady_clock::time_point now) {
     }
     ++metrics_[h.ns()->index()].evictions;
     if (h.events_total() == 1) ++metrics_[h.ns()->index()].single_event_evictions;
-    hosts_.erase(HostKey{h.ns(), h.id()});  // the host leaves the list as it goes
+    hosts_.erase(ObjectKey{h.ns(), h.id()});  // the host leaves the list as it goes
     ++evicted;
   }
 }
 
 Shard::Presence Shard::presence(const NamespaceImpl* ns, const ObjectId& id) const {
-  auto it = hosts_.find(HostKey{ns, id});
+  auto it = hosts_.find(ObjectKey{ns, id});
   return Presence{it != hosts_.end() && it->second->has_instance(), sockets_->socket_count(ns, id)};
 }
 
 void Shard::catalog_dirty(ObjectHost* host) {
-  catalog_dirty_.push_back(HostKey{host->ns(), host->id()});
+  catalog_dirty_.push_back(ObjectKey{host->ns(), host->id()});
 }
 
 void Shard::hand_over_to_catalog(size_t most) {
@@ -164,7 +164,7 @@ void Shard::hand_over_to_catalog(size_t most) {
   std::vector<CatalogTouch> batch;
   batch.reserve(n);
   for (size_t i = catalog_dirty_.size() - n; i < catalog_dirty_.size(); ++i) {
-    const HostKey& k = catalog_dirty_[i];
+    const ObjectKey& k = catalog_dirty_[i];
     if (ObjectHost* h = find_host(k.ns, k.id)) h->clear_catalog_dirty();
     std::string hex = k.id.to_string();
     std::string path = k.ns->object_dir(hex) + "/" + NamespaceImpl::object_file(hex);
@@ -177,12 +177,12 @@ void Shard::hand_over_to_catalog(size_t most) {
 }
 
 ObjectHost* Shard::find_host(const NamespaceImpl* ns, const ObjectId& id) {
-  auto it = hosts_.find(HostKey{ns, id});
+  auto it = hosts_.find(ObjectKey{ns, id});
   return it == hosts_.end() ? nullptr : it->second.get();
 }
 
-void Shard::deliver(NamespaceImpl* ns, const ObjectId& id, Delivery delivery) {
-  auto& slot = hosts_[HostKey{ns, id}];
+void Shard::deliver(const NamespaceImpl* ns, const ObjectId& id, Delivery delivery) {
+  auto& slot = hosts_[ObjectKey{ns, id}];
   if (!slot) slot = std::make_unique<ObjectHost>(this, ns, id);
   slot->enqueue(std::move(delivery));
 }
@@ -203,12 +203,12 @@ void Shard::run_after(std::chrono::milliseconds delay, std::function<void()> fn)
 }
 
 uint64_t Shard::reset_epoch(const NamespaceImpl* ns, const ObjectId& id) const {
-  auto it = reset_epochs_.find(HostKey{ns, id});
+  auto it = reset_epochs_.find(ObjectKey{ns, id});
   return it == reset_epochs_.end() ? 0 : it->second;
 }
 
 void Shard::bump_reset_epoch(const NamespaceImpl* ns, const ObjectId& id) {
-  ++reset_epochs_[HostKey{ns, id}];
+  ++reset_epochs_[ObjectKey{ns, id}];
 }
 
 void Shard::resume(const ResumeTarget& target, std::coroutine_handle<> h) {
@@ -281,7 +281,7 @@ bool Shard::settled() {
 }
 
 bool Shard::evict_now(const NamespaceImpl* ns, const ObjectId& id) {
-  auto it = hosts_.find(HostKey{ns, id});
+  auto it = hosts_.find(ObjectKey{ns, id});
   if (it == hosts_.end()) return true;
   ObjectHost& h = *it->second;
   if (!h.idle() || sockets_->kept_sockets(ns, id) > 0) return false;
@@ -318,7 +318,7 @@ MetricsSnapshot Shard::metrics_snapshot() {
     std::partial_sort(v.begin(), v.begin() + static_cast<ptrdiff_t>(n), v.end(),
                       [](const auto& a, const auto& b) { return a.first > b.first; });
     for (size_t i = 0; i < n; ++i) {
-      const HostKey& k = v[i].second->first;
+      const ObjectKey& k = v[i].second->first;
       const ObjectHost& h = *v[i].second->second;
       out->push_back(ObjectStat{k.ns->name(), k.id.to_string(), k.id.name().value_or(""),
                                 h.events_total(), h.turn_ms_total(),

@@ -24,7 +24,7 @@
 #include "dobj/http.h"
 #include "dobj/id.h"
 #include "dobj/task.h"
-#include "runtime/alarm_scheduler.h"
+#include "runtime/object_key.h"
 #include "runtime/driver.h"
 #include "runtime/metrics.h"
 #include "runtime/socket_hub.h"
@@ -170,7 +170,7 @@ class Shard {
 
   // Shard thread only below.
   // Delivers a fetch to the object `id` of `ns`, creating its host if needed.
-  void deliver(NamespaceImpl* ns, const ObjectId& id, Delivery delivery);
+  void deliver(const NamespaceImpl* ns, const ObjectId& id, Delivery delivery);
   // Runs the worker for a request accepted on this shard.
   void run_worker(Request request, Reply reply);
   // Runs a coroutine as the worker runs (outside any object, stubs usable),
@@ -230,16 +230,6 @@ class Shard {
   static constexpr size_t kEvictChunk = 32;
 
  private:
-  struct HostKey {
-    const NamespaceImpl* ns;
-    ObjectId id;
-    bool operator==(const HostKey& o) const { return ns == o.ns && id == o.id; }
-  };
-  struct HostKeyHash {
-    size_t operator()(const HostKey& k) const {
-      return ObjectIdHash()(k.id) ^ reinterpret_cast<uintptr_t>(k.ns);
-    }
-  };
   void schedule_sweep();
   void reap_workers();
 
@@ -253,12 +243,12 @@ class Shard {
   std::unique_ptr<AlarmRunner> alarms_;
   std::unique_ptr<SocketHub> sockets_;
   std::vector<NamespaceMetrics> metrics_;
-  std::unordered_map<HostKey, std::unique_ptr<ObjectHost>, HostKeyHash> hosts_;
-  std::unordered_map<HostKey, uint64_t, HostKeyHash> reset_epochs_;  // only objects ever reset
+  std::unordered_map<ObjectKey, std::unique_ptr<ObjectHost>, ObjectKeyHash> hosts_;
+  std::unordered_map<ObjectKey, uint64_t, ObjectKeyHash> reset_epochs_;  // only objects ever reset
   // The hosts, least recently active first.
   boost::intrusive::list<ActivityLink, boost::intrusive::constant_time_size<false>> by_activity_;
   bool evictable(const ObjectHost& h, std::chrono::steady_clock::time_point now) const;
-  std::vector<HostKey> catalog_dirty_;  // active since the last handover
+  std::vector<ObjectKey> catalog_dirty_;  // active since the last handover
   std::chrono::steady_clock::time_point last_catalog_handover_;
   std::chrono::steady_clock::time_point last_socket_check_;
   uint64_t generation_counter_ = 0;

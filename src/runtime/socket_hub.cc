@@ -68,7 +68,7 @@ SocketHub::SocketHub(Shard* shard, size_t send_queue_limit)
 
 SocketHub::~SocketHub() { close_all(); }
 
-WebSocket SocketHub::accept(NamespaceImpl* ns, const ObjectId& object, const Request& upgrade,
+WebSocket SocketHub::accept(const NamespaceImpl* ns, const ObjectId& object, const Request& upgrade,
                             std::vector<std::string> tags,
                             std::shared_ptr<WebSocketHandlers> handlers) {
   if (!upgrade.is_websocket_upgrade()) {
@@ -93,7 +93,7 @@ WebSocket SocketHub::accept(NamespaceImpl* ns, const ObjectId& object, const Req
                                               " characters");
     }
   }
-  ObjectSockets& group = by_object_[AlarmKey{ns, object}];
+  ObjectSockets& group = by_object_[ObjectKey{ns, object}];
   if (group.sockets.size() >= kMaxWebSocketsPerObject) {
     throw Error(Code::kOverloaded, "this object already holds " +
                                        std::to_string(kMaxWebSocketsPerObject) + " WebSockets");
@@ -233,7 +233,7 @@ size_t SocketHub::parse(const std::shared_ptr<SocketConn>& cp, std::string& buf)
       case ws::Event::kMessage: {
         bool binary = e.opcode == ws::kBinary;
         if (!binary) {
-          auto it = by_object_.find(AlarmKey{c.ns, c.object});
+          auto it = by_object_.find(ObjectKey{c.ns, c.object});
           if (it != by_object_.end() && it->second.auto_response &&
               e.payload == it->second.auto_response->first) {
             // Answered by the runtime: the object is not woken, nor held up.
@@ -460,7 +460,7 @@ void SocketHub::finish(SocketConn& c, int code, std::string reason, bool was_cle
 }
 
 void SocketHub::unregister(SocketConn& c) {
-  auto it = by_object_.find(AlarmKey{c.ns, c.object});
+  auto it = by_object_.find(ObjectKey{c.ns, c.object});
   if (it != by_object_.end()) {
     auto& list = it->second.sockets;
     if (c.slot < list.size() && list[c.slot] == &c) {
@@ -477,7 +477,7 @@ void SocketHub::unregister(SocketConn& c) {
 std::vector<WebSocket> SocketHub::sockets_of(const NamespaceImpl* ns, const ObjectId& object,
                                              std::string_view tag) {
   std::vector<WebSocket> out;
-  auto it = by_object_.find(AlarmKey{ns, object});
+  auto it = by_object_.find(ObjectKey{ns, object});
   if (it == by_object_.end()) return out;
   out.reserve(it->second.sockets.size());
   for (SocketConn* c : it->second.sockets) {
@@ -491,7 +491,7 @@ std::vector<WebSocket> SocketHub::sockets_of(const NamespaceImpl* ns, const Obje
 
 void SocketHub::set_auto_response(const NamespaceImpl* ns, const ObjectId& object,
                                   std::optional<std::pair<std::string, std::string>> pair) {
-  AlarmKey key{ns, object};
+  ObjectKey key{ns, object};
   if (!pair) {
     auto it = by_object_.find(key);
     if (it == by_object_.end()) return;
@@ -504,14 +504,14 @@ void SocketHub::set_auto_response(const NamespaceImpl* ns, const ObjectId& objec
 
 std::optional<std::pair<std::string, std::string>> SocketHub::auto_response(
     const NamespaceImpl* ns, const ObjectId& object) {
-  auto it = by_object_.find(AlarmKey{ns, object});
+  auto it = by_object_.find(ObjectKey{ns, object});
   if (it == by_object_.end()) return std::nullopt;
   return it->second.auto_response;
 }
 
 size_t SocketHub::kept_sockets(const NamespaceImpl* ns, const ObjectId& object) const {
   if (by_object_.empty()) return 0;
-  auto it = by_object_.find(AlarmKey{ns, object});
+  auto it = by_object_.find(ObjectKey{ns, object});
   return it == by_object_.end() ? 0 : it->second.kept;
 }
 
@@ -526,7 +526,7 @@ void SocketHub::close_object(const NamespaceImpl* ns, const ObjectId& object, in
 
 void SocketHub::close_sockets(const NamespaceImpl* ns, const ObjectId& object, bool kept_only,
                               int code, std::string_view reason) {
-  auto it = by_object_.find(AlarmKey{ns, object});
+  auto it = by_object_.find(ObjectKey{ns, object});
   if (it == by_object_.end() || (kept_only && it->second.kept == 0)) return;
   std::vector<std::shared_ptr<SocketConn>> chosen;
   for (SocketConn* c : it->second.sockets) {
@@ -542,7 +542,7 @@ void SocketHub::close_sockets(const NamespaceImpl* ns, const ObjectId& object, b
 }
 
 size_t SocketHub::socket_count(const NamespaceImpl* ns, const ObjectId& object) const {
-  auto it = by_object_.find(AlarmKey{ns, object});
+  auto it = by_object_.find(ObjectKey{ns, object});
   return it == by_object_.end() ? 0 : it->second.sockets.size();
 }
 

@@ -70,7 +70,7 @@ struct SocketConn : std::enable_shared_from_this<SocketConn> {
 
   SocketHub* hub = nullptr;
   uint64_t id = 0;
-  NamespaceImpl* ns = nullptr;
+  const NamespaceImpl* ns = nullptr;
   ObjectId object;
   bool hibernatable = true;
   std::shared_ptr<WebSocketHandlers> handlers;  // kept sockets only
@@ -110,7 +110,7 @@ class SocketHub {
   // accept_websocket / keep_websocket: a pending socket of the current object,
   // completed when the front door hands over the connection. Throws
   // dobj::Error for a request that is not a valid upgrade or over a limit.
-  WebSocket accept(NamespaceImpl* ns, const ObjectId& object, const Request& upgrade,
+  WebSocket accept(const NamespaceImpl* ns, const ObjectId& object, const Request& upgrade,
                    std::vector<std::string> tags, std::shared_ptr<WebSocketHandlers> handlers);
   // The front door's hand-over (posted to this shard): the connection's file
   // descriptor, the upgrade request's key, bytes read past the request, and
@@ -183,7 +183,7 @@ class SocketHub {
   uint64_t next_id_ = 0;
   std::unordered_map<uint64_t, std::shared_ptr<SocketConn>> by_id_;
   std::map<size_t, uint64_t> idle_closed_;  // by namespace index
-  std::unordered_map<AlarmKey, ObjectSockets, AlarmKeyHash> by_object_;
+  std::unordered_map<ObjectKey, ObjectSockets, ObjectKeyHash> by_object_;
   std::vector<std::shared_ptr<SocketConn>> dirty_;
   bool flush_posted_ = false;
   std::string scratch_;  // one read buffer for all sockets

@@ -85,8 +85,8 @@ struct TestRuntime::Impl {
     start();
     return *runtime;
   }
-  internal::NamespaceImpl* ns(std::string_view binding) {
-    internal::NamespaceImpl* n = rt().find_namespace(binding);
+  const internal::NamespaceImpl* ns(std::string_view binding) {
+    const internal::NamespaceImpl* n = rt().find_namespace(binding);
     if (!n) throw Error(Code::kNotFound, "no binding named " + std::string(binding));
     return n;
   }
@@ -241,7 +241,7 @@ void TestRuntime::settle() {
 }
 
 uint64_t TestRuntime::constructions(std::string_view binding) {
-  internal::NamespaceImpl* ns = impl_->ns(binding);
+  const internal::NamespaceImpl* ns = impl_->ns(binding);
   Runtime& rt = impl_->rt();
   uint64_t total = 0;
   for (size_t i = 0; i < rt.shard_count(); ++i) {
@@ -269,13 +269,13 @@ int TestRuntime::port() {
 
 Response TestRuntime::fetch_object(const std::string& binding, const ObjectId& id,
                                    Request request) {
-  internal::NamespaceImpl* ns = impl_->ns(binding);
+  const internal::NamespaceImpl* ns = impl_->ns(binding);
   return impl_->wait(impl_->rt().send_to_object(ns, id, std::move(request)), "a request to an object");
 }
 
 void TestRuntime::with_storage(const std::string& binding, const ObjectId& id,
                                const std::function<void(Storage&)>& fn) {
-  internal::NamespaceImpl* ns = impl_->ns(binding);
+  const internal::NamespaceImpl* ns = impl_->ns(binding);
   struct Outcome {
     Status status;
     std::exception_ptr error;
@@ -298,18 +298,18 @@ void TestRuntime::with_storage(const std::string& binding, const ObjectId& id,
 }
 
 bool TestRuntime::evict(const std::string& binding, const ObjectId& id) {
-  internal::NamespaceImpl* ns = impl_->ns(binding);
+  const internal::NamespaceImpl* ns = impl_->ns(binding);
   return impl_->on_shard(id, [ns, &id](Shard& s) { return s.evict_now(ns, id); }, "an eviction");
 }
 
 bool TestRuntime::in_memory(const std::string& binding, const ObjectId& id) {
-  internal::NamespaceImpl* ns = impl_->ns(binding);
+  const internal::NamespaceImpl* ns = impl_->ns(binding);
   return impl_->on_shard(id, [ns, &id](Shard& s) { return s.presence(ns, id).resident; },
                          "a look at an object");
 }
 
 void TestRuntime::reset(const std::string& binding, const ObjectId& id, const std::string& why) {
-  internal::NamespaceImpl* ns = impl_->ns(binding);
+  const internal::NamespaceImpl* ns = impl_->ns(binding);
   auto p = std::make_shared<std::promise<void>>();
   impl_->on_shard(id, [&](Shard& shard) {
     internal::Delivery d;

@@ -29,7 +29,7 @@ class SchedulerTest : public ::testing::Test {
  protected:
   FakeClock clock_;
   std::vector<Fired> fired_;
-  AlarmScheduler scheduler_{&clock_, [this](const AlarmKey& k, int retry, int64_t at) {
+  AlarmScheduler scheduler_{&clock_, [this](const ObjectKey& k, int retry, int64_t at) {
                               fired_.push_back({k.id.bytes()[0], retry, at});
                             }};
   void advance_to(int64_t t) {
@@ -103,7 +103,7 @@ TEST(AlarmBackoff, DoublesFromTwoSecondsWithAtMostAQuarterOfJitter) {
 
 TEST(AlarmLateness, SummarizesPercentiles) {
   FakeClock clock;
-  AlarmScheduler s(&clock, [](const AlarmKey&, int, int64_t) {});
+  AlarmScheduler s(&clock, [](const ObjectKey&, int, int64_t) {});
   for (int i = 1; i <= 100; ++i) s.record_lateness(i);
   auto l = s.lateness();
   EXPECT_EQ(l.count, 100u);

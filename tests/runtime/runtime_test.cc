@@ -456,7 +456,7 @@ class Harness {
 
   std::future<Response> send(const std::string& binding, const std::string& name,
                              const std::string& method, const std::string& target = "/") {
-    NamespaceImpl* ns = runtime_->find_namespace(binding);
+    const NamespaceImpl* ns = runtime_->find_namespace(binding);
     ObjectId id = ns->ids().from_name(name);
     Request req;
     req.method = method;
@@ -616,7 +616,7 @@ void write_with_a_failing_flush(const std::string& data_dir) {
   Runtime runtime(o, bindings, nullptr, Secret{});
   runtime.start();
   runtime.flusher()->faults().fail_next = 1;
-  NamespaceImpl* ns = runtime.find_namespace("SYNCER");
+  const NamespaceImpl* ns = runtime.find_namespace("SYNCER");
   Request req;
   req.method = "POST";
   Response r = runtime.send_to_object(ns, ns->ids().from_name("x"), std::move(req)).get();
