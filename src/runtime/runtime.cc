@@ -11,6 +11,7 @@
 #include <atomic>
 #include <filesystem>
 #include <future>
+#include <thread>
 #include <mutex>
 
 #include "base/fs.h"
@@ -108,6 +109,26 @@ Runtime::Runtime(ServerOptions options, Bindings bindings,
 
 Runtime::~Runtime() {
   if (blocking_) blocking_->join();
+}
+
+bool Runtime::settle(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Two passes in a row over every shard find nothing: work that one shard
+  // posted to another while the first pass looked has been seen by then.
+  int quiet_passes = 0;
+  while (quiet_passes < 2) {
+    bool all = true;
+    for (size_t i = 0; i < shards_.size() && all; ++i) {
+      Shard& s = *shards_[i];
+      all = s.run_and_wait([&s] { return s.settled(); });
+    }
+    quiet_passes = all ? quiet_passes + 1 : 0;
+    if (!all) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  return true;
 }
 
 void Runtime::run_blocking(std::function<void()> fn) {

@@ -150,6 +150,11 @@ class Runtime {
   // Runs fn on a small pool of threads for blocking work that must not hold a
   // shard (an import's sync and validation). fn answers by posting to a shard.
   void run_blocking(std::function<void()> fn);
+  // From a thread that is not a shard's: waits until no object runs an
+  // event, every write is durable and no alarm is due by the time source
+  // (Shard::settled on every shard); false if that did not happen within
+  // timeout. Tests and the test kit, after moving a FakeTime.
+  bool settle(std::chrono::milliseconds timeout);
 
   void start();
   // Waits until no shard has work in flight (or the timeout passes), flushes

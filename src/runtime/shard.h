@@ -200,8 +200,9 @@ class Shard {
   void note_active(ActivityLink& link, std::chrono::steady_clock::time_point at);
   // Work in flight on this shard: events, pending outputs, unflushed commits.
   bool quiescent() const;
-  // Quiescent, every commit durable, and no alarm due by the alarm clock
-  // that has not run yet (the test kit waits for this after moving time).
+  // Quiescent, every commit durable (or the flusher failed), and no alarm due
+  // by the alarm clock that has not run yet (Runtime::settle). When a commit
+  // is not durable yet, asks for its flush and answers false.
   bool settled();
   // Evicts the object now if it is in memory and evictable regardless of the
   // idle timeout (idle, no socket accepted without hibernation). Returns

@@ -219,24 +219,9 @@ void TestRuntime::set_time(std::chrono::system_clock::time_point at) {
 }
 
 void TestRuntime::settle() {
-  Runtime& rt = impl_->rt();
-  auto deadline = std::chrono::steady_clock::now() + impl_->options.timeout;
-  // Two passes in a row over every shard find nothing: work that one shard
-  // posted to another while the first pass looked has been seen by then.
-  int quiet_passes = 0;
-  while (quiet_passes < 2) {
-    bool all = true;
-    for (size_t i = 0; i < rt.shard_count() && all; ++i) {
-      all = rt.shard(i).run_and_wait([&rt, i] { return rt.shard(i).settled(); });
-    }
-    quiet_passes = all ? quiet_passes + 1 : 0;
-    if (!all) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        throw std::runtime_error("dobj::testing: objects were still busy after " +
-                                 std::to_string(impl_->options.timeout.count()) + " ms");
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+  if (!impl_->rt().settle(impl_->options.timeout)) {
+    throw std::runtime_error("dobj::testing: objects were still busy after " +
+                             std::to_string(impl_->options.timeout.count()) + " ms");
   }
 }
 

@@ -4,10 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <thread>
 
 #include "dobj/dobj.h"
-#include "support/in_process_server.h"
+#include "dobj/testing.h"
 
 namespace dobj {
 namespace {
@@ -36,16 +35,16 @@ class Resetter : public DurableObject {
 };
 
 TEST(AlarmCap, AnAlarmThatResetsItsObjectIsDroppedAfterSixRetries) {
-  ServerOptions o;
-  o.alarm_backoff_scale = 0.005;  // 10, 20, 40 ... ms
-  test::InProcessServer s(
-      o, {{"R", [](State& st, Env& e) { return std::make_unique<Resetter>(st, e); }}});
-  ASSERT_EQ(test::http(s.port(), "POST", "/R/x/arm").status, 200);
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (g_runs < 7 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
-  std::this_thread::sleep_for(1s);  // a retry past the cap would come within 640 ms
+  testing::TestRuntime rt;  // a fake clock: retries run as the test moves it
+  rt.bind<Resetter>("R");
+  ASSERT_EQ(rt.fetch("POST", "/R/x/arm").status, 200);
+  rt.settle();  // due at once: the first run
+  // Backoff 2, 4, ... 64 s, each up to a quarter more (jitter).
+  for (int i = 0; i < 6; ++i) rt.advance(std::chrono::milliseconds(2500 << i));
   EXPECT_EQ(g_runs.load(), 7);  // the first run and six retries
-  EXPECT_EQ(s.get("/R/x/get"), "none");
+  rt.advance(24h);              // no retry past the cap
+  EXPECT_EQ(g_runs.load(), 7);
+  EXPECT_EQ(rt.fetch("GET", "/R/x/get").body, "none");
 }
 
 }  // namespace

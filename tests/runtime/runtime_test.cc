@@ -302,12 +302,6 @@ class Upstream {
   std::chrono::steady_clock::time_point arrived_;
 };
 
-int64_t epoch_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // Records every alarm() run; ?set=MS sets the alarm, ?fail=N makes the next N
 // runs throw, ?replace=1 makes the next run set a new alarm and then throw.
 // Its alarm (at ?at=) holds its shard for ?ms= of CPU.
@@ -336,17 +330,17 @@ class Alarmed : public DurableObject {
     if (req.query("replace")) storage().put("replace", int64_t{1});
     if (auto c = req.query("chain")) storage().put("chain", int64_t{std::stoi(*c)});
     if (auto a = req.query("abort")) storage().put("abort", int64_t{std::stoi(*a)});
-    if (auto ms = req.query("set")) storage().set_alarm(epoch_ms() + std::stoi(*ms));
+    if (auto ms = req.query("set")) storage().set_alarm(state().now_ms() + std::stoi(*ms));
     if (auto ms = req.query("in")) storage().set_alarm(std::chrono::milliseconds(std::stoi(*ms)));
     if (req.query("zero")) storage().set_alarm(0);
     if (req.query("txn")) {
       storage().transaction([&](Transaction& t) {
-        storage().set_alarm(epoch_ms() + 100000);
+        storage().set_alarm(state().now_ms() + 100000);
         t.rollback();
       });
     }
     if (req.query("deleteall")) {
-      storage().set_alarm(epoch_ms() + 100000);
+      storage().set_alarm(state().now_ms() + 100000);
       storage().delete_all();
     }
     auto alarm = storage().get_alarm();
@@ -363,7 +357,7 @@ class Alarmed : public DurableObject {
     storage().put("runs", runs);
     if (storage().get<int64_t>("replace").value_or(0)) {
       storage().put("replace", int64_t{0});
-      storage().set_alarm(epoch_ms() + 30);
+      storage().set_alarm(state().now_ms() + 30);
       throw std::runtime_error("fails, but set a new alarm first");
     }
     if (auto mode = storage().get<int64_t>("abort"); mode && *mode > 0) {
@@ -373,7 +367,7 @@ class Alarmed : public DurableObject {
     if (int64_t chain = storage().get<int64_t>("chain").value_or(0); chain > 0) {
       // Re-arm for right now: often the very millisecond this alarm was due.
       storage().put("chain", chain - 1);
-      storage().set_alarm(epoch_ms());
+      storage().set_alarm(state().now_ms());
     }
     if (int64_t fail = storage().get<int64_t>("fail").value_or(0); fail > 0) {
       storage().put("fail", fail - 1);
@@ -468,6 +462,8 @@ class Harness {
     return nlohmann::json::parse(send(binding, name, method, target).get().body);
   }
   Runtime& runtime() { return *runtime_; }
+  // After moving a FakeTime: waits until every alarm due ran and nothing runs.
+  void settle() { ASSERT_TRUE(runtime_->settle(10s)); }
 
  private:
   bool stopped_ = false;
@@ -827,97 +823,94 @@ TEST(OutgoingFetch, FailuresAreErrorsThatSayWhat) {
   EXPECT_EQ(bad.rfind("invalid_argument: fetch: only http://", 0), 0u) << bad;
 }
 
+// Alarms on a fake clock: time moves only when a test moves it, and
+// advance() returns once every alarm due by then has run (retries too).
 class AlarmTest : public ::testing::Test {
  protected:
-  static ServerOptions options() {
-    ServerOptions o;
-    o.alarm_backoff_scale = 0.005;  // retries after 10, 20, 40 ... ms
-    return o;
-  }
+  static constexpr int64_t kStart = 1'000'000'000'000;
   Json state(const std::string& name, const std::string& q = "") {
     return Json::parse(h_.send("ALARMED", name, "GET", "/" + q).get().body);
   }
-  // Waits (bounded) until the object has run its alarm n times.
-  Json wait_runs(const std::string& name, size_t n, std::chrono::milliseconds limit = 5s) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    Json j = state(name);
-    while (j["runs"].size() < n && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(10ms);
-      j = state(name);
-    }
-    return j;
+  void advance(std::chrono::milliseconds by) {
+    time_.advance(by);
+    h_.settle();
   }
-  Harness h_{options()};
+  FakeTime time_{kStart};
+  Harness h_{ServerOptions{}, &time_};
 };
 
-// With a fake clock an alarm 30 s away fires when the test moves time past
-// it, at once, and not a millisecond before; the object reads the same time.
-TEST(FakeTimeAlarmTest, AlarmsFireWhenTheFakeClockPassesThem) {
-  FakeTime time(1'000'000'000);
-  Harness h({}, &time);
-  auto state = [&] { return Json::parse(h.send("ALARMED", "f", "GET", "/").get().body); };
-  Json set = Json::parse(h.send("ALARMED", "f", "GET", "/?in=30000").get().body);
-  EXPECT_EQ(set["alarm"], 1'000'030'000);
-  time.advance(29'999ms);
-  EXPECT_TRUE(state()["runs"].empty());  // a request queues behind a delivery: none came
-  time.advance(1ms);
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  Json j = state();
-  while (j["runs"].empty() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(5ms);
-    j = state();
-  }
+// An alarm 30 s away fires when the clock passes it, not a millisecond
+// before; the object reads the same time.
+TEST_F(AlarmTest, AlarmsFireWhenTheFakeClockPassesThem) {
+  EXPECT_EQ(state("f", "?in=30000")["alarm"], kStart + 30'000);
+  advance(29'999ms);
+  EXPECT_TRUE(state("f")["runs"].empty());
+  advance(1ms);
+  Json j = state("f");
   ASSERT_EQ(j["runs"].size(), 1u);
   EXPECT_TRUE(j["alarm"].is_null());
 }
 
 TEST_F(AlarmTest, AnAlarmFiresOnceAndIsNullInsideAndAfter) {
   EXPECT_FALSE(state("a", "?set=50")["alarm"].is_null());
-  Json j = wait_runs("a", 1);
+  advance(57ms);
+  Json j = state("a");
   ASSERT_EQ(j["runs"].size(), 1u);
   EXPECT_EQ(j["runs"][0]["retry"], 0);
   EXPECT_EQ(j["runs"][0]["isRetry"], false);
   EXPECT_TRUE(j["runs"][0]["alarmInside"].is_null());
   EXPECT_TRUE(j["alarm"].is_null());
-  std::this_thread::sleep_for(100ms);
+  advance(1h);
   EXPECT_EQ(state("a")["runs"].size(), 1u);  // once
+  // It ran when the clock said 57 ms, 7 ms after its time.
   auto lateness = h_.runtime().alarm_lateness();
-  EXPECT_GE(lateness.count, 1u);
-  EXPECT_LT(lateness.max_ms, 1000);
+  EXPECT_EQ(lateness.count, 1u);
+  EXPECT_EQ(lateness.max_ms, 7);
 }
 
 TEST_F(AlarmTest, AThrowingAlarmIsRetriedWithTheRetryCount) {
   state("r", "?fail=2&set=0");
-  Json j = wait_runs("r", 3);
+  h_.settle();  // due now: it runs (and fails) at once
+  EXPECT_EQ(state("r")["runs"].size(), 1u);
+  // Retries after 2 to 2.5 s, then 4 to 5 s.
+  advance(2500ms);
+  EXPECT_EQ(state("r")["runs"].size(), 2u);
+  advance(5000ms);
+  Json j = state("r");
   ASSERT_EQ(j["runs"].size(), 3u);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(j["runs"][i]["retry"], i);
   EXPECT_EQ(j["runs"][1]["isRetry"], true);
-  std::this_thread::sleep_for(200ms);
+  advance(1h);
   EXPECT_EQ(state("r")["runs"].size(), 3u);
   EXPECT_TRUE(state("r")["alarm"].is_null());
 }
 
 TEST_F(AlarmTest, AnAlarmThatKeepsFailingIsDroppedAfterSixRetries) {
   state("d", "?fail=100&set=0");
-  // Backoff 10 + 20 + 40 + 80 + 160 + 320 ms (plus jitter).
-  Json j = wait_runs("d", 7, 5s);
-  std::this_thread::sleep_for(1500ms);
-  j = state("d");
+  h_.settle();
+  // Backoff 2, 4, 8, 16, 32, 64 s, each up to a quarter more (jitter).
+  for (int i = 0; i < 6; ++i) advance(std::chrono::milliseconds(2500 << i));
+  Json j = state("d");
   EXPECT_EQ(j["runs"].size(), 7u);
   EXPECT_EQ(j["runs"][6]["retry"], 6);
   EXPECT_TRUE(j["alarm"].is_null());
+  advance(24h);
+  EXPECT_EQ(state("d")["runs"].size(), 7u);
 }
 
 TEST_F(AlarmTest, SettingANewAlarmInsideAFailingOneReplacesTheRetry) {
   state("s", "?replace=1&set=0");
-  Json j = wait_runs("s", 2);
+  h_.settle();
+  advance(30ms);  // the new alarm, 30 ms after the first run; a retry would need 2 s
+  Json j = state("s");
   ASSERT_EQ(j["runs"].size(), 2u);
   EXPECT_EQ(j["runs"][1]["retry"], 0);  // the new alarm, not a retry
 }
 
 TEST_F(AlarmTest, AnAlarmThatSetsItsNextForTheSameMillisecondKeepsIt) {
   state("c", "?chain=20&set=0");
-  Json j = wait_runs("c", 21);
+  h_.settle();  // the clock does not move: each next alarm is due at once
+  Json j = state("c");
   EXPECT_EQ(j["runs"].size(), 21u);
   EXPECT_TRUE(j["alarm"].is_null());
 }
@@ -925,14 +918,15 @@ TEST_F(AlarmTest, AnAlarmThatSetsItsNextForTheSameMillisecondKeepsIt) {
 TEST_F(AlarmTest, AbortInsideAlarmSaysWhetherTheAlarmIsRetried) {
   // abort=2: retry_alarm = false, the alarm is dropped after one run.
   state("ad", "?abort=2&set=0");
-  std::this_thread::sleep_for(300ms);
+  h_.settle();
   Json dropped = state("ad");
   EXPECT_TRUE(dropped["alarm"].is_null());
   EXPECT_EQ(dropped["runs"].size(), 0u);  // the aborted run's writes were discarded
   // abort=1: retry_alarm = true, the alarm runs again (and aborts again, its
   // write of the flag being discarded each time) with growing retry counts.
   state("ar", "?abort=1&set=0");
-  std::this_thread::sleep_for(150ms);
+  h_.settle();
+  advance(2500ms);
   EXPECT_FALSE(state("ar")["alarm"].is_null());
 }
 
@@ -942,7 +936,7 @@ TEST_F(AlarmTest, SetAlarmIsAWriteLikeAnyOther) {
   Response r = h_.send("ALARMED", "t", "GET", "/?zero=1").get();
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.body.find("positive"), std::string::npos);
-  std::this_thread::sleep_for(100ms);
+  advance(200s);  // past the alarms that were rolled back
   EXPECT_EQ(state("t")["runs"].size(), 0u);
 }
 
@@ -958,9 +952,10 @@ TEST_F(AlarmTest, AClassWithoutAnAlarmHandlerCannotSetOne) {
 TEST(AlarmBurst, ARequestDuringABurstWaitsForOneAlarmNotABatch) {
   ServerOptions o;
   o.shards = 1;  // the alarms and the request share the shard
-  Harness h(o);
+  FakeTime time(1'000'000'000'000);
+  Harness h(o, &time);
   const int kObjects = 40;
-  int64_t at = epoch_ms() + 300;
+  int64_t at = time.now_ms() + 300;
   for (int i = 0; i < kObjects; ++i) {
     ASSERT_EQ(h.send("BUSY_ALARM", "b" + std::to_string(i), "POST",
                      "/?ms=5&at=" + std::to_string(at))
@@ -969,7 +964,7 @@ TEST(AlarmBurst, ARequestDuringABurstWaitsForOneAlarmNotABatch) {
               200);
   }
   ASSERT_EQ(h.send("PROBE", "p", "GET").get().status, 200);  // built before the burst
-  std::this_thread::sleep_for(std::chrono::milliseconds(std::max<int64_t>(0, at - epoch_ms() + 20)));
+  time.set(at);  // the burst starts: 40 alarms of 5 ms each
   double worst = 0;
   for (int i = 0; i < 10; ++i) {  // the burst holds the shard for ~200 ms
     auto t0 = std::chrono::steady_clock::now();
@@ -977,25 +972,20 @@ TEST(AlarmBurst, ARequestDuringABurstWaitsForOneAlarmNotABatch) {
     worst = std::max(worst, std::chrono::duration<double, std::milli>(
                                 std::chrono::steady_clock::now() - t0)
                                 .count());
-    std::this_thread::sleep_for(3ms);
   }
   EXPECT_LT(worst, 40.0);
+  h.settle();
 }
 
 TEST_F(AlarmTest, AnEvictedObjectIsRebuiltToRunItsAlarm) {
-  // The harness evicts after 10 s by default; a fresh harness with a short idle time.
-  ServerOptions o = options();
-  o.idle_timeout = 20ms;
-  Harness h(o);
-  h.send("ALARMED", "e", "GET", "/?set=300").get();
-  std::this_thread::sleep_for(150ms);  // evicted by now
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  Json j;
-  do {
-    std::this_thread::sleep_for(20ms);
-    j = Json::parse(h.send("ALARMED", "e", "GET", "/").get().body);
-  } while (j["runs"].size() < 1 && std::chrono::steady_clock::now() < deadline);
-  EXPECT_EQ(j["runs"].size(), 1u);
+  state("e", "?set=300");
+  const NamespaceImpl* ns = h_.runtime().find_namespace("ALARMED");
+  ObjectId id = ns->ids().from_name("e");
+  Shard& shard = h_.runtime().shard_for(id);
+  ASSERT_TRUE(shard.run_and_wait([&] { return shard.evict_now(ns, id); }));
+  ASSERT_FALSE(shard.run_and_wait([&] { return shard.presence(ns, id).resident; }));
+  advance(300ms);
+  EXPECT_EQ(state("e")["runs"].size(), 1u);
 }
 
 TEST(Runtime, AFullQueueAnswersOverloaded) {
