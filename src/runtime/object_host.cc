@@ -103,7 +103,7 @@ ObjectHost::ObjectHost(Shard* shard, const NamespaceImpl* ns, ObjectId id)
       timings_(shard->runtime().options().timings) {
   make_store();
   activity_.host = this;
-  note_active(std::chrono::steady_clock::now());
+  note_active(shard_->activity_now());
 }
 
 void ObjectHost::make_store() {
@@ -186,7 +186,7 @@ void ObjectHost::run_turn(F&& fn) {
   }
   in_turn_ = false;
   t_current_host = prev;
-  note_active(wall_after);
+  note_active(shard_->activity_now(wall_after));
   if (reset_requested_) {
     // The turn asked for a reset (abort, CPU overrun, a failed set-up): its
     // writes are discarded and its outputs fail with the reset below.
@@ -210,7 +210,7 @@ void ObjectHost::run_turn(F&& fn) {
 }
 
 void ObjectHost::enqueue(Delivery delivery) {
-  if (!delivery.admin) note_active(std::chrono::steady_clock::now());
+  if (!delivery.admin) note_active(shard_->activity_now());
   // Socket events are bounded per socket instead (the hub stops reading).
   if (queue_.size() >= shard_->runtime().options().max_queue && !delivery.socket_event) {
     ++metrics_->overloaded;

@@ -29,6 +29,8 @@ struct Shard::WorkerRun {
 
 Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_databases)
     : runtime_(runtime),
+      time_(&runtime->time()),
+      fake_time_(time_->is_fake()),
       index_(index),
       loop_(std::make_unique<Loop>()),
       commits_(flusher, [this](std::function<void()> fn) { post(std::move(fn)); }),
@@ -36,11 +38,16 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
   metrics_.resize(runtime->namespaces().size());
   sockets_ = std::make_unique<SocketHub>(this, runtime->options().websocket_send_queue_bytes);
   alarms_ = std::make_unique<AlarmRunner>(this, loop_->io, runtime->time());
+  if (fake_time_) {
+    // Idle eviction follows the fake time: a sweep each time it moves.
+    time_subscription_ = time_->subscribe([this] { post([this] { evict_idle(activity_now()); }); });
+  }
 }
 
 int64_t Shard::now_ms() { return alarms_->now_ms(); }
 
 Shard::~Shard() {
+  if (fake_time_) time_->unsubscribe(time_subscription_);
   sockets_.reset();
   workers_.clear();
   hosts_.clear();
@@ -99,7 +106,7 @@ void Shard::schedule_sweep() {
     if (now - last_catalog_handover_ >= std::chrono::milliseconds(Catalog::kPeriodMs)) {
       hand_over_to_catalog(kSweepChunk);
     }
-    evict_idle(now);
+    evict_idle(activity_now(now));
     auto ws_idle = runtime_->options().websocket_idle_timeout;
     if (ws_idle.count() > 0 &&
         now - last_socket_check_ >= std::min<std::chrono::milliseconds>(

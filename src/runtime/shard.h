@@ -28,6 +28,7 @@
 #include "runtime/driver.h"
 #include "runtime/metrics.h"
 #include "runtime/socket_hub.h"
+#include "runtime/time_source.h"
 #include "storage/group_commit.h"
 #include "storage/object_store.h"
 
@@ -133,6 +134,14 @@ class Shard {
   // The alarms of this shard's objects (alarm_runner.h).
   AlarmRunner& alarms() { return *alarms_; }
   int64_t now_ms();  // the alarm clock: milliseconds since the Unix epoch
+  // The activity clock of idle eviction (TimeSource::steady_now): `real`, a
+  // reading of the steady clock the caller took anyway, unless time is fake.
+  std::chrono::steady_clock::time_point activity_now(std::chrono::steady_clock::time_point real) const {
+    return fake_time_ ? time_->steady_now() : real;
+  }
+  std::chrono::steady_clock::time_point activity_now() const {
+    return fake_time_ ? time_->steady_now() : std::chrono::steady_clock::now();
+  }
   DbCache& open_dbs() { return open_dbs_; }
   SocketHub& sockets() { return *sockets_; }
   // This shard's counters for a namespace (by NamespaceImpl::index()).
@@ -235,6 +244,9 @@ class Shard {
   void reap_workers();
 
   Runtime* runtime_;
+  TimeSource* time_;
+  bool fake_time_;
+  uint64_t time_subscription_ = 0;  // fake time: sweeps when it moves
   int index_;
   struct Loop;
   std::unique_ptr<Loop> loop_;

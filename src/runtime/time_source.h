@@ -1,10 +1,12 @@
-// TimeSource: where the runtime reads the wall clock (alarms, State::now).
+// TimeSource: where the runtime reads the wall clock (alarms, State::now)
+// and the clock of objects' activity (idle eviction).
 //
 // The node uses the system clock. Tests and the test kit use FakeTime: time
 // stands still until the test moves it, and moving it fires the alarms that
-// became due, at once and without sleeping, so alarm tests are deterministic.
-// Only wall time is faked: idle eviction, CPU limits and network timeouts
-// keep their steady clock.
+// became due and evicts the objects idle for long enough, at once and
+// without sleeping, so these tests are deterministic. CPU limits, timings,
+// block_concurrency_while's timeout and network timeouts keep the real
+// steady clock.
 //
 // Threads: now_ms() from any thread. FakeTime::set/advance from any thread
 // (the test's); each subscriber is called on that thread and must only post
@@ -26,6 +28,8 @@ class TimeSource {
  public:
   virtual ~TimeSource() = default;
   virtual int64_t now_ms() const = 0;  // milliseconds since the Unix epoch
+  // The activity clock: steady (never goes back).
+  virtual std::chrono::steady_clock::time_point steady_now() const = 0;
   // Calls on_change after every change of a fake time (never for the system
   // clock, which needs real timers instead); returns a handle for unsubscribe.
   virtual uint64_t subscribe(std::function<void()> on_change) = 0;
@@ -37,6 +41,9 @@ class TimeSource {
 class SystemTime : public TimeSource {
  public:
   int64_t now_ms() const override { return system_now_ms(); }
+  std::chrono::steady_clock::time_point steady_now() const override {
+    return std::chrono::steady_clock::now();
+  }
   uint64_t subscribe(std::function<void()>) override { return 0; }
   void unsubscribe(uint64_t) override {}
   bool is_fake() const override { return false; }
@@ -44,8 +51,12 @@ class SystemTime : public TimeSource {
 
 class FakeTime : public TimeSource {
  public:
-  explicit FakeTime(int64_t start_ms) : now_(start_ms) {}
+  explicit FakeTime(int64_t start_ms) : now_(start_ms), start_ms_(start_ms) {}
   int64_t now_ms() const override { return now_.load(std::memory_order_acquire); }
+  // Moves with the wall time, from the moment the FakeTime was made.
+  std::chrono::steady_clock::time_point steady_now() const override {
+    return steady_start_ + std::chrono::milliseconds(now_ms() - start_ms_);
+  }
   // Moves time to at_ms (never backwards) and tells the subscribers.
   void set(int64_t at_ms) {
     int64_t now = now_.load(std::memory_order_acquire);
@@ -68,6 +79,8 @@ class FakeTime : public TimeSource {
 
  private:
   std::atomic<int64_t> now_;
+  const int64_t start_ms_;
+  const std::chrono::steady_clock::time_point steady_start_ = std::chrono::steady_clock::now();
   std::mutex mu_;
   std::map<uint64_t, std::function<void()>> subscribers_;  // guarded by mu_
   uint64_t next_ = 0;                                      // guarded by mu_

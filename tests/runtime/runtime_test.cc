@@ -1016,13 +1016,18 @@ TEST(Runtime, RequestsWaitingOnBlockConcurrencyWhileSeeTheFinishedSetUp) {
   for (auto& f : futures) EXPECT_EQ(f.get().body, "ready");
 }
 
+// Idle eviction follows the runtime's time source: with a FakeTime, objects
+// idle for the timeout (10 s) go when the test moves the clock past it.
 TEST(Runtime, IdleObjectsAreEvictedAndRebuiltWithTheirStorage) {
-  ServerOptions o;
-  o.idle_timeout = 50ms;
-  Harness h(o);
+  FakeTime time(1'000'000'000'000);
+  Harness h({}, &time);
   int before = g_constructions;
   EXPECT_EQ(h.json("PROBE", "e", "POST")["n"], 1);
-  std::this_thread::sleep_for(400ms);  // several sweeps of a 50 ms idle timeout
+  time.advance(9999ms);
+  h.settle();
+  EXPECT_EQ(h.json("PROBE", "e", "GET")["requests"], 2);  // still the same instance
+  time.advance(10s);
+  h.settle();
   auto j = h.json("PROBE", "e", "POST");
   EXPECT_EQ(j["n"], 2);
   EXPECT_EQ(j["requests"], 1);
@@ -1032,15 +1037,15 @@ TEST(Runtime, IdleObjectsAreEvictedAndRebuiltWithTheirStorage) {
 // A sweep evicts Shard::kEvictChunk objects per task and posts the rest:
 // many more idle objects than that per shard all go.
 TEST(Runtime, ManyIdleObjectsAreAllEvicted) {
-  ServerOptions o;
-  o.idle_timeout = 50ms;
-  Harness h(o);
+  FakeTime time(1'000'000'000'000);
+  Harness h({}, &time);
   const int kObjects = 16 * static_cast<int>(Shard::kEvictChunk);  // 2 shards: 8 chunks each
   std::vector<std::future<Response>> first;
   for (int i = 0; i < kObjects; ++i) first.push_back(h.send("PROBE", "m" + std::to_string(i), "POST"));
   for (auto& f : first) ASSERT_EQ(f.get().status, 200);
   int before = g_constructions;
-  std::this_thread::sleep_for(600ms);
+  time.advance(10s);
+  h.settle();
   std::vector<std::future<Response>> again;
   for (int i = 0; i < kObjects; ++i) again.push_back(h.send("PROBE", "m" + std::to_string(i), "POST"));
   int rebuilt = 0;
@@ -1058,14 +1063,18 @@ TEST(Runtime, ManyIdleObjectsAreAllEvicted) {
 // objects behind it still go.
 TEST(Runtime, AnObjectBusyPastTheIdleTimeoutIsKeptAndOthersStillGo) {
   ServerOptions o;
-  o.idle_timeout = 50ms;
-  Harness h(o);
-  auto busy = h.send("PROBE", "busy", "POST", "/?sleep=600");  // the first one active
-  std::this_thread::sleep_for(20ms);
+  o.shards = 1;  // one activity list: the busy object is its first entry
+  FakeTime time(1'000'000'000'000);
+  Harness h(o, &time);
+  auto busy = h.send("PROBE", "busy", "POST", "/?sleep=300");  // the first one active
   const int kIdle = 8;
-  for (int i = 0; i < kIdle; ++i) ASSERT_EQ(h.json("PROBE", "idle" + std::to_string(i), "POST")["n"], 1);
+  std::vector<std::future<Response>> first;
+  for (int i = 0; i < kIdle; ++i) first.push_back(h.send("PROBE", "idle" + std::to_string(i), "POST"));
+  for (auto& f : first) ASSERT_EQ(nlohmann::json::parse(f.get().body)["n"], 1);
   int before = g_constructions;
-  std::this_thread::sleep_for(300ms);  // the busy one is still in its request
+  // The busy one is still in its request (a real 300 ms); the sweep this
+  // posts runs before the requests below (one shard, in order).
+  time.advance(10s);
   for (int i = 0; i < kIdle; ++i) {
     auto j = h.json("PROBE", "idle" + std::to_string(i), "POST");
     EXPECT_EQ(j["n"], 2);
@@ -1073,7 +1082,7 @@ TEST(Runtime, AnObjectBusyPastTheIdleTimeoutIsKeptAndOthersStillGo) {
   }
   EXPECT_EQ(g_constructions - before, kIdle);
   // Its request finished on the instance it started on (an eviction while
-  // busy would have failed it); the object may go idle and be evicted after.
+  // busy would have failed it).
   Response r = busy.get();
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(nlohmann::json::parse(r.body)["requests"], 1);

@@ -40,6 +40,17 @@ TEST(ExamplesKit, CounterKeepsItsCountAcrossEvictionAndRestart) {
   EXPECT_EQ(counter.get<int64_t>("count"), 3);
 }
 
+TEST(ExamplesKit, IdleObjectsAreEvictedWhenTheFakeClockPassesTheIdleTimeout) {
+  App app;  // idle timeout: 10 s (ServerOptions)
+  EXPECT_EQ(app.body("POST", "/counter/a/increment"), "1");
+  auto counter = app.object("COUNTER", "a");
+  app.advance(9999ms);
+  EXPECT_TRUE(counter.in_memory());
+  app.advance(1ms);
+  EXPECT_FALSE(counter.in_memory());
+  EXPECT_EQ(app.body("POST", "/counter/a/increment"), "2");
+}
+
 TEST(ExamplesKit, EveryEventOnAFreshInstanceChangesNothingForObjectsThatStoreTheirState) {
   Options o;
   o.evict_after_every_event = true;
