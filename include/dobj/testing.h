@@ -9,9 +9,9 @@
 //   rt.advance(std::chrono::minutes(5));     // runs every alarm due by then
 //
 // A TestRuntime is the real runtime (shards, gates, group commit, real SQLite
-// in a temporary folder removed afterwards) with a fake wall clock: time
-// stands still until advance() moves it, and alarms fire only then, so alarm
-// tests neither sleep nor race. Every call blocks until its answer is back
+// in a temporary folder removed afterwards) with a fake clock: time stands
+// still until advance() moves it, and alarms fire and idle objects are
+// evicted only then, so these tests neither sleep nor race. Every call blocks until its answer is back
 // (at most Options::timeout, then it throws), so a test reads top to bottom.
 // It works with any test framework; link dobj::testing.
 //

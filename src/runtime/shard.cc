@@ -112,7 +112,7 @@ void Shard::schedule_sweep() {
         now - last_socket_check_ >= std::min<std::chrono::milliseconds>(
                                         ws_idle / 4, std::chrono::milliseconds(1000))) {
       last_socket_check_ = now;
-      sockets_->close_idle(now_ms(), ws_idle.count());
+      sockets_->close_idle(system_now_ms(), ws_idle.count());  // network time: real
     }
     schedule_sweep();
   });
@@ -144,7 +144,11 @@ void Shard::evict_idle(std::chrono::steady_clock::time_point now) {
       continue;
     }
     if (evicted == kEvictChunk) {
-      post([this, now] { evict_idle(now); });
+      eviction_posted_ = true;
+      post([this, now] {
+        eviction_posted_ = false;
+        evict_idle(now);
+      });
       return;
     }
     ++metrics_[h.ns()->index()].evictions;
@@ -284,7 +288,7 @@ bool Shard::quiescent() const {
 }
 
 bool Shard::settled() {
-  if (!quiescent() || !alarms_->settled()) return false;
+  if (!quiescent() || !alarms_->settled() || eviction_posted_) return false;
   if (commits_.syncs() && commits_.failure().is_ok() &&
       commits_.durable_seq() < commits_.last_seq()) {
     // A commit nobody waits for (a socket handler's, a dropped alarm's) is

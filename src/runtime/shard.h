@@ -209,8 +209,9 @@ class Shard {
   void note_active(ActivityLink& link, std::chrono::steady_clock::time_point at);
   // Work in flight on this shard: events, pending outputs, unflushed commits.
   bool quiescent() const;
-  // Quiescent, every commit durable (or the flusher failed), and no alarm due
-  // by the alarm clock that has not run yet (Runtime::settle). When a commit
+  // Quiescent, every commit durable (or the flusher failed), no alarm due by
+  // the alarm clock that has not run yet, and no eviction pass under way
+  // (Runtime::settle). When a commit
   // is not durable yet, asks for its flush and answers false.
   bool settled();
   // Evicts the object now if it is in memory and evictable regardless of the
@@ -261,6 +262,7 @@ class Shard {
   // The hosts, least recently active first.
   boost::intrusive::list<ActivityLink, boost::intrusive::constant_time_size<false>> by_activity_;
   bool evictable(const ObjectHost& h, std::chrono::steady_clock::time_point now) const;
+  bool eviction_posted_ = false;  // evict_idle continues in a posted task
   std::vector<ObjectKey> catalog_dirty_;  // active since the last handover
   std::chrono::steady_clock::time_point last_catalog_handover_;
   std::chrono::steady_clock::time_point last_socket_check_;

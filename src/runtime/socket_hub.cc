@@ -135,7 +135,7 @@ void SocketHub::adopt(uint64_t socket_id, int fd, const std::string& key, std::s
     return;
   }
   c->io = std::make_unique<SocketConn::Io>(shard_->io(), &shard_->runtime().connections());
-  c->heard_ms = shard_->now_ms();
+  c->heard_ms = system_now_ms();
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -201,7 +201,7 @@ void SocketHub::on_readable(const std::shared_ptr<SocketConn>& cp) {
       break;  // drained
     }
     size_t got = static_cast<size_t>(n);
-    c.heard_ms = shard_->now_ms();
+    c.heard_ms = system_now_ms();
     c.pinged = false;
     if (partial.empty()) {
       scratch_.resize(got);

@@ -95,7 +95,7 @@ struct SocketConn : std::enable_shared_from_this<SocketConn> {
   bool waiting_writable = false;
   bool reading = false;  // a wait for readability is pending
   int undelivered = 0;   // events given to the object and not finished
-  int64_t heard_ms = 0;  // when the client last sent anything (epoch ms)
+  int64_t heard_ms = 0;  // when the client last sent anything (system clock, epoch ms: a network time, never faked)
   bool pinged = false;   // a ping went out since then
 
   ~SocketConn();

@@ -145,19 +145,16 @@ class Room : public DurableObject {
 
 class Server : public test::InProcessServer {
  public:
-  explicit Server(ServerOptions o = {})
-      : InProcessServer(o, {{"ROOM", internal::Binding(
-                                         [](State& s, Env& e) {
-                                           return std::make_unique<Room>(s, e);
-                                         },
-                                         /*has_alarm=*/false, nullptr)}}) {}
+  explicit Server(ServerOptions o = {}, bool fake_time = false)
+      : InProcessServer(o,
+                        {{"ROOM", internal::Binding(
+                                      [](State& s, Env& e) { return std::make_unique<Room>(s, e); },
+                                      /*has_alarm=*/false, nullptr)}},
+                        nullptr, nullptr, fake_time) {}
 };
 
-ServerOptions short_idle() {
-  ServerOptions o;
-  o.idle_timeout = 100ms;
-  return o;
-}
+// The idle timeout (10 s) passes when the test moves the fake clock.
+constexpr auto kPastIdle = 10s;
 
 TEST(WebSocket, MessagesOfOneSocketAreHandledInOrder) {
   Server s;
@@ -176,36 +173,36 @@ TEST(WebSocket, MessagesOfOneSocketAreHandledInOrder) {
 }
 
 TEST(WebSocket, AHibernatedObjectIsRebuiltWithItsSocketsTagsAndAttachments) {
-  Server s(short_idle());
+  Server s({}, /*fake_time=*/true);
   WsClient c(s.port(), "/room/hib/ws?tags=red,blue&att=alice");
   ASSERT_TRUE(c.connected());
   ASSERT_TRUE(c.send_text("whoami"));
   Json before = Json::parse(*c.next_message());
   // The object has no event for longer than the idle timeout: evicted, while
   // the socket stays open.
-  std::this_thread::sleep_for(600ms);
+  s.advance(kPastIdle);
   ASSERT_TRUE(c.send_text("whoami"));
   Json after = Json::parse(*c.next_message());
   EXPECT_GT(after["constructions"].get<int>(), before["constructions"].get<int>());
   EXPECT_EQ(after["attachment"], "alice");
   EXPECT_EQ(after["tags"], Json::array({"red", "blue"}));
-  std::this_thread::sleep_for(600ms);
+  s.advance(kPastIdle);
   EXPECT_EQ(s.get("/room/hib/count?tag=blue"), "1");
   EXPECT_EQ(s.get("/room/hib/count?tag=green"), "0");
 }
 
 TEST(WebSocket, AutoResponsesAnswerWithoutWakingTheObject) {
-  Server s(short_idle());
+  Server s({}, /*fake_time=*/true);
   EXPECT_EQ(s.get("/room/auto/auto"), "ok");
   WsClient c(s.port(), "/room/auto/ws");
   ASSERT_TRUE(c.connected());
-  std::this_thread::sleep_for(600ms);  // evicted
+  s.advance(kPastIdle);  // evicted
   int constructions = g_constructions;
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(c.send_text("ping"));
     EXPECT_EQ(c.next_message(), "pong");
   }
-  std::this_thread::sleep_for(100ms);
+  s.settle();
   EXPECT_EQ(g_constructions, constructions);  // not woken
   ASSERT_TRUE(c.send_text("whoami"));
   Json j = Json::parse(*c.next_message());
@@ -351,13 +348,13 @@ TEST(WebSocket, ASilentClientIsPingedThenClosedAndOneThatAnswersStays) {
 }
 
 TEST(WebSocket, AKeptSocketKeepsItsObjectInMemory) {
-  Server s(short_idle());
+  Server s({}, /*fake_time=*/true);
   int before = g_constructions;
   WsClient c(s.port(), "/room/kept/keep");
   ASSERT_TRUE(c.connected());
   ASSERT_TRUE(c.send_text("a"));
   EXPECT_EQ(c.next_message(), "kept:a");
-  std::this_thread::sleep_for(600ms);  // well past the idle timeout
+  s.advance(kPastIdle);
   ASSERT_TRUE(c.send_text("b"));
   EXPECT_EQ(c.next_message(), "kept:b");
   EXPECT_EQ(g_constructions, before + 1);  // never evicted
