@@ -498,8 +498,8 @@ TEST(Runtime, AnotherEventRunsWhileAHandlerAwaitsATimer) {
 // finished: the server's last log line depends on it.
 TEST(Runtime, AStopSaysWhetherItTimedOut) {
   Harness busy;
-  auto slow = busy.send("ADDER", "s", "GET", "/?t=slowcall");  // 300 ms in a call
-  std::this_thread::sleep_for(50ms);                            // under way
+  // 300 ms in a call; delivered before the stop looks (one shard, in order).
+  auto slow = busy.send("ADDER", "s", "GET", "/?t=slowcall");
   EXPECT_FALSE(busy.stop(20ms));
   Harness idle;
   EXPECT_EQ(idle.send("ADDER", "a", "GET", "/?t=add").get().body, "42");
@@ -718,8 +718,8 @@ TEST(TypedCalls, ErrorsComeBackAsCodesTheCallerCanActOn) {
 
 TEST(Gates, AnotherEventRunsWhileAHandlerAwaitsACall) {
   Harness h;
+  // One object, so one shard: the slow call is delivered first.
   auto slow = h.send("ADDER", "i", "GET", "/?t=slowcall");
-  std::this_thread::sleep_for(30ms);
   auto fast = h.send("ADDER", "i", "GET", "/?t=add");
   EXPECT_EQ(fast.wait_for(200ms), std::future_status::ready);
   EXPECT_EQ(slow.wait_for(0ms), std::future_status::timeout);
@@ -729,8 +729,7 @@ TEST(Gates, AnotherEventRunsWhileAHandlerAwaitsACall) {
 TEST(Gates, NoEventRunsWhileAStorageSyncIsInFlight) {
   Harness h;
   h.runtime().flusher()->faults().delay_ms = 250;
-  auto writer = h.send("SYNCER", "g", "POST");
-  std::this_thread::sleep_for(30ms);
+  auto writer = h.send("SYNCER", "g", "POST");  // delivered first: one object, one shard
   auto reader = h.send("SYNCER", "g", "GET");
   EXPECT_EQ(reader.wait_for(120ms), std::future_status::timeout);  // held by the input gate
   EXPECT_EQ(writer.get().body, "synced");
