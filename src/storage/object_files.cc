@@ -1,0 +1,233 @@
+// ObjectStore, the files: opening a database (and creating it with the
+// runtime's schema on the first write), checkpoints, closing the connection,
+// and removing or replacing the files (an operator's delete and import).
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "storage/object_store.h"
+#include "storage/vfs.h"
+
+namespace dobj::internal {
+
+namespace {
+
+// synchronous=OFF: SQLite never syncs; durability is the flusher's job (the
+// WAL of every commit) and start_checkpoint()'s (the database file). SQLite's own
+// syncs would run on the shard thread, six of them to create one database.
+constexpr const char* kOpenPragmas =
+    // locking_mode first: any statement that reads the schema opens the WAL,
+    // which without exclusive locking wants shared memory (unix-none has none).
+    "PRAGMA locking_mode=EXCLUSIVE;"
+    "PRAGMA synchronous=OFF;"  // before the switch to WAL, which would sync
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA foreign_keys=ON;"
+    "PRAGMA cache_size=-256;";
+
+constexpr const char* kSchema =
+    "CREATE TABLE IF NOT EXISTS _dobj_kv("
+    "key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS _dobj_alarm("
+    "id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL);";
+
+}  // namespace
+
+const char* ObjectStore::runtime_schema() { return kSchema; }
+
+bool ObjectStore::ensure_open(bool create) {
+  if (db_.is_open()) {
+    env_.open_dbs->touch(this);
+    return true;
+  }
+  bool existed = !file_known_missing_ && file_exists(path_);
+  if (!existed && !create) {
+    file_known_missing_ = true;
+    return false;
+  }
+  bool wal_existed = existed && file_exists(path_ + "-wal");
+  if (!existed) {
+    schema_ready_ = false;  // a new file (or one made again after a delete)
+    bool dir_existed = file_exists(dir_);
+    if (Status st = make_dirs(dir_); !st) throw Error(st);
+    if (!dir_existed) {
+      // A new shard folder: its own entry in the namespace folder must be
+      // durable with the first commit (the flusher syncs it, not this thread).
+      auto parent = SyncFile::open(dir_.substr(0, dir_.rfind('/')), /*is_dir=*/true);
+      if (!parent) throw Error(parent.status());
+      parent_dir_to_sync_ = std::move(*parent);
+    }
+  }
+  if (Status st = db_.open(path_, create); !st) throw Error(st);
+  sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  limit_connection(db_.get());
+  // A new file takes the configured page size (before anything is written;
+  // an existing one keeps its own). Its switch to WAL writes the header
+  // through an in-memory journal: a rollback journal file would be created,
+  // written and deleted for one write into an empty file.
+  if (!existed) {
+    std::string size = "PRAGMA page_size=" + std::to_string(env_.page_size);
+    Status st = db_.exec(size.c_str());
+    bool empty = false;
+    if (st) {
+      auto pages = db_.cached("PRAGMA page_count");
+      empty = pages && (*pages)->step() == SQLITE_ROW && (*pages)->column_int(0) == 0;
+    }
+    if (st && empty) st = db_.exec("PRAGMA journal_mode=MEMORY");
+    if (!st) {
+      db_.close();
+      throw Error(st);
+    }
+  }
+  if (Status st = read_wal_ahead(db_.get(), kOpenPragmas); !st) {
+    db_.close();
+    throw Error(st);
+  }
+  // Every commit from here on is followed by flush_wal_writes (end_turn's,
+  // and the runtime's tables' below), which writes what this holds back.
+  combine_wal_writes(db_.get());
+
+  if (env_.max_database_bytes > 0) {
+    // The file's own page size (a new file's is the one set above).
+    int64_t page = env_.page_size;
+    if (auto s = db_.cached("PRAGMA page_size"); s && (*s)->step() == SQLITE_ROW) {
+      page = (*s)->column_int(0);
+    }
+    std::string cap = "PRAGMA max_page_count=" +
+                      std::to_string(std::max<int64_t>(env_.max_database_bytes / page, 4));
+    if (Status st = db_.exec(cap.c_str()); !st) {
+      db_.close();
+      throw Error(st);
+    }
+  }
+  // The runtime's tables exist from the moment the file does, outside any
+  // turn: a turn that is rolled back must not take them with it. (A no-op
+  // that writes nothing when they exist; skipped when this store made sure of
+  // them before, as on a reopen after the connection cap closed it.)
+  if (!schema_ready_) {
+    Status st = db_.exec(kSchema);
+    if (st) st = flush_wal_writes(db_.get());
+    if (!st) {
+      db_.close();
+      throw Error(st);
+    }
+    schema_ready_ = true;
+  }
+  sqlite3_set_authorizer(db_.get(), &ObjectStore::authorize, this);
+  track_wal_frames(db_.get(), &wal_frames_);  // end_turn checkpoints
+  file_known_missing_ = false;
+  new_file_ = !existed;
+  if (!existed || !wal_existed) {
+    auto dir = SyncFile::open(dir_, /*is_dir=*/true);
+    if (!dir) {
+      db_.close();
+      throw Error(dir.status());
+    }
+    dir_to_sync_ = std::move(*dir);
+  }
+  env_.open_dbs->touch(this);
+  return true;
+}
+
+void ObjectStore::start_checkpoint(std::function<void()> done) {
+  pin();  // the connection cap must not close it meanwhile
+  std::weak_ptr<bool> alive = alive_;
+  auto finish = [this, alive, done](bool ok) {
+    if (alive.expired()) return;  // the store (and its owner) went away
+    unpin();
+    if (ok) wal_frames_ = 0;
+    done();
+  };
+  if (!env_.commits->syncs()) {
+    // Durability::kOs: nothing waits for a flush; still keep the order that
+    // protects the file (WAL on disk, copy, file on disk, then a restart).
+    Status st = wal_file_->sync();
+    bool ok = st && copy_wal_into_file();
+    if (ok) {
+      auto f = SyncFile::open(path_, /*is_dir=*/false);
+      st = f ? (*f)->sync() : f.status();
+      if (!st) {
+        log_error("database sync after checkpoint failed: " + st.message());
+        close_connection();  // keeps the WAL from restarting: a reopen replays it
+        ok = false;
+      }
+    }
+    finish(ok);
+    return;
+  }
+  // The WAL is on disk once the last commit is durable.
+  env_.commits->when_durable(last_commit_seq_, [this, alive, finish](Status st) {
+    if (alive.expired()) return;
+    if (!st || !copy_wal_into_file()) return finish(false);
+    auto f = SyncFile::open(path_, /*is_dir=*/false);
+    if (!f) {
+      log_error("checkpoint: " + f.status().message());
+      close_connection();
+      return finish(false);
+    }
+    uint64_t seq = env_.commits->committed(std::move(*f), nullptr);
+    env_.commits->when_durable(seq, [this, alive, finish](Status st) {
+      if (alive.expired()) return;
+      // A failed flush stops the node; until it does, a reopen replays the WAL.
+      if (!st) close_connection();
+      finish(st.is_ok());
+    });
+  });
+}
+
+bool ObjectStore::copy_wal_into_file() {
+  if (!db_.is_open() || in_txn_) return false;
+  int rc =
+      sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  if (rc != SQLITE_OK) {
+    log_warn(db_.error(Code::kInternal, "checkpoint").message());
+    return false;
+  }
+  return true;
+}
+
+void ObjectStore::close_connection() {
+  if (in_txn_) return;
+  alarm_known_.reset();
+  env_.open_dbs->remove(this);
+  sql_cache_.clear();
+  db_.close();
+  wal_file_.reset();
+}
+
+Status ObjectStore::remove_files() {
+  discard_turn();
+  close_connection();
+  bool removed = false;
+  for (const std::string& p : {path_ + "-wal", path_}) {
+    if (::unlink(p.c_str()) == 0) {
+      removed = true;
+    } else if (errno != ENOENT) {
+      return Status(Code::kInternal, "cannot remove " + p + ": " + std::strerror(errno));
+    }
+  }
+  file_known_missing_ = true;
+  // The removal survives power loss once answered.
+  return removed ? sync_dir(dir_) : Status::ok();
+}
+
+Status ObjectStore::replace_files(const std::string& file) {
+  discard_turn();
+  close_connection();
+  if (Status st = make_dirs(dir_); !st) return st;
+  // The old WAL belongs to the old file: it goes first, so that no crash
+  // leaves the new file with the old log.
+  if (::unlink((path_ + "-wal").c_str()) != 0 && errno != ENOENT) {
+    return Status(Code::kInternal, "cannot remove " + path_ + "-wal: " + std::strerror(errno));
+  }
+  if (::rename(file.c_str(), path_.c_str()) != 0) {
+    return Status(Code::kInternal, "cannot move the import into place: " +
+                                       std::string(std::strerror(errno)));
+  }
+  return sync_dir(dir_);
+}
+
+}  // namespace dobj::internal
