@@ -12,6 +12,9 @@
 //
 // The server and token come from --server/--token or $DOBJ_SERVER and
 // $DOBJ_ADMIN_TOKEN. --json prints the server's JSON as it came.
+//
+// Over 500 lines: nine small commands, each a flag set and a printer, kept
+// side by side so that their options and output read alike.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>

@@ -1,3 +1,8 @@
+// The HTTP server: one acceptor per shard (SO_REUSEPORT) and Session, one
+// connection's state machine (read with limits, route to the worker or the
+// admin plane, write in order, keep-alive and pipelining, timeouts, the hand-
+// over of a WebSocket upgrade). Over 500 lines because Session reads best as
+// one piece: its states and timers refer to one another throughout.
 #include "net/http_server.h"
 
 #include <fcntl.h>

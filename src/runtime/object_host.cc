@@ -1,3 +1,6 @@
+// ObjectHost: the event queue, turns, the instance's life (construction,
+// reset, eviction), the events' drivers and block_concurrency_while. The
+// output gate, sync waits and checkpoints are in object_gates.cc.
 #include "runtime/object_host.h"
 
 #include <time.h>
@@ -37,54 +40,6 @@ ResumeTarget current_resume_target() {
     t.generation = t.shard->current_worker();
   }
   return t;
-}
-
-Response response_for(std::exception_ptr e, std::string_view where, bool expose) {
-  std::string type, message;
-  try {
-    std::rethrow_exception(e);
-  } catch (const Error& err) {
-    // Thrown on purpose: its status and message are the answer.
-    return error_response(err.status());
-  } catch (const std::exception& ex) {
-    message = ex.what();
-    type = demangled_exception_type();
-  } catch (...) {
-    message = "not a std::exception";
-    type = demangled_exception_type();
-  }
-  // Anything else is a bug in the handler. Its text (a JSON parser's message,
-  // "std::get: wrong index for variant") is for the operator, not the client;
-  // the incident number ties the answer to the log line.
-  static std::atomic<uint64_t> incidents{0};
-  uint64_t incident = ++incidents;
-  log_error(std::string(where) + ": unhandled exception " + type + ": " + message +
-            " (incident " + std::to_string(incident) + ")");
-  nlohmann::json j = {{"error", expose ? "internal error: " + message : "internal error"},
-                      {"incident", incident}};
-  return Response::json(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 500);
-}
-
-std::string describe(const NamespaceImpl& ns, const ObjectId& id) {
-  std::string out = ns.name() + " " + id.to_string();
-  if (id.name()) out += " (\"" + *id.name() + "\")";
-  return out;
-}
-
-Response error_response(const Status& status) {
-  nlohmann::json j = {{"error", status.message()}};
-  if (status.code() == Code::kOverloaded) {
-    j["overloaded"] = true;
-    j["retryable"] = false;
-  } else if (status.code() == Code::kReset) {
-    j["reset"] = true;
-    j["retryable"] = true;
-  } else if (status.code() == Code::kStorageFull) {
-    j["reset"] = true;
-    j["storageFull"] = true;
-  }
-  return Response::json(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                        http_status_for(status.code()));
 }
 
 struct ObjectHost::BlockState {
@@ -270,7 +225,9 @@ bool ObjectHost::ensure_instance() {
   // The constructor failed. What it started (a block_concurrency_while
   // callback and its timers) belongs to this generation and would run on into
   // the freed object: reset drops it all, as for any instance.
-  Status why(Code::kInternal, "the object's constructor threw: " + exception_message(error));
+  Status why = failure_status(error, Code::kInternal, "the object's constructor threw",
+                              describe(*ns_, id_) + ": constructor",
+                              shard_->runtime().options().expose_exception_messages);
   reset(why, /*fail_queued=*/false);
   // Fail the event that would have used it.
   Event ev = std::move(queue_.front());
@@ -384,11 +341,6 @@ void ObjectHost::event_ended(const Run& run, bool failed) {
   if (failed) ++metrics_->errors;
 }
 
-bool ObjectHost::output_gate_open() const {
-  return turn_outputs_.empty() && !store_->in_turn_transaction() &&
-         store_->last_commit_seq() <= shard_->commits().durable_seq();
-}
-
 Driver ObjectHost::drive_alarm(Run* run, Delivery::Alarm alarm) {
   AlarmRunner& alarms = shard_->alarms();
   AlarmRunner::Run ran = co_await alarms.run(*this, alarm);
@@ -401,90 +353,11 @@ void ObjectHost::resume(std::coroutine_handle<> h) {
   run_turn([h] { h.resume(); });
 }
 
-void ObjectHost::gate_output(std::function<void(Status)> send) {
-  turn_outputs_.push_back(std::move(send));
-  if (!in_turn_) release_outputs();
-}
-
-void ObjectHost::release_outputs() {
-  if (turn_outputs_.empty()) return;
-  auto outs = std::move(turn_outputs_);
-  turn_outputs_.clear();
-  GroupCommit& commits = shard_->commits();
-  uint64_t seq = store_->last_commit_seq();
-  if (seq <= commits.durable_seq()) {
-    for (auto& o : outs) o(Status::ok());
-    return;
-  }
-  ++held_output_batches_;
-  auto held_at = timings_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-  commits.when_durable(seq, [this, gen = generation_, outs = std::move(outs),
-                             held_at](Status st) mutable {
-    --held_output_batches_;
-    if (timings_) metrics_->gate_wait.record((std::chrono::steady_clock::now() - held_at).count());
-    Status result = st.is_ok() ? st : Status(Code::kReset, "object reset: " + st.message());
-    for (auto& o : outs) o(result);
-    if (!st.is_ok() && gen == generation_) {
-      reset(result);
-      pump();
-    }
-    drop_instance_if_done();
-  });
-}
-
 void ObjectHost::abort(std::string_view reason, bool retry_alarm) {
   if (!retry_alarm) drop_running_alarm_ = true;
   Status st(Code::kReset, "the object aborted: " + std::string(reason));
   if (!reset_requested_) reset_requested_ = st;
   throw Error(st);
-}
-
-Task<void> ObjectHost::sync() {
-  struct Awaiter {
-    ObjectHost* host;
-    Status result;
-    bool await_ready() const { return false; }
-    void await_suspend(std::coroutine_handle<> h) { host->pending_syncs_.push_back({h, &result}); }
-    void await_resume() const {
-      if (!result.is_ok()) throw Error(result);
-    }
-  };
-  Awaiter awaiter{this, Status::ok()};  // named: see FetchAwaitable in api.cc
-  co_await awaiter;
-}
-
-void ObjectHost::maybe_checkpoint() {
-  if (checkpointing_ || !store_->checkpoint_due()) return;
-  checkpointing_ = true;  // pump() starts nothing until it is done
-  ResumeTarget t = {shard_, ns_, id_, generation_};
-  store_->start_checkpoint([this, t] {
-    checkpointing_ = false;
-    // On a fresh stack: this may run inside the turn's end.
-    shard_->post([t] {
-      if (ObjectHost* h = t.shard->find_host(t.ns, t.id)) h->pump();
-    });
-  });
-}
-
-void ObjectHost::start_syncs() {
-  if (pending_syncs_.empty()) return;
-  auto syncs = std::move(pending_syncs_);
-  pending_syncs_.clear();
-  for (auto& w : syncs) {
-    ++blocked_;  // a storage operation: no other event runs until it is done
-    ++held_output_batches_;
-    shard_->commits().when_durable(
-        store_->last_commit_seq(), [this, w, gen = generation_](Status st) {
-          // Continue on a fresh stack: this may run inside the turn that asked.
-          shard_->post([this, w, gen, st] {
-            --held_output_batches_;
-            if (gen != generation_) return;  // reset meanwhile: the frame is gone
-            --blocked_;
-            *w.result = st.is_ok() ? st : Status(Code::kReset, "sync failed: " + st.message());
-            resume(w.handle);
-          });
-        });
-  }
 }
 
 Task<void> ObjectHost::block_concurrency_while(std::function<Task<void>()> fn) {
@@ -533,8 +406,9 @@ Driver ObjectHost::drive_block(Run* run, std::function<Task<void>()> fn,
   --blocked_;
   st->done = true;
   if (st->error) {
-    reset_requested_ = Status(
-        Code::kReset, "block_concurrency_while callback threw: " + exception_message(st->error));
+    reset_requested_ = failure_status(st->error, Code::kReset, "block_concurrency_while callback threw",
+                                      describe(*ns_, id_) + ": block_concurrency_while",
+                                      shard_->runtime().options().expose_exception_messages);
     reset_fails_queue_ = true;
   }
   if (st->waiter) {

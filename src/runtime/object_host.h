@@ -41,6 +41,19 @@ Response error_response(const Status& status);
 // and message, and answered 500 {"error": "internal error", "incident": N}
 // (with the message too when `expose`, ServerOptions::expose_exception_messages).
 Response response_for(std::exception_ptr e, std::string_view where, bool expose);
+// An unexpected exception (not a dobj::Error): logged with `where`, its type
+// and message, under a new incident number.
+struct Incident {
+  uint64_t number;
+  std::string message;
+};
+Incident record_incident(std::exception_ptr e, std::string_view where);
+// The status of a failure caused by an exception, for the callers it fails:
+// "<what>: <message>" for a dobj::Error; for anything else (a bug) the
+// incident is logged and the status says "<what> (incident N)", or
+// "<what>: <message>" when `expose` (ServerOptions::expose_exception_messages).
+Status failure_status(std::exception_ptr e, Code code, std::string_view what, std::string_view where,
+                      bool expose);
 // "NS <hex id> ("name")": an object, for log lines.
 std::string describe(const NamespaceImpl& ns, const ObjectId& id);
 // Where a coroutine suspending now on this thread must continue.

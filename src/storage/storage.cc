@@ -135,6 +135,8 @@ void Storage::abandon_nested() {
   }
 }
 
+Task<void> Storage::sync() { return store_->sync(); }
+
 void Codec<Json>::encode(const Json& v, std::string& out) { out.append(v.dump()); }
 
 Json Codec<Json>::decode(std::string_view p) {
