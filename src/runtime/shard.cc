@@ -240,8 +240,10 @@ void Shard::resume(const ResumeTarget& target, std::coroutine_handle<> h) {
 }
 
 namespace {
-Driver drive_worker(Runtime* runtime, std::function<Task<Response>(Env&)> body, Reply reply,
-                    std::vector<uint64_t>* finished, uint64_t id) {
+// Runs body(env) (a callable returning Task<Response>), kept in the frame.
+template <typename Body>
+Driver drive_worker(Runtime* runtime, Body body, Reply reply, std::vector<uint64_t>* finished,
+                    uint64_t id) {
   Response response;
   try {
     response = co_await body(runtime->env());
@@ -254,15 +256,8 @@ Driver drive_worker(Runtime* runtime, std::function<Task<Response>(Env&)> body, 
 }
 }  // namespace
 
-void Shard::run_worker(Request request, Reply reply) {
-  run_task(
-      [worker = &runtime_->worker(), request = std::move(request)](Env& env) mutable {
-        return (*worker)(std::move(request), env);
-      },
-      std::move(reply));
-}
-
-void Shard::run_task(std::function<Task<Response>(Env&)> body, Reply reply) {
+template <typename Body>
+void Shard::start_worker_run(Body body, Reply reply) {
   uint64_t id = next_worker_id_++;
   auto run = std::make_unique<WorkerRun>();
   run->driver = drive_worker(runtime_, std::move(body), std::move(reply), &finished_workers_, id);
@@ -272,6 +267,19 @@ void Shard::run_task(std::function<Task<Response>(Env&)> body, Reply reply) {
   raw->driver.resume();
   current_worker_ = outer;
   reap_workers();
+}
+
+void Shard::run_worker(Request request, Reply reply) {
+  // A lambda, not a std::function: the request moves once, into the frame.
+  start_worker_run(
+      [worker = &runtime_->worker(), request = std::move(request)](Env& env) mutable {
+        return (*worker)(std::move(request), env);
+      },
+      std::move(reply));
+}
+
+void Shard::run_task(std::function<Task<Response>(Env&)> body, Reply reply) {
+  start_worker_run(std::move(body), std::move(reply));
 }
 
 void Shard::reap_workers() {

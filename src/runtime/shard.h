@@ -242,6 +242,8 @@ class Shard {
 
  private:
   void schedule_sweep();
+  template <typename Body>
+  void start_worker_run(Body body, Reply reply);
   void reap_workers();
 
   Runtime* runtime_;
