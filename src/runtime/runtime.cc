@@ -142,7 +142,14 @@ const NamespaceImpl* Runtime::find_namespace(std::string_view binding) {
   return nullptr;
 }
 
-void Runtime::start() {
+void Runtime::start_loops() {
+  for (auto& s : shards_) {
+    if (!s->started()) s->start();
+  }
+  if (!admin_shard_->started()) admin_shard_->start();
+}
+
+void Runtime::start(Loops loops) {
   for (auto& ns : namespaces_) {
     if (Status st = make_dirs(ns->dir(), /*durable=*/true); !st) throw Error(st);
   }
@@ -155,8 +162,7 @@ void Runtime::start() {
   if (Status st = catalog_.open(options_.data_dir + "/catalog.sqlite", dirs); !st) throw Error(st);
   catalog_.start();
   if (flusher_) flusher_->start();
-  for (auto& s : shards_) s->start();
-  admin_shard_->start();
+  if (loops == Loops::kThreads) start_loops();
   // Alarms pending before the last stop or crash: each to its object's shard.
   for (auto& r : alarm_index_.all()) {
     const NamespaceImpl* ns = find_namespace(r.ns);
@@ -175,6 +181,7 @@ void Runtime::start() {
 bool Runtime::stop(std::chrono::milliseconds timeout) {
   bool clean = true;
   auto deadline = std::chrono::steady_clock::now() + timeout;
+  start_loops();  // a stepped runtime stops as any other
   blocking_->join();  // what it runs answers through the shards, still running
   for (;;) {
     bool all = true;

@@ -156,7 +156,11 @@ class Runtime {
   // timeout. Tests and the test kit, after moving a FakeTime.
   bool settle(std::chrono::milliseconds timeout);
 
-  void start();
+  // kStepped (unit tests): the shards' loops run only when the test steps
+  // them (Shard::step), until start_loops() gives each its thread.
+  enum class Loops { kThreads, kStepped };
+  void start(Loops loops = Loops::kThreads);
+  void start_loops();
   // Waits until no shard has work in flight (or the timeout passes), flushes
   // every commit, stops the loops and joins them.
   // Returns false when objects were still busy at the timeout: they were

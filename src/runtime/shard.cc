@@ -80,6 +80,19 @@ void Shard::start() {
   });
 }
 
+bool Shard::step() {
+  Shard* outer = std::exchange(t_current_shard, this);
+  bool ran = loop_->io.poll_one() > 0;
+  t_current_shard = outer;
+  return ran;
+}
+
+size_t Shard::step_all() {
+  size_t n = 0;
+  while (step()) ++n;
+  return n;
+}
+
 void Shard::stop() {
   post([this] {
     loop_->sweep.cancel();

@@ -170,6 +170,12 @@ class Shard {
     return f.get();
   }
   void start();
+  // Stepped by hand (Runtime::start(kStepped)): no thread runs the loop; the
+  // test runs its handlers on its own thread. step() runs one ready handler
+  // (false: none was ready); step_all() runs them until none is.
+  bool step();
+  size_t step_all();
+  bool started() const { return thread_.joinable(); }
   // Asks the loop to exit once all posted work ran; join() waits for it.
   void stop();
   void join();

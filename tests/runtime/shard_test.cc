@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <thread>
 
 #include "dobj/dobj.h"
 #include "runtime/object_host.h"
@@ -178,6 +179,36 @@ TEST(ObjectHostEviction, EvictAfterEveryEventBuildsEachEventsInstanceAfresh) {
   EXPECT_EQ(g_built - before, 3);
   Shard& s = h.shard_of("UNIT", "e");
   EXPECT_FALSE(s.run_and_wait([&] { return s.presence(h.ns("UNIT"), h.id("UNIT", "e")).resident; }));
+}
+
+// A shard's loop stepped by hand: nothing runs until the test runs it, one
+// handler at a time, on the test's thread.
+TEST(SteppedShard, NothingRunsUntilTheTestStepsTheLoop) {
+  ServerOptions o;
+  o.shards = 1;
+  test::RuntimeHarness h(unit_binding(), o, nullptr, Runtime::Loops::kStepped);
+  Shard& s = h.runtime().shard(0);
+  s.step_all();  // what the start posted
+  auto a = h.send("UNIT", "s", "GET");
+  auto b = h.send("UNIT", "s", "GET");
+  EXPECT_EQ(a.wait_for(0s), std::future_status::timeout);
+  ASSERT_TRUE(s.step());  // the first delivery: built, run, answered (it wrote nothing)
+  ASSERT_EQ(a.wait_for(0s), std::future_status::ready);
+  EXPECT_EQ(a.get().body, "0 1");
+  EXPECT_EQ(b.wait_for(0s), std::future_status::timeout);
+  ASSERT_TRUE(s.step());
+  EXPECT_EQ(b.get().body, "0 2");
+  EXPECT_FALSE(s.step());  // nothing left to run
+  // A write's answer waits for its flush: the flusher thread posts the
+  // release, and only a step runs it.
+  auto w = h.send("UNIT", "s", "POST");
+  ASSERT_TRUE(s.step());
+  EXPECT_EQ(w.wait_for(0s), std::future_status::timeout);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (w.wait_for(0s) != std::future_status::ready && std::chrono::steady_clock::now() < deadline) {
+    if (!s.step()) std::this_thread::yield();
+  }
+  EXPECT_EQ(w.get().body, "1 3");
 }
 
 }  // namespace

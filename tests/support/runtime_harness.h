@@ -21,13 +21,14 @@ class RuntimeHarness {
   // Two shards unless o says otherwise; the node stays up after a failed
   // flush (tests inject them). time: a FakeTime, or null for the system clock.
   RuntimeHarness(internal::Bindings bindings, ServerOptions o = {},
-                 internal::TimeSource* time = nullptr) {
+                 internal::TimeSource* time = nullptr,
+                 internal::Runtime::Loops loops = internal::Runtime::Loops::kThreads) {
     o.exit_on_flush_failure = false;
     o.data_dir = dir_.path();
     if (o.shards == 0) o.shards = 2;
     runtime_ = std::make_unique<internal::Runtime>(o, std::move(bindings), nullptr,
                                                    internal::Secret{}, time);
-    runtime_->start();
+    runtime_->start(loops);
   }
   ~RuntimeHarness() {
     if (!stopped_) runtime_->stop(std::chrono::seconds(5));
