@@ -166,12 +166,18 @@ std::string encode_value(const T& v) {
   }
 }
 
-Json decode_json_any(std::string_view stored);
+// A stored value of any JSON-readable tag as Json. A template (only Json is
+// defined, in storage.cc) so that the call in decode_value depends on T, and
+// Json need only be a complete type where a Json value is read.
+template <typename J>
+J decode_json_any(std::string_view stored);
+template <>
+Json decode_json_any<Json>(std::string_view stored);
 
 template <typename T>
 T decode_value(std::string_view stored) {
   if constexpr (std::is_same_v<T, Json>) {
-    return decode_json_any(stored);
+    return decode_json_any<T>(stored);
   } else {
     constexpr char kWanted = tag_of<T>();
     if (stored.empty() || stored[0] != kWanted) {

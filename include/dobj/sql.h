@@ -64,8 +64,12 @@ using SqlValue = std::variant<std::nullptr_t, int64_t, double, std::string, Byte
 // "NULL", "INTEGER", "REAL", "TEXT" or "BLOB".
 const char* sql_type_name(const SqlValue& v);
 // The value as JSON: NULL null, numbers as numbers (a non-finite REAL as
-// null), TEXT a string, a BLOB an array of its bytes.
-Json to_json(const SqlValue& v);
+// null), TEXT a string, a BLOB an array of its bytes. (A template only so that
+// Json need be complete just where this is called: to_json(v) as usual.)
+template <typename J = Json>
+J to_json(const SqlValue& v);
+template <>
+Json to_json<Json>(const SqlValue& v);
 
 namespace internal {
 [[noreturn]] void throw_sql_column_error(const std::vector<std::string>* columns, size_t i,
@@ -128,7 +132,7 @@ class SqlRow {
     } else if constexpr (std::is_same_v<T, SqlValue>) {
       return v;
     } else if constexpr (std::is_same_v<T, Json>) {
-      return dobj::to_json(v);
+      return dobj::to_json<T>(v);
     } else if constexpr (std::is_same_v<T, bool>) {
       if (const int64_t* x = std::get_if<int64_t>(&v)) return *x != 0;
       internal::throw_sql_column_error(columns_.get(), i, v, "INTEGER");

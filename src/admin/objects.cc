@@ -53,7 +53,7 @@ Json stored_value_json(std::string_view stored, std::string* type) {
     default: *type = "unknown"; return bytes_json(stored);
   }
   try {
-    return decode_json_any(stored);
+    return decode_json_any<Json>(stored);
   } catch (const std::exception&) {
     *type = "corrupt";
     return bytes_json(stored);

@@ -12,7 +12,8 @@ const char* sql_type_name(const SqlValue& v) {
   return kNames[v.index()];
 }
 
-Json to_json(const SqlValue& v) {
+template <>
+Json to_json<Json>(const SqlValue& v) {
   if (const int64_t* x = std::get_if<int64_t>(&v)) return *x;
   if (const double* x = std::get_if<double>(&v)) return std::isfinite(*x) ? Json(*x) : Json();
   if (const std::string* x = std::get_if<std::string>(&v)) return *x;

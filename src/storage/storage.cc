@@ -179,7 +179,8 @@ void throw_type_mismatch(char stored_tag, const char* wanted) {
               std::string("stored value is ") + tag_name(stored_tag) + ", not " + wanted);
 }
 
-Json decode_json_any(std::string_view stored) {
+template <>
+Json decode_json_any<Json>(std::string_view stored) {
   if (stored.empty()) throw_type_mismatch('\0', "JSON");
   std::string_view p = stored.substr(1);
   switch (stored[0]) {
