@@ -38,9 +38,13 @@ void replace_header(Headers& headers, std::string name, std::string value) {
 }  // namespace
 
 std::optional<std::string> url_decode(std::string_view s, bool form) {
+  // Most segments and parameters have nothing to decode: one copy.
+  size_t first = form ? s.find_first_of("%+") : s.find('%');
+  if (first == std::string_view::npos) return std::string(s);
   std::string out;
   out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
+  out.append(s.substr(0, first));
+  for (size_t i = first; i < s.size(); ++i) {
     char c = s[i];
     if (c == '%') {
       if (i + 2 >= s.size()) return std::nullopt;
