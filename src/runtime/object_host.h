@@ -12,6 +12,11 @@
 // - Reset drops the instance and every coroutine frame of it, answers their
 //   callers with a "reset" error, and lets queued events build a new instance.
 //
+// Its code: object_host.cc (queue, turns, the instance's life, the events'
+// drivers, block_concurrency_while), object_gates.cc (output gate, sync
+// waits, checkpoints), failures.cc (exceptions into answers). The alarm()
+// run and its outcome are AlarmRunner's (alarm_runner.h).
+//
 // Thread affinity: the shard thread. Lifetime: owned by the Shard; kept while
 // anything is queued, running or held, evicted when idle.
 #pragma once

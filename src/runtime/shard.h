@@ -24,9 +24,9 @@
 #include "dobj/http.h"
 #include "dobj/id.h"
 #include "dobj/task.h"
-#include "runtime/object_key.h"
 #include "runtime/driver.h"
 #include "runtime/metrics.h"
+#include "runtime/object_key.h"
 #include "runtime/socket_hub.h"
 #include "runtime/time_source.h"
 #include "storage/group_commit.h"
@@ -217,8 +217,8 @@ class Shard {
   bool quiescent() const;
   // Quiescent, every commit durable (or the flusher failed), no alarm due by
   // the alarm clock that has not run yet, and no eviction pass under way
-  // (Runtime::settle). When a commit
-  // is not durable yet, asks for its flush and answers false.
+  // (Runtime::settle). When a commit is not durable yet, asks for its flush
+  // and answers false.
   bool settled();
   // Evicts the object now if it is in memory and evictable regardless of the
   // idle timeout (idle, no socket accepted without hibernation). Returns
