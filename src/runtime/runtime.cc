@@ -285,9 +285,13 @@ void Runtime::run_on_object(const NamespaceImpl* ns, const ObjectId& id, Shard* 
   shard.post([&shard, ns, id, reply_on, fn = std::move(fn), reply = std::move(reply)]() mutable {
     Delivery d;
     d.admin = std::move(fn);
-    d.reply = [reply_on, reply = std::move(reply)](Answer a) mutable {
-      reply_on->post([reply = std::move(reply), a = std::move(a)]() mutable { reply(std::move(a)); });
-    };
+    if (!reply_on) {
+      d.reply = std::move(reply);
+    } else {
+      d.reply = [reply_on, reply = std::move(reply)](Answer a) mutable {
+        reply_on->post([reply = std::move(reply), a = std::move(a)]() mutable { reply(std::move(a)); });
+      };
+    }
     shard.deliver(ns, id, std::move(d));
   });
 }

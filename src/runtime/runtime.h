@@ -137,7 +137,9 @@ class Runtime {
   // on the shard `reply_on` (any thread may call this; it does not block).
   void collect_metrics(Shard* reply_on, std::function<void(MetricsSnapshot)> done);
   // Runs fn on the object's shard in the object's queue (Delivery::admin);
-  // fn answers through the Reply it gets, which reaches `reply` on reply_on.
+  // fn answers through the Reply it gets, which reaches `reply` on reply_on
+  // (null: on the object's shard, as fn answers; a caller that is not a
+  // shard, such as a test waiting on a promise).
   void run_on_object(const NamespaceImpl* ns, const ObjectId& id, Shard* reply_on,
                      std::function<void(ObjectHost&, Reply)> fn, Reply reply);
   // Asks each object's shard whether it is in memory and how many sockets it

@@ -115,6 +115,15 @@ struct TestRuntime::Impl {
     });
     return wait(p->get_future(), what);
   }
+  // Runs fn in the object's queue, between its events and without building
+  // the object (Delivery::admin), and waits until fn replies.
+  void between_events(const internal::NamespaceImpl* ns, const ObjectId& id,
+                      std::function<void(internal::ObjectHost&, internal::Reply)> fn,
+                      std::string_view what) {
+    auto p = std::make_shared<std::promise<void>>();
+    rt().run_on_object(ns, id, nullptr, std::move(fn), [p](internal::Answer) { p->set_value(); });
+    wait(p->get_future(), what);
+  }
   Shard& next_shard() {
     Runtime& r = rt();
     return r.shard(next_shard_index++ % r.shard_count());
@@ -260,26 +269,17 @@ Response TestRuntime::fetch_object(const std::string& binding, const ObjectId& i
 
 void TestRuntime::with_storage(const std::string& binding, const ObjectId& id,
                                const std::function<void(Storage&)>& fn) {
-  const internal::NamespaceImpl* ns = impl_->ns(binding);
-  struct Outcome {
-    Status status;
-    std::exception_ptr error;
-  };
-  auto p = std::make_shared<std::promise<Outcome>>();
-  impl_->on_shard(id, [&](Shard& shard) {
-    internal::Delivery d;
-    d.admin = [&fn, p](internal::ObjectHost& host, internal::Reply reply) {
-      host.with_storage(fn, [p, reply = std::move(reply)](Status st, std::exception_ptr e) {
-        p->set_value(Outcome{std::move(st), e});
-        reply(Response{});
-      });
-    };
-    d.reply = [](internal::Answer) {};
-    shard.deliver(ns, id, std::move(d));
-  }, "posting a storage access");
-  Outcome out = impl_->wait(p->get_future(), "a storage access");
-  if (out.error) std::rethrow_exception(out.error);
-  if (!out.status) throw Error(out.status);
+  Status status;
+  std::exception_ptr error;
+  impl_->between_events(impl_->ns(binding), id, [&](internal::ObjectHost& host, internal::Reply reply) {
+    host.with_storage(fn, [&, reply = std::move(reply)](Status st, std::exception_ptr e) {
+      status = std::move(st);
+      error = e;
+      reply(Response{});
+    });
+  }, "a storage access");
+  if (error) std::rethrow_exception(error);
+  if (!status) throw Error(status);
 }
 
 bool TestRuntime::evict(const std::string& binding, const ObjectId& id) {
@@ -294,19 +294,10 @@ bool TestRuntime::in_memory(const std::string& binding, const ObjectId& id) {
 }
 
 void TestRuntime::reset(const std::string& binding, const ObjectId& id, const std::string& why) {
-  const internal::NamespaceImpl* ns = impl_->ns(binding);
-  auto p = std::make_shared<std::promise<void>>();
-  impl_->on_shard(id, [&](Shard& shard) {
-    internal::Delivery d;
-    d.admin = [why, p](internal::ObjectHost& host, internal::Reply reply) {
-      host.inject_reset(why);
-      p->set_value();
-      reply(Response{});
-    };
-    d.reply = [](internal::Answer) {};
-    shard.deliver(ns, id, std::move(d));
-  }, "posting a reset");
-  impl_->wait(p->get_future(), "a reset");
+  impl_->between_events(impl_->ns(binding), id, [&](internal::ObjectHost& host, internal::Reply reply) {
+    host.inject_reset(why);
+    reply(Response{});
+  }, "a reset");
 }
 
 }  // namespace dobj::testing

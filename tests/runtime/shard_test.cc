@@ -58,6 +58,14 @@ struct ShardTest : ::testing::Test {
     Shard& s = shard(name);
     return s.run_and_wait([&] { return s.presence(h.ns("UNIT"), h.id("UNIT", name)).resident; });
   }
+  // Runs fn in the object's queue between its events (Delivery::admin,
+  // through Runtime::run_on_object) and waits for its reply.
+  void between_events(const std::string& name, std::function<void(ObjectHost&, Reply)> fn) {
+    std::promise<void> replied;
+    h.runtime().run_on_object(h.ns("UNIT"), h.id("UNIT", name), nullptr, std::move(fn),
+                              [&](Answer) { replied.set_value(); });
+    replied.get_future().get();
+  }
   bool evict(const std::string& name) {
     Shard& s = shard(name);
     return s.run_and_wait([&] { return s.evict_now(h.ns("UNIT"), h.id("UNIT", name)); });
@@ -102,36 +110,24 @@ TEST_F(ShardTest, SettledWaitsForAnAlarmThatTheClockMadeDue) {
   time.advance(1000ms);
   h.settle();
   int64_t alarms = 0;
-  ObjectHost* host = s.run_and_wait([&] { return s.find_host(h.ns("UNIT"), h.id("UNIT", "s")); });
-  ASSERT_NE(host, nullptr);
-  std::promise<void> read;
-  s.post([&] {
-    host->with_storage([&](Storage& st) { alarms = st.get<int64_t>("alarms").value_or(0); },
-                       [&](Status, std::exception_ptr) { read.set_value(); });
+  between_events("s", [&](ObjectHost& host, Reply reply) {
+    host.with_storage([&](Storage& st) { alarms = st.get<int64_t>("alarms").value_or(0); },
+                      [reply](Status, std::exception_ptr) { reply(Response{}); });
   });
-  read.get_future().get();
   EXPECT_EQ(alarms, 1);
 }
 
 TEST_F(ShardTest, AStorageTurnCommitsWithoutBuildingTheObjectAndAnExceptionDiscardsIt) {
   int before = g_built;
-  Shard& s = shard("w");
-  const NamespaceImpl* ns = h.ns("UNIT");
-  ObjectId id = h.id("UNIT", "w");
   auto storage_turn = [&](std::function<void(Storage&)> fn) {
-    std::promise<std::pair<Status, bool>> out;
-    s.post([&] {
-      Delivery d;
-      d.admin = [&](ObjectHost& host, Reply reply) {
-        host.with_storage(fn, [&](Status st, std::exception_ptr e) {
-          out.set_value({st, e != nullptr});
-        });
+    std::pair<Status, bool> out;
+    between_events("w", [&](ObjectHost& host, Reply reply) {
+      host.with_storage(fn, [&, reply](Status st, std::exception_ptr e) {
+        out = {st, e != nullptr};
         reply(Response{});
-      };
-      d.reply = [](Answer) {};
-      s.deliver(ns, id, std::move(d));
+      });
     });
-    return out.get_future().get();
+    return out;
   };
   auto [ok, threw] = storage_turn([](Storage& st) { st.put("n", int64_t{41}); });
   EXPECT_TRUE(ok.is_ok());
@@ -150,18 +146,10 @@ TEST_F(ShardTest, InjectResetDropsTheInstanceAndBreaksBoundStubs) {
   EXPECT_EQ(body("r", "POST"), "1 1");
   Shard& s = shard("r");
   uint64_t epoch = s.run_and_wait([&] { return s.reset_epoch(h.ns("UNIT"), h.id("UNIT", "r")); });
-  std::promise<void> reset;
-  s.post([&] {
-    Delivery d;
-    d.admin = [&](ObjectHost& host, Reply reply) {
-      host.inject_reset("a test reset");
-      reset.set_value();
-      reply(Response{});
-    };
-    d.reply = [](Answer) {};
-    s.deliver(h.ns("UNIT"), h.id("UNIT", "r"), std::move(d));
+  between_events("r", [](ObjectHost& host, Reply reply) {
+    host.inject_reset("a test reset");
+    reply(Response{});
   });
-  reset.get_future().get();
   EXPECT_FALSE(resident("r"));
   EXPECT_EQ(s.run_and_wait([&] { return s.reset_epoch(h.ns("UNIT"), h.id("UNIT", "r")); }),
             epoch + 1);
