@@ -32,6 +32,33 @@ enum class Durability {
   kOs,     // after the write reached the OS: survives a crash of the process
 };
 
+// A node of a cluster (docs/cluster.md). With `etcd` empty the server is a
+// single node and none of this applies.
+struct ClusterOptions {
+  // etcd endpoints, comma-separated host:port (etcd's client URLs).
+  std::string etcd;
+  // This node's name in the cluster: stable across restarts of the same data
+  // folder. Only one live process may use it at a time.
+  std::string node_id;
+  // HOST:PORT the other nodes reach this one on (forwarded requests); port 0
+  // picks a free one. Never expose it beyond the cluster's network.
+  std::string peer_listen = "127.0.0.1:0";
+  // host:port the other nodes dial; empty: peer_listen's host with the port
+  // bound (then that host must not be a wildcard such as 0.0.0.0).
+  std::string peer_advertise;
+  // The ID space is split into this many partitions; fixed when the cluster
+  // is first made.
+  int partitions = 256;
+  // Copies of each partition's data. Only 1 is built so far: a partition is
+  // served by its owner alone and waits for it while it is down.
+  int replicas = 1;
+  // The node's etcd lease. A node that cannot renew it stops serving before
+  // it expires; a restarted node waits for its old lease to expire.
+  std::chrono::milliseconds lease{3'000};
+  // Where in etcd the cluster keeps its keys; one etcd can hold several.
+  std::string etcd_prefix = "/dobj/";
+};
+
 struct ServerOptions {
   std::string listen = "127.0.0.1:8787";  // HOST:PORT; port 0 picks a free one
   std::string data_dir = "dobj-data";     // created if missing
@@ -110,6 +137,7 @@ struct ServerOptions {
   bool evict_after_every_event = false;
   // Longest a graceful stop waits for in-flight requests.
   std::chrono::milliseconds stop_timeout{30'000};
+  ClusterOptions cluster;
 };
 
 using Worker = std::function<Task<Response>(Request, Env&)>;

@@ -155,6 +155,10 @@ void AdminPlane::route(Shard& here, const Request& request, Reply reply, std::st
       reply(std::move(r));
     });
   }
+  if (path == "/_dobj/cluster") {
+    Placement* placement = runtime_.placement();
+    return reply(Response::json(placement ? placement->status_json() : std::string(R"({"mode":"single"})")));
+  }
   if (path == "/_dobj/advice") {
     return runtime_.collect_metrics(&here, [this, reply](MetricsSnapshot s) {
       reply(Response::json(advice_json(s)));

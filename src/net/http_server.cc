@@ -67,6 +67,9 @@ struct HttpServer::PerShard {
   bool admin_only = false;
   // On the main listener when the admin plane has its own: where it is.
   std::string admin_elsewhere;
+  // The peer listener's (a cluster node): every request is a forwarded
+  // delivery and goes here.
+  std::shared_ptr<const HttpServer::PeerHandler> peer;
 };
 
 namespace {
@@ -174,7 +177,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return send_error_and_close(400, "Transfer-Encoding must end in chunked");
     }
     uint64_t limit = options_.max_body_bytes;
-    bool upload = req.method() == http::verb::put && AdminPlane::owns(req.target()) &&
+    bool upload = !per_shard_->peer && req.method() == http::verb::put && AdminPlane::owns(req.target()) &&
                   per_shard_->admin->authorized_header(req[http::field::authorization]);
     if (upload) {
       // An import carries a whole database: up to the per-object cap.
@@ -318,6 +321,13 @@ class Session : public std::enable_shared_from_this<Session> {
     auto reply = [self = shared_from_this(), version, keep_alive](Answer a) {
       self->write(std::move(a.response), version, keep_alive && !self->per_shard_->stopping);
     };
+    if (per_shard_->peer) {
+      return (*per_shard_->peer)(*per_shard_->shard, std::move(req),
+                                 [self = shared_from_this(), version, keep_alive](Response r) {
+                                   self->write(std::move(r), version,
+                                               keep_alive && !self->per_shard_->stopping);
+                                 });
+    }
     if (AdminPlane::owns(req.target) && !per_shard_->admin_elsewhere.empty()) {
       return reply(Response::error(404, "the admin plane listens on " + per_shard_->admin_elsewhere));
     }
@@ -485,7 +495,7 @@ void do_accept(std::shared_ptr<HttpServer::PerShard> ps) {
     ConnectionCounts& counts = ps->runtime->connections();
     // The runtime's options: it lowered the cap to fit the descriptor limit.
     if (counts.open.load(std::memory_order_relaxed) >= ps->runtime->options().max_connections &&
-        !ps->admin_only) {
+        !ps->admin_only && !ps->peer) {
       // At the cap: a short answer, and the descriptor is given back at once.
       ++counts.refused;
       static const char kFull[] =
@@ -602,6 +612,23 @@ Status HttpServer::start() {
     ps->shard->post([ps] { do_accept(ps); });
     shards_.push_back(std::move(ps));
     admin_port_ = admin_port;
+  }
+  if (peer_handler_) {
+    asio::ip::address peer_address;
+    int port = 0;
+    if (Status st = parse_listen(peer_listen_, "--peer-listen", &peer_address, &port); !st) return st;
+    for (size_t i = 0; i < runtime_.shard_count(); ++i) {
+      auto ps = std::make_shared<PerShard>();
+      ps->options = shared_options;
+      ps->runtime = &runtime_;
+      ps->admin = admin_;
+      ps->shard = &runtime_.shard(i);
+      ps->peer = peer_handler_;
+      if (Status st = open_acceptor(*ps, peer_address, &port, peer_listen_); !st) return st;
+      ps->shard->post([ps] { do_accept(ps); });
+      shards_.push_back(std::move(ps));
+    }
+    peer_port_ = port;
   }
   return Status::ok();
 }

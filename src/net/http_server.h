@@ -13,6 +13,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,11 +25,22 @@ namespace dobj::internal {
 
 class Runtime;
 class AdminPlane;
+class Shard;
 
 class HttpServer {
  public:
   HttpServer(Runtime& runtime, const ServerOptions& options);
   ~HttpServer();
+
+  // A cluster node's peer listener: requests other nodes forward. Every
+  // request there goes to the handler, on the shard that accepted it, which
+  // answers through the function it is given (on that shard). Before start.
+  using PeerHandler = std::function<void(Shard&, Request, std::function<void(Response)>)>;
+  void set_peer(std::string listen, PeerHandler handler) {
+    peer_listen_ = std::move(listen);
+    peer_handler_ = std::make_shared<const PeerHandler>(std::move(handler));
+  }
+  int peer_port() const { return peer_port_; }
 
   // Binds and starts accepting on every shard. The runtime must be started.
   Status start();
@@ -46,6 +58,9 @@ class HttpServer {
   ServerOptions options_;
   int port_ = 0;
   int admin_port_ = 0;
+  int peer_port_ = 0;
+  std::string peer_listen_;
+  std::shared_ptr<const PeerHandler> peer_handler_;
   std::vector<std::shared_ptr<PerShard>> shards_;
   std::shared_ptr<AdminPlane> admin_;
 };

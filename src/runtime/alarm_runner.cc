@@ -124,7 +124,14 @@ void AlarmRunner::pump() {
   if (!due_.empty()) {
     Due a = std::move(due_.front());
     due_.pop_front();
-    shard_->deliver(a.ns, a.id, std::move(a.delivery));
+    if (Placement* placement = shard_->runtime().placement();
+        placement && !placement->serves_here(a.id)) {
+      // Not served here now (a cluster node whose lease lapsed): try again
+      // in a second without spending a retry; the alarm is still stored.
+      scheduler_->schedule(ObjectKey{a.ns, a.id}, now_ms() + 1000, a.delivery.alarm->retry);
+    } else {
+      shard_->deliver(a.ns, a.id, std::move(a.delivery));
+    }
   } else if (more_due_ && !clock_->cancelled()) {
     more_due_ = false;
     scheduler_->on_timer();  // takes the next batch (and may set more_due_ again)

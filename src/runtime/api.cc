@@ -112,7 +112,18 @@ struct FetchAwaitable {
     };
     internal::Delivery delivery{std::move(request), std::move(reply),       std::move(call_method),
                                 binding != nullptr, binding ? *binding : 0, std::nullopt, std::nullopt, nullptr};
-    auto send = [target, ns = ns, id = id, d = std::move(delivery)]() mutable {
+    auto send = [from = back.shard, target, ns = ns, id = id, d = std::move(delivery)]() mutable {
+      if (internal::Placement* placement = ns->runtime().placement()) {
+        internal::Placement::Route route = placement->route(id);
+        if (route.kind == internal::Placement::Route::Kind::kRemote) {
+          return placement->forward(*from, ns, id, std::move(d), route);
+        }
+        if (route.kind == internal::Placement::Route::Kind::kUnavailable) {
+          Response r = Response::error(503, route.reason);
+          r.set_header("retry-after", "1");
+          return d.reply(std::move(r));
+        }
+      }
       target->post([target, ns, id = std::move(id), d = std::move(d)]() mutable {
         target->deliver(ns, id, std::move(d));
       });

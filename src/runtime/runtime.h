@@ -19,6 +19,7 @@
 #include "ids/id_factory.h"
 #include "runtime/alarm_scheduler.h"
 #include "runtime/metrics.h"
+#include "runtime/placement.h"
 #include "runtime/shard.h"
 #include "runtime/time_source.h"
 #include "storage/alarm_index.h"
@@ -130,6 +131,10 @@ class Runtime {
   TurnFaults& turn_faults() { return turn_faults_; }
   AlarmIndex& alarm_index() { return alarm_index_; }
   Catalog& catalog() { return catalog_; }
+  // In a cluster, which node serves each object (placement.h); null on a
+  // single node. Set before start; it must outlive the runtime's loops.
+  Placement* placement() const { return placement_; }
+  void set_placement(Placement* placement) { placement_ = placement; }
   // From a thread that is not a shard's: delivers a request to an object
   // (outside any stub) and returns its response when it comes.
   std::future<Response> send_to_object(const NamespaceImpl* ns, const ObjectId& id, Request request);
@@ -186,6 +191,7 @@ class Runtime {
   std::vector<std::unique_ptr<NamespaceImpl>> namespaces_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<Shard> admin_shard_;
+  Placement* placement_ = nullptr;
 };
 
 // The default worker: /<binding>/<name>/... → id_from_name(name) of binding.

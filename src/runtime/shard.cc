@@ -206,6 +206,15 @@ ObjectHost* Shard::find_host(const NamespaceImpl* ns, const ObjectId& id) {
 }
 
 void Shard::deliver(const NamespaceImpl* ns, const ObjectId& id, Delivery delivery) {
+  // In a cluster, nothing runs for an object this node does not serve now,
+  // whatever route brought it here (placement.h).
+  if (Placement* placement = runtime_->placement(); placement && !placement->serves_here(id)) {
+    Response r = Response::error(
+        503, "this node does not serve the object now (its partition is elsewhere, or this "
+             "node's cluster lease is not live); retry");
+    r.set_header("retry-after", "1");
+    return delivery.reply(std::move(r));
+  }
   auto& slot = hosts_[ObjectKey{ns, id}];
   if (!slot) slot = std::make_unique<ObjectHost>(this, ns, id);
   slot->enqueue(std::move(delivery));

@@ -16,6 +16,7 @@
 #include "base/fs.h"
 #include "base/hex.h"
 #include "base/log.h"
+#include "cluster/cluster.h"
 #include "ids/id_factory.h"
 #include "net/http_server.h"
 #include "runtime/runtime.h"
@@ -27,6 +28,9 @@ struct Server::Impl {
   Worker worker;
   ServerOptions options;
   int lock_fd = -1;  // flock on <data>/LOCK: one server per data folder
+  // A cluster node's membership and placement (null: a single node). Declared
+  // before the runtime, which uses it until its loops end.
+  std::unique_ptr<internal::Cluster> cluster;
   // Destroyed in reverse: the HTTP server before the runtime whose loops it uses.
   std::unique_ptr<internal::Runtime> runtime;
   std::unique_ptr<internal::HttpServer> http;
@@ -58,7 +62,15 @@ Status Server::start(const ServerOptions& options) {
     return Status(Code::kUnavailable,
                   "data folder " + options.data_dir + " is in use by another dobj server");
   }
-  auto secret = internal::load_or_create_secret(options.data_dir);
+  Result<internal::Secret> secret = Status(Code::kInternal, "no secret");
+  if (options.cluster.etcd.empty()) {
+    secret = internal::load_or_create_secret(options.data_dir);
+  } else {
+    // A cluster's nodes share one ID secret, kept in etcd: the same name is
+    // the same ID on every node.
+    impl_->cluster = std::make_unique<internal::Cluster>(options.cluster);
+    secret = impl_->cluster->join_secret(options.data_dir, std::chrono::seconds(30));
+  }
   if (!secret) {
     stop();
     return secret.status();
@@ -66,6 +78,7 @@ Status Server::start(const ServerOptions& options) {
   try {
     impl_->runtime =
         std::make_unique<internal::Runtime>(options, impl_->bindings, impl_->worker, *secret);
+    if (impl_->cluster) impl_->runtime->set_placement(impl_->cluster.get());
     impl_->runtime->start();
   } catch (const Error& e) {
     impl_->runtime.reset();
@@ -73,9 +86,28 @@ Status Server::start(const ServerOptions& options) {
     return e.status();
   }
   impl_->http = std::make_unique<internal::HttpServer>(*impl_->runtime, options);
+  if (internal::Cluster* cluster = impl_->cluster.get()) {
+    impl_->http->set_peer(options.cluster.peer_listen,
+                          [cluster](internal::Shard& shard, Request r, std::function<void(Response)> done) {
+                            cluster->handle_peer(shard, std::move(r), std::move(done));
+                          });
+  }
   if (Status st = impl_->http->start(); !st) {
     stop();
     return st;
+  }
+  if (internal::Cluster* cluster = impl_->cluster.get()) {
+    std::string advertise = options.cluster.peer_advertise;
+    if (advertise.empty()) {
+      std::string host = options.cluster.peer_listen.substr(0, options.cluster.peer_listen.rfind(':'));
+      if (host == "0.0.0.0" || host == "::" || host == "[::]") {
+        stop();
+        return Status(Code::kInvalidArgument,
+                      "--peer-listen on a wildcard address needs --peer-advertise HOST:PORT");
+      }
+      advertise = host + ":" + std::to_string(impl_->http->peer_port());
+    }
+    cluster->start(impl_->runtime.get(), advertise);
   }
   return Status::ok();
 }
@@ -88,8 +120,12 @@ void Server::stop() {
     if (impl_->http) impl_->http->stop(impl_->options.stop_timeout);
     impl_->stop_timed_out = !impl_->runtime->stop(impl_->options.stop_timeout);
     impl_->http.reset();
+    // The node leaves the cluster (its lease revoked) once nothing it ran
+    // can answer any more.
+    if (impl_->cluster) impl_->cluster->stop();
     impl_->runtime.reset();
   }
+  impl_->cluster.reset();
   if (impl_->lock_fd >= 0) {
     ::close(impl_->lock_fd);
     impl_->lock_fd = -1;
@@ -177,12 +213,33 @@ int Server::run(int argc, char** argv) {
   app.add_flag("--evict-after-every-event", o.evict_after_every_event,
                "development: drop each object from memory after every event, so that state "
                "kept only in members shows up at once (docs/testing.md)");
+  auto* cluster = app.add_option_group("cluster", "a node of a cluster (docs/cluster.md)");
+  cluster->add_option("--cluster", o.cluster.etcd,
+                      "etcd endpoints, comma-separated host:port; makes this server a cluster node");
+  cluster->add_option("--node-id", o.cluster.node_id, "this node's stable name in the cluster");
+  cluster->add_option("--peer-listen", o.cluster.peer_listen,
+                      "HOST:PORT for requests forwarded by other nodes (keep it private)")
+      ->capture_default_str();
+  cluster->add_option("--peer-advertise", o.cluster.peer_advertise,
+                      "HOST:PORT other nodes dial (default: --peer-listen's host and port)");
+  cluster->add_option("--partitions", o.cluster.partitions,
+                      "partitions of the ID space, fixed when the cluster is made")
+      ->capture_default_str();
+  cluster->add_option("--replicas", o.cluster.replicas, "copies of each partition (only 1 so far)")
+      ->capture_default_str();
+  int64_t lease_ms = o.cluster.lease.count();
+  cluster->add_option("--lease-ms", lease_ms,
+                      "the node's etcd lease; it stops serving when it cannot renew it in time")
+      ->capture_default_str();
+  cluster->add_option("--etcd-prefix", o.cluster.etcd_prefix, "where in etcd the cluster keeps its keys")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   o.durability = durability == "os" ? Durability::kOs : Durability::kFsync;
+  o.cluster.lease = std::chrono::milliseconds(lease_ms);
   o.timings = metrics == "on";
   o.idle_timeout = std::chrono::milliseconds(idle_ms);
   o.cpu_limit = std::chrono::milliseconds(cpu_limit_ms);
@@ -222,6 +279,10 @@ int Server::run(int argc, char** argv) {
   if (!o.admin_listen.empty()) {
     auto c = o.admin_listen.rfind(':');
     std::printf("admin plane on %s:%d\n", o.admin_listen.substr(0, c).c_str(), admin_port());
+  }
+  if (impl_->cluster) {
+    std::printf("cluster node %s (etcd %s), peer listener on port %d\n", o.cluster.node_id.c_str(),
+                o.cluster.etcd.c_str(), impl_->http->peer_port());
   }
   if (generated_token) {
     std::printf("admin token (for /_dobj/ and /metrics; set --admin-token to choose): %s\n",

@@ -1,0 +1,459 @@
+// The cluster agent: lease, membership, placement, and the view it publishes.
+#include "cluster/cluster.h"
+
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "base/fs.h"
+#include "base/hex.h"
+#include "base/log.h"
+#include "cluster/etcd.h"
+#include "cluster/peer.h"
+#include "runtime/runtime.h"
+
+namespace dobj::internal {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+uint64_t mix(uint64_t x) {  // splitmix64's finaliser
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+// Rendezvous (highest random weight) hashing: the node with the highest
+// score for p. Moving a partition only when its winner changes keeps moves to
+// those of the nodes that came or went.
+std::string rendezvous(int p, const std::set<std::string>& nodes) {
+  std::string best;
+  uint64_t best_score = 0;
+  for (const auto& n : nodes) {
+    uint64_t score = mix(fnv1a(n) ^ mix(static_cast<uint64_t>(p) + 1));
+    if (best.empty() || score > best_score) {
+      best = n;
+      best_score = score;
+    }
+  }
+  return best;
+}
+
+json record_json(const ClusterView::Partition& r) {
+  return {{"owner", r.owner}, {"replicas", r.replicas}, {"generation", r.generation}};
+}
+
+std::vector<std::string> split_endpoints(const std::string& list) {
+  std::vector<std::string> out;
+  size_t from = 0;
+  while (from <= list.size()) {
+    size_t comma = list.find(',', from);
+    if (comma == std::string::npos) comma = list.size();
+    if (comma > from) out.push_back(list.substr(from, comma - from));
+    from = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
+  if (options_.etcd_prefix.empty() || options_.etcd_prefix.back() != '/') options_.etcd_prefix += '/';
+  // A call bounded well inside the lease, so a renewal that hangs cannot
+  // outlive the deadline unnoticed.
+  auto timeout = std::max(std::chrono::milliseconds(200), options_.lease / 4);
+  etcd_ = std::make_unique<etcd::Client>(split_endpoints(options_.etcd), timeout);
+}
+
+Cluster::~Cluster() { stop(); }
+
+Result<Secret> Cluster::join_secret(const std::string& data_dir, std::chrono::milliseconds wait) {
+  if (options_.node_id.empty()) return Status(Code::kInvalidArgument, "--node-id is required with --cluster");
+  if (options_.node_id.find('/') != std::string::npos || options_.node_id.size() > 64) {
+    return Status(Code::kInvalidArgument, "--node-id: at most 64 characters, no '/'");
+  }
+  if (options_.replicas != 1) {
+    return Status(Code::kInvalidArgument,
+                  "--replicas: only 1 is supported so far (replication is not built yet; "
+                  "docs/cluster.md)");
+  }
+  if (options_.partitions < 1 || options_.partitions > 4096) {
+    return Status(Code::kInvalidArgument, "--partitions: 1 to 4096");
+  }
+  if (options_.lease < std::chrono::milliseconds(1000)) {
+    return Status(Code::kInvalidArgument, "--lease-ms: at least 1000 (etcd counts leases in seconds)");
+  }
+  // The local secret, if this folder has one.
+  std::optional<Secret> local;
+  std::string path = data_dir + "/secret";
+  if (auto existing = read_file(path)) {
+    if (existing->size() != 32) return Status(Code::kInternal, path + " is damaged: expected 32 bytes");
+    local.emplace();
+    std::memcpy(local->data(), existing->data(), 32);
+  }
+  Secret proposed;
+  if (local) {
+    proposed = *local;
+  } else if (RAND_bytes(proposed.data(), static_cast<int>(proposed.size())) != 1) {
+    return Status(Code::kInternal, "cannot generate the ID secret");
+  }
+  json config = {{"partitions", options_.partitions}};
+  auto deadline = Clock::now() + wait;
+  Result<etcd::TxnResult> made = Status(Code::kUnavailable, "etcd not reached");
+  for (;;) {
+    // Make the secret and the configuration if this is the first node, read
+    // them otherwise: one transaction.
+    made = etcd_->txn({etcd::Compare::absent(key("secret"))},
+                      {etcd::Op::put(key("secret"), to_hex(proposed.data(), proposed.size())),
+                       etcd::Op::put(key("config"), config.dump()), etcd::Op::get(key("secret")),
+                       etcd::Op::get(key("config"))},
+                      {etcd::Op::get(key("secret")), etcd::Op::get(key("config"))});
+    if (made || Clock::now() >= deadline) break;
+    log_warn("cluster: etcd not reached (" + made.status().message() + "); retrying");
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (!made) return Status(Code::kUnavailable, "cluster: cannot reach etcd at " + options_.etcd +
+                                                   ": " + made.status().message());
+  if (made->ranges.size() != 2 || made->ranges[0].size() != 1 || made->ranges[1].size() != 1) {
+    return Status(Code::kInternal, "cluster: etcd has a secret but no configuration under " +
+                                       options_.etcd_prefix);
+  }
+  auto bytes = from_hex_lower(made->ranges[0][0].value);
+  if (!bytes || bytes->size() != 32) return Status(Code::kInternal, "cluster: the secret in etcd is damaged");
+  Secret secret;
+  std::memcpy(secret.data(), bytes->data(), 32);
+  json stored = json::parse(made->ranges[1][0].value, nullptr, false);
+  if (!stored.is_object() || !stored.contains("partitions") || !stored["partitions"].is_number_integer()) {
+    return Status(Code::kInternal, "cluster: the configuration in etcd is damaged");
+  }
+  partitions_ = stored["partitions"].get<int>();
+  if (partitions_ != options_.partitions) {
+    log_info("cluster: using the cluster's " + std::to_string(partitions_) + " partitions (--partitions " +
+             std::to_string(options_.partitions) + " applies only to a new cluster)");
+  }
+  if (local && *local != secret) {
+    return Status(Code::kInvalidArgument,
+                  "data folder " + data_dir + " was made with another ID secret (a single node or "
+                  "another cluster): its objects' IDs would not match this cluster's; start this "
+                  "node with an empty --data folder");
+  }
+  if (!local) {
+    Status st = write_file_atomic(path, std::string(reinterpret_cast<const char*>(secret.data()), 32), 0600);
+    if (!st) return st;
+  }
+  uint8_t mac[32];
+  unsigned mac_len = 0;
+  static constexpr char kLabel[] = "dobj peer token";
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const uint8_t*>(kLabel), sizeof kLabel - 1, mac, &mac_len);
+  peer_token_ = to_hex(mac, mac_len);
+  records_.assign(static_cast<size_t>(partitions_), {});
+  view_.store(std::make_shared<const ClusterView>(ClusterView{0, {}, records_}));
+  return secret;
+}
+
+void Cluster::start(Runtime* runtime, std::string advertise) {
+  runtime_ = runtime;
+  advertise_ = std::move(advertise);
+  pools_ = std::make_unique<PeerPools>(runtime->shard_count());
+  agent_ = std::thread([this] { run(); });
+}
+
+void Cluster::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || !agent_.joinable()) {
+      stopping_ = true;
+      return;
+    }
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  agent_.join();
+  deadline_ns_.store(0);
+  if (lease_ != 0) (void)etcd_->revoke(lease_);
+  lease_ = 0;
+}
+
+bool Cluster::lease_live() const { return now_ns() < deadline_ns_.load(std::memory_order_acquire); }
+
+void Cluster::run() {
+  auto tick = std::max(std::chrono::milliseconds(100), options_.lease / 6);
+  for (;;) {
+    auto started = Clock::now();
+    if (lease_ == 0) {
+      acquire_lease();
+    } else if (!renew()) {
+      // The lease is gone (expired in etcd): serve nothing until a new one
+      // is granted and every owned partition re-stamped under it.
+      lease_ = 0;
+      stamped_.clear();
+      deadline_ns_.store(0);
+    }
+    if (lease_ != 0) refresh();
+    std::unique_lock lock(mu_);
+    if (cv_.wait_until(lock, started + tick, [this] { return stopping_; })) return;
+  }
+}
+
+void Cluster::acquire_lease() {
+  auto sent = Clock::now();
+  int64_t ttl_s = std::max<int64_t>(1, options_.lease.count() / 1000);
+  auto lease = etcd_->grant(ttl_s);
+  if (!lease) {
+    log_warn("cluster: cannot get a lease: " + lease.status().message());
+    return;
+  }
+  // The node's key exists only while no other process holds this node ID:
+  // a restarted node waits here until its previous lease has expired.
+  json node = {{"peer", advertise_}};
+  auto made = etcd_->txn({etcd::Compare::absent(key("nodes/" + options_.node_id))},
+                         {etcd::Op::put(key("nodes/" + options_.node_id), node.dump(), *lease)}, {});
+  if (!made || !made->succeeded) {
+    (void)etcd_->revoke(*lease);
+    if (made) {
+      log_info("cluster: node " + options_.node_id +
+               " is still registered (a previous process's lease); waiting for it to expire");
+    }
+    return;
+  }
+  lease_ = *lease;
+  stamped_.clear();
+  auto margin = std::max(std::chrono::milliseconds(250), options_.lease / 5);
+  deadline_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         (sent + std::chrono::seconds(ttl_s) - margin).time_since_epoch())
+                         .count());
+  seen_revision_ = -1;  // read everything again
+  log_info("cluster: node " + options_.node_id + " joined (lease " + std::to_string(lease_) + ")");
+}
+
+bool Cluster::renew() {
+  auto sent = Clock::now();
+  auto ttl = etcd_->keep_alive(lease_);
+  if (!ttl) return true;  // unknown: keep the deadline; it runs out on its own
+  if (*ttl <= 0) {
+    log_warn("cluster: the lease expired; rejoining");
+    return false;
+  }
+  auto margin = std::max(std::chrono::milliseconds(250), options_.lease / 5);
+  deadline_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         (sent + std::chrono::seconds(*ttl) - margin).time_since_epoch())
+                         .count());
+  return true;
+}
+
+void Cluster::refresh() {
+  auto revision = etcd_->revision();
+  if (!revision) return;
+  bool changed = *revision != seen_revision_;
+  if (changed) {
+    auto nodes = etcd_->get_prefix(key("nodes/"));
+    if (!nodes) return;
+    auto parts = etcd_->get_prefix(key("partitions/"));
+    if (!parts) return;
+    nodes_.clear();
+    for (const auto& kv : nodes->kvs) {
+      json j = json::parse(kv.value, nullptr, false);
+      std::string id = kv.key.substr(key("nodes/").size());
+      nodes_[id] = ClusterView::Node{j.is_object() ? j.value("peer", "") : "", kv.lease};
+    }
+    std::vector<ClusterView::Partition> records(static_cast<size_t>(partitions_));
+    for (const auto& kv : parts->kvs) {
+      std::string rest = kv.key.substr(key("partitions/").size());
+      if (rest.empty() || rest.size() > 5 || rest.find_first_not_of("0123456789") != std::string::npos) continue;
+      int p = std::stoi(rest);
+      if (p >= partitions_) continue;
+      json j = json::parse(kv.value, nullptr, false);
+      if (!j.is_object()) continue;
+      auto& r = records[static_cast<size_t>(p)];
+      r.owner = j.value("owner", "");
+      r.replicas = j.value("replicas", std::vector<std::string>{});
+      r.generation = j.value("generation", int64_t{0});
+      r.epoch = kv.mod_revision;
+    }
+    records_ = std::move(records);
+    // Both reads saw at least this revision; a change after it shows as a
+    // newer revision next time.
+    seen_revision_ = *revision;
+  }
+  bool pending = std::any_of(records_.begin(), records_.end(), [&](const auto& r) {
+    return r.owner.empty() || r.owner == options_.node_id;
+  });
+  if (pending && place_and_stamp()) changed = true;
+  if (changed) publish();
+}
+
+bool Cluster::place_and_stamp() {
+  bool changed = false;
+  std::set<std::string> members;
+  for (const auto& [id, n] : nodes_) members.insert(id);
+  auto now = Clock::now();
+  if (members != last_members_) {
+    last_members_ = members;
+    members_since_ = now;
+  }
+  // Nodes started together join within a moment of each other: place only
+  // once membership has been still for a lease, so they share the partitions.
+  bool settled = now - members_since_ >= options_.lease;
+  for (int p = 0; p < partitions_; ++p) {
+    // One transaction each: leave the rest for the next round rather than
+    // hold up the lease's renewal.
+    if (Clock::now() - now > options_.lease / 4) break;
+    auto& r = records_[static_cast<size_t>(p)];
+    std::string k = key("partitions/" + std::to_string(p));
+    if (r.owner.empty()) {
+      if (!settled || rendezvous(p, members) != options_.node_id) continue;
+      ClusterView::Partition mine{options_.node_id, {options_.node_id}, 1, 0, false};
+      auto made = etcd_->txn({etcd::Compare::absent(k)}, {etcd::Op::put(k, record_json(mine).dump())}, {});
+      if (made && made->succeeded) {
+        mine.epoch = made->revision;
+        r = mine;
+        stamped_.insert(p);
+        changed = true;
+      }
+      continue;
+    }
+    if (r.owner != options_.node_id || stamped_.count(p)) continue;
+    // Owned from before this lease: a new epoch before serving it again, so
+    // that anything still holding the old one can tell.
+    ClusterView::Partition next = r;
+    next.generation = r.generation + 1;
+    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)},
+                           {etcd::Op::put(k, record_json(next).dump())}, {});
+    if (made && made->succeeded) {
+      next.epoch = made->revision;
+      r = next;
+      stamped_.insert(p);
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+void Cluster::publish() {
+  auto view = std::make_shared<ClusterView>();
+  view->revision = seen_revision_;
+  view->nodes = nodes_;
+  view->partitions = records_;
+  for (int p = 0; p < partitions_; ++p) {
+    auto& r = view->partitions[static_cast<size_t>(p)];
+    r.serving_here = r.owner == options_.node_id && stamped_.count(p) > 0;
+  }
+  view_.store(std::move(view), std::memory_order_release);
+}
+
+Placement::Route Cluster::route(const ObjectId& id) const {
+  int p = partition_of(id);
+  auto view = view_.load(std::memory_order_acquire);
+  const auto& r = view->partitions[static_cast<size_t>(p)];
+  Route out;
+  out.partition = p;
+  out.epoch = r.epoch;
+  if (r.serving_here) {
+    if (lease_live()) return out;
+    out.kind = Route::Kind::kUnavailable;
+    out.reason = "this node's cluster lease is not live (etcd unreachable?); partition " +
+                 std::to_string(p) + " is not served until it is renewed";
+    return out;
+  }
+  if (r.owner.empty()) {
+    out.kind = Route::Kind::kUnavailable;
+    out.reason = "partition " + std::to_string(p) + " has no owner yet (the cluster is starting)";
+    return out;
+  }
+  if (r.owner == options_.node_id) {
+    out.kind = Route::Kind::kUnavailable;
+    out.reason = "partition " + std::to_string(p) + " is not served yet on this node (rejoining)";
+    return out;
+  }
+  auto node = view->nodes.find(r.owner);
+  if (node == view->nodes.end() || node->second.peer.empty()) {
+    out.kind = Route::Kind::kUnavailable;
+    out.reason = "partition " + std::to_string(p) + "'s owner, node " + r.owner +
+                 ", is down; with one replica its objects wait for it to return";
+    return out;
+  }
+  out.kind = Route::Kind::kRemote;
+  out.peer = node->second.peer;
+  return out;
+}
+
+bool Cluster::serves_here(const ObjectId& id) const {
+  auto view = view_.load(std::memory_order_acquire);
+  return view->partitions[static_cast<size_t>(partition_of(id))].serving_here && lease_live();
+}
+
+bool Cluster::wait_ready(std::chrono::milliseconds timeout) const {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    auto view = view_.load();
+    bool ready = lease_live() && !view->partitions.empty();
+    for (const auto& p : view->partitions) {
+      if (p.owner.empty() || (p.owner == options_.node_id && !p.serving_here)) ready = false;
+    }
+    if (ready) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+std::string Cluster::status_json() const {
+  auto view = view_.load();
+  json nodes = json::array();
+  std::map<std::string, int> owned;
+  for (const auto& p : view->partitions) {
+    if (!p.owner.empty()) ++owned[p.owner];
+  }
+  std::set<std::string> named;
+  for (const auto& [id, n] : view->nodes) {
+    nodes.push_back({{"id", id}, {"peer", n.peer}, {"live", true}, {"partitions", owned[id]}});
+    named.insert(id);
+  }
+  for (const auto& [id, count] : owned) {
+    if (!named.count(id)) nodes.push_back({{"id", id}, {"live", false}, {"partitions", count}});
+  }
+  json partitions = json::array();
+  int unplaced = 0;
+  for (size_t p = 0; p < view->partitions.size(); ++p) {
+    const auto& r = view->partitions[p];
+    if (r.owner.empty()) ++unplaced;
+    partitions.push_back({{"partition", p},
+                          {"owner", r.owner},
+                          {"replicas", r.replicas},
+                          {"in_sync", r.replicas},
+                          {"epoch", r.epoch},
+                          {"owner_live", view->nodes.count(r.owner) > 0}});
+  }
+  json out = {{"mode", "cluster"},
+              {"node", options_.node_id},
+              {"lease_live", lease_live()},
+              {"etcd_revision", view->revision},
+              {"partition_count", view->partitions.size()},
+              {"unplaced", unplaced},
+              {"replicas", options_.replicas},
+              {"nodes", nodes},
+              {"partitions", partitions}};
+  return out.dump();
+}
+
+}  // namespace dobj::internal

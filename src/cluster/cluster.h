@@ -1,0 +1,152 @@
+// Cluster: this node's membership in a dobj cluster coordinated by etcd, and
+// the Placement the runtime asks where each object is served.
+//
+// etcd holds the configuration, never the data (docs/cluster.md):
+//
+//   <prefix>secret            the cluster's ID secret (hex), made once
+//   <prefix>config            {"partitions": P}, fixed when the cluster is made
+//   <prefix>nodes/<node>      {"peer": host:port} under the node's lease
+//   <prefix>partitions/<p>    {"owner": node, "replicas": [...], "generation": n}
+//
+// An object's partition is (ObjectId::hash() >> 32) % P. A partition record's
+// etcd mod_revision is its epoch. A node serves partition p while the record
+// names it owner, it re-stamped the record (a compare-and-swap that makes a
+// new epoch) under its current lease, and its lease deadline has not passed
+// on its own monotonic clock. The deadline is the send time of the last
+// renewal that succeeded plus the TTL less a margin, so a node that cannot
+// renew (cut off, paused, etcd down) stops serving before etcd lets the lease
+// go and anything could take its place.
+//
+// Placement: a partition without a record goes to the live node that wins
+// rendezvous hashing, once membership has been still for a moment (so that
+// nodes started together share the partitions). With replicas = 1, the only
+// mode built so far, a partition stays with its owner: while the owner is
+// down its objects answer 503.
+//
+// Threads: the agent runs on a thread of its own and is the only user of the
+// etcd client; the runtime's shards read the published view (an immutable
+// snapshot) and the lease deadline, both atomics.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dobj/server.h"
+#include "ids/id_factory.h"
+#include "runtime/placement.h"
+
+namespace dobj::internal {
+
+class Runtime;
+class PeerPools;
+namespace etcd {
+class Client;
+}
+
+// What a node knows of the cluster at one etcd revision.
+struct ClusterView {
+  struct Node {
+    std::string peer;  // host:port
+    int64_t lease = 0;
+  };
+  struct Partition {
+    std::string owner;  // empty: not yet placed
+    std::vector<std::string> replicas;
+    int64_t generation = 0;
+    int64_t epoch = 0;  // the record's mod_revision
+    bool serving_here = false;  // owned and re-stamped under this node's lease
+  };
+  int64_t revision = 0;
+  std::map<std::string, Node> nodes;  // the live ones
+  std::vector<Partition> partitions;
+};
+
+class Cluster final : public Placement {
+ public:
+  explicit Cluster(ClusterOptions options);
+  ~Cluster() override;
+
+  // Before the runtime exists: reads (or, for the first node, makes) the
+  // cluster's ID secret and partition count. A data folder that already has
+  // a secret of its own must have this one. Retries while etcd is
+  // unreachable, up to `wait`.
+  Result<Secret> join_secret(const std::string& data_dir, std::chrono::milliseconds wait);
+  // After the runtime started and the peer listener is bound: registers the
+  // node under a lease and starts the agent. advertise: host:port of the peer
+  // listener as the other nodes should dial it.
+  void start(Runtime* runtime, std::string advertise);
+  // Revokes the lease (the node leaves at once) and joins the agent.
+  void stop();
+
+  const ClusterOptions& options() const { return options_; }
+  int partition_of(const ObjectId& id) const {
+    return static_cast<int>((id.hash() >> 32) % static_cast<uint64_t>(partitions_));
+  }
+  std::shared_ptr<const ClusterView> view() const { return view_.load(std::memory_order_acquire); }
+  // Whether the lease deadline is still ahead.
+  bool lease_live() const;
+  // The cluster's state as the admin plane shows it (/_dobj/cluster), JSON.
+  std::string status_json() const override;
+  // Blocks until this node serves every partition it owns and all P are
+  // placed, or the timeout passes (tests, scripts/cluster.sh).
+  bool wait_ready(std::chrono::milliseconds timeout) const;
+
+  // The token peers present (a keyed hash of the ID secret).
+  const std::string& peer_token() const { return peer_token_; }
+
+  // Placement.
+  Route route(const ObjectId& id) const override;
+  bool serves_here(const ObjectId& id) const override;
+  void forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, Delivery delivery,
+               const Route& route) override;
+
+  // The peer listener's handler: a request forwarded by another node
+  // (peer.cc). Runs on the shard that accepted it; done runs there too.
+  void handle_peer(Shard& accepted_on, Request request, std::function<void(Response)> done);
+
+ private:
+  void run();
+  bool renew();
+  void acquire_lease();
+  void refresh();
+  // Places unowned partitions and re-stamps owned ones; whether it changed any.
+  bool place_and_stamp();
+  void publish();
+  std::string key(const std::string& rest) const { return options_.etcd_prefix + rest; }
+
+  ClusterOptions options_;
+  int partitions_ = 0;
+  std::string peer_token_;
+  Runtime* runtime_ = nullptr;
+  std::string advertise_;
+  std::unique_ptr<etcd::Client> etcd_;
+  std::unique_ptr<PeerPools> pools_;
+  std::thread agent_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
+
+  // Agent thread only.
+  int64_t lease_ = 0;
+  int64_t seen_revision_ = -1;
+  std::map<std::string, ClusterView::Node> nodes_;
+  std::vector<ClusterView::Partition> records_;
+  std::set<int> stamped_;  // partitions re-stamped under lease_
+  std::set<std::string> last_members_;
+  std::chrono::steady_clock::time_point members_since_{};
+
+  // Read by shards.
+  std::atomic<std::shared_ptr<const ClusterView>> view_;
+  std::atomic<int64_t> deadline_ns_{0};  // steady clock; serving stops here
+};
+
+}  // namespace dobj::internal

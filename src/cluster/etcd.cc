@@ -1,0 +1,314 @@
+// etcd's JSON gateway through Beast, one call at a time on the caller's thread.
+#include "cluster/etcd.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "base/base64.h"
+
+namespace dobj::internal::etcd {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using nlohmann::json;
+
+int64_t number(const json& j, const char* field) {
+  auto it = j.find(field);
+  if (it == j.end()) return 0;  // the gateway leaves out zero values
+  if (it->is_string()) return std::stoll(it->get<std::string>());
+  return it->get<int64_t>();
+}
+
+std::string bytes(const json& j, const char* field) {
+  auto it = j.find(field);
+  if (it == j.end() || !it->is_string()) return {};
+  auto decoded = base64_decode(it->get<std::string>());
+  if (!decoded) throw std::runtime_error(std::string("etcd: bad base64 in ") + field);
+  return std::move(*decoded);
+}
+
+std::vector<KeyValue> key_values(const json& range) {
+  std::vector<KeyValue> out;
+  auto it = range.find("kvs");
+  if (it == range.end()) return out;
+  for (const json& kv : *it) {
+    out.push_back(KeyValue{bytes(kv, "key"), bytes(kv, "value"), number(kv, "create_revision"),
+                           number(kv, "mod_revision"), number(kv, "version"), number(kv, "lease")});
+  }
+  return out;
+}
+
+json op_json(const Op& op) {
+  switch (op.kind) {
+    case Op::Kind::kPut: {
+      json put = {{"key", base64_encode(op.key)}, {"value", base64_encode(op.value)}};
+      if (op.lease != 0) put["lease"] = std::to_string(op.lease);
+      return {{"requestPut", put}};
+    }
+    case Op::Kind::kDelete: {
+      json del = {{"key", base64_encode(op.key)}};
+      if (!op.range_end.empty()) del["range_end"] = base64_encode(op.range_end);
+      return {{"requestDeleteRange", del}};
+    }
+    case Op::Kind::kRange: {
+      json range = {{"key", base64_encode(op.key)}};
+      if (!op.range_end.empty()) range["range_end"] = base64_encode(op.range_end);
+      return {{"requestRange", range}};
+    }
+  }
+  return {};
+}
+
+json compare_json(const Compare& c) {
+  json j = {{"key", base64_encode(c.key)}, {"result", "EQUAL"}};
+  switch (c.target) {
+    case Compare::Target::kCreateRevision:
+      j["target"] = "CREATE";
+      j["create_revision"] = std::to_string(c.revision);
+      break;
+    case Compare::Target::kModRevision:
+      j["target"] = "MOD";
+      j["mod_revision"] = std::to_string(c.revision);
+      break;
+    case Compare::Target::kValue:
+      j["target"] = "VALUE";
+      j["value"] = base64_encode(c.value);
+      break;
+  }
+  return j;
+}
+
+struct Endpoint {
+  std::string host;
+  std::string port;
+};
+
+Endpoint parse_endpoint(std::string e) {
+  if (e.rfind("http://", 0) == 0) e = e.substr(7);
+  while (!e.empty() && e.back() == '/') e.pop_back();
+  auto colon = e.rfind(':');
+  if (colon == std::string::npos) return {e, "2379"};
+  return {e.substr(0, colon), e.substr(colon + 1)};
+}
+
+}  // namespace
+
+std::string prefix_end(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    if (static_cast<uint8_t>(end.back()) < 0xff) {
+      end.back() = static_cast<char>(static_cast<uint8_t>(end.back()) + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\0');  // every key
+}
+
+struct Client::Impl {
+  std::vector<Endpoint> endpoints;
+  std::chrono::milliseconds timeout;
+  size_t current = 0;
+  asio::io_context io;
+  tcp::resolver resolver{io};
+  std::optional<beast::tcp_stream> stream;
+  beast::flat_buffer buffer;
+
+  // One exchange on the open connection (opening it first if needed).
+  Result<json> exchange(const Endpoint& ep, const std::string& path, const std::string& body) {
+    beast::error_code error;
+    std::optional<http::response<http::string_body>> response;
+    http::request<http::string_body> req{http::verb::post, path, 11};
+    req.set(http::field::host, ep.host + ":" + ep.port);
+    req.set(http::field::content_type, "application/json");
+    req.keep_alive(true);
+    req.body() = body;
+    req.prepare_payload();
+    auto read_response = [&] {
+      response.emplace();
+      http::async_read(*stream, buffer, *response, [&](beast::error_code ec, size_t) { error = ec; });
+    };
+    auto send = [&] {
+      http::async_write(*stream, req, [&](beast::error_code ec, size_t) {
+        if (ec) {
+          error = ec;
+          return;
+        }
+        read_response();
+      });
+    };
+    if (!stream) {
+      stream.emplace(io);
+      buffer.clear();
+      stream->expires_after(timeout);
+      resolver.async_resolve(ep.host, ep.port, [&](beast::error_code ec, tcp::resolver::results_type r) {
+        if (ec) {
+          error = ec;
+          return;
+        }
+        stream->async_connect(r, [&](beast::error_code ec, const tcp::endpoint&) {
+          if (ec) {
+            error = ec;
+            return;
+          }
+          send();
+        });
+      });
+    } else {
+      stream->expires_after(timeout);
+      send();
+    }
+    io.restart();
+    io.run();
+    if (error || !response) {
+      stream.reset();
+      return Status(Code::kUnavailable, "etcd " + ep.host + ":" + ep.port + path + ": " +
+                                            (error ? error.message() : std::string("no answer")));
+    }
+    if (!response->keep_alive()) stream.reset();
+    json parsed = json::parse(response->body(), nullptr, /*allow_exceptions=*/false);
+    if (response->result() != http::status::ok) {
+      std::string message = parsed.is_object() && parsed.contains("error") && parsed["error"].is_string()
+                                ? parsed["error"].get<std::string>()
+                                : response->body();
+      return Status(Code::kUnavailable, "etcd " + path + ": " + message);
+    }
+    if (parsed.is_discarded()) return Status(Code::kUnavailable, "etcd " + path + ": answer is not JSON");
+    return parsed;
+  }
+
+  // Tries each member once, from the one that answered last.
+  Result<json> call(const std::string& path, const json& body) {
+    std::string text = body.dump();
+    Status last;
+    for (size_t attempt = 0; attempt < endpoints.size(); ++attempt) {
+      const Endpoint& ep = endpoints[current];
+      auto r = exchange(ep, path, text);
+      if (r) return r;
+      last = r.status();
+      current = (current + 1) % endpoints.size();
+    }
+    return last;
+  }
+};
+
+Client::Client(std::vector<std::string> endpoints, std::chrono::milliseconds timeout)
+    : impl_(std::make_unique<Impl>()) {
+  for (auto& e : endpoints) impl_->endpoints.push_back(parse_endpoint(std::move(e)));
+  if (impl_->endpoints.empty()) impl_->endpoints.push_back(parse_endpoint("127.0.0.1:2379"));
+  impl_->timeout = timeout;
+}
+
+Client::~Client() = default;
+
+std::string Client::current_endpoint() const {
+  const Endpoint& ep = impl_->endpoints[impl_->current];
+  return ep.host + ":" + ep.port;
+}
+
+// The parsing below throws on answers of the wrong shape; each public call
+// turns that into kUnavailable.
+template <typename F>
+auto guarded(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return Status(Code::kUnavailable, std::string("etcd: unexpected answer: ") + e.what());
+  }
+}
+
+Result<RangeResult> Client::get(const std::string& key) {
+  return guarded([&]() -> Result<RangeResult> {
+    auto r = impl_->call("/v3/kv/range", {{"key", base64_encode(key)}});
+    if (!r) return r.status();
+    return RangeResult{number((*r)["header"], "revision"), key_values(*r)};
+  });
+}
+
+Result<RangeResult> Client::get_prefix(const std::string& prefix) {
+  return guarded([&]() -> Result<RangeResult> {
+    auto r = impl_->call("/v3/kv/range", {{"key", base64_encode(prefix)},
+                                          {"range_end", base64_encode(prefix_end(prefix))}});
+    if (!r) return r.status();
+    return RangeResult{number((*r)["header"], "revision"), key_values(*r)};
+  });
+}
+
+Result<int64_t> Client::revision() {
+  return guarded([&]() -> Result<int64_t> {
+    auto r = impl_->call("/v3/kv/range", {{"key", base64_encode(std::string(1, '\0'))},
+                                          {"range_end", base64_encode(std::string(1, '\0'))},
+                                          {"count_only", true}});
+    if (!r) return r.status();
+    return number((*r)["header"], "revision");
+  });
+}
+
+Result<int64_t> Client::put(const std::string& key, const std::string& value, int64_t lease) {
+  return guarded([&]() -> Result<int64_t> {
+    json body = {{"key", base64_encode(key)}, {"value", base64_encode(value)}};
+    if (lease != 0) body["lease"] = std::to_string(lease);
+    auto r = impl_->call("/v3/kv/put", body);
+    if (!r) return r.status();
+    return number((*r)["header"], "revision");
+  });
+}
+
+Result<TxnResult> Client::txn(const std::vector<Compare>& compares, const std::vector<Op>& success,
+                              const std::vector<Op>& failure) {
+  return guarded([&]() -> Result<TxnResult> {
+    json body = {{"compare", json::array()}, {"success", json::array()}, {"failure", json::array()}};
+    for (const auto& c : compares) body["compare"].push_back(compare_json(c));
+    for (const auto& op : success) body["success"].push_back(op_json(op));
+    for (const auto& op : failure) body["failure"].push_back(op_json(op));
+    auto r = impl_->call("/v3/kv/txn", body);
+    if (!r) return r.status();
+    TxnResult out;
+    out.succeeded = r->value("succeeded", false);
+    out.revision = number((*r)["header"], "revision");
+    if (auto it = r->find("responses"); it != r->end()) {
+      for (const json& resp : *it) {
+        if (auto range = resp.find("response_range"); range != resp.end()) {
+          out.ranges.push_back(key_values(*range));
+        }
+      }
+    }
+    return out;
+  });
+}
+
+Result<int64_t> Client::grant(int64_t ttl_seconds) {
+  return guarded([&]() -> Result<int64_t> {
+    auto r = impl_->call("/v3/lease/grant", {{"TTL", std::to_string(ttl_seconds)}});
+    if (!r) return r.status();
+    int64_t id = number(*r, "ID");
+    if (id == 0) return Status(Code::kUnavailable, "etcd: lease grant gave no ID");
+    return id;
+  });
+}
+
+Result<int64_t> Client::keep_alive(int64_t lease) {
+  return guarded([&]() -> Result<int64_t> {
+    auto r = impl_->call("/v3/lease/keepalive", {{"ID", std::to_string(lease)}});
+    if (!r) return r.status();
+    const json& result = r->contains("result") ? (*r)["result"] : *r;
+    return number(result, "TTL");
+  });
+}
+
+Status Client::revoke(int64_t lease) {
+  return guarded([&]() -> Status {
+    auto r = impl_->call("/v3/lease/revoke", {{"ID", std::to_string(lease)}});
+    return r ? Status::ok() : r.status();
+  });
+}
+
+}  // namespace dobj::internal::etcd

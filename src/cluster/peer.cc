@@ -1,0 +1,259 @@
+// Forwarded deliveries: the sending side (Cluster::forward, PeerPools) and the
+// receiving side (Cluster::handle_peer).
+#include "cluster/peer.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <openssl/crypto.h>
+
+#include <deque>
+
+#include "base/log.h"
+#include "cluster/cluster.h"
+#include "runtime/runtime.h"
+#include "runtime/shard.h"
+
+namespace dobj::internal {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+// A kept connection unused this long is closed rather than reused: the peer
+// closes idle connections after its own timeout (60 s by default).
+constexpr auto kIdleReuse = std::chrono::seconds(20);
+constexpr size_t kIdlePerPeer = 64;
+
+bool is_peer_header(std::string_view name) {
+  return name.size() >= 10 && beast::iequals(name.substr(0, 10), kPeerHeaderPrefix);
+}
+
+bool is_framing_header(std::string_view name) {
+  return beast::iequals(name, "content-length") || beast::iequals(name, "transfer-encoding") ||
+         beast::iequals(name, "connection") || beast::iequals(name, "keep-alive");
+}
+
+}  // namespace
+
+struct Connection {
+  explicit Connection(asio::io_context& io) : stream(io) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+  std::chrono::steady_clock::time_point last_used;
+};
+
+struct PeerPools::Pool {
+  std::unordered_map<std::string, std::deque<std::unique_ptr<Connection>>> idle;
+};
+
+namespace {
+
+class Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  using Done = std::function<void(Result<Response>)>;
+  Exchange(std::shared_ptr<PeerPools::Pool> pool, asio::io_context& io, std::string peer,
+           Request request, std::chrono::milliseconds timeout, Done done)
+      : pool_(std::move(pool)), io_(io), peer_(std::move(peer)), timeout_(timeout), done_(std::move(done)) {
+    req_.method_string(request.method);
+    req_.target(request.target);
+    req_.version(11);
+    for (auto& [k, v] : request.headers) {
+      if (!is_framing_header(k)) req_.insert(k, v);
+    }
+    req_.keep_alive(true);
+    req_.body() = std::move(request.body);
+    req_.prepare_payload();
+  }
+
+  void start() {
+    auto& idle = pool_->idle[peer_];
+    auto now = std::chrono::steady_clock::now();
+    while (!idle.empty()) {
+      auto c = std::move(idle.back());
+      idle.pop_back();
+      if (now - c->last_used < kIdleReuse) {
+        conn_ = std::move(c);
+        reused_ = true;
+        return send();
+      }
+    }
+    connect();
+  }
+
+ private:
+  void connect() {
+    reused_ = false;
+    conn_ = std::make_unique<Connection>(io_);
+    auto colon = peer_.rfind(':');
+    std::string host = peer_.substr(0, colon), port = colon == std::string::npos ? "80" : peer_.substr(colon + 1);
+    boost::system::error_code ec;
+    auto address = asio::ip::make_address(host, ec);
+    if (ec) return fail("bad peer address", ec);
+    conn_->stream.expires_after(timeout_);
+    conn_->stream.async_connect(tcp::endpoint(address, static_cast<unsigned short>(std::stoi(port))),
+                                [self = shared_from_this()](beast::error_code ec) {
+                                  if (ec) return self->fail("connect", ec);
+                                  self->conn_->stream.socket().set_option(tcp::no_delay(true));
+                                  self->send();
+                                });
+  }
+
+  void send() {
+    conn_->stream.expires_after(timeout_);
+    http::async_write(conn_->stream, req_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->retry_or_fail("send", ec);
+      self->parser_.emplace();
+      self->parser_->body_limit(std::numeric_limits<uint64_t>::max());
+      self->parser_->header_limit(1 << 20);
+      http::async_read(self->conn_->stream, self->conn_->buffer, *self->parser_,
+                       [self](beast::error_code ec, size_t n) {
+                         if (ec) return n == 0 ? self->retry_or_fail("receive", ec) : self->fail("receive", ec);
+                         self->finish();
+                       });
+    });
+  }
+
+  // A kept connection the peer had closed while idle: it never read this
+  // request, so sending it again on a new connection cannot run it twice.
+  void retry_or_fail(const char* step, beast::error_code ec) {
+    if (reused_ && (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
+                    ec == asio::error::broken_pipe || ec == asio::error::eof)) {
+      return connect();
+    }
+    fail(step, ec);
+  }
+
+  void finish() {
+    auto msg = parser_->release();
+    Response r;
+    r.status = static_cast<int>(msg.result_int());
+    for (const auto& f : msg) {
+      if (!is_framing_header(f.name_string())) r.headers.emplace_back(f.name_string(), f.value());
+    }
+    r.body = std::move(msg.body());
+    if (msg.keep_alive()) {
+      conn_->last_used = std::chrono::steady_clock::now();
+      auto& idle = pool_->idle[peer_];
+      if (idle.size() < kIdlePerPeer) idle.push_back(std::move(conn_));
+    }
+    done_(std::move(r));
+  }
+
+  void fail(const char* step, beast::error_code ec) {
+    std::string what = ec == beast::error::timeout
+                           ? "timed out after " + std::to_string(timeout_.count()) + " ms"
+                           : ec.message();
+    done_(Status(Code::kUnavailable, "node at " + peer_ + ": " + step + " failed: " + what));
+  }
+
+  std::shared_ptr<PeerPools::Pool> pool_;
+  asio::io_context& io_;
+  std::string peer_;
+  std::chrono::milliseconds timeout_;
+  Done done_;
+  std::unique_ptr<Connection> conn_;
+  bool reused_ = false;
+  http::request<http::string_body> req_;
+  std::optional<http::response_parser<http::string_body>> parser_;
+};
+
+}  // namespace
+
+PeerPools::PeerPools(size_t shards) {
+  for (size_t i = 0; i < shards; ++i) pools_.push_back(std::make_shared<Pool>());
+}
+
+PeerPools::~PeerPools() = default;
+
+void PeerPools::exchange(size_t shard, asio::io_context& io, const std::string& peer, Request request,
+                         std::chrono::milliseconds timeout, std::function<void(Result<Response>)> done) {
+  std::make_shared<Exchange>(pools_[shard], io, peer, std::move(request), timeout, std::move(done))->start();
+}
+
+void Cluster::forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, Delivery delivery,
+                      const Route& route) {
+  Request& req = delivery.request;
+  if (req.is_websocket_upgrade()) {
+    delivery.reply(Response::error(
+        501, "a WebSocket to an object served by another node is not relayed yet (docs/cluster.md)"));
+    return;
+  }
+  std::erase_if(req.headers, [](const auto& h) { return is_peer_header(h.first); });
+  req.headers.emplace_back("dobj-peer-token", peer_token_);
+  req.headers.emplace_back("dobj-peer-ns", ns->name());
+  req.headers.emplace_back("dobj-peer-id", id.to_string());
+  if (id.name()) req.headers.emplace_back("dobj-peer-name", url_encode(*id.name()));
+  if (delivery.call_method) req.headers.emplace_back("dobj-peer-call", *delivery.call_method);
+  if (delivery.via_stub) {
+    req.headers.emplace_back("dobj-peer-stub", "1");
+    req.headers.emplace_back("dobj-peer-bound", std::to_string(delivery.bound_epoch));
+  }
+  req.headers.emplace_back("dobj-peer-epoch", std::to_string(route.epoch));
+  // Long enough for any turn the owner may run (its CPU limit and storage),
+  // bounded so that a dead peer cannot hold the caller forever.
+  auto timeout = std::chrono::milliseconds(60'000);
+  pools_->exchange(static_cast<size_t>(from.index()), from.io(), route.peer, std::move(req), timeout,
+                   [reply = std::move(delivery.reply)](Result<Response> r) {
+                     if (!r) {
+                       Response e = Response::error(503, r.status().message());
+                       e.set_header("retry-after", "1");
+                       reply(std::move(e));
+                       return;
+                     }
+                     Answer a(std::move(*r));
+                     std::erase_if(a.response.headers, [&](const auto& h) {
+                       if (!beast::iequals(h.first, "dobj-peer-instance")) return false;
+                       a.instance_epoch = std::strtoull(h.second.c_str(), nullptr, 10);
+                       return true;
+                     });
+                     reply(std::move(a));
+                   });
+}
+
+void Cluster::handle_peer(Shard& accepted_on, Request request, std::function<void(Response)> done) {
+  std::string token, ns_name, id_hex, method, bound;
+  std::optional<std::string> name, call;
+  bool via_stub = false;
+  std::erase_if(request.headers, [&](const auto& h) {
+    if (!is_peer_header(h.first)) return false;
+    std::string_view k = std::string_view(h.first).substr(10);
+    if (beast::iequals(k, "token")) token = h.second;
+    else if (beast::iequals(k, "ns")) ns_name = h.second;
+    else if (beast::iequals(k, "id")) id_hex = h.second;
+    else if (beast::iequals(k, "name")) name = url_decode(h.second);
+    else if (beast::iequals(k, "call")) call = h.second;
+    else if (beast::iequals(k, "stub")) via_stub = h.second == "1";
+    else if (beast::iequals(k, "bound")) bound = h.second;
+    return true;
+  });
+  if (token.size() != peer_token_.size() ||
+      CRYPTO_memcmp(token.data(), peer_token_.data(), token.size()) != 0) {
+    return done(Response::error(403, "not a peer of this cluster"));
+  }
+  const NamespaceImpl* ns = runtime_->find_namespace(ns_name);
+  if (!ns) return done(Response::error(404, "no binding " + ns_name + " on this node"));
+  auto id = ns->ids().from_string(id_hex);
+  if (!id) return done(Response::error(400, id.status().message()));
+  ObjectId target = *id;
+  if (name && ns->ids().from_name(*name) == target) target = ns->ids().from_name(*name);
+  Shard* object_shard = &runtime_->shard_for(target);
+  Reply reply = [&accepted_on, done = std::move(done)](Answer a) mutable {
+    accepted_on.post([a = std::move(a), done = std::move(done)]() mutable {
+      a.response.set_header("dobj-peer-instance", std::to_string(a.instance_epoch));
+      done(std::move(a.response));
+    });
+  };
+  Delivery d{std::move(request), std::move(reply), std::move(call), via_stub,
+             bound.empty() ? 0 : std::strtoull(bound.c_str(), nullptr, 10), std::nullopt, std::nullopt,
+             nullptr};
+  object_shard->post([object_shard, ns, target = std::move(target), d = std::move(d)]() mutable {
+    object_shard->deliver(ns, target, std::move(d));
+  });
+}
+
+}  // namespace dobj::internal

@@ -1,0 +1,53 @@
+// Placement: which node serves an object, for a node in a cluster.
+//
+// A single node has none (Runtime::placement() is null): every object is
+// served here. In a cluster (src/cluster/) the ID space is split into fixed
+// partitions, each owned by one node at a time; the runtime asks the
+// placement before it delivers anything to an object:
+//
+// - a stub's call to an object served elsewhere is forwarded to its owner
+//   (forward), after the output gate like any call that leaves the object;
+// - a delivery that reaches a shard for an object not served here (a stale
+//   route, a node that lost its lease) is refused with 503, never run.
+//
+// Thread affinity: route and serves_here from any shard thread; forward from
+// the shard thread `from`.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "dobj/id.h"
+
+namespace dobj::internal {
+
+class Shard;
+class NamespaceImpl;
+struct Delivery;
+
+class Placement {
+ public:
+  virtual ~Placement() = default;
+
+  struct Route {
+    enum class Kind { kLocal, kRemote, kUnavailable };
+    Kind kind = Kind::kLocal;
+    int partition = 0;
+    std::string peer;    // kRemote: the owner's peer address, host:port
+    int64_t epoch = 0;   // the partition's epoch (its etcd revision) as known here
+    std::string reason;  // kUnavailable: why, for the 503
+  };
+  virtual Route route(const ObjectId& id) const = 0;
+  // Whether this node may run the object now: it owns the partition under a
+  // live lease.
+  virtual bool serves_here(const ObjectId& id) const = 0;
+  // Sends the delivery to route.peer and answers it through its reply (on
+  // `from`, as local deliveries answer).
+  virtual void forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, Delivery delivery,
+                       const Route& route) = 0;
+  // The cluster as this node sees it, JSON (the admin plane's /_dobj/cluster).
+  virtual std::string status_json() const = 0;
+};
+
+}  // namespace dobj::internal
