@@ -6,7 +6,7 @@
 # UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh chromium  # the chat page is tested in headless Chromium
+scripts/deps.sh chromium etcd-server  # the chat page is tested in headless Chromium; the cluster tests run etcd
 scripts/mcp-sdk.sh        # the official MCP SDK, from npm, for the MCP test
 cmake --preset ci >/dev/null
 cmake --build build/ci

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -381,6 +382,42 @@ class Cli {
     return 0;
   }
 
+  // The cluster as the server it asks sees it: nodes, then partitions
+  // grouped by owner (all of them with --partitions).
+  int cluster_status(bool every_partition) {
+    auto c = call_json("GET", "/_dobj/cluster");
+    if (!c) return 1;
+    if (g_.json) return 0;
+    if (c->value("mode", std::string()) != "cluster") {
+      std::cout << "a single node (not started with --cluster)\n";
+      return 0;
+    }
+    std::cout << "asked node " << safe(c->value("node", std::string())) << ": lease "
+              << (c->value("lease_live", false) ? "live" : "NOT LIVE") << ", etcd revision "
+              << c->value("etcd_revision", int64_t{0}) << ", " << c->value("partition_count", 0)
+              << " partitions (" << c->value("unplaced", 0) << " unplaced), replicas "
+              << c->value("replicas", 0) << "\n\n";
+    std::cout << std::left << std::setw(16) << "NODE" << std::setw(8) << "STATE" << std::setw(12)
+              << "PARTITIONS" << "PEER\n";
+    for (const auto& n : (*c)["nodes"]) {
+      std::cout << std::setw(16) << safe(n.value("id", std::string())) << std::setw(8)
+                << (n.value("live", false) ? "live" : "DOWN") << std::setw(12) << n.value("partitions", 0)
+                << safe(n.value("peer", std::string("-"))) << "\n";
+    }
+    if (every_partition) {
+      std::cout << "\n" << std::setw(11) << "PARTITION" << std::setw(16) << "OWNER" << std::setw(10)
+                << "EPOCH" << "IN SYNC\n";
+      for (const auto& p : (*c)["partitions"]) {
+        std::string in_sync;
+        for (const auto& r : p["in_sync"]) in_sync += (in_sync.empty() ? "" : ",") + safe(r.get<std::string>());
+        std::cout << std::setw(11) << p.value("partition", 0) << std::setw(16)
+                  << safe(p.value("owner", std::string("-"))) + (p.value("owner_live", false) ? "" : " (down)")
+                  << std::setw(10) << p.value("epoch", int64_t{0}) << in_sync << "\n";
+      }
+    }
+    return 0;
+  }
+
   int export_object(const std::string& ns, const std::string& object, std::string out) {
     auto r = call("GET", object_path(ns, object) + "/export", "", "", progress_printer("export"));
     if (!r) return 1;
@@ -517,6 +554,12 @@ int main(int argc, char** argv) {
 
   app.add_subcommand("mcp", "serve the admin plane as an MCP server on stdin/stdout");
 
+  bool every_partition = false;
+  auto* cluster = app.add_subcommand("cluster", "a cluster's nodes and partitions");
+  cluster->require_subcommand(1);
+  auto* cluster_status = cluster->add_subcommand("status", "nodes, owners and epochs as the server sees them");
+  cluster_status->add_flag("--partitions", every_partition, "list every partition");
+
   CLI11_PARSE(app, argc, argv);
   Cli cli(g);
   if (*objects) return cli.objects(ns, prefix, sort, min_bytes, limit, all);
@@ -528,5 +571,6 @@ int main(int argc, char** argv) {
   if (*imp) return cli.import_object(ns, object, file, replace);
   if (*del) return cli.remove(ns, object);
   if (app.got_subcommand("mcp")) return cli.mcp();
+  if (*cluster_status) return cli.cluster_status(every_partition);
   return 1;
 }

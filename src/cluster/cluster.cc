@@ -195,6 +195,14 @@ void Cluster::stop() {
   lease_ = 0;
 }
 
+void Cluster::nudge() {
+  {
+    std::lock_guard lock(mu_);
+    nudged_ = true;
+  }
+  cv_.notify_all();
+}
+
 bool Cluster::lease_live() const { return now_ns() < deadline_ns_.load(std::memory_order_acquire); }
 
 void Cluster::run() {
@@ -212,7 +220,8 @@ void Cluster::run() {
     }
     if (lease_ != 0) refresh();
     std::unique_lock lock(mu_);
-    if (cv_.wait_until(lock, started + tick, [this] { return stopping_; })) return;
+    if (cv_.wait_until(lock, started + tick, [this] { return stopping_ || nudged_; }) && stopping_) return;
+    nudged_ = false;
   }
 }
 
@@ -394,6 +403,7 @@ Placement::Route Cluster::route(const ObjectId& id) const {
     return out;
   }
   out.kind = Route::Kind::kRemote;
+  out.node = r.owner;
   out.peer = node->second.peer;
   return out;
 }
@@ -444,7 +454,14 @@ std::string Cluster::status_json() const {
                           {"epoch", r.epoch},
                           {"owner_live", view->nodes.count(r.owner) > 0}});
   }
+  int owned_here = 0, serving_here = 0;
+  for (const auto& p : view->partitions) {
+    owned_here += p.owner == options_.node_id;
+    serving_here += p.serving_here;
+  }
   json out = {{"mode", "cluster"},
+              {"owned", owned_here},
+              {"serving", lease_live() ? serving_here : 0},
               {"node", options_.node_id},
               {"lease_live", lease_live()},
               {"etcd_revision", view->revision},

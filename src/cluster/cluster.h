@@ -100,6 +100,10 @@ class Cluster final : public Placement {
   // placed, or the timeout passes (tests, scripts/cluster.sh).
   bool wait_ready(std::chrono::milliseconds timeout) const;
 
+  // Asks the agent to read etcd now rather than at its next tick (a peer
+  // could not be reached: the view may be stale). Any thread.
+  void nudge();
+
   // The token peers present (a keyed hash of the ID secret).
   const std::string& peer_token() const { return peer_token_; }
 
@@ -134,6 +138,7 @@ class Cluster final : public Placement {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_
+  bool nudged_ = false;    // guarded by mu_
 
   // Agent thread only.
   int64_t lease_ = 0;

@@ -198,9 +198,10 @@ void Cluster::forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, 
   // bounded so that a dead peer cannot hold the caller forever.
   auto timeout = std::chrono::milliseconds(60'000);
   pools_->exchange(static_cast<size_t>(from.index()), from.io(), route.peer, std::move(req), timeout,
-                   [reply = std::move(delivery.reply)](Result<Response> r) {
+                   [this, reply = std::move(delivery.reply), node = route.node](Result<Response> r) {
                      if (!r) {
-                       Response e = Response::error(503, r.status().message());
+                       nudge();  // the owner may have moved or come back elsewhere
+                       Response e = Response::error(503, "owner node " + node + " unreachable: " + r.status().message());
                        e.set_header("retry-after", "1");
                        reply(std::move(e));
                        return;

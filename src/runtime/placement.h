@@ -34,6 +34,7 @@ class Placement {
     enum class Kind { kLocal, kRemote, kUnavailable };
     Kind kind = Kind::kLocal;
     int partition = 0;
+    std::string node;    // kRemote: the owner's node ID
     std::string peer;    // kRemote: the owner's peer address, host:port
     int64_t epoch = 0;   // the partition's epoch (its etcd revision) as known here
     std::string reason;  // kUnavailable: why, for the 503

@@ -1,0 +1,225 @@
+// A cluster of real processes: three etcd members and three dobj nodes (the
+// example server) on loopback ports. Skipped when etcd is not installed.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "support/cluster.h"
+#include "testing/http_client.h"
+#include "testing/temp_dir.h"
+
+namespace dobj::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// A short lease keeps the tests quick; etcd counts it in whole seconds.
+const std::vector<std::string> kNodeArgs = {"--lease-ms", "2000"};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!have_etcd()) GTEST_SKIP() << "etcd is not installed (scripts/deps.sh etcd-server)";
+    etcd_ = std::make_unique<EtcdCluster>(dir_.path() + "/etcd", 3);
+    ASSERT_TRUE(etcd_->ready()) << "etcd did not start";
+    nodes_ = std::make_unique<NodeSet>(DOBJ_EXAMPLES_BIN, dir_.path(), etcd_->endpoints(), 3, kNodeArgs);
+    ASSERT_TRUE(nodes_->start()) << nodes_->failure();
+    ASSERT_TRUE(nodes_->wait_ready(30s)) << nodes_->failure();
+  }
+
+  HttpResponse post(size_t node, const std::string& target) {
+    return http(nodes_->node(node).port(), "POST", target);
+  }
+  HttpResponse get(size_t node, const std::string& target) {
+    return http(nodes_->node(node).port(), "GET", target);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<EtcdCluster> etcd_;
+  std::unique_ptr<NodeSet> nodes_;
+};
+
+TEST_F(ClusterTest, OneNameIsOneObjectThroughEveryNode) {
+  for (int c = 0; c < 20; ++c) {
+    std::string target = "/counter/c" + std::to_string(c);
+    for (int k = 1; k <= 6; ++k) {
+      auto r = post(static_cast<size_t>((c + k) % 3), target + "/increment");
+      ASSERT_EQ(r.status, 200) << r.body;
+      EXPECT_EQ(r.body, std::to_string(k)) << target << " through node " << (c + k) % 3;
+    }
+  }
+  auto put = http(nodes_->node(0).port(), "PUT", "/kv/shared/colour", "\"teal\"");
+  ASSERT_EQ(put.status, 200) << put.body;
+  for (size_t n = 0; n < 3; ++n) {
+    auto r = get(n, "/kv/shared/colour");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "\"teal\"") << "through node " << n;
+  }
+  // Every node sees the same owner for every partition, and each owns some.
+  std::vector<json> views;
+  for (size_t n = 0; n < 3; ++n) views.push_back(json::parse(nodes_->status(n)));
+  for (size_t p = 0; p < views[0]["partitions"].size(); ++p) {
+    EXPECT_EQ(views[0]["partitions"][p]["owner"], views[1]["partitions"][p]["owner"]);
+    EXPECT_EQ(views[0]["partitions"][p]["owner"], views[2]["partitions"][p]["owner"]);
+  }
+  for (size_t n = 0; n < 3; ++n) EXPECT_GT(views[n]["owned"].get<int>(), 0) << nodes_->node_id(n);
+}
+
+TEST_F(ClusterTest, AKilledNodesObjectsWaitForItAndKeepEveryAcknowledgedWrite) {
+  constexpr int kCounters = 30;
+  std::map<int, int> acked, attempted;
+  std::mt19937 random(7);
+  auto increment = [&](int c) {
+    ++attempted[c];
+    auto r = post(random() % 3 == 0 ? 0 : random() % 2 + 1, "/counter/k" + std::to_string(c) + "/increment");
+    if (r.status == 200) ++acked[c];
+    return r;
+  };
+  // Only nodes 0 and 2 take requests once node 1 is down.
+  auto increment_via_live = [&](int c) {
+    ++attempted[c];
+    auto r = post(random() % 2 == 0 ? 0 : 2, "/counter/k" + std::to_string(c) + "/increment");
+    if (r.status == 200) ++acked[c];
+    return r;
+  };
+  for (int round = 0; round < 3; ++round) {
+    for (int c = 0; c < kCounters; ++c) ASSERT_EQ(increment(c).status, 200);
+  }
+  EXPECT_EQ(nodes_->node(1).stop(SIGKILL), 128 + SIGKILL);
+  // The dead node's objects answer 503 naming it; every other object goes on.
+  int waiting = 0;
+  for (int c = 0; c < kCounters; ++c) {
+    auto r = increment_via_live(c);
+    if (r.status == 503) {
+      ++waiting;
+      EXPECT_NE(r.body.find("n2"), std::string::npos) << r.body;
+    } else {
+      EXPECT_EQ(r.status, 200) << r.body;
+    }
+  }
+  EXPECT_GT(waiting, 0) << "node n2 owned none of 30 counters";
+  EXPECT_LT(waiting, kCounters);
+  ASSERT_TRUE(nodes_->restart(1)) << nodes_->failure();
+  ASSERT_TRUE(nodes_->wait_ready(30s)) << nodes_->failure();
+  for (int c = 0; c < kCounters; ++c) {
+    auto r = increment(c);
+    ASSERT_EQ(r.status, 200) << "counter k" << c << ": " << r.body;
+  }
+  // No acknowledged increment lost; none counted that was never sent.
+  for (int c = 0; c < kCounters; ++c) {
+    auto r = get(static_cast<size_t>(c % 3), "/counter/k" + std::to_string(c));
+    ASSERT_EQ(r.status, 200);
+    int value = std::stoi(r.body);
+    EXPECT_GE(value, acked[c]) << "counter k" << c;
+    EXPECT_LE(value, attempted[c]) << "counter k" << c;
+  }
+}
+
+TEST_F(ClusterTest, ASecondProcessWithALiveNodesIdServesNoneOfItsObjects) {
+  for (int c = 0; c < 12; ++c) ASSERT_EQ(post(0, "/counter/d" + std::to_string(c) + "/increment").status, 200);
+  // Another process claims to be n1, with a folder of its own.
+  ServerProcess impostor(DOBJ_EXAMPLES_BIN, dir_.path() + "/impostor",
+                         {"--cluster", etcd_->endpoints(), "--node-id", "n1", "--lease-ms", "2000"});
+  ASSERT_TRUE(impostor.start(40s)) << impostor.output();
+  std::this_thread::sleep_for(3s);  // longer than a lease: it keeps waiting
+  int refused = 0;
+  for (int c = 0; c < 12; ++c) {
+    auto r = http(impostor.port(), "GET", "/counter/d" + std::to_string(c));
+    if (r.status == 503) {
+      ++refused;
+    } else {
+      // Objects of n2 and n3, reached through it, are the real ones.
+      EXPECT_EQ(r.status, 200);
+      EXPECT_EQ(r.body, "1");
+    }
+  }
+  EXPECT_GT(refused, 0) << "n1 owned none of 12 counters";
+  EXPECT_NE(impostor.output().find("still registered"), std::string::npos) << impostor.output();
+  // The real n1 serves its objects all along.
+  for (int c = 0; c < 12; ++c) {
+    auto r = get(0, "/counter/d" + std::to_string(c));
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.body, "1");
+  }
+}
+
+TEST_F(ClusterTest, KillingTheEtcdLeaderDoesNotStopTheCluster) {
+  for (int c = 0; c < 10; ++c) ASSERT_EQ(post(0, "/counter/e" + std::to_string(c) + "/increment").status, 200);
+  int leader = etcd_->leader();
+  ASSERT_GE(leader, 0);
+  etcd_->signal(leader, SIGKILL);
+  // Within a few seconds every node serves every object again.
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  bool all_ok = false;
+  while (!all_ok && std::chrono::steady_clock::now() < deadline) {
+    all_ok = true;
+    for (int c = 0; c < 10 && all_ok; ++c) {
+      for (size_t n = 0; n < 3 && all_ok; ++n) {
+        all_ok = get(n, "/counter/e" + std::to_string(c)).status == 200;
+      }
+    }
+    if (!all_ok) std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_TRUE(all_ok) << nodes_->failure();
+  for (int c = 0; c < 10; ++c) {
+    auto r = post(static_cast<size_t>(c % 3), "/counter/e" + std::to_string(c) + "/increment");
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.body, "2");
+  }
+}
+
+TEST_F(ClusterTest, WithEtcdUnreachableNodesStopServingThenRecoverWithTheirData) {
+  for (int c = 0; c < 10; ++c) ASSERT_EQ(post(0, "/counter/f" + std::to_string(c) + "/increment").status, 200);
+  for (int m = 0; m < 3; ++m) etcd_->signal(m, SIGSTOP);
+  // Past the lease, no node serves anything: safety over availability.
+  std::this_thread::sleep_for(3s);
+  for (size_t n = 0; n < 3; ++n) {
+    auto r = post(n, "/counter/f0/increment");
+    EXPECT_EQ(r.status, 503) << "node " << n << ": " << r.body;
+  }
+  for (int m = 0; m < 3; ++m) etcd_->signal(m, SIGCONT);
+  ASSERT_TRUE(nodes_->wait_ready(30s)) << nodes_->failure();
+  for (int c = 0; c < 10; ++c) {
+    auto r = get(static_cast<size_t>(c % 3), "/counter/f" + std::to_string(c));
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.body, "1");
+  }
+}
+
+TEST(ClusterStart, AFolderMadeWithAnotherIdSecretIsRefused) {
+  if (!have_etcd()) GTEST_SKIP() << "etcd is not installed";
+  TempDir dir;
+  {
+    ServerProcess single(DOBJ_EXAMPLES_BIN, dir.path() + "/data");
+    ASSERT_TRUE(single.start());
+    ASSERT_EQ(http(single.port(), "POST", "/counter/x/increment").status, 200);
+    single.stop(SIGTERM);
+  }
+  EtcdCluster etcd(dir.path() + "/etcd", 1);
+  ASSERT_TRUE(etcd.ready());
+  // The first node of a new cluster gives the cluster its folder's secret...
+  {
+    ServerProcess first(DOBJ_EXAMPLES_BIN, dir.path() + "/data",
+                        {"--cluster", etcd.endpoints(), "--node-id", "a", "--lease-ms", "2000"});
+    ASSERT_TRUE(first.start(40s)) << first.output();
+    first.stop(SIGTERM);
+  }
+  // ...and a folder with a secret of its own cannot join it.
+  {
+    ServerProcess other(DOBJ_EXAMPLES_BIN, dir.path() + "/other");
+    ASSERT_TRUE(other.start());
+    other.stop(SIGTERM);
+  }
+  ServerProcess joining(DOBJ_EXAMPLES_BIN, dir.path() + "/other",
+                        {"--cluster", etcd.endpoints(), "--node-id", "b", "--lease-ms", "2000"});
+  EXPECT_FALSE(joining.start(40s));
+  EXPECT_NE(joining.output().find("another ID secret"), std::string::npos) << joining.output();
+}
+
+}  // namespace
+}  // namespace dobj::test

@@ -1,0 +1,85 @@
+// Clusters for integration tests: real etcd members and real dobj nodes, as
+// processes on loopback ports, each with a folder of its own.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "support/server_process.h"
+#include "testing/http_client.h"
+
+namespace dobj::test {
+
+// A loopback port nothing listens on now (bound, then released).
+int free_port();
+
+// Whether etcd is installed (the cluster tests skip without it).
+bool have_etcd();
+
+class EtcdCluster {
+ public:
+  // Starts `members` etcd members under dir and waits until they answer.
+  EtcdCluster(std::string dir, int members);
+  ~EtcdCluster();
+  bool ready() const { return ready_; }
+  // Client endpoints, comma-separated host:port (dobj's --cluster).
+  std::string endpoints() const;
+  int client_port(int member) const { return members_[static_cast<size_t>(member)].client; }
+  // Signals one member (SIGKILL, SIGSTOP, SIGCONT); SIGKILL waits for the exit.
+  void signal(int member, int sig);
+  // Starts a killed member again, with its data.
+  bool restart(int member);
+  // The index of the member that leads now, -1 when none answers.
+  int leader() const;
+  // Whether a quorum answers a write (a put of a test key).
+  bool writable() const;
+
+ private:
+  struct Member {
+    std::string name;
+    int client = 0;
+    int peer = 0;
+    pid_t pid = -1;
+  };
+  bool launch(size_t i, bool fresh);
+  bool wait_answering(std::chrono::milliseconds timeout) const;
+  std::string dir_;
+  std::string initial_cluster_;
+  std::vector<Member> members_;
+  bool ready_ = false;
+};
+
+// dobj nodes (the example server) in one cluster.
+class NodeSet {
+ public:
+  static constexpr const char* kToken = "cluster-test-token";
+  NodeSet(std::string binary, std::string dir, std::string etcd, int nodes,
+          std::vector<std::string> extra_args = {});
+  // Starts every node; false (with their output in failure()) if one did not.
+  bool start();
+  size_t size() const { return nodes_.size(); }
+  ServerProcess& node(size_t i) { return *nodes_[i]; }
+  std::string node_id(size_t i) const { return "n" + std::to_string(i + 1); }
+  // Starts node i again (same data folder and node ID).
+  bool restart(size_t i);
+  // Waits until every running node sees all partitions placed with live
+  // owners and its own lease live.
+  bool wait_ready(std::chrono::milliseconds timeout);
+  // /_dobj/cluster of node i, parsed by the caller (JSON text).
+  std::string status(size_t i);
+  std::string failure();
+
+ private:
+  std::vector<std::string> args(size_t i) const;
+  std::string binary_;
+  std::string dir_;
+  std::string etcd_;
+  std::vector<std::string> extra_;
+  std::vector<std::unique_ptr<ServerProcess>> nodes_;
+};
+
+}  // namespace dobj::test
