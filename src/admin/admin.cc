@@ -89,11 +89,11 @@ std::vector<double> AdminPlane::rates(const MetricsSnapshot& s) {
 }
 
 void AdminPlane::handle(Shard& here, const Request& request, Reply reply,
-                        std::string body_file) {
+                        std::string body_file, bool from_peer) {
   // What a handler throws (a bug; input errors are answered) costs that
   // request a 500, never the server: these run on a shard's thread.
   try {
-    route(here, request, reply, body_file);
+    route(here, request, reply, body_file, from_peer);
   } catch (const std::exception& e) {
     reply(Response::error(500, std::string("admin request failed: ") + e.what()));
   }
@@ -101,7 +101,8 @@ void AdminPlane::handle(Shard& here, const Request& request, Reply reply,
   if (!body_file.empty()) ::unlink(body_file.c_str());
 }
 
-void AdminPlane::route(Shard& here, const Request& request, Reply reply, std::string& body_file) {
+void AdminPlane::route(Shard& here, const Request& request, Reply reply, std::string& body_file,
+                       bool from_peer) {
   if (request.path() == "/_dobj/ui" && request.method == "GET") {
     // The dashboard's page holds no data: it asks for the token and sends it
     // with every request it makes.
@@ -112,7 +113,7 @@ void AdminPlane::route(Shard& here, const Request& request, Reply reply, std::st
                     "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
     return reply(std::move(page));
   }
-  if (!authorized(request)) {
+  if (!from_peer && !authorized(request)) {
     Response r = Response::error(401, "unauthorized: send Authorization: Bearer <admin token>");
     r.set_header("www-authenticate", "Bearer");
     return reply(std::move(r));
@@ -125,11 +126,13 @@ void AdminPlane::route(Shard& here, const Request& request, Reply reply, std::st
     const auto& s = *segments;
     if (s.size() == 2) {
       if (request.method != "GET") return reply(Response::error(405, "use GET"));
+      if (runtime_.placement() && !from_peer) return list_cluster_objects(here, request, std::move(reply));
       return list_objects(here, request, std::move(reply));
     }
     if (s.size() < 4 || s.size() > 5) return reply(Response::error(404, "no admin route " + path));
     auto target = parse_target(s[2], s[3]);
     if (!target) return reply(error_response(target.status()));
+    if (!from_peer && forward_to_owner(here, *target, request, reply, body_file)) return;
     std::string action = s.size() == 5 ? s[4] : "";
     auto route = [&](const char* method, const char* act) {
       return action == act && request.method == method;

@@ -33,6 +33,7 @@
 #include "dobj/http.h"
 #include "runtime/metrics.h"
 #include "runtime/shard.h"
+#include "storage/catalog.h"
 
 namespace dobj::internal {
 
@@ -40,6 +41,9 @@ class Runtime;
 class Shard;
 class NamespaceImpl;
 
+
+// The catalog query an admin request asks for (/_dobj/objects?...).
+Result<CatalogQuery> catalog_query(const Request& request);
 
 class AdminPlane {
  public:
@@ -49,7 +53,10 @@ class AdminPlane {
   static bool owns(std::string_view target);
   // body_file: the request's body, already written to that file (an import
   // streamed to disk; see upload_path); empty: the body is request.body.
-  void handle(Shard& here, const Request& request, Reply reply, std::string body_file = {});
+  // from_peer: another node of the cluster forwarded it (already authorized
+  // there): it is answered for this node's own objects, never forwarded on.
+  void handle(Shard& here, const Request& request, Reply reply, std::string body_file = {},
+              bool from_peer = false);
   // A fresh file under <data>/tmp (emptied at start) for a streamed upload.
   static Result<std::string> upload_path(const std::string& data_dir);
 
@@ -63,7 +70,13 @@ class AdminPlane {
 
  private:
   bool authorized(const Request& request) const;
-  void route(Shard& here, const Request& request, Reply reply, std::string& body_file);
+  void route(Shard& here, const Request& request, Reply reply, std::string& body_file, bool from_peer);
+  // In a cluster: sends an object's admin request to the node that serves it
+  // (true), or answers 503 when none does now (true); false: it is served here.
+  bool forward_to_owner(Shard& here, const ObjectKey& target, const Request& request, Reply& reply,
+                        std::string& body_file);
+  // In a cluster: the catalog pages of every node, merged in the order asked.
+  void list_cluster_objects(Shard& here, const Request& request, Reply reply);
   Result<ObjectKey> parse_target(const std::string& ns, const std::string& id);
   void list_objects(Shard& here, const Request& request, Reply reply);
   void inspect_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply);

@@ -193,7 +193,7 @@ Result<ObjectKey> AdminPlane::parse_target(const std::string& ns_name,
   return ObjectKey{ns, *id};
 }
 
-void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) {
+Result<CatalogQuery> catalog_query(const Request& request) {
   CatalogQuery q;
   q.ns = request.query("namespace");
   if (q.ns && q.ns->empty()) q.ns.reset();
@@ -211,7 +211,7 @@ void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) 
   std::optional<int64_t> limit;
   if (!number("minBytes", &q.min_bytes) || !number("activeAfter", &q.active_after_ms) ||
       !number("activeBefore", &q.active_before_ms) || !number("limit", &limit)) {
-    return reply(Response::error(400, "minBytes, activeAfter, activeBefore and limit are integers"));
+    return Status(Code::kInvalidArgument, "minBytes, activeAfter, activeBefore and limit are integers");
   }
   if (limit) q.limit = static_cast<int>(std::clamp<int64_t>(*limit, 1, 1000));
   // Without a sort, a filter picks the order its index serves, so that a
@@ -230,9 +230,16 @@ void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) 
   } else if (sort == "lastActive") {
     q.sort = Sort::kActive;
   } else {
-    return reply(Response::error(400, "sort is one of id, name, bytes, lastActive"));
+    return Status(Code::kInvalidArgument, "sort is one of id, name, bytes, lastActive");
   }
   q.cursor = request.query("cursor").value_or("");
+  return q;
+}
+
+void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) {
+  auto parsed = catalog_query(request);
+  if (!parsed) return reply(error_response(parsed.status()));
+  CatalogQuery& q = *parsed;
   auto page = runtime_.catalog().list(q);
   if (!page) return reply(error_response(page.status()));
   // Residency and sockets live on the objects' shards.

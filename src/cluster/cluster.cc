@@ -408,6 +408,15 @@ Placement::Route Cluster::route(const ObjectId& id) const {
   return out;
 }
 
+std::vector<Placement::Peer> Cluster::other_nodes() const {
+  auto view = view_.load(std::memory_order_acquire);
+  std::vector<Peer> out;
+  for (const auto& [id, n] : view->nodes) {
+    if (id != options_.node_id && !n.peer.empty()) out.push_back(Peer{id, n.peer});
+  }
+  return out;
+}
+
 bool Cluster::serves_here(const ObjectId& id) const {
   auto view = view_.load(std::memory_order_acquire);
   return view->partitions[static_cast<size_t>(partition_of(id))].serving_here && lease_live();

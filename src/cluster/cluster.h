@@ -112,6 +112,10 @@ class Cluster final : public Placement {
   bool serves_here(const ObjectId& id) const override;
   void forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, Delivery delivery,
                const Route& route) override;
+  std::vector<Peer> other_nodes() const override;
+  void send_admin(Shard& from, const Peer& to, Request request,
+                  std::function<void(Response)> done) override;
+  bool peer_authorized(std::string_view token) const override;
 
   // The peer listener's handler: a request forwarded by another node
   // (peer.cc). Runs on the shard that accepted it; done runs there too.

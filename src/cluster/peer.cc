@@ -216,6 +216,31 @@ void Cluster::forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, 
                    });
 }
 
+bool Cluster::peer_authorized(std::string_view token) const {
+  return !peer_token_.empty() && token.size() == peer_token_.size() &&
+         CRYPTO_memcmp(token.data(), peer_token_.data(), token.size()) == 0;
+}
+
+void Cluster::send_admin(Shard& from, const Peer& to, Request request,
+                         std::function<void(Response)> done) {
+  std::erase_if(request.headers, [](const auto& h) {
+    return is_peer_header(h.first) || beast::iequals(h.first, "authorization");
+  });
+  request.headers.emplace_back("dobj-peer-token", peer_token_);
+  request.headers.emplace_back("dobj-peer-admin", "1");
+  pools_->exchange(static_cast<size_t>(from.index()), from.io(), to.address, std::move(request),
+                   std::chrono::milliseconds(60'000),
+                   [this, done = std::move(done), node = to.node](Result<Response> r) {
+                     if (!r) {
+                       nudge();
+                       Response e = Response::error(503, "node " + node + " unreachable: " + r.status().message());
+                       e.set_header("retry-after", "1");
+                       return done(std::move(e));
+                     }
+                     done(std::move(*r));
+                   });
+}
+
 void Cluster::handle_peer(Shard& accepted_on, Request request, std::function<void(Response)> done) {
   std::string token, ns_name, id_hex, method, bound;
   std::optional<std::string> name, call;
@@ -232,10 +257,7 @@ void Cluster::handle_peer(Shard& accepted_on, Request request, std::function<voi
     else if (beast::iequals(k, "bound")) bound = h.second;
     return true;
   });
-  if (token.size() != peer_token_.size() ||
-      CRYPTO_memcmp(token.data(), peer_token_.data(), token.size()) != 0) {
-    return done(Response::error(403, "not a peer of this cluster"));
-  }
+  if (!peer_authorized(token)) return done(Response::error(403, "not a peer of this cluster"));
   const NamespaceImpl* ns = runtime_->find_namespace(ns_name);
   if (!ns) return done(Response::error(404, "no binding " + ns_name + " on this node"));
   auto id = ns->ids().from_string(id_hex);

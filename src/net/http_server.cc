@@ -23,6 +23,8 @@
 #include <unordered_set>
 
 #include "admin/admin.h"
+#include "runtime/placement.h"
+#include "base/fs.h"
 #include "base/log.h"
 #include "runtime/runtime.h"
 
@@ -321,6 +323,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto reply = [self = shared_from_this(), version, keep_alive](Answer a) {
       self->write(std::move(a.response), version, keep_alive && !self->per_shard_->stopping);
     };
+    if (per_shard_->peer && req.header("dobj-peer-admin")) return peer_admin(std::move(req), version, keep_alive);
     if (per_shard_->peer) {
       return (*per_shard_->peer)(*per_shard_->shard, std::move(req),
                                  [self = shared_from_this(), version, keep_alive](Response r) {
@@ -348,6 +351,35 @@ class Session : public std::enable_shared_from_this<Session> {
       if (r.status == 101) return self->hand_over(std::move(r), ws_key, version);
       self->write(std::move(r), version, keep_alive && !self->per_shard_->stopping);
     });
+  }
+
+  // An admin request another node took from an operator and forwarded here
+  // for this node's own objects (docs/cluster.md).
+  void peer_admin(Request req, unsigned version, bool keep_alive) {
+    auto reply = [self = shared_from_this(), version, keep_alive](Answer a) {
+      self->write(std::move(a.response), version, keep_alive && !self->per_shard_->stopping);
+    };
+    Placement* placement = per_shard_->runtime->placement();
+    if (!placement || !placement->peer_authorized(req.header("dobj-peer-token").value_or(""))) {
+      return reply(Response::error(403, "not a peer of this cluster"));
+    }
+    std::erase_if(req.headers, [](const auto& h) {
+      return h.first.size() >= 10 && beast::iequals(std::string_view(h.first).substr(0, 10), "dobj-peer-");
+    });
+    std::string upload;
+    if (req.method == "PUT" && !req.body.empty()) {
+      // An import's database, in memory here: to a file, as the admin plane
+      // takes uploads.
+      auto path = AdminPlane::upload_path(per_shard_->runtime->options().data_dir);
+      if (!path) return reply(Response::error(500, path.status().message()));
+      if (Status st = write_file_atomic(*path, req.body, 0600); !st) {
+        return reply(Response::error(500, "cannot store the upload: " + st.message()));
+      }
+      upload = *path;
+      req.body.clear();
+    }
+    per_shard_->admin->handle(*per_shard_->shard, req, std::move(reply), std::move(upload),
+                              /*from_peer=*/true);
   }
 
   // An object accepted the upgrade: give the connection to the shard that

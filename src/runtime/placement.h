@@ -15,9 +15,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
+#include "dobj/http.h"
 #include "dobj/id.h"
 
 namespace dobj::internal {
@@ -49,6 +53,19 @@ class Placement {
                        const Route& route) = 0;
   // The cluster as this node sees it, JSON (the admin plane's /_dobj/cluster).
   virtual std::string status_json() const = 0;
+
+  // The admin plane across nodes. An admin request the entry node took (and
+  // authorized) goes to another node marked as a peer's, which that node
+  // serves for its own objects only. peer_authorized checks the mark.
+  struct Peer {
+    std::string node;
+    std::string address;  // host:port of its peer listener
+  };
+  // The live nodes other than this one.
+  virtual std::vector<Peer> other_nodes() const = 0;
+  virtual void send_admin(Shard& from, const Peer& to, Request request,
+                          std::function<void(Response)> done) = 0;
+  virtual bool peer_authorized(std::string_view token) const = 0;
 };
 
 }  // namespace dobj::internal

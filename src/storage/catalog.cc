@@ -434,17 +434,20 @@ Result<CatalogPage> Catalog::list(const CatalogQuery& q) {
   while (st->step() == SQLITE_ROW) page.entries.push_back(read_entry(*st.get()));
   if (static_cast<int>(page.entries.size()) > limit) {
     page.entries.resize(limit);
-    const CatalogEntry& last = page.entries.back();
-    switch (q.sort) {
-      case Sort::kId: page.next_cursor = make_cursor("", last); break;
-      case Sort::kName: page.next_cursor = make_cursor(last.name.value_or(""), last); break;
-      case Sort::kBytes: page.next_cursor = make_cursor(std::to_string(last.bytes), last); break;
-      case Sort::kActive:
-        page.next_cursor = make_cursor(std::to_string(last.active_ms), last);
-        break;
-    }
+    page.next_cursor = catalog_cursor_after(q.sort, page.entries.back());
   }
   return page;
+}
+
+std::string catalog_cursor_after(CatalogQuery::Sort sort, const CatalogEntry& last) {
+  using Sort = CatalogQuery::Sort;
+  switch (sort) {
+    case Sort::kId: return make_cursor("", last);
+    case Sort::kName: return make_cursor(last.name.value_or(""), last);
+    case Sort::kBytes: return make_cursor(std::to_string(last.bytes), last);
+    case Sort::kActive: return make_cursor(std::to_string(last.active_ms), last);
+  }
+  return {};
 }
 
 }  // namespace dobj::internal

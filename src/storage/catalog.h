@@ -75,6 +75,10 @@ struct CatalogPage {
   std::string next_cursor;  // empty: this was the last page
 };
 
+// The cursor of the page that follows `last` in that order (what a page's
+// next_cursor is); a cluster merges nodes' pages with it.
+std::string catalog_cursor_after(CatalogQuery::Sort sort, const CatalogEntry& last);
+
 struct CatalogTotals {
   int64_t objects = 0;
   int64_t bytes = 0;
