@@ -360,6 +360,21 @@ bool Cluster::place_and_stamp() {
 }
 
 void Cluster::publish() {
+  // Calls under way to a node that left (or moved its peer address) fail at
+  // once: the node may be paused and never answer.
+  auto old = view_.load(std::memory_order_acquire);
+  std::vector<std::string> gone;
+  for (const auto& [id, n] : old->nodes) {
+    auto now = nodes_.find(id);
+    if (now == nodes_.end() || now->second.peer != n.peer) gone.push_back(n.peer);
+  }
+  if (!gone.empty() && runtime_) {
+    for (size_t i = 0; i < runtime_->shard_count(); ++i) {
+      runtime_->shard(i).post([this, i, gone] {
+        for (const auto& peer : gone) pools_->cancel(i, peer);
+      });
+    }
+  }
   auto view = std::make_shared<ClusterView>();
   view->revision = seen_revision_;
   view->nodes = nodes_;

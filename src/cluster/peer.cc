@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include <deque>
+#include <unordered_set>
 
 #include "base/log.h"
 #include "cluster/cluster.h"
@@ -47,8 +48,14 @@ struct Connection {
   std::chrono::steady_clock::time_point last_used;
 };
 
+namespace {
+class Exchange;
+}
+
 struct PeerPools::Pool {
   std::unordered_map<std::string, std::deque<std::unique_ptr<Connection>>> idle;
+  // Exchanges under way, by peer: cancelled when the peer leaves the cluster.
+  std::unordered_map<std::string, std::unordered_set<Exchange*>> active;
 };
 
 namespace {
@@ -71,6 +78,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void start() {
+    pool_->active[peer_].insert(this);
     auto& idle = pool_->idle[peer_];
     auto now = std::chrono::steady_clock::now();
     while (!idle.empty()) {
@@ -83,6 +91,13 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       }
     }
     connect();
+  }
+
+  // The peer left the cluster (its lease ended): fail now rather than wait
+  // for an answer that may never come (a paused process).
+  void cancel() {
+    cancelled_ = true;
+    if (conn_) conn_->stream.cancel();
   }
 
  private:
@@ -121,7 +136,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // A kept connection the peer had closed while idle: it never read this
   // request, so sending it again on a new connection cannot run it twice.
   void retry_or_fail(const char* step, beast::error_code ec) {
-    if (reused_ && (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
+    if (reused_ && !cancelled_ && (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
                     ec == asio::error::broken_pipe || ec == asio::error::eof)) {
       return connect();
     }
@@ -129,6 +144,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void finish() {
+    pool_->active[peer_].erase(this);
     auto msg = parser_->release();
     Response r;
     r.status = static_cast<int>(msg.result_int());
@@ -145,7 +161,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void fail(const char* step, beast::error_code ec) {
-    std::string what = ec == beast::error::timeout
+    pool_->active[peer_].erase(this);
+    std::string what = cancelled_ ? std::string("it left the cluster")
+                       : ec == beast::error::timeout
                            ? "timed out after " + std::to_string(timeout_.count()) + " ms"
                            : ec.message();
     done_(Status(Code::kUnavailable, "node at " + peer_ + ": " + step + " failed: " + what));
@@ -158,6 +176,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   Done done_;
   std::unique_ptr<Connection> conn_;
   bool reused_ = false;
+  bool cancelled_ = false;
   http::request<http::string_body> req_;
   std::optional<http::response_parser<http::string_body>> parser_;
 };
@@ -173,6 +192,16 @@ PeerPools::~PeerPools() = default;
 void PeerPools::exchange(size_t shard, asio::io_context& io, const std::string& peer, Request request,
                          std::chrono::milliseconds timeout, std::function<void(Result<Response>)> done) {
   std::make_shared<Exchange>(pools_[shard], io, peer, std::move(request), timeout, std::move(done))->start();
+}
+
+void PeerPools::cancel(size_t shard, const std::string& peer) {
+  Pool& pool = *pools_[shard];
+  pool.idle.erase(peer);
+  auto it = pool.active.find(peer);
+  if (it == pool.active.end()) return;
+  // Each cancelled exchange fails through its handler, which removes it.
+  std::vector<Exchange*> running(it->second.begin(), it->second.end());
+  for (Exchange* e : running) e->cancel();
 }
 
 void Cluster::forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, Delivery delivery,

@@ -48,6 +48,9 @@ class PeerPools {
   // (host:port) and calls done with the answer or kUnavailable.
   void exchange(size_t shard, boost::asio::io_context& io, const std::string& peer, Request request,
                 std::chrono::milliseconds timeout, std::function<void(Result<Response>)> done);
+  // On shard `shard`'s thread: fails every exchange under way to peer (it
+  // left the cluster) and drops its idle connections.
+  void cancel(size_t shard, const std::string& peer);
 
   struct Pool;
 

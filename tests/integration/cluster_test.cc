@@ -226,6 +226,49 @@ TEST_F(ClusterTest, ASecondProcessWithALiveNodesIdServesNoneOfItsObjects) {
   }
 }
 
+TEST_F(ClusterTest, APausedNodeIsFencedCallsToItFailFastAndItComesBackWhole) {
+  constexpr int kCounters = 20;
+  for (int c = 0; c < kCounters; ++c) {
+    ASSERT_EQ(post(0, "/counter/p" + std::to_string(c) + "/increment").status, 200);
+  }
+  ::kill(nodes_->node(1).pid(), SIGSTOP);
+  // A request straight to the paused node waits in its socket.
+  HttpResponse to_paused;
+  std::thread paused_client([&] {
+    HttpClient c(nodes_->node(1).port(), 60s);
+    to_paused = c.request("POST", "/counter/p0/increment");
+  });
+  // Through node 0, calls to the paused node's objects fail once its lease
+  // is over (not after the 60 s forward timeout); the others go on.
+  auto started = std::chrono::steady_clock::now();
+  std::map<int, int> acked;
+  int refused = 0;
+  for (int c = 0; c < kCounters; ++c) {
+    auto r = post(0, "/counter/p" + std::to_string(c) + "/increment");
+    if (r.status == 200) {
+      ++acked[c];
+    } else {
+      EXPECT_EQ(r.status, 503) << r.body;
+      ++refused;
+    }
+  }
+  auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_GT(refused, 0) << "n2 owned none of 20 counters";
+  EXPECT_LT(took, 10s);
+  // Resumed, the node first answers what waited with its lease gone (or,
+  // had it rejoined first, with a new epoch), then serves again.
+  ::kill(nodes_->node(1).pid(), SIGCONT);
+  paused_client.join();
+  EXPECT_TRUE(to_paused.status == 503 || to_paused.status == 200) << to_paused.status << " " << to_paused.body;
+  if (to_paused.status == 200) ++acked[0];
+  ASSERT_TRUE(nodes_->wait_ready(30s)) << nodes_->failure();
+  for (int c = 0; c < kCounters; ++c) {
+    auto r = get(static_cast<size_t>(c % 3), "/counter/p" + std::to_string(c));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(std::stoi(r.body), 1 + acked[c]) << "counter p" << c;
+  }
+}
+
 TEST_F(ClusterTest, KillingTheEtcdLeaderDoesNotStopTheCluster) {
   for (int c = 0; c < 10; ++c)
     ASSERT_EQ(post(0, "/counter/e" + std::to_string(c) + "/increment").status, 200);
