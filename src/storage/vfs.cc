@@ -1,7 +1,12 @@
 #include "storage/vfs.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -21,6 +26,18 @@ struct WalFile {
   sqlite3_int64 pending_offset;
   std::vector<char>* pending;  // bytes for [pending_offset, + size)
   std::vector<char>* ahead;    // the file's bytes from offset 0, while valid
+  struct Capture {
+    WalCommitSink sink;
+    int page_size = 0;
+    sqlite3_int64 header_offset = -1;  // a frame header waiting for its page
+    WalFrame frame;
+    // The frames of the transaction under way, by offset: a later write to
+    // an offset replaces the frame there (a savepoint or transaction rolled
+    // back rewinds SQLite's write position).
+    std::map<sqlite3_int64, WalFrame> open;
+    bool intact = true;
+  };
+  Capture* capture;  // null: frames are not captured
 };
 static_assert(sizeof(WalFile) % 8 == 0);
 
@@ -64,6 +81,8 @@ int wal_close(sqlite3_file* f) {
   int rc2 = w->real->pMethods->xClose(w->real);
   delete w->pending;
   w->pending = nullptr;
+  delete w->capture;
+  w->capture = nullptr;
   drop_ahead(w);
   return rc != SQLITE_OK ? rc : rc2;
 }
@@ -92,9 +111,59 @@ int wal_read(sqlite3_file* f, void* buf, int n, sqlite3_int64 off) {
   return w->real->pMethods->xRead(w->real, buf, n, off);
 }
 
+uint32_t big_endian(const void* p) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  return uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 | uint32_t{b[2]} << 8 | b[3];
+}
+
+// Follows SQLite's frame writes: a 24-byte header (page number, then the
+// database size on a commit frame) and the page, as two writes or one; a page
+// of the open transaction rewritten in place, and its header rewritten alone
+// (new checksums). The 32-byte WAL header at offset 0 carries no page.
+void capture(WalFile::Capture& c, const char* bytes, int n, sqlite3_int64 off) {
+  if (!c.intact) return;
+  const sqlite3_int64 frame_size = 24 + c.page_size;
+  const bool frame_start = off >= 32 && (off - 32) % frame_size == 0;
+  if (off == 0 && n == 32) return;
+  if (frame_start && (n == 24 || n == frame_size)) {
+    c.frame = WalFrame{big_endian(bytes), big_endian(bytes + 4), {}};
+    if (n == 24) {
+      c.header_offset = off;
+      return;
+    }
+    c.frame.data.assign(bytes + 24, static_cast<size_t>(c.page_size));
+  } else if (c.header_offset >= 0 && off == c.header_offset + 24 && n == c.page_size) {
+    c.frame.data.assign(bytes, static_cast<size_t>(n));
+    off = c.header_offset;
+  } else if (auto it = c.open.find(off - 24); n == c.page_size && it != c.open.end()) {
+    // A page written again in the same transaction, in place (its header
+    // follows later, when SQLite rewrites the checksums).
+    it->second.data.assign(bytes, static_cast<size_t>(n));
+    return;
+  } else {
+    c.intact = false;
+    c.open.clear();
+    return;
+  }
+  c.header_offset = -1;
+  bool commit = c.frame.commit_pages > 0;
+  c.open[off] = std::move(c.frame);
+  if (!commit) return;
+  // The transaction is every frame up to this one; any past it are left from
+  // a rolled-back one.
+  std::vector<WalFrame> txn;
+  for (auto& [at, frame] : c.open) {
+    if (at > off) break;
+    txn.push_back(std::move(frame));
+  }
+  c.open.clear();
+  c.sink(std::move(txn));
+}
+
 int wal_write(sqlite3_file* f, const void* buf, int n, sqlite3_int64 off) {
   WalFile* w = wal(f);
   drop_ahead(w);
+  if (w->capture) capture(*w->capture, static_cast<const char*>(buf), n, off);
   if (!w->combine) return w->real->pMethods->xWrite(w->real, buf, n, off);
   std::vector<char>& p = *w->pending;
   if (!p.empty() && off != w->pending_offset + static_cast<sqlite3_int64>(p.size())) {
@@ -201,6 +270,7 @@ int vfs_open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags,
   w->pending_offset = 0;
   w->pending = new std::vector<char>();
   w->ahead = nullptr;
+  w->capture = nullptr;
   w->file.pMethods = &kWalMethods;
   return SQLITE_OK;
 }
@@ -226,15 +296,19 @@ WalFile* wal_of(sqlite3* db) {
 }  // namespace
 
 void register_dobj_vfs() {
-  g_base = sqlite3_vfs_find("unix-none");
-  if (!g_base) return;  // opens through kDobjVfs then fail with "no such vfs"
-  g_vfs = *g_base;
-  g_vfs.zName = kDobjVfs;
-  g_vfs.pNext = nullptr;
-  g_vfs.szOsFile = static_cast<int>(sizeof(WalFile)) + g_base->szOsFile;
-  g_vfs.xOpen = vfs_open;
-  g_vfs.xFullPathname = full_pathname;
-  sqlite3_vfs_register(&g_vfs, /*makeDflt=*/0);
+  // Once: registering the same VFS again would relink it into SQLite's list.
+  static std::once_flag once;
+  std::call_once(once, [] {
+    g_base = sqlite3_vfs_find("unix-none");
+    if (!g_base) return;  // opens through kDobjVfs then fail with "no such vfs"
+    g_vfs = *g_base;
+    g_vfs.zName = kDobjVfs;
+    g_vfs.pNext = nullptr;
+    g_vfs.szOsFile = static_cast<int>(sizeof(WalFile)) + g_base->szOsFile;
+    g_vfs.xOpen = vfs_open;
+    g_vfs.xFullPathname = full_pathname;
+    sqlite3_vfs_register(&g_vfs, /*makeDflt=*/0);
+  });
 }
 
 void combine_wal_writes(sqlite3* db) {
@@ -253,6 +327,47 @@ Status read_wal_ahead(sqlite3* db, const char* statements) {
   if (WalFile* w = wal_of(db)) drop_ahead(w);
   if (rc == SQLITE_OK) return Status::ok();
   return Status(Code::kInternal, std::string("reading the database: ") + sqlite3_errmsg(db));
+}
+
+bool capture_wal_frames(sqlite3* db, int page_size, WalCommitSink sink) {
+  WalFile* w = wal_of(db);
+  if (!w) return false;
+  delete w->capture;
+  w->capture = nullptr;
+  if (sink) {
+    w->capture = new WalFile::Capture();
+    w->capture->sink = std::move(sink);
+    w->capture->page_size = page_size;
+  }
+  return true;
+}
+
+bool wal_capture_intact(sqlite3* db) {
+  WalFile* w = wal_of(db);
+  return w && w->capture && w->capture->intact;
+}
+
+Status apply_wal_frames(int fd, int page_size, const WalFrame* frames, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    const WalFrame& f = frames[i];
+    if (f.page == 0 || f.data.size() != static_cast<size_t>(page_size)) {
+      return Status(Code::kInvalidArgument, "a frame of the wrong size or page 0");
+    }
+    off_t at = static_cast<off_t>(f.page - 1) * page_size;
+    for (size_t done = 0; done < f.data.size();) {
+      ssize_t w = ::pwrite(fd, f.data.data() + done, f.data.size() - done, at + static_cast<off_t>(done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        return Status(errno == ENOSPC ? Code::kStorageFull : Code::kInternal,
+                      std::string("writing a replica page: ") + std::strerror(errno));
+      }
+      done += static_cast<size_t>(w);
+    }
+    if (f.commit_pages > 0 && ::ftruncate(fd, static_cast<off_t>(f.commit_pages) * page_size) != 0) {
+      return Status(Code::kInternal, std::string("cutting a replica: ") + std::strerror(errno));
+    }
+  }
+  return Status::ok();
 }
 
 Status flush_wal_writes(sqlite3* db) {

@@ -20,13 +20,19 @@
 
 #include <sqlite3.h>
 
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "dobj/status.h"
 
 namespace dobj::internal {
 
 inline constexpr const char* kDobjVfs = "dobj";
 
-// Registers the VFS; once, before the first open through it.
+// Registers the VFS (the first call; later ones do nothing). Before the
+// first open through it.
 void register_dobj_vfs();
 
 // Runs `statements` (the connection's set-up pragmas) and then a read, which
@@ -39,6 +45,39 @@ Status read_wal_ahead(sqlite3* db, const char* statements);
 // not open, or not through this VFS). The owner must then call
 // flush_wal_writes after every statement that commits.
 void combine_wal_writes(sqlite3* db);
+
+// Replication's unit: the pages of each committed transaction, as SQLite
+// writes them to the WAL. `commit_pages` is the database's size in pages
+// after the transaction, on its last frame (the commit frame), 0 on the
+// others. Applying every commit's frames in order to a copy of the database
+// (apply_wal_frames) gives the database as of that commit, whatever
+// checkpoints and WAL restarts happen on the original: a frame carries a
+// whole page.
+//
+// Frames are held until their commit frame is written, then sent as one
+// transaction: frames of a transaction or savepoint that was rolled back
+// are overwritten (SQLite rewinds its write position) or lie past the commit
+// frame, and are never sent.
+struct WalFrame {
+  uint32_t page = 0;
+  uint32_t commit_pages = 0;
+  std::string data;
+};
+using WalCommitSink = std::function<void(std::vector<WalFrame>)>;
+
+// Sends every transaction the connection commits from now on to sink, on the
+// connection's thread (null: stops). page_size: the database's. False when
+// the WAL is not open through this VFS.
+bool capture_wal_frames(sqlite3* db, int page_size, WalCommitSink sink);
+// False once a WAL write came that is not a frame as SQLite writes them
+// (header, then page; or both at once): the transactions sent since cannot
+// be trusted to describe the database, so its copies must be made anew.
+bool wal_capture_intact(sqlite3* db);
+
+// Writes frames into a copy of a database: each page at its place, and on a
+// commit frame the file cut to the committed size. Creates the file. Does not
+// sync (the caller does, once per batch).
+Status apply_wal_frames(int fd, int page_size, const WalFrame* frames, size_t count);
 
 // Writes what the connection's WAL holds back. On failure the commit did not
 // reach the file, though SQLite counts it: close the connection. A full disk
