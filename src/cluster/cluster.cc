@@ -43,24 +43,30 @@ uint64_t fnv1a(std::string_view s) {
   return h;
 }
 
-// Rendezvous (highest random weight) hashing: the node with the highest
-// score for p. Moving a partition only when its winner changes keeps moves to
-// those of the nodes that came or went.
-std::string rendezvous(int p, const std::set<std::string>& nodes) {
-  std::string best;
-  uint64_t best_score = 0;
-  for (const auto& n : nodes) {
-    uint64_t score = mix(fnv1a(n) ^ mix(static_cast<uint64_t>(p) + 1));
-    if (best.empty() || score > best_score) {
-      best = n;
-      best_score = score;
-    }
-  }
-  return best;
+// Rendezvous (highest random weight) hashing: nodes ranked by their score
+// for p. Moving a partition only when its winner changes keeps moves to those
+// of the nodes that came or went.
+uint64_t score(int p, const std::string& node) {
+  return mix(fnv1a(node) ^ mix(static_cast<uint64_t>(p) + 1));
+}
+std::vector<std::string> ranked(int p, const std::set<std::string>& nodes) {
+  std::vector<std::string> out(nodes.begin(), nodes.end());
+  std::sort(out.begin(), out.end(), [p](const std::string& a, const std::string& b) {
+    uint64_t sa = score(p, a), sb = score(p, b);
+    return sa != sb ? sa > sb : a < b;
+  });
+  return out;
 }
 
 json record_json(const ClusterView::Partition& r) {
-  return {{"owner", r.owner}, {"replicas", r.replicas}, {"generation", r.generation}};
+  return {{"owner", r.owner},
+          {"replicas", r.replicas},
+          {"in_sync", r.in_sync},
+          {"generation", r.generation}};
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
 }
 
 std::vector<std::string> split_endpoints(const std::string& list) {
@@ -92,10 +98,8 @@ Result<Secret> Cluster::join_secret(const std::string& data_dir, std::chrono::mi
   if (options_.node_id.find('/') != std::string::npos || options_.node_id.size() > 64) {
     return Status(Code::kInvalidArgument, "--node-id: at most 64 characters, no '/'");
   }
-  if (options_.replicas != 1) {
-    return Status(Code::kInvalidArgument,
-                  "--replicas: only 1 is supported so far (replication is not built yet; "
-                  "docs/cluster.md)");
+  if (options_.replicas < 1 || options_.replicas > 5) {
+    return Status(Code::kInvalidArgument, "--replicas: 1 to 5");
   }
   if (options_.partitions < 1 || options_.partitions > 4096) {
     return Status(Code::kInvalidArgument, "--partitions: 1 to 4096");
@@ -219,6 +223,7 @@ void Cluster::run() {
       deadline_ns_.store(0);
     }
     if (lease_ != 0) refresh();
+    run_shrinks();
     std::unique_lock lock(mu_);
     if (cv_.wait_until(lock, started + tick, [this] { return stopping_ || nudged_; }) && stopping_) return;
     nudged_ = false;
@@ -248,6 +253,7 @@ void Cluster::acquire_lease() {
   }
   lease_ = *lease;
   stamped_.clear();
+  left_in_sync_ = false;
   auto margin = std::max(std::chrono::milliseconds(250), options_.lease / 5);
   deadline_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
                          (sent + std::chrono::seconds(ttl_s) - margin).time_since_epoch())
@@ -297,6 +303,7 @@ void Cluster::refresh() {
       auto& r = records[static_cast<size_t>(p)];
       r.owner = j.value("owner", "");
       r.replicas = j.value("replicas", std::vector<std::string>{});
+      r.in_sync = j.value("in_sync", r.replicas);
       r.generation = j.value("generation", int64_t{0});
       r.epoch = kv.mod_revision;
     }
@@ -305,11 +312,22 @@ void Cluster::refresh() {
     // newer revision next time.
     seen_revision_ = *revision;
   }
+  if (!left_in_sync_) {
+    leave_in_sync_sets();
+    changed = true;
+  }
   bool pending = std::any_of(records_.begin(), records_.end(), [&](const auto& r) {
-    return r.owner.empty() || r.owner == options_.node_id;
+    return r.owner.empty() || r.owner == options_.node_id ||
+           (!nodes_.count(r.owner) && contains(r.in_sync, options_.node_id));
   });
+  std::set<int> before = stamped_;
   if (pending && place_and_stamp()) changed = true;
   if (changed) publish();
+  // Partitions taken over from a dead owner: their objects' alarms and
+  // catalog rows, now that this node serves them.
+  for (int p : stamped_) {
+    if (!before.count(p) && adopting_.erase(p)) adopt_objects(p);
+  }
 }
 
 bool Cluster::place_and_stamp() {
@@ -331,13 +349,44 @@ bool Cluster::place_and_stamp() {
     auto& r = records_[static_cast<size_t>(p)];
     std::string k = key("partitions/" + std::to_string(p));
     if (r.owner.empty()) {
-      if (!settled || rendezvous(p, members) != options_.node_id) continue;
-      ClusterView::Partition mine{options_.node_id, {options_.node_id}, 1, 0, false};
+      std::vector<std::string> order = ranked(p, members);
+      if (!settled || order.empty() || order.front() != options_.node_id) continue;
+      // The owner and the next replicas-1 nodes; all in sync, as all are empty.
+      order.resize(std::min(order.size(), static_cast<size_t>(options_.replicas)));
+      ClusterView::Partition mine{options_.node_id, order, order, 1, 0, false};
       auto made = etcd_->txn({etcd::Compare::absent(k)}, {etcd::Op::put(k, record_json(mine).dump())}, {});
       if (made && made->succeeded) {
         mine.epoch = made->revision;
         r = mine;
         stamped_.insert(p);
+        changed = true;
+      }
+      continue;
+    }
+    if (r.owner != options_.node_id && !nodes_.count(r.owner) && contains(r.in_sync, options_.node_id)) {
+      // The owner is gone (its lease ended, so it serves nothing). The first
+      // live in-sync backup takes over, alone in sync: another backup may
+      // hold a commit the owner shipped it and not this node, so it must be
+      // made anew before it counts again.
+      std::set<std::string> live_in_sync;
+      for (const auto& n : r.in_sync) {
+        if (nodes_.count(n)) live_in_sync.insert(n);
+      }
+      auto order = ranked(p, live_in_sync);
+      if (order.empty() || order.front() != options_.node_id) continue;
+      ClusterView::Partition next = r;
+      next.owner = options_.node_id;
+      next.in_sync = {options_.node_id};
+      next.generation = r.generation + 1;
+      std::lock_guard apply(apply_mu_);  // no batch half applied to the copies
+      auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)},
+                             {etcd::Op::put(k, record_json(next).dump())}, {});
+      if (made && made->succeeded) {
+        log_info("cluster: took over partition " + std::to_string(p) + " from node " + r.owner);
+        next.epoch = made->revision;
+        r = next;
+        stamped_.insert(p);
+        adopting_.insert(p);
         changed = true;
       }
       continue;
@@ -474,7 +523,7 @@ std::string Cluster::status_json() const {
     partitions.push_back({{"partition", p},
                           {"owner", r.owner},
                           {"replicas", r.replicas},
-                          {"in_sync", r.replicas},
+                          {"in_sync", r.in_sync},
                           {"epoch", r.epoch},
                           {"owner_live", view->nodes.count(r.owner) > 0}});
   }

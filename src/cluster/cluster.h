@@ -60,7 +60,8 @@ struct ClusterView {
   };
   struct Partition {
     std::string owner;  // empty: not yet placed
-    std::vector<std::string> replicas;
+    std::vector<std::string> replicas;  // the owner first
+    std::vector<std::string> in_sync;   // replicas whose copy is current (the owner too)
     int64_t generation = 0;
     int64_t epoch = 0;  // the record's mod_revision
     bool serving_here = false;  // owned and re-stamped under this node's lease
@@ -116,6 +117,19 @@ class Cluster final : public Placement {
   void send_admin(Shard& from, const Peer& to, Request request,
                   std::function<void(Response)> done) override;
   bool peer_authorized(std::string_view token) const override;
+  std::unique_ptr<ShardReplicator> make_replicator(Shard& shard) override;
+
+  // Replication (replicator.cc). A backup's side: applies records another
+  // node's shard shipped, durably, and answers; off the shards (blocking
+  // I/O), done on any thread.
+  void apply_replica(std::string body, std::function<void(Response)> done);
+  // The owner's side: asks the agent to take `node` out of the in-sync sets
+  // of these partitions (it did not take a ship); done(ok) once etcd says so
+  // (or it was out already), done(error) if this node no longer owns one.
+  void shrink_in_sync(std::vector<std::pair<int, std::string>> drops, std::function<void(Status)> done);
+  PeerPools& pools() { return *pools_; }
+  const std::string& node_id() const { return options_.node_id; }
+  Runtime* runtime() const { return runtime_; }
 
   // The peer listener's handler: a request forwarded by another node
   // (peer.cc). Runs on the shard that accepted it; done runs there too.
@@ -128,6 +142,14 @@ class Cluster final : public Placement {
   void refresh();
   // Places unowned partitions and re-stamps owned ones; whether it changed any.
   bool place_and_stamp();
+  // Agent: the pending shrink requests, against etcd.
+  void run_shrinks();
+  // Agent, on joining: out of every in-sync set it is in as a backup (it may
+  // have missed commits while away, or hold a torn copy).
+  void leave_in_sync_sets();
+  // Agent, after taking over partition p: its objects' alarms and catalog
+  // rows, which a backup's copies did not make.
+  void adopt_objects(int p);
   void publish();
   std::string key(const std::string& rest) const { return options_.etcd_prefix + rest; }
 
@@ -143,6 +165,15 @@ class Cluster final : public Placement {
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_
   bool nudged_ = false;    // guarded by mu_
+  struct Shrink {
+    std::vector<std::pair<int, std::string>> drops;
+    std::function<void(Status)> done;
+  };
+  std::vector<Shrink> shrinks_;  // guarded by mu_
+  bool left_in_sync_ = false;    // agent: leave_in_sync_sets ran under this lease
+  // Backups apply one batch at a time; a takeover waits for the batch under
+  // way (so that no copy it opens is half written).
+  std::mutex apply_mu_;
 
   // Agent thread only.
   int64_t lease_ = 0;
@@ -150,6 +181,7 @@ class Cluster final : public Placement {
   std::map<std::string, ClusterView::Node> nodes_;
   std::vector<ClusterView::Partition> records_;
   std::set<int> stamped_;  // partitions re-stamped under lease_
+  std::set<int> adopting_;  // taken over, objects not yet adopted
   std::set<std::string> last_members_;
   std::chrono::steady_clock::time_point members_since_{};
 

@@ -271,6 +271,14 @@ void Cluster::send_admin(Shard& from, const Peer& to, Request request,
 }
 
 void Cluster::handle_peer(Shard& accepted_on, Request request, std::function<void(Response)> done) {
+  if (request.header("dobj-peer-replicate")) {
+    if (!peer_authorized(request.header("dobj-peer-token").value_or(""))) {
+      return done(Response::error(403, "not a peer of this cluster"));
+    }
+    return apply_replica(std::move(request.body), [&accepted_on, done = std::move(done)](Response r) mutable {
+      accepted_on.post([r = std::move(r), done = std::move(done)]() mutable { done(std::move(r)); });
+    });
+  }
   std::string token, ns_name, id_hex, method, bound;
   std::optional<std::string> name, call;
   bool via_stub = false;

@@ -23,6 +23,7 @@
 
 #include "dobj/http.h"
 #include "dobj/id.h"
+#include "storage/replication.h"
 
 namespace dobj::internal {
 
@@ -66,6 +67,11 @@ class Placement {
   virtual void send_admin(Shard& from, const Peer& to, Request request,
                           std::function<void(Response)> done) = 0;
   virtual bool peer_authorized(std::string_view token) const = 0;
+
+  // What the shard's commits ship to the backups before they count durable
+  // (storage/replication.h); null when partitions have no backups. Called
+  // once per shard at start, before any object opens its database.
+  virtual std::unique_ptr<ShardReplicator> make_replicator(Shard& shard) = 0;
 };
 
 }  // namespace dobj::internal

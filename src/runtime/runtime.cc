@@ -161,6 +161,9 @@ void Runtime::start(Loops loops) {
   for (auto& ns : namespaces_) dirs[ns->name()] = ns->dir();
   if (Status st = catalog_.open(options_.data_dir + "/catalog.sqlite", dirs); !st) throw Error(st);
   catalog_.start();
+  if (placement_) {
+    for (auto& shard : shards_) shard->set_replicator(placement_->make_replicator(*shard));
+  }
   if (flusher_) flusher_->start();
   if (loops == Loops::kThreads) start_loops();
   // Alarms pending before the last stop or crash: each to its object's shard.

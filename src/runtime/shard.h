@@ -131,6 +131,13 @@ class Shard {
   boost::asio::io_context& io();
   Runtime& runtime() { return *runtime_; }
   GroupCommit& commits() { return commits_; }
+  // A cluster node's replication of this shard's commits (null: none). Set
+  // before the loop runs.
+  void set_replicator(std::unique_ptr<ShardReplicator> r) {
+    replicator_ = std::move(r);
+    commits_.set_replicator(replicator_.get());
+  }
+  ReplicationLog* replication_log() { return replicator_.get(); }
   // The alarms of this shard's objects (alarm_runner.h).
   AlarmRunner& alarms() { return *alarms_; }
   int64_t now_ms();  // the alarm clock: milliseconds since the Unix epoch
@@ -260,6 +267,7 @@ class Shard {
   struct Loop;
   std::unique_ptr<Loop> loop_;
   std::thread thread_;
+  std::unique_ptr<ShardReplicator> replicator_;  // before commits_, which uses it
   GroupCommit commits_;
   DbCache open_dbs_;
   std::unique_ptr<AlarmRunner> alarms_;

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "storage/replication.h"
+
 namespace dobj::internal {
 
 Result<std::shared_ptr<SyncFile>> SyncFile::open(const std::string& path, bool is_dir) {
@@ -139,7 +141,7 @@ GroupCommit::GroupCommit(Flusher* flusher, Post post_to_shard)
 
 uint64_t GroupCommit::committed(std::shared_ptr<SyncFile> file, std::shared_ptr<SyncFile> dir) {
   uint64_t seq = next_seq_++;
-  if (!flusher_) {
+  if (!flusher_ && !replicator_) {
     durable_seq_ = seq;
     return seq;
   }
@@ -179,9 +181,26 @@ void GroupCommit::maybe_flush() {
   for (auto& [k, f] : dirty_) files.push_back(std::move(f));
   dirty_.clear();
   in_flight_ = true;
-  flusher_->submit(std::move(files), [this, upto](Status st) {
-    post_([this, upto, st = std::move(st)]() mutable { flushed(upto, std::move(st)); });
-  });
+  if (!replicator_) {
+    flusher_->submit(std::move(files), [this, upto](Status st) {
+      post_([this, upto, st = std::move(st)]() mutable { flushed(upto, std::move(st)); });
+    });
+    return;
+  }
+  // Both the local sync and the backups' copies; the first failure counts.
+  struct Parts {
+    int left;
+    Status status;
+  };
+  auto parts = std::make_shared<Parts>(Parts{flusher_ ? 2 : 1, Status::ok()});
+  auto part_done = [this, upto, parts](Status st) {
+    post_([this, upto, parts, st = std::move(st)]() mutable {
+      if (!st.is_ok() && parts->status.is_ok()) parts->status = std::move(st);
+      if (--parts->left == 0) flushed(upto, std::move(parts->status));
+    });
+  };
+  if (flusher_) flusher_->submit(std::move(files), part_done);
+  replicator_->ship(part_done);
 }
 
 void GroupCommit::flushed(uint64_t upto, Status status) {

@@ -124,6 +124,10 @@ class GroupCommit {
 
   // flusher null means Durability::kOs: no flush.
   GroupCommit(Flusher* flusher, Post post_to_shard);
+  // A cluster node's: each flush also ships what was recorded for the
+  // backups, and its commits count durable once both are done. Set before
+  // the first commit.
+  void set_replicator(class CommitReplicator* r) { replicator_ = r; }
 
   // Records a commit that dirtied `file` (and `dir`, when it created an entry in
   // it); returns its sequence number.
@@ -136,7 +140,7 @@ class GroupCommit {
   void when_durable(uint64_t seq, Waiter waiter);
   uint64_t durable_seq() const { return durable_seq_; }
   // False in Durability::kOs mode: nothing is flushed.
-  bool syncs() const { return flusher_ != nullptr; }
+  bool syncs() const { return flusher_ != nullptr || replicator_ != nullptr; }
   // The failure of the first failed flush; ok while none failed.
   const Status& failure() const { return failure_; }
   uint64_t last_seq() const { return next_seq_ - 1; }
@@ -150,6 +154,7 @@ class GroupCommit {
   uint64_t flushed_upto() const { return releases_.empty() ? durable_seq_ : releases_.back().first; }
 
   Flusher* flusher_;
+  class CommitReplicator* replicator_ = nullptr;
   Post post_;
   uint64_t next_seq_ = 1;
   uint64_t durable_seq_ = 0;   // every waiter up to here has run

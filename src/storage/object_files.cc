@@ -89,6 +89,19 @@ bool ObjectStore::ensure_open(bool create) {
   // Every commit from here on is followed by flush_wal_writes (end_turn's,
   // and the runtime's tables' below), which writes what this holds back.
   combine_wal_writes(db_.get());
+  if (env_.replication) {
+    int page = env_.page_size;
+    if (auto s = db_.cached("PRAGMA page_size"); s && (*s)->step() == SQLITE_ROW) page = (*s)->column_int(0);
+    capture_wal_frames(db_.get(), page, [this, page](std::vector<WalFrame> txn) {
+      ReplicaRecord r;
+      r.kind = ReplicaRecord::Kind::kCommit;
+      r.ns = identity_.ns;
+      r.id = identity_.id_hex;
+      r.page_size = static_cast<uint32_t>(page);
+      r.frames = std::move(txn);
+      env_.replication->record(std::move(r));
+    });
+  }
 
   if (env_.max_database_bytes > 0) {
     // The file's own page size (a new file's is the one set above).
@@ -210,6 +223,9 @@ Status ObjectStore::remove_files() {
     }
   }
   file_known_missing_ = true;
+  if (env_.replication) {
+    env_.replication->record(ReplicaRecord{ReplicaRecord::Kind::kRemove, identity_.ns, identity_.id_hex, 0, 0, 0, {}, {}});
+  }
   // The removal survives power loss once answered.
   return removed ? sync_dir(dir_) : Status::ok();
 }
@@ -222,6 +238,12 @@ Status ObjectStore::replace_files(const std::string& file) {
   // leaves the new file with the old log.
   if (::unlink((path_ + "-wal").c_str()) != 0 && errno != ENOENT) {
     return Status(Code::kInternal, "cannot remove " + path_ + "-wal: " + std::strerror(errno));
+  }
+  if (env_.replication) {
+    auto bytes = read_file(file);
+    if (!bytes) return bytes.status();
+    env_.replication->record(
+        ReplicaRecord{ReplicaRecord::Kind::kReplace, identity_.ns, identity_.id_hex, 0, 0, 0, {}, std::move(*bytes)});
   }
   if (::rename(file.c_str(), path_.c_str()) != 0) {
     return Status(Code::kInternal, "cannot move the import into place: " +

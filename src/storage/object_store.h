@@ -40,6 +40,7 @@
 #include "storage/catalog.h"
 #include "storage/counters.h"
 #include "storage/group_commit.h"
+#include "storage/replication.h"
 #include "storage/sqlite.h"
 
 namespace dobj::internal {
@@ -101,6 +102,9 @@ struct StoreEnv {
   // The runtime's clock, milliseconds since the Unix epoch (State::now,
   // set_alarm of a delay); null: the system clock.
   std::function<int64_t()> now_ms = nullptr;
+  // A cluster node's backups: each commit's frames, imports and removals are
+  // recorded here (storage/replication.h); null: not replicated.
+  ReplicationLog* replication = nullptr;
 };
 
 class ObjectStore {

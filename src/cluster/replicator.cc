@@ -1,0 +1,370 @@
+// Replication of each partition's commits to its in-sync backups: the
+// owner's shards ship (ShardReplicatorImpl), backups apply (apply_replica),
+// and the agent keeps the in-sync sets in etcd (shrinks, leaving on rejoin,
+// adopting the objects of a partition taken over). docs/cluster.md.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "base/fs.h"
+#include "base/hex.h"
+#include "base/log.h"
+#include "cluster/cluster.h"
+#include "cluster/etcd.h"
+#include "cluster/peer.h"
+#include "runtime/alarm_runner.h"
+#include "runtime/object_host.h"
+#include "runtime/runtime.h"
+
+namespace dobj::internal {
+namespace {
+
+using nlohmann::json;
+
+bool contains(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+// The ID of a hex string, for its partition only (the check is not verified).
+std::optional<ObjectId> id_of(const std::string& hex) {
+  auto bytes = from_hex_lower(hex);
+  if (!bytes || bytes->size() != ObjectId::kSize) return std::nullopt;
+  ObjectId::Bytes b;
+  std::copy(bytes->begin(), bytes->end(), b.begin());
+  return ObjectId(b, std::nullopt);
+}
+
+class ShardReplicatorImpl final : public ShardReplicator {
+ public:
+  ShardReplicatorImpl(Cluster* cluster, Shard* shard) : cluster_(cluster), shard_(shard) {}
+
+  void record(ReplicaRecord r) override {
+    auto id = id_of(r.id);
+    r.partition = id ? static_cast<uint32_t>(cluster_->partition_of(*id)) : 0;
+    records_.push_back(std::move(r));
+  }
+
+  void ship(std::function<void(Status)> done) override {
+    if (records_.empty()) return done(Status::ok());
+    std::vector<ReplicaRecord> records = std::exchange(records_, {});
+    auto view = cluster_->view();
+    const std::string& me = cluster_->node_id();
+    std::map<std::string, std::vector<size_t>> per_node;
+    std::map<std::string, std::set<int>> parts_of;
+    for (size_t i = 0; i < records.size(); ++i) {
+      ReplicaRecord& r = records[i];
+      const auto& p = view->partitions[r.partition];
+      if (p.owner != me) {
+        // Its commits were made while it served the partition; another
+        // node has it now, so they can never count as acknowledged.
+        return done(Status(Code::kUnavailable, "partition " + std::to_string(r.partition) +
+                                                   " is no longer this node's"));
+      }
+      r.epoch = p.epoch;
+      for (const auto& n : p.in_sync) {
+        if (n == me) continue;
+        per_node[n].push_back(i);
+        parts_of[n].insert(static_cast<int>(r.partition));
+      }
+    }
+    if (per_node.empty()) return done(Status::ok());
+    struct Gather {
+      size_t left;
+      std::vector<std::pair<int, std::string>> drops;
+      std::function<void(Status)> done;
+    };
+    auto g = std::make_shared<Gather>(Gather{per_node.size(), {}, std::move(done)});
+    auto answered = [this, g](const std::string& node, const std::set<int>& parts, bool ok) {
+      if (!ok) {
+        for (int p : parts) g->drops.emplace_back(p, node);
+      }
+      if (--g->left > 0) return;
+      if (g->drops.empty()) return g->done(Status::ok());
+      cluster_->shrink_in_sync(std::move(g->drops), std::move(g->done));
+    };
+    // A backup that does not answer within a lease is taken out of the
+    // in-sync sets rather than holding every write.
+    auto timeout = cluster_->options().lease;
+    for (auto& [node, indexes] : per_node) {
+      std::vector<ReplicaRecord> subset;
+      subset.reserve(indexes.size());
+      for (size_t i : indexes) subset.push_back(records[i]);
+      auto peer = view->nodes.find(node);
+      const std::set<int>& parts = parts_of[node];
+      if (peer == view->nodes.end() || peer->second.peer.empty()) {
+        answered(node, parts, false);
+        continue;
+      }
+      Request req;
+      req.method = "POST";
+      req.target = "/_dobj_peer/replicate";
+      req.headers = {{"dobj-peer-token", cluster_->peer_token()}, {"dobj-peer-replicate", "1"}};
+      req.body = encode_replica_records(subset);
+      cluster_->pools().exchange(static_cast<size_t>(shard_->index()), shard_->io(), peer->second.peer,
+                                 std::move(req), timeout,
+                                 [answered, node = node, parts](Result<Response> r) {
+                                   bool ok = r && r->status == 200;
+                                   if (!ok) {
+                                     log_warn("cluster: backup " + node + " did not take a ship: " +
+                                              (r ? std::to_string(r->status) + " " + r->body
+                                                 : r.status().message()));
+                                   }
+                                   answered(node, parts, ok);
+                                 });
+    }
+  }
+
+ private:
+  Cluster* cluster_;
+  Shard* shard_;
+  std::vector<ReplicaRecord> records_;
+};
+
+}  // namespace
+
+std::unique_ptr<ShardReplicator> Cluster::make_replicator(Shard& shard) {
+  if (options_.replicas <= 1) return nullptr;
+  return std::make_unique<ShardReplicatorImpl>(this, &shard);
+}
+
+void Cluster::apply_replica(std::string body, std::function<void(Response)> done) {
+  runtime_->run_blocking([this, body = std::move(body), done = std::move(done)] {
+    auto records = decode_replica_records(body);
+    if (!records) return done(Response::error(400, records.status().message()));
+    std::lock_guard lock(apply_mu_);
+    auto view = this->view();
+    for (const auto& r : *records) {
+      auto id = id_of(r.id);
+      if (!id || r.partition >= view->partitions.size() ||
+          static_cast<uint32_t>(partition_of(*id)) != r.partition) {
+        return done(Response::error(400, "a record of the wrong partition"));
+      }
+      const auto& p = view->partitions[r.partition];
+      std::string why = p.owner == options_.node_id ? "this node owns partition "
+                        : !contains(p.in_sync, options_.node_id) ? "this node is not in sync for partition "
+                        : r.epoch < p.epoch ? "an older epoch of partition "
+                                            : "";
+      if (!why.empty()) return done(Response::error(409, why + std::to_string(r.partition)));
+    }
+    std::map<std::string, int> files;  // path -> descriptor, synced at the end
+    std::set<std::string> dirs;        // folders whose entries changed
+    Status failed;
+    auto open_file = [&](const std::string& path, int flags) -> int {
+      auto it = files.find(path);
+      if (it != files.end()) return it->second;
+      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | flags, 0644);
+      if (fd >= 0) files[path] = fd;
+      return fd;
+    };
+    for (auto& r : *records) {
+      const NamespaceImpl* ns = runtime_->find_namespace(r.ns);
+      if (!ns) {
+        failed = Status(Code::kInvalidArgument, "no binding " + r.ns + " on this node");
+        break;
+      }
+      std::string dir = ns->object_dir(r.id);
+      std::string path = dir + "/" + NamespaceImpl::object_file(r.id);
+      if (r.kind == ReplicaRecord::Kind::kRemove) {
+        if (auto it = files.find(path); it != files.end()) {
+          ::close(it->second);
+          files.erase(it);
+        }
+        ::unlink((path + "-wal").c_str());
+        ::unlink(path.c_str());
+        dirs.insert(dir);
+        continue;
+      }
+      if (!std::filesystem::exists(dir)) {
+        if (Status st = make_dirs(dir); !st) {
+          failed = st;
+          break;
+        }
+        dirs.insert(dir.substr(0, dir.rfind('/')));
+      }
+      bool existed = std::filesystem::exists(path);
+      if (r.kind == ReplicaRecord::Kind::kReplace) {
+        if (auto it = files.find(path); it != files.end()) {
+          ::close(it->second);
+          files.erase(it);
+        }
+        ::unlink((path + "-wal").c_str());
+        int fd = open_file(path, O_TRUNC);
+        if (fd < 0 || ::pwrite(fd, r.file.data(), r.file.size(), 0) != static_cast<ssize_t>(r.file.size())) {
+          failed = Status(Code::kInternal, "writing " + path + ": " + std::strerror(errno));
+          break;
+        }
+      } else {
+        int fd = open_file(path, 0);
+        if (fd < 0) {
+          failed = Status(Code::kInternal, "opening " + path + ": " + std::strerror(errno));
+          break;
+        }
+        if (Status st = apply_wal_frames(fd, static_cast<int>(r.page_size), r.frames.data(), r.frames.size());
+            !st) {
+          failed = st;
+          break;
+        }
+      }
+      if (!existed) dirs.insert(dir);
+    }
+    for (auto& [path, fd] : files) {
+      if (failed.is_ok() && ::fdatasync(fd) != 0) {
+        failed = Status(Code::kInternal, "syncing " + path + ": " + std::strerror(errno));
+      }
+      ::close(fd);
+    }
+    for (const auto& d : dirs) {
+      if (failed.is_ok()) {
+        if (Status st = sync_dir(d); !st) failed = st;
+      }
+    }
+    if (!failed.is_ok()) {
+      // The copy is now unknown: this node must not count as in sync.
+      log_error("cluster: applying a ship failed: " + failed.message());
+      return done(Response::error(500, failed.message()));
+    }
+    done(Response::text("ok"));
+  });
+}
+
+void Cluster::shrink_in_sync(std::vector<std::pair<int, std::string>> drops,
+                             std::function<void(Status)> done) {
+  {
+    std::lock_guard lock(mu_);
+    shrinks_.push_back(Shrink{std::move(drops), std::move(done)});
+    nudged_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Cluster::run_shrinks() {
+  std::vector<Shrink> pending;
+  {
+    std::lock_guard lock(mu_);
+    pending.swap(shrinks_);
+  }
+  if (pending.empty()) return;
+  bool changed = false;
+  std::vector<Shrink> again;
+  for (auto& s : pending) {
+    Status result;
+    bool retry = false;
+    for (const auto& [p, node] : s.drops) {
+      std::string k = key("partitions/" + std::to_string(p));
+      auto got = etcd_->get(k);
+      if (!got || got->kvs.size() != 1) {
+        retry = true;
+        break;
+      }
+      json j = json::parse(got->kvs[0].value, nullptr, false);
+      if (!j.is_object() || j.value("owner", "") != options_.node_id || !lease_live()) {
+        result = Status(Code::kUnavailable, "partition " + std::to_string(p) + " is no longer this node's");
+        break;
+      }
+      auto in_sync = j.value("in_sync", std::vector<std::string>{});
+      if (!contains(in_sync, node)) continue;
+      in_sync.erase(std::remove(in_sync.begin(), in_sync.end(), node), in_sync.end());
+      j["in_sync"] = in_sync;
+      auto made = etcd_->txn({etcd::Compare::unchanged_since(k, got->kvs[0].mod_revision)},
+                             {etcd::Op::put(k, j.dump())}, {});
+      if (!made || !made->succeeded) {
+        retry = true;
+        break;
+      }
+      log_warn("cluster: node " + node + " is out of partition " + std::to_string(p) + "'s in-sync set");
+      auto& r = records_[static_cast<size_t>(p)];
+      r.in_sync = in_sync;
+      r.epoch = made->revision;
+      changed = true;
+    }
+    if (retry && lease_live()) {
+      again.push_back(std::move(s));
+      continue;
+    }
+    if (retry) result = Status(Code::kUnavailable, "this node's lease ended before it could drop a backup");
+    if (!result.is_ok()) {
+      // Writes waiting on this ship can never be acknowledged: the node
+      // stops, as on a failed flush, and its supervisor restarts it.
+      log_error("cluster: " + result.message() + "; exiting so that the node rejoins clean");
+      std::fflush(nullptr);
+      std::_Exit(75);
+    }
+    s.done(Status::ok());
+  }
+  if (changed) publish();
+  if (!again.empty()) {
+    std::lock_guard lock(mu_);
+    for (auto& s : again) shrinks_.push_back(std::move(s));
+  }
+}
+
+void Cluster::leave_in_sync_sets() {
+  bool all = true;
+  for (int p = 0; p < partitions_; ++p) {
+    auto& r = records_[static_cast<size_t>(p)];
+    if (r.owner == options_.node_id || !contains(r.in_sync, options_.node_id)) continue;
+    ClusterView::Partition next = r;
+    next.in_sync.erase(std::remove(next.in_sync.begin(), next.in_sync.end(), options_.node_id),
+                       next.in_sync.end());
+    std::string k = key("partitions/" + std::to_string(p));
+    json j = {{"owner", next.owner},
+              {"replicas", next.replicas},
+              {"in_sync", next.in_sync},
+              {"generation", next.generation}};
+    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)}, {etcd::Op::put(k, j.dump())}, {});
+    if (made && made->succeeded) {
+      next.epoch = made->revision;
+      r = next;
+    } else {
+      all = false;
+    }
+  }
+  left_in_sync_ = all;
+}
+
+void Cluster::adopt_objects(int p) {
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  size_t adopted = 0;
+  for (const auto& ns : runtime_->namespaces()) {
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(ns->dir(), ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (name.size() != 64 + 7 || name.substr(64) != ".sqlite") continue;
+      auto id = ns->ids().from_string(name.substr(0, 64));
+      if (!id || partition_of(*id) != p) continue;
+      ++adopted;
+      std::string path = it->path().string();
+      runtime_->run_on_object(
+          ns.get(), *id, nullptr,
+          [path, now](ObjectHost& host, Reply reply) {
+            Runtime& rt = host.shard()->runtime();
+            std::string hex = host.id().to_string();
+            rt.catalog().created(CatalogTouch{host.ns()->name(), hex, path, now, std::nullopt, true});
+            try {
+              if (auto at = host.store().stored_alarm()) {
+                auto file = rt.alarm_index().record(AlarmRecord{host.ns()->name(), hex, std::nullopt, *at, 0});
+                if (file) host.shard()->commits().add_dirty(std::move(*file));
+                host.shard()->alarms().schedule(ObjectKey{host.ns(), host.id()}, *at, 0);
+              }
+            } catch (const std::exception& e) {
+              log_error("cluster: reading the alarm of " + hex + ": " + e.what());
+            }
+            reply(Response{});
+          },
+          [](Answer) {});
+    }
+  }
+  log_info("cluster: partition " + std::to_string(p) + ": " + std::to_string(adopted) +
+           " objects adopted (alarms scheduled, catalogued)");
+}
+
+}  // namespace dobj::internal

@@ -1,0 +1,58 @@
+// Replication's side of storage: what an object's store hands on to be copied
+// to other nodes (a cluster's backups, docs/cluster.md), and the wire form.
+//
+// A store with a ReplicationLog records each committed transaction's WAL
+// frames (storage/vfs.h), an import's whole file, and a removal. The shard's
+// GroupCommit asks its CommitReplicator to ship everything recorded up to a
+// flush, and counts the flush's commits durable only when both the local
+// sync and the ship are done.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "dobj/status.h"
+#include "storage/vfs.h"
+
+namespace dobj::internal {
+
+struct ReplicaRecord {
+  enum class Kind : uint8_t { kCommit = 0, kReplace = 1, kRemove = 2 };
+  Kind kind = Kind::kCommit;
+  std::string ns;
+  std::string id;  // hex
+  // Set by the replicator: the object's partition and its epoch there.
+  uint32_t partition = 0;
+  int64_t epoch = 0;
+  uint32_t page_size = 0;        // kCommit
+  std::vector<WalFrame> frames;  // kCommit: one transaction
+  std::string file;              // kReplace: the database's bytes
+};
+
+// Where a shard's stores record what they change (shard thread only).
+class ReplicationLog {
+ public:
+  virtual ~ReplicationLog() = default;
+  virtual void record(ReplicaRecord r) = 0;
+};
+
+// What a GroupCommit waits for beside its sync.
+class CommitReplicator {
+ public:
+  virtual ~CommitReplicator() = default;
+  // Ships every record so far; done runs once each is durable on every
+  // backup that must hold it (any thread). A failure is final for the shard,
+  // as a failed sync is.
+  virtual void ship(std::function<void(Status)> done) = 0;
+};
+
+// Both, one per shard.
+class ShardReplicator : public ReplicationLog, public CommitReplicator {};
+
+std::string encode_replica_records(const std::vector<ReplicaRecord>& records);
+// Refuses (kInvalidArgument) anything malformed.
+Result<std::vector<ReplicaRecord>> decode_replica_records(std::string_view bytes);
+
+}  // namespace dobj::internal
