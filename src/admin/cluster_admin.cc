@@ -83,7 +83,10 @@ void AdminPlane::list_cluster_objects(Shard& here, const Request& request, Reply
     size_t left = 0;
     std::vector<CatalogEntry> entries;
     std::vector<Json> objects;
-    bool more = false;
+    // The earliest place where a node's page stopped with more to come:
+    // every node's objects up to there are in hand, none past it.
+    std::optional<CatalogEntry> cutoff;
+    std::string cutoff_cursor;
     Json missing = Json::array();
     Reply reply;
   };
@@ -100,26 +103,32 @@ void AdminPlane::list_cluster_objects(Shard& here, const Request& request, Reply
         g->entries.push_back(entry_of(o));
         g->objects.push_back(std::move(o));
       }
-      if (!page["nextCursor"].is_null()) g->more = true;
+      if (page["nextCursor"].is_string()) {
+        std::string cursor = page["nextCursor"];
+        auto at = catalog_cursor_position(g->query.sort, cursor);
+        if (at && (!g->cutoff || before(g->query.sort, *at, *g->cutoff))) {
+          g->cutoff = at;
+          g->cutoff_cursor = cursor;
+        }
+      }
     }
     if (--g->left > 0) return;
-    // Every node's page holds its first `limit` objects after the cursor, so
-    // the first `limit` of their union are the cluster's.
-    std::vector<size_t> order(g->entries.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::vector<size_t> order;
+    for (size_t i = 0; i < g->entries.size(); ++i) {
+      if (!g->cutoff || !before(g->query.sort, *g->cutoff, g->entries[i])) order.push_back(i);
+    }
     std::sort(order.begin(), order.end(),
               [&](size_t a, size_t b) { return before(g->query.sort, g->entries[a], g->entries[b]); });
+    Json next = g->cutoff ? Json(g->cutoff_cursor) : Json(nullptr);
     size_t limit = static_cast<size_t>(g->query.limit);
     if (order.size() > limit) {
-      g->more = true;
       order.resize(limit);
+      next = catalog_cursor_after(g->query.sort, g->entries[order.back()]);
     }
     Json out;
     out["objects"] = Json::array();
     for (size_t i : order) out["objects"].push_back(std::move(g->objects[i]));
-    out["nextCursor"] = g->more && !order.empty()
-                            ? Json(catalog_cursor_after(g->query.sort, g->entries[order.back()]))
-                            : Json(nullptr);
+    out["nextCursor"] = std::move(next);
     // Nodes that did not answer: their objects are missing from this page.
     out["unreachableNodes"] = std::move(g->missing);
     g->reply(Response::json(out.dump(-1, ' ', false, Json::error_handler_t::replace)));

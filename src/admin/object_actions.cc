@@ -49,4 +49,11 @@ Status replace_object(ObjectHost& host, const std::string& why, const std::strin
   return Status::ok();
 }
 
+void when_replicated(ObjectHost& host, std::function<void(Status)> done) {
+  Shard& shard = *host.shard();
+  if (!shard.replication_log()) return done(Status::ok());
+  GroupCommit& commits = shard.commits();
+  commits.when_durable(commits.committed(nullptr, nullptr), std::move(done));
+}
+
 }  // namespace dobj::internal

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include <functional>
+
 #include "dobj/status.h"
 
 namespace dobj::internal {
@@ -18,5 +20,9 @@ Status delete_object(ObjectHost& host, const std::string& why);
 // The same, then puts the database file `file` in its place, catalogues it
 // and schedules the alarm it holds.
 Status replace_object(ObjectHost& host, const std::string& why, const std::string& file);
+// In a cluster with backups: calls done once what the object's store recorded
+// so far (a removal, an import) is on every in-sync backup, as a commit would
+// be; at once otherwise. On the object's shard.
+void when_replicated(ObjectHost& host, std::function<void(Status)> done);
 
 }  // namespace dobj::internal

@@ -245,10 +245,14 @@ void AdminPlane::list_objects(Shard& here, const Request& request, Reply reply) 
   // Residency and sockets live on the objects' shards.
   std::vector<ObjectKey> refs;
   std::vector<CatalogEntry> entries;
+  Placement* placement = runtime_.placement();
   for (auto& e : page->entries) {
     const NamespaceImpl* ns = runtime_.find_namespace(e.ns);
     auto id = ns ? ns->ids().from_string(e.id) : Result<ObjectId>(Status(Code::kNotFound, ""));
     if (!id) continue;  // a binding since removed, or a folder of another secret
+    // A cluster node lists what it serves: another node lists its backups'
+    // copies and what moved away from here.
+    if (placement && !placement->serves_here(*id)) continue;
     refs.push_back({ns, *id});
     entries.push_back(std::move(e));
   }
@@ -455,7 +459,9 @@ void AdminPlane::import_object(Shard& here, const ObjectKey& t, const Request& r
                         {"namespace", host.ns()->name()},
                         {"id", hex},
                         {"databaseBytes", host.store().database_size()}};
-            reply(Response::json(dump(out)));
+            internal::when_replicated(host, [reply, out = dump(out)](Status st) {
+              reply(st ? Response::json(out) : error_response(st));
+            });
           },
           std::move(reply));
     });
@@ -468,7 +474,8 @@ void AdminPlane::delete_object(Shard& here, const ObjectKey& t, Reply reply) {
       [](ObjectHost& host, Reply reply) {
         Status st = internal::delete_object(host, "the object was deleted by an operator");
         if (!st) return reply(error_response(st));
-        reply(Response::json(dump(Json{{"deleted", true}, {"id", host.id().to_string()}})));
+        internal::when_replicated(host, [reply, out = dump(Json{{"deleted", true}, {"id", host.id().to_string()}})](
+                                            Status st) { reply(st ? Response::json(out) : error_response(st)); });
       },
       std::move(reply));
 }

@@ -439,6 +439,24 @@ Result<CatalogPage> Catalog::list(const CatalogQuery& q) {
   return page;
 }
 
+std::optional<CatalogEntry> catalog_cursor_position(CatalogQuery::Sort sort, const std::string& cursor) {
+  std::string value;
+  CatalogEntry e;
+  if (!parse_cursor(cursor, &value, &e.ns, &e.id)) return std::nullopt;
+  using Sort = CatalogQuery::Sort;
+  try {
+    switch (sort) {
+      case Sort::kId: break;
+      case Sort::kName: e.name = value; break;
+      case Sort::kBytes: e.bytes = std::stoll(value); break;
+      case Sort::kActive: e.active_ms = std::stoll(value); break;
+    }
+  } catch (...) {
+    return std::nullopt;
+  }
+  return e;
+}
+
 std::string catalog_cursor_after(CatalogQuery::Sort sort, const CatalogEntry& last) {
   using Sort = CatalogQuery::Sort;
   switch (sort) {

@@ -78,6 +78,9 @@ struct CatalogPage {
 // The cursor of the page that follows `last` in that order (what a page's
 // next_cursor is); a cluster merges nodes' pages with it.
 std::string catalog_cursor_after(CatalogQuery::Sort sort, const CatalogEntry& last);
+// The row a cursor stands for (the sort's field, namespace and ID set);
+// nullopt for a malformed one.
+std::optional<CatalogEntry> catalog_cursor_position(CatalogQuery::Sort sort, const std::string& cursor);
 
 struct CatalogTotals {
   int64_t objects = 0;
