@@ -2,8 +2,8 @@
 # bench/cluster/run.sh: a 3-node cluster (3 etcd members, all on this machine)
 # against a single node, side by side in one run, with wrk.
 #
-#   bench/cluster/run.sh              # 3 rounds of 5 s per workload
-#   DURATION=10 ROUNDS=5 bench/cluster/run.sh
+#   bench/cluster/run.sh              # 3 rounds of 5 s per workload, 3 replicas
+#   DURATION=10 ROUNDS=5 REPLICAS=1 bench/cluster/run.sh
 #
 # Workloads (64 connections):
 #   hot-local    one counter, requests sent to the node that owns it
@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
+REPLICAS=${REPLICAS:-3}
 scripts/deps.sh wrk etcd-server
 cmake --preset release >/dev/null
 cmake --build build/release --target dobj-examples dobj-cli >/dev/null
@@ -43,7 +44,7 @@ for i in 1 2 3; do
 done
 for i in 1 2 3; do
   $bin --listen "127.0.0.1:1890$i" --data "$tmp/n$i" --cluster "$endpoints" --node-id "n$i" \
-    --peer-listen "127.0.0.1:1891$i" --admin-token $token >"$tmp/n$i.log" 2>&1 &
+    --peer-listen "127.0.0.1:1891$i" --admin-token $token --replicas "$REPLICAS" >"$tmp/n$i.log" 2>&1 &
   pids+=($!)
 done
 $bin --listen 127.0.0.1:18900 --data "$tmp/single" --admin-token $token >"$tmp/single.log" 2>&1 &
@@ -55,11 +56,11 @@ for _ in $(seq 300); do
 done
 sleep 1
 
-# Which node owns the hot counter: the one whose objects folder has it after
-# one increment.
+# Which node owns the hot counter: the one with its WAL (backups keep plain
+# copies) after one increment.
 curl -s -X POST http://127.0.0.1:18901/counter/hot/increment >/dev/null
 owner=1
-for i in 1 2 3; do [[ -n $(find "$tmp/n$i/objects" -name '*.sqlite' 2>/dev/null) ]] && owner=$i; done
+for i in 1 2 3; do [[ -n $(find "$tmp/n$i/objects" -name '*.sqlite-wal' 2>/dev/null) ]] && owner=$i; done
 forwarder=$((owner % 3 + 1))
 curl -s -X POST http://127.0.0.1:18900/counter/hot/increment >/dev/null
 
@@ -87,6 +88,8 @@ for round in $(seq "$ROUNDS"); do
     results[$w-c]+="$c"$'\n' results[$w-s]+="$s"$'\n'
   done
 done
+echo "replicas: $REPLICAS; the hot counter's owner: n$owner, forwarded through n$forwarder"
+echo
 echo "| workload | cluster req/s | cluster p99 ms | single req/s | single p99 ms | cluster/single |"
 echo "|---|---:|---:|---:|---:|---:|"
 for w in hot-local hot-forward many; do
