@@ -89,6 +89,7 @@ Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
   // outlive the deadline unnoticed.
   auto timeout = std::max(std::chrono::milliseconds(200), options_.lease / 4);
   etcd_ = std::make_unique<etcd::Client>(split_endpoints(options_.etcd), timeout);
+  keeper_etcd_ = std::make_unique<etcd::Client>(split_endpoints(options_.etcd), timeout);
 }
 
 Cluster::~Cluster() { stop(); }
@@ -181,6 +182,7 @@ void Cluster::start(Runtime* runtime, std::string advertise) {
   advertise_ = std::move(advertise);
   pools_ = std::make_unique<PeerPools>(runtime->shard_count());
   agent_ = std::thread([this] { run(); });
+  keeper_ = std::thread([this] { keep_lease(); });
 }
 
 void Cluster::stop() {
@@ -194,7 +196,11 @@ void Cluster::stop() {
   }
   cv_.notify_all();
   agent_.join();
+  keeper_.join();
   deadline_ns_.store(0);
+  // Idle peer connections live on the shards' io_contexts, which the runtime
+  // destroys after this: close them now (the loops have stopped).
+  pools_.reset();
   if (lease_ != 0) (void)etcd_->revoke(lease_);
   lease_ = 0;
 }
@@ -215,14 +221,17 @@ void Cluster::run() {
     auto started = Clock::now();
     if (lease_ == 0) {
       acquire_lease();
-    } else if (!renew()) {
+    } else if (lease_lost_.exchange(false)) {
       // The lease is gone (expired in etcd): serve nothing until a new one
       // is granted and every owned partition re-stamped under it.
+      log_warn("cluster: the lease expired; rejoining");
       lease_ = 0;
+      renewing_.store(0);
       stamped_.clear();
       deadline_ns_.store(0);
     }
     if (lease_ != 0) refresh();
+    if (lease_ != 0 && options_.replicas > 1) catch_up();
     run_shrinks();
     std::unique_lock lock(mu_);
     if (cv_.wait_until(lock, started + tick, [this] { return stopping_ || nudged_; }) && stopping_) return;
@@ -254,27 +263,44 @@ void Cluster::acquire_lease() {
   lease_ = *lease;
   stamped_.clear();
   left_in_sync_ = false;
+  // The first lease of this process: whatever it owns, its backups may lack
+  // commits it made before it stopped, which it will never ship.
+  first_lease_of_process_ = !had_lease_;
+  had_lease_ = true;
   auto margin = std::max(std::chrono::milliseconds(250), options_.lease / 5);
   deadline_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
                          (sent + std::chrono::seconds(ttl_s) - margin).time_since_epoch())
                          .count());
+  lease_lost_.store(false);
+  renewing_.store(lease_);
   seen_revision_ = -1;  // read everything again
   log_info("cluster: node " + options_.node_id + " joined (lease " + std::to_string(lease_) + ")");
 }
 
-bool Cluster::renew() {
-  auto sent = Clock::now();
-  auto ttl = etcd_->keep_alive(lease_);
-  if (!ttl) return true;  // unknown: keep the deadline; it runs out on its own
-  if (*ttl <= 0) {
-    log_warn("cluster: the lease expired; rejoining");
-    return false;
-  }
+void Cluster::keep_lease() {
+  auto tick = std::max(std::chrono::milliseconds(100), options_.lease / 6);
   auto margin = std::max(std::chrono::milliseconds(250), options_.lease / 5);
-  deadline_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                         (sent + std::chrono::seconds(*ttl) - margin).time_since_epoch())
-                         .count());
-  return true;
+  for (;;) {
+    auto sent = Clock::now();
+    if (int64_t lease = renewing_.load(); lease != 0) {
+      auto ttl = keeper_etcd_->keep_alive(lease);
+      // A failure is "unknown": the deadline stays, and runs out on its own.
+      if (ttl && renewing_.load() == lease) {
+        if (*ttl <= 0) {
+          deadline_ns_.store(0);
+          lease_lost_.store(true);
+          renewing_.store(0);
+          nudge();
+        } else {
+          deadline_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 (sent + std::chrono::seconds(*ttl) - margin).time_since_epoch())
+                                 .count());
+        }
+      }
+    }
+    std::unique_lock lock(mu_);
+    if (cv_.wait_until(lock, sent + tick, [this] { return stopping_; })) return;
+  }
 }
 
 void Cluster::refresh() {
@@ -396,6 +422,7 @@ bool Cluster::place_and_stamp() {
     // that anything still holding the old one can tell.
     ClusterView::Partition next = r;
     next.generation = r.generation + 1;
+    if (first_lease_of_process_) next.in_sync = {options_.node_id};
     auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)},
                            {etcd::Op::put(k, record_json(next).dump())}, {});
     if (made && made->succeeded) {
@@ -420,6 +447,7 @@ void Cluster::publish() {
   if (!gone.empty() && runtime_) {
     for (size_t i = 0; i < runtime_->shard_count(); ++i) {
       runtime_->shard(i).post([this, i, gone] {
+        if (!pools_) return;
         for (const auto& peer : gone) pools_->cancel(i, peer);
       });
     }
@@ -462,8 +490,9 @@ Placement::Route Cluster::route(const ObjectId& id) const {
   auto node = view->nodes.find(r.owner);
   if (node == view->nodes.end() || node->second.peer.empty()) {
     out.kind = Route::Kind::kUnavailable;
-    out.reason = "partition " + std::to_string(p) + "'s owner, node " + r.owner +
-                 ", is down; with one replica its objects wait for it to return";
+    out.reason = "partition " + std::to_string(p) + "'s owner, node " + r.owner + ", is down; its objects " +
+                 (r.in_sync.size() > 1 ? std::string("move to a backup within a lease")
+                                       : std::string("wait for it to return (no backup is in sync)"));
     return out;
   }
   out.kind = Route::Kind::kRemote;

@@ -123,11 +123,25 @@ class Cluster final : public Placement {
   // node's shard shipped, durably, and answers; off the shards (blocking
   // I/O), done on any thread.
   void apply_replica(std::string body, std::function<void(Response)> done);
+  // A catch-up begins: removes this node's copies of partition p's objects.
+  void reset_partition(int p, int64_t epoch, std::function<void(Response)> done);
   // The owner's side: asks the agent to take `node` out of the in-sync sets
   // of these partitions (it did not take a ship); done(ok) once etcd says so
   // (or it was out already), done(error) if this node no longer owns one.
   void shrink_in_sync(std::vector<std::pair<int, std::string>> drops, std::function<void(Status)> done);
   PeerPools& pools() { return *pools_; }
+
+  // Catch-up (replicator.cc): a replica out of a partition's in-sync set gets
+  // the partition's objects anew, then counts as in sync again. While it
+  // catches up it is a learner: ships of the partition go to it too.
+  struct Learner {
+    std::string node;
+    bool required = false;  // past its snapshots: a failed ship drops it
+  };
+  // The learners of partition p now (any thread).
+  std::vector<Learner> learners(int p) const;
+  // A ship to a learner failed (any thread).
+  void learner_failed(int p, const std::string& node);
   const std::string& node_id() const { return options_.node_id; }
   Runtime* runtime() const { return runtime_; }
 
@@ -137,7 +151,9 @@ class Cluster final : public Placement {
 
  private:
   void run();
-  bool renew();
+  // The lease keeper's thread: renews the lease on a client of its own, so
+  // that slow work of the agent (many compare-and-swaps) never lets it lapse.
+  void keep_lease();
   void acquire_lease();
   void refresh();
   // Places unowned partitions and re-stamps owned ones; whether it changed any.
@@ -150,6 +166,10 @@ class Cluster final : public Placement {
   // Agent, after taking over partition p: its objects' alarms and catalog
   // rows, which a backup's copies did not make.
   void adopt_objects(int p);
+  // Agent: starts, advances and finishes catch-ups of out-of-sync replicas.
+  void catch_up();
+  // Agent: a peer request from this thread, waiting for its answer.
+  Result<Response> peer_call(const std::string& address, Request request);
   void publish();
   std::string key(const std::string& rest) const { return options_.etcd_prefix + rest; }
 
@@ -159,6 +179,10 @@ class Cluster final : public Placement {
   Runtime* runtime_ = nullptr;
   std::string advertise_;
   std::unique_ptr<etcd::Client> etcd_;
+  std::unique_ptr<etcd::Client> keeper_etcd_;  // the keeper's
+  std::thread keeper_;
+  std::atomic<int64_t> renewing_{0};      // the lease the keeper renews; 0: none
+  std::atomic<bool> lease_lost_{false};   // the keeper found it expired
   std::unique_ptr<PeerPools> pools_;
   std::thread agent_;
   std::mutex mu_;
@@ -171,9 +195,23 @@ class Cluster final : public Placement {
   };
   std::vector<Shrink> shrinks_;  // guarded by mu_
   bool left_in_sync_ = false;    // agent: leave_in_sync_sets ran under this lease
+  bool had_lease_ = false;       // agent: this process held a lease before
+  bool first_lease_of_process_ = false;
   // Backups apply one batch at a time; a takeover waits for the batch under
   // way (so that no copy it opens is half written).
   std::mutex apply_mu_;
+  // The catch-ups under way, by partition (one replica at a time each).
+  struct CatchUp {
+    int partition = -1;
+    std::string node;
+    size_t pending = 0;  // snapshots not yet on the learner
+    bool failed = false;
+    bool snapshots_sent = false;
+    std::chrono::steady_clock::time_point started;
+  };
+  mutable std::mutex learners_mu_;
+  std::map<int, CatchUp> catching_up_;  // guarded by learners_mu_
+  std::map<std::string, std::chrono::steady_clock::time_point> reset_warned_;  // agent
 
   // Agent thread only.
   int64_t lease_ = 0;

@@ -271,6 +271,16 @@ void Cluster::send_admin(Shard& from, const Peer& to, Request request,
 }
 
 void Cluster::handle_peer(Shard& accepted_on, Request request, std::function<void(Response)> done) {
+  if (auto reset = request.header("dobj-peer-reset")) {
+    if (!peer_authorized(request.header("dobj-peer-token").value_or(""))) {
+      return done(Response::error(403, "not a peer of this cluster"));
+    }
+    int p = std::atoi(reset->c_str());
+    int64_t epoch = std::atoll(request.header("dobj-peer-epoch").value_or("0").c_str());
+    return reset_partition(p, epoch, [&accepted_on, done = std::move(done)](Response r) mutable {
+      accepted_on.post([r = std::move(r), done = std::move(done)]() mutable { done(std::move(r)); });
+    });
+  }
   if (request.header("dobj-peer-replicate")) {
     if (!peer_authorized(request.header("dobj-peer-token").value_or(""))) {
       return done(Response::error(403, "not a peer of this cluster"));

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -56,21 +57,37 @@ class ShardReplicatorImpl final : public ShardReplicator {
     auto view = cluster_->view();
     const std::string& me = cluster_->node_id();
     std::map<std::string, std::vector<size_t>> per_node;
-    std::map<std::string, std::set<int>> parts_of;
+    std::map<std::string, std::set<int>> parts_of;     // required: a failure drops the node
+    std::map<std::string, std::set<int>> learning_of;  // a failure ends its catch-up
     for (size_t i = 0; i < records.size(); ++i) {
       ReplicaRecord& r = records[i];
       const auto& p = view->partitions[r.partition];
       if (p.owner != me) {
         // Its commits were made while it served the partition; another
-        // node has it now, so they can never count as acknowledged.
-        return done(Status(Code::kUnavailable, "partition " + std::to_string(r.partition) +
-                                                   " is no longer this node's"));
+        // node has it now, so they can never count as acknowledged. As when
+        // a backup cannot be dropped: the node restarts clean.
+        log_error("cluster: partition " + std::to_string(r.partition) +
+                  " moved to another node while commits of its objects waited here; exiting so "
+                  "that the node rejoins clean");
+        std::fflush(nullptr);
+        std::_Exit(75);
       }
       r.epoch = p.epoch;
+      int part = static_cast<int>(r.partition);
+      if (!r.only_to.empty()) {
+        per_node[r.only_to].push_back(i);
+        learning_of[r.only_to].insert(part);
+        continue;
+      }
       for (const auto& n : p.in_sync) {
         if (n == me) continue;
         per_node[n].push_back(i);
-        parts_of[n].insert(static_cast<int>(r.partition));
+        parts_of[n].insert(part);
+      }
+      for (const auto& l : cluster_->learners(part)) {
+        if (std::find(p.in_sync.begin(), p.in_sync.end(), l.node) != p.in_sync.end()) continue;
+        per_node[l.node].push_back(i);
+        (l.required ? parts_of : learning_of)[l.node].insert(part);
       }
     }
     if (per_node.empty()) return done(Status::ok());
@@ -80,9 +97,14 @@ class ShardReplicatorImpl final : public ShardReplicator {
       std::function<void(Status)> done;
     };
     auto g = std::make_shared<Gather>(Gather{per_node.size(), {}, std::move(done)});
-    auto answered = [this, g](const std::string& node, const std::set<int>& parts, bool ok) {
+    auto answered = [this, g](const std::string& node, const std::set<int>& parts,
+                              const std::set<int>& learning, bool ok) {
       if (!ok) {
-        for (int p : parts) g->drops.emplace_back(p, node);
+        for (int p : parts) {
+          g->drops.emplace_back(p, node);
+          cluster_->learner_failed(p, node);
+        }
+        for (int p : learning) cluster_->learner_failed(p, node);
       }
       if (--g->left > 0) return;
       if (g->drops.empty()) return g->done(Status::ok());
@@ -97,8 +119,9 @@ class ShardReplicatorImpl final : public ShardReplicator {
       for (size_t i : indexes) subset.push_back(records[i]);
       auto peer = view->nodes.find(node);
       const std::set<int>& parts = parts_of[node];
+      const std::set<int>& learning = learning_of[node];
       if (peer == view->nodes.end() || peer->second.peer.empty()) {
-        answered(node, parts, false);
+        answered(node, parts, learning, false);
         continue;
       }
       Request req;
@@ -108,14 +131,14 @@ class ShardReplicatorImpl final : public ShardReplicator {
       req.body = encode_replica_records(subset);
       cluster_->pools().exchange(static_cast<size_t>(shard_->index()), shard_->io(), peer->second.peer,
                                  std::move(req), timeout,
-                                 [answered, node = node, parts](Result<Response> r) {
+                                 [answered, node = node, parts, learning](Result<Response> r) {
                                    bool ok = r && r->status == 200;
                                    if (!ok) {
                                      log_warn("cluster: backup " + node + " did not take a ship: " +
                                               (r ? std::to_string(r->status) + " " + r->body
                                                  : r.status().message()));
                                    }
-                                   answered(node, parts, ok);
+                                   answered(node, parts, learning, ok);
                                  });
     }
   }
@@ -145,11 +168,12 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
           static_cast<uint32_t>(partition_of(*id)) != r.partition) {
         return done(Response::error(400, "a record of the wrong partition"));
       }
+      // In sync or catching up, a copy takes what its owner ships; never
+      // the owner's own partition, nor from an owner older than it knows.
       const auto& p = view->partitions[r.partition];
       std::string why = p.owner == options_.node_id ? "this node owns partition "
-                        : !contains(p.in_sync, options_.node_id) ? "this node is not in sync for partition "
-                        : r.epoch < p.epoch ? "an older epoch of partition "
-                                            : "";
+                        : r.epoch < p.epoch         ? "an older epoch of partition "
+                                                    : "";
       if (!why.empty()) return done(Response::error(409, why + std::to_string(r.partition)));
     }
     std::map<std::string, int> files;  // path -> descriptor, synced at the end
@@ -229,6 +253,33 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
       log_error("cluster: applying a ship failed: " + failed.message());
       return done(Response::error(500, failed.message()));
     }
+    done(Response::text("ok"));
+  });
+}
+
+void Cluster::reset_partition(int p, int64_t epoch, std::function<void(Response)> done) {
+  runtime_->run_blocking([this, p, epoch, done = std::move(done)] {
+    std::lock_guard lock(apply_mu_);
+    auto view = this->view();
+    if (p < 0 || p >= partitions_) return done(Response::error(400, "no such partition"));
+    const auto& r = view->partitions[static_cast<size_t>(p)];
+    if (r.owner == options_.node_id) return done(Response::error(409, "this node owns the partition"));
+    if (epoch < r.epoch) return done(Response::error(409, "an older epoch of the partition"));
+    size_t removed = 0;
+    for (const auto& ns : runtime_->namespaces()) {
+      std::vector<std::string> doomed;
+      std::error_code ec;
+      for (auto it = std::filesystem::recursive_directory_iterator(ns->dir(), ec);
+           !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+        std::string name = it->path().filename().string();
+        if (name.size() < 64 + 7 || name.compare(64, 7, ".sqlite") != 0) continue;
+        auto id = id_of(name.substr(0, 64));
+        if (id && partition_of(*id) == p) doomed.push_back(it->path().string());
+      }
+      for (const auto& path : doomed) removed += ::unlink(path.c_str()) == 0;
+    }
+    log_info("cluster: partition " + std::to_string(p) + ": " + std::to_string(removed) +
+             " files of an out-of-date copy removed for a catch-up");
     done(Response::text("ok"));
   });
 }
@@ -348,6 +399,11 @@ void Cluster::adopt_objects(int p) {
           [path, now](ObjectHost& host, Reply reply) {
             Runtime& rt = host.shard()->runtime();
             std::string hex = host.id().to_string();
+            // An instance or connection left from when this node served the
+            // object before (it was paused, and the object moved away and
+            // back) knows an older database: start from the files.
+            (void)host.let_go_of_storage("the object moved to this node");
+            host.reopen_store();
             rt.catalog().created(CatalogTouch{host.ns()->name(), hex, path, now, std::nullopt, true});
             try {
               if (auto at = host.store().stored_alarm()) {
@@ -365,6 +421,200 @@ void Cluster::adopt_objects(int p) {
   }
   log_info("cluster: partition " + std::to_string(p) + ": " + std::to_string(adopted) +
            " objects adopted (alarms scheduled, catalogued)");
+}
+
+std::vector<Cluster::Learner> Cluster::learners(int p) const {
+  std::lock_guard lock(learners_mu_);
+  auto it = catching_up_.find(p);
+  if (it == catching_up_.end()) return {};
+  return {Learner{it->second.node, it->second.snapshots_sent}};
+}
+
+void Cluster::learner_failed(int p, const std::string& node) {
+  std::lock_guard lock(learners_mu_);
+  auto it = catching_up_.find(p);
+  if (it != catching_up_.end() && it->second.node == node) it->second.failed = true;
+}
+
+Result<Response> Cluster::peer_call(const std::string& address, Request request) {
+  auto promise = std::make_shared<std::promise<Result<Response>>>();
+  auto future = promise->get_future();
+  Shard& shard = runtime_->shard(0);
+  shard.post([this, &shard, address, request = std::move(request), promise]() mutable {
+    if (!pools_) return promise->set_value(Status(Code::kUnavailable, "stopping"));
+    pools_->exchange(0, shard.io(), address, std::move(request), options_.lease,
+                     [promise](Result<Response> r) { promise->set_value(std::move(r)); });
+  });
+  if (future.wait_for(options_.lease * 2) != std::future_status::ready) {
+    return Status(Code::kUnavailable, "no answer from " + address);
+  }
+  return future.get();
+}
+
+// One partition's catch-up, step by step, a step per agent round:
+//  1. the replica removes its copies of the partition's objects (reset);
+//  2. it becomes a learner (ships of the partition go to it too, not
+//     waited for), and each object's snapshot is taken between the object's
+//     events and shipped to it after the frames before it, so that frames
+//     after a snapshot apply on top of it;
+//  3. once every snapshot is on it, ships must reach it (a failure drops it);
+//  4. a compare-and-swap adds it to the in-sync set.
+void Cluster::catch_up() {
+  constexpr size_t kAtOnce = 32;
+  auto started = std::chrono::steady_clock::now();
+  auto out_of_time = [&] { return std::chrono::steady_clock::now() - started > options_.lease / 4; };
+  std::map<int, CatchUp> running;
+  {
+    std::lock_guard lock(learners_mu_);
+    running = catching_up_;
+  }
+  auto end_catch_up = [&](int p, const std::string& why) {
+    std::lock_guard lock(learners_mu_);
+    auto it = catching_up_.find(p);
+    if (it == catching_up_.end()) return;
+    if (!why.empty()) {
+      log_warn("cluster: catch-up of node " + it->second.node + " for partition " + std::to_string(p) +
+               " stopped: " + why);
+    }
+    catching_up_.erase(it);
+  };
+  for (auto& [p, c] : running) {
+    if (out_of_time()) return;
+    const auto& r = records_[static_cast<size_t>(p)];
+    if (c.failed || r.owner != options_.node_id || !nodes_.count(c.node)) {
+      end_catch_up(p, c.failed ? "a ship to it failed" : "it or this node left");
+      continue;
+    }
+    if (c.pending > 0) {
+      if (std::chrono::steady_clock::now() - c.started > std::chrono::minutes(10)) end_catch_up(p, "it took too long");
+      continue;
+    }
+    if (!c.snapshots_sent) {
+      // Every object is on the learner: from now on a ship it misses drops
+      // it; the next round adds it to the in-sync set.
+      std::lock_guard lock(learners_mu_);
+      catching_up_[p].snapshots_sent = true;
+      continue;
+    }
+    std::string k = key("partitions/" + std::to_string(p));
+    auto got = etcd_->get(k);
+    if (!got || got->kvs.size() != 1) continue;
+    json j = json::parse(got->kvs[0].value, nullptr, false);
+    if (!j.is_object() || j.value("owner", "") != options_.node_id) {
+      end_catch_up(p, "the partition moved");
+      continue;
+    }
+    auto in_sync = j.value("in_sync", std::vector<std::string>{});
+    if (!contains(in_sync, c.node)) in_sync.push_back(c.node);
+    j["in_sync"] = in_sync;
+    {
+      // A ship that fails after this check is caught by the shrink it queues.
+      std::lock_guard lock(learners_mu_);
+      if (catching_up_[p].failed) continue;
+    }
+    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, got->kvs[0].mod_revision)},
+                           {etcd::Op::put(k, j.dump())}, {});
+    if (!made || !made->succeeded) continue;
+    auto& rec = records_[static_cast<size_t>(p)];
+    rec.in_sync = in_sync;
+    rec.epoch = made->revision;
+    publish();
+    log_info("cluster: node " + c.node + " caught up with partition " + std::to_string(p) + " and is in sync again");
+    end_catch_up(p, "");
+  }
+  // New ones: partitions this node serves with a live replica out of sync.
+  std::map<int, std::vector<std::pair<const NamespaceImpl*, ObjectId>>> objects_of;
+  std::set<std::string> unreachable;  // this round: a reset failed, try its others later
+  bool scanned = false;
+  for (int p = 0; p < partitions_ && running.size() < kAtOnce && !out_of_time(); ++p) {
+    const auto& r = records_[static_cast<size_t>(p)];
+    if (r.owner != options_.node_id || !stamped_.count(p) || running.count(p)) continue;
+    std::string node;
+    for (const auto& n : r.replicas) {
+      if (n != options_.node_id && !contains(r.in_sync, n) && nodes_.count(n)) {
+        node = n;
+        break;
+      }
+    }
+    if (node.empty() || unreachable.count(node)) continue;
+    Request reset;
+    reset.method = "POST";
+    reset.target = "/_dobj_peer/reset";
+    reset.headers = {{"dobj-peer-token", peer_token_},
+                     {"dobj-peer-reset", std::to_string(p)},
+                     {"dobj-peer-epoch", std::to_string(r.epoch)}};
+    auto answer = peer_call(nodes_[node].peer, std::move(reset));
+    if (!answer || answer->status != 200) {
+      unreachable.insert(node);
+      // Once a minute per node at most: it may stay away a while.
+      auto& last = reset_warned_[node];
+      if (std::chrono::steady_clock::now() - last > std::chrono::minutes(1)) {
+        last = std::chrono::steady_clock::now();
+        log_warn("cluster: node " + node + " did not reset partition " + std::to_string(p) +
+                 " for a catch-up: " + (answer ? answer->body : answer.status().message()));
+      }
+      continue;
+    }
+    if (!scanned) {
+      // One pass over the folders finds the objects of every partition.
+      scanned = true;
+      for (const auto& ns : runtime_->namespaces()) {
+        std::error_code ec;
+        for (auto it = std::filesystem::recursive_directory_iterator(ns->dir(), ec);
+             !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+          std::string name = it->path().filename().string();
+          if (name.size() != 64 + 7 || name.substr(64) != ".sqlite") continue;
+          auto id = ns->ids().from_string(name.substr(0, 64));
+          if (id) objects_of[partition_of(*id)].emplace_back(ns.get(), *id);
+        }
+      }
+    }
+    const auto& objects = objects_of[p];
+    {
+      std::lock_guard lock(learners_mu_);
+      catching_up_[p] = CatchUp{p, node, objects.size(), false, false, std::chrono::steady_clock::now()};
+    }
+    running[p];
+    for (const auto& [ns, id] : objects) {
+      runtime_->run_on_object(
+          ns, id, nullptr,
+          [this, node](ObjectHost& host, Reply reply) {
+            int p = partition_of(host.id());
+            ReplicaRecord rec;
+            rec.ns = host.ns()->name();
+            rec.id = host.id().to_string();
+            rec.only_to = node;
+            rec.kind = ReplicaRecord::Kind::kRemove;
+            if (sqlite3* db = host.store().admin_connection()) {
+              sqlite3_int64 size = 0;
+              unsigned char* bytes = sqlite3_serialize(db, "main", &size, 0);
+              if (!bytes) {
+                learner_failed(p, node);
+              } else {
+                rec.kind = ReplicaRecord::Kind::kReplace;
+                rec.file.assign(reinterpret_cast<const char*>(bytes), static_cast<size_t>(size));
+                sqlite3_free(bytes);
+              }
+            }
+            host.shard()->replication_log()->record(std::move(rec));
+            GroupCommit& commits = host.shard()->commits();
+            commits.when_durable(commits.committed(nullptr, nullptr), [this, p, reply](Status st) {
+              {
+                std::lock_guard lock(learners_mu_);
+                auto it = catching_up_.find(p);
+                if (it != catching_up_.end()) {
+                  if (!st.is_ok()) it->second.failed = true;
+                  if (it->second.pending > 0) --it->second.pending;
+                }
+              }
+              reply(Response{});
+            });
+          },
+          [](Answer) {});
+    }
+    log_info("cluster: catching up node " + node + " with partition " + std::to_string(p) + " (" +
+             std::to_string(objects.size()) + " objects)");
+  }
 }
 
 }  // namespace dobj::internal

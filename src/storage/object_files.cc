@@ -224,7 +224,11 @@ Status ObjectStore::remove_files() {
   }
   file_known_missing_ = true;
   if (env_.replication) {
-    env_.replication->record(ReplicaRecord{ReplicaRecord::Kind::kRemove, identity_.ns, identity_.id_hex, 0, 0, 0, {}, {}});
+    ReplicaRecord r;
+    r.kind = ReplicaRecord::Kind::kRemove;
+    r.ns = identity_.ns;
+    r.id = identity_.id_hex;
+    env_.replication->record(std::move(r));
   }
   // The removal survives power loss once answered.
   return removed ? sync_dir(dir_) : Status::ok();
@@ -242,8 +246,12 @@ Status ObjectStore::replace_files(const std::string& file) {
   if (env_.replication) {
     auto bytes = read_file(file);
     if (!bytes) return bytes.status();
-    env_.replication->record(
-        ReplicaRecord{ReplicaRecord::Kind::kReplace, identity_.ns, identity_.id_hex, 0, 0, 0, {}, std::move(*bytes)});
+    ReplicaRecord r;
+    r.kind = ReplicaRecord::Kind::kReplace;
+    r.ns = identity_.ns;
+    r.id = identity_.id_hex;
+    r.file = std::move(*bytes);
+    env_.replication->record(std::move(r));
   }
   if (::rename(file.c_str(), path_.c_str()) != 0) {
     return Status(Code::kInternal, "cannot move the import into place: " +

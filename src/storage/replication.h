@@ -29,6 +29,8 @@ struct ReplicaRecord {
   uint32_t page_size = 0;        // kCommit
   std::vector<WalFrame> frames;  // kCommit: one transaction
   std::string file;              // kReplace: the database's bytes
+  // Not sent: set, the record goes to this node only (a catch-up's snapshot).
+  std::string only_to;
 };
 
 // Where a shard's stores record what they change (shard thread only).

@@ -27,6 +27,7 @@ class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!have_etcd()) GTEST_SKIP() << "etcd is not installed (scripts/deps.sh etcd-server)";
+    if (std::getenv("DOBJ_KEEP_CLUSTER_DIR")) dir_.keep();  // to read the etcd logs after a failure
     etcd_ = std::make_unique<EtcdCluster>(dir_.path() + "/etcd", 3);
     ASSERT_TRUE(etcd_->ready()) << "etcd did not start";
     nodes_ =
@@ -319,6 +320,7 @@ class ReplicatedClusterTest : public ClusterTest {
  protected:
   void SetUp() override {
     if (!have_etcd()) GTEST_SKIP() << "etcd is not installed (scripts/deps.sh etcd-server)";
+    if (std::getenv("DOBJ_KEEP_CLUSTER_DIR")) dir_.keep();  // to read the etcd logs after a failure
     etcd_ = std::make_unique<EtcdCluster>(dir_.path() + "/etcd", 3);
     ASSERT_TRUE(etcd_->ready()) << "etcd did not start";
     std::vector<std::string> args = kNodeArgs;
@@ -416,6 +418,65 @@ TEST_F(ReplicatedClusterTest, ADeadOwnersObjectsMoveToABackupWithEveryAcknowledg
   }
   for (const auto& [name, times] : listed) EXPECT_EQ(times, 1) << name;
   EXPECT_EQ(listed.size(), static_cast<size_t>(kCounters));
+}
+
+// Whether every partition has all its replicas in sync, as node i sees it.
+bool all_in_sync(NodeSet& nodes, size_t i) {
+  json view = json::parse(nodes.status(i), nullptr, false);
+  if (!view.is_object()) return false;
+  for (const auto& p : view["partitions"]) {
+    if (p["in_sync"].size() != p["replicas"].size()) return false;
+  }
+  return true;
+}
+
+TEST_F(ReplicatedClusterTest, ARestartedNodeCatchesUpAndItsCopiesServeTheNextFailover) {
+  constexpr int kCounters = 24;
+  std::map<int, int> acked;
+  auto increment = [&](size_t node, int c) {
+    auto r = post(node, "/counter/u" + std::to_string(c) + "/increment");
+    if (r.status == 200) ++acked[c];
+    return r.status;
+  };
+  for (int c = 0; c < kCounters; ++c) ASSERT_EQ(increment(static_cast<size_t>(c % 3), c), 200);
+  // n1 dies; its partitions move; writes go on while it is away.
+  EXPECT_EQ(nodes_->node(0).stop(SIGKILL), 128 + SIGKILL);
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  for (int c = 0; c < kCounters; ++c) {
+    while (increment(1 + static_cast<size_t>(c % 2), c) != 200 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  // It comes back, catches up with every partition it is a replica of, and
+  // every set is whole again.
+  ASSERT_TRUE(nodes_->restart(0)) << nodes_->failure();
+  deadline = std::chrono::steady_clock::now() + 90s;
+  while (!all_in_sync(*nodes_, 1) && std::chrono::steady_clock::now() < deadline) {
+    for (int c = 0; c < kCounters; ++c) increment(static_cast<size_t>(c % 3), c);  // writes meanwhile
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_TRUE(all_in_sync(*nodes_, 1)) << nodes_->status(1);
+  for (int c = 0; c < kCounters; ++c) ASSERT_EQ(increment(static_cast<size_t>(c % 3), c), 200);
+  // (A ship that took longer than a lease on a loaded machine drops its
+  // backup; it catches up again.)
+  deadline = std::chrono::steady_clock::now() + 60s;
+  while (!all_in_sync(*nodes_, 1) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(all_in_sync(*nodes_, 1)) << nodes_->status(1);
+  // Now the two others die one after the other: n1's copies, caught up,
+  // serve everything with every acknowledged write.
+  EXPECT_EQ(nodes_->node(1).stop(SIGKILL), 128 + SIGKILL);
+  EXPECT_EQ(nodes_->node(2).stop(SIGKILL), 128 + SIGKILL);
+  deadline = std::chrono::steady_clock::now() + 30s;
+  for (int c = 0; c < kCounters; ++c) {
+    HttpResponse r;
+    do {
+      r = get(0, "/counter/u" + std::to_string(c));
+      if (r.status == 200) break;
+      std::this_thread::sleep_for(200ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_GE(std::stoi(r.body), acked[c]) << "counter u" << c;
+  }
 }
 
 TEST_F(ReplicatedClusterTest, ABackupThatStopsAnsweringLeavesTheInSyncSetAndWritesGoOn) {

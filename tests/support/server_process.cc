@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -21,10 +22,14 @@ ServerProcess::ServerProcess(std::string binary, std::string data_dir,
 
 ServerProcess::~ServerProcess() {
   if (pid_ > 0) stop(SIGKILL);
+  stop_reader();
   if (out_fd_ >= 0) ::close(out_fd_);
 }
 
 bool ServerProcess::start(std::chrono::milliseconds timeout) {
+  stop_reader();
+  if (out_fd_ >= 0) ::close(out_fd_);
+  out_fd_ = -1;
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return false;
   std::vector<std::string> args = {binary_, "--listen", "127.0.0.1:0", "--data", data_dir_};
@@ -43,36 +48,63 @@ bool ServerProcess::start(std::chrono::milliseconds timeout) {
   ::close(fds[1]);
   out_fd_ = fds[0];
   fcntl(out_fd_, F_SETFL, O_NONBLOCK);
+  reader_stop_ = false;
+  reader_ = std::thread([this] { read_output(); });
   port_ = 0;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   size_t scanned = 0;
   while (std::chrono::steady_clock::now() < deadline) {
-    drain(50);
-    auto pos = output_.find("listening on ", scanned);
+    std::string out = output();
+    auto pos = out.find("listening on ", scanned);
     if (pos != std::string::npos) {
-      auto eol = output_.find('\n', pos);
-      if (eol == std::string::npos) continue;
-      std::string addr = output_.substr(pos + 13, eol - pos - 13);
-      addr = addr.substr(0, addr.find(' '));
-      port_ = std::stoi(addr.substr(addr.rfind(':') + 1));
-      return true;
+      auto eol = out.find('\n', pos);
+      if (eol != std::string::npos) {
+        std::string addr = out.substr(pos + 13, eol - pos - 13);
+        addr = addr.substr(0, addr.find(' '));
+        port_ = std::stoi(addr.substr(addr.rfind(':') + 1));
+        return true;
+      }
     }
     int status;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
+      stop_reader();
       return false;
     }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;
 }
 
-void ServerProcess::drain(int timeout_ms) {
-  if (out_fd_ < 0) return;
-  pollfd p{out_fd_, POLLIN, 0};
-  if (::poll(&p, 1, timeout_ms) <= 0) return;
+void ServerProcess::read_output() {
   char buf[4096];
-  ssize_t n;
-  while ((n = ::read(out_fd_, buf, sizeof buf)) > 0) output_.append(buf, static_cast<size_t>(n));
+  while (!reader_stop_) {
+    pollfd p{out_fd_, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    ssize_t n = ::read(out_fd_, buf, sizeof buf);
+    if (n == 0) return;  // every writer closed: the process is gone
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return;
+    }
+    std::lock_guard lock(mu_);
+    output_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void ServerProcess::stop_reader() {
+  if (!reader_.joinable()) return;
+  reader_stop_ = true;
+  reader_.join();
+  // What is left in the pipe.
+  if (out_fd_ >= 0) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(out_fd_, buf, sizeof buf)) > 0) {
+      std::lock_guard lock(mu_);
+      output_.append(buf, static_cast<size_t>(n));
+    }
+  }
 }
 
 int ServerProcess::stop(int signal, std::chrono::milliseconds timeout) {
@@ -84,17 +116,18 @@ int ServerProcess::stop(int signal, std::chrono::milliseconds timeout) {
     pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
       pid_ = -1;
-      drain(0);
+      stop_reader();
       if (WIFEXITED(status)) return WEXITSTATUS(status);
       if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
       return -1;
     }
-    drain(10);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ::kill(pid_, SIGKILL);
   int status;
   waitpid(pid_, &status, 0);
   pid_ = -1;
+  stop_reader();
   return -1;
 }
 
@@ -108,7 +141,7 @@ long ServerProcess::rss_kib() const {
 }
 
 std::string ServerProcess::output() {
-  drain(0);
+  std::lock_guard lock(mu_);
   return output_;
 }
 

@@ -7,8 +7,11 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -38,7 +41,10 @@ class ServerProcess {
   std::string output();
 
  private:
-  void drain(int timeout_ms);
+  // A thread reads everything the process writes as it comes: a server that
+  // logs a lot must never block on a full pipe while a test runs.
+  void read_output();
+  void stop_reader();
   std::string binary_;
   std::string data_dir_;
   std::vector<std::string> extra_args_;
@@ -46,7 +52,10 @@ class ServerProcess {
   pid_t pid_ = -1;
   int out_fd_ = -1;
   int port_ = 0;
-  std::string output_;
+  std::mutex mu_;
+  std::string output_;  // guarded by mu_
+  std::thread reader_;
+  std::atomic<bool> reader_stop_{false};
 };
 
 }  // namespace dobj::test
