@@ -41,6 +41,22 @@ std::optional<ObjectId> id_of(const std::string& hex) {
   return ObjectId(b, std::nullopt);
 }
 
+// Calls fn(ns, id, path) for every object database in the namespaces'
+// folders (the copies a backup holds included).
+template <typename F>
+void for_each_database(Runtime& runtime, F fn) {
+  for (const auto& ns : runtime.namespaces()) {
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(ns->dir(), ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (name.size() != 64 + 7 || name.compare(64, 7, ".sqlite") != 0) continue;
+      auto id = ns->ids().from_string(name.substr(0, 64));
+      if (id) fn(ns.get(), *id, it->path().string());
+    }
+  }
+}
+
 class ShardReplicatorImpl final : public ShardReplicator {
  public:
   ShardReplicatorImpl(Cluster* cluster, Shard* shard) : cluster_(cluster), shard_(shard) {}
@@ -265,18 +281,14 @@ void Cluster::reset_partition(int p, int64_t epoch, std::function<void(Response)
     const auto& r = view->partitions[static_cast<size_t>(p)];
     if (r.owner == options_.node_id) return done(Response::error(409, "this node owns the partition"));
     if (epoch < r.epoch) return done(Response::error(409, "an older epoch of the partition"));
+    std::vector<std::string> doomed;
+    for_each_database(*runtime_, [&](const NamespaceImpl*, const ObjectId& id, const std::string& path) {
+      if (partition_of(id) == p) doomed.push_back(path);
+    });
     size_t removed = 0;
-    for (const auto& ns : runtime_->namespaces()) {
-      std::vector<std::string> doomed;
-      std::error_code ec;
-      for (auto it = std::filesystem::recursive_directory_iterator(ns->dir(), ec);
-           !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-        std::string name = it->path().filename().string();
-        if (name.size() < 64 + 7 || name.compare(64, 7, ".sqlite") != 0) continue;
-        auto id = id_of(name.substr(0, 64));
-        if (id && partition_of(*id) == p) doomed.push_back(it->path().string());
-      }
-      for (const auto& path : doomed) removed += ::unlink(path.c_str()) == 0;
+    for (const auto& path : doomed) {
+      ::unlink((path + "-wal").c_str());
+      removed += ::unlink(path.c_str()) == 0;
     }
     log_info("cluster: partition " + std::to_string(p) + ": " + std::to_string(removed) +
              " files of an out-of-date copy removed for a catch-up");
@@ -384,18 +396,12 @@ void Cluster::adopt_objects(int p) {
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
   size_t adopted = 0;
-  for (const auto& ns : runtime_->namespaces()) {
-    std::error_code ec;
-    for (auto it = std::filesystem::recursive_directory_iterator(ns->dir(), ec);
-         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-      std::string name = it->path().filename().string();
-      if (name.size() != 64 + 7 || name.substr(64) != ".sqlite") continue;
-      auto id = ns->ids().from_string(name.substr(0, 64));
-      if (!id || partition_of(*id) != p) continue;
-      ++adopted;
-      std::string path = it->path().string();
+  for_each_database(*runtime_, [&](const NamespaceImpl* ns, const ObjectId& id, const std::string& path) {
+    if (partition_of(id) != p) return;
+    ++adopted;
+    {
       runtime_->run_on_object(
-          ns.get(), *id, nullptr,
+          ns, id, nullptr,
           [path, now](ObjectHost& host, Reply reply) {
             Runtime& rt = host.shard()->runtime();
             std::string hex = host.id().to_string();
@@ -418,7 +424,7 @@ void Cluster::adopt_objects(int p) {
           },
           [](Answer) {});
     }
-  }
+  });
   log_info("cluster: partition " + std::to_string(p) + ": " + std::to_string(adopted) +
            " objects adopted (alarms scheduled, catalogued)");
 }
@@ -558,16 +564,9 @@ void Cluster::catch_up() {
     if (!scanned) {
       // One pass over the folders finds the objects of every partition.
       scanned = true;
-      for (const auto& ns : runtime_->namespaces()) {
-        std::error_code ec;
-        for (auto it = std::filesystem::recursive_directory_iterator(ns->dir(), ec);
-             !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-          std::string name = it->path().filename().string();
-          if (name.size() != 64 + 7 || name.substr(64) != ".sqlite") continue;
-          auto id = ns->ids().from_string(name.substr(0, 64));
-          if (id) objects_of[partition_of(*id)].emplace_back(ns.get(), *id);
-        }
-      }
+      for_each_database(*runtime_, [&](const NamespaceImpl* ns, const ObjectId& id, const std::string&) {
+        objects_of[partition_of(id)].emplace_back(ns, id);
+      });
     }
     const auto& objects = objects_of[p];
     {

@@ -611,17 +611,27 @@ Status HttpServer::start() {
   int port = 0;
   if (Status st = parse_listen(options_.listen, "--listen", &address, &port); !st) return st;
   auto shared_options = std::make_shared<const ServerOptions>(options_);
-  for (size_t i = 0; i < runtime_.shard_count(); ++i) {
+  auto per_shard = [&](Shard* shard) {
     auto ps = std::make_shared<PerShard>();
     ps->options = shared_options;
     ps->runtime = &runtime_;
     ps->admin = admin_;
-    ps->shard = &runtime_.shard(i);
-    ps->admin_elsewhere = options_.admin_listen;
-    // Every shard binds the same port (SO_REUSEPORT); the first fixes port 0.
-    if (Status st = open_acceptor(*ps, address, &port, options_.listen); !st) return st;
+    ps->shard = shard;
+    return ps;
+  };
+  // Binds and starts accepting; *bound 0 becomes the port chosen.
+  auto listen = [&](std::shared_ptr<PerShard> ps, const asio::ip::address& at, int* bound,
+                    const std::string& text) {
+    if (Status st = open_acceptor(*ps, at, bound, text); !st) return st;
     ps->shard->post([ps] { do_accept(ps); });
     shards_.push_back(std::move(ps));
+    return Status::ok();
+  };
+  for (size_t i = 0; i < runtime_.shard_count(); ++i) {
+    auto ps = per_shard(&runtime_.shard(i));
+    ps->admin_elsewhere = options_.admin_listen;
+    // Every shard binds the same port (SO_REUSEPORT); the first fixes port 0.
+    if (Status st = listen(std::move(ps), address, &port, options_.listen); !st) return st;
   }
   port_ = port;
   if (!options_.admin_listen.empty()) {
@@ -631,18 +641,9 @@ Status HttpServer::start() {
         !st) {
       return st;
     }
-    auto ps = std::make_shared<PerShard>();
-    ps->options = shared_options;
-    ps->runtime = &runtime_;
-    ps->admin = admin_;
-    ps->shard = &runtime_.admin_shard();
+    auto ps = per_shard(&runtime_.admin_shard());
     ps->admin_only = true;
-    if (Status st = open_acceptor(*ps, admin_address, &admin_port, options_.admin_listen);
-        !st) {
-      return st;
-    }
-    ps->shard->post([ps] { do_accept(ps); });
-    shards_.push_back(std::move(ps));
+    if (Status st = listen(std::move(ps), admin_address, &admin_port, options_.admin_listen); !st) return st;
     admin_port_ = admin_port;
   }
   if (peer_handler_) {
@@ -650,15 +651,9 @@ Status HttpServer::start() {
     int port = 0;
     if (Status st = parse_listen(peer_listen_, "--peer-listen", &peer_address, &port); !st) return st;
     for (size_t i = 0; i < runtime_.shard_count(); ++i) {
-      auto ps = std::make_shared<PerShard>();
-      ps->options = shared_options;
-      ps->runtime = &runtime_;
-      ps->admin = admin_;
-      ps->shard = &runtime_.shard(i);
+      auto ps = per_shard(&runtime_.shard(i));
       ps->peer = peer_handler_;
-      if (Status st = open_acceptor(*ps, peer_address, &port, peer_listen_); !st) return st;
-      ps->shard->post([ps] { do_accept(ps); });
-      shards_.push_back(std::move(ps));
+      if (Status st = listen(std::move(ps), peer_address, &port, peer_listen_); !st) return st;
     }
     peer_port_ = port;
   }
