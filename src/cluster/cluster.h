@@ -19,9 +19,10 @@
 //
 // Placement: a partition without a record goes to the live node that wins
 // rendezvous hashing, once membership has been still for a moment (so that
-// nodes started together share the partitions). With replicas = 1, the only
-// mode built so far, a partition stays with its owner: while the owner is
-// down its objects answer 503.
+// nodes started together share the partitions), with the next replicas-1
+// nodes as its backups. Replication, failover and catch-up are in
+// replicator.cc; with replicas = 1 a partition stays with its owner and its
+// objects answer 503 while the owner is down.
 //
 // Threads: the agent runs on a thread of its own and is the only user of the
 // etcd client; the runtime's shards read the published view (an immutable
