@@ -58,16 +58,7 @@ std::vector<std::string> ranked(int p, const std::set<std::string>& nodes) {
   return out;
 }
 
-json record_json(const ClusterView::Partition& r) {
-  return {{"owner", r.owner},
-          {"replicas", r.replicas},
-          {"in_sync", r.in_sync},
-          {"generation", r.generation}};
-}
 
-bool contains(const std::vector<std::string>& v, const std::string& x) {
-  return std::find(v.begin(), v.end(), x) != v.end();
-}
 
 std::vector<std::string> split_endpoints(const std::string& list) {
   std::vector<std::string> out;
@@ -82,6 +73,10 @@ std::vector<std::string> split_endpoints(const std::string& list) {
 }
 
 }  // namespace
+
+std::string ClusterView::Partition::record() const {
+  return json{{"owner", owner}, {"replicas", replicas}, {"in_sync", in_sync}, {"generation", generation}}.dump();
+}
 
 Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
   if (options_.etcd_prefix.empty() || options_.etcd_prefix.back() != '/') options_.etcd_prefix += '/';
@@ -380,7 +375,7 @@ bool Cluster::place_and_stamp() {
       // The owner and the next replicas-1 nodes; all in sync, as all are empty.
       order.resize(std::min(order.size(), static_cast<size_t>(options_.replicas)));
       ClusterView::Partition mine{options_.node_id, order, order, 1, 0, false};
-      auto made = etcd_->txn({etcd::Compare::absent(k)}, {etcd::Op::put(k, record_json(mine).dump())}, {});
+      auto made = etcd_->txn({etcd::Compare::absent(k)}, {etcd::Op::put(k, mine.record())}, {});
       if (made && made->succeeded) {
         mine.epoch = made->revision;
         r = mine;
@@ -406,7 +401,7 @@ bool Cluster::place_and_stamp() {
       next.generation = r.generation + 1;
       std::lock_guard apply(apply_mu_);  // no batch half applied to the copies
       auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)},
-                             {etcd::Op::put(k, record_json(next).dump())}, {});
+                             {etcd::Op::put(k, next.record())}, {});
       if (made && made->succeeded) {
         log_info("cluster: took over partition " + std::to_string(p) + " from node " + r.owner);
         next.epoch = made->revision;
@@ -424,7 +419,7 @@ bool Cluster::place_and_stamp() {
     next.generation = r.generation + 1;
     if (first_lease_of_process_) next.in_sync = {options_.node_id};
     auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)},
-                           {etcd::Op::put(k, record_json(next).dump())}, {});
+                           {etcd::Op::put(k, next.record())}, {});
     if (made && made->succeeded) {
       next.epoch = made->revision;
       r = next;

@@ -29,6 +29,7 @@
 // snapshot) and the lease deadline, both atomics.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -66,11 +67,17 @@ struct ClusterView {
     int64_t generation = 0;
     int64_t epoch = 0;  // the record's mod_revision
     bool serving_here = false;  // owned and re-stamped under this node's lease
+    // The partition's etcd record (owner, replicas, in_sync, generation), JSON.
+    std::string record() const;
   };
   int64_t revision = 0;
   std::map<std::string, Node> nodes;  // the live ones
   std::vector<Partition> partitions;
 };
+
+inline bool contains(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
 
 class Cluster final : public Placement {
  public:

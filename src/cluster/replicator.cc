@@ -28,10 +28,6 @@ namespace {
 
 using nlohmann::json;
 
-bool contains(const std::vector<std::string>& v, const std::string& x) {
-  return std::find(v.begin(), v.end(), x) != v.end();
-}
-
 // The ID of a hex string, for its partition only (the check is not verified).
 std::optional<ObjectId> id_of(const std::string& hex) {
   auto bytes = from_hex_lower(hex);
@@ -376,11 +372,7 @@ void Cluster::leave_in_sync_sets() {
     next.in_sync.erase(std::remove(next.in_sync.begin(), next.in_sync.end(), options_.node_id),
                        next.in_sync.end());
     std::string k = key("partitions/" + std::to_string(p));
-    json j = {{"owner", next.owner},
-              {"replicas", next.replicas},
-              {"in_sync", next.in_sync},
-              {"generation", next.generation}};
-    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)}, {etcd::Op::put(k, j.dump())}, {});
+    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)}, {etcd::Op::put(k, next.record())}, {});
     if (made && made->succeeded) {
       next.epoch = made->revision;
       r = next;
