@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+scripts/libnode.sh
 cmake --preset release >/dev/null
 cmake --build build/release --target dobj-examples dobj-cli
 exec build/release/examples/dobj-examples --listen 127.0.0.1:8787 --data dobj-data "$@"

@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh chromium etcd-server  # the chat page is tested in headless Chromium; the cluster tests run etcd
 scripts/mcp-sdk.sh        # the official MCP SDK, from npm, for the MCP test
+scripts/libnode.sh        # V8 (Debian's libnode) for JavaScript objects, under build/deps
 cmake --preset ci >/dev/null
 cmake --build build/ci
 ctest --preset ci -j2

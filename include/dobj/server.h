@@ -49,8 +49,8 @@ struct ClusterOptions {
   // The ID space is split into this many partitions; fixed when the cluster
   // is first made.
   int partitions = 256;
-  // Copies of each partition's data. Only 1 is built so far: a partition is
-  // served by its owner alone and waits for it while it is down.
+  // Copies of each partition's data (1-5): the owner and replicas-1 backups,
+  // each commit acknowledged once every in-sync copy has it.
   int replicas = 1;
   // The node's etcd lease. A node that cannot renew it stops serving before
   // it expires; a restarted node waits for its old lease to expire.
@@ -179,6 +179,9 @@ class Server {
   void bind_factory(std::string binding, ObjectFactory factory, bool has_alarm_handler = true,
                     const std::type_info* class_type = nullptr);
   void worker(Worker worker);
+  // Called by run() with the options its flags gave, just before the server
+  // starts: for an embedding that shares a limit (dobj-js reads cpu_limit).
+  void on_options(std::function<void(const ServerOptions&)> fn);
 
   // Parses flags into options, starts, prints "listening on HOST:PORT", waits
   // for SIGTERM/SIGINT, stops gracefully. Returns the process exit code.

@@ -15,6 +15,8 @@ struct ApiAccess {
     return std::unique_ptr<State>(new State(host));
   }
   static Storage storage(ObjectStore* store) { return Storage(store); }
+  // The host behind an object's State (the JavaScript objects' natives).
+  static ObjectHost* host(const State& state) { return state.host_; }
   static Env env(Runtime* runtime) { return Env(runtime); }
   static Namespace ns(const NamespaceImpl* impl) { return Namespace(impl); }
   static Stub stub(const NamespaceImpl* ns, ObjectId id) { return Stub(ns, std::move(id)); }

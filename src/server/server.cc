@@ -26,6 +26,7 @@ namespace dobj {
 struct Server::Impl {
   internal::Bindings bindings;
   Worker worker;
+  std::function<void(const ServerOptions&)> on_options;
   ServerOptions options;
   int lock_fd = -1;  // flock on <data>/LOCK: one server per data folder
   // A cluster node's membership and placement (null: a single node). Declared
@@ -47,6 +48,9 @@ void Server::bind_factory(std::string binding, ObjectFactory factory, bool has_a
 }
 
 void Server::worker(Worker worker) { impl_->worker = std::move(worker); }
+void Server::on_options(std::function<void(const ServerOptions&)> fn) {
+  impl_->on_options = std::move(fn);
+}
 
 Status Server::start(const ServerOptions& options) {
   if (impl_->runtime) return Status(Code::kInternal, "server already started");
@@ -225,7 +229,7 @@ int Server::run(int argc, char** argv) {
   cluster->add_option("--partitions", o.cluster.partitions,
                       "partitions of the ID space, fixed when the cluster is made")
       ->capture_default_str();
-  cluster->add_option("--replicas", o.cluster.replicas, "copies of each partition (only 1 so far)")
+  cluster->add_option("--replicas", o.cluster.replicas, "copies of each partition (1-5)")
       ->capture_default_str();
   int64_t lease_ms = o.cluster.lease.count();
   cluster->add_option("--lease-ms", lease_ms,
@@ -268,6 +272,7 @@ int Server::run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  if (impl_->on_options) impl_->on_options(o);
   if (Status st = start(o); !st) {
     std::fprintf(stderr, "dobj: cannot start: %s\n", st.message().c_str());
     return 1;

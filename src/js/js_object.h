@@ -1,0 +1,62 @@
+// JsObject: a Durable Object whose class is written in JavaScript.
+//
+// A C++ DurableObject to the runtime (so gates, turns, group commit, alarms,
+// resets, the catalog and metrics apply unchanged) whose handlers call the
+// JavaScript instance's: fetch(request), alarm(alarmInfo). The instance is
+// made in the shard's Vm as `new Class(ctx, env)`; ctx carries the object's
+// handle, by which the natives (natives.cc) reach its storage.
+//
+// js_worker is the Worker's `export default { fetch(request, env, ctx) }`.
+#pragma once
+
+#include <string>
+
+#include <v8.h>
+
+#include "dobj/object.h"
+#include "js/vm.h"
+#include "storage/object_store.h"
+
+namespace dobj::internal {
+class ObjectHost;
+}
+
+namespace dobj::js {
+
+class JsObject : public DurableObject {
+ public:
+  // Builds the JavaScript instance; throws JsError when its constructor throws.
+  JsObject(State& state, Env& env, const std::string& class_name, bool delete_all_deletes_alarm);
+  ~JsObject() override;
+
+  Task<Response> fetch(Request request) override;
+  Task<void> alarm(AlarmInfo info) override;
+
+  // For the natives.
+  State& state() { return DurableObject::state(); }
+  internal::ObjectStore& store();
+  // storage.deleteAll(): keeps the alarm unless the compatibility date or
+  // flag says otherwise (Cloudflare changed it on 2026-02-24).
+  void delete_all();
+  // Resets the object when the current turn ends (ctx.abort(), or a limit
+  // hit while an op's continuation ran).
+  void abort_soon(const std::string& reason);
+  // "NS <hex id> (name)", for log lines.
+  std::string who() const;
+
+ private:
+  Vm& vm_;
+  internal::ObjectHost* host_;
+  uint64_t handle_;
+  Scope scope_;
+  v8::Global<v8::Object> instance_;
+  bool delete_all_deletes_alarm_;
+};
+
+// The Worker's default export, as dobj's worker.
+Task<Response> js_worker(Request request, Env& env);
+
+// Whether a compatibility date and flags ask deleteAll() to delete the alarm.
+bool delete_all_deletes_alarm(const WranglerConfig& config);
+
+}  // namespace dobj::js

@@ -1,0 +1,591 @@
+// The JavaScript side of dobj's Worker API: the web platform classes a
+// Worker expects (Request, Response, Headers, URL, ...) and the Durable
+// Object API (state, storage, namespaces, stubs) over the native functions
+// of src/js/bindings.cc, passed in as N. Evaluated once per isolate, before
+// the Worker's modules; returns what the engine needs from it.
+//
+// Native handles (an object's or a stub's) live in private fields, out of
+// reach of the Worker's code.
+(function (N) {
+  'use strict';
+  const G = globalThis;
+  const define = (name, value) =>
+    Object.defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
+
+  // ---- Errors -------------------------------------------------------------
+  class DOMException extends Error {
+    constructor(message = '', name = 'Error') {
+      super(message);
+      this.name = name;
+    }
+  }
+  define('DOMException', DOMException);
+
+  // ---- Text, bytes, base64 ------------------------------------------------
+  class TextEncoder {
+    get encoding() { return 'utf-8'; }
+    encode(s = '') { return N.utf8Encode(String(s)); }
+    encodeInto(s, dest) {
+      const bytes = N.utf8Encode(String(s));
+      const n = Math.min(bytes.length, dest.length);
+      dest.set(bytes.subarray(0, n));
+      return { read: n === bytes.length ? String(s).length : undefined, written: n };
+    }
+  }
+  class TextDecoder {
+    constructor(label = 'utf-8', options = {}) {
+      if (!/^utf-?8$/i.test(label)) throw new RangeError(`TextDecoder: only utf-8 is supported, not ${label}`);
+      this.fatal = !!options.fatal;
+    }
+    get encoding() { return 'utf-8'; }
+    decode(input) {
+      if (input === undefined) return '';
+      return N.utf8Decode(toBytes(input), this.fatal);
+    }
+  }
+  define('TextEncoder', TextEncoder);
+  define('TextDecoder', TextDecoder);
+  function toBytes(x) {
+    if (x instanceof Uint8Array) return x;
+    if (x instanceof ArrayBuffer) return new Uint8Array(x);
+    if (ArrayBuffer.isView(x)) return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+    throw new TypeError('expected an ArrayBuffer or a typed array');
+  }
+  define('atob', (s) => N.atob(String(s)));
+  define('btoa', (s) => N.btoa(String(s)));
+
+  // ---- Timers, microtasks, clone, console, crypto, performance -----------
+  let nextTimer = 1;
+  const timers = new Map();
+  function startTimer(fn, ms, args, repeat) {
+    if (typeof fn !== 'function') throw new TypeError('setTimeout: the callback must be a function');
+    const id = nextTimer++;
+    const delay = Math.max(0, Number(ms) || 0);
+    timers.set(id, true);
+    const tick = () => N.sleep(delay).then(() => {
+      if (!timers.has(id)) return;
+      if (!repeat) timers.delete(id);
+      try { fn(...args); } finally { if (repeat && timers.has(id)) tick(); }
+    });
+    tick();
+    return id;
+  }
+  define('setTimeout', (fn, ms, ...args) => startTimer(fn, ms, args, false));
+  define('setInterval', (fn, ms, ...args) => startTimer(fn, ms, args, true));
+  define('clearTimeout', (id) => { timers.delete(id); });
+  define('clearInterval', (id) => { timers.delete(id); });
+  define('queueMicrotask', (fn) => { Promise.resolve().then(fn); });
+  define('structuredClone', (v) => N.clone(v));
+  const format = (args) => args.map((a) => {
+    if (typeof a === 'string') return a;
+    if (a instanceof Error) return a.stack || String(a);
+    try { return JSON.stringify(a) ?? String(a); } catch { return String(a); }
+  }).join(' ');
+  define('console', {
+    log: (...a) => N.log(1, format(a)),
+    info: (...a) => N.log(1, format(a)),
+    debug: (...a) => N.log(0, format(a)),
+    warn: (...a) => N.log(2, format(a)),
+    error: (...a) => N.log(3, format(a)),
+  });
+  define('performance', { now: () => N.now(), timeOrigin: 0 });
+  const subtle = {
+    async digest(algorithm, data) {
+      const name = typeof algorithm === 'string' ? algorithm : algorithm && algorithm.name;
+      return N.digest(String(name).toUpperCase(), toBytes(data));
+    },
+  };
+  define('crypto', {
+    randomUUID: () => N.randomUUID(),
+    getRandomValues: (array) => { N.randomFill(array); return array; },
+    subtle,
+  });
+
+  // ---- Events ---------------------------------------------------------------
+  class Event {
+    constructor(type, init = {}) {
+      this.type = String(type);
+      this.defaultPrevented = false;
+      this.cancelable = !!init.cancelable;
+      this.timeStamp = N.now();
+    }
+    preventDefault() { if (this.cancelable) this.defaultPrevented = true; }
+    stopImmediatePropagation() { this.stopped = true; }
+  }
+  class EventTarget {
+    #listeners = new Map();
+    addEventListener(type, fn, options = {}) {
+      if (!fn) return;
+      const list = this.#listeners.get(type) || [];
+      if (!list.some((l) => l.fn === fn)) list.push({ fn, once: !!(options && options.once) });
+      this.#listeners.set(type, list);
+    }
+    removeEventListener(type, fn) {
+      const list = this.#listeners.get(type);
+      if (list) this.#listeners.set(type, list.filter((l) => l.fn !== fn));
+    }
+    dispatchEvent(event) {
+      for (const l of [...(this.#listeners.get(event.type) || [])]) {
+        if (l.once) this.removeEventListener(event.type, l.fn);
+        if (typeof l.fn === 'function') l.fn.call(this, event); else l.fn.handleEvent(event);
+        if (event.stopped) break;
+      }
+      return !event.defaultPrevented;
+    }
+  }
+  define('Event', Event);
+  define('EventTarget', EventTarget);
+  class AbortSignal extends EventTarget {
+    aborted = false;
+    reason = undefined;
+    throwIfAborted() { if (this.aborted) throw this.reason; }
+    static abort(reason) { const c = new AbortController(); c.abort(reason); return c.signal; }
+    static timeout(ms) { const c = new AbortController(); setTimeout(() => c.abort(new DOMException('timed out', 'TimeoutError')), ms); return c.signal; }
+  }
+  class AbortController {
+    signal = new AbortSignal();
+    abort(reason = new DOMException('aborted', 'AbortError')) {
+      if (this.signal.aborted) return;
+      this.signal.aborted = true;
+      this.signal.reason = reason;
+      this.signal.dispatchEvent(new Event('abort'));
+      if (typeof this.signal.onabort === 'function') this.signal.onabort(new Event('abort'));
+    }
+  }
+  define('AbortSignal', AbortSignal);
+  define('AbortController', AbortController);
+
+  // ---- URL ------------------------------------------------------------------
+  const enc = (s) => encodeURIComponent(s).replace(/%20/g, '+');
+  const dec = (s) => { try { return decodeURIComponent(s.replace(/\+/g, ' ')); } catch { return s; } };
+  class URLSearchParams {
+    #list = [];
+    #url = null;
+    constructor(init = '') {
+      if (typeof init === 'string') this.#parse(init);
+      else if (init instanceof URLSearchParams) this.#list = [...init];
+      else if (init && typeof init[Symbol.iterator] === 'function') for (const [k, v] of init) this.#list.push([String(k), String(v)]);
+      else if (init && typeof init === 'object') for (const k of Object.keys(init)) this.#list.push([k, String(init[k])]);
+    }
+    #parse(s) {
+      this.#list = [];
+      if (s.startsWith('?')) s = s.slice(1);
+      for (const part of s.split('&')) {
+        if (!part) continue;
+        const i = part.indexOf('=');
+        this.#list.push(i < 0 ? [dec(part), ''] : [dec(part.slice(0, i)), dec(part.slice(i + 1))]);
+      }
+    }
+    static _bind(params, url, search) { params.#url = url; params.#parse(search); }
+    #update() { if (this.#url) this.#url._setSearch(this.toString()); }
+    get size() { return this.#list.length; }
+    append(k, v) { this.#list.push([String(k), String(v)]); this.#update(); }
+    delete(k) { this.#list = this.#list.filter(([n]) => n !== k); this.#update(); }
+    get(k) { const e = this.#list.find(([n]) => n === k); return e ? e[1] : null; }
+    getAll(k) { return this.#list.filter(([n]) => n === k).map(([, v]) => v); }
+    has(k) { return this.#list.some(([n]) => n === k); }
+    set(k, v) {
+      const i = this.#list.findIndex(([n]) => n === k);
+      if (i < 0) this.#list.push([String(k), String(v)]);
+      else { this.#list[i] = [String(k), String(v)]; this.#list = this.#list.filter(([n], j) => n !== k || j === i); }
+      this.#update();
+    }
+    sort() { this.#list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)); this.#update(); }
+    forEach(fn, self) { for (const [k, v] of this.#list) fn.call(self, v, k, this); }
+    keys() { return this.#list.map(([k]) => k)[Symbol.iterator](); }
+    values() { return this.#list.map(([, v]) => v)[Symbol.iterator](); }
+    entries() { return this.#list.map((e) => [...e])[Symbol.iterator](); }
+    [Symbol.iterator]() { return this.entries(); }
+    toString() { return this.#list.map(([k, v]) => enc(k) + '=' + enc(v)).join('&'); }
+  }
+  define('URLSearchParams', URLSearchParams);
+
+  const defaultPorts = { 'http:': '80', 'https:': '443', 'ws:': '80', 'wss:': '443' };
+  const pathEscape = (p) => p.replace(/[ "<>`#?{}]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'));
+  function normalizePath(path) {
+    const out = [];
+    const segs = path.split('/');
+    for (let i = 1; i < segs.length; i++) {
+      const s = segs[i];
+      if (s === '..' || s.toLowerCase() === '%2e%2e') { if (out.length) out.pop(); if (i === segs.length - 1) out.push(''); }
+      else if (s === '.' || s.toLowerCase() === '%2e') { if (i === segs.length - 1) out.push(''); }
+      else out.push(s);
+    }
+    return '/' + out.join('/');
+  }
+  class URL {
+    #p;
+    #params;
+    constructor(input, base) {
+      input = String(input).trim();
+      const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):(.*)$/.exec(input);
+      if (m && (m[1].length > 1)) this.#p = URL.#parseAbsolute(m[1].toLowerCase() + ':', m[2]);
+      else {
+        if (base === undefined) throw new TypeError(`Invalid URL: ${input}`);
+        const b = base instanceof URL ? base : new URL(base);
+        this.#p = URL.#resolve(b.#p, input);
+      }
+      this.#params = new URLSearchParams();
+      URLSearchParams._bind(this.#params, this, this.#p.search);
+    }
+    static #parseAbsolute(protocol, rest) {
+      const p = { protocol, username: '', password: '', hostname: '', port: '', pathname: '', search: '', hash: '' };
+      let h = rest.indexOf('#');
+      if (h >= 0) { p.hash = rest.slice(h); rest = rest.slice(0, h); }
+      h = rest.indexOf('?');
+      if (h >= 0) { p.search = rest.slice(h); rest = rest.slice(0, h); }
+      if (p.search === '?') p.search = '';
+      if (p.hash === '#') p.hash = '';
+      const special = protocol in defaultPorts;
+      rest = special ? rest.replace(/\\/g, '/') : rest;
+      if (rest.startsWith('//')) {
+        rest = rest.slice(2);
+        const slash = rest.indexOf('/');
+        let auth = slash < 0 ? rest : rest.slice(0, slash);
+        rest = slash < 0 ? '' : rest.slice(slash);
+        const at = auth.lastIndexOf('@');
+        if (at >= 0) {
+          const cred = auth.slice(0, at); auth = auth.slice(at + 1);
+          const c = cred.indexOf(':');
+          p.username = c < 0 ? cred : cred.slice(0, c);
+          p.password = c < 0 ? '' : cred.slice(c + 1);
+        }
+        const pm = /^(\[[^\]]*\]|[^:]*)(?::(\d*))?$/.exec(auth);
+        if (!pm) throw new TypeError(`Invalid URL: ${protocol}${rest}`);
+        p.hostname = pm[1].toLowerCase();
+        p.port = pm[2] || '';
+        if (p.port === defaultPorts[protocol]) p.port = '';
+        if (special && !p.hostname) throw new TypeError(`Invalid URL: no host`);
+        if (/[\s<>^|%]/.test(p.hostname)) throw new TypeError(`Invalid URL: bad host ${p.hostname}`);
+        p.pathname = special ? normalizePath(pathEscape(rest || '/')) : pathEscape(rest);
+      } else {
+        if (special) throw new TypeError(`Invalid URL: ${protocol}${rest}`);
+        p.pathname = rest;
+        p.opaque = true;
+      }
+      return p;
+    }
+    static #resolve(b, input) {
+      const p = { ...b, hash: '' };
+      let rest = input.replace(/\\/g, '/');
+      if (rest.startsWith('//')) return URL.#parseAbsolute(b.protocol, rest);
+      let h = rest.indexOf('#');
+      let hash = '';
+      if (h >= 0) { hash = rest.slice(h); rest = rest.slice(0, h); }
+      h = rest.indexOf('?');
+      let search = null;
+      if (h >= 0) { search = rest.slice(h); rest = rest.slice(0, h); }
+      if (rest === '') { if (search !== null) p.search = search; }
+      else {
+        p.search = search || '';
+        if (rest.startsWith('/')) p.pathname = normalizePath(pathEscape(rest));
+        else p.pathname = normalizePath(b.pathname.slice(0, b.pathname.lastIndexOf('/') + 1) + pathEscape(rest));
+      }
+      if (p.search === '?') p.search = '';
+      p.hash = hash === '#' ? '' : hash;
+      return p;
+    }
+    _setSearch(s) { this.#p.search = s ? '?' + s : ''; }
+    get protocol() { return this.#p.protocol; }
+    set protocol(v) { this.#p.protocol = String(v).replace(/:?$/, ':'); }
+    get username() { return this.#p.username; }
+    get password() { return this.#p.password; }
+    get hostname() { return this.#p.hostname; }
+    set hostname(v) { this.#p.hostname = String(v).toLowerCase(); }
+    get port() { return this.#p.port; }
+    set port(v) { this.#p.port = String(v) === defaultPorts[this.#p.protocol] ? '' : String(v); }
+    get host() { return this.#p.hostname + (this.#p.port ? ':' + this.#p.port : ''); }
+    set host(v) { const [h, port = ''] = String(v).split(':'); this.hostname = h; this.port = port; }
+    get origin() { return this.#p.opaque ? 'null' : this.#p.protocol + '//' + this.host; }
+    get pathname() { return this.#p.pathname; }
+    set pathname(v) { v = String(v); this.#p.pathname = normalizePath(pathEscape(v.startsWith('/') ? v : '/' + v)); }
+    get search() { return this.#p.search; }
+    set search(v) { v = String(v); this.#p.search = v && v !== '?' ? (v.startsWith('?') ? v : '?' + v) : ''; URLSearchParams._bind(this.#params, this, this.#p.search); }
+    get searchParams() { return this.#params; }
+    get hash() { return this.#p.hash; }
+    set hash(v) { v = String(v); this.#p.hash = v && v !== '#' ? (v.startsWith('#') ? v : '#' + v) : ''; }
+    get href() {
+      const p = this.#p;
+      if (p.opaque) return p.protocol + p.pathname + p.search + p.hash;
+      const cred = p.username ? p.username + (p.password ? ':' + p.password : '') + '@' : '';
+      return p.protocol + '//' + cred + this.host + p.pathname + p.search + p.hash;
+    }
+    set href(v) { this.#p = new URL(v).#p; URLSearchParams._bind(this.#params, this, this.#p.search); }
+    toString() { return this.href; }
+    toJSON() { return this.href; }
+    static canParse(u, b) { try { new URL(u, b); return true; } catch { return false; } }
+  }
+  define('URL', URL);
+
+  // ---- Headers, Request, Response -------------------------------------------
+  const headerName = (n) => {
+    n = String(n).toLowerCase();
+    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(n)) throw new TypeError(`Invalid header name: ${n}`);
+    return n;
+  };
+  const headerValue = (v) => {
+    v = String(v).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '');
+    if (/[\0\r\n]/.test(v)) throw new TypeError('Invalid header value');
+    return v;
+  };
+  class Headers {
+    #map = new Map();  // lower-case name → [values]
+    constructor(init) {
+      if (init instanceof Headers) for (const [k, v] of init.#map) this.#map.set(k, [...v]);
+      else if (Array.isArray(init) || (init && typeof init[Symbol.iterator] === 'function')) for (const [k, v] of init) this.append(k, v);
+      else if (init && typeof init === 'object') for (const k of Object.keys(init)) this.append(k, init[k]);
+    }
+    append(k, v) { k = headerName(k); const l = this.#map.get(k); if (l) l.push(headerValue(v)); else this.#map.set(k, [headerValue(v)]); }
+    set(k, v) { this.#map.set(headerName(k), [headerValue(v)]); }
+    delete(k) { this.#map.delete(headerName(k)); }
+    has(k) { return this.#map.has(headerName(k)); }
+    get(k) { const l = this.#map.get(headerName(k)); return l ? l.join(', ') : null; }
+    getSetCookie() { return [...(this.#map.get('set-cookie') || [])]; }
+    *entries() {
+      for (const k of [...this.#map.keys()].sort()) {
+        if (k === 'set-cookie') for (const v of this.#map.get(k)) yield [k, v];
+        else yield [k, this.#map.get(k).join(', ')];
+      }
+    }
+    *keys() { for (const [k] of this.entries()) yield k; }
+    *values() { for (const [, v] of this.entries()) yield v; }
+    forEach(fn, self) { for (const [k, v] of this.entries()) fn.call(self, v, k, this); }
+    [Symbol.iterator]() { return this.entries(); }
+    _flat() { const out = []; for (const [k, l] of this.#map) for (const v of l) out.push(k, v); return out; }
+  }
+  define('Headers', Headers);
+
+  // A body is kept whole: a string or a Uint8Array (dobj reads and writes
+  // bodies whole; streams are not offered).
+  function bodyOf(body) {
+    if (body === undefined || body === null) return null;
+    if (typeof body === 'string') return body;
+    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return new Uint8Array(toBytes(body));
+    if (body instanceof URLSearchParams) return body.toString();
+    if (body instanceof ReadableStreamLike) return body._bytes;
+    throw new TypeError('dobj: a body must be a string, an ArrayBuffer, a typed array or URLSearchParams (streams are not supported)');
+  }
+  class ReadableStreamLike { constructor(bytes) { this._bytes = bytes; this.locked = false; } }
+  const kBody = Symbol('body');
+  class Body {
+    [kBody] = null;
+    bodyUsed = false;
+    #take() {
+      if (this.bodyUsed) throw new TypeError('Body has already been used');
+      this.bodyUsed = this[kBody] !== null;
+      return this[kBody];
+    }
+    get body() { return this[kBody] === null ? null : new ReadableStreamLike(N.bytesOf(this[kBody])); }
+    async text() { const b = this.#take(); return b === null ? '' : typeof b === 'string' ? b : N.utf8Decode(b, false); }
+    async json() { return JSON.parse(await this.text()); }
+    async arrayBuffer() { const b = this.#take(); return b === null ? new ArrayBuffer(0) : N.bytesOf(b).slice().buffer; }
+    async bytes() { return new Uint8Array(await this.arrayBuffer()); }
+    async formData() { throw new TypeError('dobj: formData() is not supported'); }
+    async blob() { throw new TypeError('dobj: Blob is not supported'); }
+  }
+  class Request extends Body {
+    #url;
+    constructor(input, init = {}) {
+      super();
+      let src = input instanceof Request ? input : null;
+      this.#url = src ? src.url : new URL(String(input)).href;
+      this.method = String(init.method || (src ? src.method : 'GET')).toUpperCase();
+      this.headers = new Headers(init.headers || (src ? src.headers : undefined));
+      const body = 'body' in init ? init.body : src ? src[kBody] : null;
+      if (body !== null && body !== undefined && (this.method === 'GET' || this.method === 'HEAD')) {
+        throw new TypeError('Request with GET/HEAD method cannot have body.');
+      }
+      this[kBody] = bodyOf(body);
+      if (typeof this[kBody] === 'string' && !this.headers.has('content-type')) this.headers.set('content-type', 'text/plain;charset=UTF-8');
+      this.signal = init.signal || (src ? src.signal : new AbortSignal());
+      this.redirect = init.redirect || 'follow';
+      this.cf = init.cf || (src ? src.cf : undefined);
+    }
+    get url() { return this.#url; }
+    clone() { return new Request(this); }
+  }
+  define('Request', Request);
+  class Response extends Body {
+    constructor(body = null, init = {}) {
+      super();
+      this.status = init.status === undefined ? 200 : Number(init.status);
+      if (this.status !== 101 && (this.status < 200 || this.status > 599)) throw new RangeError(`Invalid status ${this.status}`);
+      this.statusText = init.statusText || '';
+      this.headers = new Headers(init.headers);
+      this[kBody] = bodyOf(body);
+      if (typeof this[kBody] === 'string' && !this.headers.has('content-type')) this.headers.set('content-type', 'text/plain;charset=UTF-8');
+      this.webSocket = init.webSocket || null;
+    }
+    get ok() { return this.status >= 200 && this.status < 300; }
+    get redirected() { return false; }
+    get url() { return ''; }
+    clone() { return new Response(this[kBody], this); }
+    static json(data, init = {}) {
+      const headers = new Headers(init.headers);
+      if (!headers.has('content-type')) headers.set('content-type', 'application/json');
+      return new Response(JSON.stringify(data), { ...init, headers });
+    }
+    static redirect(url, status = 302) { return new Response(null, { status, headers: { location: String(url) } }); }
+    static error() { const r = new Response(null, { status: 200 }); r.status = 0; return r; }
+  }
+  define('Response', Response);
+
+  // ---- Outgoing fetch ---------------------------------------------------------
+  define('fetch', async (input, init) => {
+    const req = new Request(input, init);
+    const [status, flat, body] = await N.httpFetch(req.url, req.method, req.headers._flat(), req[kBody]);
+    return makeResponse(status, flat, body);
+  });
+  function makeResponse(status, flat, body) {
+    const r = new Response(null, { status: status === 101 ? 200 : status });
+    r.status = status;
+    for (let i = 0; i < flat.length; i += 2) r.headers.append(flat[i], flat[i + 1]);
+    r[kBody] = body;
+    return r;
+  }
+
+  // ---- Durable Objects ------------------------------------------------------
+  class DurableObjectId {
+    #hex; #name;
+    constructor(hex, name) { this.#hex = hex; this.#name = name; }
+    toString() { return this.#hex; }
+    equals(other) { return other instanceof DurableObjectId && other.#hex === this.#hex; }
+    get name() { return this.#name; }
+    toJSON() { return this.#hex; }
+  }
+  class DurableObjectStub {
+    #ns; #id; #handle;
+    constructor(ns, id) { this.#ns = ns; this.#id = id; this.#handle = N.makeStub(ns, id.toString(), id.name); }
+    get id() { return this.#id; }
+    get name() { return this.#id.name; }
+    async fetch(input, init) {
+      const req = input instanceof Request && init === undefined ? input : new Request(input instanceof Request || /^[a-z][a-z0-9+.-]*:/i.test(String(input)) ? input : new URL(String(input), 'http://do/'), init);
+      const [status, flat, body] = await N.stubFetch(this.#handle, req.method, req.url, req.headers._flat(), req[kBody]);
+      return makeResponse(status, flat, body);
+    }
+  }
+  // A stub also answers JS RPC: any other property is a method of the object.
+  const stubProxy = (stub) => new Proxy(stub, {
+    get(target, prop) {
+      if (prop in target || typeof prop === 'symbol' || prop === 'then') {
+        const v = target[prop];
+        return typeof v === 'function' ? v.bind(target) : v;
+      }
+      return async (...args) => { throw new TypeError(`dobj: JS RPC (stub.${String(prop)}()) is not supported yet; use stub.fetch()`); };
+    },
+  });
+  class DurableObjectNamespace {
+    #binding;
+    constructor(binding) { this.#binding = binding; }
+    idFromName(name) { return new DurableObjectId(N.idFromName(this.#binding, String(name)), String(name)); }
+    idFromString(hex) { return new DurableObjectId(N.idFromString(this.#binding, String(hex)), undefined); }
+    newUniqueId() { return new DurableObjectId(N.newUniqueId(this.#binding), undefined); }
+    get(id) {
+      if (!(id instanceof DurableObjectId)) throw new TypeError('get() expects a DurableObjectId');
+      return stubProxy(new DurableObjectStub(this.#binding, id));
+    }
+    getByName(name) { return this.get(this.idFromName(name)); }
+    jurisdiction() { return this; }
+  }
+
+  const listOptions = (o = {}) => {
+    const out = {};
+    for (const k of ['start', 'startAfter', 'end', 'prefix']) if (o[k] !== undefined) out[k] = String(o[k]);
+    if (o.reverse) out.reverse = true;
+    if (o.limit !== undefined) out.limit = Number(o.limit);
+    return out;
+  };
+  class SqlCursor {
+    #columns; #rows; #i = 0;
+    constructor(columns, rows, read, written) {
+      this.#columns = columns; this.#rows = rows; this.rowsRead = read; this.rowsWritten = written;
+    }
+    get columnNames() { return [...this.#columns]; }
+    #object(row) { const o = {}; this.#columns.forEach((c, j) => { o[c] = row[j]; }); return o; }
+    next() { return this.#i < this.#rows.length ? { done: false, value: this.#object(this.#rows[this.#i++]) } : { done: true, value: undefined }; }
+    [Symbol.iterator]() { return this; }
+    toArray() { const out = []; for (const r of this) out.push(r); return out; }
+    one() {
+      const rest = this.#rows.length - this.#i;
+      if (rest !== 1) throw new Error(rest === 0 ? 'Expected exactly one result from SQL query, but got no results.' : 'Expected exactly one result from SQL query, but got multiple results.');
+      return this.next().value;
+    }
+    raw() {
+      const rows = this.#rows; let i = this.#i; this.#i = rows.length;
+      const it = { next: () => (i < rows.length ? { done: false, value: [...rows[i++]] } : { done: true, value: undefined }), [Symbol.iterator]() { return it; }, toArray: () => { const out = []; for (const r of it) out.push(r); return out; }, columnNames: this.columnNames };
+      return it;
+    }
+  }
+  class SqlStorage {
+    #h;
+    constructor(h) { this.#h = h; }
+    exec(query, ...bindings) { const [c, rows, r, w] = N.sqlExec(this.#h, String(query), bindings); return new SqlCursor(c, rows, r, w); }
+    get databaseSize() { return N.sqlSize(this.#h); }
+  }
+  class DurableObjectStorage {
+    #h; #sql;
+    constructor(h) { this.#h = h; this.#sql = new SqlStorage(h); }
+    get sql() { return this.#sql; }
+    async get(keys) { return this.getSync(keys); }
+    getSync(keys) { return Array.isArray(keys) ? N.getMany(this.#h, keys.map(String)) : N.get(this.#h, String(keys)); }
+    async put(key, value) {
+      if (typeof key === 'object' && key !== null) { N.putMany(this.#h, key); return; }
+      if (value === undefined) throw new TypeError('put() needs a value');
+      N.put(this.#h, String(key), value);
+    }
+    async delete(keys) { return Array.isArray(keys) ? N.deleteMany(this.#h, keys.map(String)) : N.delete(this.#h, String(keys)); }
+    async list(options) { return N.list(this.#h, listOptions(options)); }
+    async deleteAll() { N.deleteAll(this.#h); }
+    async getAlarm() { return N.getAlarm(this.#h); }
+    async setAlarm(t) { N.setAlarm(this.#h, t instanceof Date ? t.getTime() : Number(t)); }
+    async deleteAlarm() { N.deleteAlarm(this.#h); }
+    async sync() { await N.sync(this.#h); }
+    transactionSync(fn) { return N.transactionSync(this.#h, fn); }
+    async transaction(fn) {
+      let rolledBack = false;
+      const txn = Object.create(this);
+      txn.rollback = () => { rolledBack = true; };
+      N.txBegin(this.#h);
+      let result;
+      try { result = await fn(txn); } catch (e) { N.txEnd(this.#h, false); throw e; }
+      N.txEnd(this.#h, !rolledBack);
+      return result;
+    }
+  }
+  class DurableObjectState {
+    #h;
+    constructor(h, hex, name) {
+      this.#h = h;
+      this.id = new DurableObjectId(hex, name);
+      this.storage = new DurableObjectStorage(h);
+    }
+    waitUntil(p) { Promise.resolve(p).catch((e) => console.error('waitUntil:', e)); }
+    blockConcurrencyWhile(fn) { return N.blockConcurrencyWhile(this.#h, fn); }
+    abort(reason) { N.abort(this.#h, reason === undefined ? 'aborted' : String(reason)); }
+    acceptWebSocket() { throw new TypeError('dobj: WebSockets in JavaScript objects are not supported yet'); }
+    getWebSockets() { return []; }
+  }
+  class DurableObject {
+    constructor(ctx, env) { this.ctx = ctx; this.env = env; }
+  }
+  class WorkerEntrypoint {
+    constructor(ctx, env) { this.ctx = ctx; this.env = env; }
+  }
+
+  return {
+    modules: { 'cloudflare:workers': { DurableObject, WorkerEntrypoint, RpcTarget: class RpcTarget {} } },
+    makeNamespace: (binding) => new DurableObjectNamespace(binding),
+    makeState: (h, hex, name) => new DurableObjectState(h, hex, name),
+    makeRequest(method, url, flat, body) {
+      const r = new Request(url, { method: method === 'GET' || method === 'HEAD' ? method : method });
+      for (let i = 0; i < flat.length; i += 2) r.headers.append(flat[i], flat[i + 1]);
+      r[kBody] = body;
+      return r;
+    },
+    responseParts(r) {
+      if (!(r instanceof Response)) throw new TypeError('the handler must return a Response');
+      return [r.status, r.headers._flat(), r[kBody]];
+    },
+    executionContext: () => ({ waitUntil(p) { Promise.resolve(p).catch((e) => console.error('waitUntil:', e)); }, passThroughOnException() {} }),
+  };
+})

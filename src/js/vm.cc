@@ -1,0 +1,580 @@
+#include "js/vm.h"
+
+#include <libplatform/libplatform.h>
+
+#include <filesystem>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "js/js_object.h"
+#include "js/prelude.h"
+#include "runtime/object_host.h"
+
+namespace dobj::js {
+namespace {
+
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// The process's V8: its platform, the script, every Vm, and the watchdog
+// that terminates JavaScript running past the CPU limit.
+struct Process {
+  std::mutex mu;
+  std::unique_ptr<v8::Platform> platform;
+  std::shared_ptr<const Script> script;
+  std::vector<std::unique_ptr<Vm>> vms;
+  std::thread watchdog;
+  bool stopping = false;
+  std::condition_variable wake;
+};
+
+Process& process() {
+  static Process* p = new Process();  // outlives every thread that may use it
+  return *p;
+}
+
+void init_v8() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Process& p = process();
+    p.platform = v8::platform::NewDefaultPlatform();
+    v8::V8::InitializePlatform(p.platform.get());
+    v8::V8::Initialize();
+  });
+}
+
+thread_local Vm* t_vm = nullptr;
+
+}  // namespace
+
+// Terminates an entry that ran past the CPU limit (wall time inside
+// JavaScript, checked every 10 ms: pre-emptive, where the runtime's own limit
+// is checked when a turn ends).
+class Watchdog {
+ public:
+  static void run() {
+    Process& p = process();
+    std::unique_lock lock(p.mu);
+    while (!p.stopping) {
+      p.wake.wait_for(lock, std::chrono::milliseconds(10));
+      int64_t now = steady_ns();
+      for (auto& vm : p.vms) {
+        int64_t entered = vm->entered_ns_.load(std::memory_order_relaxed);
+        int64_t limit = std::chrono::nanoseconds(p.script->cpu_limit).count();
+        if (entered != 0 && limit > 0 && now - entered > limit &&
+            vm->terminated_.exchange(Vm::kCpu) == Vm::kNone) {
+          vm->isolate_->TerminateExecution();
+        }
+      }
+    }
+  }
+};
+
+void Vm::set_script(std::shared_ptr<const Script> script) {
+  init_v8();
+  Process& p = process();
+  std::lock_guard lock(p.mu);
+  p.script = std::move(script);
+  if (!p.watchdog.joinable()) p.watchdog = std::thread(&Watchdog::run);
+}
+
+const Script& Vm::script() { return *process().script; }
+
+Vm& Vm::current() {
+  if (t_vm) return *t_vm;
+  Process& p = process();
+  auto vm = std::unique_ptr<Vm>(new Vm(*p.script));
+  Status st = vm->load(*p.script);
+  if (!st) {
+    // Checked before the server started (Vm::check); a failure here is a
+    // file changed since: nothing of this script can run.
+    throw Error(Code::kInternal, "the Worker failed to load: " + st.message());
+  }
+  t_vm = vm.get();
+  std::lock_guard lock(p.mu);
+  p.vms.push_back(std::move(vm));
+  return *t_vm;
+}
+
+void Vm::shutdown() {
+  Process& p = process();
+  std::vector<std::unique_ptr<Vm>> vms;
+  {
+    std::lock_guard lock(p.mu);
+    p.stopping = true;
+    vms.swap(p.vms);
+  }
+  p.wake.notify_all();
+  if (p.watchdog.joinable()) p.watchdog.join();
+  vms.clear();
+}
+
+Status Vm::check(const Script& script, std::unordered_map<std::string, bool>* has_alarm) {
+  init_v8();
+  Vm vm(script);
+  Status st = vm.load(script);
+  if (!st) return st;
+  v8::Isolate::Scope iscope(vm.isolate_);
+  v8::HandleScope handles(vm.isolate_);
+  v8::Local<v8::Context> ctx = vm.context();
+  v8::Context::Scope cscope(ctx);
+  v8::Local<v8::Object> exports = vm.exports();
+  for (const auto& b : script.config.bindings) {
+    v8::Local<v8::Value> cls;
+    if (!exports->Get(ctx, vm.str(b.class_name)).ToLocal(&cls) || !cls->IsFunction()) {
+      return Status(Code::kInvalidArgument,
+                    script.config.main + ": binding " + b.name + " names class " + b.class_name +
+                        ", which the module does not export");
+    }
+    v8::Local<v8::Value> proto;
+    v8::Local<v8::Value> alarm;
+    bool found = cls.As<v8::Object>()->Get(ctx, vm.str("prototype")).ToLocal(&proto) &&
+                 proto->IsObject() &&
+                 proto.As<v8::Object>()->Get(ctx, vm.str("alarm")).ToLocal(&alarm) &&
+                 alarm->IsFunction();
+    (*has_alarm)[b.name] = found;
+  }
+  return Status();
+}
+
+Vm::Vm(const Script& script) : script_(script) {
+  allocator_ = v8::ArrayBuffer::Allocator::NewDefaultAllocator();
+  v8::Isolate::CreateParams params;
+  params.array_buffer_allocator = allocator_;
+  params.constraints.ConfigureDefaultsFromHeapSize(0, script.heap_limit_bytes);
+  isolate_ = v8::Isolate::New(params);
+  isolate_->SetData(0, this);
+  isolate_->SetMicrotasksPolicy(v8::MicrotasksPolicy::kExplicit);
+  // Past the heap limit: terminate the entry (the object is reset) and give
+  // V8 room to unwind instead of aborting the process.
+  isolate_->AddNearHeapLimitCallback(
+      [](void* data, size_t current, size_t) -> size_t {
+        auto* vm = static_cast<Vm*>(data);
+        if (vm->terminated_.exchange(kHeap) == kNone) vm->isolate_->TerminateExecution();
+        return current + (64u << 20);
+      },
+      this);
+  isolate_->SetPromiseRejectCallback([](v8::PromiseRejectMessage message) {
+    if (message.GetEvent() != v8::kPromiseRejectWithNoHandler) return;
+    v8::Isolate* iso = message.GetPromise()->GetIsolate();
+    auto* vm = static_cast<Vm*>(iso->GetData(0));
+    v8::Local<v8::Value> v = message.GetValue();
+    std::string text = v.IsEmpty() ? "undefined" : vm->utf8(v);
+    if (!v.IsEmpty() && v->IsObject()) {
+      v8::Local<v8::Value> stack;
+      if (v.As<v8::Object>()->Get(iso->GetCurrentContext(), vm->str("stack")).ToLocal(&stack) &&
+          stack->IsString()) {
+        text = vm->utf8(stack);
+      }
+    }
+    internal::log_warn(vm->who() + "unhandled promise rejection: " + text);
+  });
+  v8::Isolate::Scope iscope(isolate_);
+  v8::HandleScope handles(isolate_);
+  context_.Reset(isolate_, v8::Context::New(isolate_));
+}
+
+Vm::~Vm() {
+  waits_.clear();
+  objects_.clear();
+  modules_.clear();
+  helpers_.Reset();
+  exports_.Reset();
+  env_.Reset();
+  context_.Reset();
+  isolate_->Dispose();
+  delete allocator_;
+}
+
+v8::Local<v8::String> Vm::str(std::string_view s) const {
+  return v8::String::NewFromUtf8(isolate_, s.data(), v8::NewStringType::kNormal,
+                                 static_cast<int>(s.size()))
+      .ToLocalChecked();
+}
+
+std::string Vm::utf8(v8::Local<v8::Value> v) const {
+  v8::String::Utf8Value u(isolate_, v);
+  return *u ? std::string(*u, u.length()) : std::string();
+}
+
+void Vm::throw_error(std::string_view message) const {
+  isolate_->ThrowException(v8::Exception::Error(str(message)));
+}
+
+std::string Vm::describe(v8::TryCatch& tc) const {
+  v8::Local<v8::Context> ctx = context();
+  std::string out;
+  v8::Local<v8::Value> stack;
+  if (tc.StackTrace(ctx).ToLocal(&stack) && stack->IsString()) {
+    out = utf8(stack);
+  } else if (!tc.Exception().IsEmpty()) {
+    out = utf8(tc.Exception());
+  }
+  v8::Local<v8::Message> m = tc.Message();
+  if (!m.IsEmpty() && out.find("\n    at ") == std::string::npos) {
+    std::string file = utf8(m->GetScriptResourceName());
+    int line = m->GetLineNumber(ctx).FromMaybe(0);
+    out = file + ":" + std::to_string(line) + ": " + out;
+  }
+  return out.empty() ? "unknown exception" : out;
+}
+
+std::string Vm::who() const {
+  if (scope_ && scope_->object) return scope_->object->who() + ": ";
+  return "worker: ";
+}
+
+// ---- Entry ------------------------------------------------------------------
+
+Vm::Entry::Entry(Vm& vm, Scope* scope)
+    : vm_(vm),
+      isolate_scope_(vm.isolate_),
+      handles_(vm.isolate_),
+      context_scope_(vm.context()),
+      try_catch_(vm.isolate_),
+      outer_scope_(vm.scope_),
+      outermost_(vm.depth_ == 0) {
+  if (scope) vm.scope_ = scope;
+  if (outermost_) vm.entered_ns_.store(steady_ns(), std::memory_order_relaxed);
+  ++vm.depth_;
+}
+
+Vm::Entry::~Entry() {
+  if (outermost_) drain();
+  --vm_.depth_;
+  vm_.scope_ = outer_scope_;
+  if (outermost_) {
+    vm_.entered_ns_.store(0, std::memory_order_relaxed);
+    if (vm_.isolate_->IsExecutionTerminating()) vm_.isolate_->CancelTerminateExecution();
+  }
+}
+
+void Vm::Entry::drain() {
+  if (!vm_.isolate_->IsExecutionTerminating()) vm_.isolate_->PerformMicrotaskCheckpoint();
+}
+
+int Vm::take_termination() {
+  int why = terminated_.exchange(kNone);
+  if (why != kNone && isolate_->IsExecutionTerminating()) isolate_->CancelTerminateExecution();
+  return why;
+}
+
+std::string Vm::termination_message(int why) const {
+  switch (why) {
+    case kCpu:
+      return "exceeded its CPU time limit of " + std::to_string(script_.cpu_limit.count()) + " ms";
+    case kHeap:
+      return "exceeded the JavaScript heap limit of " +
+             std::to_string(script_.heap_limit_bytes >> 20) + " MiB";
+    default:
+      return abort_reason_;
+  }
+}
+
+void Vm::Entry::rethrow(std::string_view where) {
+  int why = vm_.take_termination();
+  if (why != kNone) throw Terminated(why, vm_.termination_message(why));
+  std::string text = vm_.describe(try_catch_);
+  try_catch_.Reset();
+  throw JsError(std::string(where) + ": " + text);
+}
+
+// ---- Promises -----------------------------------------------------------------
+
+Vm::PromiseWait::PromiseWait(Vm& vm, v8::Local<v8::Promise> promise)
+    : vm_(vm), promise_(vm.isolate_, promise) {}
+
+Vm::PromiseWait::~PromiseWait() {
+  if (id_) vm_.waits_.erase(id_);
+}
+
+bool Vm::PromiseWait::ready() {
+  v8::Isolate::Scope iscope(vm_.isolate_);
+  v8::HandleScope handles(vm_.isolate_);
+  v8::Local<v8::Promise> p = promise_.Get(vm_.isolate_);
+  if (p->State() == v8::Promise::kPending) return false;
+  settle(p->State() == v8::Promise::kRejected, p->Result());
+  return true;
+}
+
+void Vm::PromiseWait::settle(bool rejected, v8::Local<v8::Value> value) {
+  rejected_ = rejected;
+  value_.Reset(vm_.isolate_, value);
+  if (rejected) promise_.Get(vm_.isolate_)->MarkAsHandled();
+}
+
+void Vm::PromiseWait::suspend(std::coroutine_handle<> h) {
+  handle_ = h;
+  target_ = internal::current_resume_target();
+  id_ = vm_.next_wait_++;
+  vm_.waits_[id_] = this;
+  v8::Isolate::Scope iscope(vm_.isolate_);
+  v8::HandleScope handles(vm_.isolate_);
+  v8::Local<v8::Context> ctx = vm_.context();
+  v8::Context::Scope cscope(ctx);
+  v8::Local<v8::Value> data = v8::Number::New(vm_.isolate_, static_cast<double>(id_));
+  auto fulfilled = v8::Function::New(
+                       ctx, [](const v8::FunctionCallbackInfo<v8::Value>& info) { settle_waiter(info, false); },
+                       data)
+                       .ToLocalChecked();
+  auto rejected = v8::Function::New(
+                      ctx, [](const v8::FunctionCallbackInfo<v8::Value>& info) { settle_waiter(info, true); },
+                      data)
+                      .ToLocalChecked();
+  discard(promise_.Get(vm_.isolate_)->Then(ctx, fulfilled, rejected));
+}
+
+void Vm::settle_waiter(const v8::FunctionCallbackInfo<v8::Value>& info, bool rejected) {
+  auto* vm = static_cast<Vm*>(info.GetIsolate()->GetData(0));
+  auto id = static_cast<uint64_t>(info.Data().As<v8::Number>()->Value());
+  auto it = vm->waits_.find(id);
+  if (it == vm->waits_.end()) return;  // the waiting frame is gone (a reset)
+  PromiseWait* w = it->second;
+  vm->waits_.erase(it);
+  w->id_ = 0;
+  w->settle(rejected, info[0]);
+  // A new turn of its own, after the one that settled the promise ended.
+  internal::ResumeTarget target = w->target_;
+  std::coroutine_handle<> h = w->handle_;
+  boost::asio::post(target.shard->io(), [target, h] { target.shard->resume(target, h); });
+}
+
+// ---- Objects and ops ------------------------------------------------------------
+
+uint64_t Vm::add_object(JsObject* object) {
+  uint64_t handle = next_object_++;
+  objects_[handle] = object;
+  return handle;
+}
+
+void Vm::remove_object(uint64_t handle) { objects_.erase(handle); }
+
+JsObject* Vm::object(uint64_t handle) const {
+  auto it = objects_.find(handle);
+  return it == objects_.end() ? nullptr : it->second;
+}
+
+void Scope::reap() {
+  for (auto it = ops.begin(); it != ops.end();) {
+    it = it->done() ? ops.erase(it) : std::next(it);
+  }
+}
+
+void Vm::set_runtime_env(const Env& env) {
+  if (!runtime_env_) runtime_env_.emplace(env);
+}
+
+// ---- Loading --------------------------------------------------------------------
+
+namespace {
+
+v8::MaybeLocal<v8::Value> cloudflare_workers_exports(v8::Local<v8::Context> ctx,
+                                                     v8::Local<v8::Module> module) {
+  v8::Isolate* iso = ctx->GetIsolate();
+  auto* vm = static_cast<Vm*>(iso->GetData(0));
+  v8::Local<v8::Object> modules =
+      vm->helpers()->Get(ctx, vm->str("modules")).ToLocalChecked().As<v8::Object>();
+  v8::Local<v8::Object> exports =
+      modules->Get(ctx, vm->str("cloudflare:workers")).ToLocalChecked().As<v8::Object>();
+  v8::Local<v8::Array> names = exports->GetOwnPropertyNames(ctx).ToLocalChecked();
+  for (uint32_t i = 0; i < names->Length(); ++i) {
+    v8::Local<v8::Value> name = names->Get(ctx, i).ToLocalChecked();
+    if (module
+            ->SetSyntheticModuleExport(iso, name.As<v8::String>(),
+                                       exports->Get(ctx, name).ToLocalChecked())
+            .IsNothing()) {
+      return {};
+    }
+  }
+  return v8::Undefined(iso);
+}
+
+}  // namespace
+
+v8::MaybeLocal<v8::Module> Vm::resolve(v8::Local<v8::Context> ctx, v8::Local<v8::String> specifier,
+                                       v8::Local<v8::FixedArray>, v8::Local<v8::Module> referrer) {
+  v8::Isolate* iso = ctx->GetIsolate();
+  auto* vm = static_cast<Vm*>(iso->GetData(0));
+  std::string spec = vm->utf8(specifier);
+  if (spec == "cloudflare:workers") {
+    auto it = vm->modules_.find(spec);
+    if (it != vm->modules_.end()) return it->second.Get(iso);
+    v8::Local<v8::Object> modules =
+        vm->helpers()->Get(ctx, vm->str("modules")).ToLocalChecked().As<v8::Object>();
+    v8::Local<v8::Object> exports = modules->Get(ctx, specifier).ToLocalChecked().As<v8::Object>();
+    v8::Local<v8::Array> names = exports->GetOwnPropertyNames(ctx).ToLocalChecked();
+    std::vector<v8::Local<v8::String>> export_names;
+    for (uint32_t i = 0; i < names->Length(); ++i) {
+      export_names.push_back(names->Get(ctx, i).ToLocalChecked().As<v8::String>());
+    }
+    v8::Local<v8::Module> m =
+        v8::Module::CreateSyntheticModule(iso, specifier, export_names, cloudflare_workers_exports);
+    vm->modules_[spec].Reset(iso, m);
+    return m;
+  }
+  std::string from = vm->module_paths_[referrer->GetIdentityHash()];
+  if (spec.find(':') != std::string::npos || (!spec.starts_with("./") && !spec.starts_with("../") &&
+                                              !spec.starts_with("/"))) {
+    vm->throw_error(from + ": import of \"" + spec +
+                    "\": only relative files and cloudflare:workers can be imported (bundle npm "
+                    "packages with wrangler or esbuild; docs/js.md)");
+    return {};
+  }
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::string path =
+      fs::weakly_canonical(fs::path(from).parent_path() / spec, ec).lexically_normal().string();
+  return vm->compile_module(path);
+}
+
+v8::MaybeLocal<v8::Module> Vm::compile_module(const std::string& path) {
+  auto it = modules_.find(path);
+  if (it != modules_.end()) return it->second.Get(isolate_);
+  auto text = internal::read_file(path);
+  if (!text) {
+    throw_error("cannot read module " + path + ": " + text.status().message());
+    return {};
+  }
+  v8::ScriptOrigin origin(isolate_, str(path), 0, 0, false, -1, v8::Local<v8::Value>(), false,
+                          false, /*is_module=*/true);
+  v8::ScriptCompiler::Source source(str(*text), origin);
+  v8::Local<v8::Module> m;
+  if (!v8::ScriptCompiler::CompileModule(isolate_, &source).ToLocal(&m)) return {};
+  modules_[path].Reset(isolate_, m);
+  module_paths_[m->GetIdentityHash()] = path;
+  return m;
+}
+
+Status Vm::load(const Script& script) {
+  Entry entry(*this, nullptr);
+  v8::Local<v8::Context> ctx = entry.context();
+  auto failed = [&](const std::string& what) {
+    std::string text = describe(entry.try_catch());
+    entry.try_catch().Reset();
+    return Status(Code::kInvalidArgument, what + text);
+  };
+  // The prelude: a function of the natives, returning the helpers.
+  v8::ScriptOrigin prelude_origin(isolate_, str("dobj:prelude.js"));
+  v8::Local<v8::Script> prelude;
+  v8::Local<v8::Value> fn;
+  if (!v8::Script::Compile(ctx, str(kPreludeSource), &prelude_origin).ToLocal(&prelude) ||
+      !prelude->Run(ctx).ToLocal(&fn) || !fn->IsFunction()) {
+    return failed("the prelude failed: ");
+  }
+  v8::Local<v8::Object> natives = v8::Object::New(isolate_);
+  install_natives(natives);
+  v8::Local<v8::Value> argv[] = {natives};
+  v8::Local<v8::Value> helpers;
+  if (!fn.As<v8::Function>()->Call(ctx, ctx->Global(), 1, argv).ToLocal(&helpers)) {
+    return failed("the prelude failed: ");
+  }
+  helpers_.Reset(isolate_, helpers.As<v8::Object>());
+
+  v8::Local<v8::Module> main;
+  if (!compile_module(script.config.main).ToLocal(&main)) return failed("");
+  if (!main->InstantiateModule(ctx, &Vm::resolve).FromMaybe(false)) return failed("");
+  v8::Local<v8::Value> evaluated;
+  if (!main->Evaluate(ctx).ToLocal(&evaluated)) return failed("");
+  entry.drain();
+  if (main->GetStatus() == v8::Module::kErrored) {
+    v8::Local<v8::Value> e = main->GetException();
+    std::string text = utf8(e);
+    v8::Local<v8::Value> stack;
+    if (e->IsObject() && e.As<v8::Object>()->Get(ctx, str("stack")).ToLocal(&stack) &&
+        stack->IsString()) {
+      text = utf8(stack);
+    }
+    return Status(Code::kInvalidArgument, script.config.main + ": " + text);
+  }
+  exports_.Reset(isolate_, main->GetModuleNamespace().As<v8::Object>());
+
+  // env: one namespace per binding, then the vars.
+  v8::Local<v8::Object> env = v8::Object::New(isolate_);
+  v8::Local<v8::Function> make_ns =
+      helpers.As<v8::Object>()->Get(ctx, str("makeNamespace")).ToLocalChecked().As<v8::Function>();
+  for (const auto& b : script.config.bindings) {
+    v8::Local<v8::Value> arg[] = {str(b.name)};
+    v8::Local<v8::Value> ns;
+    if (!make_ns->Call(ctx, helpers, 1, arg).ToLocal(&ns)) return failed("");
+    discard(env->Set(ctx, str(b.name), ns));
+  }
+  for (const auto& [key, value] : script.config.vars.items()) {
+    v8::Local<v8::Value> v;
+    if (!v8::JSON::Parse(ctx, str(value.dump())).ToLocal(&v)) return failed("vars." + key + ": ");
+    discard(env->Set(ctx, str(key), v));
+  }
+  env_.Reset(isolate_, env);
+  return Status();
+}
+
+// ---- Requests and responses ---------------------------------------------------------
+
+std::string Vm::body_bytes(v8::Local<v8::Value> body) {
+  if (body->IsString()) return utf8(body);
+  if (body->IsArrayBufferView()) {
+    auto view = body.As<v8::ArrayBufferView>();
+    std::string out(view->ByteLength(), '\0');
+    view->CopyContents(out.data(), out.size());
+    return out;
+  }
+  return {};
+}
+
+v8::Local<v8::Value> Vm::js_body(const std::string& bytes) {
+  auto buffer = v8::ArrayBuffer::New(isolate_, bytes.size());
+  if (!bytes.empty()) std::memcpy(buffer->GetBackingStore()->Data(), bytes.data(), bytes.size());
+  return v8::Uint8Array::New(buffer, 0, bytes.size());
+}
+
+v8::Local<v8::Value> Vm::to_js_request(const Request& request) {
+  v8::Local<v8::Context> ctx = context();
+  std::string host = request.header("host").value_or("localhost");
+  std::string url = "http://" + host + request.target;
+  v8::Local<v8::Array> flat = v8::Array::New(isolate_, static_cast<int>(request.headers.size() * 2));
+  uint32_t i = 0;
+  for (const auto& [k, v] : request.headers) {
+    discard(flat->Set(ctx, i++, str(k)));
+    discard(flat->Set(ctx, i++, str(v)));
+  }
+  v8::Local<v8::Value> body = request.body.empty() ? v8::Null(isolate_).As<v8::Value>()
+                                                   : js_body(request.body);
+  v8::Local<v8::Value> argv[] = {str(request.method), str(url), flat, body};
+  v8::Local<v8::Function> make =
+      helpers()->Get(ctx, str("makeRequest")).ToLocalChecked().As<v8::Function>();
+  v8::Local<v8::Value> out;
+  if (!make->Call(ctx, helpers(), 4, argv).ToLocal(&out)) return {};
+  return out;
+}
+
+Response Vm::to_response(v8::Local<v8::Value> value) {
+  v8::Local<v8::Context> ctx = context();
+  v8::Local<v8::Function> parts_fn =
+      helpers()->Get(ctx, str("responseParts")).ToLocalChecked().As<v8::Function>();
+  v8::Local<v8::Value> argv[] = {value};
+  v8::Local<v8::Value> parts;
+  if (!parts_fn->Call(ctx, helpers(), 1, argv).ToLocal(&parts)) {
+    throw JsError("the handler did not return a Response (got " + utf8(value) + ")");
+  }
+  auto a = parts.As<v8::Array>();
+  Response r;
+  r.status = a->Get(ctx, 0).ToLocalChecked()->Int32Value(ctx).FromMaybe(500);
+  auto flat = a->Get(ctx, 1).ToLocalChecked().As<v8::Array>();
+  for (uint32_t i = 0; i + 1 < flat->Length(); i += 2) {
+    r.headers.emplace_back(utf8(flat->Get(ctx, i).ToLocalChecked()),
+                           utf8(flat->Get(ctx, i + 1).ToLocalChecked()));
+  }
+  r.body = body_bytes(a->Get(ctx, 2).ToLocalChecked());
+  return r;
+}
+
+}  // namespace dobj::js

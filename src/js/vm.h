@@ -1,0 +1,238 @@
+// Vm: one V8 isolate per shard thread running one Worker script.
+//
+// The isolate holds one context with the prelude (prelude.js: the web
+// platform classes and the Durable Object API) and the Worker's ES modules.
+// Every object of the script on this shard is an instance in that context
+// (a context per object would cost ~150 KiB; an instance ~0.3 KiB), as in
+// Cloudflare, where one isolate hosts many objects of a script.
+//
+// Entering JavaScript goes through Vm::Entry, which also runs the microtask
+// queue to the end before it leaves (V8's policy is explicit): so everything
+// JavaScript does in response to one event runs inside that event's turn,
+// and the turn's writes commit when the object's code next waits for
+// something outside it (an outgoing fetch, a stub call, a timer).
+//
+// JavaScript waiting on C++ (a stub fetch, a timer, an outgoing fetch) is an
+// op: a Driver owned by the Scope that started it (the object, or the worker
+// run), resumed through the shard like any coroutine of an object; it
+// settles its promise inside a new Entry. C++ waiting on JavaScript (a
+// handler's promise) is a PromiseWait.
+//
+// Thread affinity: the shard thread that made it. Vms live until
+// Engine::shutdown (objects hold pointers to theirs).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <v8.h>
+
+#include "dobj/object.h"
+#include "js/wrangler.h"
+#include "runtime/driver.h"
+#include "runtime/shard.h"
+
+namespace dobj::js {
+
+class JsObject;
+class Vm;
+
+// V8's setters return a Maybe that GCC does not let a (void) cast drop;
+// where failure leaves an exception pending for the caller, we pass it on.
+template <typename M>
+inline void discard(M&&) {}
+
+// What started ops belong to: an object instance or one worker request. Ops
+// still pending when it goes are destroyed with it.
+struct Scope {
+  JsObject* object = nullptr;  // null for the worker
+  std::list<internal::Driver> ops;
+  void reap();
+};
+
+// The script, loaded once per process: its configuration and sources.
+struct Script {
+  WranglerConfig config;
+  // Limits of every isolate.
+  size_t heap_limit_bytes = 128u << 20;
+  std::chrono::milliseconds cpu_limit{30'000};
+  bool expose_exception_messages = false;
+};
+
+// A JavaScript failure as a C++ exception: the message and stack of what
+// was thrown, for the log (never for clients, unless exposed).
+class JsError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// JavaScript was terminated: past the CPU or heap limit, or by ctx.abort().
+// The object it ran for is reset.
+class Terminated : public Error {
+ public:
+  Terminated(int why, const std::string& message) : Error(Code::kReset, message), why(why) {}
+  int why;
+};
+
+class Vm {
+ public:
+  // The Vm of this thread for the process's script (made on first use).
+  static Vm& current();
+  // Process-wide set-up and tear-down: set the script before any Vm is made;
+  // shutdown disposes every Vm (after the server stopped).
+  static void set_script(std::shared_ptr<const Script> script);
+  static const Script& script();
+  static void shutdown();
+  // Loads the script in a throw-away isolate on this thread: "file:line:
+  // message" for a syntax error, a failed import, a missing class or a
+  // binding to something that is not a class. Fills has_alarm per binding.
+  static Status check(const Script& script, std::unordered_map<std::string, bool>* has_alarm);
+
+  ~Vm();
+  v8::Isolate* isolate() const { return isolate_; }
+  v8::Local<v8::Context> context() const { return context_.Get(isolate_); }
+
+  // An entry into JavaScript on behalf of `scope`: enters the isolate and
+  // context, opens a handle scope and a TryCatch; its destructor runs the
+  // microtasks to the end. Nested entries (a native function calling back
+  // into JS) do not run microtasks themselves.
+  class Entry {
+   public:
+    Entry(Vm& vm, Scope* scope);
+    ~Entry();
+    Entry(const Entry&) = delete;
+    Entry& operator=(const Entry&) = delete;
+    v8::Local<v8::Context> context() const { return vm_.context(); }
+    v8::TryCatch& try_catch() { return try_catch_; }
+    // Runs the microtasks now (and again at the end).
+    void drain();
+    // Throws JsError (or the object's abort) for what try_catch caught.
+    [[noreturn]] void rethrow(std::string_view where);
+
+   private:
+    Vm& vm_;
+    v8::Isolate::Scope isolate_scope_;
+    v8::HandleScope handles_;
+    v8::Context::Scope context_scope_;
+    v8::TryCatch try_catch_;
+    Scope* outer_scope_;
+    bool outermost_;
+  };
+
+  // Awaits a JavaScript promise from a C++ coroutine: resumes (as a new
+  // turn of the object, through the shard) once it settles.
+  class PromiseWait {
+   public:
+    PromiseWait(Vm& vm, v8::Local<v8::Promise> promise);
+    ~PromiseWait();
+    PromiseWait(const PromiseWait&) = delete;
+    PromiseWait& operator=(const PromiseWait&) = delete;
+    // co_await wait.settled();
+    struct Awaiter {
+      PromiseWait* w;
+      bool await_ready() { return w->ready(); }
+      void await_suspend(std::coroutine_handle<> h) { w->suspend(h); }
+      void await_resume() const {}
+    };
+    Awaiter settled() { return Awaiter{this}; }
+    bool rejected() const { return rejected_; }
+    v8::Local<v8::Value> value() const { return value_.Get(vm_.isolate()); }
+
+   private:
+    friend class Vm;
+    bool ready();
+    void suspend(std::coroutine_handle<> h);
+    void settle(bool rejected, v8::Local<v8::Value> value);
+    Vm& vm_;
+    v8::Global<v8::Promise> promise_;
+    v8::Global<v8::Value> value_;
+    bool rejected_ = false;
+    uint64_t id_ = 0;
+    internal::ResumeTarget target_;
+    std::coroutine_handle<> handle_;
+  };
+
+  // The prelude's helpers and the Worker's exports.
+  v8::Local<v8::Object> helpers() const { return helpers_.Get(isolate_); }
+  v8::Local<v8::Object> exports() const { return exports_.Get(isolate_); }
+  // The env object handed to the Worker and every object (bindings, vars).
+  v8::Local<v8::Object> env() const { return env_.Get(isolate_); }
+  // The runtime's Env (for namespaces and stubs), given on first use.
+  void set_runtime_env(const Env& env);
+  const Env& runtime_env() const { return *runtime_env_; }
+
+  // Objects by the handle their JavaScript state carries.
+  uint64_t add_object(JsObject* object);
+  void remove_object(uint64_t handle);
+  JsObject* object(uint64_t handle) const;
+
+  Scope* scope() const { return scope_; }
+
+  // Request and Response across the boundary.
+  v8::Local<v8::Value> to_js_request(const Request& request);
+  Response to_response(v8::Local<v8::Value> value);
+  // A body value (string, Uint8Array, null) to bytes, and back.
+  std::string body_bytes(v8::Local<v8::Value> body);
+  v8::Local<v8::Value> js_body(const std::string& bytes);
+  v8::Local<v8::String> str(std::string_view s) const;
+  std::string utf8(v8::Local<v8::Value> v) const;
+  // Throws a JavaScript Error with `message` in the current entry.
+  void throw_error(std::string_view message) const;
+  // "message\n    at ..." of a caught exception.
+  std::string describe(v8::TryCatch& tc) const;
+  // A log prefix naming the object of the current scope.
+  std::string who() const;
+
+  // Why JavaScript was terminated (set by the watchdog, the heap callback
+  // and ctx.abort()), taken by whoever leaves the entry.
+  enum : int { kNone = 0, kCpu, kHeap, kAbort };
+  void terminate_for_abort(std::string reason) {
+    abort_reason_ = std::move(reason);
+    if (terminated_.exchange(kAbort) == kNone) isolate_->TerminateExecution();
+  }
+  int take_termination();
+  std::string termination_message(int why) const;
+
+ private:
+  explicit Vm(const Script& script);
+  Status load(const Script& script);
+  void install_natives(v8::Local<v8::Object> natives);
+  static v8::MaybeLocal<v8::Module> resolve(v8::Local<v8::Context> ctx,
+                                            v8::Local<v8::String> specifier,
+                                            v8::Local<v8::FixedArray> assertions,
+                                            v8::Local<v8::Module> referrer);
+  v8::MaybeLocal<v8::Module> compile_module(const std::string& path);
+  static void settle_waiter(const v8::FunctionCallbackInfo<v8::Value>& info, bool rejected);
+
+  const Script& script_;
+  v8::ArrayBuffer::Allocator* allocator_ = nullptr;
+  v8::Isolate* isolate_ = nullptr;
+  v8::Global<v8::Context> context_;
+  v8::Global<v8::Object> helpers_;
+  v8::Global<v8::Object> exports_;
+  v8::Global<v8::Object> env_;
+  std::optional<Env> runtime_env_;
+  std::unordered_map<std::string, v8::Global<v8::Module>> modules_;
+  std::unordered_map<int, std::string> module_paths_;  // identity hash → file
+  std::unordered_map<uint64_t, JsObject*> objects_;
+  uint64_t next_object_ = 1;
+  std::unordered_map<uint64_t, PromiseWait*> waits_;
+  uint64_t next_wait_ = 1;
+  Scope* scope_ = nullptr;
+  int depth_ = 0;
+  // For the watchdog: when the outermost entry began (steady ns), 0 outside.
+  std::atomic<int64_t> entered_ns_{0};
+  std::atomic<int> terminated_{kNone};
+  std::string abort_reason_;
+  friend class Watchdog;
+};
+
+}  // namespace dobj::js
