@@ -119,8 +119,6 @@ JsObject::~JsObject() {
   instance_.Reset();
 }
 
-internal::ObjectStore& JsObject::store() { return host_->store(); }
-
 std::string JsObject::who() const { return internal::describe(*host_->ns(), host_->id()); }
 
 void JsObject::abort_soon(const std::string& reason) {
@@ -132,7 +130,7 @@ void JsObject::abort_soon(const std::string& reason) {
 }
 
 void JsObject::delete_all() {
-  auto& s = store();
+  Storage& s = storage();
   std::optional<int64_t> alarm = delete_all_deletes_alarm_ ? std::nullopt : s.get_alarm();
   s.delete_all();
   if (alarm) s.set_alarm(*alarm);

@@ -34,7 +34,7 @@ class JsObject : public DurableObject {
 
   // For the natives.
   State& state() { return DurableObject::state(); }
-  internal::ObjectStore& store();
+  Storage& storage() { return DurableObject::storage(); }
   // storage.deleteAll(): keeps the alarm unless the compatibility date or
   // flag says otherwise (Cloudflare changed it on 2026-02-24).
   void delete_all();

@@ -17,12 +17,14 @@
 #include "dobj/timer.h"
 #include "js/js_object.h"
 #include "js/vm.h"
+#include "runtime/api_access.h"
 #include "runtime/object_host.h"
 
 namespace dobj::js {
 namespace {
 
 using Info = v8::FunctionCallbackInfo<v8::Value>;
+using Raw = internal::ApiAccess;
 
 Vm& vm_of(const Info& info) { return *static_cast<Vm*>(info.GetIsolate()->GetData(0)); }
 
@@ -511,23 +513,14 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
   add("get", [](const Info& info) {
     guarded(info, [&] {
       Vm& vm = vm_of(info);
-      auto raw = object_of(info).store().get(vm.utf8(info[1]));
+      auto raw = Raw::get_raw(object_of(info).storage(), vm.utf8(info[1]));
       info.GetReturnValue().Set(raw ? decode(vm, *raw) : v8::Undefined(info.GetIsolate()).As<v8::Value>());
     });
   });
   add("getMany", [](const Info& info) {
     guarded(info, [&] {
       Vm& vm = vm_of(info);
-      auto keys = string_list(vm, info[1]);
-      if (keys.size() > Storage::kMaxBatchKeys) {
-        throw Error(Code::kInvalidArgument, "get() takes at most 128 keys");
-      }
-      auto& store = object_of(info).store();
-      std::vector<std::pair<std::string, std::string>> found;
-      for (const auto& k : keys) {
-        if (auto v = store.get(k)) found.emplace_back(k, std::move(*v));
-      }
-      std::sort(found.begin(), found.end());
+      auto found = Raw::get_raw(object_of(info).storage(), string_list(vm, info[1]));
       info.GetReturnValue().Set(to_map(vm, found));
     });
   });
@@ -535,7 +528,7 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
     guarded(info, [&] {
       Vm& vm = vm_of(info);
       std::string value = encode(vm, info[2]);
-      object_of(info).store().put(vm.utf8(info[1]), value);
+      Raw::put_raw(object_of(info).storage(), vm.utf8(info[1]), value);
     });
   });
   add("putMany", [](const Info& info) {
@@ -544,35 +537,25 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
       if (!info[1]->IsObject()) throw Error(Code::kInvalidArgument, "put() expects an object of entries");
       auto obj = info[1].As<v8::Object>();
       auto names = obj->GetOwnPropertyNames(vm.context()).ToLocalChecked();
-      if (names->Length() > Storage::kMaxBatchKeys) {
-        throw Error(Code::kInvalidArgument, "put() takes at most 128 entries");
-      }
       std::vector<std::pair<std::string, std::string>> entries;
       for (uint32_t i = 0; i < names->Length(); ++i) {
         auto k = names->Get(vm.context(), i).ToLocalChecked();
         entries.emplace_back(vm.utf8(k), encode(vm, obj->Get(vm.context(), k).ToLocalChecked()));
       }
-      auto& store = object_of(info).store();
-      for (const auto& [k, v] : entries) store.put(k, v);
+      Raw::put_raw(object_of(info).storage(), entries);
     });
   });
   add("delete", [](const Info& info) {
     guarded(info, [&] {
       Vm& vm = vm_of(info);
-      info.GetReturnValue().Set(object_of(info).store().remove(vm.utf8(info[1])));
+      info.GetReturnValue().Set(object_of(info).storage().remove(vm.utf8(info[1])));
     });
   });
   add("deleteMany", [](const Info& info) {
     guarded(info, [&] {
       Vm& vm = vm_of(info);
-      auto keys = string_list(vm, info[1]);
-      if (keys.size() > Storage::kMaxBatchKeys) {
-        throw Error(Code::kInvalidArgument, "delete() takes at most 128 keys");
-      }
-      auto& store = object_of(info).store();
-      int n = 0;
-      for (const auto& k : keys) n += store.remove(k) ? 1 : 0;
-      info.GetReturnValue().Set(n);
+      size_t n = object_of(info).storage().remove(string_list(vm, info[1]));
+      info.GetReturnValue().Set(static_cast<double>(n));
     });
   });
   add("list", [](const Info& info) {
@@ -595,7 +578,7 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
       if (opts->Get(ctx, vm.str("limit")).ToLocal(&v) && v->IsNumber()) {
         o.limit = static_cast<int64_t>(v.As<v8::Number>()->Value());
       }
-      info.GetReturnValue().Set(to_map(vm, object_of(info).store().list(o)));
+      info.GetReturnValue().Set(to_map(vm, Raw::list_raw(object_of(info).storage(), o)));
     });
   });
   add("deleteAll", [](const Info& info) {
@@ -603,7 +586,7 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
   });
   add("getAlarm", [](const Info& info) {
     guarded(info, [&] {
-      auto at = object_of(info).store().get_alarm();
+      auto at = object_of(info).storage().get_alarm();
       if (at) {
         info.GetReturnValue().Set(static_cast<double>(*at));
       } else {
@@ -615,37 +598,37 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
     guarded(info, [&] {
       double ms = info[1]->NumberValue(vm_of(info).context()).FromMaybe(NAN);
       if (!std::isfinite(ms)) throw Error(Code::kInvalidArgument, "setAlarm() needs a time");
-      object_of(info).state().storage().set_alarm(static_cast<int64_t>(std::ceil(ms)));
+      object_of(info).storage().set_alarm(static_cast<int64_t>(std::ceil(ms)));
     });
   });
   add("deleteAlarm", [](const Info& info) {
-    guarded(info, [&] { object_of(info).store().delete_alarm(); });
+    guarded(info, [&] { object_of(info).storage().delete_alarm(); });
   });
   add("sync", [](const Info& info) {
     Vm& vm = vm_of(info);
     guarded(info, [&] {
-      Storage* storage = &object_of(info).state().storage();
+      Storage* storage = &object_of(info).storage();
       info.GetReturnValue().Set(start_op<int>(vm, [storage] { return sync_op(storage); }, &undefined_of));
     });
   });
   add("txBegin", [](const Info& info) {
-    guarded(info, [&] { object_of(info).store().begin_nested(); });
+    guarded(info, [&] { Raw::begin_nested(object_of(info).storage()); });
   });
   add("txEnd", [](const Info& info) {
-    guarded(info, [&] { object_of(info).store().end_nested(info[1]->BooleanValue(info.GetIsolate())); });
+    guarded(info, [&] { Raw::end_nested(object_of(info).storage(), info[1]->BooleanValue(info.GetIsolate())); });
   });
   add("transactionSync", [](const Info& info) {
     Vm& vm = vm_of(info);
     guarded(info, [&] {
-      auto& store = object_of(info).store();
+      Storage& storage = object_of(info).storage();
       if (!info[1]->IsFunction()) throw Error(Code::kInvalidArgument, "transactionSync() needs a function");
-      store.begin_nested();
+      Raw::begin_nested(storage);
       v8::Local<v8::Value> result;
       if (!info[1].As<v8::Function>()->Call(vm.context(), v8::Undefined(vm.isolate()), 0, nullptr).ToLocal(&result)) {
-        store.end_nested(false);
+        Raw::end_nested(storage, false);
         return;  // the exception goes on to the caller
       }
-      store.end_nested(true);
+      Raw::end_nested(storage, true);
       info.GetReturnValue().Set(result);
     });
   });
@@ -684,7 +667,7 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
           }
         }
       }
-      SqlCursor cursor = object_of(info).state().storage().sql().exec_values(vm.utf8(info[1]), std::move(params));
+      SqlCursor cursor = object_of(info).storage().sql().exec_values(vm.utf8(info[1]), std::move(params));
       v8::Local<v8::Array> columns = v8::Array::New(iso);
       uint32_t c = 0;
       for (const auto& name : cursor.column_names()) discard(columns->Set(ctx, c++, vm.str(name)));
@@ -723,7 +706,7 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
   });
   add("sqlSize", [](const Info& info) {
     guarded(info, [&] {
-      info.GetReturnValue().Set(static_cast<double>(object_of(info).state().storage().sql().database_size()));
+      info.GetReturnValue().Set(static_cast<double>(object_of(info).storage().sql().database_size()));
     });
   });
 

@@ -543,8 +543,11 @@
     transactionSync(fn) { return N.transactionSync(this.#h, fn); }
     async transaction(fn) {
       let rolledBack = false;
-      const txn = Object.create(this);
-      txn.rollback = () => { rolledBack = true; };
+      const txn = {
+        get: (k) => this.get(k), put: (k, v) => this.put(k, v), delete: (k) => this.delete(k),
+        list: (o) => this.list(o), getAlarm: () => this.getAlarm(), setAlarm: (t) => this.setAlarm(t),
+        deleteAlarm: () => this.deleteAlarm(), rollback: () => { rolledBack = true; },
+      };
       N.txBegin(this.#h);
       let result;
       try { result = await fn(txn); } catch (e) { N.txEnd(this.#h, false); throw e; }

@@ -15,8 +15,29 @@ struct ApiAccess {
     return std::unique_ptr<State>(new State(host));
   }
   static Storage storage(ObjectStore* store) { return Storage(store); }
-  // The host behind an object's State (the JavaScript objects' natives).
+  // The host behind an object's State, and Storage's calls on values in their
+  // stored form (tag byte + payload), with all of Storage's checks: for the
+  // JavaScript objects' natives (src/js), whose values V8 serializes.
   static ObjectHost* host(const State& state) { return state.host_; }
+  static std::optional<std::string> get_raw(Storage& s, std::string_view key) {
+    return s.get_raw(key);
+  }
+  static std::vector<std::pair<std::string, std::string>> get_raw(
+      Storage& s, const std::vector<std::string>& keys) {
+    return s.get_raw(keys);
+  }
+  static void put_raw(Storage& s, std::string_view key, std::string_view stored) {
+    s.put_raw(key, stored);
+  }
+  static void put_raw(Storage& s, const std::vector<std::pair<std::string, std::string>>& entries) {
+    s.put_raw(entries);
+  }
+  static std::vector<std::pair<std::string, std::string>> list_raw(Storage& s,
+                                                                   const ListOptions& options) {
+    return s.list_raw(options);
+  }
+  static void begin_nested(Storage& s) { s.begin_nested(); }
+  static void end_nested(Storage& s, bool commit) { s.end_nested(commit); }
   static Env env(Runtime* runtime) { return Env(runtime); }
   static Namespace ns(const NamespaceImpl* impl) { return Namespace(impl); }
   static Stub stub(const NamespaceImpl* ns, ObjectId id) { return Stub(ns, std::move(id)); }

@@ -24,11 +24,21 @@ namespace {
 
 using Json = nlohmann::json;
 
-class ExamplesTest : public ::testing::Test {
+// The same examples served two ways: by the C++ example server, and as the
+// JavaScript Worker of examples/js by dobj-js. Every test runs on both.
+struct ExampleServer {
+  std::string name;
+  ServerCommand command;
+  bool js = false;
+};
+void PrintTo(const ExampleServer& s, std::ostream* os) { *os << s.name; }
+
+class ExamplesTest : public ::testing::TestWithParam<ExampleServer> {
  protected:
   void SetUp() override { start(); }
+  bool js() const { return GetParam().js; }
   void start(std::vector<std::string> args = {}) {
-    server_ = std::make_unique<ServerProcess>(DOBJ_EXAMPLES_BIN, dir_.path(), args);
+    server_ = std::make_unique<ServerProcess>(GetParam().command, dir_.path(), args);
     ASSERT_TRUE(server_->start()) << server_->output();
   }
   int port() const { return server_->port(); }
@@ -47,7 +57,7 @@ class ExamplesTest : public ::testing::Test {
   std::unique_ptr<ServerProcess> server_;
 };
 
-TEST_F(ExamplesTest, CounterCountsAndReadsZeroWhenNew) {
+TEST_P(ExamplesTest, CounterCountsAndReadsZeroWhenNew) {
   EXPECT_EQ(call("GET", "/counter/fresh").body, "0");
   EXPECT_EQ(call("POST", "/counter/c1/increment").body, "1");
   EXPECT_EQ(call("GET", "/counter/c1/increment").body, "2");
@@ -58,7 +68,7 @@ TEST_F(ExamplesTest, CounterCountsAndReadsZeroWhenNew) {
   EXPECT_EQ(call("GET", "/counter/c%20with%20space/increment").body, "1");
 }
 
-TEST_F(ExamplesTest, WrongMethodsAndUnknownRoutesAnswerJsonErrors) {
+TEST_P(ExamplesTest, WrongMethodsAndUnknownRoutesAnswerJsonErrors) {
   HttpResponse r = call("PUT", "/counter/c1/increment");
   EXPECT_EQ(r.status, 405);
   EXPECT_TRUE(Json::parse(r.body).contains("error"));
@@ -69,7 +79,7 @@ TEST_F(ExamplesTest, WrongMethodsAndUnknownRoutesAnswerJsonErrors) {
   EXPECT_EQ(call("GET", "/counter/%zz").status, 400);
 }
 
-TEST_F(ExamplesTest, HundredConcurrentIncrementsAnswerAPermutationOfOneToHundred) {
+TEST_P(ExamplesTest, HundredConcurrentIncrementsAnswerAPermutationOfOneToHundred) {
   std::vector<std::thread> threads;
   std::vector<std::string> answers(100);
   for (int i = 0; i < 100; ++i) {
@@ -119,7 +129,7 @@ class IncrementLoad {
   std::vector<std::thread> threads_;
 };
 
-TEST_F(ExamplesTest, AcknowledgedIncrementsSurviveSigkill) {
+TEST_P(ExamplesTest, AcknowledgedIncrementsSurviveSigkill) {
   // Eight clients increment as fast as they can; the server is killed while
   // they run. Every increment answered before the kill must be there after.
   IncrementLoad load(port(), "kill", 8);
@@ -133,7 +143,7 @@ TEST_F(ExamplesTest, AcknowledgedIncrementsSurviveSigkill) {
   EXPECT_LE(after, load.acked() + 8);
 }
 
-TEST_F(ExamplesTest, SigtermFinishesInFlightWorkAndExitsCleanly) {
+TEST_P(ExamplesTest, SigtermFinishesInFlightWorkAndExitsCleanly) {
   IncrementLoad load(port(), "term", 4);
   load.wait_for_acks(100);
   EXPECT_EQ(server_->stop(SIGTERM), 0) << server_->output();
@@ -146,14 +156,14 @@ TEST_F(ExamplesTest, SigtermFinishesInFlightWorkAndExitsCleanly) {
   EXPECT_GE(std::stoi(call("GET", "/counter/term").body), load.acked());
 }
 
-TEST_F(ExamplesTest, ASecondServerOnTheSameDataFolderRefusesToStart) {
+TEST_P(ExamplesTest, ASecondServerOnTheSameDataFolderRefusesToStart) {
   ServerProcess second(DOBJ_EXAMPLES_BIN, dir_.path());
   EXPECT_FALSE(second.start(std::chrono::seconds(5)));
   EXPECT_NE(second.output().find("in use by another dobj server"), std::string::npos)
       << second.output();
 }
 
-TEST_F(ExamplesTest, KvPutGetDeleteRoundTripJsonValues) {
+TEST_P(ExamplesTest, KvPutGetDeleteRoundTripJsonValues) {
   EXPECT_EQ(json("PUT", "/kv/k/a", R"({"x":[1,2,"s"]})"), Json({{"ok", true}}));
   EXPECT_EQ(json("GET", "/kv/k/a"), Json::parse(R"({"x":[1,2,"s"]})"));
   EXPECT_EQ(json("PUT", "/kv/k/n", "42"), Json({{"ok", true}}));
@@ -166,7 +176,7 @@ TEST_F(ExamplesTest, KvPutGetDeleteRoundTripJsonValues) {
   EXPECT_EQ(call("GET", "/kv/k/a").status, 404);
 }
 
-TEST_F(ExamplesTest, KvListFollowsStorageListRules) {
+TEST_P(ExamplesTest, KvListFollowsStorageListRules) {
   for (const char* k : {"a", "b", "c", "pa", "pb", "z"}) {
     ASSERT_EQ(call("PUT", std::string("/kv/l/") + k, "1").status, 200);
   }
@@ -186,7 +196,7 @@ TEST_F(ExamplesTest, KvListFollowsStorageListRules) {
   EXPECT_EQ(call("GET", "/kv/l?limit=abc").status, 400);
 }
 
-TEST_F(ExamplesTest, KvBatchesAndTheirLimit) {
+TEST_P(ExamplesTest, KvBatchesAndTheirLimit) {
   Json put = {{"put", {{"a", 1}, {"b", {{"x", 2}}}, {"c", "three"}}}};
   EXPECT_EQ(json("POST", "/kv/b/batch", put.dump()), Json({{"ok", true}}));
   EXPECT_EQ(json("POST", "/kv/b/batch", R"({"get":["a","c","nope"]})"),
@@ -201,7 +211,7 @@ TEST_F(ExamplesTest, KvBatchesAndTheirLimit) {
   EXPECT_EQ(call("POST", "/kv/b/batch", "{not json").status, 400);
 }
 
-TEST_F(ExamplesTest, KvTransactionAppliesAllOrNothing) {
+TEST_P(ExamplesTest, KvTransactionAppliesAllOrNothing) {
   ASSERT_EQ(call("PUT", "/kv/t/keep", "1").status, 200);
   HttpResponse r = call("POST", "/kv/t/transaction",
                         R"({"ops":[{"op":"put","key":"x","value":1},{"op":"delete","key":"keep"},)"
@@ -218,13 +228,13 @@ TEST_F(ExamplesTest, KvTransactionAppliesAllOrNothing) {
   EXPECT_EQ(call("POST", "/kv/t/transaction", R"({"ops":[{"op":"explode"}]})").status, 400);
 }
 
-TEST_F(ExamplesTest, KvDeleteAllEmptiesTheObject) {
+TEST_P(ExamplesTest, KvDeleteAllEmptiesTheObject) {
   ASSERT_EQ(call("PUT", "/kv/d/a", "1").status, 200);
   EXPECT_EQ(json("DELETE", "/kv/d"), Json({{"ok", true}}));
   EXPECT_EQ(json("GET", "/kv/d"), Json::array());
 }
 
-TEST_F(ExamplesTest, KvOversizedKeysAndValuesAreRefusedAndWriteNothing) {
+TEST_P(ExamplesTest, KvOversizedKeysAndValuesAreRefusedAndWriteNothing) {
   std::string long_key(2049, 'k');
   HttpResponse r = call("PUT", "/kv/s/" + long_key, "1");
   EXPECT_EQ(r.status, 400);
@@ -238,14 +248,14 @@ TEST_F(ExamplesTest, KvOversizedKeysAndValuesAreRefusedAndWriteNothing) {
   EXPECT_EQ(call("PUT", "/kv/s/bad", "{oops").status, 400);
 }
 
-TEST_F(ExamplesTest, KvDataSurvivesARestart) {
+TEST_P(ExamplesTest, KvDataSurvivesARestart) {
   ASSERT_EQ(call("PUT", "/kv/r/a", R"({"v":1})").status, 200);
   EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
   start();
   EXPECT_EQ(json("GET", "/kv/r/a"), Json({{"v", 1}}));
 }
 
-TEST_F(ExamplesTest, KeepAliveAndPipelinedRequestsAreAnsweredInOrder) {
+TEST_P(ExamplesTest, KeepAliveAndPipelinedRequestsAreAnsweredInOrder) {
   HttpClient c(port());
   EXPECT_EQ(c.request("POST", "/counter/pipe/increment").body, "1");
   EXPECT_EQ(c.request("POST", "/counter/pipe/increment").body, "2");  // same connection
@@ -257,7 +267,7 @@ TEST_F(ExamplesTest, KeepAliveAndPipelinedRequestsAreAnsweredInOrder) {
   EXPECT_EQ(c.read_response().body, "3");
 }
 
-TEST_F(ExamplesTest, MalformedHttpGetsA400AndTheServerGoesOn) {
+TEST_P(ExamplesTest, MalformedHttpGetsA400AndTheServerGoesOn) {
   for (const std::string& junk :
        {std::string("NOT HTTP AT ALL\r\n\r\n"), std::string("GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
         std::string("GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
@@ -271,7 +281,7 @@ TEST_F(ExamplesTest, MalformedHttpGetsA400AndTheServerGoesOn) {
   EXPECT_EQ(call("GET", "/counter/alive").status, 200);
 }
 
-TEST_F(ExamplesTest, OversizedHeadersGet431) {
+TEST_P(ExamplesTest, OversizedHeadersGet431) {
   HttpResponse r;
   HttpClient c(port());
   r = c.request("GET", "/counter/h", "", {{"X-Big", std::string(20000, 'h')}});
@@ -279,7 +289,7 @@ TEST_F(ExamplesTest, OversizedHeadersGet431) {
   EXPECT_EQ(call("GET", "/counter/h").status, 200);
 }
 
-TEST_F(ExamplesTest, SqlProbeRunsQueriesAndReportsCounts) {
+TEST_P(ExamplesTest, SqlProbeRunsQueriesAndReportsCounts) {
   EXPECT_EQ(
       call("POST", "/sql/q", R"j({"query":"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"})j")
           .status,
@@ -295,7 +305,7 @@ TEST_F(ExamplesTest, SqlProbeRunsQueriesAndReportsCounts) {
   EXPECT_EQ(sel["rowsWritten"], 0);
 }
 
-TEST_F(ExamplesTest, SqlProbeRefusesForbiddenStatementsWith400) {
+TEST_P(ExamplesTest, SqlProbeRefusesForbiddenStatementsWith400) {
   for (const char* q :
        {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT x", "ATTACH 'x' AS y", "DETACH y",
         "PRAGMA journal_mode", "SELECT * FROM _dobj_kv", "CREATE TEMP TABLE x(y)", "SELEKT 1"}) {
@@ -308,7 +318,7 @@ TEST_F(ExamplesTest, SqlProbeRefusesForbiddenStatementsWith400) {
   EXPECT_EQ(call("GET", "/sql/q").status, 405);
 }
 
-TEST_F(ExamplesTest, BankDepositsTransfersAndRefusesOverdrafts) {
+TEST_P(ExamplesTest, BankDepositsTransfersAndRefusesOverdrafts) {
   EXPECT_EQ(json("GET", "/bank/b/balance?account=nobody"), Json({{"balance", 0}}));
   EXPECT_EQ(json("POST", "/bank/b/deposit?account=alice&amount=100"), Json({{"balance", 100}}));
   EXPECT_EQ(json("POST", "/bank/b/transfer?from=alice&to=bob&amount=30"),
@@ -326,7 +336,7 @@ TEST_F(ExamplesTest, BankDepositsTransfersAndRefusesOverdrafts) {
   EXPECT_EQ(call("GET", "/bank/b/deposit?account=a&amount=1").status, 405);
 }
 
-TEST_F(ExamplesTest, ConcurrentTransfersNeverChangeTheTotal) {
+TEST_P(ExamplesTest, ConcurrentTransfersNeverChangeTheTotal) {
   const int kAccounts = 5;
   for (int a = 0; a < kAccounts; ++a) {
     ASSERT_EQ(call("POST", "/bank/t/deposit?account=a" + std::to_string(a) + "&amount=100").status,
@@ -353,7 +363,7 @@ TEST_F(ExamplesTest, ConcurrentTransfersNeverChangeTheTotal) {
   EXPECT_EQ(total, 100 * kAccounts);
 }
 
-TEST_F(ExamplesTest, RateLimiterAllowsTheFirstNCallsOfAWindow) {
+TEST_P(ExamplesTest, RateLimiterAllowsTheFirstNCallsOfAWindow) {
   EXPECT_EQ(json("POST", "/ratelimit/k1?limit=3"),
             Json::parse(R"({"allowed":true,"remaining":2})"));
   EXPECT_EQ(json("POST", "/ratelimit/k1?limit=3"),
@@ -372,7 +382,7 @@ TEST_F(ExamplesTest, RateLimiterAllowsTheFirstNCallsOfAWindow) {
   EXPECT_EQ(call("GET", "/ratelimit/k1?limit=3").status, 405);
 }
 
-TEST_F(ExamplesTest, ShardedCounterSumsItsTenShards) {
+TEST_P(ExamplesTest, ShardedCounterSumsItsTenShards) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
@@ -401,7 +411,7 @@ class ExamplesLimitsTest : public ExamplesTest {
   }
 };
 
-TEST_F(ExamplesLimitsTest, AFullDiskResetsTheObjectAndKeepsItsCommittedData) {
+TEST_P(ExamplesLimitsTest, AFullDiskResetsTheObjectAndKeepsItsCommittedData) {
   ASSERT_EQ(call("POST", "/sql/full", R"j({"query":"CREATE TABLE t(v)"})j").status, 200);
   ASSERT_EQ(call("POST", "/sql/full", R"j({"query":"INSERT INTO t VALUES ('kept')"})j").status,
             200);
@@ -420,13 +430,13 @@ TEST_F(ExamplesLimitsTest, AFullDiskResetsTheObjectAndKeepsItsCommittedData) {
   EXPECT_EQ(count["rows"][0][0], 1 + accepted);
 }
 
-TEST_F(ExamplesLimitsTest, OversizedBodiesGet413AndWriteNothing) {
+TEST_P(ExamplesLimitsTest, OversizedBodiesGet413AndWriteNothing) {
   HttpResponse r = call("PUT", "/kv/x/a", "\"" + std::string(2000, 'a') + "\"");
   EXPECT_EQ(r.status, 413);
   EXPECT_EQ(call("GET", "/kv/x/a").status, 404);
 }
 
-TEST_F(ExamplesLimitsTest, IdleConnectionsGet408AndAreClosed) {
+TEST_P(ExamplesLimitsTest, IdleConnectionsGet408AndAreClosed) {
   HttpClient c(port());
   ASSERT_TRUE(c.send_raw("GET /counter/idle HTTP/1.1\r\nHost: x\r\n"));  // never finished
   HttpResponse r = c.read_response();
@@ -437,7 +447,7 @@ TEST_F(ExamplesLimitsTest, IdleConnectionsGet408AndAreClosed) {
 // A client that sends requests but never reads the answers: once the
 // server's writes stall for the idle timeout, it closes the connection
 // instead of holding it (and the answers) forever; others are served meanwhile.
-TEST_F(ExamplesLimitsTest, AClientThatNeverReadsIsClosedAfterTheTimeout) {
+TEST_P(ExamplesLimitsTest, AClientThatNeverReadsIsClosedAfterTheTimeout) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(fd, 0);
   int small = 4096;
@@ -498,7 +508,7 @@ TEST_F(ExamplesLimitsTest, AClientThatNeverReadsIsClosedAfterTheTimeout) {
 
 // The server frames every answer itself: Content-Length, and Connection as
 // HTTP/1.0 and 1.1 want it; pipelined requests are answered in order.
-TEST_F(ExamplesTest, AnswersAreFramedForHttp10And11AndPipelining) {
+TEST_P(ExamplesTest, AnswersAreFramedForHttp10And11AndPipelining) {
   {
     HttpClient c(port());
     ASSERT_TRUE(c.send_raw("POST /counter/framing/increment HTTP/1.0\r\nHost: x\r\n\r\n"));
@@ -536,7 +546,8 @@ TEST_F(ExamplesTest, AnswersAreFramedForHttp10And11AndPipelining) {
   }
 }
 
-TEST_F(ExamplesTest, ChatRoomRelaysEveryTextMessageToEverySocketInOneOrder) {
+TEST_P(ExamplesTest, ChatRoomRelaysEveryTextMessageToEverySocketInOneOrder) {
+  if (js()) GTEST_SKIP() << "WebSockets in JavaScript objects are not built yet (docs/js.md)";
   std::vector<std::unique_ptr<WsClient>> clients;
   for (int i = 0; i < 3; ++i) {
     clients.push_back(std::make_unique<WsClient>(port(), "/room/lobby/websocket"));
@@ -581,7 +592,7 @@ TEST_F(ExamplesTest, ChatRoomRelaysEveryTextMessageToEverySocketInOneOrder) {
   EXPECT_EQ(call("GET", "/room/lobby/count").body, "2");
 }
 
-TEST_F(ExamplesTest, ChatRoomWantsAnUpgrade) {
+TEST_P(ExamplesTest, ChatRoomWantsAnUpgrade) {
   HttpResponse r = call("GET", "/room/lobby/websocket");
   EXPECT_EQ(r.status, 426);
   EXPECT_EQ(call("GET", "/room/lobby/count").body, "0");
@@ -590,7 +601,8 @@ TEST_F(ExamplesTest, ChatRoomWantsAnUpgrade) {
 // The chat page, in a real browser: headless Chromium opens /, joins a room
 // and says hello; a test client in the same room hears it, and the page shows
 // the room's echo.
-TEST_F(ExamplesTest, ChatPageWorksInHeadlessChromium) {
+TEST_P(ExamplesTest, ChatPageWorksInHeadlessChromium) {
+  if (js()) GTEST_SKIP() << "WebSockets in JavaScript objects are not built yet (docs/js.md)";
   ASSERT_TRUE(std::filesystem::exists(kChromium)) << "install chromium (scripts/deps.sh does)";
   HttpResponse page = call("GET", "/");
   EXPECT_EQ(page.status, 200);
@@ -612,6 +624,20 @@ TEST_F(ExamplesTest, ChatPageWorksInHeadlessChromium) {
   EXPECT_NE(dom->find("<li>robot: hello</li>"), std::string::npos) << dom->substr(0, 2000);
   EXPECT_NE(dom->find("In room browser as robot."), std::string::npos);
 }
+
+std::vector<ExampleServer> example_servers() {
+  std::vector<ExampleServer> out{{"Cpp", {DOBJ_EXAMPLES_BIN, {}}, false}};
+#ifdef DOBJ_JS_BIN
+  out.push_back({"Js", {DOBJ_JS_BIN, {DOBJ_JS_EXAMPLES}}, true});
+#endif
+  return out;
+}
+std::string server_name(const ::testing::TestParamInfo<ExampleServer>& info) {
+  return info.param.name;
+}
+INSTANTIATE_TEST_SUITE_P(Servers, ExamplesTest, ::testing::ValuesIn(example_servers()), server_name);
+INSTANTIATE_TEST_SUITE_P(Servers, ExamplesLimitsTest, ::testing::ValuesIn(example_servers()),
+                         server_name);
 
 }  // namespace
 }  // namespace dobj::test

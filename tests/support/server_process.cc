@@ -14,9 +14,9 @@
 
 namespace dobj::test {
 
-ServerProcess::ServerProcess(std::string binary, std::string data_dir,
+ServerProcess::ServerProcess(ServerCommand command, std::string data_dir,
                              std::vector<std::string> extra_args)
-    : binary_(std::move(binary)),
+    : command_(std::move(command)),
       data_dir_(std::move(data_dir)),
       extra_args_(std::move(extra_args)) {}
 
@@ -32,7 +32,10 @@ bool ServerProcess::start(std::chrono::milliseconds timeout) {
   out_fd_ = -1;
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return false;
-  std::vector<std::string> args = {binary_, "--listen", "127.0.0.1:0", "--data", data_dir_};
+  std::vector<std::string> args = {command_.binary};
+  args.insert(args.end(), command_.leading_args.begin(), command_.leading_args.end());
+  for (const char* a : {"--listen", "127.0.0.1:0", "--data"}) args.emplace_back(a);
+  args.push_back(data_dir_);
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   pid_ = fork();
   if (pid_ == 0) {

@@ -19,9 +19,20 @@
 
 namespace dobj::test {
 
+// A server binary and the arguments that come before the common flags
+// (dobj-js takes its wrangler.jsonc first).
+struct ServerCommand {
+  std::string binary;
+  std::vector<std::string> leading_args;
+};
+
 class ServerProcess {
  public:
-  ServerProcess(std::string binary, std::string data_dir, std::vector<std::string> extra_args = {});
+  ServerProcess(ServerCommand command, std::string data_dir,
+                std::vector<std::string> extra_args = {});
+  ServerProcess(std::string binary, std::string data_dir, std::vector<std::string> extra_args = {})
+      : ServerProcess(ServerCommand{std::move(binary), {}}, std::move(data_dir),
+                      std::move(extra_args)) {}
   ~ServerProcess();
 
   // Environment variables added to the server's, for the next start().
@@ -45,7 +56,7 @@ class ServerProcess {
   // logs a lot must never block on a full pipe while a test runs.
   void read_output();
   void stop_reader();
-  std::string binary_;
+  ServerCommand command_;
   std::string data_dir_;
   std::vector<std::string> extra_args_;
   std::vector<std::pair<std::string, std::string>> env_;
