@@ -1,5 +1,6 @@
 #include "js/js_object.h"
 
+#include "js/boxes.h"
 #include "runtime/api_access.h"
 #include "runtime/object_host.h"
 
@@ -59,6 +60,20 @@ Task<Value> call_js(Vm& vm, Scope* scope, const v8::Global<v8::Object>* target, 
   co_return out;
 }
 
+}  // namespace
+
+namespace {
+// The listeners' side of listeners(): prelude.dispatchSocketEvent(ws, ...).
+Task<void> dispatch_socket(JsObject* object, WebSocket ws, Args args, bool forget) {
+  try {
+    Task<Value> call = call_js(object->vm(), object->scope(), &object->vm().helpers_handle(),
+                               "dispatchSocketEvent", std::move(args));
+    co_await call;
+    if (forget) object->forget_socket(ws);
+  } catch (const Terminated& t) {
+    object->state().abort(t.what());
+  }
+}
 }  // namespace
 
 bool delete_all_deletes_alarm(const WranglerConfig& config) {
@@ -144,10 +159,129 @@ Task<Response> JsObject::fetch(Request request) {
     Task<Value> call = call_js(vm_, &scope_, &instance_, "fetch", std::move(args));
     Value v = co_await call;
     Vm::Entry entry(vm_, &scope_);
-    co_return vm_.to_response(v->Get(vm_.isolate()));
+    Vm::SocketAccept accept;
+    Response r = vm_.to_response(v->Get(vm_.isolate()), &accept);
+    if (accept.server.IsEmpty()) co_return r;
+    // The 101 of fetch() carries the peer of an accepted server end: the
+    // upgrade completes on this request's connection.
+    WebSocket ws = accept.hibernate ? state().accept_websocket(request, accept.tags)
+                                    : state().keep_websocket(request, listeners());
+    v8::Local<v8::Object> server = accept.server.Get(vm_.isolate());
+    v8::Local<v8::Value> argv[] = {server, box(vm_, ws)};
+    v8::Local<v8::Value> ignored;
+    if (!vm_.helpers()
+             ->Get(entry.context(), vm_.str("bindSocket"))
+             .ToLocalChecked()
+             .As<v8::Function>()
+             ->Call(entry.context(), vm_.helpers(), 2, argv)
+             .ToLocal(&ignored)) {
+      entry.rethrow("the accepted WebSocket");
+    }
+    sockets_[ws.id()].Reset(vm_.isolate(), server);
+    co_return ws.upgrade_response();
   } catch (const Terminated& t) {
     state().abort(t.what());
   }
+}
+
+v8::Local<v8::Object> JsObject::wrap_socket(const WebSocket& ws) {
+  auto it = sockets_.find(ws.id());
+  if (it != sockets_.end()) return it->second.Get(vm_.isolate());
+  v8::Local<v8::Context> ctx = vm_.context();
+  v8::Local<v8::Value> argv[] = {box(vm_, ws)};
+  v8::Local<v8::Value> made = vm_.helpers()
+                                  ->Get(ctx, vm_.str("boundSocket"))
+                                  .ToLocalChecked()
+                                  .As<v8::Function>()
+                                  ->Call(ctx, vm_.helpers(), 1, argv)
+                                  .ToLocalChecked();
+  sockets_[ws.id()].Reset(vm_.isolate(), made.As<v8::Object>());
+  return made.As<v8::Object>();
+}
+
+Task<void> JsObject::socket_event(const char* handler, WebSocket ws,
+                                  std::function<std::vector<v8::Local<v8::Value>>(Vm&)> more,
+                                  bool forget) {
+  try {
+    Args args = [this, &ws, &more](Vm& vm) {
+      std::vector<v8::Local<v8::Value>> argv{wrap_socket(ws)};
+      for (auto& a : more(vm)) argv.push_back(a);
+      return argv;
+    };
+    Task<Value> call = call_js(vm_, &scope_, &instance_, handler, std::move(args));
+    try {
+      co_await call;
+    } catch (const Error& e) {
+      if (e.code() != Code::kNotFound) throw;  // no such handler: nothing to do
+    }
+    if (forget) sockets_.erase(ws.id());
+  } catch (const Terminated& t) {
+    state().abort(t.what());
+  }
+}
+
+Task<void> JsObject::websocket_message(WebSocket ws, WebSocketMessage message) {
+  return socket_event(
+      "webSocketMessage", std::move(ws),
+      [message](Vm& vm) {
+        std::string data(message.data());
+        return std::vector<v8::Local<v8::Value>>{
+            message.is_binary() ? vm.js_body(data).As<v8::Uint8Array>()->Buffer().As<v8::Value>()
+                                : vm.str(data).As<v8::Value>()};
+      },
+      false);
+}
+
+Task<void> JsObject::websocket_close(WebSocket ws, int code, std::string reason, bool was_clean) {
+  return socket_event(
+      "webSocketClose", std::move(ws),
+      [code, reason, was_clean](Vm& vm) {
+        return std::vector<v8::Local<v8::Value>>{v8::Integer::New(vm.isolate(), code).As<v8::Value>(),
+                                                 vm.str(reason), v8::Boolean::New(vm.isolate(), was_clean)};
+      },
+      true);
+}
+
+Task<void> JsObject::websocket_error(WebSocket ws, std::string error) {
+  return socket_event(
+      "webSocketError", std::move(ws),
+      [error](Vm& vm) {
+        return std::vector<v8::Local<v8::Value>>{v8::Exception::Error(vm.str(error))};
+      },
+      true);
+}
+
+WebSocketHandlers JsObject::listeners() {
+  // Each event becomes dispatchSocketEvent(ws, type, ...) on the prelude.
+  auto dispatch = [this](WebSocket ws, const char* type, Args more, bool forget) -> Task<void> {
+    Args args = [this, ws, type, more](Vm& vm) {
+      std::vector<v8::Local<v8::Value>> argv{wrap_socket(ws), vm.str(type)};
+      for (auto& a : more(vm)) argv.push_back(a);
+      return argv;
+    };
+    return dispatch_socket(this, std::move(ws), std::move(args), forget);
+  };
+  WebSocketHandlers h;
+  h.message = [dispatch](WebSocket ws, WebSocketMessage m) {
+    return dispatch(std::move(ws), "message", [m](Vm& vm) {
+      std::string data(m.data());
+      return std::vector<v8::Local<v8::Value>>{
+          m.is_binary() ? vm.js_body(data).As<v8::Uint8Array>()->Buffer().As<v8::Value>()
+                        : vm.str(data).As<v8::Value>()};
+    }, false);
+  };
+  h.close = [dispatch](WebSocket ws, int code, std::string reason, bool clean) {
+    return dispatch(std::move(ws), "close", [code, reason, clean](Vm& vm) {
+      return std::vector<v8::Local<v8::Value>>{v8::Integer::New(vm.isolate(), code).As<v8::Value>(),
+                                               vm.str(reason), v8::Boolean::New(vm.isolate(), clean)};
+    }, true);
+  };
+  h.error = [dispatch](WebSocket ws, std::string error) {
+    return dispatch(std::move(ws), "error", [error](Vm& vm) {
+      return std::vector<v8::Local<v8::Value>>{vm.str(error)};
+    }, true);
+  };
+  return h;
 }
 
 Task<void> JsObject::alarm(AlarmInfo info) {
@@ -192,7 +326,7 @@ Task<Response> js_worker(Request request, Env& env) {
     Task<Value> call = call_js(vm, &scope, handler.get(), "fetch", std::move(args));
     Value v = co_await call;
     Vm::Entry entry(vm, &scope);
-    co_return vm.to_response(v->Get(vm.isolate()));
+    co_return vm.to_response(v->Get(vm.isolate()), nullptr);
   } catch (const Terminated& t) {
     co_return Response::error(500, std::string("the Worker ") + t.what());
   }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <string>
+#include <unordered_map>
 
 #include <v8.h>
 
@@ -31,6 +32,9 @@ class JsObject : public DurableObject {
 
   Task<Response> fetch(Request request) override;
   Task<void> alarm(AlarmInfo info) override;
+  Task<void> websocket_message(WebSocket ws, WebSocketMessage message) override;
+  Task<void> websocket_close(WebSocket ws, int code, std::string reason, bool was_clean) override;
+  Task<void> websocket_error(WebSocket ws, std::string error) override;
 
   // For the natives.
   State& state() { return DurableObject::state(); }
@@ -43,14 +47,29 @@ class JsObject : public DurableObject {
   void abort_soon(const std::string& reason);
   // "NS <hex id> (name)", for log lines.
   std::string who() const;
+  Vm& vm() { return vm_; }
+  Scope* scope() { return &scope_; }
+  void forget_socket(const WebSocket& ws) { sockets_.erase(ws.id()); }
+  // The JavaScript WebSocket of a socket: the same object for the same
+  // socket while this instance lives (inside an entry).
+  v8::Local<v8::Object> wrap_socket(const WebSocket& ws);
 
  private:
   Vm& vm_;
   internal::ObjectHost* host_;
   uint64_t handle_;
   Scope scope_;
+  // Calls a handler of the instance with the socket, a missing handler
+  // being no error; `forget` drops the socket's JavaScript object after.
+  Task<void> socket_event(const char* handler, WebSocket ws,
+                          std::function<std::vector<v8::Local<v8::Value>>(Vm&)> more, bool forget);
+  // Events of a socket accepted with ws.accept() (not hibernatable): they go
+  // to the WebSocket's event listeners.
+  WebSocketHandlers listeners();
+
   v8::Global<v8::Object> instance_;
   bool delete_all_deletes_alarm_;
+  std::unordered_map<uint64_t, v8::Global<v8::Object>> sockets_;
 };
 
 // The Worker's default export, as dobj's worker.

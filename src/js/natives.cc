@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "dobj/fetch.h"
 #include "dobj/timer.h"
+#include "js/boxes.h"
 #include "js/js_object.h"
 #include "js/vm.h"
 #include "runtime/api_access.h"
@@ -188,10 +189,13 @@ v8::Local<v8::Value> response_parts(Vm& vm, Response& r) {
     discard(flat->Set(ctx, i++, vm.str(k)));
     discard(flat->Set(ctx, i++, vm.str(v)));
   }
-  v8::Local<v8::Array> out = v8::Array::New(vm.isolate(), 3);
+  v8::Local<v8::Array> out = v8::Array::New(vm.isolate(), 4);
   discard(out->Set(ctx, 0, v8::Integer::New(vm.isolate(), r.status)));
   discard(out->Set(ctx, 1, flat));
   discard(out->Set(ctx, 2, r.body.empty() ? v8::Null(vm.isolate()).As<v8::Value>() : vm.js_body(r.body)));
+  // A 101 of another object's socket, for the Worker to pass on.
+  auto upgrade = internal::ResponseAccess::upgrade(r);
+  discard(out->Set(ctx, 3, upgrade ? box(vm, *upgrade).As<v8::Value>() : v8::Null(vm.isolate()).As<v8::Value>()));
   return out;
 }
 
@@ -227,21 +231,6 @@ Task<int> sync_op(Storage* storage) {
 }
 
 // ---- Stubs -------------------------------------------------------------------------
-
-struct StubBox {
-  Stub stub;
-  v8::Global<v8::Object> self;
-};
-
-v8::Local<v8::ObjectTemplate> stub_template(v8::Isolate* iso) {
-  static thread_local v8::Global<v8::ObjectTemplate>* t = nullptr;
-  if (!t) {
-    auto tmpl = v8::ObjectTemplate::New(iso);
-    tmpl->SetInternalFieldCount(1);
-    t = new v8::Global<v8::ObjectTemplate>(iso, tmpl);
-  }
-  return t->Get(iso);
-}
 
 Namespace ns_of(Vm& vm, const std::string& binding) { return vm.runtime_env().ns(binding); }
 
@@ -480,30 +469,17 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
         if (!parsed) throw Error(parsed.status());
         id = *parsed;
       }
-      auto handle = stub_template(vm.isolate())->NewInstance(vm.context()).ToLocalChecked();
-      auto* box = new StubBox{ns.get(id), {}};
-      handle->SetAlignedPointerInInternalField(0, box);
-      box->self.Reset(vm.isolate(), handle);
-      box->self.SetWeak(
-          box,
-          [](const v8::WeakCallbackInfo<StubBox>& data) {
-            StubBox* b = data.GetParameter();
-            b->self.Reset();
-            delete b;
-          },
-          v8::WeakCallbackType::kParameter);
+      v8::Local<v8::Object> handle = box(vm, ns.get(id));
       info.GetReturnValue().Set(handle);
     });
   });
   add("stubFetch", [](const Info& info) {
     Vm& vm = vm_of(info);
     guarded(info, [&] {
-      if (!info[0]->IsObject() || info[0].As<v8::Object>()->InternalFieldCount() != 1) {
-        throw Error(Code::kInvalidArgument, "not a stub");
-      }
-      auto* box = static_cast<StubBox*>(info[0].As<v8::Object>()->GetAlignedPointerFromInternalField(0));
+      Stub* boxed = unbox<Stub>(info[0]);
+      if (!boxed) throw Error(Code::kInvalidArgument, "not a stub");
       Request req = request_from(vm, info, 1);
-      Stub stub = box->stub;
+      Stub stub = *boxed;
       info.GetReturnValue().Set(start_op<Response>(
           vm, [stub, req]() mutable { return stub.fetch(std::move(req)); }, &response_parts));
     });
@@ -707,6 +683,117 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
   add("sqlSize", [](const Info& info) {
     guarded(info, [&] {
       info.GetReturnValue().Set(static_cast<double>(object_of(info).storage().sql().database_size()));
+    });
+  });
+
+  // -- WebSockets
+  add("wsSend", [](const Info& info) {
+    guarded(info, [&] {
+      Vm& vm = vm_of(info);
+      WebSocket* ws = unbox<WebSocket>(info[0]);
+      if (!ws) throw Error(Code::kInvalidArgument, "not a WebSocket");
+      if (info[1]->IsString()) {
+        ws->send(vm.utf8(info[1]));
+      } else {
+        ws->send_binary(vm.body_bytes(info[1]));
+      }
+    });
+  });
+  add("wsClose", [](const Info& info) {
+    guarded(info, [&] {
+      Vm& vm = vm_of(info);
+      WebSocket* ws = unbox<WebSocket>(info[0]);
+      if (!ws) throw Error(Code::kInvalidArgument, "not a WebSocket");
+      int code = info[1]->Int32Value(vm.context()).FromMaybe(1000);
+      // Closing a socket its client already closed is a no-op, whatever the
+      // code (handlers often echo the client's, such as 1005).
+      if (ws->ready_state() == WebSocket::ReadyState::kClosing ||
+          ws->ready_state() == WebSocket::ReadyState::kClosed) {
+        return;
+      }
+      ws->close(code, vm.utf8(info[2]));
+    });
+  });
+  add("wsReadyState", [](const Info& info) {
+    WebSocket* ws = unbox<WebSocket>(info[0]);
+    info.GetReturnValue().Set(ws ? static_cast<int>(ws->ready_state()) : 3);
+  });
+  add("wsSetAttachment", [](const Info& info) {
+    guarded(info, [&] {
+      Vm& vm = vm_of(info);
+      WebSocket* ws = unbox<WebSocket>(info[0]);
+      if (!ws) throw Error(Code::kInvalidArgument, "not a WebSocket");
+      ws->serialize_attachment(encode(vm, info[1]));
+    });
+  });
+  add("wsGetAttachment", [](const Info& info) {
+    guarded(info, [&] {
+      Vm& vm = vm_of(info);
+      WebSocket* ws = unbox<WebSocket>(info[0]);
+      if (!ws) throw Error(Code::kInvalidArgument, "not a WebSocket");
+      auto a = ws->deserialize_attachment();
+      if (a) {
+        info.GetReturnValue().Set(decode(vm, *a));
+      } else {
+        info.GetReturnValue().SetNull();
+      }
+    });
+  });
+  add("getWebSockets", [](const Info& info) {
+    guarded(info, [&] {
+      Vm& vm = vm_of(info);
+      JsObject& object = object_of(info);
+      auto sockets = object.state().get_websockets(vm.utf8(info[1]));
+      v8::Local<v8::Array> out = v8::Array::New(vm.isolate(), static_cast<int>(sockets.size()));
+      uint32_t i = 0;
+      for (const auto& ws : sockets) discard(out->Set(vm.context(), i++, object.wrap_socket(ws)));
+      info.GetReturnValue().Set(out);
+    });
+  });
+  add("getTags", [](const Info& info) {
+    guarded(info, [&] {
+      Vm& vm = vm_of(info);
+      WebSocket* ws = unbox<WebSocket>(info[1]);
+      if (!ws) throw Error(Code::kInvalidArgument, "getTags() expects an accepted WebSocket");
+      auto tags = object_of(info).state().get_tags(*ws);
+      v8::Local<v8::Array> out = v8::Array::New(vm.isolate(), static_cast<int>(tags.size()));
+      uint32_t i = 0;
+      for (const auto& t : tags) discard(out->Set(vm.context(), i++, vm.str(t)));
+      info.GetReturnValue().Set(out);
+    });
+  });
+  add("setAutoResponse", [](const Info& info) {
+    guarded(info, [&] {
+      Vm& vm = vm_of(info);
+      State& state = object_of(info).state();
+      if (info[1]->IsNull()) {
+        state.clear_websocket_auto_response();
+      } else {
+        state.set_websocket_auto_response(vm.utf8(info[1]), vm.utf8(info[2]));
+      }
+    });
+  });
+  add("getAutoResponse", [](const Info& info) {
+    guarded(info, [&] {
+      Vm& vm = vm_of(info);
+      auto pair = object_of(info).state().get_websocket_auto_response();
+      if (!pair) return info.GetReturnValue().SetNull();
+      v8::Local<v8::Array> out = v8::Array::New(vm.isolate(), 2);
+      discard(out->Set(vm.context(), 0, vm.str(pair->first)));
+      discard(out->Set(vm.context(), 1, vm.str(pair->second)));
+      info.GetReturnValue().Set(out);
+    });
+  });
+  add("getAutoResponseTimestamp", [](const Info& info) {
+    guarded(info, [&] {
+      WebSocket* ws = unbox<WebSocket>(info[1]);
+      if (!ws) throw Error(Code::kInvalidArgument, "expects an accepted WebSocket");
+      auto t = object_of(info).state().get_websocket_auto_response_timestamp(*ws);
+      if (t) {
+        info.GetReturnValue().Set(static_cast<double>(*t));
+      } else {
+        info.GetReturnValue().SetNull();
+      }
     });
   });
 

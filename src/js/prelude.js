@@ -430,15 +430,116 @@
   }
   define('Response', Response);
 
+
+  // ---- WebSockets ---------------------------------------------------------------
+  // A WebSocket is one end of a WebSocketPair until the object's fetch()
+  // returns the 101 that carries its peer; then the runtime binds it to the
+  // connection (#h). What the object does before that (send, close, an
+  // attachment) waits and happens at the bind. Sockets of a hibernated object
+  // come back bound, from getWebSockets() and the handlers.
+  const kInternal = Symbol('internal');
+  let wsInternals;
+  class MessageEvent extends Event { constructor(type, init = {}) { super(type); this.data = init.data; } }
+  class CloseEvent extends Event {
+    constructor(type, init = {}) { super(type); this.code = init.code ?? 0; this.reason = init.reason ?? ''; this.wasClean = !!init.wasClean; }
+  }
+  class ErrorEvent extends Event { constructor(type, init = {}) { super(type); this.error = init.error; this.message = init.message ?? ''; } }
+  define('MessageEvent', MessageEvent);
+  define('CloseEvent', CloseEvent);
+  define('ErrorEvent', ErrorEvent);
+  class WebSocket extends EventTarget {
+    static CONNECTING = 0;
+    static OPEN = 1;
+    static CLOSING = 2;
+    static CLOSED = 3;
+    #h = null;
+    #peer = null;
+    #accepted = null;  // { hibernate, tags }
+    #upgrade = null;   // a socket accepted elsewhere (the 101 of a stub's fetch)
+    #queue = [];
+    #attachment = undefined;
+    #closed = false;
+    constructor(token) {
+      super();
+      if (token !== kInternal) throw new TypeError('dobj: outgoing WebSockets (new WebSocket(url)) are not supported');
+    }
+    static {
+      wsInternals = {
+        make: () => new WebSocket(kInternal),
+        pair(a, b) { a.#peer = b; b.#peer = a; },
+        bound(h) { const ws = new WebSocket(kInternal); ws.#h = h; return ws; },
+        upgrade(box) { const ws = new WebSocket(kInternal); ws.#upgrade = box; return ws; },
+        upgradeOf: (ws) => ws.#upgrade,
+        handle: (ws) => (ws instanceof WebSocket ? ws.#h : null),
+        peer: (ws) => ws.#peer,
+        accepted: (ws) => ws.#accepted,
+        accept(ws, hibernate, tags) {
+          if (ws.#h || ws.#upgrade || !ws.#peer) throw new TypeError('this WebSocket cannot be accepted: use the server end of a new WebSocketPair');
+          if (ws.#accepted) throw new TypeError('this WebSocket was already accepted');
+          ws.#accepted = { hibernate, tags };
+        },
+        bind(ws, h) {
+          ws.#h = h;
+          if (ws.#attachment !== undefined) N.wsSetAttachment(h, ws.#attachment);
+          for (const [kind, a, b] of ws.#queue) { if (kind === 'send') N.wsSend(h, a); else N.wsClose(h, a, b); }
+          ws.#queue = [];
+        },
+      };
+    }
+    accept() { wsInternals.accept(this, false, []); }
+    get readyState() { return this.#h ? N.wsReadyState(this.#h) : this.#closed ? 3 : 1; }
+    get url() { return null; }
+    get protocol() { return ''; }
+    get extensions() { return ''; }
+    send(data) {
+      if (typeof data !== 'string') data = toBytes(data);
+      if (this.#h) N.wsSend(this.#h, data);
+      else if (this.#accepted && !this.#closed) this.#queue.push(['send', data]);
+      else throw new TypeError('WebSocket send() before accept');
+    }
+    close(code, reason) {
+      if (this.#h) { N.wsClose(this.#h, code === undefined ? 1000 : Number(code), reason === undefined ? '' : String(reason)); return; }
+      this.#closed = true;
+      this.#queue.push(['close', code === undefined ? 1000 : Number(code), reason === undefined ? '' : String(reason)]);
+    }
+    serializeAttachment(value) {
+      if (this.#h) N.wsSetAttachment(this.#h, value);
+      else this.#attachment = structuredClone(value);
+    }
+    deserializeAttachment() {
+      if (this.#h) return N.wsGetAttachment(this.#h);
+      return this.#attachment === undefined ? null : structuredClone(this.#attachment);
+    }
+  }
+  define('WebSocket', WebSocket);
+  class WebSocketPair {
+    constructor() {
+      const client = wsInternals.make();
+      const server = wsInternals.make();
+      wsInternals.pair(client, server);
+      this[0] = client;
+      this[1] = server;
+    }
+  }
+  define('WebSocketPair', WebSocketPair);
+  class WebSocketRequestResponsePair {
+    #request; #response;
+    constructor(request, response) { this.#request = String(request); this.#response = String(response); }
+    get request() { return this.#request; }
+    get response() { return this.#response; }
+  }
+  define('WebSocketRequestResponsePair', WebSocketRequestResponsePair);
+
   // ---- Outgoing fetch ---------------------------------------------------------
   define('fetch', async (input, init) => {
     const req = new Request(input, init);
     const [status, flat, body] = await N.httpFetch(req.url, req.method, req.headers._flat(), req[kBody]);
     return makeResponse(status, flat, body);
   });
-  function makeResponse(status, flat, body) {
+  function makeResponse(status, flat, body, upgrade) {
     const r = new Response(null, { status: status === 101 ? 200 : status });
     r.status = status;
+    if (upgrade) r.webSocket = wsInternals.upgrade(upgrade);
     for (let i = 0; i < flat.length; i += 2) r.headers.append(flat[i], flat[i + 1]);
     r[kBody] = body;
     return r;
@@ -460,8 +561,8 @@
     get name() { return this.#id.name; }
     async fetch(input, init) {
       const req = input instanceof Request && init === undefined ? input : new Request(input instanceof Request || /^[a-z][a-z0-9+.-]*:/i.test(String(input)) ? input : new URL(String(input), 'http://do/'), init);
-      const [status, flat, body] = await N.stubFetch(this.#handle, req.method, req.url, req.headers._flat(), req[kBody]);
-      return makeResponse(status, flat, body);
+      const [status, flat, body, upgrade] = await N.stubFetch(this.#handle, req.method, req.url, req.headers._flat(), req[kBody]);
+      return makeResponse(status, flat, body, upgrade);
     }
   }
   // A stub also answers JS RPC: any other property is a method of the object.
@@ -565,8 +666,26 @@
     waitUntil(p) { Promise.resolve(p).catch((e) => console.error('waitUntil:', e)); }
     blockConcurrencyWhile(fn) { return N.blockConcurrencyWhile(this.#h, fn); }
     abort(reason) { N.abort(this.#h, reason === undefined ? 'aborted' : String(reason)); }
-    acceptWebSocket() { throw new TypeError('dobj: WebSockets in JavaScript objects are not supported yet'); }
-    getWebSockets() { return []; }
+    acceptWebSocket(ws, tags = []) {
+      if (!(ws instanceof WebSocket)) throw new TypeError('acceptWebSocket() expects a WebSocket');
+      tags = [...tags].map(String);
+      if (tags.length > 10) throw new RangeError('a WebSocket may have at most 10 tags');
+      for (const t of tags) if (t.length > 256) throw new RangeError('a WebSocket tag may be at most 256 characters');
+      wsInternals.accept(ws, true, tags);
+    }
+    getWebSockets(tag) { return N.getWebSockets(this.#h, tag === undefined ? '' : String(tag)); }
+    getTags(ws) { return N.getTags(this.#h, wsInternals.handle(ws)); }
+    setWebSocketAutoResponse(pair) {
+      if (pair === undefined) N.setAutoResponse(this.#h, null, null);
+      else N.setAutoResponse(this.#h, pair.request, pair.response);
+    }
+    getWebSocketAutoResponse() {
+      const p = N.getAutoResponse(this.#h);
+      return p ? new WebSocketRequestResponsePair(p[0], p[1]) : null;
+    }
+    getWebSocketAutoResponseTimestamp(ws) { const t = N.getAutoResponseTimestamp(this.#h, wsInternals.handle(ws)); return t === null ? null : new Date(t); }
+    setHibernatableWebSocketEventTimeout() {}
+    getHibernatableWebSocketEventTimeout() { return null; }
   }
   class DurableObject {
     constructor(ctx, env) { this.ctx = ctx; this.env = env; }
@@ -585,9 +704,33 @@
       r[kBody] = body;
       return r;
     },
+    // [status, flat headers, body, socket]: socket is null, an upgrade box
+    // (a stub's 101 passed on), or [server end, hibernate, tags] to accept.
     responseParts(r) {
       if (!(r instanceof Response)) throw new TypeError('the handler must return a Response');
-      return [r.status, r.headers._flat(), r[kBody]];
+      let socket = null;
+      const ws = r.webSocket;
+      if (ws) {
+        if (r.status !== 101) throw new TypeError('a Response with a webSocket must have status 101');
+        const upgrade = wsInternals.upgradeOf(ws);
+        if (upgrade) socket = upgrade;
+        else {
+          const server = wsInternals.peer(ws);
+          const accepted = server && wsInternals.accepted(server);
+          if (!accepted) throw new TypeError('the 101 response carries a WebSocket whose other end was not accepted (ctx.acceptWebSocket or ws.accept())');
+          socket = [server, accepted.hibernate, accepted.tags];
+        }
+      } else if (r.status === 101) {
+        throw new TypeError('a 101 response needs a webSocket');
+      }
+      return [r.status, r.headers._flat(), r[kBody], socket];
+    },
+    bindSocket: (ws, h) => wsInternals.bind(ws, h),
+    boundSocket: (h) => wsInternals.bound(h),
+    dispatchSocketEvent(ws, type, a, b, c) {
+      if (type === 'message') ws.dispatchEvent(new MessageEvent('message', { data: a }));
+      else if (type === 'close') ws.dispatchEvent(new CloseEvent('close', { code: a, reason: b, wasClean: c }));
+      else ws.dispatchEvent(new ErrorEvent('error', { message: a, error: new Error(a) }));
     },
     executionContext: () => ({ waitUntil(p) { Promise.resolve(p).catch((e) => console.error('waitUntil:', e)); }, passThroughOnException() {} }),
   };

@@ -13,6 +13,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "js/boxes.h"
 #include "js/js_object.h"
 #include "js/prelude.h"
 #include "runtime/object_host.h"
@@ -189,6 +190,7 @@ Vm::~Vm() {
   objects_.clear();
   modules_.clear();
   helpers_.Reset();
+  box_template_.Reset();
   exports_.Reset();
   env_.Reset();
   context_.Reset();
@@ -437,6 +439,27 @@ v8::MaybeLocal<v8::Module> Vm::resolve(v8::Local<v8::Context> ctx, v8::Local<v8:
   return vm->compile_module(path);
 }
 
+namespace {
+
+// Text modules (wrangler's default rules: *.txt, *.html, *.sql): the file's
+// text as the default export.
+bool is_text_module(const std::string& path) {
+  return path.ends_with(".txt") || path.ends_with(".html") || path.ends_with(".sql");
+}
+
+v8::MaybeLocal<v8::Value> text_module_exports(v8::Local<v8::Context> ctx,
+                                              v8::Local<v8::Module> module) {
+  v8::Isolate* iso = ctx->GetIsolate();
+  auto* vm = static_cast<Vm*>(iso->GetData(0));
+  const std::string& text = vm->module_text(module->GetIdentityHash());
+  if (module->SetSyntheticModuleExport(iso, vm->str("default"), vm->str(text)).IsNothing()) return {};
+  return v8::Undefined(iso);
+}
+
+}  // namespace
+
+const std::string& Vm::module_text(int identity) { return module_texts_[identity]; }
+
 v8::MaybeLocal<v8::Module> Vm::compile_module(const std::string& path) {
   auto it = modules_.find(path);
   if (it != modules_.end()) return it->second.Get(isolate_);
@@ -444,6 +467,15 @@ v8::MaybeLocal<v8::Module> Vm::compile_module(const std::string& path) {
   if (!text) {
     throw_error("cannot read module " + path + ": " + text.status().message());
     return {};
+  }
+  if (is_text_module(path)) {
+    std::vector<v8::Local<v8::String>> names{str("default")};
+    v8::Local<v8::Module> m =
+        v8::Module::CreateSyntheticModule(isolate_, str(path), names, text_module_exports);
+    modules_[path].Reset(isolate_, m);
+    module_paths_[m->GetIdentityHash()] = path;
+    module_texts_[m->GetIdentityHash()] = std::move(*text);
+    return m;
   }
   v8::ScriptOrigin origin(isolate_, str(path), 0, 0, false, -1, v8::Local<v8::Value>(), false,
                           false, /*is_module=*/true);
@@ -556,7 +588,16 @@ v8::Local<v8::Value> Vm::to_js_request(const Request& request) {
   return out;
 }
 
-Response Vm::to_response(v8::Local<v8::Value> value) {
+v8::Local<v8::ObjectTemplate> Vm::box_template() {
+  if (box_template_.IsEmpty()) {
+    auto t = v8::ObjectTemplate::New(isolate_);
+    t->SetInternalFieldCount(2);
+    box_template_.Reset(isolate_, t);
+  }
+  return box_template_.Get(isolate_);
+}
+
+Response Vm::to_response(v8::Local<v8::Value> value, SocketAccept* accept) {
   v8::Local<v8::Context> ctx = context();
   v8::Local<v8::Function> parts_fn =
       helpers()->Get(ctx, str("responseParts")).ToLocalChecked().As<v8::Function>();
@@ -574,6 +615,21 @@ Response Vm::to_response(v8::Local<v8::Value> value) {
                            utf8(flat->Get(ctx, i + 1).ToLocalChecked()));
   }
   r.body = body_bytes(a->Get(ctx, 2).ToLocalChecked());
+  v8::Local<v8::Value> socket = a->Get(ctx, 3).ToLocalChecked();
+  if (auto* upgrade = unbox<internal::ResponseAccess::Upgrade>(socket)) {
+    internal::ResponseAccess::set_upgrade(r, *upgrade);  // a stub's 101, passed on
+  } else if (socket->IsArray()) {
+    if (!accept) {
+      throw JsError("a WebSocket can be accepted only by a Durable Object (ctx.acceptWebSocket)");
+    }
+    auto parts = socket.As<v8::Array>();
+    accept->server.Reset(isolate_, parts->Get(ctx, 0).ToLocalChecked().As<v8::Object>());
+    accept->hibernate = parts->Get(ctx, 1).ToLocalChecked()->BooleanValue(isolate_);
+    auto tags = parts->Get(ctx, 2).ToLocalChecked().As<v8::Array>();
+    for (uint32_t i = 0; i < tags->Length(); ++i) {
+      accept->tags.push_back(utf8(tags->Get(ctx, i).ToLocalChecked()));
+    }
+  }
   return r;
 }
 

@@ -162,6 +162,9 @@ class Vm {
 
   // The prelude's helpers and the Worker's exports.
   v8::Local<v8::Object> helpers() const { return helpers_.Get(isolate_); }
+  const v8::Global<v8::Object>& helpers_handle() const { return helpers_; }
+  // Objects with two internal fields (boxes.h).
+  v8::Local<v8::ObjectTemplate> box_template();
   v8::Local<v8::Object> exports() const { return exports_.Get(isolate_); }
   // The env object handed to the Worker and every object (bindings, vars).
   v8::Local<v8::Object> env() const { return env_.Get(isolate_); }
@@ -175,10 +178,19 @@ class Vm {
   JsObject* object(uint64_t handle) const;
 
   Scope* scope() const { return scope_; }
+  // The text of a text module (an imported .txt, .html or .sql file).
+  const std::string& module_text(int identity);
 
-  // Request and Response across the boundary.
+  // Request and Response across the boundary. A response whose webSocket
+  // is the peer of an accepted server end fills `accept` (null: the caller
+  // cannot accept sockets, an error).
+  struct SocketAccept {
+    v8::Global<v8::Object> server;  // empty: nothing to accept
+    bool hibernate = true;
+    std::vector<std::string> tags;
+  };
   v8::Local<v8::Value> to_js_request(const Request& request);
-  Response to_response(v8::Local<v8::Value> value);
+  Response to_response(v8::Local<v8::Value> value, SocketAccept* accept);
   // A body value (string, Uint8Array, null) to bytes, and back.
   std::string body_bytes(v8::Local<v8::Value> body);
   v8::Local<v8::Value> js_body(const std::string& bytes);
@@ -219,9 +231,11 @@ class Vm {
   v8::Global<v8::Object> helpers_;
   v8::Global<v8::Object> exports_;
   v8::Global<v8::Object> env_;
+  v8::Global<v8::ObjectTemplate> box_template_;
   std::optional<Env> runtime_env_;
   std::unordered_map<std::string, v8::Global<v8::Module>> modules_;
   std::unordered_map<int, std::string> module_paths_;  // identity hash → file
+  std::unordered_map<int, std::string> module_texts_;  // text modules' contents
   std::unordered_map<uint64_t, JsObject*> objects_;
   uint64_t next_object_ = 1;
   std::unordered_map<uint64_t, PromiseWait*> waits_;

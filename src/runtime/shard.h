@@ -78,6 +78,11 @@ struct ResponseAccess {
     if (!r.upgrade_) return std::nullopt;
     return Upgrade{r.upgrade_->shard, r.upgrade_->socket_id};
   }
+  // Carries an upgrade over to another response: a JavaScript Worker passing
+  // a stub's 101 on (src/js). Only ever set from a real upgrade response.
+  static void set_upgrade(Response& r, Upgrade u) {
+    r.upgrade_ = Response::Upgrade{u.shard, u.socket_id};
+  }
   static const std::optional<std::string>& body_file(const Response& r) { return r.body_file_; }
   static void set_body_file(Response& r, std::string path) { r.body_file_ = std::move(path); }
 };

@@ -547,7 +547,6 @@ TEST_P(ExamplesTest, AnswersAreFramedForHttp10And11AndPipelining) {
 }
 
 TEST_P(ExamplesTest, ChatRoomRelaysEveryTextMessageToEverySocketInOneOrder) {
-  if (js()) GTEST_SKIP() << "WebSockets in JavaScript objects are not built yet (docs/js.md)";
   std::vector<std::unique_ptr<WsClient>> clients;
   for (int i = 0; i < 3; ++i) {
     clients.push_back(std::make_unique<WsClient>(port(), "/room/lobby/websocket"));
@@ -602,7 +601,6 @@ TEST_P(ExamplesTest, ChatRoomWantsAnUpgrade) {
 // and says hello; a test client in the same room hears it, and the page shows
 // the room's echo.
 TEST_P(ExamplesTest, ChatPageWorksInHeadlessChromium) {
-  if (js()) GTEST_SKIP() << "WebSockets in JavaScript objects are not built yet (docs/js.md)";
   ASSERT_TRUE(std::filesystem::exists(kChromium)) << "install chromium (scripts/deps.sh does)";
   HttpResponse page = call("GET", "/");
   EXPECT_EQ(page.status, 200);

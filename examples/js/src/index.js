@@ -3,6 +3,8 @@
 // checks both (tests/integration/examples_test.cc).
 import { DurableObject } from "cloudflare:workers";
 import { error, segments, parseIntStrict, readJson } from "./http.js";
+// The chat page of the C++ example server (a Text module, as wrangler imports .html).
+import chatPage from "../../server/index.html";
 
 // 1. Counter: a named singleton.
 export class Counter extends DurableObject {
@@ -469,6 +471,9 @@ const ROUTES = {
 
 export default {
   async fetch(request, env) {
+    if (request.method === "GET" && /^\/*$/.test(new URL(request.url).pathname)) {
+      return new Response(chatPage, { headers: { "content-type": "text/html; charset=utf-8" } });
+    }
     const path = segments(request.url);
     if (!path) return error(400, "malformed percent-encoding in the path");
     if (path.length < 2) return error(404, "not found");
