@@ -409,8 +409,9 @@ class DurableObject {
 
  private:
   friend class internal::ObjectHost;  // runs dispatch_call
-  // Runs a registered method for a typed call.
-  Task<Response> dispatch_call(std::string method, std::string args_json);
+  // Runs a registered method for a typed call. Virtual for objects whose
+  // methods are not C++ ones (a JavaScript class, src/js).
+  virtual Task<Response> dispatch_call(std::string method, std::string args_json);
   template <typename A>
   static A argument(const Json& args, size_t i) {
     try {

@@ -1,5 +1,6 @@
 #include "js/js_object.h"
 
+#include "base/log.h"
 #include "js/boxes.h"
 #include "runtime/api_access.h"
 #include "runtime/object_host.h"
@@ -54,7 +55,14 @@ Task<Value> call_js(Vm& vm, Scope* scope, const v8::Global<v8::Object>* target, 
   if (wait) {
     co_await wait->settled();
     Vm::Entry entry(vm, scope);
-    if (wait->rejected()) throw JsError(method + "(): " + stack_of(vm, wait->value()));
+    if (wait->rejected()) {
+      v8::Local<v8::Value> e = wait->value();
+      v8::Local<v8::Value> message;
+      std::string text = e->IsNativeError() && e.As<v8::Object>()->Get(vm.context(), vm.str("message")).ToLocal(&message)
+                             ? vm.utf8(message)
+                             : vm.utf8(e);
+      throw JsError(method + "(): " + stack_of(vm, e), text);
+    }
     out->Reset(vm.isolate(), wait->value());
   }
   co_return out;
@@ -71,7 +79,7 @@ Task<void> dispatch_socket(JsObject* object, WebSocket ws, Args args, bool forge
     co_await call;
     if (forget) object->forget_socket(ws);
   } catch (const Terminated& t) {
-    object->state().abort(t.what());
+    object->terminated(t);
   }
 }
 }  // namespace
@@ -136,7 +144,13 @@ JsObject::~JsObject() {
 
 std::string JsObject::who() const { return internal::describe(*host_->ns(), host_->id()); }
 
+void JsObject::terminated(const Terminated& t) {
+  internal::log_warn(who() + ": JavaScript stopped, the object is reset: " + t.what());
+  state().abort(t.what());
+}
+
 void JsObject::abort_soon(const std::string& reason) {
+  internal::log_warn(who() + ": the object is reset: " + reason);
   try {
     host_->abort(reason, /*retry_alarm=*/true);
   } catch (const Error&) {
@@ -180,7 +194,41 @@ Task<Response> JsObject::fetch(Request request) {
     sockets_[ws.id()].Reset(vm_.isolate(), server);
     co_return ws.upgrade_response();
   } catch (const Terminated& t) {
-    state().abort(t.what());
+    terminated(t);
+  }
+}
+
+Task<Response> JsObject::dispatch_call(std::string method, std::string args_json) {
+  static const char* const kNotCallable[] = {"constructor", "fetch", "alarm", "webSocketMessage",
+                                             "webSocketClose", "webSocketError"};
+  for (const char* name : kNotCallable) {
+    if (method == name) throw Error(Code::kNotFound, method + "() cannot be called through RPC");
+  }
+  Result<Json> parsed = parse_json(args_json);
+  if (!parsed) throw Error(Code::kInvalidArgument, "call arguments: " + parsed.status().message());
+  Json json = std::move(*parsed);
+  try {
+    Args args = [&json](Vm& vm) {
+      std::vector<v8::Local<v8::Value>> argv;
+      v8::Local<v8::Value> list = from_rpc_value(vm, json);
+      if (list->IsArray()) {
+        auto a = list.As<v8::Array>();
+        for (uint32_t i = 0; i < a->Length(); ++i) argv.push_back(a->Get(vm.context(), i).ToLocalChecked());
+      }
+      return argv;
+    };
+    Task<Value> call = call_js(vm_, &scope_, &instance_, method, std::move(args));
+    Value v;
+    try {
+      v = co_await call;
+    } catch (const JsError& e) {
+      // What the method threw is the caller's to see, as in Cloudflare.
+      co_return Response::error(500, e.message);
+    }
+    Vm::Entry entry(vm_, &scope_);
+    co_return Response::json(rpc_value(vm_, v->Get(vm_.isolate())).dump());
+  } catch (const Terminated& t) {
+    terminated(t);
   }
 }
 
@@ -216,7 +264,7 @@ Task<void> JsObject::socket_event(const char* handler, WebSocket ws,
     }
     if (forget) sockets_.erase(ws.id());
   } catch (const Terminated& t) {
-    state().abort(t.what());
+    terminated(t);
   }
 }
 
@@ -295,7 +343,7 @@ Task<void> JsObject::alarm(AlarmInfo info) {
     Task<Value> call = call_js(vm_, &scope_, &instance_, "alarm", std::move(args));
     co_await call;
   } catch (const Terminated& t) {
-    state().abort(t.what());
+    terminated(t);
   }
 }
 

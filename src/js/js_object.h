@@ -35,6 +35,8 @@ class JsObject : public DurableObject {
   Task<void> websocket_message(WebSocket ws, WebSocketMessage message) override;
   Task<void> websocket_close(WebSocket ws, int code, std::string reason, bool was_clean) override;
   Task<void> websocket_error(WebSocket ws, std::string error) override;
+  // JS RPC: a public method of the class, with structured-clone arguments.
+  Task<Response> dispatch_call(std::string method, std::string args_json) override;
 
   // For the natives.
   State& state() { return DurableObject::state(); }
@@ -42,6 +44,8 @@ class JsObject : public DurableObject {
   // storage.deleteAll(): keeps the alarm unless the compatibility date or
   // flag says otherwise (Cloudflare changed it on 2026-02-24).
   void delete_all();
+  // Logs why JavaScript was terminated and resets the object (throws).
+  [[noreturn]] void terminated(const Terminated& t);
   // Resets the object when the current turn ends (ctx.abort(), or a limit
   // hit while an op's continuation ran).
   void abort_soon(const std::string& reason);

@@ -554,8 +554,10 @@
     get name() { return this.#name; }
     toJSON() { return this.#hex; }
   }
+  const kCall = Symbol('call');
   class DurableObjectStub {
     #ns; #id; #handle;
+    [kCall](method, args) { return N.stubCall(this.#handle, this.#ns, method, args); }
     constructor(ns, id) { this.#ns = ns; this.#id = id; this.#handle = N.makeStub(ns, id.toString(), id.name); }
     get id() { return this.#id; }
     get name() { return this.#id.name; }
@@ -565,14 +567,15 @@
       return makeResponse(status, flat, body, upgrade);
     }
   }
-  // A stub also answers JS RPC: any other property is a method of the object.
+  // A stub also answers JS RPC: any other property is a method of the
+  // object, called with structured-clone arguments (await stub.add(5)).
   const stubProxy = (stub) => new Proxy(stub, {
     get(target, prop) {
       if (prop in target || typeof prop === 'symbol' || prop === 'then') {
         const v = target[prop];
         return typeof v === 'function' ? v.bind(target) : v;
       }
-      return async (...args) => { throw new TypeError(`dobj: JS RPC (stub.${String(prop)}()) is not supported yet; use stub.fetch()`); };
+      return (...args) => target[kCall](String(prop), args);
     },
   });
   class DurableObjectNamespace {

@@ -223,7 +223,8 @@ std::string Vm::describe(v8::TryCatch& tc) const {
     out = utf8(tc.Exception());
   }
   v8::Local<v8::Message> m = tc.Message();
-  if (!m.IsEmpty() && out.find("\n    at ") == std::string::npos) {
+  if (!m.IsEmpty() && out.find("\n    at ") == std::string::npos &&
+      m->GetScriptResourceName()->IsString()) {
     std::string file = utf8(m->GetScriptResourceName());
     int line = m->GetLineNumber(ctx).FromMaybe(0);
     out = file + ":" + std::to_string(line) + ": " + out;
@@ -262,7 +263,11 @@ Vm::Entry::~Entry() {
 }
 
 void Vm::Entry::drain() {
-  if (!vm_.isolate_->IsExecutionTerminating()) vm_.isolate_->PerformMicrotaskCheckpoint();
+  // Only the outermost entry: a native function that settles a promise
+  // synchronously must not run other code in the middle of the caller's.
+  if (outermost_ && !vm_.isolate_->IsExecutionTerminating()) {
+    vm_.isolate_->PerformMicrotaskCheckpoint();
+  }
 }
 
 int Vm::take_termination() {
@@ -287,8 +292,15 @@ void Vm::Entry::rethrow(std::string_view where) {
   int why = vm_.take_termination();
   if (why != kNone) throw Terminated(why, vm_.termination_message(why));
   std::string text = vm_.describe(try_catch_);
+  std::string message = vm_.utf8(try_catch_.Exception());
+  v8::Local<v8::Value> e = try_catch_.Exception();
+  v8::Local<v8::Value> m;
+  if (!e.IsEmpty() && e->IsNativeError() &&
+      e.As<v8::Object>()->Get(vm_.context(), vm_.str("message")).ToLocal(&m)) {
+    message = vm_.utf8(m);
+  }
   try_catch_.Reset();
-  throw JsError(std::string(where) + ": " + text);
+  throw JsError(std::string(where) + ": " + text, message);
 }
 
 // ---- Promises -----------------------------------------------------------------
@@ -436,6 +448,10 @@ v8::MaybeLocal<v8::Module> Vm::resolve(v8::Local<v8::Context> ctx, v8::Local<v8:
   std::error_code ec;
   std::string path =
       fs::weakly_canonical(fs::path(from).parent_path() / spec, ec).lexically_normal().string();
+  if (!fs::exists(path)) {
+    vm->throw_error(from + ": import of \"" + spec + "\": " + path + " does not exist");
+    return {};
+  }
   return vm->compile_module(path);
 }
 

@@ -71,8 +71,15 @@ struct Script {
 // was thrown, for the log (never for clients, unless exposed).
 class JsError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit JsError(const std::string& text, std::string message = {})
+      : std::runtime_error(text), message(message.empty() ? text : std::move(message)) {}
+  // What was thrown, without the stack: for an RPC caller.
+  std::string message;
 };
+
+// JS RPC values inside a typed call's JSON (natives.cc).
+Json rpc_value(Vm& vm, v8::Local<v8::Value> v);
+v8::Local<v8::Value> from_rpc_value(Vm& vm, const Json& j);
 
 // JavaScript was terminated: past the CPU or heap limit, or by ctx.abort().
 // The object it ran for is reset.

@@ -1,0 +1,207 @@
+import { DurableObject } from "cloudflare:workers";
+
+// Values that structured clone keeps and JSON does not.
+function samples() {
+  return {
+    map: new Map([["a", 1], [2, { b: [3] }]]),
+    set: new Set([1, "two"]),
+    date: new Date(1700000000000),
+    bytes: new Uint8Array([0, 1, 255]),
+    big: 12345678901234567890n,
+    nested: { deep: [1, [2, [3]]], nil: null, undef: undefined },
+    regexp: /ab+c/gi,
+    float: -0.5,
+  };
+}
+
+function same(a, b) {
+  if (a instanceof Map) return b instanceof Map && a.size === b.size && [...a].every(([k, v]) => same(v, b.get(k)));
+  if (a instanceof Set) return b instanceof Set && a.size === b.size && [...a].every((v) => b.has(v));
+  if (a instanceof Date) return b instanceof Date && a.getTime() === b.getTime();
+  if (a instanceof Uint8Array) return b instanceof Uint8Array && a.length === b.length && a.every((v, i) => v === b[i]);
+  if (a instanceof RegExp) return b instanceof RegExp && a.source === b.source && a.flags === b.flags;
+  if (typeof a === "object" && a !== null) {
+    return typeof b === "object" && b !== null && Object.keys(a).length === Object.keys(b).length &&
+      Object.keys(a).every((k) => same(a[k], b[k]));
+  }
+  return Object.is(a, b);
+}
+
+export class Probe extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    this.loaded = null;
+    // Asynchronous set-up holds every event until it is done.
+    ctx.blockConcurrencyWhile(async () => {
+      await new Promise((r) => setTimeout(r, 20));
+      this.loaded = (await ctx.storage.get("boots")) ?? 0;
+      await ctx.storage.put("boots", this.loaded + 1);
+    });
+  }
+
+  async fetch(request) {
+    const url = new URL(request.url);
+    const op = url.pathname.split("/")[3];
+    const storage = this.ctx.storage;
+    switch (op) {
+      case "order": {
+        const log = [];
+        log.push("sync 1");
+        queueMicrotask(() => log.push("microtask"));
+        Promise.resolve().then(() => log.push("then"));
+        setTimeout(() => log.push("timeout 0"), 0);
+        log.push("sync 2");
+        await storage.put("k", 1);
+        log.push("after put");
+        await new Promise((r) => setTimeout(r, 5));
+        log.push("after timer");
+        return Response.json(log);
+      }
+      case "clone-put":
+        await storage.put("samples", samples());
+        return new Response("ok");
+      case "clone-get": {
+        const got = await storage.get("samples");
+        const want = samples();
+        const bad = Object.keys(want).filter((k) => !same(want[k], got?.[k]));
+        return Response.json({ bad, clone: same(structuredClone(want), want) });
+      }
+      case "throw":
+        throw new Error("boom in fetch");
+      case "reject":
+        Promise.reject(new Error("nobody listens"));
+        return new Response("ok");
+      case "spin":
+        for (;;) {}
+      case "boots":
+        return Response.json({ loaded: this.loaded, boots: await storage.get("boots") });
+      case "id":
+        return Response.json({ id: this.ctx.id.toString(), name: this.ctx.id.name,
+          equal: this.ctx.id.equals(this.env.PROBE.idFromName(this.ctx.id.name)) });
+      case "env":
+        return Response.json({ mode: this.env.MODE, limits: this.env.LIMITS });
+      case "sql": {
+        const sql = storage.sql;
+        sql.exec("CREATE TABLE IF NOT EXISTS t(a INTEGER, b TEXT)");
+        sql.exec("INSERT INTO t VALUES (?, ?), (?, ?)", 1, "x", 2, "y");
+        const c = sql.exec("SELECT a, b FROM t ORDER BY a");
+        const rows = c.toArray();
+        return Response.json({ rows, columns: c.columnNames, read: c.rowsRead,
+          one: sql.exec("SELECT count(*) AS n FROM t").one().n,
+          raw: sql.exec("SELECT a FROM t ORDER BY a").raw().toArray(), size: sql.databaseSize > 0 });
+      }
+      case "web": {
+        const u = new URL("../x/y?q=1#h", "https://example.com/a/b/c");
+        const p = new URLSearchParams("a=1&b=two+words&a=3");
+        const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode("abc")));
+        const hex = [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+        const h = new Headers({ "X-A": "1" });
+        h.append("x-a", "2");
+        return Response.json({
+          href: u.href, path: u.pathname, all: p.getAll("a"), b: p.get("b"),
+          text: new TextDecoder().decode(new TextEncoder().encode("héllo")),
+          b64: btoa("hi!"), unb64: atob("aGkh"), sha256: hex, header: h.get("X-A"),
+          uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
+        });
+      }
+      case "abort":
+        this.ctx.abort("asked to");
+        return new Response("unreachable");
+      case "ws": {
+        const [client, server] = Object.values(new WebSocketPair());
+        this.ctx.acceptWebSocket(server, ["t1", "t2"]);
+        server.serializeAttachment({ n: 0 });
+        server.send("hello");
+        return new Response(null, { status: 101, webSocket: client });
+      }
+      case "txn": {
+        await storage.put("t", 0);
+        try {
+          await storage.transaction(async (txn) => {
+            await txn.put("t", 1);
+            throw new Error("undo");
+          });
+        } catch {}
+        const after = await storage.get("t");
+        await storage.transaction(async (txn) => {
+          await txn.put("t", 2);
+          txn.rollback();
+        });
+        return Response.json({ afterThrow: after, afterRollback: await storage.get("t") });
+      }
+      default:
+        return new Response("no such op", { status: 404 });
+    }
+  }
+
+  // Every message counts in the socket's attachment, which outlives the
+  // instance (hibernation).
+  async webSocketMessage(ws, message) {
+    const a = ws.deserializeAttachment();
+    a.n += 1;
+    ws.serializeAttachment(a);
+    ws.send(`${message} ${a.n} ${this.ctx.getTags(ws).join(",")} ${this.ctx.getWebSockets("t1").length}`);
+  }
+
+  // RPC methods.
+  async add(n) {
+    const v = ((await this.ctx.storage.get("sum")) ?? 0) + n;
+    await this.ctx.storage.put("sum", v);
+    return v;
+  }
+  echo(value) {
+    return { value, type: Object.prototype.toString.call(value) };
+  }
+  fail(message) {
+    throw new RangeError(message);
+  }
+}
+
+// A class in the style before DurableObject was a base class.
+export class Plain {
+  constructor(state, env) {
+    this.state = state;
+    this.env = env;
+  }
+  async fetch(request) {
+    const n = ((await this.state.storage.get("n")) ?? 0) + 1;
+    await this.state.storage.put("n", n);
+    return new Response(`plain ${n} ${this.env.MODE}`);
+  }
+}
+
+export default {
+  async fetch(request, env, ctx) {
+    const url = new URL(request.url);
+    const [, kind, name] = url.pathname.split("/");
+    if (kind === "probe") return env.PROBE.getByName(name).fetch(request);
+    if (kind === "plain") return env.PLAIN.get(env.PLAIN.idFromName(name)).fetch(request);
+    if (kind === "rpc") {
+      const stub = env.PROBE.getByName(name);
+      // Calls through one stub arrive in order.
+      const sums = await Promise.all([1, 2, 3, 4, 5].map((n) => stub.add(n)));
+      const echoed = await stub.echo(new Map([["k", new Date(0)]]));
+      let error = null;
+      try {
+        await stub.fail("not enough");
+      } catch (e) {
+        error = e.message;
+      }
+      return Response.json({ sums, echoed: echoed.type, mapOk: echoed.value.get("k").getTime() === 0, error });
+    }
+    if (kind === "unique") {
+      const a = env.PROBE.newUniqueId();
+      const b = env.PROBE.idFromString(a.toString());
+      return Response.json({ equal: a.equals(b), length: a.toString().length });
+    }
+    if (kind === "badid") {
+      try {
+        env.PROBE.idFromString("zz");
+        return new Response("accepted");
+      } catch (e) {
+        return Response.json({ error: e.message }, { status: 400 });
+      }
+    }
+    return new Response("not found", { status: 404 });
+  },
+};

@@ -1,0 +1,2 @@
+export class Here {}
+export default { fetch() { return new Response("ok"); } };
