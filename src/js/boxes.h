@@ -11,9 +11,9 @@
 namespace dobj::js {
 
 template <typename T>
-struct Box {
+struct Box : BoxBase {
+  explicit Box(T v) : value(std::move(v)) {}
   T value;
-  v8::Global<v8::Object> self;
   // Its address tells the types apart (aligned, as V8 wants of the pointers).
   static inline int64_t type_tag = 0;
 };
@@ -21,18 +21,10 @@ struct Box {
 template <typename T>
 v8::Local<v8::Object> box(Vm& vm, T value) {
   v8::Local<v8::Object> handle = vm.box_template()->NewInstance(vm.context()).ToLocalChecked();
-  auto* b = new Box<T>{std::move(value), {}};
+  auto* b = new Box<T>(std::move(value));
   handle->SetAlignedPointerInInternalField(0, b);
   handle->SetAlignedPointerInInternalField(1, &Box<T>::type_tag);
-  b->self.Reset(vm.isolate(), handle);
-  b->self.SetWeak(
-      b,
-      [](const v8::WeakCallbackInfo<Box<T>>& data) {
-        Box<T>* p = data.GetParameter();
-        p->self.Reset();
-        delete p;
-      },
-      v8::WeakCallbackType::kParameter);
+  vm.adopt_box(b, handle);
   return handle;
 }
 

@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
     std::vector<char*> args{argv[0]};
     for (int i = 2; i < argc; ++i) args.push_back(argv[i]);
     rc = server.run(static_cast<int>(args.size()), args.data());
+    js::Vm::release_boxes();  // stopped: no JavaScript runs any more
   }
   js::Vm::shutdown();
   return rc;

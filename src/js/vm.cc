@@ -186,6 +186,8 @@ Vm::Vm(const Script& script) : script_(script) {
 }
 
 Vm::~Vm() {
+  for (BoxBase* b : boxes_) delete b;
+  boxes_.clear();
   waits_.clear();
   objects_.clear();
   modules_.clear();
@@ -611,6 +613,29 @@ v8::Local<v8::ObjectTemplate> Vm::box_template() {
     box_template_.Reset(isolate_, t);
   }
   return box_template_.Get(isolate_);
+}
+
+void Vm::adopt_box(BoxBase* box, v8::Local<v8::Object> handle) {
+  boxes_.insert(box);
+  box->self.Reset(isolate_, handle);
+  box->self.SetWeak(
+      box,
+      [](const v8::WeakCallbackInfo<BoxBase>& data) {
+        BoxBase* b = data.GetParameter();
+        auto* vm = static_cast<Vm*>(data.GetIsolate()->GetData(0));
+        vm->boxes_.erase(b);
+        delete b;
+      },
+      v8::WeakCallbackType::kParameter);
+}
+
+void Vm::release_boxes() {
+  Process& p = process();
+  std::lock_guard lock(p.mu);
+  for (auto& vm : p.vms) {
+    for (BoxBase* b : vm->boxes_) delete b;
+    vm->boxes_.clear();
+  }
 }
 
 Response Vm::to_response(v8::Local<v8::Value> value, SocketAccept* accept) {

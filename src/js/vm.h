@@ -31,6 +31,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <v8.h>
@@ -49,6 +50,13 @@ class Vm;
 // where failure leaves an exception pending for the caller, we pass it on.
 template <typename M>
 inline void discard(M&&) {}
+
+// A C++ value a JavaScript object owns (boxes.h). The Vm keeps every live
+// one, so that those the garbage collector never took are freed too.
+struct BoxBase {
+  virtual ~BoxBase() = default;
+  v8::Global<v8::Object> self;
+};
 
 // What started ops belong to: an object instance or one worker request. Ops
 // still pending when it goes are destroyed with it.
@@ -170,8 +178,13 @@ class Vm {
   // The prelude's helpers and the Worker's exports.
   v8::Local<v8::Object> helpers() const { return helpers_.Get(isolate_); }
   const v8::Global<v8::Object>& helpers_handle() const { return helpers_; }
-  // Objects with two internal fields (boxes.h).
+  // Objects with two internal fields (boxes.h), and the boxes made with them:
+  // freed when collected, or by release_boxes.
   v8::Local<v8::ObjectTemplate> box_template();
+  void adopt_box(BoxBase* box, v8::Local<v8::Object> handle);
+  // Frees every box of every Vm: after the server stopped, before the
+  // runtime goes (a box may hold a socket of its hub).
+  static void release_boxes();
   v8::Local<v8::Object> exports() const { return exports_.Get(isolate_); }
   // The env object handed to the Worker and every object (bindings, vars).
   v8::Local<v8::Object> env() const { return env_.Get(isolate_); }
@@ -239,6 +252,7 @@ class Vm {
   v8::Global<v8::Object> exports_;
   v8::Global<v8::Object> env_;
   v8::Global<v8::ObjectTemplate> box_template_;
+  std::unordered_set<BoxBase*> boxes_;
   std::optional<Env> runtime_env_;
   std::unordered_map<std::string, v8::Global<v8::Module>> modules_;
   std::unordered_map<int, std::string> module_paths_;  // identity hash → file
