@@ -1,5 +1,7 @@
 #include "js/js_object.h"
 
+#include <algorithm>
+
 #include "base/log.h"
 #include "js/boxes.h"
 #include "runtime/api_access.h"
@@ -155,6 +157,40 @@ void JsObject::abort_soon(const std::string& reason) {
     host_->abort(reason, /*retry_alarm=*/true);
   } catch (const Error&) {
     // abort() throws to unwind a handler; here the op simply ends.
+  }
+}
+
+uint64_t JsObject::begin_transaction() {
+  internal::ApiAccess::begin_nested(storage());
+  open_transactions_.push_back(next_transaction_);
+  return next_transaction_++;
+}
+
+void JsObject::check_transaction(uint64_t serial) const {
+  if (std::find(open_transactions_.begin(), open_transactions_.end(), serial) ==
+      open_transactions_.end()) {
+    throw Error(Code::kConflict,
+                "this transaction was rolled back: its callback awaited something outside the "
+                "object (a fetch, a timer, another object); a transaction must not wait for I/O");
+  }
+}
+
+void JsObject::end_transaction(uint64_t serial, bool commit) {
+  check_transaction(serial);
+  if (open_transactions_.back() != serial) {
+    throw Error(Code::kConflict, "transactions must end in the order they began");
+  }
+  open_transactions_.pop_back();
+  internal::ApiAccess::end_nested(storage(), commit);
+}
+
+void JsObject::entry_ended() {
+  if (open_transactions_.empty()) return;
+  internal::log_warn(who() + ": a storage.transaction() callback awaited something outside the "
+                             "object; its writes are rolled back");
+  while (!open_transactions_.empty()) {
+    open_transactions_.pop_back();
+    internal::ApiAccess::end_nested(storage(), false);
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <v8.h>
 
@@ -44,6 +45,16 @@ class JsObject : public DurableObject {
   // storage.deleteAll(): keeps the alarm unless the compatibility date or
   // flag says otherwise (Cloudflare changed it on 2026-02-24).
   void delete_all();
+  // storage.transaction(): a savepoint that must end within the entry that
+  // opened it. begin gives its serial; an entry that ends with one still open
+  // (the callback awaited something outside the object) rolls it back, and
+  // check/end of it then throw.
+  uint64_t begin_transaction();
+  void check_transaction(uint64_t serial) const;
+  void end_transaction(uint64_t serial, bool commit);
+  // Called when an outermost entry of this object ends.
+  void entry_ended();
+
   // Logs why JavaScript was terminated and resets the object (throws).
   [[noreturn]] void terminated(const Terminated& t);
   // Resets the object when the current turn ends (ctx.abort(), or a limit
@@ -74,6 +85,8 @@ class JsObject : public DurableObject {
   v8::Global<v8::Object> instance_;
   bool delete_all_deletes_alarm_;
   std::unordered_map<uint64_t, v8::Global<v8::Object>> sockets_;
+  std::vector<uint64_t> open_transactions_;  // serials, innermost last
+  uint64_t next_transaction_ = 1;
 };
 
 // The Worker's default export, as dobj's worker.

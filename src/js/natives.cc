@@ -625,10 +625,18 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
     });
   });
   add("txBegin", [](const Info& info) {
-    guarded(info, [&] { Raw::begin_nested(object_of(info).storage()); });
+    guarded(info, [&] { info.GetReturnValue().Set(static_cast<double>(object_of(info).begin_transaction())); });
+  });
+  add("txCheck", [](const Info& info) {
+    guarded(info, [&] {
+      object_of(info).check_transaction(static_cast<uint64_t>(info[1].As<v8::Number>()->Value()));
+    });
   });
   add("txEnd", [](const Info& info) {
-    guarded(info, [&] { Raw::end_nested(object_of(info).storage(), info[1]->BooleanValue(info.GetIsolate())); });
+    guarded(info, [&] {
+      object_of(info).end_transaction(static_cast<uint64_t>(info[1].As<v8::Number>()->Value()),
+                                      info[2]->BooleanValue(info.GetIsolate()));
+    });
   });
   add("transactionSync", [](const Info& info) {
     Vm& vm = vm_of(info);

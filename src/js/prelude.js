@@ -645,17 +645,22 @@
     async deleteAlarm() { N.deleteAlarm(this.#h); }
     async sync() { await N.sync(this.#h); }
     transactionSync(fn) { return N.transactionSync(this.#h, fn); }
+    // A transaction is one stretch of the object's code: its callback may
+    // await storage (which never waits), but if it awaits anything outside
+    // the object the runtime rolls it back when the turn ends (docs/js.md),
+    // and what the callback does after that throws.
     async transaction(fn) {
       let rolledBack = false;
+      const t = N.txBegin(this.#h);
+      const live = (f) => (...a) => { N.txCheck(this.#h, t); return f(...a); };
       const txn = {
-        get: (k) => this.get(k), put: (k, v) => this.put(k, v), delete: (k) => this.delete(k),
-        list: (o) => this.list(o), getAlarm: () => this.getAlarm(), setAlarm: (t) => this.setAlarm(t),
-        deleteAlarm: () => this.deleteAlarm(), rollback: () => { rolledBack = true; },
+        get: live((k) => this.get(k)), put: live((k, v) => this.put(k, v)), delete: live((k) => this.delete(k)),
+        list: live((o) => this.list(o)), getAlarm: live(() => this.getAlarm()), setAlarm: live((at) => this.setAlarm(at)),
+        deleteAlarm: live(() => this.deleteAlarm()), rollback: () => { rolledBack = true; },
       };
-      N.txBegin(this.#h);
       let result;
-      try { result = await fn(txn); } catch (e) { N.txEnd(this.#h, false); throw e; }
-      N.txEnd(this.#h, !rolledBack);
+      try { result = await fn(txn); } catch (e) { N.txEnd(this.#h, t, false); throw e; }
+      N.txEnd(this.#h, t, !rolledBack);
       return result;
     }
   }

@@ -255,7 +255,16 @@ Vm::Entry::Entry(Vm& vm, Scope* scope)
 }
 
 Vm::Entry::~Entry() {
-  if (outermost_) drain();
+  if (outermost_) {
+    drain();
+    if (vm_.scope_ && vm_.scope_->object) {
+      try {
+        vm_.scope_->object->entry_ended();
+      } catch (const std::exception&) {
+        // The store is marked broken: the turn's end resets the object.
+      }
+    }
+  }
   --vm_.depth_;
   vm_.scope_ = outer_scope_;
   if (outermost_) {

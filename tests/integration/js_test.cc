@@ -126,6 +126,13 @@ TEST_F(JsTest, TransactionsUndoOnThrowAndOnRollback) {
   EXPECT_EQ(json("/probe/t/txn"), Json({{"afterThrow", 0}, {"afterRollback", 0}}));
 }
 
+TEST_F(JsTest, ATransactionThatAwaitsIoIsRolledBackAndSaysSo) {
+  Json r = json("/probe/t/txn-io");
+  EXPECT_EQ(r["u"], 0);
+  EXPECT_NE(r["error"].get<std::string>().find("rolled back"), std::string::npos) << r;
+  EXPECT_EQ(json("/probe/t/boots")["boots"], 1);  // the object was not reset
+}
+
 TEST_F(JsTest, AbortResetsTheObjectAndTheNextEventBuildsANewOne) {
   EXPECT_EQ(json("/probe/a/boots")["boots"], 1);
   HttpResponse r = call("/probe/a/abort");

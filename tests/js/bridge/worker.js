@@ -107,6 +107,20 @@ export class Probe extends DurableObject {
       case "abort":
         this.ctx.abort("asked to");
         return new Response("unreachable");
+      case "txn-io": {
+        await storage.put("u", 0);
+        let error = null;
+        try {
+          await storage.transaction(async (txn) => {
+            await txn.put("u", 1);
+            await new Promise((r) => setTimeout(r, 5));
+            await txn.put("u", 2);
+          });
+        } catch (e) {
+          error = e.message;
+        }
+        return Response.json({ u: await storage.get("u"), error });
+      }
       case "ws": {
         const [client, server] = Object.values(new WebSocketPair());
         this.ctx.acceptWebSocket(server, ["t1", "t2"]);
