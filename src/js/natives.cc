@@ -139,6 +139,15 @@ std::vector<std::string> string_list(Vm& vm, v8::Local<v8::Value> v) {
   return out;
 }
 
+// A JavaScript array of each(item) for the items.
+template <typename Items, typename Each>
+v8::Local<v8::Array> to_array(Vm& vm, const Items& items, Each each) {
+  v8::Local<v8::Array> out = v8::Array::New(vm.isolate(), static_cast<int>(items.size()));
+  uint32_t i = 0;
+  for (const auto& item : items) discard(out->Set(vm.context(), i++, each(item)));
+  return out;
+}
+
 v8::Local<v8::Map> to_map(Vm& vm, const std::vector<std::pair<std::string, std::string>>& entries) {
   v8::Local<v8::Map> m = v8::Map::New(vm.isolate());
   for (const auto& [k, v] : entries) discard(m->Set(vm.context(), vm.str(k), decode(vm, v)));
@@ -689,9 +698,8 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
         }
       }
       SqlCursor cursor = object_of(info).storage().sql().exec_values(vm.utf8(info[1]), std::move(params));
-      v8::Local<v8::Array> columns = v8::Array::New(iso);
-      uint32_t c = 0;
-      for (const auto& name : cursor.column_names()) discard(columns->Set(ctx, c++, vm.str(name)));
+      v8::Local<v8::Array> columns =
+          to_array(vm, cursor.column_names(), [&](const std::string& n) { return vm.str(n); });
       v8::Local<v8::Array> rows = v8::Array::New(iso, static_cast<int>(cursor.size()));
       uint32_t r = 0;
       for (const SqlRow& row : cursor) {
@@ -789,10 +797,8 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
       Vm& vm = vm_of(info);
       JsObject& object = object_of(info);
       auto sockets = object.state().get_websockets(vm.utf8(info[1]));
-      v8::Local<v8::Array> out = v8::Array::New(vm.isolate(), static_cast<int>(sockets.size()));
-      uint32_t i = 0;
-      for (const auto& ws : sockets) discard(out->Set(vm.context(), i++, object.wrap_socket(ws)));
-      info.GetReturnValue().Set(out);
+      info.GetReturnValue().Set(
+          to_array(vm, sockets, [&](const WebSocket& ws) { return object.wrap_socket(ws); }));
     });
   });
   add("getTags", [](const Info& info) {
@@ -801,10 +807,7 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
       WebSocket* ws = unbox<WebSocket>(info[1]);
       if (!ws) throw Error(Code::kInvalidArgument, "getTags() expects an accepted WebSocket");
       auto tags = object_of(info).state().get_tags(*ws);
-      v8::Local<v8::Array> out = v8::Array::New(vm.isolate(), static_cast<int>(tags.size()));
-      uint32_t i = 0;
-      for (const auto& t : tags) discard(out->Set(vm.context(), i++, vm.str(t)));
-      info.GetReturnValue().Set(out);
+      info.GetReturnValue().Set(to_array(vm, tags, [&](const std::string& t) { return vm.str(t); }));
     });
   });
   add("setAutoResponse", [](const Info& info) {

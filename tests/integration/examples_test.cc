@@ -16,6 +16,7 @@
 
 #include "support/browser.h"
 #include "testing/http_client.h"
+#include "support/server_fixture.h"
 #include "support/server_process.h"
 #include "testing/ws_client.h"
 
@@ -33,28 +34,11 @@ struct ExampleServer {
 };
 void PrintTo(const ExampleServer& s, std::ostream* os) { *os << s.name; }
 
-class ExamplesTest : public ::testing::TestWithParam<ExampleServer> {
+class ExamplesTest : public ::testing::TestWithParam<ExampleServer>, protected ServerFixture {
  protected:
   void SetUp() override { start(); }
   bool js() const { return GetParam().js; }
-  void start(std::vector<std::string> args = {}) {
-    server_ = std::make_unique<ServerProcess>(GetParam().command, dir_.path(), args);
-    ASSERT_TRUE(server_->start()) << server_->output();
-  }
-  int port() const { return server_->port(); }
-  HttpResponse call(const std::string& method, const std::string& target,
-                    const std::string& body = "") {
-    return http(port(), method, target, body);
-  }
-  Json json(const std::string& method, const std::string& target, const std::string& body = "") {
-    HttpResponse r = call(method, target, body);
-    Json j = Json::parse(r.body, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << r.status << " " << r.body;
-    return j;
-  }
-
-  TempDir dir_;
-  std::unique_ptr<ServerProcess> server_;
+  void start(std::vector<std::string> args = {}) { start_server(GetParam().command, std::move(args)); }
 };
 
 TEST_P(ExamplesTest, CounterCountsAndReadsZeroWhenNew) {

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "support/server_fixture.h"
 #include "support/server_process.h"
 #include "testing/http_client.h"
 #include "testing/temp_dir.h"
@@ -20,54 +21,41 @@ using Json = nlohmann::json;
 
 const ServerCommand kBridge{DOBJ_JS_BIN, {DOBJ_JS_TESTS "/bridge/wrangler.jsonc"}};
 
-class JsTest : public ::testing::Test {
+class JsTest : public ::testing::Test, protected ServerFixture {
  protected:
   void SetUp() override { start(); }
-  void start(std::vector<std::string> args = {}) {
-    server_ = std::make_unique<ServerProcess>(kBridge, dir_.path(), args);
-    ASSERT_TRUE(server_->start()) << server_->output();
-  }
-  HttpResponse call(const std::string& target, const std::string& method = "GET") {
-    return http(server_->port(), method, target, "");
-  }
-  Json json(const std::string& target) {
-    HttpResponse r = call(target);
-    Json j = Json::parse(r.body, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << r.status << " " << r.body;
-    return j;
-  }
-
-  TempDir dir_;
-  std::unique_ptr<ServerProcess> server_;
+  void start(std::vector<std::string> args = {}) { start_server(kBridge, std::move(args)); }
+  HttpResponse get(const std::string& target) { return call("GET", target); }
+  Json get_json(const std::string& target) { return json("GET", target); }
 };
 
 TEST_F(JsTest, MicrotasksAndTimersRunInTheirOrderWithinTheEvent) {
-  EXPECT_EQ(json("/probe/o/order"),
+  EXPECT_EQ(get_json("/probe/o/order"),
             Json({"sync 1", "sync 2", "microtask", "then", "after put", "timeout 0", "after timer"}));
 }
 
 TEST_F(JsTest, StructuredCloneValuesRoundTripThroughStorageAcrossARestart) {
-  ASSERT_EQ(call("/probe/c/clone-put").body, "ok");
+  ASSERT_EQ(get("/probe/c/clone-put").body, "ok");
   EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
   start();
-  Json r = json("/probe/c/clone-get");
+  Json r = get_json("/probe/c/clone-get");
   EXPECT_EQ(r["bad"], Json::array()) << "these values changed in storage";
   EXPECT_EQ(r["clone"], true) << "structuredClone changed a value";
 }
 
 TEST_F(JsTest, AnUncaughtExceptionIsA500WithTheStackInTheLogAndTheObjectGoesOn) {
-  HttpResponse r = call("/probe/e/throw");
+  HttpResponse r = get("/probe/e/throw");
   EXPECT_EQ(r.status, 500);
   EXPECT_NE(r.body.find("incident"), std::string::npos) << r.body;
   EXPECT_EQ(r.body.find("boom"), std::string::npos) << "the message reached the client: " << r.body;
   std::string log = server_->output();
   EXPECT_NE(log.find("boom in fetch"), std::string::npos) << log;
   EXPECT_NE(log.find("worker.js:"), std::string::npos) << "no stack in the log: " << log;
-  EXPECT_EQ(call("/probe/e/boots").status, 200);
+  EXPECT_EQ(get("/probe/e/boots").status, 200);
 }
 
 TEST_F(JsTest, AnUnhandledRejectionIsLogged) {
-  EXPECT_EQ(call("/probe/r/reject").body, "ok");
+  EXPECT_EQ(get("/probe/r/reject").body, "ok");
   std::string log = server_->output();
   EXPECT_NE(log.find("unhandled promise rejection"), std::string::npos) << log;
   EXPECT_NE(log.find("nobody listens"), std::string::npos) << log;
@@ -76,13 +64,13 @@ TEST_F(JsTest, AnUnhandledRejectionIsLogged) {
 TEST_F(JsTest, BlockConcurrencyWhileInTheConstructorHoldsEveryEventUntilItEnds) {
   std::vector<std::thread> threads;
   std::vector<Json> answers(8);
-  for (int i = 0; i < 8; ++i) threads.emplace_back([&, i] { answers[i] = json("/probe/b/boots"); });
+  for (int i = 0; i < 8; ++i) threads.emplace_back([&, i] { answers[i] = get_json("/probe/b/boots"); });
   for (auto& t : threads) t.join();
   for (const auto& a : answers) EXPECT_EQ(a, Json({{"loaded", 0}, {"boots", 1}}));
 }
 
 TEST_F(JsTest, RpcCallsThroughOneStubArriveInOrderWithClonedValuesAndRethrownErrors) {
-  Json r = json("/rpc/x");
+  Json r = get_json("/rpc/x");
   EXPECT_EQ(r["sums"], Json({1, 3, 6, 10, 15}));
   EXPECT_EQ(r["echoed"], "[object Map]");
   EXPECT_EQ(r["mapOk"], true);
@@ -90,17 +78,17 @@ TEST_F(JsTest, RpcCallsThroughOneStubArriveInOrderWithClonedValuesAndRethrownErr
 }
 
 TEST_F(JsTest, IdsNamesAndVars) {
-  Json id = json("/probe/nm/id");
+  Json id = get_json("/probe/nm/id");
   EXPECT_EQ(id["name"], "nm");
   EXPECT_EQ(id["equal"], true);
   EXPECT_EQ(id["id"].get<std::string>().size(), 64u);
-  EXPECT_EQ(json("/probe/e/env"), Json({{"mode", "test"}, {"limits", {{"n", 3}}}}));
-  EXPECT_EQ(json("/unique/x"), Json({{"equal", true}, {"length", 64}}));
-  EXPECT_EQ(call("/badid/x").status, 400);
+  EXPECT_EQ(get_json("/probe/e/env"), Json({{"mode", "test"}, {"limits", {{"n", 3}}}}));
+  EXPECT_EQ(get_json("/unique/x"), Json({{"equal", true}, {"length", 64}}));
+  EXPECT_EQ(get("/badid/x").status, 400);
 }
 
 TEST_F(JsTest, SqlCursors) {
-  Json r = json("/probe/s/sql");
+  Json r = get_json("/probe/s/sql");
   EXPECT_EQ(r["rows"], Json::parse(R"([{"a":1,"b":"x"},{"a":2,"b":"y"}])"));
   EXPECT_EQ(r["columns"], Json({"a", "b"}));
   EXPECT_EQ(r["one"], 2);
@@ -109,7 +97,7 @@ TEST_F(JsTest, SqlCursors) {
 }
 
 TEST_F(JsTest, WebPlatformClasses) {
-  Json r = json("/probe/w/web");
+  Json r = get_json("/probe/w/web");
   EXPECT_EQ(r["href"], "https://example.com/a/x/y?q=1#h");
   EXPECT_EQ(r["path"], "/a/x/y");
   EXPECT_EQ(r["all"], Json({"1", "3"}));
@@ -123,36 +111,36 @@ TEST_F(JsTest, WebPlatformClasses) {
 }
 
 TEST_F(JsTest, TransactionsUndoOnThrowAndOnRollback) {
-  EXPECT_EQ(json("/probe/t/txn"), Json({{"afterThrow", 0}, {"afterRollback", 0}}));
+  EXPECT_EQ(get_json("/probe/t/txn"), Json({{"afterThrow", 0}, {"afterRollback", 0}}));
 }
 
 TEST_F(JsTest, ATransactionThatAwaitsIoIsRolledBackAndSaysSo) {
-  Json r = json("/probe/t/txn-io");
+  Json r = get_json("/probe/t/txn-io");
   EXPECT_EQ(r["u"], 0);
   EXPECT_NE(r["error"].get<std::string>().find("rolled back"), std::string::npos) << r;
-  EXPECT_EQ(json("/probe/t/boots")["boots"], 1);  // the object was not reset
+  EXPECT_EQ(get_json("/probe/t/boots")["boots"], 1);  // the object was not reset
 }
 
 TEST_F(JsTest, AbortResetsTheObjectAndTheNextEventBuildsANewOne) {
-  EXPECT_EQ(json("/probe/a/boots")["boots"], 1);
-  HttpResponse r = call("/probe/a/abort");
+  EXPECT_EQ(get_json("/probe/a/boots")["boots"], 1);
+  HttpResponse r = get("/probe/a/abort");
   EXPECT_EQ(r.status, 500);
   EXPECT_NE(r.body.find("reset"), std::string::npos) << r.body;
-  EXPECT_EQ(json("/probe/a/boots")["boots"], 2);  // the constructor ran again
+  EXPECT_EQ(get_json("/probe/a/boots")["boots"], 2);  // the constructor ran again
 }
 
 TEST_F(JsTest, ClassesWithoutTheBaseClassWork) {
-  EXPECT_EQ(call("/plain/p").body, "plain 1 test");
-  EXPECT_EQ(call("/plain/p").body, "plain 2 test");
+  EXPECT_EQ(get("/plain/p").body, "plain 1 test");
+  EXPECT_EQ(get("/plain/p").body, "plain 2 test");
 }
 
 TEST_F(JsTest, AnEndlessLoopIsStoppedByTheCpuLimitAndResetsOnlyItsObject) {
   start({"--cpu-limit-ms", "300"});
-  EXPECT_EQ(json("/probe/s/boots")["boots"], 1);
-  HttpResponse r = call("/probe/s/spin");
+  EXPECT_EQ(get_json("/probe/s/boots")["boots"], 1);
+  HttpResponse r = get("/probe/s/spin");
   EXPECT_EQ(r.status, 500);
   EXPECT_NE(r.body.find("reset"), std::string::npos) << r.body;
-  EXPECT_EQ(json("/probe/s/boots")["boots"], 2);
+  EXPECT_EQ(get_json("/probe/s/boots")["boots"], 2);
   EXPECT_NE(server_->output().find("CPU time limit"), std::string::npos) << server_->output();
 }
 
@@ -166,14 +154,14 @@ TEST_F(JsTest, HibernatedSocketsKeepTheirTagsAndAttachments) {
   ASSERT_TRUE(ws.send_text("b"));
   EXPECT_EQ(ws.next_message(), "b 2 t1,t2 1");
   // Each message built a new instance (the constructor counts boots).
-  EXPECT_GE(json("/probe/h/boots")["boots"].get<int>(), 3);
+  EXPECT_GE(get_json("/probe/h/boots")["boots"].get<int>(), 3);
 }
 
 TEST_F(JsTest, EvictedObjectsGiveTheirMemoryBack) {
   start({"--idle-timeout-ms", "200", "--durability", "os"});
   auto round = [&](int r) {
     for (int i = 0; i < 1500; ++i) {
-      ASSERT_EQ(call("/plain/r" + std::to_string(r) + "-" + std::to_string(i)).status, 200);
+      ASSERT_EQ(get("/plain/r" + std::to_string(r) + "-" + std::to_string(i)).status, 200);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // all evicted
   };
