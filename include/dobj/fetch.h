@@ -8,9 +8,12 @@
 // object, so other events may run meanwhile. The continuation runs on the
 // caller's shard.
 //
-// Only http:// URLs for now. Failures (bad URL, DNS, refused, timeout) throw
-// dobj::Error: kInvalidArgument for a bad URL, kUnavailable for the rest.
-// Responses are read whole, up to max_response_bytes.
+// http:// and https:// URLs. Over TLS the server's certificate is verified
+// against this machine's CA store (or FetchOptions::ca_file) and must name
+// the URL's host. Failures (bad URL, DNS, refused, timeout, a certificate
+// refused) throw dobj::Error: kInvalidArgument for a bad URL, kUnavailable
+// for the rest, with a message saying which step failed and why. Responses
+// are read whole, up to max_response_bytes.
 #pragma once
 
 #include <chrono>
@@ -24,6 +27,9 @@ namespace dobj {
 struct FetchOptions {
   std::chrono::milliseconds timeout{30'000};  // for the whole exchange
   size_t max_response_bytes = 32 * 1024 * 1024;
+  // A PEM file of the certificate authorities to trust for https:// instead
+  // of the system's store (a private CA); empty: the system's.
+  std::string ca_file;
 };
 
 // request.method, headers and body are sent; its target is replaced by the

@@ -1,7 +1,12 @@
-// dobj::fetch: Beast client on the caller's shard.
+// dobj::fetch: Beast client on the caller's shard, plain or over TLS.
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <map>
+#include <mutex>
 
 #include "dobj/fetch.h"
 #include "runtime/object_host.h"
@@ -14,22 +19,33 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+namespace ssl = asio::ssl;
+
 struct Url {
+  bool tls = false;
   std::string host;
   std::string port;
   std::string target;
+  std::string text() const {
+    return std::string(tls ? "https://" : "http://") + host + ":" + port + target;
+  }
 };
 
 Result<Url> parse_url(std::string_view url) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.rfind(kScheme, 0) != 0) {
+  Url u;
+  std::string_view rest;
+  if (url.rfind("http://", 0) == 0) {
+    rest = url.substr(7);
+  } else if (url.rfind("https://", 0) == 0) {
+    rest = url.substr(8);
+    u.tls = true;
+  } else {
     return Status(Code::kInvalidArgument,
-                  "fetch: only http:// URLs are supported, got " + std::string(url));
+                  "fetch: only http:// and https:// URLs are supported, got " + std::string(url));
   }
-  std::string_view rest = url.substr(kScheme.size());
+  const std::string default_port = u.tls ? "443" : "80";
   auto slash = rest.find_first_of("/?");
   std::string_view authority = rest.substr(0, slash);
-  Url u;
   u.target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
   if (u.target[0] == '?') u.target = "/" + u.target;
   if (authority.empty())
@@ -41,11 +57,11 @@ Result<Url> parse_url(std::string_view url) {
     u.host = std::string(authority.substr(1, close - 1));
     u.port = close + 1 < authority.size() && authority[close + 1] == ':'
                  ? std::string(authority.substr(close + 2))
-                 : "80";
+                 : default_port;
   } else {
     auto colon = authority.rfind(':');
     u.host = std::string(authority.substr(0, colon));
-    u.port = colon == std::string_view::npos ? "80" : std::string(authority.substr(colon + 1));
+    u.port = colon == std::string_view::npos ? default_port : std::string(authority.substr(colon + 1));
   }
   if (u.port.empty() || u.port.find_first_not_of("0123456789") != std::string::npos) {
     return Status(Code::kInvalidArgument, "fetch: bad port in " + std::string(url));
@@ -53,13 +69,45 @@ Result<Url> parse_url(std::string_view url) {
   return u;
 }
 
-// One exchange. Shared: its handlers keep it alive until the exchange ends.
-class Exchange : public std::enable_shared_from_this<Exchange> {
+// The TLS settings of outgoing requests: peers are verified against the
+// system's CA store (or the PEM file FetchOptions::ca_file names). One
+// context per CA file, made on first use and shared by every shard.
+ssl::context& tls_context(const std::string& ca_file) {
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<ssl::context>> contexts;
+  std::lock_guard lock(mu);
+  auto& c = contexts[ca_file];
+  if (!c) {
+    c = std::make_unique<ssl::context>(ssl::context::tls_client);
+    c->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    beast::error_code ec;
+    if (ca_file.empty()) {
+      c->set_default_verify_paths(ec);
+    } else {
+      c->load_verify_file(ca_file, ec);
+    }
+    if (ec) {
+      throw Error(Code::kUnavailable, "fetch: cannot load the trusted certificates" +
+                                          (ca_file.empty() ? "" : " of " + ca_file) + ": " +
+                                          ec.message());
+    }
+    c->set_verify_mode(ssl::verify_peer);
+  }
+  return *c;
+}
+
+// One exchange over a plain or a TLS stream. Shared: its handlers keep it
+// alive until the exchange ends.
+template <typename Stream>
+class Exchange : public std::enable_shared_from_this<Exchange<Stream>> {
  public:
   using Done = std::function<void(Result<Response>)>;
-  Exchange(asio::io_context& io, Url url, Request request, FetchOptions options, Done done)
+  template <typename... StreamArgs>
+  Exchange(asio::io_context& io, Url url, Request request, FetchOptions options, Done done,
+           StreamArgs&&... stream_args)
       : resolver_(io),
-        stream_(io),
+        stream_(io, std::forward<StreamArgs>(stream_args)...),
         url_(std::move(url)),
         options_(options),
         done_(std::move(done)) {
@@ -67,7 +115,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     req_.target(url_.target);
     req_.version(11);
     for (auto& [k, v] : request.headers) req_.set(k, v);
-    req_.set(http::field::host, url_.host + (url_.port == "80" ? "" : ":" + url_.port));
+    bool default_port = url_.port == (url_.tls ? "443" : "80");
+    req_.set(http::field::host, url_.host + (default_port ? "" : ":" + url_.port));
     if (req_[http::field::user_agent].empty()) req_.set(http::field::user_agent, "dobj");
     req_.body() = std::move(request.body);
     req_.keep_alive(false);
@@ -76,21 +125,44 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   }
 
   void start() {
-    stream_.expires_after(options_.timeout);
+    if constexpr (kTls) {
+      // The name the server's certificate must carry, and SNI.
+      if (!SSL_set_tlsext_host_name(stream_.native_handle(), url_.host.c_str())) {
+        return fail("TLS set-up", beast::error_code(static_cast<int>(::ERR_get_error()),
+                                                    asio::error::get_ssl_category()));
+      }
+      stream_.set_verify_callback(ssl::host_name_verification(url_.host));
+    }
+    tcp_layer().expires_after(options_.timeout);
     resolver_.async_resolve(
         url_.host, url_.port,
-        [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
+        [self = this->shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
           if (ec) return self->fail("resolve", ec);
-          self->stream_.async_connect(r, [self](beast::error_code ec, const tcp::endpoint&) {
+          self->tcp_layer().async_connect(r, [self](beast::error_code ec, const tcp::endpoint&) {
             if (ec) return self->fail("connect", ec);
-            self->write();
+            if constexpr (kTls) {
+              self->stream_.async_handshake(ssl::stream_base::client, [self](beast::error_code ec) {
+                if (ec) return self->fail("TLS handshake", ec);
+                self->write();
+              });
+            } else {
+              self->write();
+            }
           });
         });
   }
 
  private:
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+  beast::tcp_stream& tcp_layer() {
+    if constexpr (kTls) {
+      return beast::get_lowest_layer(stream_);
+    } else {
+      return stream_;
+    }
+  }
   void write() {
-    http::async_write(stream_, req_, [self = shared_from_this()](beast::error_code ec, size_t) {
+    http::async_write(stream_, req_, [self = this->shared_from_this()](beast::error_code ec, size_t) {
       if (ec) return self->fail("send", ec);
       http::async_read(self->stream_, self->buffer_, self->parser_,
                        [self](beast::error_code ec, size_t) {
@@ -105,20 +177,37 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     r.status = static_cast<int>(msg.result_int());
     for (const auto& f : msg) r.headers.emplace_back(f.name_string(), f.value());
     r.body = std::move(msg.body());
+    // The whole answer is read and the connection is not kept: close it
+    // without TLS's closing handshake (nothing more can arrive that matters).
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp_layer().socket().shutdown(tcp::socket::shutdown_both, ignored);
     done_(std::move(r));
   }
   void fail(const char* step, beast::error_code ec) {
     std::string what = ec == beast::error::timeout
                            ? "timed out after " + std::to_string(options_.timeout.count()) + " ms"
                            : ec.message();
-    done_(Status(Code::kUnavailable, std::string("fetch http://") + url_.host + ":" + url_.port +
-                                         url_.target + ": " + step + " failed: " + what));
+    if (kTls && ec.category() == asio::error::get_ssl_category()) {
+      long verify = SSL_get_verify_result(tcp_native());
+      if (verify != X509_V_OK) {
+        what = "the server's certificate was refused: " +
+               std::string(X509_verify_cert_error_string(verify)) +
+               (options_.ca_file.empty() ? " (checked against this machine's CA store)"
+                                         : " (checked against " + options_.ca_file + ")");
+      }
+    }
+    done_(Status(Code::kUnavailable, "fetch " + url_.text() + ": " + step + " failed: " + what));
+  }
+  SSL* tcp_native() {
+    if constexpr (kTls) {
+      return stream_.native_handle();
+    } else {
+      return nullptr;
+    }
   }
 
   tcp::resolver resolver_;
-  beast::tcp_stream stream_;
+  Stream stream_;
   Url url_;
   FetchOptions options_;
   Done done_;
@@ -136,14 +225,21 @@ struct FetchAwaitable {
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) {
     internal::ResumeTarget back = internal::current_resume_target();
-    auto exchange = std::make_shared<Exchange>(back.shard->io(), std::move(url), std::move(request),
-                                               options, [back, h, this](Result<Response> r) {
-                                                 if (!back.shard->alive(back))
-                                                   return;  // the caller was reset: h is gone
-                                                 result.emplace(std::move(r));
-                                                 back.shard->resume(back, h);
-                                               });
-    internal::send_through_output_gate([exchange] { exchange->start(); });
+    auto done = [back, h, this](Result<Response> r) {
+      if (!back.shard->alive(back)) return;  // the caller was reset: h is gone
+      result.emplace(std::move(r));
+      back.shard->resume(back, h);
+    };
+    if (url.tls) {
+      ssl::context& tls = tls_context(options.ca_file);
+      auto exchange = std::make_shared<Exchange<beast::ssl_stream<beast::tcp_stream>>>(
+          back.shard->io(), std::move(url), std::move(request), options, std::move(done), tls);
+      internal::send_through_output_gate([exchange] { exchange->start(); });
+    } else {
+      auto exchange = std::make_shared<Exchange<beast::tcp_stream>>(
+          back.shard->io(), std::move(url), std::move(request), options, std::move(done));
+      internal::send_through_output_gate([exchange] { exchange->start(); });
+    }
   }
   Response await_resume() {
     if (!result->is_ok()) throw Error(result->status());
