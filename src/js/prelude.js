@@ -213,11 +213,28 @@
     }
     return '/' + out.join('/');
   }
+  // scheme, host, port, path, query, fragment of a plain absolute http(s) URL;
+  // a path with dot segments or characters to escape takes the long way.
+  const kPlainUrl = /^(https?):\/\/([A-Za-z0-9.-]+)(?::(\d+))?(\/[^?#]*)?(\?[^#]*)?(#.*)?$/;
+  const kNeedsWork = /[ "<>`{}\\]|\/\.\.?(?:\/|$)|%2e/i;
   class URL {
     #p;
-    #params;
+    #params = null;  // made on first use
     constructor(input, base) {
-      input = String(input).trim();
+      input = String(input);
+      // The usual absolute http(s) URL, already normal: one match, no rework.
+      const f = kPlainUrl.exec(input);
+      if (f !== null && !kNeedsWork.test(f[4] || '')) {
+        const protocol = f[1].toLowerCase() + ':';
+        const port = f[3] || '';
+        this.#p = {
+          protocol, username: '', password: '', hostname: f[2].toLowerCase(),
+          port: port === defaultPorts[protocol] ? '' : port, pathname: f[4] || '/',
+          search: f[5] && f[5] !== '?' ? f[5] : '', hash: f[6] && f[6] !== '#' ? f[6] : '',
+        };
+        return;
+      }
+      input = input.trim();
       const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):(.*)$/.exec(input);
       if (m && (m[1].length > 1)) this.#p = URL.#parseAbsolute(m[1].toLowerCase() + ':', m[2]);
       else {
@@ -225,8 +242,6 @@
         const b = base instanceof URL ? base : new URL(base);
         this.#p = URL.#resolve(b.#p, input);
       }
-      this.#params = new URLSearchParams();
-      URLSearchParams._bind(this.#params, this, this.#p.search);
     }
     static #parseAbsolute(protocol, rest) {
       const p = { protocol, username: '', password: '', hostname: '', port: '', pathname: '', search: '', hash: '' };
@@ -286,6 +301,7 @@
       return p;
     }
     _setSearch(s) { this.#p.search = s ? '?' + s : ''; }
+    #bindParams() { if (this.#params !== null) URLSearchParams._bind(this.#params, this, this.#p.search); }
     get protocol() { return this.#p.protocol; }
     set protocol(v) { this.#p.protocol = String(v).replace(/:?$/, ':'); }
     get username() { return this.#p.username; }
@@ -300,8 +316,14 @@
     get pathname() { return this.#p.pathname; }
     set pathname(v) { v = String(v); this.#p.pathname = normalizePath(pathEscape(v.startsWith('/') ? v : '/' + v)); }
     get search() { return this.#p.search; }
-    set search(v) { v = String(v); this.#p.search = v && v !== '?' ? (v.startsWith('?') ? v : '?' + v) : ''; URLSearchParams._bind(this.#params, this, this.#p.search); }
-    get searchParams() { return this.#params; }
+    set search(v) { v = String(v); this.#p.search = v && v !== '?' ? (v.startsWith('?') ? v : '?' + v) : ''; this.#bindParams(); }
+    get searchParams() {
+      if (this.#params === null) {
+        this.#params = new URLSearchParams();
+        URLSearchParams._bind(this.#params, this, this.#p.search);
+      }
+      return this.#params;
+    }
     get hash() { return this.#p.hash; }
     set hash(v) { v = String(v); this.#p.hash = v && v !== '#' ? (v.startsWith('#') ? v : '#' + v) : ''; }
     get href() {
@@ -310,7 +332,7 @@
       const cred = p.username ? p.username + (p.password ? ':' + p.password : '') + '@' : '';
       return p.protocol + '//' + cred + this.host + p.pathname + p.search + p.hash;
     }
-    set href(v) { this.#p = new URL(v).#p; URLSearchParams._bind(this.#params, this, this.#p.search); }
+    set href(v) { this.#p = new URL(v).#p; this.#bindParams(); }
     toString() { return this.href; }
     toJSON() { return this.href; }
     static canParse(u, b) { try { new URL(u, b); return true; } catch { return false; } }
@@ -329,29 +351,49 @@
     return v;
   };
   class Headers {
-    #map = new Map();  // lower-case name → [values]
+    // Lower-case name → [values], made on first use; until then the flat
+    // [name, value, ...] list the runtime gave (or none).
+    #map = null;
+    #flat = null;
     constructor(init) {
-      if (init instanceof Headers) for (const [k, v] of init.#map) this.#map.set(k, [...v]);
-      else if (Array.isArray(init) || (init && typeof init[Symbol.iterator] === 'function')) for (const [k, v] of init) this.append(k, v);
-      else if (init && typeof init === 'object') for (const k of Object.keys(init)) this.append(k, init[k]);
+      if (init === undefined || init === null) return;
+      if (init instanceof Headers) { this.#flat = init._flat().slice(); return; }
+      if (Array.isArray(init) || typeof init[Symbol.iterator] === 'function') for (const [k, v] of init) this.append(k, v);
+      else if (typeof init === 'object') for (const k of Object.keys(init)) this.append(k, init[k]);
     }
-    append(k, v) { k = headerName(k); const l = this.#map.get(k); if (l) l.push(headerValue(v)); else this.#map.set(k, [headerValue(v)]); }
-    set(k, v) { this.#map.set(headerName(k), [headerValue(v)]); }
-    delete(k) { this.#map.delete(headerName(k)); }
-    has(k) { return this.#map.has(headerName(k)); }
-    get(k) { const l = this.#map.get(headerName(k)); return l ? l.join(', ') : null; }
-    getSetCookie() { return [...(this.#map.get('set-cookie') || [])]; }
+    static _fromFlat(flat) { const h = new Headers(); h.#flat = flat; return h; }
+    #m() {
+      if (this.#map === null) {
+        this.#map = new Map();
+        const flat = this.#flat;
+        this.#flat = null;
+        if (flat !== null) for (let i = 0; i < flat.length; i += 2) this.append(flat[i], flat[i + 1]);
+      }
+      return this.#map;
+    }
+    append(k, v) { k = headerName(k); const m = this.#m(); const l = m.get(k); if (l) l.push(headerValue(v)); else m.set(k, [headerValue(v)]); }
+    set(k, v) { this.#m().set(headerName(k), [headerValue(v)]); }
+    delete(k) { this.#m().delete(headerName(k)); }
+    has(k) { return this.#m().has(headerName(k)); }
+    get(k) { const l = this.#m().get(headerName(k)); return l ? l.join(', ') : null; }
+    getSetCookie() { return [...(this.#m().get('set-cookie') || [])]; }
     *entries() {
-      for (const k of [...this.#map.keys()].sort()) {
-        if (k === 'set-cookie') for (const v of this.#map.get(k)) yield [k, v];
-        else yield [k, this.#map.get(k).join(', ')];
+      const m = this.#m();
+      for (const k of [...m.keys()].sort()) {
+        if (k === 'set-cookie') for (const v of m.get(k)) yield [k, v];
+        else yield [k, m.get(k).join(', ')];
       }
     }
     *keys() { for (const [k] of this.entries()) yield k; }
     *values() { for (const [, v] of this.entries()) yield v; }
     forEach(fn, self) { for (const [k, v] of this.entries()) fn.call(self, v, k, this); }
     [Symbol.iterator]() { return this.entries(); }
-    _flat() { const out = []; for (const [k, l] of this.#map) for (const v of l) out.push(k, v); return out; }
+    _flat() {
+      if (this.#map === null) return this.#flat === null ? [] : this.#flat;
+      const out = [];
+      for (const [k, l] of this.#map) for (const v of l) out.push(k, v);
+      return out;
+    }
   }
   define('Headers', Headers);
 
@@ -383,10 +425,22 @@
     async formData() { throw new TypeError('dobj: formData() is not supported'); }
     async blob() { throw new TypeError('dobj: Blob is not supported'); }
   }
+  const kTrusted = Symbol('trusted');
+  const kNeverAborted = new AbortSignal();  // the signal of every request from a client
   class Request extends Body {
     #url;
     constructor(input, init = {}) {
       super();
+      if (input === kTrusted) {  // from the runtime: already checked, nothing to parse
+        this.#url = init.url;
+        this.method = init.method;
+        this.headers = Headers._fromFlat(init.flat);
+        this[kBody] = init.body;
+        this.signal = kNeverAborted;
+        this.redirect = 'follow';
+        this.cf = undefined;
+        return;
+      }
       let src = input instanceof Request ? input : null;
       this.#url = src ? src.url : new URL(String(input)).href;
       this.method = String(init.method || (src ? src.method : 'GET')).toUpperCase();
@@ -411,10 +465,21 @@
       this.status = init.status === undefined ? 200 : Number(init.status);
       if (this.status !== 101 && (this.status < 200 || this.status > 599)) throw new RangeError(`Invalid status ${this.status}`);
       this.statusText = init.statusText || '';
-      this.headers = new Headers(init.headers);
       this[kBody] = bodyOf(body);
-      if (typeof this[kBody] === 'string' && !this.headers.has('content-type')) this.headers.set('content-type', 'text/plain;charset=UTF-8');
+      if (init.headers === undefined && typeof this[kBody] === 'string') {
+        this.headers = Headers._fromFlat(['content-type', 'text/plain;charset=UTF-8']);
+      } else {
+        this.headers = new Headers(init.headers);
+        if (typeof this[kBody] === 'string' && !this.headers.has('content-type')) this.headers.set('content-type', 'text/plain;charset=UTF-8');
+      }
       this.webSocket = init.webSocket || null;
+    }
+    static _make(status, flat, body) {
+      const r = new Response(null);
+      r.status = status;
+      r.headers = Headers._fromFlat(flat);
+      r[kBody] = body;
+      return r;
     }
     get ok() { return this.status >= 200 && this.status < 300; }
     get redirected() { return false; }
@@ -537,11 +602,8 @@
     return makeResponse(status, flat, body);
   });
   function makeResponse(status, flat, body, upgrade) {
-    const r = new Response(null, { status: status === 101 ? 200 : status });
-    r.status = status;
+    const r = Response._make(status, flat, body);
     if (upgrade) r.webSocket = wsInternals.upgrade(upgrade);
-    for (let i = 0; i < flat.length; i += 2) r.headers.append(flat[i], flat[i + 1]);
-    r[kBody] = body;
     return r;
   }
 
@@ -706,12 +768,7 @@
     modules: { 'cloudflare:workers': { DurableObject, WorkerEntrypoint, RpcTarget: class RpcTarget {} } },
     makeNamespace: (binding) => new DurableObjectNamespace(binding),
     makeState: (h, hex, name) => new DurableObjectState(h, hex, name),
-    makeRequest(method, url, flat, body) {
-      const r = new Request(url, { method: method === 'GET' || method === 'HEAD' ? method : method });
-      for (let i = 0; i < flat.length; i += 2) r.headers.append(flat[i], flat[i + 1]);
-      r[kBody] = body;
-      return r;
-    },
+    makeRequest: (method, url, flat, body) => new Request(kTrusted, { method, url, flat, body }),
     // [status, flat headers, body, socket]: socket is null, an upgrade box
     // (a stub's 101 passed on), or [server end, hibernate, tags] to accept.
     responseParts(r) {

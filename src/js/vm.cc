@@ -48,6 +48,11 @@ void init_v8() {
   static std::once_flag once;
   std::call_once(once, [] {
     Process& p = process();
+    // Diagnostics: V8's own flags (e.g. --perf-basic-prof for perf's view of
+    // JavaScript frames), as docs/js.md says.
+    if (const char* flags = std::getenv("DOBJ_V8_FLAGS"); flags && *flags) {
+      v8::V8::SetFlagsFromString(flags);
+    }
     p.platform = v8::platform::NewDefaultPlatform();
     v8::V8::InitializePlatform(p.platform.get());
     v8::V8::Initialize();
@@ -192,6 +197,8 @@ Vm::~Vm() {
   objects_.clear();
   modules_.clear();
   helpers_.Reset();
+  make_request_.Reset();
+  response_parts_.Reset();
   box_template_.Reset();
   exports_.Reset();
   env_.Reset();
@@ -538,6 +545,11 @@ Status Vm::load(const Script& script) {
     return failed("the prelude failed: ");
   }
   helpers_.Reset(isolate_, helpers.As<v8::Object>());
+  auto helper = [&](const char* name) {
+    return helpers.As<v8::Object>()->Get(ctx, str(name)).ToLocalChecked().As<v8::Function>();
+  };
+  make_request_.Reset(isolate_, helper("makeRequest"));
+  response_parts_.Reset(isolate_, helper("responseParts"));
 
   v8::Local<v8::Module> main;
   if (!compile_module(script.config.main).ToLocal(&main)) return failed("");
@@ -608,10 +620,8 @@ v8::Local<v8::Value> Vm::to_js_request(const Request& request) {
   v8::Local<v8::Value> body = request.body.empty() ? v8::Null(isolate_).As<v8::Value>()
                                                    : js_body(request.body);
   v8::Local<v8::Value> argv[] = {str(request.method), str(url), flat, body};
-  v8::Local<v8::Function> make =
-      helpers()->Get(ctx, str("makeRequest")).ToLocalChecked().As<v8::Function>();
   v8::Local<v8::Value> out;
-  if (!make->Call(ctx, helpers(), 4, argv).ToLocal(&out)) return {};
+  if (!make_request_.Get(isolate_)->Call(ctx, helpers(), 4, argv).ToLocal(&out)) return {};
   return out;
 }
 
@@ -649,11 +659,9 @@ void Vm::release_boxes() {
 
 Response Vm::to_response(v8::Local<v8::Value> value, SocketAccept* accept) {
   v8::Local<v8::Context> ctx = context();
-  v8::Local<v8::Function> parts_fn =
-      helpers()->Get(ctx, str("responseParts")).ToLocalChecked().As<v8::Function>();
   v8::Local<v8::Value> argv[] = {value};
   v8::Local<v8::Value> parts;
-  if (!parts_fn->Call(ctx, helpers(), 1, argv).ToLocal(&parts)) {
+  if (!response_parts_.Get(isolate_)->Call(ctx, helpers(), 1, argv).ToLocal(&parts)) {
     throw JsError("the handler did not return a Response (got " + utf8(value) + ")");
   }
   auto a = parts.As<v8::Array>();

@@ -249,6 +249,9 @@ class Vm {
   v8::Isolate* isolate_ = nullptr;
   v8::Global<v8::Context> context_;
   v8::Global<v8::Object> helpers_;
+  // The helpers every request uses, looked up once.
+  v8::Global<v8::Function> make_request_;
+  v8::Global<v8::Function> response_parts_;
   v8::Global<v8::Object> exports_;
   v8::Global<v8::Object> env_;
   v8::Global<v8::ObjectTemplate> box_template_;
