@@ -213,21 +213,14 @@ v8::Local<v8::Promise> start_op(Vm& vm, Body body, ToJs<R> convert) {
 v8::Local<v8::Value> undefined_of(Vm& vm, int&) { return v8::Undefined(vm.isolate()); }
 
 v8::Local<v8::Value> response_parts(Vm& vm, Response& r) {
-  v8::Local<v8::Context> ctx = vm.context();
-  v8::Local<v8::Array> flat = v8::Array::New(vm.isolate());
-  uint32_t i = 0;
-  for (const auto& [k, v] : r.headers) {
-    discard(flat->Set(ctx, i++, vm.str(k)));
-    discard(flat->Set(ctx, i++, vm.str(v)));
-  }
-  v8::Local<v8::Array> out = v8::Array::New(vm.isolate(), 4);
-  discard(out->Set(ctx, 0, v8::Integer::New(vm.isolate(), r.status)));
-  discard(out->Set(ctx, 1, flat));
-  discard(out->Set(ctx, 2, r.body.empty() ? v8::Null(vm.isolate()).As<v8::Value>() : vm.js_body(r.body)));
+  v8::Isolate* iso = vm.isolate();
   // A 101 of another object's socket, for the Worker to pass on.
   auto upgrade = internal::ResponseAccess::upgrade(r);
-  discard(out->Set(ctx, 3, upgrade ? box(vm, *upgrade).As<v8::Value>() : v8::Null(vm.isolate()).As<v8::Value>()));
-  return out;
+  v8::Local<v8::Value> parts[] = {
+      v8::Integer::New(iso, r.status), vm.flat_headers(r.headers),
+      r.body.empty() ? v8::Null(iso).As<v8::Value>() : vm.js_body(r.body),
+      upgrade ? box(vm, *upgrade).As<v8::Value>() : v8::Null(iso).As<v8::Value>()};
+  return v8::Array::New(iso, parts, 4);
 }
 
 Request request_from(Vm& vm, const Info& info, int first) {

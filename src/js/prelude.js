@@ -630,16 +630,15 @@
     }
   }
   // A stub also answers JS RPC: any other property is a method of the
-  // object, called with structured-clone arguments (await stub.add(5)).
-  const stubProxy = (stub) => new Proxy(stub, {
-    get(target, prop) {
-      if (prop in target || typeof prop === 'symbol' || prop === 'then') {
-        const v = target[prop];
-        return typeof v === 'function' ? v.bind(target) : v;
-      }
-      return (...args) => target[kCall](String(prop), args);
+  // object, called with structured-clone arguments (await stub.add(5)). The
+  // stub's own members are found first; only other names reach the Proxy at
+  // the end of its prototype chain.
+  Object.setPrototypeOf(DurableObjectStub.prototype, new Proxy(Object.create(null), {
+    get(_, prop, receiver) {
+      if (typeof prop === 'symbol' || prop === 'then' || prop === 'toJSON') return undefined;
+      return (...args) => receiver[kCall](String(prop), args);
     },
-  });
+  }));
   class DurableObjectNamespace {
     #binding;
     constructor(binding) { this.#binding = binding; }
@@ -648,7 +647,7 @@
     newUniqueId() { return new DurableObjectId(N.newUniqueId(this.#binding), undefined); }
     get(id) {
       if (!(id instanceof DurableObjectId)) throw new TypeError('get() expects a DurableObjectId');
-      return stubProxy(new DurableObjectStub(this.#binding, id));
+      return new DurableObjectStub(this.#binding, id);
     }
     getByName(name) { return this.get(this.idFromName(name)); }
     jurisdiction() { return this; }

@@ -607,16 +607,21 @@ v8::Local<v8::Value> Vm::js_body(const std::string& bytes) {
   return v8::Uint8Array::New(buffer, 0, bytes.size());
 }
 
+v8::Local<v8::Array> Vm::flat_headers(const Headers& headers) {
+  std::vector<v8::Local<v8::Value>> items;
+  items.reserve(headers.size() * 2);
+  for (const auto& [k, v] : headers) {
+    items.push_back(str(k));
+    items.push_back(str(v));
+  }
+  return v8::Array::New(isolate_, items.data(), items.size());
+}
+
 v8::Local<v8::Value> Vm::to_js_request(const Request& request) {
   v8::Local<v8::Context> ctx = context();
   std::string host = request.header("host").value_or("localhost");
   std::string url = "http://" + host + request.target;
-  v8::Local<v8::Array> flat = v8::Array::New(isolate_, static_cast<int>(request.headers.size() * 2));
-  uint32_t i = 0;
-  for (const auto& [k, v] : request.headers) {
-    discard(flat->Set(ctx, i++, str(k)));
-    discard(flat->Set(ctx, i++, str(v)));
-  }
+  v8::Local<v8::Array> flat = flat_headers(request.headers);
   v8::Local<v8::Value> body = request.body.empty() ? v8::Null(isolate_).As<v8::Value>()
                                                    : js_body(request.body);
   v8::Local<v8::Value> argv[] = {str(request.method), str(url), flat, body};

@@ -210,6 +210,8 @@ class Vm {
     std::vector<std::string> tags;
   };
   v8::Local<v8::Value> to_js_request(const Request& request);
+  // [name, value, ...] of the headers.
+  v8::Local<v8::Array> flat_headers(const Headers& headers);
   Response to_response(v8::Local<v8::Value> value, SocketAccept* accept);
   // A body value (string, Uint8Array, null) to bytes, and back.
   std::string body_bytes(v8::Local<v8::Value> body);
