@@ -113,18 +113,20 @@
     stopImmediatePropagation() { this.stopped = true; }
   }
   class EventTarget {
-    #listeners = new Map();
+    #listeners = null;  // type → [{fn, once}], made by the first listener
     addEventListener(type, fn, options = {}) {
       if (!fn) return;
+      if (this.#listeners === null) this.#listeners = new Map();
       const list = this.#listeners.get(type) || [];
       if (!list.some((l) => l.fn === fn)) list.push({ fn, once: !!(options && options.once) });
       this.#listeners.set(type, list);
     }
     removeEventListener(type, fn) {
-      const list = this.#listeners.get(type);
+      const list = this.#listeners?.get(type);
       if (list) this.#listeners.set(type, list.filter((l) => l.fn !== fn));
     }
     dispatchEvent(event) {
+      if (this.#listeners === null) return !event.defaultPrevented;
       for (const l of [...(this.#listeners.get(event.type) || [])]) {
         if (l.once) this.removeEventListener(event.type, l.fn);
         if (typeof l.fn === 'function') l.fn.call(this, event); else l.fn.handleEvent(event);
@@ -521,7 +523,7 @@
     #peer = null;
     #accepted = null;  // { hibernate, tags }
     #upgrade = null;   // a socket accepted elsewhere (the 101 of a stub's fetch)
-    #queue = [];
+    #queue = null;  // what was done before the bind: [kind, a, b]
     #attachment = undefined;
     #closed = false;
     constructor(token) {
@@ -546,8 +548,8 @@
         bind(ws, h) {
           ws.#h = h;
           if (ws.#attachment !== undefined) N.wsSetAttachment(h, ws.#attachment);
-          for (const [kind, a, b] of ws.#queue) { if (kind === 'send') N.wsSend(h, a); else N.wsClose(h, a, b); }
-          ws.#queue = [];
+          for (const [kind, a, b] of ws.#queue || []) { if (kind === 'send') N.wsSend(h, a); else N.wsClose(h, a, b); }
+          ws.#queue = null;
         },
       };
     }
@@ -559,13 +561,13 @@
     send(data) {
       if (typeof data !== 'string') data = toBytes(data);
       if (this.#h) N.wsSend(this.#h, data);
-      else if (this.#accepted && !this.#closed) this.#queue.push(['send', data]);
+      else if (this.#accepted && !this.#closed) (this.#queue ??= []).push(['send', data]);
       else throw new TypeError('WebSocket send() before accept');
     }
     close(code, reason) {
       if (this.#h) { N.wsClose(this.#h, code === undefined ? 1000 : Number(code), reason === undefined ? '' : String(reason)); return; }
       this.#closed = true;
-      this.#queue.push(['close', code === undefined ? 1000 : Number(code), reason === undefined ? '' : String(reason)]);
+      (this.#queue ??= []).push(['close', code === undefined ? 1000 : Number(code), reason === undefined ? '' : String(reason)]);
     }
     serializeAttachment(value) {
       if (this.#h) N.wsSetAttachment(this.#h, value);

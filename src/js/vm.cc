@@ -389,7 +389,28 @@ uint64_t Vm::add_object(JsObject* object) {
   return handle;
 }
 
-void Vm::remove_object(uint64_t handle) { objects_.erase(handle); }
+void Vm::remove_object(uint64_t handle) {
+  objects_.erase(handle);
+  collect_soon();
+}
+
+void Vm::collect_soon() {
+  // What evicted objects held (their instances, their sockets' JavaScript
+  // objects) is garbage that V8 collects only when it next allocates enough;
+  // a quiet shard would keep it. So, a while after evictions, and at most
+  // every kCollectEvery, a full collection that gives the memory back.
+  internal::Shard* shard = internal::Shard::current();
+  if (!shard || collect_pending_) return;
+  collect_pending_ = true;
+  auto now = std::chrono::steady_clock::now();
+  auto at = std::max(now + kCollectDelay, last_collect_ + kCollectEvery);
+  shard->run_after(std::chrono::duration_cast<std::chrono::milliseconds>(at - now), [this] {
+    collect_pending_ = false;
+    last_collect_ = std::chrono::steady_clock::now();
+    v8::Isolate::Scope iscope(isolate_);
+    isolate_->LowMemoryNotification();
+  });
+}
 
 JsObject* Vm::object(uint64_t handle) const {
   auto it = objects_.find(handle);

@@ -194,6 +194,7 @@ class Vm {
 
   // Objects by the handle their JavaScript state carries.
   uint64_t add_object(JsObject* object);
+  // Also schedules a collection of what the object held (collect_soon).
   void remove_object(uint64_t handle);
   JsObject* object(uint64_t handle) const;
 
@@ -239,6 +240,9 @@ class Vm {
   explicit Vm(const Script& script);
   Status load(const Script& script);
   void install_natives(v8::Local<v8::Object> natives);
+  void collect_soon();
+  static constexpr std::chrono::seconds kCollectDelay{1};
+  static constexpr std::chrono::seconds kCollectEvery{10};
   static v8::MaybeLocal<v8::Module> resolve(v8::Local<v8::Context> ctx,
                                             v8::Local<v8::String> specifier,
                                             v8::Local<v8::FixedArray> assertions,
@@ -271,6 +275,8 @@ class Vm {
   // For the watchdog: when the outermost entry began (steady ns), 0 outside.
   std::atomic<int64_t> entered_ns_{0};
   std::atomic<int> terminated_{kNone};
+  bool collect_pending_ = false;
+  std::chrono::steady_clock::time_point last_collect_{};
   std::string abort_reason_;
   friend class Watchdog;
 };
