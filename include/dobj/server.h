@@ -182,6 +182,10 @@ class Server {
   // Called by run() with the options its flags gave, just before the server
   // starts: for an embedding that shares a limit (dobj-js reads cpu_limit).
   void on_options(std::function<void(const ServerOptions&)> fn);
+  // Called by stop() once no event runs any more, before the runtime (its
+  // objects and sockets) is destroyed: for an embedding that holds runtime
+  // handles of its own (dobj::js releases its boxed stubs and sockets).
+  void on_stopped(std::function<void()> fn);
 
   // Parses flags into options, starts, prints "listening on HOST:PORT", waits
   // for SIGTERM/SIGINT, stops gracefully. Returns the process exit code.

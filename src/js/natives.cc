@@ -458,6 +458,18 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
   });
 
   // -- namespaces, IDs, stubs
+  add("hasNamespace", [](const Info& info) {
+    Vm& vm = vm_of(info);
+    bool found = false;
+    if (vm.has_runtime_env()) {
+      try {
+        vm.runtime_env().ns(vm.utf8(info[0]));
+        found = true;
+      } catch (const Error&) {
+      }
+    }
+    info.GetReturnValue().Set(found);
+  });
   add("idFromName", [](const Info& info) {
     Vm& vm = vm_of(info);
     guarded(info, [&] {

@@ -768,6 +768,15 @@
   return {
     modules: { 'cloudflare:workers': { DurableObject, WorkerEntrypoint, RpcTarget: class RpcTarget {} } },
     makeNamespace: (binding) => new DurableObjectNamespace(binding),
+    // env: the Worker's own bindings and vars, and any other binding of the
+    // server (a C++ class's) on first use.
+    wrapEnv: (env) => new Proxy(env, {
+      get(target, prop, receiver) {
+        if (typeof prop !== 'string' || prop in target) return Reflect.get(target, prop, receiver);
+        if (!N.hasNamespace(prop)) return undefined;
+        return (target[prop] = new DurableObjectNamespace(prop));
+      },
+    }),
     makeState: (h, hex, name) => new DurableObjectState(h, hex, name),
     makeRequest: (method, url, flat, body) => new Request(kTrusted, { method, url, flat, body }),
     // [status, flat headers, body, socket]: socket is null, an upgrade box

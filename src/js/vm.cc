@@ -605,7 +605,10 @@ Status Vm::load(const Script& script) {
     if (!v8::JSON::Parse(ctx, str(value.dump())).ToLocal(&v)) return failed("vars." + key + ": ");
     discard(env->Set(ctx, str(key), v));
   }
-  env_.Reset(isolate_, env);
+  v8::Local<v8::Value> wrap_argv[] = {env};
+  v8::Local<v8::Value> wrapped;
+  if (!helper("wrapEnv")->Call(ctx, helpers, 1, wrap_argv).ToLocal(&wrapped)) return failed("env: ");
+  env_.Reset(isolate_, wrapped.As<v8::Object>());
   return Status();
 }
 

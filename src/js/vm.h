@@ -191,6 +191,7 @@ class Vm {
   // The runtime's Env (for namespaces and stubs), given on first use.
   void set_runtime_env(const Env& env);
   const Env& runtime_env() const { return *runtime_env_; }
+  bool has_runtime_env() const { return runtime_env_.has_value(); }
 
   // Objects by the handle their JavaScript state carries.
   uint64_t add_object(JsObject* object);

@@ -27,6 +27,7 @@ struct Server::Impl {
   internal::Bindings bindings;
   Worker worker;
   std::function<void(const ServerOptions&)> on_options;
+  std::function<void()> on_stopped;
   ServerOptions options;
   int lock_fd = -1;  // flock on <data>/LOCK: one server per data folder
   // A cluster node's membership and placement (null: a single node). Declared
@@ -51,6 +52,7 @@ void Server::worker(Worker worker) { impl_->worker = std::move(worker); }
 void Server::on_options(std::function<void(const ServerOptions&)> fn) {
   impl_->on_options = std::move(fn);
 }
+void Server::on_stopped(std::function<void()> fn) { impl_->on_stopped = std::move(fn); }
 
 Status Server::start(const ServerOptions& options) {
   if (impl_->runtime) return Status(Code::kInternal, "server already started");
@@ -124,6 +126,7 @@ void Server::stop() {
     if (impl_->http) impl_->http->stop(impl_->options.stop_timeout);
     impl_->stop_timed_out = !impl_->runtime->stop(impl_->options.stop_timeout);
     impl_->http.reset();
+    if (impl_->on_stopped) impl_->on_stopped();
     // The node leaves the cluster (its lease revoked) once nothing it ran
     // can answer any more.
     if (impl_->cluster) impl_->cluster->stop();

@@ -176,6 +176,25 @@ TEST_F(JsTest, EvictedObjectsGiveTheirMemoryBack) {
   EXPECT_LT(after_four - after_two, 16 * 1024) << after_two << " KiB, then " << after_four << " KiB";
 }
 
+TEST_F(JsTest, APureJavaScriptServerHasNoCppBindings) {
+  EXPECT_EQ(get("/cpp/a").status, 404);
+}
+
+// C++ and JavaScript classes in one server, calling each other through stubs.
+TEST(JsMixed, CppAndJavaScriptObjectsCallEachOther) {
+  TempDir dir;
+  ServerProcess p(ServerCommand{DOBJ_JS_MIXED_BIN, {DOBJ_JS_TESTS "/bridge/wrangler.jsonc"}},
+                  dir.path());
+  ASSERT_TRUE(p.start()) << p.output();
+  // The JavaScript front Worker reaches a C++ object...
+  EXPECT_EQ(http(p.port(), "GET", "/cpp/a", "").body, "cpp 1");
+  EXPECT_EQ(http(p.port(), "GET", "/cpp/a", "").body, "cpp 2");
+  // ...and a C++ object reaches a JavaScript one.
+  EXPECT_EQ(http(p.port(), "GET", "/calls/x", "").body, R"(js said 200 {"loaded":0,"boots":1})");
+  // The JavaScript objects still work as usual beside them.
+  EXPECT_EQ(http(p.port(), "GET", "/plain/p", "").body, "plain 1 test");
+}
+
 TEST(JsStart, ABrokenWorkerStopsTheStartWithTheFileLineAndMessage) {
   TempDir dir;
   struct Case {

@@ -203,6 +203,15 @@ export default {
       }
       return Response.json({ sums, echoed: echoed.type, mapOk: echoed.value.get("k").getTime() === 0, error });
     }
+    // Served by js-mixed-server only, where C++ classes sit beside these.
+    if (kind === "cpp") {
+      if (!env.CPP_COUNTER) return new Response("no C++ here", { status: 404 });
+      return env.CPP_COUNTER.getByName(name).fetch("http://cpp/");
+    }
+    if (kind === "calls") {
+      if (!env.CALLS_JS) return new Response("no C++ here", { status: 404 });
+      return env.CALLS_JS.getByName(name).fetch(request);
+    }
     if (kind === "unique") {
       const a = env.PROBE.newUniqueId();
       const b = env.PROBE.idFromString(a.toString());
