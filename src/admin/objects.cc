@@ -50,6 +50,8 @@ Json stored_value_json(std::string_view stored, std::string* type) {
     case 'j': *type = "json"; break;
     case 'b': *type = "bytes"; return bytes_json(stored.substr(1));
     case 'u': *type = "codec"; return bytes_json(stored.substr(1));
+    // A JavaScript object's value, as V8 serializes it (structured clone).
+    case 'v': *type = "js"; return bytes_json(stored.substr(1));
     default: *type = "unknown"; return bytes_json(stored);
   }
   try {

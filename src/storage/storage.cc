@@ -161,6 +161,8 @@ const char* tag_name(char tag) {
       return "JSON";
     case 'u':
       return "a user type";
+    case 'v':
+      return "a JavaScript value (V8's structured clone)";
     default:
       return "an unknown type";
   }

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <nlohmann/json.hpp>
+#include <map>
 #include <thread>
 
 #include "support/server_fixture.h"
@@ -41,6 +42,20 @@ TEST_F(JsTest, StructuredCloneValuesRoundTripThroughStorageAcrossARestart) {
   Json r = get_json("/probe/c/clone-get");
   EXPECT_EQ(r["bad"], Json::array()) << "these values changed in storage";
   EXPECT_EQ(r["clone"], true) << "structuredClone changed a value";
+}
+
+TEST_F(JsTest, TheAdminPlaneListsAndInspectsJavaScriptObjects) {
+  start({"--admin-token", "secret"});
+  ASSERT_EQ(get("/probe/adm/clone-put").body, "ok");
+  HttpClient c(port());
+  HttpResponse r = c.request("GET", "/_dobj/objects/PROBE/name:adm", "",
+                             {{"Authorization", "Bearer secret"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json j = Json::parse(r.body);
+  std::map<std::string, std::string> types;
+  for (const auto& k : j["keys"]) types[k["key"]] = k["type"];
+  EXPECT_EQ(types["samples"], "js") << r.body;  // V8's structured clone, shown as hex
+  EXPECT_EQ(types["boots"], "js");
 }
 
 TEST_F(JsTest, AnUncaughtExceptionIsA500WithTheStackInTheLogAndTheObjectGoesOn) {
