@@ -306,6 +306,8 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
     discard(natives->Set(ctx, str(name), v8::Function::New(ctx, fn).ToLocalChecked()));
   };
 
+  add("settled", &Vm::settle_waiter);
+
   // -- text and bytes
   add("utf8Encode", [](const Info& info) {
     Vm& vm = vm_of(info);

@@ -800,6 +800,10 @@
       }
       return [r.status, r.headers._flat(), r[kBody], socket];
     },
+    // C++ awaits a promise (Vm::PromiseWait): its outcome goes to N.settled.
+    waitFor(promise, id) {
+      promise.then((v) => N.settled(id, false, v), (e) => N.settled(id, true, e));
+    },
     bindSocket: (ws, h) => wsInternals.bind(ws, h),
     boundSocket: (h) => wsInternals.bound(h),
     dispatchSocketEvent(ws, type, a, b, c) {

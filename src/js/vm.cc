@@ -199,6 +199,7 @@ Vm::~Vm() {
   helpers_.Reset();
   make_request_.Reset();
   response_parts_.Reset();
+  wait_for_.Reset();
   box_template_.Reset();
   exports_.Reset();
   env_.Reset();
@@ -354,27 +355,24 @@ void Vm::PromiseWait::suspend(std::coroutine_handle<> h) {
   v8::HandleScope handles(vm_.isolate_);
   v8::Local<v8::Context> ctx = vm_.context();
   v8::Context::Scope cscope(ctx);
-  v8::Local<v8::Value> data = v8::Number::New(vm_.isolate_, static_cast<double>(id_));
-  auto fulfilled = v8::Function::New(
-                       ctx, [](const v8::FunctionCallbackInfo<v8::Value>& info) { settle_waiter(info, false); },
-                       data)
-                       .ToLocalChecked();
-  auto rejected = v8::Function::New(
-                      ctx, [](const v8::FunctionCallbackInfo<v8::Value>& info) { settle_waiter(info, true); },
-                      data)
-                      .ToLocalChecked();
-  discard(promise_.Get(vm_.isolate_)->Then(ctx, fulfilled, rejected));
+  // The prelude's waitFor(promise, id) attaches the reactions (closures made
+  // in JavaScript cost less than functions made through the API).
+  v8::Local<v8::Value> argv[] = {promise_.Get(vm_.isolate_),
+                                 v8::Number::New(vm_.isolate_, static_cast<double>(id_))};
+  v8::Local<v8::Value> ignored;
+  discard(vm_.wait_for_.Get(vm_.isolate_)->Call(ctx, vm_.helpers(), 2, argv).ToLocal(&ignored));
 }
 
-void Vm::settle_waiter(const v8::FunctionCallbackInfo<v8::Value>& info, bool rejected) {
+void Vm::settle_waiter(const v8::FunctionCallbackInfo<v8::Value>& info) {
   auto* vm = static_cast<Vm*>(info.GetIsolate()->GetData(0));
-  auto id = static_cast<uint64_t>(info.Data().As<v8::Number>()->Value());
+  auto id = static_cast<uint64_t>(info[0].As<v8::Number>()->Value());
+  bool rejected = info[1]->BooleanValue(info.GetIsolate());
   auto it = vm->waits_.find(id);
   if (it == vm->waits_.end()) return;  // the waiting frame is gone (a reset)
   PromiseWait* w = it->second;
   vm->waits_.erase(it);
   w->id_ = 0;
-  w->settle(rejected, info[0]);
+  w->settle(rejected, info[2]);
   // A new turn of its own, after the one that settled the promise ended.
   internal::ResumeTarget target = w->target_;
   std::coroutine_handle<> h = w->handle_;
@@ -570,6 +568,7 @@ Status Vm::load(const Script& script) {
     return helpers.As<v8::Object>()->Get(ctx, str(name)).ToLocalChecked().As<v8::Function>();
   };
   make_request_.Reset(isolate_, helper("makeRequest"));
+  wait_for_.Reset(isolate_, helper("waitFor"));
   response_parts_.Reset(isolate_, helper("responseParts"));
 
   v8::Local<v8::Module> main;

@@ -249,7 +249,8 @@ class Vm {
                                             v8::Local<v8::FixedArray> assertions,
                                             v8::Local<v8::Module> referrer);
   v8::MaybeLocal<v8::Module> compile_module(const std::string& path);
-  static void settle_waiter(const v8::FunctionCallbackInfo<v8::Value>& info, bool rejected);
+  // N.settled(id, rejected, value): a PromiseWait's promise settled.
+  static void settle_waiter(const v8::FunctionCallbackInfo<v8::Value>& info);
 
   const Script& script_;
   v8::ArrayBuffer::Allocator* allocator_ = nullptr;
@@ -259,6 +260,7 @@ class Vm {
   // The helpers every request uses, looked up once.
   v8::Global<v8::Function> make_request_;
   v8::Global<v8::Function> response_parts_;
+  v8::Global<v8::Function> wait_for_;
   v8::Global<v8::Object> exports_;
   v8::Global<v8::Object> env_;
   v8::Global<v8::ObjectTemplate> box_template_;
