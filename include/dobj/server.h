@@ -186,6 +186,11 @@ class Server {
   // objects and sockets) is destroyed: for an embedding that holds runtime
   // handles of its own (dobj::js releases its boxed stubs and sockets).
   void on_stopped(std::function<void()> fn);
+  // Run once on every shard thread when the server starts, before it takes
+  // requests: per-thread set-up an embedding would otherwise do on the first
+  // request (dobj::js makes each shard's V8 isolate and loads the Worker).
+  // A dobj::Error thrown here fails the start.
+  void on_shard_start(std::function<void()> fn);
 
   // Parses flags into options, starts, prints "listening on HOST:PORT", waits
   // for SIGTERM/SIGINT, stops gracefully. Returns the process exit code.

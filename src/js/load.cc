@@ -40,6 +40,9 @@ Status load_worker(Server& server, const std::string& wrangler_path) {
     script->cpu_limit = o.cpu_limit;
     script->expose_exception_messages = o.expose_exception_messages;
   });
+  // Each shard's isolate and Worker, made before the first request instead
+  // of by it.
+  server.on_shard_start([] { Vm::current(); });
   // Boxes may hold sockets of the runtime's hubs: freed while those live.
   server.on_stopped([] { Vm::release_boxes(); });
   return Status();

@@ -28,6 +28,7 @@ struct Server::Impl {
   Worker worker;
   std::function<void(const ServerOptions&)> on_options;
   std::function<void()> on_stopped;
+  std::function<void()> on_shard_start;
   ServerOptions options;
   int lock_fd = -1;  // flock on <data>/LOCK: one server per data folder
   // A cluster node's membership and placement (null: a single node). Declared
@@ -53,6 +54,7 @@ void Server::on_options(std::function<void(const ServerOptions&)> fn) {
   impl_->on_options = std::move(fn);
 }
 void Server::on_stopped(std::function<void()> fn) { impl_->on_stopped = std::move(fn); }
+void Server::on_shard_start(std::function<void()> fn) { impl_->on_shard_start = std::move(fn); }
 
 Status Server::start(const ServerOptions& options) {
   if (impl_->runtime) return Status(Code::kInternal, "server already started");
@@ -86,6 +88,20 @@ Status Server::start(const ServerOptions& options) {
         std::make_unique<internal::Runtime>(options, impl_->bindings, impl_->worker, *secret);
     if (impl_->cluster) impl_->runtime->set_placement(impl_->cluster.get());
     impl_->runtime->start();
+    if (impl_->on_shard_start) {
+      // Before any request: the embedding's per-thread set-up on every shard.
+      for (size_t i = 0; i < impl_->runtime->shard_count(); ++i) {
+        std::exception_ptr error;
+        impl_->runtime->shard(i).run_and_wait([&] {
+          try {
+            impl_->on_shard_start();
+          } catch (...) {
+            error = std::current_exception();
+          }
+        });
+        if (error) std::rethrow_exception(error);
+      }
+    }
   } catch (const Error& e) {
     impl_->runtime.reset();
     stop();
