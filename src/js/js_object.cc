@@ -13,13 +13,22 @@ namespace {
 using Value = std::shared_ptr<v8::Global<v8::Value>>;
 using Args = std::function<std::vector<v8::Local<v8::Value>>(Vm&)>;
 
-std::string stack_of(Vm& vm, v8::Local<v8::Value> e) {
-  v8::Local<v8::Value> stack;
-  if (e->IsObject() && e.As<v8::Object>()->Get(vm.context(), vm.str("stack")).ToLocal(&stack) &&
-      stack->IsString()) {
-    return vm.utf8(stack);
-  }
-  return vm.utf8(e);
+// A socket event's arguments, for the hibernation handlers and the listeners
+// alike: a message (a string, or an ArrayBuffer when binary), and a close.
+Args message_args(WebSocketMessage m) {
+  return [m = std::move(m)](Vm& vm) {
+    std::string data(m.data());
+    return std::vector<v8::Local<v8::Value>>{
+        m.is_binary() ? vm.js_body(data).As<v8::Uint8Array>()->Buffer().As<v8::Value>()
+                      : vm.str(data).As<v8::Value>()};
+  };
+}
+
+Args close_args(int code, std::string reason, bool clean) {
+  return [code, reason = std::move(reason), clean](Vm& vm) {
+    return std::vector<v8::Local<v8::Value>>{v8::Integer::New(vm.isolate(), code).As<v8::Value>(),
+                                             vm.str(reason), v8::Boolean::New(vm.isolate(), clean)};
+  };
 }
 
 // Calls target[method](...args) in an entry of `scope` and waits for the
@@ -59,11 +68,7 @@ Task<Value> call_js(Vm& vm, Scope* scope, const v8::Global<v8::Object>* target, 
     Vm::Entry entry(vm, scope);
     if (wait->rejected()) {
       v8::Local<v8::Value> e = wait->value();
-      v8::Local<v8::Value> message;
-      std::string text = e->IsNativeError() && e.As<v8::Object>()->Get(vm.context(), vm.str("message")).ToLocal(&message)
-                             ? vm.utf8(message)
-                             : vm.utf8(e);
-      throw JsError(method + "(): " + stack_of(vm, e), text);
+      throw JsError(method + "(): " + vm.stack_of(e), vm.message_of(e));
     }
     out->Reset(vm.isolate(), wait->value());
   }
@@ -307,23 +312,13 @@ Task<void> JsObject::socket_event(const char* handler, WebSocket ws,
 Task<void> JsObject::websocket_message(WebSocket ws, WebSocketMessage message) {
   return socket_event(
       "webSocketMessage", std::move(ws),
-      [message](Vm& vm) {
-        std::string data(message.data());
-        return std::vector<v8::Local<v8::Value>>{
-            message.is_binary() ? vm.js_body(data).As<v8::Uint8Array>()->Buffer().As<v8::Value>()
-                                : vm.str(data).As<v8::Value>()};
-      },
-      false);
+      message_args(std::move(message)), false);
 }
 
 Task<void> JsObject::websocket_close(WebSocket ws, int code, std::string reason, bool was_clean) {
   return socket_event(
       "webSocketClose", std::move(ws),
-      [code, reason, was_clean](Vm& vm) {
-        return std::vector<v8::Local<v8::Value>>{v8::Integer::New(vm.isolate(), code).As<v8::Value>(),
-                                                 vm.str(reason), v8::Boolean::New(vm.isolate(), was_clean)};
-      },
-      true);
+      close_args(code, std::move(reason), was_clean), true);
 }
 
 Task<void> JsObject::websocket_error(WebSocket ws, std::string error) {
@@ -347,18 +342,10 @@ WebSocketHandlers JsObject::listeners() {
   };
   WebSocketHandlers h;
   h.message = [dispatch](WebSocket ws, WebSocketMessage m) {
-    return dispatch(std::move(ws), "message", [m](Vm& vm) {
-      std::string data(m.data());
-      return std::vector<v8::Local<v8::Value>>{
-          m.is_binary() ? vm.js_body(data).As<v8::Uint8Array>()->Buffer().As<v8::Value>()
-                        : vm.str(data).As<v8::Value>()};
-    }, false);
+    return dispatch(std::move(ws), "message", message_args(std::move(m)), false);
   };
   h.close = [dispatch](WebSocket ws, int code, std::string reason, bool clean) {
-    return dispatch(std::move(ws), "close", [code, reason, clean](Vm& vm) {
-      return std::vector<v8::Local<v8::Value>>{v8::Integer::New(vm.isolate(), code).As<v8::Value>(),
-                                               vm.str(reason), v8::Boolean::New(vm.isolate(), clean)};
-    }, true);
+    return dispatch(std::move(ws), "close", close_args(code, std::move(reason), clean), true);
   };
   h.error = [dispatch](WebSocket ws, std::string error) {
     return dispatch(std::move(ws), "error", [error](Vm& vm) {

@@ -281,14 +281,7 @@ Task<void> run_blocking(Vm* vm, Scope* scope, std::shared_ptr<v8::Global<v8::Fun
   co_await wait->settled();
   Vm::Entry entry(*vm, scope);
   if (wait->rejected()) {
-    v8::Local<v8::Value> e = wait->value();
-    v8::Local<v8::Value> stack;
-    std::string text = vm->utf8(e);
-    if (e->IsObject() && e.As<v8::Object>()->Get(entry.context(), vm->str("stack")).ToLocal(&stack) &&
-        stack->IsString()) {
-      text = vm->utf8(stack);
-    }
-    throw JsError("blockConcurrencyWhile callback failed: " + text);
+    throw JsError("blockConcurrencyWhile callback failed: " + vm->stack_of(wait->value()));
   }
   out->Reset(vm->isolate(), wait->value());
 }

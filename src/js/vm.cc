@@ -174,16 +174,7 @@ Vm::Vm(const Script& script) : script_(script) {
     if (message.GetEvent() != v8::kPromiseRejectWithNoHandler) return;
     v8::Isolate* iso = message.GetPromise()->GetIsolate();
     auto* vm = static_cast<Vm*>(iso->GetData(0));
-    v8::Local<v8::Value> v = message.GetValue();
-    std::string text = v.IsEmpty() ? "undefined" : vm->utf8(v);
-    if (!v.IsEmpty() && v->IsObject()) {
-      v8::Local<v8::Value> stack;
-      if (v.As<v8::Object>()->Get(iso->GetCurrentContext(), vm->str("stack")).ToLocal(&stack) &&
-          stack->IsString()) {
-        text = vm->utf8(stack);
-      }
-    }
-    internal::log_warn(vm->who() + "unhandled promise rejection: " + text);
+    internal::log_warn(vm->who() + "unhandled promise rejection: " + vm->stack_of(message.GetValue()));
   });
   v8::Isolate::Scope iscope(isolate_);
   v8::HandleScope handles(isolate_);
@@ -240,6 +231,26 @@ std::string Vm::describe(v8::TryCatch& tc) const {
     out = file + ":" + std::to_string(line) + ": " + out;
   }
   return out.empty() ? "unknown exception" : out;
+}
+
+std::string Vm::stack_of(v8::Local<v8::Value> thrown) const {
+  if (thrown.IsEmpty()) return "undefined";
+  v8::Local<v8::Value> stack;
+  if (thrown->IsObject() &&
+      thrown.As<v8::Object>()->Get(context(), str("stack")).ToLocal(&stack) && stack->IsString()) {
+    return utf8(stack);
+  }
+  return utf8(thrown);
+}
+
+std::string Vm::message_of(v8::Local<v8::Value> thrown) const {
+  if (thrown.IsEmpty()) return {};
+  v8::Local<v8::Value> message;
+  if (thrown->IsNativeError() &&
+      thrown.As<v8::Object>()->Get(context(), str("message")).ToLocal(&message)) {
+    return utf8(message);
+  }
+  return utf8(thrown);
 }
 
 std::string Vm::who() const {
@@ -311,13 +322,7 @@ void Vm::Entry::rethrow(std::string_view where) {
   int why = vm_.take_termination();
   if (why != kNone) throw Terminated(why, vm_.termination_message(why));
   std::string text = vm_.describe(try_catch_);
-  std::string message = vm_.utf8(try_catch_.Exception());
-  v8::Local<v8::Value> e = try_catch_.Exception();
-  v8::Local<v8::Value> m;
-  if (!e.IsEmpty() && e->IsNativeError() &&
-      e.As<v8::Object>()->Get(vm_.context(), vm_.str("message")).ToLocal(&m)) {
-    message = vm_.utf8(m);
-  }
+  std::string message = vm_.message_of(try_catch_.Exception());
   try_catch_.Reset();
   throw JsError(std::string(where) + ": " + text, message);
 }
@@ -578,14 +583,7 @@ Status Vm::load(const Script& script) {
   if (!main->Evaluate(ctx).ToLocal(&evaluated)) return failed("");
   entry.drain();
   if (main->GetStatus() == v8::Module::kErrored) {
-    v8::Local<v8::Value> e = main->GetException();
-    std::string text = utf8(e);
-    v8::Local<v8::Value> stack;
-    if (e->IsObject() && e.As<v8::Object>()->Get(ctx, str("stack")).ToLocal(&stack) &&
-        stack->IsString()) {
-      text = utf8(stack);
-    }
-    return Status(Code::kInvalidArgument, script.config.main + ": " + text);
+    return Status(Code::kInvalidArgument, script.config.main + ": " + stack_of(main->GetException()));
   }
   exports_.Reset(isolate_, main->GetModuleNamespace().As<v8::Object>());
 

@@ -224,6 +224,10 @@ class Vm {
   void throw_error(std::string_view message) const;
   // "message\n    at ..." of a caught exception.
   std::string describe(v8::TryCatch& tc) const;
+  // A thrown value's stack (its text when it has none), and its message
+  // alone (an Error's `message`; the text of anything else).
+  std::string stack_of(v8::Local<v8::Value> thrown) const;
+  std::string message_of(v8::Local<v8::Value> thrown) const;
   // A log prefix naming the object of the current scope.
   std::string who() const;
 
