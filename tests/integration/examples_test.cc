@@ -596,8 +596,8 @@ TEST_P(ExamplesTest, ChatPageWorksInHeadlessChromium) {
   std::optional<std::string> dom;
   std::thread browser([&] {
     dom = chromium_dom("http://127.0.0.1:" + std::to_string(port()) +
-                           "/?room=browser&name=robot&say=hello",
-                       5000);
+                               "/?room=browser&name=robot&say=hello",
+                       "<li>robot: hello</li>", std::chrono::seconds(60));
   });
   auto heard = listener.next_message();
   browser.join();

@@ -439,7 +439,13 @@ TEST_F(ObjectsAdminTest, DashboardShowsLiveNumbersAndFindsAnObjectInChromium) {
   std::optional<std::string> page_dom =
       chromium_dom("http://127.0.0.1:" + std::to_string(server_->port()) + "/_dobj/ui#token=" +
                        kToken + "&find=findme",
-                   4000);
+                   [](const std::string& dom) {
+                     return dom.find("hello from the dashboard") != std::string::npos &&
+                            dom.find("id=\"status\">live") != std::string::npos &&
+                            (dom.find("class=\"finding") != std::string::npos ||
+                             dom.find("No findings") != std::string::npos);
+                   },
+                   std::chrono::seconds(60));
   done = true;
   load.join();
   ASSERT_TRUE(page_dom);
