@@ -30,6 +30,9 @@
 #include "cli/admin_client.h"
 #include "dobj/codec.h"
 #include "dobj/http.h"
+#ifdef DOBJ_REVIEW
+#include "review/review.h"
+#endif
 
 namespace dobj::cli {
 namespace {
@@ -382,6 +385,58 @@ class Cli {
     return 0;
   }
 
+  // dobj review: findings for the code at paths; with live, the server's
+  // advisor findings confirm those they match. Exit 1 on an error-level
+  // finding, 2 when the review could not run.
+  int review(const std::vector<std::string>& paths, bool live, bool list_rules) {
+#ifdef DOBJ_REVIEW
+    if (list_rules) {
+      Json rules = review::rules();
+      if (g_.json) {
+        std::cout << rules.dump(2) << "\n";
+        return 0;
+      }
+      for (const auto& r : rules) {
+        std::cout << r["id"].get<std::string>() << " (" << r["severity"].get<std::string>() << ")\n  "
+                  << r["why"].get<std::string>() << "\n  fix: " << r["fix"].get<std::string>() << "\n";
+      }
+      return 0;
+    }
+    if (paths.empty()) {
+      std::cerr << "dobj review: give a .js file, a folder or a wrangler.jsonc\n";
+      return 2;
+    }
+    review::Input input;
+    for (const auto& p : paths) {
+      if (Status s = review::collect_into(input, p); !s) {
+        std::cerr << "dobj review: " << s.message() << "\n";
+        return 2;
+      }
+    }
+    if (live) {
+      auto r = call("GET", "/_dobj/advice");
+      if (!r) return 2;
+      input.live = parse_or_discarded(r->body);
+      if (input.live.is_discarded()) input.live = nullptr;
+    }
+    auto result = review::run(input);
+    if (!result) {
+      std::cerr << "dobj review: " << result.status().message() << "\n";
+      return 2;
+    }
+    if (g_.json) {
+      std::cout << result->dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+    } else {
+      std::cout << review::to_text(*result);
+    }
+    return review::has_errors(*result) ? 1 : 0;
+#else
+    (void)paths, (void)live, (void)list_rules;
+    std::cerr << "dobj review: this dobj was built without JavaScript support (DOBJ_JS=OFF)\n";
+    return 2;
+#endif
+  }
+
   // The cluster as the server it asks sees it: nodes, then partitions
   // grouped by owner (all of them with --partitions).
   int cluster_status(bool every_partition) {
@@ -560,7 +615,21 @@ int main(int argc, char** argv) {
   auto* cluster_status = cluster->add_subcommand("status", "nodes, owners and epochs as the server sees them");
   cluster_status->add_flag("--partitions", every_partition, "list every partition");
 
+  std::vector<std::string> review_paths;
+  bool list_rules = false;
+  auto* rev = app.add_subcommand(
+      "review", "review JavaScript Durable Object code for the model's classic mistakes "
+                "(exit 1 on an error); with --server, add the server's live evidence");
+  rev->add_option("paths", review_paths, "a .js file, a folder or a wrangler.jsonc");
+  rev->add_flag("--rules", list_rules, "list the rules");
+  rev->fallthrough();
+
   CLI11_PARSE(app, argc, argv);
+  if (*rev) {
+    // Live evidence only from a server named on the command line or in the environment.
+    bool live = app.get_option("--server")->count() > 0 || std::getenv("DOBJ_SERVER") != nullptr;
+    return Cli(g).review(review_paths, live, list_rules);
+  }
   Cli cli(g);
   if (*objects) return cli.objects(ns, prefix, sort, min_bytes, limit, all);
   if (*inspect) return cli.inspect(ns, object, keys);

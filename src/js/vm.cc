@@ -1,6 +1,5 @@
 #include "js/vm.h"
 
-#include <libplatform/libplatform.h>
 
 #include <filesystem>
 #include <condition_variable>
@@ -14,6 +13,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "js/boxes.h"
+#include "js/engine.h"
 #include "js/js_object.h"
 #include "js/prelude.h"
 #include "runtime/object_host.h"
@@ -27,11 +27,10 @@ int64_t steady_ns() {
       .count();
 }
 
-// The process's V8: its platform, the script, every Vm, and the watchdog
-// that terminates JavaScript running past the CPU limit.
+// The process's script, every Vm, and the watchdog that terminates
+// JavaScript running past the CPU limit.
 struct Process {
   std::mutex mu;
-  std::unique_ptr<v8::Platform> platform;
   std::shared_ptr<const Script> script;
   std::vector<std::unique_ptr<Vm>> vms;
   std::thread watchdog;
@@ -42,21 +41,6 @@ struct Process {
 Process& process() {
   static Process* p = new Process();  // outlives every thread that may use it
   return *p;
-}
-
-void init_v8() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    Process& p = process();
-    // Diagnostics: V8's own flags (e.g. --perf-basic-prof for perf's view of
-    // JavaScript frames), as docs/js.md says.
-    if (const char* flags = std::getenv("DOBJ_V8_FLAGS"); flags && *flags) {
-      v8::V8::SetFlagsFromString(flags);
-    }
-    p.platform = v8::platform::NewDefaultPlatform();
-    v8::V8::InitializePlatform(p.platform.get());
-    v8::V8::Initialize();
-  });
 }
 
 thread_local Vm* t_vm = nullptr;
