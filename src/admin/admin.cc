@@ -5,9 +5,11 @@
 #include <openssl/crypto.h>
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <sstream>
 
 #include "admin/advisor.h"
+#include "admin/docs.h"
 #include "admin/ui.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
@@ -150,6 +152,7 @@ void AdminPlane::route(Shard& here, const Request& request, Reply reply, std::st
     return reply(Response::error(404, "no admin route " + path));
   }
   if (path == "/_dobj/mcp") return mcp(here, request, std::move(reply));
+  if (path == "/_dobj/review") return review_code(here, request, std::move(reply));
   if (request.method != "GET") return reply(Response::error(405, "use GET"));
   if (path == "/metrics") {
     return runtime_.collect_metrics(&here, [this, reply](MetricsSnapshot s) {
@@ -161,6 +164,13 @@ void AdminPlane::route(Shard& here, const Request& request, Reply reply, std::st
   if (path == "/_dobj/cluster") {
     Placement* placement = runtime_.placement();
     return reply(Response::json(placement ? placement->status_json() : std::string(R"({"mode":"single"})")));
+  }
+  if (path == "/_dobj/docs") {
+    std::string q = request.query("q").value_or("");
+    if (q.empty()) return reply(Response::error(400, "give the words to search for: ?q=..."));
+    int limit = std::atoi(request.query("limit").value_or("5").c_str());
+    nlohmann::json out = {{"query", q}, {"sections", search_docs(q, std::clamp(limit, 1, 20))}};
+    return reply(Response::json(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
   }
   if (path == "/_dobj/advice") {
     return runtime_.collect_metrics(&here, [this, reply](MetricsSnapshot s) {

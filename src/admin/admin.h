@@ -11,6 +11,8 @@
 //   POST /_dobj/objects/<ns>/<id>/sql              read-only query
 //   GET  /_dobj/objects/<ns>/<id>/export           the database file
 //   PUT  /_dobj/objects/<ns>/<id>/import           a database file in its place
+//   POST /_dobj/review    review JavaScript object code (docs/review.md)
+//   GET  /_dobj/docs?q=   search the documentation
 // <id> is the hex ID or name:<name>.
 // Counters are read from every shard without stopping any (each shard copies
 // its own), so an admin read costs an object nothing. Actions on one object
@@ -42,6 +44,14 @@ class Shard;
 class NamespaceImpl;
 
 
+// The code reviewer of POST /_dobj/review (src/review), set by a binary built
+// with it (dobj-js): request is the body's JSON ({source | files, config} or
+// {path}), live the advisor's findings now; answers the review's JSON. Unset:
+// the route answers 501. Runs on the blocking pool, never on a shard.
+using CodeReviewer =
+    std::function<Result<nlohmann::json>(const nlohmann::json& request, const nlohmann::json& live)>;
+void set_code_reviewer(CodeReviewer reviewer);
+
 // The catalog query an admin request asks for (/_dobj/objects?...).
 Result<CatalogQuery> catalog_query(const Request& request);
 
@@ -70,6 +80,7 @@ class AdminPlane {
 
  private:
   bool authorized(const Request& request) const;
+  void review_code(Shard& here, const Request& request, Reply reply);
   void route(Shard& here, const Request& request, Reply reply, std::string& body_file, bool from_peer);
   // In a cluster: sends an object's admin request to the node that serves it
   // (true), or answers 503 when none does now (true); false: it is served here.

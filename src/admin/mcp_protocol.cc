@@ -64,6 +64,32 @@ const Json& tool_list() {
                                       {"name", {{"type", "string"}}},
                                       {"query", {{"type", "string"}}}},
                                      {"namespace", "query"})}},
+      {{"name", "reviewCode"},
+       {"description",
+        "Review JavaScript Durable Object code (a Cloudflare Worker's modules) for the model's "
+        "classic mistakes: state kept only in memory, read-modify-write across outside I/O, "
+        "blocking loops, timers instead of alarms, constant object names, non-hibernating "
+        "sockets, SQL transaction statements and more. Each finding has rule, severity, "
+        "file:line, why and fix; findings the server's live numbers confirm say so. Give "
+        "source (one module), or files (path to text), and optionally config (wrangler.jsonc "
+        "text), or path (a file or folder on the server's machine)."},
+       {"inputSchema",
+        object_schema({{"source", {{"type", "string"}, {"description", "one module's code"}}},
+                       {"files", {{"type", "object"},
+                                  {"description", "module path -> code"},
+                                  {"additionalProperties", {{"type", "string"}}}}},
+                       {"config", {{"type", "string"}, {"description", "wrangler.jsonc text"}}},
+                       {"path", {{"type", "string"},
+                                 {"description", "a .js file, folder or wrangler.jsonc on the server"}}}})}},
+      {{"name", "searchDocs"},
+       {"description",
+        "Search dobj's own documentation (architecture, storage, WebSockets, JavaScript "
+        "objects, the review rules, operations, cluster): the best-matching sections, so "
+        "advice follows how dobj wants things done."},
+       {"inputSchema",
+        object_schema({{"query", {{"type", "string"}}},
+                       {"limit", {{"type", "integer"}, {"minimum", 1}, {"maximum", 20}}}},
+                      {"query"})}},
       {{"name", "advise"},
        {"description",
         "The advisor's findings: the Durable Objects review rules (hot objects, plain key-value "
@@ -133,7 +159,8 @@ McpStep mcp_step(const Json& msg, const std::string& auth) {
              {"instructions",
               "Tools over a running dobj server (Durable Objects). Ground advice about Durable "
               "Object code in these live numbers: getDOMetrics per namespace, advise for the "
-              "review rules, listObjects/inspectObject/querySql to look at state."}}));
+              "review rules, listObjects/inspectObject/querySql to look at state; reviewCode "
+              "for findings in code, searchDocs for how dobj wants it done."}}));
   }
   if (method == "ping") return answer(rpc_result(id, Json::object()));
   if (method == "tools/list") return answer(rpc_result(id, {{"tools", tool_list()}}));
@@ -178,6 +205,19 @@ McpStep mcp_step(const Json& msg, const std::string& auth) {
     }
   } else if (tool == "advise") {
     sub.target = "/_dobj/advice";
+  } else if (tool == "reviewCode") {
+    sub.method = "POST";
+    sub.target = "/_dobj/review";
+    Json body = Json::object();
+    for (const char* k : {"source", "files", "config", "path"}) {
+      if (args.contains(k)) body[k] = args[k];
+    }
+    sub.body = body.dump(-1, ' ', false, Json::error_handler_t::replace);
+  } else if (tool == "searchDocs") {
+    sub.target = "/_dobj/docs?q=" + url_encode(str(args, "query"));
+    if (args.contains("limit") && args["limit"].is_number_integer()) {
+      sub.target += "&limit=" + std::to_string(args["limit"].get<int64_t>());
+    }
   } else {
     return answer(rpc_error(id, -32602, "unknown tool: " + tool));
   }

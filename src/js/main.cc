@@ -5,12 +5,15 @@
 // The flags are the example server's (dobj-js CONFIG --help). The Worker is
 // loaded and checked before the server starts: a syntax error, a failed
 // import or a binding to a class the module does not export stops it with
-// the file, line and message (exit status 2).
+// the file, line and message (exit status 2). Its admin API also reviews
+// code (POST /_dobj/review, docs/review.md).
 #include <cstdio>
 #include <vector>
 
+#include "admin/admin.h"
 #include "dobj/js.h"
 #include "dobj/server.h"
+#include "review/review.h"
 
 int main(int argc, char** argv) {
   if (argc < 2 || argv[1][0] == '-') {
@@ -26,6 +29,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dobj-js: %s\n", st.message().c_str());
     return 2;
   }
+  // POST /_dobj/review and the MCP tool reviewCode: code given in the
+  // request, reviewed against the Worker's own config when none is given.
+  std::string config = argv[1];
+  dobj::internal::set_code_reviewer(
+      [config](const nlohmann::json& request, const nlohmann::json& live) -> dobj::Result<nlohmann::json> {
+        auto input = dobj::review::input_from_json(request, config);
+        if (!input) return input.status();
+        input->live = live;
+        return dobj::review::run(*input);
+      });
   std::vector<char*> args{argv[0]};
   for (int i = 2; i < argc; ++i) args.push_back(argv[i]);
   return server.run(static_cast<int>(args.size()), args.data());

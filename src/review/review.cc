@@ -121,6 +121,44 @@ Result<Input> collect(const std::string& path) {
   return input;
 }
 
+Result<Input> input_from_json(const Json& request, const std::string& default_config) {
+  if (!request.is_object()) return Status(Code::kInvalidArgument, "the request must be a JSON object");
+  Input input;
+  auto text_of = [&](const char* key) -> const Json* {
+    auto it = request.find(key);
+    return it != request.end() && it->is_string() ? &*it : nullptr;
+  };
+  if (const Json* path = text_of("path")) {
+    if (Status s = collect_into(input, path->get<std::string>()); !s) return s;
+    return input;
+  }
+  size_t total = 0;
+  if (const Json* source = text_of("source")) {
+    input.files.push_back(Source{"worker.js", source->get<std::string>()});
+    total += input.files.back().text.size();
+  }
+  if (auto it = request.find("files"); it != request.end()) {
+    if (!it->is_object()) return Status(Code::kInvalidArgument, "files must map paths to code");
+    for (auto& [path, text] : it->items()) {
+      if (!text.is_string()) return Status(Code::kInvalidArgument, "files[" + path + "] must be a string");
+      input.files.push_back(Source{path, text.get<std::string>()});
+      total += input.files.back().text.size();
+    }
+  }
+  if (input.files.empty()) {
+    return Status(Code::kInvalidArgument, "give source, files or path");
+  }
+  if (const Json* config = text_of("config")) {
+    input.config = Source{"wrangler.jsonc", config->get<std::string>()};
+  } else if (!default_config.empty()) {
+    auto text = internal::read_file(default_config);
+    if (text) input.config = Source{default_config, std::move(*text)};
+    input.check_config = false;
+  }
+  if (total > kMaxSourceBytes) return Status(Code::kTooLarge, "too much source to review");
+  return input;
+}
+
 namespace {
 
 // One isolate per review: compiles acorn and the rules, then calls fn with
@@ -207,6 +245,7 @@ Result<Json> run(const Input& input) {
     arg["config"] = std::move(config);
     arg["configPath"] = input.config->path;
     arg["configText"] = input.config->text;
+    arg["checkConfig"] = input.check_config;
   }
   std::string text = arg.dump(-1, ' ', false, Json::error_handler_t::replace);
   auto answer = in_engine([&](v8::Isolate* isolate, v8::Local<v8::Context> ctx) {

@@ -28,6 +28,9 @@ struct Source {
 struct Input {
   std::vector<Source> files;     // JavaScript modules
   std::optional<Source> config;  // wrangler.jsonc / wrangler.json, if any
+  // Whether the config is checked against the files (off when the config is
+  // only there to name the classes' namespaces for the live evidence).
+  bool check_config = true;
   // The advisor's answer (GET /_dobj/advice) of the server running this
   // code: findings it confirms say so. Null: none.
   nlohmann::json live;
@@ -39,6 +42,13 @@ struct Input {
 Result<Input> collect(const std::string& path);
 // Adds more paths' files to an input (several on a command line).
 Status collect_into(Input& input, const std::string& path);
+
+// The input of an admin API or MCP request: {"source": "code"} (one module,
+// named worker.js), {"files": {"path": "code", ...}} with an optional
+// "config" (wrangler.jsonc text), or {"path": "..."} (as collect()).
+// default_config: the config used when the request gives neither config nor
+// path (dobj-js passes the Worker it serves).
+Result<Input> input_from_json(const nlohmann::json& request, const std::string& default_config = "");
 
 // The findings: {"findings": [{rule, severity, file, line, column, message,
 // why, fix, confirmed?}], "files": N, "ms": elapsed}. An error only when the

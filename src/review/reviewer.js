@@ -925,7 +925,7 @@ class Review {
 
   reviewConfig() {
     const c = this.input.config;
-    if (!c) return;
+    if (!c || this.input.checkConfig === false) return;
     const path = this.input.configPath || "wrangler.jsonc";
     const text = this.input.configText || "";
     const lineOf = (needle) => {
