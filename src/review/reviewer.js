@@ -256,6 +256,21 @@ function nodesOf(root, into = () => true) {
   return out.sort((a, b) => a.start - b.start);
 }
 
+// allNodes(root) and ownNodes(root), kept per node: rules ask
+// for the same subtrees many times.
+const allCache = new WeakMap();
+const ownCache = new WeakMap();
+function allNodes(root) {
+  let v = allCache.get(root);
+  if (!v) allCache.set(root, (v = nodesOf(root)));
+  return v;
+}
+function ownNodes(root) {
+  let v = ownCache.get(root);
+  if (!v) ownCache.set(root, (v = nodesOf(root, () => false)));
+  return v;
+}
+
 function memberName(n) {
   if (!n || n.type !== "MemberExpression") return null;
   if (!n.computed && n.property.type === "Identifier") return n.property.name;
@@ -310,7 +325,7 @@ function insideCallbackOf(n, names) {
 function readInto(read) {
   for (let p = read.parent; p && !isFunction(p); p = p.parent) {
     if (p.type === "VariableDeclarator") {
-      return nodesOf(p.id).filter((x) => x.type === "Identifier").map((x) => x.name);
+      return allNodes(p.id).filter((x) => x.type === "Identifier").map((x) => x.name);
     }
     if (p.type === "AssignmentExpression" && p.left.type === "Identifier") return [p.left.name];
     if (p.type.endsWith("Statement")) break;
@@ -339,7 +354,7 @@ function isLoop(n) {
 }
 
 function containsAwait(n) {
-  return nodesOf(n, () => false).some((c) => c.type === "AwaitExpression" ||
+  return ownNodes(n).some((c) => c.type === "AwaitExpression" ||
     (c.type === "ForOfStatement" && c.await));
 }
 
@@ -415,7 +430,7 @@ class Review {
     const bound = new Set(((this.input.config || {}).durable_objects || {}).bindings
       ?.map((b) => b.class_name) || []);
     const out = [];
-    for (const n of nodesOf(file.ast)) {
+    for (const n of allNodes(file.ast)) {
       if (n.type !== "ClassDeclaration" && n.type !== "ClassExpression") continue;
       const name = n.id ? n.id.name : null;
       const sup = n.superClass;
@@ -434,7 +449,7 @@ class Review {
   storageAliases(cls) {
     const fields = new Set();
     const locals = new Set(["storage", "txn", "tx", "transaction"]);
-    for (const n of nodesOf(cls)) {
+    for (const n of allNodes(cls)) {
       const fromStorage = (v) => v && (memberName(v) === "storage" ||
         (v.type === "Identifier" && locals.has(v.name)));
       if (n.type === "AssignmentExpression" && fromStorage(n.right)) {
@@ -475,7 +490,7 @@ class Review {
       return /setTimeout|setInterval/.test(this.textOf(c));
     }
     // fetch(...).then(...): any call of the awaited expression.
-    return nodesOf(c, () => false).some((x) => x.type === "CallExpression" && this.isOutsideCall(x));
+    return ownNodes(c).some((x) => x.type === "CallExpression" && this.isOutsideCall(x));
   }
 
   isOutsideCall(c) {
@@ -509,7 +524,7 @@ class Review {
 
     // constructor-async-storage
     if (ctor) {
-      for (const n of nodesOf(ctor.value.body)) {
+      for (const n of allNodes(ctor.value.body)) {
         if (n.type !== "CallExpression") continue;
         const op = this.storageOp(n, aliases);
         const outside = calleeName(n) === "fetch";
@@ -531,7 +546,7 @@ class Review {
       const fn = m.value;
       const all = nodesOf(fn.body, (f) => !["transaction", "transactionSync",
         "blockConcurrencyWhile"].includes(f.parent && calleeName(f.parent)));
-      const everything = nodesOf(fn.body);
+      const everything = allNodes(fn.body);
       for (const n of everything) {
         if (n.type !== "CallExpression") continue;
         const op = this.storageOp(n, aliases);
@@ -552,7 +567,7 @@ class Review {
       for (const w of writes) {
         const values = this.storageOp(w, aliases) === "put"
           ? (w.arguments.length === 1 ? w.arguments : w.arguments.slice(1)) : [];
-        const used = new Set(values.flatMap((a) => nodesOf(a)).filter((x) => x.type === "Identifier")
+        const used = new Set(values.flatMap((a) => allNodes(a)).filter((x) => x.type === "Identifier")
           .map((x) => x.name));
         const r = reads.find((r) => r.end < w.start && enclosingFunction(r) === enclosingFunction(w) &&
           readInto(r).some((name) => used.has(name)));
@@ -606,11 +621,11 @@ class Review {
       }
     }
     // blockConcurrencyWhile holding outside I/O (constructor included).
-    for (const n of nodesOf(cls)) {
+    for (const n of allNodes(cls)) {
       if (n.type !== "CallExpression" || calleeName(n) !== "blockConcurrencyWhile") continue;
       const cb = n.arguments[0];
       if (!cb) continue;
-      const io = nodesOf(cb).find((c) => c.type === "CallExpression" && (calleeName(c) === "fetch" ||
+      const io = allNodes(cb).find((c) => c.type === "CallExpression" && (calleeName(c) === "fetch" ||
         (c.callee.type === "MemberExpression" && this.isStub(c.callee.object))));
       if (io) {
         this.add("block-concurrency-outside-io", file, io,
@@ -622,7 +637,7 @@ class Review {
     this.reviewSockets(file, cls);
 
     // kv-only-object
-    const clsNodes = nodesOf(cls);
+    const clsNodes = allNodes(cls);
     const hasFields = clsNodes.some((n) => (n.type === "AssignmentExpression" && thisField(n.left)) ||
       (n.type === "PropertyDefinition" && n.value && !isFunction(n.value)));
     const timersOrCalls = clsNodes.some((n) => n.type === "CallExpression" &&
@@ -640,7 +655,7 @@ class Review {
   // Local names bound to stubs: const stub = env.X.get(id) / getByName(...).
   stubNames(root) {
     const out = new Set();
-    for (const n of nodesOf(root)) {
+    for (const n of allNodes(root)) {
       if (n.type === "VariableDeclarator" && n.id.type === "Identifier" && n.init &&
           n.init.type === "CallExpression" && ["get", "getByName"].includes(calleeName(n.init)) &&
           n.init.callee.type === "MemberExpression" &&
@@ -661,7 +676,7 @@ class Review {
     const mutators = new Set(["push", "pop", "shift", "unshift", "splice", "set", "add", "delete",
       "clear", "sort"]);
     for (const m of handlers) {
-      for (const n of nodesOf(m.value)) {
+      for (const n of allNodes(m.value)) {
         let field = null;
         if (n.type === "AssignmentExpression") field = thisField(n.left) ||
           (n.left.type === "MemberExpression" && thisField(n.left.object));
@@ -678,12 +693,12 @@ class Review {
         if (f && !(n.parent.type === "AssignmentExpression" && n.parent.left === n)) read.add(f);
       }
     }
-    for (const n of nodesOf(cls)) {
+    for (const n of allNodes(cls)) {
       if (n.type !== "CallExpression") continue;
       const op = this.storageOp(n, aliases);
       if (!op || !(STORAGE_WRITES.has(op) || op === "exec")) continue;
       for (const a of n.arguments) {
-        for (const c of nodesOf(a)) {
+        for (const c of allNodes(a)) {
           const f = thisField(c);
           if (f) persisted.add(f);
         }
@@ -702,7 +717,7 @@ class Review {
 
   reviewSockets(file, cls) {
     const text = this.textOf(cls);
-    const nodes = nodesOf(cls);
+    const nodes = allNodes(cls);
     // ws.accept() + listeners.
     for (const n of nodes) {
       if (n.type === "CallExpression" && calleeName(n) === "accept" && n.arguments.length === 0 &&
@@ -761,7 +776,7 @@ class Review {
   reviewEverywhere(file, classes) {
     this.current = file;
     const inClass = (n) => classes.some((c) => c.start <= n.start && n.end <= c.end);
-    for (const n of nodesOf(file.ast)) {
+    for (const n of allNodes(file.ast)) {
       // blocking-loop / busy-wait
       if (isLoop(n) || n.type === "DoWhileStatement") {
         const test = n.type === "ForStatement" ? n.test : n.test;
@@ -769,7 +784,7 @@ class Review {
           (test && test.type === "Literal" && test.value === true);
         const clocky = test && /\b(Date\.now|performance\.now|new Date)\b/.test(this.textOf(test));
         if ((forever || clocky) && !containsAwait(n.body)) {
-          const exits = nodesOf(n.body, () => false).some((c) => c.type === "BreakStatement" ||
+          const exits = ownNodes(n.body).some((c) => c.type === "BreakStatement" ||
             c.type === "ReturnStatement" || c.type === "ThrowStatement");
           if (clocky) {
             this.add("busy-wait", file, n, "a loop waits on the clock without awaiting");
@@ -779,10 +794,10 @@ class Review {
         }
         // sleep-retry-loop
         if (inClass(n) && containsAwait(n.body)) {
-          const sleeps = nodesOf(n.body, () => false).filter((c) => c.type === "AwaitExpression" &&
+          const sleeps = ownNodes(n.body).filter((c) => c.type === "AwaitExpression" &&
             c.argument && (/setTimeout/.test(this.textOf(c.argument)) ||
               ["sleep", "delay", "wait"].includes(calleeName(c.argument))));
-          const retries = nodesOf(n.body, () => false).some((c) => c.type === "TryStatement");
+          const retries = ownNodes(n.body).some((c) => c.type === "TryStatement");
           if (sleeps.length && retries) {
             this.add("sleep-retry-loop", file, sleeps[0], "a retry loop that sleeps between attempts");
           }
@@ -840,7 +855,7 @@ class Review {
     }
     // rpc-not-awaited (anywhere: objects call objects, the Worker calls objects)
     this.stubs = this.stubNames(file.ast);
-    for (const n of nodesOf(file.ast)) {
+    for (const n of allNodes(file.ast)) {
       if (n.type !== "ExpressionStatement" || n.expression.type !== "CallExpression") continue;
       const c = n.expression;
       if (c.callee.type === "MemberExpression" && this.isStub(c.callee.object)) {
@@ -852,7 +867,7 @@ class Review {
   declared(file, name) {
     if (!file.declaredNames) {
       file.declaredNames = new Set();
-      for (const n of nodesOf(file.ast)) {
+      for (const n of allNodes(file.ast)) {
         if ((n.type === "VariableDeclarator" && n.id.type === "Identifier") ||
             ((n.type === "FunctionDeclaration" || n.type === "ClassDeclaration") && n.id)) {
           file.declaredNames.add(n.id.name);
@@ -884,7 +899,7 @@ class Review {
     }
     // Functions of the file called from the roots, transitively.
     const functions = new Map();
-    for (const n of nodesOf(file.ast)) {
+    for (const n of allNodes(file.ast)) {
       if (n.type === "FunctionDeclaration" && n.id) functions.set(n.id.name, n);
       if (n.type === "VariableDeclarator" && n.id.type === "Identifier" && isFunction(n.init)) {
         functions.set(n.id.name, n.init);
@@ -894,7 +909,7 @@ class Review {
     const queue = [...roots];
     while (queue.length) {
       const f = queue.pop();
-      for (const n of nodesOf(f)) {
+      for (const n of allNodes(f)) {
         if (n.type === "CallExpression" && n.callee.type === "Identifier" && functions.has(n.callee.name)) {
           const g = functions.get(n.callee.name);
           if (!seen.has(g)) { seen.add(g); queue.push(g); }
@@ -903,7 +918,7 @@ class Review {
     }
     const reported = new Set();
     for (const f of seen) {
-      for (const n of nodesOf(f)) {
+      for (const n of allNodes(f)) {
         if (n.type !== "CallExpression" || n.callee.type !== "MemberExpression" || reported.has(n)) continue;
         const name = calleeName(n);
         const binding = /(?:^|\.)env\.([A-Za-z_0-9]+)$/.exec(this.textOf(n.callee.object));
