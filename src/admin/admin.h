@@ -11,6 +11,7 @@
 //   POST /_dobj/objects/<ns>/<id>/sql              read-only query
 //   GET  /_dobj/objects/<ns>/<id>/export           the database file
 //   PUT  /_dobj/objects/<ns>/<id>/import           a database file in its place
+//   POST /_dobj/objects/<ns>/<id>/replay           requests straight to its fetch
 //   POST /_dobj/review    review JavaScript object code (docs/review.md)
 //   GET  /_dobj/docs?q=   search the documentation
 // <id> is the hex ID or name:<name>.
@@ -81,6 +82,7 @@ class AdminPlane {
  private:
   bool authorized(const Request& request) const;
   void review_code(Shard& here, const Request& request, Reply reply);
+  void replay_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply);
   void route(Shard& here, const Request& request, Reply reply, std::string& body_file, bool from_peer);
   // In a cluster: sends an object's admin request to the node that serves it
   // (true), or answers 503 when none does now (true); false: it is served here.

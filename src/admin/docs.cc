@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,12 @@ const std::vector<Section>& sections() {
   return all;
 }
 
+// Words too common to tell sections apart.
+const std::set<std::string> kStopWords = {"a",    "an",   "and",  "are",  "be",   "by",   "can",
+                                          "do",   "does", "for",  "from", "how",  "i",    "in",
+                                          "is",   "it",   "its",  "my",   "of",   "on",   "or",
+                                          "the",  "to",   "what", "when", "why",  "with", "you"};
+
 size_t count(const std::string& hay, const std::string& needle) {
   size_t n = 0;
   for (size_t at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1)) ++n;
@@ -70,7 +77,9 @@ nlohmann::json search_docs(std::string_view query, size_t limit) {
     if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.') {
       w.push_back(c);
     } else {
-      if (w.size() >= 2 && std::find(words.begin(), words.end(), w) == words.end()) words.push_back(w);
+      if (w.size() >= 2 && !kStopWords.count(w) && std::find(words.begin(), words.end(), w) == words.end()) {
+        words.push_back(w);
+      }
       w.clear();
     }
   }
@@ -96,7 +105,7 @@ nlohmann::json search_docs(std::string_view query, size_t limit) {
       if (n == 0) continue;
       ++matched;
       score += weight[i] * (1.0 + std::log(static_cast<double>(n)));
-      if (heading.find(words[i]) != std::string::npos) score += 2 * weight[i];
+      if (heading.find(words[i]) != std::string::npos) score += 3 * weight[i];
     }
     // Sections matching more of the words first.
     if (matched > 0) scored.push_back({score * static_cast<double>(matched), &s});

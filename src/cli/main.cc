@@ -24,6 +24,8 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -31,6 +33,7 @@
 #include "dobj/codec.h"
 #include "dobj/http.h"
 #ifdef DOBJ_REVIEW
+#include "js/wrangler.h"
 #include "review/review.h"
 #endif
 
@@ -388,7 +391,8 @@ class Cli {
   // dobj review: findings for the code at paths; with live, the server's
   // advisor findings confirm those they match. Exit 1 on an error-level
   // finding, 2 when the review could not run.
-  int review(const std::vector<std::string>& paths, bool live, bool list_rules) {
+  int review(const std::vector<std::string>& paths, bool live, bool list_rules,
+             const std::string& replay) {
 #ifdef DOBJ_REVIEW
     if (list_rules) {
       Json rules = review::rules();
@@ -424,6 +428,7 @@ class Cli {
       std::cerr << "dobj review: " << result.status().message() << "\n";
       return 2;
     }
+    if (!replay.empty() && !replay_findings(input, replay, *result)) return 2;
     if (g_.json) {
       std::cout << result->dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
     } else {
@@ -431,11 +436,100 @@ class Cli {
     }
     return review::has_errors(*result) ? 1 : 0;
 #else
-    (void)paths, (void)live, (void)list_rules;
+    (void)paths, (void)live, (void)list_rules, (void)replay;
     std::cerr << "dobj review: this dobj was built without JavaScript support (DOBJ_JS=OFF)\n";
     return 2;
 #endif
   }
+
+#ifdef DOBJ_REVIEW
+  // --replay "METHOD /path": each state-in-memory finding is replayed on the
+  // server on two scratch objects of the class's namespace: the request twice
+  // on one, and twice with an eviction between on the other (both deleted
+  // afterwards). Different second answers show the state lost.
+  bool replay_findings(const review::Input& input, const std::string& replay, Json& result) {
+    auto space = replay.find(' ');
+    if (space == std::string::npos || replay.find('/', space) != space + 1) {
+      std::cerr << "dobj review: --replay takes \"METHOD /path\", e.g. \"POST /counter/x/increment\"\n";
+      return false;
+    }
+    Json request = {{"method", replay.substr(0, space)}, {"path", replay.substr(space + 1)}};
+    std::map<std::string, std::string> binding_of;
+    if (input.config) {
+      Json c = parse_or_discarded(js::strip_jsonc(input.config->text));
+      if (c.is_object() && c["durable_objects"].is_object()) {
+        for (const auto& b : c["durable_objects"].value("bindings", Json::array())) {
+          if (b.is_object()) binding_of[b.value("class_name", "")] = b.value("name", "");
+        }
+      }
+    }
+    int n = 0;
+    for (Json& f : result["findings"]) {
+      if (f.value("rule", "") != "state-in-memory") continue;
+      std::string binding = binding_of[f.value("className", "")];
+      if (binding.empty()) {
+        f["replay"] = {{"confirmed", false},
+                       {"note", "no binding for class " + f.value("className", "?") +
+                                    " in the config: give the wrangler.jsonc to replay"}};
+        continue;
+      }
+      std::string base = "dobj-review-replay-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
+      Json seconds = Json::array();
+      for (bool evict : {false, true}) {
+        std::string object = "/_dobj/objects/" + url_encode(binding) + "/" +
+                             url_encode("name:" + base + (evict ? "-evicted" : "-kept"));
+        Json body = {{"requests", {request, request}}, {"evictBetween", evict}};
+        auto r = call("POST", object + "/replay", body.dump());
+        if (!r) return false;
+        Json answer = parse_or_discarded(r->body);
+        call("DELETE", object);  // the scratch object's storage, if it made any
+        if (!answer.is_object() || answer["answers"].size() != 2) {
+          std::cerr << "dobj review: the replay failed: " << r->body << "\n";
+          return false;
+        }
+        seconds.push_back(answer["answers"][1]);
+      }
+      bool differ = seconds[0]["status"] != seconds[1]["status"] || seconds[0]["body"] != seconds[1]["body"];
+      auto shown = [](const Json& a) {
+        std::string b = a.value("body", "");
+        if (b.size() > 80) b = b.substr(0, 80) + "...";
+        return std::to_string(a.value("status", 0)) + " " + b;
+      };
+      f["replay"] = {{"confirmed", differ},
+                     {"request", replay},
+                     {"inMemory", shown(seconds[0])},
+                     {"afterEviction", shown(seconds[1])}};
+    }
+    return true;
+  }
+#endif
+
+#ifdef DOBJ_REVIEW
+  // The answer to an MCP tools/call of reviewCode, reviewed in this process;
+  // nullopt for every other message.
+  std::optional<Json> local_review(const Json& msg) {
+    if (!msg.is_object() || msg.value("method", "") != "tools/call" || !msg.contains("id") ||
+        !msg["params"].is_object() || msg["params"].value("name", "") != "reviewCode") {
+      return std::nullopt;
+    }
+    Json args = msg["params"].value("arguments", Json::object());
+    auto result = [&](const Json& body, bool error) {
+      Json r = {{"content", {{{"type", "text"}, {"text", body.dump(2, ' ', false, Json::error_handler_t::replace)}}}},
+                {"isError", error}};
+      if (!error) r["structuredContent"] = body;
+      return Json{{"jsonrpc", "2.0"}, {"id", msg["id"]}, {"result", std::move(r)}};
+    };
+    auto input = review::input_from_json(args);
+    if (!input) return result(Json{{"error", input.status().message()}}, true);
+    if (auto r = client_.request("GET", "/_dobj/advice"); r && r->status == 200) {
+      input->live = parse_or_discarded(r->body);
+      if (input->live.is_discarded()) input->live = nullptr;
+    }
+    auto out = review::run(*input);
+    if (!out) return result(Json{{"error", out.status().message()}}, true);
+    return result(*out, false);
+  }
+#endif
 
   // The cluster as the server it asks sees it: nodes, then partitions
   // grouped by owner (all of them with --partitions).
@@ -519,6 +613,14 @@ class Cli {
     std::string line;
     while (std::getline(std::cin, line)) {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+#ifdef DOBJ_REVIEW
+      // reviewCode runs here, on this machine's files, whatever the server
+      // was built with (its advisor's findings still count as evidence).
+      if (auto answer = local_review(parse_or_discarded(line))) {
+        std::cout << answer->dump(-1, ' ', false, Json::error_handler_t::replace) << "\n" << std::flush;
+        continue;
+      }
+#endif
       auto r = client_.request("POST", "/_dobj/mcp", line, "application/json");
       Json id = nullptr;
       Json msg = parse_or_discarded(line);
@@ -622,13 +724,18 @@ int main(int argc, char** argv) {
                 "(exit 1 on an error); with --server, add the server's live evidence");
   rev->add_option("paths", review_paths, "a .js file, a folder or a wrangler.jsonc");
   rev->add_flag("--rules", list_rules, "list the rules");
+  std::string replay;
+  rev->add_option("--replay", replay,
+                  "\"METHOD /path\": replay state-in-memory findings on the server (--server): the "
+                  "request twice on a scratch object, with and without an eviction between");
   rev->fallthrough();
 
   CLI11_PARSE(app, argc, argv);
   if (*rev) {
     // Live evidence only from a server named on the command line or in the environment.
     bool live = app.get_option("--server")->count() > 0 || std::getenv("DOBJ_SERVER") != nullptr;
-    return Cli(g).review(review_paths, live, list_rules);
+    if (!replay.empty()) live = true;
+    return Cli(g).review(review_paths, live, list_rules, replay);
   }
   Cli cli(g);
   if (*objects) return cli.objects(ns, prefix, sort, min_bytes, limit, all);

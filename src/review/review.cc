@@ -278,6 +278,16 @@ std::string to_text(const Json& result) {
            ": " + f.value("message", "") + "\n";
     out += "    why: " + f.value("why", "") + "\n";
     out += "    fix: " + f.value("fix", "") + "\n";
+    if (f.contains("replay")) {
+      const Json& r = f["replay"];
+      if (r.contains("note")) {
+        out += "    replay: " + r.value("note", "") + "\n";
+      } else {
+        out += std::string(r.value("confirmed", false) ? "    confirmed by replay" : "    replay did not show it") +
+               " (" + r.value("request", "") + " twice): kept in memory " + r.value("inMemory", "") +
+               "; evicted between " + r.value("afterEviction", "") + "\n";
+      }
+    }
     if (f.contains("confirmed")) {
       const Json& c = f["confirmed"];
       out += "    confirmed by the live numbers (" + c.value("by", "") + ", " +

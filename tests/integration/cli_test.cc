@@ -215,7 +215,7 @@ TEST_F(CliTest, McpOverHttp) {
   std::set<std::string> names;
   for (const auto& t : tools["result"]["tools"]) names.insert(t["name"]);
   EXPECT_EQ(names, (std::set<std::string>{"getDOMetrics", "listObjects", "inspectObject",
-                                          "querySql", "advise"}));
+                                          "querySql", "advise", "reviewCode", "searchDocs"}));
   Json m = mcp_call(server_->port(), {{"jsonrpc", "2.0"}, {"id", 3}, {"method", "tools/call"},
                                       {"params", {{"name", "getDOMetrics"},
                                                   {"arguments", {{"namespace", "COUNTER"}}}}}});

@@ -12,7 +12,8 @@ const [server, token, cli] = process.argv.slice(2);
 async function exercise(client, label) {
   const { tools } = await client.listTools();
   assert.deepEqual(tools.map((t) => t.name).sort(),
-                   ["advise", "getDOMetrics", "inspectObject", "listObjects", "querySql"]);
+                   ["advise", "getDOMetrics", "inspectObject", "listObjects", "querySql", "reviewCode",
+                    "searchDocs"]);
   const metrics = await client.callTool({ name: "getDOMetrics", arguments: { namespace: "KV" } });
   assert.equal(metrics.isError, false);
   const m = JSON.parse(metrics.content[0].text);
@@ -37,6 +38,20 @@ async function exercise(client, label) {
   assert.equal(refused.isError, true);
   const advice = await client.callTool({ name: "advise", arguments: {} });
   assert.ok(Array.isArray(JSON.parse(advice.content[0].text).findings));
+  const docs = await client.callTool({ name: "searchDocs", arguments: { query: "hibernation" } });
+  assert.equal(docs.isError, false);
+  assert.ok(JSON.parse(docs.content[0].text).sections.length > 0, `${label}: searchDocs finds sections`);
+  // The C++ example server has no reviewer (dobj-js has); `dobj mcp` reviews in its own process.
+  const review = await client.callTool({
+    name: "reviewCode", arguments: { source: "export default { fetch() { while (true) {} } };" },
+  });
+  if (label === "stdio") {
+    assert.equal(review.isError, false);
+    assert.deepEqual(JSON.parse(review.content[0].text).findings.map((f) => f.rule), ["blocking-loop"]);
+  } else {
+    assert.equal(review.isError, true);
+    assert.match(review.content[0].text, /built without the reviewer/);
+  }
   console.log(`${label}: ok (${tools.length} tools)`);
 }
 
