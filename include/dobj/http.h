@@ -68,6 +68,7 @@ struct Response {
   struct Upgrade {
     size_t shard = 0;
     uint64_t socket_id = 0;
+    bool relay = false;  // relayed to another node (runtime/ws_relay.h)
   };
   std::optional<Upgrade> upgrade_;
   // A file sent as the body instead of `body` (an export), streamed from disk

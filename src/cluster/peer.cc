@@ -16,6 +16,7 @@
 #include "cluster/cluster.h"
 #include "runtime/runtime.h"
 #include "runtime/shard.h"
+#include "runtime/ws_relay.h"
 
 namespace dobj::internal {
 namespace {
@@ -64,8 +65,10 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
   using Done = std::function<void(Result<Response>)>;
   Exchange(std::shared_ptr<PeerPools::Pool> pool, asio::io_context& io, std::string peer,
-           Request request, std::chrono::milliseconds timeout, Done done)
-      : pool_(std::move(pool)), io_(io), peer_(std::move(peer)), timeout_(timeout), done_(std::move(done)) {
+           Request request, std::chrono::milliseconds timeout, Done done,
+           PeerPools::OnUpgrade on_upgrade = nullptr)
+      : pool_(std::move(pool)), io_(io), peer_(std::move(peer)), timeout_(timeout), done_(std::move(done)),
+        on_upgrade_(std::move(on_upgrade)) {
     req_.method_string(request.method);
     req_.target(request.target);
     req_.version(11);
@@ -75,10 +78,12 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     req_.keep_alive(true);
     req_.body() = std::move(request.body);
     req_.prepare_payload();
+    if (on_upgrade_) req_.set(http::field::connection, "Upgrade");
   }
 
   void start() {
     pool_->active[peer_].insert(this);
+    if (on_upgrade_) return connect();  // an upgrade takes a connection of its own
     auto& idle = pool_->idle[peer_];
     auto now = std::chrono::steady_clock::now();
     while (!idle.empty()) {
@@ -152,6 +157,16 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
       if (!is_framing_header(f.name_string())) r.headers.emplace_back(f.name_string(), f.value());
     }
     r.body = std::move(msg.body());
+    if (on_upgrade_) {
+      if (r.status == 101) {
+        // The connection is the WebSocket's now, with any frames read past the 101.
+        auto data = conn_->buffer.data();
+        std::string rest(static_cast<const char*>(data.data()), data.size());
+        on_upgrade_(r, conn_->stream.release_socket(), std::move(rest));
+      }
+      conn_.reset();
+      return done_(std::move(r));
+    }
     if (msg.keep_alive()) {
       conn_->last_used = std::chrono::steady_clock::now();
       auto& idle = pool_->idle[peer_];
@@ -174,6 +189,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::string peer_;
   std::chrono::milliseconds timeout_;
   Done done_;
+  PeerPools::OnUpgrade on_upgrade_;
   std::unique_ptr<Connection> conn_;
   bool reused_ = false;
   bool cancelled_ = false;
@@ -194,6 +210,14 @@ void PeerPools::exchange(size_t shard, asio::io_context& io, const std::string& 
   std::make_shared<Exchange>(pools_[shard], io, peer, std::move(request), timeout, std::move(done))->start();
 }
 
+void PeerPools::upgrade(size_t shard, asio::io_context& io, const std::string& peer, Request request,
+                        std::chrono::milliseconds timeout, OnUpgrade on_upgrade,
+                        std::function<void(Result<Response>)> done) {
+  std::make_shared<Exchange>(pools_[shard], io, peer, std::move(request), timeout, std::move(done),
+                             std::move(on_upgrade))
+      ->start();
+}
+
 void PeerPools::cancel(size_t shard, const std::string& peer) {
   Pool& pool = *pools_[shard];
   pool.idle.erase(peer);
@@ -207,11 +231,7 @@ void PeerPools::cancel(size_t shard, const std::string& peer) {
 void Cluster::forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, Delivery delivery,
                       const Route& route) {
   Request& req = delivery.request;
-  if (req.is_websocket_upgrade()) {
-    delivery.reply(Response::error(
-        501, "a WebSocket to an object served by another node is not relayed yet (docs/cluster.md)"));
-    return;
-  }
+  const bool upgrade = req.is_websocket_upgrade();
   std::erase_if(req.headers, [](const auto& h) { return is_peer_header(h.first); });
   req.headers.emplace_back("dobj-peer-token", peer_token_);
   req.headers.emplace_back("dobj-peer-ns", ns->name());
@@ -226,8 +246,7 @@ void Cluster::forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, 
   // Long enough for any turn the owner may run (its CPU limit and storage),
   // bounded so that a dead peer cannot hold the caller forever.
   auto timeout = std::chrono::milliseconds(60'000);
-  pools_->exchange(static_cast<size_t>(from.index()), from.io(), route.peer, std::move(req), timeout,
-                   [this, reply = std::move(delivery.reply), node = route.node](Result<Response> r) {
+  auto answered = [this, reply = std::move(delivery.reply), node = route.node](Result<Response> r) {
                      if (!r) {
                        nudge();  // the owner may have moved or come back elsewhere
                        Response e = Response::error(503, "owner node " + node + " unreachable: " + r.status().message());
@@ -242,7 +261,20 @@ void Cluster::forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, 
                        return true;
                      });
                      reply(std::move(a));
-                   });
+  };
+  if (!upgrade) {
+    return pools_->exchange(static_cast<size_t>(from.index()), from.io(), route.peer, std::move(req), timeout,
+                            std::move(answered));
+  }
+  // A WebSocket: its own connection to the owner, which answers 101 and
+  // keeps it as the socket; this shard relays it once the client's
+  // connection is handed over (runtime/ws_relay.h).
+  pools_->upgrade(static_cast<size_t>(from.index()), from.io(), route.peer, std::move(req), timeout,
+                  [&from](Response& r, tcp::socket owner, std::string rest) {
+                    uint64_t id = from.relays().park(std::move(owner), std::move(rest));
+                    ResponseAccess::set_upgrade(r, {static_cast<size_t>(from.index()), id, true});
+                  },
+                  std::move(answered));
 }
 
 bool Cluster::peer_authorized(std::string_view token) const {

@@ -22,6 +22,7 @@
 // request.
 #pragma once
 
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -31,10 +32,6 @@
 
 #include "dobj/http.h"
 #include "dobj/status.h"
-
-namespace boost::asio {
-class io_context;
-}
 
 namespace dobj::internal {
 
@@ -48,6 +45,13 @@ class PeerPools {
   // (host:port) and calls done with the answer or kUnavailable.
   void exchange(size_t shard, boost::asio::io_context& io, const std::string& peer, Request request,
                 std::chrono::milliseconds timeout, std::function<void(Result<Response>)> done);
+  // A WebSocket upgrade, on a connection of its own: with a 101, on_upgrade
+  // gets the answer (to mark), the connection and the bytes read past the
+  // 101, before done gets the answer.
+  using OnUpgrade = std::function<void(Response&, boost::asio::ip::tcp::socket, std::string)>;
+  void upgrade(size_t shard, boost::asio::io_context& io, const std::string& peer, Request request,
+               std::chrono::milliseconds timeout, OnUpgrade on_upgrade,
+               std::function<void(Result<Response>)> done);
   // On shard `shard`'s thread: fails every exchange under way to peer (it
   // left the cluster) and drops its idle connections.
   void cancel(size_t shard, const std::string& peer);

@@ -27,6 +27,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "runtime/runtime.h"
+#include "runtime/ws_relay.h"
 
 namespace dobj::internal {
 
@@ -325,8 +326,12 @@ class Session : public std::enable_shared_from_this<Session> {
     };
     if (per_shard_->peer && req.header("dobj-peer-admin")) return peer_admin(std::move(req), version, keep_alive);
     if (per_shard_->peer) {
+      // A relayed WebSocket's upgrade is answered like a client's: the
+      // object's socket takes this connection over.
       return (*per_shard_->peer)(*per_shard_->shard, std::move(req),
-                                 [self = shared_from_this(), version, keep_alive](Response r) {
+                                 [self = shared_from_this(), version, keep_alive,
+                                  ws_key = std::move(ws_key)](Response r) {
+                                   if (r.status == 101) return self->hand_over(std::move(r), ws_key, version);
                                    self->write(std::move(r), version,
                                                keep_alive && !self->per_shard_->stopping);
                                  });
@@ -413,9 +418,13 @@ class Session : public std::enable_shared_from_this<Session> {
     busy_ = false;
     if (ec || upgrade->shard >= per_shard_->runtime->shard_count()) return close();
     Shard& owner = per_shard_->runtime->shard(upgrade->shard);
-    owner.post([&owner, socket_id = upgrade->socket_id, fd, ws_key, already = std::move(already),
+    owner.post([&owner, upgrade = *upgrade, fd, ws_key, already = std::move(already),
                 extra = std::move(extra)]() mutable {
-      owner.sockets().adopt(socket_id, fd, ws_key, std::move(already), std::move(extra));
+      if (upgrade.relay) {
+        owner.relays().start(upgrade.socket_id, fd, ws_key, std::move(already), std::move(extra));
+      } else {
+        owner.sockets().adopt(upgrade.socket_id, fd, ws_key, std::move(already), std::move(extra));
+      }
     });
   }
 

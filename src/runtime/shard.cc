@@ -11,6 +11,7 @@
 #include "runtime/alarm_runner.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
+#include "runtime/ws_relay.h"
 
 namespace dobj::internal {
 namespace {
@@ -38,6 +39,7 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
   metrics_.resize(runtime->namespaces().size());
   sockets_ = std::make_unique<SocketHub>(this, runtime->options().websocket_send_queue_bytes);
   alarms_ = std::make_unique<AlarmRunner>(this, loop_->io, runtime->time());
+  relays_ = std::make_unique<WsRelays>(loop_->io, &runtime->connections());
   if (fake_time_) {
     // Idle eviction follows the fake time: a sweep each time it moves.
     time_subscription_ = time_->subscribe([this] { post([this] { evict_idle(activity_now()); }); });
@@ -385,6 +387,7 @@ MetricsSnapshot Shard::metrics_snapshot() {
 
 void Shard::close_all_objects() {
   sockets_->close_all();
+  relays_->close_all();
   workers_.clear();
   hosts_.clear();
 }

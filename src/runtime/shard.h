@@ -72,16 +72,18 @@ struct Answer {
 struct ResponseAccess {
   struct Upgrade {
     size_t shard;
-    uint64_t socket_id;
+    uint64_t socket_id;  // relay: the WsRelays id on that shard
+    bool relay = false;  // a WebSocket relayed to the node that serves the object
   };
   static std::optional<Upgrade> upgrade(const Response& r) {
     if (!r.upgrade_) return std::nullopt;
-    return Upgrade{r.upgrade_->shard, r.upgrade_->socket_id};
+    return Upgrade{r.upgrade_->shard, r.upgrade_->socket_id, r.upgrade_->relay};
   }
   // Carries an upgrade over to another response: a JavaScript Worker passing
-  // a stub's 101 on (src/js). Only ever set from a real upgrade response.
+  // a stub's 101 on (src/js), a relay's 101 (Cluster::forward). Only ever
+  // set from a real upgrade.
   static void set_upgrade(Response& r, Upgrade u) {
-    r.upgrade_ = Response::Upgrade{u.shard, u.socket_id};
+    r.upgrade_ = Response::Upgrade{u.shard, u.socket_id, u.relay};
   }
   static const std::optional<std::string>& body_file(const Response& r) { return r.body_file_; }
   static void set_body_file(Response& r, std::string path) { r.body_file_ = std::move(path); }
@@ -127,6 +129,8 @@ struct Delivery {
   std::function<void(ObjectHost&, Reply)> admin;
 };
 
+class WsRelays;
+
 class Shard {
  public:
   Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_databases);
@@ -156,6 +160,7 @@ class Shard {
   }
   DbCache& open_dbs() { return open_dbs_; }
   SocketHub& sockets() { return *sockets_; }
+  WsRelays& relays() { return *relays_; }
   // This shard's counters for a namespace (by NamespaceImpl::index()).
   NamespaceMetrics& metrics(size_t ns_index) { return metrics_[ns_index]; }
   // A copy of the counters plus gauges (objects in memory, sockets) and the
@@ -277,6 +282,7 @@ class Shard {
   DbCache open_dbs_;
   std::unique_ptr<AlarmRunner> alarms_;
   std::unique_ptr<SocketHub> sockets_;
+  std::unique_ptr<WsRelays> relays_;  // WebSockets relayed to other nodes (cluster)
   std::vector<NamespaceMetrics> metrics_;
   std::unordered_map<ObjectKey, std::unique_ptr<ObjectHost>, ObjectKeyHash> hosts_;
   std::unordered_map<ObjectKey, uint64_t, ObjectKeyHash> reset_epochs_;  // only objects ever reset

@@ -111,7 +111,7 @@ std::optional<std::string> WebSocket::deserialize_attachment() const { return co
 Response WebSocket::upgrade_response() const {
   Response r;
   r.status = 101;
-  r.upgrade_ = Response::Upgrade{static_cast<size_t>(conn_->hub->shard()->index()), conn_->id};
+  r.upgrade_ = Response::Upgrade{static_cast<size_t>(conn_->hub->shard()->index()), conn_->id, false};
   return r;
 }
 

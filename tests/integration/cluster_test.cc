@@ -13,6 +13,7 @@
 
 #include "testing/http_client.h"
 #include "testing/temp_dir.h"
+#include "testing/ws_client.h"
 
 namespace dobj::test {
 namespace {
@@ -74,6 +75,50 @@ TEST_F(ClusterTest, OneNameIsOneObjectThroughEveryNode) {
     EXPECT_EQ(views[0]["partitions"][p]["owner"], views[2]["partitions"][p]["owner"]);
   }
   for (size_t n = 0; n < 3; ++n) EXPECT_GT(views[n]["owned"].get<int>(), 0) << nodes_->node_id(n);
+}
+
+// A WebSocket to any node reaches the room's one object: a node that does not
+// serve the room relays the socket to the one that does, both ways; when that
+// node dies, the relayed sockets close with 1012 and the others go on.
+TEST_F(ClusterTest, WebSocketsThroughAnyNodeMeetInTheirRoomAndCloseWith1012WhenItsNodeDies) {
+  constexpr int kRooms = 9;
+  std::vector<std::unique_ptr<WsClient>> via0, via2;
+  for (int r = 0; r < kRooms; ++r) {
+    std::string path = "/room/r" + std::to_string(r) + "/websocket";
+    via0.push_back(std::make_unique<WsClient>(nodes_->node(0).port(), path));
+    via2.push_back(std::make_unique<WsClient>(nodes_->node(2).port(), path));
+    ASSERT_TRUE(via0.back()->connected()) << via0.back()->upgrade_response().status << " "
+                                          << via0.back()->upgrade_response().body;
+    ASSERT_TRUE(via2.back()->connected()) << via2.back()->upgrade_response().body;
+  }
+  for (int r = 0; r < kRooms; ++r) {
+    std::string room = "/room/r" + std::to_string(r);
+    // One object per room, whichever node is asked.
+    for (size_t n = 0; n < 3; ++n) EXPECT_EQ(get(n, room + "/count").body, "2") << room << " via " << n;
+    ASSERT_TRUE(via0[r]->send_text("hello from 0 in r" + std::to_string(r)));
+    for (auto* c : {via0[r].get(), via2[r].get()}) {
+      EXPECT_EQ(c->next_message(), "hello from 0 in r" + std::to_string(r));
+    }
+    ASSERT_TRUE(via2[r]->send_text(std::string(70'000, 'x')));  // a frame with a 64-bit length
+    for (auto* c : {via0[r].get(), via2[r].get()}) EXPECT_EQ(c->next_message()->size(), 70'000u);
+  }
+  // Node n2 dies: the rooms it served answer 503 through the others, and
+  // their relayed sockets close with 1012 (reconnect); every other room's
+  // sockets go on.
+  EXPECT_EQ(nodes_->node(1).stop(SIGKILL), 128 + SIGKILL);
+  int lost = 0;
+  for (int r = 0; r < kRooms; ++r) {
+    std::string room = "/room/r" + std::to_string(r);
+    if (get(0, room + "/count").status == 503) {
+      ++lost;
+      for (auto* c : {via0[r].get(), via2[r].get()}) EXPECT_EQ(c->await_close().first, 1012) << room;
+    } else {
+      ASSERT_TRUE(via2[r]->send_text("still here"));
+      for (auto* c : {via0[r].get(), via2[r].get()}) EXPECT_EQ(c->next_message(), "still here") << room;
+    }
+  }
+  EXPECT_GT(lost, 0) << "node n2 served none of " << kRooms << " rooms";
+  EXPECT_LT(lost, kRooms);
 }
 
 TEST_F(ClusterTest, AKilledNodesObjectsWaitForItAndKeepEveryAcknowledgedWrite) {
