@@ -175,13 +175,17 @@ void AdminPlane::route(Shard& here, const Request& request, Reply reply, std::st
     return reply(Response::json(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
   }
   if (path == "/_dobj/advice") {
-    return runtime_.collect_metrics(&here, [this, reply](MetricsSnapshot s) {
+    return collect_all(here, from_peer, [this, reply](MetricsSnapshot s) {
       reply(Response::json(advice_json(s)));
     });
   }
   if (path == "/_dobj/metrics") {
-    return runtime_.collect_metrics(&here,
-                                    [this, reply](MetricsSnapshot s) { reply(Response::json(json(s))); });
+    return collect_all(here, from_peer, [this, reply](MetricsSnapshot s) { reply(Response::json(json(s))); });
+  }
+  if (path == "/_dobj/snapshot") {  // this node's numbers whole, for the others to merge
+    return runtime_.collect_metrics(&here, [reply](MetricsSnapshot s) {
+      reply(Response::json(snapshot_to_json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+    });
   }
   reply(Response::error(404, "no admin route " + path));
 }
@@ -243,6 +247,7 @@ std::string AdminPlane::json(const MetricsSnapshot& s) {
   }
   out["total"] = render(total, total_rate);
   out["connections"] = {{"open", s.connections_open}, {"refused", s.connections_refused}};
+  if (!s.nodes.empty()) out["nodes"] = {{"answered", s.nodes}, {"unreachable", s.unreachable_nodes}};
   auto list = [](const std::vector<ObjectStat>& v) {
     Json a = Json::array();
     for (const auto& o : v) {
@@ -267,6 +272,7 @@ std::string AdminPlane::advice_json(const MetricsSnapshot& s) {
     if (!f.object.empty()) j["object"] = f.object;
     out["findings"].push_back(std::move(j));
   }
+  if (!s.nodes.empty()) out["nodes"] = {{"answered", s.nodes}, {"unreachable", s.unreachable_nodes}};
   return out.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 

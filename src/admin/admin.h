@@ -5,7 +5,8 @@
 // "Authorization: Bearer <token>" header they get 401 and nothing else. What is
 // served (docs/operations.md):
 //   GET /metrics          Prometheus text, per namespace
-//   GET /_dobj/metrics    the same as JSON, plus the busiest objects
+//   GET /_dobj/metrics    the same as JSON, plus the busiest objects (in a
+//                         cluster: every node's, merged; /metrics is per node)
 //   GET /_dobj/objects    the catalog, searched and paged
 //   GET|DELETE /_dobj/objects/<ns>/<id>            inspect, delete
 //   POST /_dobj/objects/<ns>/<id>/sql              read-only query
@@ -82,6 +83,10 @@ class AdminPlane {
  private:
   bool authorized(const Request& request) const;
   void review_code(Shard& here, const Request& request, Reply reply);
+  // The metrics of this node, or in a cluster (unless a peer asks) of every
+  // node, merged: counters and histograms add up, the busiest objects are
+  // the busiest of all (cluster_admin.cc).
+  void collect_all(Shard& here, bool from_peer, std::function<void(MetricsSnapshot)> done);
   void replay_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply);
   void route(Shard& here, const Request& request, Reply reply, std::string& body_file, bool from_peer);
   // In a cluster: sends an object's admin request to the node that serves it

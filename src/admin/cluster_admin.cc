@@ -140,4 +140,49 @@ void AdminPlane::list_cluster_objects(Shard& here, const Request& request, Reply
   }
 }
 
+void AdminPlane::collect_all(Shard& here, bool from_peer, std::function<void(MetricsSnapshot)> done) {
+  Placement* placement = runtime_.placement();
+  if (!placement || from_peer) return runtime_.collect_metrics(&here, std::move(done));
+  std::vector<Placement::Peer> peers = placement->other_nodes();
+  struct Gather {
+    MetricsSnapshot all;
+    std::vector<std::pair<std::string, Json>> others;
+    size_t left = 0;
+    std::function<void(MetricsSnapshot)> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->left = peers.size() + 1;
+  g->done = std::move(done);
+  // Every answer comes on this shard; the last one merges.
+  auto finish = [g] {
+    if (--g->left > 0) return;
+    for (auto& [node, j] : g->others) {
+      if (j.is_object()) {
+        merge_snapshot(g->all, j);
+        g->all.nodes.push_back(node);
+      } else {
+        g->all.unreachable_nodes.push_back(node);
+      }
+    }
+    g->done(std::move(g->all));
+  };
+  runtime_.collect_metrics(&here, [g, finish, self = placement->node_id()](MetricsSnapshot s) {
+    auto at = g->all.at;
+    g->all = std::move(s);
+    if (at != std::chrono::steady_clock::time_point{}) g->all.at = at;
+    g->all.nodes.insert(g->all.nodes.begin(), self);
+    finish();
+  });
+  for (const auto& peer : peers) {
+    Request ask;
+    ask.method = "GET";
+    ask.target = "/_dobj/snapshot";
+    placement->send_admin(here, peer, std::move(ask), [g, finish, node = peer.node](Response r) {
+      Json j = r.status == 200 ? Json::parse(r.body, nullptr, false) : Json();
+      g->others.emplace_back(node, j.is_discarded() ? Json() : std::move(j));
+      finish();
+    });
+  }
+}
+
 }  // namespace dobj::internal

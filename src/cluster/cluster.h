@@ -150,7 +150,7 @@ class Cluster final : public Placement {
   std::vector<Learner> learners(int p) const;
   // A ship to a learner failed (any thread).
   void learner_failed(int p, const std::string& node);
-  const std::string& node_id() const { return options_.node_id; }
+  const std::string& node_id() const override { return options_.node_id; }
   Runtime* runtime() const { return runtime_; }
 
   // The peer listener's handler: a request forwarded by another node

@@ -1,5 +1,6 @@
 #include "runtime/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace dobj::internal {
@@ -39,38 +40,138 @@ double Histogram::percentile_ms(double p) const {
   return upper_ms(kBuckets - 1);
 }
 
+namespace {
+
+// Every counter of a namespace's metrics, once: merge and the JSON between
+// nodes (docs/cluster.md) both go through this list.
+template <typename M, typename F>
+void visit_counts(M& m, F&& f) {
+  f("requests", m.requests);
+  f("socketMessages", m.socket_messages);
+  f("alarmsFired", m.alarms_fired);
+  f("alarmRetries", m.alarm_retries);
+  f("errors", m.errors);
+  f("evictions", m.evictions);
+  f("resets", m.resets);
+  f("overloaded", m.overloaded);
+  f("storageReads", m.storage.reads);
+  f("storageWrites", m.storage.writes);
+  f("storageDeletes", m.storage.deletes);
+  f("storageSql", m.storage.sql);
+  f("storageLists", m.storage.lists);
+  f("storageTransactions", m.storage.transactions);
+  f("instances", m.instances);
+  f("singleEventEvictions", m.single_event_evictions);
+  f("turnsRead", m.turns_read);
+  f("turnsBlindWrite", m.turns_blind_write);
+  f("turnsRmw", m.turns_rmw);
+  f("socketsKept", m.sockets_kept);
+  f("uniqueIds", m.unique_ids);
+  f("activeObjects", m.active_objects);
+  f("socketsOpen", m.sockets_open);
+  f("socketsIdleClosed", m.sockets_idle_closed);
+  f("socketsHibernated", m.sockets_hibernated);
+  f("storedObjects", m.stored_objects);
+  f("storageBytes", m.storage_bytes);
+}
+
+template <typename M, typename F>
+void visit_histograms(M& m, F&& f) {
+  f("turnTime", m.turn_time);
+  f("eventTime", m.event_time);
+  f("gateWait", m.gate_wait);
+  f("alarmLateness", m.alarm_lateness);
+}
+
+}  // namespace
+
 void NamespaceMetrics::merge(const NamespaceMetrics& o) {
-  requests += o.requests;
-  socket_messages += o.socket_messages;
-  alarms_fired += o.alarms_fired;
-  alarm_retries += o.alarm_retries;
-  errors += o.errors;
-  evictions += o.evictions;
-  resets += o.resets;
-  overloaded += o.overloaded;
-  storage.reads += o.storage.reads;
-  storage.writes += o.storage.writes;
-  storage.deletes += o.storage.deletes;
-  storage.sql += o.storage.sql;
-  storage.lists += o.storage.lists;
-  storage.transactions += o.storage.transactions;
-  instances += o.instances;
-  single_event_evictions += o.single_event_evictions;
-  turns_read += o.turns_read;
-  turns_blind_write += o.turns_blind_write;
-  turns_rmw += o.turns_rmw;
-  sockets_kept += o.sockets_kept;
-  unique_ids += o.unique_ids;
-  turn_time.merge(o.turn_time);
-  event_time.merge(o.event_time);
-  gate_wait.merge(o.gate_wait);
-  alarm_lateness.merge(o.alarm_lateness);
-  active_objects += o.active_objects;
-  sockets_open += o.sockets_open;
-  sockets_idle_closed += o.sockets_idle_closed;
-  sockets_hibernated += o.sockets_hibernated;
-  stored_objects += o.stored_objects;
-  storage_bytes += o.storage_bytes;
+  std::vector<const uint64_t*> theirs;
+  visit_counts(o, [&](const char*, const uint64_t& v) { theirs.push_back(&v); });
+  size_t i = 0;
+  visit_counts(*this, [&](const char*, uint64_t& v) { v += *theirs[i++]; });
+  std::vector<const Histogram*> their_histograms;
+  visit_histograms(o, [&](const char*, const Histogram& h) { their_histograms.push_back(&h); });
+  i = 0;
+  visit_histograms(*this, [&](const char*, Histogram& h) { h.merge(*their_histograms[i++]); });
+}
+
+nlohmann::json Histogram::to_json() const {
+  return {{"buckets", buckets_}, {"count", count_}, {"sumNs", sum_ns_}};
+}
+
+Histogram Histogram::from_json(const nlohmann::json& j) {
+  Histogram h;
+  if (!j.is_object()) return h;
+  const auto& b = j.value("buckets", nlohmann::json::array());
+  for (size_t i = 0; i < h.buckets_.size() && i < b.size(); ++i) {
+    if (b[i].is_number_unsigned()) h.buckets_[i] = b[i].get<uint64_t>();
+  }
+  h.count_ = j.value("count", uint64_t{0});
+  h.sum_ns_ = j.value("sumNs", uint64_t{0});
+  return h;
+}
+
+nlohmann::json snapshot_to_json(const MetricsSnapshot& s) {
+  using Json = nlohmann::json;
+  Json out = {{"namespaces", Json::object()},
+              {"connectionsOpen", s.connections_open},
+              {"connectionsRefused", s.connections_refused}};
+  for (size_t i = 0; i < s.namespaces.size() && i < s.per_ns.size(); ++i) {
+    Json ns = Json::object();
+    visit_counts(s.per_ns[i], [&](const char* k, const uint64_t& v) { ns[k] = v; });
+    visit_histograms(s.per_ns[i], [&](const char* k, const Histogram& h) { ns[k] = h.to_json(); });
+    out["namespaces"][s.namespaces[i]] = std::move(ns);
+  }
+  auto stats = [](const std::vector<ObjectStat>& list) {
+    Json a = Json::array();
+    for (const auto& o : list) {
+      a.push_back({{"ns", o.ns}, {"id", o.id}, {"name", o.name}, {"events", o.events},
+                   {"turnMs", o.turn_ms}, {"ageMs", o.age_ms}, {"queued", o.queued}});
+    }
+    return a;
+  };
+  out["topByEvents"] = stats(s.top_by_events);
+  out["topByTime"] = stats(s.top_by_time);
+  return out;
+}
+
+void merge_snapshot(MetricsSnapshot& into, const nlohmann::json& other) {
+  using Json = nlohmann::json;
+  if (!other.is_object() || !other["namespaces"].is_object()) return;
+  for (auto& [name, j] : other["namespaces"].items()) {
+    if (!j.is_object()) continue;
+    NamespaceMetrics m;
+    visit_counts(m, [&](const char* k, uint64_t& v) {
+      auto it = j.find(k);
+      if (it != j.end() && it->is_number_unsigned()) v = it->get<uint64_t>();
+    });
+    visit_histograms(m, [&](const char* k, Histogram& h) {
+      h = Histogram::from_json(j.value(k, Json::object()));
+    });
+    auto at = std::find(into.namespaces.begin(), into.namespaces.end(), name);
+    if (at == into.namespaces.end()) {
+      into.namespaces.push_back(name);
+      into.per_ns.push_back(m);
+    } else {
+      into.per_ns[static_cast<size_t>(at - into.namespaces.begin())].merge(m);
+    }
+  }
+  auto take = [](std::vector<ObjectStat>& list, const Json& a, auto key) {
+    if (!a.is_array()) return;
+    for (const auto& o : a) {
+      if (!o.is_object()) continue;
+      list.push_back(ObjectStat{o.value("ns", ""), o.value("id", ""), o.value("name", ""),
+                                o.value("events", uint64_t{0}), o.value("turnMs", 0.0),
+                                o.value("ageMs", 0.0), o.value("queued", size_t{0})});
+    }
+    std::sort(list.begin(), list.end(), [&](const ObjectStat& x, const ObjectStat& y) { return key(x) > key(y); });
+    if (list.size() > 10) list.resize(10);
+  };
+  take(into.top_by_events, other["topByEvents"], [](const ObjectStat& o) { return static_cast<double>(o.events); });
+  take(into.top_by_time, other["topByTime"], [](const ObjectStat& o) { return o.turn_ms; });
+  into.connections_open += other.value("connectionsOpen", uint64_t{0});
+  into.connections_refused += other.value("connectionsRefused", uint64_t{0});
 }
 
 }  // namespace dobj::internal

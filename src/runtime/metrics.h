@@ -10,6 +10,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,9 @@ class Histogram {
   double sum_ms() const { return static_cast<double>(sum_ns_) / 1e6; }
   // The upper bound of the bucket holding percentile p (0..1), in ms; 0 if empty.
   double percentile_ms(double p) const;
+  // Whole, for another node to merge (docs/cluster.md).
+  nlohmann::json to_json() const;
+  static Histogram from_json(const nlohmann::json& j);
 
  private:
   std::array<uint64_t, kBuckets> buckets_{};
@@ -90,6 +94,15 @@ struct MetricsSnapshot {
   // The node's client connections (HTTP and WebSocket).
   uint64_t connections_open = 0;
   uint64_t connections_refused = 0;  // over the cap
+  // In a cluster, a snapshot merged over the nodes: the nodes in it, and
+  // those that did not answer (their numbers are missing).
+  std::vector<std::string> nodes;
+  std::vector<std::string> unreachable_nodes;
 };
+
+// A snapshot whole (counters, histograms, busiest objects), and merging one
+// into another: the metrics of every node of a cluster (admin plane).
+nlohmann::json snapshot_to_json(const MetricsSnapshot& s);
+void merge_snapshot(MetricsSnapshot& into, const nlohmann::json& other);
 
 }  // namespace dobj::internal

@@ -62,7 +62,8 @@ class Placement {
     std::string node;
     std::string address;  // host:port of its peer listener
   };
-  // The live nodes other than this one.
+  // This node's ID, and the live nodes other than this one.
+  virtual const std::string& node_id() const = 0;
   virtual std::vector<Peer> other_nodes() const = 0;
   virtual void send_admin(Shard& from, const Peer& to, Request request,
                           std::function<void(Response)> done) = 0;

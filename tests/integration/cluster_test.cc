@@ -75,6 +75,18 @@ TEST_F(ClusterTest, OneNameIsOneObjectThroughEveryNode) {
     EXPECT_EQ(views[0]["partitions"][p]["owner"], views[2]["partitions"][p]["owner"]);
   }
   for (size_t n = 0; n < 3; ++n) EXPECT_GT(views[n]["owned"].get<int>(), 0) << nodes_->node_id(n);
+  // Any node's /_dobj/metrics is the cluster's: each increment counted once,
+  // on the node that ran it, and every node named.
+  for (size_t n = 0; n < 3; ++n) {
+    HttpClient c(nodes_->node(n).port());
+    auto r = c.request("GET", "/_dobj/metrics", "", {{"Authorization", std::string("Bearer ") + NodeSet::kToken}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    json m = json::parse(r.body);
+    EXPECT_EQ(m["namespaces"]["COUNTER"]["requests"], 120) << "via node " << n;
+    EXPECT_EQ(m["nodes"]["answered"].size(), 3u) << r.body.substr(0, 300);
+    EXPECT_EQ(m["nodes"]["unreachable"], json::array());
+    EXPECT_EQ(m["nodes"]["answered"][0], nodes_->node_id(n));  // the node asked, first
+  }
 }
 
 // A WebSocket to any node reaches the room's one object: a node that does not
