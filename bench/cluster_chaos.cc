@@ -1,0 +1,214 @@
+// dobj-cluster-chaos: faults against a real cluster (three etcd members and
+// three dobj-examples nodes on loopback) while clients increment counters
+// through random nodes, then a check of every answer. Not a test: it
+// reports; docs/reliability.md has its numbers.
+//
+//   dobj-cluster-chaos --bin build/release/examples/dobj-examples
+//       [--faults 100] [--replicas 3] [--counters 40] [--clients 8] [--seed 1]
+//
+// Faults, one node at a time, in turn: SIGKILL then a restart 1-4 s later,
+// or SIGSTOP for 1-4 s then SIGCONT (past the 2 s lease: the node is fenced
+// and its partitions move). After each fault the cluster is let settle.
+//
+// The check, per counter (an increment answers the counter's new value):
+//   lost       final value below the number of acknowledged increments, or
+//              below the largest value an increment answered
+//   duplicate  two acknowledged increments that answered the same value (two
+//              live instances, or a write lost and redone)
+//   phantom    final value above the increments attempted
+// Unavailability: for each counter, each stretch from its first failed
+// increment to its next acknowledged one; p50, p99 and max over all.
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/cluster.h"
+#include "testing/http_client.h"
+#include "testing/temp_dir.h"
+
+using namespace dobj::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Counter {
+  std::mutex mu;
+  uint64_t attempted = 0;
+  uint64_t acked = 0;
+  std::vector<int64_t> answered;             // values of acknowledged increments
+  std::optional<Clock::time_point> failing;  // since the first failure of a stretch
+  std::vector<double> outages_ms;
+};
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string bin;
+  int faults = 100, replicas = 3, counters = 40, clients = 8;
+  unsigned seed = 1;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--bin") bin = v;
+    else if (k == "--faults") faults = std::atoi(v.c_str());
+    else if (k == "--replicas") replicas = std::atoi(v.c_str());
+    else if (k == "--counters") counters = std::atoi(v.c_str());
+    else if (k == "--clients") clients = std::atoi(v.c_str());
+    else if (k == "--seed") seed = static_cast<unsigned>(std::atoi(v.c_str()));
+  }
+  if (bin.empty() || !have_etcd()) {
+    std::fprintf(stderr, "usage: %s --bin path/to/dobj-examples [--faults N] ... (needs etcd-server)\n", argv[0]);
+    return 2;
+  }
+  TempDir dir;
+  EtcdCluster etcd(dir.path() + "/etcd", 3);
+  if (!etcd.ready()) {
+    std::fprintf(stderr, "etcd did not start\n");
+    return 1;
+  }
+  NodeSet nodes(bin, dir.path(), etcd.endpoints(), 3,
+                {"--lease-ms", "2000", "--replicas", std::to_string(replicas)});
+  if (!nodes.start() || !nodes.wait_ready(std::chrono::seconds(60))) {
+    std::fprintf(stderr, "the cluster did not start: %s\n", nodes.failure().c_str());
+    return 1;
+  }
+  // Ports change when a node restarts: clients read them under this lock.
+  std::mutex ports_mu;
+  std::vector<int> ports = {nodes.node(0).port(), nodes.node(1).port(), nodes.node(2).port()};
+  std::vector<Counter> state(static_cast<size_t>(counters));
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> sent{0}, ok{0};
+  auto start = Clock::now();
+
+  std::vector<std::thread> workers;
+  for (int t = 0; t < clients; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937 rng(seed * 1000 + static_cast<unsigned>(t));
+      while (!stop) {
+        size_t c = rng() % state.size();
+        int port;
+        {
+          std::lock_guard lock(ports_mu);
+          port = ports[rng() % ports.size()];
+        }
+        Counter& k = state[c];
+        {
+          std::lock_guard lock(k.mu);
+          ++k.attempted;
+        }
+        HttpClient client(port, std::chrono::seconds(10));
+        HttpResponse r = client.request("POST", "/counter/chaos" + std::to_string(c) + "/increment");
+        ++sent;
+        std::lock_guard lock(k.mu);
+        if (r.status == 200) {
+          ++ok;
+          ++k.acked;
+          k.answered.push_back(std::atoll(r.body.c_str()));
+          if (k.failing) {
+            k.outages_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - *k.failing).count());
+            k.failing.reset();
+          }
+        } else if (!k.failing) {
+          k.failing = Clock::now();
+        }
+      }
+    });
+  }
+
+  std::mt19937 rng(seed);
+  int kills = 0, pauses = 0, not_ready = 0;
+  for (int f = 0; f < faults; ++f) {
+    size_t n = rng() % 3;
+    auto hold = std::chrono::milliseconds(1000 + rng() % 3000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500 + rng() % 1000));
+    if (f % 2 == 0) {
+      ++kills;
+      nodes.node(n).stop(SIGKILL);
+      std::this_thread::sleep_for(hold);
+      if (!nodes.restart(n)) {
+        std::fprintf(stderr, "node %zu did not restart: %s\n", n, nodes.failure().c_str());
+        stop = true;
+        break;
+      }
+      std::lock_guard lock(ports_mu);
+      ports[n] = nodes.node(n).port();
+    } else {
+      ++pauses;
+      ::kill(nodes.node(n).pid(), SIGSTOP);
+      std::this_thread::sleep_for(hold);
+      ::kill(nodes.node(n).pid(), SIGCONT);
+    }
+    if (!nodes.wait_ready(std::chrono::seconds(60))) ++not_ready;
+    std::fprintf(stderr, "\rfault %d/%d", f + 1, faults);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  stop = true;
+  for (auto& w : workers) w.join();
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  std::fprintf(stderr, "\n");
+  nodes.wait_ready(std::chrono::seconds(60));
+
+  // The final values, read through any node (retried while a partition settles).
+  uint64_t lost = 0, duplicate = 0, phantom = 0;
+  std::vector<double> outages;
+  for (size_t c = 0; c < state.size(); ++c) {
+    Counter& k = state[c];
+    int64_t value = -1;
+    for (int attempt = 0; attempt < 100 && value < 0; ++attempt) {
+      HttpClient client(nodes.node(static_cast<size_t>(attempt) % 3).port(), std::chrono::seconds(10));
+      HttpResponse r = client.request("GET", "/counter/chaos" + std::to_string(c));
+      if (r.status == 200) value = std::atoll(r.body.c_str());
+      else std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    std::set<int64_t> distinct(k.answered.begin(), k.answered.end());
+    int64_t largest = k.answered.empty() ? 0 : *distinct.rbegin();
+    if (value < 0) {
+      std::printf("counter chaos%zu: no final value could be read\n", c);
+      ++lost;
+      continue;
+    }
+    if (static_cast<uint64_t>(value) < k.acked || value < largest) {
+      ++lost;
+      std::printf("LOST: chaos%zu ends at %lld with %llu acknowledged (largest answer %lld)\n", c,
+                  static_cast<long long>(value), static_cast<unsigned long long>(k.acked),
+                  static_cast<long long>(largest));
+    }
+    if (distinct.size() != k.answered.size()) {
+      duplicate += k.answered.size() - distinct.size();
+      std::printf("DUPLICATE: chaos%zu answered the same value to %zu increments\n", c,
+                  k.answered.size() - distinct.size());
+    }
+    if (static_cast<uint64_t>(value) > k.attempted) {
+      ++phantom;
+      std::printf("PHANTOM: chaos%zu ends at %lld after %llu attempts\n", c, static_cast<long long>(value),
+                  static_cast<unsigned long long>(k.attempted));
+    }
+    outages.insert(outages.end(), k.outages_ms.begin(), k.outages_ms.end());
+  }
+  std::printf("| faults | kills | pauses | replicas | requests | acknowledged | counters lost | duplicate answers | phantom | outages | outage p50 ms | p99 ms | max ms | not ready after a fault | seconds |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| %d | %d | %d | %d | %llu | %llu | %llu | %llu | %llu | %zu | %.0f | %.0f | %.0f | %d | %.0f |\n",
+              kills + pauses, kills, pauses, replicas, static_cast<unsigned long long>(sent.load()),
+              static_cast<unsigned long long>(ok.load()), static_cast<unsigned long long>(lost),
+              static_cast<unsigned long long>(duplicate), static_cast<unsigned long long>(phantom),
+              outages.size(), percentile(outages, 0.5), percentile(outages, 0.99), percentile(outages, 1.0),
+              not_ready, seconds);
+  return lost + duplicate + phantom > 0 ? 1 : 0;
+}
