@@ -20,6 +20,9 @@ using Json = nlohmann::json;
 
 namespace {
 
+// A folder walk stops past this many entries (a path such as / by mistake).
+constexpr size_t kMaxFolderEntries = 100'000;
+
 bool is_module(const fs::path& p) {
   auto ext = p.extension().string();
   return ext == ".js" || ext == ".mjs" || ext == ".cjs";
@@ -48,8 +51,13 @@ Status add_folder(Input& input, const fs::path& dir, size_t& total) {
   std::error_code ec;
   fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec);
   if (ec) return Status(Code::kNotFound, dir.string() + ": " + ec.message());
+  size_t visited = 0;
   for (auto end = fs::recursive_directory_iterator(); it != end; it.increment(ec)) {
     if (ec) return Status(Code::kInternal, dir.string() + ": " + ec.message());
+    if (++visited > kMaxFolderEntries) {
+      return Status(Code::kTooLarge, dir.string() + ": more than " + std::to_string(kMaxFolderEntries) +
+                                         " entries; give the Worker's own folder");
+    }
     auto name = it->path().filename().string();
     if (it->is_directory() && (name == "node_modules" || (!name.empty() && name[0] == '.'))) {
       it.disable_recursion_pending();
