@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <mutex>
 #include <random>
 #include <set>
@@ -134,6 +135,7 @@ int main(int argc, char** argv) {
 
   std::mt19937 rng(seed);
   int kills = 0, pauses = 0, not_ready = 0;
+  std::vector<double> settle_s;  // from healing a fault until every node is ready
   for (int f = 0; f < faults; ++f) {
     size_t n = rng() % 3;
     auto hold = std::chrono::milliseconds(1000 + rng() % 3000);
@@ -155,8 +157,24 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(hold);
       ::kill(nodes.node(n).pid(), SIGCONT);
     }
-    if (!nodes.wait_ready(std::chrono::seconds(60))) ++not_ready;
-    std::fprintf(stderr, "\rfault %d/%d", f + 1, faults);
+    auto healed = Clock::now();
+    if (!nodes.wait_ready(std::chrono::seconds(60))) {
+      ++not_ready;
+      // What each node says of itself, for the report.
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        auto j = nlohmann::json::parse(nodes.status(i), nullptr, false);
+        if (!j.is_object()) continue;
+        int dead_owner = 0;
+        for (const auto& p : j["partitions"]) dead_owner += !p.value("owner_live", false);
+        std::fprintf(stderr, "  not ready: n%zu lease_live=%d unplaced=%d owned=%d serving=%d partitions with a dead owner=%d\n",
+                     i + 1, j.value("lease_live", false), j.value("unplaced", -1), j.value("owned", -1),
+                     j.value("serving", -1), dead_owner);
+      }
+    }
+    double settle = std::chrono::duration<double>(Clock::now() - healed).count();
+    settle_s.push_back(settle);
+    std::fprintf(stderr, "fault %d/%d: %s n%zu for %lld ms, ready %.1f s later\n", f + 1, faults,
+                 f % 2 == 0 ? "kill" : "pause", n + 1, static_cast<long long>(hold.count()), settle);
   }
   std::this_thread::sleep_for(std::chrono::seconds(2));
   stop = true;
