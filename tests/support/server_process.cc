@@ -134,6 +134,16 @@ int ServerProcess::stop(int signal, std::chrono::milliseconds timeout) {
   return -1;
 }
 
+bool ServerProcess::exited(int* status) {
+  if (pid_ <= 0) return false;
+  int st = 0;
+  if (waitpid(pid_, &st, WNOHANG) != pid_) return false;
+  pid_ = -1;
+  stop_reader();
+  if (status) *status = st;
+  return true;
+}
+
 long ServerProcess::rss_kib() const {
   std::ifstream f("/proc/" + std::to_string(pid_) + "/status");
   std::string line;

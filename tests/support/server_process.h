@@ -46,6 +46,8 @@ class ServerProcess {
   // Sends a signal and waits for the exit; returns the exit code, 128+signal
   // if killed by a signal, or -1 on timeout.
   int stop(int signal, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Whether the process ended by itself (reaped here; *status as waitpid's).
+  bool exited(int* status = nullptr);
   // The process's resident memory (VmRSS), in KiB; -1 if unknown.
   long rss_kib() const;
   // Everything the process wrote to stdout and stderr so far.
