@@ -154,9 +154,11 @@ int main(int argc, char** argv) {
       ports[n] = nodes.node(n).port();
     } else {
       ++pauses;
-      ::kill(nodes.node(n).pid(), SIGSTOP);
+      pid_t pid = nodes.node(n).pid();
+      if (pid <= 0) continue;  // never kill(-1, ...)
+      ::kill(pid, SIGSTOP);
       std::this_thread::sleep_for(hold);
-      ::kill(nodes.node(n).pid(), SIGCONT);
+      ::kill(pid, SIGCONT);
       std::this_thread::sleep_for(std::chrono::milliseconds(500));  // time to notice its lease ended
     }
     // Wait until every node is ready, as a supervisor would: a node that
