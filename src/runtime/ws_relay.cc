@@ -90,9 +90,16 @@ struct WsRelays::Pipe : std::enable_shared_from_this<Pipe> {
     first_up = std::move(to_owner);
     if (first_up.empty()) return read_up();
     asio::async_write(owner, asio::buffer(first_up), [self](boost::system::error_code ec, size_t) {
-      if (ec) return self->owner_lost();
+      if (ec) return self->drop_owner();
       self->read_up();
     });
+  }
+
+  // A write to the owner failed: only the owner-to-client direction writes
+  // to the client, so it is the one to notice (its read fails) and close.
+  void drop_owner() {
+    boost::system::error_code ignored;
+    owner.close(ignored);
   }
 
   // Client to owner.
@@ -101,7 +108,7 @@ struct WsRelays::Pipe : std::enable_shared_from_this<Pipe> {
     client.async_read_some(asio::buffer(up), [self](boost::system::error_code ec, size_t n) {
       if (ec) return self->finish();  // the client left: the owner sees the connection end
       asio::async_write(self->owner, asio::buffer(self->up, n), [self](boost::system::error_code ec, size_t) {
-        if (ec) return self->owner_lost();
+        if (ec) return self->drop_owner();
         self->read_up();
       });
     });
@@ -120,8 +127,10 @@ struct WsRelays::Pipe : std::enable_shared_from_this<Pipe> {
     });
   }
 
-  // The owner's side ended. After its close frame that is the end of the
-  // socket; otherwise the client hears 1012, at a frame boundary.
+  // The owner's side ended (called from the owner-to-client direction only,
+  // so no other write to the client is under way). After its close frame
+  // that is the end of the socket; otherwise the client hears 1012, at a
+  // frame boundary.
   void owner_lost() { end_with(kServiceRestart, "owner node lost"); }
 
   void end_with(uint16_t code, std::string_view reason) {
