@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -19,6 +20,9 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 namespace {
+
+// The heap of a review's isolate.
+constexpr size_t kHeapBytes = size_t{512} << 20;
 
 // A folder walk stops past this many entries (a path such as / by mistake).
 constexpr size_t kMaxFolderEntries = 100'000;
@@ -178,8 +182,22 @@ Result<std::string> in_engine(const std::function<v8::MaybeLocal<v8::Value>(
       v8::ArrayBuffer::Allocator::NewDefaultAllocator());
   v8::Isolate::CreateParams params;
   params.array_buffer_allocator = allocator.get();
-  params.constraints.ConfigureDefaultsFromHeapSize(0, size_t{512} << 20);
+  params.constraints.ConfigureDefaultsFromHeapSize(0, kHeapBytes);
   v8::Isolate* isolate = v8::Isolate::New(params);
+  // Past the heap limit V8 would abort the process (a server reviewing code
+  // through its admin API): the review stops instead.
+  std::atomic<bool> out_of_memory{false};
+  struct Limit {
+    v8::Isolate* isolate;
+    std::atomic<bool>* hit;
+  } limit{isolate, &out_of_memory};
+  isolate->AddNearHeapLimitCallback(
+      [](void* data, size_t current, size_t) -> size_t {
+        auto* l = static_cast<Limit*>(data);
+        if (!l->hit->exchange(true)) l->isolate->TerminateExecution();
+        return current + (64u << 20);  // room to unwind
+      },
+      &limit);
   Result<std::string> out = Status(Code::kInternal, "the reviewer did not run");
   {
     v8::Isolate::Scope isolate_scope(isolate);
@@ -218,6 +236,10 @@ Result<std::string> in_engine(const std::function<v8::MaybeLocal<v8::Value>(
     }
   }
   isolate->Dispose();
+  if (out_of_memory) {
+    return Status(Code::kTooLarge, "the review ran out of memory (" + std::to_string(kHeapBytes >> 20) +
+                                       " MiB): review fewer files at a time");
+  }
   return out;
 }
 
