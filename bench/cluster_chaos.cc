@@ -134,6 +134,17 @@ int main(int argc, char** argv) {
     });
   }
 
+  // Starts node i again; the clients send to its new port.
+  auto restart = [&](size_t i) {
+    if (!nodes.restart(i)) {
+      std::fprintf(stderr, "node %zu did not restart: %s\n", i, nodes.failure().c_str());
+      stop = true;
+      return false;
+    }
+    std::lock_guard lock(ports_mu);
+    ports[i] = nodes.node(i).port();
+    return true;
+  };
   std::mt19937 rng(seed);
   int kills = 0, pauses = 0, not_ready = 0, exits = 0;
   std::vector<double> settle_s;  // from healing a fault until every node is ready
@@ -145,13 +156,7 @@ int main(int argc, char** argv) {
       ++kills;
       nodes.node(n).stop(SIGKILL);
       std::this_thread::sleep_for(hold);
-      if (!nodes.restart(n)) {
-        std::fprintf(stderr, "node %zu did not restart: %s\n", n, nodes.failure().c_str());
-        stop = true;
-        break;
-      }
-      std::lock_guard lock(ports_mu);
-      ports[n] = nodes.node(n).port();
+      if (!restart(n)) break;
     } else {
       ++pauses;
       pid_t pid = nodes.node(n).pid();
@@ -175,13 +180,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "  n%zu exited (%s %d): restarted\n", i + 1,
                      WIFEXITED(status) ? "status" : "signal",
                      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-        if (!nodes.restart(i)) {
-          std::fprintf(stderr, "node %zu did not restart: %s\n", i, nodes.failure().c_str());
-          stop = true;
-          break;
-        }
-        std::lock_guard lock(ports_mu);
-        ports[i] = nodes.node(i).port();
+        if (!restart(i)) break;
       }
       ready = nodes.wait_ready(std::chrono::seconds(2));
     }
