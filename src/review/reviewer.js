@@ -541,7 +541,6 @@ class Review {
     let usesTransaction = false;
     let usesOther = false;  // alarms, SQL, sockets, coordination
     let hasReadModifyWrite = false;
-    let storageCalls = 0;
     for (const m of methods) {
       const fn = m.value;
       const all = nodesOf(fn.body, (f) => !["transaction", "transactionSync",
@@ -551,7 +550,6 @@ class Review {
         if (n.type !== "CallExpression") continue;
         const op = this.storageOp(n, aliases);
         const name = calleeName(n);
-        if (op) storageCalls++;
         if (["transaction", "transactionSync"].includes(op)) usesTransaction = true;
         if (["setAlarm", "getAlarm", "deleteAlarm", "exec", "deleteAll", "list"].includes(op) ||
             ["acceptWebSocket", "getWebSockets", "blockConcurrencyWhile", "exec", "fetch"].includes(name)) {
