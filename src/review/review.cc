@@ -114,6 +114,11 @@ Status collect_into(Input& input, const std::string& path) {
     std::string main = config.value("main", "");
     if (main.empty()) return Status(Code::kInvalidArgument, path + ": no \"main\" module");
     fs::path main_path = p.parent_path() / main;
+    if (main_path.extension() == ".ts" || main_path.extension() == ".tsx" || main_path.extension() == ".mts") {
+      return Status(Code::kInvalidArgument,
+                    path + ": main is TypeScript (" + main + "); review its compiled JavaScript "
+                           "(wrangler deploy --dry-run --outdir dist, then dobj review dist)");
+    }
     if (!fs::exists(main_path, ec)) {
       return Status(Code::kNotFound, path + ": main module " + main_path.string() + " not found");
     }

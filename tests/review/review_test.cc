@@ -187,6 +187,10 @@ TEST(Review, TypeScriptIsReviewedFromItsCompiledOutput) {
   Status s = review::collect_into(input, kFixtures + "/../typescript/worker.ts");
   EXPECT_EQ(s.code(), Code::kInvalidArgument);
   EXPECT_NE(s.message().find("compiled JavaScript"), std::string::npos) << s.message();
+  // A config whose main is TypeScript says so too, rather than reviewing nothing.
+  s = review::collect_into(input, kFixtures + "/../typescript/wrangler.jsonc");
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("main is TypeScript"), std::string::npos) << s.message();
 }
 
 TEST(Review, LiveNumbersConfirmAFindingOfTheSameNamespace) {
