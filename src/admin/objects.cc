@@ -18,6 +18,7 @@
 #include "base/websocket_frame.h"
 #include "dobj/codec.h"
 #include "runtime/object_host.h"
+#include "runtime/placement.h"
 #include "runtime/runtime.h"
 #include "storage/import_check.h"
 
@@ -297,6 +298,8 @@ void AdminPlane::inspect_object(Shard& here, const ObjectKey& t, const Request& 
                       : entry && entry->name ? Json(*entry->name)
                                              : Json(nullptr);
         out["resident"] = host.has_instance();
+        // In a cluster: the node that serves it (the one answering).
+        if (Placement* placement = host.shard()->runtime().placement()) out["node"] = placement->node_id();
         out["sockets"] = host.shard()->sockets().socket_count(host.ns(), host.id());
         try {
           ObjectStore& store = host.store();

@@ -239,7 +239,8 @@ bool ObjectHost::ensure_instance() {
 
 bool ObjectHost::check_binding(Event& event) {
   if (!event.via_stub) return true;
-  uint64_t epoch = shard_->reset_epoch(ns_, id_) + 1;
+  // The instance: this process's run and the object's resets in it.
+  uint64_t epoch = (uint64_t{shard_->runtime().incarnation()} << 32) | (shard_->reset_epoch(ns_, id_) + 1);
   if (event.bound_epoch == 0 || event.bound_epoch == epoch) {
     // Tell the stub which instance answered, so that it binds to it.
     event.reply = [reply = std::move(event.reply), epoch](Answer a) {

@@ -1,5 +1,7 @@
 #include "runtime/runtime.h"
 
+#include <random>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
@@ -40,7 +42,8 @@ Runtime::Runtime(ServerOptions options, Bindings bindings,
       time_(time ? time : &system_time_),
       env_(ApiAccess::env(this)),
       worker_(std::move(worker)),
-      blocking_(std::make_unique<boost::asio::thread_pool>(2)) {
+      blocking_(std::make_unique<boost::asio::thread_pool>(2)),
+      incarnation_(std::random_device{}() | 1) {
   if (!worker_) worker_ = default_route;
   int shard_count = options_.shards > 0
                         ? options_.shards

@@ -127,6 +127,11 @@ class Runtime {
   Shard& admin_shard() { return *admin_shard_; }
   Flusher* flusher() { return flusher_.get(); }
   ConnectionCounts& connections() { return connections_; }
+  // This process's run, a random nonzero number: part of every instance's
+  // identity that a stub binds to, so that a stub bound to an instance on a
+  // node that since restarted, or on a node its object moved away from (a
+  // cluster failover), breaks as after a reset (ObjectHost::check_binding).
+  uint32_t incarnation() const { return incarnation_; }
   StoreFaults& store_faults() { return store_faults_; }
   TurnFaults& turn_faults() { return turn_faults_; }
   AlarmIndex& alarm_index() { return alarm_index_; }
@@ -184,6 +189,7 @@ class Runtime {
   std::unique_ptr<Flusher> flusher_;
   std::unique_ptr<boost::asio::thread_pool> blocking_;
   ConnectionCounts connections_;
+  uint32_t incarnation_;
   StoreFaults store_faults_;
   TurnFaults turn_faults_;
   AlarmIndex alarm_index_;

@@ -29,12 +29,12 @@ class ClusterTest : public ::testing::Test {
   void SetUp() override { start_cluster(kNodeArgs); }
 
   // Three etcd members, then three nodes with these flags, all ready.
-  void start_cluster(const std::vector<std::string>& node_args) {
+  void start_cluster(const std::vector<std::string>& node_args, const char* binary = DOBJ_EXAMPLES_BIN) {
     if (!have_etcd()) GTEST_SKIP() << "etcd is not installed (scripts/deps.sh etcd-server)";
     if (std::getenv("DOBJ_KEEP_CLUSTER_DIR")) dir_.keep();  // to read the etcd logs after a failure
     etcd_ = std::make_unique<EtcdCluster>(dir_.path() + "/etcd", 3);
     ASSERT_TRUE(etcd_->ready()) << "etcd did not start";
-    nodes_ = std::make_unique<NodeSet>(DOBJ_EXAMPLES_BIN, dir_.path(), etcd_->endpoints(), 3, node_args);
+    nodes_ = std::make_unique<NodeSet>(binary, dir_.path(), etcd_->endpoints(), 3, node_args);
     ASSERT_TRUE(nodes_->start()) << nodes_->failure();
     ASSERT_TRUE(nodes_->wait_ready(30s)) << nodes_->failure();
   }
@@ -381,6 +381,58 @@ class ReplicatedClusterTest : public ClusterTest {
     start_cluster(args);
   }
 };
+
+// An object that keeps a stub (cluster_node.cc's HOLDER) to a counter whose
+// node dies: the counter moves to a backup with its writes, and the kept stub
+// breaks as it does after a reset (its instance is gone), so the holder gets a
+// new one; it never silently reaches the new instance as if nothing happened.
+class HeldStubClusterTest : public ClusterTest {
+ protected:
+  void SetUp() override {
+    std::vector<std::string> args = kNodeArgs;
+    args.insert(args.end(), {"--replicas", "3"});
+    start_cluster(args, DOBJ_CLUSTER_NODE_BIN);
+  }
+  // The node that serves an object, as its inspect answers.
+  std::string node_of(size_t via, const std::string& ns, const std::string& name) {
+    HttpClient c(nodes_->node(via).port());
+    auto r = c.request("GET", "/_dobj/objects/" + ns + "/name:" + name, "",
+                       {{"Authorization", std::string("Bearer ") + NodeSet::kToken}});
+    return r.status == 200 ? json::parse(r.body).value("node", "") : "";
+  }
+};
+
+TEST_F(HeldStubClusterTest, AStubKeptAcrossAFailoverBreaksAsAfterAResetAndNoWriteIsLost) {
+  std::string counter_node = node_of(0, "COUNTER", "held");
+  ASSERT_FALSE(counter_node.empty());
+  std::string holder;
+  for (int h = 0; h < 30 && holder.empty(); ++h) {
+    std::string name = "h" + std::to_string(h);
+    if (node_of(0, "HOLDER", name) != counter_node) holder = name;
+  }
+  ASSERT_FALSE(holder.empty()) << "every holder on " << counter_node;
+  size_t dead = static_cast<size_t>(counter_node[1] - '1');  // "n2" -> 1
+  size_t via = (dead + 1) % 3;
+  std::string target = "/holder/" + holder + "/held";
+  EXPECT_EQ(post(via, target).body, "1");
+  EXPECT_EQ(post(via, target).body, "2");  // through the kept stub
+  EXPECT_EQ(nodes_->node(dead).stop(SIGKILL), 128 + SIGKILL);
+  // Until a backup takes the counter over: 503 (the stub is kept). Then the
+  // kept stub reaches a new instance: a reset error, once.
+  HttpResponse r;
+  for (int i = 0; i < 300; ++i) {
+    r = post(via, target);
+    if (r.status != 503) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(r.status, 500) << r.body;
+  EXPECT_NE(r.body.find("\"reset\":true"), std::string::npos) << r.body;
+  // A new stub reaches the moved counter, with both acknowledged increments.
+  r = post(via, target);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, "3");
+  EXPECT_NE(node_of(via, "COUNTER", "held"), counter_node);
+}
 
 TEST_F(ReplicatedClusterTest, ADeadOwnersObjectsMoveToABackupWithEveryAcknowledgedWrite) {
   constexpr int kCounters = 30;
