@@ -40,10 +40,10 @@ void AdminPlane::review_code(Shard& here, const Request& request, Reply reply) {
     return reply(Response::error(
         400, R"(body must be JSON: {"source": "..."} or {"files": {"path": "code"}, "config": "..."} or {"path": "..."})"));
   }
-  // The live numbers first (on this shard), then the review on the blocking
-  // pool: parsing a large Worker must not hold a shard.
-  runtime_.collect_metrics(&here, [this, &here, review, body = std::move(*body),
-                                   reply = std::move(reply)](MetricsSnapshot s) mutable {
+  // The live numbers first (in a cluster, every node's), then the review on
+  // the blocking pool: parsing a large Worker must not hold a shard.
+  collect_all(here, /*from_peer=*/false, [this, &here, review, body = std::move(*body),
+                                          reply = std::move(reply)](MetricsSnapshot s) mutable {
     nlohmann::json live = nlohmann::json::parse(advice_json(s), nullptr, false);
     runtime_.run_blocking([&here, review, body = std::move(body), live = std::move(live),
                            reply = std::move(reply)]() mutable {

@@ -502,9 +502,7 @@ class Cli {
     }
     return true;
   }
-#endif
 
-#ifdef DOBJ_REVIEW
   // The answer to an MCP tools/call of reviewCode, reviewed in this process;
   // nullopt for every other message.
   std::optional<Json> local_review(const Json& msg) {
