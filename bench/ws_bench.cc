@@ -1,7 +1,7 @@
 // dobj-ws-bench: WebSocket load for any server with the ChatRoom routes of
 // EXAMPLES.md (dobj or workerd). Not a test: it reports, it asserts nothing.
 //
-//   dobj-ws-bench broadcast --port P [--clients 100] [--inflight 16] [--seconds 5]
+//   dobj-ws-bench broadcast --port P [--clients 100] [--inflight 16] [--seconds 5] [--room NAME]
 //     One room, `clients` sockets. Messages are sent round-robin by the
 //     clients, `inflight` at a time: a new one leaves when an earlier one has
 //     reached every socket. Prints "deliveries/s p50_ms p99_ms" (end to end,
@@ -74,6 +74,9 @@ int broadcast(int argc, char** argv) {
   int inflight = arg(argc, argv, "--inflight", 16);
   int seconds = arg(argc, argv, "--seconds", 5);
   std::string room = "/room/bench-" + std::to_string(now_ns() % 1000000) + "/websocket";
+  for (int i = 2; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], "--room") == 0) room = std::string("/room/") + argv[i + 1] + "/websocket";
+  }
   std::vector<Conn> conns(static_cast<size_t>(clients));
   int ep = epoll_create1(EPOLL_CLOEXEC);
   for (int i = 0; i < clients; ++i) {
