@@ -24,7 +24,6 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
-#include <map>
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -33,7 +32,6 @@
 #include "dobj/codec.h"
 #include "dobj/http.h"
 #ifdef DOBJ_REVIEW
-#include "js/wrangler.h"
 #include "review/review.h"
 #endif
 
@@ -428,7 +426,7 @@ class Cli {
       std::cerr << "dobj review: " << result.status().message() << "\n";
       return 2;
     }
-    if (!replay.empty() && !replay_findings(input, replay, *result)) return 2;
+    if (!replay.empty() && !replay_findings(replay, *result)) return 2;
     if (g_.json) {
       std::cout << result->dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
     } else {
@@ -447,26 +445,17 @@ class Cli {
   // server on two scratch objects of the class's namespace: the request twice
   // on one, and twice with an eviction between on the other (both deleted
   // afterwards). Different second answers show the state lost.
-  bool replay_findings(const review::Input& input, const std::string& replay, Json& result) {
+  bool replay_findings(const std::string& replay, Json& result) {
     auto space = replay.find(' ');
     if (space == std::string::npos || replay.find('/', space) != space + 1) {
       std::cerr << "dobj review: --replay takes \"METHOD /path\", e.g. \"POST /counter/x/increment\"\n";
       return false;
     }
     Json request = {{"method", replay.substr(0, space)}, {"path", replay.substr(space + 1)}};
-    std::map<std::string, std::string> binding_of;
-    if (input.config) {
-      Json c = parse_or_discarded(js::strip_jsonc(input.config->text));
-      if (c.is_object() && c["durable_objects"].is_object()) {
-        for (const auto& b : c["durable_objects"].value("bindings", Json::array())) {
-          if (b.is_object()) binding_of[b.value("class_name", "")] = b.value("name", "");
-        }
-      }
-    }
     int n = 0;
     for (Json& f : result["findings"]) {
       if (f.value("rule", "") != "state-in-memory") continue;
-      std::string binding = binding_of[f.value("className", "")];
+      std::string binding = f.value("binding", "");  // from the config, by the reviewer
       if (binding.empty()) {
         f["replay"] = {{"confirmed", false},
                        {"note", "no binding for class " + f.value("className", "?") +

@@ -418,6 +418,7 @@ class Review {
       this.reviewRequestPath(file);
     }
     this.reviewConfig();
+    this.attachBindings();
     this.attachLive();
     this.findings.sort((a, b) => a.file < b.file ? -1 : a.file > b.file ? 1 :
       a.line - b.line || a.column - b.column);
@@ -971,17 +972,25 @@ class Review {
 
   // Findings the live numbers confirm (the advisor's findings for the
   // namespace the class or binding belongs to).
-  attachLive() {
-    const live = this.input.live;
-    if (!live || !Array.isArray(live.findings)) return;
+  // A finding about a class names the binding the config gives it (the
+  // namespace its live numbers and its replay are under).
+  attachBindings() {
     const bindingOf = new Map();
     for (const b of ((this.input.config || {}).durable_objects || {}).bindings || []) {
       bindingOf.set(b.class_name, b.name);
     }
     for (const f of this.findings) {
+      if (!f.binding && f.className && bindingOf.has(f.className)) f.binding = bindingOf.get(f.className);
+    }
+  }
+
+  attachLive() {
+    const live = this.input.live;
+    if (!live || !Array.isArray(live.findings)) return;
+    for (const f of this.findings) {
       const advisorRule = CONFIRMED_BY[f.rule];
       if (!advisorRule) continue;
-      const ns = f.binding || (f.className && bindingOf.get(f.className));
+      const ns = f.binding;
       const match = live.findings.find((a) => a.rule === advisorRule && (!ns || a.namespace === ns));
       if (match) {
         f.confirmed = { by: advisorRule, namespace: match.namespace, evidence: match.evidence };
