@@ -166,11 +166,10 @@ void AdminPlane::collect_all(Shard& here, bool from_peer, std::function<void(Met
     }
     g->done(std::move(g->all));
   };
+  // This node's snapshot is the base the others merge into (at finish).
   runtime_.collect_metrics(&here, [g, finish, self = placement->node_id()](MetricsSnapshot s) {
-    auto at = g->all.at;
     g->all = std::move(s);
-    if (at != std::chrono::steady_clock::time_point{}) g->all.at = at;
-    g->all.nodes.insert(g->all.nodes.begin(), self);
+    g->all.nodes.push_back(self);
     finish();
   });
   for (const auto& peer : peers) {

@@ -43,57 +43,52 @@ double Histogram::percentile_ms(double p) const {
 namespace {
 
 // Every counter of a namespace's metrics, once: merge and the JSON between
-// nodes (docs/cluster.md) both go through this list.
-template <typename M, typename F>
-void visit_counts(M& m, F&& f) {
-  f("requests", m.requests);
-  f("socketMessages", m.socket_messages);
-  f("alarmsFired", m.alarms_fired);
-  f("alarmRetries", m.alarm_retries);
-  f("errors", m.errors);
-  f("evictions", m.evictions);
-  f("resets", m.resets);
-  f("overloaded", m.overloaded);
-  f("storageReads", m.storage.reads);
-  f("storageWrites", m.storage.writes);
-  f("storageDeletes", m.storage.deletes);
-  f("storageSql", m.storage.sql);
-  f("storageLists", m.storage.lists);
-  f("storageTransactions", m.storage.transactions);
-  f("instances", m.instances);
-  f("singleEventEvictions", m.single_event_evictions);
-  f("turnsRead", m.turns_read);
-  f("turnsBlindWrite", m.turns_blind_write);
-  f("turnsRmw", m.turns_rmw);
-  f("socketsKept", m.sockets_kept);
-  f("uniqueIds", m.unique_ids);
-  f("activeObjects", m.active_objects);
-  f("socketsOpen", m.sockets_open);
-  f("socketsIdleClosed", m.sockets_idle_closed);
-  f("socketsHibernated", m.sockets_hibernated);
-  f("storedObjects", m.stored_objects);
-  f("storageBytes", m.storage_bytes);
+// nodes (docs/cluster.md) both go through this list. f gets each field's name
+// and that field of every m (one metrics object, or two to merge).
+template <typename F, typename... M>
+void visit_counts(F&& f, M&... m) {
+  f("requests", m.requests...);
+  f("socketMessages", m.socket_messages...);
+  f("alarmsFired", m.alarms_fired...);
+  f("alarmRetries", m.alarm_retries...);
+  f("errors", m.errors...);
+  f("evictions", m.evictions...);
+  f("resets", m.resets...);
+  f("overloaded", m.overloaded...);
+  f("storageReads", m.storage.reads...);
+  f("storageWrites", m.storage.writes...);
+  f("storageDeletes", m.storage.deletes...);
+  f("storageSql", m.storage.sql...);
+  f("storageLists", m.storage.lists...);
+  f("storageTransactions", m.storage.transactions...);
+  f("instances", m.instances...);
+  f("singleEventEvictions", m.single_event_evictions...);
+  f("turnsRead", m.turns_read...);
+  f("turnsBlindWrite", m.turns_blind_write...);
+  f("turnsRmw", m.turns_rmw...);
+  f("socketsKept", m.sockets_kept...);
+  f("uniqueIds", m.unique_ids...);
+  f("activeObjects", m.active_objects...);
+  f("socketsOpen", m.sockets_open...);
+  f("socketsIdleClosed", m.sockets_idle_closed...);
+  f("socketsHibernated", m.sockets_hibernated...);
+  f("storedObjects", m.stored_objects...);
+  f("storageBytes", m.storage_bytes...);
 }
 
-template <typename M, typename F>
-void visit_histograms(M& m, F&& f) {
-  f("turnTime", m.turn_time);
-  f("eventTime", m.event_time);
-  f("gateWait", m.gate_wait);
-  f("alarmLateness", m.alarm_lateness);
+template <typename F, typename... M>
+void visit_histograms(F&& f, M&... m) {
+  f("turnTime", m.turn_time...);
+  f("eventTime", m.event_time...);
+  f("gateWait", m.gate_wait...);
+  f("alarmLateness", m.alarm_lateness...);
 }
 
 }  // namespace
 
 void NamespaceMetrics::merge(const NamespaceMetrics& o) {
-  std::vector<const uint64_t*> theirs;
-  visit_counts(o, [&](const char*, const uint64_t& v) { theirs.push_back(&v); });
-  size_t i = 0;
-  visit_counts(*this, [&](const char*, uint64_t& v) { v += *theirs[i++]; });
-  std::vector<const Histogram*> their_histograms;
-  visit_histograms(o, [&](const char*, const Histogram& h) { their_histograms.push_back(&h); });
-  i = 0;
-  visit_histograms(*this, [&](const char*, Histogram& h) { h.merge(*their_histograms[i++]); });
+  visit_counts([](const char*, uint64_t& mine, const uint64_t& theirs) { mine += theirs; }, *this, o);
+  visit_histograms([](const char*, Histogram& mine, const Histogram& theirs) { mine.merge(theirs); }, *this, o);
 }
 
 nlohmann::json Histogram::to_json() const {
@@ -119,8 +114,8 @@ nlohmann::json snapshot_to_json(const MetricsSnapshot& s) {
               {"connectionsRefused", s.connections_refused}};
   for (size_t i = 0; i < s.namespaces.size() && i < s.per_ns.size(); ++i) {
     Json ns = Json::object();
-    visit_counts(s.per_ns[i], [&](const char* k, const uint64_t& v) { ns[k] = v; });
-    visit_histograms(s.per_ns[i], [&](const char* k, const Histogram& h) { ns[k] = h.to_json(); });
+    visit_counts([&](const char* k, const uint64_t& v) { ns[k] = v; }, s.per_ns[i]);
+    visit_histograms([&](const char* k, const Histogram& h) { ns[k] = h.to_json(); }, s.per_ns[i]);
     out["namespaces"][s.namespaces[i]] = std::move(ns);
   }
   auto stats = [](const std::vector<ObjectStat>& list) {
@@ -142,13 +137,14 @@ void merge_snapshot(MetricsSnapshot& into, const nlohmann::json& other) {
   for (auto& [name, j] : other["namespaces"].items()) {
     if (!j.is_object()) continue;
     NamespaceMetrics m;
-    visit_counts(m, [&](const char* k, uint64_t& v) {
-      auto it = j.find(k);
-      if (it != j.end() && it->is_number_unsigned()) v = it->get<uint64_t>();
-    });
-    visit_histograms(m, [&](const char* k, Histogram& h) {
-      h = Histogram::from_json(j.value(k, Json::object()));
-    });
+    visit_counts(
+        [&](const char* k, uint64_t& v) {
+          auto it = j.find(k);
+          if (it != j.end() && it->is_number_unsigned()) v = it->get<uint64_t>();
+        },
+        m);
+    visit_histograms([&](const char* k, Histogram& h) { h = Histogram::from_json(j.value(k, Json::object())); },
+                     m);
     auto at = std::find(into.namespaces.begin(), into.namespaces.end(), name);
     if (at == into.namespaces.end()) {
       into.namespaces.push_back(name);

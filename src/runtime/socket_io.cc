@@ -25,37 +25,48 @@ std::string websocket_accept_key(std::string_view client_key) {
   return std::string(reinterpret_cast<char*>(out), static_cast<size_t>(n));
 }
 
+std::string upgrade_answer(std::string_view client_key, const Headers& extra) {
+  std::string hs =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: " +
+      websocket_accept_key(client_key) + "\r\n";
+  for (auto& [k, v] : extra) hs += k + ": " + v + "\r\n";
+  hs += "\r\n";
+  return hs;
+}
+
+boost::system::error_code take_connection(tcp::socket& socket, int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  boost::system::error_code ec;
+  socket.assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+  if (ec) ::close(fd);
+  return ec;
+}
+
+void refuse_connection(int fd) {
+  static const char kGone[] = "HTTP/1.1 410 Gone\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+  (void)!::send(fd, kGone, sizeof kGone - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  ::close(fd);
+}
+
 void SocketHub::adopt(uint64_t socket_id, int fd, const std::string& key, std::string already_read,
                       Headers extra) {
   auto it = by_id_.find(socket_id);
   std::shared_ptr<SocketConn> c = it == by_id_.end() ? nullptr : it->second;
   if (!c || c->phase == SocketConn::Phase::kClosed || c->io || c->key != key) {
     // Expired, closed, or a 101 that does not belong to this request.
-    static const char kGone[] =
-        "HTTP/1.1 410 Gone\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    (void)!::send(fd, kGone, sizeof kGone - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    ::close(fd);
-    return;
+    return refuse_connection(fd);
   }
   c->io = std::make_unique<SocketConn::Io>(shard_->io(), &shard_->runtime().connections());
   c->heard_ms = system_now_ms();
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  boost::system::error_code ec;
-  c->io->socket.assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
-  if (ec) {
-    ::close(fd);
+  if (auto ec = take_connection(c->io->socket, fd)) {
     c->io.reset();
     finish(*c, ws::kAbnormal, "could not adopt the connection: " + ec.message(), false, false);
     return;
   }
-  std::string hs =
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Accept: " +
-      websocket_accept_key(c->key) + "\r\n";
-  for (auto& [k, v] : extra) hs += k + ": " + v + "\r\n";
-  hs += "\r\n";
+  std::string hs = upgrade_answer(c->key, extra);
   SocketConn::Out o;
   o.payload = std::make_shared<const std::string>(std::move(hs));
   c->out.insert(c->out.begin() + static_cast<ptrdiff_t>(c->out_head), std::move(o));

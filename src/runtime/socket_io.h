@@ -1,5 +1,6 @@
-// Internals shared by socket_hub.cc and socket_io.cc: the connection's Asio
-// socket and the limits of its I/O.
+// Internals shared by socket_hub.cc, socket_io.cc and ws_relay.cc: the
+// connection's Asio socket, the limits of its I/O, and taking a connection
+// over after an upgrade.
 //
 // The I/O stays in the runtime module rather than src/net: net depends on the
 // runtime (the HTTP server hands an upgraded connection to the object's
@@ -34,6 +35,14 @@ inline constexpr int kMaxIov = 64;
 // stalls, is closed after this.
 inline constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
 inline constexpr auto kClosingTimeout = std::chrono::seconds(5);
+
+// A connection handed over after an upgrade (SocketHub::adopt, WsRelays::start):
+// the 101 that answers the client's key, with extra headers;
+std::string upgrade_answer(std::string_view client_key, const Headers& extra);
+// its descriptor taken into socket (an error: the descriptor is closed);
+boost::system::error_code take_connection(boost::asio::ip::tcp::socket& socket, int fd);
+// and the answer when its socket is gone (expired, closed): 410, then closed.
+void refuse_connection(int fd);
 
 struct SocketConn::Io {
   // Counted among the node's client connections while it exists.

@@ -1,13 +1,10 @@
 #include "runtime/ws_relay.h"
 
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <array>
 #include <boost/asio/write.hpp>
 
 #include "runtime/runtime.h"
-#include "runtime/socket_hub.h"
+#include "runtime/socket_io.h"
 
 namespace dobj::internal {
 
@@ -190,31 +187,13 @@ uint64_t WsRelays::park(tcp::socket owner, std::string already) {
 void WsRelays::start(uint64_t id, int client_fd, const std::string& key, std::string client_already,
                      Headers extra) {
   auto it = parked_.find(id);
-  if (it == parked_.end()) {
-    static const char kGone[] = "HTTP/1.1 410 Gone\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    (void)!::send(client_fd, kGone, sizeof kGone - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    ::close(client_fd);
-    return;
-  }
+  if (it == parked_.end()) return refuse_connection(client_fd);
   std::unique_ptr<Parked> parked = std::move(it->second);
   parked_.erase(it);
   parked->expiry->cancel();
-  sockaddr_storage addr{};
-  socklen_t len = sizeof addr;
-  ::getsockname(client_fd, reinterpret_cast<sockaddr*>(&addr), &len);
   tcp::socket client(io_);
-  boost::system::error_code ec;
-  client.assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), client_fd, ec);
-  if (ec) {
-    ::close(client_fd);
-    return;
-  }
-  std::string hs =
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Accept: " +
-      websocket_accept_key(key) + "\r\n";
-  for (auto& [k, v] : extra) hs += k + ": " + v + "\r\n";
-  hs += "\r\n";
+  if (take_connection(client, client_fd)) return;  // closed
+  std::string hs = upgrade_answer(key, extra);
   size_t owner_bytes = parked->already.size();
   hs += parked->already;
   auto pipe = std::make_shared<Pipe>(this, counts_, std::move(client), std::move(parked->owner));
