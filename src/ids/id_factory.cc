@@ -28,30 +28,80 @@ uint64_t ObjectId::hash() const {
 namespace internal {
 namespace {
 
-void hmac(const uint8_t* key, size_t key_len, std::string_view label, const uint8_t* data,
-          size_t len, uint8_t out[32]) {
-  std::string msg(label);
-  msg.push_back('\0');
-  msg.append(reinterpret_cast<const char*>(data), len);
-  unsigned int out_len = 32;
-  HMAC(EVP_sha256(), key, static_cast<int>(key_len), reinterpret_cast<const uint8_t*>(msg.data()),
-       msg.size(), out, &out_len);
+struct MdCtxFree {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
+
+MdCtx new_md_ctx() {
+  MdCtx c(EVP_MD_CTX_new());
+  if (!c) throw std::bad_alloc();
+  return c;
+}
+
+void check_ssl(int rc) {
+  // SHA-256 on memory cannot fail short of running out of it.
+  if (rc != 1) throw std::bad_alloc();
 }
 
 }  // namespace
+
+struct HmacSha256::State {
+  MdCtx inner = new_md_ctx();  // SHA-256 after (key ^ ipad)
+  MdCtx outer = new_md_ctx();  // SHA-256 after (key ^ opad)
+};
+
+HmacSha256::HmacSha256(const uint8_t* key, size_t key_len) : state_(std::make_unique<State>()) {
+  constexpr size_t kBlock = 64;
+  uint8_t block[kBlock] = {};
+  if (key_len > kBlock) {
+    unsigned int n = 0;
+    check_ssl(EVP_Digest(key, key_len, block, &n, EVP_sha256(), nullptr));
+  } else {
+    std::memcpy(block, key, key_len);
+  }
+  uint8_t pad[kBlock];
+  for (size_t i = 0; i < kBlock; ++i) pad[i] = block[i] ^ 0x36;
+  check_ssl(EVP_DigestInit_ex(state_->inner.get(), EVP_sha256(), nullptr));
+  check_ssl(EVP_DigestUpdate(state_->inner.get(), pad, kBlock));
+  for (size_t i = 0; i < kBlock; ++i) pad[i] = block[i] ^ 0x5c;
+  check_ssl(EVP_DigestInit_ex(state_->outer.get(), EVP_sha256(), nullptr));
+  check_ssl(EVP_DigestUpdate(state_->outer.get(), pad, kBlock));
+  OPENSSL_cleanse(block, sizeof block);
+  OPENSSL_cleanse(pad, sizeof pad);
+}
+
+HmacSha256::~HmacSha256() = default;
+
+void HmacSha256::mac(std::string_view label, const uint8_t* data, size_t len, uint8_t out[32]) const {
+  thread_local MdCtx ctx = new_md_ctx();
+  static constexpr uint8_t kZero = 0;
+  uint8_t inner[32];
+  check_ssl(EVP_MD_CTX_copy_ex(ctx.get(), state_->inner.get()));
+  check_ssl(EVP_DigestUpdate(ctx.get(), label.data(), label.size()));
+  check_ssl(EVP_DigestUpdate(ctx.get(), &kZero, 1));
+  check_ssl(EVP_DigestUpdate(ctx.get(), data, len));
+  check_ssl(EVP_DigestFinal_ex(ctx.get(), inner, nullptr));
+  check_ssl(EVP_MD_CTX_copy_ex(ctx.get(), state_->outer.get()));
+  check_ssl(EVP_DigestUpdate(ctx.get(), inner, sizeof inner));
+  check_ssl(EVP_DigestFinal_ex(ctx.get(), out, nullptr));
+}
 
 IdFactory::IdFactory(const Secret& server_secret, std::string namespace_name)
     : namespace_name_(std::move(namespace_name)) {
   static std::atomic<uint64_t> next_instance{1};
   instance_ = next_instance.fetch_add(1);
-  hmac(server_secret.data(), server_secret.size(), "namespace",
-       reinterpret_cast<const uint8_t*>(namespace_name_.data()), namespace_name_.size(),
-       key_.data());
+  std::array<uint8_t, 32> key;
+  HmacSha256(server_secret.data(), server_secret.size())
+      .mac("namespace", reinterpret_cast<const uint8_t*>(namespace_name_.data()),
+           namespace_name_.size(), key.data());
+  mac_ = std::make_shared<const HmacSha256>(key.data(), key.size());
+  OPENSSL_cleanse(key.data(), key.size());
 }
 
 ObjectId IdFactory::with_check(const uint8_t* base, std::optional<std::string> name) const {
   uint8_t check[32];
-  hmac(key_.data(), key_.size(), "check", base, 16, check);
+  mac_->mac("check", base, 16, check);
   ObjectId::Bytes bytes;
   std::memcpy(bytes.data(), base, 16);
   std::memcpy(bytes.data() + 16, check, 16);
@@ -97,8 +147,7 @@ ObjectId IdFactory::from_name(std::string_view name) const {
 
 ObjectId IdFactory::compute_from_name(std::string_view name) const {
   uint8_t base[32];
-  hmac(key_.data(), key_.size(), "name", reinterpret_cast<const uint8_t*>(name.data()), name.size(),
-       base);
+  mac_->mac("name", reinterpret_cast<const uint8_t*>(name.data()), name.size(), base);
   return with_check(base, std::string(name));
 }
 

