@@ -1,11 +1,15 @@
 // ObjectStore, the files: opening a database (and creating it with the
 // runtime's schema on the first write), checkpoints, closing the connection,
 // and removing or replacing the files (an operator's delete and import).
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -34,6 +38,70 @@ constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS _dobj_alarm("
     "id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL);";
 
+// The bytes of a new object's database before its first commit: the
+// runtime's tables, WAL mode, pages of page_size bytes. Made once per page
+// size by SQLite itself, in a scratch file in `dir`, and copied into each new
+// file: making the tables in every new database was over half of the CPU of
+// creating an object (docs/performance.md). Null when it cannot be made (then
+// each database makes its tables itself, as before).
+std::shared_ptr<const std::string> empty_database_image(const std::string& dir, int page_size) {
+  static std::mutex mu;
+  static std::map<int, std::shared_ptr<const std::string>> images;
+  static std::atomic<uint64_t> scratch_counter{0};
+  std::lock_guard lock(mu);
+  if (auto it = images.find(page_size); it != images.end()) return it->second;
+  std::string scratch = dir + "/.empty-" + std::to_string(::getpid()) + "-" +
+                        std::to_string(scratch_counter.fetch_add(1)) + ".tmp";  // not .sqlite: never listed as an object
+  std::shared_ptr<const std::string> image;
+  {
+    Db db;
+    std::string size = "PRAGMA page_size=" + std::to_string(page_size) + ";";
+    Status st = db.open(scratch, /*create=*/true);
+    // Tables first, through a journal in memory, then the switch to WAL:
+    // the file ends with every page in it and the WAL header bytes set.
+    if (st) st = db.exec((size + "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=MEMORY;"
+                                 "PRAGMA synchronous=OFF;").c_str());
+    if (st) st = db.exec(kSchema);
+    if (st) st = db.exec("PRAGMA journal_mode=WAL");
+    db.close();
+    auto bytes = st ? read_file(scratch) : Result<std::string>(st);
+    // A WAL-mode file of whole pages (bytes 18 and 19 are 2 in WAL mode).
+    if (bytes && !bytes->empty() && bytes->size() % static_cast<size_t>(page_size) == 0 &&
+        (*bytes)[18] == 2 && (*bytes)[19] == 2) {
+      image = std::make_shared<const std::string>(std::move(*bytes));
+    } else {
+      log_warn("cannot make the empty database image (" +
+               (bytes ? std::string("unexpected bytes") : bytes.status().message()) +
+               "); new databases make their tables themselves");
+    }
+  }
+  for (const std::string& p : {scratch, scratch + "-wal", scratch + "-journal"}) ::unlink(p.c_str());
+  images[page_size] = image;
+  return image;
+}
+
+// Creates path with the bytes of image; false (and nothing left behind) when
+// it cannot.
+Status write_new_database(const std::string& path, const std::string& image) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return Status(Code::kInternal, "cannot create " + path + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < image.size()) {
+    ssize_t n = ::write(fd, image.data() + done, image.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      Status st(errno == ENOSPC ? Code::kStorageFull : Code::kInternal,
+                "cannot write " + path + ": " + std::strerror(errno));
+      ::close(fd);
+      ::unlink(path.c_str());
+      return st;
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return Status::ok();
+}
+
 }  // namespace
 
 const char* ObjectStore::runtime_schema() { return kSchema; }
@@ -49,6 +117,10 @@ bool ObjectStore::ensure_open(bool create) {
     return false;
   }
   bool wal_existed = existed && file_exists(path_ + "-wal");
+  // A new file is a copy of the empty database (except on a cluster node:
+  // its backups build their copies from the commits' pages, the tables'
+  // included).
+  bool from_image = false;
   if (!existed) {
     schema_ready_ = false;  // a new file (or one made again after a delete)
     bool dir_existed = file_exists(dir_);
@@ -60,6 +132,13 @@ bool ObjectStore::ensure_open(bool create) {
       if (!parent) throw Error(parent.status());
       parent_dir_to_sync_ = std::move(*parent);
     }
+    if (!env_.replication) {
+      if (auto image = empty_database_image(dir_, env_.page_size)) {
+        if (Status st = write_new_database(path_, *image); !st) throw Error(st);
+        from_image = true;
+        schema_ready_ = true;
+      }
+    }
   }
   if (Status st = db_.open(path_, create); !st) throw Error(st);
   sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
@@ -68,7 +147,7 @@ bool ObjectStore::ensure_open(bool create) {
   // an existing one keeps its own). Its switch to WAL writes the header
   // through an in-memory journal: a rollback journal file would be created,
   // written and deleted for one write into an empty file.
-  if (!existed) {
+  if (!existed && !from_image) {
     std::string size = "PRAGMA page_size=" + std::to_string(env_.page_size);
     Status st = db_.exec(size.c_str());
     bool empty = false;
