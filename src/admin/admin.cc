@@ -246,7 +246,8 @@ std::string AdminPlane::json(const MetricsSnapshot& s) {
     total_rate += rate[i];
   }
   out["total"] = render(total, total_rate);
-  out["connections"] = {{"open", s.connections_open}, {"refused", s.connections_refused}};
+  out["connections"] = {
+      {"open", s.connections_open}, {"refused", s.connections_refused}, {"moved", s.connections_moved}};
   if (!s.nodes.empty()) out["nodes"] = {{"answered", s.nodes}, {"unreachable", s.unreachable_nodes}};
   auto list = [](const std::vector<ObjectStat>& v) {
     Json a = Json::array();
@@ -360,6 +361,9 @@ std::string AdminPlane::prometheus(const MetricsSnapshot& s) {
   family("dobj_connections_refused_total", "counter",
          "Connections refused with 503 because the node held its maximum.");
   o << "dobj_connections_refused_total " << s.connections_refused << '\n';
+  family("dobj_connections_moved_total", "counter",
+         "Keep-alive connections moved to the shard whose objects their requests went to.");
+  o << "dobj_connections_moved_total " << s.connections_moved << '\n';
   summary("dobj_turn_seconds", "Time each turn of an object ran on its thread (CPU time).",
           [](M m) -> const Histogram& { return m.turn_time; });
   summary("dobj_event_seconds", "Wall time of each event, start to end.",

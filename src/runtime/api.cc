@@ -101,6 +101,13 @@ struct FetchAwaitable {
   void await_suspend(std::coroutine_handle<> h) {
     ResumeTarget back = internal::current_resume_target();
     Shard* target = &ns->runtime().shard_for(id);
+    if (!back.ns && back.generation != 0) {
+      // A worker's call: where its objects live decides which shard should
+      // serve its connection.
+      internal::Placement* placement = ns->runtime().placement();
+      bool here = !placement || placement->route(id).kind == internal::Placement::Route::Kind::kLocal;
+      back.shard->note_worker_call(back.generation, here ? target->index() : -1);
+    }
     internal::Reply reply = [back, h, this](internal::Answer a) {
       back.shard->post([back, h, this, a = std::move(a)]() mutable {
         if (!back.shard->alive(back)) return;  // the caller was reset: h is gone

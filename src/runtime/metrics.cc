@@ -111,7 +111,8 @@ nlohmann::json snapshot_to_json(const MetricsSnapshot& s) {
   using Json = nlohmann::json;
   Json out = {{"namespaces", Json::object()},
               {"connectionsOpen", s.connections_open},
-              {"connectionsRefused", s.connections_refused}};
+              {"connectionsRefused", s.connections_refused},
+              {"connectionsMoved", s.connections_moved}};
   for (size_t i = 0; i < s.namespaces.size() && i < s.per_ns.size(); ++i) {
     Json ns = Json::object();
     visit_counts([&](const char* k, const uint64_t& v) { ns[k] = v; }, s.per_ns[i]);
@@ -168,6 +169,7 @@ void merge_snapshot(MetricsSnapshot& into, const nlohmann::json& other) {
   take(into.top_by_time, other["topByTime"], [](const ObjectStat& o) { return o.turn_ms; });
   into.connections_open += other.value("connectionsOpen", uint64_t{0});
   into.connections_refused += other.value("connectionsRefused", uint64_t{0});
+  into.connections_moved += other.value("connectionsMoved", uint64_t{0});
 }
 
 }  // namespace dobj::internal

@@ -94,6 +94,7 @@ struct MetricsSnapshot {
   // The node's client connections (HTTP and WebSocket).
   uint64_t connections_open = 0;
   uint64_t connections_refused = 0;  // over the cap
+  uint64_t connections_moved = 0;  // to the shard of their objects
   // In a cluster, a snapshot merged over the nodes: the nodes in it, and
   // those that did not answer (their numbers are missing).
   std::vector<std::string> nodes;

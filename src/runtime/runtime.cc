@@ -251,6 +251,7 @@ void Runtime::collect_metrics(Shard* reply_on, std::function<void(MetricsSnapsho
   g->all.per_ns.resize(namespaces_.size());
   g->all.connections_open = connections_.open.load(std::memory_order_relaxed);
   g->all.connections_refused = connections_.refused.load(std::memory_order_relaxed);
+  g->all.connections_moved = connections_.moved.load(std::memory_order_relaxed);
   for (auto& s : shards_) {
     Shard* shard = s.get();
     shard->post([this, shard, g, reply_on] {

@@ -57,6 +57,9 @@ using Bindings = std::map<std::string, Binding>;
 struct ConnectionCounts {
   std::atomic<size_t> open{0};
   std::atomic<uint64_t> refused{0};  // over ServerOptions::max_connections
+  // Moved to the shard of the objects their requests went to (connection
+  // affinity, net/http_server.cc).
+  std::atomic<uint64_t> moved{0};
 };
 
 // Test hook (the test kit): makes turns of objects fail as if they had used

@@ -5,6 +5,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <time.h>
+
+#include <algorithm>
 #include <optional>
 
 #include "base/log.h"
@@ -22,10 +25,15 @@ struct Shard::Loop {
   boost::asio::io_context io{1};
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard{io.get_executor()};
   boost::asio::steady_timer sweep{io};
+  boost::asio::steady_timer load{io};
 };
 
 struct Shard::WorkerRun {
   Driver driver;
+  // The shard its stub calls went to: kNone before the first, kSeveral once
+  // they went to two shards or to another node.
+  static constexpr int kNone = -1, kSeveral = -2;
+  int object_shard = kNone;
 };
 
 Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_databases)
@@ -65,6 +73,7 @@ void Shard::start() {
   thread_ = std::thread([this] {
     t_current_shard = this;
     schedule_sweep();
+    measure_load();
     // The barrier: an exception that escapes a handler (a bug; object code's
     // are caught at the object boundary) is logged and the loop goes on with
     // the next handler, so one bad event does not take the node down.
@@ -98,6 +107,7 @@ size_t Shard::step_all() {
 void Shard::stop() {
   post([this] {
     loop_->sweep.cancel();
+    loop_->load.cancel();
     alarms_->stop();
     loop_->guard.reset();
     loop_->io.stop();
@@ -106,6 +116,24 @@ void Shard::stop() {
 
 void Shard::join() {
   if (thread_.joinable()) thread_.join();
+}
+
+void Shard::measure_load() {
+  timespec cpu;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
+  int64_t cpu_ns = int64_t{cpu.tv_sec} * 1'000'000'000 + cpu.tv_nsec;
+  int64_t wall_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  if (load_wall_ns_ != 0 && wall_ns > load_wall_ns_) {
+    int64_t permille = (cpu_ns - load_cpu_ns_) * 1000 / (wall_ns - load_wall_ns_);
+    load_permille_.store(static_cast<int>(std::clamp<int64_t>(permille, 0, 1000)),
+                         std::memory_order_relaxed);
+  }
+  load_cpu_ns_ = cpu_ns;
+  load_wall_ns_ = wall_ns;
+  loop_->load.expires_after(kLoadPeriod);
+  loop_->load.async_wait([this](boost::system::error_code ec) {
+    if (!ec) measure_load();
+  });
 }
 
 void Shard::schedule_sweep() {
@@ -267,7 +295,7 @@ namespace {
 // Runs body(env) (a callable returning Task<Response>), kept in the frame.
 template <typename Body>
 Driver drive_worker(Runtime* runtime, Body body, Reply reply, std::vector<uint64_t>* finished,
-                    uint64_t id) {
+                    uint64_t id, const int* object_shard) {
   Response response;
   try {
     response = co_await body(runtime->env());
@@ -275,7 +303,9 @@ Driver drive_worker(Runtime* runtime, Body body, Reply reply, std::vector<uint64
     response = response_for(std::current_exception(), "worker",
                             runtime->options().expose_exception_messages);
   }
-  reply(std::move(response));
+  Answer answer(std::move(response));
+  answer.object_shard = std::max(*object_shard, -1);
+  reply(std::move(answer));
   finished->push_back(id);
 }
 }  // namespace
@@ -284,7 +314,8 @@ template <typename Body>
 void Shard::start_worker_run(Body body, Reply reply) {
   uint64_t id = next_worker_id_++;
   auto run = std::make_unique<WorkerRun>();
-  run->driver = drive_worker(runtime_, std::move(body), std::move(reply), &finished_workers_, id);
+  run->driver = drive_worker(runtime_, std::move(body), std::move(reply), &finished_workers_, id,
+                             &run->object_shard);
   WorkerRun* raw = run.get();
   workers_.emplace(id, std::move(run));
   uint64_t outer = std::exchange(current_worker_, id);
@@ -304,6 +335,17 @@ void Shard::run_worker(Request request, Reply reply) {
 
 void Shard::run_task(std::function<Task<Response>(Env&)> body, Reply reply) {
   start_worker_run(std::move(body), std::move(reply));
+}
+
+void Shard::note_worker_call(uint64_t worker, int shard) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return;
+  int& seen = it->second->object_shard;
+  if (shard < 0 || (seen != WorkerRun::kNone && seen != shard)) {
+    seen = WorkerRun::kSeveral;
+  } else {
+    seen = shard;
+  }
 }
 
 void Shard::reap_workers() {

@@ -66,6 +66,11 @@ struct Answer {
   // Via a stub: the instance that answered (its reset epoch + 1), so that the
   // stub binds to it; 0 otherwise.
   uint64_t instance_epoch = 0;
+  // From a worker run: the shard whose objects it called when they were all
+  // on one shard of this node; -1 when it called none, or several shards' or
+  // another node's. The HTTP server moves a connection whose requests keep
+  // going to one other shard over to it (net/http_server.cc).
+  int object_shard = -1;
 };
 
 // Reads the parts of a Response that object code cannot reach.
@@ -212,6 +217,13 @@ class Shard {
   void resume(const ResumeTarget& target, std::coroutine_handle<> h);
   // Whether the coroutine frames of target still exist (not reset meanwhile).
   bool alive(const ResumeTarget& target);
+  // The share of one CPU this shard's thread used over the last kLoadPeriod,
+  // in thousandths. Any thread may read it.
+  static constexpr std::chrono::milliseconds kLoadPeriod{50};
+  int load_permille() const { return load_permille_.load(std::memory_order_relaxed); }
+  // A worker run of this shard sent a stub call to an object on `shard`
+  // (-1: on another node). Answer::object_shard tells the caller.
+  void note_worker_call(uint64_t worker, int shard);
   // Runs fn on this shard after a delay (dropped if the shard stops first).
   void run_after(std::chrono::milliseconds delay, std::function<void()> fn);
   // Resets of an object so far; survives the eviction of its host, so a stub
@@ -265,6 +277,7 @@ class Shard {
 
  private:
   void schedule_sweep();
+  void measure_load();
   template <typename Body>
   void start_worker_run(Body body, Reply reply);
   void reap_workers();
@@ -294,6 +307,8 @@ class Shard {
   std::chrono::steady_clock::time_point last_catalog_handover_;
   std::chrono::steady_clock::time_point last_socket_check_;
   uint64_t generation_counter_ = 0;
+  std::atomic<int> load_permille_{0};
+  int64_t load_cpu_ns_ = 0, load_wall_ns_ = 0;  // the last measure_load's readings
   struct WorkerRun;
   std::unordered_map<uint64_t, std::unique_ptr<WorkerRun>> workers_;
   std::vector<uint64_t> finished_workers_;
