@@ -371,8 +371,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // other shard, the connection moves there between two requests. A client
   // whose requests alternate between shards moves at most once every
   // kMoveAfter requests. Connections stop moving to a shard that is nearly
-  // saturated: with many cores and one very busy object, parsing its
-  // requests on the other shards is worth the hops. (On 2 cores shared with
+  // saturated, and move in a few at a time (Shard::admit_connection): with
+  // one very busy object, parsing its requests (and running a JavaScript
+  // front Worker) on the other shards is worth the hops. (On 2 cores shared with
   // the load generator: hot counter c64 +12%, p99 2.2 -> 1.9 ms; a read
   // -3 to -8%, p99 1.5-1.9 -> 0.8-1.0 ms; docs/performance.md.)
   static constexpr int kMoveAfter = 2;
@@ -393,7 +394,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (affinity_streak_ < kMoveAfter) return false;
     auto target = per_shard_->siblings[static_cast<size_t>(affinity_shard_)].lock();
     if (!target) return false;
-    if (target->shard->load_permille() >= kMoveBelowLoad) {
+    if (!target->shard->admit_connection(kMoveBelowLoad)) {
       affinity_streak_ = 0;
       return false;
     }

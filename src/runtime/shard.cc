@@ -130,6 +130,7 @@ void Shard::measure_load() {
   }
   load_cpu_ns_ = cpu_ns;
   load_wall_ns_ = wall_ns;
+  moves_in_.store(0, std::memory_order_relaxed);
   loop_->load.expires_after(kLoadPeriod);
   loop_->load.async_wait([this](boost::system::error_code ec) {
     if (!ec) measure_load();

@@ -221,6 +221,16 @@ class Shard {
   // in thousandths. Any thread may read it.
   static constexpr std::chrono::milliseconds kLoadPeriod{50};
   int load_permille() const { return load_permille_.load(std::memory_order_relaxed); }
+  // Whether a connection may move to this shard now (connection affinity):
+  // its thread was under `below` thousandths busy, and fewer than
+  // kMovesPerPeriod connections moved in since the load was last measured, so
+  // that connections arriving together cannot all move before the load shows
+  // what they cost. Any thread may call it.
+  static constexpr int kMovesPerPeriod = 4;
+  bool admit_connection(int below) {
+    if (load_permille() >= below) return false;
+    return moves_in_.fetch_add(1, std::memory_order_relaxed) < kMovesPerPeriod;
+  }
   // A worker run of this shard sent a stub call to an object on `shard`
   // (-1: on another node). Answer::object_shard tells the caller.
   void note_worker_call(uint64_t worker, int shard);
@@ -308,6 +318,7 @@ class Shard {
   std::chrono::steady_clock::time_point last_socket_check_;
   uint64_t generation_counter_ = 0;
   std::atomic<int> load_permille_{0};
+  std::atomic<int> moves_in_{0};  // connections admitted since the last measure_load
   int64_t load_cpu_ns_ = 0, load_wall_ns_ = 0;  // the last measure_load's readings
   struct WorkerRun;
   std::unordered_map<uint64_t, std::unique_ptr<WorkerRun>> workers_;
