@@ -290,8 +290,13 @@ void Catalog::apply(std::vector<CatalogTouch>& batch) {
       const auto& bytes = sizes[i - start];
       if (!bytes) continue;  // no file: nothing stored, or deleted meanwhile
       if (t.created) {
-        auto inserted = insert_object(bg_db_, t.ns, t.id, t.name, 0, t.active_ms);
-        if (inserted && *inserted) ++new_objects[t.ns];
+        // A new row carries its size at once (no read back and update).
+        auto inserted = insert_object(bg_db_, t.ns, t.id, t.name, *bytes, t.active_ms);
+        if (inserted && *inserted) {
+          ++new_objects[t.ns];
+          delta[t.ns] += *bytes;
+          continue;
+        }
       }
       auto sel = bg_db_.cached(
           "SELECT bytes, active, name IS NULL FROM objects WHERE ns = ?1 AND id = ?2");

@@ -54,7 +54,7 @@ StmtUse ObjectStore::stmt(std::string_view sql) {
 void ObjectStore::begin_write() {
   ensure_open(/*create=*/true);
   if (in_txn_) return;
-  if (Status st = db_.exec("BEGIN"); !st) throw Error(st);
+  if (Status st = db_.run_cached("BEGIN"); !st) throw Error(st);
   in_txn_ = true;
 }
 
@@ -261,7 +261,7 @@ Status ObjectStore::end_turn() {
     env_.faults->fail_next_commits.fetch_sub(1);
     st = Status(Code::kInternal, "injected commit failure");
   } else {
-    st = db_.exec("COMMIT");
+    st = db_.run_cached("COMMIT");
   }
   in_txn_ = false;
   bool alarm_touched = std::exchange(alarm_dirty_, false);
@@ -317,7 +317,7 @@ void ObjectStore::discard_turn() {
 
 void ObjectStore::rollback() {
   alarm_known_.reset();  // the alarm may have been written in the turn
-  (void)db_.exec("ROLLBACK");
+  (void)db_.run_cached("ROLLBACK");
 }
 
 void ObjectStore::mark_broken(const std::string& why, bool full) {

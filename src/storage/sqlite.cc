@@ -54,6 +54,14 @@ Status Db::exec(const char* sql) {
   return Status::ok();
 }
 
+Status Db::run_cached(std::string_view sql) {
+  auto s = cached(sql);
+  if (!s) return s.status();
+  int rc = (*s)->step();
+  if (rc == SQLITE_DONE || rc == SQLITE_ROW) return Status::ok();
+  return Status(Code::kInternal, sqlite3_errmsg(db_));
+}
+
 Result<StmtUse> Db::cached(std::string_view sql) {
   auto it = cache_.find(sql);
   if (it != cache_.end()) return StmtUse(&it->second);  // reset when its last use ended

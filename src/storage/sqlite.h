@@ -84,6 +84,10 @@ class Db {
 
   // Runs one or more statements that return no rows.
   Status exec(const char* sql);
+  // Runs one statement without results through the statement cache: for
+  // the runtime's BEGIN, COMMIT and ROLLBACK of every turn, which exec()
+  // would parse each time.
+  Status run_cached(std::string_view sql);
   // A prepared statement cached by its SQL text, ready to bind and step.
   // Looked up without copying the text (internal statements are literals).
   Result<StmtUse> cached(std::string_view sql);
