@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -604,6 +605,109 @@ TEST_F(ReplicatedClusterTest, ABackupThatStopsAnsweringLeavesTheInSyncSetAndWrit
   }
   EXPECT_GT(without_n3, 0);
   ::kill(nodes_->node(2).pid(), SIGCONT);
+}
+
+// A set-append checker in the manner of Jepsen: clients append unique values
+// to one SQL table through random nodes, concurrently, while the node that
+// owns the table's object is killed. Afterwards every acknowledged append is
+// there exactly once, nothing is there that was never sent, and the table's
+// order agrees with real time: an append acknowledged before another was sent
+// comes before it.
+TEST_F(ReplicatedClusterTest, AppendsThroughRandomNodesSurviveTheOwnersDeathInRealTimeOrder) {
+  auto sql = [&](size_t node, const std::string& query) {
+    return http(nodes_->node(node).port(), "POST", "/sql/appends", json{{"query", query}}.dump());
+  };
+  ASSERT_EQ(sql(0, "CREATE TABLE IF NOT EXISTS log(v INTEGER NOT NULL)").status, 200);
+  HttpClient admin(nodes_->node(1).port());
+  auto inspect = admin.request("GET", "/_dobj/objects/SQL/name:appends", "",
+                               {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
+  ASSERT_EQ(inspect.status, 200) << inspect.body;
+  std::string owner = json::parse(inspect.body).value("node", "");
+  size_t victim = 0;
+  while (victim < nodes_->size() && nodes_->node_id(victim) != owner) ++victim;
+  ASSERT_LT(victim, nodes_->size()) << "no node is the owner: " << inspect.body;
+
+  struct Append {
+    int64_t value;
+    std::chrono::steady_clock::time_point sent, answered;
+    bool acked = false;
+  };
+  constexpr int kClients = 3, kEach = 120;
+  std::vector<std::vector<Append>> done(kClients);
+  std::atomic<int> progress{0};
+  std::atomic<bool> killed{false};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      std::mt19937 random(static_cast<unsigned>(c) + 7);
+      // Until kEach were acknowledged: the ones sent during the failover fail.
+      auto deadline = std::chrono::steady_clock::now() + 60s;  // a bound for the test
+      int acked_here = 0;
+      for (int i = 0; acked_here < kEach && std::chrono::steady_clock::now() < deadline; ++i) {
+        Append a{int64_t{c} * 1'000'000 + i, std::chrono::steady_clock::now(), {}, false};
+        // Through a live node: the victim is not asked once it was killed.
+        size_t node = random() % nodes_->size();
+        if (killed.load() && node == victim) node = (node + 1) % nodes_->size();
+        auto r = sql(node, "INSERT INTO log(v) VALUES (" + std::to_string(a.value) + ")");
+        a.answered = std::chrono::steady_clock::now();
+        a.acked = r.status == 200;
+        acked_here += a.acked ? 1 : 0;
+        done[static_cast<size_t>(c)].push_back(a);
+        ++progress;
+        if (!a.acked) std::this_thread::sleep_for(20ms);  // during the failover
+      }
+    });
+  }
+  while (progress.load() < kClients * kEach / 3) std::this_thread::sleep_for(5ms);
+  killed = true;
+  EXPECT_EQ(nodes_->node(victim).stop(SIGKILL), 128 + SIGKILL);
+  for (auto& t : clients) t.join();
+
+  // The log as the surviving owner has it, in table order.
+  size_t reader = (victim + 1) % nodes_->size();
+  HttpResponse r;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    r = sql(reader, "SELECT v FROM log ORDER BY rowid");
+    if (r.status == 200) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::map<int64_t, size_t> position;
+  size_t index = 0;
+  json log = json::parse(r.body);
+  for (const auto& row : log["rows"]) {
+    int64_t v = row[0].get<int64_t>();
+    EXPECT_TRUE(position.emplace(v, index++).second) << v << " is in the log twice";
+  }
+  std::vector<Append> all;
+  for (auto& d : done) all.insert(all.end(), d.begin(), d.end());
+  std::set<int64_t> sent;
+  int acked = 0;
+  for (const auto& a : all) {
+    sent.insert(a.value);
+    if (!a.acked) continue;
+    ++acked;
+    EXPECT_TRUE(position.count(a.value)) << "acknowledged append " << a.value << " is lost";
+  }
+  for (const auto& [v, pos] : position) EXPECT_TRUE(sent.count(v)) << v << " was never sent";
+  // Real-time order: a acknowledged before b was sent, both in the log: a first.
+  int pairs = 0, out_of_order = 0;
+  std::string first_violation;
+  for (const auto& a : all) {
+    if (!a.acked || !position.count(a.value)) continue;
+    for (const auto& b : all) {
+      if (!position.count(b.value) || !(a.answered < b.sent)) continue;
+      ++pairs;
+      if (position[a.value] > position[b.value] && out_of_order++ == 0) {
+        first_violation = std::to_string(a.value) + " was acknowledged before " + std::to_string(b.value) +
+                          " was sent, and comes after it";
+      }
+    }
+  }
+  EXPECT_EQ(out_of_order, 0) << first_violation;
+  std::printf("appends: %d acknowledged of %zu sent, %zu in the log, %d ordered pairs checked\n", acked,
+              all.size(), position.size(), pairs);
+  EXPECT_EQ(acked, kClients * kEach) << "the clients gave up before the failover ended";
 }
 
 TEST(ClusterStart, AFolderMadeWithAnotherIdSecretIsRefused) {
