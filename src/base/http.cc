@@ -2,6 +2,7 @@
 
 #include <strings.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace dobj {
@@ -86,6 +87,7 @@ std::string_view Request::path() const {
 std::optional<std::vector<std::string>> Request::path_segments() const {
   std::vector<std::string> out;
   std::string_view p = path();
+  out.reserve(static_cast<size_t>(std::count(p.begin(), p.end(), '/')));  // one allocation
   while (!p.empty()) {
     if (p[0] == '/') {
       p.remove_prefix(1);

@@ -57,7 +57,7 @@ HmacSha256::HmacSha256(const uint8_t* key, size_t key_len) : state_(std::make_un
   if (key_len > kBlock) {
     unsigned int n = 0;
     check_ssl(EVP_Digest(key, key_len, block, &n, EVP_sha256(), nullptr));
-  } else {
+  } else if (key_len > 0) {
     std::memcpy(block, key, key_len);
   }
   uint8_t pad[kBlock];

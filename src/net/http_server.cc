@@ -423,6 +423,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Bytes a connection read on its previous shard past its last request.
   void take_bytes(std::string_view bytes) {
+    if (bytes.empty()) return;
     auto space = buffer_.prepare(bytes.size());
     std::memcpy(space.data(), bytes.data(), bytes.size());
     buffer_.commit(bytes.size());
