@@ -101,13 +101,6 @@ struct FetchAwaitable {
   void await_suspend(std::coroutine_handle<> h) {
     ResumeTarget back = internal::current_resume_target();
     Shard* target = &ns->runtime().shard_for(id);
-    if (!back.ns && back.generation != 0) {
-      // A worker's call: where its objects live decides which shard should
-      // serve its connection.
-      internal::Placement* placement = ns->runtime().placement();
-      bool here = !placement || placement->route(id).kind == internal::Placement::Route::Kind::kLocal;
-      back.shard->note_worker_call(back.generation, here ? target->index() : -1);
-    }
     internal::Reply reply = [back, h, this](internal::Answer a) {
       back.shard->post([back, h, this, a = std::move(a)]() mutable {
         if (!back.shard->alive(back)) return;  // the caller was reset: h is gone
@@ -119,9 +112,15 @@ struct FetchAwaitable {
     };
     internal::Delivery delivery{std::move(request), std::move(reply),       std::move(call_method),
                                 binding != nullptr, binding ? *binding : 0, std::nullopt, std::nullopt, nullptr};
-    auto send = [from = back.shard, target, ns = ns, id = id, d = std::move(delivery)]() mutable {
+    // A worker's call (it runs at once, on the worker's shard): where its
+    // objects live decides which shard should serve its connection.
+    uint64_t worker = back.ns ? 0 : back.generation;
+    auto send = [from = back.shard, worker, target, ns = ns, id = id, d = std::move(delivery)]() mutable {
       if (internal::Placement* placement = ns->runtime().placement()) {
         internal::Placement::Route route = placement->route(id);
+        if (route.kind != internal::Placement::Route::Kind::kLocal && worker != 0) {
+          from->note_worker_call(worker, -1);
+        }
         if (route.kind == internal::Placement::Route::Kind::kRemote) {
           return placement->forward(*from, ns, id, std::move(d), route);
         }
@@ -131,6 +130,7 @@ struct FetchAwaitable {
           return d.reply(std::move(r));
         }
       }
+      if (worker != 0) from->note_worker_call(worker, target->index());
       target->post([target, ns, id = std::move(id), d = std::move(d)]() mutable {
         target->deliver(ns, id, std::move(d));
       });

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -47,11 +46,11 @@ constexpr const char* kSchema =
 std::shared_ptr<const std::string> empty_database_image(const std::string& dir, int page_size) {
   static std::mutex mu;
   static std::map<int, std::shared_ptr<const std::string>> images;
-  static std::atomic<uint64_t> scratch_counter{0};
+  static uint64_t scratch_counter = 0;  // under mu
   std::lock_guard lock(mu);
   if (auto it = images.find(page_size); it != images.end()) return it->second;
   std::string scratch = dir + "/.empty-" + std::to_string(::getpid()) + "-" +
-                        std::to_string(scratch_counter.fetch_add(1)) + ".tmp";  // not .sqlite: never listed as an object
+                        std::to_string(scratch_counter++) + ".tmp";  // not .sqlite: never listed as an object
   std::shared_ptr<const std::string> image;
   {
     Db db;
