@@ -2,6 +2,7 @@
 // runtime's schema on the first write), checkpoints, closing the connection,
 // and removing or replacing the files (an operator's delete and import).
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -79,10 +80,11 @@ std::shared_ptr<const std::string> empty_database_image(const std::string& dir, 
   return image;
 }
 
-// Creates path with the bytes of image; false (and nothing left behind) when
-// it cannot.
-Status write_new_database(const std::string& path, const std::string& image) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+// Writes image into path: a new file (replace=false, refused when it exists)
+// or one cut short (replace=true). On failure nothing new is left behind.
+Status write_database_image(const std::string& path, const std::string& image, bool replace) {
+  int flags = O_WRONLY | O_CLOEXEC | (replace ? O_TRUNC : O_CREAT | O_EXCL);
+  int fd = ::open(path.c_str(), flags, 0644);
   if (fd < 0) return Status(Code::kInternal, "cannot create " + path + ": " + std::strerror(errno));
   size_t done = 0;
   while (done < image.size()) {
@@ -92,13 +94,31 @@ Status write_new_database(const std::string& path, const std::string& image) {
       Status st(errno == ENOSPC ? Code::kStorageFull : Code::kInternal,
                 "cannot write " + path + ": " + std::strerror(errno));
       ::close(fd);
-      ::unlink(path.c_str());
+      if (!replace) ::unlink(path.c_str());
       return st;
     }
     done += static_cast<size_t>(n);
   }
   ::close(fd);
   return Status::ok();
+}
+
+// A new database's file reaches the disk with its first commit. A power cut
+// before that commit was durable can leave the file's name on disk (another
+// object's commit synced the folder) with only a part of the image, or none:
+// SQLite would call that file corrupt, and the object could never open
+// again. No answer depended on such a file, so it is written again whole.
+// True when path was such a part (a prefix of image, shorter than it).
+// `size` is the file's size.
+Result<bool> complete_cut_short_image(const std::string& path, uint64_t size, const std::string& image) {
+  if (size >= image.size()) return false;
+  auto bytes = read_file(path);
+  if (!bytes) return bytes.status();
+  if (bytes->size() >= image.size() || image.compare(0, bytes->size(), *bytes) != 0) return false;
+  if (Status w = write_database_image(path, image, /*replace=*/true); !w) return w;
+  log_warn(path + " held " + std::to_string(bytes->size()) + " of the " + std::to_string(image.size()) +
+           " bytes of a new database (a power cut before its first commit); written again whole");
+  return true;
 }
 
 }  // namespace
@@ -110,7 +130,8 @@ bool ObjectStore::ensure_open(bool create) {
     env_.open_dbs->touch(this);
     return true;
   }
-  bool existed = !file_known_missing_ && file_exists(path_);
+  struct stat file;
+  bool existed = !file_known_missing_ && ::stat(path_.c_str(), &file) == 0;
   if (!existed && !create) {
     file_known_missing_ = true;
     return false;
@@ -120,6 +141,13 @@ bool ObjectStore::ensure_open(bool create) {
   // its backups build their copies from the commits' pages, the tables'
   // included).
   bool from_image = false;
+  if (existed && !env_.replication && file.st_size < 8 * env_.page_size) {
+    if (auto image = empty_database_image(dir_, env_.page_size)) {
+      auto completed = complete_cut_short_image(path_, static_cast<uint64_t>(file.st_size), *image);
+      if (!completed) throw Error(completed.status());
+      if (*completed) new_file_ = true;  // to the disk with the next commit
+    }
+  }
   if (!existed) {
     schema_ready_ = false;  // a new file (or one made again after a delete)
     bool dir_existed = file_exists(dir_);
@@ -133,7 +161,7 @@ bool ObjectStore::ensure_open(bool create) {
     }
     if (!env_.replication) {
       if (auto image = empty_database_image(dir_, env_.page_size)) {
-        if (Status st = write_new_database(path_, *image); !st) throw Error(st);
+        if (Status st = write_database_image(path_, *image, /*replace=*/false); !st) throw Error(st);
         from_image = true;
         schema_ready_ = true;
       }
@@ -210,7 +238,9 @@ bool ObjectStore::ensure_open(bool create) {
   sqlite3_set_authorizer(db_.get(), &ObjectStore::authorize, this);
   track_wal_frames(db_.get(), &wal_frames_);  // end_turn checkpoints
   file_known_missing_ = false;
-  new_file_ = !existed;
+  // Stays set over a close by the connection cap: the file is not on disk
+  // until a commit (or close_connection) hands it to the flusher.
+  if (!existed) new_file_ = true;
   if (!existed || !wal_existed) {
     auto dir = SyncFile::open(dir_, /*is_dir=*/true);
     if (!dir) {
@@ -282,6 +312,15 @@ bool ObjectStore::copy_wal_into_file() {
 
 void ObjectStore::close_connection() {
   if (in_txn_) return;
+  // A file (or folder entry) made by this connection and not yet committed,
+  // as when its first turn was discarded: the flusher takes it with its next
+  // flush, which comes before any answer that waits for a later commit to it
+  // (a store that finds the files existing syncs neither).
+  if (std::exchange(new_file_, false)) {
+    if (auto f = SyncFile::open(path_, /*is_dir=*/false)) env_.commits->add_dirty(std::move(*f));
+  }
+  if (dir_to_sync_) env_.commits->add_dirty(std::move(dir_to_sync_));
+  if (parent_dir_to_sync_) env_.commits->add_dirty(std::move(parent_dir_to_sync_));
   alarm_known_.reset();
   env_.open_dbs->remove(this);
   sql_cache_.clear();
@@ -291,6 +330,7 @@ void ObjectStore::close_connection() {
 
 Status ObjectStore::remove_files() {
   discard_turn();
+  new_file_ = false;
   close_connection();
   bool removed = false;
   for (const std::string& p : {path_ + "-wal", path_}) {

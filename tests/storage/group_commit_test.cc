@@ -94,6 +94,39 @@ TEST_F(GroupCommitTest, ANewObjectsFirstFlushCoversItsFilesAndFolders) {
   EXPECT_FALSE(covered(ns));
 }
 
+// An object whose first turn was discarded (its handler threw) has its file
+// and folders but no commit; the store that commits to it later finds them
+// existing. That commit's flush must still cover them.
+TEST_F(GroupCommitTest, AFileFromADiscardedFirstTurnReachesTheDiskBeforeALaterAnswer) {
+  std::mutex mu;
+  std::vector<std::string> synced;
+  flusher_.faults().observe = [&](const std::vector<std::string>& paths) {
+    std::lock_guard lock(mu);
+    synced.insert(synced.end(), paths.begin(), paths.end());
+  };
+  std::string ns = dir_.path() + "/ns";
+  std::filesystem::create_directories(ns);
+  DbCache dbs{4};
+  {
+    ObjectStore store(StoreEnv{&commits_, &dbs}, ns + "/ab", "one.sqlite");
+    store.put("k", "v");
+    store.discard_turn();
+  }  // evicted
+  ObjectStore store(StoreEnv{&commits_, &dbs}, ns + "/ab", "one.sqlite");
+  store.put("k", "w");
+  ASSERT_TRUE(store.end_turn().is_ok());
+  bool durable = false;
+  commits_.when_durable(store.last_commit_seq(), [&](Status st) {
+    EXPECT_TRUE(st.is_ok());
+    durable = true;
+  });
+  ASSERT_TRUE(loop_.run_until([&] { return durable; }));
+  std::lock_guard lock(mu);
+  for (const std::string& path : {ns + "/ab/one.sqlite-wal", ns + "/ab/one.sqlite", ns + "/ab", ns}) {
+    EXPECT_NE(std::find(synced.begin(), synced.end(), path), synced.end()) << path;
+  }
+}
+
 TEST_F(GroupCommitTest, AWaiterIsNotReleasedBeforeItsFlush) {
   flusher_.faults().delay_ms = 200;
   bool released = false;
