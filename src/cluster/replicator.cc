@@ -405,9 +405,10 @@ void Cluster::adopt_objects(int p) {
             rt.catalog().created(CatalogTouch{host.ns()->name(), hex, path, now, std::nullopt, true});
             try {
               if (auto at = host.store().stored_alarm()) {
-                auto file = rt.alarm_index().record(AlarmRecord{host.ns()->name(), hex, std::nullopt, *at, 0});
+                int retry = host.store().stored_alarm_retry();  // came with the data
+                auto file = rt.alarm_index().record(AlarmRecord{host.ns()->name(), hex, std::nullopt, *at, retry});
                 if (file) host.shard()->commits().add_dirty(std::move(*file));
-                host.shard()->alarms().schedule(ObjectKey{host.ns(), host.id()}, *at, 0);
+                host.shard()->alarms().schedule(ObjectKey{host.ns(), host.id()}, *at, retry);
               }
             } catch (const std::exception& e) {
               log_error("cluster: reading the alarm of " + hex + ": " + e.what());

@@ -188,6 +188,11 @@ Task<AlarmRunner::Run> AlarmRunner::run(ObjectHost& host, Delivery::Alarm alarm)
   std::optional<int64_t> at;
   try {
     at = store.stored_alarm();  // the object's own table decides
+    // The count of failed runs is in the database too, where it survives a
+    // move to another node; the scheduler's can be ahead (runs that could
+    // not start count only there).
+    if (at) alarm.retry = std::max(alarm.retry, store.stored_alarm_retry());
+    result.retry = alarm.retry;
     int64_t now = now_ms();
     if (!at) {
       result.outcome = Outcome::kNothingDue;
@@ -230,6 +235,7 @@ Task<AlarmRunner::Run> AlarmRunner::run(ObjectHost& host, Delivery::Alarm alarm)
       } else {
         // deleteAlarm inside a failing alarm() does not cancel its retry.
         if (!after) store.set_alarm(*at);
+        store.set_alarm_retry(alarm.retry + 1);
         result.outcome = Outcome::kRetry;
       }
     }

@@ -54,16 +54,20 @@ Status check_importable_database(const std::string& path) {
   // read inside the runtime's own statements after the import.
   std::set<std::vector<std::string>> allowed;
   {
-    sqlite3* mem = nullptr;
-    sqlite3_open(":memory:", &mem);
-    std::unique_ptr<sqlite3, int (*)(sqlite3*)> mem_owner(mem, sqlite3_close);
-    if (sqlite3_exec(mem, ObjectStore::runtime_schema(), nullptr, nullptr, nullptr) != SQLITE_OK) {
-      return Status(Code::kInternal, "cannot make the runtime's schema to compare with");
+    std::vector<std::string> schemas = ObjectStore::earlier_runtime_schemas();
+    schemas.push_back(ObjectStore::runtime_schema());
+    for (const std::string& schema : schemas) {
+      sqlite3* mem = nullptr;
+      sqlite3_open(":memory:", &mem);
+      std::unique_ptr<sqlite3, int (*)(sqlite3*)> mem_owner(mem, sqlite3_close);
+      if (sqlite3_exec(mem, schema.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+        return Status(Code::kInternal, "cannot make the runtime's schema to compare with");
+      }
+      sqlite3_stmt* s = nullptr;
+      sqlite3_prepare_v2(mem, "SELECT type, name, tbl_name, sql FROM sqlite_schema", -1, &s, nullptr);
+      while (s && sqlite3_step(s) == SQLITE_ROW) allowed.insert(text_columns(s, 4));
+      sqlite3_finalize(s);
     }
-    sqlite3_stmt* s = nullptr;
-    sqlite3_prepare_v2(mem, "SELECT type, name, tbl_name, sql FROM sqlite_schema", -1, &s, nullptr);
-    while (s && sqlite3_step(s) == SQLITE_ROW) allowed.insert(text_columns(s, 4));
-    sqlite3_finalize(s);
   }
   sqlite3_stmt* s = nullptr;
   if (sqlite3_prepare_v2(db,

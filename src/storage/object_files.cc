@@ -36,7 +36,14 @@ constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS _dobj_kv("
     "key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS _dobj_alarm("
-    "id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL);";
+    "id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL, retry INTEGER NOT NULL DEFAULT 0);";
+
+// Databases made before the alarm's retry count was kept have _dobj_alarm
+// without the column; it is added the first time a count is written.
+constexpr const char* kLegacyAlarmTable =
+    "CREATE TABLE _dobj_alarm(id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL);";
+constexpr const char* kAddAlarmRetry =
+    "ALTER TABLE _dobj_alarm ADD COLUMN retry INTEGER NOT NULL DEFAULT 0";
 
 // The bytes of a new object's database before its first commit: the
 // runtime's tables, WAL mode, pages of page_size bytes. Made once per page
@@ -124,6 +131,33 @@ Result<bool> complete_cut_short_image(const std::string& path, uint64_t size, co
 }  // namespace
 
 const char* ObjectStore::runtime_schema() { return kSchema; }
+
+std::vector<std::string> ObjectStore::earlier_runtime_schemas() {
+  std::string kv = kSchema;
+  kv = kv.substr(0, kv.find("CREATE TABLE IF NOT EXISTS _dobj_alarm"));
+  return {kv + kLegacyAlarmTable, kv + kLegacyAlarmTable + kAddAlarmRetry + ";"};
+}
+
+int ObjectStore::stored_alarm_retry() {
+  if (!ensure_open(false)) return 0;
+  auto s = db_.cached("SELECT retry FROM _dobj_alarm WHERE id = 0");
+  if (!s) return 0;  // a database from before the count was kept
+  return (*s)->step() == SQLITE_ROW ? static_cast<int>((*s)->column_int(0)) : 0;
+}
+
+void ObjectStore::set_alarm_retry(int retry) {
+  begin_write();
+  constexpr const char* kUpdate = "UPDATE _dobj_alarm SET retry = ?1 WHERE id = 0";
+  if (!db_.cached(kUpdate)) {
+    if (Status st = db_.exec(kAddAlarmRetry); !st) {
+      mark_broken(st.message());
+      throw Error(st);
+    }
+  }
+  StmtUse s = stmt(kUpdate);
+  s->bind_int(1, retry);
+  if (s->step() != SQLITE_DONE) fail("set the alarm's retry count");
+}
 
 bool ObjectStore::ensure_open(bool create) {
   if (db_.is_open()) {

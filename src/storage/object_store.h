@@ -32,6 +32,7 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+#include <vector>
 
 #include "dobj/sql.h"
 #include "dobj/storage.h"
@@ -114,6 +115,9 @@ class ObjectStore {
   static constexpr int kCheckpointFrames = 1000;
   // The SQL that makes the runtime's own tables (_dobj_kv, _dobj_alarm).
   static const char* runtime_schema();
+  // The SQL that made them in earlier versions (their databases are still
+  // accepted, as they are, by an import).
+  static std::vector<std::string> earlier_runtime_schemas();
 
   ObjectStore(StoreEnv env, std::string dir, std::string file_name);
   ~ObjectStore();
@@ -140,6 +144,12 @@ class ObjectStore {
   void set_identity(AlarmRecord identity) { identity_ = std::move(identity); }
   // The stored alarm time, including this turn's writes.
   std::optional<int64_t> stored_alarm();
+  // How many runs of the stored alarm failed (0 when none, or when there is
+  // no alarm). Kept in the database so that it moves with the object (a
+  // cluster's failover) and restarts at 0 when the alarm is set again.
+  int stored_alarm_retry();
+  // Records `retry` failed runs of the stored alarm, in this turn.
+  void set_alarm_retry(int retry);
   // The same when known without a query (outer nullopt: unknown).
   const std::optional<std::optional<int64_t>>& known_alarm() const { return alarm_known_; }
   // While alarm() runs for time `at`, get_alarm() does not report it unless

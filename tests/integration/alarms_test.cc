@@ -104,9 +104,10 @@ TEST_F(AlarmsTest, AlarmsSetBeforeASigkillFireAfterTheRestart) {
 // still fires at the later time, not the earlier one, and only once.
 TEST_F(AlarmsTest, AnAlarmMovedLaterFiresAtTheLaterTimeAfterASigkill) {
   // The first time leaves room for two answered writes on a busy machine (a
-  // flush can take hundreds of ms when other tests sync too).
-  json("POST", "/tasks/mv/schedule?delay_ms=1500");
-  Json s = json("POST", "/tasks/mv/schedule?delay_ms=3500");
+  // flush can take hundreds of ms when other tests sync too; 1.5 s was once
+  // too little under ctest -j2, and the first alarm ran before the kill).
+  json("POST", "/tasks/mv/schedule?delay_ms=3000");
+  Json s = json("POST", "/tasks/mv/schedule?delay_ms=5000");
   int64_t later = s["scheduled"].get<int64_t>();
   EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
   start();

@@ -383,6 +383,61 @@ class ReplicatedClusterTest : public ClusterTest {
   }
 };
 
+// An alarm that keeps failing, whose object's node dies between two runs:
+// the new owner goes on with the count of failed runs where the old one was
+// (it is in the object's database, replicated with it), and drops the alarm
+// after the sixth retry as a single node would.
+class AlarmRetryClusterTest : public ClusterTest {
+ protected:
+  void SetUp() override {
+    std::vector<std::string> args = kNodeArgs;
+    args.insert(args.end(), {"--replicas", "3", "--alarm-backoff-scale", "0.02"});
+    start_cluster(args);
+  }
+};
+
+TEST_F(AlarmRetryClusterTest, AFailingAlarmsRetryCountMovesWithItsObject) {
+  ASSERT_EQ(post(0, "/tasks/stubborn/schedule?delay_ms=50&fail=100").status, 200);
+  HttpClient admin(nodes_->node(1).port());
+  auto inspect = admin.request("GET", "/_dobj/objects/TASK_RUNNER/name:stubborn", "",
+                               {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
+  ASSERT_EQ(inspect.status, 200) << inspect.body;
+  std::string owner = json::parse(inspect.body).value("node", "");
+  size_t victim = 0;
+  while (victim < nodes_->size() && nodes_->node_id(victim) != owner) ++victim;
+  ASSERT_LT(victim, nodes_->size()) << "no node is the owner: " << inspect.body;
+  size_t reader = (victim + 1) % nodes_->size();
+  auto state = [&] { return json::parse(get(reader, "/tasks/stubborn").body, nullptr, false); };
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  json j;
+  do {
+    j = state();
+    if (j.is_object() && j.value("attempts", 0) >= 3) break;
+    std::this_thread::sleep_for(10ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_GE(j.value("attempts", 0), 3) << j.dump();
+  ASSERT_LT(j.value("attempts", 0), 7) << "every run was over before the kill: " << j.dump();
+  EXPECT_EQ(nodes_->node(victim).stop(SIGKILL), 128 + SIGKILL);
+  deadline = std::chrono::steady_clock::now() + 40s;
+  do {
+    j = state();
+    if (j.is_object() && j.contains("alarm") && j["alarm"].is_null()) break;
+    std::this_thread::sleep_for(100ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_TRUE(j.is_object() && j["alarm"].is_null()) << j.dump();
+  std::this_thread::sleep_for(1s);  // past when a seventh run would come
+  j = state();
+  std::vector<int> counts = j["retryCounts"].get<std::vector<int>>();
+  // 7 runs (retryCount 0 to 6); one more when the run under way at the kill
+  // had not committed and ran again.
+  ASSERT_GE(counts.size(), 7u) << j.dump();
+  EXPECT_LE(counts.size(), 8u) << j.dump();
+  EXPECT_EQ(counts.back(), 6) << j.dump();
+  for (size_t i = 1; i < counts.size(); ++i) {
+    EXPECT_GE(counts[i], counts[i - 1]) << "the count started over: " << j.dump();
+  }
+}
+
 // An object that keeps a stub (cluster_node.cc's HOLDER) to a counter whose
 // node dies: the counter moves to a backup with its writes, and the kept stub
 // breaks as it does after a reset (its instance is gone), so the holder gets a

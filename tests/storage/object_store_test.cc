@@ -1,12 +1,14 @@
 #include "storage/object_store.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
 
 #include "base/fs.h"
+#include "storage/import_check.h"
 #include "runtime/api_access.h"
 #include "support/errors.h"
 #include "support/server_process.h"
@@ -477,6 +479,62 @@ TEST_F(StoreTest, TheAlarmReadsBackThroughRollbacksAndReopens) {
   storage_.reset();
   store_ = open_store();
   EXPECT_EQ(store_->get_alarm(), 7);
+}
+
+// The count of an alarm's failed runs is in the database (it moves with the
+// data to another node), starts over when the alarm is set again, and is
+// added to a database made before it was kept, which an import still takes
+// as it was and after the change.
+TEST_F(StoreTest, TheAlarmsRetryCountIsStoredAndStartsOverWithANewAlarm) {
+  store_->set_alarm(5);
+  store_->set_alarm_retry(2);
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  storage_.reset();
+  store_ = open_store();
+  EXPECT_EQ(store_->stored_alarm_retry(), 2);
+  store_->set_alarm(6);
+  EXPECT_EQ(store_->stored_alarm_retry(), 0);
+  store_->delete_alarm();
+  EXPECT_EQ(store_->stored_alarm_retry(), 0);
+  ASSERT_TRUE(store_->end_turn().is_ok());
+
+  std::string old = dir_.path() + "/old.sqlite";
+  {
+    Db db;
+    ASSERT_TRUE(db.open(old, /*create=*/true).is_ok());
+    for (const std::string& schema : ObjectStore::earlier_runtime_schemas()) {
+      if (schema.find("ALTER") == std::string::npos) {
+        ASSERT_TRUE(db.exec(schema.c_str()).is_ok());
+      }
+    }
+    ASSERT_TRUE(db.exec("INSERT INTO _dobj_alarm(id, at) VALUES (0, 9)").is_ok());
+  }
+  EXPECT_TRUE(check_importable_database(old).is_ok());
+  ASSERT_TRUE(make_dirs(dir_.path() + "/ns/cd").is_ok());
+  ASSERT_EQ(::rename(old.c_str(), (dir_.path() + "/ns/cd/old.sqlite").c_str()), 0);
+  auto legacy = std::make_unique<ObjectStore>(StoreEnv{&commits_, &open_dbs_, &faults_},
+                                              dir_.path() + "/ns/cd", "old.sqlite");
+  EXPECT_EQ(legacy->stored_alarm_retry(), 0);
+  legacy->set_alarm_retry(3);
+  ASSERT_TRUE(legacy->end_turn().is_ok());
+  EXPECT_EQ(legacy->stored_alarm_retry(), 3);
+  EXPECT_EQ(legacy->stored_alarm(), 9);
+  legacy.reset();
+  // As an export leaves it: one file, the WAL folded in.
+  auto plain_exec = [](const std::string& path, const char* sql) {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open(path.c_str(), &db);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    return rc;
+  };
+  ASSERT_EQ(plain_exec(dir_.path() + "/ns/cd/old.sqlite", "PRAGMA journal_mode=DELETE"), SQLITE_OK);
+  Status altered = check_importable_database(dir_.path() + "/ns/cd/old.sqlite");
+  EXPECT_TRUE(altered.is_ok()) << altered.message();
+  // A column of its own on the runtime's table is still refused.
+  ASSERT_EQ(plain_exec(dir_.path() + "/ns/cd/old.sqlite", "ALTER TABLE _dobj_alarm ADD COLUMN extra INTEGER"),
+            SQLITE_OK);
+  EXPECT_FALSE(check_importable_database(dir_.path() + "/ns/cd/old.sqlite").is_ok());
 }
 
 // A delay counts from the runtime's clock, not the system's: with a clock
