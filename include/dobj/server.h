@@ -90,6 +90,10 @@ struct ServerOptions {
   // read big values and long scans faster. A database keeps the page size it
   // was made with.
   int page_size = Storage::kDefaultPageBytes;
+  // Keep each object's history (every commit's pages, in a file beside its
+  // database), so that an operator can list its bookmarks and restore it to
+  // any of them (docs/history.md). Not on a cluster node yet.
+  bool history = false;
   size_t max_header_bytes = 16 * 1024;      // larger: 431
   size_t max_body_bytes = 8 * 1024 * 1024;  // larger: 413
   // A connection idle this long is closed (408 if a request was half sent).

@@ -144,11 +144,13 @@ void AdminPlane::route(Shard& here, const Request& request, Reply reply, std::st
     if (route("POST", "sql")) return query_object(here, *target, request, std::move(reply));
     if (route("GET", "export")) return export_object(here, *target, std::move(reply));
     if (route("POST", "replay")) return replay_object(here, *target, request, std::move(reply));
+    if (route("GET", "history")) return object_history(here, *target, request, std::move(reply));
+    if (route("POST", "restore")) return restore_object(here, *target, request, std::move(reply));
     if (route("PUT", "import")) {
       return import_object(here, *target, request, std::move(reply), std::exchange(body_file, {}));
     }
     if (action.empty() || action == "sql" || action == "export" || action == "import" ||
-        action == "replay") {
+        action == "replay" || action == "history" || action == "restore") {
       return reply(Response::error(405, "method not allowed here"));
     }
     return reply(Response::error(404, "no admin route " + path));

@@ -100,6 +100,9 @@ class AdminPlane {
   void inspect_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply);
   void query_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply);
   void export_object(Shard& here, const ObjectKey& t, Reply reply);
+  // --history: the object's bookmarks, and a restore to one (or to a time).
+  void object_history(Shard& here, const ObjectKey& t, const Request& request, Reply reply);
+  void restore_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply);
   void import_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply,
                      std::string body_file);
   void delete_object(Shard& here, const ObjectKey& t, Reply reply);

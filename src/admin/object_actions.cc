@@ -14,9 +14,9 @@ Status delete_object(ObjectHost& host, const std::string& why) {
   return st;
 }
 
-Status replace_object(ObjectHost& host, const std::string& why, const std::string& file) {
+Status replace_object(ObjectHost& host, const std::string& why, const std::string& file, bool in_history) {
   if (Status st = host.let_go_of_storage(why); !st) return st;
-  Status st = host.store().replace_files(file);
+  Status st = host.store().replace_files(file, in_history);
   host.reopen_store();
   if (!st) return st;
   Shard& shard = *host.shard();

@@ -18,8 +18,10 @@ class ObjectHost;
 // next event builds an empty object.
 Status delete_object(ObjectHost& host, const std::string& why);
 // The same, then puts the database file `file` in its place, catalogues it
-// and schedules the alarm it holds.
-Status replace_object(ObjectHost& host, const std::string& why, const std::string& file);
+// and schedules the alarm it holds. in_history: `file` is already the
+// history's next commit (ObjectStore::restored_database).
+Status replace_object(ObjectHost& host, const std::string& why, const std::string& file,
+                      bool in_history = false);
 // In a cluster with backups: calls done once what the object's store recorded
 // so far (a removal, an import) is on every in-sync backup, as a commit would
 // be; at once otherwise. On the object's shard.

@@ -473,6 +473,74 @@ void AdminPlane::import_object(Shard& here, const ObjectKey& t, const Request& r
   });
 }
 
+void AdminPlane::object_history(Shard& here, const ObjectKey& t, const Request& request, Reply reply) {
+  if (!runtime_.options().history) return reply(Response::error(404, "history is off (start with --history)"));
+  size_t limit = 1000;
+  if (auto l = request.query("limit")) {
+    limit = static_cast<size_t>(std::max(1L, std::strtol(std::string(*l).c_str(), nullptr, 10)));
+  }
+  runtime_.run_on_object(
+      t.ns, t.id, &here,
+      [limit](ObjectHost& host, Reply reply) {
+        try {
+          auto all = host.store().bookmarks();
+          Json list = Json::array();
+          size_t from = all.size() > limit ? all.size() - limit : 0;
+          for (size_t i = from; i < all.size(); ++i) {
+            list.push_back({{"bookmark", all[i].bookmark}, {"time", all[i].time_ms}, {"base", all[i].base}});
+          }
+          Json out = {{"namespace", host.ns()->name()},
+                      {"id", host.id().to_string()},
+                      {"commits", all.size()},
+                      {"bookmarks", list},
+                      {"current", all.empty() ? Json(nullptr) : Json(all.back().bookmark)}};
+          reply(Response::json(dump(out)));
+        } catch (const Error& e) {
+          reply(error_response(e.status()));
+        }
+      },
+      std::move(reply));
+}
+
+void AdminPlane::restore_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply) {
+  if (!runtime_.options().history) return reply(Response::error(404, "history is off (start with --history)"));
+  std::string bookmark(request.query("bookmark").value_or(""));
+  std::optional<int64_t> time;
+  if (auto q = request.query("time")) {
+    char* end = nullptr;
+    std::string text(*q);
+    long long v = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0') return reply(Response::error(400, "time: milliseconds since the epoch"));
+    time = v;
+  }
+  if (bookmark.empty() == !time) return reply(Response::error(400, "give ?bookmark=B or ?time=MS"));
+  auto tmp = temp_path(runtime_.options().data_dir, "restore");
+  if (!tmp) return reply(error_response(tmp.status()));
+  runtime_.run_on_object(
+      t.ns, t.id, &here,
+      [bookmark, time, path = *tmp](ObjectHost& host, Reply reply) mutable {
+        if (time) {
+          auto b = host.store().bookmark_for_time(*time);
+          if (!b) return reply(error_response(b.status()));
+          bookmark = *b;
+        }
+        auto bytes = host.store().restored_database(bookmark);
+        if (!bytes) return reply(error_response(bytes.status()));
+        Status st = write_file_atomic(path, *bytes, 0600);
+        if (st) st = internal::replace_object(host, "the object was restored to bookmark " + bookmark, path,
+                                              /*in_history=*/true);
+        ::unlink(path.c_str());  // still there only when the move failed
+        if (!st) return reply(error_response(st));
+        auto now = host.store().current_bookmark();
+        Json out = {{"restored", true},
+                    {"bookmark", bookmark},
+                    {"current", now ? Json(*now) : Json(nullptr)},
+                    {"databaseBytes", host.store().database_size()}};
+        reply(Response::json(dump(out)));
+      },
+      std::move(reply));
+}
+
 void AdminPlane::delete_object(Shard& here, const ObjectKey& t, Reply reply) {
   runtime_.run_on_object(
       t.ns, t.id, &here,

@@ -76,6 +76,7 @@ void ObjectHost::make_store() {
                shard_->runtime().options().cpu_limit,
                [shard = shard_] { return shard->now_ms(); },
                shard_->replication_log()};
+  env.history = shard_->runtime().options().history;
   store_ = std::make_unique<ObjectStore>(env, ns_->object_dir(hex), NamespaceImpl::object_file(hex));
   store_->set_sync([this] { return sync(); });
   store_->set_identity(AlarmRecord{ns_->name(), hex, id_.name(), 0, 0});

@@ -70,6 +70,10 @@ Status Server::start(const ServerOptions& options) {
     return Status(Code::kUnavailable,
                   "data folder " + options.data_dir + " is in use by another dobj server");
   }
+  if (options.history && !options.cluster.etcd.empty()) {
+    return Status(Code::kInvalidArgument,
+                  "--history is not available on a cluster node yet (its backups do not keep the history)");
+  }
   Result<internal::Secret> secret = Status(Code::kInternal, "no secret");
   if (options.cluster.etcd.empty()) {
     secret = internal::load_or_create_secret(options.data_dir);
@@ -196,6 +200,9 @@ int Server::run(int argc, char** argv) {
                  "larger reads big values faster, smaller makes small writes cheaper")
       ->check(CLI::IsMember({512, 1024, 2048, 4096, 8192, 16384, 32768, 65536}))
       ->capture_default_str();
+  app.add_flag("--history", o.history,
+               "keep every commit of every object, to list its bookmarks and restore it to one "
+               "(dobj history, dobj restore)");
   app.add_option("--max-header-bytes", o.max_header_bytes, "larger request headers get 431")
       ->capture_default_str();
   app.add_option("--max-body-bytes", o.max_body_bytes, "larger request bodies get 413")

@@ -229,18 +229,11 @@ bool ObjectStore::ensure_open(bool create) {
   // Every commit from here on is followed by flush_wal_writes (end_turn's,
   // and the runtime's tables' below), which writes what this holds back.
   combine_wal_writes(db_.get());
-  if (env_.replication) {
+  if (env_.replication || env_.history) {
     int page = env_.page_size;
     if (auto s = db_.cached("PRAGMA page_size"); s && (*s)->step() == SQLITE_ROW) page = (*s)->column_int(0);
-    capture_wal_frames(db_.get(), page, [this, page](std::vector<WalFrame> txn) {
-      ReplicaRecord r;
-      r.kind = ReplicaRecord::Kind::kCommit;
-      r.ns = identity_.ns;
-      r.id = identity_.id_hex;
-      r.page_size = static_cast<uint32_t>(page);
-      r.frames = std::move(txn);
-      env_.replication->record(std::move(r));
-    });
+    capture_wal_frames(db_.get(), page,
+                       [this, page](std::vector<WalFrame> txn) { record_frames(page, std::move(txn)); });
   }
 
   if (env_.max_database_bytes > 0) {
@@ -268,6 +261,15 @@ bool ObjectStore::ensure_open(bool create) {
       throw Error(st);
     }
     schema_ready_ = true;
+  }
+  if (env_.history) {
+    try {
+      open_history();
+    } catch (...) {
+      history_.reset();
+      db_.close();
+      throw;
+    }
   }
   sqlite3_set_authorizer(db_.get(), &ObjectStore::authorize, this);
   track_wal_frames(db_.get(), &wal_frames_);  // end_turn checkpoints
@@ -356,6 +358,8 @@ void ObjectStore::close_connection() {
   if (dir_to_sync_) env_.commits->add_dirty(std::move(dir_to_sync_));
   if (parent_dir_to_sync_) env_.commits->add_dirty(std::move(parent_dir_to_sync_));
   alarm_known_.reset();
+  history_.reset();
+  history_pending_.reset();
   env_.open_dbs->remove(this);
   sql_cache_.clear();
   db_.close();
@@ -367,7 +371,7 @@ Status ObjectStore::remove_files() {
   new_file_ = false;
   close_connection();
   bool removed = false;
-  for (const std::string& p : {path_ + "-wal", path_}) {
+  for (const std::string& p : {path_ + "-wal", path_, path_ + "-history"}) {
     if (::unlink(p.c_str()) == 0) {
       removed = true;
     } else if (errno != ENOENT) {
@@ -386,10 +390,17 @@ Status ObjectStore::remove_files() {
   return removed ? sync_dir(dir_) : Status::ok();
 }
 
-Status ObjectStore::replace_files(const std::string& file) {
+Status ObjectStore::replace_files(const std::string& file, bool in_history) {
   discard_turn();
   close_connection();
   if (Status st = make_dirs(dir_); !st) return st;
+  if (env_.history && !in_history) {
+    // An import is a commit of the history too: a base with the next number.
+    auto bytes = read_file(file);
+    if (!bytes) return bytes.status();
+    if (Status st = stamp_as_next_base(*bytes); !st) return st;
+    if (Status st = write_file_atomic(file, *bytes, 0644); !st) return st;
+  }
   // The old WAL belongs to the old file: it goes first, so that no crash
   // leaves the new file with the old log.
   if (::unlink((path_ + "-wal").c_str()) != 0 && errno != ENOENT) {

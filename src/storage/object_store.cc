@@ -256,6 +256,15 @@ Status ObjectStore::end_turn() {
       env_.commits->add_dirty(*f);
     }
   }
+  if (history_) {
+    // The commit's number goes into the commit itself (see object_history.cc).
+    auto u = db_.cached("UPDATE _dobj_history SET seq = ?1 WHERE id = 0");
+    if (!u || ((*u)->bind_int(1, static_cast<int64_t>(history_seq_ + 1)), (*u)->step()) != SQLITE_DONE) {
+      mark_broken(u ? db_.error(Code::kInternal, "history").message() : u.status().message());
+      return end_turn();
+    }
+    history_pending_ = PendingCommit{history_seq_ + 1, now_ms()};
+  }
   Status st = Status::ok();
   if (env_.faults && env_.faults->fail_next_commits.load() > 0) {
     env_.faults->fail_next_commits.fetch_sub(1);
@@ -267,14 +276,29 @@ Status ObjectStore::end_turn() {
   bool alarm_touched = std::exchange(alarm_dirty_, false);
   if (!st) {
     bool full = db_full();
+    history_pending_.reset();
     rollback();
     return Status(full ? Code::kStorageFull : Code::kReset, "commit failed: " + st.message());
   }
   if (Status w = flush_wal_writes(db_.get()); !w) {
-    // SQLite counts the commit, the file lacks it: start over from the file.
+    // SQLite counts the commit, the file lacks it: start over from the file
+    // (and the history from the database's commit number).
     close_connection();
     return Status(w.code() == Code::kStorageFull ? Code::kStorageFull : Code::kReset,
                   "commit failed: " + w.message());
+  }
+  if (history_pending_) {
+    PendingCommit done = *history_pending_;
+    history_pending_.reset();
+    if (!done.recorded || history_needs_base_) {
+      // The capture could not describe it (or missed a commit): the whole
+      // database, as of this commit.
+      Status b = history_->append_base(done.seq, done.time_ms, serialize_database());
+      if (!b) log_warn("history of " + path_ + ": " + b.message() + "; the next commit tries again");
+      history_needs_base_ = !b;
+    }
+    history_seq_ = done.seq;
+    env_.commits->add_dirty(history_sync_);
   }
   if (alarm_touched) alarm_changed_ = true;
   if (!wal_file_) {

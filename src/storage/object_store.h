@@ -41,6 +41,7 @@
 #include "storage/catalog.h"
 #include "storage/counters.h"
 #include "storage/group_commit.h"
+#include "storage/history.h"
 #include "storage/replication.h"
 #include "storage/sqlite.h"
 
@@ -106,6 +107,9 @@ struct StoreEnv {
   // A cluster node's backups: each commit's frames, imports and removals are
   // recorded here (storage/replication.h); null: not replicated.
   ReplicationLog* replication = nullptr;
+  // Keep every commit's pages in <id>.sqlite-history (storage/history.h), so
+  // the database can be rebuilt as of any of them (bookmarks, restore).
+  bool history = false;
 };
 
 class ObjectStore {
@@ -118,6 +122,8 @@ class ObjectStore {
   // The SQL that made them in earlier versions (their databases are still
   // accepted, as they are, by an import).
   static std::vector<std::string> earlier_runtime_schemas();
+  // The SQL of the history's table (_dobj_history), made when history is on.
+  static const char* history_schema();
 
   ObjectStore(StoreEnv env, std::string dir, std::string file_name);
   ~ObjectStore();
@@ -150,6 +156,23 @@ class ObjectStore {
   int stored_alarm_retry();
   // Records `retry` failed runs of the stored alarm, in this turn.
   void set_alarm_retry(int retry);
+  // History (env.history): the object's commits as bookmarks, oldest first
+  // (empty when history is off or the object has no file).
+  struct Bookmark {
+    std::string bookmark;
+    uint64_t seq;
+    int64_t time_ms;
+    bool base;  // a whole database (the first, or a restore or import)
+  };
+  std::vector<Bookmark> bookmarks();
+  // The bookmark of the database as it is now (kNotFound without history).
+  Result<std::string> current_bookmark();
+  // The bookmark of the last commit at or before time_ms.
+  Result<std::string> bookmark_for_time(int64_t time_ms);
+  // The database's bytes as of `bookmark`, made the next commit of the
+  // history (recorded as a base, durable when this returns): what
+  // replace_files then puts in place. Outside a turn.
+  Result<std::string> restored_database(std::string_view bookmark);
   // The same when known without a query (outer nullopt: unknown).
   const std::optional<std::optional<int64_t>>& known_alarm() const { return alarm_known_; }
   // While alarm() runs for time `at`, get_alarm() does not report it unless
@@ -222,10 +245,12 @@ class ObjectStore {
   sqlite3* admin_connection() { return ensure_open(false) ? db_.get() : nullptr; }
   void pin() { ++pins_; }
   void unpin() { --pins_; }
-  // Closes the connection and removes the files (delete); or puts `file` in
-  // their place (import). The store must not be used afterwards.
+  // Closes the connection and removes the files, history included (delete);
+  // or puts `file` in their place (import; with history on it becomes the
+  // history's next commit, unless in_history: restored_database's bytes
+  // are already). The store must not be used afterwards.
   Status remove_files();
-  Status replace_files(const std::string& file);
+  Status replace_files(const std::string& file, bool in_history = false);
 
  private:
   friend class DbCache;
@@ -256,6 +281,16 @@ class ObjectStore {
   static int authorize(void* self, int action, const char* a1, const char* a2, const char* db,
                        const char* trigger);
   void drop_user_schema();
+  // History: opens the file and makes it agree with the database (a commit
+  // the database lacks is dropped; one the history lacks becomes a base).
+  void open_history();
+  // The database as SQLite sees it now (the WAL's commits included).
+  std::string serialize_database();
+  // Gives `database` (bytes of a whole database) the history's next commit
+  // number, records it as a base and syncs the history. Outside a turn.
+  Status stamp_as_next_base(std::string& database);
+  // Called with each committed transaction's frames (the WAL capture).
+  void record_frames(int page_size, std::vector<WalFrame> txn);
 
   StoreEnv env_;
   std::string dir_;
@@ -267,6 +302,17 @@ class ObjectStore {
   bool file_known_missing_ = false;
   bool schema_ready_ = false;  // the runtime's tables are known to exist in the file
   bool new_file_ = false;
+  std::unique_ptr<HistoryFile> history_;  // open with the connection (env_.history)
+  std::shared_ptr<SyncFile> history_sync_;
+  uint64_t history_seq_ = 0;  // the database's commit number (_dobj_history.seq)
+  // Set by end_turn for the commit under way; the capture records it.
+  struct PendingCommit {
+    uint64_t seq;
+    int64_t time_ms;
+    bool recorded = false;
+  };
+  std::optional<PendingCommit> history_pending_;
+  bool history_needs_base_ = false;  // frames came that no commit announced
   int wal_frames_ = 0;          // set by SQLite's WAL hook after each commit
   bool alarm_dirty_ = false;    // the current turn touched the alarm
   bool alarm_changed_ = false;  // the last committed turn did

@@ -1,0 +1,320 @@
+#include "storage/history.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cctype>
+#include <cstring>
+
+#include "base/fs.h"
+#include "base/log.h"
+
+namespace dobj::internal {
+
+namespace {
+
+// A record: header, payload, trailer; numbers little-endian, so that a
+// history copied to another machine reads the same.
+//   header  u32 'DOH1' | u8 kind | 3 zero bytes | u64 seq | i64 time_ms |
+//           u32 page_size | u32 frame count | u64 payload bytes
+//   payload base: the database's bytes; commit: per frame u32 page,
+//           u32 commit_pages, then page_size bytes
+//   trailer u64 FNV-1a of header and payload | u32 record bytes | u32 'DOHE'
+constexpr uint32_t kMagic = 0x31484f44;     // "DOH1"
+constexpr uint32_t kEndMagic = 0x45484f44;  // "DOHE"
+constexpr size_t kHeader = 40, kTrailer = 16;
+
+void put32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint32_t get32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+uint64_t get64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+uint64_t fnv1a(uint64_t h, std::string_view bytes) {
+  for (char c : bytes) {
+    h ^= static_cast<uint8_t>(c);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+constexpr uint64_t kFnvStart = 0xcbf29ce484222325ull;
+
+Status read_at(int fd, char* out, size_t n, uint64_t at, const std::string& path) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = ::pread(fd, out + done, n - done, static_cast<off_t>(at + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Status(Code::kInternal, "reading " + path + ": " + std::strerror(errno));
+    if (r == 0) return Status(Code::kInternal, "reading " + path + ": shorter than its records say");
+    done += static_cast<size_t>(r);
+  }
+  return Status::ok();
+}
+
+Status write_at(int fd, const std::string& bytes, uint64_t at, const std::string& path) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t w = ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(at + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      return Status(errno == ENOSPC ? Code::kStorageFull : Code::kInternal,
+                    "writing " + path + ": " + std::strerror(errno));
+    }
+    done += static_cast<size_t>(w);
+  }
+  return Status::ok();
+}
+
+// Applies one commit's frames to a database held in memory.
+void apply(std::string& db, uint32_t page_size, uint32_t count, const std::string& payload) {
+  size_t at = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t page = get32(payload.data() + at), commit_pages = get32(payload.data() + at + 4);
+    at += 8;
+    size_t offset = static_cast<size_t>(page - 1) * page_size;
+    if (db.size() < offset + page_size) db.resize(offset + page_size);
+    db.replace(offset, page_size, payload, at, page_size);
+    at += page_size;
+    if (commit_pages > 0) db.resize(static_cast<size_t>(commit_pages) * page_size);
+  }
+}
+
+}  // namespace
+
+HistoryFile::~HistoryFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status HistoryFile::open(const std::string& path) {
+  path_ = path;
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) return Status(Code::kInternal, "cannot open " + path + ": " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return Status(Code::kInternal, "cannot stat " + path);
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  entries_.clear();
+  uint64_t at = 0;
+  char header[kHeader], trailer[kTrailer];
+  while (at + kHeader + kTrailer <= size) {
+    if (!read_at(fd_, header, kHeader, at, path)) break;
+    uint64_t payload = get64(header + 32);
+    if (get32(header) != kMagic || payload > size - at - kHeader - kTrailer) break;
+    uint64_t bytes = kHeader + payload + kTrailer;
+    if (!read_at(fd_, trailer, kTrailer, at + kHeader + payload, path)) break;
+    if (get32(trailer + 8) != bytes || get32(trailer + 12) != kEndMagic) break;
+    entries_.push_back(Entry{static_cast<Kind>(header[4]), get64(header + 8),
+                             static_cast<int64_t>(get64(header + 16)), at, bytes});
+    at += bytes;
+  }
+  // The last record is checked whole: a power cut may have kept its frame
+  // and lost pages inside it.
+  if (!entries_.empty()) {
+    uint32_t page_size = 0, count = 0;
+    if (!read_payload(entries_.back(), &page_size, &count)) {
+      at = entries_.back().offset;
+      entries_.pop_back();
+    }
+  }
+  if (at < size) {
+    log_warn(path + ": " + std::to_string(size - at) +
+             " bytes of a record that never reached the disk whole are cut off");
+    if (::ftruncate(fd_, static_cast<off_t>(at)) != 0) {
+      return Status(Code::kInternal, "cannot cut " + path + ": " + std::strerror(errno));
+    }
+  }
+  end_ = at;
+  return Status::ok();
+}
+
+Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t page_size, uint32_t count,
+                           const std::string& payload) {
+  if (!entries_.empty() && seq <= entries_.back().seq) {
+    return Status(Code::kInternal, "history: commit " + std::to_string(seq) + " after " +
+                                       std::to_string(entries_.back().seq));
+  }
+  std::string rec;
+  rec.reserve(kHeader + payload.size() + kTrailer);
+  put32(rec, kMagic);
+  rec.push_back(static_cast<char>(kind));
+  rec.append(3, '\0');
+  put64(rec, seq);
+  put64(rec, static_cast<uint64_t>(time_ms));
+  put32(rec, page_size);
+  put32(rec, count);
+  put64(rec, payload.size());
+  rec += payload;
+  put64(rec, fnv1a(kFnvStart, rec));
+  put32(rec, static_cast<uint32_t>(rec.size() + 8));
+  put32(rec, kEndMagic);
+  if (Status st = write_at(fd_, rec, end_, path_); !st) {
+    (void)::ftruncate(fd_, static_cast<off_t>(end_));
+    return st;
+  }
+  entries_.push_back(Entry{kind, seq, time_ms, end_, rec.size()});
+  end_ += rec.size();
+  return Status::ok();
+}
+
+Status HistoryFile::append_base(uint64_t seq, int64_t time_ms, const std::string& database) {
+  return append(Kind::kBase, seq, time_ms, 0, 0, database);
+}
+
+Status HistoryFile::append_commit(uint64_t seq, int64_t time_ms, int page_size,
+                                  const std::vector<WalFrame>& frames) {
+  std::string payload;
+  payload.reserve(frames.size() * (8 + static_cast<size_t>(page_size)));
+  for (const WalFrame& f : frames) {
+    if (f.data.size() != static_cast<size_t>(page_size) || f.page == 0) {
+      return Status(Code::kInternal, "history: a frame of the wrong size");
+    }
+    put32(payload, f.page);
+    put32(payload, f.commit_pages);
+    payload += f.data;
+  }
+  return append(Kind::kCommit, seq, time_ms, static_cast<uint32_t>(page_size),
+                static_cast<uint32_t>(frames.size()), payload);
+}
+
+Result<std::string> HistoryFile::read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const {
+  std::string rec(e.bytes, '\0');
+  if (Status st = read_at(fd_, rec.data(), rec.size(), e.offset, path_); !st) return st;
+  uint64_t sum = get64(rec.data() + rec.size() - kTrailer);
+  if (fnv1a(kFnvStart, std::string_view(rec).substr(0, rec.size() - kTrailer)) != sum) {
+    return Status(Code::kInternal, path_ + ": the record of commit " + std::to_string(e.seq) +
+                                       " does not match its checksum");
+  }
+  *page_size = get32(rec.data() + 24);
+  *count = get32(rec.data() + 28);
+  uint64_t payload = get64(rec.data() + 32);
+  if (e.kind == Kind::kCommit && payload != static_cast<uint64_t>(*count) * (8 + *page_size)) {
+    return Status(Code::kInternal, path_ + ": the record of commit " + std::to_string(e.seq) + " is malformed");
+  }
+  return rec.substr(kHeader, payload);
+}
+
+Status HistoryFile::truncate_after(uint64_t seq) {
+  while (!entries_.empty() && entries_.back().seq > seq) {
+    end_ = entries_.back().offset;
+    entries_.pop_back();
+  }
+  if (::ftruncate(fd_, static_cast<off_t>(end_)) != 0) {
+    return Status(Code::kInternal, "cannot cut " + path_ + ": " + std::strerror(errno));
+  }
+  return Status::ok();
+}
+
+Result<std::string> HistoryFile::state_at(uint64_t seq) const {
+  // The last base at or before seq, and seq itself among the records.
+  size_t base = entries_.size(), last = entries_.size();
+  for (size_t i = 0; i < entries_.size() && entries_[i].seq <= seq; ++i) {
+    if (entries_[i].kind == Kind::kBase) base = i;
+    last = i;
+  }
+  if (base == entries_.size() || last == entries_.size() || entries_[last].seq != seq) {
+    return Status(Code::kNotFound, "commit " + std::to_string(seq) + " is not in the history");
+  }
+  std::string db;
+  for (size_t i = base; i <= last; ++i) {
+    uint32_t page_size = 0, count = 0;
+    auto payload = read_payload(entries_[i], &page_size, &count);
+    if (!payload) return payload.status();
+    if (entries_[i].kind == Kind::kBase) {
+      db = std::move(*payload);
+    } else {
+      apply(db, page_size, count, *payload);
+    }
+  }
+  return db;
+}
+
+Result<uint64_t> HistoryFile::seq_at_time(int64_t time_ms) const {
+  std::optional<uint64_t> found;
+  for (const Entry& e : entries_) {
+    if (e.time_ms > time_ms) break;
+    found = e.seq;
+  }
+  if (!found) return Status(Code::kNotFound, "the history begins after that time");
+  return *found;
+}
+
+Status HistoryFile::drop_before(uint64_t seq) {
+  size_t first = 0;
+  while (first < entries_.size() && entries_[first].seq < seq) ++first;
+  if (first == 0) return Status::ok();
+  if (first == entries_.size()) return Status(Code::kInvalidArgument, "history: nothing would be left");
+  HistoryFile next;
+  std::string tmp = path_ + ".tmp";
+  ::unlink(tmp.c_str());
+  if (Status st = next.open(tmp); !st) return st;
+  if (entries_[first].kind != Kind::kBase) {
+    // The records from `first` on apply to the state as of the one before.
+    const Entry& before = entries_[first - 1];
+    auto state = state_at(before.seq);
+    if (!state) return state.status();
+    if (Status st = next.append_base(before.seq, before.time_ms, *state); !st) return st;
+  }
+  for (size_t i = first; i < entries_.size(); ++i) {
+    std::string rec(entries_[i].bytes, '\0');
+    if (Status st = read_at(fd_, rec.data(), rec.size(), entries_[i].offset, path_); !st) return st;
+    if (Status st = write_at(next.fd_, rec, next.end_, tmp); !st) return st;
+    next.entries_.push_back(Entry{entries_[i].kind, entries_[i].seq, entries_[i].time_ms, next.end_, rec.size()});
+    next.end_ += rec.size();
+  }
+  if (::fsync(next.fd_) != 0) return Status(Code::kInternal, "cannot sync " + tmp + ": " + std::strerror(errno));
+  if (::rename(tmp.c_str(), path_.c_str()) != 0) {
+    return Status(Code::kInternal, "cannot rename " + tmp + ": " + std::strerror(errno));
+  }
+  if (Status st = sync_dir(path_.substr(0, path_.rfind('/'))); !st) return st;
+  std::swap(fd_, next.fd_);
+  entries_ = std::move(next.entries_);
+  end_ = next.end_;
+  return Status::ok();
+}
+
+std::string HistoryFile::bookmark(uint64_t seq, int64_t time_ms) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64 "-%012" PRIx64, seq, static_cast<uint64_t>(time_ms));
+  return buf;
+}
+
+Result<uint64_t> HistoryFile::parse_bookmark(std::string_view b) {
+  auto bad = [&] { return Status(Code::kInvalidArgument, "not a bookmark: " + std::string(b.substr(0, 64))); };
+  if (b.size() != 29 || b[16] != '-') return bad();
+  uint64_t seq = 0;
+  for (size_t i = 0; i < 16; ++i) {
+    char c = b[i];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return bad();
+    seq = (seq << 4) | static_cast<uint64_t>(d);
+  }
+  for (size_t i = 17; i < b.size(); ++i) {
+    if (!std::isxdigit(static_cast<unsigned char>(b[i])) || std::isupper(static_cast<unsigned char>(b[i]))) {
+      return bad();
+    }
+  }
+  return seq;
+}
+
+std::string HistoryFile::bookmark_of(uint64_t seq) const {
+  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
+    if (it->seq == seq) return bookmark(seq, it->time_ms);
+  }
+  return bookmark(seq, 0);
+}
+
+}  // namespace dobj::internal

@@ -1,0 +1,90 @@
+// An object's history: every commit's pages, kept in a file beside its
+// database (<id>.sqlite-history), so that the database can be rebuilt as of
+// any commit still in the file (a bookmark).
+//
+// The file is a sequence of records. A record is a base (the whole database
+// as of one commit) or a commit (the pages one transaction wrote, as
+// capture_wal_frames gives them). The first record is a base; the state as
+// of commit S is the last base at or before S with every commit after it up
+// to S applied in order (apply_wal_frames' rule: each page at its place, the
+// file cut to the commit's size).
+//
+// Each record carries its commit's sequence number (one more per commit,
+// never reused: a restore is itself a new base with the next number) and the
+// time it was made. It ends with a checksum and its own length, so the last
+// record can be found and checked from the end of the file: a record torn by
+// a power cut was never synced, so no answer depended on it, and it is cut
+// off when the file is opened.
+//
+// Durability: appends go to the page cache; the store hands the file to the
+// flusher with the commit's WAL, so a commit is answered only once its
+// record is on disk. Thread affinity: the owning store's.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dobj/status.h"
+#include "storage/vfs.h"
+
+namespace dobj::internal {
+
+class HistoryFile {
+ public:
+  enum class Kind : uint8_t { kBase = 0, kCommit = 1 };
+  // Where a record is, without its pages.
+  struct Entry {
+    Kind kind;
+    uint64_t seq;
+    int64_t time_ms;
+    uint64_t offset;  // of the record's header
+    uint64_t bytes;   // the whole record
+  };
+
+  HistoryFile() = default;
+  ~HistoryFile();
+  HistoryFile(const HistoryFile&) = delete;
+  HistoryFile& operator=(const HistoryFile&) = delete;
+
+  // Opens (creating) path and reads where every record is; a torn last
+  // record is cut off.
+  Status open(const std::string& path);
+  bool is_open() const { return fd_ >= 0; }
+  const std::string& path() const { return path_; }
+  const std::vector<Entry>& entries() const { return entries_; }
+  std::optional<uint64_t> last_seq() const {
+    return entries_.empty() ? std::nullopt : std::optional<uint64_t>(entries_.back().seq);
+  }
+
+  Status append_base(uint64_t seq, int64_t time_ms, const std::string& database);
+  Status append_commit(uint64_t seq, int64_t time_ms, int page_size, const std::vector<WalFrame>& frames);
+  // Drops every record after seq (commits the database never got).
+  Status truncate_after(uint64_t seq);
+  // The database's bytes as of commit seq (kNotFound: not in the file).
+  Result<std::string> state_at(uint64_t seq) const;
+  // The last commit made at or before time_ms (kNotFound: none is that old).
+  Result<uint64_t> seq_at_time(int64_t time_ms) const;
+  // Keeps what is needed for commits from `seq` on: a base as of seq and
+  // every record after it. Rewrites the file (atomically) under its name.
+  Status drop_before(uint64_t seq);
+  uint64_t size_bytes() const { return end_; }
+
+  // Bookmarks: text that sorts as the commits do.
+  static std::string bookmark(uint64_t seq, int64_t time_ms);
+  static Result<uint64_t> parse_bookmark(std::string_view bookmark);
+  std::string bookmark_of(uint64_t seq) const;
+
+ private:
+  Status append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t page_size, uint32_t count,
+                const std::string& payload);
+  Result<std::string> read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const;
+
+  std::string path_;
+  int fd_ = -1;
+  uint64_t end_ = 0;
+  std::vector<Entry> entries_;
+};
+
+}  // namespace dobj::internal

@@ -1,0 +1,220 @@
+// An object's history (StoreEnv::history): every commit can be rebuilt
+// exactly, from the bookmark current after it, through reopens, restores,
+// torn records and commits the history missed.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "base/fs.h"
+#include "runtime/api_access.h"
+#include "storage/object_store.h"
+#include "support/server_process.h"
+
+namespace dobj::internal {
+namespace {
+
+using Dump = std::map<std::string, std::string>;
+
+// The key-value pairs of a database given as bytes (a restored one).
+Dump dump_image(const std::string& database) {
+  sqlite3* mem = nullptr;
+  sqlite3_open(":memory:", &mem);
+  auto size = static_cast<sqlite3_int64>(database.size());
+  auto* buf = static_cast<unsigned char*>(sqlite3_malloc64(static_cast<sqlite3_uint64>(size)));
+  std::memcpy(buf, database.data(), database.size());
+  if (database.size() >= 20) buf[18] = buf[19] = 1;  // WAL mode, which memory cannot be in
+  EXPECT_EQ(sqlite3_deserialize(mem, "main", buf, size, size, SQLITE_DESERIALIZE_FREEONCLOSE), SQLITE_OK);
+  Dump out;
+  sqlite3_stmt* s = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(mem, "SELECT key, value FROM _dobj_kv", -1, &s, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(mem);
+  while (s && sqlite3_step(s) == SQLITE_ROW) {
+    out[std::string(static_cast<const char*>(sqlite3_column_blob(s, 0)), sqlite3_column_bytes(s, 0))] =
+        std::string(static_cast<const char*>(sqlite3_column_blob(s, 1)), sqlite3_column_bytes(s, 1));
+  }
+  sqlite3_finalize(s);
+  std::string check;
+  sqlite3_exec(
+      mem, "PRAGMA integrity_check",
+      [](void* o, int, char** v, char**) {
+        *static_cast<std::string*>(o) += v[0] ? v[0] : "";
+        return 0;
+      },
+      &check, nullptr);
+  EXPECT_EQ(check, "ok");
+  sqlite3_close(mem);
+  return out;
+}
+
+class HistoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override { reopen(); }
+  void reopen() {
+    store_.reset();
+    StoreEnv env{&commits_, &open_dbs_};
+    env.history = true;
+    env.now_ms = [this] { return clock_ms_; };
+    store_ = std::make_unique<ObjectStore>(env, dir_.path() + "/ns/ab", "obj.sqlite");
+  }
+  Dump dump() {
+    Dump out;
+    for (auto& [k, v] : store_->list(ListOptions{})) out[k] = v;
+    return out;
+  }
+  std::string path() const { return dir_.path() + "/ns/ab/obj.sqlite"; }
+
+  test::TempDir dir_;
+  GroupCommit commits_{nullptr, [](std::function<void()> f) { f(); }};
+  DbCache open_dbs_{4};
+  int64_t clock_ms_ = 1'000'000;
+  std::unique_ptr<ObjectStore> store_;
+};
+
+// The model: after each of many random commits (small and large values,
+// deletes, a rolled-back savepoint, reopens, checkpoints), the state and the
+// current bookmark are noted; every noted bookmark then rebuilds exactly its
+// state, and a restore puts it in place as a new commit after which the
+// later bookmarks still restore.
+TEST_F(HistoryTest, EveryBookmarkRestoresExactlyTheStateItNamed) {
+  std::mt19937 rng(42);
+  std::vector<std::pair<std::string, Dump>> noted;
+  std::vector<int64_t> times;
+  Dump model;
+  for (int commit = 0; commit < 1000; ++commit) {
+    int writes = 1 + static_cast<int>(rng() % 4);
+    for (int w = 0; w < writes; ++w) {
+      std::string key = "k" + std::to_string(rng() % 200);
+      if (rng() % 5 == 0) {
+        store_->remove(key);
+        model.erase(key);
+      } else {
+        std::string value(rng() % 7 == 0 ? 3000 + rng() % 5000 : 1 + rng() % 40, static_cast<char>('a' + rng() % 26));
+        store_->put(key, value);
+        model[key] = value;
+      }
+    }
+    if (rng() % 10 == 0) {
+      store_->begin_nested();
+      store_->put("rolled-back", "x");
+      store_->end_nested(/*commit=*/false);
+    }
+    if (rng() % 17 == 0) {
+      store_->discard_turn();  // a failed turn: nothing of it is kept
+      model = dump();
+      continue;
+    }
+    ASSERT_TRUE(store_->end_turn().is_ok());
+    times.push_back(clock_ms_);  // the commit's time
+    clock_ms_ += 1 + static_cast<int64_t>(rng() % 50);
+    auto b = store_->current_bookmark();
+    ASSERT_TRUE(b.is_ok()) << b.status().message();
+    if (!noted.empty()) {
+      EXPECT_GT(*b, noted.back().first);  // bookmarks sort as commits
+    }
+    noted.emplace_back(*b, model);
+    if (rng() % 97 == 0) reopen();
+  }
+  ASSERT_EQ(dump(), model);
+  for (int probe = 0; probe < 40; ++probe) {
+    size_t i = rng() % noted.size();
+    auto bytes = store_->restored_database(noted[i].first);
+    ASSERT_TRUE(bytes.is_ok()) << bytes.status().message();
+    ASSERT_EQ(dump_image(*bytes), noted[i].second) << "bookmark " << noted[i].first;
+  }
+  // A restore in place: the database becomes the bookmark's state, the
+  // current bookmark is new (after every earlier one), and a later bookmark
+  // still restores (a restore can be undone).
+  size_t back = noted.size() / 3;
+  auto bytes = store_->restored_database(noted[back].first);
+  ASSERT_TRUE(bytes.is_ok());
+  std::string tmp = dir_.path() + "/restore.tmp";
+  ASSERT_TRUE(write_file_atomic(tmp, *bytes, 0644).is_ok());
+  ASSERT_TRUE(store_->replace_files(tmp, /*in_history=*/true).is_ok());
+  reopen();
+  EXPECT_EQ(dump(), noted[back].second);
+  auto now = store_->current_bookmark();
+  ASSERT_TRUE(now.is_ok());
+  EXPECT_GT(*now, noted.back().first);
+  store_->put("after", "restore");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  auto forward = store_->restored_database(noted.back().first);
+  ASSERT_TRUE(forward.is_ok());
+  EXPECT_EQ(dump_image(*forward), noted.back().second);
+  // Times name the last commit made by then.
+  for (size_t i : {size_t{10}, size_t{500}}) {
+    auto at = store_->bookmark_for_time(times[i]);
+    ASSERT_TRUE(at.is_ok());
+    EXPECT_EQ(*at, noted[i].first);
+    at = store_->bookmark_for_time(times[i + 1] - 1);
+    ASSERT_TRUE(at.is_ok());
+    EXPECT_EQ(*at, noted[i].first);
+  }
+  EXPECT_EQ(store_->bookmark_for_time(0).status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->restored_database("not a bookmark").status().code(), Code::kInvalidArgument);
+}
+
+// A record torn by a power cut (never synced, so never answered) is cut off
+// at the next open; the database, which may have that commit, becomes a
+// base, so its bookmark still restores it.
+TEST_F(HistoryTest, ATornLastRecordIsCutAndTheDatabaseBecomesABase) {
+  store_->put("a", "1");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  store_->put("a", "2");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  auto bookmark = store_->current_bookmark();
+  ASSERT_TRUE(bookmark.is_ok());
+  store_.reset();
+  std::string history = path() + "-history";
+  auto bytes = read_file(history);
+  ASSERT_TRUE(bytes.is_ok());
+  ASSERT_EQ(::truncate(history.c_str(), static_cast<off_t>(bytes->size() - 10)), 0);
+  reopen();
+  EXPECT_EQ(store_->get("a"), "2");
+  auto again = store_->current_bookmark();
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ(again->substr(0, 16), bookmark->substr(0, 16));  // the same commit
+  auto restored = store_->restored_database(*again);
+  ASSERT_TRUE(restored.is_ok()) << restored.status().message();
+  EXPECT_EQ(dump_image(*restored), (Dump{{"a", "2"}}));
+  auto list = store_->bookmarks();
+  ASSERT_GE(list.size(), 2u);
+  EXPECT_TRUE(list.back().base);
+}
+
+// A record of a commit the database never got (the history's append reached
+// the disk, the WAL's did not) is dropped at the next open.
+TEST_F(HistoryTest, ARecordPastTheDatabaseIsDropped) {
+  store_->put("a", "1");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  auto first = store_->current_bookmark();
+  ASSERT_TRUE(first.is_ok());
+  store_.reset();
+  auto wal = read_file(path() + "-wal");
+  ASSERT_TRUE(wal.is_ok());
+  reopen();
+  store_->put("a", "2");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  store_.reset();
+  // Back to the WAL before the second commit: the history still has it.
+  ASSERT_TRUE(write_file_atomic(path() + "-wal", *wal, 0644).is_ok());
+  reopen();
+  EXPECT_EQ(store_->get("a"), "1");
+  auto now = store_->current_bookmark();
+  ASSERT_TRUE(now.is_ok());
+  EXPECT_EQ(*now, *first);
+  store_->put("a", "3");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  auto list = store_->bookmarks();
+  ASSERT_EQ(list.size(), 3u);  // base, "1", "3"
+  auto restored = store_->restored_database(list.back().bookmark);
+  ASSERT_TRUE(restored.is_ok());
+  EXPECT_EQ(dump_image(*restored), (Dump{{"a", "3"}}));
+}
+
+}  // namespace
+}  // namespace dobj::internal
