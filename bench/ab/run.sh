@@ -5,6 +5,7 @@
 #
 #   bench/ab/run.sh A_BINARY B_BINARY            # 6 rounds of 5 s
 #   ROUNDS=10 DURATION=10 bench/ab/run.sh A B
+#   B_FLAGS=--history bench/ab/run.sh BIN BIN   # one build, two sets of flags
 #
 # Build an older commit with: git worktree add /tmp/old <commit> &&
 # (cd /tmp/old && cmake --preset release && cmake --build build/release
@@ -20,9 +21,10 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-start() {  # binary, name, port
+start() {  # binary, name, port, extra flags
   mkdir -p "$work/$2"
-  "$1" --listen "127.0.0.1:$3" --data "$work/$2" > "$work/$2.log" 2>&1 &
+  # shellcheck disable=SC2086
+  "$1" --listen "127.0.0.1:$3" --data "$work/$2" ${4:-} > "$work/$2.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
     curl -s -o /dev/null "http://127.0.0.1:$3/counter/warm" && return 0
@@ -30,8 +32,8 @@ start() {  # binary, name, port
   done
   echo "ab: $2 did not start" >&2; cat "$work/$2.log" >&2; exit 1
 }
-start "$a" A 18801
-start "$b" B 18802
+start "$a" A 18801 "${A_FLAGS:-}"
+start "$b" B 18802 "${B_FLAGS:-}"
 for port in 18801 18802; do
   curl -s -X PUT "http://127.0.0.1:$port/kv/bench/k" -d '{"user":"ada","score":42}' > /dev/null
   curl -s -X POST "http://127.0.0.1:$port/counter/hot/increment" > /dev/null

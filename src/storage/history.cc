@@ -261,14 +261,16 @@ Status HistoryFile::drop_before(uint64_t seq) {
   std::string tmp = path_ + ".tmp";
   ::unlink(tmp.c_str());
   if (Status st = next.open(tmp); !st) return st;
+  size_t copy_from = first;
   if (entries_[first].kind != Kind::kBase) {
-    // The records from `first` on apply to the state as of the one before.
-    const Entry& before = entries_[first - 1];
-    auto state = state_at(before.seq);
+    // The first kept commit becomes a base; the records after it apply to it.
+    const Entry& kept = entries_[first];
+    auto state = state_at(kept.seq);
     if (!state) return state.status();
-    if (Status st = next.append_base(before.seq, before.time_ms, *state); !st) return st;
+    if (Status st = next.append_base(kept.seq, kept.time_ms, *state); !st) return st;
+    ++copy_from;
   }
-  for (size_t i = first; i < entries_.size(); ++i) {
+  for (size_t i = copy_from; i < entries_.size(); ++i) {
     std::string rec(entries_[i].bytes, '\0');
     if (Status st = read_at(fd_, rec.data(), rec.size(), entries_[i].offset, path_); !st) return st;
     if (Status st = write_at(next.fd_, rec, next.end_, tmp); !st) return st;

@@ -66,8 +66,9 @@ class HistoryFile {
   Result<std::string> state_at(uint64_t seq) const;
   // The last commit made at or before time_ms (kNotFound: none is that old).
   Result<uint64_t> seq_at_time(int64_t time_ms) const;
-  // Keeps what is needed for commits from `seq` on: a base as of seq and
-  // every record after it. Rewrites the file (atomically) under its name.
+  // Drops the commits before `seq`: the first commit kept becomes a base
+  // (its whole database) and the records after it stay. Rewrites the file
+  // (atomically) under its name.
   Status drop_before(uint64_t seq);
   uint64_t size_bytes() const { return end_; }
 

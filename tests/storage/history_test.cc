@@ -158,6 +158,68 @@ TEST_F(HistoryTest, EveryBookmarkRestoresExactlyTheStateItNamed) {
   EXPECT_EQ(store_->restored_database("not a bookmark").status().code(), Code::kInvalidArgument);
 }
 
+// An import replaces the database as a commit of the history: a base after
+// the last bookmark, which still restores the state before the import.
+TEST_F(HistoryTest, AnImportIsABaseAndTheStateBeforeItStillRestores) {
+  store_->put("a", "mine");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  auto before = store_->current_bookmark();
+  ASSERT_TRUE(before.is_ok());
+  // Another object's database, as an export gives it.
+  StoreEnv env{&commits_, &open_dbs_};
+  auto other = std::make_unique<ObjectStore>(env, dir_.path() + "/ns/cd", "other.sqlite");
+  other->put("b", "theirs");
+  ASSERT_TRUE(other->end_turn().is_ok());
+  other.reset();
+  std::string tmp = dir_.path() + "/import.tmp";
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_.path() + "/ns/cd/other.sqlite").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA journal_mode=DELETE", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  ASSERT_EQ(::rename((dir_.path() + "/ns/cd/other.sqlite").c_str(), tmp.c_str()), 0);
+  ASSERT_TRUE(store_->replace_files(tmp).is_ok());
+  reopen();
+  EXPECT_EQ(dump(), (Dump{{"b", "theirs"}}));
+  auto list = store_->bookmarks();
+  ASSERT_FALSE(list.empty());
+  EXPECT_TRUE(list.back().base);
+  EXPECT_GT(list.back().bookmark, *before);
+  auto restored = store_->restored_database(*before);
+  ASSERT_TRUE(restored.is_ok()) << restored.status().message();
+  EXPECT_EQ(dump_image(*restored), (Dump{{"a", "mine"}}));
+}
+
+// Dropping what is older than a commit (retention) keeps every later state
+// exactly: the first kept commit becomes a base.
+TEST_F(HistoryTest, DroppingTheOldestCommitsKeepsEveryLaterState) {
+  for (int i = 0; i < 20; ++i) {
+    store_->put("k" + std::to_string(i % 3), std::to_string(i));
+    ASSERT_TRUE(store_->end_turn().is_ok());
+  }
+  store_.reset();
+  HistoryFile h;
+  ASSERT_TRUE(h.open(path() + "-history").is_ok());
+  std::map<uint64_t, std::string> states;
+  for (uint64_t seq = 10; seq <= 20; ++seq) {
+    auto st = h.state_at(seq);
+    ASSERT_TRUE(st.is_ok());
+    states[seq] = *st;
+  }
+  uint64_t size = h.size_bytes();
+  ASSERT_TRUE(h.drop_before(10).is_ok());
+  EXPECT_EQ(h.entries().front().seq, 10u);
+  EXPECT_EQ(h.entries().front().kind, HistoryFile::Kind::kBase);
+  EXPECT_EQ(h.state_at(9).status().code(), Code::kNotFound);
+  HistoryFile again;  // as the next open reads it
+  ASSERT_TRUE(again.open(path() + "-history").is_ok());
+  for (auto& [seq, state] : states) EXPECT_EQ(*again.state_at(seq), state) << seq;
+  EXPECT_EQ(again.size_bytes(), h.size_bytes());
+  std::printf("history of 20 small commits: %llu bytes, %llu after dropping 10\n",
+              static_cast<unsigned long long>(size), static_cast<unsigned long long>(h.size_bytes()));
+}
+
 // A record torn by a power cut (never synced, so never answered) is cut off
 // at the next open; the database, which may have that commit, becomes a
 // base, so its bookmark still restores it.
