@@ -40,6 +40,19 @@ class ClusterTest : public ::testing::Test {
     ASSERT_TRUE(nodes_->wait_ready(30s)) << nodes_->failure();
   }
 
+  // The index of the node that serves ns/name, as an inspect through node 1
+  // answers; fails the test when no node is.
+  size_t owner_of(const std::string& ns, const std::string& name) {
+    HttpClient admin(nodes_->node(1).port());
+    auto inspect = admin.request("GET", "/_dobj/objects/" + ns + "/name:" + name, "",
+                                 {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
+    EXPECT_EQ(inspect.status, 200) << inspect.body;
+    std::string owner = json::parse(inspect.body, nullptr, false).value("node", "");
+    size_t i = 0;
+    while (i < nodes_->size() && nodes_->node_id(i) != owner) ++i;
+    EXPECT_LT(i, nodes_->size()) << "no node is the owner: " << inspect.body;
+    return i;
+  }
   HttpResponse post(size_t node, const std::string& target) {
     return http(nodes_->node(node).port(), "POST", target);
   }
@@ -398,14 +411,8 @@ class AlarmRetryClusterTest : public ClusterTest {
 
 TEST_F(AlarmRetryClusterTest, AFailingAlarmsRetryCountMovesWithItsObject) {
   ASSERT_EQ(post(0, "/tasks/stubborn/schedule?delay_ms=50&fail=100").status, 200);
-  HttpClient admin(nodes_->node(1).port());
-  auto inspect = admin.request("GET", "/_dobj/objects/TASK_RUNNER/name:stubborn", "",
-                               {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
-  ASSERT_EQ(inspect.status, 200) << inspect.body;
-  std::string owner = json::parse(inspect.body).value("node", "");
-  size_t victim = 0;
-  while (victim < nodes_->size() && nodes_->node_id(victim) != owner) ++victim;
-  ASSERT_LT(victim, nodes_->size()) << "no node is the owner: " << inspect.body;
+  size_t victim = owner_of("TASK_RUNNER", "stubborn");
+  ASSERT_LT(victim, nodes_->size());
   size_t reader = (victim + 1) % nodes_->size();
   auto state = [&] { return json::parse(get(reader, "/tasks/stubborn").body, nullptr, false); };
   auto deadline = std::chrono::steady_clock::now() + 20s;
@@ -673,14 +680,8 @@ TEST_F(ReplicatedClusterTest, AppendsThroughRandomNodesSurviveTheOwnersDeathInRe
     return http(nodes_->node(node).port(), "POST", "/sql/appends", json{{"query", query}}.dump());
   };
   ASSERT_EQ(sql(0, "CREATE TABLE IF NOT EXISTS log(v INTEGER NOT NULL)").status, 200);
-  HttpClient admin(nodes_->node(1).port());
-  auto inspect = admin.request("GET", "/_dobj/objects/SQL/name:appends", "",
-                               {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
-  ASSERT_EQ(inspect.status, 200) << inspect.body;
-  std::string owner = json::parse(inspect.body).value("node", "");
-  size_t victim = 0;
-  while (victim < nodes_->size() && nodes_->node_id(victim) != owner) ++victim;
-  ASSERT_LT(victim, nodes_->size()) << "no node is the owner: " << inspect.body;
+  size_t victim = owner_of("SQL", "appends");
+  ASSERT_LT(victim, nodes_->size());
 
   struct Append {
     int64_t value;

@@ -25,6 +25,23 @@ class GroupCommitTest : public ::testing::Test {
     file_ = *f;
   }
   void TearDown() override { flusher_.stop(); }
+  // From here on, every path a flush syncs is noted (covered() asks).
+  void note_synced_paths() {
+    flusher_.faults().observe = [this](const std::vector<std::string>& paths) {
+      std::lock_guard lock(synced_mu_);
+      synced_.insert(synced_.end(), paths.begin(), paths.end());
+    };
+  }
+  bool covered(const std::string& path) {
+    std::lock_guard lock(synced_mu_);
+    return std::find(synced_.begin(), synced_.end(), path) != synced_.end();
+  }
+  void forget_synced() {
+    std::lock_guard lock(synced_mu_);
+    synced_.clear();
+  }
+  std::mutex synced_mu_;
+  std::vector<std::string> synced_;
 
   test::TempDir dir_;
   test::ManualLoop loop_;
@@ -53,20 +70,12 @@ TEST_F(GroupCommitTest, SixtyFourCommitsShareOneFlush) {
 // WAL, its database file, its folder's entry for them and, for a new shard
 // folder, the namespace folder's entry for that.
 TEST_F(GroupCommitTest, ANewObjectsFirstFlushCoversItsFilesAndFolders) {
-  std::mutex mu;
-  std::vector<std::string> synced;
-  flusher_.faults().observe = [&](const std::vector<std::string>& paths) {
-    std::lock_guard lock(mu);
-    synced.insert(synced.end(), paths.begin(), paths.end());
-  };
+  note_synced_paths();
   std::string ns = dir_.path() + "/ns";
   std::filesystem::create_directories(ns);
   DbCache dbs{4};
   auto first_write = [&](const std::string& file) {
-    {
-      std::lock_guard lock(mu);
-      synced.clear();
-    }
+    forget_synced();
     ObjectStore store(StoreEnv{&commits_, &dbs}, ns + "/ab", file);
     store.put("k", "v");
     ASSERT_TRUE(store.end_turn().is_ok());
@@ -76,10 +85,6 @@ TEST_F(GroupCommitTest, ANewObjectsFirstFlushCoversItsFilesAndFolders) {
       durable = true;
     });
     ASSERT_TRUE(loop_.run_until([&] { return durable; }));
-  };
-  auto covered = [&](const std::string& path) {
-    std::lock_guard lock(mu);
-    return std::find(synced.begin(), synced.end(), path) != synced.end();
   };
   first_write("one.sqlite");
   EXPECT_TRUE(covered(ns + "/ab/one.sqlite-wal"));
@@ -98,12 +103,7 @@ TEST_F(GroupCommitTest, ANewObjectsFirstFlushCoversItsFilesAndFolders) {
 // and folders but no commit; the store that commits to it later finds them
 // existing. That commit's flush must still cover them.
 TEST_F(GroupCommitTest, AFileFromADiscardedFirstTurnReachesTheDiskBeforeALaterAnswer) {
-  std::mutex mu;
-  std::vector<std::string> synced;
-  flusher_.faults().observe = [&](const std::vector<std::string>& paths) {
-    std::lock_guard lock(mu);
-    synced.insert(synced.end(), paths.begin(), paths.end());
-  };
+  note_synced_paths();
   std::string ns = dir_.path() + "/ns";
   std::filesystem::create_directories(ns);
   DbCache dbs{4};
@@ -121,9 +121,8 @@ TEST_F(GroupCommitTest, AFileFromADiscardedFirstTurnReachesTheDiskBeforeALaterAn
     durable = true;
   });
   ASSERT_TRUE(loop_.run_until([&] { return durable; }));
-  std::lock_guard lock(mu);
   for (const std::string& path : {ns + "/ab/one.sqlite-wal", ns + "/ab/one.sqlite", ns + "/ab", ns}) {
-    EXPECT_NE(std::find(synced.begin(), synced.end(), path), synced.end()) << path;
+    EXPECT_TRUE(covered(path)) << path;
   }
 }
 
