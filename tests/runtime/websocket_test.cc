@@ -120,7 +120,7 @@ class Room : public DurableObject {
       auto payload = WebSocketMessage::binary(std::string(std::stoul(parts[2]), 'f'));
       for (int i = 0; i < n; ++i) {
         for (const WebSocket& s : state().get_websockets()) s.send(payload);
-        if (i % 2 == 1) co_await sleep_for(1ms);
+        co_await sleep_for(1ms);
       }
     } else if (text == "big-attachment") {
       try {
@@ -271,16 +271,17 @@ TEST(WebSocket, BrokenFramesCloseThatSocketWithAClearCodeAndNothingElse) {
 
 TEST(WebSocket, ASlowClientIsClosedWhileTheOthersKeepReceiving) {
   ServerOptions o;
-  // Room for the reading client to fall 32 messages behind (a loaded machine
-  // under ASan once closed it at 256 KiB); the one that never reads fills
-  // any queue.
-  o.websocket_send_queue_bytes = 2 * 1024 * 1024;
+  // Room for the reading client to fall 64 messages behind (under ASan it
+  // was closed at 256 KiB, and at 2 MiB with two messages a millisecond);
+  // the one that never reads fills any queue: 600 x 64 KiB is more than the
+  // queue and the kernel's buffers hold.
+  o.websocket_send_queue_bytes = 4 * 1024 * 1024;
   Server s(o);
   WsClient fast(s.port(), "/room/slow/ws");
   WsClient slow(s.port(), "/room/slow/ws");  // never reads
   ASSERT_TRUE(fast.connected());
   ASSERT_TRUE(slow.connected());
-  const int kMessages = 400;  // 400 x 64 KiB: more than the kernel buffers hold
+  const int kMessages = 600;
   ASSERT_TRUE(fast.send_text("flood:" + std::to_string(kMessages) + ":65536"));
   for (int i = 0; i < kMessages; ++i) {
     auto m = fast.next_message();
