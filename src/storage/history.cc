@@ -7,10 +7,10 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
-#include <cctype>
 #include <cstring>
 
 #include "base/fs.h"
+#include "base/hex.h"
 #include "base/log.h"
 
 namespace dobj::internal {
@@ -295,21 +295,14 @@ std::string HistoryFile::bookmark(uint64_t seq, int64_t time_ms) {
 }
 
 Result<uint64_t> HistoryFile::parse_bookmark(std::string_view b) {
-  auto bad = [&] { return Status(Code::kInvalidArgument, "not a bookmark: " + std::string(b.substr(0, 64))); };
-  if (b.size() != 29 || b[16] != '-') return bad();
-  uint64_t seq = 0;
-  for (size_t i = 0; i < 16; ++i) {
-    char c = b[i];
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (d < 0) return bad();
-    seq = (seq << 4) | static_cast<uint64_t>(d);
+  // As bookmark() spells it: 16 and 12 lowercase hex digits.
+  auto seq = b.size() == 29 && b[16] == '-' ? from_hex_lower(b.substr(0, 16)) : std::nullopt;
+  if (!seq || !from_hex_lower(b.substr(17))) {
+    return Status(Code::kInvalidArgument, "not a bookmark: " + std::string(b.substr(0, 64)));
   }
-  for (size_t i = 17; i < b.size(); ++i) {
-    if (!std::isxdigit(static_cast<unsigned char>(b[i])) || std::isupper(static_cast<unsigned char>(b[i]))) {
-      return bad();
-    }
-  }
-  return seq;
+  uint64_t v = 0;
+  for (uint8_t byte : *seq) v = (v << 8) | byte;
+  return v;
 }
 
 std::string HistoryFile::bookmark_of(uint64_t seq) const {

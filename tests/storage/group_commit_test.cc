@@ -36,6 +36,15 @@ class GroupCommitTest : public ::testing::Test {
     std::lock_guard lock(synced_mu_);
     return std::find(synced_.begin(), synced_.end(), path) != synced_.end();
   }
+  // Runs the loop until commit `seq` is durable (and expects it to be).
+  void wait_durable(uint64_t seq) {
+    bool durable = false;
+    commits_.when_durable(seq, [&](Status st) {
+      EXPECT_TRUE(st.is_ok());
+      durable = true;
+    });
+    ASSERT_TRUE(loop_.run_until([&] { return durable; }));
+  }
   void forget_synced() {
     std::lock_guard lock(synced_mu_);
     synced_.clear();
@@ -79,12 +88,7 @@ TEST_F(GroupCommitTest, ANewObjectsFirstFlushCoversItsFilesAndFolders) {
     ObjectStore store(StoreEnv{&commits_, &dbs}, ns + "/ab", file);
     store.put("k", "v");
     ASSERT_TRUE(store.end_turn().is_ok());
-    bool durable = false;
-    commits_.when_durable(store.last_commit_seq(), [&](Status st) {
-      EXPECT_TRUE(st.is_ok());
-      durable = true;
-    });
-    ASSERT_TRUE(loop_.run_until([&] { return durable; }));
+    wait_durable(store.last_commit_seq());
   };
   first_write("one.sqlite");
   EXPECT_TRUE(covered(ns + "/ab/one.sqlite-wal"));
@@ -115,12 +119,7 @@ TEST_F(GroupCommitTest, AFileFromADiscardedFirstTurnReachesTheDiskBeforeALaterAn
   ObjectStore store(StoreEnv{&commits_, &dbs}, ns + "/ab", "one.sqlite");
   store.put("k", "w");
   ASSERT_TRUE(store.end_turn().is_ok());
-  bool durable = false;
-  commits_.when_durable(store.last_commit_seq(), [&](Status st) {
-    EXPECT_TRUE(st.is_ok());
-    durable = true;
-  });
-  ASSERT_TRUE(loop_.run_until([&] { return durable; }));
+  wait_durable(store.last_commit_seq());
   for (const std::string& path : {ns + "/ab/one.sqlite-wal", ns + "/ab/one.sqlite", ns + "/ab", ns}) {
     EXPECT_TRUE(covered(path)) << path;
   }
