@@ -321,6 +321,13 @@ class State {
   [[noreturn]] void abort(std::string_view reason, AbortOptions options);
   [[noreturn]] void abort(std::string_view reason) { abort(reason, AbortOptions{}); }
 
+  // When the object next starts (after abort(), an eviction or a restart),
+  // its database is replaced by `snapshot`, another object's (or its own)
+  // Storage::snapshot(); its alarm is dropped, as snapshots carry none.
+  // Throws dobj::Error(kNotFound) for an unknown or expired snapshot.
+  // Awaiting it ends the turn. (Cloudflare: ctx.onNextSessionRestore.)
+  Task<void> on_next_session_restore(std::string snapshot);
+
   // WebSockets (see dobj/websocket.h). accept_websocket takes an upgrade
   // request through the hibernation API: the runtime holds the socket and
   // calls websocket_message/close/error, and the object may be evicted while

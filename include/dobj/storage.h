@@ -146,6 +146,29 @@ class Storage {
   }
   void delete_alarm();
 
+  // History, with the server started with --history (else these throw
+  // dobj::Error(kNotFound)); Cloudflare's getCurrentBookmark,
+  // getBookmarkForTime and onNextSessionRestoreBookmark. A bookmark names one
+  // commit of the object's database, "<commit, 16 hex>-<time ms, 12 hex>";
+  // bookmarks sort as the commits do.
+  //
+  // The bookmark of the database with every write made before the call.
+  // Awaiting it ends the turn, as sync() does.
+  Task<std::string> current_bookmark();
+  // The last commit made at or before epoch_ms; kNotFound for a time before
+  // the oldest commit the history keeps.
+  std::string bookmark_for_time(int64_t epoch_ms);
+  // When the object next starts (after State::abort, an eviction or a
+  // restart), its database becomes the one `bookmark` names, as one new
+  // commit (its alarm with it). Returns the bookmark of the database as it is
+  // when the call returns: restoring that one undoes the restore. Throws
+  // kNotFound for a bookmark not in the history. Awaiting it ends the turn.
+  Task<std::string> on_next_session_restore_bookmark(std::string bookmark);
+  // A copy of the whole database as committed, without its alarm, for
+  // another object's State::on_next_session_restore (a fork). Returns its
+  // name; kept 7 days. Does not need --history. Awaiting it ends the turn.
+  Task<std::string> snapshot();
+
   // Runs fn(Transaction&) atomically: if fn throws, or calls rollback(), none of
   // its writes happen; the exception propagates. Nested transactions nest.
   //

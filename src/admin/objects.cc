@@ -12,7 +12,7 @@
 #include <random>
 
 #include "admin/admin.h"
-#include "admin/object_actions.h"
+#include "runtime/object_actions.h"
 #include "base/fs.h"
 #include "base/hex.h"
 #include "base/websocket_frame.h"
@@ -103,13 +103,6 @@ Status mark_rollback_journal_file(const std::string& path) {
   }
   ::close(fd);
   return st;
-}
-
-// A fresh file name under <data>/tmp (emptied at start), the folder made.
-Result<std::string> temp_path(const std::string& data_dir, const char* what) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  if (Status st = make_dirs(data_dir + "/tmp"); !st) return st;
-  return data_dir + "/tmp/" + what + "-" + std::to_string(rng()) + ".sqlite";
 }
 
 
@@ -514,11 +507,9 @@ void AdminPlane::restore_object(Shard& here, const ObjectKey& t, const Request& 
     time = v;
   }
   if (bookmark.empty() == !time) return reply(Response::error(400, "give ?bookmark=B or ?time=MS"));
-  auto tmp = temp_path(runtime_.options().data_dir, "restore");
-  if (!tmp) return reply(error_response(tmp.status()));
   runtime_.run_on_object(
       t.ns, t.id, &here,
-      [bookmark, time, path = *tmp](ObjectHost& host, Reply reply) mutable {
+      [bookmark, time](ObjectHost& host, Reply reply) mutable {
         if (time) {
           auto b = host.store().bookmark_for_time(*time);
           if (!b) return reply(error_response(b.status()));
@@ -526,10 +517,8 @@ void AdminPlane::restore_object(Shard& here, const ObjectKey& t, const Request& 
         }
         auto bytes = host.store().restored_database(bookmark);
         if (!bytes) return reply(error_response(bytes.status()));
-        Status st = write_file_atomic(path, *bytes, 0600);
-        if (st) st = internal::replace_object(host, "the object was restored to bookmark " + bookmark, path,
-                                              /*in_history=*/true);
-        ::unlink(path.c_str());  // still there only when the move failed
+        Status st = internal::replace_object_with(host, "the object was restored to bookmark " + bookmark, *bytes,
+                                                  /*in_history=*/true);
         if (!st) return reply(error_response(st));
         auto now = host.store().current_bookmark();
         Json out = {{"restored", true},

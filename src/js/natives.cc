@@ -256,6 +256,13 @@ Task<int> sync_op(Storage* storage) {
   co_return 0;
 }
 
+Task<int> restore_op(State* state, std::string snapshot) {
+  co_await state->on_next_session_restore(std::move(snapshot));
+  co_return 0;
+}
+
+v8::Local<v8::Value> string_of(Vm& vm, std::string& s) { return vm.str(s); }
+
 // ---- Stubs -------------------------------------------------------------------------
 
 Namespace ns_of(Vm& vm, const std::string& binding) { return vm.runtime_env().ns(binding); }
@@ -631,6 +638,47 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
     guarded(info, [&] {
       Storage* storage = &object_of(info).storage();
       info.GetReturnValue().Set(start_op<int>(vm, [storage] { return sync_op(storage); }, &undefined_of));
+    });
+  });
+  // History (docs/history.md): Cloudflare's names, dobj's semantics.
+  add("getCurrentBookmark", [](const Info& info) {
+    Vm& vm = vm_of(info);
+    guarded(info, [&] {
+      Storage* storage = &object_of(info).storage();
+      info.GetReturnValue().Set(start_op<std::string>(vm, [storage] { return storage->current_bookmark(); }, &string_of));
+    });
+  });
+  add("getBookmarkForTime", [](const Info& info) {
+    Vm& vm = vm_of(info);
+    guarded(info, [&] {
+      double ms = info[1]->NumberValue(vm.context()).FromMaybe(NAN);
+      if (!std::isfinite(ms)) throw Error(Code::kInvalidArgument, "getBookmarkForTime() needs a time");
+      info.GetReturnValue().Set(vm.str(object_of(info).storage().bookmark_for_time(static_cast<int64_t>(ms))));
+    });
+  });
+  add("onNextSessionRestoreBookmark", [](const Info& info) {
+    Vm& vm = vm_of(info);
+    guarded(info, [&] {
+      Storage* storage = &object_of(info).storage();
+      std::string bookmark = vm.utf8(info[1]);
+      info.GetReturnValue().Set(start_op<std::string>(
+          vm, [storage, bookmark] { return storage->on_next_session_restore_bookmark(bookmark); }, &string_of));
+    });
+  });
+  add("snapshot", [](const Info& info) {
+    Vm& vm = vm_of(info);
+    guarded(info, [&] {
+      Storage* storage = &object_of(info).storage();
+      info.GetReturnValue().Set(start_op<std::string>(vm, [storage] { return storage->snapshot(); }, &string_of));
+    });
+  });
+  add("onNextSessionRestore", [](const Info& info) {
+    Vm& vm = vm_of(info);
+    guarded(info, [&] {
+      State* state = &object_of(info).state();
+      std::string snapshot = vm.utf8(info[1]);
+      info.GetReturnValue().Set(start_op<int>(
+          vm, [state, snapshot] { return restore_op(state, snapshot); }, &undefined_of));
     });
   });
   add("txBegin", [](const Info& info) {

@@ -707,6 +707,10 @@
     async setAlarm(t) { N.setAlarm(this.#h, t instanceof Date ? t.getTime() : Number(t)); }
     async deleteAlarm() { N.deleteAlarm(this.#h); }
     async sync() { await N.sync(this.#h); }
+    getCurrentBookmark() { return N.getCurrentBookmark(this.#h); }
+    async getBookmarkForTime(t) { return N.getBookmarkForTime(this.#h, t instanceof Date ? t.getTime() : Number(t)); }
+    onNextSessionRestoreBookmark(b) { return N.onNextSessionRestoreBookmark(this.#h, String(b)); }
+    snapshot() { return N.snapshot(this.#h); }
     transactionSync(fn) { return N.transactionSync(this.#h, fn); }
     // A transaction is one stretch of the object's code: its callback may
     // await storage (which never waits), but if it awaits anything outside
@@ -736,6 +740,7 @@
     }
     waitUntil(p) { Promise.resolve(p).catch((e) => console.error('waitUntil:', e)); }
     blockConcurrencyWhile(fn) { return N.blockConcurrencyWhile(this.#h, fn); }
+    onNextSessionRestore(snapshot) { return N.onNextSessionRestore(this.#h, String(snapshot)); }
     abort(reason) { N.abort(this.#h, reason === undefined ? 'aborted' : String(reason)); }
     acceptWebSocket(ws, tags = []) {
       if (!(ws instanceof WebSocket)) throw new TypeError('acceptWebSocket() expects a WebSocket');

@@ -29,6 +29,13 @@ void State::abort(std::string_view reason, AbortOptions options) {
   host_->abort(reason, options.retry_alarm);
 }
 
+Task<void> State::on_next_session_restore(std::string snapshot) {
+  internal::ObjectStore& store = host_->store();
+  if (auto file = store.snapshot_file(snapshot); !file) throw Error(file.status());
+  store.request_restore("snapshot", snapshot);
+  co_await storage_.sync();
+}
+
 Stub::Stub(const internal::NamespaceImpl* ns, ObjectId id)
     : ns_(ns), id_(std::move(id)), binding_(std::make_shared<uint64_t>(0)) {}
 

@@ -11,6 +11,7 @@
 #include "base/websocket_frame.h"
 #include "runtime/alarm_runner.h"
 #include "runtime/api_access.h"
+#include "runtime/object_actions.h"
 #include "runtime/runtime.h"
 
 namespace dobj::internal {
@@ -77,6 +78,7 @@ void ObjectHost::make_store() {
                [shard = shard_] { return shard->now_ms(); },
                shard_->replication_log()};
   env.history = shard_->runtime().options().history;
+  env.snapshot_dir = shard_->runtime().options().data_dir + "/snapshots";
   store_ = std::make_unique<ObjectStore>(env, ns_->object_dir(hex), NamespaceImpl::object_file(hex));
   store_->set_sync([this] { return sync(); });
   store_->set_identity(AlarmRecord{ns_->name(), hex, id_.name(), 0, 0});
@@ -212,6 +214,13 @@ void ObjectHost::pump() {
 
 bool ObjectHost::ensure_instance() {
   if (instance_) return true;
+  // A restore the last instance asked for comes before the next is built.
+  if (Status error; !restore_if_asked(*this, &error)) {
+    Event ev = std::move(queue_.front());
+    queue_.pop_front();
+    ev.reply(error_response(error));
+    return false;
+  }
   generation_ = shard_->next_generation();
   state_ = ApiAccess::state(this);
   std::exception_ptr error;

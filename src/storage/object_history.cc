@@ -4,13 +4,18 @@
 // So after any crash the two can be made to agree: a record past the
 // database's number is a commit that never happened (it is dropped), and a
 // database past the history's last record gets its whole state as a base.
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
+#include <random>
 
 #include "base/fs.h"
+#include "base/hex.h"
 #include "base/log.h"
 #include "storage/object_store.h"
 
@@ -22,8 +27,12 @@ constexpr const char* kHistoryTable =
     "CREATE TABLE IF NOT EXISTS _dobj_history(id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO _dobj_history(id, seq) VALUES (0, 0);";
 
-// Sets _dobj_history.seq inside a database held in memory.
-Status set_seq_in_image(std::string& database, uint64_t seq) {
+constexpr const char* kRestoreTable =
+    "CREATE TABLE IF NOT EXISTS _dobj_restore(id INTEGER PRIMARY KEY CHECK (id = 0), kind TEXT NOT NULL, "
+    "source TEXT NOT NULL);";
+
+// Runs `sql` on a database held in memory (a whole file's bytes).
+Status edit_image(std::string& database, const std::string& sql) {
   sqlite3* mem = nullptr;
   if (sqlite3_open(":memory:", &mem) != SQLITE_OK) {
     sqlite3_close(mem);
@@ -41,7 +50,6 @@ Status set_seq_in_image(std::string& database, uint64_t seq) {
                           SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) != SQLITE_OK) {
     return Status(Code::kInternal, "history: cannot read the database");
   }
-  std::string sql = std::string(kHistoryTable) + "UPDATE _dobj_history SET seq = " + std::to_string(seq) + ";";
   if (sqlite3_exec(mem, "PRAGMA journal_mode=MEMORY", nullptr, nullptr, nullptr) != SQLITE_OK ||
       sqlite3_exec(mem, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
     return Status(Code::kInvalidArgument, std::string("history: ") + sqlite3_errmsg(mem));
@@ -56,9 +64,17 @@ Status set_seq_in_image(std::string& database, uint64_t seq) {
   return Status::ok();
 }
 
+// Sets _dobj_history.seq inside a database held in memory. A restore the
+// database was waiting for is not part of what it restores to.
+Status set_seq_in_image(std::string& database, uint64_t seq) {
+  return edit_image(database, std::string(kHistoryTable) + "UPDATE _dobj_history SET seq = " +
+                                  std::to_string(seq) + "; DROP TABLE IF EXISTS _dobj_restore;");
+}
+
 }  // namespace
 
 const char* ObjectStore::history_schema() { return kHistoryTable; }
+const char* ObjectStore::restore_schema() { return kRestoreTable; }
 
 std::string ObjectStore::serialize_database() {
   sqlite3_int64 size = 0;
@@ -153,6 +169,90 @@ Result<std::string> ObjectStore::bookmark_for_time(int64_t time_ms) {
   auto seq = history_->seq_at_time(time_ms);
   if (!seq) return seq.status();
   return history_->bookmark_of(*seq);
+}
+
+Status ObjectStore::check_bookmark(std::string_view bookmark) {
+  if (!env_.history) return Status(Code::kNotFound, "history is off (start the server with --history)");
+  auto seq = HistoryFile::parse_bookmark(bookmark);
+  if (!seq) return seq.status();
+  if (!ensure_open(false) || !history_) return Status(Code::kNotFound, "the object has no history");
+  for (const auto& e : history_->entries()) {
+    if (e.seq == *seq) return Status::ok();
+  }
+  return Status(Code::kNotFound, "bookmark " + std::string(bookmark) + " is not in the object's history");
+}
+
+void ObjectStore::request_restore(std::string_view kind, std::string_view source) {
+  begin_write();
+  if (Status st = db_.exec(kRestoreTable); !st) fail("record a restore");
+  StmtUse s = stmt("INSERT OR REPLACE INTO _dobj_restore(id, kind, source) VALUES (0, ?1, ?2)");
+  s->bind_blob(1, kind);
+  s->bind_blob(2, source);
+  if (s->step() != SQLITE_DONE) fail("record a restore");
+}
+
+std::optional<ObjectStore::PendingRestore> ObjectStore::pending_restore() {
+  if (!ensure_open(false)) return std::nullopt;
+  // From the schema SQLite holds in memory: no statement for the objects
+  // that never asked (almost all of them).
+  if (sqlite3_table_column_metadata(db_.get(), "main", "_dobj_restore", "kind", nullptr, nullptr, nullptr,
+                                    nullptr, nullptr) != SQLITE_OK) {
+    return std::nullopt;
+  }
+  auto s = db_.cached("SELECT kind, source FROM _dobj_restore WHERE id = 0");
+  if (!s || (*s)->step() != SQLITE_ROW) return std::nullopt;
+  return PendingRestore{std::string((*s)->column_blob(0)), std::string((*s)->column_blob(1))};
+}
+
+void ObjectStore::clear_pending_restore() {
+  if (!ensure_open(false)) return;
+  Status st = db_.exec("DROP TABLE IF EXISTS _dobj_restore");
+  if (st) st = flush_wal_writes(db_.get());
+  if (!st) throw Error(st);
+}
+
+Result<std::string> ObjectStore::snapshot_image() {
+  if (in_txn_) return Status(Code::kInternal, "snapshot: the turn has uncommitted writes");
+  ensure_open(true);  // an object that never wrote: its empty database
+  std::string database = serialize_database();
+  // Alarms are not copied (as in Cloudflare), nor a restore the source waits for.
+  if (Status st = edit_image(database, "DELETE FROM _dobj_alarm; DROP TABLE IF EXISTS _dobj_restore;"); !st) {
+    return st;
+  }
+  return database;
+}
+
+Result<std::string> ObjectStore::snapshot_file(std::string_view name) const {
+  if (env_.snapshot_dir.empty()) return Status(Code::kNotFound, "snapshots are not available here");
+  if (name.size() != 37 || name.substr(0, 5) != "snap-" || !from_hex_lower(name.substr(5))) return Status(Code::kInvalidArgument, "not a snapshot name (snap- and 32 hex digits)");
+  std::string path = env_.snapshot_dir + "/" + std::string(name) + ".sqlite";
+  if (!file_exists(path)) return Status(Code::kNotFound, "no snapshot " + std::string(name) + " (or it expired)");
+  return path;
+}
+
+Result<std::string> ObjectStore::write_snapshot() {
+  if (env_.snapshot_dir.empty()) return Status(Code::kNotFound, "snapshots are not available here");
+  auto image = snapshot_image();
+  if (!image) return image.status();
+  if (Status st = make_dirs(env_.snapshot_dir, /*durable=*/true); !st) return st;
+  // Snapshots past their time go now: they are few, and this is when one is made.
+  if (DIR* d = ::opendir(env_.snapshot_dir.c_str())) {
+    time_t cutoff = ::time(nullptr) - kSnapshotDays * 86400;
+    while (dirent* e = ::readdir(d)) {
+      std::string file = env_.snapshot_dir + "/" + e->d_name;
+      struct stat st;
+      if (std::strncmp(e->d_name, "snap-", 5) == 0 && ::stat(file.c_str(), &st) == 0 && st.st_mtime < cutoff) {
+        ::unlink(file.c_str());
+      }
+    }
+    ::closedir(d);
+  }
+  std::random_device random;
+  uint8_t bytes[16];
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(random());
+  std::string name = "snap-" + to_hex(bytes, sizeof bytes);
+  if (Status st = write_file_atomic(env_.snapshot_dir + "/" + name + ".sqlite", *image, 0600); !st) return st;
+  return name;
 }
 
 Result<std::string> ObjectStore::restored_database(std::string_view bookmark) {

@@ -110,6 +110,9 @@ struct StoreEnv {
   // Keep every commit's pages in <id>.sqlite-history (storage/history.h), so
   // the database can be rebuilt as of any of them (bookmarks, restore).
   bool history = false;
+  // Where Storage::snapshot() writes its copies (<data>/snapshots); empty:
+  // snapshots are not available.
+  std::string snapshot_dir{};
 };
 
 class ObjectStore {
@@ -124,6 +127,10 @@ class ObjectStore {
   static std::vector<std::string> earlier_runtime_schemas();
   // The SQL of the history's table (_dobj_history), made when history is on.
   static const char* history_schema();
+  // The SQL of the table that holds a restore asked for by the object itself
+  // (_dobj_restore: Storage::on_next_session_restore_bookmark,
+  // State::on_next_session_restore), done when the object next starts.
+  static const char* restore_schema();
 
   ObjectStore(StoreEnv env, std::string dir, std::string file_name);
   ~ObjectStore();
@@ -173,6 +180,34 @@ class ObjectStore {
   // history (recorded as a base, durable when this returns): what
   // replace_files then puts in place. Outside a turn.
   Result<std::string> restored_database(std::string_view bookmark);
+  // kNotFound unless `bookmark` is well formed and names a commit in the
+  // history (an object's own restore is checked when it asks for it).
+  Status check_bookmark(std::string_view bookmark);
+
+  // A restore the object asked for, done by the runtime before the object's
+  // next instance is built. kind "bookmark" (source: a bookmark of its own
+  // history) or "snapshot" (source: a Storage::snapshot() name).
+  struct PendingRestore {
+    std::string kind;
+    std::string source;
+  };
+  // Records it in the turn (a write like any other: discarded with the turn).
+  void request_restore(std::string_view kind, std::string_view source);
+  // The recorded one, if any (opens an existing file; none without a file).
+  std::optional<PendingRestore> pending_restore();
+  // Forgets it, outside a turn (the restore could not be done).
+  void clear_pending_restore();
+  // The committed database as a whole, without its alarm or pending
+  // restore: what Storage::snapshot() keeps. At the start of a turn.
+  Result<std::string> snapshot_image();
+  // Writes snapshot_image() to env.snapshot_dir, durably, and returns its
+  // name ("snap-" and 32 hex digits). Snapshots older than kSnapshotDays are
+  // removed then.
+  static constexpr int kSnapshotDays = 7;
+  Result<std::string> write_snapshot();
+  // The file of snapshot `name`: kInvalidArgument for a malformed name,
+  // kNotFound when there is no such snapshot (or it expired).
+  Result<std::string> snapshot_file(std::string_view name) const;
   // The same when known without a query (outer nullopt: unknown).
   const std::optional<std::optional<int64_t>>& known_alarm() const { return alarm_known_; }
   // While alarm() runs for time `at`, get_alarm() does not report it unless

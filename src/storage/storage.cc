@@ -137,6 +137,34 @@ void Storage::abandon_nested() {
 
 Task<void> Storage::sync() { return store_->sync(); }
 
+namespace {
+template <typename T>
+T value_or_throw(Result<T> r) {
+  if (!r) throw Error(r.status());
+  return std::move(*r);
+}
+}  // namespace
+
+Task<std::string> Storage::current_bookmark() {
+  co_await sync();
+  co_return value_or_throw(store_->current_bookmark());
+}
+
+std::string Storage::bookmark_for_time(int64_t epoch_ms) {
+  return value_or_throw(store_->bookmark_for_time(epoch_ms));
+}
+
+Task<std::string> Storage::on_next_session_restore_bookmark(std::string bookmark) {
+  if (Status st = store_->check_bookmark(bookmark); !st) throw Error(st);
+  store_->request_restore("bookmark", bookmark);
+  co_return co_await current_bookmark();
+}
+
+Task<std::string> Storage::snapshot() {
+  co_await sync();
+  co_return value_or_throw(store_->write_snapshot());
+}
+
 void Codec<Json>::encode(const Json& v, std::string& out) { out.append(v.dump()); }
 
 Json Codec<Json>::decode(std::string_view p) {

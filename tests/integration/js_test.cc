@@ -144,6 +144,48 @@ TEST_F(JsTest, AbortResetsTheObjectAndTheNextEventBuildsANewOne) {
   EXPECT_EQ(get_json("/probe/a/boots")["boots"], 2);  // the constructor ran again
 }
 
+TEST_F(JsTest, BookmarksRestoresAndForksWithCloudflaresNamesAcrossASigkill) {
+  start({"--history"});
+  get("/probe/h/bump");
+  get("/probe/h/bump");
+  std::string two = get("/probe/h/bookmark").body;
+  ASSERT_EQ(two.size(), 29u) << two;
+  EXPECT_EQ(get("/probe/h/bump").body, "3");
+  std::string three = get("/probe/h/bookmark").body;
+  EXPECT_GT(three, two);
+  // A time now names the last commit.
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_EQ(get("/probe/h/bookmark-at?t=" + std::to_string(now + 1000)).body, three);
+
+  // Asked for, then the server is killed: the restore happens on its next start.
+  HttpResponse undo = get("/probe/h/restore?b=" + two);
+  ASSERT_EQ(undo.status, 200) << undo.body;
+  EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
+  start({"--history"});
+  EXPECT_EQ(get("/probe/h/n").body, "2");
+  // Undone, with ctx.abort() as the restart.
+  ASSERT_EQ(get("/probe/h/restore?b=" + undo.body).status, 200);
+  EXPECT_EQ(get("/probe/h/abort").status, 500);
+  EXPECT_EQ(get("/probe/h/n").body, "3");
+
+  HttpResponse bad = get("/probe/h/restore?b=tuesday");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("bookmark"), std::string::npos) << bad.body;
+  EXPECT_EQ(get("/probe/h/n").body, "3");
+
+  // A fork: another object starts over on a snapshot of this one.
+  std::string snap = get("/probe/h/snapshot").body;
+  ASSERT_EQ(snap.rfind("snap-", 0), 0u) << snap;
+  get("/probe/h/bump");
+  get("/probe/f/bump");
+  EXPECT_EQ(get("/probe/f/fork?s=" + snap).status, 500);  // its abort
+  EXPECT_EQ(get("/probe/f/n").body, "3");
+  EXPECT_EQ(get("/probe/h/n").body, "4");
+  EXPECT_EQ(get("/probe/f/bump").body, "4");
+  EXPECT_EQ(get("/probe/h/n").body, "4");
+}
+
 TEST_F(JsTest, ClassesWithoutTheBaseClassWork) {
   EXPECT_EQ(get("/plain/p").body, "plain 1 test");
   EXPECT_EQ(get("/plain/p").body, "plain 2 test");

@@ -107,6 +107,30 @@ export class Probe extends DurableObject {
       case "abort":
         this.ctx.abort("asked to");
         return new Response("unreachable");
+      // History (docs/history.md), with Cloudflare's names.
+      case "bump": {
+        const n = ((await storage.get("n")) ?? 0) + 1;
+        await storage.put("n", n);
+        return new Response(String(n));
+      }
+      case "n":
+        return new Response(String((await storage.get("n")) ?? 0));
+      case "bookmark":
+        return new Response(await storage.getCurrentBookmark());
+      case "bookmark-at":
+        return new Response(await storage.getBookmarkForTime(new Date(Number(url.searchParams.get("t")))));
+      case "restore":
+        try {
+          return new Response(await storage.onNextSessionRestoreBookmark(url.searchParams.get("b")));
+        } catch (e) {
+          return new Response(e.message, { status: 400 });
+        }
+      case "snapshot":
+        return new Response(await storage.snapshot());
+      case "fork":
+        await this.ctx.onNextSessionRestore(url.searchParams.get("s"));
+        this.ctx.abort("forking");
+        return new Response("unreachable");
       case "txn-io": {
         await storage.put("u", 0);
         let error = null;

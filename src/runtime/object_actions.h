@@ -1,5 +1,5 @@
 // The operator's actions that change an object's storage underneath it:
-// delete and import (replace). Each runs in the object's queue, between its
+// delete, import and restore (replace). Each runs in the object's queue, between its
 // events (Delivery::admin), on the object's shard.
 #pragma once
 
@@ -22,6 +22,17 @@ Status delete_object(ObjectHost& host, const std::string& why);
 // history's next commit (ObjectStore::restored_database).
 Status replace_object(ObjectHost& host, const std::string& why, const std::string& file,
                       bool in_history = false);
+// replace_object with the file's bytes in memory (written to a temporary
+// file under data_dir first).
+Status replace_object_with(ObjectHost& host, const std::string& why, const std::string& database,
+                           bool in_history);
+// A fresh file name under <data>/tmp (emptied at start), the folder made.
+Result<std::string> temp_path(const std::string& data_dir, const char* what);
+// Does the restore the object asked for before its last instance ended
+// (ObjectStore::pending_restore), if any: before its next is built.
+// Returns false, with `error` set, when it could not be done (it is then
+// forgotten: the object starts on its database as it is).
+bool restore_if_asked(ObjectHost& host, Status* error);
 // In a cluster with backups: calls done once what the object's store recorded
 // so far (a removal, an import) is on every in-sync backup, as a commit would
 // be; at once otherwise. On the object's shard.

@@ -1,0 +1,122 @@
+#include "runtime/object_actions.h"
+
+#include <unistd.h>
+
+#include <random>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "runtime/alarm_runner.h"
+#include "runtime/object_host.h"
+#include "runtime/runtime.h"
+
+namespace dobj::internal {
+
+Status delete_object(ObjectHost& host, const std::string& why) {
+  if (Status st = host.let_go_of_storage(why); !st) return st;
+  Status st = host.store().remove_files();
+  host.shard()->runtime().catalog().remove(host.ns()->name(), host.id().to_string());
+  host.reopen_store();
+  return st;
+}
+
+Status replace_object(ObjectHost& host, const std::string& why, const std::string& file, bool in_history) {
+  if (Status st = host.let_go_of_storage(why); !st) return st;
+  Status st = host.store().replace_files(file, in_history);
+  host.reopen_store();
+  if (!st) return st;
+  Shard& shard = *host.shard();
+  Runtime& runtime = shard.runtime();
+  const NamespaceImpl& ns = *host.ns();
+  std::string hex = host.id().to_string();
+  CatalogEntry entry;
+  entry.ns = ns.name();
+  entry.id = hex;
+  entry.name = host.id().name();
+  if (Status s = runtime.catalog().record_created(entry); !s) return s;
+  runtime.catalog().touch(
+      {CatalogTouch{ns.name(), hex, host.store().path(), shard.now_ms(), host.id().name(), false}});
+  try {
+    // Opening the file converts it to our journal mode and adds the
+    // runtime's tables if it lacks them.
+    std::optional<int64_t> at = host.store().stored_alarm();
+    if (at && ns.has_alarm_handler()) {
+      AlarmRecord r{ns.name(), hex, host.id().name(), *at, 0};
+      auto wal = runtime.alarm_index().record(r);
+      if (!wal) return wal.status();
+      if (*wal) {
+        if (Status s = (*wal)->sync(); !s) return s;
+      }
+      shard.alarms().schedule(ObjectKey{host.ns(), host.id()}, *at, 0);
+    }
+  } catch (const Error& e) {
+    return e.status();
+  }
+  return Status::ok();
+}
+
+Result<std::string> temp_path(const std::string& data_dir, const char* what) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  if (Status st = make_dirs(data_dir + "/tmp"); !st) return st;
+  return data_dir + "/tmp/" + what + "-" + std::to_string(rng()) + ".sqlite";
+}
+
+Status replace_object_with(ObjectHost& host, const std::string& why, const std::string& database,
+                           bool in_history) {
+  auto path = temp_path(host.shard()->runtime().options().data_dir, "restore");
+  if (!path) return path.status();
+  Status st = write_file_atomic(*path, database, 0600);
+  if (st) st = replace_object(host, why, *path, in_history);
+  ::unlink(path->c_str());  // still there only when the move failed
+  return st;
+}
+
+bool restore_if_asked(ObjectHost& host, Status* error) {
+  ObjectStore& store = host.store();
+  std::optional<ObjectStore::PendingRestore> pending;
+  Status st;
+  try {
+    pending = store.pending_restore();
+  } catch (const Error& e) {
+    st = e.status();
+  }
+  if (st && !pending) return true;
+  std::string what = pending ? pending->kind + " " + pending->source : "";
+  if (st && pending->kind == "bookmark") {
+    auto bytes = store.restored_database(pending->source);
+    st = bytes ? replace_object_with(host, "the object was restored to bookmark " + pending->source, *bytes,
+                                     /*in_history=*/true)
+               : bytes.status();
+  } else if (st && pending->kind == "snapshot") {
+    // Copied: other objects may restore the same snapshot.
+    auto file = store.snapshot_file(pending->source);
+    auto bytes = file ? read_file(*file) : Result<std::string>(file.status());
+    st = bytes ? replace_object_with(host, "the object was restored from " + pending->source, *bytes,
+                                     /*in_history=*/false)
+               : bytes.status();
+  } else if (st) {
+    st = Status(Code::kInternal, "an unknown kind of restore: " + pending->kind);
+  }
+  if (st) {
+    log_info(describe(*host.ns(), host.id()) + ": restored from " + what + ", as it asked");
+    return true;
+  }
+  // replace_object reopened the store; the database is as it was.
+  try {
+    host.store().clear_pending_restore();
+  } catch (const Error& e) {
+    log_warn(describe(*host.ns(), host.id()) + ": cannot forget the restore it asked for: " + e.what());
+  }
+  *error = Status(st.code(), "the restore the object asked for (" + what + ") failed: " + st.message());
+  log_warn(describe(*host.ns(), host.id()) + ": " + error->message());
+  return false;
+}
+
+void when_replicated(ObjectHost& host, std::function<void(Status)> done) {
+  Shard& shard = *host.shard();
+  if (!shard.replication_log()) return done(Status::ok());
+  GroupCommit& commits = shard.commits();
+  commits.when_durable(commits.committed(nullptr, nullptr), std::move(done));
+}
+
+}  // namespace dobj::internal
