@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <typeinfo>
@@ -94,6 +95,13 @@ struct ServerOptions {
   // database), so that an operator can list its bookmarks and restore it to
   // any of them (docs/history.md). Not on a cluster node yet.
   bool history = false;
+  // How long the history keeps a commit: its bookmark restores exactly for
+  // this many days (0: for ever). Per namespace in history_days_by_namespace.
+  int history_days = 30;
+  std::map<std::string, int> history_days_by_namespace{};
+  // Past this size an object's history drops its oldest commits, down to 3/4
+  // of it (0: no cap).
+  int64_t history_max_bytes = 0;
   size_t max_header_bytes = 16 * 1024;      // larger: 431
   size_t max_body_bytes = 8 * 1024 * 1024;  // larger: 413
   // A connection idle this long is closed (408 if a request was half sent).

@@ -485,6 +485,7 @@ void AdminPlane::object_history(Shard& here, const ObjectKey& t, const Request& 
           Json out = {{"namespace", host.ns()->name()},
                       {"id", host.id().to_string()},
                       {"commits", all.size()},
+                      {"historyBytes", host.store().history_bytes()},
                       {"bookmarks", list},
                       {"current", all.empty() ? Json(nullptr) : Json(all.back().bookmark)}};
           reply(Response::json(dump(out)));

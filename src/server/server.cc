@@ -74,6 +74,11 @@ Status Server::start(const ServerOptions& options) {
     return Status(Code::kInvalidArgument,
                   "--history is not available on a cluster node yet (its backups do not keep the history)");
   }
+  for (const auto& [ns, days] : options.history_days_by_namespace) {
+    if (!impl_->bindings.count(ns)) {
+      return Status(Code::kInvalidArgument, "--history-days-for " + ns + ": no such namespace");
+    }
+  }
   Result<internal::Secret> secret = Status(Code::kInternal, "no secret");
   if (options.cluster.etcd.empty()) {
     secret = internal::load_or_create_secret(options.data_dir);
@@ -203,6 +208,27 @@ int Server::run(int argc, char** argv) {
   app.add_flag("--history", o.history,
                "keep every commit of every object, to list its bookmarks and restore it to one "
                "(dobj history, dobj restore)");
+  app.add_option("--history-days", o.history_days,
+                 "with --history: days a commit stays restorable (0: for ever)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  std::vector<std::string> history_days_for;
+  app.add_option("--history-days-for", history_days_for,
+                 "NS=DAYS: --history-days for one namespace (repeat for more)")
+      ->check([](const std::string& v) -> std::string {
+        size_t eq = v.find('=');
+        if (eq == 0 || eq == std::string::npos || v.find_first_not_of("0123456789", eq + 1) != std::string::npos ||
+            eq + 1 == v.size() || v.size() - eq > 7) {
+          return "give NAMESPACE=DAYS, e.g. LEDGER=365";
+        }
+        return "";
+      });
+  int64_t history_max_mb = 0;
+  app.add_option("--history-max-mb", history_max_mb,
+                 "with --history: an object's history past this many MiB drops its oldest commits "
+                 "(0: no cap)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--max-header-bytes", o.max_header_bytes, "larger request headers get 431")
       ->capture_default_str();
   app.add_option("--max-body-bytes", o.max_body_bytes, "larger request bodies get 413")
@@ -272,6 +298,11 @@ int Server::run(int argc, char** argv) {
   o.cluster.lease = std::chrono::milliseconds(lease_ms);
   o.timings = metrics == "on";
   o.idle_timeout = std::chrono::milliseconds(idle_ms);
+  for (const std::string& v : history_days_for) {
+    size_t eq = v.find('=');
+    o.history_days_by_namespace[v.substr(0, eq)] = std::stoi(v.substr(eq + 1));
+  }
+  o.history_max_bytes = history_max_mb << 20;
   o.cpu_limit = std::chrono::milliseconds(cpu_limit_ms);
   o.connection_idle_timeout = std::chrono::milliseconds(conn_idle_ms);
   o.websocket_idle_timeout = std::chrono::milliseconds(ws_idle_ms);

@@ -106,6 +106,49 @@ void ObjectStore::open_history() {
   }
   history_ = std::move(file);
   history_needs_base_ = false;
+  if (Status st = keep_history_in_bounds(now_ms(), /*at_open=*/true); !st) throw Error(st);
+}
+
+Status ObjectStore::keep_history_in_bounds(int64_t now, bool at_open) {
+  const auto& e = history_->entries();
+  if (e.size() < 2) return Status::ok();
+  size_t first = 0;  // the first record kept
+  if (env_.history_keep_ms > 0 && (at_open || now - history_trimmed_ms_ >= kHistoryTrimIntervalMs)) {
+    history_trimmed_ms_ = now;
+    // The last commit at or before the window's start stays: it is the state
+    // at that time, which a bookmark for it names.
+    int64_t cutoff = now - env_.history_keep_ms;
+    while (first + 1 < e.size() && e[first + 1].time_ms <= cutoff) ++first;
+  }
+  auto cap = static_cast<uint64_t>(env_.history_max_bytes);
+  if (cap > 0 && history_->size_bytes() > cap) {
+    // Down to 3/4 of the cap (so that it is not rewritten at every commit),
+    // counting the base the first kept commit becomes (about the database).
+    uint64_t budget = cap / 4 * 3;
+    uint64_t base = static_cast<uint64_t>(database_size());
+    size_t i = e.size() - 1;
+    uint64_t kept = e[i].bytes + base;
+    while (i > first && kept + e[i - 1].bytes <= budget) kept += e[--i].bytes;
+    first = std::max(first, i);
+  }
+  if (first == 0) return Status::ok();
+  uint64_t seq = e[first].seq;
+  if (Status st = history_->drop_before(seq); !st) {
+    // The file is as it was: try again later.
+    log_warn("history of " + path_ + ": cannot drop the commits before " + std::to_string(seq) + ": " +
+             st.message());
+    return Status::ok();
+  }
+  // The file was replaced: the flusher must sync the new one.
+  auto sync = SyncFile::open(history_->path(), /*is_dir=*/false);
+  if (!sync) return sync.status();
+  history_sync_ = std::move(*sync);
+  return Status::ok();
+}
+
+uint64_t ObjectStore::history_bytes() {
+  if (!env_.history || !ensure_open(false) || !history_) return 0;
+  return history_->size_bytes();
 }
 
 void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {

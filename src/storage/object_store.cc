@@ -298,6 +298,11 @@ Status ObjectStore::end_turn() {
       history_needs_base_ = !b;
     }
     history_seq_ = done.seq;
+    if (Status h = keep_history_in_bounds(done.time_ms, /*at_open=*/false); !h) {
+      // The new file was synced whole; what comes next could not be.
+      close_connection();
+      return Status(Code::kReset, "history: " + h.message());
+    }
     env_.commits->add_dirty(history_sync_);
   }
   if (alarm_touched) alarm_changed_ = true;

@@ -113,6 +113,10 @@ struct StoreEnv {
   // Where Storage::snapshot() writes its copies (<data>/snapshots); empty:
   // snapshots are not available.
   std::string snapshot_dir{};
+  // History's retention: commits older than this go (0: kept for ever), as
+  // do the oldest once the file passes history_max_bytes (0: no cap).
+  int64_t history_keep_ms = 0;
+  int64_t history_max_bytes = 0;
 };
 
 class ObjectStore {
@@ -172,6 +176,8 @@ class ObjectStore {
     bool base;  // a whole database (the first, or a restore or import)
   };
   std::vector<Bookmark> bookmarks();
+  // The history file's size in bytes (0 without one).
+  uint64_t history_bytes();
   // The bookmark of the database as it is now (kNotFound without history).
   Result<std::string> current_bookmark();
   // The bookmark of the last commit at or before time_ms.
@@ -324,6 +330,12 @@ class ObjectStore {
   // Gives `database` (bytes of a whole database) the history's next commit
   // number, records it as a base and syncs the history. Outside a turn.
   Status stamp_as_next_base(std::string& database);
+  // Retention: drops the commits past env_.history_keep_ms (checked at open
+  // and then at most once per kHistoryTrimIntervalMs) or past
+  // env_.history_max_bytes (down to 3/4 of it). An error: the file was
+  // replaced but cannot be synced (the connection must close).
+  static constexpr int64_t kHistoryTrimIntervalMs = 3'600'000;
+  Status keep_history_in_bounds(int64_t now, bool at_open);
   // Called with each committed transaction's frames (the WAL capture).
   void record_frames(int page_size, std::vector<WalFrame> txn);
 
@@ -348,6 +360,7 @@ class ObjectStore {
   };
   std::optional<PendingCommit> history_pending_;
   bool history_needs_base_ = false;  // frames came that no commit announced
+  int64_t history_trimmed_ms_ = 0;   // when retention last looked at the times
   int wal_frames_ = 0;          // set by SQLite's WAL hook after each commit
   bool alarm_dirty_ = false;    // the current turn touched the alarm
   bool alarm_changed_ = false;  // the last committed turn did

@@ -173,6 +173,74 @@ TEST(HistoryApi, WithoutHistoryTheBookmarkCallsSaySoAndSnapshotsStillWork) {
   EXPECT_EQ(fork.call(&Ledger::total), 3);
 }
 
+int64_t ms_of(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+TEST(HistoryRetention, CommitsOlderThanTheWindowGoAndTheWindowsStartStillRestores) {
+  Options o = with_history();
+  o.server.history_days = 1;
+  o.server.history_days_by_namespace["FOREVER"] = 0;
+  TestRuntime rt(o);
+  rt.bind<Ledger>("LEDGER");
+  rt.bind<Ledger>("FOREVER");
+  auto ledger = rt.object<Ledger>("LEDGER", "a");
+  auto kept = rt.object<Ledger>("FOREVER", "a");
+  std::vector<std::string> old_marks, kept_marks;
+  int64_t first_ms = ms_of(rt.now());
+  for (int i = 0; i < 3; ++i) {
+    rt.advance(1min);
+    ledger.call(&Ledger::add, int64_t{1});
+    kept.call(&Ledger::add, int64_t{1});
+    old_marks.push_back(ledger.call(&Ledger::bookmark));
+    kept_marks.push_back(kept.call(&Ledger::bookmark));
+  }
+  int64_t last_old_ms = ms_of(rt.now());
+  rt.advance(std::chrono::hours(48));
+  ledger.call(&Ledger::add, int64_t{10});  // a commit two days on: the old ones go
+  kept.call(&Ledger::add, int64_t{10});
+
+  // The oldest commits are gone from LEDGER...
+  EXPECT_EQ(code_of([&] { ledger.call(&Ledger::restore_to, old_marks[0]); }), Code::kNotFound);
+  EXPECT_EQ(code_of([&] { ledger.call(&Ledger::bookmark_at, first_ms + 90'000); }), Code::kNotFound);
+  // ...but the state at the window's start (the last commit before it) stays.
+  std::string start = ledger.call(&Ledger::bookmark_at, ms_of(rt.now()) - 86'400'000);
+  EXPECT_EQ(start, old_marks[2]);
+  EXPECT_EQ(ledger.call(&Ledger::bookmark_at, last_old_ms), old_marks[2]);
+  ledger.call(&Ledger::restore_to, start);
+  ledger.evict();
+  EXPECT_EQ(ledger.call(&Ledger::total), 3);
+
+  // FOREVER keeps everything.
+  kept.call(&Ledger::restore_to, kept_marks[0]);
+  kept.evict();
+  EXPECT_EQ(kept.call(&Ledger::total), 1);
+}
+
+TEST(HistoryRetention, PastTheSizeCapTheOldestCommitsGoAndTheRecentOnesRestore) {
+  Options o = with_history();
+  o.server.history_max_bytes = 256 * 1024;
+  TestRuntime rt(o);
+  rt.bind<Ledger>("LEDGER");
+  auto ledger = rt.object<Ledger>("LEDGER", "a");
+  std::vector<std::string> marks;
+  for (int i = 0; i < 300; ++i) {
+    ledger.storage([&](dobj::Storage& s) { s.put("pad" + std::to_string(i % 8), std::string(2000, 'x')); });
+    ledger.call(&Ledger::add, int64_t{1});
+    marks.push_back(ledger.call(&Ledger::bookmark));
+  }
+  uint64_t history = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(rt.data_dir())) {
+    if (f.path().string().ends_with(".sqlite-history")) history += f.file_size();
+  }
+  EXPECT_GT(history, 0u);
+  EXPECT_LE(history, 256u * 1024);
+  EXPECT_EQ(code_of([&] { ledger.call(&Ledger::restore_to, marks[0]); }), Code::kNotFound);
+  ledger.call(&Ledger::restore_to, marks[289]);
+  ledger.evict();
+  EXPECT_EQ(ledger.call(&Ledger::total), 290);
+}
+
 class ForkTest : public ::testing::TestWithParam<bool> {};
 
 TEST_P(ForkTest, AForkStartsAsItsSourceWasAndThenGoesItsOwnWay) {
