@@ -146,11 +146,17 @@ void AdminPlane::route(Shard& here, const Request& request, Reply reply, std::st
     if (route("POST", "replay")) return replay_object(here, *target, request, std::move(reply));
     if (route("GET", "history")) return object_history(here, *target, request, std::move(reply));
     if (route("POST", "restore")) return restore_object(here, *target, request, std::move(reply));
+    if (route("GET", "history-file")) return download_history(here, *target, std::move(reply));
+    if (route("PUT", "history-file")) {
+      return upload_history(here, *target, request, std::move(reply), std::exchange(body_file, {}));
+    }
+    if (route("POST", "fork")) return fork_object(here, *target, request, std::move(reply));
     if (route("PUT", "import")) {
       return import_object(here, *target, request, std::move(reply), std::exchange(body_file, {}));
     }
     if (action.empty() || action == "sql" || action == "export" || action == "import" ||
-        action == "replay" || action == "history" || action == "restore") {
+        action == "replay" || action == "history" || action == "restore" || action == "history-file" ||
+        action == "fork") {
       return reply(Response::error(405, "method not allowed here"));
     }
     return reply(Response::error(404, "no admin route " + path));

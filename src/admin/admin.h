@@ -103,6 +103,12 @@ class AdminPlane {
   // --history: the object's bookmarks, and a restore to one (or to a time).
   void object_history(Shard& here, const ObjectKey& t, const Request& request, Reply reply);
   void restore_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply);
+  // dobj pull: an object's history file, and an object made from one.
+  void download_history(Shard& here, const ObjectKey& t, Reply reply);
+  void upload_history(Shard& here, const ObjectKey& t, const Request& request, Reply reply,
+                      std::string body_file);
+  // A copy of an object's database (without its alarm) as another object.
+  void fork_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply);
   void import_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply,
                      std::string body_file);
   void delete_object(Shard& here, const ObjectKey& t, Reply reply);

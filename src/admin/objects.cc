@@ -106,6 +106,28 @@ Status mark_rollback_journal_file(const std::string& path) {
 }
 
 
+// Copies the first `size` bytes of fd into a new file at path, synced.
+Status copy_file_prefix(int fd, uint64_t size, const std::string& path) {
+  int out = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (out < 0) return Status(Code::kInternal, "cannot create " + path + ": " + std::strerror(errno));
+  std::string buf(1 << 20, '\0');
+  Status st = Status::ok();
+  for (uint64_t at = 0; st && at < size;) {
+    ssize_t n = ::pread(fd, buf.data(), std::min<uint64_t>(buf.size(), size - at), static_cast<off_t>(at));
+    if (n <= 0) {
+      st = Status(Code::kInternal, "cannot read the history: " + std::string(n < 0 ? std::strerror(errno) : "short"));
+      break;
+    }
+    if (::write(out, buf.data(), static_cast<size_t>(n)) != n) {
+      st = Status(Code::kInternal, "cannot write " + path + ": " + std::strerror(errno));
+    }
+    at += static_cast<uint64_t>(n);
+  }
+  if (st && ::fsync(out) != 0) st = Status(Code::kInternal, "cannot sync " + path + ": " + std::strerror(errno));
+  ::close(out);
+  return st;
+}
+
 // One export: an online backup of the object's database into a file, a step
 // at a time on the object's shard, between its events. Writes the object
 // makes through its own connection meanwhile reach the copy too, so the file
@@ -527,6 +549,140 @@ void AdminPlane::restore_object(Shard& here, const ObjectKey& t, const Request& 
                     {"current", now ? Json(*now) : Json(nullptr)},
                     {"databaseBytes", host.store().database_size()}};
         reply(Response::json(dump(out)));
+      },
+      std::move(reply));
+}
+
+void AdminPlane::download_history(Shard& here, const ObjectKey& t, Reply reply) {
+  if (!runtime_.options().history) return reply(Response::error(404, "history is off (start with --history)"));
+  runtime_.run_on_object(
+      t.ns, t.id, &here,
+      [this](ObjectHost& host, Reply reply) {
+        int fd = -1;
+        uint64_t size = 0;
+        if (Status st = host.store().history_for_copy(&fd, &size); !st) return reply(error_response(st));
+        auto path = temp_path(runtime_.options().data_dir, "history");
+        if (!path) {
+          ::close(fd);
+          return reply(error_response(path.status()));
+        }
+        // The copy is disk work: the blocking pool does it, the shard answers.
+        std::string name = host.id().to_string() + ".sqlite-history";
+        runtime_.run_blocking([shard = host.shard(), fd, size, path = *path, name, reply = std::move(reply)]() mutable {
+          Status st = copy_file_prefix(fd, size, path);
+          ::close(fd);
+          shard->post([st, path, name, reply = std::move(reply)] {
+            if (!st) {
+              ::unlink(path.c_str());
+              return reply(error_response(st));
+            }
+            Response r;
+            r.status = 200;
+            ResponseAccess::set_body_file(r, path);  // sent from disk, then removed
+            r.set_header("content-type", "application/octet-stream");
+            r.set_header("content-disposition", "attachment; filename=\"" + name + "\"");
+            reply(std::move(r));
+          });
+        });
+      },
+      std::move(reply));
+}
+
+void AdminPlane::upload_history(Shard& here, const ObjectKey& t, const Request& request, Reply reply,
+                                std::string body_file) {
+  if (!runtime_.options().history) {
+    if (!body_file.empty()) ::unlink(body_file.c_str());
+    return reply(Response::error(404, "history is off (start with --history)"));
+  }
+  std::string body;
+  if (body_file.empty()) {
+    auto tmp = temp_path(runtime_.options().data_dir, "history");
+    if (!tmp) return reply(error_response(tmp.status()));
+    body_file = *tmp;
+    body = request.body;
+  }
+  bool replace = request.query("replace").value_or("") == "1";
+  runtime_.run_blocking([this, shard = &here, t, history = std::move(body_file), body = std::move(body), replace,
+                         reply = std::move(reply)]() mutable {
+    Status st = body.empty() ? sync_file(history) : write_file_atomic(history, body, 0600);
+    body = std::string();
+    auto database = st ? ObjectStore::latest_database_in(history) : Result<std::string>(st);
+    auto db_path = temp_path(runtime_.options().data_dir, "history-db");
+    st = database ? db_path.status() : database.status();
+    if (st) st = write_file_atomic(*db_path, *database, 0600);
+    if (st) st = mark_rollback_journal_file(*db_path);
+    if (st) st = sync_file(*db_path);
+    if (st) st = check_importable_database(*db_path);
+    if (st) st = sync_file(history);  // cut short of a torn tail by the check above
+    std::string db = db_path ? *db_path : "";
+    shard->post([this, shard, t, history, db, st, replace, reply = std::move(reply)]() mutable {
+      auto drop = [history, db] {
+        ::unlink(history.c_str());
+        if (!db.empty()) ::unlink(db.c_str());
+      };
+      if (!st) {
+        drop();
+        return reply(error_response(st));
+      }
+      runtime_.run_on_object(
+          t.ns, t.id, shard,
+          [history, db, drop, replace](ObjectHost& host, Reply reply) {
+            if (!replace && host.store().has_file()) {
+              drop();
+              return reply(Response::error(409, "the object already has storage; add ?replace=1 to replace it"));
+            }
+            Status st = internal::replace_object_and_history(host, "the object was replaced by a pulled history",
+                                                             db, history);
+            drop();  // still there only when a move failed
+            if (!st) return reply(error_response(st));
+            auto all = host.store().bookmarks();
+            Json out = {{"imported", true},
+                        {"namespace", host.ns()->name()},
+                        {"id", host.id().to_string()},
+                        {"commits", all.size()},
+                        {"current", all.empty() ? Json(nullptr) : Json(all.back().bookmark)},
+                        {"databaseBytes", host.store().database_size()},
+                        {"historyBytes", host.store().history_bytes()}};
+            reply(Response::json(dump(out)));
+          },
+          std::move(reply));
+    });
+  });
+}
+
+void AdminPlane::fork_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply) {
+  if (runtime_.placement()) return reply(Response::error(501, "fork is not available on a cluster node yet"));
+  std::string as(request.query("as").value_or(""));
+  if (as.empty()) return reply(Response::error(400, "give ?as=NAME (or ?as=<64-digit ID>) for the new object"));
+  bool id_or_name = (as.size() == 64 && from_hex_lower(as)) || as.rfind("name:", 0) == 0;
+  auto dest = parse_target(t.ns->name(), id_or_name ? as : "name:" + as);
+  if (!dest) return reply(error_response(dest.status()));
+  if (dest->id == t.id) return reply(Response::error(400, "an object cannot be forked onto itself"));
+  bool replace = request.query("replace").value_or("") == "1";
+  ObjectKey to = *dest;
+  runtime_.run_on_object(
+      t.ns, t.id, &here,
+      [this, to, replace](ObjectHost& source, Reply reply) {
+        auto image = source.store().snapshot_image();
+        if (!image) return reply(error_response(image.status()));
+        std::string from = describe(*source.ns(), source.id());
+        runtime_.run_on_object(
+            to.ns, to.id, source.shard(),
+            [image = std::move(*image), from, replace](ObjectHost& host, Reply reply) {
+              if (!replace && host.store().has_file()) {
+                return reply(Response::error(409, "the object already has storage; add ?replace=1 to replace it"));
+              }
+              Status st = internal::replace_object_with(host, "the object was replaced by a fork of " + from, image,
+                                                        /*in_history=*/false);
+              if (!st) return reply(error_response(st));
+              Json out = {{"forked", true},
+                          {"namespace", host.ns()->name()},
+                          {"id", host.id().to_string()},
+                          {"name", host.id().name() ? Json(*host.id().name()) : Json(nullptr)},
+                          {"databaseBytes", host.store().database_size()}};
+              reply(Response::json(dump(out)));
+            },
+            std::move(reply));
       },
       std::move(reply));
 }

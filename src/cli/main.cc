@@ -20,6 +20,7 @@
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <cstdio>
+#include <chrono>
 #include <ctime>
 #include <fstream>
 #include <iomanip>
@@ -211,6 +212,38 @@ std::string storage_line(const Json& j) {
   return line;
 }
 
+// dobj restore --to: a bookmark, milliseconds since the epoch, a UTC time
+// (2026-12-05T14:00:00Z, seconds and Z optional) or a time ago (-90s, -30m,
+// -2h, -7d). The restore route's query.
+Result<std::string> restore_query(const std::string& to) {
+  if (to.size() == 29 && to[16] == '-') return "bookmark=" + to;
+  auto ms = [](int64_t v) { return Result<std::string>("time=" + std::to_string(v)); };
+  if (!to.empty() && to.find_first_not_of("0123456789") == std::string::npos) return ms(std::stoll(to));
+  if (to.size() >= 3 && to[0] == '-' && to.find_first_not_of("0123456789", 1) == to.size() - 1) {
+    int64_t unit = 0;
+    switch (to.back()) {
+      case 's': unit = 1000; break;
+      case 'm': unit = 60'000; break;
+      case 'h': unit = 3'600'000; break;
+      case 'd': unit = 86'400'000; break;
+    }
+    if (unit > 0) {
+      auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch()).count();
+      return ms(now - std::stoll(to.substr(1, to.size() - 2)) * unit);
+    }
+  }
+  std::tm tm{};
+  for (const char* format : {"%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"}) {
+    tm = std::tm{};
+    const char* end = strptime(to.c_str(), format, &tm);
+    if (end && (*end == '\0' || (end[0] == 'Z' && end[1] == '\0'))) return ms(int64_t{timegm(&tm)} * 1000);
+  }
+  return Status(Code::kInvalidArgument,
+                "--to: a bookmark, milliseconds since the epoch, a UTC time (2026-12-05T14:00:00Z) or a time "
+                "ago (-30m, -2h, -7d)");
+}
+
 class Cli {
  public:
   explicit Cli(Globals g) : g_(std::move(g)), client_(g_.server, g_.token) {}
@@ -238,6 +271,13 @@ class Cli {
   }
   std::optional<Json> call_json(const std::string& method, const std::string& target,
                                 const std::string& body = "") {
+    auto j = call_json_quiet(method, target, body);
+    if (j && g_.json) std::cout << j->dump(2) << "\n";
+    return j;
+  }
+  // call_json without printing the answer for --json.
+  std::optional<Json> call_json_quiet(const std::string& method, const std::string& target,
+                                      const std::string& body = "") {
     auto r = call(method, target, body);
     if (!r) return std::nullopt;
     Json j = parse_or_discarded(r->body);
@@ -245,7 +285,6 @@ class Cli {
       fail("the server's answer is not JSON");
       return std::nullopt;
     }
-    if (g_.json) std::cout << j.dump(2) << "\n";
     return j;
   }
 
@@ -587,6 +626,78 @@ class Cli {
     return 0;
   }
 
+  int history(const std::string& ns, const std::string& object, int limit) {
+    auto h = call_json("GET", object_path(ns, object) + "/history?limit=" + std::to_string(limit));
+    if (!h) return 1;
+    if (g_.json) return 0;
+    const Json& j = *h;
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& b : j["bookmarks"]) {
+      rows.push_back({b["bookmark"].get<std::string>(), human_time(b["time"]),
+                      b["base"].get<bool>() ? "base" : "commit"});
+    }
+    std::cout << "id       " << safe(j["id"].get<std::string>()) << "\n"
+              << "commits  " << j["commits"].get<int64_t>() << " (" << human_bytes(j.value("historyBytes", int64_t{0}))
+              << " of history)\n"
+              << "current  " << (j["current"].is_string() ? j["current"].get<std::string>() : "-") << "\n\n";
+    if (!rows.empty()) print_table({"BOOKMARK", "TIME", "KIND"}, rows);
+    if (j["commits"].get<size_t>() > rows.size()) std::cerr << "(older commits: --limit)\n";
+    return 0;
+  }
+
+  int restore(const std::string& ns, const std::string& object, const std::string& to) {
+    auto query = restore_query(to);
+    if (!query) return fail(query.status().message());
+    auto before = call_json_quiet("GET", object_path(ns, object) + "/history?limit=1");
+    if (!before) return 1;
+    auto r = call_json("POST", object_path(ns, object) + "/restore?" + *query);
+    if (!r) return 1;
+    if (!g_.json) {
+      std::cerr << "restored to " << (*r)["bookmark"].get<std::string>() << "; now at "
+                << (*r)["current"].get<std::string>() << "\n";
+      if ((*before)["current"].is_string()) {
+        std::cerr << "undo: dobj restore " << ns << " " << object << " --to "
+                  << (*before)["current"].get<std::string>() << "\n";
+      }
+    }
+    return 0;
+  }
+
+  int fork(const std::string& ns, const std::string& object, const std::string& as, bool replace) {
+    auto answer = call("POST", object_path(ns, object) + "/fork?as=" + url_encode(as) + (replace ? "&replace=1" : ""),
+                       "", "application/json", nullptr, " (pass --replace to replace it)");
+    if (!answer) return 1;
+    auto r = std::optional<Json>(parse_or_discarded(answer->body));
+    if (g_.json) std::cout << r->dump(2) << "\n";
+    if (!g_.json) {
+      std::cerr << "forked " << object << " as " << as << " (" << safe((*r)["id"].get<std::string>()) << ", "
+                << human_bytes((*r)["databaseBytes"].get<int64_t>()) << ")\n";
+    }
+    return 0;
+  }
+
+  // From another server's admin API (from) into this one's: the history
+  // file, whose last state becomes the object's database here.
+  int pull(const std::string& ns, const std::string& object, Globals from, bool replace) {
+    from.json = false;
+    Cli source(std::move(from));
+    auto file = source.call("GET", object_path(ns, object) + "/history-file", "", "", progress_printer("pull"));
+    if (!file) return 1;
+    auto r = call("PUT", object_path(ns, object) + "/history-file" + (replace ? "?replace=1" : ""), file->body,
+                  "application/octet-stream", progress_printer("push"), " (pass --replace to replace it)");
+    if (!r) return 1;
+    Json j = parse_or_discarded(r->body);
+    if (g_.json) {
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::cerr << "pulled " << object << ": " << j.value("commits", int64_t{0}) << " commits ("
+                << human_bytes(j.value("historyBytes", int64_t{0})) << " of history), database "
+                << human_bytes(j.value("databaseBytes", int64_t{0})) << ", now at "
+                << j.value("current", std::string("-")) << "\n";
+    }
+    return 0;
+  }
+
   int remove(const std::string& ns, const std::string& object) {
     auto r = call_json("DELETE", object_path(ns, object));
     if (!r) return 1;
@@ -696,6 +807,35 @@ int main(int argc, char** argv) {
   del->add_option("object", object, kObjectHelp)->required();
   del->add_flag("--yes", yes, "confirm: the object's data is gone for good")->required();
 
+  auto* hist = app.add_subcommand("history", "an object's bookmarks over time (server started with --history)");
+  hist->add_option("namespace", ns, "binding")->required();
+  hist->add_option("object", object, kObjectHelp)->required();
+  hist->add_option("--limit", limit, "the latest N commits (1-100000)")->check(CLI::Range(1, 100000));
+
+  std::string to;
+  auto* rest = app.add_subcommand("restore", "put an object back as it was at a bookmark or time (--history)");
+  rest->add_option("namespace", ns, "binding")->required();
+  rest->add_option("object", object, kObjectHelp)->required();
+  rest->add_option("--to", to, "a bookmark, ms since the epoch, a UTC time (2026-12-05T14:00:00Z) or a time "
+                               "ago (-30m, -2h, -7d)")->required();
+
+  std::string as;
+  auto* frk = app.add_subcommand("fork", "copy an object's database (not its alarm) into another object");
+  frk->add_option("namespace", ns, "binding")->required();
+  frk->add_option("object", object, kObjectHelp)->required();
+  frk->add_option("--as", as, "the new object's name (or name:NAME, or a 64-digit ID)")->required();
+  frk->add_flag("--replace", replace, "replace an object that already has storage");
+
+  Globals from;
+  from.token = env_or("DOBJ_FROM_TOKEN", "");
+  auto* pul = app.add_subcommand("pull", "copy an object with its history from another server (--from) into "
+                                         "this one (--server), both started with --history");
+  pul->add_option("namespace", ns, "binding")->required();
+  pul->add_option("object", object, kObjectHelp)->required();
+  pul->add_option("--from", from.server, "the server to copy from, http://HOST:PORT")->required();
+  pul->add_option("--from-token", from.token, "its admin token (default $DOBJ_FROM_TOKEN)");
+  pul->add_flag("--replace", replace, "replace an object that already has storage here");
+
   app.add_subcommand("mcp", "serve the admin plane as an MCP server on stdin/stdout");
 
   bool every_partition = false;
@@ -733,6 +873,10 @@ int main(int argc, char** argv) {
   if (*exp) return cli.export_object(ns, object, out);
   if (*imp) return cli.import_object(ns, object, file, replace);
   if (*del) return cli.remove(ns, object);
+  if (*hist) return cli.history(ns, object, app.get_subcommand("history")->get_option("--limit")->count() ? limit : 50);
+  if (*rest) return cli.restore(ns, object, to);
+  if (*frk) return cli.fork(ns, object, as, replace);
+  if (*pul) return cli.pull(ns, object, from, replace);
   if (app.got_subcommand("mcp")) return cli.mcp();
   if (*cluster_status) return cli.cluster_status(every_partition);
   return 1;

@@ -20,9 +20,13 @@ Status delete_object(ObjectHost& host, const std::string& why) {
   return st;
 }
 
-Status replace_object(ObjectHost& host, const std::string& why, const std::string& file, bool in_history) {
+namespace {
+
+// Lets go of the object's storage, has `swap` change its files, then reopens,
+// catalogues it and schedules the alarm its new database holds.
+Status swap_object_files(ObjectHost& host, const std::string& why, const std::function<Status(ObjectStore&)>& swap) {
   if (Status st = host.let_go_of_storage(why); !st) return st;
-  Status st = host.store().replace_files(file, in_history);
+  Status st = swap(host.store());
   host.reopen_store();
   if (!st) return st;
   Shard& shard = *host.shard();
@@ -53,6 +57,18 @@ Status replace_object(ObjectHost& host, const std::string& why, const std::strin
     return e.status();
   }
   return Status::ok();
+}
+
+}  // namespace
+
+Status replace_object(ObjectHost& host, const std::string& why, const std::string& file, bool in_history) {
+  return swap_object_files(host, why, [&](ObjectStore& s) { return s.replace_files(file, in_history); });
+}
+
+Status replace_object_and_history(ObjectHost& host, const std::string& why, const std::string& database_file,
+                                  const std::string& history_file) {
+  return swap_object_files(host, why,
+                           [&](ObjectStore& s) { return s.replace_with_history(database_file, history_file); });
 }
 
 Result<std::string> temp_path(const std::string& data_dir, const char* what) {

@@ -22,6 +22,9 @@ Status delete_object(ObjectHost& host, const std::string& why);
 // history's next commit (ObjectStore::restored_database).
 Status replace_object(ObjectHost& host, const std::string& why, const std::string& file,
                       bool in_history = false);
+// replace_object for a database and its history (ObjectStore::replace_with_history).
+Status replace_object_and_history(ObjectHost& host, const std::string& why, const std::string& database_file,
+                                  const std::string& history_file);
 // replace_object with the file's bytes in memory (written to a temporary
 // file under data_dir first).
 Status replace_object_with(ObjectHost& host, const std::string& why, const std::string& database,

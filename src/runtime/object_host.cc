@@ -78,7 +78,9 @@ void ObjectHost::make_store() {
                [shard = shard_] { return shard->now_ms(); },
                shard_->replication_log()};
   env.history = shard_->runtime().options().history;
-  env.snapshot_dir = shard_->runtime().options().data_dir + "/snapshots";
+  // Snapshots are files of this node: not on a cluster's (another node
+  // serves the object that would restore one).
+  if (!shard_->runtime().placement()) env.snapshot_dir = shard_->runtime().options().data_dir + "/snapshots";
   if (env.history) {
     const ServerOptions& o = shard_->runtime().options();
     auto days = o.history_days_by_namespace.find(ns_->name());

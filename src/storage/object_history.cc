@@ -311,4 +311,43 @@ Result<std::string> ObjectStore::restored_database(std::string_view bookmark) {
   return database;
 }
 
+Status ObjectStore::history_for_copy(int* fd, uint64_t* size) {
+  if (!env_.history) return Status(Code::kNotFound, "history is off (start the server with --history)");
+  if (!ensure_open(false) || !history_) return Status(Code::kNotFound, "the object has no history");
+  *fd = ::open(history_->path().c_str(), O_RDONLY | O_CLOEXEC);
+  if (*fd < 0) return Status(Code::kInternal, "cannot open " + history_->path() + ": " + std::strerror(errno));
+  *size = history_->size_bytes();
+  return Status::ok();
+}
+
+Result<std::string> ObjectStore::latest_database_in(const std::string& path) {
+  HistoryFile file;
+  if (Status st = file.open(path); !st) return Status(Code::kInvalidArgument, "not a history file: " + st.message());
+  auto last = file.last_seq();
+  if (!last) return Status(Code::kInvalidArgument, "the history file holds no commit");
+  auto state = file.state_at(*last);
+  if (!state) return Status(Code::kInvalidArgument, "the history's last state cannot be read: " + state.status().message());
+  std::string database = std::move(*state);
+  if (Status st = set_seq_in_image(database, *last); !st) return st;
+  return database;
+}
+
+Status ObjectStore::replace_with_history(const std::string& database_file, const std::string& history_file) {
+  if (!env_.history) return Status(Code::kNotFound, "history is off (start the server with --history)");
+  discard_turn();
+  close_connection();
+  if (Status st = make_dirs(dir_); !st) return st;
+  for (const std::string& old : {path_ + "-history", path_ + "-wal"}) {
+    if (::unlink(old.c_str()) != 0 && errno != ENOENT) {
+      return Status(Code::kInternal, "cannot remove " + old + ": " + std::strerror(errno));
+    }
+  }
+  if (Status st = sync_dir(dir_); !st) return st;
+  if (::rename(database_file.c_str(), path_.c_str()) != 0 ||
+      ::rename(history_file.c_str(), (path_ + "-history").c_str()) != 0) {
+    return Status(Code::kInternal, "cannot move the files into place: " + std::string(std::strerror(errno)));
+  }
+  return sync_dir(dir_);
+}
+
 }  // namespace dobj::internal

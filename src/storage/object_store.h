@@ -286,6 +286,19 @@ class ObjectStore {
   sqlite3* admin_connection() { return ensure_open(false) ? db_.get() : nullptr; }
   void pin() { ++pins_; }
   void unpin() { --pins_; }
+  // History files moved between servers (dobj pull). history_for_copy: a
+  // descriptor of the history file (the caller closes it) and the size of its
+  // whole records now; kNotFound without one. The file is only appended to,
+  // or replaced by a rename, so those bytes stay as they are.
+  Status history_for_copy(int* fd, uint64_t* size);
+  // The database as of the last record of the history file at `path`, with
+  // that record's commit number in it (what replace_with_history puts beside
+  // it); kInvalidArgument for a file that is not a usable history.
+  static Result<std::string> latest_database_in(const std::string& path);
+  // replace_files for a database and its history: the old history goes
+  // first, so that a crash never pairs a history with another database
+  // (at worst the new database starts a history of its own).
+  Status replace_with_history(const std::string& database_file, const std::string& history_file);
   // Closes the connection and removes the files, history included (delete);
   // or puts `file` in their place (import; with history on it becomes the
   // history's next commit, unless in_history: restored_database's bytes

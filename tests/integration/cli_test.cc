@@ -60,7 +60,8 @@ class CliTest : public ::testing::Test {
 
 TEST_F(CliTest, EverySubcommandHasHelp) {
   for (const std::string sub :
-       {"", "objects", "inspect", "sql", "metrics", "advise", "export", "import", "delete", "mcp"}) {
+       {"", "objects", "inspect", "sql", "metrics", "advise", "export", "import", "delete", "mcp", "history",
+        "restore", "fork", "pull"}) {
     CliRun r = dobj(sub + " --help");
     EXPECT_EQ(r.code, 0) << sub << ": " << r.out;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
@@ -146,6 +147,85 @@ TEST_F(CliTest, ExportImportDeleteWithProgress) {
   CliRun del = dobj("delete KV name:copy --yes");
   ASSERT_EQ(del.code, 0) << del.out;
   EXPECT_EQ(http(server_->port(), "GET", "/kv/copy/k7").status, 404);
+}
+
+// A line of the CLI's output that starts with `prefix`, without it.
+std::string line_after(const std::string& out, const std::string& prefix) {
+  size_t at = out.find(prefix);
+  if (at == std::string::npos) return "";
+  at += prefix.size();
+  return out.substr(at, out.find('\n', at) - at);
+}
+
+TEST_F(CliTest, HistoryRestoreForkAndPullToAnotherServer) {
+  TempDir prod_dir, laptop_dir;
+  ServerProcess prod(DOBJ_EXAMPLES_BIN, prod_dir.path(), {"--admin-token", kToken, "--history"});
+  ServerProcess laptop(DOBJ_EXAMPLES_BIN, laptop_dir.path(),
+                       {"--admin-token", "laptop", "--history", "--history-days", "0"});
+  ASSERT_TRUE(prod.start()) << prod.output();
+  ASSERT_TRUE(laptop.start()) << laptop.output();
+  std::string at_prod = "--server http://127.0.0.1:" + std::to_string(prod.port()) + " ";
+  auto count = [](ServerProcess& s, const std::string& name) { return http(s.port(), "GET", "/counter/" + name).body; };
+
+  ASSERT_EQ(http(prod.port(), "POST", "/counter/a/increment").body, "1");
+  CliRun h = dobj(at_prod + "--json history COUNTER a");
+  ASSERT_EQ(h.code, 0) << h.out;
+  std::string one = Json::parse(h.out)["current"];
+  for (int i = 0; i < 2; ++i) http(prod.port(), "POST", "/counter/a/increment");
+
+  CliRun table = dobj(at_prod + "history COUNTER a");
+  ASSERT_EQ(table.code, 0) << table.out;
+  EXPECT_NE(table.out.find(one), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("BOOKMARK"), std::string::npos) << table.out;
+
+  CliRun restore = dobj(at_prod + "restore COUNTER a --to " + one);
+  ASSERT_EQ(restore.code, 0) << restore.out;
+  EXPECT_EQ(count(prod, "a"), "1");
+  std::string undo = line_after(restore.out, "undo: dobj restore COUNTER a --to ");
+  ASSERT_EQ(undo.size(), 29u) << restore.out;
+  ASSERT_EQ(dobj(at_prod + "restore COUNTER a --to " + undo).code, 0);
+  EXPECT_EQ(count(prod, "a"), "3");
+
+  CliRun bad = dobj(at_prod + "restore COUNTER a --to yesterday");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.out.find("a bookmark"), std::string::npos) << bad.out;
+  CliRun early = dobj(at_prod + "restore COUNTER a --to 2001-01-01T00:00:00Z");
+  EXPECT_EQ(early.code, 1);
+  EXPECT_NE(early.out.find("404"), std::string::npos) << early.out;
+  EXPECT_EQ(count(prod, "a"), "3");
+
+  // Fork: a copy that goes its own way; an object with storage needs --replace.
+  CliRun fork = dobj(at_prod + "fork COUNTER a --as b");
+  ASSERT_EQ(fork.code, 0) << fork.out;
+  EXPECT_EQ(count(prod, "b"), "3");
+  http(prod.port(), "POST", "/counter/b/increment");
+  EXPECT_EQ(count(prod, "a"), "3");
+  CliRun again = dobj(at_prod + "fork COUNTER a --as b");
+  EXPECT_EQ(again.code, 1);
+  EXPECT_NE(again.out.find("--replace"), std::string::npos) << again.out;
+  ASSERT_EQ(dobj(at_prod + "fork COUNTER a --as b --replace").code, 0);
+  EXPECT_EQ(count(prod, "b"), "3");
+
+  // Pull: the object and its history on another server, bookmarks and all.
+  std::string at_laptop = "--server http://127.0.0.1:" + std::to_string(laptop.port()) + " ";
+  std::string from = "--from http://127.0.0.1:" + std::to_string(prod.port()) + " --from-token " + kToken;
+  CliRun pull = dobj(at_laptop + "pull COUNTER a " + from, "", "laptop");
+  ASSERT_EQ(pull.code, 0) << pull.out;
+  EXPECT_EQ(count(laptop, "a"), "3");
+  EXPECT_NE(pull.out.find("commits"), std::string::npos) << pull.out;
+  http(laptop.port(), "POST", "/counter/a/increment");
+  ASSERT_EQ(dobj(at_laptop + "restore COUNTER a --to " + one, "", "laptop").code, 0);
+  EXPECT_EQ(count(laptop, "a"), "1");
+  EXPECT_EQ(count(prod, "a"), "3");
+  CliRun twice = dobj(at_laptop + "pull COUNTER a " + from, "", "laptop");
+  EXPECT_EQ(twice.code, 1);
+  EXPECT_NE(twice.out.find("--replace"), std::string::npos) << twice.out;
+  // Garbage is not a history.
+  HttpClient c(laptop.port());
+  HttpResponse junk = c.request("PUT", "/_dobj/objects/COUNTER/name:junk/history-file", "not a history at all",
+                                {{"Authorization", "Bearer laptop"}});
+  EXPECT_EQ(junk.status, 400) << junk.body;
+  EXPECT_EQ(count(laptop, "junk"), "0");
 }
 
 TEST_F(CliTest, NamesKeysAndValuesCannotSendEscapesToTheTerminal) {
