@@ -6,6 +6,7 @@
 #   bench/ab/run.sh A_BINARY B_BINARY            # 6 rounds of 5 s
 #   ROUNDS=10 DURATION=10 bench/ab/run.sh A B
 #   B_FLAGS=--history bench/ab/run.sh BIN BIN   # one build, two sets of flags
+#   ONLY=hot-c64 bench/ab/run.sh A B             # one workload
 #
 # Build an older commit with: git worktree add /tmp/old <commit> &&
 # (cd /tmp/old && cmake --preset release && cmake --build build/release
@@ -45,6 +46,11 @@ workloads=(
   "read-c64||/counter/hot"
   "kv-get-c64||/kv/bench/k"
 )
+if [[ -n ${ONLY:-} ]]; then  # ONLY=hot-c64: that workload alone
+  kept=()
+  for w in "${workloads[@]}"; do [[ ${w%%|*} == "$ONLY" ]] && kept+=("$w"); done
+  workloads=("${kept[@]}")
+fi
 declare -A samples
 for ((r = 1; r <= rounds; r++)); do
   for w in "${workloads[@]}"; do

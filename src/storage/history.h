@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -78,8 +79,10 @@ class HistoryFile {
   std::string bookmark_of(uint64_t seq) const;
 
  private:
+  // Writes one record; `payload` appends its payload_bytes to the record
+  // being built (no copy of its own).
   Status append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t page_size, uint32_t count,
-                const std::string& payload);
+                uint64_t payload_bytes, const std::function<void(std::string&)>& payload);
   Result<std::string> read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const;
 
   std::string path_;
