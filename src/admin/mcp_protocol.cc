@@ -64,6 +64,40 @@ const Json& tool_list() {
                                       {"name", {{"type", "string"}}},
                                       {"query", {{"type", "string"}}}},
                                      {"namespace", "query"})}},
+      {{"name", "objectHistory"},
+       {"description",
+        "An object's history (server started with --history): its latest commits as bookmarks "
+        "with their times, which are whole copies (base), the current bookmark and the "
+        "history's size."},
+       {"inputSchema", object_schema({{"namespace", {{"type", "string"}}},
+                                      {"id", {{"type", "string"}}},
+                                      {"name", {{"type", "string"}}},
+                                      {"limit", {{"type", "integer"}, {"minimum", 1}, {"maximum", 100000}}}},
+                                     {"namespace"})},
+       {"annotations", {{"readOnlyHint", true}}}},
+      {{"name", "restoreObject"},
+       {"description",
+        "Put an object back as it was at a bookmark, or at a time (ms since the epoch: the last "
+        "commit made by then). Resets the object; the restore is itself a commit, so restoring "
+        "the bookmark that was current before undoes it."},
+       {"inputSchema", object_schema({{"namespace", {{"type", "string"}}},
+                                      {"id", {{"type", "string"}}},
+                                      {"name", {{"type", "string"}}},
+                                      {"bookmark", {{"type", "string"}}},
+                                      {"time", {{"type", "integer"}}}},
+                                     {"namespace"})},
+       {"annotations", {{"destructiveHint", true}}}},
+      {{"name", "forkObject"},
+       {"description",
+        "Copy an object's database (not its alarm) into another object of the same namespace, "
+        "named by as; replace must be true to overwrite one that has storage."},
+       {"inputSchema", object_schema({{"namespace", {{"type", "string"}}},
+                                      {"id", {{"type", "string"}}},
+                                      {"name", {{"type", "string"}}},
+                                      {"as", {{"type", "string"}}},
+                                      {"replace", {{"type", "boolean"}}}},
+                                     {"namespace", "as"})},
+       {"annotations", {{"destructiveHint", true}}}},
       {{"name", "reviewCode"},
        {"description",
         "Review JavaScript Durable Object code (a Cloudflare Worker's modules) for the model's "
@@ -187,7 +221,8 @@ McpStep mcp_step(const Json& msg, const std::string& auth) {
     if (args.contains("limit") && args["limit"].is_number_integer()) {
       sub.target += "limit=" + std::to_string(args["limit"].get<int64_t>());
     }
-  } else if (tool == "inspectObject" || tool == "querySql") {
+  } else if (tool == "inspectObject" || tool == "querySql" || tool == "objectHistory" || tool == "restoreObject" ||
+             tool == "forkObject") {
     if (ns.empty() || !obj) {
       return answer(rpc_result(id, {{"content", {{{"type", "text"},
                                                 {"text", "give namespace and id or name"}}}},
@@ -197,6 +232,25 @@ McpStep mcp_step(const Json& msg, const std::string& auth) {
     if (tool == "inspectObject") {
       if (args.contains("keys") && args["keys"].is_number_integer()) {
         sub.target += "?keys=" + std::to_string(args["keys"].get<int64_t>());
+      }
+    } else if (tool == "objectHistory") {
+      sub.target += "/history";
+      if (args.contains("limit") && args["limit"].is_number_integer()) {
+        sub.target += "?limit=" + std::to_string(args["limit"].get<int64_t>());
+      }
+    } else if (tool == "restoreObject") {
+      sub.method = "POST";
+      sub.target += "/restore?";
+      if (args.contains("time") && args["time"].is_number_integer()) {
+        sub.target += "time=" + std::to_string(args["time"].get<int64_t>());
+      } else {
+        sub.target += "bookmark=" + url_encode(str(args, "bookmark"));
+      }
+    } else if (tool == "forkObject") {
+      sub.method = "POST";
+      sub.target += "/fork?as=" + url_encode(str(args, "as"));
+      if (args.contains("replace") && args["replace"].is_boolean() && args["replace"].get<bool>()) {
+        sub.target += "&replace=1";
       }
     } else {
       sub.method = "POST";

@@ -149,6 +149,16 @@ TEST_F(CliTest, ExportImportDeleteWithProgress) {
   EXPECT_EQ(http(server_->port(), "GET", "/kv/copy/k7").status, 404);
 }
 
+Json mcp_call(int port, const Json& msg, int* status = nullptr) {
+  HttpClient c(port);
+  HttpResponse r = c.request("POST", "/_dobj/mcp", msg.dump(),
+                             {{"Authorization", "Bearer " + kToken},
+                              {"Content-Type", "application/json"},
+                              {"Accept", "application/json, text/event-stream"}});
+  if (status) *status = r.status;
+  return Json::parse(r.body, nullptr, false);
+}
+
 // A line of the CLI's output that starts with `prefix`, without it.
 std::string line_after(const std::string& out, const std::string& prefix) {
   size_t at = out.find(prefix);
@@ -220,6 +230,22 @@ TEST_F(CliTest, HistoryRestoreForkAndPullToAnotherServer) {
   CliRun twice = dobj(at_laptop + "pull COUNTER a " + from, "", "laptop");
   EXPECT_EQ(twice.code, 1);
   EXPECT_NE(twice.out.find("--replace"), std::string::npos) << twice.out;
+  // The same through MCP: the history, a restore by time, a fork.
+  auto tool = [&](const std::string& name, Json args) {
+    return mcp_call(prod.port(), {{"jsonrpc", "2.0"}, {"id", 9}, {"method", "tools/call"},
+                                  {"params", {{"name", name}, {"arguments", args}}}})["result"];
+  };
+  Json listed = tool("objectHistory", {{"namespace", "COUNTER"}, {"name", "a"}, {"limit", 2}});
+  ASSERT_FALSE(listed["isError"].get<bool>()) << listed.dump();
+  EXPECT_EQ(listed["structuredContent"]["bookmarks"].size(), 2u);
+  int64_t one_ms = Json::parse(dobj(at_prod + "--json history COUNTER a").out)["bookmarks"][1]["time"];
+  Json back = tool("restoreObject", {{"namespace", "COUNTER"}, {"name", "a"}, {"time", one_ms}});
+  ASSERT_FALSE(back["isError"].get<bool>()) << back.dump();
+  EXPECT_EQ(count(prod, "a"), "1");
+  Json forked = tool("forkObject", {{"namespace", "COUNTER"}, {"name", "a"}, {"as", "c"}, {"replace", "yes"}});
+  ASSERT_FALSE(forked["isError"].get<bool>()) << forked.dump();
+  EXPECT_EQ(count(prod, "c"), "1");
+  EXPECT_TRUE(tool("forkObject", {{"namespace", "COUNTER"}, {"name", "a"}, {"as", "c"}})["isError"].get<bool>());
   // Garbage is not a history.
   HttpClient c(laptop.port());
   HttpResponse junk = c.request("PUT", "/_dobj/objects/COUNTER/name:junk/history-file", "not a history at all",
@@ -270,15 +296,6 @@ TEST_F(CliTest, ErrorsAreClear) {
   EXPECT_NE(no_ns.out.find("no namespace NOPE"), std::string::npos) << no_ns.out;
 }
 
-Json mcp_call(int port, const Json& msg, int* status = nullptr) {
-  HttpClient c(port);
-  HttpResponse r = c.request("POST", "/_dobj/mcp", msg.dump(),
-                             {{"Authorization", "Bearer " + kToken},
-                              {"Content-Type", "application/json"},
-                              {"Accept", "application/json, text/event-stream"}});
-  if (status) *status = r.status;
-  return Json::parse(r.body, nullptr, false);
-}
 
 TEST_F(CliTest, McpOverHttp) {
   ASSERT_EQ(call("POST", "/counter/mcp/increment"), 200);
@@ -294,8 +311,9 @@ TEST_F(CliTest, McpOverHttp) {
   Json tools = mcp_call(server_->port(), {{"jsonrpc", "2.0"}, {"id", 2}, {"method", "tools/list"}});
   std::set<std::string> names;
   for (const auto& t : tools["result"]["tools"]) names.insert(t["name"]);
-  EXPECT_EQ(names, (std::set<std::string>{"getDOMetrics", "listObjects", "inspectObject",
-                                          "querySql", "advise", "reviewCode", "searchDocs"}));
+  EXPECT_EQ(names, (std::set<std::string>{"getDOMetrics", "listObjects", "inspectObject", "querySql", "advise",
+                                          "reviewCode", "searchDocs", "objectHistory", "restoreObject",
+                                          "forkObject"}));
   Json m = mcp_call(server_->port(), {{"jsonrpc", "2.0"}, {"id", 3}, {"method", "tools/call"},
                                       {"params", {{"name", "getDOMetrics"},
                                                   {"arguments", {{"namespace", "COUNTER"}}}}}});
