@@ -5,10 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <new>
 
 #include "base/fs.h"
 #include "base/hex.h"
@@ -61,8 +63,10 @@ constexpr uint64_t kFnvStart = 0xcbf29ce484222325ull;
 // Eight bytes at a time (little-endian words, so the same on any machine),
 // each mixed in by a multiply and a shift: several times cheaper than FNV-1a's
 // multiply per byte, and as good at catching torn or stray bytes.
-uint64_t word_sum(std::string_view bytes) {
-  uint64_t h = 0x9e3779b97f4a7c15ull ^ bytes.size();
+// In pieces: sum_start(the whole length), sum_words for each piece (all but
+// the last a multiple of 8 bytes long), sum_end.
+uint64_t sum_start(uint64_t total_bytes) { return 0x9e3779b97f4a7c15ull ^ total_bytes; }
+uint64_t sum_words(uint64_t h, std::string_view bytes) {
   size_t i = 0;
   for (; i + 8 <= bytes.size(); i += 8) {
     uint64_t w;
@@ -71,8 +75,10 @@ uint64_t word_sum(std::string_view bytes) {
     h ^= h >> 32;
   }
   for (; i < bytes.size(); ++i) h = (h ^ static_cast<uint8_t>(bytes[i])) * 0x100000001b3ull;
-  return h ^ (h >> 29);
+  return h;
 }
+uint64_t sum_end(uint64_t h) { return h ^ (h >> 29); }
+uint64_t word_sum(std::string_view bytes) { return sum_end(sum_words(sum_start(bytes.size()), bytes)); }
 
 uint64_t record_sum(uint32_t magic, std::string_view bytes) {
   return magic == kMagicV1 ? fnv1a(kFnvStart, bytes) : word_sum(bytes);
@@ -90,7 +96,7 @@ Status read_at(int fd, char* out, size_t n, uint64_t at, const std::string& path
   return Status::ok();
 }
 
-Status write_at(int fd, const std::string& bytes, uint64_t at, const std::string& path) {
+Status write_at(int fd, std::string_view bytes, uint64_t at, const std::string& path) {
   size_t done = 0;
   while (done < bytes.size()) {
     ssize_t w = ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(at + done));
@@ -167,13 +173,14 @@ Status HistoryFile::open(const std::string& path) {
 }
 
 Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t page_size, uint32_t count,
-                           uint64_t payload_bytes, const std::function<void(std::string&)>& payload) {
+                           uint64_t payload_bytes, const std::function<void(std::string&)>& payload,
+                           std::string_view outside) {
   if (!entries_.empty() && seq <= entries_.back().seq) {
     return Status(Code::kInternal, "history: commit " + std::to_string(seq) + " after " +
                                        std::to_string(entries_.back().seq));
   }
   std::string rec;
-  rec.reserve(kHeader + payload_bytes + kTrailer);
+  rec.reserve(kHeader + (outside.empty() ? payload_bytes : 0) + kTrailer);
   put32(rec, kMagic);
   rec.push_back(static_cast<char>(kind));
   rec.append(3, '\0');
@@ -182,22 +189,36 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
   put32(rec, page_size);
   put32(rec, count);
   put64(rec, payload_bytes);
-  payload(rec);
-  if (rec.size() != kHeader + payload_bytes) return Status(Code::kInternal, "history: a record of the wrong size");
-  put64(rec, word_sum(rec));
-  put32(rec, static_cast<uint32_t>(rec.size() + 8));
-  put32(rec, kEndMagic);
-  if (Status st = write_at(fd_, rec, end_, path_); !st) {
+  uint64_t total = kHeader + payload_bytes;
+  uint64_t sum;
+  std::string trailer;
+  if (outside.empty()) {
+    payload(rec);
+    if (rec.size() != total) return Status(Code::kInternal, "history: a record of the wrong size");
+    sum = word_sum(rec);
+  } else {
+    // A large payload is written from where it is: header, payload, trailer.
+    sum = sum_end(sum_words(sum_words(sum_start(total), rec), outside));
+  }
+  std::string& tail = outside.empty() ? rec : trailer;
+  put64(tail, sum);
+  put32(tail, static_cast<uint32_t>(total + kTrailer));
+  put32(tail, kEndMagic);
+  Status st = write_at(fd_, rec, end_, path_);
+  if (st && !outside.empty()) st = write_at(fd_, outside, end_ + kHeader, path_);
+  if (st && !outside.empty()) st = write_at(fd_, trailer, end_ + total, path_);
+  if (!st) {
     (void)::ftruncate(fd_, static_cast<off_t>(end_));
     return st;
   }
-  entries_.push_back(Entry{kind, seq, time_ms, end_, rec.size()});
-  end_ += rec.size();
+  entries_.push_back(Entry{kind, seq, time_ms, end_, total + kTrailer});
+  end_ += total + kTrailer;
   return Status::ok();
 }
 
 Status HistoryFile::append_base(uint64_t seq, int64_t time_ms, const std::string& database) {
-  return append(Kind::kBase, seq, time_ms, 0, 0, database.size(), [&](std::string& rec) { rec += database; });
+  if (database.empty()) return Status(Code::kInternal, "history: an empty base");
+  return append(Kind::kBase, seq, time_ms, 0, 0, database.size(), nullptr, database);
 }
 
 Status HistoryFile::append_commit(uint64_t seq, int64_t time_ms, int page_size,
@@ -255,13 +276,23 @@ Result<std::string> HistoryFile::state_at(uint64_t seq) const {
   if (base == entries_.size() || last == entries_.size() || entries_[last].seq != seq) {
     return Status(Code::kNotFound, "commit " + std::to_string(seq) + " is not in the history");
   }
+  // Room for the largest the database can get on the way (each page a
+  // commit writes adds at most a page), so that it is never copied to grow:
+  // address space only, until the pages are written.
+  uint64_t most = entries_[base].bytes;
+  for (size_t i = base + 1; i <= last; ++i) most += entries_[i].bytes;
   std::string db;
+  try {
+    db.reserve(static_cast<size_t>(std::min<uint64_t>(most, uint64_t{1} << 36)));
+  } catch (const std::bad_alloc&) {
+    // It grows as it must instead.
+  }
   for (size_t i = base; i <= last; ++i) {
     uint32_t page_size = 0, count = 0;
     auto payload = read_payload(entries_[i], &page_size, &count);
     if (!payload) return payload.status();
     if (entries_[i].kind == Kind::kBase) {
-      db = std::move(*payload);
+      db.assign(*payload);  // into the room made above
     } else {
       apply(db, page_size, count, *payload);
     }

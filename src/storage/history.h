@@ -25,6 +25,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dobj/status.h"
@@ -80,9 +81,10 @@ class HistoryFile {
 
  private:
   // Writes one record; `payload` appends its payload_bytes to the record
-  // being built (no copy of its own).
+  // being built, or the payload is `outside` (written from where it is).
   Status append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t page_size, uint32_t count,
-                uint64_t payload_bytes, const std::function<void(std::string&)>& payload);
+                uint64_t payload_bytes, const std::function<void(std::string&)>& payload,
+                std::string_view outside = {});
   Result<std::string> read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const;
 
   std::string path_;

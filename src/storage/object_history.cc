@@ -31,37 +31,45 @@ constexpr const char* kRestoreTable =
     "CREATE TABLE IF NOT EXISTS _dobj_restore(id INTEGER PRIMARY KEY CHECK (id = 0), kind TEXT NOT NULL, "
     "source TEXT NOT NULL);";
 
-// Runs `sql` on a database held in memory (a whole file's bytes).
+// Runs `sql` on a database held in memory (a whole file's bytes), in place:
+// SQLite works on the string's own buffer (a restored database can be a
+// GiB; no copy of it is made), with room for a few new pages.
 Status edit_image(std::string& database, const std::string& sql) {
-  sqlite3* mem = nullptr;
-  if (sqlite3_open(":memory:", &mem) != SQLITE_OK) {
-    sqlite3_close(mem);
-    return Status(Code::kInternal, "history: cannot open a database in memory");
-  }
-  std::unique_ptr<sqlite3, int (*)(sqlite3*)> owner(mem, sqlite3_close);
-  auto size = static_cast<sqlite3_int64>(database.size());
-  auto* buf = static_cast<unsigned char*>(sqlite3_malloc64(static_cast<sqlite3_uint64>(size)));
-  if (!buf) return Status(Code::kInternal, "history: out of memory");
-  std::memcpy(buf, database.data(), database.size());
+  if (database.size() < 100) return Status(Code::kInvalidArgument, "history: not a database");
+  uint32_t page = (static_cast<uint8_t>(database[16]) << 8) | static_cast<uint8_t>(database[17]);
+  if (page == 1) page = 65536;
+  size_t size = database.size(), room = size + 16 * size_t{page};
+  if (database.capacity() < room) database.reserve(room);
+  database.resize(room);
   // Read in memory as a rollback-journal database (bytes 18 and 19 are 2 in
   // WAL mode, which a database in memory cannot be in).
-  if (database.size() >= 20) buf[18] = buf[19] = 1;
-  if (sqlite3_deserialize(mem, "main", buf, size, size,
-                          SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) != SQLITE_OK) {
-    return Status(Code::kInternal, "history: cannot read the database");
+  database[18] = database[19] = 1;
+  sqlite3* mem = nullptr;
+  Status st = Status::ok();
+  int64_t pages = -1;
+  if (sqlite3_open(":memory:", &mem) != SQLITE_OK) {
+    st = Status(Code::kInternal, "history: cannot open a database in memory");
+  } else if (sqlite3_deserialize(mem, "main", reinterpret_cast<unsigned char*>(database.data()),
+                                 static_cast<sqlite3_int64>(size), static_cast<sqlite3_int64>(room), 0) != SQLITE_OK) {
+    st = Status(Code::kInternal, "history: cannot read the database");
+  } else if (sqlite3_exec(mem, "PRAGMA journal_mode=MEMORY", nullptr, nullptr, nullptr) != SQLITE_OK ||
+             sqlite3_exec(mem, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+    st = Status(Code::kInvalidArgument, std::string("history: ") + sqlite3_errmsg(mem));
+  } else {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(mem, "PRAGMA page_count", -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
+      pages = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_finalize(s);
   }
-  if (sqlite3_exec(mem, "PRAGMA journal_mode=MEMORY", nullptr, nullptr, nullptr) != SQLITE_OK ||
-      sqlite3_exec(mem, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return Status(Code::kInvalidArgument, std::string("history: ") + sqlite3_errmsg(mem));
+  sqlite3_close(mem);  // before the string is touched again
+  if (st && (pages <= 0 || static_cast<size_t>(pages) * page > room)) {
+    st = Status(Code::kInternal, "history: cannot size the edited database");
   }
-  sqlite3_int64 out_size = 0;
-  unsigned char* out = sqlite3_serialize(mem, "main", &out_size, 0);
-  if (!out) return Status(Code::kInternal, "history: cannot copy the database");
-  database.assign(reinterpret_cast<const char*>(out), static_cast<size_t>(out_size));
-  sqlite3_free(out);
+  database.resize(st ? static_cast<size_t>(pages) * page : size);
   // As a file: WAL mode (bytes 18 and 19), as the runtime opens it.
-  if (database.size() >= 20) database[18] = database[19] = 2;
-  return Status::ok();
+  database[18] = database[19] = 2;
+  return st;
 }
 
 // Sets _dobj_history.seq inside a database held in memory. A restore the
