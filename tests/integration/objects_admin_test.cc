@@ -472,6 +472,34 @@ TEST_F(ObjectsAdminTest, DashboardShowsLiveNumbersAndFindsAnObjectInChromium) {
 // (or to a time); the restore is itself a commit, survives a SIGKILL, and can
 // be undone by restoring a later bookmark. Without --history the routes
 // answer 404.
+// The object view's history in a real browser: the timeline and the latest
+// bookmarks, each but the current with a restore button.
+TEST_F(ObjectsAdminTest, DashboardShowsAnObjectsTimelineInChromium) {
+  ASSERT_TRUE(std::filesystem::exists(kChromium)) << "install chromium (scripts/deps.sh does)";
+  server_->stop(SIGTERM);
+  start({"--history"});
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(call("POST", "/counter/timeline-a/increment"), 200);
+  Json h = admin_json("GET", "/_dobj/objects/COUNTER/name:timeline-a/history");
+  ASSERT_TRUE(h["current"].is_string()) << h.dump();
+  std::string current = h["current"], first = h["bookmarks"][0]["bookmark"];
+  std::optional<std::string> dom = chromium_dom(
+      "http://127.0.0.1:" + std::to_string(server_->port()) + "/_dobj/ui#token=" + kToken + "&find=timeline-a",
+      [&](const std::string& d) { return d.find("class=\"history\"") != std::string::npos; }, std::chrono::seconds(60));
+  ASSERT_TRUE(dom);
+  size_t at = dom->find("class=\"history\"");
+  ASSERT_NE(at, std::string::npos) << dom->substr(0, 4000);
+  EXPECT_NE(dom->find(h["commits"].dump() + " commits kept"), std::string::npos) << dom->substr(0, 4000);
+  EXPECT_NE(dom->find("class=\"timeline\""), std::string::npos);
+  std::string table = dom->substr(at);
+  EXPECT_NE(table.find(current), std::string::npos);
+  EXPECT_NE(table.find(first), std::string::npos);
+  size_t buttons = 0;
+  for (size_t p = table.find(">restore</button>"); p != std::string::npos; p = table.find(">restore</button>", p + 1)) {
+    ++buttons;
+  }
+  EXPECT_EQ(buttons, h["bookmarks"].size() - 1) << table.substr(0, 2000);  // none on the current one
+}
+
 TEST_F(ObjectsAdminTest, HistoryRestoresACounterToABookmarkAndBackAcrossASigkill) {
   EXPECT_EQ(admin("GET", "/_dobj/objects/COUNTER/name:h/history").status, 404);
   server_->stop(SIGKILL);
