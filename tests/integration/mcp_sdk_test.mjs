@@ -12,8 +12,8 @@ const [server, token, cli] = process.argv.slice(2);
 async function exercise(client, label) {
   const { tools } = await client.listTools();
   assert.deepEqual(tools.map((t) => t.name).sort(),
-                   ["advise", "getDOMetrics", "inspectObject", "listObjects", "querySql", "reviewCode",
-                    "searchDocs"]);
+                   ["advise", "forkObject", "getDOMetrics", "inspectObject", "listObjects", "objectHistory",
+                    "querySql", "restoreObject", "reviewCode", "searchDocs"]);
   const metrics = await client.callTool({ name: "getDOMetrics", arguments: { namespace: "KV" } });
   assert.equal(metrics.isError, false);
   const m = JSON.parse(metrics.content[0].text);
@@ -36,6 +36,20 @@ async function exercise(client, label) {
     name: "querySql", arguments: { namespace: "KV", name: "sdk", query: "DELETE FROM _dobj_kv" },
   });
   assert.equal(refused.isError, true);
+  // This server runs without --history: the history tools say so; a fork needs none.
+  const history = await client.callTool({ name: "objectHistory", arguments: { namespace: "KV", name: "sdk" } });
+  assert.equal(history.isError, true);
+  assert.match(history.content[0].text, /history is off/);
+  const restore = await client.callTool({
+    name: "restoreObject", arguments: { namespace: "KV", name: "sdk", time: Date.now() },
+  });
+  assert.equal(restore.isError, true);
+  const fork = await client.callTool({
+    name: "forkObject", arguments: { namespace: "KV", name: "sdk", as: `sdk-${label}`, replace: true },
+  });
+  assert.equal(fork.isError, false, fork.content[0].text);
+  const copy = await client.callTool({ name: "inspectObject", arguments: { namespace: "KV", name: `sdk-${label}` } });
+  assert.deepEqual(JSON.parse(copy.content[0].text).keys.map((k) => [k.key, k.value]), [["answer", 42]]);
   const advice = await client.callTool({ name: "advise", arguments: {} });
   assert.ok(Array.isArray(JSON.parse(advice.content[0].text).findings));
   const docs = await client.callTool({ name: "searchDocs", arguments: { query: "hibernation" } });
