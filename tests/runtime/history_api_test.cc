@@ -54,6 +54,11 @@ class Ledger : public dobj::DurableObject {
       dobj::Method{"set_alarm", &Ledger::set_alarm});
 };
 
+// A runtime with Ledger bound as LEDGER.
+struct Ledgers : TestRuntime {
+  explicit Ledgers(Options o = {}) : TestRuntime(std::move(o)) { bind<Ledger>("LEDGER"); }
+};
+
 Options with_history() {
   Options o;
   o.server.history = true;
@@ -72,8 +77,7 @@ Code code_of(F&& call) {
 }
 
 TEST(HistoryApi, AnObjectRestoresItselfToABookmarkAndCanUndoIt) {
-  TestRuntime rt(with_history());
-  rt.bind<Ledger>("LEDGER");
+  Ledgers rt(with_history());
   auto ledger = rt.object<Ledger>("LEDGER", "a");
   std::vector<std::string> marks;
   for (int i = 1; i <= 3; ++i) {
@@ -110,8 +114,7 @@ TEST(HistoryApi, AnObjectRestoresItselfToABookmarkAndCanUndoIt) {
 }
 
 TEST(HistoryApi, ARestoreAskedForHappensAfterARestart) {
-  TestRuntime rt(with_history());
-  rt.bind<Ledger>("LEDGER");
+  Ledgers rt(with_history());
   auto ledger = rt.object<Ledger>("LEDGER", "a");
   ledger.call(&Ledger::add, int64_t{1});
   std::string first = ledger.call(&Ledger::bookmark);
@@ -122,8 +125,7 @@ TEST(HistoryApi, ARestoreAskedForHappensAfterARestart) {
 }
 
 TEST(HistoryApi, BookmarksForTimesNameTheLastCommitBeforeThem) {
-  TestRuntime rt(with_history());
-  rt.bind<Ledger>("LEDGER");
+  Ledgers rt(with_history());
   auto ledger = rt.object<Ledger>("LEDGER", "a");
   std::vector<std::pair<int64_t, std::string>> at;
   for (int i = 0; i < 4; ++i) {
@@ -145,8 +147,7 @@ TEST(HistoryApi, BookmarksForTimesNameTheLastCommitBeforeThem) {
 }
 
 TEST(HistoryApi, BadBookmarksAreRefusedAndChangeNothing) {
-  TestRuntime rt(with_history());
-  rt.bind<Ledger>("LEDGER");
+  Ledgers rt(with_history());
   auto ledger = rt.object<Ledger>("LEDGER", "a");
   ledger.call(&Ledger::add, int64_t{7});
   std::string mark = ledger.call(&Ledger::bookmark);
@@ -162,8 +163,7 @@ TEST(HistoryApi, BadBookmarksAreRefusedAndChangeNothing) {
 }
 
 TEST(HistoryApi, WithoutHistoryTheBookmarkCallsSaySoAndSnapshotsStillWork) {
-  TestRuntime rt;
-  rt.bind<Ledger>("LEDGER");
+  Ledgers rt;
   auto ledger = rt.object<Ledger>("LEDGER", "a");
   ledger.call(&Ledger::add, int64_t{3});
   EXPECT_EQ(code_of([&] { ledger.call(&Ledger::bookmark); }), Code::kNotFound);
@@ -181,8 +181,7 @@ TEST(HistoryRetention, CommitsOlderThanTheWindowGoAndTheWindowsStartStillRestore
   Options o = with_history();
   o.server.history_days = 1;
   o.server.history_days_by_namespace["FOREVER"] = 0;
-  TestRuntime rt(o);
-  rt.bind<Ledger>("LEDGER");
+  Ledgers rt(o);
   rt.bind<Ledger>("FOREVER");
   auto ledger = rt.object<Ledger>("LEDGER", "a");
   auto kept = rt.object<Ledger>("FOREVER", "a");
@@ -220,8 +219,7 @@ TEST(HistoryRetention, CommitsOlderThanTheWindowGoAndTheWindowsStartStillRestore
 TEST(HistoryRetention, PastTheSizeCapTheOldestCommitsGoAndTheRecentOnesRestore) {
   Options o = with_history();
   o.server.history_max_bytes = 256 * 1024;
-  TestRuntime rt(o);
-  rt.bind<Ledger>("LEDGER");
+  Ledgers rt(o);
   auto ledger = rt.object<Ledger>("LEDGER", "a");
   std::vector<std::string> marks;
   for (int i = 0; i < 300; ++i) {
@@ -244,8 +242,7 @@ TEST(HistoryRetention, PastTheSizeCapTheOldestCommitsGoAndTheRecentOnesRestore) 
 class ForkTest : public ::testing::TestWithParam<bool> {};
 
 TEST_P(ForkTest, AForkStartsAsItsSourceWasAndThenGoesItsOwnWay) {
-  TestRuntime rt(GetParam() ? with_history() : Options{});
-  rt.bind<Ledger>("LEDGER");
+  Ledgers rt(GetParam() ? with_history() : Options{});
   auto source = rt.object<Ledger>("LEDGER", "source");
   auto fork = rt.object<Ledger>("LEDGER", "fork");
   source.call(&Ledger::add, int64_t{5});
@@ -285,8 +282,7 @@ INSTANTIATE_TEST_SUITE_P(History, ForkTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "WithHistory" : "WithoutHistory"; });
 
 TEST(HistoryApi, UnknownSnapshotsAreRefusedAndChangeNothing) {
-  TestRuntime rt;
-  rt.bind<Ledger>("LEDGER");
+  Ledgers rt;
   auto ledger = rt.object<Ledger>("LEDGER", "a");
   ledger.call(&Ledger::add, int64_t{2});
   EXPECT_EQ(code_of([&] { ledger.call(&Ledger::fork_from, std::string("snap-../../etc/passwd")); }),
