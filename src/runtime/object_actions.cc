@@ -90,38 +90,42 @@ Status replace_object_with(ObjectHost& host, const std::string& why, const std::
 bool restore_if_asked(ObjectHost& host, Status* error) {
   ObjectStore& store = host.store();
   std::optional<ObjectStore::PendingRestore> pending;
-  Status st;
   try {
     pending = store.pending_restore();
-  } catch (const Error& e) {
-    st = e.status();
+  } catch (const Error&) {
+    return true;  // a database that cannot open: the object's first use of it says why
   }
-  if (st && !pending) return true;
-  std::string what = pending ? pending->kind + " " + pending->source : "";
-  if (st && pending->kind == "bookmark") {
+  if (!pending) return true;
+  Status st;
+  std::string what = pending->kind + " " + pending->source;
+  if (pending->kind == "bookmark") {
     auto bytes = store.restored_database(pending->source);
     st = bytes ? replace_object_with(host, "the object was restored to bookmark " + pending->source, *bytes,
                                      /*in_history=*/true)
                : bytes.status();
-  } else if (st && pending->kind == "snapshot") {
+  } else if (pending->kind == "snapshot") {
     // Copied: other objects may restore the same snapshot.
     auto file = store.snapshot_file(pending->source);
     auto bytes = file ? read_file(*file) : Result<std::string>(file.status());
     st = bytes ? replace_object_with(host, "the object was restored from " + pending->source, *bytes,
                                      /*in_history=*/false)
                : bytes.status();
-  } else if (st) {
+  } else {
     st = Status(Code::kInternal, "an unknown kind of restore: " + pending->kind);
   }
   if (st) {
     log_info(describe(*host.ns(), host.id()) + ": restored from " + what + ", as it asked");
     return true;
   }
-  // replace_object reopened the store; the database is as it was.
-  try {
-    host.store().clear_pending_restore();
-  } catch (const Error& e) {
-    log_warn(describe(*host.ns(), host.id()) + ": cannot forget the restore it asked for: " + e.what());
+  // replace_object reopened the store; the database is as it was. The
+  // request is forgotten, unless an export holds the object (the next
+  // event tries again).
+  if (st.code() != Code::kConflict) {
+    try {
+      host.store().clear_pending_restore();
+    } catch (const Error& e) {
+      log_warn(describe(*host.ns(), host.id()) + ": cannot forget the restore it asked for: " + e.what());
+    }
   }
   *error = Status(st.code(), "the restore the object asked for (" + what + ") failed: " + st.message());
   log_warn(describe(*host.ns(), host.id()) + ": " + error->message());

@@ -34,7 +34,8 @@ Result<std::string> temp_path(const std::string& data_dir, const char* what);
 // Does the restore the object asked for before its last instance ended
 // (ObjectStore::pending_restore), if any: before its next is built.
 // Returns false, with `error` set, when it could not be done (it is then
-// forgotten: the object starts on its database as it is).
+// forgotten, and the object starts on its database as it is; while an
+// export holds the object it is kept for the next event).
 bool restore_if_asked(ObjectHost& host, Status* error);
 // In a cluster with backups: calls done once what the object's store recorded
 // so far (a removal, an import) is on every in-sync backup, as a commit would

@@ -110,18 +110,29 @@ Status write_at(int fd, std::string_view bytes, uint64_t at, const std::string& 
   return Status::ok();
 }
 
-// Applies one commit's frames to a database held in memory.
-void apply(std::string& db, uint32_t page_size, uint32_t count, const std::string& payload) {
-  size_t at = 0;
+// Applies one commit's frames to a database held in memory (the payload's
+// size was checked against count and page_size). A database grows by the
+// pages a commit writes (and the one page SQLite never writes, at 1 GiB), so
+// a frame past that is a damaged (or made-up) record, refused before it can
+// ask for memory.
+Status apply(std::string& db, uint32_t page_size, uint32_t count, const std::string& payload) {
+  if (page_size < 512 || page_size > 65536 || (page_size & (page_size - 1)) != 0) {
+    return Status(Code::kInternal, "history: a commit record with a page size of " + std::to_string(page_size));
+  }
+  size_t at = 0, most = db.size() + (size_t{count} + 1) * page_size;
   for (uint32_t i = 0; i < count; ++i) {
     uint32_t page = get32(payload.data() + at), commit_pages = get32(payload.data() + at + 4);
     at += 8;
     size_t offset = static_cast<size_t>(page - 1) * page_size;
+    if (page == 0 || offset + page_size > most || size_t{commit_pages} * page_size > most) {
+      return Status(Code::kInternal, "history: a commit record writes past its database");
+    }
     if (db.size() < offset + page_size) db.resize(offset + page_size);
     db.replace(offset, page_size, payload, at, page_size);
     at += page_size;
     if (commit_pages > 0) db.resize(static_cast<size_t>(commit_pages) * page_size);
   }
+  return Status::ok();
 }
 
 }  // namespace
@@ -144,7 +155,8 @@ Status HistoryFile::open(const std::string& path) {
     if (!read_at(fd_, header, kHeader, at, path)) break;
     uint64_t payload = get64(header + 32);
     uint32_t magic = get32(header);
-    if ((magic != kMagic && magic != kMagicV1) || payload > size - at - kHeader - kTrailer) break;
+    uint8_t kind = static_cast<uint8_t>(header[4]);
+    if ((magic != kMagic && magic != kMagicV1) || kind > 1 || payload > size - at - kHeader - kTrailer) break;
     uint64_t bytes = kHeader + payload + kTrailer;
     if (!read_at(fd_, trailer, kTrailer, at + kHeader + payload, path)) break;
     if (get32(trailer + 8) != bytes || get32(trailer + 12) != kEndMagic) break;
@@ -255,6 +267,11 @@ Result<std::string> HistoryFile::read_payload(const Entry& e, uint32_t* page_siz
   return rec.substr(kHeader, payload);
 }
 
+bool HistoryFile::intact(const Entry& e) const {
+  uint32_t page_size = 0, count = 0;
+  return read_payload(e, &page_size, &count).is_ok();
+}
+
 Status HistoryFile::truncate_after(uint64_t seq) {
   while (!entries_.empty() && entries_.back().seq > seq) {
     end_ = entries_.back().offset;
@@ -294,7 +311,7 @@ Result<std::string> HistoryFile::state_at(uint64_t seq) const {
     if (entries_[i].kind == Kind::kBase) {
       db.assign(*payload);  // into the room made above
     } else {
-      apply(db, page_size, count, *payload);
+      if (Status st = apply(db, page_size, count, *payload); !st) return st;
     }
   }
   return db;

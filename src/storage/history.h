@@ -64,6 +64,8 @@ class HistoryFile {
   Status append_commit(uint64_t seq, int64_t time_ms, int page_size, const std::vector<WalFrame>& frames);
   // Drops every record after seq (commits the database never got).
   Status truncate_after(uint64_t seq);
+  // Whether a record reads back whole (its checksum holds).
+  bool intact(const Entry& e) const;
   // The database's bytes as of commit seq (kNotFound: not in the file).
   Result<std::string> state_at(uint64_t seq) const;
   // The last commit made at or before time_ms (kNotFound: none is that old).

@@ -57,6 +57,9 @@ Status check_importable_database(const std::string& path) {
     std::vector<std::string> schemas = ObjectStore::earlier_runtime_schemas();
     schemas.push_back(ObjectStore::runtime_schema());
     schemas.push_back(std::string(ObjectStore::runtime_schema()) + ObjectStore::history_schema());
+    for (const std::string& h : ObjectStore::earlier_history_schemas()) {
+      schemas.push_back(std::string(ObjectStore::runtime_schema()) + h);
+    }
     schemas.push_back(ObjectStore::restore_schema());
     for (const std::string& schema : schemas) {
       sqlite3* mem = nullptr;

@@ -302,6 +302,8 @@ void ObjectStore::start_checkpoint(std::function<void()> done) {
     // Durability::kOs: nothing waits for a flush; still keep the order that
     // protects the file (WAL on disk, copy, file on disk, then a restart).
     Status st = wal_file_->sync();
+    // The history's records of the WAL's commits, before the WAL can go.
+    if (st && history_sync_) st = history_sync_->sync();
     bool ok = st && copy_wal_into_file();
     if (ok) {
       auto f = SyncFile::open(path_, /*is_dir=*/false);
@@ -325,6 +327,9 @@ void ObjectStore::start_checkpoint(std::function<void()> done) {
       close_connection();
       return finish(false);
     }
+    // The history's records of the WAL's commits reach the disk with the
+    // copy: the WAL, which could rebuild them, starts over after it.
+    if (history_ && history_sync_) env_.commits->add_dirty(history_sync_);
     uint64_t seq = env_.commits->committed(std::move(*f), nullptr);
     env_.commits->when_durable(seq, [this, alive, finish](Status st) {
       if (alive.expired()) return;

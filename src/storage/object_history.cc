@@ -12,20 +12,89 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <random>
 
 #include "base/fs.h"
 #include "base/hex.h"
 #include "base/log.h"
 #include "storage/object_store.h"
+#include "storage/vfs.h"
 
 namespace dobj::internal {
 
 namespace {
 
+// The commit's number and time. Spelled so that the ALTER of a table from
+// before the time was kept (kHistoryTableV1) gives the same SQL text.
 constexpr const char* kHistoryTable =
+    "CREATE TABLE IF NOT EXISTS _dobj_history(id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL, "
+    "time INTEGER NOT NULL DEFAULT 0);"
+    "INSERT OR IGNORE INTO _dobj_history(id, seq) VALUES (0, 0);";
+constexpr const char* kHistoryTableV1 =
     "CREATE TABLE IF NOT EXISTS _dobj_history(id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO _dobj_history(id, seq) VALUES (0, 0);";
+constexpr const char* kAddHistoryTime = "ALTER TABLE _dobj_history ADD COLUMN time INTEGER NOT NULL DEFAULT 0;";
+
+uint16_t be16(const char* p) {
+  return static_cast<uint16_t>((static_cast<uint8_t>(p[0]) << 8) | static_cast<uint8_t>(p[1]));
+}
+
+// SQLite's varint (1 to 9 bytes, big-endian, 7 bits a byte but the ninth).
+std::optional<uint64_t> varint(std::string_view page, size_t* at) {
+  uint64_t v = 0;
+  for (int i = 0; i < 9; ++i) {
+    if (*at >= page.size()) return std::nullopt;
+    auto b = static_cast<uint8_t>(page[(*at)++]);
+    if (i == 8) return (v << 8) | b;
+    v = (v << 7) | (b & 0x7f);
+    if (!(b & 0x80)) return v;
+  }
+  return v;
+}
+
+// The commit number and time in a page of _dobj_history (a table leaf
+// holding its one row), as SQLite lays it out; nullopt if it is not that.
+struct Stamp {
+  uint64_t seq;
+  int64_t time_ms;
+};
+std::optional<Stamp> read_stamp(std::string_view page, bool first_page) {
+  size_t h = first_page ? 100 : 0;
+  if (page.size() < h + 10 || static_cast<uint8_t>(page[h]) != 0x0d || be16(page.data() + h + 3) != 1) {
+    return std::nullopt;
+  }
+  size_t at = be16(page.data() + h + 8);
+  auto payload = varint(page, &at);
+  auto rowid = varint(page, &at);
+  size_t record = at;
+  auto header = varint(page, &at);
+  if (!payload || !rowid || !header || *rowid != 0 || record + *header > page.size()) return std::nullopt;
+  std::vector<uint64_t> types;
+  while (at < record + *header) {
+    auto t = varint(page, &at);
+    if (!t) return std::nullopt;
+    types.push_back(*t);
+  }
+  // id (the rowid: stored as NULL), seq, then time (absent before it was kept).
+  if (types.size() < 2 || types[0] != 0) return std::nullopt;
+  size_t value = record + *header;
+  int64_t values[2] = {0, 0};
+  for (size_t c = 1; c < types.size() && c <= 2; ++c) {
+    static constexpr size_t kBytes[] = {0, 1, 2, 3, 4, 6, 8};
+    uint64_t t = types[c];
+    if (t == 8 || t == 9) {
+      values[c - 1] = static_cast<int64_t>(t - 8);
+      continue;
+    }
+    if (t < 1 || t > 6 || value + kBytes[t] > page.size()) return std::nullopt;
+    int64_t v = static_cast<int8_t>(page[value]);  // sign from the first byte
+    for (size_t i = 1; i < kBytes[t]; ++i) v = (v << 8) | static_cast<uint8_t>(page[value + i]);
+    values[c - 1] = v;
+    value += kBytes[t];
+  }
+  return Stamp{static_cast<uint64_t>(values[0]), values[1]};
+}
 
 constexpr const char* kRestoreTable =
     "CREATE TABLE IF NOT EXISTS _dobj_restore(id INTEGER PRIMARY KEY CHECK (id = 0), kind TEXT NOT NULL, "
@@ -82,6 +151,9 @@ Status set_seq_in_image(std::string& database, uint64_t seq) {
 }  // namespace
 
 const char* ObjectStore::history_schema() { return kHistoryTable; }
+std::vector<std::string> ObjectStore::earlier_history_schemas() {
+  return {kHistoryTableV1, std::string(kHistoryTableV1) + kAddHistoryTime};
+}
 const char* ObjectStore::restore_schema() { return kRestoreTable; }
 
 std::string ObjectStore::serialize_database() {
@@ -95,6 +167,10 @@ std::string ObjectStore::serialize_database() {
 
 void ObjectStore::open_history() {
   if (Status st = db_.exec(kHistoryTable); !st) throw Error(st);
+  if (sqlite3_table_column_metadata(db_.get(), "main", "_dobj_history", "time", nullptr, nullptr, nullptr, nullptr,
+                                    nullptr) != SQLITE_OK) {
+    if (Status st = db_.exec(kAddHistoryTime); !st) throw Error(st);  // a table from before the time was kept
+  }
   if (Status st = flush_wal_writes(db_.get()); !st) throw Error(st);
   auto s = db_.cached("SELECT seq FROM _dobj_history WHERE id = 0");
   if (!s || (*s)->step() != SQLITE_ROW) throw Error(Code::kInternal, "history: cannot read the commit number");
@@ -104,6 +180,7 @@ void ObjectStore::open_history() {
   auto sync = SyncFile::open(file->path(), /*is_dir=*/false);
   if (!sync) throw Error(sync.status());
   history_sync_ = std::move(*sync);
+  if (Status st = rebuild_from_wal(*file); !st) throw Error(st);
   if (file->last_seq() != history_seq_) {
     if (Status st = file->truncate_after(history_seq_); !st) throw Error(st);
     if (file->last_seq() != history_seq_) {
@@ -115,6 +192,63 @@ void ObjectStore::open_history() {
   history_ = std::move(file);
   history_needs_base_ = false;
   if (Status st = keep_history_in_bounds(now_ms(), /*at_open=*/true); !st) throw Error(st);
+}
+
+Status ObjectStore::rebuild_from_wal(HistoryFile& file) {
+  // The history file is synced when a checkpoint lets the WAL start over,
+  // not with each commit: after a crash its last records may be missing or
+  // holed, and the WAL still holds every commit since that sync.
+  auto commits = read_wal_commits(path_ + "-wal");
+  if (!commits) return commits.status();
+  if (commits->empty()) return Status::ok();
+  auto root = db_.cached("SELECT rootpage FROM sqlite_schema WHERE name = '_dobj_history'");
+  if (!root || (*root)->step() != SQLITE_ROW) return Status(Code::kInternal, "history: no _dobj_history table");
+  auto root_page = static_cast<uint32_t>((*root)->column_int(0));
+  struct Rebuilt {
+    Stamp stamp;
+    std::vector<WalFrame> frames;
+  };
+  std::vector<Rebuilt> rebuilt;
+  std::vector<WalFrame> carried;  // of commits made outside turns, which leave no number
+  uint32_t page_size = 0;
+  for (auto& commit : *commits) {
+    std::optional<Stamp> stamp;
+    for (WalFrame& f : commit) {
+      page_size = static_cast<uint32_t>(f.data.size());
+      if (f.page == root_page) stamp = read_stamp(f.data, root_page == 1);
+      carried.push_back(std::move(f));
+    }
+    if (!stamp) continue;
+    rebuilt.push_back(Rebuilt{*stamp, std::move(carried)});
+    carried.clear();
+  }
+  if (rebuilt.empty()) return Status::ok();
+  // Records of these commits may not have reached the disk whole: checked,
+  // and from the first that is not, written again from the WAL.
+  uint64_t first = rebuilt.front().stamp.seq;
+  for (const auto& e : file.entries()) {
+    if (e.seq >= first && !file.intact(e)) {
+      log_warn("history of " + path_ + ": the record of commit " + std::to_string(e.seq) +
+               " is damaged; it and those after it are written again from the WAL");
+      if (Status st = file.truncate_after(e.seq - 1); !st) return st;
+      break;
+    }
+  }
+  size_t added = 0;
+  for (Rebuilt& r : rebuilt) {
+    uint64_t last = file.last_seq().value_or(0);
+    if (r.stamp.seq <= last || r.stamp.seq > history_seq_) continue;
+    if (r.stamp.seq != last + 1 || !file.last_seq()) break;  // a gap: the database becomes a base below
+    if (Status st = file.append_commit(r.stamp.seq, r.stamp.time_ms, static_cast<int>(page_size), r.frames); !st) {
+      return st;
+    }
+    ++added;
+  }
+  if (added > 0) {
+    log_info("history of " + path_ + ": " + std::to_string(added) + " commits rebuilt from the WAL");
+    env_.commits->add_dirty(history_sync_);
+  }
+  return Status::ok();
 }
 
 Status ObjectStore::keep_history_in_bounds(int64_t now, bool at_open) {
@@ -161,7 +295,9 @@ uint64_t ObjectStore::history_bytes() {
 
 void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
   if (history_) {
-    if (history_pending_ && !history_pending_->recorded && wal_capture_intact(db_.get())) {
+    // After frames no commit announced (the runtime's tables, written outside
+    // a turn) the next commit is taken whole instead (end_turn).
+    if (history_pending_ && !history_pending_->recorded && !history_needs_base_ && wal_capture_intact(db_.get())) {
       Status st = history_->append_commit(history_pending_->seq, history_pending_->time_ms, page_size, txn);
       if (st) {
         history_pending_->recorded = true;
@@ -275,7 +411,9 @@ Result<std::string> ObjectStore::snapshot_image() {
 
 Result<std::string> ObjectStore::snapshot_file(std::string_view name) const {
   if (env_.snapshot_dir.empty()) return Status(Code::kNotFound, "snapshots are not available here");
-  if (name.size() != 37 || name.substr(0, 5) != "snap-" || !from_hex_lower(name.substr(5))) return Status(Code::kInvalidArgument, "not a snapshot name (snap- and 32 hex digits)");
+  if (name.size() != 37 || name.substr(0, 5) != "snap-" || !from_hex_lower(name.substr(5))) {
+    return Status(Code::kInvalidArgument, "not a snapshot name (snap- and 32 hex digits)");
+  }
   std::string path = env_.snapshot_dir + "/" + std::string(name) + ".sqlite";
   if (!file_exists(path)) return Status(Code::kNotFound, "no snapshot " + std::string(name) + " (or it expired)");
   return path;

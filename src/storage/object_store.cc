@@ -258,12 +258,16 @@ Status ObjectStore::end_turn() {
   }
   if (history_) {
     // The commit's number goes into the commit itself (see object_history.cc).
-    auto u = db_.cached("UPDATE _dobj_history SET seq = ?1 WHERE id = 0");
-    if (!u || ((*u)->bind_int(1, static_cast<int64_t>(history_seq_ + 1)), (*u)->step()) != SQLITE_DONE) {
+    // With its time: after a crash the commits the history file lacks are
+    // rebuilt from the WAL, number and time read from this row's page.
+    int64_t time = now_ms();
+    auto u = db_.cached("UPDATE _dobj_history SET seq = ?1, time = ?2 WHERE id = 0");
+    if (!u || ((*u)->bind_int(1, static_cast<int64_t>(history_seq_ + 1)), (*u)->bind_int(2, time),
+               (*u)->step()) != SQLITE_DONE) {
       mark_broken(u ? db_.error(Code::kInternal, "history").message() : u.status().message());
       return end_turn();
     }
-    history_pending_ = PendingCommit{history_seq_ + 1, now_ms()};
+    history_pending_ = PendingCommit{history_seq_ + 1, time};
   }
   Status st = Status::ok();
   if (env_.faults && env_.faults->fail_next_commits.load() > 0) {
@@ -303,7 +307,8 @@ Status ObjectStore::end_turn() {
       close_connection();
       return Status(Code::kReset, "history: " + h.message());
     }
-    env_.commits->add_dirty(history_sync_);
+    // Not synced with the commit: until a checkpoint lets the WAL start
+    // over, the WAL holds every commit the file may lack (open_history).
   }
   if (alarm_touched) alarm_changed_ = true;
   if (!wal_file_) {

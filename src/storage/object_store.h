@@ -131,6 +131,8 @@ class ObjectStore {
   static std::vector<std::string> earlier_runtime_schemas();
   // The SQL of the history's table (_dobj_history), made when history is on.
   static const char* history_schema();
+  // Its SQL in earlier versions (accepted by an import; opened, it is altered).
+  static std::vector<std::string> earlier_history_schemas();
   // The SQL of the table that holds a restore asked for by the object itself
   // (_dobj_restore: Storage::on_next_session_restore_bookmark,
   // State::on_next_session_restore), done when the object next starts.
@@ -349,6 +351,10 @@ class ObjectStore {
   // replaced but cannot be synced (the connection must close).
   static constexpr int64_t kHistoryTrimIntervalMs = 3'600'000;
   Status keep_history_in_bounds(int64_t now, bool at_open);
+  // Appends to `file` the commits it lacks that the WAL still holds (after a
+  // crash: the file is synced only before the WAL starts over), and writes
+  // again any record of those commits that is not whole.
+  Status rebuild_from_wal(HistoryFile& file);
   // Called with each committed transaction's frames (the WAL capture).
   void record_frames(int page_size, std::vector<WalFrame> txn);
 

@@ -79,6 +79,12 @@ bool wal_capture_intact(sqlite3* db);
 // sync (the caller does, once per batch).
 Status apply_wal_frames(int fd, int page_size, const WalFrame* frames, size_t count);
 
+// The transactions committed in a WAL file, oldest first, as SQLite's
+// recovery finds them: frames whose salts are the header's and whose running
+// checksum holds, up to the last commit frame (none for no file). What a copy
+// of the database that lags behind needs (the history, after a crash).
+Result<std::vector<std::vector<WalFrame>>> read_wal_commits(const std::string& path);
+
 // Writes what the connection's WAL holds back. On failure the commit did not
 // reach the file, though SQLite counts it: close the connection. A full disk
 // is kStorageFull.

@@ -6,9 +6,12 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
+#include <set>
 
 #include "base/fs.h"
 #include "runtime/api_access.h"
@@ -67,6 +70,15 @@ class HistoryTest : public ::testing::Test {
     return out;
   }
   std::string path() const { return dir_.path() + "/ns/ab/obj.sqlite"; }
+  // The state a bookmark names, read from the history file as it is (no
+  // restore recorded).
+  Result<std::string> state(const std::string& bookmark) {
+    HistoryFile file;
+    if (Status st = file.open(path() + "-history"); !st) return st;
+    auto seq = HistoryFile::parse_bookmark(bookmark);
+    if (!seq) return seq.status();
+    return file.state_at(*seq);
+  }
 
   test::TempDir dir_;
   GroupCommit commits_{nullptr, [](std::function<void()> f) { f(); }};
@@ -220,8 +232,8 @@ TEST_F(HistoryTest, DroppingTheOldestCommitsKeepsEveryLaterState) {
               static_cast<unsigned long long>(size), static_cast<unsigned long long>(h.size_bytes()));
 }
 
-// A record torn by a power cut (never synced, so never answered) is cut off
-// at the next open; the database, which may have that commit, becomes a
+// A torn last record is cut off at the next open. When the WAL no longer
+// holds that commit (a checkpoint let it start over), the database becomes a
 // base, so its bookmark still restores it.
 TEST_F(HistoryTest, ATornLastRecordIsCutAndTheDatabaseBecomesABase) {
   store_->put("a", "1");
@@ -231,6 +243,11 @@ TEST_F(HistoryTest, ATornLastRecordIsCutAndTheDatabaseBecomesABase) {
   auto bookmark = store_->current_bookmark();
   ASSERT_TRUE(bookmark.is_ok());
   store_.reset();
+  // The WAL was checkpointed and started over: it cannot give the commit back.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
   std::string history = path() + "-history";
   auto bytes = read_file(history);
   ASSERT_TRUE(bytes.is_ok());
@@ -248,6 +265,110 @@ TEST_F(HistoryTest, ATornLastRecordIsCutAndTheDatabaseBecomesABase) {
   EXPECT_TRUE(list.back().base);
 }
 
+uint64_t u64_at(const std::string& bytes, size_t at) {
+  uint64_t v;
+  std::memcpy(&v, bytes.data() + at, 8);
+  return v;
+}
+
+// A history file's records rewritten as the first version wrote them
+// ('DOH1', checksummed with FNV-1a), after `change` (which may alter them).
+std::string as_first_version(std::string bytes, const std::function<void(std::string&)>& change = nullptr) {
+  if (change) change(bytes);
+  for (size_t at = 0; at < bytes.size();) {
+    size_t payload = u64_at(bytes, at + 32), sum_at = at + 40 + payload;
+    std::memcpy(bytes.data() + at, "DOH1", 4);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = at; i < sum_at; ++i) h = (h ^ static_cast<uint8_t>(bytes[i])) * 0x100000001b3ull;
+    std::memcpy(bytes.data() + sum_at, &h, 8);
+    at = sum_at + 16;
+  }
+  return bytes;
+}
+
+// The history file is synced only before a checkpoint lets the WAL start
+// over: after a power cut its last records can be missing, or present with
+// holes. Open writes them again from the WAL, with their numbers and times,
+// so that every bookmark given out still restores exactly; commits made
+// outside turns (no number of their own) join the next one.
+TEST_F(HistoryTest, RecordsAPowerCutTookAreRebuiltFromTheWal) {
+  std::string history = path() + "-history";
+  std::vector<std::pair<std::string, Dump>> noted;
+  std::vector<uint64_t> sizes;  // the file's size after each commit
+  for (int i = 0; i < 12; ++i) {
+    store_->put("k" + std::to_string(i % 5), std::string(100 + i * 300, static_cast<char>('a' + i)));
+    if (i == 5) store_->request_restore("bookmark", "x");  // a table made in the turn...
+    ASSERT_TRUE(store_->end_turn().is_ok());
+    if (i == 5) store_->clear_pending_restore();  // ...and dropped outside one
+    clock_ms_ += 7;
+    noted.emplace_back(*store_->current_bookmark(), dump());
+    sizes.push_back(std::filesystem::file_size(history));
+  }
+  auto check_all = [&](const char* when) {
+    auto listed = store_->bookmarks();
+    std::set<std::string> names;
+    for (const auto& b : listed) names.insert(b.bookmark);
+    for (const auto& [bookmark, dumped] : noted) {
+      EXPECT_TRUE(names.count(bookmark)) << when << ": " << bookmark << " is not listed";
+      auto bytes = state(bookmark);
+      ASSERT_TRUE(bytes.is_ok()) << when << ": " << bytes.status().message();
+      EXPECT_EQ(dump_image(*bytes), dumped) << when << ": " << bookmark;
+    }
+    EXPECT_FALSE(listed.back().base) << when << ": rebuilt as commits, not taken whole";
+  };
+  store_.reset();
+  // The file kept up to the fourth commit and half of the fifth.
+  std::string whole = *read_file(history);
+  std::string cut = whole.substr(0, sizes[3] + (sizes[4] - sizes[3]) / 2);
+  ASSERT_TRUE(write_file_atomic(history, cut, 0644).is_ok());
+  reopen();
+  check_all("cut");
+
+  // A hole: the eighth commit's record is there, its pages never arrived.
+  store_.reset();
+  HistoryFile::Entry eighth{};
+  {
+    HistoryFile file;
+    ASSERT_TRUE(file.open(history).is_ok());
+    uint64_t seq = *HistoryFile::parse_bookmark(noted[7].first);
+    for (const auto& e : file.entries()) {
+      if (e.seq == seq) eighth = e;
+    }
+    ASSERT_EQ(eighth.seq, seq);
+  }
+  std::string holed = *read_file(history);
+  std::fill(holed.begin() + static_cast<long>(eighth.offset + 60),
+            holed.begin() + static_cast<long>(eighth.offset + eighth.bytes - 40), '\0');
+  ASSERT_TRUE(write_file_atomic(history, holed, 0644).is_ok());
+  reopen();
+  check_all("hole");
+}
+
+// A history from elsewhere (dobj pull) whose records are well formed but
+// describe no real database: refused with an error, without asking for the
+// memory they name.
+TEST_F(HistoryTest, ARecordWritingFarPastItsDatabaseIsRefused) {
+  store_->put("a", "1");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  store_.reset();
+  std::string good = *read_file(path() + "-history");
+  size_t commit = 40 + u64_at(good, 32) + 16;  // the second record: the commit
+  ASSERT_LT(commit, good.size());
+  std::string file = dir_.path() + "/pulled.history";
+  for (uint32_t page : {0u, 0x7fffffffu, 100000u}) {
+    std::string bad = as_first_version(good, [&](std::string& b) { std::memcpy(b.data() + commit + 40, &page, 4); });
+    ASSERT_TRUE(write_file_atomic(file, bad, 0644).is_ok());
+    auto database = ObjectStore::latest_database_in(file);
+    ASSERT_FALSE(database.is_ok()) << page;
+    EXPECT_NE(database.status().message().find("past its database"), std::string::npos)
+        << database.status().message();
+  }
+  ASSERT_TRUE(write_file_atomic(file, as_first_version(good), 0644).is_ok());
+  auto database = ObjectStore::latest_database_in(file);
+  ASSERT_TRUE(database.is_ok()) << database.status().message();
+  EXPECT_EQ(dump_image(*database), (Dump{{"a", "1"}}));
+}
+
 // Histories written by the first version (records 'DOH1', checksummed with
 // FNV-1a) still read; a changed byte inside a record is caught either way.
 TEST_F(HistoryTest, FirstVersionRecordsStillReadAndDamageIsCaught) {
@@ -259,26 +380,7 @@ TEST_F(HistoryTest, FirstVersionRecordsStillReadAndDamageIsCaught) {
   }
   store_.reset();
   std::string history = path() + "-history";
-  std::string bytes = *read_file(history);
-  auto u32 = [&](size_t at) {
-    uint32_t v;
-    std::memcpy(&v, bytes.data() + at, 4);
-    return v;
-  };
-  auto u64 = [&](size_t at) {
-    uint64_t v;
-    std::memcpy(&v, bytes.data() + at, 8);
-    return v;
-  };
-  for (size_t at = 0; at < bytes.size();) {
-    ASSERT_EQ(u32(at), 0x32484f44u);  // "DOH2"
-    size_t payload = u64(at + 32), sum_at = at + 40 + payload;
-    std::memcpy(bytes.data() + at, "DOH1", 4);
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = at; i < sum_at; ++i) h = (h ^ static_cast<uint8_t>(bytes[i])) * 0x100000001b3ull;
-    std::memcpy(bytes.data() + sum_at, &h, 8);
-    at = sum_at + 16;
-  }
+  std::string bytes = as_first_version(*read_file(history));
   ASSERT_TRUE(write_file_atomic(history, bytes, 0644).is_ok());
   auto state = [&](const std::string& bookmark) {
     HistoryFile file;
@@ -303,7 +405,7 @@ TEST_F(HistoryTest, FirstVersionRecordsStillReadAndDamageIsCaught) {
   // one, built on it) is refused rather than rebuilt wrong.
   store_.reset();
   bytes = *read_file(history);
-  size_t second = 40 + u64(32) + 16;  // after the base
+  size_t second = 40 + u64_at(bytes, 32) + 16;  // after the base
   bytes[second + 40 + 8 + 100] ^= 0x5a;
   ASSERT_TRUE(write_file_atomic(history, bytes, 0644).is_ok());
   auto damaged = state(marks[0]);
