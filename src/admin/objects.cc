@@ -538,11 +538,7 @@ void AdminPlane::restore_object(Shard& here, const ObjectKey& t, const Request& 
           if (!b) return reply(error_response(b.status()));
           bookmark = *b;
         }
-        auto bytes = host.store().restored_database(bookmark);
-        if (!bytes) return reply(error_response(bytes.status()));
-        Status st = internal::replace_object_with(host, "the object was restored to bookmark " + bookmark, *bytes,
-                                                  /*in_history=*/true);
-        if (!st) return reply(error_response(st));
+        if (Status st = internal::restore_to_bookmark(host, bookmark); !st) return reply(error_response(st));
         auto now = host.store().current_bookmark();
         Json out = {{"restored", true},
                     {"bookmark", bookmark},

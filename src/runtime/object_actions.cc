@@ -87,6 +87,12 @@ Status replace_object_with(ObjectHost& host, const std::string& why, const std::
   return st;
 }
 
+Status restore_to_bookmark(ObjectHost& host, const std::string& bookmark) {
+  auto bytes = host.store().restored_database(bookmark);
+  if (!bytes) return bytes.status();
+  return replace_object_with(host, "the object was restored to bookmark " + bookmark, *bytes, /*in_history=*/true);
+}
+
 bool restore_if_asked(ObjectHost& host, Status* error) {
   ObjectStore& store = host.store();
   std::optional<ObjectStore::PendingRestore> pending;
@@ -99,10 +105,7 @@ bool restore_if_asked(ObjectHost& host, Status* error) {
   Status st;
   std::string what = pending->kind + " " + pending->source;
   if (pending->kind == "bookmark") {
-    auto bytes = store.restored_database(pending->source);
-    st = bytes ? replace_object_with(host, "the object was restored to bookmark " + pending->source, *bytes,
-                                     /*in_history=*/true)
-               : bytes.status();
+    st = restore_to_bookmark(host, pending->source);
   } else if (pending->kind == "snapshot") {
     // Copied: other objects may restore the same snapshot.
     auto file = store.snapshot_file(pending->source);

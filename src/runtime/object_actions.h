@@ -29,6 +29,9 @@ Status replace_object_and_history(ObjectHost& host, const std::string& why, cons
 // file under data_dir first).
 Status replace_object_with(ObjectHost& host, const std::string& why, const std::string& database,
                            bool in_history);
+// Puts the object back as it was at `bookmark` of its history, as a new
+// commit (ObjectStore::restored_database, then replace_object_with).
+Status restore_to_bookmark(ObjectHost& host, const std::string& bookmark);
 // A fresh file name under <data>/tmp (emptied at start), the folder made.
 Result<std::string> temp_path(const std::string& data_dir, const char* what);
 // Does the restore the object asked for before its last instance ended
