@@ -262,6 +262,11 @@ void Cluster::acquire_lease() {
   // commits it made before it stopped, which it will never ship.
   first_lease_of_process_ = !had_lease_;
   had_lease_ = true;
+  // The view still marks the partitions of the lost lease as served here:
+  // publish one that serves none before the new lease makes lease_live()
+  // true, or a request arriving in between would run on a partition that
+  // may have moved (each is served again once refresh() stamps it).
+  publish();
   auto margin = std::max(std::chrono::milliseconds(250), options_.lease / 5);
   deadline_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
                          (sent + std::chrono::seconds(ttl_s) - margin).time_since_epoch())

@@ -127,6 +127,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     conn_->stream.expires_after(timeout_);
     http::async_write(conn_->stream, req_, [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec) return self->retry_or_fail("send", ec);
+      self->sent_ = true;
       self->parser_.emplace();
       self->parser_->body_limit(std::numeric_limits<uint64_t>::max());
       self->parser_->header_limit(1 << 20);
@@ -181,6 +182,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
                        : ec == beast::error::timeout
                            ? "timed out after " + std::to_string(timeout_.count()) + " ms"
                            : ec.message();
+    // Once the whole request was written, the peer may have run it: say so,
+    // since a client must not take this failure as "not applied".
+    if (sent_) what += " (the request had reached it, so it may have been applied)";
     done_(Status(Code::kUnavailable, "node at " + peer_ + ": " + step + " failed: " + what));
   }
 
@@ -193,6 +197,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::unique_ptr<Connection> conn_;
   bool reused_ = false;
   bool cancelled_ = false;
+  bool sent_ = false;
   http::request<http::string_body> req_;
   std::optional<http::response_parser<http::string_body>> parser_;
 };

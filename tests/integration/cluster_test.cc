@@ -314,7 +314,12 @@ TEST_F(ClusterTest, APausedNodeIsFencedCallsToItFailFastAndItComesBackWhole) {
   });
   // Through node 0, calls to the paused node's objects fail once its lease
   // is over (not at the 60 s forward timeout); the others go on.
-  std::map<int, int> acked;
+  // A call that had reached the node before it stopped may have run there
+  // (and been copied to its backups); its 503 says so.
+  std::map<int, int> acked, unknown;
+  auto maybe_applied = [](const HttpResponse& r) {
+    return r.body.find("may have been applied") != std::string::npos;
+  };
   int refused = 0;
   for (int c = 0; c < kCounters; ++c) {
     auto r = post(0, "/counter/p" + std::to_string(c) + "/increment");
@@ -324,6 +329,7 @@ TEST_F(ClusterTest, APausedNodeIsFencedCallsToItFailFastAndItComesBackWhole) {
       EXPECT_EQ(r.status, 503) << r.body;
       EXPECT_EQ(r.body.find("timed out"), std::string::npos) << r.body;
       ++refused;
+      if (maybe_applied(r)) ++unknown[c];
     }
   }
   EXPECT_GT(refused, 0) << "n2 owned none of 20 counters";
@@ -333,11 +339,14 @@ TEST_F(ClusterTest, APausedNodeIsFencedCallsToItFailFastAndItComesBackWhole) {
   paused_client.join();
   EXPECT_TRUE(to_paused.status == 503 || to_paused.status == 200) << to_paused.status << " " << to_paused.body;
   if (to_paused.status == 200) ++acked[0];
+  if (to_paused.status == 503 && maybe_applied(to_paused)) ++unknown[0];
   ASSERT_TRUE(nodes_->wait_ready(30s)) << nodes_->failure();
   for (int c = 0; c < kCounters; ++c) {
     auto r = get(static_cast<size_t>(c % 3), "/counter/p" + std::to_string(c));
     ASSERT_EQ(r.status, 200) << r.body;
-    EXPECT_EQ(std::stoi(r.body), 1 + acked[c]) << "counter p" << c;
+    int value = std::stoi(r.body);
+    EXPECT_GE(value, 1 + acked[c]) << "counter p" << c << " lost an acknowledged increment";
+    EXPECT_LE(value, 1 + acked[c] + unknown[c]) << "counter p" << c << " applied a call refused as not run";
   }
 }
 
