@@ -138,7 +138,37 @@ Status apply(std::string& db, uint32_t page_size, uint32_t count, const std::str
 }  // namespace
 
 HistoryFile::~HistoryFile() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) {
+    // Best effort: what is lost here the WAL still holds (see write_out).
+    (void)write_out();
+    ::close(fd_);
+  }
+}
+
+Status HistoryFile::write_out() {
+  if (held_.empty()) return Status::ok();
+  if (Status st = write_at(fd_, held_, written_, path_); !st) {
+    (void)::ftruncate(fd_, static_cast<off_t>(written_));  // kept in memory, written again next time
+    return st;
+  }
+  written_ += held_.size();
+  held_.clear();
+  if (held_.capacity() > 4 * kHoldLimit) held_.shrink_to_fit();
+  return Status::ok();
+}
+
+Status HistoryFile::read_range(char* out, size_t n, uint64_t at) const {
+  size_t from_file = at < written_ ? static_cast<size_t>(std::min<uint64_t>(n, written_ - at)) : 0;
+  if (from_file > 0) {
+    if (Status st = read_at(fd_, out, from_file, at, path_); !st) return st;
+  }
+  if (from_file == n) return Status::ok();
+  uint64_t in_held = at + from_file - written_;
+  if (in_held + (n - from_file) > held_.size()) {
+    return Status(Code::kInternal, "reading " + path_ + ": past its last record");
+  }
+  std::memcpy(out + from_file, held_.data() + in_held, n - from_file);
+  return Status::ok();
 }
 
 Status HistoryFile::open(const std::string& path) {
@@ -149,6 +179,8 @@ Status HistoryFile::open(const std::string& path) {
   if (::fstat(fd_, &st) != 0) return Status(Code::kInternal, "cannot stat " + path);
   uint64_t size = static_cast<uint64_t>(st.st_size);
   entries_.clear();
+  held_.clear();
+  written_ = size;
   uint64_t at = 0;
   char header[kHeader], trailer[kTrailer];
   while (at + kHeader + kTrailer <= size) {
@@ -180,7 +212,7 @@ Status HistoryFile::open(const std::string& path) {
       return Status(Code::kInternal, "cannot cut " + path + ": " + std::strerror(errno));
     }
   }
-  end_ = at;
+  end_ = written_ = at;
   return Status::ok();
 }
 
@@ -191,8 +223,15 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
     return Status(Code::kInternal, "history: commit " + std::to_string(seq) + " after " +
                                        std::to_string(entries_.back().seq));
   }
-  std::string rec;
-  rec.reserve(kHeader + (outside.empty() ? payload_bytes : 0) + kTrailer);
+  if (!outside.empty()) {
+    // A base is written at once, after the records held before it.
+    if (Status st = write_out(); !st) return st;
+  }
+  // A commit's record is built where it is held (see write_out).
+  std::string own;
+  std::string& rec = outside.empty() ? held_ : own;
+  const size_t start = rec.size();
+  rec.reserve(start + kHeader + (outside.empty() ? payload_bytes : 0) + kTrailer);
   put32(rec, kMagic);
   rec.push_back(static_cast<char>(kind));
   rec.append(3, '\0');
@@ -206,8 +245,11 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
   std::string trailer;
   if (outside.empty()) {
     payload(rec);
-    if (rec.size() != total) return Status(Code::kInternal, "history: a record of the wrong size");
-    sum = word_sum(rec);
+    if (rec.size() - start != total) {
+      rec.resize(start);
+      return Status(Code::kInternal, "history: a record of the wrong size");
+    }
+    sum = word_sum(std::string_view(rec).substr(start));
   } else {
     // A large payload is written from where it is: header, payload, trailer.
     sum = sum_end(sum_words(sum_words(sum_start(total), rec), outside));
@@ -216,15 +258,25 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
   put64(tail, sum);
   put32(tail, static_cast<uint32_t>(total + kTrailer));
   put32(tail, kEndMagic);
-  Status st = write_at(fd_, rec, end_, path_);
-  if (st && !outside.empty()) st = write_at(fd_, outside, end_ + kHeader, path_);
-  if (st && !outside.empty()) st = write_at(fd_, trailer, end_ + total, path_);
-  if (!st) {
-    (void)::ftruncate(fd_, static_cast<off_t>(end_));
-    return st;
-  }
   entries_.push_back(Entry{kind, seq, time_ms, end_, total + kTrailer});
   end_ += total + kTrailer;
+  if (outside.empty()) {
+    // Held, up to kHoldLimit bytes: one write for many commits. A failed
+    // write keeps them held (the commit happened; the WAL has it too).
+    if (held_.size() >= kHoldLimit) (void)write_out();
+    return Status::ok();
+  }
+  uint64_t at = entries_.back().offset;
+  Status st = write_at(fd_, rec, at, path_);
+  if (st) st = write_at(fd_, outside, at + kHeader, path_);
+  if (st) st = write_at(fd_, trailer, at + total, path_);
+  if (!st) {
+    (void)::ftruncate(fd_, static_cast<off_t>(at));
+    entries_.pop_back();
+    end_ = at;
+    return st;
+  }
+  written_ = end_;
   return Status::ok();
 }
 
@@ -252,7 +304,7 @@ Status HistoryFile::append_commit(uint64_t seq, int64_t time_ms, int page_size,
 
 Result<std::string> HistoryFile::read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const {
   std::string rec(e.bytes, '\0');
-  if (Status st = read_at(fd_, rec.data(), rec.size(), e.offset, path_); !st) return st;
+  if (Status st = read_range(rec.data(), rec.size(), e.offset); !st) return st;
   uint64_t sum = get64(rec.data() + rec.size() - kTrailer);
   if (record_sum(get32(rec.data()), std::string_view(rec).substr(0, rec.size() - kTrailer)) != sum) {
     return Status(Code::kInternal, path_ + ": the record of commit " + std::to_string(e.seq) +
@@ -277,6 +329,12 @@ Status HistoryFile::truncate_after(uint64_t seq) {
     end_ = entries_.back().offset;
     entries_.pop_back();
   }
+  if (end_ >= written_) {
+    held_.resize(static_cast<size_t>(end_ - written_));
+    return Status::ok();
+  }
+  held_.clear();
+  written_ = end_;
   if (::ftruncate(fd_, static_cast<off_t>(end_)) != 0) {
     return Status(Code::kInternal, "cannot cut " + path_ + ": " + std::strerror(errno));
   }
@@ -332,6 +390,7 @@ Status HistoryFile::drop_before(uint64_t seq) {
   while (first < entries_.size() && entries_[first].seq < seq) ++first;
   if (first == 0) return Status::ok();
   if (first == entries_.size()) return Status(Code::kInvalidArgument, "history: nothing would be left");
+  if (Status st = write_out(); !st) return st;
   HistoryFile next;
   std::string tmp = path_ + ".tmp";
   ::unlink(tmp.c_str());
@@ -359,7 +418,7 @@ Status HistoryFile::drop_before(uint64_t seq) {
   if (Status st = sync_dir(path_.substr(0, path_.rfind('/'))); !st) return st;
   std::swap(fd_, next.fd_);
   entries_ = std::move(next.entries_);
-  end_ = next.end_;
+  end_ = written_ = next.end_;
   return Status::ok();
 }
 

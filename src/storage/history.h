@@ -16,9 +16,13 @@
 // a power cut was never synced, so no answer depended on it, and it is cut
 // off when the file is opened.
 //
-// Durability: appends go to the page cache; the store hands the file to the
-// flusher with the commit's WAL, so a commit is answered only once its
-// record is on disk. Thread affinity: the owning store's.
+// Durability: the file is synced when a checkpoint lets the WAL start over
+// (ObjectStore::start_checkpoint), not with each commit: until then the WAL
+// holds every commit the file may lack, and a store that opens rebuilds them
+// from it. So a commit's record may wait: records are held in memory, up to
+// kHoldLimit bytes, and written together (write_out; the checkpoint calls it
+// before it syncs). Reads see the held records. Thread affinity: the owning
+// store's.
 #pragma once
 
 #include <cstdint>
@@ -60,6 +64,8 @@ class HistoryFile {
     return entries_.empty() ? std::nullopt : std::optional<uint64_t>(entries_.back().seq);
   }
 
+  // Commit records are held (see above); a base is written at once, with
+  // the records held before it.
   Status append_base(uint64_t seq, int64_t time_ms, const std::string& database);
   Status append_commit(uint64_t seq, int64_t time_ms, int page_size, const std::vector<WalFrame>& frames);
   // Drops every record after seq (commits the database never got).
@@ -75,6 +81,10 @@ class HistoryFile {
   // (atomically) under its name.
   Status drop_before(uint64_t seq);
   uint64_t size_bytes() const { return end_; }
+  // Writes the held records to the file (not synced). On failure they stay
+  // held, and the file ends where it did.
+  Status write_out();
+  static constexpr size_t kHoldLimit = 64 * 1024;
 
   // Bookmarks: text that sorts as the commits do.
   static std::string bookmark(uint64_t seq, int64_t time_ms);
@@ -88,10 +98,14 @@ class HistoryFile {
                 uint64_t payload_bytes, const std::function<void(std::string&)>& payload,
                 std::string_view outside = {});
   Result<std::string> read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const;
+  // n bytes at `at`, from the file or the held records.
+  Status read_range(char* out, size_t n, uint64_t at) const;
 
   std::string path_;
   int fd_ = -1;
-  uint64_t end_ = 0;
+  uint64_t end_ = 0;      // of the last record, held ones included
+  uint64_t written_ = 0;  // of what is in the file; held_ follows it
+  std::string held_;
   std::vector<Entry> entries_;
 };
 

@@ -303,6 +303,7 @@ void ObjectStore::start_checkpoint(std::function<void()> done) {
     // protects the file (WAL on disk, copy, file on disk, then a restart).
     Status st = wal_file_->sync();
     // The history's records of the WAL's commits, before the WAL can go.
+    if (st && history_) st = history_->write_out();
     if (st && history_sync_) st = history_sync_->sync();
     bool ok = st && copy_wal_into_file();
     if (ok) {
@@ -320,6 +321,15 @@ void ObjectStore::start_checkpoint(std::function<void()> done) {
   // The WAL is on disk once the last commit is durable.
   env_.commits->when_durable(last_commit_seq_, [this, alive, finish](Status st) {
     if (alive.expired()) return;
+    // The history's held records go to the file before the WAL is copied:
+    // they reach the disk with the copy (below). If they cannot, no
+    // checkpoint: the WAL keeps them.
+    if (st && history_) {
+      if (Status h = history_->write_out(); !h) {
+        log_warn("checkpoint of " + path_ + " waits: " + h.message());
+        return finish(false);
+      }
+    }
     if (!st || !copy_wal_into_file()) return finish(false);
     auto f = SyncFile::open(path_, /*is_dir=*/false);
     if (!f) {

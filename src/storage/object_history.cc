@@ -288,6 +288,11 @@ Status ObjectStore::keep_history_in_bounds(int64_t now, bool at_open) {
   return Status::ok();
 }
 
+Status ObjectStore::write_out_history() {
+  if (!env_.history || !ensure_open(false) || !history_) return Status::ok();
+  return history_->write_out();
+}
+
 uint64_t ObjectStore::history_bytes() {
   if (!env_.history || !ensure_open(false) || !history_) return 0;
   return history_->size_bytes();
@@ -460,6 +465,7 @@ Result<std::string> ObjectStore::restored_database(std::string_view bookmark) {
 Status ObjectStore::history_for_copy(int* fd, uint64_t* size) {
   if (!env_.history) return Status(Code::kNotFound, "history is off (start the server with --history)");
   if (!ensure_open(false) || !history_) return Status(Code::kNotFound, "the object has no history");
+  if (Status st = history_->write_out(); !st) return st;
   *fd = ::open(history_->path().c_str(), O_RDONLY | O_CLOEXEC);
   if (*fd < 0) return Status(Code::kInternal, "cannot open " + history_->path() + ": " + std::strerror(errno));
   *size = history_->size_bytes();

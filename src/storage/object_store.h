@@ -178,8 +178,12 @@ class ObjectStore {
     bool base;  // a whole database (the first, or a restore or import)
   };
   std::vector<Bookmark> bookmarks();
-  // The history file's size in bytes (0 without one).
+  // The history file's size in bytes, with the records it holds in memory
+  // (0 without one).
   uint64_t history_bytes();
+  // Writes the records held in memory to the history file, for readers of
+  // the file itself (HistoryFile::write_out).
+  Status write_out_history();
   // The bookmark of the database as it is now (kNotFound without history).
   Result<std::string> current_bookmark();
   // The bookmark of the last commit at or before time_ms.

@@ -73,6 +73,9 @@ class HistoryTest : public ::testing::Test {
   // The state a bookmark names, read from the history file as it is (no
   // restore recorded).
   Result<std::string> state(const std::string& bookmark) {
+    if (store_) {
+      if (Status st = store_->write_out_history(); !st) return st;
+    }
     HistoryFile file;
     if (Status st = file.open(path() + "-history"); !st) return st;
     auto seq = HistoryFile::parse_bookmark(bookmark);
@@ -302,7 +305,7 @@ TEST_F(HistoryTest, RecordsAPowerCutTookAreRebuiltFromTheWal) {
     if (i == 5) store_->clear_pending_restore();  // ...and dropped outside one
     clock_ms_ += 7;
     noted.emplace_back(*store_->current_bookmark(), dump());
-    sizes.push_back(std::filesystem::file_size(history));
+    sizes.push_back(store_->history_bytes());  // held or written
   }
   auto check_all = [&](const char* when) {
     auto listed = store_->bookmarks();
@@ -383,6 +386,9 @@ TEST_F(HistoryTest, FirstVersionRecordsStillReadAndDamageIsCaught) {
   std::string bytes = as_first_version(*read_file(history));
   ASSERT_TRUE(write_file_atomic(history, bytes, 0644).is_ok());
   auto state = [&](const std::string& bookmark) {
+    if (store_) {
+      EXPECT_TRUE(store_->write_out_history().is_ok());
+    }
     HistoryFile file;
     EXPECT_TRUE(file.open(history).is_ok());
     return file.state_at(*HistoryFile::parse_bookmark(bookmark));
