@@ -27,9 +27,12 @@ namespace {
 //   payload base: the database's bytes; commit: per frame u32 page,
 //           u32 commit_pages, then page_size bytes
 //   trailer u64 checksum of header and payload | u32 record bytes | u32 'DOHE'
-// The checksum is word_sum in 'DOH2' records (written now) and FNV-1a in the
-// 'DOH1' records of the first version, which are still read.
-constexpr uint32_t kMagic = 0x32484f44;     // "DOH2"
+// The checksum is word_sum in 'DOH3' and 'DOH2' records and FNV-1a in the
+// 'DOH1' records of the first version, which are still read. 'DOH3' records
+// are numbered as ObjectStore numbers commits now (every commit, each
+// written once it is durable); the earlier ones are legacy (Entry::legacy).
+constexpr uint32_t kMagic = 0x33484f44;     // "DOH3"
+constexpr uint32_t kMagicV2 = 0x32484f44;   // "DOH2"
 constexpr uint32_t kMagicV1 = 0x31484f44;   // "DOH1"
 constexpr uint32_t kEndMagic = 0x45484f44;  // "DOHE"
 constexpr size_t kHeader = 40, kTrailer = 16;
@@ -138,22 +141,23 @@ Status apply(std::string& db, uint32_t page_size, uint32_t count, const std::str
 }  // namespace
 
 HistoryFile::~HistoryFile() {
-  if (fd_ >= 0) {
-    // Best effort: what is lost here the WAL still holds (see write_out).
-    (void)write_out();
-    ::close(fd_);
-  }
+  // Records still held are dropped: the WAL has their commits (write_out).
+  if (fd_ >= 0) ::close(fd_);
 }
 
-Status HistoryFile::write_out() {
-  if (held_.empty()) return Status::ok();
-  if (Status st = write_at(fd_, held_, written_, path_); !st) {
+Status HistoryFile::write_out(uint64_t durable, size_t at_least) {
+  size_t marks = 0;
+  while (marks < held_marks_.size() && held_marks_[marks].gate <= durable) ++marks;
+  if (marks == 0 || held_marks_[marks - 1].end - written_ < at_least) return Status::ok();
+  auto bytes = static_cast<size_t>(held_marks_[marks - 1].end - written_);
+  if (Status st = write_at(fd_, std::string_view(held_).substr(0, bytes), written_, path_); !st) {
     (void)::ftruncate(fd_, static_cast<off_t>(written_));  // kept in memory, written again next time
     return st;
   }
-  written_ += held_.size();
-  held_.clear();
-  if (held_.capacity() > 4 * kHoldLimit) held_.shrink_to_fit();
+  written_ += bytes;
+  held_.erase(0, bytes);
+  held_marks_.erase(held_marks_.begin(), held_marks_.begin() + static_cast<std::ptrdiff_t>(marks));
+  if (held_.empty() && held_.capacity() > 4 * kHoldLimit) held_.shrink_to_fit();
   return Status::ok();
 }
 
@@ -180,6 +184,7 @@ Status HistoryFile::open(const std::string& path) {
   uint64_t size = static_cast<uint64_t>(st.st_size);
   entries_.clear();
   held_.clear();
+  held_marks_.clear();
   written_ = size;
   uint64_t at = 0;
   char header[kHeader], trailer[kTrailer];
@@ -188,12 +193,15 @@ Status HistoryFile::open(const std::string& path) {
     uint64_t payload = get64(header + 32);
     uint32_t magic = get32(header);
     uint8_t kind = static_cast<uint8_t>(header[4]);
-    if ((magic != kMagic && magic != kMagicV1) || kind > 1 || payload > size - at - kHeader - kTrailer) break;
+    if ((magic != kMagic && magic != kMagicV2 && magic != kMagicV1) || kind > 1 ||
+        payload > size - at - kHeader - kTrailer) {
+      break;
+    }
     uint64_t bytes = kHeader + payload + kTrailer;
     if (!read_at(fd_, trailer, kTrailer, at + kHeader + payload, path)) break;
     if (get32(trailer + 8) != bytes || get32(trailer + 12) != kEndMagic) break;
     entries_.push_back(Entry{static_cast<Kind>(header[4]), get64(header + 8),
-                             static_cast<int64_t>(get64(header + 16)), at, bytes});
+                             static_cast<int64_t>(get64(header + 16)), at, bytes, magic != kMagic});
     at += bytes;
   }
   // The last record is checked whole: a power cut may have kept its frame
@@ -205,7 +213,13 @@ Status HistoryFile::open(const std::string& path) {
       entries_.pop_back();
     }
   }
+  cut_seq_ = 0;
   if (at < size) {
+    // The number of the record cut, when its header reads.
+    if (at + kHeader <= size && read_at(fd_, header, kHeader, at, path) &&
+        (get32(header) == kMagic || get32(header) == kMagicV2 || get32(header) == kMagicV1)) {
+      cut_seq_ = get64(header + 8);
+    }
     log_warn(path + ": " + std::to_string(size - at) +
              " bytes of a record that never reached the disk whole are cut off");
     if (::ftruncate(fd_, static_cast<off_t>(at)) != 0) {
@@ -218,14 +232,13 @@ Status HistoryFile::open(const std::string& path) {
 
 Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t page_size, uint32_t count,
                            uint64_t payload_bytes, const std::function<void(std::string&)>& payload,
-                           std::string_view outside) {
+                           std::string_view outside, uint64_t gate) {
   if (!entries_.empty() && seq <= entries_.back().seq) {
     return Status(Code::kInternal, "history: commit " + std::to_string(seq) + " after " +
                                        std::to_string(entries_.back().seq));
   }
-  if (!outside.empty()) {
-    // A base is written at once, after the records held before it.
-    if (Status st = write_out(); !st) return st;
+  if (!outside.empty() && !held_.empty()) {
+    return Status(Code::kUnavailable, "history: records are held");
   }
   // A commit's record is built where it is held (see write_out).
   std::string own;
@@ -258,12 +271,10 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
   put64(tail, sum);
   put32(tail, static_cast<uint32_t>(total + kTrailer));
   put32(tail, kEndMagic);
-  entries_.push_back(Entry{kind, seq, time_ms, end_, total + kTrailer});
+  entries_.push_back(Entry{kind, seq, time_ms, end_, total + kTrailer, false});
   end_ += total + kTrailer;
   if (outside.empty()) {
-    // Held, up to kHoldLimit bytes: one write for many commits. A failed
-    // write keeps them held (the commit happened; the WAL has it too).
-    if (held_.size() >= kHoldLimit) (void)write_out();
+    held_marks_.push_back(HeldMark{end_, gate});
     return Status::ok();
   }
   uint64_t at = entries_.back().offset;
@@ -282,11 +293,17 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
 
 Status HistoryFile::append_base(uint64_t seq, int64_t time_ms, const std::string& database) {
   if (database.empty()) return Status(Code::kInternal, "history: an empty base");
-  return append(Kind::kBase, seq, time_ms, 0, 0, database.size(), nullptr, database);
+  return append(Kind::kBase, seq, time_ms, 0, 0, database.size(), nullptr, database, 0);
+}
+
+Status HistoryFile::hold_base(uint64_t seq, int64_t time_ms, const std::string& database, uint64_t gate) {
+  if (database.empty()) return Status(Code::kInternal, "history: an empty base");
+  return append(Kind::kBase, seq, time_ms, 0, 0, database.size(),
+                [&](std::string& rec) { rec += database; }, {}, gate);
 }
 
 Status HistoryFile::append_commit(uint64_t seq, int64_t time_ms, int page_size,
-                                  const std::vector<WalFrame>& frames) {
+                                  const std::vector<WalFrame>& frames, uint64_t gate) {
   for (const WalFrame& f : frames) {
     if (f.data.size() != static_cast<size_t>(page_size) || f.page == 0) {
       return Status(Code::kInternal, "history: a frame of the wrong size");
@@ -299,7 +316,8 @@ Status HistoryFile::append_commit(uint64_t seq, int64_t time_ms, int page_size,
                     put32(rec, f.commit_pages);
                     rec += f.data;
                   }
-                });
+                },
+                {}, gate);
 }
 
 Result<std::string> HistoryFile::read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const {
@@ -329,6 +347,7 @@ Status HistoryFile::truncate_after(uint64_t seq) {
     end_ = entries_.back().offset;
     entries_.pop_back();
   }
+  while (!held_marks_.empty() && held_marks_.back().end > end_) held_marks_.pop_back();
   if (end_ >= written_) {
     held_.resize(static_cast<size_t>(end_ - written_));
     return Status::ok();
@@ -390,7 +409,9 @@ Status HistoryFile::drop_before(uint64_t seq) {
   while (first < entries_.size() && entries_[first].seq < seq) ++first;
   if (first == 0) return Status::ok();
   if (first == entries_.size()) return Status(Code::kInvalidArgument, "history: nothing would be left");
-  if (Status st = write_out(); !st) return st;
+  // A held record stays held (its commit may not be durable yet), so the
+  // first one kept, which may become a base, must be in the file.
+  if (entries_[first].offset >= written_) return Status(Code::kUnavailable, "history: records are held");
   HistoryFile next;
   std::string tmp = path_ + ".tmp";
   ::unlink(tmp.c_str());
@@ -404,11 +425,14 @@ Status HistoryFile::drop_before(uint64_t seq) {
     if (Status st = next.append_base(kept.seq, kept.time_ms, *state); !st) return st;
     ++copy_from;
   }
-  for (size_t i = copy_from; i < entries_.size(); ++i) {
+  size_t held_from = copy_from;
+  while (held_from < entries_.size() && entries_[held_from].offset < written_) ++held_from;
+  for (size_t i = copy_from; i < held_from; ++i) {
     std::string rec(entries_[i].bytes, '\0');
     if (Status st = read_at(fd_, rec.data(), rec.size(), entries_[i].offset, path_); !st) return st;
     if (Status st = write_at(next.fd_, rec, next.end_, tmp); !st) return st;
-    next.entries_.push_back(Entry{entries_[i].kind, entries_[i].seq, entries_[i].time_ms, next.end_, rec.size()});
+    next.entries_.push_back(
+        Entry{entries_[i].kind, entries_[i].seq, entries_[i].time_ms, next.end_, rec.size(), entries_[i].legacy});
     next.end_ += rec.size();
   }
   if (::fsync(next.fd_) != 0) return Status(Code::kInternal, "cannot sync " + tmp + ": " + std::strerror(errno));
@@ -416,9 +440,18 @@ Status HistoryFile::drop_before(uint64_t seq) {
     return Status(Code::kInternal, "cannot rename " + tmp + ": " + std::strerror(errno));
   }
   if (Status st = sync_dir(path_.substr(0, path_.rfind('/'))); !st) return st;
+  // The held records follow the copied ones, in memory still.
+  const uint64_t shift = next.end_;
+  for (size_t i = held_from; i < entries_.size(); ++i) {
+    Entry e = entries_[i];
+    e.offset = e.offset - written_ + shift;
+    next.entries_.push_back(e);
+  }
+  for (HeldMark& m : held_marks_) m.end = m.end - written_ + shift;
   std::swap(fd_, next.fd_);
   entries_ = std::move(next.entries_);
-  end_ = written_ = next.end_;
+  written_ = shift;
+  end_ = written_ + held_.size();
   return Status::ok();
 }
 

@@ -47,6 +47,7 @@ class HistoryFile {
     int64_t time_ms;
     uint64_t offset;  // of the record's header
     uint64_t bytes;   // the whole record
+    bool legacy;      // written before every commit was numbered ('DOH1', 'DOH2')
   };
 
   HistoryFile() = default;
@@ -64,10 +65,13 @@ class HistoryFile {
     return entries_.empty() ? std::nullopt : std::optional<uint64_t>(entries_.back().seq);
   }
 
-  // Commit records are held (see above); a base is written at once, with
-  // the records held before it.
+  // A base written at once (kUnavailable while records are held).
   Status append_base(uint64_t seq, int64_t time_ms, const std::string& database);
-  Status append_commit(uint64_t seq, int64_t time_ms, int page_size, const std::vector<WalFrame>& frames);
+  // Records held until write_out(durable) with durable >= gate (the group
+  // commit number the commit's durability waits for).
+  Status hold_base(uint64_t seq, int64_t time_ms, const std::string& database, uint64_t gate);
+  Status append_commit(uint64_t seq, int64_t time_ms, int page_size, const std::vector<WalFrame>& frames,
+                       uint64_t gate);
   // Drops every record after seq (commits the database never got).
   Status truncate_after(uint64_t seq);
   // Whether a record reads back whole (its checksum holds).
@@ -81,9 +85,16 @@ class HistoryFile {
   // (atomically) under its name.
   Status drop_before(uint64_t seq);
   uint64_t size_bytes() const { return end_; }
-  // Writes the held records to the file (not synced). On failure they stay
-  // held, and the file ends where it did.
-  Status write_out();
+  // Writes the held records whose gate is at most `durable` to the file
+  // (not synced), in order, if they come to at least `at_least` bytes. On
+  // failure they stay held, and the file ends where it did.
+  Status write_out(uint64_t durable = UINT64_MAX, size_t at_least = 0);
+  size_t held_bytes() const { return held_.size(); }
+  // Where the file's written part ends (the held records follow).
+  uint64_t written_bytes() const { return written_; }
+  // The number in the header of a record open() cut off (0: none, or not
+  // readable).
+  uint64_t cut_seq() const { return cut_seq_; }
   static constexpr size_t kHoldLimit = 64 * 1024;
 
   // Bookmarks: text that sorts as the commits do.
@@ -95,8 +106,8 @@ class HistoryFile {
   // Writes one record; `payload` appends its payload_bytes to the record
   // being built, or the payload is `outside` (written from where it is).
   Status append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t page_size, uint32_t count,
-                uint64_t payload_bytes, const std::function<void(std::string&)>& payload,
-                std::string_view outside = {});
+                uint64_t payload_bytes, const std::function<void(std::string&)>& payload, std::string_view outside,
+                uint64_t gate);
   Result<std::string> read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const;
   // n bytes at `at`, from the file or the held records.
   Status read_range(char* out, size_t n, uint64_t at) const;
@@ -105,7 +116,13 @@ class HistoryFile {
   int fd_ = -1;
   uint64_t end_ = 0;      // of the last record, held ones included
   uint64_t written_ = 0;  // of what is in the file; held_ follows it
+  uint64_t cut_seq_ = 0;
   std::string held_;
+  struct HeldMark {
+    uint64_t end;   // of a held record
+    uint64_t gate;  // written once this group commit number is durable
+  };
+  std::vector<HeldMark> held_marks_;
   std::vector<Entry> entries_;
 };
 

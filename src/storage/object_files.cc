@@ -295,7 +295,10 @@ void ObjectStore::start_checkpoint(std::function<void()> done) {
   auto finish = [this, alive, done](bool ok) {
     if (alive.expired()) return;  // the store (and its owner) went away
     unpin();
-    if (ok) wal_frames_ = 0;
+    if (ok) {
+      wal_frames_ = 0;
+      stamp_next_ = true;  // the first commit of the WAL that starts over
+    }
     done();
   };
   if (!env_.commits->syncs()) {
@@ -373,6 +376,9 @@ void ObjectStore::close_connection() {
   if (dir_to_sync_) env_.commits->add_dirty(std::move(dir_to_sync_));
   if (parent_dir_to_sync_) env_.commits->add_dirty(std::move(parent_dir_to_sync_));
   alarm_known_.reset();
+  // Records of commits not yet durable are dropped: the WAL has them, and
+  // the next open rebuilds them.
+  if (history_) (void)history_->write_out(durable_gate());
   history_.reset();
   history_pending_.reset();
   env_.open_dbs->remove(this);

@@ -174,33 +174,57 @@ void ObjectStore::open_history() {
   if (Status st = flush_wal_writes(db_.get()); !st) throw Error(st);
   auto s = db_.cached("SELECT seq FROM _dobj_history WHERE id = 0");
   if (!s || (*s)->step() != SQLITE_ROW) throw Error(Code::kInternal, "history: cannot read the commit number");
-  history_seq_ = static_cast<uint64_t>((*s)->column_int(0));
+  uint64_t stamped = static_cast<uint64_t>((*s)->column_int(0));
   auto file = std::make_unique<HistoryFile>();
   if (Status st = file->open(path_ + "-history"); !st) throw Error(st);
   auto sync = SyncFile::open(file->path(), /*is_dir=*/false);
   if (!sync) throw Error(sync.status());
   history_sync_ = std::move(*sync);
-  if (Status st = rebuild_from_wal(*file); !st) throw Error(st);
-  if (file->last_seq() != history_seq_) {
+  const bool legacy = !file->entries().empty() && file->entries().back().legacy;
+  auto wal_last = rebuild_from_wal(*file, legacy, stamped);
+  if (!wal_last) throw Error(wal_last.status());
+  if (legacy) {
+    // Written when every commit was stamped: the stamp is the database's
+    // number, and a record past it never happened.
+    history_seq_ = stamped;
     if (Status st = file->truncate_after(history_seq_); !st) throw Error(st);
-    if (file->last_seq() != history_seq_) {
-      if (Status st = file->append_base(history_seq_, now_ms(), serialize_database()); !st) throw Error(st);
-    }
-    // On disk with the next flush (no answer depends on it before then).
-    env_.commits->add_dirty(history_sync_);
+  } else {
+    // The stamp is in the first commit after each open and checkpoint; the
+    // commits after it are numbered on from it (rebuild_from_wal). A record
+    // is written only once its commit is durable, so none is past the
+    // database.
+    history_seq_ = std::max({stamped, wal_last->value_or(0), file->last_seq().value_or(0)});
+    // A record cut off that the WAL could not give back was synced before a
+    // checkpoint, and then damaged: the database has at least that commit.
+    // It becomes a base (below) under that number.
+    history_seq_ = std::max(history_seq_, file->cut_seq());
   }
+  if (file->last_seq() != history_seq_) {
+    if (Status st = file->write_out(); !st) throw Error(st);
+    if (Status st = file->append_base(history_seq_, now_ms(), serialize_database()); !st) throw Error(st);
+  }
+  if (legacy) {
+    // The records of the earlier format on disk now: the WAL's commits are
+    // numbered another way from here on.
+    if (Status st = file->write_out(); !st) throw Error(st);
+    if (Status st = history_sync_->sync(); !st) throw Error(st);
+  }
+  // On disk with the next flush (no answer depends on it before then).
+  env_.commits->add_dirty(history_sync_);
   history_ = std::move(file);
   history_needs_base_ = false;
+  stamp_next_ = true;
   if (Status st = keep_history_in_bounds(now_ms(), /*at_open=*/true); !st) throw Error(st);
 }
 
-Status ObjectStore::rebuild_from_wal(HistoryFile& file) {
+Result<std::optional<uint64_t>> ObjectStore::rebuild_from_wal(HistoryFile& file, bool legacy, uint64_t stamped) {
   // The history file is synced when a checkpoint lets the WAL start over,
-  // not with each commit: after a crash its last records may be missing or
-  // holed, and the WAL still holds every commit since that sync.
+  // and a record is written once its commit is durable: after a crash its
+  // last records may be missing or holed, and the WAL still holds every
+  // commit since that sync.
   auto commits = read_wal_commits(path_ + "-wal");
   if (!commits) return commits.status();
-  if (commits->empty()) return Status::ok();
+  if (commits->empty()) return std::optional<uint64_t>();
   auto root = db_.cached("SELECT rootpage FROM sqlite_schema WHERE name = '_dobj_history'");
   if (!root || (*root)->step() != SQLITE_ROW) return Status(Code::kInternal, "history: no _dobj_history table");
   auto root_page = static_cast<uint32_t>((*root)->column_int(0));
@@ -209,20 +233,45 @@ Status ObjectStore::rebuild_from_wal(HistoryFile& file) {
     std::vector<WalFrame> frames;
   };
   std::vector<Rebuilt> rebuilt;
-  std::vector<WalFrame> carried;  // of commits made outside turns, which leave no number
+  // Legacy: every turn's commit was stamped, and commits made outside turns
+  // (no number of their own) joined the next one.
+  std::vector<WalFrame> carried;
+  // Now: a stamped commit gives the numbers of the commits after it, one
+  // each. Those before the first stamp are of an earlier open (numbered by
+  // a stamp the WAL no longer holds) or made before the history opened
+  // (no number), so they are not rebuilt.
+  std::optional<Stamp> running;
   uint32_t page_size = 0;
   for (auto& commit : *commits) {
     std::optional<Stamp> stamp;
     for (WalFrame& f : commit) {
       page_size = static_cast<uint32_t>(f.data.size());
       if (f.page == root_page) stamp = read_stamp(f.data, root_page == 1);
-      carried.push_back(std::move(f));
     }
-    if (!stamp) continue;
-    rebuilt.push_back(Rebuilt{*stamp, std::move(carried)});
-    carried.clear();
+    if (legacy) {
+      for (WalFrame& f : commit) carried.push_back(std::move(f));
+      if (!stamp) continue;
+      rebuilt.push_back(Rebuilt{*stamp, std::move(carried)});
+      carried.clear();
+      continue;
+    }
+    if (stamp) {
+      // Numbers given past it were commits of no number (made on an open
+      // before its history did): not rebuilt.
+      while (!rebuilt.empty() && rebuilt.back().stamp.seq >= stamp->seq) rebuilt.pop_back();
+      running = *stamp;
+    } else if (running) {
+      // Its time is not in the WAL: the latest known, which is no later.
+      ++running->seq;
+      if (file.last_seq() && *file.last_seq() < running->seq) {
+        running->time_ms = std::max(running->time_ms, file.entries().back().time_ms);
+      }
+    } else {
+      continue;
+    }
+    rebuilt.push_back(Rebuilt{*running, std::move(commit)});
   }
-  if (rebuilt.empty()) return Status::ok();
+  if (rebuilt.empty()) return std::optional<uint64_t>();
   // Records of these commits may not have reached the disk whole: checked,
   // and from the first that is not, written again from the WAL.
   uint64_t first = rebuilt.front().stamp.seq;
@@ -237,18 +286,23 @@ Status ObjectStore::rebuild_from_wal(HistoryFile& file) {
   size_t added = 0;
   for (Rebuilt& r : rebuilt) {
     uint64_t last = file.last_seq().value_or(0);
-    if (r.stamp.seq <= last || r.stamp.seq > history_seq_) continue;
-    if (r.stamp.seq != last + 1 || !file.last_seq()) break;  // a gap: the database becomes a base below
-    if (Status st = file.append_commit(r.stamp.seq, r.stamp.time_ms, static_cast<int>(page_size), r.frames); !st) {
+    if (r.stamp.seq <= last || (legacy && r.stamp.seq > stamped)) continue;
+    if (r.stamp.seq != last + 1 || !file.last_seq()) break;  // a gap: the database becomes a base
+    // Its commit may not be durable yet (a reopen in the same process).
+    if (Status st = file.append_commit(r.stamp.seq, r.stamp.time_ms, static_cast<int>(page_size), r.frames,
+                                       env_.commits->last_seq());
+        !st) {
       return st;
     }
     ++added;
   }
-  if (added > 0) {
-    log_info("history of " + path_ + ": " + std::to_string(added) + " commits rebuilt from the WAL");
-    env_.commits->add_dirty(history_sync_);
-  }
-  return Status::ok();
+  if (added > 0) log_info("history of " + path_ + ": " + std::to_string(added) + " commits rebuilt from the WAL");
+  if (legacy) return std::optional<uint64_t>();
+  return std::optional<uint64_t>(rebuilt.back().stamp.seq);
+}
+
+uint64_t ObjectStore::durable_gate() const {
+  return env_.commits->syncs() ? env_.commits->durable_seq() : UINT64_MAX;
 }
 
 Status ObjectStore::keep_history_in_bounds(int64_t now, bool at_open) {
@@ -274,6 +328,11 @@ Status ObjectStore::keep_history_in_bounds(int64_t now, bool at_open) {
     first = std::max(first, i);
   }
   if (first == 0) return Status::ok();
+  // Held records (of commits that may not be durable yet) are kept whole:
+  // the first kept is one in the file.
+  (void)history_->write_out(durable_gate());
+  while (first > 0 && e[first].offset >= history_->written_bytes()) --first;
+  if (first == 0) return Status::ok();
   uint64_t seq = e[first].seq;
   if (Status st = history_->drop_before(seq); !st) {
     // The file is as it was: try again later.
@@ -290,7 +349,7 @@ Status ObjectStore::keep_history_in_bounds(int64_t now, bool at_open) {
 
 Status ObjectStore::write_out_history() {
   if (!env_.history || !ensure_open(false) || !history_) return Status::ok();
-  return history_->write_out();
+  return history_->write_out(durable_gate());
 }
 
 uint64_t ObjectStore::history_bytes() {
@@ -300,17 +359,29 @@ uint64_t ObjectStore::history_bytes() {
 
 void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
   if (history_) {
-    // After frames no commit announced (the runtime's tables, written outside
-    // a turn) the next commit is taken whole instead (end_turn).
-    if (history_pending_ && !history_pending_->recorded && !history_needs_base_ && wal_capture_intact(db_.get())) {
-      Status st = history_->append_commit(history_pending_->seq, history_pending_->time_ms, page_size, txn);
-      if (st) {
-        history_pending_->recorded = true;
-      } else {
-        log_warn("history of " + path_ + ": " + st.message() + " (the commit is kept as a base)");
+    // The record is written once the commit is durable: its group commit
+    // number is the next one (end_turn takes it right after).
+    uint64_t gate = env_.commits->last_seq() + 1;
+    if (history_pending_) {
+      history_pending_->captured = true;
+      if (!history_pending_->recorded && !history_needs_base_ && wal_capture_intact(db_.get())) {
+        Status st =
+            history_->append_commit(history_pending_->seq, history_pending_->time_ms, page_size, txn, gate);
+        if (st) {
+          history_pending_->recorded = true;
+        } else {
+          log_warn("history of " + path_ + ": " + st.message() + " (the commit is kept as a base)");
+        }
       }
-    } else if (!history_pending_) {
-      history_needs_base_ = true;
+    } else {
+      // A commit of the runtime's tables outside a turn: a number of its own
+      // (the WAL's commits are numbered one each from a stamp).
+      uint64_t seq = history_seq_ + 1;
+      if (history_needs_base_ || !wal_capture_intact(db_.get()) ||
+          !history_->append_commit(seq, now_ms(), page_size, txn, gate)) {
+        history_needs_base_ = true;  // the next commit is taken whole
+      }
+      history_seq_ = seq;
     }
   }
   if (env_.replication) {
@@ -333,6 +404,8 @@ Status ObjectStore::stamp_as_next_base(std::string& database) {
   }
   uint64_t seq = std::max(history->last_seq().value_or(0), history_seq_) + 1;
   if (Status st = set_seq_in_image(database, seq); !st) return st;
+  // Replaced whole: the records before it go to the file first.
+  if (Status st = history->write_out(); !st) return st;
   if (Status st = history->append_base(seq, now_ms(), database); !st) return st;
   auto sync = SyncFile::open(history->path(), /*is_dir=*/false);
   if (!sync) return sync.status();
@@ -401,6 +474,14 @@ void ObjectStore::clear_pending_restore() {
   Status st = db_.exec("DROP TABLE IF EXISTS _dobj_restore");
   if (st) st = flush_wal_writes(db_.get());
   if (!st) throw Error(st);
+  // A commit like a turn's: durable with the next flush (a checkpoint waits
+  // for it, and its history record is written once it is).
+  if (!wal_file_) {
+    auto f = SyncFile::open(path_ + "-wal", /*is_dir=*/false);
+    if (!f) throw Error(f.status());
+    wal_file_ = std::move(*f);
+  }
+  last_commit_seq_ = env_.commits->committed(wal_file_, nullptr);
 }
 
 Result<std::string> ObjectStore::snapshot_image() {
@@ -465,7 +546,7 @@ Result<std::string> ObjectStore::restored_database(std::string_view bookmark) {
 Status ObjectStore::history_for_copy(int* fd, uint64_t* size) {
   if (!env_.history) return Status(Code::kNotFound, "history is off (start the server with --history)");
   if (!ensure_open(false) || !history_) return Status(Code::kNotFound, "the object has no history");
-  if (Status st = history_->write_out(); !st) return st;
+  if (Status st = history_->write_out(durable_gate()); !st) return st;
   *fd = ::open(history_->path().c_str(), O_RDONLY | O_CLOEXEC);
   if (*fd < 0) return Status(Code::kInternal, "cannot open " + history_->path() + ": " + std::strerror(errno));
   *size = history_->size_bytes();

@@ -257,17 +257,20 @@ Status ObjectStore::end_turn() {
     }
   }
   if (history_) {
-    // The commit's number goes into the commit itself (see object_history.cc).
-    // With its time: after a crash the commits the history file lacks are
-    // rebuilt from the WAL, number and time read from this row's page.
+    // The first commit after an open or a checkpoint carries its number and
+    // time (see open_history): after a crash the commits the history file
+    // lacks are rebuilt from the WAL, numbered on from this row's page. Not
+    // every commit: the row's page would double what a small commit writes.
     int64_t time = now_ms();
-    auto u = db_.cached("UPDATE _dobj_history SET seq = ?1, time = ?2 WHERE id = 0");
-    if (!u || ((*u)->bind_int(1, static_cast<int64_t>(history_seq_ + 1)), (*u)->bind_int(2, time),
-               (*u)->step()) != SQLITE_DONE) {
-      mark_broken(u ? db_.error(Code::kInternal, "history").message() : u.status().message());
-      return end_turn();
+    if (stamp_next_) {
+      auto u = db_.cached("UPDATE _dobj_history SET seq = ?1, time = ?2 WHERE id = 0");
+      if (!u || ((*u)->bind_int(1, static_cast<int64_t>(history_seq_ + 1)), (*u)->bind_int(2, time),
+                 (*u)->step()) != SQLITE_DONE) {
+        mark_broken(u ? db_.error(Code::kInternal, "history").message() : u.status().message());
+        return end_turn();
+      }
     }
-    history_pending_ = PendingCommit{history_seq_ + 1, time};
+    history_pending_ = PendingCommit{history_seq_ + 1, time, stamp_next_};
   }
   Status st = Status::ok();
   if (env_.faults && env_.faults->fail_next_commits.load() > 0) {
@@ -291,17 +294,28 @@ Status ObjectStore::end_turn() {
     return Status(w.code() == Code::kStorageFull ? Code::kStorageFull : Code::kReset,
                   "commit failed: " + w.message());
   }
+  if (history_pending_ && !history_pending_->captured && wal_capture_intact(db_.get())) {
+    history_pending_.reset();  // it wrote nothing: no commit, no number
+  }
   if (history_pending_) {
     PendingCommit done = *history_pending_;
     history_pending_.reset();
     if (!done.recorded || history_needs_base_) {
       // The capture could not describe it (or missed a commit): the whole
       // database, as of this commit.
-      Status b = history_->append_base(done.seq, done.time_ms, serialize_database());
+      Status b = history_->hold_base(done.seq, done.time_ms, serialize_database(), env_.commits->last_seq() + 1);
       if (!b) log_warn("history of " + path_ + ": " + b.message() + "; the next commit tries again");
       history_needs_base_ = !b;
     }
     history_seq_ = done.seq;
+    if (done.stamped) stamp_next_ = false;
+    // Written in batches, once their commits are durable: the WAL holds
+    // them until then (and after a crash, open_history rebuilds them).
+    // (At least half the limit at a time: while commits stream in, the
+    // newest always wait for their flush.)
+    if (history_->held_bytes() >= HistoryFile::kHoldLimit) {
+      (void)history_->write_out(durable_gate(), HistoryFile::kHoldLimit / 2);
+    }
     if (Status h = keep_history_in_bounds(done.time_ms, /*at_open=*/false); !h) {
       // The new file was synced whole; what comes next could not be.
       close_connection();

@@ -358,7 +358,12 @@ class ObjectStore {
   // Appends to `file` the commits it lacks that the WAL still holds (after a
   // crash: the file is synced only before the WAL starts over), and writes
   // again any record of those commits that is not whole.
-  Status rebuild_from_wal(HistoryFile& file);
+  // Writes the records of the WAL's commits the file lacks (numbered as
+  // open_history says); returns the number of the WAL's last commit, when
+  // it can tell.
+  Result<std::optional<uint64_t>> rebuild_from_wal(HistoryFile& file, bool legacy, uint64_t stamped);
+  // Commits up to this group commit number are durable (all, without syncs).
+  uint64_t durable_gate() const;
   // Called with each committed transaction's frames (the WAL capture).
   void record_frames(int page_size, std::vector<WalFrame> txn);
 
@@ -374,11 +379,17 @@ class ObjectStore {
   bool new_file_ = false;
   std::unique_ptr<HistoryFile> history_;  // open with the connection (env_.history)
   std::shared_ptr<SyncFile> history_sync_;
-  uint64_t history_seq_ = 0;  // the database's commit number (_dobj_history.seq)
+  // The database's commit number. Every commit has one, one more each;
+  // _dobj_history.seq holds it as of the first commit after each open and
+  // checkpoint (stamp_next_), so the WAL's commits can be numbered from it.
+  uint64_t history_seq_ = 0;
+  bool stamp_next_ = true;
   // Set by end_turn for the commit under way; the capture records it.
   struct PendingCommit {
     uint64_t seq;
     int64_t time_ms;
+    bool stamped = false;
+    bool captured = false;  // the commit wrote frames
     bool recorded = false;
   };
   std::optional<PendingCommit> history_pending_;

@@ -10,8 +10,10 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "base/fs.h"
 #include "runtime/api_access.h"
@@ -70,6 +72,15 @@ class HistoryTest : public ::testing::Test {
     return out;
   }
   std::string path() const { return dir_.path() + "/ns/ab/obj.sqlite"; }
+  // Sets the database's stamp (with the store closed), as the first format
+  // wrote it with every commit.
+  void set_stamp(uint64_t seq) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+    std::string sql = "UPDATE _dobj_history SET seq = " + std::to_string(seq) + "; PRAGMA wal_checkpoint(TRUNCATE);";
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
   // The state a bookmark names, read from the history file as it is (no
   // restore recorded).
   Result<std::string> state(const std::string& bookmark) {
@@ -129,7 +140,12 @@ TEST_F(HistoryTest, EveryBookmarkRestoresExactlyTheStateItNamed) {
     auto b = store_->current_bookmark();
     ASSERT_TRUE(b.is_ok()) << b.status().message();
     if (!noted.empty()) {
-      EXPECT_GT(*b, noted.back().first);  // bookmarks sort as commits
+      // Bookmarks sort as commits; a turn that changed no page (it removed
+      // keys that were not there) made no commit.
+      EXPECT_GE(*b, noted.back().first);
+      if (*b == noted.back().first) {
+        EXPECT_EQ(model, noted.back().second);
+      }
     }
     noted.emplace_back(*b, model);
     if (rng() % 97 == 0) reopen();
@@ -290,10 +306,13 @@ std::string as_first_version(std::string bytes, const std::function<void(std::st
 }
 
 // The history file is synced only before a checkpoint lets the WAL start
-// over: after a power cut its last records can be missing, or present with
-// holes. Open writes them again from the WAL, with their numbers and times,
-// so that every bookmark given out still restores exactly; commits made
-// outside turns (no number of their own) join the next one.
+// over, and records wait in memory until their commits are durable: after a
+// crash its last records can be missing, or present with holes. Open writes
+// them again from the WAL, numbered on from the stamp of the first commit
+// after the open, so that every bookmark given out still restores exactly
+// (by its number: the WAL keeps no time, so a rebuilt record has the latest
+// time known, no later than its own); commits made outside turns have
+// numbers of their own.
 TEST_F(HistoryTest, RecordsAPowerCutTookAreRebuiltFromTheWal) {
   std::string history = path() + "-history";
   std::vector<std::pair<std::string, Dump>> noted;
@@ -309,10 +328,12 @@ TEST_F(HistoryTest, RecordsAPowerCutTookAreRebuiltFromTheWal) {
   }
   auto check_all = [&](const char* when) {
     auto listed = store_->bookmarks();
-    std::set<std::string> names;
-    for (const auto& b : listed) names.insert(b.bookmark);
+    std::map<std::string, std::string> names;  // number -> bookmark
+    for (const auto& b : listed) names[b.bookmark.substr(0, 16)] = b.bookmark;
     for (const auto& [bookmark, dumped] : noted) {
-      EXPECT_TRUE(names.count(bookmark)) << when << ": " << bookmark << " is not listed";
+      auto it = names.find(bookmark.substr(0, 16));
+      ASSERT_TRUE(it != names.end()) << when << ": " << bookmark << " is not listed";
+      EXPECT_LE(it->second, bookmark) << when << ": a rebuilt time later than the commit's";
       auto bytes = state(bookmark);
       ASSERT_TRUE(bytes.is_ok()) << when << ": " << bytes.status().message();
       EXPECT_EQ(dump_image(*bytes), dumped) << when << ": " << bookmark;
@@ -382,6 +403,8 @@ TEST_F(HistoryTest, FirstVersionRecordsStillReadAndDamageIsCaught) {
     marks.push_back(*store_->current_bookmark());
   }
   store_.reset();
+  // That version stamped every commit with its number.
+  set_stamp(*HistoryFile::parse_bookmark(marks.back()));
   std::string history = path() + "-history";
   std::string bytes = as_first_version(*read_file(history));
   ASSERT_TRUE(write_file_atomic(history, bytes, 0644).is_ok());
@@ -420,8 +443,10 @@ TEST_F(HistoryTest, FirstVersionRecordsStillReadAndDamageIsCaught) {
   EXPECT_TRUE(state(marks[2]).status().message().find("checksum") != std::string::npos);
 }
 
-// A record of a commit the database never got (the history's append reached
-// the disk, the WAL's did not) is dropped at the next open.
+// Records of the earlier format were written before their commits were
+// durable, so one could be of a commit the database never got (the
+// history's append reached the disk, the WAL's did not): it is dropped at
+// the next open. (Records now wait for their commits: the next test.)
 TEST_F(HistoryTest, ARecordPastTheDatabaseIsDropped) {
   store_->put("a", "1");
   ASSERT_TRUE(store_->end_turn().is_ok());
@@ -436,6 +461,8 @@ TEST_F(HistoryTest, ARecordPastTheDatabaseIsDropped) {
   store_.reset();
   // Back to the WAL before the second commit: the history still has it.
   ASSERT_TRUE(write_file_atomic(path() + "-wal", *wal, 0644).is_ok());
+  std::string history = path() + "-history";
+  ASSERT_TRUE(write_file_atomic(history, as_first_version(*read_file(history)), 0644).is_ok());
   reopen();
   EXPECT_EQ(store_->get("a"), "1");
   auto now = store_->current_bookmark();
@@ -448,6 +475,75 @@ TEST_F(HistoryTest, ARecordPastTheDatabaseIsDropped) {
   auto restored = store_->restored_database(list.back().bookmark);
   ASSERT_TRUE(restored.is_ok());
   EXPECT_EQ(dump_image(*restored), (Dump{{"a", "3"}}));
+}
+
+// A commit's record is written to the file only once the commit is durable
+// (until then it is held in memory, and a crash leaves it to the WAL), so no
+// record can outlive a commit a power cut took.
+TEST_F(HistoryTest, ARecordReachesTheFileOnlyOnceItsCommitIsDurable) {
+  Flusher flusher;
+  flusher.start();
+  std::mutex mu;
+  std::vector<std::function<void()>> posted;  // the shard's loop, run by hand
+  GroupCommit commits(&flusher, [&](std::function<void()> f) {
+    std::lock_guard lock(mu);
+    posted.push_back(std::move(f));
+  });
+  StoreEnv env{&commits, &open_dbs_};
+  env.history = true;
+  env.now_ms = [this] { return clock_ms_; };
+  auto store = std::make_unique<ObjectStore>(env, dir_.path() + "/ns/cd", "obj.sqlite");
+  std::string history = dir_.path() + "/ns/cd/obj.sqlite-history";
+  store->put("a", "0");
+  ASSERT_TRUE(store->end_turn().is_ok());
+  uint64_t at_start = std::filesystem::file_size(history);
+  for (int i = 0; i < 60; ++i) {
+    store->put("k" + std::to_string(i), std::string(2000, static_cast<char>('a' + i % 26)));
+    ASSERT_TRUE(store->end_turn().is_ok());
+  }
+  // No flush has been seen through: everything past the first base waits.
+  EXPECT_GT(store->history_bytes(), at_start + HistoryFile::kHoldLimit);
+  EXPECT_EQ(std::filesystem::file_size(history), at_start);
+  // An answer waits for the last commit: the flush runs, and its completion
+  // runs on the "shard".
+  commits.when_durable(commits.last_seq(), [](Status st) { EXPECT_TRUE(st.is_ok()); });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (commits.durable_seq() < commits.last_seq() && std::chrono::steady_clock::now() < deadline) {
+    std::vector<std::function<void()>> run;
+    {
+      std::lock_guard lock(mu);
+      run.swap(posted);
+    }
+    for (auto& f : run) f();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(commits.durable_seq(), commits.last_seq());
+  store->put("b", "1");
+  ASSERT_TRUE(store->end_turn().is_ok());
+  // The durable ones went out together; the last one waits for its flush.
+  uint64_t written = std::filesystem::file_size(history);
+  EXPECT_GT(written, at_start + HistoryFile::kHoldLimit);
+  EXPECT_LT(written, store->history_bytes());
+  // Closed before its flush: its record is left to the WAL, and the next
+  // open numbers it from there.
+  auto last = store->current_bookmark();
+  ASSERT_TRUE(last.is_ok());
+  store.reset();
+  EXPECT_EQ(std::filesystem::file_size(history), written);
+  for (auto& f : posted) f();
+  flusher.stop();
+  GroupCommit os_mode(nullptr, [](std::function<void()> f) { f(); });
+  StoreEnv again{&os_mode, &open_dbs_};
+  again.history = true;
+  again.now_ms = [this] { return clock_ms_; };
+  store = std::make_unique<ObjectStore>(again, dir_.path() + "/ns/cd", "obj.sqlite");
+  auto now = store->current_bookmark();
+  ASSERT_TRUE(now.is_ok());
+  EXPECT_EQ(now->substr(0, 16), last->substr(0, 16));
+  auto bytes = store->restored_database(*now);
+  ASSERT_TRUE(bytes.is_ok()) << bytes.status().message();
+  EXPECT_EQ(dump_image(*bytes).at("b"), "1");
+  EXPECT_EQ(dump_image(*bytes).size(), 62u);
 }
 
 }  // namespace
