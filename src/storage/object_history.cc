@@ -404,9 +404,11 @@ Status ObjectStore::stamp_as_next_base(std::string& database) {
   }
   uint64_t seq = std::max(history->last_seq().value_or(0), history_seq_) + 1;
   if (Status st = set_seq_in_image(database, seq); !st) return st;
-  // Replaced whole: the records before it go to the file first.
+  // The records before it reach the disk before the WAL that could rebuild
+  // them goes. The base itself is recorded when the database opens in its
+  // place (open_history: a database past the history's last record), so a
+  // crash before that leaves no base of a restore that did not happen.
   if (Status st = history->write_out(); !st) return st;
-  if (Status st = history->append_base(seq, now_ms(), database); !st) return st;
   auto sync = SyncFile::open(history->path(), /*is_dir=*/false);
   if (!sync) return sync.status();
   return (*sync)->sync();

@@ -347,7 +347,8 @@ class ObjectStore {
   // The database as SQLite sees it now (the WAL's commits included).
   std::string serialize_database();
   // Gives `database` (bytes of a whole database) the history's next commit
-  // number, records it as a base and syncs the history. Outside a turn.
+  // number and syncs the history; it becomes a base when it opens in place
+  // of the database. Outside a turn.
   Status stamp_as_next_base(std::string& database);
   // Retention: drops the commits past env_.history_keep_ms (checked at open
   // and then at most once per kHistoryTrimIntervalMs) or past
