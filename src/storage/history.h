@@ -19,10 +19,11 @@
 // Durability: the file is synced when a checkpoint lets the WAL start over
 // (ObjectStore::start_checkpoint), not with each commit: until then the WAL
 // holds every commit the file may lack, and a store that opens rebuilds them
-// from it. So a commit's record may wait: records are held in memory, up to
-// kHoldLimit bytes, and written together (write_out; the checkpoint calls it
-// before it syncs). Reads see the held records. Thread affinity: the owning
-// store's.
+// from it. So a commit's record may wait: it is held in memory until its
+// commit is durable (so that the file never holds a commit a power cut took),
+// and held records are written together, about kHoldLimit bytes at a time
+// (write_out; the checkpoint writes them all before it syncs). Reads see the
+// held records. Thread affinity: the owning store's.
 #pragma once
 
 #include <cstdint>
