@@ -478,12 +478,7 @@ void ObjectStore::clear_pending_restore() {
   if (!st) throw Error(st);
   // A commit like a turn's: durable with the next flush (a checkpoint waits
   // for it, and its history record is written once it is).
-  if (!wal_file_) {
-    auto f = SyncFile::open(path_ + "-wal", /*is_dir=*/false);
-    if (!f) throw Error(f.status());
-    wal_file_ = std::move(*f);
-  }
-  last_commit_seq_ = env_.commits->committed(wal_file_, nullptr);
+  if (Status n = note_commit(); !n) throw Error(n);
 }
 
 Result<std::string> ObjectStore::snapshot_image() {
@@ -548,7 +543,7 @@ Result<std::string> ObjectStore::restored_database(std::string_view bookmark) {
 Status ObjectStore::history_for_copy(int* fd, uint64_t* size) {
   if (!env_.history) return Status(Code::kNotFound, "history is off (start the server with --history)");
   if (!ensure_open(false) || !history_) return Status(Code::kNotFound, "the object has no history");
-  if (Status st = history_->write_out(durable_gate()); !st) return st;
+  if (Status st = write_out_history(); !st) return st;
   *fd = ::open(history_->path().c_str(), O_RDONLY | O_CLOEXEC);
   if (*fd < 0) return Status(Code::kInternal, "cannot open " + history_->path() + ": " + std::strerror(errno));
   *size = history_->size_bytes();

@@ -325,6 +325,10 @@ Status ObjectStore::end_turn() {
     // over, the WAL holds every commit the file may lack (open_history).
   }
   if (alarm_touched) alarm_changed_ = true;
+  return note_commit();
+}
+
+Status ObjectStore::note_commit() {
   if (!wal_file_) {
     auto f = SyncFile::open(path_ + "-wal", /*is_dir=*/false);
     if (!f) return Status(Code::kReset, f.status().message());

@@ -357,14 +357,16 @@ class ObjectStore {
   static constexpr int64_t kHistoryTrimIntervalMs = 3'600'000;
   Status keep_history_in_bounds(int64_t now, bool at_open);
   // Appends to `file` the commits it lacks that the WAL still holds (after a
-  // crash: the file is synced only before the WAL starts over), and writes
-  // again any record of those commits that is not whole.
-  // Writes the records of the WAL's commits the file lacks (numbered as
-  // open_history says); returns the number of the WAL's last commit, when
-  // it can tell.
+  // crash: records wait for durability and the file is synced only before the
+  // WAL starts over), numbered as open_history says, and writes again any
+  // record of those commits that is not whole. Returns the number of the
+  // WAL's last commit, when it can tell (not for a legacy file).
   Result<std::optional<uint64_t>> rebuild_from_wal(HistoryFile& file, bool legacy, uint64_t stamped);
   // Commits up to this group commit number are durable (all, without syncs).
   uint64_t durable_gate() const;
+  // Hands a commit just made to the group commit (its WAL, and a new file's
+  // entries), setting last_commit_seq_; kReset if a file cannot be opened.
+  Status note_commit();
   // Called with each committed transaction's frames (the WAL capture).
   void record_frames(int page_size, std::vector<WalFrame> txn);
 

@@ -111,11 +111,6 @@ int wal_read(sqlite3_file* f, void* buf, int n, sqlite3_int64 off) {
   return w->real->pMethods->xRead(w->real, buf, n, off);
 }
 
-uint32_t big_endian(const void* p) {
-  const auto* b = static_cast<const unsigned char*>(p);
-  return uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 | uint32_t{b[2]} << 8 | b[3];
-}
-
 // Follows SQLite's frame writes: a 24-byte header (page number, then the
 // database size on a commit frame) and the page, as two writes or one; a page
 // of the open transaction rewritten in place, and its header rewritten alone
@@ -126,7 +121,7 @@ void capture(WalFile::Capture& c, const char* bytes, int n, sqlite3_int64 off) {
   const bool frame_start = off >= 32 && (off - 32) % frame_size == 0;
   if (off == 0 && n == 32) return;
   if (frame_start && (n == 24 || n == frame_size)) {
-    c.frame = WalFrame{big_endian(bytes), big_endian(bytes + 4), {}};
+    c.frame = WalFrame{wal_be32(bytes), wal_be32(bytes + 4), {}};
     if (n == 24) {
       c.header_offset = off;
       return;

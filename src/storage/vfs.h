@@ -79,6 +79,12 @@ bool wal_capture_intact(sqlite3* db);
 // sync (the caller does, once per batch).
 Status apply_wal_frames(int fd, int page_size, const WalFrame* frames, size_t count);
 
+// A WAL's numbers (frame and file headers) are big-endian 32-bit words.
+inline uint32_t wal_be32(const void* p) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  return uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 | uint32_t{b[2]} << 8 | b[3];
+}
+
 // The transactions committed in a WAL file, oldest first, as SQLite's
 // recovery finds them: frames whose salts are the header's and whose running
 // checksum holds, up to the last commit frame (none for no file). What a copy

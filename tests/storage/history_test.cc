@@ -408,14 +408,6 @@ TEST_F(HistoryTest, FirstVersionRecordsStillReadAndDamageIsCaught) {
   std::string history = path() + "-history";
   std::string bytes = as_first_version(*read_file(history));
   ASSERT_TRUE(write_file_atomic(history, bytes, 0644).is_ok());
-  auto state = [&](const std::string& bookmark) {
-    if (store_) {
-      EXPECT_TRUE(store_->write_out_history().is_ok());
-    }
-    HistoryFile file;
-    EXPECT_TRUE(file.open(history).is_ok());
-    return file.state_at(*HistoryFile::parse_bookmark(bookmark));
-  };
   reopen();
   ASSERT_EQ(store_->bookmarks().size(), 4u);  // the base and the three commits
   for (size_t i = 0; i < marks.size(); ++i) {
