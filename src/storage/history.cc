@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <optional>
 
 #include "base/fs.h"
 #include "base/hex.h"
@@ -113,6 +114,81 @@ Status write_at(int fd, std::string_view bytes, uint64_t at, const std::string& 
   return Status::ok();
 }
 
+// Reads the first `size` bytes of a file through a window, so that a scan
+// of record headers and trailers (about a kilobyte apart for a small commit)
+// makes a few large reads instead of two small ones a record.
+class WindowReader {
+ public:
+  static constexpr size_t kScan = 1 << 20;  // for a scan of many records
+  static constexpr size_t kFew = 4096;      // for one or two
+  WindowReader(int fd, uint64_t size, size_t window) : fd_(fd), size_(size), window_(window) {}
+  // n bytes at `at` (n <= the window, at + n <= size), or nullptr if they do
+  // not read. When they are outside the window it moves to begin at them,
+  // or with `backward` to end at them (a scan from the end).
+  const char* get(uint64_t at, size_t n, bool backward = false) {
+    if (at < start_ || at + n > start_ + buf_.size()) {
+      uint64_t start = backward ? (at + n > window_ ? at + n - window_ : 0) : at;
+      auto len = static_cast<size_t>(std::min<uint64_t>(window_, size_ - start));
+      buf_.resize(len);
+      if (!read_at(fd_, buf_.data(), len, start, "")) {
+        buf_.clear();
+        return nullptr;
+      }
+      start_ = start;
+    }
+    return buf_.data() + (at - start_);
+  }
+
+ private:
+  int fd_;
+  uint64_t size_;
+  size_t window_;
+  uint64_t start_ = 0;
+  std::string buf_;
+};
+
+bool known_magic(uint32_t magic) { return magic == kMagic || magic == kMagicV2 || magic == kMagicV1; }
+
+// The record whose header is at `at`, if its header and trailer hold
+// together and it ends by `limit`. Its payload is not read.
+std::optional<HistoryFile::Entry> record_at(WindowReader& r, uint64_t at, uint64_t limit, bool backward = false) {
+  if (at + kHeader + kTrailer > limit) return std::nullopt;
+  const char* header = r.get(at, kHeader, backward);
+  if (header == nullptr) return std::nullopt;
+  uint32_t magic = get32(header);
+  uint64_t payload = get64(header + 32);
+  auto kind = static_cast<uint8_t>(header[4]);
+  if (!known_magic(magic) || kind > 1 || payload > limit - at - kHeader - kTrailer) return std::nullopt;
+  HistoryFile::Entry e{static_cast<HistoryFile::Kind>(kind), get64(header + 8), static_cast<int64_t>(get64(header + 16)),
+                       at, kHeader + payload + kTrailer, magic != kMagic};
+  const char* trailer = r.get(at + kHeader + payload, kTrailer, backward);
+  if (trailer == nullptr || get32(trailer + 8) != e.bytes || get32(trailer + 12) != kEndMagic) return std::nullopt;
+  return e;
+}
+
+// The record that ends at `end` (found by its trailer), if it begins at or
+// after `floor`.
+std::optional<HistoryFile::Entry> record_ending_at(WindowReader& r, uint64_t end, uint64_t floor) {
+  if (end < floor + kHeader + kTrailer) return std::nullopt;
+  const char* trailer = r.get(end - kTrailer, kTrailer, /*backward=*/true);
+  if (trailer == nullptr) return std::nullopt;
+  uint32_t bytes = get32(trailer + 8);
+  if (get32(trailer + 12) != kEndMagic || bytes < kHeader + kTrailer || bytes > end - floor) return std::nullopt;
+  auto e = record_at(r, end - bytes, end, /*backward=*/true);
+  if (!e || e->offset + e->bytes != end) return std::nullopt;
+  return e;
+}
+
+// The records from `at` on, in order, as far as they hold together (up to
+// `limit`); returns where they stop.
+uint64_t scan_forward(WindowReader& r, uint64_t at, uint64_t limit, std::vector<HistoryFile::Entry>& out) {
+  while (auto e = record_at(r, at, limit)) {
+    out.push_back(*e);
+    at += e->bytes;
+  }
+  return at;
+}
+
 // Applies one commit's frames to a database held in memory (the payload's
 // size was checked against count and page_size). A database grows by the
 // pages a commit writes (and the one page SQLite never writes, at 1 GiB), so
@@ -185,49 +261,115 @@ Status HistoryFile::open(const std::string& path) {
   entries_.clear();
   held_.clear();
   held_marks_.clear();
-  written_ = size;
-  uint64_t at = 0;
-  char header[kHeader], trailer[kTrailer];
-  while (at + kHeader + kTrailer <= size) {
-    if (!read_at(fd_, header, kHeader, at, path)) break;
-    uint64_t payload = get64(header + 32);
-    uint32_t magic = get32(header);
-    uint8_t kind = static_cast<uint8_t>(header[4]);
-    if ((magic != kMagic && magic != kMagicV2 && magic != kMagicV1) || kind > 1 ||
-        payload > size - at - kHeader - kTrailer) {
-      break;
-    }
-    uint64_t bytes = kHeader + payload + kTrailer;
-    if (!read_at(fd_, trailer, kTrailer, at + kHeader + payload, path)) break;
-    if (get32(trailer + 8) != bytes || get32(trailer + 12) != kEndMagic) break;
-    entries_.push_back(Entry{static_cast<Kind>(header[4]), get64(header + 8),
-                             static_cast<int64_t>(get64(header + 16)), at, bytes, magic != kMagic});
-    at += bytes;
-  }
-  // The last record is checked whole: a power cut may have kept its frame
-  // and lost pages inside it.
-  if (!entries_.empty()) {
-    uint32_t page_size = 0, count = 0;
-    if (!read_payload(entries_.back(), &page_size, &count)) {
-      at = entries_.back().offset;
-      entries_.pop_back();
-    }
-  }
   cut_seq_ = 0;
+  end_ = written_ = size;
+  indexed_from_ = 0;
+  // The last record, found from the end and checked whole, is all an open
+  // needs: the records before it are read when asked for (index_all), so an
+  // object with a long history opens as fast as one with a short one.
+  WindowReader r(fd_, size, WindowReader::kFew);
+  if (auto last = record_ending_at(r, size, 0)) {
+    entries_.push_back(*last);
+    if (intact(*last)) {
+      indexed_from_ = last->offset;
+      return Status::ok();
+    }
+    entries_.clear();
+  }
+  return scan_and_cut();
+}
+
+Status HistoryFile::scan_and_cut() {
+  // From the start, as far as the records hold together; the last is checked
+  // whole (a power cut may have kept its frame and lost pages inside it), and
+  // what follows is cut off: a record torn by a power cut was never synced.
+  uint64_t size = written_;
+  WindowReader r(fd_, size, WindowReader::kScan);
+  entries_.clear();
+  indexed_from_ = 0;
+  uint64_t at = scan_forward(r, 0, size, entries_);
+  if (!entries_.empty() && !intact(entries_.back())) {
+    at = entries_.back().offset;
+    entries_.pop_back();
+  }
   if (at < size) {
     // The number of the record cut, when its header reads.
-    if (at + kHeader <= size && read_at(fd_, header, kHeader, at, path) &&
-        (get32(header) == kMagic || get32(header) == kMagicV2 || get32(header) == kMagicV1)) {
+    char header[kHeader];
+    if (at + kHeader <= size && read_at(fd_, header, kHeader, at, path_) && known_magic(get32(header))) {
       cut_seq_ = get64(header + 8);
     }
-    log_warn(path + ": " + std::to_string(size - at) +
+    log_warn(path_ + ": " + std::to_string(size - at) +
              " bytes of a record that never reached the disk whole are cut off");
     if (::ftruncate(fd_, static_cast<off_t>(at)) != 0) {
-      return Status(Code::kInternal, "cannot cut " + path + ": " + std::strerror(errno));
+      return Status(Code::kInternal, "cannot cut " + path_ + ": " + std::strerror(errno));
     }
   }
   end_ = written_ = at;
   return Status::ok();
+}
+
+void HistoryFile::index_all() {
+  if (indexed_from_ == 0) return;
+  WindowReader r(fd_, indexed_from_, WindowReader::kScan);
+  std::vector<Entry> before;
+  uint64_t stop = scan_forward(r, 0, indexed_from_, before);
+  if (stop != indexed_from_) {
+    // Damage inside the file (a power cut damages only its end, which open
+    // checks): the records after it that still hold together are found back
+    // from the ones known. The commits in between are lost to the history,
+    // and state_at refuses a state that would need them.
+    std::vector<Entry> after;
+    uint64_t at = indexed_from_;
+    while (auto e = record_ending_at(r, at, stop)) {
+      after.push_back(*e);
+      at = e->offset;
+    }
+    log_error(path_ + ": bytes " + std::to_string(stop) + " to " + std::to_string(at) +
+              " of the history do not read as records; the commits in them are left out");
+    before.insert(before.end(), after.rbegin(), after.rend());
+    needs_base_ = true;
+  }
+  entries_.insert(entries_.begin(), before.begin(), before.end());
+  indexed_from_ = 0;
+}
+
+Status HistoryFile::cut_damaged_from(uint64_t seq) {
+  if (!held_.empty()) return Status(Code::kUnavailable, "history: records are held");
+  // Back from the records known to the first of commit `seq`.
+  WindowReader r(fd_, written_, WindowReader::kScan);
+  std::vector<Entry> found;
+  while (indexed_from_ > 0 && (found.empty() ? entries_.front().seq : found.back().seq) >= seq) {
+    auto e = record_ending_at(r, indexed_from_, 0);
+    if (!e) {
+      // A damaged record: the file is read from the start, and cut there.
+      if (Status st = scan_and_cut(); !st) return st;
+      found.clear();
+      break;
+    }
+    found.push_back(*e);
+    indexed_from_ = e->offset;
+  }
+  entries_.insert(entries_.begin(), found.rbegin(), found.rend());
+  for (const Entry& e : entries_) {
+    if (e.seq >= seq && !intact(e)) {
+      log_warn(path_ + ": the record of commit " + std::to_string(e.seq) + " is damaged; it is cut off with those after it");
+      return truncate_after(e.seq - 1);
+    }
+  }
+  return Status::ok();
+}
+
+std::optional<int64_t> HistoryFile::second_time() {
+  if (indexed_from_ > 0) {
+    // Its header, without reading the index.
+    WindowReader r(fd_, written_, WindowReader::kFew);
+    auto first = record_at(r, 0, written_);
+    auto second = first ? record_at(r, first->bytes, written_) : std::nullopt;
+    if (second) return second->time_ms;
+    index_all();
+  }
+  if (entries_.size() < 2) return std::nullopt;
+  return entries_[1].time_ms;
 }
 
 Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t page_size, uint32_t count,
@@ -272,6 +414,7 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
   put32(tail, static_cast<uint32_t>(total + kTrailer));
   put32(tail, kEndMagic);
   entries_.push_back(Entry{kind, seq, time_ms, end_, total + kTrailer, false});
+  if (kind == Kind::kBase) needs_base_ = false;
   end_ += total + kTrailer;
   if (outside.empty()) {
     held_marks_.push_back(HeldMark{end_, gate});
@@ -343,10 +486,10 @@ bool HistoryFile::intact(const Entry& e) const {
 }
 
 Status HistoryFile::truncate_after(uint64_t seq) {
-  while (!entries_.empty() && entries_.back().seq > seq) {
-    end_ = entries_.back().offset;
-    entries_.pop_back();
-  }
+  if (indexed_from_ > 0 && entries_.front().seq > seq) index_all();
+  while (!entries_.empty() && entries_.back().seq > seq) entries_.pop_back();
+  // After the last record kept (bytes that did not read as records before it go too).
+  end_ = entries_.empty() ? 0 : entries_.back().offset + entries_.back().bytes;
   while (!held_marks_.empty() && held_marks_.back().end > end_) held_marks_.pop_back();
   if (end_ >= written_) {
     held_.resize(static_cast<size_t>(end_ - written_));
@@ -360,7 +503,8 @@ Status HistoryFile::truncate_after(uint64_t seq) {
   return Status::ok();
 }
 
-Result<std::string> HistoryFile::state_at(uint64_t seq) const {
+Result<std::string> HistoryFile::state_at(uint64_t seq) {
+  index_all();
   // The last base at or before seq, and seq itself among the records.
   size_t base = entries_.size(), last = entries_.size();
   for (size_t i = 0; i < entries_.size() && entries_[i].seq <= seq; ++i) {
@@ -369,6 +513,14 @@ Result<std::string> HistoryFile::state_at(uint64_t seq) const {
   }
   if (base == entries_.size() || last == entries_.size() || entries_[last].seq != seq) {
     return Status(Code::kNotFound, "commit " + std::to_string(seq) + " is not in the history");
+  }
+  // Each commit follows the one before it: a missing one (records lost to
+  // damage, index_all) leaves the states after it unknown until a base.
+  for (size_t i = base + 1; i <= last; ++i) {
+    if (entries_[i].seq != entries_[i - 1].seq + 1) {
+      return Status(Code::kNotFound, "commit " + std::to_string(seq) + " cannot be rebuilt: the history lacks commit " +
+                                         std::to_string(entries_[i - 1].seq + 1));
+    }
   }
   // Room for the largest the database can get on the way (each page a
   // commit writes adds at most a page), so that it is never copied to grow:
@@ -394,7 +546,8 @@ Result<std::string> HistoryFile::state_at(uint64_t seq) const {
   return db;
 }
 
-Result<uint64_t> HistoryFile::seq_at_time(int64_t time_ms) const {
+Result<uint64_t> HistoryFile::seq_at_time(int64_t time_ms) {
+  index_all();
   std::optional<uint64_t> found;
   for (const Entry& e : entries_) {
     if (e.time_ms > time_ms) break;
@@ -405,6 +558,7 @@ Result<uint64_t> HistoryFile::seq_at_time(int64_t time_ms) const {
 }
 
 Status HistoryFile::drop_before(uint64_t seq) {
+  index_all();
   size_t first = 0;
   while (first < entries_.size() && entries_[first].seq < seq) ++first;
   if (first == 0) return Status::ok();
@@ -472,7 +626,9 @@ Result<uint64_t> HistoryFile::parse_bookmark(std::string_view b) {
   return v;
 }
 
-std::string HistoryFile::bookmark_of(uint64_t seq) const {
+std::string HistoryFile::bookmark_of(uint64_t seq) {
+  // Most often the last commit's: the records known are looked at first.
+  if (indexed_from_ > 0 && entries_.front().seq > seq) index_all();
   for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
     if (it->seq == seq) return bookmark(seq, it->time_ms);
   }

@@ -56,15 +56,31 @@ class HistoryFile {
   HistoryFile(const HistoryFile&) = delete;
   HistoryFile& operator=(const HistoryFile&) = delete;
 
-  // Opens (creating) path and reads where every record is; a torn last
-  // record is cut off.
+  // Opens (creating) path and checks its last record; a torn last record
+  // is cut off. Where the records before it are is read when first asked
+  // for (entries(), state_at, ...): opening costs the same at any length.
   Status open(const std::string& path);
   bool is_open() const { return fd_ >= 0; }
   const std::string& path() const { return path_; }
-  const std::vector<Entry>& entries() const { return entries_; }
+  // Every record, in order.
+  const std::vector<Entry>& entries() {
+    index_all();
+    return entries_;
+  }
+  const Entry* last() const { return entries_.empty() ? nullptr : &entries_.back(); }
   std::optional<uint64_t> last_seq() const {
     return entries_.empty() ? std::nullopt : std::optional<uint64_t>(entries_.back().seq);
   }
+  // The time of the second record (before which retention could drop the
+  // first), read without the whole index; nullopt: fewer than two.
+  std::optional<int64_t> second_time();
+  // Checks the records of commit `seq` on whole (they may not have reached
+  // the disk whole, as after a crash), and cuts the file before the first
+  // that is not. No records may be held.
+  Status cut_damaged_from(uint64_t seq);
+  // Records were found damaged inside the file: the next commit must be a
+  // base, or no state after them could be rebuilt.
+  bool needs_base() const { return needs_base_; }
 
   // A base written at once (kUnavailable while records are held).
   Status append_base(uint64_t seq, int64_t time_ms, const std::string& database);
@@ -78,9 +94,9 @@ class HistoryFile {
   // Whether a record reads back whole (its checksum holds).
   bool intact(const Entry& e) const;
   // The database's bytes as of commit seq (kNotFound: not in the file).
-  Result<std::string> state_at(uint64_t seq) const;
+  Result<std::string> state_at(uint64_t seq);
   // The last commit made at or before time_ms (kNotFound: none is that old).
-  Result<uint64_t> seq_at_time(int64_t time_ms) const;
+  Result<uint64_t> seq_at_time(int64_t time_ms);
   // Drops the commits before `seq`: the first commit kept becomes a base
   // (its whole database) and the records after it stay. Rewrites the file
   // (atomically) under its name.
@@ -101,7 +117,7 @@ class HistoryFile {
   // Bookmarks: text that sorts as the commits do.
   static std::string bookmark(uint64_t seq, int64_t time_ms);
   static Result<uint64_t> parse_bookmark(std::string_view bookmark);
-  std::string bookmark_of(uint64_t seq) const;
+  std::string bookmark_of(uint64_t seq);
 
  private:
   // Writes one record; `payload` appends its payload_bytes to the record
@@ -110,6 +126,11 @@ class HistoryFile {
                 uint64_t payload_bytes, const std::function<void(std::string&)>& payload, std::string_view outside,
                 uint64_t gate);
   Result<std::string> read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const;
+  // Reads the file from the start, as far as its records hold together, and
+  // cuts off what follows (open, when the last record does not check).
+  Status scan_and_cut();
+  // Reads where the records before the ones known are (indexed_from_ > 0).
+  void index_all();
   // n bytes at `at`, from the file or the held records.
   Status read_range(char* out, size_t n, uint64_t at) const;
 
@@ -124,7 +145,11 @@ class HistoryFile {
     uint64_t gate;  // written once this group commit number is durable
   };
   std::vector<HeldMark> held_marks_;
+  // The records known: every one from the record at indexed_from_ on (0:
+  // all of them).
   std::vector<Entry> entries_;
+  uint64_t indexed_from_ = 0;
+  bool needs_base_ = false;
 };
 
 }  // namespace dobj::internal

@@ -180,7 +180,7 @@ void ObjectStore::open_history() {
   auto sync = SyncFile::open(file->path(), /*is_dir=*/false);
   if (!sync) throw Error(sync.status());
   history_sync_ = std::move(*sync);
-  const bool legacy = !file->entries().empty() && file->entries().back().legacy;
+  const bool legacy = file->last() != nullptr && file->last()->legacy;
   auto wal_last = rebuild_from_wal(*file, legacy, stamped);
   if (!wal_last) throw Error(wal_last.status());
   if (legacy) {
@@ -264,7 +264,7 @@ Result<std::optional<uint64_t>> ObjectStore::rebuild_from_wal(HistoryFile& file,
       // Its time is not in the WAL: the latest known, which is no later.
       ++running->seq;
       if (file.last_seq() && *file.last_seq() < running->seq) {
-        running->time_ms = std::max(running->time_ms, file.entries().back().time_ms);
+        running->time_ms = std::max(running->time_ms, file.last()->time_ms);
       }
     } else {
       continue;
@@ -274,15 +274,7 @@ Result<std::optional<uint64_t>> ObjectStore::rebuild_from_wal(HistoryFile& file,
   if (rebuilt.empty()) return std::optional<uint64_t>();
   // Records of these commits may not have reached the disk whole: checked,
   // and from the first that is not, written again from the WAL.
-  uint64_t first = rebuilt.front().stamp.seq;
-  for (const auto& e : file.entries()) {
-    if (e.seq >= first && !file.intact(e)) {
-      log_warn("history of " + path_ + ": the record of commit " + std::to_string(e.seq) +
-               " is damaged; it and those after it are written again from the WAL");
-      if (Status st = file.truncate_after(e.seq - 1); !st) return st;
-      break;
-    }
-  }
+  if (Status st = file.cut_damaged_from(rebuilt.front().stamp.seq); !st) return st;
   size_t added = 0;
   for (Rebuilt& r : rebuilt) {
     uint64_t last = file.last_seq().value_or(0);
@@ -306,18 +298,23 @@ uint64_t ObjectStore::durable_gate() const {
 }
 
 Status ObjectStore::keep_history_in_bounds(int64_t now, bool at_open) {
+  const bool check_time = env_.history_keep_ms > 0 && (at_open || now - history_trimmed_ms_ >= kHistoryTrimIntervalMs);
+  auto cap = static_cast<uint64_t>(env_.history_max_bytes);
+  const bool over_cap = cap > 0 && history_->size_bytes() > cap;
+  if (!check_time && !over_cap) return Status::ok();
+  if (check_time) history_trimmed_ms_ = now;
+  // The last commit at or before the window's start stays: it is the state
+  // at that time, which a bookmark for it names.
+  const int64_t cutoff = now - env_.history_keep_ms;
+  // Most often none is that old: told without reading the whole index.
+  auto second = history_->second_time();
+  if (!second || (!over_cap && *second > cutoff)) return Status::ok();
   const auto& e = history_->entries();
-  if (e.size() < 2) return Status::ok();
   size_t first = 0;  // the first record kept
-  if (env_.history_keep_ms > 0 && (at_open || now - history_trimmed_ms_ >= kHistoryTrimIntervalMs)) {
-    history_trimmed_ms_ = now;
-    // The last commit at or before the window's start stays: it is the state
-    // at that time, which a bookmark for it names.
-    int64_t cutoff = now - env_.history_keep_ms;
+  if (check_time) {
     while (first + 1 < e.size() && e[first + 1].time_ms <= cutoff) ++first;
   }
-  auto cap = static_cast<uint64_t>(env_.history_max_bytes);
-  if (cap > 0 && history_->size_bytes() > cap) {
+  if (over_cap) {
     // Down to 3/4 of the cap (so that it is not rewritten at every commit),
     // counting the base the first kept commit becomes (about the database).
     uint64_t budget = cap / 4 * 3;
@@ -364,6 +361,7 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
     uint64_t gate = env_.commits->last_seq() + 1;
     if (history_pending_) {
       history_pending_->captured = true;
+      if (history_->needs_base()) history_needs_base_ = true;
       if (!history_pending_->recorded && !history_needs_base_ && wal_capture_intact(db_.get())) {
         Status st =
             history_->append_commit(history_pending_->seq, history_pending_->time_ms, page_size, txn, gate);
@@ -377,7 +375,7 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
       // A commit of the runtime's tables outside a turn: a number of its own
       // (the WAL's commits are numbered one each from a stamp).
       uint64_t seq = history_seq_ + 1;
-      if (history_needs_base_ || !wal_capture_intact(db_.get()) ||
+      if (history_needs_base_ || history_->needs_base() || !wal_capture_intact(db_.get()) ||
           !history_->append_commit(seq, now_ms(), page_size, txn, gate)) {
         history_needs_base_ = true;  // the next commit is taken whole
       }

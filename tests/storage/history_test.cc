@@ -435,6 +435,83 @@ TEST_F(HistoryTest, FirstVersionRecordsStillReadAndDamageIsCaught) {
   EXPECT_TRUE(state(marks[2]).status().message().find("checksum") != std::string::npos);
 }
 
+// An open reads a history from its end (the last record, checked whole) and
+// the rest only when asked, so a long history opens as fast as a short one;
+// every state still rebuilds exactly from a file of many read windows.
+// Damage inside the file (a power cut damages only its end) loses the
+// records it holds and no others: the states before it rebuild, those that
+// need it are refused rather than rebuilt wrong, and once it has been found
+// the next commit is a base, so the states from there on rebuild.
+TEST_F(HistoryTest, ALongHistoryOpensFromItsEndAndDamageInsideLosesOnlyItsRecords) {
+  std::mt19937 rng(7);
+  std::vector<std::pair<std::string, Dump>> noted;
+  Dump model;
+  for (int i = 0; i < 1500; ++i) {
+    std::string key = "k" + std::to_string(rng() % 20);
+    std::string value(700 + rng() % 300, static_cast<char>('a' + i % 26));
+    store_->put(key, value);
+    model[key] = value;
+    ASSERT_TRUE(store_->end_turn().is_ok());
+    clock_ms_ += 10;
+    if (i % 50 == 0) noted.emplace_back(*store_->current_bookmark(), model);
+  }
+  store_.reset();
+  // The WAL starts over, as after a checkpoint: it cannot give commits back.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+
+  std::string history = path() + "-history";
+  HistoryFile whole;
+  ASSERT_TRUE(whole.open(history).is_ok());
+  ASSERT_GT(whole.size_bytes(), 3u << 20);  // several of index_all's reads
+  for (auto& [mark, want] : noted) {
+    auto got = whole.state_at(*HistoryFile::parse_bookmark(mark));
+    ASSERT_TRUE(got.is_ok()) << got.status().message();
+    EXPECT_EQ(dump_image(*got), want) << mark;
+  }
+  const std::vector<HistoryFile::Entry> all = whole.entries();
+  ASSERT_EQ(all.size(), 1501u);  // the base, then each commit
+  for (size_t i = 1; i < all.size(); ++i) {
+    ASSERT_EQ(all[i].offset, all[i - 1].offset + all[i - 1].bytes) << i;
+    ASSERT_EQ(all[i].seq, all[i - 1].seq + 1) << i;
+  }
+
+  // One byte of the trailer of a record a third of the way in.
+  const HistoryFile::Entry victim = all[all.size() / 3];
+  std::string bytes = *read_file(history);
+  bytes[victim.offset + victim.bytes - 1] ^= 0x5a;
+  ASSERT_TRUE(write_file_atomic(history, bytes, 0644).is_ok());
+  HistoryFile damaged;
+  ASSERT_TRUE(damaged.open(history).is_ok());
+  EXPECT_EQ(damaged.last_seq(), whole.last_seq());  // nothing is cut
+  EXPECT_EQ(damaged.size_bytes(), whole.size_bytes());
+  for (auto& [mark, want] : noted) {
+    uint64_t seq = *HistoryFile::parse_bookmark(mark);
+    auto got = damaged.state_at(seq);
+    if (seq < victim.seq) {
+      ASSERT_TRUE(got.is_ok()) << got.status().message();
+      EXPECT_EQ(dump_image(*got), want) << mark;
+    } else {
+      ASSERT_EQ(got.status().code(), Code::kNotFound) << mark;
+      EXPECT_NE(got.status().message().find("lacks commit " + std::to_string(victim.seq)), std::string::npos)
+          << got.status().message();
+    }
+  }
+  EXPECT_EQ(damaged.entries().size(), all.size() - 1);  // only the damaged record is left out
+
+  reopen();
+  EXPECT_EQ(store_->bookmarks().size(), all.size() - 1);  // found by the listing
+  store_->put("after", "1");
+  model["after"] = "1";
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  auto restored = state(*store_->current_bookmark());
+  ASSERT_TRUE(restored.is_ok()) << restored.status().message();
+  EXPECT_EQ(dump_image(*restored), model);
+  EXPECT_EQ(store_->bookmarks().back().base, true);
+}
+
 // Records of the earlier format were written before their commits were
 // durable, so one could be of a commit the database never got (the
 // history's append reached the disk, the WAL's did not): it is dropped at
