@@ -411,8 +411,27 @@ Status ObjectStore::remove_files() {
   return removed ? sync_dir(dir_) : Status::ok();
 }
 
-Status ObjectStore::replace_files(const std::string& file, bool in_history) {
+Status ObjectStore::fold_wal_into_file() {
   discard_turn();
+  try {
+    if (!ensure_open(false)) return Status::ok();  // no database: nothing to keep
+  } catch (const Error& e) {
+    return e.status();
+  }
+  if (!copy_wal_into_file()) return Status(Code::kInternal, "cannot copy " + path_ + "-wal into the database");
+  auto f = SyncFile::open(path_, /*is_dir=*/false);
+  if (!f) return f.status();
+  if (Status st = (*f)->sync(); !st) return st;
+  // Their commits are in the synced file now: the held records may follow.
+  if (history_) {
+    if (Status st = history_->write_out(); !st) return st;
+    if (history_sync_) return history_sync_->sync();
+  }
+  return Status::ok();
+}
+
+Status ObjectStore::replace_files(const std::string& file, bool in_history) {
+  if (Status st = fold_wal_into_file(); !st) return st;
   close_connection();
   if (Status st = make_dirs(dir_); !st) return st;
   if (env_.history && !in_history) {

@@ -562,7 +562,7 @@ Result<std::string> ObjectStore::latest_database_in(const std::string& path) {
 
 Status ObjectStore::replace_with_history(const std::string& database_file, const std::string& history_file) {
   if (!env_.history) return Status(Code::kNotFound, "history is off (start the server with --history)");
-  discard_turn();
+  if (Status st = fold_wal_into_file(); !st) return st;
   close_connection();
   if (Status st = make_dirs(dir_); !st) return st;
   for (const std::string& old : {path_ + "-history", path_ + "-wal"}) {

@@ -323,9 +323,13 @@ class ObjectStore {
   void begin_savepoint();
   void end_savepoint(bool commit);
   [[noreturn]] void fail(std::string_view what);
-  // Copies the WAL into the database file, syncing both, so the WAL can restart.
   // Copies the WAL into the database file (SQLite's checkpoint, no sync).
   bool copy_wal_into_file();
+  // Before the files are replaced: the WAL's commits go into the database
+  // file and the held history records into theirs, both synced, so that
+  // removing the WAL loses nothing if the replacement then fails or a crash
+  // stops it. Discards an open turn.
+  Status fold_wal_into_file();
   // Rolls the open SQLite transaction back (and forgets what it wrote).
   void rollback();
   // Marks the turn lost (it is rolled back at end_turn) and remembers why.

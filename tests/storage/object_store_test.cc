@@ -134,6 +134,27 @@ TEST_F(StoreTest, ReadingAnObjectThatNeverWroteCreatesNoFile) {
   EXPECT_TRUE(file_exists(store_->path()));
 }
 
+// A replacement (import, restore) removes the old WAL before it moves the new
+// file in. One that fails there (here the new file is missing; a crash at
+// that point is the same case) keeps every commit the object had: they were
+// copied into the database file, synced, before the WAL went.
+TEST_F(StoreTest, AReplacementThatFailsLosesNoCommit) {
+  s().put("a", int64_t{1});
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  s().put("b", int64_t{2});
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  ASSERT_TRUE(file_exists(store_->path() + "-wal"));  // the commits are in the WAL only
+  Status st = store_->replace_files(dir_.path() + "/missing.sqlite");
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("cannot move"), std::string::npos) << st.message();
+  EXPECT_FALSE(file_exists(store_->path() + "-wal"));
+  storage_.reset();
+  store_ = open_store();
+  storage_ = std::make_unique<Storage>(internal::ApiAccess::storage(store_.get()));
+  EXPECT_EQ(s().get<int64_t>("a"), 1);
+  EXPECT_EQ(s().get<int64_t>("b"), 2);
+}
+
 TEST_F(StoreTest, ListOrdersKeysByTheirBytes) {
   put_keys({"b", "a", "z", "\xc3\xa9", "B", "aa"});
   EXPECT_EQ(keys({}), (std::vector<std::string>{"B", "a", "aa", "b", "z", "\xc3\xa9"}));
