@@ -81,6 +81,14 @@ class HistoryTest : public ::testing::Test {
     EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
     sqlite3_close(db);
   }
+  // Closes the store and lets its WAL start over, as a checkpoint does.
+  void close_and_restart_wal() {
+    store_.reset();
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
   // The state a bookmark names, read from the history file as it is (no
   // restore recorded).
   Result<std::string> state(const std::string& bookmark) {
@@ -261,12 +269,7 @@ TEST_F(HistoryTest, ATornLastRecordIsCutAndTheDatabaseBecomesABase) {
   ASSERT_TRUE(store_->end_turn().is_ok());
   auto bookmark = store_->current_bookmark();
   ASSERT_TRUE(bookmark.is_ok());
-  store_.reset();
-  // The WAL was checkpointed and started over: it cannot give the commit back.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
-  EXPECT_EQ(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
+  close_and_restart_wal();  // it cannot give the commit back
   std::string history = path() + "-history";
   auto bytes = read_file(history);
   ASSERT_TRUE(bytes.is_ok());
@@ -455,12 +458,7 @@ TEST_F(HistoryTest, ALongHistoryOpensFromItsEndAndDamageInsideLosesOnlyItsRecord
     clock_ms_ += 10;
     if (i % 50 == 0) noted.emplace_back(*store_->current_bookmark(), model);
   }
-  store_.reset();
-  // The WAL starts over, as after a checkpoint: it cannot give commits back.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path().c_str(), &db), SQLITE_OK);
-  EXPECT_EQ(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
+  close_and_restart_wal();  // it cannot give commits back
 
   std::string history = path() + "-history";
   HistoryFile whole;
