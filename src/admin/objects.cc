@@ -498,18 +498,18 @@ void AdminPlane::object_history(Shard& here, const ObjectKey& t, const Request& 
       t.ns, t.id, &here,
       [limit](ObjectHost& host, Reply reply) {
         try {
-          auto all = host.store().bookmarks();
+          size_t commits = 0;
+          auto last = host.store().bookmarks(limit, &commits);
           Json list = Json::array();
-          size_t from = all.size() > limit ? all.size() - limit : 0;
-          for (size_t i = from; i < all.size(); ++i) {
-            list.push_back({{"bookmark", all[i].bookmark}, {"time", all[i].time_ms}, {"base", all[i].base}});
+          for (const auto& b : last) {
+            list.push_back({{"bookmark", b.bookmark}, {"time", b.time_ms}, {"base", b.base}});
           }
           Json out = {{"namespace", host.ns()->name()},
                       {"id", host.id().to_string()},
-                      {"commits", all.size()},
+                      {"commits", commits},
                       {"historyBytes", host.store().history_bytes()},
                       {"bookmarks", list},
-                      {"current", all.empty() ? Json(nullptr) : Json(all.back().bookmark)}};
+                      {"current", last.empty() ? Json(nullptr) : Json(last.back().bookmark)}};
           reply(Response::json(dump(out)));
         } catch (const Error& e) {
           reply(error_response(e.status()));
@@ -631,12 +631,13 @@ void AdminPlane::upload_history(Shard& here, const ObjectKey& t, const Request& 
                                                              db, history);
             drop();  // still there only when a move failed
             if (!st) return reply(error_response(st));
-            auto all = host.store().bookmarks();
+            size_t commits = 0;
+            auto last = host.store().bookmarks(1, &commits);
             Json out = {{"imported", true},
                         {"namespace", host.ns()->name()},
                         {"id", host.id().to_string()},
-                        {"commits", all.size()},
-                        {"current", all.empty() ? Json(nullptr) : Json(all.back().bookmark)},
+                        {"commits", commits},
+                        {"current", last.empty() ? Json(nullptr) : Json(last.back().bookmark)},
                         {"databaseBytes", host.store().database_size()},
                         {"historyBytes", host.store().history_bytes()}};
             reply(Response::json(dump(out)));

@@ -412,10 +412,14 @@ Status ObjectStore::stamp_as_next_base(std::string& database) {
   return (*sync)->sync();
 }
 
-std::vector<ObjectStore::Bookmark> ObjectStore::bookmarks() {
+std::vector<ObjectStore::Bookmark> ObjectStore::bookmarks(size_t limit, size_t* total) {
   std::vector<Bookmark> out;
+  if (total != nullptr) *total = 0;
   if (!env_.history || !ensure_open(false) || !history_) return out;
-  for (const auto& e : history_->entries()) {
+  const auto& all = history_->entries();
+  if (total != nullptr) *total = all.size();
+  for (size_t i = all.size() > limit ? all.size() - limit : 0; i < all.size(); ++i) {
+    const auto& e = all[i];
     out.push_back(Bookmark{HistoryFile::bookmark(e.seq, e.time_ms), e.seq, e.time_ms,
                            e.kind == HistoryFile::Kind::kBase});
   }

@@ -169,15 +169,16 @@ class ObjectStore {
   int stored_alarm_retry();
   // Records `retry` failed runs of the stored alarm, in this turn.
   void set_alarm_retry(int retry);
-  // History (env.history): the object's commits as bookmarks, oldest first
-  // (empty when history is off or the object has no file).
+  // History (env.history): the object's last `limit` commits as bookmarks,
+  // oldest first (empty when history is off or the object has no file);
+  // `total`, when given, is set to how many commits the history holds.
   struct Bookmark {
     std::string bookmark;
     uint64_t seq;
     int64_t time_ms;
     bool base;  // a whole database (the first, or a restore or import)
   };
-  std::vector<Bookmark> bookmarks();
+  std::vector<Bookmark> bookmarks(size_t limit = SIZE_MAX, size_t* total = nullptr);
   // The history file's size in bytes, with the records it holds in memory
   // (0 without one).
   uint64_t history_bytes();

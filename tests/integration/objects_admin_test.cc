@@ -511,8 +511,16 @@ TEST_F(ObjectsAdminTest, HistoryRestoresACounterToABookmarkAndBackAcrossASigkill
   int64_t time_five = h["bookmarks"].back()["time"];
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   for (int i = 0; i < 3; ++i) ASSERT_EQ(call("POST", "/counter/h/increment"), 200);
-  std::string at_eight = admin_json("GET", "/_dobj/objects/COUNTER/name:h/history")["current"];
+  Json all = admin_json("GET", "/_dobj/objects/COUNTER/name:h/history");
+  std::string at_eight = all["current"];
   EXPECT_GT(at_eight, at_five);
+  // A limit gives the latest bookmarks; the count is of them all.
+  Json two = admin_json("GET", "/_dobj/objects/COUNTER/name:h/history?limit=2");
+  ASSERT_EQ(two["bookmarks"].size(), 2u) << two.dump();
+  EXPECT_EQ(two["bookmarks"][1]["bookmark"], at_eight);
+  EXPECT_EQ(two["current"], at_eight);
+  EXPECT_EQ(two["commits"], all["bookmarks"].size());
+  EXPECT_EQ(two["commits"], all["commits"]);
   Json r = admin_json("POST", "/_dobj/objects/COUNTER/name:h/restore?bookmark=" + at_five);
   EXPECT_EQ(r["restored"], true) << r.dump();
   EXPECT_EQ(http(server_->port(), "GET", "/counter/h").body, "5");
