@@ -268,13 +268,10 @@ Status HistoryFile::open(const std::string& path) {
   // needs: the records before it are read when asked for (index_all), so an
   // object with a long history opens as fast as one with a short one.
   WindowReader r(fd_, size, WindowReader::kFew);
-  if (auto last = record_ending_at(r, size, 0)) {
+  if (auto last = record_ending_at(r, size, 0); last && intact(*last)) {
     entries_.push_back(*last);
-    if (intact(*last)) {
-      indexed_from_ = last->offset;
-      return Status::ok();
-    }
-    entries_.clear();
+    indexed_from_ = last->offset;
+    return Status::ok();
   }
   return scan_and_cut();
 }

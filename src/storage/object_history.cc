@@ -359,9 +359,9 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
     // The record is written once the commit is durable: its group commit
     // number is the next one (end_turn takes it right after).
     uint64_t gate = env_.commits->last_seq() + 1;
+    if (history_->needs_base()) history_needs_base_ = true;  // records were lost to damage
     if (history_pending_) {
       history_pending_->captured = true;
-      if (history_->needs_base()) history_needs_base_ = true;
       if (!history_pending_->recorded && !history_needs_base_ && wal_capture_intact(db_.get())) {
         Status st =
             history_->append_commit(history_pending_->seq, history_pending_->time_ms, page_size, txn, gate);
@@ -375,7 +375,7 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
       // A commit of the runtime's tables outside a turn: a number of its own
       // (the WAL's commits are numbered one each from a stamp).
       uint64_t seq = history_seq_ + 1;
-      if (history_needs_base_ || history_->needs_base() || !wal_capture_intact(db_.get()) ||
+      if (history_needs_base_ || !wal_capture_intact(db_.get()) ||
           !history_->append_commit(seq, now_ms(), page_size, txn, gate)) {
         history_needs_base_ = true;  // the next commit is taken whole
       }
