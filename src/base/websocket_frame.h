@@ -34,6 +34,7 @@ inline constexpr int kInvalidPayload = 1007;
 inline constexpr int kPolicyViolation = 1008;
 inline constexpr int kMessageTooBig = 1009;
 inline constexpr int kInternalError = 1011;
+inline constexpr int kServiceRestart = 1012;  // reconnect: the server moved or restarts
 
 inline constexpr size_t kMaxHeaderSize = 14;
 

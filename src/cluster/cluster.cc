@@ -75,7 +75,9 @@ std::vector<std::string> split_endpoints(const std::string& list) {
 }  // namespace
 
 std::string ClusterView::Partition::record() const {
-  return json{{"owner", owner}, {"replicas", replicas}, {"in_sync", in_sync}, {"generation", generation}}.dump();
+  json j = {{"owner", owner}, {"replicas", replicas}, {"in_sync", in_sync}, {"generation", generation}};
+  if (handed) j["handed"] = true;
+  return j.dump();
 }
 
 Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
@@ -226,7 +228,10 @@ void Cluster::run() {
       deadline_ns_.store(0);
     }
     if (lease_ != 0) refresh();
-    if (lease_ != 0 && options_.replicas > 1) catch_up();
+    if (lease_ != 0 && options_.replicas > 1) {
+      catch_up();
+      rebalance();
+    }
     run_shrinks();
     std::unique_lock lock(mu_);
     if (cv_.wait_until(lock, started + tick, [this] { return stopping_ || nudged_; }) && stopping_) return;
@@ -331,12 +336,19 @@ void Cluster::refresh() {
       r.replicas = j.value("replicas", std::vector<std::string>{});
       r.in_sync = j.value("in_sync", r.replicas);
       r.generation = j.value("generation", int64_t{0});
+      r.handed = j.value("handed", false);
       r.epoch = kv.mod_revision;
     }
     records_ = std::move(records);
     // Both reads saw at least this revision; a change after it shows as a
     // newer revision next time.
     seen_revision_ = *revision;
+    std::set<std::string> members;
+    for (const auto& [id, n] : nodes_) members.insert(id);
+    if (members != last_members_) {
+      last_members_ = std::move(members);
+      members_since_ = Clock::now();
+    }
   }
   if (!left_in_sync_) {
     leave_in_sync_sets();
@@ -356,18 +368,25 @@ void Cluster::refresh() {
   }
 }
 
+std::vector<std::string> Cluster::preferred(int p) const {
+  // The live nodes and the replicas away for now: a node that restarts
+  // keeps its place rather than have its partitions copied elsewhere.
+  std::set<std::string> candidates = last_members_;
+  for (const auto& n : records_[static_cast<size_t>(p)].replicas) candidates.insert(n);
+  auto order = ranked(p, candidates);
+  order.resize(std::min(order.size(), static_cast<size_t>(options_.replicas)));
+  return order;
+}
+
+bool Cluster::settled() const { return Clock::now() - members_since_ >= options_.lease; }
+
 bool Cluster::place_and_stamp() {
   bool changed = false;
-  std::set<std::string> members;
-  for (const auto& [id, n] : nodes_) members.insert(id);
+  const std::set<std::string>& members = last_members_;
   auto now = Clock::now();
-  if (members != last_members_) {
-    last_members_ = members;
-    members_since_ = now;
-  }
   // Nodes started together join within a moment of each other: place only
   // once membership has been still for a lease, so they share the partitions.
-  bool settled = now - members_since_ >= options_.lease;
+  bool settled = this->settled();
   for (int p = 0; p < partitions_; ++p) {
     // One transaction each: leave the rest for the next round rather than
     // hold up the lease's renewal.
@@ -379,7 +398,11 @@ bool Cluster::place_and_stamp() {
       if (!settled || order.empty() || order.front() != options_.node_id) continue;
       // The owner and the next replicas-1 nodes; all in sync, as all are empty.
       order.resize(std::min(order.size(), static_cast<size_t>(options_.replicas)));
-      ClusterView::Partition mine{options_.node_id, order, order, 1, 0, false};
+      ClusterView::Partition mine;
+      mine.owner = options_.node_id;
+      mine.replicas = order;
+      mine.in_sync = order;
+      mine.generation = 1;
       auto made = etcd_->txn({etcd::Compare::absent(k)}, {etcd::Op::put(k, mine.record())}, {});
       if (made && made->succeeded) {
         mine.epoch = made->revision;
@@ -404,6 +427,7 @@ bool Cluster::place_and_stamp() {
       next.owner = options_.node_id;
       next.in_sync = {options_.node_id};
       next.generation = r.generation + 1;
+      next.handed = false;
       std::lock_guard apply(apply_mu_);  // no batch half applied to the copies
       auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)},
                              {etcd::Op::put(k, next.record())}, {});
@@ -417,15 +441,25 @@ bool Cluster::place_and_stamp() {
       }
       continue;
     }
-    if (r.owner != options_.node_id || stamped_.count(p)) continue;
-    // Owned from before this lease: a new epoch before serving it again, so
-    // that anything still holding the old one can tell.
+    if (r.owner != options_.node_id || stamped_.count(p) || moving_.count(p)) continue;
+    // Owned from before this lease, or handed to this node: a new epoch
+    // before serving it, so that anything still holding the old one can
+    // tell. A node's first lease may follow commits it never shipped, so its
+    // backups are out of sync, unless the partition was handed to it and it
+    // has served it under no lease since.
     ClusterView::Partition next = r;
     next.generation = r.generation + 1;
-    if (first_lease_of_process_) next.in_sync = {options_.node_id};
+    next.handed = false;
+    if (first_lease_of_process_ && !r.handed) next.in_sync = {options_.node_id};
     auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)},
                            {etcd::Op::put(k, next.record())}, {});
     if (made && made->succeeded) {
+      // Taken by a hand-off: its objects' alarms and catalog rows, as after
+      // a takeover.
+      if (r.handed) {
+        log_info("cluster: took partition " + std::to_string(p) + ", handed over");
+        adopting_.insert(p);
+      }
       next.epoch = made->revision;
       r = next;
       stamped_.insert(p);
@@ -456,9 +490,12 @@ void Cluster::publish() {
   view->revision = seen_revision_;
   view->nodes = nodes_;
   view->partitions = records_;
+  view->moves_pending = moves_pending_;
   for (int p = 0; p < partitions_; ++p) {
     auto& r = view->partitions[static_cast<size_t>(p)];
-    r.serving_here = r.owner == options_.node_id && stamped_.count(p) > 0;
+    auto moving = moving_.find(p);
+    if (moving != moving_.end()) r.moving_to = moving->second;
+    r.serving_here = r.owner == options_.node_id && stamped_.count(p) > 0 && moving == moving_.end();
   }
   view_.store(std::move(view), std::memory_order_release);
 }
@@ -479,7 +516,19 @@ Placement::Route Cluster::route(const ObjectId& id) const {
   }
   if (r.owner.empty()) {
     out.kind = Route::Kind::kUnavailable;
-    out.reason = "partition " + std::to_string(p) + " has no owner yet (the cluster is starting)";
+    // A node that has not read etcd yet (it just started) knows no owner
+    // for a moment only.
+    out.transient = view->revision <= 0;
+    out.reason = out.transient ? "this node has not read the cluster's state yet"
+                               : "partition " + std::to_string(p) + " has no owner yet (the cluster is starting)";
+    return out;
+  }
+  if (!r.moving_to.empty() || (r.owner == options_.node_id && r.handed)) {
+    // A hand-off: the old owner drains, then the new one stamps; moments.
+    out.kind = Route::Kind::kUnavailable;
+    out.transient = true;
+    out.reason = "partition " + std::to_string(p) + " is moving to node " +
+                 (r.moving_to.empty() ? options_.node_id : r.moving_to);
     return out;
   }
   if (r.owner == options_.node_id) {
@@ -570,6 +619,7 @@ std::string Cluster::status_json() const {
               {"partition_count", view->partitions.size()},
               {"unplaced", unplaced},
               {"replicas", options_.replicas},
+              {"moves_pending", view->moves_pending},
               {"nodes", nodes},
               {"partitions", partitions}};
   return out.dump();

@@ -6,7 +6,7 @@
 //   <prefix>secret            the cluster's ID secret (hex), made once
 //   <prefix>config            {"partitions": P}, fixed when the cluster is made
 //   <prefix>nodes/<node>      {"peer": host:port} under the node's lease
-//   <prefix>partitions/<p>    {"owner": node, "replicas": [...], "generation": n}
+//   <prefix>partitions/<p>    {"owner", "replicas", "in_sync", "generation", "handed"}
 //
 // An object's partition is (ObjectId::hash() >> 32) % P. A partition record's
 // etcd mod_revision is its epoch. A node serves partition p while the record
@@ -66,13 +66,20 @@ struct ClusterView {
     std::vector<std::string> in_sync;   // replicas whose copy is current (the owner too)
     int64_t generation = 0;
     int64_t epoch = 0;  // the record's mod_revision
+    // Set by a hand-off (the old owner drained it and named this owner);
+    // cleared by the new owner's first stamp. Until then the new owner has
+    // made no commit of it, so its in-sync set holds even after a restart.
+    bool handed = false;
     bool serving_here = false;  // owned and re-stamped under this node's lease
-    // The partition's etcd record (owner, replicas, in_sync, generation), JSON.
+    std::string moving_to;      // this node is handing it to that node now
+    // The partition's etcd record (owner, replicas, in_sync, generation,
+    // handed), JSON.
     std::string record() const;
   };
   int64_t revision = 0;
   std::map<std::string, Node> nodes;  // the live ones
   std::vector<Partition> partitions;
+  int moves_pending = 0;  // partitions this node owns that prefer another owner
 };
 
 inline bool contains(const std::vector<std::string>& v, const std::string& x) {
@@ -176,6 +183,17 @@ class Cluster final : public Placement {
   void adopt_objects(int p);
   // Agent: starts, advances and finishes catch-ups of out-of-sync replicas.
   void catch_up();
+  // Agent (rebalance.cc): moves this node's partitions towards their
+  // preferred nodes (rendezvous order over the live nodes and the replicas
+  // away for now): adds a preferred node missing from the replicas (catch-up
+  // then copies the partition to it), hands the partition to its first
+  // preferred node once that one is in sync, and drops a replica past the
+  // count once every preferred one is in sync.
+  void rebalance();
+  // Agent: drains partition p here and names `to` its owner; whether it did.
+  bool hand_off(int p, const std::string& to);
+  // The preferred replicas of partition p, best first (agent).
+  std::vector<std::string> preferred(int p) const;
   // Agent: a peer request from this thread, waiting for its answer.
   Result<Response> peer_call(const std::string& address, Request request);
   void publish();
@@ -228,8 +246,13 @@ class Cluster final : public Placement {
   std::vector<ClusterView::Partition> records_;
   std::set<int> stamped_;  // partitions re-stamped under lease_
   std::set<int> adopting_;  // taken over, objects not yet adopted
+  std::map<int, std::string> moving_;  // being handed to that node now
+  int moves_pending_ = 0;  // owned partitions whose preferred owner is another node
   std::set<std::string> last_members_;
   std::chrono::steady_clock::time_point members_since_{};
+  // Membership has been still for a lease (nodes started together have all
+  // joined): placement and moves wait for it.
+  bool settled() const;
 
   // Read by shards.
   std::atomic<std::shared_ptr<const ClusterView>> view_;

@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <deque>
 #include <unordered_set>
 
@@ -248,6 +249,7 @@ void Cluster::forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, 
     req.headers.emplace_back("dobj-peer-bound", std::to_string(delivery.bound_epoch));
   }
   req.headers.emplace_back("dobj-peer-epoch", std::to_string(route.epoch));
+  req.headers.emplace_back("dobj-peer-hops", std::to_string(delivery.hops + 1));
   // Long enough for any turn the owner may run (its CPU limit and storage),
   // bounded so that a dead peer cannot hold the caller forever.
   auto timeout = std::chrono::milliseconds(60'000);
@@ -318,6 +320,14 @@ void Cluster::handle_peer(Shard& accepted_on, Request request, std::function<voi
       accepted_on.post([r = std::move(r), done = std::move(done)]() mutable { done(std::move(r)); });
     });
   }
+  if (request.header("dobj-peer-nudge")) {
+    // Another node handed this one a partition: read etcd now.
+    if (!peer_authorized(request.header("dobj-peer-token").value_or(""))) {
+      return done(Response::error(403, "not a peer of this cluster"));
+    }
+    nudge();
+    return done(Response::text("ok"));
+  }
   if (request.header("dobj-peer-replicate")) {
     if (!peer_authorized(request.header("dobj-peer-token").value_or(""))) {
       return done(Response::error(403, "not a peer of this cluster"));
@@ -329,6 +339,8 @@ void Cluster::handle_peer(Shard& accepted_on, Request request, std::function<voi
   std::string token, ns_name, id_hex, method, bound;
   std::optional<std::string> name, call;
   bool via_stub = false;
+  int hops = 2;  // a sender that does not say: it goes no further
+  int64_t epoch = 0;
   std::erase_if(request.headers, [&](const auto& h) {
     if (!is_peer_header(h.first)) return false;
     std::string_view k = std::string_view(h.first).substr(10);
@@ -339,6 +351,8 @@ void Cluster::handle_peer(Shard& accepted_on, Request request, std::function<voi
     else if (beast::iequals(k, "call")) call = h.second;
     else if (beast::iequals(k, "stub")) via_stub = h.second == "1";
     else if (beast::iequals(k, "bound")) bound = h.second;
+    else if (beast::iequals(k, "hops")) hops = std::clamp(std::atoi(h.second.c_str()), 1, 2);
+    else if (beast::iequals(k, "epoch")) epoch = std::atoll(h.second.c_str());
     return true;
   });
   if (!peer_authorized(token)) return done(Response::error(403, "not a peer of this cluster"));
@@ -357,7 +371,7 @@ void Cluster::handle_peer(Shard& accepted_on, Request request, std::function<voi
   };
   Delivery d{std::move(request), std::move(reply), std::move(call), via_stub,
              bound.empty() ? 0 : std::strtoull(bound.c_str(), nullptr, 10), std::nullopt, std::nullopt,
-             nullptr};
+             nullptr, hops, epoch};
   object_shard->post([object_shard, ns, target = std::move(target), d = std::move(d)]() mutable {
     object_shard->deliver(ns, target, std::move(d));
   });

@@ -161,6 +161,24 @@ class ShardReplicatorImpl final : public ShardReplicator {
   std::vector<ReplicaRecord> records_;
 };
 
+// A copy that was this node's own object until it was handed away keeps
+// its WAL (objects close without a checkpoint), whose frames would override
+// the shipped pages at the next open. SQLite copies the WAL's committed frames
+// into the file and removes it before the first ship lands on the copy.
+Status fold_wal(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE; PRAGMA wal_checkpoint(TRUNCATE);", nullptr, nullptr,
+                      nullptr);
+  }
+  std::string error = rc == SQLITE_OK ? "" : sqlite3_errmsg(db);
+  sqlite3_close(db);  // the last connection: removes the WAL
+  if (!error.empty()) return Status(Code::kInternal, "folding the WAL of " + path + ": " + error);
+  if (std::filesystem::exists(path + "-wal")) return Status(Code::kInternal, path + "-wal is still there");
+  return Status::ok();
+}
+
 }  // namespace
 
 std::unique_ptr<ShardReplicator> Cluster::make_replicator(Shard& shard) {
@@ -236,6 +254,12 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
           break;
         }
       } else {
+        if (!files.count(path) && std::filesystem::exists(path + "-wal")) {
+          if (Status st = fold_wal(path); !st) {
+            failed = st;
+            break;
+          }
+        }
         int fd = open_file(path, 0);
         if (fd < 0) {
           failed = Status(Code::kInternal, "opening " + path + ": " + std::strerror(errno));

@@ -126,9 +126,14 @@ void AlarmRunner::pump() {
     due_.pop_front();
     if (Placement* placement = shard_->runtime().placement();
         placement && !placement->serves_here(a.id)) {
-      // Not served here now (a cluster node whose lease lapsed): try again
-      // in a second without spending a retry; the alarm is still stored.
-      scheduler_->schedule(ObjectKey{a.ns, a.id}, now_ms() + 1000, a.delivery.alarm->retry);
+      // Not served here now. Another live node serves it: that node
+      // scheduled the alarm when it took the object (from its copy of the
+      // database), so this schedule lets it go. Otherwise (this node's
+      // lease lapsed, a hand-off under way) try again in a second without
+      // spending a retry; the alarm is still stored.
+      if (placement->route(a.id).kind != Placement::Route::Kind::kRemote) {
+        scheduler_->schedule(ObjectKey{a.ns, a.id}, now_ms() + 1000, a.delivery.alarm->retry);
+      }
     } else {
       shard_->deliver(a.ns, a.id, std::move(a.delivery));
     }

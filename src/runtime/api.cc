@@ -118,7 +118,7 @@ struct FetchAwaitable {
       });
     };
     internal::Delivery delivery{std::move(request), std::move(reply),       std::move(call_method),
-                                binding != nullptr, binding ? *binding : 0, std::nullopt, std::nullopt, nullptr};
+                                binding != nullptr, binding ? *binding : 0, std::nullopt, std::nullopt, nullptr, 0, 0};
     // A worker's call (it runs at once, on the worker's shard): where its
     // objects live decides which shard should serve its connection.
     uint64_t worker = back.ns ? 0 : back.generation;
@@ -131,7 +131,9 @@ struct FetchAwaitable {
         if (route.kind == internal::Placement::Route::Kind::kRemote) {
           return placement->forward(*from, ns, id, std::move(d), route);
         }
-        if (route.kind == internal::Placement::Route::Kind::kUnavailable) {
+        // A hand-off under way (transient): the object's shard waits for it
+        // (Shard::reroute).
+        if (route.kind == internal::Placement::Route::Kind::kUnavailable && !route.transient) {
           Response r = Response::error(503, route.reason);
           r.set_header("retry-after", "1");
           return d.reply(std::move(r));

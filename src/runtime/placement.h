@@ -8,7 +8,9 @@
 // - a stub's call to an object served elsewhere is forwarded to its owner
 //   (forward), after the output gate like any call that leaves the object;
 // - a delivery that reaches a shard for an object not served here (a stale
-//   route, a node that lost its lease) is refused with 503, never run.
+//   route, a node that lost its lease) is never run: it goes on to the owner
+//   the view names now (at most two hops), waits out a hand-off under way
+//   (Route::transient), or is refused with 503.
 //
 // Thread affinity: route and serves_here from any shard thread; forward from
 // the shard thread `from`.
@@ -43,6 +45,10 @@ class Placement {
     std::string peer;    // kRemote: the owner's peer address, host:port
     int64_t epoch = 0;   // the partition's epoch (its etcd revision) as known here
     std::string reason;  // kUnavailable: why, for the 503
+    // kUnavailable for a moment only: the partition is being handed to
+    // another node, which serves it within the hand-off's bound (a delivery
+    // waits for that rather than failing).
+    bool transient = false;
   };
   virtual Route route(const ObjectId& id) const = 0;
   // Whether this node may run the object now: it owns the partition under a

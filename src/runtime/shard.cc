@@ -240,15 +240,93 @@ void Shard::deliver(const NamespaceImpl* ns, const ObjectId& id, Delivery delive
   // In a cluster, nothing runs for an object this node does not serve now,
   // whatever route brought it here (placement.h).
   if (Placement* placement = runtime_->placement(); placement && !placement->serves_here(id)) {
-    Response r = Response::error(
-        503, "this node does not serve the object now (its partition is elsewhere, or this "
-             "node's cluster lease is not live); retry");
-    r.set_header("retry-after", "1");
-    return delivery.reply(std::move(r));
+    return reroute(ns, id, std::move(delivery), std::chrono::steady_clock::now());
   }
   auto& slot = hosts_[ObjectKey{ns, id}];
   if (!slot) slot = std::make_unique<ObjectHost>(this, ns, id);
   slot->enqueue(std::move(delivery));
+}
+
+void Shard::reroute(const NamespaceImpl* ns, const ObjectId& id, Delivery delivery,
+                    std::chrono::steady_clock::time_point since) {
+  Placement* placement = runtime_->placement();
+  Placement::Route route = placement->route(id);
+  if (route.kind == Placement::Route::Kind::kLocal) return deliver(ns, id, std::move(delivery));
+  // Only a request can travel: an operator's action, an alarm or a socket
+  // event belongs to this node's copy. An upgrade is relayed by the node
+  // that took it, so it does not go on from here either.
+  bool request = !delivery.admin && !delivery.alarm && !delivery.socket_event;
+  // A node that forwarded it here knew a newer record of the partition than
+  // this node: this node's view is a moment behind (the partition was just
+  // handed to it), so it waits for the view rather than send it back.
+  bool behind = delivery.hops > 0 && delivery.epoch > route.epoch;
+  if (route.kind == Placement::Route::Kind::kRemote && request && delivery.hops < 2 && !behind &&
+      !delivery.request.is_websocket_upgrade()) {
+    return placement->forward(*this, ns, id, std::move(delivery), route);
+  }
+  // A hand-off ends within its bound (the old owner gives up and serves
+  // again past it): wait for it rather than fail. So does a request that
+  // reached a node whose view is behind, or came as far as it may.
+  constexpr auto kStep = std::chrono::milliseconds(20);
+  auto waited = std::chrono::steady_clock::now() - since;
+  bool wait = route.kind == Placement::Route::Kind::kUnavailable
+                  ? route.transient && waited < std::chrono::seconds(10)
+                  : request && (behind || delivery.hops >= 2) && waited < std::chrono::seconds(1);
+  if (wait) {
+    auto d = std::make_shared<Delivery>(std::move(delivery));
+    return run_after(kStep, [this, ns, id, d, since] { reroute(ns, id, std::move(*d), since); });
+  }
+  Response r = Response::error(
+      503, route.kind == Placement::Route::Kind::kUnavailable
+               ? route.reason + "; retry"
+               : "this node does not serve the object now (its partition is on node " + route.node +
+                     "); retry");
+  r.set_header("retry-after", "1");
+  delivery.reply(std::move(r));
+}
+
+void Shard::release_objects(std::function<bool(const ObjectId&)> leaving, std::chrono::milliseconds patience,
+                            std::function<void(Status)> done) {
+  static const std::string kWhy = "the object moved to another node of the cluster";
+  // Sockets first, hibernated ones included: they would bring events.
+  for (const ObjectKey& k : sockets_->objects()) {
+    if (leaving(k.id)) sockets_->close_object(k.ns, k.id, ws::kServiceRestart, kWhy);
+  }
+  auto started = std::chrono::steady_clock::now();
+  auto step = std::make_shared<std::function<void()>>();
+  *step = [this, leaving = std::move(leaving), patience, done = std::move(done), started, step]() mutable {
+    bool waiting = false;
+    bool late = std::chrono::steady_clock::now() - started > patience;
+    std::vector<ObjectKey> gone;
+    for (auto& [key, host] : hosts_) {
+      if (!leaving(key.id)) continue;
+      if (!host->idle()) {
+        // Past the patience its events end by a reset, as an operator's
+        // delete does; what they committed stays.
+        if (late) (void)host->let_go_of_storage(kWhy);
+        waiting = true;
+        continue;
+      }
+      // Its alarm leaves this node's schedule. (An export holding the
+      // storage: wait for it.)
+      if (host->let_go_of_storage(kWhy).is_ok()) {
+        gone.push_back(key);
+      } else {
+        waiting = true;
+      }
+    }
+    for (const auto& k : gone) hosts_.erase(k);
+    if (waiting && std::chrono::steady_clock::now() - started > 2 * patience) {
+      auto finish = std::move(done);
+      *step = nullptr;  // breaks the cycle through the captured pointer
+      return finish(Status(Code::kUnavailable, "an object stayed busy"));
+    }
+    if (waiting) return run_after(std::chrono::milliseconds(5), [step] { (*step)(); });
+    auto finish = std::move(done);
+    *step = nullptr;
+    commits_.when_durable(commits_.last_seq(), [finish = std::move(finish)](Status st) { finish(st); });
+  };
+  (*step)();
 }
 
 bool Shard::alive(const ResumeTarget& target) {

@@ -132,6 +132,12 @@ struct Delivery {
   // runs in the object's queue, between its events, without constructing the
   // object, and answers through the reply it is given.
   std::function<void(ObjectHost&, Reply)> admin;
+  // Nodes that forwarded it so far (a cluster): one that reaches a node
+  // whose partition moved meanwhile goes on once more, never round a loop.
+  int hops = 0;
+  // The partition's epoch as the node that forwarded it knew it: one newer
+  // than this node's means this node's view is behind (it waits for it).
+  int64_t epoch = 0;
 };
 
 class WsRelays;
@@ -265,6 +271,15 @@ class Shard {
   bool evict_now(const NamespaceImpl* ns, const ObjectId& id);
   // Flushes every commit and calls done() on this shard when durable.
   void flush_all(std::function<void()> done);
+  // A cluster node hands the objects for which `leaving` is true to another
+  // node: their sockets close with 1012 (the clients reconnect to the new
+  // owner), each in memory is let go once its events are over (after
+  // `patience`, reset), and done(ok) runs once every commit made before is
+  // durable (on the backups too). done(error) if an object stayed busy for
+  // twice the patience. No delivery for them may start meanwhile (the
+  // placement no longer serves them).
+  void release_objects(std::function<bool(const ObjectId&)> leaving, std::chrono::milliseconds patience,
+                       std::function<void(Status)> done);
   void close_all_objects();
   // Whether the object is in memory, and its open sockets (kept or not).
   struct Presence {
@@ -312,6 +327,10 @@ class Shard {
   // The hosts, least recently active first.
   boost::intrusive::list<ActivityLink, boost::intrusive::constant_time_size<false>> by_activity_;
   bool evictable(const ObjectHost& h, std::chrono::steady_clock::time_point now) const;
+  // A delivery for an object not served here: on to its owner, a wait for
+  // a hand-off under way, or 503 (placement.h).
+  void reroute(const NamespaceImpl* ns, const ObjectId& id, Delivery delivery,
+               std::chrono::steady_clock::time_point since);
   bool eviction_posted_ = false;  // evict_idle continues in a posted task
   std::vector<ObjectKey> catalog_dirty_;  // active since the last handover
   std::chrono::steady_clock::time_point last_catalog_handover_;

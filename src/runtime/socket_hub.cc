@@ -214,6 +214,13 @@ void SocketHub::close_sockets(const NamespaceImpl* ns, const ObjectId& object, b
   }
 }
 
+std::vector<ObjectKey> SocketHub::objects() const {
+  std::vector<ObjectKey> out;
+  out.reserve(by_object_.size());
+  for (const auto& [key, sockets] : by_object_) out.push_back(key);
+  return out;
+}
+
 size_t SocketHub::socket_count(const NamespaceImpl* ns, const ObjectId& object) const {
   auto it = by_object_.find(ObjectKey{ns, object});
   return it == by_object_.end() ? 0 : it->second.sockets.size();

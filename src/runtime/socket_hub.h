@@ -137,6 +137,8 @@ class SocketHub {
                     std::string_view reason);
   // Open sockets of an object, kept or hibernatable.
   size_t socket_count(const NamespaceImpl* ns, const ObjectId& object) const;
+  // The objects that have sockets here.
+  std::vector<ObjectKey> objects() const;
 
   size_t open_sockets() const { return by_id_.size(); }
   // Adds open and hibernated sockets per namespace into per_ns; resident(ns,

@@ -14,7 +14,6 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kParkedFor = std::chrono::seconds(30);
-constexpr uint16_t kServiceRestart = 1012;
 
 // Where the owner's frames (unmasked, server to client) start and end, so
 // that a close frame of our own is written only between two of them.
@@ -128,7 +127,7 @@ struct WsRelays::Pipe : std::enable_shared_from_this<Pipe> {
   // so no other write to the client is under way). After its close frame
   // that is the end of the socket; otherwise the client hears 1012, at a
   // frame boundary.
-  void owner_lost() { end_with(kServiceRestart, "owner node lost"); }
+  void owner_lost() { end_with(ws::kServiceRestart, "owner node lost"); }
 
   void end_with(uint16_t code, std::string_view reason) {
     if (done) return;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -30,12 +31,13 @@ class ClusterTest : public ::testing::Test {
   void SetUp() override { start_cluster(kNodeArgs); }
 
   // Three etcd members, then three nodes with these flags, all ready.
-  void start_cluster(const std::vector<std::string>& node_args, const char* binary = DOBJ_EXAMPLES_BIN) {
+  void start_cluster(const std::vector<std::string>& node_args, const char* binary = DOBJ_EXAMPLES_BIN,
+                     int node_count = 3) {
     if (!have_etcd()) GTEST_SKIP() << "etcd is not installed (scripts/deps.sh etcd-server)";
     if (std::getenv("DOBJ_KEEP_CLUSTER_DIR")) dir_.keep();  // to read the etcd logs after a failure
     etcd_ = std::make_unique<EtcdCluster>(dir_.path() + "/etcd", 3);
     ASSERT_TRUE(etcd_->ready()) << "etcd did not start";
-    nodes_ = std::make_unique<NodeSet>(binary, dir_.path(), etcd_->endpoints(), 3, node_args);
+    nodes_ = std::make_unique<NodeSet>(binary, dir_.path(), etcd_->endpoints(), node_count, node_args);
     ASSERT_TRUE(nodes_->start()) << nodes_->failure();
     ASSERT_TRUE(nodes_->wait_ready(30s)) << nodes_->failure();
   }
@@ -676,6 +678,137 @@ TEST_F(ReplicatedClusterTest, ABackupThatStopsAnsweringLeavesTheInSyncSetAndWrit
   }
   EXPECT_GT(without_n3, 0);
   ::kill(nodes_->node(2).pid(), SIGCONT);
+}
+
+// Two nodes, two copies of every partition; a third node joins.
+class GrowingClusterTest : public ClusterTest {
+ protected:
+  void SetUp() override {
+    std::vector<std::string> args = kNodeArgs;
+    args.insert(args.end(), {"--replicas", "2"});
+    start_cluster(args, DOBJ_EXAMPLES_BIN, 2);
+  }
+};
+
+// A node that joins a running cluster takes its share: partitions are copied
+// to it (catch-up), then handed to it (drain, final ship, compare-and-swap)
+// while clients keep writing through every node. No write is refused or
+// lost, alarms set before the move fire once, every partition keeps two
+// copies, and the newcomer's copies are real: when it dies, the others take
+// its partitions back with every acknowledged write.
+TEST_F(GrowingClusterTest, ANodeThatJoinsTakesItsShareWhileWritesGoOnAndLosesNothing) {
+  constexpr int kCounters = 40;
+  std::map<int, int> acked;
+  std::atomic<int> refused{0};
+  std::mutex mu;
+  std::mt19937 random(7);
+  auto increment = [&](size_t node, int c) {
+    auto r = post(node, "/counter/g" + std::to_string(c) + "/increment");
+    std::lock_guard lock(mu);
+    if (r.status == 200) {
+      ++acked[c];
+    } else if (++refused <= 3) {
+      std::printf("refused: %d %s\n", r.status, r.body.c_str());
+    }
+    return r;
+  };
+  for (int c = 0; c < kCounters; ++c) ASSERT_EQ(increment(random() % 2, c).status, 200);
+  for (int t = 0; t < 8; ++t) {
+    ASSERT_EQ(post(0, "/tasks/g" + std::to_string(t) + "/schedule?delay_ms=" + std::to_string(3000 + 1000 * t)).status,
+              200);
+  }
+  // Writers through every node, the newcomer's included once it is up.
+  std::atomic<bool> stop{false};
+  std::atomic<size_t> reachable{2};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 2; ++w) {
+    writers.emplace_back([&, w] {
+      std::mt19937 mine(100 + w);
+      while (!stop) {
+        increment(mine() % reachable.load(), static_cast<int>(mine() % kCounters));
+        std::this_thread::sleep_for(5ms);
+      }
+    });
+  }
+  ASSERT_TRUE(nodes_->add()) << nodes_->failure();
+  reachable = 3;
+  auto owned_by = [&](const json& view, const std::string& node) {
+    int n = 0;
+    for (const auto& p : view["partitions"]) n += p["owner"] == node;
+    return n;
+  };
+  // Settled: every node has nothing left to move, every partition has its
+  // two replicas in sync, and the newcomer owns a share.
+  auto deadline = std::chrono::steady_clock::now() + 120s;  // a bound for the test, not a measurement
+  json view;
+  auto settled = [&] {
+    for (size_t i = 0; i < 3; ++i) {
+      json v = json::parse(nodes_->status(i), nullptr, false);
+      if (!v.is_object() || v.value("moves_pending", -1) != 0) return false;
+      if (i == 0) view = v;
+    }
+    for (const auto& p : view["partitions"]) {
+      if (p["replicas"].size() != 2 || p["in_sync"].size() != 2) return false;
+    }
+    return owned_by(view, "n3") > 0;
+  };
+  while (!settled() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(250ms);
+  stop = true;
+  for (auto& w : writers) w.join();
+  ASSERT_TRUE(settled()) << view.dump();
+  // Rendezvous hashing over three nodes: about a third each (256 partitions).
+  int p = static_cast<int>(view["partitions"].size());
+  for (const char* node : {"n1", "n2", "n3"}) {
+    EXPECT_GT(owned_by(view, node), p / 6) << node;
+    EXPECT_LT(owned_by(view, node), p / 2) << node;
+  }
+  std::printf("after the join: n1 %d, n2 %d, n3 %d partitions; %d writes refused during the moves\n",
+              owned_by(view, "n1"), owned_by(view, "n2"), owned_by(view, "n3"), refused.load());
+  // The moves were invisible to clients: requests waited for them.
+  EXPECT_EQ(refused.load(), 0);
+  // Every acknowledged write is there, through any node, and nothing else.
+  std::set<size_t> owners;
+  for (int c = 0; c < kCounters; ++c) {
+    auto r = get(static_cast<size_t>(c % 3), "/counter/g" + std::to_string(c));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(std::stoi(r.body), acked[c]) << "counter g" << c;
+    owners.insert(owner_of("COUNTER", "g" + std::to_string(c)));
+  }
+  EXPECT_TRUE(owners.count(2)) << "no counter moved to the new node";
+  // The catalog lists each object once, from the node that serves it now.
+  std::map<std::string, int> listed;
+  HttpClient admin(nodes_->node(2).port());
+  auto r = admin.request("GET", "/_dobj/objects?namespace=COUNTER&limit=100", "",
+                         {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json page = json::parse(r.body);
+  for (const auto& o : page["objects"]) ++listed[o["id"].get<std::string>()];
+  EXPECT_EQ(listed.size(), static_cast<size_t>(kCounters)) << r.body;
+  for (const auto& [name, times] : listed) EXPECT_EQ(times, 1) << name;
+  // Each alarm fired exactly once, wherever its object went.
+  auto alarms_deadline = std::chrono::steady_clock::now() + 30s;
+  for (int t = 0; t < 8; ++t) {
+    json state;
+    do {
+      state = json::parse(get(1, "/tasks/g" + std::to_string(t)).body, nullptr, false);
+      if (state.is_object() && state.value("fired", 0) >= 1) break;
+      std::this_thread::sleep_for(200ms);
+    } while (std::chrono::steady_clock::now() < alarms_deadline);
+    EXPECT_EQ(state.value("fired", -1), 1) << "task g" << t << ": " << state.dump();
+  }
+  // The newcomer dies: what it owns fails over to the copies on the others.
+  EXPECT_EQ(nodes_->node(2).stop(SIGKILL), 128 + SIGKILL);
+  deadline = std::chrono::steady_clock::now() + 30s;
+  for (int c = 0; c < kCounters; ++c) {
+    HttpResponse got;
+    do {
+      got = get(static_cast<size_t>(c % 2), "/counter/g" + std::to_string(c));
+      if (got.status == 200) break;
+      std::this_thread::sleep_for(100ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    ASSERT_EQ(got.status, 200) << got.body;
+    EXPECT_EQ(std::stoi(got.body), acked[c]) << "counter g" << c;
+  }
 }
 
 // A set-append checker in the manner of Jepsen: clients append unique values

@@ -181,6 +181,12 @@ bool NodeSet::restart(size_t i) {
   return nodes_[i]->start(std::chrono::seconds(40));
 }
 
+bool NodeSet::add() {
+  size_t i = nodes_.size();
+  nodes_.push_back(std::make_unique<ServerProcess>(binary_, dir_ + "/" + node_id(i), args(i)));
+  return nodes_[i]->start(std::chrono::seconds(40));
+}
+
 std::string NodeSet::status(size_t i) {
   HttpClient c(nodes_[i]->port(), std::chrono::seconds(5));
   return c.request("GET", "/_dobj/cluster", "", {{"authorization", std::string("Bearer ") + kToken}}).body;

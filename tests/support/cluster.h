@@ -66,6 +66,8 @@ class NodeSet {
   std::string node_id(size_t i) const { return "n" + std::to_string(i + 1); }
   // Starts node i again (same data folder and node ID).
   bool restart(size_t i);
+  // Starts one more node (the next ID, an empty folder); false if it did not.
+  bool add();
   // Waits until every running node sees all partitions placed with live
   // owners and its own lease live.
   bool wait_ready(std::chrono::milliseconds timeout);

@@ -1,0 +1,189 @@
+// Moving partitions between live nodes: growth (a node that joins takes its
+// share) and return (a node back from a failure takes back what it prefers).
+// docs/cluster.md, "Moves".
+#include <condition_variable>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "base/log.h"
+#include "cluster/cluster.h"
+#include "cluster/etcd.h"
+#include "runtime/runtime.h"
+
+namespace dobj::internal {
+
+void Cluster::rebalance() {
+  // One copy only: there is nothing to move a partition with.
+  if (options_.replicas <= 1 || !lease_live() || !settled()) return;
+  constexpr int kHandOffsPerRound = 8;
+  const std::string& me = options_.node_id;
+  auto started = std::chrono::steady_clock::now();
+  auto out_of_time = [&] { return std::chrono::steady_clock::now() - started > options_.lease / 4; };
+  // One compare-and-swap of p's record; publishes at once, so that this
+  // node's shards ship with the new epoch before a backup learns it.
+  auto swap = [&](int p, const ClusterView::Partition& next) {
+    auto& r = records_[static_cast<size_t>(p)];
+    std::string k = key("partitions/" + std::to_string(p));
+    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)}, {etcd::Op::put(k, next.record())}, {});
+    if (!made || !made->succeeded) return false;
+    r = next;
+    r.epoch = made->revision;
+    publish();
+    return true;
+  };
+  int pending = 0, handed = 0;
+  for (int p = 0; p < partitions_; ++p) {
+    const auto& r = records_[static_cast<size_t>(p)];
+    if (r.owner != me || !stamped_.count(p)) continue;
+    std::vector<std::string> want = preferred(p);
+    if (want.empty()) continue;
+    if (want.front() != me) ++pending;
+    if (out_of_time()) continue;
+    {
+      std::lock_guard lock(learners_mu_);
+      if (catching_up_.count(p)) continue;
+    }
+    // A preferred live node that is no replica yet becomes one; catch-up
+    // copies the partition to it.
+    auto missing = std::find_if(want.begin(), want.end(),
+                                [&](const std::string& n) { return nodes_.count(n) && !contains(r.replicas, n); });
+    if (missing != want.end()) {
+      ClusterView::Partition next = r;
+      next.replicas.push_back(*missing);
+      if (swap(p, next)) log_info("cluster: node " + *missing + " joins partition " + std::to_string(p) + "'s replicas");
+      continue;
+    }
+    // The first preferred node takes the partition once it holds every
+    // commit (in sync). A preferred node that is away keeps its place: the
+    // partition waits for it rather than move twice.
+    if (want.front() != me) {
+      if (handed < kHandOffsPerRound && nodes_.count(want.front()) && contains(r.in_sync, want.front()) &&
+          hand_off(p, want.front())) {
+        ++handed;
+      }
+      continue;
+    }
+    // A replica past the count leaves: one out of sync or away at once, one
+    // in sync only when every preferred node is live and in sync.
+    if (r.replicas.size() <= static_cast<size_t>(options_.replicas)) continue;
+    bool whole = std::all_of(want.begin(), want.end(),
+                             [&](const std::string& n) { return nodes_.count(n) && contains(r.in_sync, n); });
+    std::string extra;
+    for (const auto& n : r.replicas) {
+      if (contains(want, n)) continue;
+      if (!contains(r.in_sync, n) || !nodes_.count(n)) {
+        extra = n;
+        break;
+      }
+      if (whole && extra.empty()) extra = n;
+    }
+    if (extra.empty()) continue;
+    ClusterView::Partition next = r;
+    std::erase(next.replicas, extra);
+    std::erase(next.in_sync, extra);
+    if (!swap(p, next)) continue;
+    log_info("cluster: node " + extra + " leaves partition " + std::to_string(p) + "'s replicas");
+    if (auto node = nodes_.find(extra); node != nodes_.end()) {
+      // Its copies are of no use now; if the call fails they stay on its
+      // disk, unserved, until a catch-up there replaces them.
+      Request reset;
+      reset.method = "POST";
+      reset.target = "/_dobj_peer/reset";
+      reset.headers = {{"dobj-peer-token", peer_token_},
+                       {"dobj-peer-reset", std::to_string(p)},
+                       {"dobj-peer-epoch", std::to_string(records_[static_cast<size_t>(p)].epoch)}};
+      (void)peer_call(node->second.peer, std::move(reset));
+    }
+  }
+  if (pending != moves_pending_) {
+    moves_pending_ = pending;
+    publish();
+  }
+}
+
+bool Cluster::hand_off(int p, const std::string& to) {
+  // Serving stops here: deliveries wait (the route is transient), alarms are
+  // postponed, nothing new starts for the partition's objects.
+  moving_[p] = to;
+  publish();
+  auto started = std::chrono::steady_clock::now();
+  // Each shard lets the objects go and makes every commit before durable
+  // here and on the in-sync backups, `to` among them.
+  auto patience = std::max(std::chrono::milliseconds(250), options_.lease / 4);
+  struct Gather {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t left = 0;
+    Status failed;
+  };
+  auto g = std::make_shared<Gather>();
+  g->left = runtime_->shard_count();
+  for (size_t i = 0; i < runtime_->shard_count(); ++i) {
+    Shard& shard = runtime_->shard(i);
+    shard.post([this, &shard, g, p, patience] {
+      shard.release_objects([this, p](const ObjectId& id) { return partition_of(id) == p; }, patience,
+                            [g](Status st) {
+                              std::lock_guard lock(g->mu);
+                              if (!st.is_ok()) g->failed = st;
+                              --g->left;
+                              g->cv.notify_all();
+                            });
+    });
+  }
+  Status drained;
+  {
+    std::unique_lock lock(g->mu);
+    if (!g->cv.wait_for(lock, 2 * patience + options_.lease, [&] { return g->left == 0; })) {
+      drained = Status(Code::kUnavailable, "the drain took too long");
+    } else {
+      drained = g->failed;
+    }
+  }
+  const auto& r = records_[static_cast<size_t>(p)];
+  bool done = false;
+  if (drained.is_ok()) {
+    // The record names the new owner, first in both lists; "handed" tells it
+    // the in-sync set stands.
+    ClusterView::Partition next = r;
+    next.owner = to;
+    next.handed = true;
+    next.generation = r.generation + 1;
+    for (auto* list : {&next.replicas, &next.in_sync}) {
+      std::erase(*list, to);
+      list->insert(list->begin(), to);
+    }
+    std::string k = key("partitions/" + std::to_string(p));
+    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)}, {etcd::Op::put(k, next.record())}, {});
+    if (made && made->succeeded) {
+      next.epoch = made->revision;
+      records_[static_cast<size_t>(p)] = next;
+      stamped_.erase(p);
+      done = true;
+    } else {
+      drained = Status(Code::kUnavailable, made ? "the record changed meanwhile" : made.status().message());
+    }
+  }
+  moving_.erase(p);
+  publish();
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  if (!done) {
+    log_warn("cluster: handing partition " + std::to_string(p) + " to node " + to + " failed (" +
+             drained.message() + "); serving it again");
+    // The drain took the objects' alarms off this node's schedule.
+    adopt_objects(p);
+    return false;
+  }
+  log_info("cluster: handed partition " + std::to_string(p) + " to node " + to + " (" +
+           std::to_string(took.count()) + " ms)");
+  // It reads etcd at its next round anyway; now is sooner.
+  if (auto node = nodes_.find(to); node != nodes_.end()) {
+    Request nudge;
+    nudge.method = "POST";
+    nudge.target = "/_dobj_peer/nudge";
+    nudge.headers = {{"dobj-peer-token", peer_token_}, {"dobj-peer-nudge", "1"}};
+    (void)peer_call(node->second.peer, std::move(nudge));
+  }
+  return true;
+}
+
+}  // namespace dobj::internal
