@@ -227,7 +227,7 @@ void Cluster::run() {
       stamped_.clear();
       deadline_ns_.store(0);
     }
-    if (lease_ != 0) refresh();
+    refresh();  // without a lease: the view only (requests for other nodes' objects go on)
     if (lease_ != 0 && options_.replicas > 1) {
       catch_up();
       rebalance();
@@ -349,6 +349,10 @@ void Cluster::refresh() {
       last_members_ = std::move(members);
       members_since_ = Clock::now();
     }
+  }
+  if (lease_ == 0) {
+    if (changed) publish();
+    return;
   }
   if (!left_in_sync_) {
     leave_in_sync_sets();

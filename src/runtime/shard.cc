@@ -293,8 +293,12 @@ void Shard::release_objects(std::function<bool(const ObjectId&)> leaving, std::c
     if (leaving(k.id)) sockets_->close_object(k.ns, k.id, ws::kServiceRestart, kWhy);
   }
   auto started = std::chrono::steady_clock::now();
+  // One pass now, then one every few milliseconds while an object is busy;
+  // each pass that waits holds the next (the pass itself holds no owner of
+  // itself, so the last one frees it).
   auto step = std::make_shared<std::function<void()>>();
-  *step = [this, leaving = std::move(leaving), patience, done = std::move(done), started, step]() mutable {
+  *step = [this, leaving = std::move(leaving), patience, done = std::move(done), started,
+           self = std::weak_ptr<std::function<void()>>(step)]() mutable {
     bool waiting = false;
     bool late = std::chrono::steady_clock::now() - started > patience;
     std::vector<ObjectKey> gone;
@@ -316,15 +320,13 @@ void Shard::release_objects(std::function<bool(const ObjectId&)> leaving, std::c
       }
     }
     for (const auto& k : gone) hosts_.erase(k);
-    if (waiting && std::chrono::steady_clock::now() - started > 2 * patience) {
-      auto finish = std::move(done);
-      *step = nullptr;  // breaks the cycle through the captured pointer
-      return finish(Status(Code::kUnavailable, "an object stayed busy"));
+    if (!waiting) {
+      return commits_.when_durable(commits_.last_seq(), [done = std::move(done)](Status st) { done(st); });
     }
-    if (waiting) return run_after(std::chrono::milliseconds(5), [step] { (*step)(); });
-    auto finish = std::move(done);
-    *step = nullptr;
-    commits_.when_durable(commits_.last_seq(), [finish = std::move(finish)](Status st) { finish(st); });
+    if (std::chrono::steady_clock::now() - started > 2 * patience) {
+      return done(Status(Code::kUnavailable, "an object stayed busy"));
+    }
+    run_after(std::chrono::milliseconds(5), [next = self.lock()] { (*next)(); });
   };
   (*step)();
 }
