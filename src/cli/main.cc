@@ -570,8 +570,8 @@ class Cli {
     std::cout << "asked node " << safe(c->value("node", std::string())) << ": lease "
               << (c->value("lease_live", false) ? "live" : "NOT LIVE") << ", etcd revision "
               << c->value("etcd_revision", int64_t{0}) << ", " << c->value("partition_count", 0)
-              << " partitions (" << c->value("unplaced", 0) << " unplaced), replicas "
-              << c->value("replicas", 0) << "\n\n";
+              << " partitions (" << c->value("unplaced", 0) << " unplaced, " << c->value("moves_pending", 0)
+              << " not yet on their preferred nodes), replicas " << c->value("replicas", 0) << "\n\n";
     std::cout << std::left << std::setw(16) << "NODE" << std::setw(8) << "STATE" << std::setw(12)
               << "PARTITIONS" << "PEER\n";
     for (const auto& n : (*c)["nodes"]) {

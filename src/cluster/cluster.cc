@@ -59,6 +59,26 @@ std::vector<std::string> ranked(int p, const std::set<std::string>& nodes) {
 }
 
 
+// The replicas partition p should have, best first: rendezvous order over the
+// live nodes and the replicas away for now (a node that restarts keeps its
+// place rather than have its partitions copied elsewhere).
+std::vector<std::string> preferred_replicas(int p, std::set<std::string> live,
+                                            const std::vector<std::string>& replicas, int count) {
+  live.insert(replicas.begin(), replicas.end());
+  auto order = ranked(p, live);
+  order.resize(std::min(order.size(), static_cast<size_t>(count)));
+  return order;
+}
+
+// Whether partition p's record is where the preferred order wants it: the
+// first preferred node owns it and the replicas are the preferred ones.
+bool placed_as_preferred(int p, const ClusterView::Partition& r, const std::set<std::string>& live, int count) {
+  if (r.owner.empty()) return true;  // not placed yet: counted as such
+  auto want = preferred_replicas(p, live, r.replicas, count);
+  if (want.empty() || r.owner != want.front()) return false;
+  return std::set<std::string>(want.begin(), want.end()) ==
+         std::set<std::string>(r.replicas.begin(), r.replicas.end());
+}
 
 std::vector<std::string> split_endpoints(const std::string& list) {
   std::vector<std::string> out;
@@ -373,13 +393,7 @@ void Cluster::refresh() {
 }
 
 std::vector<std::string> Cluster::preferred(int p) const {
-  // The live nodes and the replicas away for now: a node that restarts
-  // keeps its place rather than have its partitions copied elsewhere.
-  std::set<std::string> candidates = last_members_;
-  for (const auto& n : records_[static_cast<size_t>(p)].replicas) candidates.insert(n);
-  auto order = ranked(p, candidates);
-  order.resize(std::min(order.size(), static_cast<size_t>(options_.replicas)));
-  return order;
+  return preferred_replicas(p, last_members_, records_[static_cast<size_t>(p)].replicas, options_.replicas);
 }
 
 bool Cluster::settled() const { return Clock::now() - members_since_ >= options_.lease; }
@@ -494,7 +508,6 @@ void Cluster::publish() {
   view->revision = seen_revision_;
   view->nodes = nodes_;
   view->partitions = records_;
-  view->moves_pending = moves_pending_;
   for (int p = 0; p < partitions_; ++p) {
     auto& r = view->partitions[static_cast<size_t>(p)];
     auto moving = moving_.find(p);
@@ -609,6 +622,16 @@ std::string Cluster::status_json() const {
                           {"epoch", r.epoch},
                           {"owner_live", view->nodes.count(r.owner) > 0}});
   }
+  // Partitions not yet where the preferred order wants them (moves under
+  // way or waiting for a catch-up); none with one copy, which never moves.
+  int moves_pending = 0;
+  if (options_.replicas > 1) {
+    std::set<std::string> live;
+    for (const auto& [id, n] : view->nodes) live.insert(id);
+    for (size_t p = 0; p < view->partitions.size(); ++p) {
+      moves_pending += !placed_as_preferred(static_cast<int>(p), view->partitions[p], live, options_.replicas);
+    }
+  }
   int owned_here = 0, serving_here = 0;
   for (const auto& p : view->partitions) {
     owned_here += p.owner == options_.node_id;
@@ -623,7 +646,7 @@ std::string Cluster::status_json() const {
               {"partition_count", view->partitions.size()},
               {"unplaced", unplaced},
               {"replicas", options_.replicas},
-              {"moves_pending", view->moves_pending},
+              {"moves_pending", moves_pending},
               {"nodes", nodes},
               {"partitions", partitions}};
   return out.dump();

@@ -79,7 +79,6 @@ struct ClusterView {
   int64_t revision = 0;
   std::map<std::string, Node> nodes;  // the live ones
   std::vector<Partition> partitions;
-  int moves_pending = 0;  // partitions this node owns that prefer another owner
 };
 
 inline bool contains(const std::vector<std::string>& v, const std::string& x) {
@@ -247,7 +246,6 @@ class Cluster final : public Placement {
   std::set<int> stamped_;  // partitions re-stamped under lease_
   std::set<int> adopting_;  // taken over, objects not yet adopted
   std::map<int, std::string> moving_;  // being handed to that node now
-  int moves_pending_ = 0;  // owned partitions whose preferred owner is another node
   std::set<std::string> last_members_;
   std::chrono::steady_clock::time_point members_since_{};
   // Membership has been still for a lease (nodes started together have all

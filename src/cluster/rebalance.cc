@@ -31,13 +31,12 @@ void Cluster::rebalance() {
     publish();
     return true;
   };
-  int pending = 0, handed = 0;
+  int handed = 0;
   for (int p = 0; p < partitions_; ++p) {
     const auto& r = records_[static_cast<size_t>(p)];
     if (r.owner != me || !stamped_.count(p)) continue;
     std::vector<std::string> want = preferred(p);
     if (want.empty()) continue;
-    if (want.front() != me) ++pending;
     if (out_of_time()) continue;
     {
       std::lock_guard lock(learners_mu_);
@@ -94,10 +93,6 @@ void Cluster::rebalance() {
                        {"dobj-peer-epoch", std::to_string(records_[static_cast<size_t>(p)].epoch)}};
       (void)peer_call(node->second.peer, std::move(reset));
     }
-  }
-  if (pending != moves_pending_) {
-    moves_pending_ = pending;
-    publish();
   }
 }
 
