@@ -748,6 +748,7 @@ TEST_F(GrowingClusterTest, ANodeThatJoinsTakesItsShareWhileWritesGoOnAndLosesNot
     });
   }
   ASSERT_TRUE(nodes_->add()) << nodes_->failure();
+  auto joined = std::chrono::steady_clock::now();
   reachable = 3;
   auto owned_by = [&](const json& view, const std::string& node) {
     int n = 0;
@@ -770,6 +771,7 @@ TEST_F(GrowingClusterTest, ANodeThatJoinsTakesItsShareWhileWritesGoOnAndLosesNot
     return owned_by(view, "n3") > 0;
   };
   while (!settled() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(250ms);
+  auto took = std::chrono::steady_clock::now() - joined;
   stop = true;
   for (auto& w : writers) w.join();
   ASSERT_TRUE(settled()) << view.dump();
@@ -779,8 +781,9 @@ TEST_F(GrowingClusterTest, ANodeThatJoinsTakesItsShareWhileWritesGoOnAndLosesNot
     EXPECT_GT(owned_by(view, node), p / 6) << node;
     EXPECT_LT(owned_by(view, node), p / 2) << node;
   }
-  std::printf("after the join: n1 %d, n2 %d, n3 %d partitions; %d writes refused during the moves\n",
-              owned_by(view, "n1"), owned_by(view, "n2"), owned_by(view, "n3"), refused.load());
+  std::printf("%.1f s after the join: n1 %d, n2 %d, n3 %d partitions; %d writes refused during the moves\n",
+              std::chrono::duration<double>(took).count(), owned_by(view, "n1"), owned_by(view, "n2"),
+              owned_by(view, "n3"), refused.load());
   // The moves were invisible to clients: requests waited for them.
   EXPECT_EQ(refused.load(), 0);
   std::sort(latencies.begin(), latencies.end());
