@@ -426,6 +426,7 @@ bool Cluster::place_and_stamp() {
         mine.epoch = made->revision;
         r = mine;
         stamped_.insert(p);
+        stamped_at_[p] = made->revision;
         changed = true;
       }
       continue;
@@ -454,6 +455,7 @@ bool Cluster::place_and_stamp() {
         next.epoch = made->revision;
         r = next;
         stamped_.insert(p);
+        stamped_at_[p] = made->revision;
         adopting_.insert(p);
         changed = true;
       }
@@ -478,9 +480,13 @@ bool Cluster::place_and_stamp() {
         log_info("cluster: took partition " + std::to_string(p) + ", handed over");
         adopting_.insert(p);
       }
+      // The hosts in memory from when it served it before stay good only
+      // if nobody changed the record since (no other owner, no ships).
+      bool untouched = stamped_at_.count(p) && served_epoch_[p] == r.epoch;
       next.epoch = made->revision;
       r = next;
       stamped_.insert(p);
+      if (!untouched) stamped_at_[p] = made->revision;
       changed = true;
     }
   }
@@ -513,6 +519,10 @@ void Cluster::publish() {
     auto moving = moving_.find(p);
     if (moving != moving_.end()) r.moving_to = moving->second;
     r.serving_here = r.owner == options_.node_id && stamped_.count(p) > 0 && moving == moving_.end();
+    if (r.serving_here) {
+      r.served_since = stamped_at_[p];
+      served_epoch_[p] = r.epoch;
+    }
   }
   view_.store(std::move(view), std::memory_order_release);
 }
@@ -579,6 +589,11 @@ std::vector<Placement::Peer> Cluster::other_nodes() const {
 bool Cluster::serves_here(const ObjectId& id) const {
   auto view = view_.load(std::memory_order_acquire);
   return view->partitions[static_cast<size_t>(partition_of(id))].serving_here && lease_live();
+}
+
+int64_t Cluster::serving_since(const ObjectId& id) const {
+  auto view = view_.load(std::memory_order_acquire);
+  return view->partitions[static_cast<size_t>(partition_of(id))].served_since;
 }
 
 bool Cluster::wait_ready(std::chrono::milliseconds timeout) const {

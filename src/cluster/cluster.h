@@ -71,6 +71,7 @@ struct ClusterView {
     // made no commit of it, so its in-sync set holds even after a restart.
     bool handed = false;
     bool serving_here = false;  // owned and re-stamped under this node's lease
+    int64_t served_since = 0;   // serving_here: the revision of the stamp it began with
     std::string moving_to;      // this node is handing it to that node now
     // The partition's etcd record (owner, replicas, in_sync, generation,
     // handed), JSON.
@@ -125,6 +126,7 @@ class Cluster final : public Placement {
   // Placement.
   Route route(const ObjectId& id) const override;
   bool serves_here(const ObjectId& id) const override;
+  int64_t serving_since(const ObjectId& id) const override;
   void forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, Delivery delivery,
                const Route& route) override;
   std::vector<Peer> other_nodes() const override;
@@ -244,6 +246,10 @@ class Cluster final : public Placement {
   std::map<std::string, ClusterView::Node> nodes_;
   std::vector<ClusterView::Partition> records_;
   std::set<int> stamped_;  // partitions re-stamped under lease_
+  // The revision of the stamp each partition's serving here began with, and
+  // the record's epoch as last published while served here.
+  std::map<int, int64_t> stamped_at_;
+  std::map<int, int64_t> served_epoch_;
   std::set<int> adopting_;  // taken over, objects not yet adopted
   std::map<int, std::string> moving_;  // being handed to that node now
   std::set<std::string> last_members_;

@@ -79,6 +79,10 @@ class ObjectHost {
   const ObjectId& id() const { return id_; }
   const NamespaceImpl* ns() const { return ns_; }
   uint64_t generation() const { return generation_; }
+  // A cluster node: the placement's serving_since() when this host last
+  // started from the object's files (Shard::deliver).
+  int64_t served_since() const { return served_since_; }
+  void set_served_since(int64_t v) { served_since_ = v; }
   Shard* shard() const { return shard_; }
   // Whether an output made now may leave at once: the turn wrote nothing and
   // every earlier commit is durable.
@@ -182,6 +186,7 @@ class ObjectHost {
   const NamespaceImpl* ns_;
   ObjectId id_;
   uint64_t generation_;
+  int64_t served_since_ = 0;
   std::unique_ptr<ObjectStore> store_;
   std::unique_ptr<State> state_;
   std::unique_ptr<DurableObject> instance_;

@@ -54,6 +54,11 @@ class Placement {
   // Whether this node may run the object now: it owns the partition under a
   // live lease.
   virtual bool serves_here(const ObjectId& id) const = 0;
+  // While serves_here: a number that changes each time this node starts
+  // serving the object's partition anew (after its lease lapsed, or the
+  // partition went away and came back). A host made before that may hold an
+  // older database than the files, which catch-ups and ships have changed.
+  virtual int64_t serving_since(const ObjectId& id) const = 0;
   // Sends the delivery to route.peer and answers it through its reply (on
   // `from`, as local deliveries answer).
   virtual void forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, Delivery delivery,

@@ -239,11 +239,30 @@ ObjectHost* Shard::find_host(const NamespaceImpl* ns, const ObjectId& id) {
 void Shard::deliver(const NamespaceImpl* ns, const ObjectId& id, Delivery delivery) {
   // In a cluster, nothing runs for an object this node does not serve now,
   // whatever route brought it here (placement.h).
-  if (Placement* placement = runtime_->placement(); placement && !placement->serves_here(id)) {
+  Placement* placement = runtime_->placement();
+  if (placement && !placement->serves_here(id)) {
     return reroute(ns, id, std::move(delivery), std::chrono::steady_clock::now());
   }
   auto& slot = hosts_[ObjectKey{ns, id}];
-  if (!slot) slot = std::make_unique<ObjectHost>(this, ns, id);
+  int64_t since = placement ? placement->serving_since(id) : 0;
+  if (!slot) {
+    slot = std::make_unique<ObjectHost>(this, ns, id);
+    slot->set_served_since(since);
+  } else if (slot->served_since() != since) {
+    // A host from an earlier time this node served the object (it stopped:
+    // its lease lapsed, or the partition moved away and came back): its
+    // instance and connection may know an older database than the files.
+    // Start from the files, before anything else runs.
+    slot->set_served_since(since);
+    Delivery fresh;
+    fresh.admin = [](ObjectHost& host, Reply reply) {
+      (void)host.let_go_of_storage("the object moved away and back");
+      host.reopen_store();
+      reply(Response{});
+    };
+    fresh.reply = [](Answer) {};
+    slot->enqueue(std::move(fresh));
+  }
   slot->enqueue(std::move(delivery));
 }
 
@@ -271,7 +290,7 @@ void Shard::reroute(const NamespaceImpl* ns, const ObjectId& id, Delivery delive
   auto waited = std::chrono::steady_clock::now() - since;
   bool wait = route.kind == Placement::Route::Kind::kUnavailable
                   ? route.transient && waited < std::chrono::seconds(10)
-                  : request && (behind || delivery.hops >= 2) && waited < std::chrono::seconds(1);
+                  : request && (behind || delivery.hops >= 2) && waited < std::chrono::seconds(3);
   if (wait) {
     auto d = std::make_shared<Delivery>(std::move(delivery));
     return run_after(kStep, [this, ns, id, d, since] { reroute(ns, id, std::move(*d), since); });
