@@ -161,6 +161,19 @@ void AdminPlane::route(Shard& here, const Request& request, Reply reply, std::st
     }
     return reply(Response::error(404, "no admin route " + path));
   }
+  if (path == "/_dobj/cluster/retire") {
+    // ?node=<id>: POST retires it (its partitions move to the other nodes),
+    // DELETE takes it back.
+    Placement* placement = runtime_.placement();
+    if (!placement) return reply(Response::error(400, "a single node has no cluster to retire nodes from"));
+    if (request.method != "POST" && request.method != "DELETE") {
+      return reply(Response::error(405, "POST retires the node, DELETE takes it back"));
+    }
+    return placement->set_retired(request.query("node").value_or(""), request.method == "POST",
+                                  [&here, reply](Response r) {
+                                    here.post([reply, r = std::move(r)]() mutable { reply(std::move(r)); });
+                                  });
+  }
   if (path == "/_dobj/mcp") return mcp(here, request, std::move(reply));
   if (path == "/_dobj/review") return review_code(here, request, std::move(reply));
   if (request.method != "GET") return reply(Response::error(405, "use GET"));

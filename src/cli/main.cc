@@ -576,7 +576,9 @@ class Cli {
               << "PARTITIONS" << "PEER\n";
     for (const auto& n : (*c)["nodes"]) {
       std::cout << std::setw(16) << safe(n.value("id", std::string())) << std::setw(8)
-                << (n.value("live", false) ? "live" : "DOWN") << std::setw(12) << n.value("partitions", 0)
+                << (n.value("retired", false) ? (n.value("live", false) ? "retired" : "gone")
+                                               : (n.value("live", false) ? "live" : "DOWN"))
+                << std::setw(12) << n.value("partitions", 0)
                 << safe(n.value("peer", std::string("-"))) << "\n";
     }
     if (every_partition) {
@@ -589,6 +591,18 @@ class Cli {
                   << safe(p.value("owner", std::string("-"))) + (p.value("owner_live", false) ? "" : " (down)")
                   << std::setw(10) << p.value("epoch", int64_t{0}) << in_sync << "\n";
       }
+    }
+    return 0;
+  }
+
+  int cluster_retire(const std::string& node, bool retire) {
+    auto r = call_json(retire ? "POST" : "DELETE", "/_dobj/cluster/retire?node=" + url_encode(node));
+    if (!r) return 1;
+    if (!g_.json) {
+      std::cout << "node " << safe(node)
+                << (retire ? " retired: its partitions move to the other nodes (dobj cluster status shows "
+                             "the moves pending)\n"
+                           : " taken back: it gets its share of the partitions again\n");
     }
     return 0;
   }
@@ -843,6 +857,13 @@ int main(int argc, char** argv) {
   cluster->require_subcommand(1);
   auto* cluster_status = cluster->add_subcommand("status", "nodes, owners and epochs as the server sees them");
   cluster_status->add_flag("--partitions", every_partition, "list every partition");
+  std::string retire_node;
+  bool retire_undo = false;
+  auto* cluster_retire = cluster->add_subcommand(
+      "retire", "move every partition off a node (one to stop, or one gone for good: its copies are "
+                "made again on the others)");
+  cluster_retire->add_option("node", retire_node, "the node's ID")->required();
+  cluster_retire->add_flag("--undo", retire_undo, "take the node back: it gets its share again");
 
   std::vector<std::string> review_paths;
   bool list_rules = false;
@@ -879,5 +900,6 @@ int main(int argc, char** argv) {
   if (*pul) return cli.pull(ns, object, from, replace);
   if (app.got_subcommand("mcp")) return cli.mcp();
   if (*cluster_status) return cli.cluster_status(every_partition);
+  if (*cluster_retire) return cli.cluster_retire(retire_node, !retire_undo);
   return 1;
 }

@@ -63,8 +63,10 @@ std::vector<std::string> ranked(int p, const std::set<std::string>& nodes) {
 // live nodes and the replicas away for now (a node that restarts keeps its
 // place rather than have its partitions copied elsewhere).
 std::vector<std::string> preferred_replicas(int p, std::set<std::string> live,
-                                            const std::vector<std::string>& replicas, int count) {
+                                            const std::vector<std::string>& replicas, int count,
+                                            const std::set<std::string>& retired) {
   live.insert(replicas.begin(), replicas.end());
+  for (const auto& n : retired) live.erase(n);
   auto order = ranked(p, live);
   order.resize(std::min(order.size(), static_cast<size_t>(count)));
   return order;
@@ -72,9 +74,10 @@ std::vector<std::string> preferred_replicas(int p, std::set<std::string> live,
 
 // Whether partition p's record is where the preferred order wants it: the
 // first preferred node owns it and the replicas are the preferred ones.
-bool placed_as_preferred(int p, const ClusterView::Partition& r, const std::set<std::string>& live, int count) {
+bool placed_as_preferred(int p, const ClusterView::Partition& r, const std::set<std::string>& live, int count,
+                         const std::set<std::string>& retired) {
   if (r.owner.empty()) return true;  // not placed yet: counted as such
-  auto want = preferred_replicas(p, live, r.replicas, count);
+  auto want = preferred_replicas(p, live, r.replicas, count, retired);
   if (want.empty() || r.owner != want.front()) return false;
   return std::set<std::string>(want.begin(), want.end()) ==
          std::set<std::string>(r.replicas.begin(), r.replicas.end());
@@ -190,7 +193,7 @@ Result<Secret> Cluster::join_secret(const std::string& data_dir, std::chrono::mi
        reinterpret_cast<const uint8_t*>(kLabel), sizeof kLabel - 1, mac, &mac_len);
   peer_token_ = to_hex(mac, mac_len);
   records_.assign(static_cast<size_t>(partitions_), {});
-  view_.store(std::make_shared<const ClusterView>(ClusterView{0, {}, records_}));
+  view_.store(std::make_shared<const ClusterView>(ClusterView{0, {}, records_, {}}));
   return secret;
 }
 
@@ -253,6 +256,12 @@ void Cluster::run() {
       rebalance();
     }
     run_shrinks();
+    std::vector<std::function<void()>> tasks;
+    {
+      std::lock_guard lock(mu_);
+      tasks.swap(agent_tasks_);
+    }
+    for (auto& task : tasks) task();
     std::unique_lock lock(mu_);
     if (cv_.wait_until(lock, started + tick, [this] { return stopping_ || nudged_; }) && stopping_) return;
     nudged_ = false;
@@ -337,6 +346,10 @@ void Cluster::refresh() {
     if (!nodes) return;
     auto parts = etcd_->get_prefix(key("partitions/"));
     if (!parts) return;
+    auto retired = etcd_->get_prefix(key("retired/"));
+    if (!retired) return;
+    retired_.clear();
+    for (const auto& kv : retired->kvs) retired_.insert(kv.key.substr(key("retired/").size()));
     nodes_.clear();
     for (const auto& kv : nodes->kvs) {
       json j = json::parse(kv.value, nullptr, false);
@@ -393,7 +406,8 @@ void Cluster::refresh() {
 }
 
 std::vector<std::string> Cluster::preferred(int p) const {
-  return preferred_replicas(p, last_members_, records_[static_cast<size_t>(p)].replicas, options_.replicas);
+  return preferred_replicas(p, last_members_, records_[static_cast<size_t>(p)].replicas, options_.replicas,
+                            retired_);
 }
 
 bool Cluster::settled() const { return Clock::now() - members_since_ >= options_.lease; }
@@ -412,7 +426,11 @@ bool Cluster::place_and_stamp() {
     auto& r = records_[static_cast<size_t>(p)];
     std::string k = key("partitions/" + std::to_string(p));
     if (r.owner.empty()) {
-      std::vector<std::string> order = ranked(p, members);
+      std::set<std::string> eligible;
+      for (const auto& n : members) {
+        if (!retired_.count(n)) eligible.insert(n);
+      }
+      std::vector<std::string> order = ranked(p, eligible);
       if (!settled || order.empty() || order.front() != options_.node_id) continue;
       // The owner and the next replicas-1 nodes; all in sync, as all are empty.
       order.resize(std::min(order.size(), static_cast<size_t>(options_.replicas)));
@@ -514,6 +532,7 @@ void Cluster::publish() {
   view->revision = seen_revision_;
   view->nodes = nodes_;
   view->partitions = records_;
+  view->retired = retired_;
   for (int p = 0; p < partitions_; ++p) {
     auto& r = view->partitions[static_cast<size_t>(p)];
     auto moving = moving_.find(p);
@@ -591,6 +610,39 @@ bool Cluster::serves_here(const ObjectId& id) const {
   return view->partitions[static_cast<size_t>(partition_of(id))].serving_here && lease_live();
 }
 
+void Cluster::set_retired(std::string node, bool retired, std::function<void(Response)> done) {
+  if (node.empty() || node.size() > 64 || node.find('/') != std::string::npos) {
+    return done(Response::error(400, "give the node's ID: ?node=<id>"));
+  }
+  {
+    std::lock_guard lock(mu_);
+    agent_tasks_.push_back([this, node = std::move(node), retired, done = std::move(done)] {
+      bool known = nodes_.count(node) > 0 || retired_.count(node) > 0;
+      for (const auto& r : records_) known = known || contains(r.replicas, node);
+      if (!known) return done(Response::error(404, "no node " + node + " in this cluster"));
+      if (retired) {
+        bool others = std::any_of(nodes_.begin(), nodes_.end(),
+                                  [&](const auto& n) { return n.first != node && !retired_.count(n.first); });
+        if (!others) return done(Response::error(409, "no live node would be left to serve the partitions"));
+      }
+      std::string k = key("retired/" + node);
+      json at = {{"at", std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count()}};
+      auto made = retired ? etcd_->txn({}, {etcd::Op::put(k, at.dump())}, {})
+                          : etcd_->txn({}, {etcd::Op::remove(k)}, {});
+      if (!made) return done(Response::error(503, "etcd: " + made.status().message()));
+      log_info(std::string("cluster: node ") + node + (retired ? " retired" : " no longer retired") +
+               " by an operator");
+      seen_revision_ = -1;  // read it back at once
+      json out = {{"node", node}, {"retired", retired}};
+      done(Response::json(out.dump()));
+    });
+    nudged_ = true;
+  }
+  cv_.notify_all();
+}
+
 int64_t Cluster::serving_since(const ObjectId& id) const {
   auto view = view_.load(std::memory_order_acquire);
   return view->partitions[static_cast<size_t>(partition_of(id))].served_since;
@@ -619,11 +671,18 @@ std::string Cluster::status_json() const {
   }
   std::set<std::string> named;
   for (const auto& [id, n] : view->nodes) {
-    nodes.push_back({{"id", id}, {"peer", n.peer}, {"live", true}, {"partitions", owned[id]}});
+    nodes.push_back({{"id", id}, {"peer", n.peer}, {"live", true}, {"partitions", owned[id]},
+                     {"retired", view->retired.count(id) > 0}});
     named.insert(id);
   }
   for (const auto& [id, count] : owned) {
-    if (!named.count(id)) nodes.push_back({{"id", id}, {"live", false}, {"partitions", count}});
+    if (!named.count(id)) {
+      nodes.push_back({{"id", id}, {"live", false}, {"partitions", count}, {"retired", view->retired.count(id) > 0}});
+      named.insert(id);
+    }
+  }
+  for (const auto& id : view->retired) {
+    if (!named.count(id)) nodes.push_back({{"id", id}, {"live", false}, {"partitions", 0}, {"retired", true}});
   }
   json partitions = json::array();
   int unplaced = 0;
@@ -644,7 +703,8 @@ std::string Cluster::status_json() const {
     std::set<std::string> live;
     for (const auto& [id, n] : view->nodes) live.insert(id);
     for (size_t p = 0; p < view->partitions.size(); ++p) {
-      moves_pending += !placed_as_preferred(static_cast<int>(p), view->partitions[p], live, options_.replicas);
+      moves_pending +=
+          !placed_as_preferred(static_cast<int>(p), view->partitions[p], live, options_.replicas, view->retired);
     }
   }
   int owned_here = 0, serving_here = 0;

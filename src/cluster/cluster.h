@@ -6,6 +6,7 @@
 //   <prefix>secret            the cluster's ID secret (hex), made once
 //   <prefix>config            {"partitions": P}, fixed when the cluster is made
 //   <prefix>nodes/<node>      {"peer": host:port} under the node's lease
+//   <prefix>retired/<node>    {"at": ms}: an operator retired the node
 //   <prefix>partitions/<p>    {"owner", "replicas", "in_sync", "generation", "handed"}
 //
 // An object's partition is (ObjectId::hash() >> 32) % P. A partition record's
@@ -80,6 +81,7 @@ struct ClusterView {
   int64_t revision = 0;
   std::map<std::string, Node> nodes;  // the live ones
   std::vector<Partition> partitions;
+  std::set<std::string> retired;  // nodes an operator retired
 };
 
 inline bool contains(const std::vector<std::string>& v, const std::string& x) {
@@ -112,6 +114,7 @@ class Cluster final : public Placement {
   bool lease_live() const;
   // The cluster's state as the admin plane shows it (/_dobj/cluster), JSON.
   std::string status_json() const override;
+  void set_retired(std::string node, bool retired, std::function<void(Response)> done) override;
   // Blocks until this node serves every partition it owns and all P are
   // placed, or the timeout passes (tests, scripts/cluster.sh).
   bool wait_ready(std::chrono::milliseconds timeout) const;
@@ -221,6 +224,7 @@ class Cluster final : public Placement {
     std::function<void(Status)> done;
   };
   std::vector<Shrink> shrinks_;  // guarded by mu_
+  std::vector<std::function<void()>> agent_tasks_;  // guarded by mu_; run by the agent
   bool left_in_sync_ = false;    // agent: leave_in_sync_sets ran under this lease
   bool had_lease_ = false;       // agent: this process held a lease before
   bool first_lease_of_process_ = false;
@@ -244,6 +248,7 @@ class Cluster final : public Placement {
   int64_t lease_ = 0;
   int64_t seen_revision_ = -1;
   std::map<std::string, ClusterView::Node> nodes_;
+  std::set<std::string> retired_;
   std::vector<ClusterView::Partition> records_;
   std::set<int> stamped_;  // partitions re-stamped under lease_
   // The revision of the stamp each partition's serving here began with, and

@@ -65,6 +65,10 @@ class Placement {
                        const Route& route) = 0;
   // The cluster as this node sees it, JSON (the admin plane's /_dobj/cluster).
   virtual std::string status_json() const = 0;
+  // An operator retires a node (its partitions move to the others; a node
+  // that is gone for good is replaced) or takes it back; done(answer) on
+  // any thread once etcd has it.
+  virtual void set_retired(std::string node, bool retired, std::function<void(Response)> done) = 0;
 
   // The admin plane across nodes. An admin request the entry node took (and
   // authorized) goes to another node marked as a peer's, which that node

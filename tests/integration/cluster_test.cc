@@ -42,6 +42,13 @@ class ClusterTest : public ::testing::Test {
     ASSERT_TRUE(nodes_->wait_ready(30s)) << nodes_->failure();
   }
 
+  // The usual nodes with `--replicas replicas`.
+  void start_replicated(int replicas, int node_count = 3) {
+    std::vector<std::string> args = kNodeArgs;
+    args.insert(args.end(), {"--replicas", std::to_string(replicas)});
+    start_cluster(args, DOBJ_EXAMPLES_BIN, node_count);
+  }
+
   // The index of the node that serves ns/name, as an inspect through node 1
   // answers; fails the test when no node is.
   size_t owner_of(const std::string& ns, const std::string& name) {
@@ -60,6 +67,18 @@ class ClusterTest : public ::testing::Test {
   }
   HttpResponse get(size_t node, const std::string& target) {
     return http(nodes_->node(node).port(), "GET", target);
+  }
+  // GET through node until it answers 200 (its object's partition moved to
+  // a live node) or the deadline passes; the last answer.
+  HttpResponse get_once_served(size_t node, const std::string& target,
+                               std::chrono::steady_clock::time_point deadline) {
+    HttpResponse r;
+    do {
+      r = get(node, target);
+      if (r.status == 200) break;
+      std::this_thread::sleep_for(100ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    return r;
   }
 
   TempDir dir_;
@@ -400,11 +419,7 @@ TEST_F(ClusterTest, WithEtcdUnreachableNodesStopServingThenRecoverWithTheirData)
 // Every partition on three nodes (--replicas 3): the owner and two backups.
 class ReplicatedClusterTest : public ClusterTest {
  protected:
-  void SetUp() override {
-    std::vector<std::string> args = kNodeArgs;
-    args.insert(args.end(), {"--replicas", "3"});
-    start_cluster(args);
-  }
+  void SetUp() override { start_replicated(3); }
 };
 
 // An alarm that keeps failing, whose object's node dies between two runs:
@@ -648,12 +663,7 @@ TEST_F(ReplicatedClusterTest, ARestartedNodeCatchesUpAndItsCopiesServeTheNextFai
   EXPECT_EQ(nodes_->node(2).stop(SIGKILL), 128 + SIGKILL);
   deadline = std::chrono::steady_clock::now() + 30s;
   for (int c = 0; c < kCounters; ++c) {
-    HttpResponse r;
-    do {
-      r = get(0, "/counter/u" + std::to_string(c));
-      if (r.status == 200) break;
-      std::this_thread::sleep_for(200ms);
-    } while (std::chrono::steady_clock::now() < deadline);
+    HttpResponse r = get_once_served(0, "/counter/u" + std::to_string(c), deadline);
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_GE(std::stoi(r.body), acked[c]) << "counter u" << c;
   }
@@ -684,11 +694,7 @@ TEST_F(ReplicatedClusterTest, ABackupThatStopsAnsweringLeavesTheInSyncSetAndWrit
 // Two nodes, two copies of every partition; a third node joins.
 class GrowingClusterTest : public ClusterTest {
  protected:
-  void SetUp() override {
-    std::vector<std::string> args = kNodeArgs;
-    args.insert(args.end(), {"--replicas", "2"});
-    start_cluster(args, DOBJ_EXAMPLES_BIN, 2);
-  }
+  void SetUp() override { start_replicated(2, 2); }
 };
 
 // A node that joins a running cluster takes its share: partitions are copied
@@ -842,14 +848,115 @@ TEST_F(GrowingClusterTest, ANodeThatJoinsTakesItsShareWhileWritesGoOnAndLosesNot
   EXPECT_EQ(nodes_->node(2).stop(SIGKILL), 128 + SIGKILL);
   deadline = std::chrono::steady_clock::now() + 30s;
   for (int c = 0; c < kCounters; ++c) {
-    HttpResponse got;
-    do {
-      got = get(static_cast<size_t>(c % 2), "/counter/g" + std::to_string(c));
-      if (got.status == 200) break;
-      std::this_thread::sleep_for(100ms);
-    } while (std::chrono::steady_clock::now() < deadline);
+    HttpResponse got = get_once_served(static_cast<size_t>(c % 2), "/counter/g" + std::to_string(c), deadline);
     ASSERT_EQ(got.status, 200) << got.body;
     EXPECT_EQ(std::stoi(got.body), acked[c]) << "counter g" << c;
+  }
+}
+
+// Three nodes, two copies of every partition; an operator retires one.
+class RetireClusterTest : public ClusterTest {
+ protected:
+  void SetUp() override { start_replicated(2); }
+  // Counters <prefix>0.. each incremented once through the nodes in turn;
+  // the acknowledged increments per counter.
+  std::map<int, int> seed_counters(const std::string& prefix, int count) {
+    std::map<int, int> acked;
+    for (int c = 0; c < count; ++c) {
+      auto r = post(static_cast<size_t>(c) % nodes_->size(), "/counter/" + prefix + std::to_string(c) + "/increment");
+      EXPECT_EQ(r.status, 200) << r.body;
+      acked[c] += r.status == 200;
+    }
+    return acked;
+  }
+  HttpResponse retire(size_t via, const std::string& node, bool undo = false) {
+    HttpClient admin(nodes_->node(via).port());
+    return admin.request(undo ? "DELETE" : "POST", "/_dobj/cluster/retire?node=" + node, "",
+                         {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
+  }
+  // Node i sees nothing left to move and every partition with its copies in
+  // sync; `without` owns none and is in no replica set.
+  bool settled_without(size_t i, const std::string& without) {
+    json v = json::parse(nodes_->status(i), nullptr, false);
+    if (!v.is_object() || v.value("moves_pending", -1) != 0) return false;
+    for (const auto& p : v["partitions"]) {
+      if (p["owner"] == without || p["in_sync"].size() != 2 || p["replicas"].size() != 2) return false;
+      for (const auto& r : p["replicas"]) {
+        if (r == without) return false;
+      }
+    }
+    return true;
+  }
+};
+
+// A live node retired: its partitions are handed to the others while
+// clients write, and afterwards it holds nothing anyone waits for: killed,
+// no request notices.
+TEST_F(RetireClusterTest, ARetiredNodeHandsOverEverythingAndCanThenStopUnnoticed) {
+  constexpr int kCounters = 30;
+  std::map<int, int> acked = seed_counters("t", kCounters);
+  EXPECT_EQ(retire(0, "nobody").status, 404);
+  auto r = retire(0, "n3");
+  ASSERT_EQ(r.status, 200) << r.body;
+  int refused = 0;
+  auto deadline = std::chrono::steady_clock::now() + 90s;  // a bound for the test, not a measurement
+  while (!(settled_without(0, "n3") && settled_without(1, "n3")) && std::chrono::steady_clock::now() < deadline) {
+    for (int c = 0; c < kCounters; ++c) {
+      auto w = post(static_cast<size_t>(c % 2), "/counter/t" + std::to_string(c) + "/increment");
+      if (w.status == 200) {
+        ++acked[c];
+      } else {
+        ++refused;
+      }
+    }
+  }
+  ASSERT_TRUE(settled_without(0, "n3")) << nodes_->status(0);
+  EXPECT_EQ(refused, 0);
+  json view = json::parse(nodes_->status(1));
+  bool listed = false;
+  for (const auto& n : view["nodes"]) {
+    if (n["id"] == "n3") listed = n.value("retired", false) && n.value("partitions", -1) == 0;
+  }
+  EXPECT_TRUE(listed) << view["nodes"].dump();
+  EXPECT_EQ(nodes_->node(2).stop(SIGKILL), 128 + SIGKILL);
+  for (int c = 0; c < kCounters; ++c) {
+    auto got = get(static_cast<size_t>(c % 2), "/counter/t" + std::to_string(c));
+    ASSERT_EQ(got.status, 200) << got.body;  // at once: nothing waited for n3
+    EXPECT_EQ(std::stoi(got.body), acked[c]) << "counter t" << c;
+  }
+}
+
+// A node gone for good, retired: its copies are made again on the others,
+// so the partitions have two copies once more, and survive the next loss.
+TEST_F(RetireClusterTest, ADeadNodeRetiredHasItsCopiesMadeAgainElsewhere) {
+  constexpr int kCounters = 30;
+  std::map<int, int> acked = seed_counters("d", kCounters);
+  EXPECT_EQ(nodes_->node(0).stop(SIGKILL), 128 + SIGKILL);
+  // Retired through a survivor once it saw n1 go (its partitions failed over).
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  HttpResponse r;
+  do {
+    r = retire(1, "n1");
+    if (r.status == 200) break;
+    std::this_thread::sleep_for(200ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(r.status, 200) << r.body;
+  while (!(settled_without(1, "n1") && settled_without(2, "n1")) && std::chrono::steady_clock::now() < deadline + 60s) {
+    for (int c = 0; c < kCounters; ++c) {
+      if (post(1 + static_cast<size_t>(c % 2), "/counter/d" + std::to_string(c) + "/increment").status == 200) {
+        ++acked[c];
+      }
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(settled_without(1, "n1")) << nodes_->status(1);
+  // Every partition is on n2 and n3 now: either can go.
+  EXPECT_EQ(nodes_->node(1).stop(SIGKILL), 128 + SIGKILL);
+  deadline = std::chrono::steady_clock::now() + 30s;
+  for (int c = 0; c < kCounters; ++c) {
+    HttpResponse got = get_once_served(2, "/counter/d" + std::to_string(c), deadline);
+    ASSERT_EQ(got.status, 200) << got.body;
+    EXPECT_EQ(std::stoi(got.body), acked[c]) << "counter d" << c;
   }
 }
 
