@@ -426,14 +426,9 @@ bool Cluster::place_and_stamp() {
     auto& r = records_[static_cast<size_t>(p)];
     std::string k = key("partitions/" + std::to_string(p));
     if (r.owner.empty()) {
-      std::set<std::string> eligible;
-      for (const auto& n : members) {
-        if (!retired_.count(n)) eligible.insert(n);
-      }
-      std::vector<std::string> order = ranked(p, eligible);
-      if (!settled || order.empty() || order.front() != options_.node_id) continue;
       // The owner and the next replicas-1 nodes; all in sync, as all are empty.
-      order.resize(std::min(order.size(), static_cast<size_t>(options_.replicas)));
+      std::vector<std::string> order = preferred_replicas(p, members, {}, options_.replicas, retired_);
+      if (!settled || order.empty() || order.front() != options_.node_id) continue;
       ClusterView::Partition mine;
       mine.owner = options_.node_id;
       mine.replicas = order;

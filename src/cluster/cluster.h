@@ -200,6 +200,9 @@ class Cluster final : public Placement {
   std::vector<std::string> preferred(int p) const;
   // Agent: a peer request from this thread, waiting for its answer.
   Result<Response> peer_call(const std::string& address, Request request);
+  // Agent: asks the node at `address` to remove its copies of partition p
+  // (reset_partition there), at p's epoch as this node knows it.
+  Result<Response> reset_copies_on(const std::string& address, int p);
   void publish();
   std::string key(const std::string& rest) const { return options_.etcd_prefix + rest; }
 

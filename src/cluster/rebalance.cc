@@ -85,13 +85,7 @@ void Cluster::rebalance() {
     if (auto node = nodes_.find(extra); node != nodes_.end()) {
       // Its copies are of no use now; if the call fails they stay on its
       // disk, unserved, until a catch-up there replaces them.
-      Request reset;
-      reset.method = "POST";
-      reset.target = "/_dobj_peer/reset";
-      reset.headers = {{"dobj-peer-token", peer_token_},
-                       {"dobj-peer-reset", std::to_string(p)},
-                       {"dobj-peer-epoch", std::to_string(records_[static_cast<size_t>(p)].epoch)}};
-      (void)peer_call(node->second.peer, std::move(reset));
+      (void)reset_copies_on(node->second.peer, p);
     }
   }
 }

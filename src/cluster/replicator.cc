@@ -474,6 +474,16 @@ Result<Response> Cluster::peer_call(const std::string& address, Request request)
   return future.get();
 }
 
+Result<Response> Cluster::reset_copies_on(const std::string& address, int p) {
+  Request reset;
+  reset.method = "POST";
+  reset.target = "/_dobj_peer/reset";
+  reset.headers = {{"dobj-peer-token", peer_token_},
+                   {"dobj-peer-reset", std::to_string(p)},
+                   {"dobj-peer-epoch", std::to_string(records_[static_cast<size_t>(p)].epoch)}};
+  return peer_call(address, std::move(reset));
+}
+
 // One partition's catch-up, step by step, a step per agent round:
 //  1. the replica removes its copies of the partition's objects (reset);
 //  2. it becomes a learner (ships of the partition go to it too, not
@@ -560,13 +570,7 @@ void Cluster::catch_up() {
       }
     }
     if (node.empty() || unreachable.count(node)) continue;
-    Request reset;
-    reset.method = "POST";
-    reset.target = "/_dobj_peer/reset";
-    reset.headers = {{"dobj-peer-token", peer_token_},
-                     {"dobj-peer-reset", std::to_string(p)},
-                     {"dobj-peer-epoch", std::to_string(r.epoch)}};
-    auto answer = peer_call(nodes_[node].peer, std::move(reset));
+    auto answer = reset_copies_on(nodes_[node].peer, p);
     if (!answer || answer->status != 200) {
       unreachable.insert(node);
       // Once a minute per node at most: it may stay away a while.
