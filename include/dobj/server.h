@@ -53,11 +53,22 @@ struct ClusterOptions {
   // Copies of each partition's data (1-5): the owner and replicas-1 backups,
   // each commit acknowledged once every in-sync copy has it.
   int replicas = 1;
+  // An output of an object (a response, a socket message, a call out) leaves
+  // only while its partition has at least this many in-sync copies, so that
+  // an acknowledged write is on that many disks; below it the partition
+  // answers 503 until a copy catches up (Kafka's min.insync.replicas).
+  // 1..replicas; 1 keeps serving on the owner alone.
+  int min_copies = 1;
   // The node's etcd lease. A node that cannot renew it stops serving before
   // it expires; a restarted node waits for its old lease to expire.
   std::chrono::milliseconds lease{3'000};
   // Where in etcd the cluster keeps its keys; one etcd can hold several.
   std::string etcd_prefix = "/dobj/";
+  // Tests: appends one line per released answer to this file (the object,
+  // this node, its serving epoch, the event's start and release on the
+  // monotonic clock), for a check that no two nodes ever ran one object at
+  // once (tests/support/cluster.h). Empty: off.
+  std::string activation_trace;
 };
 
 struct ServerOptions {

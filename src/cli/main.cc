@@ -571,7 +571,13 @@ class Cli {
               << (c->value("lease_live", false) ? "live" : "NOT LIVE") << ", etcd revision "
               << c->value("etcd_revision", int64_t{0}) << ", " << c->value("partition_count", 0)
               << " partitions (" << c->value("unplaced", 0) << " unplaced, " << c->value("moves_pending", 0)
-              << " not yet on their preferred nodes), replicas " << c->value("replicas", 0) << "\n\n";
+              << " not yet on their preferred nodes), replicas " << c->value("replicas", 0) << ", min copies "
+              << c->value("min_copies", 1) << "\n";
+    if (int short_of = c->value("below_min_copies", 0); short_of > 0) {
+      std::cout << short_of << " partitions have fewer in-sync copies than --min-copies: they answer 503 "
+                << "until a copy catches up\n";
+    }
+    std::cout << "\n";
     std::cout << std::left << std::setw(16) << "NODE" << std::setw(8) << "STATE" << std::setw(12)
               << "PARTITIONS" << "PEER\n";
     for (const auto& n : (*c)["nodes"]) {

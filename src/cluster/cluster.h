@@ -130,6 +130,10 @@ class Cluster final : public Placement {
   Route route(const ObjectId& id) const override;
   bool serves_here(const ObjectId& id) const override;
   int64_t serving_since(const ObjectId& id) const override;
+  Status may_release(const ObjectId& id) const override;
+  bool tracing() const override { return trace_fd_ >= 0; }
+  void trace_release(const NamespaceImpl* ns, const ObjectId& id,
+                     std::chrono::steady_clock::time_point started) override;
   void forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, Delivery delivery,
                const Route& route) override;
   std::vector<Peer> other_nodes() const override;
@@ -265,6 +269,8 @@ class Cluster final : public Placement {
   // Membership has been still for a lease (nodes started together have all
   // joined): placement and moves wait for it.
   bool settled() const;
+
+  int trace_fd_ = -1;  // --trace-activations, O_APPEND
 
   // Read by shards.
   std::atomic<std::shared_ptr<const ClusterView>> view_;

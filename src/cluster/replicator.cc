@@ -335,6 +335,7 @@ void Cluster::run_shrinks() {
   if (pending.empty()) return;
   bool changed = false;
   std::vector<Shrink> again;
+  std::vector<std::function<void(Status)>> done;
   for (auto& s : pending) {
     Status result;
     bool retry = false;
@@ -378,9 +379,13 @@ void Cluster::run_shrinks() {
       std::fflush(nullptr);
       std::_Exit(75);
     }
-    s.done(Status::ok());
+    done.push_back(std::move(s.done));
   }
+  // The smaller sets are published before the ships waiting on them finish:
+  // the output gate then sees them (may_release) before any commit of those
+  // ships can count durable.
   if (changed) publish();
+  for (auto& d : done) d(Status::ok());
   if (!again.empty()) {
     std::lock_guard lock(mu_);
     for (auto& s : again) shrinks_.push_back(std::move(s));

@@ -3,13 +3,19 @@
 // checkpoints (no event while the database file is synced).
 #include "base/log.h"
 #include "runtime/object_host.h"
+#include "runtime/placement.h"
 #include "runtime/runtime.h"
 
 namespace dobj::internal {
 
 bool ObjectHost::output_gate_open() const {
   return turn_outputs_.empty() && !store_->in_turn_transaction() &&
-         store_->last_commit_seq() <= shard_->commits().durable_seq();
+         store_->last_commit_seq() <= shard_->commits().durable_seq() && may_release().is_ok();
+}
+
+Status ObjectHost::may_release() const {
+  Placement* placement = shard_->runtime().placement();
+  return placement ? placement->may_release(id_) : Status::ok();
 }
 
 void ObjectHost::gate_output(std::function<void(Status)> send) {
@@ -24,7 +30,8 @@ void ObjectHost::release_outputs() {
   GroupCommit& commits = shard_->commits();
   uint64_t seq = store_->last_commit_seq();
   if (seq <= commits.durable_seq()) {
-    for (auto& o : outs) o(Status::ok());
+    Status st = may_release();
+    for (auto& o : outs) o(st);
     return;
   }
   ++held_output_batches_;
@@ -33,7 +40,7 @@ void ObjectHost::release_outputs() {
                              held_at](Status st) mutable {
     --held_output_batches_;
     if (timings_) metrics_->gate_wait.record((std::chrono::steady_clock::now() - held_at).count());
-    Status result = st.is_ok() ? st : Status(Code::kReset, "object reset: " + st.message());
+    Status result = st.is_ok() ? may_release() : Status(Code::kReset, "object reset: " + st.message());
     for (auto& o : outs) o(result);
     if (!st.is_ok() && gen == generation_) {
       reset(result);

@@ -12,6 +12,7 @@
 #include "runtime/alarm_runner.h"
 #include "runtime/api_access.h"
 #include "runtime/object_actions.h"
+#include "runtime/placement.h"
 #include "runtime/runtime.h"
 
 namespace dobj::internal {
@@ -56,7 +57,8 @@ ObjectHost::ObjectHost(Shard* shard, const NamespaceImpl* ns, ObjectId id)
       id_(std::move(id)),
       generation_(shard->next_generation()),
       metrics_(&shard->metrics(ns->index())),
-      timings_(shard->runtime().options().timings) {
+      timings_(shard->runtime().options().timings),
+      traced_(shard->runtime().placement() && shard->runtime().placement()->tracing()) {
   make_store();
   activity_.host = this;
   note_active(shard_->activity_now());
@@ -278,7 +280,7 @@ void ObjectHost::start_event(Event event) {
   runs_.emplace_back();
   Run* run = &runs_.back();
   run->reply = std::move(event.reply);
-  if (timings_) run->started = std::chrono::steady_clock::now();
+  if (timings_ || traced_) run->started = std::chrono::steady_clock::now();
   ++events_total_;
   if (!catalog_dirty_) {
     catalog_dirty_ = true;
@@ -312,7 +314,9 @@ Driver ObjectHost::drive_fetch(Run* run, Request request, std::optional<std::str
   }
   run->finished = true;
   event_ended(*run, response.status >= 500);
-  gate_output([reply = std::move(run->reply), response = std::move(response)](Status st) mutable {
+  gate_output([this, reply = std::move(run->reply), response = std::move(response),
+               started = run->started](Status st) mutable {
+    if (traced_ && st.is_ok()) shard_->runtime().placement()->trace_release(ns_, id_, started);
     reply(st.is_ok() ? std::move(response) : error_response(st));
   });
 }

@@ -87,6 +87,8 @@ class ObjectHost {
   // Whether an output made now may leave at once: the turn wrote nothing and
   // every earlier commit is durable.
   bool output_gate_open() const;
+  // In a cluster, whether an output may leave now (Placement::may_release).
+  Status may_release() const;
   ObjectStore& store() { return *store_; }
 
   // The host whose turn is running on this thread, or null.
@@ -218,6 +220,7 @@ class ObjectHost {
   std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
   NamespaceMetrics* metrics_;  // this namespace's counters on this shard
   bool timings_;               // ServerOptions::timings
+  bool traced_;                // a cluster's --trace-activations
   uint64_t events_total_ = 0;
   int64_t turn_ns_total_ = 0;
   bool catalog_dirty_ = false;

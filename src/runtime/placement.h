@@ -16,6 +16,7 @@
 // the shard thread `from`.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,6 +26,7 @@
 
 #include "dobj/http.h"
 #include "dobj/id.h"
+#include "dobj/status.h"
 #include "storage/replication.h"
 
 namespace dobj::internal {
@@ -59,6 +61,19 @@ class Placement {
   // partition went away and came back). A host made before that may hold an
   // older database than the files, which catch-ups and ships have changed.
   virtual int64_t serving_since(const ObjectId& id) const = 0;
+  // Asked by the output gate before anything of the object leaves (a
+  // response, a socket message, a call out): ok while this node still serves
+  // it under a live lease (a node paused past its lease answers nothing it
+  // ran before) and its partition has at least --min-copies in-sync copies
+  // (every commit the output depends on is on that many disks: a ship that
+  // dropped a backup has the smaller set published before its commits count
+  // durable). Otherwise kUnavailable, saying why.
+  virtual Status may_release(const ObjectId& id) const = 0;
+  // Tests (--trace-activations): an event of the object that started at
+  // `started` (steady clock) had its answer released now.
+  virtual bool tracing() const = 0;
+  virtual void trace_release(const NamespaceImpl* ns, const ObjectId& id,
+                             std::chrono::steady_clock::time_point started) = 0;
   // Sends the delivery to route.peer and answers it through its reply (on
   // `from`, as local deliveries answer).
   virtual void forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, Delivery delivery,

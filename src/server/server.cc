@@ -283,6 +283,11 @@ int Server::run(int argc, char** argv) {
       ->capture_default_str();
   cluster->add_option("--replicas", o.cluster.replicas, "copies of each partition (1-5)")
       ->capture_default_str();
+  cluster->add_option("--min-copies", o.cluster.min_copies,
+                      "answers leave only while a partition has this many in-sync copies (1..replicas)")
+      ->capture_default_str();
+  cluster->add_option("--trace-activations", o.cluster.activation_trace,
+                      "tests: append each released answer's object, node, epoch and times to FILE");
   int64_t lease_ms = o.cluster.lease.count();
   cluster->add_option("--lease-ms", lease_ms,
                       "the node's etcd lease; it stops serving when it cannot renew it in time")

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -29,6 +30,18 @@ const std::vector<std::string> kNodeArgs = {"--lease-ms", "2000"};
 class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override { start_cluster(kNodeArgs); }
+
+  // Every test, whatever it did to the nodes: no two nodes ever ran one
+  // object at once (their activation traces, support/cluster.h).
+  void TearDown() override {
+    if (!nodes_) return;
+    ActivationCheck check = check_activations(nodes_->trace_files());
+    std::string examples;
+    for (const auto& e : check.examples) examples += "\n  " + e;
+    EXPECT_EQ(check.violations, 0u) << examples;
+    std::printf("activation trace: %zu answers of %zu objects, %zu hand-overs between nodes, %zu overlaps\n",
+                check.answers, check.objects, check.handovers, check.violations);
+  }
 
   // Three etcd members, then three nodes with these flags, all ready.
   void start_cluster(const std::vector<std::string>& node_args, const char* binary = DOBJ_EXAMPLES_BIN,
@@ -691,6 +704,81 @@ TEST_F(ReplicatedClusterTest, ABackupThatStopsAnsweringLeavesTheInSyncSetAndWrit
   ::kill(nodes_->node(2).pid(), SIGCONT);
 }
 
+// Three copies of every partition, and answers only while two are in sync.
+class MinCopiesClusterTest : public ClusterTest {
+ protected:
+  void SetUp() override {
+    std::vector<std::string> args = kNodeArgs;
+    args.insert(args.end(), {"--replicas", "3", "--min-copies", "2"});
+    start_cluster(args);
+  }
+};
+
+// With --min-copies 2, one node down changes nothing for clients; with two
+// down, the last node refuses to answer (503 naming the rule) rather than
+// acknowledge writes only its own disk holds; once a node is back and has
+// caught up, answers flow again, and no acknowledged write was lost.
+TEST_F(MinCopiesClusterTest, BelowMinCopiesNothingIsAcknowledgedUntilACopyCatchesUp) {
+  constexpr int kCounters = 16;
+  std::map<int, int> acked, attempted;
+  auto increment = [&](int c) {
+    ++attempted[c];
+    auto r = post(0, "/counter/m" + std::to_string(c) + "/increment");
+    if (r.status == 200) ++acked[c];
+    return r;
+  };
+  auto each_answers = [&](std::chrono::seconds within) {
+    auto deadline = std::chrono::steady_clock::now() + within;
+    for (int c = 0; c < kCounters; ++c) {
+      while (increment(c).status != 200 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(100ms);
+      }
+    }
+    return std::chrono::steady_clock::now() < deadline;
+  };
+  ASSERT_TRUE(each_answers(10s));
+  // One node down: two copies are left of every partition.
+  EXPECT_EQ(nodes_->node(2).stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_TRUE(each_answers(30s)) << nodes_->status(0);
+  // Two down: n1 is alone. A write's ship to a dead backup takes it out of
+  // the in-sync set, and the answer is held back: 503, with the reason (once
+  // n1 has taken over n2's partitions, which were n2's to answer until then).
+  EXPECT_EQ(nodes_->node(1).stop(SIGKILL), 128 + SIGKILL);
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  for (int c = 0; c < kCounters; ++c) {
+    HttpResponse r;
+    do {
+      r = increment(c);
+    } while (r.body.find("--min-copies 2") == std::string::npos && std::chrono::steady_clock::now() < deadline &&
+             (std::this_thread::sleep_for(100ms), true));
+    ASSERT_EQ(r.status, 503) << "counter m" << c << ": " << r.body;
+    ASSERT_NE(r.body.find("--min-copies 2"), std::string::npos) << r.body;
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (int c = 0; c < kCounters; ++c) {
+      HttpResponse r = increment(c);
+      ASSERT_EQ(r.status, 503) << "counter m" << c << ": " << r.body;
+      EXPECT_NE(r.body.find("--min-copies 2"), std::string::npos) << r.body;
+    }
+  }
+  json view = json::parse(nodes_->status(0), nullptr, false);
+  EXPECT_EQ(view.value("min_copies", 0), 2);
+  EXPECT_GT(view.value("below_min_copies", 0), 0) << view.dump();
+  // Reads are refused too: they could show a write only one disk holds.
+  EXPECT_EQ(get(0, "/counter/m0").status, 503);
+  // n2 returns and catches up: answers flow again.
+  ASSERT_TRUE(nodes_->restart(1)) << nodes_->failure();
+  ASSERT_TRUE(each_answers(90s)) << nodes_->status(0);
+  // Every acknowledged increment is there; refused ones may be (they were
+  // applied on n1 before the gate held their answer back), never more.
+  for (int c = 0; c < kCounters; ++c) {
+    HttpResponse r = get_once_served(0, "/counter/m" + std::to_string(c), std::chrono::steady_clock::now() + 10s);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_GE(std::stoi(r.body), acked[c]) << "counter m" << c;
+    EXPECT_LE(std::stoi(r.body), attempted[c]) << "counter m" << c;
+  }
+}
+
 // Two nodes, two copies of every partition; a third node joins.
 class GrowingClusterTest : public ClusterTest {
  protected:
@@ -1055,6 +1143,32 @@ TEST_F(ReplicatedClusterTest, AppendsThroughRandomNodesSurviveTheOwnersDeathInRe
   std::printf("appends: %d acknowledged of %zu sent, %zu in the log, %d ordered pairs checked\n", acked,
               all.size(), position.size(), pairs);
   EXPECT_EQ(acked, kClients * kEach) << "the clients gave up before the failover ended";
+}
+
+// The check behind every cluster test's TearDown finds what it is for.
+TEST(ActivationCheckTest, FindsTwoNodesRunningOneObjectAtOnceAndATakeoverAtAnOlderEpoch) {
+  TempDir dir;
+  auto write = [&](const std::string& name, const std::string& lines) {
+    std::ofstream(dir.path() + "/" + name) << lines;
+    return dir.path() + "/" + name;
+  };
+  // n1 serves a until 200, n2 from 300 at a newer epoch: fine.
+  std::string n1 = write("n1", "n1 COUNTER a 10 100 150\nn1 COUNTER a 10 160 200\nn1 COUNTER b 10 100 110\n");
+  std::string n2 = write("n2", "n2 COUNTER a 20 300 310\n");
+  ActivationCheck ok = check_activations({n1, n2});
+  EXPECT_EQ(ok.answers, 4u);
+  EXPECT_EQ(ok.objects, 2u);
+  EXPECT_EQ(ok.handovers, 1u);
+  EXPECT_EQ(ok.violations, 0u);
+  // n2 starts an event of a at 190, before n1's answer at 200 left.
+  std::string n2_early = write("n2e", "n2 COUNTER a 20 190 195\n");
+  ActivationCheck overlap = check_activations({n1, n2_early});
+  EXPECT_EQ(overlap.violations, 1u);
+  ASSERT_EQ(overlap.examples.size(), 1u);
+  EXPECT_NE(overlap.examples[0].find("COUNTER/a"), std::string::npos) << overlap.examples[0];
+  // n2 follows n1 at an epoch that is not newer.
+  std::string n2_stale = write("n2s", "n2 COUNTER a 10 300 310\n");
+  EXPECT_EQ(check_activations({n1, n2_stale}).violations, 1u);
 }
 
 TEST(ClusterStart, AFolderMadeWithAnotherIdSecretIsRefused) {

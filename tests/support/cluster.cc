@@ -6,7 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -164,7 +167,7 @@ NodeSet::NodeSet(std::string binary, std::string dir, std::string etcd, int node
 
 std::vector<std::string> NodeSet::args(size_t i) const {
   std::vector<std::string> a = {"--cluster", etcd_, "--node-id", node_id(i), "--admin-token", kToken,
-                                "--shards", "2"};
+                                "--shards", "2", "--trace-activations", dir_ + "/" + node_id(i) + ".activations"};
   a.insert(a.end(), extra_.begin(), extra_.end());
   return a;
 }
@@ -224,6 +227,63 @@ bool NodeSet::wait_ready(std::chrono::milliseconds timeout) {
 std::string NodeSet::failure() {
   std::string out;
   for (size_t i = 0; i < nodes_.size(); ++i) out += node_id(i) + ":\n" + nodes_[i]->output() + "\n";
+  return out;
+}
+
+
+std::vector<std::string> NodeSet::trace_files() const {
+  std::vector<std::string> files;
+  for (size_t i = 0; i < nodes_.size(); ++i) files.push_back(dir_ + "/" + node_id(i) + ".activations");
+  return files;
+}
+
+ActivationCheck check_activations(const std::vector<std::string>& trace_files) {
+  struct Span {
+    std::string node;
+    int64_t epoch = 0;
+    int64_t start = 0;
+    int64_t release = 0;
+  };
+  std::map<std::string, std::vector<Span>> by_object;
+  ActivationCheck out;
+  for (const auto& file : trace_files) {
+    std::ifstream in(file);
+    std::string node, ns, id;
+    Span s;
+    while (in >> node >> ns >> id >> s.epoch >> s.start >> s.release) {
+      s.node = node;
+      by_object[ns + "/" + id].push_back(s);
+      ++out.answers;
+    }
+  }
+  out.objects = by_object.size();
+  auto violation = [&](std::string what) {
+    if (out.violations++ < 5) out.examples.push_back(std::move(what));
+  };
+  for (auto& [object, spans] : by_object) {
+    std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.start < b.start; });
+    // Per node: the latest release so far, and the span before this one.
+    std::map<std::string, int64_t> last_release;
+    const Span* before = nullptr;
+    for (const Span& s : spans) {
+      for (const auto& [other, release] : last_release) {
+        if (other != s.node && release > s.start) {
+          violation(object + ": node " + s.node + " started an event " + std::to_string(release - s.start) +
+                    " ns before node " + other + " released an answer");
+        }
+      }
+      if (before && before->node != s.node) {
+        ++out.handovers;
+        if (s.epoch <= before->epoch) {
+          violation(object + ": node " + s.node + " followed node " + before->node + " at epoch " +
+                    std::to_string(s.epoch) + ", not newer than " + std::to_string(before->epoch));
+        }
+      }
+      int64_t& r = last_release[s.node];
+      r = std::max(r, s.release);
+      before = &s;
+    }
+  }
   return out;
 }
 

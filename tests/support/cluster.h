@@ -74,6 +74,8 @@ class NodeSet {
   // /_dobj/cluster of node i, parsed by the caller (JSON text).
   std::string status(size_t i);
   std::string failure();
+  // Every node writes its activation trace (--trace-activations) here.
+  std::vector<std::string> trace_files() const;
 
  private:
   std::vector<std::string> args(size_t i) const;
@@ -83,5 +85,22 @@ class NodeSet {
   std::vector<std::string> extra_;
   std::vector<std::unique_ptr<ServerProcess>> nodes_;
 };
+
+// What the activation traces of a cluster's nodes show (--trace-activations:
+// one line per released answer: node, namespace, object, the node's serving
+// epoch, the event's start and its answer's release on the monotonic clock,
+// which all processes on one machine share).
+struct ActivationCheck {
+  size_t answers = 0;
+  size_t objects = 0;
+  // Times an object's answers came from another node than the answer before.
+  size_t handovers = 0;
+  // Two nodes ran one object at once (an answer's span from start to release
+  // overlaps another node's), or a node that took an object over served an
+  // epoch not newer than the node before it; the first few, described.
+  size_t violations = 0;
+  std::vector<std::string> examples;
+};
+ActivationCheck check_activations(const std::vector<std::string>& trace_files);
 
 }  // namespace dobj::test
