@@ -223,12 +223,14 @@ int main(int argc, char** argv) {
   for (size_t c = 0; c < state.size(); ++c) {
     Counter& k = state[c];
     int64_t value = -1;
+    HttpResponse last;
     for (int attempt = 0; attempt < 100 && value < 0; ++attempt) {
       HttpClient client(nodes.node(static_cast<size_t>(attempt) % 3).port(), std::chrono::seconds(10));
-      HttpResponse r = client.request("GET", "/counter/chaos" + std::to_string(c));
-      if (r.status == 200) value = std::atoll(r.body.c_str());
+      last = client.request("GET", "/counter/chaos" + std::to_string(c));
+      if (last.status == 200) value = std::atoll(last.body.c_str());
       else std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
+    if (value < 0) std::printf("counter chaos%zu: the last read answered %d %s\n", c, last.status, last.body.c_str());
     std::set<int64_t> distinct(k.answered.begin(), k.answered.end());
     int64_t largest = k.answered.empty() ? 0 : *distinct.rbegin();
     if (value < 0) {

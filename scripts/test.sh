@@ -6,7 +6,7 @@
 # UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh chromium etcd-server  # the chat page is tested in headless Chromium; the cluster tests run etcd
+scripts/deps.sh chromium etcd-server iptables  # the chat page is tested in headless Chromium; the cluster tests run etcd (and cut links with iptables)
 scripts/mcp-sdk.sh        # the official MCP SDK, from npm, for the MCP test
 scripts/libnode.sh        # V8 (Debian's libnode) for JavaScript objects, under build/deps
 cmake --preset ci >/dev/null

@@ -152,6 +152,11 @@ class Cluster final : public Placement {
   // of these partitions (it did not take a ship); done(ok) once etcd says so
   // (or it was out already), done(error) if this node no longer owns one.
   void shrink_in_sync(std::vector<std::pair<int, std::string>> drops, std::function<void(Status)> done);
+  // A backup did not answer a ship within a lease (no answer at all): it is
+  // taken out of the in-sync sets of every partition this node owns, not
+  // only of those the ship carried, so that the next write of each does not
+  // wait a lease for it too. Any thread.
+  void backup_unreachable(const std::string& node);
   PeerPools& pools() { return *pools_; }
 
   // Catch-up (replicator.cc): a replica out of a partition's in-sync set gets
@@ -229,6 +234,9 @@ class Cluster final : public Placement {
   struct Shrink {
     std::vector<std::pair<int, std::string>> drops;
     std::function<void(Status)> done;
+    // Set: drop this node from every in-sync set of the partitions this node
+    // owns (drops is empty); best effort, nothing waits on it.
+    std::string everywhere;
   };
   std::vector<Shrink> shrinks_;  // guarded by mu_
   std::vector<std::function<void()>> agent_tasks_;  // guarded by mu_; run by the agent

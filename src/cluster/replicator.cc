@@ -143,8 +143,9 @@ class ShardReplicatorImpl final : public ShardReplicator {
       req.body = encode_replica_records(subset);
       cluster_->pools().exchange(static_cast<size_t>(shard_->index()), shard_->io(), peer->second.peer,
                                  std::move(req), timeout,
-                                 [answered, node = node, parts, learning](Result<Response> r) {
+                                 [answered, cluster = cluster_, node = node, parts, learning](Result<Response> r) {
                                    bool ok = r && r->status == 200;
+                                   if (!r) cluster->backup_unreachable(node);
                                    if (!ok) {
                                      log_warn("cluster: backup " + node + " did not take a ship: " +
                                               (r ? std::to_string(r->status) + " " + r->body
@@ -320,7 +321,19 @@ void Cluster::shrink_in_sync(std::vector<std::pair<int, std::string>> drops,
                              std::function<void(Status)> done) {
   {
     std::lock_guard lock(mu_);
-    shrinks_.push_back(Shrink{std::move(drops), std::move(done)});
+    shrinks_.push_back(Shrink{std::move(drops), std::move(done), {}});
+    nudged_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Cluster::backup_unreachable(const std::string& node) {
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& s : shrinks_) {
+      if (s.everywhere == node) return;
+    }
+    shrinks_.push_back(Shrink{{}, [](Status) {}, node});
     nudged_ = true;
   }
   cv_.notify_all();
@@ -332,13 +345,23 @@ void Cluster::run_shrinks() {
     std::lock_guard lock(mu_);
     pending.swap(shrinks_);
   }
-  if (pending.empty()) return;
-  bool changed = false;
   std::vector<Shrink> again;
-  std::vector<std::function<void(Status)>> done;
   for (auto& s : pending) {
+    const bool best_effort = !s.everywhere.empty();
+    if (best_effort) {
+      s.drops.clear();
+      for (int p = 0; p < partitions_; ++p) {
+        const auto& r = records_[static_cast<size_t>(p)];
+        if (r.owner == options_.node_id && contains(r.in_sync, s.everywhere)) s.drops.emplace_back(p, s.everywhere);
+      }
+      if (!s.drops.empty()) {
+        log_warn("cluster: node " + s.everywhere + " did not answer a ship within a lease; out of the in-sync sets of " +
+                 std::to_string(s.drops.size()) + " partitions this node owns");
+      }
+    }
     Status result;
     bool retry = false;
+    bool changed = false;
     for (const auto& [p, node] : s.drops) {
       std::string k = key("partitions/" + std::to_string(p));
       auto got = etcd_->get(k);
@@ -348,6 +371,7 @@ void Cluster::run_shrinks() {
       }
       json j = json::parse(got->kvs[0].value, nullptr, false);
       if (!j.is_object() || j.value("owner", "") != options_.node_id || !lease_live()) {
+        if (best_effort) continue;
         result = Status(Code::kUnavailable, "partition " + std::to_string(p) + " is no longer this node's");
         break;
       }
@@ -361,16 +385,23 @@ void Cluster::run_shrinks() {
         retry = true;
         break;
       }
-      log_warn("cluster: node " + node + " is out of partition " + std::to_string(p) + "'s in-sync set");
+      if (!best_effort) {
+        log_warn("cluster: node " + node + " is out of partition " + std::to_string(p) + "'s in-sync set");
+      }
       auto& r = records_[static_cast<size_t>(p)];
       r.in_sync = in_sync;
       r.epoch = made->revision;
       changed = true;
     }
+    // The smaller sets are published before the ship waiting on them
+    // finishes: the output gate then sees them (may_release) before any
+    // commit of that ship can count durable.
+    if (changed) publish();
     if (retry && lease_live()) {
       again.push_back(std::move(s));
       continue;
     }
+    if (best_effort) continue;
     if (retry) result = Status(Code::kUnavailable, "this node's lease ended before it could drop a backup");
     if (!result.is_ok()) {
       // Writes waiting on this ship can never be acknowledged: the node
@@ -379,13 +410,8 @@ void Cluster::run_shrinks() {
       std::fflush(nullptr);
       std::_Exit(75);
     }
-    done.push_back(std::move(s.done));
+    s.done(Status::ok());
   }
-  // The smaller sets are published before the ships waiting on them finish:
-  // the output gate then sees them (may_release) before any commit of those
-  // ships can count durable.
-  if (changed) publish();
-  for (auto& d : done) d(Status::ok());
   if (!again.empty()) {
     std::lock_guard lock(mu_);
     for (auto& s : again) shrinks_.push_back(std::move(s));

@@ -3,10 +3,12 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -159,10 +161,30 @@ bool EtcdCluster::wait_answering(std::chrono::milliseconds timeout) const {
 NodeSet::NodeSet(std::string binary, std::string dir, std::string etcd, int nodes,
                  std::vector<std::string> extra_args)
     : binary_(std::move(binary)), dir_(std::move(dir)), etcd_(std::move(etcd)), extra_(std::move(extra_args)) {
-  for (int i = 0; i < nodes; ++i) {
-    nodes_.push_back(std::make_unique<ServerProcess>(binary_, dir_ + "/" + node_id(static_cast<size_t>(i)),
-                                                     args(static_cast<size_t>(i))));
+  for (int i = 0; i < nodes; ++i) nodes_.push_back(make(static_cast<size_t>(i)));
+}
+
+std::unique_ptr<ServerProcess> NodeSet::make(size_t i) const {
+  std::string folder = dir_ + "/" + node_id(i);
+  auto node = std::make_unique<ServerProcess>(binary_, folder, args(i));
+  if (first_uid_ >= 0) {
+    int uid = first_uid_ + static_cast<int>(i);
+    std::filesystem::create_directories(folder);
+    std::ofstream(folder + ".activations", std::ios::app).close();
+    for (const std::string& path : {folder, folder + ".activations"}) {
+      if (::chown(path.c_str(), static_cast<uid_t>(uid), static_cast<gid_t>(uid)) != 0) {
+        std::fprintf(stderr, "cannot give %s to user %d\n", path.c_str(), uid);
+      }
+    }
+    node->set_user(uid);
   }
+  return node;
+}
+
+void NodeSet::run_as_users(int first_uid) {
+  first_uid_ = first_uid;
+  ::chmod(dir_.c_str(), 0755);  // the nodes' users reach their folders through it
+  for (size_t i = 0; i < nodes_.size(); ++i) nodes_[i] = make(i);
 }
 
 std::vector<std::string> NodeSet::args(size_t i) const {
@@ -180,13 +202,13 @@ bool NodeSet::start() {
 }
 
 bool NodeSet::restart(size_t i) {
-  nodes_[i] = std::make_unique<ServerProcess>(binary_, dir_ + "/" + node_id(i), args(i));
+  nodes_[i] = make(i);
   return nodes_[i]->start(std::chrono::seconds(40));
 }
 
 bool NodeSet::add() {
   size_t i = nodes_.size();
-  nodes_.push_back(std::make_unique<ServerProcess>(binary_, dir_ + "/" + node_id(i), args(i)));
+  nodes_.push_back(make(i));
   return nodes_[i]->start(std::chrono::seconds(40));
 }
 

@@ -76,13 +76,19 @@ class NodeSet {
   std::string failure();
   // Every node writes its activation trace (--trace-activations) here.
   std::vector<std::string> trace_files() const;
+  // From the next start on, node i runs as user first_uid + i (its folder
+  // and trace are given to that user), so that firewall rules can tell the
+  // nodes' packets apart (iptables' owner match). The test runs as root.
+  void run_as_users(int first_uid);
 
  private:
   std::vector<std::string> args(size_t i) const;
+  std::unique_ptr<ServerProcess> make(size_t i) const;
   std::string binary_;
   std::string dir_;
   std::string etcd_;
   std::vector<std::string> extra_;
+  int first_uid_ = -1;
   std::vector<std::unique_ptr<ServerProcess>> nodes_;
 };
 

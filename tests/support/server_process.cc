@@ -1,6 +1,7 @@
 #include "support/server_process.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -42,6 +43,10 @@ bool ServerProcess::start(std::chrono::milliseconds timeout) {
     dup2(fds[1], 1);
     dup2(fds[1], 2);
     for (auto& [name, value] : env_) setenv(name.c_str(), value.c_str(), 1);
+    if (uid_ >= 0 && (setgroups(0, nullptr) != 0 || setgid(static_cast<gid_t>(uid_)) != 0 ||
+                      setuid(static_cast<uid_t>(uid_)) != 0)) {
+      _exit(126);
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

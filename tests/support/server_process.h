@@ -39,6 +39,9 @@ class ServerProcess {
   void set_environment(std::vector<std::pair<std::string, std::string>> env) {
     env_ = std::move(env);
   }
+  // Runs the server as this user and group ID (the test runs as root), for
+  // firewall rules that match a process's packets by owner; -1: unchanged.
+  void set_user(int uid) { uid_ = uid; }
   // Starts and waits for "listening"; false (with output()) if it did not come.
   bool start(std::chrono::milliseconds timeout = std::chrono::seconds(20));
   int port() const { return port_; }
@@ -62,6 +65,7 @@ class ServerProcess {
   std::string data_dir_;
   std::vector<std::string> extra_args_;
   std::vector<std::pair<std::string, std::string>> env_;
+  int uid_ = -1;
   pid_t pid_ = -1;
   int out_fd_ = -1;
   int port_ = 0;
