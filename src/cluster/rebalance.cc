@@ -62,9 +62,10 @@ void Cluster::rebalance() {
       }
       continue;
     }
-    // A replica past the count leaves: one out of sync or away at once, one
-    // in sync only when every preferred node is live and in sync.
-    if (r.replicas.size() <= static_cast<size_t>(options_.replicas)) continue;
+    // A replica past the preferred ones leaves (past the count, or a retired
+    // node when fewer nodes are left than the count): one out of sync or away
+    // at once, one in sync only when every preferred node is live and in sync.
+    if (r.replicas.size() <= want.size()) continue;
     bool whole = std::all_of(want.begin(), want.end(),
                              [&](const std::string& n) { return nodes_.count(n) && contains(r.in_sync, n); });
     std::string extra;

@@ -1022,6 +1022,30 @@ TEST_F(RetireClusterTest, ARetiredNodeHandsOverEverythingAndCanThenStopUnnoticed
   }
 }
 
+// Three copies on three nodes: a retired node leaves every replica set even
+// though two nodes are then fewer than the count (nothing is left pending).
+class RetireFromThreeCopiesTest : public RetireClusterTest {
+ protected:
+  void SetUp() override { start_replicated(3); }
+};
+
+TEST_F(RetireFromThreeCopiesTest, ARetiredNodeLeavesEveryReplicaSetWhenFewerNodesAreLeftThanCopies) {
+  constexpr int kCounters = 12;
+  std::map<int, int> acked = seed_counters("f", kCounters);
+  ASSERT_EQ(retire(0, "n3").status, 200);
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!(settled_without(0, "n3") && settled_without(1, "n3")) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_TRUE(settled_without(0, "n3")) << nodes_->status(0);
+  EXPECT_EQ(nodes_->node(2).stop(SIGKILL), 128 + SIGKILL);
+  for (int c = 0; c < kCounters; ++c) {
+    auto got = get(static_cast<size_t>(c % 2), "/counter/f" + std::to_string(c));
+    ASSERT_EQ(got.status, 200) << got.body;
+    EXPECT_EQ(std::stoi(got.body), acked[c]) << "counter f" << c;
+  }
+}
+
 // A node gone for good, retired: its copies are made again on the others,
 // so the partitions have two copies once more, and survive the next loss.
 TEST_F(RetireClusterTest, ADeadNodeRetiredHasItsCopiesMadeAgainElsewhere) {
