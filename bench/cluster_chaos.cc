@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <mutex>
@@ -84,6 +85,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   TempDir dir;
+  if (std::getenv("DOBJ_KEEP_CLUSTER_DIR")) {  // the nodes' and etcd's logs, to read after a run
+    dir.keep();
+    std::fprintf(stderr, "keeping %s\n", dir.path().c_str());
+  }
   EtcdCluster etcd(dir.path() + "/etcd", 3);
   if (!etcd.ready()) {
     std::fprintf(stderr, "etcd did not start\n");
@@ -255,6 +260,11 @@ int main(int argc, char** argv) {
                   static_cast<unsigned long long>(k.attempted));
     }
     outages.insert(outages.end(), k.outages_ms.begin(), k.outages_ms.end());
+  }
+  if (std::getenv("DOBJ_KEEP_CLUSTER_DIR")) {
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      std::ofstream(dir.path() + "/" + nodes.node_id(i) + ".log") << nodes.node(i).output();
+    }
   }
   // Every node traced each answer it released: no two ran one counter at once.
   ActivationCheck trace = check_activations(nodes.trace_files());

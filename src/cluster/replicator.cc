@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -586,11 +587,17 @@ void Cluster::catch_up() {
     log_info("cluster: node " + c.node + " caught up with partition " + std::to_string(p) + " and is in sync again");
     end_catch_up(p, "");
   }
-  // New ones: partitions this node serves with a live replica out of sync.
-  std::map<int, std::vector<std::pair<const NamespaceImpl*, ObjectId>>> objects_of;
+  // New ones: partitions this node serves with a live replica out of sync;
+  // those below --min-copies (refusing every answer) first.
+  std::vector<int> order;
+  for (int p = 0; p < partitions_; ++p) order.push_back(p);
+  std::stable_partition(order.begin(), order.end(), [&](int p) {
+    return static_cast<int>(records_[static_cast<size_t>(p)].in_sync.size()) < options_.min_copies;
+  });
   std::set<std::string> unreachable;  // this round: a reset failed, try its others later
-  bool scanned = false;
-  for (int p = 0; p < partitions_ && running.size() < kAtOnce && !out_of_time(); ++p) {
+  std::vector<std::pair<int, std::string>> started_now;  // partition, learner
+  for (int p : order) {
+    if (running.size() >= kAtOnce || out_of_time()) break;
     const auto& r = records_[static_cast<size_t>(p)];
     if (r.owner != options_.node_id || !stamped_.count(p) || running.count(p)) continue;
     std::string node;
@@ -613,23 +620,34 @@ void Cluster::catch_up() {
       }
       continue;
     }
-    if (!scanned) {
-      // One pass over the folders finds the objects of every partition.
-      scanned = true;
-      for_each_database(*runtime_, [&](const NamespaceImpl* ns, const ObjectId& id, const std::string&) {
-        objects_of[partition_of(id)].emplace_back(ns, id);
-      });
+    // A learner from here on: every ship of p reaches it.
+    {
+      std::lock_guard lock(learners_mu_);
+      catching_up_[p] = CatchUp{p, node, 0, false, false, std::chrono::steady_clock::now()};
     }
+    running[p];
+    started_now.emplace_back(p, node);
+  }
+  if (started_now.empty()) return;
+  // Only now, with the learners registered, the objects to copy: any commit
+  // before this is in a database file the pass finds, and the snapshot taken
+  // later holds it; an object made after the pass has had every commit
+  // shipped to the learner. (Listing before registering would miss an object
+  // made in between, and the learner would count in sync without it.)
+  std::map<int, std::vector<std::pair<const NamespaceImpl*, ObjectId>>> objects_of;
+  for_each_database(*runtime_, [&](const NamespaceImpl* ns, const ObjectId& id, const std::string&) {
+    objects_of[partition_of(id)].emplace_back(ns, id);
+  });
+  for (const auto& [p, node] : started_now) {
     const auto& objects = objects_of[p];
     {
       std::lock_guard lock(learners_mu_);
-      catching_up_[p] = CatchUp{p, node, objects.size(), false, false, std::chrono::steady_clock::now()};
+      catching_up_[p].pending = objects.size();
     }
-    running[p];
     for (const auto& [ns, id] : objects) {
       runtime_->run_on_object(
           ns, id, nullptr,
-          [this, node](ObjectHost& host, Reply reply) {
+          [this, node = node](ObjectHost& host, Reply reply) {
             int p = partition_of(host.id());
             ReplicaRecord rec;
             rec.ns = host.ns()->name();
