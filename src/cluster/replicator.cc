@@ -640,15 +640,17 @@ void Cluster::catch_up() {
   });
   for (const auto& [p, node] : started_now) {
     const auto& objects = objects_of[p];
+    std::chrono::steady_clock::time_point started;  // tells this catch-up from a later one of p
     {
       std::lock_guard lock(learners_mu_);
       catching_up_[p].pending = objects.size();
+      started = catching_up_[p].started;
     }
     for (const auto& [ns, id] : objects) {
       runtime_->run_on_object(
           ns, id, nullptr,
           [this, node = node](ObjectHost& host, Reply reply) {
-            int p = partition_of(host.id());
+            int part = partition_of(host.id());
             ReplicaRecord rec;
             rec.ns = host.ns()->name();
             rec.id = host.id().to_string();
@@ -658,7 +660,7 @@ void Cluster::catch_up() {
               sqlite3_int64 size = 0;
               unsigned char* bytes = sqlite3_serialize(db, "main", &size, 0);
               if (!bytes) {
-                learner_failed(p, node);
+                learner_failed(part, node);
               } else {
                 rec.kind = ReplicaRecord::Kind::kReplace;
                 rec.file.assign(reinterpret_cast<const char*>(bytes), static_cast<size_t>(size));
@@ -667,19 +669,20 @@ void Cluster::catch_up() {
             }
             host.shard()->replication_log()->record(std::move(rec));
             GroupCommit& commits = host.shard()->commits();
-            commits.when_durable(commits.committed(nullptr, nullptr), [this, p, reply](Status st) {
-              {
-                std::lock_guard lock(learners_mu_);
-                auto it = catching_up_.find(p);
-                if (it != catching_up_.end()) {
-                  if (!st.is_ok()) it->second.failed = true;
-                  if (it->second.pending > 0) --it->second.pending;
-                }
-              }
-              reply(Response{});
+            commits.when_durable(commits.committed(nullptr, nullptr), [reply](Status st) {
+              reply(st.is_ok() ? Response{} : Response::error(500, st.message()));
             });
           },
-          [](Answer) {});
+          // Also when the snapshot never ran (the object's shard refused the
+          // delivery: its partition was moving, or the lease lapsed): the
+          // catch-up fails and starts again, rather than wait for it.
+          [this, p, started](Answer a) {
+            std::lock_guard lock(learners_mu_);
+            auto it = catching_up_.find(p);
+            if (it == catching_up_.end() || it->second.started != started) return;
+            if (a.response.status != 200) it->second.failed = true;
+            if (it->second.pending > 0) --it->second.pending;
+          });
     }
     log_info("cluster: catching up node " + node + " with partition " + std::to_string(p) + " (" +
              std::to_string(objects.size()) + " objects)");
