@@ -83,6 +83,10 @@ struct ServerOptions {
   std::chrono::milliseconds cpu_limit{30'000};
   // Multiplies the backoff between alarm retries (tests use a small value).
   double alarm_backoff_scale = 1.0;
+  // Tests: the node's wall clock (alarm times, State::now) reads this far
+  // ahead of the system's (negative: behind), as a host whose clock is off.
+  // Leases and timeouts use the monotonic clock and are not moved.
+  std::chrono::milliseconds clock_skew{0};
   // A block_concurrency_while callback still running after this resets the object.
   std::chrono::milliseconds block_concurrency_timeout{30'000};
   // Events waiting for one object beyond this get 503 "overloaded".

@@ -44,6 +44,7 @@ Runtime::Runtime(ServerOptions options, Bindings bindings,
       worker_(std::move(worker)),
       blocking_(std::make_unique<boost::asio::thread_pool>(2)),
       incarnation_(std::random_device{}() | 1) {
+  system_time_.set_offset_ms(options_.clock_skew.count());
   if (!worker_) worker_ = default_route;
   int shard_count = options_.shards > 0
                         ? options_.shards

@@ -40,13 +40,18 @@ class TimeSource {
 
 class SystemTime : public TimeSource {
  public:
-  int64_t now_ms() const override { return system_now_ms(); }
+  int64_t now_ms() const override { return system_now_ms() + offset_ms_; }
+  // Tests (--clock-skew-ms): this node's wall clock reads this far ahead.
+  void set_offset_ms(int64_t ms) { offset_ms_ = ms; }
   std::chrono::steady_clock::time_point steady_now() const override {
     return std::chrono::steady_clock::now();
   }
   uint64_t subscribe(std::function<void()>) override { return 0; }
   void unsubscribe(uint64_t) override {}
   bool is_fake() const override { return false; }
+
+ private:
+  int64_t offset_ms_ = 0;  // set before any thread reads it
 };
 
 class FakeTime : public TimeSource {

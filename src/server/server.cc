@@ -186,6 +186,10 @@ int Server::run(int argc, char** argv) {
   app.add_option("--cpu-limit-ms", cpu_limit_ms,
                  "reset an object whose turn uses more CPU than this (0: no limit)")
       ->capture_default_str();
+  int64_t clock_skew_ms = 0;
+  app.add_option("--clock-skew-ms", clock_skew_ms,
+                 "tests: this node's wall clock (alarm times) reads this many ms ahead of the system's "
+                 "(negative: behind), as on a host whose clock is off");
   app.add_option("--alarm-backoff-scale", o.alarm_backoff_scale,
                  "multiply the backoff between alarm retries (2 s, 4 s, ...) by this")
       ->check(CLI::PositiveNumber)
@@ -309,6 +313,7 @@ int Server::run(int argc, char** argv) {
   }
   o.history_max_bytes = history_max_mb << 20;
   o.cpu_limit = std::chrono::milliseconds(cpu_limit_ms);
+  o.clock_skew = std::chrono::milliseconds(clock_skew_ms);
   o.connection_idle_timeout = std::chrono::milliseconds(conn_idle_ms);
   o.websocket_idle_timeout = std::chrono::milliseconds(ws_idle_ms);
   bool generated_token = false;

@@ -181,6 +181,12 @@ std::unique_ptr<ServerProcess> NodeSet::make(size_t i) const {
   return node;
 }
 
+void NodeSet::add_node_args(size_t i, std::vector<std::string> args) {
+  auto& own = node_args_[i];
+  own.insert(own.end(), args.begin(), args.end());
+  nodes_[i] = make(i);
+}
+
 void NodeSet::run_as_users(int first_uid) {
   first_uid_ = first_uid;
   ::chmod(dir_.c_str(), 0755);  // the nodes' users reach their folders through it
@@ -191,6 +197,7 @@ std::vector<std::string> NodeSet::args(size_t i) const {
   std::vector<std::string> a = {"--cluster", etcd_, "--node-id", node_id(i), "--admin-token", kToken,
                                 "--shards", "2", "--trace-activations", dir_ + "/" + node_id(i) + ".activations"};
   a.insert(a.end(), extra_.begin(), extra_.end());
+  if (auto own = node_args_.find(i); own != node_args_.end()) a.insert(a.end(), own->second.begin(), own->second.end());
   return a;
 }
 

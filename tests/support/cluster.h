@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -80,6 +81,8 @@ class NodeSet {
   // and trace are given to that user), so that firewall rules can tell the
   // nodes' packets apart (iptables' owner match). The test runs as root.
   void run_as_users(int first_uid);
+  // From the next start on, node i gets these flags too.
+  void add_node_args(size_t i, std::vector<std::string> args);
 
  private:
   std::vector<std::string> args(size_t i) const;
@@ -89,6 +92,7 @@ class NodeSet {
   std::string etcd_;
   std::vector<std::string> extra_;
   int first_uid_ = -1;
+  std::map<size_t, std::vector<std::string>> node_args_;
   std::vector<std::unique_ptr<ServerProcess>> nodes_;
 };
 
