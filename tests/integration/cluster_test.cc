@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -100,6 +101,22 @@ class ClusterTest : public ::testing::Test {
       std::this_thread::sleep_for(100ms);
     } while (std::chrono::steady_clock::now() < deadline);
     return r;
+  }
+  // Each counter /counter/<prefix><c> that had increments attempted, read
+  // through node via(c) (once served, waiting up to `within`), holds every
+  // acknowledged increment and no more than were attempted (an unanswered
+  // one may have been applied).
+  void expect_counters(const std::string& prefix, const std::map<int, int>& acked,
+                       const std::map<int, int>& attempted, const std::function<size_t(int)>& via,
+                       std::chrono::seconds within) {
+    for (const auto& [c, tries] : attempted) {
+      HttpResponse r = get_once_served(via(c), "/counter/" + prefix + std::to_string(c),
+                                       std::chrono::steady_clock::now() + within);
+      ASSERT_EQ(r.status, 200) << "counter " << prefix << c << ": " << r.body;
+      auto ok = acked.find(c);
+      EXPECT_GE(std::stoi(r.body), ok == acked.end() ? 0 : ok->second) << "counter " << prefix << c;
+      EXPECT_LE(std::stoi(r.body), tries) << "counter " << prefix << c;
+    }
   }
 
   TempDir dir_;
@@ -648,6 +665,15 @@ bool all_in_sync(NodeSet& nodes, size_t i) {
   return true;
 }
 
+// Waits up to `within` until all_in_sync(nodes, i); whether it came.
+bool wait_all_in_sync(NodeSet& nodes, size_t i, std::chrono::seconds within) {
+  auto deadline = std::chrono::steady_clock::now() + within;
+  while (!all_in_sync(nodes, i) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(200ms);
+  }
+  return all_in_sync(nodes, i);
+}
+
 TEST_F(ReplicatedClusterTest, ARestartedNodeCatchesUpAndItsCopiesServeTheNextFailover) {
   constexpr int kCounters = 24;
   std::map<int, int> acked;
@@ -677,9 +703,7 @@ TEST_F(ReplicatedClusterTest, ARestartedNodeCatchesUpAndItsCopiesServeTheNextFai
   for (int c = 0; c < kCounters; ++c) ASSERT_EQ(increment(static_cast<size_t>(c % 3), c), 200);
   // (A ship that took longer than a lease on a loaded machine drops its
   // backup; it catches up again.)
-  deadline = std::chrono::steady_clock::now() + 60s;
-  while (!all_in_sync(*nodes_, 1) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(200ms);
-  ASSERT_TRUE(all_in_sync(*nodes_, 1)) << nodes_->status(1);
+  ASSERT_TRUE(wait_all_in_sync(*nodes_, 1, 60s)) << nodes_->status(1);
   // Now the two others die one after the other: n1's copies, caught up,
   // serve everything with every acknowledged write.
   EXPECT_EQ(nodes_->node(1).stop(SIGKILL), 128 + SIGKILL);
@@ -781,12 +805,7 @@ TEST_F(MinCopiesClusterTest, BelowMinCopiesNothingIsAcknowledgedUntilACopyCatche
   ASSERT_TRUE(each_answers(90s)) << nodes_->status(0);
   // Every acknowledged increment is there; refused ones may be (they were
   // applied on n1 before the gate held their answer back), never more.
-  for (int c = 0; c < kCounters; ++c) {
-    HttpResponse r = get_once_served(0, "/counter/m" + std::to_string(c), std::chrono::steady_clock::now() + 10s);
-    ASSERT_EQ(r.status, 200) << r.body;
-    EXPECT_GE(std::stoi(r.body), acked[c]) << "counter m" << c;
-    EXPECT_LE(std::stoi(r.body), attempted[c]) << "counter m" << c;
-  }
+  ASSERT_NO_FATAL_FAILURE(expect_counters("m", acked, attempted, [](int) { return size_t{0}; }, 10s));
 }
 
 // Two nodes, two copies of every partition; a third node joins.
@@ -1285,17 +1304,8 @@ TEST_F(NetworkFaultClusterTest, ANodeCutOffFromEtcdStopsAnsweringAndTheOthersTak
   if (nodes_->node(0).exited()) {
     ASSERT_TRUE(nodes_->restart(0)) << nodes_->failure();
   }
-  deadline = std::chrono::steady_clock::now() + 90s;
-  while (!all_in_sync(*nodes_, 1) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(200ms);
-  }
-  ASSERT_TRUE(all_in_sync(*nodes_, 1)) << nodes_->status(1);
-  for (int c = 0; c < kCounters; ++c) {
-    HttpResponse r = get_once_served(0, "/counter/e" + std::to_string(c), std::chrono::steady_clock::now() + 20s);
-    ASSERT_EQ(r.status, 200) << r.body;
-    EXPECT_GE(std::stoi(r.body), acked[c]) << "counter e" << c;
-    EXPECT_LE(std::stoi(r.body), attempted[c]) << "counter e" << c;
-  }
+  ASSERT_TRUE(wait_all_in_sync(*nodes_, 1, 90s)) << nodes_->status(1);
+  ASSERT_NO_FATAL_FAILURE(expect_counters("e", acked, attempted, [](int) { return size_t{0}; }, 20s));
 }
 
 // n1 and n2 cannot reach each other; both still reach etcd, n3 and their
@@ -1346,18 +1356,9 @@ TEST_F(NetworkFaultClusterTest, AnOwnerCutOffFromOneBackupDropsItFromTheInSyncSe
       ASSERT_TRUE(nodes_->restart(i)) << nodes_->failure();
     }
   }
-  deadline = std::chrono::steady_clock::now() + 90s;
-  while (!all_in_sync(*nodes_, 2) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(200ms);
-  }
-  ASSERT_TRUE(all_in_sync(*nodes_, 2)) << nodes_->status(2);
-  for (int c = 0; c < kCounters; ++c) {
-    HttpResponse r = get_once_served(static_cast<size_t>(c % 3), "/counter/b" + std::to_string(c),
-                                     std::chrono::steady_clock::now() + 20s);
-    ASSERT_EQ(r.status, 200) << r.body;
-    EXPECT_GE(std::stoi(r.body), acked[c]) << "counter b" << c;
-    EXPECT_LE(std::stoi(r.body), attempted[c]) << "counter b" << c;
-  }
+  ASSERT_TRUE(wait_all_in_sync(*nodes_, 2, 90s)) << nodes_->status(2);
+  ASSERT_NO_FATAL_FAILURE(
+      expect_counters("b", acked, attempted, [](int c) { return static_cast<size_t>(c % 3); }, 20s));
 }
 
 // Clocks that disagree: n1's wall clock reads 90 s ahead, n2's 90 s behind
@@ -1432,12 +1433,7 @@ TEST_F(ClockSkewClusterTest, NodesWhoseWallClocksDisagreeByMinutesNeverServeOneO
     ASSERT_TRUE(nodes_->restart(1)) << nodes_->failure();
   }
   ASSERT_TRUE(every_counter_answers({0, 1, 2}, 30s));
-  for (int c = 0; c < kCounters; ++c) {
-    HttpResponse r = get_once_served(2, "/counter/k" + std::to_string(c), std::chrono::steady_clock::now() + 20s);
-    ASSERT_EQ(r.status, 200) << r.body;
-    EXPECT_GE(std::stoi(r.body), acked[c]) << "counter k" << c;
-    EXPECT_LE(std::stoi(r.body), attempted[c]) << "counter k" << c;
-  }
+  ASSERT_NO_FATAL_FAILURE(expect_counters("k", acked, attempted, [](int) { return size_t{2}; }, 20s));
 }
 
 // The check behind every cluster test's TearDown finds what it is for.
