@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -20,6 +21,25 @@ using namespace std::chrono_literals;
 
 MixedLoad::MixedLoad(std::string tag, uint32_t seed) : tag_(std::move(tag)), rng_(seed) {}
 
+namespace {
+
+// One kept-alive connection per node; each request through a random one.
+class Through {
+ public:
+  Through(const std::vector<int>& ports, unsigned seed) : pick_(seed) {
+    for (int port : ports) clients_.push_back(std::make_unique<HttpClient>(port, 2s));
+  }
+  HttpResponse request(const std::string& method, const std::string& target, const std::string& body = "") {
+    return clients_[pick_() % clients_.size()]->request(method, target, body);
+  }
+
+ private:
+  std::mt19937 pick_;
+  std::vector<std::unique_ptr<HttpClient>> clients_;
+};
+
+}  // namespace
+
 bool MixedLoad::prepare(int port) {
   for (int a = 0; a < kAccounts; ++a) {
     if (http(port, "POST",
@@ -33,8 +53,9 @@ bool MixedLoad::prepare(int port) {
   return http(port, "POST", "/sql/" + tag_, create.dump()).status == 200;
 }
 
-void MixedLoad::run(int port, const std::function<void()>& cut) {
+void MixedLoad::run(const std::vector<int>& ports, const std::function<void()>& cut) {
   ++round_;
+  unsigned seed = static_cast<unsigned>(round_) * 100;
   std::atomic<bool> stop{false};
   std::vector<std::thread> load;
   auto take_id = [this] {
@@ -42,15 +63,15 @@ void MixedLoad::run(int port, const std::function<void()>& cut) {
     return next_id_++;
   };
   for (int c = 0; c < kCounters; ++c) {
-    load.emplace_back([&, c] {
-      HttpClient client(port, 2s);
+    load.emplace_back([&, c, seed = seed + 10 + static_cast<unsigned>(c)] {
+      Through client(ports, seed);
       while (!stop) {
         HttpResponse r =
             client.request("POST", "/counter/" + tag_ + "-c" + std::to_string(c) + "/increment");
         std::lock_guard lock(mu_);
         if (r.status != 200) {
           ++unanswered_[c];
-          if (r.status != 0) {
+          if (r.status != 0 && !(unavailable_is_unknown_ && r.status == 503)) {
             odd_answers_.push_back("increment answered " + std::to_string(r.status) + ": " + r.body);
           }
           return;
@@ -61,8 +82,8 @@ void MixedLoad::run(int port, const std::function<void()>& cut) {
     });
   }
   for (int b = 0; b < kBatchers; ++b) {
-    load.emplace_back([&, b] {
-      HttpClient client(port, 2s);
+    load.emplace_back([&, b, seed = seed + 20 + static_cast<unsigned>(b)] {
+      Through client(ports, seed);
       while (!stop) {
         std::string n = std::to_string(take_id());
         Json body = {{"put", {{"b" + n + "-x", n}, {"b" + n + "-y", n}}}};
@@ -75,8 +96,8 @@ void MixedLoad::run(int port, const std::function<void()>& cut) {
     });
   }
   for (int t = 0; t < 2; ++t) {
-    load.emplace_back([&, t] {
-      HttpClient client(port, 2s);
+    load.emplace_back([&, t, seed = seed + 30 + static_cast<unsigned>(t)] {
+      Through client(ports, seed);
       std::mt19937 local(static_cast<unsigned>(round_ * 10 + t));
       while (!stop) {
         int from = static_cast<int>(local() % kAccounts), to = static_cast<int>(local() % kAccounts);
@@ -88,8 +109,8 @@ void MixedLoad::run(int port, const std::function<void()>& cut) {
     });
   }
   // New objects, one write each: a database file is made for every one.
-  load.emplace_back([&] {
-    HttpClient client(port, 2s);
+  load.emplace_back([&, seed = seed + 4] {
+    Through client(ports, seed);
     for (int i = 0; !stop; ++i) {
       std::string name = tag_ + "-new-" + std::to_string(round_) + "-" + std::to_string(i);
       if (client.request("POST", "/counter/" + name + "/increment").status != 200) return;
@@ -97,8 +118,8 @@ void MixedLoad::run(int port, const std::function<void()>& cut) {
       created_.push_back(name);
     }
   });
-  load.emplace_back([&] {
-    HttpClient client(port, 2s);
+  load.emplace_back([&, seed = seed + 5] {
+    Through client(ports, seed);
     while (!stop) {
       int64_t v = take_id();
       Json body = {{"query", "INSERT INTO t(v) VALUES (?)"}, {"params", {v}}};
@@ -108,8 +129,8 @@ void MixedLoad::run(int port, const std::function<void()>& cut) {
     }
   });
   // Alarms: each acknowledged schedule must fire, before the cut or after.
-  load.emplace_back([&] {
-    HttpClient client(port, 2s);
+  load.emplace_back([&, seed = seed + 6] {
+    Through client(ports, seed);
     std::mt19937 local(static_cast<unsigned>(round_));
     while (!stop) {
       std::string name = tag_ + "-t" + std::to_string(take_id());
@@ -127,7 +148,7 @@ void MixedLoad::run(int port, const std::function<void()>& cut) {
   });
   // A chat room keeps going under the load (it has nothing durable).
   load.emplace_back([&] {
-    WsClient a(port, "/room/" + tag_ + "/websocket", 2s);
+    WsClient a(ports[static_cast<size_t>(round_) % ports.size()], "/room/" + tag_ + "/websocket", 2s);
     if (!a.connected()) return;
     for (int i = 0; !stop; ++i) {
       if (!a.send_text("m" + std::to_string(i)) || !a.next_message()) return;

@@ -6,6 +6,8 @@
 // server and remember every write the server acknowledged; the caller's `cut`
 // kills the server mid-load; the clients stop at their first failed request.
 // After a restart, check() asks the server for every acknowledged write.
+// Given the ports of several cluster nodes, each request goes through one
+// of them at random.
 #pragma once
 
 #include <array>
@@ -34,13 +36,20 @@ class MixedLoad {
   bool prepare(int port);
   // Runs one round of load against port; calls cut() on this thread after a
   // random 200-800 ms (it must stop the server), then waits for the clients.
-  void run(int port, const std::function<void()>& cut);
+  void run(int port, const std::function<void()>& cut) { run(std::vector<int>{port}, cut); }
+  // The same through several nodes, a random one for each request.
+  void run(const std::vector<int>& ports, const std::function<void()>& cut);
   // Asks the server at port for every write acknowledged so far. Returns what
   // is missing or wrong, one line each (empty: all there).
   std::vector<std::string> check(int port);
 
   // How long check() waits for acknowledged alarms to fire (default 20 s).
   void set_alarm_wait(std::chrono::milliseconds wait) { alarm_wait_ = wait; }
+
+  // In a cluster a 503 (the object's node is gone or fenced) leaves the
+  // write's outcome unknown, as a dropped connection does, instead of being
+  // an answer no request should get.
+  void set_unavailable_is_unknown(bool yes) { unavailable_is_unknown_ = yes; }
 
   int rounds() const { return round_; }
   int64_t writes_checked() const { return checked_; }
@@ -51,6 +60,7 @@ class MixedLoad {
   int round_ = 0;
   int64_t checked_ = 0;
   std::chrono::milliseconds alarm_wait_{20000};
+  bool unavailable_is_unknown_ = false;
   std::mutex mu_;  // guards what follows, while clients run
   std::array<int64_t, kCounters> counter_{};          // highest value answered
   // Increments sent since that answer that got none (each may have landed).
