@@ -29,64 +29,6 @@ int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
 
-uint64_t mix(uint64_t x) {  // splitmix64's finaliser
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
-
-uint64_t fnv1a(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
-// Rendezvous (highest random weight) hashing: nodes ranked by their score
-// for p. Moving a partition only when its winner changes keeps moves to those
-// of the nodes that came or went.
-uint64_t score(int p, const std::string& node) {
-  return mix(fnv1a(node) ^ mix(static_cast<uint64_t>(p) + 1));
-}
-std::vector<std::string> ranked(int p, const std::set<std::string>& nodes) {
-  std::vector<std::string> out(nodes.begin(), nodes.end());
-  std::sort(out.begin(), out.end(), [p](const std::string& a, const std::string& b) {
-    uint64_t sa = score(p, a), sb = score(p, b);
-    return sa != sb ? sa > sb : a < b;
-  });
-  return out;
-}
-
-
-// The replicas partition p should have, best first: rendezvous order over the
-// live nodes and the replicas away for now (a node that restarts keeps its
-// place rather than have its partitions copied elsewhere).
-std::vector<std::string> preferred_replicas(int p, std::set<std::string> live,
-                                            const std::vector<std::string>& replicas, int count,
-                                            const std::set<std::string>& retired) {
-  live.insert(replicas.begin(), replicas.end());
-  for (const auto& n : retired) live.erase(n);
-  auto order = ranked(p, live);
-  order.resize(std::min(order.size(), static_cast<size_t>(count)));
-  return order;
-}
-
-// Whether partition p's record is where the preferred order wants it: the
-// first preferred node owns it and the replicas are the preferred ones.
-bool placed_as_preferred(int p, const ClusterView::Partition& r, const std::set<std::string>& live, int count,
-                         const std::set<std::string>& retired) {
-  if (r.owner.empty()) return true;  // not placed yet: counted as such
-  auto want = preferred_replicas(p, live, r.replicas, count, retired);
-  if (want.empty() || r.owner != want.front()) return false;
-  return std::set<std::string>(want.begin(), want.end()) ==
-         std::set<std::string>(r.replicas.begin(), r.replicas.end());
-}
-
 std::vector<std::string> split_endpoints(const std::string& list) {
   std::vector<std::string> out;
   size_t from = 0;
@@ -100,12 +42,6 @@ std::vector<std::string> split_endpoints(const std::string& list) {
 }
 
 }  // namespace
-
-std::string ClusterView::Partition::record() const {
-  json j = {{"owner", owner}, {"replicas", replicas}, {"in_sync", in_sync}, {"generation", generation}};
-  if (handed) j["handed"] = true;
-  return j.dump();
-}
 
 Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
   if (options_.etcd_prefix.empty() || options_.etcd_prefix.back() != '/') options_.etcd_prefix += '/';
@@ -196,10 +132,18 @@ Result<Secret> Cluster::join_secret(const std::string& data_dir, std::chrono::mi
                   "another cluster): its objects' IDs would not match this cluster's; start this "
                   "node with an empty --data folder");
   }
+  data_dir_ = data_dir;
+  std::string marker = data_dir + "/" + kEmptyMarker;
   if (!local) {
-    Status st = write_file_atomic(path, std::string(reinterpret_cast<const char*>(secret.data()), 32), 0600);
+    // Marked before the secret makes the folder look used: a restart before
+    // the marker goes does the stepping down again.
+    Status st = write_file_atomic(marker, "this node joined with an empty data folder\n", 0600);
+    if (!st) return st;
+    st = write_file_atomic(path, std::string(reinterpret_cast<const char*>(secret.data()), 32), 0600);
     if (!st) return st;
   }
+  fresh_data_ = static_cast<bool>(read_file(marker));
+  left_in_sync_ = !fresh_data_;
   uint8_t mac[32];
   unsigned mac_len = 0;
   static constexpr char kLabel[] = "dobj peer token";
@@ -305,7 +249,6 @@ void Cluster::acquire_lease() {
   }
   lease_ = *lease;
   stamped_.clear();
-  left_in_sync_ = false;
   // The first lease of this process: whatever it owns, its backups may lack
   // commits it made before it stopped, which it will never ship.
   first_lease_of_process_ = !had_lease_;
@@ -376,15 +319,7 @@ void Cluster::refresh() {
       if (rest.empty() || rest.size() > 5 || rest.find_first_not_of("0123456789") != std::string::npos) continue;
       int p = std::stoi(rest);
       if (p >= partitions_) continue;
-      json j = json::parse(kv.value, nullptr, false);
-      if (!j.is_object()) continue;
-      auto& r = records[static_cast<size_t>(p)];
-      r.owner = j.value("owner", "");
-      r.replicas = j.value("replicas", std::vector<std::string>{});
-      r.in_sync = j.value("in_sync", r.replicas);
-      r.generation = j.value("generation", int64_t{0});
-      r.handed = j.value("handed", false);
-      r.epoch = kv.mod_revision;
+      if (auto r = rules::parse_record(kv.value, kv.mod_revision)) records[static_cast<size_t>(p)] = std::move(*r);
     }
     records_ = std::move(records);
     // Both reads saw at least this revision; a change after it shows as a
@@ -411,6 +346,7 @@ void Cluster::refresh() {
   });
   std::set<int> before = stamped_;
   if (pending && place_and_stamp()) changed = true;
+  if (fresh_data_) clear_fresh();
   if (changed) publish();
   // Partitions taken over from a dead owner: their objects' alarms and
   // catalog rows, now that this node serves them.
@@ -420,7 +356,7 @@ void Cluster::refresh() {
 }
 
 std::vector<std::string> Cluster::preferred(int p) const {
-  return preferred_replicas(p, last_members_, records_[static_cast<size_t>(p)].replicas, options_.replicas,
+  return rules::preferred_replicas(p, last_members_, records_[static_cast<size_t>(p)].replicas, options_.replicas,
                             retired_);
 }
 
@@ -428,7 +364,13 @@ bool Cluster::settled() const { return Clock::now() - members_since_ >= options_
 
 bool Cluster::place_and_stamp() {
   bool changed = false;
-  const std::set<std::string>& members = last_members_;
+  const std::set<std::string>& members = last_members_;  // the live nodes
+  if (fresh_data_ && !inherited_known_) {
+    for (int p = 0; p < partitions_; ++p) {
+      if (records_[static_cast<size_t>(p)].owner == options_.node_id) inherited_.insert(p);
+    }
+    inherited_known_ = true;
+  }
   auto now = Clock::now();
   // Nodes started together join within a moment of each other: place only
   // once membership has been still for a lease, so they share the partitions.
@@ -440,18 +382,13 @@ bool Cluster::place_and_stamp() {
     auto& r = records_[static_cast<size_t>(p)];
     std::string k = key("partitions/" + std::to_string(p));
     if (r.owner.empty()) {
-      // The owner and the next replicas-1 nodes; all in sync, as all are empty.
-      std::vector<std::string> order = preferred_replicas(p, members, {}, options_.replicas, retired_);
-      if (!settled || order.empty() || order.front() != options_.node_id) continue;
-      ClusterView::Partition mine;
-      mine.owner = options_.node_id;
-      mine.replicas = order;
-      mine.in_sync = order;
-      mine.generation = 1;
-      auto made = etcd_->txn({etcd::Compare::absent(k)}, {etcd::Op::put(k, mine.record())}, {});
+      if (!settled) continue;
+      auto mine = rules::place(p, options_.node_id, members, options_.replicas, retired_);
+      if (!mine) continue;
+      auto made = etcd_->txn({etcd::Compare::absent(k)}, {etcd::Op::put(k, mine->record())}, {});
       if (made && made->succeeded) {
-        mine.epoch = made->revision;
-        r = mine;
+        mine->epoch = made->revision;
+        r = *mine;
         stamped_.insert(p);
         stamped_at_[p] = made->revision;
         changed = true;
@@ -459,28 +396,15 @@ bool Cluster::place_and_stamp() {
       continue;
     }
     if (r.owner != options_.node_id && !nodes_.count(r.owner) && contains(r.in_sync, options_.node_id)) {
-      // The owner is gone (its lease ended, so it serves nothing). The first
-      // live in-sync backup takes over, alone in sync: another backup may
-      // hold a commit the owner shipped it and not this node, so it must be
-      // made anew before it counts again.
-      std::set<std::string> live_in_sync;
-      for (const auto& n : r.in_sync) {
-        if (nodes_.count(n)) live_in_sync.insert(n);
-      }
-      auto order = ranked(p, live_in_sync);
-      if (order.empty() || order.front() != options_.node_id) continue;
-      ClusterView::Partition next = r;
-      next.owner = options_.node_id;
-      next.in_sync = {options_.node_id};
-      next.generation = r.generation + 1;
-      next.handed = false;
+      auto next = rules::take_over(p, r, options_.node_id, members);
+      if (!next) continue;
       std::lock_guard apply(apply_mu_);  // no batch half applied to the copies
       auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)},
-                             {etcd::Op::put(k, next.record())}, {});
+                             {etcd::Op::put(k, next->record())}, {});
       if (made && made->succeeded) {
         log_info("cluster: took over partition " + std::to_string(p) + " from node " + r.owner);
-        next.epoch = made->revision;
-        r = next;
+        next->epoch = made->revision;
+        r = *next;
         stamped_.insert(p);
         stamped_at_[p] = made->revision;
         adopting_.insert(p);
@@ -489,15 +413,16 @@ bool Cluster::place_and_stamp() {
       continue;
     }
     if (r.owner != options_.node_id || stamped_.count(p) || moving_.count(p)) continue;
+    if (inherited_.count(p)) {
+      changed = step_down(p) || changed;
+      continue;
+    }
     // Owned from before this lease, or handed to this node: a new epoch
     // before serving it, so that anything still holding the old one can
     // tell. A node's first lease may follow commits it never shipped, so its
     // backups are out of sync, unless the partition was handed to it and it
     // has served it under no lease since.
-    ClusterView::Partition next = r;
-    next.generation = r.generation + 1;
-    next.handed = false;
-    if (first_lease_of_process_ && !r.handed) next.in_sync = {options_.node_id};
+    ClusterView::Partition next = rules::restamp(r, first_lease_of_process_);
     auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)},
                            {etcd::Op::put(k, next.record())}, {});
     if (made && made->succeeded) {
@@ -518,6 +443,36 @@ bool Cluster::place_and_stamp() {
     }
   }
   return changed;
+}
+
+bool Cluster::step_down(int p) {
+  auto& r = records_[static_cast<size_t>(p)];
+  auto down = rules::step_down(p, r, options_.node_id, last_members_);
+  if (down.kind == rules::StepDown::Kind::kWait) return false;
+  std::string k = key("partitions/" + std::to_string(p));
+  auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)}, {etcd::Op::put(k, down.record.record())}, {});
+  if (!made || !made->succeeded) return false;
+  inherited_.erase(p);
+  down.record.epoch = made->revision;
+  r = down.record;
+  if (down.kind == rules::StepDown::Kind::kServeAnew) {
+    log_error("cluster: partition " + std::to_string(p) + " had its only in-sync copy in this node's data folder, "
+              "which is empty now: its objects start anew");
+    stamped_.insert(p);
+    stamped_at_[p] = made->revision;
+  } else {
+    log_warn("cluster: this node's data folder is empty; partition " + std::to_string(p) + " goes to node " +
+             r.owner + ", which holds it");
+  }
+  return true;
+}
+
+void Cluster::clear_fresh() {
+  if (!left_in_sync_ || !inherited_known_ || !inherited_.empty()) return;
+  if (::unlink((data_dir_ + "/" + kEmptyMarker).c_str()) != 0 && errno != ENOENT) return;
+  (void)sync_dir(data_dir_);
+  fresh_data_ = false;
+  log_info("cluster: this node's copies are disowned; its data folder counts as its own from now on");
 }
 
 void Cluster::publish() {
@@ -744,7 +699,7 @@ std::string Cluster::status_json() const {
     for (const auto& [id, n] : view->nodes) live.insert(id);
     for (size_t p = 0; p < view->partitions.size(); ++p) {
       moves_pending +=
-          !placed_as_preferred(static_cast<int>(p), view->partitions[p], live, options_.replicas, view->retired);
+          !rules::placed_as_preferred(static_cast<int>(p), view->partitions[p], live, options_.replicas, view->retired);
     }
   }
   int owned_here = 0, serving_here = 0;

@@ -45,6 +45,7 @@
 
 #include "dobj/server.h"
 #include "ids/id_factory.h"
+#include "cluster/rules.h"
 #include "runtime/placement.h"
 
 namespace dobj::internal {
@@ -53,39 +54,6 @@ class Runtime;
 class PeerPools;
 namespace etcd {
 class Client;
-}
-
-// What a node knows of the cluster at one etcd revision.
-struct ClusterView {
-  struct Node {
-    std::string peer;  // host:port
-    int64_t lease = 0;
-  };
-  struct Partition {
-    std::string owner;  // empty: not yet placed
-    std::vector<std::string> replicas;  // the owner first
-    std::vector<std::string> in_sync;   // replicas whose copy is current (the owner too)
-    int64_t generation = 0;
-    int64_t epoch = 0;  // the record's mod_revision
-    // Set by a hand-off (the old owner drained it and named this owner);
-    // cleared by the new owner's first stamp. Until then the new owner has
-    // made no commit of it, so its in-sync set holds even after a restart.
-    bool handed = false;
-    bool serving_here = false;  // owned and re-stamped under this node's lease
-    int64_t served_since = 0;   // serving_here: the revision of the stamp it began with
-    std::string moving_to;      // this node is handing it to that node now
-    // The partition's etcd record (owner, replicas, in_sync, generation,
-    // handed), JSON.
-    std::string record() const;
-  };
-  int64_t revision = 0;
-  std::map<std::string, Node> nodes;  // the live ones
-  std::vector<Partition> partitions;
-  std::set<std::string> retired;  // nodes an operator retired
-};
-
-inline bool contains(const std::vector<std::string>& v, const std::string& x) {
-  return std::find(v.begin(), v.end(), x) != v.end();
 }
 
 class Cluster final : public Placement {
@@ -188,9 +156,17 @@ class Cluster final : public Placement {
   bool place_and_stamp();
   // Agent: the pending shrink requests, against etcd.
   void run_shrinks();
-  // Agent, on joining: out of every in-sync set it is in as a backup (it may
-  // have missed commits while away, or hold a torn copy).
+  // Agent, on joining with an empty data folder: out of every in-sync set it
+  // is in as a backup (the copies that made it a member are gone). A node
+  // that restarts with its folder stays in them: any ship it missed made its
+  // owner drop it (or exit) before a write counted, and its copies are
+  // synced before it answers a ship.
   void leave_in_sync_sets();
+  // Agent: with fresh data, a partition owned from before is handed on (or
+  // served anew if this was its only in-sync copy); whether it is settled.
+  bool step_down(int p);
+  // Agent: removes the empty-folder marker once the copies are disowned.
+  void clear_fresh();
   // Agent, after taking over partition p: its objects' alarms and catalog
   // rows, which a backup's copies did not make.
   void adopt_objects(int p);
@@ -240,7 +216,15 @@ class Cluster final : public Placement {
   };
   std::vector<Shrink> shrinks_;  // guarded by mu_
   std::vector<std::function<void()>> agent_tasks_;  // guarded by mu_; run by the agent
-  bool left_in_sync_ = false;    // agent: leave_in_sync_sets ran under this lease
+  static constexpr const char* kEmptyMarker = "cluster-empty";
+  // The data folder was empty when this node joined (kEmptyMarker in it):
+  // it leaves every in-sync set it is in and steps down from the partitions
+  // it owned from before (rules::step_down) before the marker goes.
+  bool fresh_data_ = false;
+  std::string data_dir_;
+  bool left_in_sync_ = true;     // agent: no in-sync set to leave, or left them all
+  bool inherited_known_ = false; // agent: inherited_ was read (fresh data only)
+  std::set<int> inherited_;      // agent: owned from before, not yet stepped down from
   bool had_lease_ = false;       // agent: this process held a lease before
   bool first_lease_of_process_ = false;
   // Backups apply one batch at a time; a takeover waits for the batch under
@@ -250,6 +234,7 @@ class Cluster final : public Placement {
   struct CatchUp {
     int partition = -1;
     std::string node;
+    int64_t learner_lease = 0;  // the learner's lease when it began: a restart there ends it
     size_t pending = 0;  // snapshots not yet on the learner
     bool failed = false;
     bool snapshots_sent = false;

@@ -82,6 +82,10 @@ json compare_json(const Compare& c) {
       j["target"] = "VALUE";
       j["value"] = base64_encode(c.value);
       break;
+    case Compare::Target::kLease:
+      j["target"] = "LEASE";
+      j["lease"] = std::to_string(c.revision);
+      break;
   }
   return j;
 }

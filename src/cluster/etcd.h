@@ -32,7 +32,7 @@ struct KeyValue {
 
 // One condition of a transaction; all compare with "equal".
 struct Compare {
-  enum class Target { kCreateRevision, kModRevision, kValue };
+  enum class Target { kCreateRevision, kModRevision, kValue, kLease };
   std::string key;
   Target target = Target::kCreateRevision;
   int64_t revision = 0;
@@ -43,6 +43,8 @@ struct Compare {
   static Compare unchanged_since(std::string key, int64_t mod_revision) {
     return {std::move(key), Target::kModRevision, mod_revision, {}};
   }
+  // The key is held by this lease (the node key of one process's lease).
+  static Compare lease_is(std::string key, int64_t lease) { return {std::move(key), Target::kLease, lease, {}}; }
   static Compare value_is(std::string key, std::string value) {
     return {std::move(key), Target::kValue, 0, std::move(value)};
   }

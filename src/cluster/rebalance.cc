@@ -42,45 +42,23 @@ void Cluster::rebalance() {
       std::lock_guard lock(learners_mu_);
       if (catching_up_.count(p)) continue;
     }
-    // A preferred live node that is no replica yet becomes one; catch-up
-    // copies the partition to it.
-    auto missing = std::find_if(want.begin(), want.end(),
-                                [&](const std::string& n) { return nodes_.count(n) && !contains(r.replicas, n); });
-    if (missing != want.end()) {
-      ClusterView::Partition next = r;
-      next.replicas.push_back(*missing);
-      if (swap(p, next)) log_info("cluster: node " + *missing + " joins partition " + std::to_string(p) + "'s replicas");
-      continue;
-    }
-    // The first preferred node takes the partition once it holds every
-    // commit (in sync). A preferred node that is away keeps its place: the
-    // partition waits for it rather than move twice.
-    if (want.front() != me) {
-      if (handed < kHandOffsPerRound && nodes_.count(want.front()) && contains(r.in_sync, want.front()) &&
-          hand_off(p, want.front())) {
-        ++handed;
-      }
-      continue;
-    }
-    // A replica past the preferred ones leaves (past the count, or a retired
-    // node when fewer nodes are left than the count): one out of sync or away
-    // at once, one in sync only when every preferred node is live and in sync.
-    if (r.replicas.size() <= want.size()) continue;
-    bool whole = std::all_of(want.begin(), want.end(),
-                             [&](const std::string& n) { return nodes_.count(n) && contains(r.in_sync, n); });
-    std::string extra;
-    for (const auto& n : r.replicas) {
-      if (contains(want, n)) continue;
-      if (!contains(r.in_sync, n) || !nodes_.count(n)) {
-        extra = n;
+    auto move = rules::next_move(r, want, me, last_members_);
+    switch (move.kind) {
+      case rules::Move::Kind::kNone:
+        continue;
+      case rules::Move::Kind::kAddReplica:
+        if (swap(p, rules::moved(r, move))) {
+          log_info("cluster: node " + move.node + " joins partition " + std::to_string(p) + "'s replicas");
+        }
+        continue;
+      case rules::Move::Kind::kHandOff:
+        if (handed < kHandOffsPerRound && hand_off(p, move.node)) ++handed;
+        continue;
+      case rules::Move::Kind::kDropReplica:
         break;
-      }
-      if (whole && extra.empty()) extra = n;
     }
-    if (extra.empty()) continue;
-    ClusterView::Partition next = r;
-    std::erase(next.replicas, extra);
-    std::erase(next.in_sync, extra);
+    const std::string& extra = move.node;
+    ClusterView::Partition next = rules::moved(r, move);
     if (!swap(p, next)) continue;
     log_info("cluster: node " + extra + " leaves partition " + std::to_string(p) + "'s replicas");
     if (auto node = nodes_.find(extra); node != nodes_.end()) {
@@ -134,14 +112,7 @@ bool Cluster::hand_off(int p, const std::string& to) {
   if (drained.is_ok()) {
     // The record names the new owner, first in both lists; "handed" tells it
     // the in-sync set stands.
-    ClusterView::Partition next = r;
-    next.owner = to;
-    next.handed = true;
-    next.generation = r.generation + 1;
-    for (auto* list : {&next.replicas, &next.in_sync}) {
-      std::erase(*list, to);
-      list->insert(list->begin(), to);
-    }
+    ClusterView::Partition next = rules::hand_to(r, to);
     std::string k = key("partitions/" + std::to_string(p));
     auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)}, {etcd::Op::put(k, next.record())}, {});
     if (made && made->succeeded) {

@@ -370,18 +370,15 @@ void Cluster::run_shrinks() {
         retry = true;
         break;
       }
-      json j = json::parse(got->kvs[0].value, nullptr, false);
-      if (!j.is_object() || j.value("owner", "") != options_.node_id || !lease_live()) {
+      auto now = rules::parse_record(got->kvs[0].value, got->kvs[0].mod_revision);
+      if (!now || now->owner != options_.node_id || !lease_live()) {
         if (best_effort) continue;
         result = Status(Code::kUnavailable, "partition " + std::to_string(p) + " is no longer this node's");
         break;
       }
-      auto in_sync = j.value("in_sync", std::vector<std::string>{});
-      if (!contains(in_sync, node)) continue;
-      in_sync.erase(std::remove(in_sync.begin(), in_sync.end(), node), in_sync.end());
-      j["in_sync"] = in_sync;
-      auto made = etcd_->txn({etcd::Compare::unchanged_since(k, got->kvs[0].mod_revision)},
-                             {etcd::Op::put(k, j.dump())}, {});
+      if (!contains(now->in_sync, node)) continue;
+      auto next = rules::out_of_sync(*now, node);
+      auto made = etcd_->txn({etcd::Compare::unchanged_since(k, now->epoch)}, {etcd::Op::put(k, next.record())}, {});
       if (!made || !made->succeeded) {
         retry = true;
         break;
@@ -390,7 +387,7 @@ void Cluster::run_shrinks() {
         log_warn("cluster: node " + node + " is out of partition " + std::to_string(p) + "'s in-sync set");
       }
       auto& r = records_[static_cast<size_t>(p)];
-      r.in_sync = in_sync;
+      r.in_sync = next.in_sync;
       r.epoch = made->revision;
       changed = true;
     }
@@ -424,9 +421,7 @@ void Cluster::leave_in_sync_sets() {
   for (int p = 0; p < partitions_; ++p) {
     auto& r = records_[static_cast<size_t>(p)];
     if (r.owner == options_.node_id || !contains(r.in_sync, options_.node_id)) continue;
-    ClusterView::Partition next = r;
-    next.in_sync.erase(std::remove(next.in_sync.begin(), next.in_sync.end(), options_.node_id),
-                       next.in_sync.end());
+    ClusterView::Partition next = rules::out_of_sync(r, options_.node_id);
     std::string k = key("partitions/" + std::to_string(p));
     auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)}, {etcd::Op::put(k, next.record())}, {});
     if (made && made->succeeded) {
@@ -546,8 +541,10 @@ void Cluster::catch_up() {
   for (auto& [p, c] : running) {
     if (out_of_time()) return;
     const auto& r = records_[static_cast<size_t>(p)];
-    if (c.failed || r.owner != options_.node_id || !nodes_.count(c.node)) {
-      end_catch_up(p, c.failed ? "a ship to it failed" : "it or this node left");
+    auto learner = nodes_.find(c.node);
+    if (c.failed || r.owner != options_.node_id || learner == nodes_.end() ||
+        learner->second.lease != c.learner_lease) {
+      end_catch_up(p, c.failed ? "a ship to it failed" : "it restarted, or it or this node left");
       continue;
     }
     if (c.pending > 0) {
@@ -564,24 +561,25 @@ void Cluster::catch_up() {
     std::string k = key("partitions/" + std::to_string(p));
     auto got = etcd_->get(k);
     if (!got || got->kvs.size() != 1) continue;
-    json j = json::parse(got->kvs[0].value, nullptr, false);
-    if (!j.is_object() || j.value("owner", "") != options_.node_id) {
+    auto now = rules::parse_record(got->kvs[0].value, got->kvs[0].mod_revision);
+    if (!now || now->owner != options_.node_id) {
       end_catch_up(p, "the partition moved");
       continue;
     }
-    auto in_sync = j.value("in_sync", std::vector<std::string>{});
-    if (!contains(in_sync, c.node)) in_sync.push_back(c.node);
-    j["in_sync"] = in_sync;
+    auto next = rules::back_in_sync(*now, c.node);
     {
       // A ship that fails after this check is caught by the shrink it queues.
       std::lock_guard lock(learners_mu_);
       if (catching_up_[p].failed) continue;
     }
-    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, got->kvs[0].mod_revision)},
-                           {etcd::Op::put(k, j.dump())}, {});
+    // The learner must be the process the snapshots went to: one restarted
+    // since (its node key under another lease) may have lost them.
+    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, now->epoch),
+                            etcd::Compare::lease_is(key("nodes/" + c.node), c.learner_lease)},
+                           {etcd::Op::put(k, next.record())}, {});
     if (!made || !made->succeeded) continue;
     auto& rec = records_[static_cast<size_t>(p)];
-    rec.in_sync = in_sync;
+    rec.in_sync = next.in_sync;
     rec.epoch = made->revision;
     publish();
     log_info("cluster: node " + c.node + " caught up with partition " + std::to_string(p) + " and is in sync again");
@@ -600,13 +598,7 @@ void Cluster::catch_up() {
     if (running.size() >= kAtOnce || out_of_time()) break;
     const auto& r = records_[static_cast<size_t>(p)];
     if (r.owner != options_.node_id || !stamped_.count(p) || running.count(p)) continue;
-    std::string node;
-    for (const auto& n : r.replicas) {
-      if (n != options_.node_id && !contains(r.in_sync, n) && nodes_.count(n)) {
-        node = n;
-        break;
-      }
-    }
+    std::string node = rules::to_catch_up(r, options_.node_id, last_members_);
     if (node.empty() || unreachable.count(node)) continue;
     auto answer = reset_copies_on(nodes_[node].peer, p);
     if (!answer || answer->status != 200) {
@@ -623,7 +615,7 @@ void Cluster::catch_up() {
     // A learner from here on: every ship of p reaches it.
     {
       std::lock_guard lock(learners_mu_);
-      catching_up_[p] = CatchUp{p, node, 0, false, false, std::chrono::steady_clock::now()};
+      catching_up_[p] = CatchUp{p, node, nodes_[node].lease, 0, false, false, std::chrono::steady_clock::now()};
     }
     running[p];
     started_now.emplace_back(p, node);
