@@ -313,8 +313,12 @@ void AdminPlane::inspect_object(Shard& here, const ObjectKey& t, const Request& 
                       : entry && entry->name ? Json(*entry->name)
                                              : Json(nullptr);
         out["resident"] = host.has_instance();
-        // In a cluster: the node that serves it (the one answering).
-        if (Placement* placement = host.shard()->runtime().placement()) out["node"] = placement->node_id();
+        // In a cluster: the node that serves it (the one answering), and its
+        // partition (docs/cluster.md).
+        if (Placement* placement = host.shard()->runtime().placement()) {
+          out["node"] = placement->node_id();
+          out["partition"] = placement->route(host.id()).partition;
+        }
         out["sockets"] = host.shard()->sockets().socket_count(host.ns(), host.id());
         try {
           ObjectStore& store = host.store();

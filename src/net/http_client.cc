@@ -233,12 +233,18 @@ struct FetchAwaitable {
     if (url.tls) {
       ssl::context& tls = tls_context(options.ca_file);
       auto exchange = std::make_shared<Exchange<beast::ssl_stream<beast::tcp_stream>>>(
-          back.shard->io(), std::move(url), std::move(request), options, std::move(done), tls);
-      internal::send_through_output_gate([exchange] { exchange->start(); });
+          back.shard->io(), std::move(url), std::move(request), options, done, tls);
+      internal::send_through_output_gate([exchange, done](Status st) {
+        if (!st.is_ok()) return done(st);
+        exchange->start();
+      });
     } else {
       auto exchange = std::make_shared<Exchange<beast::tcp_stream>>(
-          back.shard->io(), std::move(url), std::move(request), options, std::move(done));
-      internal::send_through_output_gate([exchange] { exchange->start(); });
+          back.shard->io(), std::move(url), std::move(request), options, done);
+      internal::send_through_output_gate([exchange, done](Status st) {
+        if (!st.is_ok()) return done(st);
+        exchange->start();
+      });
     }
   }
   Response await_resume() {

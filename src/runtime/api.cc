@@ -122,7 +122,10 @@ struct FetchAwaitable {
     // A worker's call (it runs at once, on the worker's shard): where its
     // objects live decides which shard should serve its connection.
     uint64_t worker = back.ns ? 0 : back.generation;
-    auto send = [from = back.shard, worker, target, ns = ns, id = id, d = std::move(delivery)]() mutable {
+    auto send = [from = back.shard, worker, target, ns = ns, id = id, d = std::move(delivery)](Status st) mutable {
+      // The caller may not send now (reset, or its node may not answer for
+      // it): the call fails in the caller rather than never return.
+      if (!st.is_ok()) return d.reply(Response::error(st.code() == Code::kReset ? 500 : 503, st.message()));
       if (internal::Placement* placement = ns->runtime().placement()) {
         internal::Placement::Route route = placement->route(id);
         if (route.kind != internal::Placement::Route::Kind::kLocal && worker != 0) {

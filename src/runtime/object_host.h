@@ -227,16 +227,21 @@ class ObjectHost {
   int admin_holds_ = 0;
 };
 
+// An output of the object running now (a socket message, a call out):
+// send(ok) at once if its output gate is open (or no object runs), else once
+// the writes before it are durable. send(error) if it may never leave: the
+// object was reset (kReset), or its node may no longer answer for it (a
+// cluster node that lost the partition's lease, or has too few copies in
+// sync). The output then fails where its sender can tell, instead of
+// vanishing.
 template <typename F>
 void send_through_output_gate(F send) {
   ObjectHost* host = ObjectHost::current();
   if (!host || host->output_gate_open()) {
-    send();
+    send(Status::ok());
     return;
   }
-  host->gate_output([send = std::move(send)](Status st) mutable {
-    if (st.is_ok()) send();
-  });
+  host->gate_output(std::move(send));
 }
 
 }  // namespace dobj::internal

@@ -36,6 +36,14 @@ void check_thread(const SocketConn& c) {
   }
 }
 
+// An output of the socket the gate refused. A reset deals with the object's
+// sockets itself; otherwise the node may not answer for the object now, so
+// the client hears 1012 (reconnect) rather than miss a message unaware.
+void refused(SocketConn& c, const Status& why) {
+  if (why.code() == Code::kReset || c.phase != SocketConn::Phase::kOpen) return;
+  c.hub->close(c, internal::ws::kServiceRestart, "this node cannot answer for the object now; reconnect");
+}
+
 // A send or close leaves under the output gate of the object running now.
 void send_gated(const std::shared_ptr<SocketConn>& c, uint8_t opcode,
                 std::shared_ptr<const std::string> payload) {
@@ -45,10 +53,10 @@ void send_gated(const std::shared_ptr<SocketConn>& c, uint8_t opcode,
     throw Error(Code::kTooLarge, "a WebSocket message may be at most " +
                                      std::to_string(kMaxWebSocketMessageBytes) + " bytes");
   }
-  internal::send_through_output_gate(
-      [c, opcode, payload = std::move(payload)]() mutable {
-        c->hub->send(*c, opcode, std::move(payload));
-      });
+  internal::send_through_output_gate([c, opcode, payload = std::move(payload)](Status st) mutable {
+    if (!st.is_ok()) return refused(*c, st);
+    c->hub->send(*c, opcode, std::move(payload));
+  });
 }
 
 }  // namespace
@@ -78,8 +86,10 @@ void WebSocket::close(int code, std::string_view reason) const {
   }
   auto c = conn_;
   c->closed_by_object = true;  // later sends throw, even before the frame leaves
-  internal::send_through_output_gate(
-      [c, code, reason = std::string(reason)] { c->hub->close(*c, code, reason); });
+  internal::send_through_output_gate([c, code, reason = std::string(reason)](Status st) {
+    if (!st.is_ok()) return refused(*c, st);
+    c->hub->close(*c, code, reason);
+  });
 }
 
 WebSocket::ReadyState WebSocket::ready_state() const {

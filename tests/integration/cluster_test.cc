@@ -907,6 +907,64 @@ TEST_F(MinCopiesClusterTest, BelowMinCopiesNothingIsAcknowledgedUntilACopyCatche
 }
 
 // Two nodes, two copies of every partition; a third node joins.
+// A socket's messages are outputs too: while its room's partition has fewer
+// copies in sync than --min-copies, a message the room would send cannot
+// leave, and the socket closes with 1012 (reconnect) instead of missing it
+// unaware.
+TEST_F(MinCopiesClusterTest, ASocketWhosePartitionIsBelowMinCopiesClosesWith1012) {
+  HttpClient admin(nodes_->node(0).port());
+  auto inspect = [&](const std::string& ns, const std::string& name) {
+    auto r = admin.request("GET", "/_dobj/objects/" + ns + "/name:" + name, "",
+                           {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
+    return json::parse(r.body, nullptr, false);
+  };
+  // A room n1 serves, with a socket to it through n1, and a counter in the
+  // same partition (writes there are what shrink its in-sync set).
+  std::unique_ptr<WsClient> socket, other;
+  std::string room;
+  for (int r = 0; r < 60 && room.empty(); ++r) {
+    std::string name = "s" + std::to_string(r);
+    auto s = std::make_unique<WsClient>(nodes_->node(0).port(), "/room/" + name + "/websocket");
+    ASSERT_TRUE(s->connected()) << s->upgrade_response().body;
+    if (owner_of("CHAT_ROOM", name) != 0) continue;
+    room = name;
+    socket = std::move(s);
+    other = std::make_unique<WsClient>(nodes_->node(0).port(), "/room/" + name + "/websocket");
+    ASSERT_TRUE(other->connected());
+  }
+  ASSERT_FALSE(room.empty()) << "n1 served none of 60 rooms";
+  json room_view = inspect("CHAT_ROOM", room);
+  ASSERT_TRUE(room_view.contains("partition")) << room_view.dump();
+  int partition = room_view["partition"];
+  std::string counter;
+  for (int c = 0; c < 5000 && counter.empty(); ++c) {
+    std::string name = "q" + std::to_string(c);
+    ASSERT_EQ(post(0, "/counter/" + name + "/increment").status, 200);
+    if (inspect("COUNTER", name).value("partition", -1) == partition) counter = name;
+  }
+  ASSERT_FALSE(counter.empty()) << "no counter in partition " << partition;
+  ASSERT_TRUE(socket->send_text("before"));
+  EXPECT_EQ(other->next_message(), "before");
+  // Both backups die; a write to the partition finds them gone and takes
+  // them out of its in-sync set: one copy is left, fewer than two.
+  EXPECT_EQ(nodes_->node(1).stop(SIGKILL), 128 + SIGKILL);
+  EXPECT_EQ(nodes_->node(2).stop(SIGKILL), 128 + SIGKILL);
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  HttpResponse w;
+  do {
+    w = post(0, "/counter/" + counter + "/increment");
+  } while (w.body.find("--min-copies 2") == std::string::npos && std::chrono::steady_clock::now() < deadline &&
+           (std::this_thread::sleep_for(100ms), true));
+  ASSERT_NE(w.body.find("--min-copies 2"), std::string::npos) << w.status << " " << w.body;
+  // A message to the room: its broadcast may not leave; both sockets hear
+  // 1012 rather than nothing.
+  ASSERT_TRUE(socket->send_text("while below"));
+  for (auto* s : {socket.get(), other.get()}) {
+    auto [code, reason] = s->await_close();
+    EXPECT_EQ(code, 1012) << reason;
+  }
+}
+
 class GrowingClusterTest : public ClusterTest {
  protected:
   void SetUp() override { start_replicated(2, 2); }
