@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/cluster/run.sh: a 3-node cluster (3 etcd members, all on this machine)
-# against a single node, side by side in one run, with wrk.
+# against a single node and workerd (bench/workerd/workerd.sh: the newest
+# release unless WORKERD_VERSION pins one), side by side in one run, with wrk.
 #
 #   bench/cluster/run.sh              # 3 rounds of 5 s per workload, 3 replicas
 #   DURATION=10 ROUNDS=5 REPLICAS=1 bench/cluster/run.sh
@@ -15,7 +16,12 @@ cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 REPLICAS=${REPLICAS:-3}
-scripts/deps.sh wrk etcd-server
+extra=(wrk etcd-server)
+command -v npm >/dev/null || extra+=(npm)
+scripts/deps.sh "${extra[@]}"
+# shellcheck source=bench/workerd/workerd.sh
+source bench/workerd/workerd.sh
+workerd_install
 cmake --preset release >/dev/null
 cmake --build build/release --target dobj-examples dobj-cli >/dev/null
 bin=build/release/examples/dobj-examples
@@ -49,6 +55,8 @@ for i in 1 2 3; do
 done
 $bin --listen 127.0.0.1:18900 --data "$tmp/single" --admin-token $token >"$tmp/single.log" 2>&1 &
 pids+=($!)
+workerd_start 18920 "$tmp/workerd"
+pids+=($workerd_pid)
 for _ in $(seq 300); do
   $cli --server http://127.0.0.1:18901 --token $token --json cluster status 2>/dev/null |
     grep -q '"unplaced": 0' && break
@@ -63,6 +71,7 @@ owner=1
 for i in 1 2 3; do [[ -n $(find "$tmp/n$i/objects" -name '*.sqlite-wal' 2>/dev/null) ]] && owner=$i; done
 forwarder=$((owner % 3 + 1))
 curl -s -X POST http://127.0.0.1:18900/counter/hot/increment >/dev/null
+for _ in $(seq 100); do curl -s -o /dev/null -X POST http://127.0.0.1:18920/counter/hot/increment && break; sleep 0.1; done
 
 cat >"$tmp/hot.lua" <<'LUA'
 wrk.method = "POST"
@@ -81,21 +90,23 @@ declare -A results
 for round in $(seq "$ROUNDS"); do
   for w in hot-local hot-forward many; do
     case $w in
-      hot-local) c=$(run $((18900 + owner)) "$tmp/hot.lua"); s=$(run 18900 "$tmp/hot.lua") ;;
-      hot-forward) c=$(run $((18900 + forwarder)) "$tmp/hot.lua"); s=$s ;;
-      many) c=$(run 18901 bench/wrk/many.lua); s=$(run 18900 bench/wrk/many.lua) ;;
+      hot-local)
+        c=$(run $((18900 + owner)) "$tmp/hot.lua"); s=$(run 18900 "$tmp/hot.lua"); k=$(run 18920 "$tmp/hot.lua") ;;
+      hot-forward) c=$(run $((18900 + forwarder)) "$tmp/hot.lua") ;;  # single and workerd: as hot-local
+      many) c=$(run 18901 bench/wrk/many.lua); s=$(run 18900 bench/wrk/many.lua); k=$(run 18920 bench/wrk/many.lua) ;;
     esac
-    results[$w-c]+="$c"$'\n' results[$w-s]+="$s"$'\n'
+    results[$w-c]+="$c"$'\n' results[$w-s]+="$s"$'\n' results[$w-k]+="$k"$'\n'
   done
 done
 echo "replicas: $REPLICAS; the hot counter's owner: n$owner, forwarded through n$forwarder"
 echo
-echo "| workload | cluster req/s | cluster p99 ms | single req/s | single p99 ms | cluster/single |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "workerd $WORKERD_VERSION (one process, its own storage: no replicas)"
+echo
+echo "| workload | cluster req/s | cluster p99 ms | single req/s | single p99 ms | workerd req/s | workerd p99 ms | cluster/single | cluster/workerd |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+col() { printf '%s' "${results[$1]}" | awk -v f="$2" '{print $f}' | median; }
 for w in hot-local hot-forward many; do
-  cr=$(printf '%s' "${results[$w-c]}" | awk '{print $1}' | median)
-  cp=$(printf '%s' "${results[$w-c]}" | awk '{print $2}' | median)
-  sr=$(printf '%s' "${results[$w-s]}" | awk '{print $1}' | median)
-  sp=$(printf '%s' "${results[$w-s]}" | awk '{print $2}' | median)
-  echo "| $w | $cr | $cp | $sr | $sp | $(awk -v a="$cr" -v b="$sr" 'BEGIN {printf "%.2f", a / b}') |"
+  cr=$(col "$w-c" 1) cp=$(col "$w-c" 2) sr=$(col "$w-s" 1) sp=$(col "$w-s" 2) kr=$(col "$w-k" 1) kp=$(col "$w-k" 2)
+  echo "| $w | $cr | $cp | $sr | $sp | $kr | $kp | $(awk -v a="$cr" -v b="$sr" 'BEGIN {printf "%.2f", a / b}') |" \
+    "$(awk -v a="$cr" -v b="$kr" 'BEGIN {printf "%.1f", a / b}') |"
 done

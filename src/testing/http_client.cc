@@ -34,11 +34,19 @@ bool HttpClient::ensure_connected() {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port_));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // The connect waits at most the timeout too (a port whose packets a test
+  // drops would otherwise hold it for the kernel's two minutes of retries);
+  // sends after it block as before.
+  timeval limit{static_cast<time_t>(timeout_.count() / 1000),
+                static_cast<suseconds_t>(timeout_.count() % 1000 * 1000)};
+  setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
   if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd_);
     fd_ = -1;
     return false;
   }
+  timeval none{};
+  setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
   int one = 1;
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   buf_.clear();

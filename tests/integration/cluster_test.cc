@@ -1519,6 +1519,41 @@ TEST_F(NetworkFaultClusterTest, AnOwnerCutOffFromOneBackupDropsItFromTheInSyncSe
 
 // Clocks that disagree: n1's wall clock reads 90 s ahead, n2's 90 s behind
 // (--clock-skew-ms moves what the runtime reads: alarm times, State::now).
+// Clients that cannot reach a node (the cut is between it and them only: it
+// still reaches etcd and the other nodes) lose nothing: its objects stay
+// with it and answer through the other nodes, and nothing moves.
+TEST_F(NetworkFaultClusterTest, ANodeItsClientsCannotReachStillServesItsObjectsThroughTheOthers) {
+  std::map<std::string, int> value;  // counter -> acknowledged increments
+  std::vector<std::string> on_n1;
+  for (int c = 0; c < 60 && (c < 12 || on_n1.empty()); ++c) {
+    std::string name = "a" + std::to_string(c);
+    ASSERT_EQ(post(static_cast<size_t>(c % 3), "/counter/" + name + "/increment").status, 200);
+    value[name] = 1;
+    if (owner_of("COUNTER", name) == 0) on_n1.push_back(name);
+  }
+  ASSERT_FALSE(on_n1.empty()) << "n1 served none of the counters";
+  // The test (root, a client) can no longer reach n1's port; the nodes can.
+  std::string rule = "iptables -A OUTPUT -m owner --uid-owner 0 -p tcp --dport " +
+                     std::to_string(nodes_->node(0).port()) + " -j DROP";
+  ASSERT_EQ(std::system(rule.c_str()), 0) << rule;
+  HttpClient direct(nodes_->node(0).port(), 1s);
+  EXPECT_EQ(direct.request("GET", "/counter/" + on_n1[0]).status, 0) << "the cut did not cut";
+  for (int round = 0; round < 3; ++round) {
+    for (auto& [name, v] : value) {
+      auto r = post(1 + static_cast<size_t>(round % 2), "/counter/" + name + "/increment");
+      ASSERT_EQ(r.status, 200) << name << ": " << r.body;
+      EXPECT_EQ(r.body, std::to_string(++v)) << name;
+    }
+  }
+  for (const auto& name : on_n1) EXPECT_EQ(owner_of("COUNTER", name), 0u) << name << " moved";
+  heal();
+  for (const auto& [name, v] : value) {
+    auto r = get(0, "/counter/" + name);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.body, std::to_string(v)) << name;
+  }
+}
+
 class ClockSkewClusterTest : public ClusterTest {
  protected:
   void SetUp() override {
