@@ -54,7 +54,9 @@ struct Counter {
   uint64_t acked = 0;
   std::vector<int64_t> answered;             // values of acknowledged increments
   std::optional<Clock::time_point> failing;  // since the first failure of a stretch
+  bool failing_in_kill = false;              // that failure came while a node was killed
   std::vector<double> outages_ms;
+  std::vector<double> kill_outages_ms;       // the outages that began during a kill
 };
 
 double percentile(std::vector<double> v, double p) {
@@ -68,7 +70,7 @@ double percentile(std::vector<double> v, double p) {
 
 int main(int argc, char** argv) {
   std::string bin;
-  int faults = 100, replicas = 3, min_copies = 1, counters = 40, clients = 8;
+  int faults = 100, replicas = 3, min_copies = 1, counters = 40, clients = 8, lease_ms = 2000;
   unsigned seed = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -79,6 +81,7 @@ int main(int argc, char** argv) {
     else if (k == "--counters") counters = std::atoi(v.c_str());
     else if (k == "--clients") clients = std::atoi(v.c_str());
     else if (k == "--seed") seed = static_cast<unsigned>(std::atoi(v.c_str()));
+    else if (k == "--lease-ms") lease_ms = std::atoi(v.c_str());
   }
   if (bin.empty() || !have_etcd()) {
     std::fprintf(stderr, "usage: %s --bin path/to/dobj-examples [--faults N] ... (needs etcd-server)\n", argv[0]);
@@ -95,7 +98,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   NodeSet nodes(bin, dir.path(), etcd.endpoints(), 3,
-                {"--lease-ms", "2000", "--replicas", std::to_string(replicas), "--min-copies",
+                {"--lease-ms", std::to_string(lease_ms), "--replicas", std::to_string(replicas), "--min-copies",
                  std::to_string(min_copies)});
   if (!nodes.start() || !nodes.wait_ready(std::chrono::seconds(60))) {
     std::fprintf(stderr, "the cluster did not start: %s\n", nodes.failure().c_str());
@@ -107,6 +110,7 @@ int main(int argc, char** argv) {
   std::vector<Counter> state(static_cast<size_t>(counters));
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> sent{0}, ok{0};
+  std::atomic<bool> killed{false};  // a node is down by SIGKILL now
   auto start = Clock::now();
 
   std::vector<std::thread> workers;
@@ -134,11 +138,14 @@ int main(int argc, char** argv) {
           ++k.acked;
           k.answered.push_back(std::atoll(r.body.c_str()));
           if (k.failing) {
-            k.outages_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - *k.failing).count());
+            double ms = std::chrono::duration<double, std::milli>(Clock::now() - *k.failing).count();
+            k.outages_ms.push_back(ms);
+            if (k.failing_in_kill) k.kill_outages_ms.push_back(ms);
             k.failing.reset();
           }
         } else if (!k.failing) {
           k.failing = Clock::now();
+          k.failing_in_kill = killed;
         }
       }
     });
@@ -164,8 +171,10 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500 + rng() % 1000));
     if (f % 2 == 0) {
       ++kills;
+      killed = true;
       nodes.node(n).stop(SIGKILL);
       std::this_thread::sleep_for(hold);
+      killed = false;
       if (!restart(n)) break;
     } else {
       ++pauses;
@@ -224,7 +233,7 @@ int main(int argc, char** argv) {
 
   // The final values, read through any node (retried while a partition settles).
   uint64_t lost = 0, duplicate = 0, phantom = 0;
-  std::vector<double> outages;
+  std::vector<double> outages, kill_outages;
   for (size_t c = 0; c < state.size(); ++c) {
     Counter& k = state[c];
     int64_t value = -1;
@@ -260,6 +269,7 @@ int main(int argc, char** argv) {
                   static_cast<unsigned long long>(k.attempted));
     }
     outages.insert(outages.end(), k.outages_ms.begin(), k.outages_ms.end());
+    kill_outages.insert(kill_outages.end(), k.kill_outages_ms.begin(), k.kill_outages_ms.end());
   }
   if (std::getenv("DOBJ_KEEP_CLUSTER_DIR")) {
     for (size_t i = 0; i < nodes.size(); ++i) {
@@ -279,5 +289,10 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(duplicate), static_cast<unsigned long long>(phantom), trace.violations,
               outages.size(), percentile(outages, 0.5), percentile(outages, 0.99), percentile(outages, 1.0),
               not_ready, exits, percentile(settle_s, 0.5), percentile(settle_s, 1.0), seconds);
+  // Failover as clients see it: outages that began while a node was killed
+  // (from a counter's first failed increment to its next acknowledged one).
+  std::printf("lease %d ms; outages that began during a kill: %zu, p50 %.0f ms, p99 %.0f ms, max %.0f ms\n", lease_ms,
+              kill_outages.size(), percentile(kill_outages, 0.5), percentile(kill_outages, 0.99),
+              percentile(kill_outages, 1.0));
   return lost + duplicate + phantom + trace.violations > 0 ? 1 : 0;
 }

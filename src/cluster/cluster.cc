@@ -336,6 +336,14 @@ void Cluster::refresh() {
     if (changed) publish();
     return;
   }
+  if (fresh_data_ && !inherited_known_) {
+    // The first read under a lease with an empty folder: what this node
+    // owns now it owned from before (nothing was handed to it yet).
+    for (int p = 0; p < partitions_; ++p) {
+      if (records_[static_cast<size_t>(p)].owner == options_.node_id) inherited_.insert(p);
+    }
+    inherited_known_ = true;
+  }
   if (!left_in_sync_) {
     leave_in_sync_sets();
     changed = true;
@@ -365,12 +373,6 @@ bool Cluster::settled() const { return Clock::now() - members_since_ >= options_
 bool Cluster::place_and_stamp() {
   bool changed = false;
   const std::set<std::string>& members = last_members_;  // the live nodes
-  if (fresh_data_ && !inherited_known_) {
-    for (int p = 0; p < partitions_; ++p) {
-      if (records_[static_cast<size_t>(p)].owner == options_.node_id) inherited_.insert(p);
-    }
-    inherited_known_ = true;
-  }
   auto now = Clock::now();
   // Nodes started together join within a moment of each other: place only
   // once membership has been still for a lease, so they share the partitions.
