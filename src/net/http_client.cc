@@ -230,21 +230,24 @@ struct FetchAwaitable {
       result.emplace(std::move(r));
       back.shard->resume(back, h);
     };
+    // The request leaves under the output gate; one the gate refuses fails
+    // the fetch, on a fresh stack (the refusal comes as a turn ends).
+    auto gated = [done, shard = back.shard](auto exchange) {
+      return [exchange, done, shard](Status st) {
+        if (st.is_ok()) {
+          exchange->start();
+        } else {
+          shard->post([done, st] { done(st); });
+        }
+      };
+    };
     if (url.tls) {
       ssl::context& tls = tls_context(options.ca_file);
-      auto exchange = std::make_shared<Exchange<beast::ssl_stream<beast::tcp_stream>>>(
-          back.shard->io(), std::move(url), std::move(request), options, done, tls);
-      internal::send_through_output_gate([exchange, done](Status st) {
-        if (!st.is_ok()) return done(st);
-        exchange->start();
-      });
+      internal::send_through_output_gate(gated(std::make_shared<Exchange<beast::ssl_stream<beast::tcp_stream>>>(
+          back.shard->io(), std::move(url), std::move(request), options, done, tls)));
     } else {
-      auto exchange = std::make_shared<Exchange<beast::tcp_stream>>(
-          back.shard->io(), std::move(url), std::move(request), options, done);
-      internal::send_through_output_gate([exchange, done](Status st) {
-        if (!st.is_ok()) return done(st);
-        exchange->start();
-      });
+      internal::send_through_output_gate(gated(std::make_shared<Exchange<beast::tcp_stream>>(
+          back.shard->io(), std::move(url), std::move(request), options, done)));
     }
   }
   Response await_resume() {

@@ -982,8 +982,8 @@ TEST_F(GrowingClusterTest, ANodeThatJoinsTakesItsShareWhileWritesGoOnAndLosesNot
   std::atomic<int> refused{0};
   std::mutex mu;
   std::mt19937 random(7);
-  auto increment = [&](size_t node, int c) {
-    auto r = post(node, "/counter/g" + std::to_string(c) + "/increment");
+  auto increment_at = [&](int port, int c) {
+    auto r = http(port, "POST", "/counter/g" + std::to_string(c) + "/increment");
     std::lock_guard lock(mu);
     if (r.status == 200) {
       ++acked[c];
@@ -992,6 +992,7 @@ TEST_F(GrowingClusterTest, ANodeThatJoinsTakesItsShareWhileWritesGoOnAndLosesNot
     }
     return r;
   };
+  auto increment = [&](size_t node, int c) { return increment_at(nodes_->node(node).port(), c); };
   for (int c = 0; c < kCounters; ++c) ASSERT_EQ(increment(random() % 2, c).status, 200);
   for (int t = 0; t < 8; ++t) {
     ASSERT_EQ(post(0, "/tasks/g" + std::to_string(t) + "/schedule?delay_ms=" + std::to_string(3000 + 1000 * t)).status,
@@ -1006,9 +1007,11 @@ TEST_F(GrowingClusterTest, ANodeThatJoinsTakesItsShareWhileWritesGoOnAndLosesNot
     ASSERT_TRUE(sockets.back()->connected()) << sockets.back()->upgrade_response().body;
     room_owner.push_back(owner_of("CHAT_ROOM", "m" + std::to_string(r)));
   }
-  // Writers through every node, the newcomer's included once it is up.
+  // Writers through every node, the newcomer's included once it is up. They
+  // take ports from this list (guarded by mu), never from the node set,
+  // which grows under them.
   std::atomic<bool> stop{false};
-  std::atomic<size_t> reachable{2};
+  std::vector<int> ports = {nodes_->node(0).port(), nodes_->node(1).port()};
   std::vector<double> latencies;  // ms, every write during the moves
   std::vector<std::thread> writers;
   for (int w = 0; w < 2; ++w) {
@@ -1016,7 +1019,12 @@ TEST_F(GrowingClusterTest, ANodeThatJoinsTakesItsShareWhileWritesGoOnAndLosesNot
       std::mt19937 mine(100 + w);
       while (!stop) {
         auto sent = std::chrono::steady_clock::now();
-        increment(mine() % reachable.load(), static_cast<int>(mine() % kCounters));
+        int port;
+        {
+          std::lock_guard lock(mu);
+          port = ports[mine() % ports.size()];
+        }
+        increment_at(port, static_cast<int>(mine() % kCounters));
         auto took = std::chrono::steady_clock::now() - sent;
         {
           std::lock_guard lock(mu);
@@ -1028,7 +1036,10 @@ TEST_F(GrowingClusterTest, ANodeThatJoinsTakesItsShareWhileWritesGoOnAndLosesNot
   }
   ASSERT_TRUE(nodes_->add()) << nodes_->failure();
   auto joined = std::chrono::steady_clock::now();
-  reachable = 3;
+  {
+    std::lock_guard lock(mu);
+    ports.push_back(nodes_->node(2).port());
+  }
   auto owned_by = [&](const json& view, const std::string& node) {
     int n = 0;
     for (const auto& p : view["partitions"]) n += p["owner"] == node;
