@@ -28,6 +28,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cluster/rules.h"
@@ -175,8 +176,9 @@ class Simulation {
   bool can_reach(const Node& from, const Node& to) const {
     return to.running && !to.paused && !cut_links_.count({std::min(from.id, to.id), std::max(from.id, to.id)});
   }
-  Node& node(const std::string& id) {
-    for (auto& n : nodes_) {
+  Node& node(const std::string& id) { return const_cast<Node&>(std::as_const(*this).node(id)); }
+  const Node& node(const std::string& id) const {
+    for (const auto& n : nodes_) {
       if (n.id == id) return n;
     }
     throw std::logic_error("no node " + id);
@@ -595,7 +597,7 @@ class Simulation {
       }
       if (serving.size() > 1) fail("partition " + std::to_string(p) + " served by " + serving[0] + " and " + serving[1]);
       if (serving.size() == 1) {
-        const Node& n = node_const(serving[0]);
+        const Node& n = node(serving[0]);
         auto it = n.data.find(p);
         std::set<int64_t> held;
         if (it != n.data.end()) held.insert(it->second.begin(), it->second.end());
@@ -611,12 +613,6 @@ class Simulation {
         }
       }
     }
-  }
-  const Node& node_const(const std::string& id) const {
-    for (const auto& n : nodes_) {
-      if (n.id == id) return n;
-    }
-    throw std::logic_error("no node " + id);
   }
 
   // Every fault heals; the cluster must then serve every partition and

@@ -676,13 +676,16 @@ bool all_in_sync(NodeSet& nodes, size_t i) {
   return true;
 }
 
+// Asks `holds` every 200 ms until it is true or `within` passes; its last answer.
+bool wait_for(const std::function<bool()>& holds, std::chrono::seconds within) {
+  auto deadline = std::chrono::steady_clock::now() + within;
+  while (!holds() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(200ms);
+  return holds();
+}
+
 // Waits up to `within` until all_in_sync(nodes, i); whether it came.
 bool wait_all_in_sync(NodeSet& nodes, size_t i, std::chrono::seconds within) {
-  auto deadline = std::chrono::steady_clock::now() + within;
-  while (!all_in_sync(nodes, i) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(200ms);
-  }
-  return all_in_sync(nodes, i);
+  return wait_for([&] { return all_in_sync(nodes, i); }, within);
 }
 
 TEST_F(ReplicatedClusterTest, ARestartedNodeCatchesUpAndItsCopiesServeTheNextFailover) {
@@ -738,9 +741,7 @@ bool wait_owns_nothing(NodeSet& nodes, size_t i, const std::string& gone, std::c
     }
     return true;
   };
-  auto deadline = std::chrono::steady_clock::now() + within;
-  while (!owns_nothing() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(200ms);
-  return owns_nothing();
+  return wait_for(owns_nothing, within);
 }
 
 // A node whose data folder is wiped comes back with none of its copies:
