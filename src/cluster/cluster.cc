@@ -50,6 +50,7 @@ Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
   auto timeout = std::max(std::chrono::milliseconds(200), options_.lease / 4);
   etcd_ = std::make_unique<etcd::Client>(split_endpoints(options_.etcd), timeout);
   keeper_etcd_ = std::make_unique<etcd::Client>(split_endpoints(options_.etcd), timeout);
+  watch_etcd_ = std::make_unique<etcd::Client>(split_endpoints(options_.etcd), timeout);
   if (!options_.activation_trace.empty()) {
     trace_fd_ = ::open(options_.activation_trace.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (trace_fd_ < 0) log_error("cluster: cannot open " + options_.activation_trace + ": " + std::strerror(errno));
@@ -161,6 +162,7 @@ void Cluster::start(Runtime* runtime, std::string advertise) {
   pools_ = std::make_unique<PeerPools>(runtime->shard_count());
   agent_ = std::thread([this] { run(); });
   keeper_ = std::thread([this] { keep_lease(); });
+  watcher_ = std::thread([this] { watch(); });
 }
 
 void Cluster::stop() {
@@ -173,8 +175,10 @@ void Cluster::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  watch_etcd_->cancel_watch();
   agent_.join();
   keeper_.join();
+  watcher_.join();
   deadline_ns_.store(0);
   // Idle peer connections live on the shards' io_contexts, which the runtime
   // destroys after this: close them now (the loops have stopped).
@@ -220,9 +224,22 @@ void Cluster::run() {
       tasks.swap(agent_tasks_);
     }
     for (auto& task : tasks) task();
+    // A nudge starts the next round at once, but rounds stay kMinRound
+    // apart: the agent's own writes to etcd nudge it too, through the watch.
     std::unique_lock lock(mu_);
+    if (cv_.wait_until(lock, started + kMinRound, [this] { return stopping_; })) return;
     if (cv_.wait_until(lock, started + tick, [this] { return stopping_ || nudged_; }) && stopping_) return;
     nudged_ = false;
+  }
+}
+
+void Cluster::watch() {
+  auto idle = std::max(std::chrono::milliseconds(30'000), 4 * options_.lease);
+  for (;;) {
+    (void)watch_etcd_->watch(options_.etcd_prefix, [this] { nudge(); }, idle);
+    std::unique_lock lock(mu_);
+    // Between two watches the agent's tick alone notices changes.
+    if (cv_.wait_for(lock, std::chrono::milliseconds(250), [this] { return stopping_; })) return;
   }
 }
 
@@ -370,6 +387,16 @@ std::vector<std::string> Cluster::preferred(int p) const {
 
 bool Cluster::settled() const { return Clock::now() - members_since_ >= options_.lease; }
 
+Result<int64_t> Cluster::swap_record(int p, int64_t epoch, const ClusterView::Partition& next,
+                                     std::vector<etcd::Compare> also) {
+  std::string k = partition_key(p);
+  also.insert(also.begin(), etcd::Compare::unchanged_since(k, epoch));
+  auto made = etcd_->txn(also, {etcd::Op::put(k, next.record())}, {});
+  if (!made) return made.status();
+  if (!made->succeeded) return Status(Code::kConflict, "partition " + std::to_string(p) + "'s record changed meanwhile");
+  return made->revision;
+}
+
 bool Cluster::place_and_stamp() {
   bool changed = false;
   const std::set<std::string>& members = last_members_;  // the live nodes
@@ -382,17 +409,15 @@ bool Cluster::place_and_stamp() {
     // hold up the lease's renewal.
     if (Clock::now() - now > options_.lease / 4) break;
     auto& r = records_[static_cast<size_t>(p)];
-    std::string k = key("partitions/" + std::to_string(p));
     if (r.owner.empty()) {
       if (!settled) continue;
       auto mine = rules::place(p, options_.node_id, members, options_.replicas, retired_);
       if (!mine) continue;
-      auto made = etcd_->txn({etcd::Compare::absent(k)}, {etcd::Op::put(k, mine->record())}, {});
-      if (made && made->succeeded) {
-        mine->epoch = made->revision;
+      if (auto made = swap_record(p, 0, *mine)) {
+        mine->epoch = *made;
         r = *mine;
         stamped_.insert(p);
-        stamped_at_[p] = made->revision;
+        stamped_at_[p] = *made;
         changed = true;
       }
       continue;
@@ -401,14 +426,12 @@ bool Cluster::place_and_stamp() {
       auto next = rules::take_over(p, r, options_.node_id, members);
       if (!next) continue;
       std::lock_guard apply(apply_mu_);  // no batch half applied to the copies
-      auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)},
-                             {etcd::Op::put(k, next->record())}, {});
-      if (made && made->succeeded) {
+      if (auto made = swap_record(p, r.epoch, *next)) {
         log_info("cluster: took over partition " + std::to_string(p) + " from node " + r.owner);
-        next->epoch = made->revision;
+        next->epoch = *made;
         r = *next;
         stamped_.insert(p);
-        stamped_at_[p] = made->revision;
+        stamped_at_[p] = *made;
         adopting_.insert(p);
         changed = true;
       }
@@ -425,9 +448,7 @@ bool Cluster::place_and_stamp() {
     // backups are out of sync, unless the partition was handed to it and it
     // has served it under no lease since.
     ClusterView::Partition next = rules::restamp(r, first_lease_of_process_);
-    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)},
-                           {etcd::Op::put(k, next.record())}, {});
-    if (made && made->succeeded) {
+    if (auto made = swap_record(p, r.epoch, next)) {
       // Taken by a hand-off: its objects' alarms and catalog rows, as after
       // a takeover.
       if (r.handed) {
@@ -437,10 +458,10 @@ bool Cluster::place_and_stamp() {
       // The hosts in memory from when it served it before stay good only
       // if nobody changed the record since (no other owner, no ships).
       bool untouched = stamped_at_.count(p) && served_epoch_[p] == r.epoch;
-      next.epoch = made->revision;
+      next.epoch = *made;
       r = next;
       stamped_.insert(p);
-      if (!untouched) stamped_at_[p] = made->revision;
+      if (!untouched) stamped_at_[p] = *made;
       changed = true;
     }
   }
@@ -451,17 +472,16 @@ bool Cluster::step_down(int p) {
   auto& r = records_[static_cast<size_t>(p)];
   auto down = rules::step_down(p, r, options_.node_id, last_members_);
   if (down.kind == rules::StepDown::Kind::kWait) return false;
-  std::string k = key("partitions/" + std::to_string(p));
-  auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)}, {etcd::Op::put(k, down.record.record())}, {});
-  if (!made || !made->succeeded) return false;
+  auto made = swap_record(p, r.epoch, down.record);
+  if (!made) return false;
   inherited_.erase(p);
-  down.record.epoch = made->revision;
+  down.record.epoch = *made;
   r = down.record;
   if (down.kind == rules::StepDown::Kind::kServeAnew) {
     log_error("cluster: partition " + std::to_string(p) + " had its only in-sync copy in this node's data folder, "
               "which is empty now: its objects start anew");
     stamped_.insert(p);
-    stamped_at_[p] = made->revision;
+    stamped_at_[p] = *made;
   } else {
     log_warn("cluster: this node's data folder is empty; partition " + std::to_string(p) + " goes to node " +
              r.owner + ", which holds it");

@@ -43,18 +43,16 @@
 #include <thread>
 #include <vector>
 
+#include "cluster/etcd.h"
+#include "cluster/rules.h"
 #include "dobj/server.h"
 #include "ids/id_factory.h"
-#include "cluster/rules.h"
 #include "runtime/placement.h"
 
 namespace dobj::internal {
 
 class Runtime;
 class PeerPools;
-namespace etcd {
-class Client;
-}
 
 class Cluster final : public Placement {
  public:
@@ -150,6 +148,11 @@ class Cluster final : public Placement {
   // The lease keeper's thread: renews the lease on a client of its own, so
   // that slow work of the agent (many compare-and-swaps) never lets it lapse.
   void keep_lease();
+  // The watcher's thread: nudges the agent whenever anything under the
+  // cluster's prefix changes in etcd (a node key gone with its lease, a
+  // record changed by another node), so that a takeover, and every node's
+  // view of it, need not wait for the next tick.
+  void watch();
   void acquire_lease();
   void refresh();
   // Places unowned partitions and re-stamps owned ones; whether it changed any.
@@ -190,6 +193,14 @@ class Cluster final : public Placement {
   Result<Response> reset_copies_on(const std::string& address, int p);
   void publish();
   std::string key(const std::string& rest) const { return options_.etcd_prefix + rest; }
+  std::string partition_key(int p) const { return key("partitions/" + std::to_string(p)); }
+  // Agent: the one way a partition record changes. Writes `next` as p's
+  // record if it is still the one written at revision `epoch` (0: there is
+  // none yet) and every compare of `also` holds; the new record's epoch (the
+  // store's revision after the write). kConflict when the record changed (or
+  // a compare failed); an etcd error is "unknown": read again before deciding.
+  Result<int64_t> swap_record(int p, int64_t epoch, const ClusterView::Partition& next,
+                              std::vector<etcd::Compare> also = {});
 
   ClusterOptions options_;
   int partitions_ = 0;
@@ -199,6 +210,9 @@ class Cluster final : public Placement {
   std::unique_ptr<etcd::Client> etcd_;
   std::unique_ptr<etcd::Client> keeper_etcd_;  // the keeper's
   std::thread keeper_;
+  std::unique_ptr<etcd::Client> watch_etcd_;  // the watcher's
+  std::thread watcher_;
+  static constexpr std::chrono::milliseconds kMinRound{50};
   std::atomic<int64_t> renewing_{0};      // the lease the keeper renews; 0: none
   std::atomic<bool> lease_lost_{false};   // the keeper found it expired
   std::unique_ptr<PeerPools> pools_;

@@ -1,9 +1,11 @@
 // etcd's JSON gateway through Beast, one call at a time on the caller's thread.
 #include "cluster/etcd.h"
 
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -189,6 +191,90 @@ struct Client::Impl {
     return parsed;
   }
 
+  std::atomic<bool> cancelled{false};  // cancel_watch() was called
+
+  // One watch stream on a new connection to ep, until it ends (see
+  // Client::watch). The gateway sends each message as one line of JSON.
+  Status watch(const Endpoint& ep, const std::string& body, const std::function<void()>& changed,
+               std::chrono::milliseconds idle) {
+    if (cancelled) return Status(Code::kUnavailable, "etcd: the watch was cancelled");
+    stream.reset();
+    stream.emplace(io);
+    buffer.clear();
+    std::string where = "etcd " + ep.host + ":" + ep.port + "/v3/watch";
+    beast::error_code error;
+    Status ended;  // what the stream itself said, if it said why it ended
+    http::request<http::string_body> req{http::verb::post, "/v3/watch", 11};
+    req.set(http::field::host, ep.host + ":" + ep.port);
+    req.set(http::field::content_type, "application/json");
+    req.body() = body;
+    req.prepare_payload();
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(boost::none);
+    std::string lines;
+    constexpr size_t kMaxLine = 64 << 20;
+    auto on_chunk = [&](uint64_t, beast::string_view piece, beast::error_code& ec) -> size_t {
+      lines.append(piece.data(), piece.size());
+      for (size_t nl; ended.is_ok() && (nl = lines.find('\n')) != std::string::npos;) {
+        json message = json::parse(std::string_view(lines).substr(0, nl), nullptr, /*allow_exceptions=*/false);
+        lines.erase(0, nl + 1);
+        const json* result = message.is_object() ? &message["result"] : nullptr;
+        if (!result || !result->is_object() || result->value("canceled", false)) {
+          std::string why = message.is_object() && message.contains("error") ? message["error"].dump()
+                            : result && result->is_object() ? result->value("cancel_reason", "cancelled by etcd")
+                                                            : "an answer that is not a watch message";
+          ended = Status(Code::kUnavailable, where + ": " + why);
+          break;
+        }
+        changed();
+      }
+      if (ended.is_ok() && lines.size() > kMaxLine) ended = Status(Code::kUnavailable, where + ": a message over 64 MiB");
+      if (!ended.is_ok()) ec = asio::error::operation_aborted;
+      return piece.size();
+    };
+    parser.on_chunk_body(on_chunk);
+    auto stop_if_cancelled = [&](const beast::error_code& ec) {
+      if (!ec && cancelled) error = asio::error::operation_aborted;
+      else error = ec;
+      return static_cast<bool>(error);
+    };
+    std::function<void()> read_more = [&] {
+      stream->expires_after(idle);
+      http::async_read_some(*stream, buffer, parser, [&](beast::error_code ec, size_t) {
+        if (stop_if_cancelled(ec)) return;
+        if (parser.is_done()) {
+          error = http::error::end_of_stream;
+          return;
+        }
+        read_more();
+      });
+    };
+    stream->expires_after(timeout);
+    resolver.async_resolve(ep.host, ep.port, [&](beast::error_code ec, tcp::resolver::results_type r) {
+      if (stop_if_cancelled(ec)) return;
+      stream->async_connect(r, [&](beast::error_code ec, const tcp::endpoint&) {
+        if (stop_if_cancelled(ec)) return;
+        http::async_write(*stream, req, [&](beast::error_code ec, size_t) {
+          if (stop_if_cancelled(ec)) return;
+          http::async_read_header(*stream, buffer, parser, [&](beast::error_code ec, size_t) {
+            if (stop_if_cancelled(ec)) return;
+            if (parser.get().result() != http::status::ok) {
+              ended = Status(Code::kUnavailable, where + ": HTTP " + std::to_string(parser.get().result_int()));
+              return;
+            }
+            read_more();
+          });
+        });
+      });
+    });
+    io.restart();
+    io.run();
+    stream.reset();
+    if (!ended.is_ok()) return ended;
+    if (cancelled) return Status(Code::kUnavailable, "etcd: the watch was cancelled");
+    return Status(Code::kUnavailable, where + ": " + (error ? error.message() : std::string("ended")));
+  }
+
   // Tries each member once, from the one that answered last.
   Result<json> call(const std::string& path, const json& body) {
     std::string text = body.dump();
@@ -305,6 +391,22 @@ Result<int64_t> Client::keep_alive(int64_t lease) {
     if (!r) return r.status();
     const json& result = r->contains("result") ? (*r)["result"] : *r;
     return number(result, "TTL");
+  });
+}
+
+Status Client::watch(const std::string& prefix, const std::function<void()>& changed,
+                     std::chrono::milliseconds idle) {
+  json body = {{"create_request", {{"key", base64_encode(prefix)}, {"range_end", base64_encode(prefix_end(prefix))}}}};
+  Status st = guarded([&]() -> Status { return impl_->watch(impl_->endpoints[impl_->current], body.dump(), changed, idle); });
+  // The next watch goes to the next member (this one may be down or cut off).
+  if (!impl_->cancelled) impl_->current = (impl_->current + 1) % impl_->endpoints.size();
+  return st;
+}
+
+void Client::cancel_watch() {
+  impl_->cancelled = true;
+  asio::post(impl_->io, [impl = impl_.get()] {
+    if (impl->stream) impl->stream->close();
   });
 }
 

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -101,6 +102,16 @@ class Client {
   // Renews the lease; the TTL it has now, 0 when it had expired (then it is gone).
   Result<int64_t> keep_alive(int64_t lease);
   Status revoke(int64_t lease);
+
+  // Watches every key starting with `prefix` (a stream on a connection of
+  // its own, with no timeout but `idle`): calls `changed` once the watch is
+  // in place (changes before it are not reported) and then after each batch
+  // of changes (puts, deletes, lease expiries). Returns when the stream
+  // ends: an error, nothing received for `idle` (etcd sends nothing while
+  // nothing changes, so callers simply watch again), or cancel_watch().
+  Status watch(const std::string& prefix, const std::function<void()>& changed, std::chrono::milliseconds idle);
+  // From any thread: ends the watch under way, and every later one at once.
+  void cancel_watch();
 
   // The member the last call reached, "host:port".
   std::string current_endpoint() const;

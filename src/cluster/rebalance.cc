@@ -23,11 +23,10 @@ void Cluster::rebalance() {
   // node's shards ship with the new epoch before a backup learns it.
   auto swap = [&](int p, const ClusterView::Partition& next) {
     auto& r = records_[static_cast<size_t>(p)];
-    std::string k = key("partitions/" + std::to_string(p));
-    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)}, {etcd::Op::put(k, next.record())}, {});
-    if (!made || !made->succeeded) return false;
+    auto made = swap_record(p, r.epoch, next);
+    if (!made) return false;
     r = next;
-    r.epoch = made->revision;
+    r.epoch = *made;
     publish();
     return true;
   };
@@ -113,15 +112,13 @@ bool Cluster::hand_off(int p, const std::string& to) {
     // The record names the new owner, first in both lists; "handed" tells it
     // the in-sync set stands.
     ClusterView::Partition next = rules::hand_to(r, to);
-    std::string k = key("partitions/" + std::to_string(p));
-    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)}, {etcd::Op::put(k, next.record())}, {});
-    if (made && made->succeeded) {
-      next.epoch = made->revision;
+    if (auto made = swap_record(p, r.epoch, next)) {
+      next.epoch = *made;
       records_[static_cast<size_t>(p)] = next;
       stamped_.erase(p);
       done = true;
     } else {
-      drained = Status(Code::kUnavailable, made ? "the record changed meanwhile" : made.status().message());
+      drained = made.status();
     }
   }
   moving_.erase(p);

@@ -364,8 +364,7 @@ void Cluster::run_shrinks() {
     bool retry = false;
     bool changed = false;
     for (const auto& [p, node] : s.drops) {
-      std::string k = key("partitions/" + std::to_string(p));
-      auto got = etcd_->get(k);
+      auto got = etcd_->get(partition_key(p));
       if (!got || got->kvs.size() != 1) {
         retry = true;
         break;
@@ -378,8 +377,8 @@ void Cluster::run_shrinks() {
       }
       if (!contains(now->in_sync, node)) continue;
       auto next = rules::out_of_sync(*now, node);
-      auto made = etcd_->txn({etcd::Compare::unchanged_since(k, now->epoch)}, {etcd::Op::put(k, next.record())}, {});
-      if (!made || !made->succeeded) {
+      auto made = swap_record(p, now->epoch, next);
+      if (!made) {
         retry = true;
         break;
       }
@@ -388,7 +387,7 @@ void Cluster::run_shrinks() {
       }
       auto& r = records_[static_cast<size_t>(p)];
       r.in_sync = next.in_sync;
-      r.epoch = made->revision;
+      r.epoch = *made;
       changed = true;
     }
     // The smaller sets are published before the ship waiting on them
@@ -422,10 +421,8 @@ void Cluster::leave_in_sync_sets() {
     auto& r = records_[static_cast<size_t>(p)];
     if (r.owner == options_.node_id || !contains(r.in_sync, options_.node_id)) continue;
     ClusterView::Partition next = rules::out_of_sync(r, options_.node_id);
-    std::string k = key("partitions/" + std::to_string(p));
-    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, r.epoch)}, {etcd::Op::put(k, next.record())}, {});
-    if (made && made->succeeded) {
-      next.epoch = made->revision;
+    if (auto made = swap_record(p, r.epoch, next)) {
+      next.epoch = *made;
       r = next;
     } else {
       all = false;
@@ -558,8 +555,7 @@ void Cluster::catch_up() {
       catching_up_[p].snapshots_sent = true;
       continue;
     }
-    std::string k = key("partitions/" + std::to_string(p));
-    auto got = etcd_->get(k);
+    auto got = etcd_->get(partition_key(p));
     if (!got || got->kvs.size() != 1) continue;
     auto now = rules::parse_record(got->kvs[0].value, got->kvs[0].mod_revision);
     if (!now || now->owner != options_.node_id) {
@@ -574,13 +570,11 @@ void Cluster::catch_up() {
     }
     // The learner must be the process the snapshots went to: one restarted
     // since (its node key under another lease) may have lost them.
-    auto made = etcd_->txn({etcd::Compare::unchanged_since(k, now->epoch),
-                            etcd::Compare::lease_is(key("nodes/" + c.node), c.learner_lease)},
-                           {etcd::Op::put(k, next.record())}, {});
-    if (!made || !made->succeeded) continue;
+    auto made = swap_record(p, now->epoch, next, {etcd::Compare::lease_is(key("nodes/" + c.node), c.learner_lease)});
+    if (!made) continue;
     auto& rec = records_[static_cast<size_t>(p)];
     rec.in_sync = next.in_sync;
-    rec.epoch = made->revision;
+    rec.epoch = *made;
     publish();
     log_info("cluster: node " + c.node + " caught up with partition " + std::to_string(p) + " and is in sync again");
     end_catch_up(p, "");
