@@ -387,14 +387,25 @@ std::vector<std::string> Cluster::preferred(int p) const {
 
 bool Cluster::settled() const { return Clock::now() - members_since_ >= options_.lease; }
 
+Result<int64_t> Cluster::swap_records(const std::vector<RecordSwap>& swaps, std::vector<etcd::Compare> also) {
+  std::vector<etcd::Op> puts;
+  for (const auto& s : swaps) {
+    std::string k = partition_key(s.p);
+    also.push_back(etcd::Compare::unchanged_since(k, s.epoch));
+    puts.push_back(etcd::Op::put(k, s.next.record()));
+  }
+  auto made = etcd_->txn(also, puts, {});
+  if (!made) return made.status();
+  if (!made->succeeded) {
+    return Status(Code::kConflict, swaps.size() == 1 ? "partition " + std::to_string(swaps[0].p) + "'s record changed meanwhile"
+                                                     : "a partition's record changed meanwhile");
+  }
+  return made->revision;
+}
+
 Result<int64_t> Cluster::swap_record(int p, int64_t epoch, const ClusterView::Partition& next,
                                      std::vector<etcd::Compare> also) {
-  std::string k = partition_key(p);
-  also.insert(also.begin(), etcd::Compare::unchanged_since(k, epoch));
-  auto made = etcd_->txn(also, {etcd::Op::put(k, next.record())}, {});
-  if (!made) return made.status();
-  if (!made->succeeded) return Status(Code::kConflict, "partition " + std::to_string(p) + "'s record changed meanwhile");
-  return made->revision;
+  return swap_records({RecordSwap{p, epoch, next}}, std::move(also));
 }
 
 bool Cluster::place_and_stamp() {
@@ -404,67 +415,87 @@ bool Cluster::place_and_stamp() {
   // Nodes started together join within a moment of each other: place only
   // once membership has been still for a lease, so they share the partitions.
   bool settled = this->settled();
+  // The changes go to etcd kBatch at a time, each batch one transaction (an
+  // etcd write takes a raft round and a disk flush: one at a time, a dead
+  // node's eighty-odd partitions took a second or more to take over).
+  enum class Kind { kPlace, kTakeOver, kRestamp };
+  struct Change {
+    Kind kind;
+    RecordSwap swap;
+  };
+  std::vector<Change> batch;
+  // After the record is written at revision `epoch`.
+  auto done = [&](const Change& c, int64_t epoch) {
+    int p = c.swap.p;
+    auto& r = records_[static_cast<size_t>(p)];
+    // The hosts in memory from when this node served p before stay good
+    // only if nobody changed the record since (no other owner, no ships).
+    bool untouched = c.kind == Kind::kRestamp && stamped_at_.count(p) && served_epoch_[p] == r.epoch;
+    if (c.kind == Kind::kTakeOver) {
+      log_info("cluster: took over partition " + std::to_string(p) + " from node " + r.owner);
+      adopting_.insert(p);
+    } else if (c.kind == Kind::kRestamp && r.handed) {
+      // Taken by a hand-off: its objects' alarms and catalog rows, as
+      // after a takeover.
+      log_info("cluster: took partition " + std::to_string(p) + ", handed over");
+      adopting_.insert(p);
+    }
+    r = c.swap.next;
+    r.epoch = epoch;
+    stamped_.insert(p);
+    if (!untouched) stamped_at_[p] = epoch;
+    changed = true;
+  };
+  auto flush = [&] {
+    if (batch.empty()) return;
+    std::vector<RecordSwap> swaps;
+    for (const auto& c : batch) swaps.push_back(c.swap);
+    // A takeover waits for the ship being applied: no copy it opens is
+    // half written.
+    std::unique_lock apply(apply_mu_, std::defer_lock);
+    if (std::any_of(batch.begin(), batch.end(), [](const Change& c) { return c.kind == Kind::kTakeOver; })) {
+      apply.lock();
+    }
+    auto made = swap_records(swaps);
+    if (made) {
+      for (const auto& c : batch) done(c, *made);
+    } else if (made.status().code() == Code::kConflict) {
+      // Another node changed one of them: each on its own, so that one
+      // stale record holds up none of the others.
+      for (const auto& c : batch) {
+        if (auto one = swap_record(c.swap.p, c.swap.epoch, c.swap.next)) done(c, *one);
+      }
+    }
+    batch.clear();
+  };
   for (int p = 0; p < partitions_; ++p) {
-    // One transaction each: leave the rest for the next round rather than
-    // hold up the lease's renewal.
+    // Leave the rest for the next round rather than hold up this one.
     if (Clock::now() - now > options_.lease / 4) break;
     auto& r = records_[static_cast<size_t>(p)];
     if (r.owner.empty()) {
       if (!settled) continue;
-      auto mine = rules::place(p, options_.node_id, members, options_.replicas, retired_);
-      if (!mine) continue;
-      if (auto made = swap_record(p, 0, *mine)) {
-        mine->epoch = *made;
-        r = *mine;
-        stamped_.insert(p);
-        stamped_at_[p] = *made;
-        changed = true;
+      if (auto mine = rules::place(p, options_.node_id, members, options_.replicas, retired_)) {
+        batch.push_back({Kind::kPlace, {p, 0, std::move(*mine)}});
       }
-      continue;
-    }
-    if (r.owner != options_.node_id && !nodes_.count(r.owner) && contains(r.in_sync, options_.node_id)) {
-      auto next = rules::take_over(p, r, options_.node_id, members);
-      if (!next) continue;
-      std::lock_guard apply(apply_mu_);  // no batch half applied to the copies
-      if (auto made = swap_record(p, r.epoch, *next)) {
-        log_info("cluster: took over partition " + std::to_string(p) + " from node " + r.owner);
-        next->epoch = *made;
-        r = *next;
-        stamped_.insert(p);
-        stamped_at_[p] = *made;
-        adopting_.insert(p);
-        changed = true;
+    } else if (r.owner != options_.node_id && !nodes_.count(r.owner) && contains(r.in_sync, options_.node_id)) {
+      if (auto next = rules::take_over(p, r, options_.node_id, members)) {
+        batch.push_back({Kind::kTakeOver, {p, r.epoch, std::move(*next)}});
       }
+    } else if (r.owner != options_.node_id || stamped_.count(p) || moving_.count(p)) {
       continue;
-    }
-    if (r.owner != options_.node_id || stamped_.count(p) || moving_.count(p)) continue;
-    if (inherited_.count(p)) {
+    } else if (inherited_.count(p)) {
       changed = step_down(p) || changed;
-      continue;
+    } else {
+      // Owned from before this lease, or handed to this node: a new epoch
+      // before serving it, so that anything still holding the old one can
+      // tell. A node's first lease may follow commits it never shipped, so
+      // its backups are out of sync, unless the partition was handed to it
+      // and it has served it under no lease since.
+      batch.push_back({Kind::kRestamp, {p, r.epoch, rules::restamp(r, first_lease_of_process_)}});
     }
-    // Owned from before this lease, or handed to this node: a new epoch
-    // before serving it, so that anything still holding the old one can
-    // tell. A node's first lease may follow commits it never shipped, so its
-    // backups are out of sync, unless the partition was handed to it and it
-    // has served it under no lease since.
-    ClusterView::Partition next = rules::restamp(r, first_lease_of_process_);
-    if (auto made = swap_record(p, r.epoch, next)) {
-      // Taken by a hand-off: its objects' alarms and catalog rows, as after
-      // a takeover.
-      if (r.handed) {
-        log_info("cluster: took partition " + std::to_string(p) + ", handed over");
-        adopting_.insert(p);
-      }
-      // The hosts in memory from when it served it before stay good only
-      // if nobody changed the record since (no other owner, no ships).
-      bool untouched = stamped_at_.count(p) && served_epoch_[p] == r.epoch;
-      next.epoch = *made;
-      r = next;
-      stamped_.insert(p);
-      if (!untouched) stamped_at_[p] = *made;
-      changed = true;
-    }
+    if (batch.size() >= kBatch) flush();
   }
+  flush();
   return changed;
 }
 

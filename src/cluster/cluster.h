@@ -201,6 +201,17 @@ class Cluster final : public Placement {
   // a compare failed); an etcd error is "unknown": read again before deciding.
   Result<int64_t> swap_record(int p, int64_t epoch, const ClusterView::Partition& next,
                               std::vector<etcd::Compare> also = {});
+  // Several at once, all or none, in one transaction: every new record's
+  // epoch is the one revision returned.
+  struct RecordSwap {
+    int p = -1;
+    int64_t epoch = 0;
+    ClusterView::Partition next;
+  };
+  Result<int64_t> swap_records(const std::vector<RecordSwap>& swaps, std::vector<etcd::Compare> also = {});
+  // How many record changes place_and_stamp() puts in one transaction
+  // (etcd's default --max-txn-ops is 128, compares and puts counted apart).
+  static constexpr size_t kBatch = 32;
 
   ClusterOptions options_;
   int partitions_ = 0;
