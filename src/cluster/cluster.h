@@ -41,6 +41,8 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "cluster/etcd.h"
@@ -48,6 +50,7 @@
 #include "dobj/server.h"
 #include "ids/id_factory.h"
 #include "runtime/placement.h"
+#include "storage/replication.h"
 
 namespace dobj::internal {
 
@@ -131,11 +134,18 @@ class Cluster final : public Placement {
   struct Learner {
     std::string node;
     bool required = false;  // past its snapshots: a failed ship drops it
+    uint64_t run = 0;       // its catch-up
   };
-  // The learners of partition p now (any thread).
-  std::vector<Learner> learners(int p) const;
+  // The learners of partition p now, for a ship about to go (any thread).
+  // One not yet required is counted as having a ship under way, which the
+  // ship must end with learner_ship_ended(): the catch-up adds the learner
+  // to the in-sync set only once every such ship has ended well (one still
+  // under way could fail after that, and nothing would then drop the
+  // learner while the commit it lacks counts as acknowledged).
+  std::vector<Learner> learners_for_ship(int p);
   // A ship to a learner failed (any thread).
   void learner_failed(int p, const std::string& node);
+  void learner_ship_ended(int p, const std::string& node, uint64_t run, bool ok);
   const std::string& node_id() const override { return options_.node_id; }
   Runtime* runtime() const { return runtime_; }
 
@@ -255,18 +265,28 @@ class Cluster final : public Placement {
   // Backups apply one batch at a time; a takeover waits for the batch under
   // way (so that no copy it opens is half written).
   std::mutex apply_mu_;
+  // Backup, after a ship is applied and synced: the catalog lists the copies
+  // (hidden from listings while another node serves them; counted in the
+  // storage totals) with their names, which a failover then keeps.
+  void catalog_copies(const std::vector<std::pair<const ReplicaRecord*, std::string>>& copies);
+  // "ns/id" of the copies catalogued by this process; true: with a name.
+  std::unordered_map<std::string, bool> catalogued_copies_;  // guarded by apply_mu_
+  static constexpr size_t kMaxCataloguedCopies = 200'000;
   // The catch-ups under way, by partition (one replica at a time each).
   struct CatchUp {
     int partition = -1;
     std::string node;
     int64_t learner_lease = 0;  // the learner's lease when it began: a restart there ends it
     size_t pending = 0;  // snapshots not yet on the learner
+    uint64_t run = 0;    // tells this catch-up from an earlier or later one of its partition
+    size_t unwaited_ships = 0;  // ships to the learner under way that do not wait for it
     bool failed = false;
     bool snapshots_sent = false;
     std::chrono::steady_clock::time_point started;
   };
   mutable std::mutex learners_mu_;
   std::map<int, CatchUp> catching_up_;  // guarded by learners_mu_
+  uint64_t catch_up_runs_ = 0;          // guarded by learners_mu_
   std::map<std::string, std::chrono::steady_clock::time_point> reset_warned_;  // agent
 
   // Agent thread only.

@@ -70,8 +70,22 @@ class ShardReplicatorImpl final : public ShardReplicator {
     auto view = cluster_->view();
     const std::string& me = cluster_->node_id();
     std::map<std::string, std::vector<size_t>> per_node;
-    std::map<std::string, std::set<int>> parts_of;     // required: a failure drops the node
-    std::map<std::string, std::set<int>> learning_of;  // a failure ends its catch-up
+    std::map<std::string, std::set<int>> parts_of;  // required: a failure drops the node
+    // Learners asked once per partition a ship; those this ship does not wait
+    // for are counted as under way until it ends (Cluster::learners_for_ship;
+    // a failure ends the catch-up): node -> partition -> catch-up run.
+    std::map<int, std::vector<Cluster::Learner>> learners_of;
+    std::map<std::string, std::map<int, uint64_t>> unwaited;
+    auto learners = [&](int part) -> const std::vector<Cluster::Learner>& {
+      auto [it, fresh] = learners_of.try_emplace(part);
+      if (fresh) {
+        it->second = cluster_->learners_for_ship(part);
+        for (const auto& l : it->second) {
+          if (!l.required) unwaited[l.node][part] = l.run;
+        }
+      }
+      return it->second;
+    };
     for (size_t i = 0; i < records.size(); ++i) {
       ReplicaRecord& r = records[i];
       const auto& p = view->partitions[r.partition];
@@ -87,9 +101,9 @@ class ShardReplicatorImpl final : public ShardReplicator {
       }
       r.epoch = p.epoch;
       int part = static_cast<int>(r.partition);
-      if (!r.only_to.empty()) {
+      if (!r.only_to.empty()) {  // a snapshot for p's learner
         per_node[r.only_to].push_back(i);
-        learning_of[r.only_to].insert(part);
+        (void)learners(part);
         continue;
       }
       for (const auto& n : p.in_sync) {
@@ -97,11 +111,16 @@ class ShardReplicatorImpl final : public ShardReplicator {
         per_node[n].push_back(i);
         parts_of[n].insert(part);
       }
-      for (const auto& l : cluster_->learners(part)) {
+      for (const auto& l : learners(part)) {
         if (std::find(p.in_sync.begin(), p.in_sync.end(), l.node) != p.in_sync.end()) continue;
         per_node[l.node].push_back(i);
-        (l.required ? parts_of : learning_of)[l.node].insert(part);
+        if (l.required) parts_of[l.node].insert(part);
       }
+    }
+    // Counted, but nothing goes to it (it is in the in-sync set already).
+    for (const auto& [node, runs] : unwaited) {
+      if (per_node.count(node)) continue;
+      for (const auto& [p, run] : runs) cluster_->learner_ship_ended(p, node, run, true);
     }
     if (per_node.empty()) return done(Status::ok());
     struct Gather {
@@ -111,14 +130,14 @@ class ShardReplicatorImpl final : public ShardReplicator {
     };
     auto g = std::make_shared<Gather>(Gather{per_node.size(), {}, std::move(done)});
     auto answered = [this, g](const std::string& node, const std::set<int>& parts,
-                              const std::set<int>& learning, bool ok) {
+                              const std::map<int, uint64_t>& learning, bool ok) {
       if (!ok) {
         for (int p : parts) {
           g->drops.emplace_back(p, node);
           cluster_->learner_failed(p, node);
         }
-        for (int p : learning) cluster_->learner_failed(p, node);
       }
+      for (const auto& [p, run] : learning) cluster_->learner_ship_ended(p, node, run, ok);
       if (--g->left > 0) return;
       if (g->drops.empty()) return g->done(Status::ok());
       cluster_->shrink_in_sync(std::move(g->drops), std::move(g->done));
@@ -132,7 +151,7 @@ class ShardReplicatorImpl final : public ShardReplicator {
       for (size_t i : indexes) subset.push_back(records[i]);
       auto peer = view->nodes.find(node);
       const std::set<int>& parts = parts_of[node];
-      const std::set<int>& learning = learning_of[node];
+      const std::map<int, uint64_t>& learning = unwaited[node];
       if (peer == view->nodes.end() || peer->second.peer.empty()) {
         answered(node, parts, learning, false);
         continue;
@@ -209,6 +228,7 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
       if (!why.empty()) return done(Response::error(409, why + std::to_string(r.partition)));
     }
     std::map<std::string, int> files;  // path -> descriptor, synced at the end
+    std::vector<std::pair<const ReplicaRecord*, std::string>> copies;  // applied, with their files
     std::set<std::string> dirs;        // folders whose entries changed
     Status failed;
     auto open_file = [&](const std::string& path, int flags) -> int {
@@ -234,6 +254,7 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
         ::unlink((path + "-wal").c_str());
         ::unlink(path.c_str());
         dirs.insert(dir);
+        copies.push_back({&r, path});
         continue;
       }
       if (!std::filesystem::exists(dir)) {
@@ -274,6 +295,7 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
         }
       }
       if (!existed) dirs.insert(dir);
+      copies.push_back({&r, path});
     }
     for (auto& [path, fd] : files) {
       if (failed.is_ok() && ::fdatasync(fd) != 0) {
@@ -291,8 +313,32 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
       log_error("cluster: applying a ship failed: " + failed.message());
       return done(Response::error(500, failed.message()));
     }
+    catalog_copies(copies);
     done(Response::text("ok"));
   });
+}
+
+void Cluster::catalog_copies(const std::vector<std::pair<const ReplicaRecord*, std::string>>& copies) {
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  std::vector<CatalogTouch> touches;
+  for (const auto& [r, path] : copies) {
+    std::string key = r->ns + "/" + r->id;
+    if (r->kind == ReplicaRecord::Kind::kRemove) {
+      runtime_->catalog().remove(r->ns, r->id);
+      catalogued_copies_.erase(key);
+      continue;
+    }
+    // Once per copy, and once more when its name first comes.
+    auto [it, fresh] = catalogued_copies_.try_emplace(key, false);
+    if (!fresh && (it->second || !r->name)) continue;
+    it->second = r->name.has_value();
+    touches.push_back(CatalogTouch{r->ns, r->id, path, now, r->name, /*created=*/true});
+  }
+  if (!touches.empty()) runtime_->catalog().touch(std::move(touches));
+  // A bound on the memory: forgetting costs one more catalog touch each.
+  if (catalogued_copies_.size() > kMaxCataloguedCopies) catalogued_copies_.clear();
 }
 
 void Cluster::reset_partition(int p, int64_t epoch, std::function<void(Response)> done) {
@@ -470,17 +516,27 @@ void Cluster::adopt_objects(int p) {
            " objects adopted (alarms scheduled, catalogued)");
 }
 
-std::vector<Cluster::Learner> Cluster::learners(int p) const {
+std::vector<Cluster::Learner> Cluster::learners_for_ship(int p) {
   std::lock_guard lock(learners_mu_);
   auto it = catching_up_.find(p);
   if (it == catching_up_.end()) return {};
-  return {Learner{it->second.node, it->second.snapshots_sent}};
+  CatchUp& c = it->second;
+  if (!c.snapshots_sent) ++c.unwaited_ships;
+  return {Learner{c.node, c.snapshots_sent, c.run}};
 }
 
 void Cluster::learner_failed(int p, const std::string& node) {
   std::lock_guard lock(learners_mu_);
   auto it = catching_up_.find(p);
   if (it != catching_up_.end() && it->second.node == node) it->second.failed = true;
+}
+
+void Cluster::learner_ship_ended(int p, const std::string& node, uint64_t run, bool ok) {
+  std::lock_guard lock(learners_mu_);
+  auto it = catching_up_.find(p);
+  if (it == catching_up_.end() || it->second.node != node || it->second.run != run) return;
+  --it->second.unwaited_ships;
+  if (!ok) it->second.failed = true;
 }
 
 Result<Response> Cluster::peer_call(const std::string& address, Request request) {
@@ -564,9 +620,11 @@ void Cluster::catch_up() {
     }
     auto next = rules::back_in_sync(*now, c.node);
     {
-      // A ship that fails after this check is caught by the shrink it queues.
+      // Every ship from here on waits for the learner, and one that fails
+      // after this check is caught by the shrink it queues; every earlier
+      // one must have ended well.
       std::lock_guard lock(learners_mu_);
-      if (catching_up_[p].failed) continue;
+      if (catching_up_[p].failed || catching_up_[p].unwaited_ships > 0) continue;
     }
     // The learner must be the process the snapshots went to: one restarted
     // since (its node key under another lease) may have lost them.
@@ -609,7 +667,13 @@ void Cluster::catch_up() {
     // A learner from here on: every ship of p reaches it.
     {
       std::lock_guard lock(learners_mu_);
-      catching_up_[p] = CatchUp{p, node, nodes_[node].lease, 0, false, false, std::chrono::steady_clock::now()};
+      CatchUp c;
+      c.partition = p;
+      c.node = node;
+      c.learner_lease = nodes_[node].lease;
+      c.run = ++catch_up_runs_;
+      c.started = std::chrono::steady_clock::now();
+      catching_up_[p] = std::move(c);
     }
     running[p];
     started_now.emplace_back(p, node);
@@ -640,6 +704,8 @@ void Cluster::catch_up() {
             ReplicaRecord rec;
             rec.ns = host.ns()->name();
             rec.id = host.id().to_string();
+            rec.name = host.id().name();
+            if (auto known = rec.name ? std::nullopt : runtime_->catalog().get(rec.ns, rec.id)) rec.name = known->name;
             rec.only_to = node;
             rec.kind = ReplicaRecord::Kind::kRemove;
             if (sqlite3* db = host.store().admin_connection()) {

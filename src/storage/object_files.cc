@@ -453,6 +453,7 @@ Status ObjectStore::replace_files(const std::string& file, bool in_history) {
     r.kind = ReplicaRecord::Kind::kReplace;
     r.ns = identity_.ns;
     r.id = identity_.id_hex;
+    r.name = identity_.name;
     r.file = std::move(*bytes);
     env_.replication->record(std::move(r));
   }

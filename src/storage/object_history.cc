@@ -387,6 +387,7 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
     r.kind = ReplicaRecord::Kind::kCommit;
     r.ns = identity_.ns;
     r.id = identity_.id_hex;
+    r.name = identity_.name;
     r.page_size = static_cast<uint32_t>(page_size);
     r.frames = std::move(txn);
     env_.replication->record(std::move(r));

@@ -41,7 +41,7 @@ struct Reader {
   }
 };
 
-constexpr uint32_t kMagic = 0x646f6272;  // "dobr"
+constexpr uint32_t kMagic = 0x646f6232;  // "dob2" (records end with the name; "dobr" did not)
 constexpr size_t kMaxName = 4096;
 constexpr size_t kMaxFile = size_t{1} << 31;
 
@@ -65,6 +65,8 @@ std::string encode_replica_records(const std::vector<ReplicaRecord>& records) {
       put_bytes(out, f.data);
     }
     put_bytes(out, r.file);
+    out += static_cast<char>(r.name ? 1 : 0);
+    if (r.name) put_bytes(out, *r.name);
   }
   return out;
 }
@@ -95,6 +97,9 @@ Result<std::vector<ReplicaRecord>> decode_replica_records(std::string_view bytes
       rec.frames.push_back(std::move(f));
     }
     rec.file = r.bytes(kMaxFile);
+    uint64_t named = r.take(1);
+    if (named > 1) return bad();
+    if (named) rec.name = r.bytes(kMaxName);
     if (!r.ok) return bad();
     out.push_back(std::move(rec));
   }

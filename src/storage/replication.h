@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct ReplicaRecord {
   uint32_t page_size = 0;        // kCommit
   std::vector<WalFrame> frames;  // kCommit: one transaction
   std::string file;              // kReplace: the database's bytes
+  // kCommit, kReplace: the object's name, when the owner knows it, so that a
+  // backup's catalog names the copy (and still does after a failover).
+  std::optional<std::string> name;
   // Not sent: set, the record goes to this node only (a catch-up's snapshot).
   std::string only_to;
 };

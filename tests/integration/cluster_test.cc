@@ -36,6 +36,13 @@ using namespace std::chrono_literals;
 // A short lease keeps the tests quick; etcd counts it in whole seconds.
 const std::vector<std::string> kNodeArgs = {"--lease-ms", "2000"};
 
+// Asks `holds` every 200 ms until it is true or `within` passes; its last answer.
+bool wait_for(const std::function<bool()>& holds, std::chrono::seconds within) {
+  auto deadline = std::chrono::steady_clock::now() + within;
+  while (!holds() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(200ms);
+  return holds();
+}
+
 class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override { start_cluster(kNodeArgs); }
@@ -91,6 +98,28 @@ class ClusterTest : public ::testing::Test {
   }
   HttpResponse get(size_t node, const std::string& target) {
     return http(nodes_->node(node).port(), "GET", target);
+  }
+  // The objects of namespace ns in the catalog, as node lists it for the
+  // whole cluster (page by page): how many times each is listed, by name, or
+  // by "id:<hex>" for one listed without a name.
+  std::map<std::string, int> listed_objects(size_t node, const std::string& ns) {
+    std::map<std::string, int> listed;
+    std::string cursor;
+    for (int page = 0; page < 50; ++page) {
+      HttpClient admin(nodes_->node(node).port());
+      auto r = admin.request("GET",
+                             "/_dobj/objects?namespace=" + ns + "&limit=8" + (cursor.empty() ? "" : "&cursor=" + cursor),
+                             "", {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
+      EXPECT_EQ(r.status, 200) << r.body;
+      json j = json::parse(r.body, nullptr, false);
+      if (!j.is_object()) break;
+      for (const auto& o : j["objects"]) {
+        ++listed[o["name"].is_string() ? o["name"].get<std::string>() : "id:" + o["id"].get<std::string>()];
+      }
+      if (!j["nextCursor"].is_string()) break;
+      cursor = j["nextCursor"];
+    }
+    return listed;
   }
   // GET through node until it answers 200 (its object's partition moved to
   // a live node) or the deadline passes; the last answer.
@@ -613,6 +642,13 @@ TEST_F(ReplicatedClusterTest, ADeadOwnersObjectsMoveToABackupWithEveryAcknowledg
   // Each survivor's view catches up within a round of its agent (a request
   // through a node still behind answers 503 and is retried by clients).
   ASSERT_TRUE(nodes_->wait_ready(30s)) << nodes_->failure();
+  // The tasks' names came with their copies (no request by name reached a
+  // moved task since the kill): once the survivors serve all ten, the
+  // catalog names each.
+  std::map<std::string, int> tasks;
+  wait_for([&] { return (tasks = listed_objects(1, "TASK_RUNNER")).size() >= 10; }, 20s);
+  for (int t = 0; t < 10; ++t) EXPECT_EQ(tasks["t" + std::to_string(t)], 1) << "task t" << t;
+  EXPECT_EQ(tasks.size(), 10u) << "listed without a name, or twice";
   for (int round = 0; round < 2; ++round) {
     for (int c = 0; c < kCounters; ++c) EXPECT_EQ(increment(1 + random() % 2, c).status, 200);
   }
@@ -649,19 +685,7 @@ TEST_F(ReplicatedClusterTest, ADeadOwnersObjectsMoveToABackupWithEveryAcknowledg
   }
   // The catalog lists each object once: from the node serving it, not from
   // the copies the others hold (the returning node's old ones included).
-  std::map<std::string, int> listed;
-  std::string cursor;
-  for (int page = 0; page < 20; ++page) {
-    HttpClient admin(nodes_->node(2).port());
-    auto r = admin.request("GET",
-                           "/_dobj/objects?namespace=COUNTER&limit=8" + (cursor.empty() ? "" : "&cursor=" + cursor),
-                           "", {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
-    ASSERT_EQ(r.status, 200) << r.body;
-    json j = json::parse(r.body);
-    for (const auto& o : j["objects"]) ++listed[o["name"].is_string() ? o["name"].get<std::string>() : o["id"].get<std::string>()];
-    if (j["nextCursor"].is_null()) break;
-    cursor = j["nextCursor"];
-  }
+  std::map<std::string, int> listed = listed_objects(2, "COUNTER");
   for (const auto& [name, times] : listed) EXPECT_EQ(times, 1) << name;
   EXPECT_EQ(listed.size(), static_cast<size_t>(kCounters));
 }
@@ -674,13 +698,6 @@ bool all_in_sync(NodeSet& nodes, size_t i) {
     if (p["in_sync"].size() != p["replicas"].size()) return false;
   }
   return true;
-}
-
-// Asks `holds` every 200 ms until it is true or `within` passes; its last answer.
-bool wait_for(const std::function<bool()>& holds, std::chrono::seconds within) {
-  auto deadline = std::chrono::steady_clock::now() + within;
-  while (!holds() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(200ms);
-  return holds();
 }
 
 // Waits up to `within` until all_in_sync(nodes, i); whether it came.
