@@ -94,6 +94,15 @@ class Simulation {
     int64_t lease = 0;  // the learner's, when it began: a restart ends it
     int stage = 0;  // 0: reset done, a learner; 1: snapshot on it; 2: ships must reach it
     bool failed = false;
+    int64_t run = 0;   // tells it from an earlier or later catch-up of its partition
+    int unwaited = 0;  // ships to the learner under way that do not wait for it
+  };
+  // A ship to a learner that its owner does not wait for: it lands (or
+  // fails) at a later event, possibly after the catch-up has ended.
+  struct Flight {
+    std::string from, to;
+    int p = 0;
+    int64_t id = 0, epoch = 0, run = 0;
   };
   struct Pending {
     int p;
@@ -193,6 +202,7 @@ class Simulation {
     if (roll < 450) return keep_lease(n);
     if (roll < 750) return write(p);
     if (roll < 800) return release_one(n);
+    if (roll < 850) return land_one(rng_() % (in_flight_.size() + 1));
     if (roll < 990) return;  // time passes
     fault(n);
   }
@@ -412,7 +422,16 @@ class Simulation {
         continue;
       }
       if (c.stage == 0) {
-        // The snapshot: the owner's copy as it is now.
+        // The snapshot: the owner's copy as it is now, after the ships to
+        // the learner before it (it goes in the same order).
+        for (size_t i = 0; i < in_flight_.size();) {
+          const Flight& f = in_flight_[i];
+          if (f.from == n.id && f.to == c.node && f.p == p) {
+            land_one(i);
+          } else {
+            ++i;
+          }
+        }
         Node& learner = node(c.node);
         if (can_reach(n, learner)) {
           learner.data[p] = n.data[p];
@@ -432,7 +451,8 @@ class Simulation {
         Record next = rules::back_in_sync(now, c.node);
         // Also compared: the learner's node key still has its lease.
         bool same_learner = lease_expiry_[c.node] > now_ && lease_id_[c.node] == c.lease;
-        if (int64_t epoch = same_learner ? cas(n, p, now.epoch, next) : 0) {
+        // Every ship that did not wait for the learner has landed.
+        if (int64_t epoch = same_learner && c.unwaited == 0 ? cas(n, p, now.epoch, next) : 0) {
           r.in_sync = next.in_sync;
           r.epoch = epoch;
           note(c.node + " caught up with p" + std::to_string(p) + ", in sync");
@@ -453,7 +473,7 @@ class Simulation {
       const Record& theirs = learner.view[static_cast<size_t>(p)];
       if (!can_reach(n, learner) || theirs.owner == learner.id || theirs.epoch > r.epoch) continue;
       learner.data[p].clear();
-      n.catching_up[p] = CatchUp{learner_id, n.live_lease[learner_id], 0, false};
+      n.catching_up[p] = CatchUp{learner_id, n.live_lease[learner_id], 0, false, ++catch_up_runs_, 0};
     }
   }
 
@@ -526,6 +546,12 @@ class Simulation {
       targets.push_back(learning->second.node);
     }
     for (const auto& t : targets) {
+      if (learning != n.catching_up.end() && learning->second.node == t && learning->second.stage < 2 &&
+          !contains(r.in_sync, t)) {
+        in_flight_.push_back(Flight{n.id, t, p, id, r.epoch, learning->second.run});
+        ++learning->second.unwaited;
+        continue;
+      }
       Node& b = node(t);
       const Record& theirs = b.view[static_cast<size_t>(p)];
       bool taken = can_reach(n, b) && theirs.owner != b.id && theirs.epoch <= r.epoch;
@@ -554,6 +580,34 @@ class Simulation {
     }
     n.pending.push_back({p, id});
     if (rng_() % 4 != 0) release_one(n);  // mostly at once; sometimes later (a pause in between)
+  }
+
+  // Flight i's channel (owner, learner, partition) moves on: its oldest
+  // flight lands on the learner, or fails (the learner is away, paused or cut
+  // off: the ship times out), and the owner's catch-up hears of it. A
+  // shard's ships go one after another, so one object's frames arrive in
+  // order; the model keeps that per partition.
+  void land_one(size_t i) {
+    if (i >= in_flight_.size()) return;
+    for (size_t j = 0; j < i; ++j) {
+      const Flight& a = in_flight_[j];
+      const Flight& b = in_flight_[i];
+      if (a.from == b.from && a.to == b.to && a.p == b.p) {
+        i = j;
+        break;
+      }
+    }
+    Flight f = in_flight_[i];
+    in_flight_.erase(in_flight_.begin() + static_cast<std::ptrdiff_t>(i));
+    Node& from = node(f.from);
+    Node& to = node(f.to);
+    const Record& theirs = to.view[static_cast<size_t>(f.p)];
+    bool taken = can_reach(from, to) && theirs.owner != to.id && theirs.epoch <= f.epoch;
+    if (taken) to.data[f.p].push_back(f.id);
+    auto c = from.catching_up.find(f.p);
+    if (c == from.catching_up.end() || c->second.run != f.run) return;
+    --c->second.unwaited;
+    if (!taken) c->second.failed = true;
   }
 
   void release(Node& n, const Pending& w) {
@@ -634,6 +688,7 @@ class Simulation {
         agent(n);
         release_one(n);
       }
+      while (!in_flight_.empty()) land_one(0);
       check();
     }
     for (int p = 0; p < config_.partitions && failure_.empty(); ++p) {
@@ -673,6 +728,8 @@ class Simulation {
   std::set<std::pair<std::string, std::string>> cut_links_;
   // clients
   int64_t next_write_ = 0;
+  std::vector<Flight> in_flight_;  // ships to learners under way
+  int64_t catch_up_runs_ = 0;
   std::map<int, std::set<int64_t>> acked_;
   std::deque<std::string> log_;
   size_t log_limit_ = 60;
