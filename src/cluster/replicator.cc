@@ -600,10 +600,13 @@ void Cluster::catch_up() {
       end_catch_up(p, c.failed ? "a ship to it failed" : "it restarted, or it or this node left");
       continue;
     }
-    if (c.pending > 0) {
-      if (std::chrono::steady_clock::now() - c.started > std::chrono::minutes(10)) end_catch_up(p, "it took too long");
+    // Snapshots still on their way, or an unwaited ship whose answer never
+    // came: it starts again.
+    if (std::chrono::steady_clock::now() - c.started > std::chrono::minutes(10)) {
+      end_catch_up(p, "it took too long");
       continue;
     }
+    if (c.pending > 0) continue;
     if (!c.snapshots_sent) {
       // Every object is on the learner: from now on a ship it misses drops
       // it; the next round adds it to the in-sync set.
