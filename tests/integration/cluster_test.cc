@@ -1620,7 +1620,7 @@ TEST_F(ClockSkewClusterTest, NodesWhoseWallClocksDisagreeByMinutesNeverServeOneO
   ASSERT_TRUE(every_counter_answers({0, 1, 2}, 10s));
   // The skew is there: each node schedules by its own wall clock.
   std::map<std::string, int64_t> off_by;
-  for (int t = 0; t < 12 && off_by.size() < 3; ++t) {
+  for (int t = 0; t < 60 && off_by.size() < 3; ++t) {  // 12 names missed a node 2.3% of runs
     std::string name = "skew" + std::to_string(t);
     auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch()).count();
