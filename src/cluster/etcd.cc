@@ -105,6 +105,17 @@ Endpoint parse_endpoint(std::string e) {
   return {e.substr(0, colon), e.substr(colon + 1)};
 }
 
+// A gateway call: POST of a JSON body, on a kept-alive connection.
+http::request<http::string_body> post_json(const Endpoint& ep, const std::string& path, const std::string& body) {
+  http::request<http::string_body> req{http::verb::post, path, 11};
+  req.set(http::field::host, ep.host + ":" + ep.port);
+  req.set(http::field::content_type, "application/json");
+  req.keep_alive(true);
+  req.body() = body;
+  req.prepare_payload();
+  return req;
+}
+
 }  // namespace
 
 std::string prefix_end(std::string_view prefix) {
@@ -132,12 +143,7 @@ struct Client::Impl {
   Result<json> exchange(const Endpoint& ep, const std::string& path, const std::string& body) {
     beast::error_code error;
     std::optional<http::response<http::string_body>> response;
-    http::request<http::string_body> req{http::verb::post, path, 11};
-    req.set(http::field::host, ep.host + ":" + ep.port);
-    req.set(http::field::content_type, "application/json");
-    req.keep_alive(true);
-    req.body() = body;
-    req.prepare_payload();
+    auto req = post_json(ep, path, body);
     auto read_response = [&] {
       response.emplace();
       http::async_read(*stream, buffer, *response, [&](beast::error_code ec, size_t) { error = ec; });
@@ -204,11 +210,7 @@ struct Client::Impl {
     std::string where = "etcd " + ep.host + ":" + ep.port + "/v3/watch";
     beast::error_code error;
     Status ended;  // what the stream itself said, if it said why it ended
-    http::request<http::string_body> req{http::verb::post, "/v3/watch", 11};
-    req.set(http::field::host, ep.host + ":" + ep.port);
-    req.set(http::field::content_type, "application/json");
-    req.body() = body;
-    req.prepare_payload();
+    auto req = post_json(ep, "/v3/watch", body);
     http::response_parser<http::string_body> parser;
     parser.body_limit(boost::none);
     std::string lines;
