@@ -20,7 +20,12 @@
 // one node released while another node had already started an event of the
 // same counter (a double activation), or a takeover at an epoch not newer.
 // Unavailability: for each counter, each stretch from its first failed
-// increment to its next acknowledged one; p50, p99 and max over all.
+// increment to its next acknowledged one; p50, p99 and max over all. A
+// request sent to a node killed by the driver is not a failure of the
+// cluster (a client or load balancer goes to another node): it is counted
+// apart and starts no stretch, so the outages that begin during a kill
+// measure failover, the wait for a dead owner's partitions to be served
+// through a surviving node.
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -111,6 +116,8 @@ int main(int argc, char** argv) {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> sent{0}, ok{0};
   std::atomic<bool> killed{false};  // a node is down by SIGKILL now
+  std::set<int> dead_ports;         // of nodes the driver killed (under ports_mu)
+  std::atomic<uint64_t> to_dead{0};  // requests that went to a killed node
   auto start = Clock::now();
 
   std::vector<std::thread> workers;
@@ -132,6 +139,13 @@ int main(int argc, char** argv) {
         HttpClient client(port, std::chrono::seconds(10));
         HttpResponse r = client.request("POST", "/counter/chaos" + std::to_string(c) + "/increment");
         ++sent;
+        if (r.status != 200) {
+          std::lock_guard lock(ports_mu);
+          if (dead_ports.count(port)) {
+            ++to_dead;
+            continue;
+          }
+        }
         std::lock_guard lock(k.mu);
         if (r.status == 200) {
           ++ok;
@@ -160,6 +174,7 @@ int main(int argc, char** argv) {
     }
     std::lock_guard lock(ports_mu);
     ports[i] = nodes.node(i).port();
+    dead_ports.erase(ports[i]);  // the system may hand a port out again
     return true;
   };
   std::mt19937 rng(seed);
@@ -172,6 +187,10 @@ int main(int argc, char** argv) {
     if (f % 2 == 0) {
       ++kills;
       killed = true;
+      {
+        std::lock_guard lock(ports_mu);
+        dead_ports.insert(ports[n]);
+      }
       nodes.node(n).stop(SIGKILL);
       std::this_thread::sleep_for(hold);
       killed = false;
@@ -291,8 +310,9 @@ int main(int argc, char** argv) {
               not_ready, exits, percentile(settle_s, 0.5), percentile(settle_s, 1.0), seconds);
   // Failover as clients see it: outages that began while a node was killed
   // (from a counter's first failed increment to its next acknowledged one).
-  std::printf("lease %d ms; outages that began during a kill: %zu, p50 %.0f ms, p99 %.0f ms, max %.0f ms\n", lease_ms,
-              kill_outages.size(), percentile(kill_outages, 0.5), percentile(kill_outages, 0.99),
-              percentile(kill_outages, 1.0));
+  std::printf("lease %d ms; outages that began during a kill: %zu, p50 %.0f ms, p99 %.0f ms, max %.0f ms; "
+              "requests to a killed node (not counted as failures): %llu\n",
+              lease_ms, kill_outages.size(), percentile(kill_outages, 0.5), percentile(kill_outages, 0.99),
+              percentile(kill_outages, 1.0), static_cast<unsigned long long>(to_dead.load()));
   return lost + duplicate + phantom + trace.violations > 0 ? 1 : 0;
 }
