@@ -139,6 +139,22 @@ struct Client::Impl {
   std::optional<beast::tcp_stream> stream;
   beast::flat_buffer buffer;
 
+  // Opens a new connection to ep (within `timeout`), then calls then();
+  // failed(ec) is asked after each step and ends the chain when it says so.
+  template <typename Failed, typename Then>
+  void open(const Endpoint& ep, Failed failed, Then then) {
+    stream.emplace(io);
+    buffer.clear();
+    stream->expires_after(timeout);
+    resolver.async_resolve(ep.host, ep.port, [this, failed, then](beast::error_code ec, tcp::resolver::results_type r) {
+      if (failed(ec)) return;
+      stream->async_connect(r, [failed, then](beast::error_code ec, const tcp::endpoint&) {
+        if (failed(ec)) return;
+        then();
+      });
+    });
+  }
+
   // One exchange on the open connection (opening it first if needed).
   Result<json> exchange(const Endpoint& ep, const std::string& path, const std::string& body) {
     beast::error_code error;
@@ -158,22 +174,10 @@ struct Client::Impl {
       });
     };
     if (!stream) {
-      stream.emplace(io);
-      buffer.clear();
-      stream->expires_after(timeout);
-      resolver.async_resolve(ep.host, ep.port, [&](beast::error_code ec, tcp::resolver::results_type r) {
-        if (ec) {
-          error = ec;
-          return;
-        }
-        stream->async_connect(r, [&](beast::error_code ec, const tcp::endpoint&) {
-          if (ec) {
-            error = ec;
-            return;
-          }
-          send();
-        });
-      });
+      open(ep, [&](const beast::error_code& ec) {
+        error = ec;
+        return static_cast<bool>(ec);
+      }, send);
     } else {
       stream->expires_after(timeout);
       send();
@@ -204,9 +208,6 @@ struct Client::Impl {
   Status watch(const Endpoint& ep, const std::string& body, const std::function<void()>& changed,
                std::chrono::milliseconds idle) {
     if (cancelled) return Status(Code::kUnavailable, "etcd: the watch was cancelled");
-    stream.reset();
-    stream.emplace(io);
-    buffer.clear();
     std::string where = "etcd " + ep.host + ":" + ep.port + "/v3/watch";
     beast::error_code error;
     Status ended;  // what the stream itself said, if it said why it ended
@@ -251,21 +252,16 @@ struct Client::Impl {
         read_more();
       });
     };
-    stream->expires_after(timeout);
-    resolver.async_resolve(ep.host, ep.port, [&](beast::error_code ec, tcp::resolver::results_type r) {
-      if (stop_if_cancelled(ec)) return;
-      stream->async_connect(r, [&](beast::error_code ec, const tcp::endpoint&) {
+    open(ep, stop_if_cancelled, [&] {
+      http::async_write(*stream, req, [&](beast::error_code ec, size_t) {
         if (stop_if_cancelled(ec)) return;
-        http::async_write(*stream, req, [&](beast::error_code ec, size_t) {
+        http::async_read_header(*stream, buffer, parser, [&](beast::error_code ec, size_t) {
           if (stop_if_cancelled(ec)) return;
-          http::async_read_header(*stream, buffer, parser, [&](beast::error_code ec, size_t) {
-            if (stop_if_cancelled(ec)) return;
-            if (parser.get().result() != http::status::ok) {
-              ended = Status(Code::kUnavailable, where + ": HTTP " + std::to_string(parser.get().result_int()));
-              return;
-            }
-            read_more();
-          });
+          if (parser.get().result() != http::status::ok) {
+            ended = Status(Code::kUnavailable, where + ": HTTP " + std::to_string(parser.get().result_int()));
+            return;
+          }
+          read_more();
         });
       });
     });

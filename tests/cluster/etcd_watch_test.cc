@@ -18,17 +18,7 @@ namespace {
 using namespace std::chrono_literals;
 using test::EtcdCluster;
 using Clock = std::chrono::steady_clock;
-
-// Polls until `done` or the timeout; whether it happened.
-template <typename F>
-bool eventually(F done, std::chrono::milliseconds timeout = 5s) {
-  auto until = Clock::now() + timeout;
-  while (!done()) {
-    if (Clock::now() > until) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
+using test::wait_for;
 
 class EtcdWatchTest : public ::testing::Test {
  protected:
@@ -66,9 +56,9 @@ class EtcdWatchTest : public ::testing::Test {
 TEST_F(EtcdWatchTest, ReportsEachChangeUnderItsPrefixALeaseExpiryIncludedAndNothingElse) {
   Client writer({endpoint_}, 2s);
   start_watch("/w/");
-  ASSERT_TRUE(eventually([&] { return calls_ == 1; })) << "no call once the watch was in place";
+  ASSERT_TRUE(wait_for([&] { return calls_ == 1; }, 5s)) << "no call once the watch was in place";
   ASSERT_TRUE(writer.put("/w/a", "1"));
-  EXPECT_TRUE(eventually([&] { return calls_ == 2; })) << calls_;
+  EXPECT_TRUE(wait_for([&] { return calls_ == 2; }, 5s)) << calls_;
   ASSERT_TRUE(writer.put("/x/a", "1"));  // another prefix
   ASSERT_TRUE(writer.put("/w", "1"));    // the prefix without its slash
   std::this_thread::sleep_for(300ms);
@@ -78,8 +68,8 @@ TEST_F(EtcdWatchTest, ReportsEachChangeUnderItsPrefixALeaseExpiryIncludedAndNoth
   auto lease = writer.grant(1);
   ASSERT_TRUE(lease);
   ASSERT_TRUE(writer.put("/w/node", "x", *lease));
-  EXPECT_TRUE(eventually([&] { return calls_ == 3; })) << calls_;
-  EXPECT_TRUE(eventually([&] { return calls_ == 4; }, 5s)) << "the lease's expiry was not reported";
+  EXPECT_TRUE(wait_for([&] { return calls_ == 3; }, 5s)) << calls_;
+  EXPECT_TRUE(wait_for([&] { return calls_ == 4; }, 5s)) << "the lease's expiry was not reported";
   auto got = writer.get("/w/node");
   ASSERT_TRUE(got);
   EXPECT_TRUE(got->kvs.empty());
@@ -88,7 +78,7 @@ TEST_F(EtcdWatchTest, ReportsEachChangeUnderItsPrefixALeaseExpiryIncludedAndNoth
 
 TEST_F(EtcdWatchTest, EndsAtOnceWhenCancelledOrWhenItsMemberDies) {
   start_watch("/w/");
-  ASSERT_TRUE(eventually([&] { return calls_ == 1; }));
+  ASSERT_TRUE(wait_for([&] { return calls_ == 1; }, 5s));
   auto before = Clock::now();
   watch_client_->cancel_watch();
   watcher_.join();
@@ -102,9 +92,9 @@ TEST_F(EtcdWatchTest, EndsAtOnceWhenCancelledOrWhenItsMemberDies) {
   done_ = false;
   calls_ = 0;
   start_watch("/w/");
-  ASSERT_TRUE(eventually([&] { return calls_ == 1; }));
+  ASSERT_TRUE(wait_for([&] { return calls_ == 1; }, 5s));
   etcd_->signal(0, SIGKILL);
-  EXPECT_TRUE(eventually([&] { return done_.load(); }, 3s)) << "the watch outlived its member";
+  EXPECT_TRUE(wait_for([&] { return done_.load(); }, 3s)) << "the watch outlived its member";
   EXPECT_FALSE(ended_.is_ok());
   watcher_.join();
 }

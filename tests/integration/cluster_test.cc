@@ -37,12 +37,6 @@ using namespace std::chrono_literals;
 const std::vector<std::string> kNodeArgs = {"--lease-ms", "2000"};
 
 // Asks `holds` every 200 ms until it is true or `within` passes; its last answer.
-bool wait_for(const std::function<bool()>& holds, std::chrono::seconds within) {
-  auto deadline = std::chrono::steady_clock::now() + within;
-  while (!holds() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(200ms);
-  return holds();
-}
-
 class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override { start_cluster(kNodeArgs); }

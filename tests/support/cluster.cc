@@ -36,6 +36,16 @@ int free_port() {
 
 bool have_etcd() { return ::access("/usr/bin/etcd", X_OK) == 0; }
 
+bool wait_for(const std::function<bool()>& holds, std::chrono::milliseconds within,
+              std::chrono::milliseconds every) {
+  auto deadline = std::chrono::steady_clock::now() + within;
+  while (!holds()) {
+    if (std::chrono::steady_clock::now() >= deadline) return holds();
+    std::this_thread::sleep_for(every);
+  }
+  return true;
+}
+
 EtcdCluster::EtcdCluster(std::string dir, int members) : dir_(std::move(dir)) {
   std::filesystem::create_directories(dir_);
   for (int i = 0; i < members; ++i) {

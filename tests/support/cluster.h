@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,6 +21,11 @@ int free_port();
 
 // Whether etcd is installed (the cluster tests skip without it).
 bool have_etcd();
+
+// Asks holds() every `every` until it says yes or `within` has passed;
+// returns its last answer.
+bool wait_for(const std::function<bool()>& holds, std::chrono::milliseconds within,
+              std::chrono::milliseconds every = std::chrono::milliseconds(100));
 
 class EtcdCluster {
  public:
