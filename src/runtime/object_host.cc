@@ -206,15 +206,13 @@ void ObjectHost::pump() {
       break;
     }
     if (queue_.front().admin) {
-      Event ev = std::move(queue_.front());
-      queue_.pop_front();
+      Event ev = queue_.pop_front();
       ev.admin(*this, std::move(ev.reply));
       continue;
     }
     if (!ensure_instance()) continue;
     if (blocked_ > 0) break;  // the constructor started block_concurrency_while
-    Event ev = std::move(queue_.front());
-    queue_.pop_front();
+    Event ev = queue_.pop_front();
     if (!check_binding(ev)) continue;
     start_event(std::move(ev));
     ++started;
@@ -226,8 +224,7 @@ bool ObjectHost::ensure_instance() {
   if (instance_) return true;
   // A restore the last instance asked for comes before the next is built.
   if (Status error; !restore_if_asked(*this, &error)) {
-    Event ev = std::move(queue_.front());
-    queue_.pop_front();
+    Event ev = queue_.pop_front();
     ev.reply(error_response(error));
     return false;
   }
@@ -251,8 +248,7 @@ bool ObjectHost::ensure_instance() {
                               shard_->runtime().options().expose_exception_messages);
   reset(why, /*fail_queued=*/false);
   // Fail the event that would have used it.
-  Event ev = std::move(queue_.front());
-  queue_.pop_front();
+  Event ev = queue_.pop_front();
   ev.reply(error_response(why));
   return false;
 }
@@ -478,8 +474,7 @@ void ObjectHost::reset(const Status& why, bool fail_queued) {
   state_.reset();
   if (dropped) shard_->alarms().drop_now(*this);
   if (fail_queued) {
-    std::deque<Event> queued = std::move(queue_);
-    queue_.clear();
+    std::deque<Event> queued = queue_.take();
     for (auto& ev : queued) ev.reply(error_response(reset_status));
   }
 }

@@ -26,6 +26,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <utility>
 #include <optional>
 #include <vector>
 
@@ -148,6 +149,35 @@ class ObjectHost {
  private:
   friend class AlarmRunner;  // runs alarm() on the instance, drops an aborted alarm
   using Event = Delivery;
+  // The events waiting for their turn. libstdc++'s std::deque allocates a
+  // map and a node even while empty (448 bytes for these events), and most
+  // resident objects wait for nothing; so the deque exists only while it
+  // holds events.
+  class EventQueue {
+   public:
+    bool empty() const { return !events_; }
+    size_t size() const { return events_ ? events_->size() : 0; }
+    const Event& front() const { return events_->front(); }
+    void push_back(Event event) {
+      if (!events_) events_ = std::make_unique<std::deque<Event>>();
+      events_->push_back(std::move(event));
+    }
+    Event pop_front() {
+      Event event = std::move(events_->front());
+      events_->pop_front();
+      if (events_->empty()) events_.reset();
+      return event;
+    }
+    // Every event, leaving the queue empty.
+    std::deque<Event> take() {
+      std::deque<Event> all;
+      if (events_) all = std::move(*std::exchange(events_, nullptr));
+      return all;
+    }
+
+   private:
+    std::unique_ptr<std::deque<Event>> events_;  // null when empty
+  };
   struct Run {
     Driver driver;
     Reply reply;  // null for block_concurrency_while callbacks
@@ -192,7 +222,7 @@ class ObjectHost {
   std::unique_ptr<ObjectStore> store_;
   std::unique_ptr<State> state_;
   std::unique_ptr<DurableObject> instance_;
-  std::deque<Event> queue_;
+  EventQueue queue_;
   std::list<Run> runs_;
   std::vector<std::function<void(Status)>> turn_outputs_;
   struct SyncWaiter {

@@ -232,16 +232,18 @@ TEST_F(JsTest, EvictedObjectsGiveTheirMemoryBack) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // all evicted
   };
-  round(0);
-  round(1);
-  long after_two = server_->rss_kib();
-  round(2);
-  round(3);
+  // The first rounds grow the allocator's and V8's pools to their working
+  // size (RSS after two rounds varied from 70 to 84 MiB between runs, and
+  // all reached ~90 MiB by the fourth); what is measured is the growth after.
+  for (int r = 0; r < 4; ++r) round(r);
   long after_four = server_->rss_kib();
-  ASSERT_GT(after_two, 0);
-  std::printf("RSS after two rounds of 1,000 objects: %ld KiB; after four: %ld KiB\n", after_two, after_four);
-  // 2,000 more objects came and went: what they held was given back.
-  EXPECT_LT(after_four - after_two, 16 * 1024) << after_two << " KiB, then " << after_four << " KiB";
+  for (int r = 4; r < 8; ++r) round(r);
+  long after_eight = server_->rss_kib();
+  ASSERT_GT(after_four, 0);
+  std::printf("RSS after four rounds of 1,000 objects: %ld KiB; after eight: %ld KiB\n", after_four, after_eight);
+  // 4,000 more objects came and went: what they held was given back (kept,
+  // they would be ~40 MiB).
+  EXPECT_LT(after_eight - after_four, 16 * 1024) << after_four << " KiB, then " << after_eight << " KiB";
 }
 
 TEST_F(JsTest, APureJavaScriptServerHasNoCppBindings) {
