@@ -36,7 +36,6 @@ using namespace std::chrono_literals;
 // A short lease keeps the tests quick; etcd counts it in whole seconds.
 const std::vector<std::string> kNodeArgs = {"--lease-ms", "2000"};
 
-// Asks `holds` every 200 ms until it is true or `within` passes; its last answer.
 class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override { start_cluster(kNodeArgs); }

@@ -40,7 +40,7 @@ bool wait_for(const std::function<bool()>& holds, std::chrono::milliseconds with
               std::chrono::milliseconds every) {
   auto deadline = std::chrono::steady_clock::now() + within;
   while (!holds()) {
-    if (std::chrono::steady_clock::now() >= deadline) return holds();
+    if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(every);
   }
   return true;

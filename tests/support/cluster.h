@@ -22,8 +22,8 @@ int free_port();
 // Whether etcd is installed (the cluster tests skip without it).
 bool have_etcd();
 
-// Asks holds() every `every` until it says yes or `within` has passed;
-// returns its last answer.
+// Asks holds() every `every` until it says yes (true) or `within` has
+// passed (false).
 bool wait_for(const std::function<bool()>& holds, std::chrono::milliseconds within,
               std::chrono::milliseconds every = std::chrono::milliseconds(100));
 
