@@ -5,6 +5,7 @@
 #
 #   bench/cluster/run.sh              # 3 rounds of 5 s per workload, 3 replicas
 #   DURATION=10 ROUNDS=5 REPLICAS=1 bench/cluster/run.sh
+#   NODE_FLAGS=--history bench/cluster/run.sh   # flags for every dobj node (single included)
 #
 # Workloads (64 connections):
 #   hot-local    one counter, requests sent to the node that owns it
@@ -16,6 +17,7 @@ cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 REPLICAS=${REPLICAS:-3}
+read -ra node_flags <<<"${NODE_FLAGS:-}"
 extra=(wrk etcd-server)
 command -v npm >/dev/null || extra+=(npm)
 scripts/deps.sh "${extra[@]}"
@@ -50,10 +52,10 @@ for i in 1 2 3; do
 done
 for i in 1 2 3; do
   $bin --listen "127.0.0.1:1890$i" --data "$tmp/n$i" --cluster "$endpoints" --node-id "n$i" \
-    --peer-listen "127.0.0.1:1891$i" --admin-token $token --replicas "$REPLICAS" >"$tmp/n$i.log" 2>&1 &
+    --peer-listen "127.0.0.1:1891$i" --admin-token $token --replicas "$REPLICAS" "${node_flags[@]}" >"$tmp/n$i.log" 2>&1 &
   pids+=($!)
 done
-$bin --listen 127.0.0.1:18900 --data "$tmp/single" --admin-token $token >"$tmp/single.log" 2>&1 &
+$bin --listen 127.0.0.1:18900 --data "$tmp/single" --admin-token $token "${node_flags[@]}" >"$tmp/single.log" 2>&1 &
 pids+=($!)
 workerd_start 18920 "$tmp/workerd"
 pids+=($workerd_pid)
@@ -98,7 +100,7 @@ for round in $(seq "$ROUNDS"); do
     results[$w-c]+="$c"$'\n' results[$w-s]+="$s"$'\n' results[$w-k]+="$k"$'\n'
   done
 done
-echo "replicas: $REPLICAS; the hot counter's owner: n$owner, forwarded through n$forwarder"
+echo "replicas: $REPLICAS; node flags: ${NODE_FLAGS:-none}; the hot counter's owner: n$owner, forwarded through n$forwarder"
 echo
 echo "workerd $WORKERD_VERSION (one process, its own storage: no replicas)"
 echo

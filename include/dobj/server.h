@@ -108,12 +108,18 @@ struct ServerOptions {
   int page_size = Storage::kDefaultPageBytes;
   // Keep each object's history (every commit's pages, in a file beside its
   // database), so that an operator can list its bookmarks and restore it to
-  // any of them (docs/history.md). Not on a cluster node yet.
+  // any of them (docs/history.md). A cluster's backups keep it too: every
+  // node of a cluster must be started with the same history flags.
   bool history = false;
   // How long the history keeps a commit: its bookmark restores exactly for
   // this many days (0: for ever). Per namespace in history_days_by_namespace.
   int history_days = 30;
   std::map<std::string, int> history_days_by_namespace{};
+  // history_days of namespace ns, in milliseconds (0: for ever).
+  int64_t history_keep_ms(const std::string& ns) const {
+    auto days = history_days_by_namespace.find(ns);
+    return int64_t{86'400'000} * (days != history_days_by_namespace.end() ? days->second : history_days);
+  }
   // Past this size an object's history drops its oldest commits, down to 3/4
   // of it (0: no cap).
   int64_t history_max_bytes = 0;

@@ -191,6 +191,14 @@ struct ExportJob {
   }
 };
 
+// Answers `out` once the change just made to host's object is on its
+// backups too (at once on a single node), or the error that stopped it.
+void reply_when_replicated(ObjectHost& host, const Json& out, const Reply& reply) {
+  internal::when_replicated(host, [reply, out = dump(out)](Status st) {
+    reply(st ? Response::json(out) : error_response(st));
+  });
+}
+
 }  // namespace
 
 Result<ObjectKey> AdminPlane::parse_target(const std::string& ns_name,
@@ -483,9 +491,7 @@ void AdminPlane::import_object(Shard& here, const ObjectKey& t, const Request& r
                         {"namespace", host.ns()->name()},
                         {"id", hex},
                         {"databaseBytes", host.store().database_size()}};
-            internal::when_replicated(host, [reply, out = dump(out)](Status st) {
-              reply(st ? Response::json(out) : error_response(st));
-            });
+            reply_when_replicated(host, out, reply);
           },
           std::move(reply));
     });
@@ -548,7 +554,8 @@ void AdminPlane::restore_object(Shard& here, const ObjectKey& t, const Request& 
                     {"bookmark", bookmark},
                     {"current", now ? Json(*now) : Json(nullptr)},
                     {"databaseBytes", host.store().database_size()}};
-        reply(Response::json(dump(out)));
+        // On a cluster, once its backups hold the restored state too.
+        reply_when_replicated(host, out, reply);
       },
       std::move(reply));
 }
@@ -644,7 +651,7 @@ void AdminPlane::upload_history(Shard& here, const ObjectKey& t, const Request& 
                         {"current", last.empty() ? Json(nullptr) : Json(last.back().bookmark)},
                         {"databaseBytes", host.store().database_size()},
                         {"historyBytes", host.store().history_bytes()}};
-            reply(Response::json(dump(out)));
+            reply_when_replicated(host, out, reply);
           },
           std::move(reply));
     });
@@ -694,8 +701,7 @@ void AdminPlane::delete_object(Shard& here, const ObjectKey& t, Reply reply) {
       [](ObjectHost& host, Reply reply) {
         Status st = internal::delete_object(host, "the object was deleted by an operator");
         if (!st) return reply(error_response(st));
-        internal::when_replicated(host, [reply, out = dump(Json{{"deleted", true}, {"id", host.id().to_string()}})](
-                                            Status st) { reply(st ? Response::json(out) : error_response(st)); });
+        reply_when_replicated(host, Json{{"deleted", true}, {"id", host.id().to_string()}}, reply);
       },
       std::move(reply));
 }

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "base/clock.h"
 #include "base/fs.h"
 #include "base/hex.h"
 #include "base/log.h"
@@ -23,6 +24,7 @@
 #include "runtime/alarm_runner.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
+#include "storage/replica_history.h"
 
 namespace dobj::internal {
 namespace {
@@ -228,6 +230,13 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
       if (!why.empty()) return done(Response::error(409, why + std::to_string(r.partition)));
     }
     std::map<std::string, int> files;  // path -> descriptor, synced at the end
+    // With --history, the owner's history records go beside the copies.
+    const ServerOptions& options = runtime_->options();
+    std::optional<ReplicaHistories> histories;
+    if (options.history) {
+      histories.emplace([&options](const std::string& ns) { return options.history_keep_ms(ns); },
+                        static_cast<uint64_t>(options.history_max_bytes));
+    }
     std::vector<std::pair<const ReplicaRecord*, std::string>> copies;  // applied, with their files
     std::set<std::string> dirs;        // folders whose entries changed
     Status failed;
@@ -253,6 +262,12 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
         }
         ::unlink((path + "-wal").c_str());
         ::unlink(path.c_str());
+        if (histories) {
+          if (Status st = histories->removed(path); !st) {
+            failed = st;
+            break;
+          }
+        }
         dirs.insert(dir);
         copies.push_back({&r, path});
         continue;
@@ -276,6 +291,12 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
           failed = Status(Code::kInternal, "writing " + path + ": " + std::strerror(errno));
           break;
         }
+        if (histories) {
+          if (Status st = histories->replaced(r, path); !st) {
+            failed = st;
+            break;
+          }
+        }
       } else {
         if (!files.count(path) && std::filesystem::exists(path + "-wal")) {
           if (Status st = fold_wal(path); !st) {
@@ -288,8 +309,10 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
           failed = Status(Code::kInternal, "opening " + path + ": " + std::strerror(errno));
           break;
         }
-        if (Status st = apply_wal_frames(fd, static_cast<int>(r.page_size), r.frames.data(), r.frames.size());
-            !st) {
+        auto apply = [&] {
+          return apply_wal_frames(fd, static_cast<int>(r.page_size), r.frames.data(), r.frames.size());
+        };
+        if (Status st = histories ? histories->commit(r, path, apply) : apply(); !st) {
           failed = st;
           break;
         }
@@ -297,6 +320,7 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
       if (!existed) dirs.insert(dir);
       copies.push_back({&r, path});
     }
+    if (histories && failed.is_ok()) failed = histories->finish(system_now_ms(), dirs);
     for (auto& [path, fd] : files) {
       if (failed.is_ok() && ::fdatasync(fd) != 0) {
         failed = Status(Code::kInternal, "syncing " + path + ": " + std::strerror(errno));
@@ -319,9 +343,7 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
 }
 
 void Cluster::catalog_copies(const std::vector<std::pair<const ReplicaRecord*, std::string>>& copies) {
-  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count();
+  int64_t now = system_now_ms();
   std::vector<CatalogTouch> touches;
   for (const auto& [r, path] : copies) {
     std::string key = r->ns + "/" + r->id;
@@ -356,6 +378,7 @@ void Cluster::reset_partition(int p, int64_t epoch, std::function<void(Response)
     size_t removed = 0;
     for (const auto& path : doomed) {
       ::unlink((path + "-wal").c_str());
+      ::unlink((path + "-history").c_str());
       removed += ::unlink(path.c_str()) == 0;
     }
     log_info("cluster: partition " + std::to_string(p) + ": " + std::to_string(removed) +
@@ -478,9 +501,7 @@ void Cluster::leave_in_sync_sets() {
 }
 
 void Cluster::adopt_objects(int p) {
-  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count();
+  int64_t now = system_now_ms();
   size_t adopted = 0;
   for_each_database(*runtime_, [&](const NamespaceImpl* ns, const ObjectId& id, const std::string& path) {
     if (partition_of(id) != p) return;
@@ -720,6 +741,15 @@ void Cluster::catch_up() {
                 rec.kind = ReplicaRecord::Kind::kReplace;
                 rec.file.assign(reinterpret_cast<const char*>(bytes), static_cast<size_t>(size));
                 sqlite3_free(bytes);
+                // Its history too, so that the copy has every bookmark.
+                auto history = host.store().history_copy();
+                if (!history) {
+                  learner_failed(part, node);
+                } else {
+                  rec.history = std::move(history->records);
+                  rec.history_seq = history->seq;
+                  rec.history_time_ms = history->time_ms;
+                }
               }
             }
             host.shard()->replication_log()->record(std::move(rec));

@@ -85,8 +85,7 @@ void ObjectHost::make_store() {
   if (!shard_->runtime().placement()) env.snapshot_dir = shard_->runtime().options().data_dir + "/snapshots";
   if (env.history) {
     const ServerOptions& o = shard_->runtime().options();
-    auto days = o.history_days_by_namespace.find(ns_->name());
-    env.history_keep_ms = int64_t{86'400'000} * (days != o.history_days_by_namespace.end() ? days->second : o.history_days);
+    env.history_keep_ms = o.history_keep_ms(ns_->name());
     env.history_max_bytes = o.history_max_bytes;
   }
   store_ = std::make_unique<ObjectStore>(env, ns_->object_dir(hex), NamespaceImpl::object_file(hex));

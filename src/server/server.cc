@@ -70,10 +70,6 @@ Status Server::start(const ServerOptions& options) {
     return Status(Code::kUnavailable,
                   "data folder " + options.data_dir + " is in use by another dobj server");
   }
-  if (options.history && !options.cluster.etcd.empty()) {
-    return Status(Code::kInvalidArgument,
-                  "--history is not available on a cluster node yet (its backups do not keep the history)");
-  }
   for (const auto& [ns, days] : options.history_days_by_namespace) {
     if (!impl_->bindings.count(ns)) {
       return Status(Code::kInvalidArgument, "--history-days-for " + ns + ": no such namespace");

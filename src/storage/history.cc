@@ -606,6 +606,49 @@ Status HistoryFile::drop_before(uint64_t seq) {
   return Status::ok();
 }
 
+Status HistoryFile::trim(std::optional<int64_t> cutoff_ms, uint64_t cap, uint64_t database_bytes, uint64_t durable,
+                         bool* dropped) {
+  *dropped = false;
+  const bool over_cap = cap > 0 && size_bytes() > cap;
+  if (!cutoff_ms && !over_cap) return Status::ok();
+  // Most often no commit is that old: told without reading the whole index.
+  auto second = second_time();
+  if (!second || (!over_cap && *second > *cutoff_ms)) return Status::ok();
+  index_all();
+  const auto& e = entries_;
+  size_t first = 0;  // the first record kept
+  if (cutoff_ms) {
+    while (first + 1 < e.size() && e[first + 1].time_ms <= *cutoff_ms) ++first;
+  }
+  if (over_cap) {
+    // Down to 3/4 of the cap (so that it is not rewritten at every commit).
+    uint64_t budget = cap / 4 * 3;
+    size_t i = e.size() - 1;
+    uint64_t kept = e[i].bytes + database_bytes;
+    while (i > first && kept + e[i - 1].bytes <= budget) kept += e[--i].bytes;
+    first = std::max(first, i);
+  }
+  if (first == 0) return Status::ok();
+  // Held records are kept whole: the first kept is one in the file.
+  (void)write_out(durable);
+  while (first > 0 && e[first].offset >= written_) --first;
+  if (first == 0) return Status::ok();
+  if (Status st = drop_before(e[first].seq); !st) return st;
+  *dropped = true;
+  return Status::ok();
+}
+
+Status HistoryFile::sync() {
+  if (::fdatasync(fd_) != 0) return Status(Code::kInternal, "cannot sync " + path_ + ": " + std::strerror(errno));
+  return Status::ok();
+}
+
+Result<std::string> HistoryFile::contents() const {
+  std::string out(static_cast<size_t>(end_), '\0');
+  if (Status st = read_range(out.data(), out.size(), 0); !st) return st;
+  return out;
+}
+
 std::string HistoryFile::bookmark(uint64_t seq, int64_t time_ms) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%016" PRIx64 "-%012" PRIx64, seq, static_cast<uint64_t>(time_ms));

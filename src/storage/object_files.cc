@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <tuple>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -430,6 +431,24 @@ Status ObjectStore::fold_wal_into_file() {
   return Status::ok();
 }
 
+Status ObjectStore::replicate_replace(std::string database, std::string history) {
+  ReplicaRecord r;
+  r.kind = ReplicaRecord::Kind::kReplace;
+  r.ns = identity_.ns;
+  r.id = identity_.id_hex;
+  r.name = identity_.name;
+  r.file = std::move(database);
+  if (env_.history) {
+    // Its backups keep it as a base with the number it has here.
+    auto stamp = stamp_in_image(r.file);
+    if (!stamp) return Status(Code::kInternal, "history: the new database has no commit number");
+    std::tie(r.history_seq, r.history_time_ms) = *stamp;
+    r.history = std::move(history);
+  }
+  env_.replication->record(std::move(r));
+  return Status::ok();
+}
+
 Status ObjectStore::replace_files(const std::string& file, bool in_history) {
   if (Status st = fold_wal_into_file(); !st) return st;
   close_connection();
@@ -449,13 +468,7 @@ Status ObjectStore::replace_files(const std::string& file, bool in_history) {
   if (env_.replication) {
     auto bytes = read_file(file);
     if (!bytes) return bytes.status();
-    ReplicaRecord r;
-    r.kind = ReplicaRecord::Kind::kReplace;
-    r.ns = identity_.ns;
-    r.id = identity_.id_hex;
-    r.name = identity_.name;
-    r.file = std::move(*bytes);
-    env_.replication->record(std::move(r));
+    if (Status st = replicate_replace(std::move(*bytes), {}); !st) return st;
   }
   if (::rename(file.c_str(), path_.c_str()) != 0) {
     return Status(Code::kInternal, "cannot move the import into place: " +

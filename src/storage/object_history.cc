@@ -13,6 +13,8 @@
 #include <cstring>
 #include <ctime>
 #include <optional>
+#include <cstdlib>
+#include <functional>
 #include <random>
 
 #include "base/fs.h"
@@ -103,7 +105,9 @@ constexpr const char* kRestoreTable =
 // Runs `sql` on a database held in memory (a whole file's bytes), in place:
 // SQLite works on the string's own buffer (a restored database can be a
 // GiB; no copy of it is made), with room for a few new pages.
-Status edit_image(std::string& database, const std::string& sql) {
+// `row`, when given, is called with each row the SQL gives.
+Status edit_image(std::string& database, const std::string& sql,
+                  const std::function<void(int, char**)>& row = nullptr) {
   if (database.size() < 100) return Status(Code::kInvalidArgument, "history: not a database");
   uint32_t page = (static_cast<uint8_t>(database[16]) << 8) | static_cast<uint8_t>(database[17]);
   if (page == 1) page = 65536;
@@ -122,7 +126,13 @@ Status edit_image(std::string& database, const std::string& sql) {
                                  static_cast<sqlite3_int64>(size), static_cast<sqlite3_int64>(room), 0) != SQLITE_OK) {
     st = Status(Code::kInternal, "history: cannot read the database");
   } else if (sqlite3_exec(mem, "PRAGMA journal_mode=MEMORY", nullptr, nullptr, nullptr) != SQLITE_OK ||
-             sqlite3_exec(mem, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+             sqlite3_exec(
+                 mem, sql.c_str(),
+                 [](void* fn, int n, char** values, char**) {
+                   (*static_cast<const std::function<void(int, char**)>*>(fn))(n, values);
+                   return 0;
+                 },
+                 row ? const_cast<std::function<void(int, char**)>*>(&row) : nullptr, nullptr) != SQLITE_OK) {
     st = Status(Code::kInvalidArgument, std::string("history: ") + sqlite3_errmsg(mem));
   } else {
     sqlite3_stmt* s = nullptr;
@@ -141,14 +151,28 @@ Status edit_image(std::string& database, const std::string& sql) {
   return st;
 }
 
-// Sets _dobj_history.seq inside a database held in memory. A restore the
-// database was waiting for is not part of what it restores to.
-Status set_seq_in_image(std::string& database, uint64_t seq) {
-  return edit_image(database, std::string(kHistoryTable) + "UPDATE _dobj_history SET seq = " +
-                                  std::to_string(seq) + "; DROP TABLE IF EXISTS _dobj_restore;");
+// Sets _dobj_history's number and time inside a database held in memory. A
+// restore the database was waiting for is not part of what it restores to.
+Status set_seq_in_image(std::string& database, uint64_t seq, int64_t time_ms) {
+  return edit_image(database, std::string(kHistoryTable) + "UPDATE _dobj_history SET seq = " + std::to_string(seq) +
+                                  ", time = " + std::to_string(time_ms) + "; DROP TABLE IF EXISTS _dobj_restore;");
 }
 
 }  // namespace
+
+std::optional<std::pair<uint64_t, int64_t>> ObjectStore::stamp_in_image(std::string& database) {
+  if (database.size() < 100) return std::nullopt;
+  // Read as edit_image does; the bytes are given back as they were.
+  const char journal[2] = {database[18], database[19]};
+  std::optional<std::pair<uint64_t, int64_t>> out;
+  Status st = edit_image(database, "SELECT seq, time FROM _dobj_history WHERE id = 0", [&](int n, char** v) {
+    if (n == 2 && v[0] && v[1]) out.emplace(std::strtoull(v[0], nullptr, 10), std::strtoll(v[1], nullptr, 10));
+  });
+  database[18] = journal[0];
+  database[19] = journal[1];
+  if (!st) return std::nullopt;
+  return out;
+}
 
 const char* ObjectStore::history_schema() { return kHistoryTable; }
 std::vector<std::string> ObjectStore::earlier_history_schemas() {
@@ -172,9 +196,10 @@ void ObjectStore::open_history() {
     if (Status st = db_.exec(kAddHistoryTime); !st) throw Error(st);  // a table from before the time was kept
   }
   if (Status st = flush_wal_writes(db_.get()); !st) throw Error(st);
-  auto s = db_.cached("SELECT seq FROM _dobj_history WHERE id = 0");
+  auto s = db_.cached("SELECT seq, time FROM _dobj_history WHERE id = 0");
   if (!s || (*s)->step() != SQLITE_ROW) throw Error(Code::kInternal, "history: cannot read the commit number");
   uint64_t stamped = static_cast<uint64_t>((*s)->column_int(0));
+  int64_t stamped_time = (*s)->column_int(1);
   auto file = std::make_unique<HistoryFile>();
   if (Status st = file->open(path_ + "-history"); !st) throw Error(st);
   auto sync = SyncFile::open(file->path(), /*is_dir=*/false);
@@ -200,8 +225,11 @@ void ObjectStore::open_history() {
     history_seq_ = std::max(history_seq_, file->cut_seq());
   }
   if (file->last_seq() != history_seq_) {
+    // As of the stamped commit, its time (a restore's or an import's base
+    // has the time its backups were told); else the time of the open.
+    int64_t time = history_seq_ == stamped && stamped_time > 0 ? stamped_time : now_ms();
     if (Status st = file->write_out(); !st) throw Error(st);
-    if (Status st = file->append_base(history_seq_, now_ms(), serialize_database()); !st) throw Error(st);
+    if (Status st = file->append_base(history_seq_, time, serialize_database()); !st) throw Error(st);
   }
   if (legacy) {
     // The records of the earlier format on disk now: the WAL's commits are
@@ -299,44 +327,18 @@ uint64_t ObjectStore::durable_gate() const {
 
 Status ObjectStore::keep_history_in_bounds(int64_t now, bool at_open) {
   const bool check_time = env_.history_keep_ms > 0 && (at_open || now - history_trimmed_ms_ >= kHistoryTrimIntervalMs);
-  auto cap = static_cast<uint64_t>(env_.history_max_bytes);
-  const bool over_cap = cap > 0 && history_->size_bytes() > cap;
-  if (!check_time && !over_cap) return Status::ok();
   if (check_time) history_trimmed_ms_ = now;
-  // The last commit at or before the window's start stays: it is the state
-  // at that time, which a bookmark for it names.
-  const int64_t cutoff = now - env_.history_keep_ms;
-  // Most often none is that old: told without reading the whole index.
-  auto second = history_->second_time();
-  if (!second || (!over_cap && *second > cutoff)) return Status::ok();
-  const auto& e = history_->entries();
-  size_t first = 0;  // the first record kept
-  if (check_time) {
-    while (first + 1 < e.size() && e[first + 1].time_ms <= cutoff) ++first;
-  }
-  if (over_cap) {
-    // Down to 3/4 of the cap (so that it is not rewritten at every commit),
-    // counting the base the first kept commit becomes (about the database).
-    uint64_t budget = cap / 4 * 3;
-    uint64_t base = static_cast<uint64_t>(database_size());
-    size_t i = e.size() - 1;
-    uint64_t kept = e[i].bytes + base;
-    while (i > first && kept + e[i - 1].bytes <= budget) kept += e[--i].bytes;
-    first = std::max(first, i);
-  }
-  if (first == 0) return Status::ok();
-  // Held records (of commits that may not be durable yet) are kept whole:
-  // the first kept is one in the file.
-  (void)history_->write_out(durable_gate());
-  while (first > 0 && e[first].offset >= history_->written_bytes()) --first;
-  if (first == 0) return Status::ok();
-  uint64_t seq = e[first].seq;
-  if (Status st = history_->drop_before(seq); !st) {
+  auto cap = static_cast<uint64_t>(env_.history_max_bytes);
+  if (!check_time && (cap == 0 || history_->size_bytes() <= cap)) return Status::ok();  // most commits: nothing to look at
+  bool dropped = false;
+  Status st = history_->trim(check_time ? std::optional<int64_t>(now - env_.history_keep_ms) : std::nullopt, cap,
+                             static_cast<uint64_t>(database_size()), durable_gate(), &dropped);
+  if (!st) {
     // The file is as it was: try again later.
-    log_warn("history of " + path_ + ": cannot drop the commits before " + std::to_string(seq) + ": " +
-             st.message());
+    log_warn("history of " + path_ + ": cannot drop its oldest commits: " + st.message());
     return Status::ok();
   }
+  if (!dropped) return Status::ok();
   // The file was replaced: the flusher must sync the new one.
   auto sync = SyncFile::open(history_->path(), /*is_dir=*/false);
   if (!sync) return sync.status();
@@ -355,16 +357,19 @@ uint64_t ObjectStore::history_bytes() {
 }
 
 void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
+  uint64_t seq = 0;  // the commit's number in the history (0: none kept)
+  int64_t time_ms = 0;
   if (history_) {
     // The record is written once the commit is durable: its group commit
     // number is the next one (end_turn takes it right after).
     uint64_t gate = env_.commits->last_seq() + 1;
     if (history_->needs_base()) history_needs_base_ = true;  // records were lost to damage
     if (history_pending_) {
+      seq = history_pending_->seq;
+      time_ms = history_pending_->time_ms;
       history_pending_->captured = true;
       if (!history_pending_->recorded && !history_needs_base_ && wal_capture_intact(db_.get())) {
-        Status st =
-            history_->append_commit(history_pending_->seq, history_pending_->time_ms, page_size, txn, gate);
+        Status st = history_->append_commit(seq, time_ms, page_size, txn, gate);
         if (st) {
           history_pending_->recorded = true;
         } else {
@@ -374,9 +379,10 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
     } else {
       // A commit of the runtime's tables outside a turn: a number of its own
       // (the WAL's commits are numbered one each from a stamp).
-      uint64_t seq = history_seq_ + 1;
+      seq = history_seq_ + 1;
+      time_ms = now_ms();
       if (history_needs_base_ || !wal_capture_intact(db_.get()) ||
-          !history_->append_commit(seq, now_ms(), page_size, txn, gate)) {
+          !history_->append_commit(seq, time_ms, page_size, txn, gate)) {
         history_needs_base_ = true;  // the next commit is taken whole
       }
       history_seq_ = seq;
@@ -390,6 +396,8 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
     r.name = identity_.name;
     r.page_size = static_cast<uint32_t>(page_size);
     r.frames = std::move(txn);
+    r.history_seq = seq;
+    r.history_time_ms = time_ms;
     env_.replication->record(std::move(r));
   }
 }
@@ -402,7 +410,7 @@ Status ObjectStore::stamp_as_next_base(std::string& database) {
     history = &own;
   }
   uint64_t seq = std::max(history->last_seq().value_or(0), history_seq_) + 1;
-  if (Status st = set_seq_in_image(database, seq); !st) return st;
+  if (Status st = set_seq_in_image(database, seq, now_ms()); !st) return st;
   // The records before it reach the disk before the WAL that could rebuild
   // them goes. The base itself is recorded when the database opens in its
   // place (open_history: a database past the history's last record), so a
@@ -553,6 +561,17 @@ Status ObjectStore::history_for_copy(int* fd, uint64_t* size) {
   return Status::ok();
 }
 
+Result<ObjectStore::HistoryCopy> ObjectStore::history_copy() {
+  HistoryCopy out;
+  if (!env_.history || !ensure_open(false) || !history_ || !history_->last()) return out;
+  auto records = history_->contents();
+  if (!records) return records.status();
+  out.records = std::move(*records);
+  out.seq = history_seq_;
+  out.time_ms = history_->last()->seq == history_seq_ ? history_->last()->time_ms : now_ms();
+  return out;
+}
+
 Result<std::string> ObjectStore::latest_database_in(const std::string& path) {
   HistoryFile file;
   if (Status st = file.open(path); !st) return Status(Code::kInvalidArgument, "not a history file: " + st.message());
@@ -561,7 +580,7 @@ Result<std::string> ObjectStore::latest_database_in(const std::string& path) {
   auto state = file.state_at(*last);
   if (!state) return Status(Code::kInvalidArgument, "the history's last state cannot be read: " + state.status().message());
   std::string database = std::move(*state);
-  if (Status st = set_seq_in_image(database, *last); !st) return st;
+  if (Status st = set_seq_in_image(database, *last, file.last()->time_ms); !st) return st;
   return database;
 }
 
@@ -576,6 +595,13 @@ Status ObjectStore::replace_with_history(const std::string& database_file, const
     }
   }
   if (Status st = sync_dir(dir_); !st) return st;
+  if (env_.replication) {
+    // The backups take both, as a catch-up's copy.
+    auto database = read_file(database_file);
+    auto history = database ? read_file(history_file) : database;
+    if (!history) return history.status();
+    if (Status st = replicate_replace(std::move(*database), std::move(*history)); !st) return st;
+  }
   if (::rename(database_file.c_str(), path_.c_str()) != 0 ||
       ::rename(history_file.c_str(), (path_ + "-history").c_str()) != 0) {
     return Status(Code::kInternal, "cannot move the files into place: " + std::string(std::strerror(errno)));

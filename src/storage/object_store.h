@@ -291,6 +291,15 @@ class ObjectStore {
   // The open connection for an export (nullptr when there is no file). While
   // pinned the connection is not closed to make room for others.
   sqlite3* admin_connection() { return ensure_open(false) ? db_.get() : nullptr; }
+  // With history on, what goes with a copy of admin_connection()'s database
+  // made now (a catch-up): the history's records, held ones included, and
+  // the number and time of the database's last commit (the base it is).
+  struct HistoryCopy {
+    std::string records;
+    uint64_t seq = 0;
+    int64_t time_ms = 0;
+  };
+  Result<HistoryCopy> history_copy();
   void pin() { ++pins_; }
   void unpin() { --pins_; }
   // History files moved between servers (dobj pull). history_for_copy: a
@@ -302,6 +311,9 @@ class ObjectStore {
   // that record's commit number in it (what replace_with_history puts beside
   // it); kInvalidArgument for a file that is not a usable history.
   static Result<std::string> latest_database_in(const std::string& path);
+  // The commit number and time in a database's _dobj_history (bytes of a
+  // whole file; given back unchanged); nullopt: it has none.
+  static std::optional<std::pair<uint64_t, int64_t>> stamp_in_image(std::string& database);
   // replace_files for a database and its history: the old history goes
   // first, so that a crash never pairs a history with another database
   // (at worst the new database starts a history of its own).
@@ -349,6 +361,9 @@ class ObjectStore {
   // History: opens the file and makes it agree with the database (a commit
   // the database lacks is dropped; one the history lacks becomes a base).
   void open_history();
+  // Records a kReplace of the object for its backups: the new database and
+  // the history that goes with it (empty: the database starts a base).
+  Status replicate_replace(std::string database, std::string history);
   // The database as SQLite sees it now (the WAL's commits included).
   std::string serialize_database();
   // Gives `database` (bytes of a whole database) the history's next commit

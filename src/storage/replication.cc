@@ -41,7 +41,8 @@ struct Reader {
   }
 };
 
-constexpr uint32_t kMagic = 0x646f6232;  // "dob2" (records end with the name; "dobr" did not)
+constexpr uint32_t kMagic = 0x646f6233;  // "dob3": records end with their history
+constexpr uint32_t kMagicV2 = 0x646f6232;  // "dob2": records end with the name ("dobr" did not)
 constexpr size_t kMaxName = 4096;
 constexpr size_t kMaxFile = size_t{1} << 31;
 
@@ -67,6 +68,9 @@ std::string encode_replica_records(const std::vector<ReplicaRecord>& records) {
     put_bytes(out, r.file);
     out += static_cast<char>(r.name ? 1 : 0);
     if (r.name) put_bytes(out, *r.name);
+    put_u64(out, r.history_seq);
+    put_u64(out, static_cast<uint64_t>(r.history_time_ms));
+    put_bytes(out, r.history);
   }
   return out;
 }
@@ -74,7 +78,8 @@ std::string encode_replica_records(const std::vector<ReplicaRecord>& records) {
 Result<std::vector<ReplicaRecord>> decode_replica_records(std::string_view bytes) {
   Reader r{bytes};
   auto bad = [] { return Status(Code::kInvalidArgument, "malformed replication records"); };
-  if (r.take(4) != kMagic) return bad();
+  uint64_t magic = r.take(4);
+  if (magic != kMagic && magic != kMagicV2) return bad();
   uint64_t count = r.take(4);
   std::vector<ReplicaRecord> out;
   for (uint64_t i = 0; i < count && r.ok; ++i) {
@@ -100,6 +105,11 @@ Result<std::vector<ReplicaRecord>> decode_replica_records(std::string_view bytes
     uint64_t named = r.take(1);
     if (named > 1) return bad();
     if (named) rec.name = r.bytes(kMaxName);
+    if (magic == kMagic) {
+      rec.history_seq = r.take(8);
+      rec.history_time_ms = static_cast<int64_t>(r.take(8));
+      rec.history = r.bytes(kMaxFile);
+    }
     if (!r.ok) return bad();
     out.push_back(std::move(rec));
   }

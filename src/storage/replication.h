@@ -33,6 +33,14 @@ struct ReplicaRecord {
   // kCommit, kReplace: the object's name, when the owner knows it, so that a
   // backup's catalog names the copy (and still does after a failover).
   std::optional<std::string> name;
+  // With history on the owner (--history): kCommit, the commit's number and
+  // time in the object's history; kReplace, those of the base the new file
+  // is (its _dobj_history row holds the number). 0: no history.
+  uint64_t history_seq = 0;
+  int64_t history_time_ms = 0;
+  // kReplace: the history that goes with the file (a catch-up's copy, or a
+  // pulled history), whole records; empty: the file starts a base.
+  std::string history;
   // Not sent: set, the record goes to this node only (a catch-up's snapshot).
   std::string only_to;
 };

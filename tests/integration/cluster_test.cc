@@ -740,6 +740,73 @@ TEST_F(ReplicatedClusterTest, ARestartedNodeCatchesUpAndItsCopiesServeTheNextFai
   }
 }
 
+// --history on a replicated cluster (docs/history.md, "On a cluster"): the
+// backups keep each commit in the history as its owner numbered it, so that
+// every bookmark the old owner gave restores on the node that takes over; a
+// restore is replicated like any change; a node that catches up gets the
+// histories with its copies.
+class HistoryClusterTest : public ClusterTest {
+ protected:
+  void SetUp() override {
+    std::vector<std::string> args = kNodeArgs;
+    args.insert(args.end(), {"--replicas", "3", "--history"});
+    start_cluster(args);
+  }
+  json admin_json(size_t node, const std::string& method, const std::string& target) {
+    HttpClient admin(nodes_->node(node).port());
+    auto r = admin.request(method, target, "", {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
+    EXPECT_EQ(r.status, 200) << method << " " << target << ": " << r.body;
+    return json::parse(r.body, nullptr, false);
+  }
+  static constexpr const char* kHistory = "/_dobj/objects/COUNTER/name:hist/history";
+  std::string current_bookmark(size_t node) {
+    json h = admin_json(node, "GET", std::string(kHistory) + "?limit=1");
+    return h.is_object() && h["current"].is_string() ? h["current"].get<std::string>() : "";
+  }
+  std::set<std::string> bookmarks(size_t node) {
+    json h = admin_json(node, "GET", kHistory);
+    std::set<std::string> out;
+    if (h.is_object()) {
+      for (const auto& b : h["bookmarks"]) out.insert(b["bookmark"].get<std::string>());
+    }
+    return out;
+  }
+};
+
+TEST_F(HistoryClusterTest, EveryBookmarkRestoresAfterTwoFailoversAndACatchUp) {
+  std::map<std::string, std::string> at;  // the counter's value -> its bookmark
+  for (int v = 1; v <= 6; ++v) {
+    ASSERT_EQ(post(static_cast<size_t>(v % 3), "/counter/hist/increment").body, std::to_string(v));
+    at[std::to_string(v)] = current_bookmark(static_cast<size_t>(v + 1) % 3);
+  }
+  // Its owner dies: the next one has every bookmark, and restores to one.
+  size_t first = owner_of("COUNTER", "hist");
+  EXPECT_EQ(nodes_->node(first).stop(SIGKILL), 128 + SIGKILL);
+  size_t a = (first + 1) % 3, b = (first + 2) % 3;
+  ASSERT_EQ(get_once_served(a, "/counter/hist", std::chrono::steady_clock::now() + 30s).body, "6");
+  ASSERT_TRUE(nodes_->wait_ready(30s)) << nodes_->failure();
+  std::set<std::string> kept = bookmarks(a);
+  for (const auto& [value, bookmark] : at) EXPECT_TRUE(kept.count(bookmark)) << value << ": " << bookmark;
+  EXPECT_EQ(admin_json(b, "POST", "/_dobj/objects/COUNTER/name:hist/restore?bookmark=" + at["2"])["restored"], true);
+  EXPECT_EQ(get(a, "/counter/hist").body, "2");
+  ASSERT_EQ(post(b, "/counter/hist/increment").body, "3");
+  at["3 after the restore"] = current_bookmark(a);
+  // The first node comes back and catches up (its old copy and history are
+  // replaced by the owner's); then the two others die, and it serves alone.
+  ASSERT_TRUE(nodes_->restart(first)) << nodes_->failure();
+  ASSERT_TRUE(wait_all_in_sync(*nodes_, a, 90s)) << nodes_->status(a);
+  EXPECT_EQ(nodes_->node(a).stop(SIGKILL), 128 + SIGKILL);
+  EXPECT_EQ(nodes_->node(b).stop(SIGKILL), 128 + SIGKILL);
+  ASSERT_EQ(get_once_served(first, "/counter/hist", std::chrono::steady_clock::now() + 30s).body, "3");
+  kept = bookmarks(first);
+  for (const auto& [value, bookmark] : at) EXPECT_TRUE(kept.count(bookmark)) << value << ": " << bookmark;
+  for (const std::string value : {"5", "1", "3 after the restore"}) {
+    json r = admin_json(first, "POST", "/_dobj/objects/COUNTER/name:hist/restore?bookmark=" + at[value]);
+    EXPECT_EQ(r["restored"], true) << value << ": " << r.dump();
+    EXPECT_EQ(get(first, "/counter/hist").body, value.substr(0, 1)) << "restored to " << value;
+  }
+}
+
 // Whether node i's view has no partition owned by `gone` (its partitions
 // were taken over), waiting up to `within`.
 bool wait_owns_nothing(NodeSet& nodes, size_t i, const std::string& gone, std::chrono::seconds within) {

@@ -3,6 +3,7 @@
 // torn records and commits the history missed.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -18,6 +19,7 @@
 #include "base/fs.h"
 #include "runtime/api_access.h"
 #include "storage/object_store.h"
+#include "storage/replica_history.h"
 #include "support/server_process.h"
 
 namespace dobj::internal {
@@ -64,6 +66,7 @@ class HistoryTest : public ::testing::Test {
     StoreEnv env{&commits_, &open_dbs_};
     env.history = true;
     env.now_ms = [this] { return clock_ms_; };
+    env.replication = replication_;
     store_ = std::make_unique<ObjectStore>(env, dir_.path() + "/ns/ab", "obj.sqlite");
   }
   Dump dump() {
@@ -106,7 +109,48 @@ class HistoryTest : public ::testing::Test {
   GroupCommit commits_{nullptr, [](std::function<void()> f) { f(); }};
   DbCache open_dbs_{4};
   int64_t clock_ms_ = 1'000'000;
+  ReplicationLog* replication_ = nullptr;  // the store's backups, if any
   std::unique_ptr<ObjectStore> store_;
+};
+
+// What an owner records for its backups, kept to be applied later.
+struct Shipped : ReplicationLog {
+  std::vector<ReplicaRecord> records;
+  void record(ReplicaRecord r) override { records.push_back(std::move(r)); }
+};
+
+// A backup's copy of one object, as a cluster node applies the records its
+// owner ships (cluster/replicator.cc: the frames into the database file, the
+// history beside it through ReplicaHistories), a batch at a time.
+struct BackupCopy {
+  std::string database;
+  void apply(const std::vector<ReplicaRecord>& batch) {
+    ReplicaHistories histories([](const std::string&) { return int64_t{0}; }, 0);
+    for (const ReplicaRecord& r : batch) {
+      if (r.kind == ReplicaRecord::Kind::kReplace) {
+        ASSERT_TRUE(write_file_atomic(database, r.file, 0644).is_ok());
+        ASSERT_TRUE(histories.replaced(r, database).is_ok());
+        continue;
+      }
+      ASSERT_EQ(r.kind, ReplicaRecord::Kind::kCommit);
+      int fd = ::open(database.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      ASSERT_GE(fd, 0);
+      Status st = histories.commit(r, database, [&] {
+        return apply_wal_frames(fd, static_cast<int>(r.page_size), r.frames.data(), r.frames.size());
+      });
+      ::close(fd);
+      ASSERT_TRUE(st.is_ok()) << st.message();
+    }
+    std::set<std::string> dirs;
+    ASSERT_TRUE(histories.finish(0, dirs).is_ok());
+  }
+  Result<std::string> state(const std::string& bookmark) {
+    HistoryFile file;
+    if (Status st = file.open(database + "-history"); !st) return st;
+    auto seq = HistoryFile::parse_bookmark(bookmark);
+    if (!seq) return seq.status();
+    return file.state_at(*seq);
+  }
 };
 
 // The model: after each of many random commits (small and large values,
@@ -195,6 +239,97 @@ TEST_F(HistoryTest, EveryBookmarkRestoresExactlyTheStateItNamed) {
   }
   EXPECT_EQ(store_->bookmark_for_time(0).status().code(), Code::kNotFound);
   EXPECT_EQ(store_->restored_database("not a bookmark").status().code(), Code::kInvalidArgument);
+}
+
+// A cluster's backups (storage/replica_history.h): from the records the
+// owner ships, in batches, a backup that had every one and a backup that
+// joined midway with a catch-up's copy each keep a history in which every
+// bookmark the owner gave rebuilds exactly the owner's state, through
+// reopens, checkpoints and a restore (a kReplace, as an import is too).
+TEST_F(HistoryTest, ABackupsHistoryFromTheShippedRecordsRestoresEveryBookmarkOfTheOwner) {
+  Shipped shipped;
+  replication_ = &shipped;
+  reopen();
+  BackupCopy whole{dir_.path() + "/backup-1.sqlite"}, joined{dir_.path() + "/backup-2.sqlite"};
+  size_t joined_from = 0;  // the records the late backup takes after its copy
+  std::mt19937 rng(7);
+  std::vector<std::pair<std::string, Dump>> noted;
+  Dump model;
+  auto note = [&] {
+    auto b = store_->current_bookmark();
+    ASSERT_TRUE(b.is_ok()) << b.status().message();
+    noted.emplace_back(*b, model);
+  };
+  for (int commit = 0; commit < 300; ++commit) {
+    for (int w = 0, writes = 1 + static_cast<int>(rng() % 3); w < writes; ++w) {
+      std::string key = "k" + std::to_string(rng() % 50);
+      if (rng() % 5 == 0) {
+        store_->remove(key);
+        model.erase(key);
+      } else {
+        std::string value(rng() % 9 == 0 ? 5000 : 1 + rng() % 30, static_cast<char>('a' + rng() % 26));
+        store_->put(key, value);
+        model[key] = value;
+      }
+    }
+    ASSERT_TRUE(store_->end_turn().is_ok());
+    clock_ms_ += 1 + static_cast<int64_t>(rng() % 20);
+    note();
+    if (rng() % 31 == 0) reopen();
+    if (rng() % 43 == 0) close_and_restart_wal(), reopen();
+    if (commit == 100) {
+      // The late backup's catch-up: the database and history as they are.
+      ReplicaRecord copy;
+      copy.kind = ReplicaRecord::Kind::kReplace;
+      sqlite3_int64 size = 0;
+      unsigned char* bytes = sqlite3_serialize(store_->admin_connection(), "main", &size, 0);
+      ASSERT_NE(bytes, nullptr);
+      copy.file.assign(reinterpret_cast<const char*>(bytes), static_cast<size_t>(size));
+      sqlite3_free(bytes);
+      auto history = store_->history_copy();
+      ASSERT_TRUE(history.is_ok());
+      copy.history = history->records;
+      copy.history_seq = history->seq;
+      copy.history_time_ms = history->time_ms;
+      joined.apply({copy});
+      joined_from = shipped.records.size();
+    }
+    if (commit == 150) {
+      // A restore to an early bookmark, then (below) commits on top of it.
+      auto bytes = store_->restored_database(noted[20].first);
+      ASSERT_TRUE(bytes.is_ok());
+      std::string tmp = dir_.path() + "/restore.tmp";
+      ASSERT_TRUE(write_file_atomic(tmp, *bytes, 0644).is_ok());
+      ASSERT_TRUE(store_->replace_files(tmp, /*in_history=*/true).is_ok());
+      reopen();
+      model = noted[20].second;
+      ASSERT_EQ(dump(), model);
+      note();
+    }
+  }
+  // Shipped in batches of up to 7 records, as group commits do.
+  for (size_t i = 0; i < shipped.records.size(); i += 7) {
+    size_t end = std::min(shipped.records.size(), i + 7);
+    std::vector<ReplicaRecord> batch(shipped.records.begin() + i, shipped.records.begin() + end);
+    whole.apply(batch);
+    if (end > joined_from) {
+      joined.apply(std::vector<ReplicaRecord>(shipped.records.begin() + std::max(i, joined_from),
+                                              shipped.records.begin() + end));
+    }
+  }
+  for (size_t i = 0; i < noted.size(); ++i) {
+    const auto& [bookmark, state] = noted[i];
+    auto a = whole.state(bookmark);
+    ASSERT_TRUE(a.is_ok()) << "bookmark " << i << ": " << a.status().message();
+    EXPECT_EQ(dump_image(*a), state) << "the backup with every record, bookmark " << i;
+    auto b = joined.state(bookmark);
+    ASSERT_TRUE(b.is_ok()) << "bookmark " << i << ": " << b.status().message();
+    EXPECT_EQ(dump_image(*b), state) << "the backup that joined, bookmark " << i;
+  }
+  // The copies themselves are the owner's database.
+  auto copy = read_file(whole.database);
+  ASSERT_TRUE(copy.is_ok());
+  EXPECT_EQ(dump_image(*copy), model);
 }
 
 // An import replaces the database as a commit of the history: a base after

@@ -18,6 +18,8 @@ std::vector<ReplicaRecord> sample() {
   commit.page_size = 4096;
   commit.frames = {WalFrame{3, 0, std::string(4096, 'x')}, WalFrame{1, 5, std::string(4096, 'y')}};
   commit.name = "room-\xc3\xa9";
+  commit.history_seq = 41;
+  commit.history_time_ms = 1796000000123;
   ReplicaRecord unnamed = commit;  // an object its owner knows only by ID
   unnamed.name.reset();
   ReplicaRecord empty_name = commit;  // "" is a name too
@@ -28,6 +30,9 @@ std::vector<ReplicaRecord> sample() {
   replace.id = std::string(64, 'b');
   replace.file = std::string(8192, 'z');
   replace.name = "k";
+  replace.history_seq = 9;
+  replace.history_time_ms = 1796000000456;
+  replace.history = std::string(300, 'h');
   ReplicaRecord remove;
   remove.kind = ReplicaRecord::Kind::kRemove;
   remove.ns = "KV";
@@ -35,7 +40,7 @@ std::vector<ReplicaRecord> sample() {
   return {commit, unnamed, empty_name, replace, remove};
 }
 
-TEST(ReplicationRecordsTest, RoundTripWithTheirNamesKnownUnknownAndEmpty) {
+TEST(ReplicationRecordsTest, RoundTripWithTheirNamesKnownUnknownAndEmptyAndTheirHistory) {
   auto in = sample();
   auto out = decode_replica_records(encode_replica_records(in));
   ASSERT_TRUE(out) << out.status().message();
@@ -51,6 +56,9 @@ TEST(ReplicationRecordsTest, RoundTripWithTheirNamesKnownUnknownAndEmpty) {
     EXPECT_EQ(a.page_size, b.page_size) << i;
     EXPECT_EQ(a.file, b.file) << i;
     EXPECT_EQ(a.name, b.name) << i;
+    EXPECT_EQ(a.history_seq, b.history_seq) << i;
+    EXPECT_EQ(a.history_time_ms, b.history_time_ms) << i;
+    EXPECT_EQ(a.history, b.history) << i;
     ASSERT_EQ(a.frames.size(), b.frames.size()) << i;
     for (size_t f = 0; f < a.frames.size(); ++f) {
       EXPECT_EQ(a.frames[f].page, b.frames[f].page);
@@ -71,10 +79,26 @@ TEST(ReplicationRecordsTest, EveryCutShortOrExtendedOrOldFormBatchIsRefused) {
   std::string old = whole;
   old[3] = 'r';
   EXPECT_FALSE(decode_replica_records(old));
-  // A name flag other than 0 or 1.
+  // A name flag other than 0 or 1 (before the history's number, time and
+  // bytes: 8 + 8 + 4).
   std::string one = encode_replica_records({sample()[4]});
-  one.back() = 2;
+  one[one.size() - 21] = 2;
   EXPECT_FALSE(decode_replica_records(one));
+}
+
+// A node of the version before history was replicated ships "dob2"
+// batches: they are read, with no history.
+TEST(ReplicationRecordsTest, TheFormBeforeHistoryIsReadWithoutIt) {
+  ReplicaRecord r = sample()[4];
+  std::string v2 = encode_replica_records({r});
+  v2.resize(v2.size() - 20);
+  v2[3] = '2';
+  auto out = decode_replica_records(v2);
+  ASSERT_TRUE(out) << out.status().message();
+  ASSERT_EQ(out->size(), 1u);
+  EXPECT_EQ((*out)[0].kind, ReplicaRecord::Kind::kRemove);
+  EXPECT_EQ((*out)[0].id, r.id);
+  EXPECT_EQ((*out)[0].history_seq, 0u);
 }
 
 }  // namespace

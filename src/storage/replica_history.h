@@ -1,0 +1,64 @@
+// A cluster backup's side of its objects' histories (docs/history.md, "On a
+// cluster"): the history part of the records an owner ships, kept beside the
+// backup's copies of their databases, so that the node that takes an object
+// over after a failover has every bookmark its owner gave.
+//
+// The owner numbers each commit (ReplicaRecord::history_seq and its time);
+// a backup appends the same commit from the same frames, or, when it lacks
+// the records before one (a new copy, a history turned on later), a base of
+// its copy as it was just before that commit. A replaced copy (a restore, an
+// import, a catch-up's snapshot) becomes a base with the owner's number, or
+// takes the owner's whole history with it (a catch-up, a pull).
+//
+// Unlike the owner's, a backup's history is synced with every ship it
+// acknowledges: it has no WAL to rebuild records from, and after a failover
+// its history is the one that counts.
+//
+// One per applied batch of records (the blocking pool's thread): the files
+// it opens are written, trimmed to the retention and synced by finish().
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "dobj/status.h"
+#include "storage/history.h"
+#include "storage/replication.h"
+
+namespace dobj::internal {
+
+class ReplicaHistories {
+ public:
+  // keep_ms(ns): how long namespace ns keeps a commit (0: for ever);
+  // max_bytes: the size past which a history drops its oldest (0: no cap).
+  ReplicaHistories(std::function<int64_t(const std::string& ns)> keep_ms, uint64_t max_bytes)
+      : keep_ms_(std::move(keep_ms)), max_bytes_(max_bytes) {}
+
+  // A kCommit for the copy at `database` (its WAL folded in): `apply` puts
+  // the frames into it; the commit's record goes to the history around it.
+  Status commit(const ReplicaRecord& r, const std::string& database, const std::function<Status()>& apply);
+  // A kReplace whose file is now in place at `database`.
+  Status replaced(const ReplicaRecord& r, const std::string& database);
+  // A kRemove (or the reset of a partition): the copy's history goes too.
+  Status removed(const std::string& database);
+  // Writes what is held, drops what retention says (now_ms), syncs each
+  // history touched; the folders where a history file was made are added
+  // to `dirs` (their entries need a sync).
+  Status finish(int64_t now_ms, std::set<std::string>& dirs);
+
+ private:
+  struct Open {
+    std::unique_ptr<HistoryFile> file;
+    std::string ns;
+  };
+  Result<HistoryFile*> open(const std::string& database, const std::string& ns);
+  std::function<int64_t(const std::string&)> keep_ms_;
+  uint64_t max_bytes_;
+  std::map<std::string, Open> open_;  // by database path
+  std::set<std::string> made_in_;     // folders of history files made
+};
+
+}  // namespace dobj::internal
