@@ -48,6 +48,15 @@ Status sync_dir(const std::string& path) {
   return Status::ok();
 }
 
+Status sync_filesystem(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno_status("open", path);
+  int rc = syncfs(fd);
+  close(fd);
+  if (rc != 0) return errno_status("syncfs", path);
+  return Status::ok();
+}
+
 bool file_exists(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0;

@@ -13,6 +13,9 @@ namespace dobj::internal {
 Status make_dirs(const std::string& path, bool durable = false);
 // fsync of a directory, so that entries created in it survive power loss.
 Status sync_dir(const std::string& path);
+// syncfs of the filesystem that holds a folder: everything written to any
+// file on it (and every entry made) survives power loss.
+Status sync_filesystem(const std::string& path);
 // fsync of a file's content.
 Status sync_file(const std::string& path);
 bool file_exists(const std::string& path);

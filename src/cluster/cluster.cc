@@ -456,6 +456,18 @@ bool Cluster::place_and_stamp() {
     if (std::any_of(batch.begin(), batch.end(), [](const Change& c) { return c.kind == Kind::kTakeOver; })) {
       apply.lock();
     }
+    // A backup writes the history records of its copies without syncing
+    // them (storage/replica_history.h): before it serves copies it held as
+    // a backup, they go to disk, all at once.
+    if (runtime_->options().history && std::any_of(batch.begin(), batch.end(), [](const Change& c) {
+          return c.kind != Kind::kPlace;
+        })) {
+      if (Status st = sync_filesystem(runtime_->options().data_dir); !st) {
+        log_error("cluster: cannot sync the data folder before taking partitions: " + st.message());
+        batch.clear();
+        return;
+      }
+    }
     auto made = swap_records(swaps);
     if (made) {
       for (const auto& c : batch) done(c, *made);

@@ -320,7 +320,7 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
       if (!existed) dirs.insert(dir);
       copies.push_back({&r, path});
     }
-    if (histories && failed.is_ok()) failed = histories->finish(system_now_ms(), dirs);
+    if (histories && failed.is_ok()) failed = histories->finish(system_now_ms());
     for (auto& [path, fd] : files) {
       if (failed.is_ok() && ::fdatasync(fd) != 0) {
         failed = Status(Code::kInternal, "syncing " + path + ": " + std::strerror(errno));

@@ -638,11 +638,6 @@ Status HistoryFile::trim(std::optional<int64_t> cutoff_ms, uint64_t cap, uint64_
   return Status::ok();
 }
 
-Status HistoryFile::sync() {
-  if (::fdatasync(fd_) != 0) return Status(Code::kInternal, "cannot sync " + path_ + ": " + std::strerror(errno));
-  return Status::ok();
-}
-
 Result<std::string> HistoryFile::contents() const {
   std::string out(static_cast<size_t>(end_), '\0');
   if (Status st = read_range(out.data(), out.size(), 0); !st) return st;

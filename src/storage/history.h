@@ -109,8 +109,6 @@ class HistoryFile {
   // never dropped. *dropped: the file was rewritten (drop_before).
   Status trim(std::optional<int64_t> cutoff_ms, uint64_t cap, uint64_t database_bytes, uint64_t durable,
               bool* dropped);
-  // Syncs what is written of the file (its data, as fdatasync does).
-  Status sync();
   // Every record, the held ones included: what a copy of the file would hold.
   Result<std::string> contents() const;
   uint64_t size_bytes() const { return end_; }

@@ -13,10 +13,8 @@ namespace dobj::internal {
 Result<HistoryFile*> ReplicaHistories::open(const std::string& database, const std::string& ns) {
   auto it = open_.find(database);
   if (it != open_.end()) return it->second.file.get();
-  std::string path = database + "-history";
-  if (!file_exists(path)) made_in_.insert(path.substr(0, path.rfind('/')));
   auto file = std::make_unique<HistoryFile>();
-  if (Status st = file->open(path); !st) return st;
+  if (Status st = file->open(database + "-history"); !st) return st;
   HistoryFile* out = file.get();
   open_[database] = Open{std::move(file), ns};
   return out;
@@ -93,7 +91,7 @@ Status ReplicaHistories::removed(const std::string& database) {
   return Status::ok();
 }
 
-Status ReplicaHistories::finish(int64_t now_ms, std::set<std::string>& dirs) {
+Status ReplicaHistories::finish(int64_t now_ms) {
   for (auto& [database, o] : open_) {
     HistoryFile& history = *o.file;
     if (Status st = history.write_out(); !st) return st;
@@ -107,9 +105,7 @@ Status ReplicaHistories::finish(int64_t now_ms, std::set<std::string>& dirs) {
       (void)history.trim(keep > 0 ? std::optional<int64_t>(now_ms - keep) : std::nullopt, max_bytes_,
                          database_bytes, UINT64_MAX, &dropped);
     }
-    if (Status st = history.sync(); !st) return st;
   }
-  dirs.insert(made_in_.begin(), made_in_.end());
   open_.clear();
   return Status::ok();
 }

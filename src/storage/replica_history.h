@@ -10,18 +10,21 @@
 // import, a catch-up's snapshot) becomes a base with the owner's number, or
 // takes the owner's whole history with it (a catch-up, a pull).
 //
-// Unlike the owner's, a backup's history is synced with every ship it
-// acknowledges: it has no WAL to rebuild records from, and after a failover
-// its history is the one that counts.
+// Durability: a backup has no WAL to rebuild records from, so its history
+// must hold every commit its copy holds whenever the copy is used. Records
+// are written (not synced) before a ship is acknowledged, so they outlive
+// the process; a node that restarts serves none of its copies before a
+// catch-up has replaced them, history included; and a node syncs its whole
+// filesystem before it takes partitions it held as a backup (a takeover or
+// a hand-off, Cluster::place_and_stamp). So no ship pays a sync for them.
 //
 // One per applied batch of records (the blocking pool's thread): the files
-// it opens are written, trimmed to the retention and synced by finish().
+// it opens are written and trimmed to the retention by finish().
 #pragma once
 
 #include <functional>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 
 #include "dobj/status.h"
@@ -44,10 +47,9 @@ class ReplicaHistories {
   Status replaced(const ReplicaRecord& r, const std::string& database);
   // A kRemove (or the reset of a partition): the copy's history goes too.
   Status removed(const std::string& database);
-  // Writes what is held, drops what retention says (now_ms), syncs each
-  // history touched; the folders where a history file was made are added
-  // to `dirs` (their entries need a sync).
-  Status finish(int64_t now_ms, std::set<std::string>& dirs);
+  // Writes what is held and drops what retention says (now_ms) in each
+  // history touched.
+  Status finish(int64_t now_ms);
 
  private:
   struct Open {
@@ -58,7 +60,6 @@ class ReplicaHistories {
   std::function<int64_t(const std::string&)> keep_ms_;
   uint64_t max_bytes_;
   std::map<std::string, Open> open_;  // by database path
-  std::set<std::string> made_in_;     // folders of history files made
 };
 
 }  // namespace dobj::internal

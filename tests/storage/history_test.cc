@@ -141,8 +141,7 @@ struct BackupCopy {
       ::close(fd);
       ASSERT_TRUE(st.is_ok()) << st.message();
     }
-    std::set<std::string> dirs;
-    ASSERT_TRUE(histories.finish(0, dirs).is_ok());
+    ASSERT_TRUE(histories.finish(0).is_ok());
   }
   Result<std::string> state(const std::string& bookmark) {
     HistoryFile file;
