@@ -10,11 +10,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <optional>
-#include <cstdlib>
 #include <functional>
+#include <optional>
 #include <random>
 
 #include "base/fs.h"
