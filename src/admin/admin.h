@@ -109,6 +109,9 @@ class AdminPlane {
                       std::string body_file);
   // A copy of an object's database (without its alarm) as another object.
   void fork_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply);
+  // A fork on a cluster: the source's image goes to the destination as an
+  // import (PUT …/import), through the destination's owner.
+  void fork_as_import(Shard& here, const ObjectKey& to, std::string image, bool replace, Reply reply);
   void import_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply,
                      std::string body_file);
   void delete_object(Shard& here, const ObjectKey& t, Reply reply);

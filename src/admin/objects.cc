@@ -659,7 +659,6 @@ void AdminPlane::upload_history(Shard& here, const ObjectKey& t, const Request& 
 }
 
 void AdminPlane::fork_object(Shard& here, const ObjectKey& t, const Request& request, Reply reply) {
-  if (runtime_.placement()) return reply(Response::error(501, "fork is not available on a cluster node yet"));
   std::string as(request.query("as").value_or(""));
   if (as.empty()) return reply(Response::error(400, "give ?as=NAME (or ?as=<64-digit ID>) for the new object"));
   bool id_or_name = (as.size() == 64 && from_hex_lower(as)) || as.rfind("name:", 0) == 0;
@@ -673,6 +672,9 @@ void AdminPlane::fork_object(Shard& here, const ObjectKey& t, const Request& req
       [this, to, replace](ObjectHost& source, Reply reply) {
         auto image = source.store().snapshot_image();
         if (!image) return reply(error_response(image.status()));
+        // On a cluster the destination may live on another node: the image
+        // goes to it as an import does, through its owner.
+        if (runtime_.placement()) return fork_as_import(*source.shard(), to, std::move(*image), replace, reply);
         std::string from = describe(*source.ns(), source.id());
         runtime_.run_on_object(
             to.ns, to.id, source.shard(),
@@ -693,6 +695,28 @@ void AdminPlane::fork_object(Shard& here, const ObjectKey& t, const Request& req
             std::move(reply));
       },
       std::move(reply));
+}
+
+void AdminPlane::fork_as_import(Shard& here, const ObjectKey& to, std::string image, bool replace, Reply reply) {
+  Request put;
+  put.method = "PUT";
+  std::optional<std::string> name = to.id.name();
+  put.target = "/_dobj/objects/" + url_encode(to.ns->name()) + "/" +
+               (name ? "name:" + url_encode(*name) : to.id.to_string()) + "/import" + (replace ? "?replace=1" : "");
+  put.body = std::move(image);
+  Reply answer = [reply, to, name](Answer a) {
+    Response& r = a.response;
+    if (r.status != 200) return reply(std::move(r));
+    Json imported = Json::parse(r.body, nullptr, false);
+    Json out = {{"forked", true},
+                {"namespace", to.ns->name()},
+                {"id", to.id.to_string()},
+                {"name", name ? Json(*name) : Json(nullptr)},
+                {"databaseBytes", imported.is_object() ? imported.value("databaseBytes", Json(nullptr)) : Json(nullptr)}};
+    reply(Response::json(dump(out)));
+  };
+  std::string no_file;
+  if (!forward_to_owner(here, to, put, answer, no_file)) import_object(here, to, put, std::move(answer), {});
 }
 
 void AdminPlane::delete_object(Shard& here, const ObjectKey& t, Reply reply) {

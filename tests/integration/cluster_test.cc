@@ -744,7 +744,7 @@ TEST_F(ReplicatedClusterTest, ARestartedNodeCatchesUpAndItsCopiesServeTheNextFai
 // backups keep each commit in the history as its owner numbered it, so that
 // every bookmark the old owner gave restores on the node that takes over; a
 // restore is replicated like any change; a node that catches up gets the
-// histories with its copies.
+// histories with its copies. A fork reaches a destination on another node.
 class HistoryClusterTest : public ClusterTest {
  protected:
   void SetUp() override {
@@ -773,14 +773,34 @@ class HistoryClusterTest : public ClusterTest {
   }
 };
 
-TEST_F(HistoryClusterTest, EveryBookmarkRestoresAfterTwoFailoversAndACatchUp) {
+TEST_F(HistoryClusterTest, EveryBookmarkRestoresAfterTwoFailoversAndACatchUpAndForksCrossNodes) {
   std::map<std::string, std::string> at;  // the counter's value -> its bookmark
   for (int v = 1; v <= 6; ++v) {
     ASSERT_EQ(post(static_cast<size_t>(v % 3), "/counter/hist/increment").body, std::to_string(v));
     at[std::to_string(v)] = current_bookmark(static_cast<size_t>(v + 1) % 3);
   }
-  // Its owner dies: the next one has every bookmark, and restores to one.
+  // A fork onto an object another node serves: the copy diverges, the
+  // source stays as it was.
   size_t first = owner_of("COUNTER", "hist");
+  std::string copy;
+  for (int i = 0; copy.empty() && i < 64; ++i) {
+    std::string name = "hist-fork-" + std::to_string(i);
+    if (owner_of("COUNTER", name) != first) copy = name;
+  }
+  ASSERT_FALSE(copy.empty());
+  json forked = admin_json((first + 1) % 3, "POST", "/_dobj/objects/COUNTER/name:hist/fork?as=" + copy);
+  EXPECT_EQ(forked["forked"], true) << forked.dump();
+  EXPECT_EQ(forked["name"], copy) << forked.dump();
+  EXPECT_EQ(get(0, "/counter/" + copy).body, "6");
+  EXPECT_EQ(post(1, "/counter/" + copy + "/increment").body, "7");
+  EXPECT_EQ(get(2, "/counter/hist").body, "6");
+  // Without ?replace=1, a fork onto an object with storage is refused.
+  HttpClient admin(nodes_->node(first).port());
+  EXPECT_EQ(admin.request("POST", "/_dobj/objects/COUNTER/name:hist/fork?as=" + copy, "",
+                          {{"authorization", std::string("Bearer ") + NodeSet::kToken}})
+                .status,
+            409);
+  // Its owner dies: the next one has every bookmark, and restores to one.
   EXPECT_EQ(nodes_->node(first).stop(SIGKILL), 128 + SIGKILL);
   size_t a = (first + 1) % 3, b = (first + 2) % 3;
   ASSERT_EQ(get_once_served(a, "/counter/hist", std::chrono::steady_clock::now() + 30s).body, "6");
