@@ -263,6 +263,7 @@ Status HistoryFile::open(const std::string& path) {
   held_marks_.clear();
   cut_seq_ = 0;
   end_ = written_ = size;
+  forget_since_base();
   indexed_from_ = 0;
   // The last record, found from the end and checked whole, is all an open
   // needs: the records before it are read when asked for (index_all), so an
@@ -413,6 +414,10 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
   entries_.push_back(Entry{kind, seq, time_ms, end_, total + kTrailer, false});
   if (kind == Kind::kBase) needs_base_ = false;
   end_ += total + kTrailer;
+  const uint64_t since_base = since_base_;
+  const bool base_since_open = base_since_open_;
+  since_base_ = kind == Kind::kBase ? 0 : since_base_ + total + kTrailer;
+  base_since_open_ = base_since_open_ || kind == Kind::kBase;
   if (outside.empty()) {
     held_marks_.push_back(HeldMark{end_, gate});
     return Status::ok();
@@ -425,6 +430,8 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
     (void)::ftruncate(fd_, static_cast<off_t>(at));
     entries_.pop_back();
     end_ = at;
+    since_base_ = since_base;
+    base_since_open_ = base_since_open;
     return st;
   }
   written_ = end_;
@@ -494,10 +501,35 @@ Status HistoryFile::truncate_after(uint64_t seq) {
   }
   held_.clear();
   written_ = end_;
+  forget_since_base();
   if (::ftruncate(fd_, static_cast<off_t>(end_)) != 0) {
     return Status(Code::kInternal, "cannot cut " + path_ + ": " + std::strerror(errno));
   }
   return Status::ok();
+}
+
+void HistoryFile::forget_since_base() {
+  since_base_ = 0;
+  base_since_open_ = false;
+  walked_ = false;
+  before_open_ = 0;
+  file_at_open_ = written_;
+}
+
+uint64_t HistoryFile::commit_bytes_since_base(uint64_t look_back) {
+  if (!base_since_open_ && !walked_) {
+    // The commits after the last base among the records the file held
+    // when this count began, walked back from their end.
+    walked_ = true;
+    WindowReader r(fd_, file_at_open_, WindowReader::kScan);
+    for (uint64_t end = file_at_open_; before_open_ < look_back;) {
+      auto e = record_ending_at(r, end, 0);
+      if (!e || e->kind == Kind::kBase) break;
+      before_open_ += e->bytes;
+      end = e->offset;
+    }
+  }
+  return since_base_ + (base_since_open_ ? 0 : before_open_);
 }
 
 Result<std::string> HistoryFile::state_at(uint64_t seq) {
@@ -603,6 +635,7 @@ Status HistoryFile::drop_before(uint64_t seq) {
   entries_ = std::move(next.entries_);
   written_ = shift;
   end_ = written_ + held_.size();
+  forget_since_base();
   return Status::ok();
 }
 

@@ -117,6 +117,10 @@ class HistoryFile {
   // failure they stay held, and the file ends where it did.
   Status write_out(uint64_t durable = UINT64_MAX, size_t at_least = 0);
   size_t held_bytes() const { return held_.size(); }
+  // Bytes of commit records after the last base (periodic bases). The
+  // records from before the open are walked back once, up to `look_back`
+  // bytes of them (more: at least that many).
+  uint64_t commit_bytes_since_base(uint64_t look_back);
   // Where the file's written part ends (the held records follow).
   uint64_t written_bytes() const { return written_; }
   // The number in the header of a record open() cut off (0: none, or not
@@ -149,6 +153,14 @@ class HistoryFile {
   uint64_t end_ = 0;      // of the last record, held ones included
   uint64_t written_ = 0;  // of what is in the file; held_ follows it
   uint64_t cut_seq_ = 0;
+  // commit_bytes_since_base(): of the records appended since the count
+  // began (an open, a cut, a rewrite), and of those before it (walked).
+  void forget_since_base();
+  uint64_t since_base_ = 0;
+  bool base_since_open_ = false;
+  bool walked_ = false;
+  uint64_t before_open_ = 0;
+  uint64_t file_at_open_ = 0;
   std::string held_;
   struct HeldMark {
     uint64_t end;   // of a held record

@@ -359,6 +359,7 @@ uint64_t ObjectStore::history_bytes() {
 void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
   uint64_t seq = 0;  // the commit's number in the history (0: none kept)
   int64_t time_ms = 0;
+  bool whole = false;  // kept as a base (end_turn takes it)
   if (history_) {
     // The record is written once the commit is durable: its group commit
     // number is the next one (end_turn takes it right after).
@@ -376,6 +377,7 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
           log_warn("history of " + path_ + ": " + st.message() + " (the commit is kept as a base)");
         }
       }
+      whole = !history_pending_->recorded;
     } else {
       // A commit of the runtime's tables outside a turn: a number of its own
       // (the WAL's commits are numbered one each from a stamp).
@@ -398,6 +400,7 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
     r.frames = std::move(txn);
     r.history_seq = seq;
     r.history_time_ms = time_ms;
+    r.history_base = whole;
     env_.replication->record(std::move(r));
   }
 }

@@ -309,6 +309,22 @@ Status ObjectStore::end_turn() {
     }
     history_seq_ = done.seq;
     if (done.stamped) stamp_next_ = false;
+    // Periodic bases: once the commits since the last base add up to more
+    // than the database (and at least kHistoryBaseEveryBytes), the next
+    // commit is kept whole, so that rebuilding a state reads at most about
+    // twice the database. (A file smaller than the mark has no need to
+    // count; the size is asked for only past it.)
+    uint64_t since = history_->size_bytes() < history_base_check_at_
+                         ? 0
+                         : history_->commit_bytes_since_base(kHistoryBaseEveryBytes);
+    if (since >= history_base_check_at_) {
+      auto size = static_cast<uint64_t>(database_size());
+      history_base_check_at_ = std::max<uint64_t>(kHistoryBaseEveryBytes, size);
+      if (since >= size) {
+        history_needs_base_ = true;
+        history_base_check_at_ = kHistoryBaseEveryBytes;
+      }
+    }
     // Written in batches, once their commits are durable: the WAL holds
     // them until then (and after a crash, open_history rebuilds them).
     // (At least half the limit at a time: while commits stream in, the

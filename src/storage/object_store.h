@@ -129,6 +129,9 @@ class ObjectStore {
   // The SQL that made them in earlier versions (their databases are still
   // accepted, as they are, by an import).
   static std::vector<std::string> earlier_runtime_schemas();
+  // A base at least every this many bytes of commit records, and no sooner
+  // than the database's size of them (end_turn: a periodic base).
+  static constexpr uint64_t kHistoryBaseEveryBytes = uint64_t{1} << 20;
   // The SQL of the history's table (_dobj_history), made when history is on.
   static const char* history_schema();
   // Its SQL in earlier versions (accepted by an import; opened, it is altered).
@@ -416,7 +419,8 @@ class ObjectStore {
     bool recorded = false;
   };
   std::optional<PendingCommit> history_pending_;
-  bool history_needs_base_ = false;  // frames came that no commit announced
+  bool history_needs_base_ = false;  // frames came that no commit announced, or a periodic base is due
+  uint64_t history_base_check_at_ = kHistoryBaseEveryBytes;  // commit bytes since a base
   int64_t history_trimmed_ms_ = 0;   // when retention last looked at the times
   int wal_frames_ = 0;          // set by SQLite's WAL hook after each commit
   bool alarm_dirty_ = false;    // the current turn touched the alarm

@@ -34,8 +34,9 @@ Status ReplicaHistories::commit(const ReplicaRecord& r, const std::string& datab
   // up to the commit before, is that commit's state. Without a copy yet,
   // or with records of it already, the state after this commit is the base.
   const bool follows = last && *last + 1 == seq && !history.needs_base();
-  bool base_after = false;
-  if (!follows) {
+  // The owner keeps it whole (a periodic base): so does the backup.
+  bool base_after = r.history_base;
+  if (!follows && !base_after) {
     auto before = (last && *last >= seq - 1) ? Result<std::string>(std::string()) : read_file(database);
     if (!before && before.status().code() != Code::kNotFound) return before.status();
     if (before && !before->empty()) {

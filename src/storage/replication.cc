@@ -70,6 +70,7 @@ std::string encode_replica_records(const std::vector<ReplicaRecord>& records) {
     if (r.name) put_bytes(out, *r.name);
     put_u64(out, r.history_seq);
     put_u64(out, static_cast<uint64_t>(r.history_time_ms));
+    out += static_cast<char>(r.history_base ? 1 : 0);
     put_bytes(out, r.history);
   }
   return out;
@@ -108,6 +109,9 @@ Result<std::vector<ReplicaRecord>> decode_replica_records(std::string_view bytes
     if (magic == kMagic) {
       rec.history_seq = r.take(8);
       rec.history_time_ms = static_cast<int64_t>(r.take(8));
+      uint64_t base = r.take(1);
+      if (base > 1) return bad();
+      rec.history_base = base == 1;
       rec.history = r.bytes(kMaxFile);
     }
     if (!r.ok) return bad();

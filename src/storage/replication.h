@@ -38,6 +38,9 @@ struct ReplicaRecord {
   // is (its _dobj_history row holds the number). 0: no history.
   uint64_t history_seq = 0;
   int64_t history_time_ms = 0;
+  // kCommit: the owner keeps this commit whole (a base: a periodic one, or
+  // after records were lost); its backups do too.
+  bool history_base = false;
   // kReplace: the history that goes with the file (a catch-up's copy, or a
   // pulled history), whole records; empty: the file starts a base.
   std::string history;

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -240,11 +241,58 @@ TEST_F(HistoryTest, EveryBookmarkRestoresExactlyTheStateItNamed) {
   EXPECT_EQ(store_->restored_database("not a bookmark").status().code(), Code::kInvalidArgument);
 }
 
+// Periodic bases: once the commits since the last base add up to more than
+// the database and 1 MiB (ObjectStore::kHistoryBaseEveryBytes), the next
+// commit is kept whole, so that a state is rebuilt from a recent base; every
+// bookmark still restores exactly.
+TEST_F(HistoryTest, ABaseIsKeptEachTimeTheCommitsSinceTheLastOneOutgrowTheDatabase) {
+  std::vector<std::pair<std::string, Dump>> noted;
+  Dump model;
+  uint64_t commit_bytes = 0;
+  for (int i = 0; i < 1500; ++i) {
+    std::string key = "k" + std::to_string(i % 20);  // the database stays near 40 KB
+    std::string value(1500, static_cast<char>('a' + i % 26));
+    store_->put(key, value);
+    model[key] = value;
+    ASSERT_TRUE(store_->end_turn().is_ok());
+    ++clock_ms_;
+    auto b = store_->current_bookmark();
+    ASSERT_TRUE(b.is_ok());
+    noted.emplace_back(*b, model);
+    if (i == 300) reopen();  // the count starts again at an open
+  }
+  ASSERT_TRUE(store_->write_out_history().is_ok());
+  HistoryFile file;
+  ASSERT_TRUE(file.open(path() + "-history").is_ok());
+  size_t bases = 0;
+  uint64_t since = 0, most_since = 0;
+  for (const auto& e : file.entries()) {
+    if (e.kind == HistoryFile::Kind::kBase) {
+      ++bases;
+      since = 0;
+    } else {
+      commit_bytes += e.bytes;
+      most_since = std::max(most_since, since += e.bytes);
+    }
+  }
+  // The first base, then one per MiB or so of commits (up to twice that
+  // across the reopen, whose count starts at 0).
+  EXPECT_GE(bases, commit_bytes / (2 * ObjectStore::kHistoryBaseEveryBytes)) << commit_bytes;
+  EXPECT_GE(bases, 3u) << commit_bytes;
+  EXPECT_LE(most_since, 2 * ObjectStore::kHistoryBaseEveryBytes + 64 * 1024);
+  for (size_t i = 0; i < noted.size(); i += 37) {
+    auto state = this->state(noted[i].first);
+    ASSERT_TRUE(state.is_ok()) << state.status().message();
+    EXPECT_EQ(dump_image(*state), noted[i].second) << "bookmark " << i;
+  }
+}
+
 // A cluster's backups (storage/replica_history.h): from the records the
 // owner ships, in batches, a backup that had every one and a backup that
 // joined midway with a catch-up's copy each keep a history in which every
 // bookmark the owner gave rebuilds exactly the owner's state, through
-// reopens, checkpoints and a restore (a kReplace, as an import is too).
+// reopens, checkpoints, periodic bases and a restore (a kReplace, as an
+// import is too).
 TEST_F(HistoryTest, ABackupsHistoryFromTheShippedRecordsRestoresEveryBookmarkOfTheOwner) {
   Shipped shipped;
   replication_ = &shipped;
@@ -266,7 +314,7 @@ TEST_F(HistoryTest, ABackupsHistoryFromTheShippedRecordsRestoresEveryBookmarkOfT
         store_->remove(key);
         model.erase(key);
       } else {
-        std::string value(rng() % 9 == 0 ? 5000 : 1 + rng() % 30, static_cast<char>('a' + rng() % 26));
+        std::string value(rng() % 9 == 0 ? 20000 : 1 + rng() % 30, static_cast<char>('a' + rng() % 26));
         store_->put(key, value);
         model[key] = value;
       }
@@ -306,6 +354,10 @@ TEST_F(HistoryTest, ABackupsHistoryFromTheShippedRecordsRestoresEveryBookmarkOfT
       note();
     }
   }
+  // Some commits the owner kept whole (periodic bases): the backups do too.
+  EXPECT_GT(std::count_if(shipped.records.begin(), shipped.records.end(),
+                          [](const ReplicaRecord& r) { return r.history_base; }),
+            0);
   // Shipped in batches of up to 7 records, as group commits do.
   for (size_t i = 0; i < shipped.records.size(); i += 7) {
     size_t end = std::min(shipped.records.size(), i + 7);
@@ -576,9 +628,10 @@ TEST_F(HistoryTest, FirstVersionRecordsStillReadAndDamageIsCaught) {
 // the rest only when asked, so a long history opens as fast as a short one;
 // every state still rebuilds exactly from a file of many read windows.
 // Damage inside the file (a power cut damages only its end) loses the
-// records it holds and no others: the states before it rebuild, those that
-// need it are refused rather than rebuilt wrong, and once it has been found
-// the next commit is a base, so the states from there on rebuild.
+// records it holds and no others: the states before it and from the next
+// periodic base on rebuild, those that need it are refused rather than
+// rebuilt wrong, and once it has been found the next commit is a base, so
+// the states from there on rebuild.
 TEST_F(HistoryTest, ALongHistoryOpensFromItsEndAndDamageInsideLosesOnlyItsRecords) {
   std::mt19937 rng(7);
   std::vector<std::pair<std::string, Dump>> noted;
@@ -619,10 +672,20 @@ TEST_F(HistoryTest, ALongHistoryOpensFromItsEndAndDamageInsideLosesOnlyItsRecord
   ASSERT_TRUE(damaged.open(history).is_ok());
   EXPECT_EQ(damaged.last_seq(), whole.last_seq());  // nothing is cut
   EXPECT_EQ(damaged.size_bytes(), whole.size_bytes());
+  // The first periodic base after it (ObjectStore::kHistoryBaseEveryBytes)
+  // starts the states that rebuild again.
+  uint64_t next_base = UINT64_MAX;
+  for (const auto& e : all) {
+    if (e.kind == HistoryFile::Kind::kBase && e.seq > victim.seq) {
+      next_base = e.seq;
+      break;
+    }
+  }
+  ASSERT_NE(next_base, UINT64_MAX) << "the history has no base after the damaged record";
   for (auto& [mark, want] : noted) {
     uint64_t seq = *HistoryFile::parse_bookmark(mark);
     auto got = damaged.state_at(seq);
-    if (seq < victim.seq) {
+    if (seq < victim.seq || seq >= next_base) {
       ASSERT_TRUE(got.is_ok()) << got.status().message();
       EXPECT_EQ(dump_image(*got), want) << mark;
     } else {

@@ -20,6 +20,7 @@ std::vector<ReplicaRecord> sample() {
   commit.name = "room-\xc3\xa9";
   commit.history_seq = 41;
   commit.history_time_ms = 1796000000123;
+  commit.history_base = true;
   ReplicaRecord unnamed = commit;  // an object its owner knows only by ID
   unnamed.name.reset();
   ReplicaRecord empty_name = commit;  // "" is a name too
@@ -58,6 +59,7 @@ TEST(ReplicationRecordsTest, RoundTripWithTheirNamesKnownUnknownAndEmptyAndTheir
     EXPECT_EQ(a.name, b.name) << i;
     EXPECT_EQ(a.history_seq, b.history_seq) << i;
     EXPECT_EQ(a.history_time_ms, b.history_time_ms) << i;
+    EXPECT_EQ(a.history_base, b.history_base) << i;
     EXPECT_EQ(a.history, b.history) << i;
     ASSERT_EQ(a.frames.size(), b.frames.size()) << i;
     for (size_t f = 0; f < a.frames.size(); ++f) {
@@ -79,11 +81,14 @@ TEST(ReplicationRecordsTest, EveryCutShortOrExtendedOrOldFormBatchIsRefused) {
   std::string old = whole;
   old[3] = 'r';
   EXPECT_FALSE(decode_replica_records(old));
-  // A name flag other than 0 or 1 (before the history's number, time and
-  // bytes: 8 + 8 + 4).
+  // A name flag other than 0 or 1 (before the history's number, time, base
+  // flag and bytes: 8 + 8 + 1 + 4), or a base flag other than 0 or 1.
   std::string one = encode_replica_records({sample()[4]});
-  one[one.size() - 21] = 2;
-  EXPECT_FALSE(decode_replica_records(one));
+  std::string bad_name = one, bad_base = one;
+  bad_name[one.size() - 22] = 2;
+  EXPECT_FALSE(decode_replica_records(bad_name));
+  bad_base[one.size() - 5] = 2;
+  EXPECT_FALSE(decode_replica_records(bad_base));
 }
 
 // A node of the version before history was replicated ships "dob2"
@@ -91,7 +96,7 @@ TEST(ReplicationRecordsTest, EveryCutShortOrExtendedOrOldFormBatchIsRefused) {
 TEST(ReplicationRecordsTest, TheFormBeforeHistoryIsReadWithoutIt) {
   ReplicaRecord r = sample()[4];
   std::string v2 = encode_replica_records({r});
-  v2.resize(v2.size() - 20);
+  v2.resize(v2.size() - 21);
   v2[3] = '2';
   auto out = decode_replica_records(v2);
   ASSERT_TRUE(out) << out.status().message();
