@@ -3,13 +3,14 @@
 # corpus (fuzz/corpus/TARGET) and dictionary (fuzz/dict/TARGET.dict). New
 # inputs go to build/fuzz/corpus/TARGET; a crash is written to
 # build/fuzz/crashes/ and makes the script fail.
-#   scripts/fuzz.sh TARGET [SECONDS]     TARGET: websocket_frame json object_id http_request sql import_check history_file mcp
+#   scripts/fuzz.sh TARGET [SECONDS]     TARGET: websocket_frame json object_id http_request sql import_check history_file
+#                                        replica_records mcp
 #   scripts/fuzz.sh all [SECONDS]        each target in turn
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${1:?usage: scripts/fuzz.sh TARGET|all [SECONDS]}
 seconds=${2:-60}
-targets=(websocket_frame json object_id http_request sql import_check history_file mcp)
+targets=(websocket_frame json object_id http_request sql import_check history_file replica_records mcp)
 scripts/deps.sh clang libclang-rt-14-dev
 cmake --preset fuzz >/dev/null
 if [[ $target == all ]]; then
