@@ -18,6 +18,18 @@ std::string parent_of(const std::string& path) {
   if (slash == 0) return "/";
   return path.substr(0, slash);
 }
+
+// Opens a folder and has `sync` (fsync, syncfs) flush it; `what` names it in
+// the error.
+Status sync_through_folder(const std::string& path, int (*sync)(int), const char* what) {
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno_status("open", path);
+  int rc = sync(fd);
+  close(fd);
+  if (rc != 0) return errno_status(what, path);
+  return Status::ok();
+}
+
 }  // namespace
 
 Status make_dirs(const std::string& path, bool durable) {
@@ -39,23 +51,9 @@ Status make_dirs(const std::string& path, bool durable) {
   return Status::ok();
 }
 
-Status sync_dir(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno_status("open", path);
-  int rc = fsync(fd);
-  close(fd);
-  if (rc != 0) return errno_status("fsync", path);
-  return Status::ok();
-}
+Status sync_dir(const std::string& path) { return sync_through_folder(path, fsync, "fsync"); }
 
-Status sync_filesystem(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno_status("open", path);
-  int rc = syncfs(fd);
-  close(fd);
-  if (rc != 0) return errno_status("syncfs", path);
-  return Status::ok();
-}
+Status sync_filesystem(const std::string& path) { return sync_through_folder(path, syncfs, "syncfs"); }
 
 bool file_exists(const std::string& path) {
   struct stat st;

@@ -639,8 +639,8 @@ Status HistoryFile::drop_before(uint64_t seq) {
   return Status::ok();
 }
 
-Status HistoryFile::trim(std::optional<int64_t> cutoff_ms, uint64_t cap, uint64_t database_bytes, uint64_t durable,
-                         bool* dropped) {
+Status HistoryFile::trim(std::optional<int64_t> cutoff_ms, uint64_t cap,
+                         const std::function<uint64_t()>& database_bytes, uint64_t durable, bool* dropped) {
   *dropped = false;
   const bool over_cap = cap > 0 && size_bytes() > cap;
   if (!cutoff_ms && !over_cap) return Status::ok();
@@ -657,7 +657,7 @@ Status HistoryFile::trim(std::optional<int64_t> cutoff_ms, uint64_t cap, uint64_
     // Down to 3/4 of the cap (so that it is not rewritten at every commit).
     uint64_t budget = cap / 4 * 3;
     size_t i = e.size() - 1;
-    uint64_t kept = e[i].bytes + database_bytes;
+    uint64_t kept = e[i].bytes + database_bytes();
     while (i > first && kept + e[i - 1].bytes <= budget) kept += e[--i].bytes;
     first = std::max(first, i);
   }

@@ -104,11 +104,12 @@ class HistoryFile {
   // Retention: drops the commits made before cutoff_ms (the last one at or
   // before it stays: it is the state at that time), and, past `cap` bytes
   // (0: no cap), the oldest until the file with the base its first kept
-  // commit becomes (about database_bytes) fits 3/4 of the cap. Held records
-  // whose gate is at most `durable` are written out first; the others are
-  // never dropped. *dropped: the file was rewritten (drop_before).
-  Status trim(std::optional<int64_t> cutoff_ms, uint64_t cap, uint64_t database_bytes, uint64_t durable,
-              bool* dropped);
+  // commit becomes (about database_bytes(), asked only then) fits 3/4 of
+  // the cap. Held records whose gate is at most `durable` are written out
+  // first; the others are never dropped. *dropped: the file was rewritten
+  // (drop_before).
+  Status trim(std::optional<int64_t> cutoff_ms, uint64_t cap, const std::function<uint64_t()>& database_bytes,
+              uint64_t durable, bool* dropped);
   // Every record, the held ones included: what a copy of the file would hold.
   Result<std::string> contents() const;
   uint64_t size_bytes() const { return end_; }

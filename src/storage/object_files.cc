@@ -402,11 +402,7 @@ Status ObjectStore::remove_files() {
   }
   file_known_missing_ = true;
   if (env_.replication) {
-    ReplicaRecord r;
-    r.kind = ReplicaRecord::Kind::kRemove;
-    r.ns = identity_.ns;
-    r.id = identity_.id_hex;
-    env_.replication->record(std::move(r));
+    env_.replication->record(replica_record(ReplicaRecord::Kind::kRemove));
   }
   // The removal survives power loss once answered.
   return removed ? sync_dir(dir_) : Status::ok();
@@ -431,12 +427,18 @@ Status ObjectStore::fold_wal_into_file() {
   return Status::ok();
 }
 
-Status ObjectStore::replicate_replace(std::string database, std::string history) {
+ReplicaRecord ObjectStore::replica_record(ReplicaRecord::Kind kind) const {
   ReplicaRecord r;
-  r.kind = ReplicaRecord::Kind::kReplace;
+  r.kind = kind;
   r.ns = identity_.ns;
   r.id = identity_.id_hex;
-  r.name = identity_.name;
+  // A copy's name for its backup's catalog (a removal names none).
+  if (kind != ReplicaRecord::Kind::kRemove) r.name = identity_.name;
+  return r;
+}
+
+Status ObjectStore::replicate_replace(std::string database, std::string history) {
+  ReplicaRecord r = replica_record(ReplicaRecord::Kind::kReplace);
   r.file = std::move(database);
   if (env_.history) {
     // Its backups keep it as a base with the number it has here.

@@ -328,11 +328,10 @@ uint64_t ObjectStore::durable_gate() const {
 Status ObjectStore::keep_history_in_bounds(int64_t now, bool at_open) {
   const bool check_time = env_.history_keep_ms > 0 && (at_open || now - history_trimmed_ms_ >= kHistoryTrimIntervalMs);
   if (check_time) history_trimmed_ms_ = now;
-  auto cap = static_cast<uint64_t>(env_.history_max_bytes);
-  if (!check_time && (cap == 0 || history_->size_bytes() <= cap)) return Status::ok();  // most commits: nothing to look at
   bool dropped = false;
-  Status st = history_->trim(check_time ? std::optional<int64_t>(now - env_.history_keep_ms) : std::nullopt, cap,
-                             static_cast<uint64_t>(database_size()), durable_gate(), &dropped);
+  Status st = history_->trim(check_time ? std::optional<int64_t>(now - env_.history_keep_ms) : std::nullopt,
+                             static_cast<uint64_t>(env_.history_max_bytes),
+                             [this] { return static_cast<uint64_t>(database_size()); }, durable_gate(), &dropped);
   if (!st) {
     // The file is as it was: try again later.
     log_warn("history of " + path_ + ": cannot drop its oldest commits: " + st.message());
@@ -391,11 +390,7 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
     }
   }
   if (env_.replication) {
-    ReplicaRecord r;
-    r.kind = ReplicaRecord::Kind::kCommit;
-    r.ns = identity_.ns;
-    r.id = identity_.id_hex;
-    r.name = identity_.name;
+    ReplicaRecord r = replica_record(ReplicaRecord::Kind::kCommit);
     r.page_size = static_cast<uint32_t>(page_size);
     r.frames = std::move(txn);
     r.history_seq = seq;

@@ -364,6 +364,8 @@ class ObjectStore {
   // History: opens the file and makes it agree with the database (a commit
   // the database lacks is dropped; one the history lacks becomes a base).
   void open_history();
+  // A record of this object for its backups: kind, namespace, ID, name.
+  ReplicaRecord replica_record(ReplicaRecord::Kind kind) const;
   // Records a kReplace of the object for its backups: the new database and
   // the history that goes with it (empty: the database starts a base).
   Status replicate_replace(std::string database, std::string history);

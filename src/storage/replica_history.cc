@@ -34,10 +34,12 @@ Status ReplicaHistories::commit(const ReplicaRecord& r, const std::string& datab
   // up to the commit before, is that commit's state. Without a copy yet,
   // or with records of it already, the state after this commit is the base.
   const bool follows = last && *last + 1 == seq && !history.needs_base();
-  // The owner keeps it whole (a periodic base): so does the backup.
-  bool base_after = r.history_base;
+  // The owner keeps it whole (a periodic base): so does the backup; and
+  // the copy is no state the file lacks when its last record is the commit
+  // before (a base must follow damage).
+  bool base_after = r.history_base || (!follows && last && *last + 1 == seq);
   if (!follows && !base_after) {
-    auto before = (last && *last >= seq - 1) ? Result<std::string>(std::string()) : read_file(database);
+    auto before = read_file(database);
     if (!before && before.status().code() != Code::kNotFound) return before.status();
     if (before && !before->empty()) {
       if (Status st = history.write_out(); !st) return st;
@@ -98,14 +100,14 @@ Status ReplicaHistories::finish(int64_t now_ms) {
     if (Status st = history.write_out(); !st) return st;
     // The owner's retention, by the same rule (the times are the owner's).
     int64_t keep = keep_ms_(o.ns);
-    if (keep > 0 || max_bytes_ > 0) {
+    auto database_bytes = [&database] {
       struct stat info;
-      uint64_t database_bytes = ::stat(database.c_str(), &info) == 0 ? static_cast<uint64_t>(info.st_size) : 0;
-      bool dropped = false;
-      // A failure leaves the file as it was: the next ship tries again.
-      (void)history.trim(keep > 0 ? std::optional<int64_t>(now_ms - keep) : std::nullopt, max_bytes_,
-                         database_bytes, UINT64_MAX, &dropped);
-    }
+      return ::stat(database.c_str(), &info) == 0 ? static_cast<uint64_t>(info.st_size) : 0;
+    };
+    bool dropped = false;
+    // A failure leaves the file as it was: the next ship tries again.
+    (void)history.trim(keep > 0 ? std::optional<int64_t>(now_ms - keep) : std::nullopt, max_bytes_,
+                       database_bytes, UINT64_MAX, &dropped);
   }
   open_.clear();
   return Status::ok();
