@@ -100,9 +100,9 @@ Status ReplicaHistories::finish(int64_t now_ms) {
     if (Status st = history.write_out(); !st) return st;
     // The owner's retention, by the same rule (the times are the owner's).
     int64_t keep = keep_ms_(o.ns);
-    auto database_bytes = [&database] {
+    auto database_bytes = [path = database.c_str()] {
       struct stat info;
-      return ::stat(database.c_str(), &info) == 0 ? static_cast<uint64_t>(info.st_size) : 0;
+      return ::stat(path, &info) == 0 ? static_cast<uint64_t>(info.st_size) : 0;
     };
     bool dropped = false;
     // A failure leaves the file as it was: the next ship tries again.
