@@ -324,8 +324,10 @@ class State {
   // When the object next starts (after abort(), an eviction or a restart),
   // its database is replaced by `snapshot`, another object's (or its own)
   // Storage::snapshot(); its alarm is dropped, as snapshots carry none.
-  // Throws dobj::Error(kNotFound) for an unknown or expired snapshot.
-  // Awaiting it ends the turn. (Cloudflare: ctx.onNextSessionRestore.)
+  // Throws dobj::Error(kNotFound) for an unknown or expired snapshot. On a
+  // cluster, a snapshot made on another node is copied to this one first
+  // (kUnavailable when no node that holds it answers). Awaiting it ends the
+  // turn. (Cloudflare: ctx.onNextSessionRestore.)
   Task<void> on_next_session_restore(std::string snapshot);
 
   // WebSockets (see dobj/websocket.h). accept_websocket takes an upgrade

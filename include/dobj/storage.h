@@ -166,7 +166,9 @@ class Storage {
   Task<std::string> on_next_session_restore_bookmark(std::string bookmark);
   // A copy of the whole database as committed, without its alarm, for
   // another object's State::on_next_session_restore (a fork). Returns its
-  // name; kept 7 days. Does not need --history. Awaiting it ends the turn.
+  // name; kept 7 days. Does not need --history. On a cluster it is kept by
+  // the replicas of this object's partition, and any node can restore it.
+  // Awaiting it ends the turn.
   Task<std::string> snapshot();
 
   // Runs fn(Transaction&) atomically: if fn throws, or calls rollback(), none of

@@ -75,7 +75,8 @@ class Cluster final : public Placement {
   void stop();
 
   const ClusterOptions& options() const { return options_; }
-  int partition_of(const ObjectId& id) const {
+  int partitions() const override { return partitions_; }
+  int partition_of(const ObjectId& id) const override {
     return static_cast<int>((id.hash() >> 32) % static_cast<uint64_t>(partitions_));
   }
   std::shared_ptr<const ClusterView> view() const { return view_.load(std::memory_order_acquire); }
@@ -110,6 +111,9 @@ class Cluster final : public Placement {
                   std::function<void(Response)> done) override;
   bool peer_authorized(std::string_view token) const override;
   std::unique_ptr<ShardReplicator> make_replicator(Shard& shard) override;
+  void fetch_snapshot(Shard& from, std::string name, std::function<void(Result<snapshots::Copy>)> done) override;
+  // Where this node keeps storage snapshots (storage/snapshots.h).
+  std::string snapshot_dir() const;
 
   // Replication (replicator.cc). A backup's side: applies records another
   // node's shard shipped, durably, and answers; off the shards (blocking
@@ -185,6 +189,9 @@ class Cluster final : public Placement {
   void adopt_objects(int p);
   // Agent: starts, advances and finishes catch-ups of out-of-sync replicas.
   void catch_up();
+  // A catch-up's copies of storage snapshots: shipped to `node` only; done
+  // (any thread) says whether all are on it.
+  void ship_snapshots(const std::string& node, std::vector<std::string> names, std::function<void(bool)> done);
   // Agent (rebalance.cc): moves this node's partitions towards their
   // preferred nodes (rendezvous order over the live nodes and the replicas
   // away for now): adds a preferred node missing from the replicas (catch-up

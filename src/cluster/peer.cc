@@ -18,6 +18,7 @@
 #include "runtime/runtime.h"
 #include "runtime/shard.h"
 #include "runtime/ws_relay.h"
+#include "storage/snapshots.h"
 
 namespace dobj::internal {
 namespace {
@@ -309,7 +310,93 @@ void Cluster::send_admin(Shard& from, const Peer& to, Request request,
                    });
 }
 
+std::string Cluster::snapshot_dir() const { return runtime_->options().data_dir + "/snapshots"; }
+
+namespace {
+
+// A fetch of a storage snapshot: the nodes to ask, in turn.
+struct SnapshotFetch {
+  Cluster* cluster;
+  Shard* from;
+  std::string name;
+  std::vector<std::string> addresses;
+  size_t next = 0;
+  bool unanswered = false;  // some node could not be asked
+  std::function<void(Result<snapshots::Copy>)> done;
+};
+
+void ask_next(std::shared_ptr<SnapshotFetch> f) {
+  if (f->next == f->addresses.size()) {
+    if (f->unanswered) {
+      return f->done(Status(Code::kUnavailable, "no node that holds snapshot " + f->name + " answered; try again"));
+    }
+    return f->done(Status(Code::kNotFound, "no snapshot " + f->name + " (or it expired)"));
+  }
+  Request req;
+  req.method = "GET";
+  req.target = "/_dobj_peer/snapshot";
+  req.headers = {{"dobj-peer-token", f->cluster->peer_token()}, {"dobj-peer-snapshot", f->name}};
+  const std::string& address = f->addresses[f->next++];
+  f->cluster->pools().exchange(static_cast<size_t>(f->from->index()), f->from->io(), address, std::move(req),
+                               std::chrono::milliseconds(60'000), [f](Result<Response> r) {
+                                 if (r && r->status == 200) {
+                                   snapshots::Copy copy;
+                                   copy.image = std::move(r->body);
+                                   copy.made_ms = std::atoll(r->header("dobj-snapshot-made").value_or("0").c_str());
+                                   return f->done(std::move(copy));
+                                 }
+                                 if (!r || r->status != 404) f->unanswered = true;
+                                 ask_next(f);
+                               });
+}
+
+}  // namespace
+
+void Cluster::fetch_snapshot(Shard& from, std::string name, std::function<void(Result<snapshots::Copy>)> done) {
+  if (!snapshots::valid_name(name)) {
+    return done(Status(Code::kInvalidArgument, "not a snapshot name (snap- and 32 hex digits)"));
+  }
+  auto view = this->view();
+  auto f = std::make_shared<SnapshotFetch>();
+  f->cluster = this;
+  f->from = &from;
+  f->name = std::move(name);
+  f->done = std::move(done);
+  // The owner of its partition first (it has every snapshot of it), then
+  // the other replicas.
+  const auto& p = view->partitions[snapshots::partition_of(f->name, static_cast<uint32_t>(partitions_))];
+  std::vector<std::string> nodes = p.replicas;
+  if (!p.owner.empty() && !contains(nodes, p.owner)) nodes.insert(nodes.begin(), p.owner);
+  for (const auto& n : nodes) {
+    auto it = view->nodes.find(n);
+    if (n == options_.node_id) continue;
+    if (it == view->nodes.end() || it->second.peer.empty()) {
+      f->unanswered = true;
+      continue;
+    }
+    f->addresses.push_back(it->second.peer);
+  }
+  ask_next(std::move(f));
+}
+
 void Cluster::handle_peer(Shard& accepted_on, Request request, std::function<void(Response)> done) {
+  if (auto name = request.header("dobj-peer-snapshot")) {
+    if (!peer_authorized(request.header("dobj-peer-token").value_or(""))) {
+      return done(Response::error(403, "not a peer of this cluster"));
+    }
+    return runtime_->run_blocking([this, &accepted_on, name = *name, done = std::move(done)]() mutable {
+      Response r;
+      auto copy = snapshots::read(snapshot_dir(), name);
+      if (!copy) {
+        r = Response::error(copy.status().code() == Code::kInvalidArgument ? 400 : 404, copy.status().message());
+      } else {
+        r.status = 200;
+        r.body = std::move(copy->image);
+        r.set_header("dobj-snapshot-made", std::to_string(copy->made_ms));
+      }
+      accepted_on.post([r = std::move(r), done = std::move(done)]() mutable { done(std::move(r)); });
+    });
+  }
   if (auto reset = request.header("dobj-peer-reset")) {
     if (!peer_authorized(request.header("dobj-peer-token").value_or(""))) {
       return done(Response::error(403, "not a peer of this cluster"));

@@ -25,6 +25,7 @@
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
 #include "storage/replica_history.h"
+#include "storage/snapshots.h"
 
 namespace dobj::internal {
 namespace {
@@ -38,6 +39,16 @@ std::optional<ObjectId> id_of(const std::string& hex) {
   ObjectId::Bytes b;
   std::copy(bytes->begin(), bytes->end(), b.begin());
   return ObjectId(b, std::nullopt);
+}
+
+// The partition a record belongs to; P (none) for a malformed one.
+uint32_t partition_of_record(const Cluster& cluster, const ReplicaRecord& r) {
+  auto partitions = static_cast<uint32_t>(cluster.partitions());
+  if (r.kind == ReplicaRecord::Kind::kSnapshot) {
+    return snapshots::valid_name(r.id) ? snapshots::partition_of(r.id, partitions) : partitions;
+  }
+  auto id = id_of(r.id);
+  return id ? static_cast<uint32_t>(cluster.partition_of(*id)) : partitions;
 }
 
 // Calls fn(ns, id, path) for every object database in the namespaces'
@@ -61,8 +72,7 @@ class ShardReplicatorImpl final : public ShardReplicator {
   ShardReplicatorImpl(Cluster* cluster, Shard* shard) : cluster_(cluster), shard_(shard) {}
 
   void record(ReplicaRecord r) override {
-    auto id = id_of(r.id);
-    r.partition = id ? static_cast<uint32_t>(cluster_->partition_of(*id)) : 0;
+    r.partition = partition_of_record(*cluster_, r);
     records_.push_back(std::move(r));
   }
 
@@ -216,9 +226,7 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
     std::lock_guard lock(apply_mu_);
     auto view = this->view();
     for (const auto& r : *records) {
-      auto id = id_of(r.id);
-      if (!id || r.partition >= view->partitions.size() ||
-          static_cast<uint32_t>(partition_of(*id)) != r.partition) {
+      if (r.partition >= view->partitions.size() || partition_of_record(*this, r) != r.partition) {
         return done(Response::error(400, "a record of the wrong partition"));
       }
       // In sync or catching up, a copy takes what its owner ships; never
@@ -248,6 +256,12 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
       return fd;
     };
     for (auto& r : *records) {
+      if (r.kind == ReplicaRecord::Kind::kSnapshot) {
+        // Written and synced at once: snapshots are rare, and each is whole.
+        failed = snapshots::write(snapshot_dir(), r.id, r.file, r.history_time_ms);
+        if (!failed.is_ok()) break;
+        continue;
+      }
       const NamespaceImpl* ns = runtime_->find_namespace(r.ns);
       if (!ns) {
         failed = Status(Code::kInvalidArgument, "no binding " + r.ns + " on this node");
@@ -712,14 +726,31 @@ void Cluster::catch_up() {
   for_each_database(*runtime_, [&](const NamespaceImpl* ns, const ObjectId& id, const std::string&) {
     objects_of[partition_of(id)].emplace_back(ns, id);
   });
+  // Storage snapshots are never changed: those made from now on are shipped
+  // to the learner anyway.
+  std::map<int, std::vector<std::string>> snapshots_of;
+  for (auto& e : snapshots::list(snapshot_dir())) {
+    snapshots_of[static_cast<int>(snapshots::partition_of(e.name, static_cast<uint32_t>(partitions_)))].push_back(
+        std::move(e.name));
+  }
   for (const auto& [p, node] : started_now) {
     const auto& objects = objects_of[p];
+    std::vector<std::string>& snapshot_names = snapshots_of[p];
     std::chrono::steady_clock::time_point started;  // tells this catch-up from a later one of p
     {
       std::lock_guard lock(learners_mu_);
-      catching_up_[p].pending = objects.size();
+      catching_up_[p].pending = objects.size() + (snapshot_names.empty() ? 0 : 1);
       started = catching_up_[p].started;
     }
+    // One object's (or the snapshots') copy is on the learner, or failed.
+    auto copied = [this, p, started](bool ok) {
+      std::lock_guard lock(learners_mu_);
+      auto it = catching_up_.find(p);
+      if (it == catching_up_.end() || it->second.started != started) return;
+      if (!ok) it->second.failed = true;
+      if (it->second.pending > 0) --it->second.pending;
+    };
+    if (!snapshot_names.empty()) ship_snapshots(node, std::move(snapshot_names), copied);
     for (const auto& [ns, id] : objects) {
       runtime_->run_on_object(
           ns, id, nullptr,
@@ -761,17 +792,41 @@ void Cluster::catch_up() {
           // Also when the snapshot never ran (the object's shard refused the
           // delivery: its partition was moving, or the lease lapsed): the
           // catch-up fails and starts again, rather than wait for it.
-          [this, p, started](Answer a) {
-            std::lock_guard lock(learners_mu_);
-            auto it = catching_up_.find(p);
-            if (it == catching_up_.end() || it->second.started != started) return;
-            if (a.response.status != 200) it->second.failed = true;
-            if (it->second.pending > 0) --it->second.pending;
-          });
+          [copied](Answer a) { copied(a.response.status == 200); });
     }
     log_info("cluster: catching up node " + node + " with partition " + std::to_string(p) + " (" +
              std::to_string(objects.size()) + " objects)");
   }
+}
+
+void Cluster::ship_snapshots(const std::string& node, std::vector<std::string> names,
+                             std::function<void(bool)> done) {
+  // Read off the shards; shipped by the first shard's replicator, to the
+  // learner only.
+  runtime_->run_blocking([this, node, names = std::move(names), done = std::move(done)]() mutable {
+    auto records = std::make_shared<std::vector<ReplicaRecord>>();
+    for (const auto& name : names) {
+      auto copy = snapshots::read(snapshot_dir(), name);
+      if (!copy) {
+        if (copy.status().code() == Code::kNotFound) continue;  // expired meanwhile
+        return done(false);
+      }
+      ReplicaRecord r;
+      r.kind = ReplicaRecord::Kind::kSnapshot;
+      r.id = name;
+      r.file = std::move(copy->image);
+      r.history_time_ms = copy->made_ms;
+      r.only_to = node;
+      records->push_back(std::move(r));
+    }
+    Shard& shard = runtime_->shard(0);
+    shard.post([&shard, records, done = std::move(done)] {
+      if (!shard.replication_log()) return done(false);
+      for (auto& r : *records) shard.replication_log()->record(std::move(r));
+      GroupCommit& commits = shard.commits();
+      commits.when_durable(commits.committed(nullptr, nullptr), [done](Status st) { done(st.is_ok()); });
+    });
+  });
 }
 
 }  // namespace dobj::internal

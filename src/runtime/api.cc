@@ -5,6 +5,7 @@
 #include "base/log.h"
 #include "dobj/object.h"
 #include "runtime/api_access.h"
+#include "runtime/object_actions.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
 
@@ -29,9 +30,40 @@ void State::abort(std::string_view reason, AbortOptions options) {
   host_->abort(reason, options.retry_alarm);
 }
 
+namespace {
+
+// On a cluster, brings a snapshot made on another node here
+// (internal::fetch_snapshot_here) and resumes the caller.
+struct SnapshotHereAwaitable {
+  std::string name;
+  Status result;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) {
+    ResumeTarget back = internal::current_resume_target();
+    internal::fetch_snapshot_here(*back.shard, name, [back, h, this](Status st) {
+      back.shard->post([back, h, this, st] {
+        if (!back.shard->alive(back)) return;  // the caller was reset: h is gone
+        result = st;
+        back.shard->resume(back, h);
+      });
+    });
+  }
+  void await_resume() const {
+    if (!result.is_ok()) throw Error(result);
+  }
+};
+
+}  // namespace
+
 Task<void> State::on_next_session_restore(std::string snapshot) {
   internal::ObjectStore& store = host_->store();
-  if (auto file = store.snapshot_file(snapshot); !file) throw Error(file.status());
+  if (auto file = store.snapshot_file(snapshot); !file) {
+    // On a cluster another node may hold it: it is copied here now, so that
+    // the restore finds it (and the caller learns now if there is none).
+    if (file.status().code() != Code::kNotFound || !host_->shard()->runtime().placement()) throw Error(file.status());
+    SnapshotHereAwaitable here{snapshot, Status::ok()};
+    co_await here;
+  }
   store.request_restore("snapshot", snapshot);
   co_await storage_.sync();
 }

@@ -9,6 +9,8 @@
 #include "runtime/alarm_runner.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
+#include "runtime/shard.h"
+#include "storage/snapshots.h"
 
 namespace dobj::internal {
 
@@ -93,22 +95,34 @@ Status restore_to_bookmark(ObjectHost& host, const std::string& bookmark) {
   return replace_object_with(host, "the object was restored to bookmark " + bookmark, *bytes, /*in_history=*/true);
 }
 
-bool restore_if_asked(ObjectHost& host, Status* error) {
+namespace {
+
+std::string restore_asked(const ObjectStore::PendingRestore& pending) {
+  return pending.kind + " " + pending.source;
+}
+
+}  // namespace
+
+RestoreStep restore_if_asked(ObjectHost& host, Status* error, std::function<void(Status)> fetched) {
   ObjectStore& store = host.store();
   std::optional<ObjectStore::PendingRestore> pending;
   try {
     pending = store.pending_restore();
   } catch (const Error&) {
-    return true;  // a database that cannot open: the object's first use of it says why
+    return RestoreStep::kReady;  // a database that cannot open: the object's first use of it says why
   }
-  if (!pending) return true;
+  if (!pending) return RestoreStep::kReady;
   Status st;
-  std::string what = pending->kind + " " + pending->source;
   if (pending->kind == "bookmark") {
     st = restore_to_bookmark(host, pending->source);
   } else if (pending->kind == "snapshot") {
-    // Copied: other objects may restore the same snapshot.
     auto file = store.snapshot_file(pending->source);
+    if (!file && file.status().code() == Code::kNotFound && host.shard()->runtime().placement()) {
+      // Asked for on another node (the object moved since): fetched first.
+      fetch_snapshot_here(*host.shard(), pending->source, std::move(fetched));
+      return RestoreStep::kFetching;
+    }
+    // Copied: other objects may restore the same snapshot.
     auto bytes = file ? read_file(*file) : Result<std::string>(file.status());
     st = bytes ? replace_object_with(host, "the object was restored from " + pending->source, *bytes,
                                      /*in_history=*/false)
@@ -117,22 +131,49 @@ bool restore_if_asked(ObjectHost& host, Status* error) {
     st = Status(Code::kInternal, "an unknown kind of restore: " + pending->kind);
   }
   if (st) {
-    log_info(describe(*host.ns(), host.id()) + ": restored from " + what + ", as it asked");
-    return true;
+    log_info(describe(*host.ns(), host.id()) + ": restored from " + restore_asked(*pending) + ", as it asked");
+    return RestoreStep::kReady;
+  }
+  *error = restore_failed(host, st);
+  return RestoreStep::kFailed;
+}
+
+Status restore_failed(ObjectHost& host, const Status& why) {
+  std::string what = "restore";
+  try {
+    if (auto pending = host.store().pending_restore()) what = restore_asked(*pending);
+  } catch (const Error&) {
   }
   // replace_object reopened the store; the database is as it was. The
-  // request is forgotten, unless an export holds the object (the next
-  // event tries again).
-  if (st.code() != Code::kConflict) {
+  // request is forgotten, unless it can succeed later.
+  if (why.code() != Code::kConflict && why.code() != Code::kUnavailable) {
     try {
       host.store().clear_pending_restore();
     } catch (const Error& e) {
       log_warn(describe(*host.ns(), host.id()) + ": cannot forget the restore it asked for: " + e.what());
     }
   }
-  *error = Status(st.code(), "the restore the object asked for (" + what + ") failed: " + st.message());
-  log_warn(describe(*host.ns(), host.id()) + ": " + error->message());
-  return false;
+  Status error(why.code(), "the restore the object asked for (" + what + ") failed: " + why.message());
+  log_warn(describe(*host.ns(), host.id()) + ": " + error.message());
+  return error;
+}
+
+void fetch_snapshot_here(Shard& shard, std::string name, std::function<void(Status)> done) {
+  Runtime& runtime = shard.runtime();
+  std::string dir = runtime.options().data_dir + "/snapshots";
+  auto here = snapshots::find(dir, name);
+  Placement* placement = runtime.placement();
+  if (here || here.status().code() != Code::kNotFound || !placement) return done(here.status());
+  placement->fetch_snapshot(shard, name, [&shard, &runtime, dir, name, done = std::move(done)](
+                                             Result<snapshots::Copy> copy) mutable {
+    if (!copy) return done(copy.status());
+    // Written off the shard (it may be large), durably: the restore that
+    // follows must find it after a crash too.
+    runtime.run_blocking([&shard, dir, name, copy = std::move(*copy), done = std::move(done)]() mutable {
+      Status st = snapshots::write(dir, name, copy.image, copy.made_ms);
+      shard.post([st, done = std::move(done)] { done(st); });
+    });
+  });
 }
 
 void when_replicated(ObjectHost& host, std::function<void(Status)> done) {

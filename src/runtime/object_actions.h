@@ -12,6 +12,7 @@
 namespace dobj::internal {
 
 class ObjectHost;
+class Shard;
 
 // Drops the instance (its callers get a reset error naming `why`), closes the
 // object's sockets and alarm, and removes its storage and catalog entry; the
@@ -36,10 +37,23 @@ Status restore_to_bookmark(ObjectHost& host, const std::string& bookmark);
 Result<std::string> temp_path(const std::string& data_dir, const char* what);
 // Does the restore the object asked for before its last instance ended
 // (ObjectStore::pending_restore), if any: before its next is built.
-// Returns false, with `error` set, when it could not be done (it is then
-// forgotten, and the object starts on its database as it is; while an
-// export holds the object it is kept for the next event).
-bool restore_if_asked(ObjectHost& host, Status* error);
+enum class RestoreStep {
+  kReady,     // none asked for, or done
+  kFailed,    // `error` says why (see restore_failed)
+  kFetching,  // the snapshot is on other nodes of the cluster: fetched(status)
+              // runs on the shard once it is here (or could not be fetched),
+              // and the host asks again (or calls restore_failed)
+};
+RestoreStep restore_if_asked(ObjectHost& host, Status* error, std::function<void(Status)> fetched);
+// A restore the object asked for could not be done: it is forgotten, and
+// the object starts on its database as it is; unless an export holds the
+// object or the snapshot's nodes did not answer (the next event tries
+// again). Returns the error for the event that waited for it.
+Status restore_failed(ObjectHost& host, const Status& why);
+// Makes snapshot `name` (Storage::snapshot()) a file of this node: on a
+// cluster, fetched from a node of its partition when this node has none.
+// done(status) on `shard`'s thread, perhaps at once.
+void fetch_snapshot_here(Shard& shard, std::string name, std::function<void(Status)> done);
 // In a cluster with backups: calls done once what the object's store recorded
 // so far (a removal, an import) is on every in-sync backup, as a commit would
 // be; at once otherwise. On the object's shard.

@@ -80,9 +80,11 @@ void ObjectHost::make_store() {
                [shard = shard_] { return shard->now_ms(); },
                shard_->replication_log()};
   env.history = shard_->runtime().options().history;
-  // Snapshots are files of this node: not on a cluster's (another node
-  // serves the object that would restore one).
-  if (!shard_->runtime().placement()) env.snapshot_dir = shard_->runtime().options().data_dir + "/snapshots";
+  env.snapshot_dir = shard_->runtime().options().data_dir + "/snapshots";
+  if (Placement* placement = shard_->runtime().placement()) {
+    env.partitions = static_cast<uint32_t>(placement->partitions());
+    env.partition = static_cast<uint32_t>(placement->partition_of(id_));
+  }
   if (env.history) {
     const ServerOptions& o = shard_->runtime().options();
     env.history_keep_ms = o.history_keep_ms(ns_->name());
@@ -195,7 +197,7 @@ void ObjectHost::pump() {
   if (pumping_ || in_turn_) return;
   pumping_ = true;
   int started = 0;
-  while (!queue_.empty() && blocked_ == 0 && !in_turn_ && !checkpointing_) {
+  while (!queue_.empty() && blocked_ == 0 && !in_turn_ && !checkpointing_ && !fetching_snapshot_) {
     if (started == kMaxEventsPerPump) {
       // Let the loop serve other objects and sockets; continue afterwards.
       ResumeTarget t = {shard_, ns_, id_, generation_};
@@ -222,9 +224,25 @@ void ObjectHost::pump() {
 bool ObjectHost::ensure_instance() {
   if (instance_) return true;
   // A restore the last instance asked for comes before the next is built.
-  if (Status error; !restore_if_asked(*this, &error)) {
+  Status restore_error;
+  ResumeTarget t = {shard_, ns_, id_, generation_};
+  RestoreStep step = restore_if_asked(*this, &restore_error, [t](Status fetched) {
+    ObjectHost* h = t.shard->find_host(t.ns, t.id);
+    if (!h) return;
+    h->fetching_snapshot_ = false;
+    if (!fetched.is_ok() && !h->queue_.empty()) {
+      Event ev = h->queue_.pop_front();
+      ev.reply(error_response(restore_failed(*h, fetched)));
+    }
+    h->pump();
+  });
+  if (step == RestoreStep::kFetching) {
+    fetching_snapshot_ = true;  // pump() starts nothing until it is here
+    return false;
+  }
+  if (step == RestoreStep::kFailed) {
     Event ev = queue_.pop_front();
-    ev.reply(error_response(error));
+    ev.reply(error_response(restore_error));
     return false;
   }
   generation_ = shard_->next_generation();
@@ -513,7 +531,8 @@ void ObjectHost::inject_reset(const std::string& why) {
 
 bool ObjectHost::idle() const {
   return runs_.empty() && queue_.empty() && held_output_batches_ == 0 && blocked_ == 0 &&
-         !in_turn_ && !store_->in_turn_transaction() && admin_holds_ == 0 && !checkpointing_;
+         !in_turn_ && !store_->in_turn_transaction() && admin_holds_ == 0 && !checkpointing_ &&
+         !fetching_snapshot_;
 }
 
 Status ObjectHost::let_go_of_storage(const std::string& why) {

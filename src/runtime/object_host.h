@@ -235,6 +235,8 @@ class ObjectHost {
   // A checkpoint waits for its database sync: no event may start (its commit
   // would restart the WAL).
   bool checkpointing_ = false;
+  // A restore the object asked for waits for its snapshot from another node.
+  bool fetching_snapshot_ = false;
   bool in_turn_ = false;
   bool storage_turn_ = false;  // the turn starting is with_storage's
   bool pumping_ = false;

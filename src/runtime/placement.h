@@ -28,6 +28,7 @@
 #include "dobj/id.h"
 #include "dobj/status.h"
 #include "storage/replication.h"
+#include "storage/snapshots.h"
 
 namespace dobj::internal {
 
@@ -103,6 +104,16 @@ class Placement {
   // (storage/replication.h); null when partitions have no backups. Called
   // once per shard at start, before any object opens its database.
   virtual std::unique_ptr<ShardReplicator> make_replicator(Shard& shard) = 0;
+
+  // Storage snapshots (storage/snapshots.h): a snapshot's name says its
+  // partition (that of the object that made it), out of partitions().
+  virtual int partitions() const = 0;
+  virtual int partition_of(const ObjectId& id) const = 0;
+  // The bytes of snapshot `name` and when it was made, from a node that
+  // holds a copy (the owner of its partition, else a backup); kNotFound when
+  // none has it. done runs on `from`'s thread.
+  virtual void fetch_snapshot(Shard& from, std::string name,
+                              std::function<void(Result<snapshots::Copy>)> done) = 0;
 };
 
 }  // namespace dobj::internal

@@ -4,7 +4,6 @@
 // So after any crash the two can be made to agree: a record past the
 // database's number is a commit that never happened (it is dropped), and a
 // database past the history's last record gets its whole state as a base.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,15 +11,15 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <functional>
 #include <optional>
-#include <random>
 
+#include "base/clock.h"
 #include "base/fs.h"
 #include "base/hex.h"
 #include "base/log.h"
 #include "storage/object_store.h"
+#include "storage/snapshots.h"
 #include "storage/vfs.h"
 
 namespace dobj::internal {
@@ -503,36 +502,27 @@ Result<std::string> ObjectStore::snapshot_image() {
 
 Result<std::string> ObjectStore::snapshot_file(std::string_view name) const {
   if (env_.snapshot_dir.empty()) return Status(Code::kNotFound, "snapshots are not available here");
-  if (name.size() != 37 || name.substr(0, 5) != "snap-" || !from_hex_lower(name.substr(5))) {
-    return Status(Code::kInvalidArgument, "not a snapshot name (snap- and 32 hex digits)");
-  }
-  std::string path = env_.snapshot_dir + "/" + std::string(name) + ".sqlite";
-  if (!file_exists(path)) return Status(Code::kNotFound, "no snapshot " + std::string(name) + " (or it expired)");
-  return path;
+  return snapshots::find(env_.snapshot_dir, name);
 }
 
 Result<std::string> ObjectStore::write_snapshot() {
   if (env_.snapshot_dir.empty()) return Status(Code::kNotFound, "snapshots are not available here");
   auto image = snapshot_image();
   if (!image) return image.status();
-  if (Status st = make_dirs(env_.snapshot_dir, /*durable=*/true); !st) return st;
-  // Snapshots past their time go now: they are few, and this is when one is made.
-  if (DIR* d = ::opendir(env_.snapshot_dir.c_str())) {
-    time_t cutoff = ::time(nullptr) - kSnapshotDays * 86400;
-    while (dirent* e = ::readdir(d)) {
-      std::string file = env_.snapshot_dir + "/" + e->d_name;
-      struct stat st;
-      if (std::strncmp(e->d_name, "snap-", 5) == 0 && ::stat(file.c_str(), &st) == 0 && st.st_mtime < cutoff) {
-        ::unlink(file.c_str());
-      }
-    }
-    ::closedir(d);
+  std::string name = snapshots::new_name(env_.partition, env_.partitions);
+  int64_t made = system_now_ms();
+  if (Status st = snapshots::write(env_.snapshot_dir, name, *image, made); !st) return st;
+  if (env_.replication) {
+    // The partition's backups keep it too (a failover keeps it), and the
+    // answer that names it waits for them as for a commit.
+    ReplicaRecord r;
+    r.kind = ReplicaRecord::Kind::kSnapshot;
+    r.id = name;
+    r.file = std::move(*image);
+    r.history_time_ms = made;
+    env_.replication->record(std::move(r));
+    last_commit_seq_ = env_.commits->committed(nullptr, nullptr);
   }
-  std::random_device random;
-  uint8_t bytes[16];
-  for (uint8_t& b : bytes) b = static_cast<uint8_t>(random());
-  std::string name = "snap-" + to_hex(bytes, sizeof bytes);
-  if (Status st = write_file_atomic(env_.snapshot_dir + "/" + name + ".sqlite", *image, 0600); !st) return st;
   return name;
 }
 

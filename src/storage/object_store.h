@@ -111,8 +111,11 @@ struct StoreEnv {
   // the database can be rebuilt as of any of them (bookmarks, restore).
   bool history = false;
   // Where Storage::snapshot() writes its copies (<data>/snapshots); empty:
-  // snapshots are not available.
+  // snapshots are not available. On a cluster, a snapshot's name says the
+  // object's partition (storage/snapshots.h); 0 partitions: a single node.
   std::string snapshot_dir{};
+  uint32_t partitions = 0;
+  uint32_t partition = 0;
   // History's retention: commits older than this go (0: kept for ever), as
   // do the oldest once the file passes history_max_bytes (0: no cap).
   int64_t history_keep_ms = 0;
@@ -217,9 +220,9 @@ class ObjectStore {
   // restore: what Storage::snapshot() keeps. At the start of a turn.
   Result<std::string> snapshot_image();
   // Writes snapshot_image() to env.snapshot_dir, durably, and returns its
-  // name ("snap-" and 32 hex digits). Snapshots older than kSnapshotDays are
-  // removed then.
-  static constexpr int kSnapshotDays = 7;
+  // name (storage/snapshots.h). On a cluster it is also recorded for the
+  // partition's backups, as a commit: durable on them once last_commit_seq()
+  // is.
   Result<std::string> write_snapshot();
   // The file of snapshot `name`: kInvalidArgument for a malformed name,
   // kNotFound when there is no such snapshot (or it expired).

@@ -20,7 +20,9 @@
 namespace dobj::internal {
 
 struct ReplicaRecord {
-  enum class Kind : uint8_t { kCommit = 0, kReplace = 1, kRemove = 2 };
+  // kSnapshot: a Storage::snapshot() of an object of the partition (id: its
+  // name, ns: empty, file: its bytes, history_time_ms: when it was made).
+  enum class Kind : uint8_t { kCommit = 0, kReplace = 1, kRemove = 2, kSnapshot = 3 };
   Kind kind = Kind::kCommit;
   std::string ns;
   std::string id;  // hex

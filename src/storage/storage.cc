@@ -162,7 +162,9 @@ Task<std::string> Storage::on_next_session_restore_bookmark(std::string bookmark
 
 Task<std::string> Storage::snapshot() {
   co_await sync();
-  co_return value_or_throw(store_->write_snapshot());
+  std::string name = value_or_throw(store_->write_snapshot());
+  co_await sync();  // on a cluster, until the partition's backups hold it too
+  co_return name;
 }
 
 void Codec<Json>::encode(const Json& v, std::string& out) { out.append(v.dump()); }

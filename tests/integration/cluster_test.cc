@@ -75,8 +75,8 @@ class ClusterTest : public ::testing::Test {
 
   // The index of the node that serves ns/name, as an inspect through node 1
   // answers; fails the test when no node is.
-  size_t owner_of(const std::string& ns, const std::string& name) {
-    HttpClient admin(nodes_->node(1).port());
+  size_t owner_of(const std::string& ns, const std::string& name, size_t ask = 1) {
+    HttpClient admin(nodes_->node(ask).port());
     auto inspect = admin.request("GET", "/_dobj/objects/" + ns + "/name:" + name, "",
                                  {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
     EXPECT_EQ(inspect.status, 200) << inspect.body;
@@ -825,6 +825,106 @@ TEST_F(HistoryClusterTest, EveryBookmarkRestoresAfterTwoFailoversAndACatchUpAndF
     EXPECT_EQ(r["restored"], true) << value << ": " << r.dump();
     EXPECT_EQ(get(first, "/counter/hist").body, value.substr(0, 1)) << "restored to " << value;
   }
+}
+
+// An object's storage snapshots (Storage::snapshot) on a cluster: kept by
+// the replicas of its partition, found from any node, surviving the death of
+// the node that made it, copied by a catch-up. Two copies on three nodes, so
+// that one node has none of the snapshot's partition and must fetch it.
+class SnapshotClusterTest : public ClusterTest {
+ protected:
+  void SetUp() override {
+    std::vector<std::string> args = kNodeArgs;
+    args.insert(args.end(), {"--replicas", "2"});
+    start_cluster(args, DOBJ_CLUSTER_NODE_BIN);
+  }
+  std::string snapshot_file(size_t node, const std::string& snap) {
+    return dir_.path() + "/" + nodes_->node_id(node) + "/snapshots/" + snap + ".sqlite";
+  }
+  // A LEDGER name that node `node` serves, as node `ask` sees it.
+  std::string ledger_on(size_t node, const std::string& prefix, size_t ask) {
+    for (int i = 0; i < 200; ++i) {
+      std::string name = prefix + std::to_string(i);
+      if (owner_of("LEDGER", name, ask) == node) return name;
+    }
+    return "";
+  }
+};
+
+TEST_F(SnapshotClusterTest, ASnapshotForksOnEveryNodeAfterItsMakerDiesAndAfterACatchUp) {
+  ASSERT_EQ(post(0, "/ledger/src/add?n=5").body, "5");
+  HttpResponse made = post(1, "/ledger/src/snapshot");
+  ASSERT_EQ(made.status, 200) << made.body;
+  const std::string snap = made.body;
+  ASSERT_EQ(post(2, "/ledger/src/add?n=1").body, "6");  // after the snapshot: not in it
+  // The snapshot's partition is the source's: its replicas hold it, the
+  // third node does not.
+  size_t maker = owner_of("LEDGER", "src");
+  json view = json::parse(nodes_->status(maker), nullptr, false);
+  ASSERT_TRUE(view.is_object()) << nodes_->status(maker);
+  size_t partitions = view["partitions"].size();
+  size_t p = std::stoul(snap.substr(5, 8), nullptr, 16) % partitions;
+  std::set<size_t> holders;
+  for (const auto& n : view["partitions"][p]["replicas"]) {
+    for (size_t i = 0; i < 3; ++i) {
+      if (nodes_->node_id(i) == n.get<std::string>()) holders.insert(i);
+    }
+  }
+  ASSERT_EQ(holders.size(), 2u) << view["partitions"][p].dump();
+  ASSERT_TRUE(holders.count(maker));
+  size_t other = 0;
+  while (holders.count(other)) ++other;
+  size_t backup = 3 - maker - other;
+  for (size_t i : holders) EXPECT_TRUE(std::filesystem::exists(snapshot_file(i, snap))) << i;
+  EXPECT_FALSE(std::filesystem::exists(snapshot_file(other, snap)));
+
+  // A fork onto an object of the third node: it fetches the snapshot.
+  std::string fork1 = ledger_on(other, "fork-a", maker);
+  ASSERT_FALSE(fork1.empty());
+  HttpResponse forked = post(maker, "/ledger/" + fork1 + "/fork?from=" + snap);
+  EXPECT_EQ(forked.status, 500) << forked.body;
+  EXPECT_NE(forked.body.find("\"reset\":true"), std::string::npos) << forked.body;
+  EXPECT_EQ(get(backup, "/ledger/" + fork1).body, "5");
+  EXPECT_EQ(post(other, "/ledger/" + fork1 + "/add?n=10").body, "15");  // the copy diverges
+  EXPECT_EQ(get(other, "/ledger/src").body, "6");                       // the source does not
+  EXPECT_TRUE(std::filesystem::exists(snapshot_file(other, snap)));
+
+  // An unknown snapshot is refused when asked for; nothing changes.
+  std::string unknown = "snap-" + snap.substr(5, 8) + std::string(24, '0');
+  EXPECT_EQ(post(other, "/ledger/" + fork1 + "/fork?from=" + unknown).status, 404);
+  EXPECT_EQ(post(other, "/ledger/" + fork1 + "/fork?from=snap-nothex").status, 400);
+  EXPECT_EQ(get(other, "/ledger/" + fork1).body, "15");
+
+  // A restore asked for, whose snapshot is gone from the node by the next
+  // start: fetched then, before the object starts.
+  std::string fork2 = ledger_on(other, "fork-b", maker);
+  ASSERT_EQ(post(other, "/ledger/" + fork2 + "/add?n=100").body, "100");
+  ASSERT_EQ(post(other, "/ledger/" + fork2 + "/fork?abort=0&from=" + snap).body, "ok");
+  EXPECT_EQ(get(other, "/ledger/" + fork2).body, "100");
+  std::filesystem::remove(snapshot_file(other, snap));
+  EXPECT_EQ(post(other, "/ledger/" + fork2 + "/abort").status, 500);
+  EXPECT_EQ(get(maker, "/ledger/" + fork2).body, "5");
+
+  // Node `dead` is killed; a fork onto a new object of the third node (its
+  // own copy of the snapshot removed) must get it from the copy left.
+  auto fork_after_death = [&](size_t dead, size_t alive, const std::string& prefix) {
+    EXPECT_EQ(nodes_->node(dead).stop(SIGKILL), 128 + SIGKILL);
+    ASSERT_EQ(get_once_served(other, "/ledger/src", std::chrono::steady_clock::now() + 30s).body, "6");
+    std::filesystem::remove(snapshot_file(other, snap));
+    std::string fork = ledger_on(other, prefix, alive);
+    ASSERT_FALSE(fork.empty());
+    EXPECT_EQ(post(other, "/ledger/" + fork + "/fork?from=" + snap).status, 500);
+    EXPECT_EQ(get(other, "/ledger/" + fork).body, "5") << "after node " << dead << " died";
+  };
+  // The maker dies: the partition's other replica has the snapshot.
+  fork_after_death(maker, backup, "fork-c");
+  // It comes back with an empty data folder: the catch-up copies the
+  // snapshot to it, and once the backup dies too it serves the snapshot.
+  std::filesystem::remove_all(dir_.path() + "/" + nodes_->node_id(maker));
+  ASSERT_TRUE(nodes_->restart(maker)) << nodes_->failure();
+  ASSERT_TRUE(wait_all_in_sync(*nodes_, other, 90s)) << nodes_->status(other);
+  EXPECT_TRUE(std::filesystem::exists(snapshot_file(maker, snap)));
+  fork_after_death(backup, maker, "fork-d");
 }
 
 // Whether node i's view has no partition owned by `gone` (its partitions

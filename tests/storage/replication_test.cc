@@ -38,7 +38,12 @@ std::vector<ReplicaRecord> sample() {
   remove.kind = ReplicaRecord::Kind::kRemove;
   remove.ns = "KV";
   remove.id = std::string(64, 'c');
-  return {commit, unnamed, empty_name, replace, remove};
+  ReplicaRecord snapshot;
+  snapshot.kind = ReplicaRecord::Kind::kSnapshot;
+  snapshot.id = "snap-" + std::string(32, 'd');
+  snapshot.file = std::string(4096, 's');
+  snapshot.history_time_ms = 1796000000789;
+  return {commit, unnamed, empty_name, replace, remove, snapshot};
 }
 
 TEST(ReplicationRecordsTest, RoundTripWithTheirNamesKnownUnknownAndEmptyAndTheirHistory) {
@@ -89,6 +94,10 @@ TEST(ReplicationRecordsTest, EveryCutShortOrExtendedOrOldFormBatchIsRefused) {
   EXPECT_FALSE(decode_replica_records(bad_name));
   bad_base[one.size() - 5] = 2;
   EXPECT_FALSE(decode_replica_records(bad_base));
+  // A kind past kSnapshot (the byte after the magic and the count).
+  std::string bad_kind = one;
+  bad_kind[8] = 4;
+  EXPECT_FALSE(decode_replica_records(bad_kind));
 }
 
 // A node of the version before history was replicated ships "dob2"
