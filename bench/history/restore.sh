@@ -8,7 +8,9 @@
 # commit), a bookmark is taken, SMALL_COMMITS single-key writes follow (the
 # "week"), then POST .../restore?bookmark= puts the filled state back. The
 # restore rebuilds the database from the history's last base before the
-# bookmark plus every commit after it, on the object's shard.
+# bookmark plus every commit after it, off the object's shard (the blocking
+# pool). One shard, so that a probe reading another object meanwhile shows
+# whether the shard is still free: its slowest answer is printed.
 set -euo pipefail
 bin=${1:?usage: bench/history/restore.sh DOBJ_EXAMPLES [GIB] [SMALL_COMMITS]}
 gib=${2:-1}
@@ -18,12 +20,12 @@ port=18931
 token=bench-history
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"; }
 "$bin" --listen 127.0.0.1:$port --data "$work/data" --history --history-days 0 --admin-token $token \
-  --max-object-bytes $((gib * 3 << 30)) > "$work/log" 2>&1 &
+  --max-object-bytes $((gib * 3 << 30)) --shards 1 > "$work/log" 2>&1 &
 pid=$!
 trap cleanup EXIT
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/counter/warm" && break; sleep 0.1; done
 python3 - "$port" "$gib" "$small" "$token" <<'PY'
-import http.client, json, sys, time
+import http.client, json, sys, threading, time
 port, gib, small, token = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 c = http.client.HTTPConnection("127.0.0.1", port)
 def req(method, path, body=None, admin=False):
@@ -47,9 +49,23 @@ for i in range(small):
     req("PUT", f"/kv/big/k{i % 1000}", json.dumps("week %d" % i))
 week = time.time() - t0
 hist = json.loads(req("GET", "/_dobj/objects/KV/name:big/history?limit=1", admin=True))
+# A probe on another connection: another object, the same (only) shard.
+done, probes = threading.Event(), []
+def probe():
+    p = http.client.HTTPConnection("127.0.0.1", port)
+    while not done.is_set():
+        t = time.time()
+        p.request("GET", "/counter/probe")
+        p.getresponse().read()
+        probes.append(time.time() - t)
+        time.sleep(0.01)
+prober = threading.Thread(target=probe)
+prober.start()
 t0 = time.time()
 out = json.loads(req("POST", "/_dobj/objects/KV/name:big/restore?bookmark=" + mark, admin=True))
 restore = time.time() - t0
+done.set()
+prober.join()
 check = req("GET", "/kv/big/k0")
 assert json.loads(check) == value, "k0 is not the filled value after the restore"
 print(f"filled {n} values of 120 KB ({n * 120_000 / 2**30:.2f} GiB) in {fill:.1f} s; "
@@ -57,4 +73,5 @@ print(f"filled {n} values of 120 KB ({n * 120_000 / 2**30:.2f} GiB) in {fill:.1f
 print(f"history: {hist['commits']} commits, {hist['historyBytes'] / 2**30:.2f} GiB; "
       f"database {out['databaseBytes'] / 2**30:.2f} GiB")
 print(f"restore to the bookmark before the small commits: {restore:.1f} s")
+print(f"another object on the same shard meanwhile: {len(probes)} reads, slowest {max(probes) * 1000:.1f} ms")
 PY

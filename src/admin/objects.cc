@@ -548,14 +548,16 @@ void AdminPlane::restore_object(Shard& here, const ObjectKey& t, const Request& 
           if (!b) return reply(error_response(b.status()));
           bookmark = *b;
         }
-        if (Status st = internal::restore_to_bookmark(host, bookmark); !st) return reply(error_response(st));
-        auto now = host.store().current_bookmark();
-        Json out = {{"restored", true},
-                    {"bookmark", bookmark},
-                    {"current", now ? Json(*now) : Json(nullptr)},
-                    {"databaseBytes", host.store().database_size()}};
-        // On a cluster, once its backups hold the restored state too.
-        reply_when_replicated(host, out, reply);
+        internal::restore_to_bookmark(host, bookmark, [&host, bookmark, reply](Status st) {
+          if (!st) return reply(error_response(st));
+          auto now = host.store().current_bookmark();
+          Json out = {{"restored", true},
+                      {"bookmark", bookmark},
+                      {"current", now ? Json(*now) : Json(nullptr)},
+                      {"databaseBytes", host.store().database_size()}};
+          // On a cluster, once its backups hold the restored state too.
+          reply_when_replicated(host, out, reply);
+        });
       },
       std::move(reply));
 }

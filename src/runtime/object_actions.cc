@@ -24,13 +24,11 @@ Status delete_object(ObjectHost& host, const std::string& why) {
 
 namespace {
 
-// Lets go of the object's storage, has `swap` change its files, then reopens,
-// catalogues it and schedules the alarm its new database holds.
-Status swap_object_files(ObjectHost& host, const std::string& why, const std::function<Status(ObjectStore&)>& swap) {
-  if (Status st = host.let_go_of_storage(why); !st) return st;
-  Status st = swap(host.store());
+// After the object's files changed underneath it (`changed`: whether they
+// did): reopens, catalogues it and schedules the alarm its new database holds.
+Status settle_new_files(ObjectHost& host, Status changed) {
   host.reopen_store();
-  if (!st) return st;
+  if (!changed) return changed;
   Shard& shard = *host.shard();
   Runtime& runtime = shard.runtime();
   const NamespaceImpl& ns = *host.ns();
@@ -61,6 +59,12 @@ Status swap_object_files(ObjectHost& host, const std::string& why, const std::fu
   return Status::ok();
 }
 
+// Lets go of the object's storage, has `swap` change its files, then settles.
+Status swap_object_files(ObjectHost& host, const std::string& why, const std::function<Status(ObjectStore&)>& swap) {
+  if (Status st = host.let_go_of_storage(why); !st) return st;
+  return settle_new_files(host, swap(host.store()));
+}
+
 }  // namespace
 
 Status replace_object(ObjectHost& host, const std::string& why, const std::string& file, bool in_history) {
@@ -89,10 +93,29 @@ Status replace_object_with(ObjectHost& host, const std::string& why, const std::
   return st;
 }
 
-Status restore_to_bookmark(ObjectHost& host, const std::string& bookmark) {
-  auto bytes = host.store().restored_database(bookmark);
-  if (!bytes) return bytes.status();
-  return replace_object_with(host, "the object was restored to bookmark " + bookmark, *bytes, /*in_history=*/true);
+void restore_to_bookmark(ObjectHost& host, const std::string& bookmark, std::function<void(Status)> done) {
+  ObjectStore& store = host.store();
+  Shard& shard = *host.shard();
+  if (Status st = store.check_bookmark(bookmark); !st) return done(st);
+  auto file = temp_path(shard.runtime().options().data_dir, "restore");
+  if (!file) return done(file.status());
+  if (Status st = host.let_go_of_storage("the object was restored to bookmark " + bookmark); !st) return done(st);
+  auto plan = store.prepare_restore(bookmark, *file);
+  if (!plan) return done(settle_new_files(host, plan.status()));
+  // The rebuild reads the history and writes a whole database: off the
+  // shard, the object's events waiting.
+  host.wait_off_shard();
+  ResumeTarget t = {&shard, host.ns(), host.id(), host.generation()};
+  shard.runtime().run_blocking([t, plan = std::move(*plan), done = std::move(done)]() mutable {
+    auto built = ObjectStore::build_restore(plan);
+    ::unlink(plan.file.c_str());  // still there only when it was not moved
+    t.shard->post([t, built = std::move(built), done = std::move(done)]() mutable {
+      ObjectHost* host = t.shard->find_host(t.ns, t.id);  // waiting: not evicted
+      Status st = built ? host->store().restored(std::move(*built)) : built.status();
+      done(settle_new_files(*host, st));
+      host->done_off_shard();
+    });
+  });
 }
 
 namespace {
@@ -103,7 +126,7 @@ std::string restore_asked(const ObjectStore::PendingRestore& pending) {
 
 }  // namespace
 
-RestoreStep restore_if_asked(ObjectHost& host, Status* error, std::function<void(Status)> fetched) {
+RestoreStep restore_if_asked(ObjectHost& host, Status* error, std::function<void(Status)> done) {
   ObjectStore& store = host.store();
   std::optional<ObjectStore::PendingRestore> pending;
   try {
@@ -114,13 +137,18 @@ RestoreStep restore_if_asked(ObjectHost& host, Status* error, std::function<void
   if (!pending) return RestoreStep::kReady;
   Status st;
   if (pending->kind == "bookmark") {
-    st = restore_to_bookmark(host, pending->source);
+    std::string what = restore_asked(*pending), where = describe(*host.ns(), host.id());
+    restore_to_bookmark(host, pending->source, [what, where, done = std::move(done)](Status st) {
+      if (st) log_info(where + ": restored from " + what + ", as it asked");
+      done(st);
+    });
+    return RestoreStep::kWaiting;
   } else if (pending->kind == "snapshot") {
     auto file = store.snapshot_file(pending->source);
     if (!file && file.status().code() == Code::kNotFound && host.shard()->runtime().placement()) {
       // Asked for on another node (the object moved since): fetched first.
-      fetch_snapshot_here(*host.shard(), pending->source, std::move(fetched));
-      return RestoreStep::kFetching;
+      fetch_snapshot_here(*host.shard(), pending->source, std::move(done));
+      return RestoreStep::kWaiting;
     }
     // Copied: other objects may restore the same snapshot.
     auto bytes = file ? read_file(*file) : Result<std::string>(file.status());

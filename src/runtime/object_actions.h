@@ -31,8 +31,11 @@ Status replace_object_and_history(ObjectHost& host, const std::string& why, cons
 Status replace_object_with(ObjectHost& host, const std::string& why, const std::string& database,
                            bool in_history);
 // Puts the object back as it was at `bookmark` of its history, as a new
-// commit (ObjectStore::restored_database, then replace_object_with).
-Status restore_to_bookmark(ObjectHost& host, const std::string& bookmark);
+// commit (ObjectStore::prepare_restore): the rebuild runs on the blocking
+// pool while the object's events wait (ObjectHost::wait_off_shard). done
+// runs on the shard, the host still there, before the events go on;
+// perhaps at once (a bad bookmark).
+void restore_to_bookmark(ObjectHost& host, const std::string& bookmark, std::function<void(Status)> done);
 // A fresh file name under <data>/tmp (emptied at start), the folder made.
 Result<std::string> temp_path(const std::string& data_dir, const char* what);
 // Does the restore the object asked for before its last instance ended
@@ -40,11 +43,12 @@ Result<std::string> temp_path(const std::string& data_dir, const char* what);
 enum class RestoreStep {
   kReady,     // none asked for, or done
   kFailed,    // `error` says why (see restore_failed)
-  kFetching,  // the snapshot is on other nodes of the cluster: fetched(status)
-              // runs on the shard once it is here (or could not be fetched),
-              // and the host asks again (or calls restore_failed)
+  kWaiting,   // under way off the shard (a bookmark's rebuild, or the
+              // snapshot's fetch from other nodes of a cluster): done(status)
+              // runs once it ends, perhaps at once; the host then asks again
+              // (or calls restore_failed)
 };
-RestoreStep restore_if_asked(ObjectHost& host, Status* error, std::function<void(Status)> fetched);
+RestoreStep restore_if_asked(ObjectHost& host, Status* error, std::function<void(Status)> done);
 // A restore the object asked for could not be done: it is forgotten, and
 // the object starts on its database as it is; unless an export holds the
 // object or the snapshot's nodes did not answer (the next event tries

@@ -197,7 +197,7 @@ void ObjectHost::pump() {
   if (pumping_ || in_turn_) return;
   pumping_ = true;
   int started = 0;
-  while (!queue_.empty() && blocked_ == 0 && !in_turn_ && !checkpointing_ && !fetching_snapshot_) {
+  while (!queue_.empty() && blocked_ == 0 && !in_turn_ && !checkpointing_ && off_shard_ == 0) {
     if (started == kMaxEventsPerPump) {
       // Let the loop serve other objects and sockets; continue afterwards.
       ResumeTarget t = {shard_, ns_, id_, generation_};
@@ -226,18 +226,19 @@ bool ObjectHost::ensure_instance() {
   // A restore the last instance asked for comes before the next is built.
   Status restore_error;
   ResumeTarget t = {shard_, ns_, id_, generation_};
-  RestoreStep step = restore_if_asked(*this, &restore_error, [t](Status fetched) {
-    ObjectHost* h = t.shard->find_host(t.ns, t.id);
-    if (!h) return;
-    h->fetching_snapshot_ = false;
-    if (!fetched.is_ok() && !h->queue_.empty()) {
-      Event ev = h->queue_.pop_front();
-      ev.reply(error_response(restore_failed(*h, fetched)));
-    }
-    h->pump();
+  RestoreStep step = restore_if_asked(*this, &restore_error, [t](Status done) {
+    t.shard->post([t, done] {
+      ObjectHost* h = t.shard->find_host(t.ns, t.id);
+      if (!h) return;
+      if (!done.is_ok() && !h->queue_.empty()) {
+        Event ev = h->queue_.pop_front();
+        ev.reply(error_response(restore_failed(*h, done)));
+      }
+      h->done_off_shard();
+    });
   });
-  if (step == RestoreStep::kFetching) {
-    fetching_snapshot_ = true;  // pump() starts nothing until it is here
+  if (step == RestoreStep::kWaiting) {
+    wait_off_shard();
     return false;
   }
   if (step == RestoreStep::kFailed) {
@@ -529,10 +530,19 @@ void ObjectHost::inject_reset(const std::string& why) {
   pump();
 }
 
+void ObjectHost::done_off_shard() {
+  --off_shard_;
+  // On a fresh stack: the caller may be inside this host's own work.
+  ResumeTarget t = {shard_, ns_, id_, generation_};
+  shard_->post([t] {
+    if (ObjectHost* h = t.shard->find_host(t.ns, t.id)) h->pump();
+  });
+}
+
 bool ObjectHost::idle() const {
   return runs_.empty() && queue_.empty() && held_output_batches_ == 0 && blocked_ == 0 &&
          !in_turn_ && !store_->in_turn_transaction() && admin_holds_ == 0 && !checkpointing_ &&
-         !fetching_snapshot_;
+         off_shard_ == 0;
 }
 
 Status ObjectHost::let_go_of_storage(const std::string& why) {

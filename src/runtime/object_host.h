@@ -135,6 +135,11 @@ class ObjectHost {
   Status let_go_of_storage(const std::string& why);
   // A fresh ObjectStore over the object's files (after they changed).
   void reopen_store() { make_store(); }
+  // Work on the object's storage off the shard (a restore's rebuild, a
+  // snapshot's fetch): from wait_off_shard() to done_off_shard() no event
+  // starts and the host is not evicted; then the queue goes on.
+  void wait_off_shard() { ++off_shard_; }
+  void done_off_shard();
   // Runs fn over the object's storage as a turn of its own, without
   // constructing the object (the test kit's direct reads and writes): its
   // writes commit like a turn's, and done(status, exception) runs once they
@@ -235,8 +240,8 @@ class ObjectHost {
   // A checkpoint waits for its database sync: no event may start (its commit
   // would restart the WAL).
   bool checkpointing_ = false;
-  // A restore the object asked for waits for its snapshot from another node.
-  bool fetching_snapshot_ = false;
+  // Work on the object's storage off the shard (wait_off_shard).
+  int off_shard_ = 0;
   bool in_turn_ = false;
   bool storage_turn_ = false;  // the turn starting is with_storage's
   bool pumping_ = false;

@@ -10,8 +10,11 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <optional>
+#include <set>
+#include <tuple>
 
 #include "base/fs.h"
 #include "base/hex.h"
@@ -20,6 +23,31 @@
 namespace dobj::internal {
 
 namespace {
+
+// History files whose last record this process knows is whole: it wrote
+// them, or checked them, and a file is only torn by a crash, which ends the
+// process. An open that finds one as it was left skips checking its last
+// record (which reads it all: a large base is a copy of the database).
+class KnownWhole {
+ public:
+  using Key = std::tuple<dev_t, ino_t, uint64_t>;  // device, inode, size
+  static Key key(const struct stat& st) { return {st.st_dev, st.st_ino, static_cast<uint64_t>(st.st_size)}; }
+  bool has(const Key& k) {
+    std::lock_guard lock(mu_);
+    return keys_.count(k) > 0;
+  }
+  void add(const Key& k) {
+    std::lock_guard lock(mu_);
+    if (keys_.size() >= kMax) keys_.clear();  // a bound; forgetting costs a check
+    keys_.insert(k);
+  }
+
+ private:
+  static constexpr size_t kMax = 1 << 16;
+  std::mutex mu_;
+  std::set<Key> keys_;
+};
+KnownWhole known_whole;
 
 // A record: header, payload, trailer; numbers little-endian, so that a
 // history copied to another machine reads the same.
@@ -218,7 +246,11 @@ Status apply(std::string& db, uint32_t page_size, uint32_t count, const std::str
 
 HistoryFile::~HistoryFile() {
   // Records still held are dropped: the WAL has their commits (write_out).
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ < 0) return;
+  // What this process wrote to it is whole (a failed write is cut back).
+  struct stat st;
+  if (::fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) == written_) known_whole.add(KnownWhole::key(st));
+  ::close(fd_);
 }
 
 Status HistoryFile::write_out(uint64_t durable, size_t at_least) {
@@ -269,7 +301,7 @@ Status HistoryFile::open(const std::string& path) {
   // needs: the records before it are read when asked for (index_all), so an
   // object with a long history opens as fast as one with a short one.
   WindowReader r(fd_, size, WindowReader::kFew);
-  if (auto last = record_ending_at(r, size, 0); last && intact(*last)) {
+  if (auto last = record_ending_at(r, size, 0); last && (known_whole.has(KnownWhole::key(st)) || intact(*last))) {
     entries_.push_back(*last);
     indexed_from_ = last->offset;
     return Status::ok();

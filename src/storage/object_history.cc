@@ -526,17 +526,64 @@ Result<std::string> ObjectStore::write_snapshot() {
   return name;
 }
 
-Result<std::string> ObjectStore::restored_database(std::string_view bookmark) {
+Result<std::string> ObjectStore::database_at(std::string_view bookmark) {
+  if (!env_.history) return Status(Code::kNotFound, "history is off (--history)");
+  auto seq = HistoryFile::parse_bookmark(bookmark);
+  if (!seq) return seq.status();
+  if (in_txn_) return Status(Code::kInternal, "history: a read of the history inside a turn");
+  if (!ensure_open(false) || !history_) return Status(Code::kNotFound, "the object has no history");
+  return history_->state_at(*seq);
+}
+
+Result<ObjectStore::RestorePlan> ObjectStore::prepare_restore(std::string_view bookmark, std::string file) {
   if (!env_.history) return Status(Code::kNotFound, "history is off (--history)");
   auto seq = HistoryFile::parse_bookmark(bookmark);
   if (!seq) return seq.status();
   if (in_txn_) return Status(Code::kInternal, "history: a restore inside a turn");
-  if (!ensure_open(false) || !history_) return Status(Code::kNotFound, "the object has no history");
-  auto state = history_->state_at(*seq);
+  if (Status st = check_bookmark(bookmark); !st) return st;
+  // Every commit in the file and every record of them in the history, both
+  // synced: the history is whole without the WAL, and nothing of this
+  // store writes to either again.
+  if (Status st = fold_wal_into_file(); !st) return st;
+  RestorePlan plan;
+  plan.database = path_;
+  plan.file = std::move(file);
+  plan.seq = *seq;
+  plan.next_seq = std::max(history_ ? history_->last_seq().value_or(0) : 0, history_seq_) + 1;
+  plan.time_ms = now_ms();
+  close_connection();
+  return plan;
+}
+
+Result<std::string> ObjectStore::build_restore(const RestorePlan& plan) {
+  HistoryFile history;
+  if (Status st = history.open(plan.database + "-history"); !st) return st;
+  auto state = history.state_at(plan.seq);
   if (!state) return state.status();
   std::string database = std::move(*state);
-  if (Status st = stamp_as_next_base(database); !st) return st;
+  if (Status st = set_seq_in_image(database, plan.next_seq, plan.time_ms); !st) return st;
+  if (Status st = write_file_atomic(plan.file, database, 0644); !st) return st;
+  // The old WAL belongs to the old file: it goes first, so that no crash
+  // leaves the new file with the old log (it is empty: folded).
+  std::string wal = plan.database + "-wal";
+  if (::unlink(wal.c_str()) != 0 && errno != ENOENT) {
+    return Status(Code::kInternal, "cannot remove " + wal + ": " + std::strerror(errno));
+  }
+  if (::rename(plan.file.c_str(), plan.database.c_str()) != 0) {
+    return Status(Code::kInternal, "cannot move the restored database into place: " + std::string(std::strerror(errno)));
+  }
+  if (Status st = sync_dir(plan.database.substr(0, plan.database.rfind('/'))); !st) return st;
+  // Its base, so that the open does not copy it again; a crash before this
+  // is durable leaves the open to do it.
+  if (Status st = history.append_base(plan.next_seq, plan.time_ms, database); !st) return st;
+  if (Status st = history.write_out(); !st) return st;
+  if (Status st = sync_file(history.path()); !st) return st;
   return database;
+}
+
+Status ObjectStore::restored(std::string database) {
+  if (!env_.replication) return Status::ok();
+  return replicate_replace(std::move(database), {});
 }
 
 Status ObjectStore::history_for_copy(int* fd, uint64_t* size) {

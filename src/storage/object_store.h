@@ -195,10 +195,32 @@ class ObjectStore {
   Result<std::string> current_bookmark();
   // The bookmark of the last commit at or before time_ms.
   Result<std::string> bookmark_for_time(int64_t time_ms);
-  // The database's bytes as of `bookmark`, made the next commit of the
-  // history (recorded as a base, durable when this returns): what
-  // replace_files then puts in place. Outside a turn.
-  Result<std::string> restored_database(std::string_view bookmark);
+  // The database's bytes as of `bookmark`. Outside a turn.
+  Result<std::string> database_at(std::string_view bookmark);
+  // A restore to `bookmark`, in three steps so that the heavy one can run
+  // off the shard:
+  //  1. prepare_restore, on the shard, outside a turn, the object's instance
+  //     gone: the WAL is folded into the file, every history record is
+  //     written, and the connection is closed.
+  //  2. build_restore, on any thread, while nothing opens the store: the
+  //     state is rebuilt from the history, stamped as the next commit and
+  //     put in place of the database (durably; the WAL goes first), then
+  //     recorded in the history as a base. Returns the new database's bytes.
+  //  3. restored(bytes) on the shard: the backups are told; then the store
+  //     is replaced by a fresh one.
+  // A crash anywhere leaves the database as it was or restored, and its
+  // history matching it (a restored database without its base gets one
+  // when it opens).
+  struct RestorePlan {
+    std::string database;  // the object's database file
+    std::string file;      // where step 2 writes the new one first
+    uint64_t seq = 0;      // the state to rebuild
+    uint64_t next_seq = 0;
+    int64_t time_ms = 0;
+  };
+  Result<RestorePlan> prepare_restore(std::string_view bookmark, std::string file);
+  static Result<std::string> build_restore(const RestorePlan& plan);
+  Status restored(std::string database);
   // kNotFound unless `bookmark` is well formed and names a commit in the
   // history (an object's own restore is checked when it asks for it).
   Status check_bookmark(std::string_view bookmark);
@@ -326,8 +348,8 @@ class ObjectStore {
   Status replace_with_history(const std::string& database_file, const std::string& history_file);
   // Closes the connection and removes the files, history included (delete);
   // or puts `file` in their place (import; with history on it becomes the
-  // history's next commit, unless in_history: restored_database's bytes
-  // are already). The store must not be used afterwards.
+  // history's next commit, unless in_history: it is already, stamped with
+  // its number). The store must not be used afterwards.
   Status remove_files();
   Status replace_files(const std::string& file, bool in_history = false);
 

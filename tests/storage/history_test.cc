@@ -62,6 +62,16 @@ Dump dump_image(const std::string& database) {
 class HistoryTest : public ::testing::Test {
  protected:
   void SetUp() override { reopen(); }
+  // A restore in place, its three steps (ObjectStore::prepare_restore), then
+  // a fresh store as the runtime makes.
+  void restore_in_place(const std::string& bookmark) {
+    auto plan = store_->prepare_restore(bookmark, dir_.path() + "/restore.tmp");
+    ASSERT_TRUE(plan) << plan.status().message();
+    auto built = ObjectStore::build_restore(*plan);
+    ASSERT_TRUE(built) << built.status().message();
+    ASSERT_TRUE(store_->restored(std::move(*built)));
+    reopen();
+  }
   void reopen() {
     store_.reset();
     StoreEnv env{&commits_, &open_dbs_};
@@ -205,7 +215,7 @@ TEST_F(HistoryTest, EveryBookmarkRestoresExactlyTheStateItNamed) {
   ASSERT_EQ(dump(), model);
   for (int probe = 0; probe < 40; ++probe) {
     size_t i = rng() % noted.size();
-    auto bytes = store_->restored_database(noted[i].first);
+    auto bytes = store_->database_at(noted[i].first);
     ASSERT_TRUE(bytes.is_ok()) << bytes.status().message();
     ASSERT_EQ(dump_image(*bytes), noted[i].second) << "bookmark " << noted[i].first;
   }
@@ -213,19 +223,14 @@ TEST_F(HistoryTest, EveryBookmarkRestoresExactlyTheStateItNamed) {
   // current bookmark is new (after every earlier one), and a later bookmark
   // still restores (a restore can be undone).
   size_t back = noted.size() / 3;
-  auto bytes = store_->restored_database(noted[back].first);
-  ASSERT_TRUE(bytes.is_ok());
-  std::string tmp = dir_.path() + "/restore.tmp";
-  ASSERT_TRUE(write_file_atomic(tmp, *bytes, 0644).is_ok());
-  ASSERT_TRUE(store_->replace_files(tmp, /*in_history=*/true).is_ok());
-  reopen();
+  restore_in_place(noted[back].first);
   EXPECT_EQ(dump(), noted[back].second);
   auto now = store_->current_bookmark();
   ASSERT_TRUE(now.is_ok());
   EXPECT_GT(*now, noted.back().first);
   store_->put("after", "restore");
   ASSERT_TRUE(store_->end_turn().is_ok());
-  auto forward = store_->restored_database(noted.back().first);
+  auto forward = store_->database_at(noted.back().first);
   ASSERT_TRUE(forward.is_ok());
   EXPECT_EQ(dump_image(*forward), noted.back().second);
   // Times name the last commit made by then.
@@ -238,7 +243,7 @@ TEST_F(HistoryTest, EveryBookmarkRestoresExactlyTheStateItNamed) {
     EXPECT_EQ(*at, noted[i].first);
   }
   EXPECT_EQ(store_->bookmark_for_time(0).status().code(), Code::kNotFound);
-  EXPECT_EQ(store_->restored_database("not a bookmark").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(store_->database_at("not a bookmark").status().code(), Code::kInvalidArgument);
 }
 
 // Periodic bases: once the commits since the last base add up to more than
@@ -343,12 +348,7 @@ TEST_F(HistoryTest, ABackupsHistoryFromTheShippedRecordsRestoresEveryBookmarkOfT
     }
     if (commit == 150) {
       // A restore to an early bookmark, then (below) commits on top of it.
-      auto bytes = store_->restored_database(noted[20].first);
-      ASSERT_TRUE(bytes.is_ok());
-      std::string tmp = dir_.path() + "/restore.tmp";
-      ASSERT_TRUE(write_file_atomic(tmp, *bytes, 0644).is_ok());
-      ASSERT_TRUE(store_->replace_files(tmp, /*in_history=*/true).is_ok());
-      reopen();
+      restore_in_place(noted[20].first);
       model = noted[20].second;
       ASSERT_EQ(dump(), model);
       note();
@@ -411,7 +411,7 @@ TEST_F(HistoryTest, AnImportIsABaseAndTheStateBeforeItStillRestores) {
   ASSERT_FALSE(list.empty());
   EXPECT_TRUE(list.back().base);
   EXPECT_GT(list.back().bookmark, *before);
-  auto restored = store_->restored_database(*before);
+  auto restored = store_->database_at(*before);
   ASSERT_TRUE(restored.is_ok()) << restored.status().message();
   EXPECT_EQ(dump_image(*restored), (Dump{{"a", "mine"}}));
 }
@@ -465,7 +465,7 @@ TEST_F(HistoryTest, ATornLastRecordIsCutAndTheDatabaseBecomesABase) {
   auto again = store_->current_bookmark();
   ASSERT_TRUE(again.is_ok());
   EXPECT_EQ(again->substr(0, 16), bookmark->substr(0, 16));  // the same commit
-  auto restored = store_->restored_database(*again);
+  auto restored = store_->database_at(*again);
   ASSERT_TRUE(restored.is_ok()) << restored.status().message();
   EXPECT_EQ(dump_image(*restored), (Dump{{"a", "2"}}));
   auto list = store_->bookmarks();
@@ -736,16 +736,14 @@ TEST_F(HistoryTest, ARecordPastTheDatabaseIsDropped) {
   ASSERT_TRUE(store_->end_turn().is_ok());
   auto list = store_->bookmarks();
   ASSERT_EQ(list.size(), 3u);  // base, "1", "3"
-  auto restored = store_->restored_database(list.back().bookmark);
+  auto restored = store_->database_at(list.back().bookmark);
   ASSERT_TRUE(restored.is_ok());
   EXPECT_EQ(dump_image(*restored), (Dump{{"a", "3"}}));
 }
 
-// A restore gives the rebuilt database the next number, but the base is
-// recorded only when that database opens in place: a crash in between (the
-// rebuilt bytes made, the files not yet replaced) leaves no trace, and the
-// next commit follows the database as it is.
-TEST_F(HistoryTest, ARestoreCutShortBeforeItsDatabaseIsInPlaceLeavesNoTrace) {
+// A restore cut short anywhere (ObjectStore::prepare_restore's three steps)
+// leaves the object as it was or restored, with a history that matches it.
+TEST_F(HistoryTest, ARestoreCutShortAnywhereLeavesTheObjectAsItWasOrRestored) {
   store_->put("a", "1");
   ASSERT_TRUE(store_->end_turn().is_ok());
   auto first = store_->current_bookmark();
@@ -754,16 +752,38 @@ TEST_F(HistoryTest, ARestoreCutShortBeforeItsDatabaseIsInPlaceLeavesNoTrace) {
   auto second = store_->current_bookmark();
   ASSERT_TRUE(first.is_ok() && second.is_ok());
   size_t before = store_->bookmarks().size();
-  ASSERT_TRUE(store_->restored_database(*first).is_ok());
+  std::string tmp = dir_.path() + "/restore.tmp";
+  std::string history = dir_.path() + "/ns/ab/obj.sqlite-history";
+  // Prepared, then the process died: nothing happened.
+  ASSERT_TRUE(store_->prepare_restore(*first, tmp).is_ok());
   reopen();
   EXPECT_EQ(store_->get("a"), "2");
   EXPECT_EQ(*store_->current_bookmark(), *second);
   EXPECT_EQ(store_->bookmarks().size(), before);
+  // In place, but the process died before its base reached the history:
+  // the open records the base.
+  auto plan = store_->prepare_restore(*first, tmp);
+  ASSERT_TRUE(plan.is_ok()) << plan.status().message();
+  auto history_size = std::filesystem::file_size(history);
+  ASSERT_TRUE(ObjectStore::build_restore(*plan).is_ok());
+  ASSERT_GT(std::filesystem::file_size(history), history_size);
+  std::filesystem::resize_file(history, history_size);
+  reopen();
+  EXPECT_EQ(store_->get("a"), "1");
+  auto restored = store_->current_bookmark();
+  ASSERT_TRUE(restored.is_ok());
+  EXPECT_GT(*restored, *second);
+  EXPECT_EQ(store_->bookmarks().size(), before + 1);
+  EXPECT_EQ(dump_image(*state(*restored)), (Dump{{"a", "1"}}));
+  // And it goes on from there; every state before still rebuilds.
   store_->put("a", "3");
   ASSERT_TRUE(store_->end_turn().is_ok());
-  auto bytes = state(*store_->current_bookmark());
-  ASSERT_TRUE(bytes.is_ok()) << bytes.status().message();
-  EXPECT_EQ(dump_image(*bytes), (Dump{{"a", "3"}}));
+  EXPECT_EQ(dump_image(*state(*store_->current_bookmark())), (Dump{{"a", "3"}}));
+  EXPECT_EQ(dump_image(*state(*second)), (Dump{{"a", "2"}}));
+  EXPECT_EQ(dump_image(*state(*first)), (Dump{{"a", "1"}}));
+  // A bookmark not in the history is refused before anything changes.
+  EXPECT_EQ(store_->prepare_restore("0000000000000999-000000000000", tmp).status().code(), Code::kNotFound);
+  EXPECT_EQ(store_->get("a"), "3");
 }
 
 // A commit's record is written to the file only once the commit is durable
@@ -829,7 +849,7 @@ TEST_F(HistoryTest, ARecordReachesTheFileOnlyOnceItsCommitIsDurable) {
   auto now = store->current_bookmark();
   ASSERT_TRUE(now.is_ok());
   EXPECT_EQ(now->substr(0, 16), last->substr(0, 16));
-  auto bytes = store->restored_database(*now);
+  auto bytes = store->database_at(*now);
   ASSERT_TRUE(bytes.is_ok()) << bytes.status().message();
   EXPECT_EQ(dump_image(*bytes).at("b"), "1");
   EXPECT_EQ(dump_image(*bytes).size(), 62u);
