@@ -542,5 +542,43 @@ TEST_F(ObjectsAdminTest, HistoryRestoresACounterToABookmarkAndBackAcrossASigkill
   EXPECT_EQ(http(server_->port(), "GET", "/counter/h").body, "5");
 }
 
+// A restore rebuilds the database off the shard while the object's own
+// requests wait: requests to it and to another object of the same (only)
+// shard sent meanwhile all succeed; the object answers with the restored
+// state, and writes made after the restore stay.
+TEST_F(ObjectsAdminTest, RequestsDuringARestoreWaitForItOrGoOnAndNoneFails) {
+  server_->stop(SIGKILL);
+  start({"--history", "--shards", "1"});
+  std::string value(100'000, 'v');
+  for (int b = 0; b < 8; ++b) {
+    Json put = Json::object();
+    for (int i = 0; i < 10; ++i) put["k" + std::to_string(b * 10 + i)] = value;
+    ASSERT_EQ(call("POST", "/kv/big/batch", Json{{"put", put}}.dump()), 200);
+  }
+  std::string mark = admin_json("GET", "/_dobj/objects/KV/name:big/history?limit=1")["current"];
+  ASSERT_EQ(call("PUT", "/kv/big/k0", "\"changed\""), 200);
+  std::atomic<bool> restored{false};
+  std::atomic<int> answered{0}, failed{0};
+  std::thread others([&] {
+    HttpClient c(server_->port());
+    for (int i = 0; !restored || i < 5; ++i) {
+      bool ok = c.request("POST", "/counter/other/increment").status == 200 &&
+                c.request("PUT", "/kv/big/x", std::to_string(i)).status == 200;
+      ++(ok ? answered : failed);
+    }
+  });
+  Json r = admin_json("POST", "/_dobj/objects/KV/name:big/restore?bookmark=" + mark);
+  restored = true;
+  others.join();
+  EXPECT_EQ(r["restored"], true) << r.dump();
+  EXPECT_EQ(failed, 0);
+  EXPECT_GE(answered, 5);
+  EXPECT_TRUE(Json::parse(http(server_->port(), "GET", "/kv/big/k0").body, nullptr, false) == value)
+      << "k0 is not the bookmark's value";
+  EXPECT_EQ(http(server_->port(), "GET", "/kv/big/k79").status, 200);
+  // The last write was sent after the restore answered: it stays.
+  EXPECT_EQ(http(server_->port(), "GET", "/kv/big/x").body, std::to_string(answered + failed - 1));
+}
+
 }  // namespace
 }  // namespace dobj::test
