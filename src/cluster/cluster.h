@@ -56,6 +56,7 @@ namespace dobj::internal {
 
 class Runtime;
 class PeerPools;
+class ObjectHost;
 
 class Cluster final : public Placement {
  public:
@@ -75,6 +76,10 @@ class Cluster final : public Placement {
   void stop();
 
   const ClusterOptions& options() const { return options_; }
+  // A catch-up's copy of an object larger than this goes in parts of this
+  // size (ReplicaRecord kAppend): no record holds more than one part.
+  static constexpr size_t kCopyPartBytes = size_t{32} << 20;
+
   int partitions() const override { return partitions_; }
   int partition_of(const ObjectId& id) const override {
     return static_cast<int>((id.hash() >> 32) % static_cast<uint64_t>(partitions_));
@@ -189,6 +194,11 @@ class Cluster final : public Placement {
   void adopt_objects(int p);
   // Agent: starts, advances and finishes catch-ups of out-of-sync replicas.
   void catch_up();
+  // A catch-up's large copy, in parts (kCopyPartBytes).
+  void ship_in_parts(ObjectHost& host, ReplicaRecord whole, std::function<bool()> wanted,
+                     std::function<void(Status)> done);
+  // Whether partition p's catch-up of `node` runs and has not failed.
+  bool learner_ok(int p, const std::string& node) const;
   // A catch-up's copies of storage snapshots: shipped to `node` only; done
   // (any thread) says whether all are on it.
   void ship_snapshots(const std::string& node, std::vector<std::string> names, std::function<void(bool)> done);

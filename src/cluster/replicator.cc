@@ -3,6 +3,7 @@
 // and the agent keeps the in-sync sets in etcd (shrinks, leaving on rejoin,
 // adopting the objects of a partition taken over). docs/cluster.md.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -294,6 +295,59 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
         dirs.insert(dir.substr(0, dir.rfind('/')));
       }
       bool existed = std::filesystem::exists(path);
+      if (r.kind == ReplicaRecord::Kind::kAppend) {
+        // A part of a large copy, assembled beside it until it is whole.
+        auto append = [&](const std::string& to, const std::string& bytes, uint64_t at) {
+          int fd = open_file(to, 0);
+          if (fd >= 0 && at == 0 && ::ftruncate(fd, 0) != 0) fd = -1;
+          struct stat st;
+          if (fd < 0 || ::fstat(fd, &st) != 0) return Status(Code::kInternal, "opening " + to + ": " + std::strerror(errno));
+          if (static_cast<uint64_t>(st.st_size) != at) {
+            return Status(Code::kInvalidArgument, to + " holds " + std::to_string(st.st_size) + " bytes, not " +
+                                                      std::to_string(at) + ": a part is missing");
+          }
+          if (::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(at)) != static_cast<ssize_t>(bytes.size())) {
+            return Status(Code::kInternal, "writing " + to + ": " + std::strerror(errno));
+          }
+          return Status::ok();
+        };
+        failed = append(path + ".catchup", r.file, r.history_seq);
+        if (failed.is_ok()) failed = append(path + "-history.catchup", r.history, static_cast<uint64_t>(r.history_time_ms));
+        if (!failed.is_ok()) break;
+        continue;
+      }
+      if (r.kind == ReplicaRecord::Kind::kReplace && r.history_base) {
+        // The assembled parts, whole: moved into place.
+        for (const std::string& staged : {path + ".catchup", path + "-history.catchup"}) {
+          if (auto it = files.find(staged); it != files.end()) {
+            if (::fdatasync(it->second) != 0) failed = Status(Code::kInternal, "syncing " + staged);
+            ::close(it->second);
+            files.erase(it);
+          } else if (Status st = sync_file(staged); !st) {
+            failed = st;
+          }
+        }
+        if (auto it = files.find(path); it != files.end()) {
+          ::close(it->second);
+          files.erase(it);
+        }
+        ::unlink((path + "-wal").c_str());
+        if (failed.is_ok()) {
+          // No history came (the owner keeps none): none stays either.
+          std::string history = path + "-history", staged = history + ".catchup";
+          bool none = std::filesystem::file_size(staged) == 0;
+          if (::rename((path + ".catchup").c_str(), path.c_str()) != 0 ||
+              (none ? ::unlink(staged.c_str()) != 0 || (::unlink(history.c_str()) != 0 && errno != ENOENT)
+                    : ::rename(staged.c_str(), history.c_str()) != 0)) {
+            failed = Status(Code::kInternal, "moving the parts of " + path + " into place: " + std::strerror(errno));
+          }
+        }
+        if (failed.is_ok() && histories) failed = histories->replaced(r, path);
+        if (!failed.is_ok()) break;
+        dirs.insert(dir);
+        copies.push_back({&r, path});
+        continue;
+      }
       if (r.kind == ReplicaRecord::Kind::kReplace) {
         if (auto it = files.find(path); it != files.end()) {
           ::close(it->second);
@@ -783,11 +837,14 @@ void Cluster::catch_up() {
                 }
               }
             }
+            auto replied = [reply](Status st) { reply(st.is_ok() ? Response{} : Response::error(500, st.message())); };
+            if (rec.file.size() + rec.history.size() > kCopyPartBytes) {
+              return ship_in_parts(host, std::move(rec), [this, part, node] { return learner_ok(part, node); },
+                                   std::move(replied));
+            }
             host.shard()->replication_log()->record(std::move(rec));
             GroupCommit& commits = host.shard()->commits();
-            commits.when_durable(commits.committed(nullptr, nullptr), [reply](Status st) {
-              reply(st.is_ok() ? Response{} : Response::error(500, st.message()));
-            });
+            commits.when_durable(commits.committed(nullptr, nullptr), std::move(replied));
           },
           // Also when the snapshot never ran (the object's shard refused the
           // delivery: its partition was moving, or the lease lapsed): the
@@ -797,6 +854,74 @@ void Cluster::catch_up() {
     log_info("cluster: catching up node " + node + " with partition " + std::to_string(p) + " (" +
              std::to_string(objects.size()) + " objects)");
   }
+}
+
+bool Cluster::learner_ok(int p, const std::string& node) const {
+  std::lock_guard lock(learners_mu_);
+  auto it = catching_up_.find(p);
+  return it != catching_up_.end() && it->second.node == node && !it->second.failed;
+}
+
+namespace {
+
+// A catch-up's copy too large for one record, shipped part by part, each
+// once the one before is on the learner, while the object's events wait
+// (nothing may change the copy in between).
+struct PartsShip {
+  ResumeTarget host;
+  ReplicaRecord whole;
+  size_t file_at = 0, history_at = 0;
+  std::function<bool()> wanted;  // the catch-up still runs
+  std::function<void(Status)> done;
+};
+
+void ship_next_part(std::shared_ptr<PartsShip> s) {
+  Shard& shard = *s->host.shard;
+  const ReplicaRecord& whole = s->whole;
+  ReplicaRecord r;
+  r.ns = whole.ns;
+  r.id = whole.id;
+  r.only_to = whole.only_to;
+  bool last = s->file_at == whole.file.size() && s->history_at == whole.history.size();
+  if (!last) {
+    r.kind = ReplicaRecord::Kind::kAppend;
+    r.history_seq = s->file_at;
+    r.history_time_ms = static_cast<int64_t>(s->history_at);
+    size_t n = std::min(Cluster::kCopyPartBytes, whole.file.size() - s->file_at);
+    size_t m = std::min(Cluster::kCopyPartBytes - n, whole.history.size() - s->history_at);
+    r.file = whole.file.substr(s->file_at, n);
+    r.history = whole.history.substr(s->history_at, m);
+    s->file_at += n;
+    s->history_at += m;
+  } else {
+    r.kind = ReplicaRecord::Kind::kReplace;
+    r.history_base = true;  // the assembled parts
+    r.name = whole.name;
+    r.history_seq = whole.history_seq;
+    r.history_time_ms = whole.history_time_ms;
+  }
+  shard.replication_log()->record(std::move(r));
+  GroupCommit& commits = shard.commits();
+  commits.when_durable(commits.committed(nullptr, nullptr), [s, last](Status st) {
+    s->host.shard->post([s, last, st] {
+      if (st.is_ok() && !last && s->wanted()) return ship_next_part(s);
+      if (ObjectHost* h = s->host.shard->find_host(s->host.ns, s->host.id)) h->done_off_shard();
+      s->done(st.is_ok() && !s->wanted() ? Status(Code::kUnavailable, "the catch-up ended") : st);
+    });
+  });
+}
+
+}  // namespace
+
+void Cluster::ship_in_parts(ObjectHost& host, ReplicaRecord whole, std::function<bool()> wanted,
+                            std::function<void(Status)> done) {
+  host.wait_off_shard();
+  auto s = std::make_shared<PartsShip>();
+  s->host = ResumeTarget{host.shard(), host.ns(), host.id(), host.generation()};
+  s->whole = std::move(whole);
+  s->wanted = std::move(wanted);
+  s->done = std::move(done);
+  ship_next_part(std::move(s));
 }
 
 void Cluster::ship_snapshots(const std::string& node, std::vector<std::string> names,

@@ -54,6 +54,10 @@ class Session;
 // the HttpServer itself is gone.
 // The largest database an operator may import when objects have no size cap.
 constexpr uint64_t kMaxImportBytes = uint64_t{1} << 30;
+// A ship from another node of the cluster: a batch of records, each field
+// at most 2 GiB (storage/replication.cc); a catch-up sends large copies in
+// parts (Cluster::kCopyPartBytes).
+constexpr uint64_t kMaxPeerBodyBytes = uint64_t{4} << 30;
 
 struct HttpServer::PerShard {
   Runtime* runtime = nullptr;
@@ -186,6 +190,15 @@ class Session : public std::enable_shared_from_this<Session> {
     uint64_t limit = options_.max_body_bytes;
     bool upload = !per_shard_->peer && req.method() == http::verb::put && AdminPlane::owns(req.target()) &&
                   per_shard_->admin->authorized_header(req[http::field::authorization]);
+    if (per_shard_->peer) {
+      // Another node of the cluster (its token checked before any of the
+      // body is read) ships what its commits and copies hold: a transaction
+      // or an object's copy part may be far larger than a client's request.
+      Placement* placement = per_shard_->runtime->placement();
+      if (placement && placement->peer_authorized(std::string_view(req["dobj-peer-token"]))) {
+        limit = kMaxPeerBodyBytes;
+      }
+    }
     if (upload) {
       // An import carries a whole database: up to the per-object cap.
       int64_t cap = per_shard_->runtime->options().max_object_bytes;

@@ -60,7 +60,9 @@ Status ReplicaHistories::commit(const ReplicaRecord& r, const std::string& datab
 
 Status ReplicaHistories::replaced(const ReplicaRecord& r, const std::string& database) {
   std::string path = database + "-history";
-  if (r.history_seq == 0 || !r.history.empty()) open_.erase(database);  // the file is replaced
+  // With a whole history: in r, or assembled from parts and in place now.
+  const bool whole = !r.history.empty() || r.history_base;
+  if (r.history_seq == 0 || whole) open_.erase(database);  // the file is replaced
   if (r.history_seq == 0) {
     // The owner keeps none: no history may pair an old state with this file.
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
@@ -75,14 +77,17 @@ Status ReplicaHistories::replaced(const ReplicaRecord& r, const std::string& dat
   if (!opened) return opened.status();
   HistoryFile& history = **opened;
   auto last = history.last_seq();
-  if (last && *last == r.history_seq && !r.history.empty()) return Status::ok();  // the copy's history ends with it
+  if (last && *last == r.history_seq && whole) return Status::ok();  // the copy's history ends with it
   // A restore or an import: a base with the owner's number. (Records at or
   // past it would be of states this file no longer follows.)
   if (last && *last >= r.history_seq) {
     if (Status st = history.truncate_after(r.history_seq - 1); !st) return st;
   }
   if (Status st = history.write_out(); !st) return st;
-  return history.append_base(r.history_seq, r.history_time_ms, r.file);
+  if (!r.file.empty()) return history.append_base(r.history_seq, r.history_time_ms, r.file);
+  auto file = read_file(database);  // assembled from parts
+  if (!file) return file.status();
+  return history.append_base(r.history_seq, r.history_time_ms, *file);
 }
 
 Status ReplicaHistories::removed(const std::string& database) {

@@ -43,7 +43,8 @@ class ReplicaHistories {
   // A kCommit for the copy at `database` (its WAL folded in): `apply` puts
   // the frames into it; the commit's record goes to the history around it.
   Status commit(const ReplicaRecord& r, const std::string& database, const std::function<Status()>& apply);
-  // A kReplace whose file is now in place at `database`.
+  // A kReplace whose file is now in place at `database` (with history_base,
+  // its history too: assembled from kAppend parts).
   Status replaced(const ReplicaRecord& r, const std::string& database);
   // A kRemove (or the reset of a partition): the copy's history goes too.
   Status removed(const std::string& database);

@@ -86,7 +86,7 @@ Result<std::vector<ReplicaRecord>> decode_replica_records(std::string_view bytes
   for (uint64_t i = 0; i < count && r.ok; ++i) {
     ReplicaRecord rec;
     uint64_t kind = r.take(1);
-    if (kind > 3) return bad();
+    if (kind > 4) return bad();
     rec.kind = static_cast<ReplicaRecord::Kind>(kind);
     rec.ns = r.bytes(kMaxName);
     rec.id = r.bytes(kMaxName);

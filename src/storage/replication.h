@@ -22,7 +22,13 @@ namespace dobj::internal {
 struct ReplicaRecord {
   // kSnapshot: a Storage::snapshot() of an object of the partition (id: its
   // name, ns: empty, file: its bytes, history_time_ms: when it was made).
-  enum class Kind : uint8_t { kCommit = 0, kReplace = 1, kRemove = 2, kSnapshot = 3 };
+  // kAppend: a part of a copy too large for one record (a catch-up's):
+  // `file` and `history` are appended to the database and history being
+  // assembled for it (<db>.catchup, <db>-history.catchup) at the byte
+  // offsets history_seq and history_time_ms (their sizes so far; 0 starts
+  // them anew). A kReplace with history_base set then puts the assembled
+  // files in place (its file and history are empty).
+  enum class Kind : uint8_t { kCommit = 0, kReplace = 1, kRemove = 2, kSnapshot = 3, kAppend = 4 };
   Kind kind = Kind::kCommit;
   std::string ns;
   std::string id;  // hex

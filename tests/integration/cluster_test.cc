@@ -827,6 +827,45 @@ TEST_F(HistoryClusterTest, EveryBookmarkRestoresAfterTwoFailoversAndACatchUpAndF
   }
 }
 
+// A catch-up copies an object larger than one record's part
+// (Cluster::kCopyPartBytes, 32 MiB) with its history in parts: the node that
+// caught up serves it alone afterwards, every byte and every bookmark.
+TEST_F(HistoryClusterTest, ACatchUpCopiesALargeObjectAndItsHistoryInParts) {
+  const std::string value(100'000, 'v');
+  for (int b = 0; b < 45; ++b) {
+    json put = json::object();
+    for (int i = 0; i < 10; ++i) put["k" + std::to_string(b * 10 + i)] = value + std::to_string(b * 10 + i);
+    ASSERT_EQ(http(nodes_->node(0).port(), "POST", "/kv/big/batch", json{{"put", put}}.dump()).status, 200);
+  }
+  static constexpr const char* kBig = "/_dobj/objects/KV/name:big/history";
+  json before = admin_json(0, "GET", std::string(kBig) + "?limit=100");
+  ASSERT_TRUE(before["current"].is_string()) << before.dump();
+  size_t commits = before["bookmarks"].size();
+  ASSERT_GE(commits, 45u);
+  std::string early = before["bookmarks"][commits - 43]["bookmark"];  // after three batches
+  // A node that is not the owner loses its data folder and catches up.
+  size_t owner = owner_of("KV", "big");
+  size_t fresh = (owner + 1) % 3, other = (owner + 2) % 3;
+  EXPECT_EQ(nodes_->node(fresh).stop(SIGKILL), 128 + SIGKILL);
+  std::filesystem::remove_all(dir_.path() + "/" + nodes_->node_id(fresh));
+  ASSERT_TRUE(nodes_->restart(fresh)) << nodes_->failure();
+  ASSERT_TRUE(nodes_->wait_ready(60s)) << nodes_->failure();  // it left the in-sync sets
+  ASSERT_TRUE(wait_all_in_sync(*nodes_, fresh, 120s)) << nodes_->status(fresh);
+  // Alone, it has the object whole, with every bookmark.
+  EXPECT_EQ(nodes_->node(owner).stop(SIGKILL), 128 + SIGKILL);
+  EXPECT_EQ(nodes_->node(other).stop(SIGKILL), 128 + SIGKILL);
+  HttpResponse last = get_once_served(fresh, "/kv/big/k449", std::chrono::steady_clock::now() + 30s);
+  ASSERT_EQ(last.status, 200) << last.body;
+  EXPECT_TRUE(json::parse(last.body, nullptr, false) == value + "449");
+  json after = admin_json(fresh, "GET", std::string(kBig) + "?limit=100");
+  EXPECT_EQ(after["current"], before["current"]);
+  EXPECT_EQ(after["bookmarks"], before["bookmarks"]);
+  json restored = admin_json(fresh, "POST", "/_dobj/objects/KV/name:big/restore?bookmark=" + early);
+  EXPECT_EQ(restored["restored"], true) << restored.dump();
+  EXPECT_EQ(http(nodes_->node(fresh).port(), "GET", "/kv/big/k29").status, 200);
+  EXPECT_EQ(http(nodes_->node(fresh).port(), "GET", "/kv/big/k30").status, 404);
+}
+
 // An object's storage snapshots (Storage::snapshot) on a cluster: kept by
 // the replicas of its partition, found from any node, surviving the death of
 // the node that made it, copied by a catch-up. Two copies on three nodes, so
