@@ -573,11 +573,13 @@ Result<std::string> ObjectStore::build_restore(const RestorePlan& plan) {
     return Status(Code::kInternal, "cannot move the restored database into place: " + std::string(std::strerror(errno)));
   }
   if (Status st = sync_dir(plan.database.substr(0, plan.database.rfind('/'))); !st) return st;
-  // Its base, so that the open does not copy it again; a crash before this
-  // is durable leaves the open to do it.
-  if (Status st = history.append_base(plan.next_seq, plan.time_ms, database); !st) return st;
-  if (Status st = history.write_out(); !st) return st;
-  if (Status st = sync_file(history.path()); !st) return st;
+  // Its base, so that the open does not copy it again. The restore is done
+  // now: if the base cannot be written (or a crash comes first), the open
+  // records it.
+  Status st = history.append_base(plan.next_seq, plan.time_ms, database);
+  if (st) st = history.write_out();
+  if (st) st = sync_file(history.path());
+  if (!st) log_warn("history of " + plan.database + ": the restored base is left to the next open: " + st.message());
   return database;
 }
 
