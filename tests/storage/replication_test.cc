@@ -43,7 +43,15 @@ std::vector<ReplicaRecord> sample() {
   snapshot.id = "snap-" + std::string(32, 'd');
   snapshot.file = std::string(4096, 's');
   snapshot.history_time_ms = 1796000000789;
-  return {commit, unnamed, empty_name, replace, remove, snapshot};
+  ReplicaRecord part;  // a part of a large copy, at its offsets
+  part.kind = ReplicaRecord::Kind::kAppend;
+  part.ns = "KV";
+  part.id = std::string(64, 'e');
+  part.file = std::string(5000, 'f');
+  part.history = std::string(700, 'g');
+  part.history_seq = uint64_t{3} << 33;
+  part.history_time_ms = int64_t{5} << 32;
+  return {commit, unnamed, empty_name, replace, remove, snapshot, part};
 }
 
 TEST(ReplicationRecordsTest, RoundTripWithTheirNamesKnownUnknownAndEmptyAndTheirHistory) {
@@ -94,9 +102,9 @@ TEST(ReplicationRecordsTest, EveryCutShortOrExtendedOrOldFormBatchIsRefused) {
   EXPECT_FALSE(decode_replica_records(bad_name));
   bad_base[one.size() - 5] = 2;
   EXPECT_FALSE(decode_replica_records(bad_base));
-  // A kind past kSnapshot (the byte after the magic and the count).
+  // A kind past kAppend (the byte after the magic and the count).
   std::string bad_kind = one;
-  bad_kind[8] = 4;
+  bad_kind[8] = 5;
   EXPECT_FALSE(decode_replica_records(bad_kind));
 }
 
