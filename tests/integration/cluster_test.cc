@@ -880,11 +880,21 @@ class SnapshotClusterTest : public ClusterTest {
   std::string snapshot_file(size_t node, const std::string& snap) {
     return dir_.path() + "/" + nodes_->node_id(node) + "/snapshots/" + snap + ".sqlite";
   }
-  // A LEDGER name that node `node` serves, as node `ask` sees it.
+  // A LEDGER name that node `node` serves, as node `ask` sees it. Names
+  // whose partition has not moved off a node just killed are passed over
+  // (their inspect answers 503 until it has), for up to 30 s.
   std::string ledger_on(size_t node, const std::string& prefix, size_t ask) {
-    for (int i = 0; i < 200; ++i) {
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    for (int i = 0; std::chrono::steady_clock::now() < deadline; i = (i + 1) % 200) {
       std::string name = prefix + std::to_string(i);
-      if (owner_of("LEDGER", name, ask) == node) return name;
+      HttpClient admin(nodes_->node(ask).port());
+      auto inspect = admin.request("GET", "/_dobj/objects/LEDGER/name:" + name, "",
+                                   {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
+      if (inspect.status != 200) {
+        std::this_thread::sleep_for(20ms);
+        continue;
+      }
+      if (json::parse(inspect.body, nullptr, false).value("node", "") == nodes_->node_id(node)) return name;
     }
     return "";
   }
