@@ -310,7 +310,7 @@ void Cluster::send_admin(Shard& from, const Peer& to, Request request,
                    });
 }
 
-std::string Cluster::snapshot_dir() const { return runtime_->options().data_dir + "/snapshots"; }
+std::string Cluster::snapshot_dir() const { return snapshots::folder(runtime_->options().data_dir); }
 
 namespace {
 

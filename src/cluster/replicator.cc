@@ -256,6 +256,12 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
       if (fd >= 0) files[path] = fd;
       return fd;
     };
+    auto close_file = [&](const std::string& path) {  // a copy about to be replaced or removed
+      if (auto it = files.find(path); it != files.end()) {
+        ::close(it->second);
+        files.erase(it);
+      }
+    };
     for (auto& r : *records) {
       if (r.kind == ReplicaRecord::Kind::kSnapshot) {
         // Written and synced at once: snapshots are rare, and each is whole.
@@ -271,10 +277,7 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
       std::string dir = ns->object_dir(r.id);
       std::string path = dir + "/" + NamespaceImpl::object_file(r.id);
       if (r.kind == ReplicaRecord::Kind::kRemove) {
-        if (auto it = files.find(path); it != files.end()) {
-          ::close(it->second);
-          files.erase(it);
-        }
+        close_file(path);
         ::unlink((path + "-wal").c_str());
         ::unlink(path.c_str());
         if (histories) {
@@ -327,10 +330,7 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
             failed = st;
           }
         }
-        if (auto it = files.find(path); it != files.end()) {
-          ::close(it->second);
-          files.erase(it);
-        }
+        close_file(path);
         ::unlink((path + "-wal").c_str());
         if (failed.is_ok()) {
           // No history came (the owner keeps none): none stays either.
@@ -349,10 +349,7 @@ void Cluster::apply_replica(std::string body, std::function<void(Response)> done
         continue;
       }
       if (r.kind == ReplicaRecord::Kind::kReplace) {
-        if (auto it = files.find(path); it != files.end()) {
-          ::close(it->second);
-          files.erase(it);
-        }
+        close_file(path);
         ::unlink((path + "-wal").c_str());
         int fd = open_file(path, O_TRUNC);
         if (fd < 0 || ::pwrite(fd, r.file.data(), r.file.size(), 0) != static_cast<ssize_t>(r.file.size())) {

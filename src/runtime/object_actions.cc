@@ -188,7 +188,7 @@ Status restore_failed(ObjectHost& host, const Status& why) {
 
 void fetch_snapshot_here(Shard& shard, std::string name, std::function<void(Status)> done) {
   Runtime& runtime = shard.runtime();
-  std::string dir = runtime.options().data_dir + "/snapshots";
+  std::string dir = snapshots::folder(runtime.options().data_dir);
   auto here = snapshots::find(dir, name);
   Placement* placement = runtime.placement();
   if (here || here.status().code() != Code::kNotFound || !placement) return done(here.status());

@@ -14,6 +14,7 @@
 #include "runtime/object_actions.h"
 #include "runtime/placement.h"
 #include "runtime/runtime.h"
+#include "storage/snapshots.h"
 
 namespace dobj::internal {
 namespace {
@@ -80,7 +81,7 @@ void ObjectHost::make_store() {
                [shard = shard_] { return shard->now_ms(); },
                shard_->replication_log()};
   env.history = shard_->runtime().options().history;
-  env.snapshot_dir = shard_->runtime().options().data_dir + "/snapshots";
+  env.snapshot_dir = snapshots::folder(shard_->runtime().options().data_dir);
   if (Placement* placement = shard_->runtime().placement()) {
     env.partitions = static_cast<uint32_t>(placement->partitions());
     env.partition = static_cast<uint32_t>(placement->partition_of(id_));

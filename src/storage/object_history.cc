@@ -399,6 +399,10 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
   }
 }
 
+uint64_t ObjectStore::next_history_seq(const HistoryFile* history) const {
+  return std::max(history ? history->last_seq().value_or(0) : 0, history_seq_) + 1;
+}
+
 Status ObjectStore::stamp_as_next_base(std::string& database) {
   HistoryFile* history = history_.get();
   HistoryFile own;
@@ -406,8 +410,7 @@ Status ObjectStore::stamp_as_next_base(std::string& database) {
     if (Status st = own.open(path_ + "-history"); !st) return st;
     history = &own;
   }
-  uint64_t seq = std::max(history->last_seq().value_or(0), history_seq_) + 1;
-  if (Status st = set_seq_in_image(database, seq, now_ms()); !st) return st;
+  if (Status st = set_seq_in_image(database, next_history_seq(history), now_ms()); !st) return st;
   // The records before it reach the disk before the WAL that could rebuild
   // them goes. The base itself is recorded when the database opens in its
   // place (open_history: a database past the history's last record), so a
@@ -549,7 +552,7 @@ Result<ObjectStore::RestorePlan> ObjectStore::prepare_restore(std::string_view b
   plan.database = path_;
   plan.file = std::move(file);
   plan.seq = *seq;
-  plan.next_seq = std::max(history_ ? history_->last_seq().value_or(0) : 0, history_seq_) + 1;
+  plan.next_seq = next_history_seq(history_.get());
   plan.time_ms = now_ms();
   close_connection();
   return plan;

@@ -400,6 +400,9 @@ class ObjectStore {
   // number and syncs the history; it becomes a base when it opens in place
   // of the database. Outside a turn.
   Status stamp_as_next_base(std::string& database);
+  // The number the next base gets: past the history's last record and the
+  // database's own (history may be another reader of this store's file).
+  uint64_t next_history_seq(const HistoryFile* history) const;
   // Retention: drops the commits past env_.history_keep_ms (checked at open
   // and then at most once per kHistoryTrimIntervalMs) or past
   // env_.history_max_bytes (down to 3/4 of it). An error: the file was

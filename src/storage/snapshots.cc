@@ -3,10 +3,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <random>
@@ -74,6 +72,8 @@ std::string new_name(uint32_t partition, uint32_t partitions) {
   return std::string(kPrefix) + to_hex(bytes, sizeof bytes);
 }
 
+std::string folder(const std::string& data_dir) { return data_dir + "/snapshots"; }
+
 std::string path(const std::string& dir, std::string_view name) {
   return dir + "/" + std::string(name) + std::string(kSuffix);
 }
@@ -109,27 +109,13 @@ Result<std::string> find(const std::string& dir, std::string_view name) {
 Result<Copy> read(const std::string& dir, std::string_view name) {
   auto file = find(dir, name);
   if (!file) return file.status();
-  int fd = ::open(file->c_str(), O_RDONLY | O_CLOEXEC);
   struct stat st;
-  if (fd < 0 || ::fstat(fd, &st) != 0) {
-    if (fd >= 0) ::close(fd);
+  auto image = ::stat(file->c_str(), &st) == 0 ? read_file(*file) : Result<std::string>(Status(Code::kNotFound, ""));
+  if (!image) {
+    if (image.status().code() != Code::kNotFound) return image.status();
     return Status(Code::kNotFound, "no snapshot " + std::string(name) + " (or it expired)");
   }
-  Copy copy;
-  copy.made_ms = mtime_ms(st);
-  copy.image.resize(static_cast<size_t>(st.st_size));
-  size_t off = 0;
-  while (off < copy.image.size()) {
-    ssize_t n = ::pread(fd, copy.image.data() + off, copy.image.size() - off, static_cast<off_t>(off));
-    if (n <= 0) {
-      if (n < 0 && errno == EINTR) continue;
-      ::close(fd);
-      return Status(Code::kInternal, "reading " + *file + ": " + (n < 0 ? std::strerror(errno) : "short file"));
-    }
-    off += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  return copy;
+  return Copy{std::move(*image), mtime_ms(st)};
 }
 
 std::vector<Entry> list(const std::string& dir) {

@@ -28,6 +28,8 @@ std::string new_name(uint32_t partition, uint32_t partitions);
 // The partition of a valid name (0 when partitions is 0).
 uint32_t partition_of(std::string_view name, uint32_t partitions);
 
+// Where a server keeps them: <data>/snapshots.
+std::string folder(const std::string& data_dir);
 std::string path(const std::string& dir, std::string_view name);
 // Writes snapshot `name` into dir durably (the folder made if need be), its
 // modification time set to made_ms; snapshots older than kDays go first.

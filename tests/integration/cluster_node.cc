@@ -13,6 +13,8 @@
 //   POST /ledger/<name>/fork?from=S&abort=0   asks only (the restore waits for a restart)
 //   POST /ledger/<name>/abort             aborts (the next request starts it again)
 #include <optional>
+#include <string_view>
+#include <utility>
 
 #include <dobj/dobj.h>
 
@@ -62,14 +64,10 @@ class Ledger : public dobj::DurableObject {
 
 dobj::Task<dobj::Response> route(dobj::Request req, dobj::Env& env) {
   std::string path(req.path());
-  if (path.rfind("/holder/", 0) == 0) {
-    std::string name = path.substr(8, path.find('/', 8) - 8);
-    dobj::Namespace ns = env.ns("HOLDER");
-    return ns.get(ns.id_from_name(name)).fetch(std::move(req));
-  }
-  if (path.rfind("/ledger/", 0) == 0) {
-    std::string name = path.substr(8, path.find('/', 8) - 8);
-    dobj::Namespace ns = env.ns("LEDGER");
+  for (auto [prefix, binding] : {std::pair{std::string_view("/holder/"), "HOLDER"}, {"/ledger/", "LEDGER"}}) {
+    if (path.rfind(prefix, 0) != 0) continue;
+    std::string name = path.substr(prefix.size(), path.find('/', prefix.size()) - prefix.size());
+    dobj::Namespace ns = env.ns(binding);
     return ns.get(ns.id_from_name(name)).fetch(std::move(req));
   }
   return examples::route(std::move(req), env);

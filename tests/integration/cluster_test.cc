@@ -73,16 +73,22 @@ class ClusterTest : public ::testing::Test {
     start_cluster(args, DOBJ_EXAMPLES_BIN, node_count);
   }
 
-  // The index of the node that serves ns/name, as an inspect through node 1
-  // answers; fails the test when no node is.
-  size_t owner_of(const std::string& ns, const std::string& name, size_t ask = 1) {
+  // The index of the node that serves ns/name, as an inspect through node
+  // `ask` answers (`inspect`: the answer); nodes_->size() when it names none.
+  size_t serving_node(const std::string& ns, const std::string& name, size_t ask, HttpResponse* inspect) {
     HttpClient admin(nodes_->node(ask).port());
-    auto inspect = admin.request("GET", "/_dobj/objects/" + ns + "/name:" + name, "",
-                                 {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
-    EXPECT_EQ(inspect.status, 200) << inspect.body;
-    std::string owner = json::parse(inspect.body, nullptr, false).value("node", "");
+    *inspect = admin.request("GET", "/_dobj/objects/" + ns + "/name:" + name, "",
+                             {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
+    std::string owner = inspect->status == 200 ? json::parse(inspect->body, nullptr, false).value("node", "") : "";
     size_t i = 0;
     while (i < nodes_->size() && nodes_->node_id(i) != owner) ++i;
+    return i;
+  }
+  // The same through node 1 by default; fails the test when no node is.
+  size_t owner_of(const std::string& ns, const std::string& name, size_t ask = 1) {
+    HttpResponse inspect;
+    size_t i = serving_node(ns, name, ask, &inspect);
+    EXPECT_EQ(inspect.status, 200) << inspect.body;
     EXPECT_LT(i, nodes_->size()) << "no node is the owner: " << inspect.body;
     return i;
   }
@@ -887,14 +893,10 @@ class SnapshotClusterTest : public ClusterTest {
     auto deadline = std::chrono::steady_clock::now() + 30s;
     for (int i = 0; std::chrono::steady_clock::now() < deadline; i = (i + 1) % 200) {
       std::string name = prefix + std::to_string(i);
-      HttpClient admin(nodes_->node(ask).port());
-      auto inspect = admin.request("GET", "/_dobj/objects/LEDGER/name:" + name, "",
-                                   {{"authorization", std::string("Bearer ") + NodeSet::kToken}});
-      if (inspect.status != 200) {
-        std::this_thread::sleep_for(20ms);
-        continue;
-      }
-      if (json::parse(inspect.body, nullptr, false).value("node", "") == nodes_->node_id(node)) return name;
+      HttpResponse inspect;
+      size_t serving = serving_node("LEDGER", name, ask, &inspect);
+      if (serving == node) return name;
+      if (inspect.status != 200) std::this_thread::sleep_for(20ms);
     }
     return "";
   }
