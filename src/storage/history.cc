@@ -54,7 +54,10 @@ KnownWhole known_whole;
 //   header  u32 'DOH1' | u8 kind | 3 zero bytes | u64 seq | i64 time_ms |
 //           u32 page_size | u32 frame count | u64 payload bytes
 //   payload base: the database's bytes; commit: per frame u32 page,
-//           u32 commit_pages, then page_size bytes
+//           u32 commit_pages, then page_size bytes; changes: per frame u32
+//           page, u32 commit_pages, u32 bytes of runs, then the runs, each
+//           a varint of unchanged bytes skipped (from the previous run's
+//           end), a varint length and that many bytes of the page
 //   trailer u64 checksum of header and payload | u32 record bytes | u32 'DOHE'
 // The checksum is word_sum in 'DOH3' and 'DOH2' records and FNV-1a in the
 // 'DOH1' records of the first version, which are still read. 'DOH3' records
@@ -67,10 +70,14 @@ constexpr uint32_t kEndMagic = 0x45484f44;  // "DOHE"
 constexpr size_t kHeader = 40, kTrailer = 16;
 
 void put32(std::string& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  char b[4];
+  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out.append(b, 4);
 }
 void put64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  char b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out.append(b, 8);
 }
 uint32_t get32(const char* p) {
   uint32_t v = 0;
@@ -186,7 +193,7 @@ std::optional<HistoryFile::Entry> record_at(WindowReader& r, uint64_t at, uint64
   uint32_t magic = get32(header);
   uint64_t payload = get64(header + 32);
   auto kind = static_cast<uint8_t>(header[4]);
-  if (!known_magic(magic) || kind > 1 || payload > limit - at - kHeader - kTrailer) return std::nullopt;
+  if (!known_magic(magic) || kind > 2 || payload > limit - at - kHeader - kTrailer) return std::nullopt;
   HistoryFile::Entry e{static_cast<HistoryFile::Kind>(kind), get64(header + 8), static_cast<int64_t>(get64(header + 16)),
                        at, kHeader + payload + kTrailer, magic != kMagic};
   const char* trailer = r.get(at + kHeader + payload, kTrailer, backward);
@@ -217,28 +224,98 @@ uint64_t scan_forward(WindowReader& r, uint64_t at, uint64_t limit, std::vector<
   return at;
 }
 
-// Applies one commit's frames to a database held in memory (the payload's
-// size was checked against count and page_size). A database grows by the
-// pages a commit writes (and the one page SQLite never writes, at 1 GiB), so
-// a frame past that is a damaged (or made-up) record, refused before it can
-// ask for memory.
-Status apply(std::string& db, uint32_t page_size, uint32_t count, const std::string& payload) {
+void put_varint(std::string& out, uint64_t v) {
+  for (; v >= 0x80; v >>= 7) out.push_back(static_cast<char>(0x80 | (v & 0x7f)));
+  out.push_back(static_cast<char>(v));
+}
+bool get_varint(std::string_view in, size_t& at, uint64_t& v) {
+  v = 0;
+  for (int shift = 0; shift < 64 && at < in.size(); shift += 7) {
+    auto b = static_cast<uint8_t>(in[at++]);
+    v |= uint64_t{b & 0x7fu} << shift;
+    if (b < 0x80) return true;
+  }
+  return false;
+}
+
+// The runs (see the record format) that make `before` into `now`, two pages
+// of one size. Runs fewer than kJoin unchanged bytes apart are one run: a
+// run's own cost is two or three bytes.
+void put_changes(std::string& out, std::string_view before, std::string_view now) {
+  constexpr size_t kJoin = 4;
+  const size_t n = now.size();
+  size_t i = 0, done = 0;
+  auto word = [](const char* p) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    return w;
+  };
+  while (true) {
+    // Most of a page is as it was: 64 bytes a step, then 8, then 1.
+    for (; i + 64 <= n; i += 64) {
+      uint64_t differ = 0;
+      for (size_t k = 0; k < 64; k += 8) differ |= word(before.data() + i + k) ^ word(now.data() + i + k);
+      if (differ != 0) break;
+    }
+    while (i + 8 <= n && word(before.data() + i) == word(now.data() + i)) i += 8;
+    while (i < n && before[i] == now[i]) ++i;
+    if (i == n) return;
+    size_t end = i + 1;
+    for (size_t j = end; j < n && j - end < kJoin; ++j) {
+      if (before[j] != now[j]) end = j + 1;
+    }
+    put_varint(out, i - done);
+    put_varint(out, end - i);
+    out.append(now.substr(i, end - i));
+    done = i = end;
+  }
+}
+
+// Applies one commit's frames, whole pages (kCommit) or changes
+// (kChanges), to a database held in memory. A database grows by the pages a
+// commit writes (and the one page SQLite never writes, at 1 GiB), so a frame
+// past that is a damaged (or made-up) record, refused before it can ask for
+// memory.
+Status apply(std::string& db, HistoryFile::Kind kind, uint32_t page_size, uint32_t count, std::string_view payload) {
   if (page_size < 512 || page_size > 65536 || (page_size & (page_size - 1)) != 0) {
     return Status(Code::kInternal, "history: a commit record with a page size of " + std::to_string(page_size));
   }
+  const Status malformed(Code::kInternal, "history: a malformed commit record");
+  const bool changes = kind == HistoryFile::Kind::kChanges;
+  const size_t frame_header = changes ? 12 : 8;
   size_t at = 0, most = db.size() + (size_t{count} + 1) * page_size;
   for (uint32_t i = 0; i < count; ++i) {
+    if (payload.size() - at < frame_header) return malformed;
     uint32_t page = get32(payload.data() + at), commit_pages = get32(payload.data() + at + 4);
-    at += 8;
+    size_t bytes = changes ? get32(payload.data() + at + 8) : page_size;
+    at += frame_header;
+    if (payload.size() - at < bytes) return malformed;
     size_t offset = static_cast<size_t>(page - 1) * page_size;
     if (page == 0 || offset + page_size > most || size_t{commit_pages} * page_size > most) {
       return Status(Code::kInternal, "history: a commit record writes past its database");
     }
     if (db.size() < offset + page_size) db.resize(offset + page_size);
-    db.replace(offset, page_size, payload, at, page_size);
-    at += page_size;
+    if (!changes) {
+      db.replace(offset, page_size, payload.data() + at, page_size);
+    } else {
+      std::string_view runs = payload.substr(at, bytes);
+      size_t r = 0, in_page = 0;
+      while (r < runs.size()) {
+        uint64_t skip = 0, len = 0;
+        if (!get_varint(runs, r, skip) || !get_varint(runs, r, len) || skip > page_size - in_page ||
+            len > page_size - in_page - skip || len > runs.size() - r) {
+          return malformed;
+        }
+        in_page += skip;
+        db.replace(offset + in_page, len, runs.data() + r, len);
+        in_page += len;
+        r += len;
+      }
+    }
+    at += bytes;
     if (commit_pages > 0) db.resize(static_cast<size_t>(commit_pages) * page_size);
   }
+  if (at != payload.size()) return malformed;
   return Status::ok();
 }
 
@@ -293,6 +370,7 @@ Status HistoryFile::open(const std::string& path) {
   entries_.clear();
   held_.clear();
   held_marks_.clear();
+  forget_pages();
   cut_seq_ = 0;
   end_ = written_ = size;
   forget_since_base();
@@ -317,6 +395,7 @@ Status HistoryFile::scan_and_cut() {
   WindowReader r(fd_, size, WindowReader::kScan);
   entries_.clear();
   indexed_from_ = 0;
+  forget_pages();
   uint64_t at = scan_forward(r, 0, size, entries_);
   if (!entries_.empty() && !intact(entries_.back())) {
     at = entries_.back().offset;
@@ -444,7 +523,10 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
   put32(tail, static_cast<uint32_t>(total + kTrailer));
   put32(tail, kEndMagic);
   entries_.push_back(Entry{kind, seq, time_ms, end_, total + kTrailer, false});
-  if (kind == Kind::kBase) needs_base_ = false;
+  if (kind == Kind::kBase) {
+    needs_base_ = false;
+    forget_pages();  // bounded by what is written after each base
+  }
   end_ += total + kTrailer;
   const uint64_t since_base = since_base_;
   const bool base_since_open = base_since_open_;
@@ -481,13 +563,21 @@ Status HistoryFile::hold_base(uint64_t seq, int64_t time_ms, const std::string& 
                 [&](std::string& rec) { rec += database; }, {}, gate);
 }
 
-Status HistoryFile::append_commit(uint64_t seq, int64_t time_ms, int page_size,
-                                  const std::vector<WalFrame>& frames, uint64_t gate) {
+namespace {
+Status check_frames(int page_size, const std::vector<WalFrame>& frames) {
   for (const WalFrame& f : frames) {
     if (f.data.size() != static_cast<size_t>(page_size) || f.page == 0) {
       return Status(Code::kInternal, "history: a frame of the wrong size");
     }
   }
+  return Status::ok();
+}
+}  // namespace
+
+Status HistoryFile::append_commit(uint64_t seq, int64_t time_ms, int page_size,
+                                  const std::vector<WalFrame>& frames, uint64_t gate) {
+  if (Status st = check_frames(page_size, frames); !st) return st;
+  forget_pages();  // the records no longer pass through append_changes
   return append(Kind::kCommit, seq, time_ms, static_cast<uint32_t>(page_size), static_cast<uint32_t>(frames.size()),
                 frames.size() * (8 + static_cast<uint64_t>(page_size)), [&](std::string& rec) {
                   for (const WalFrame& f : frames) {
@@ -497,6 +587,52 @@ Status HistoryFile::append_commit(uint64_t seq, int64_t time_ms, int page_size,
                   }
                 },
                 {}, gate);
+}
+
+Status HistoryFile::append_changes(uint64_t seq, int64_t time_ms, int page_size,
+                                   const std::vector<WalFrame>& frames, uint64_t gate) {
+  if (Status st = check_frames(page_size, frames); !st) return st;
+  const auto size = static_cast<size_t>(page_size);
+  if (!pages_.empty() && pages_.begin()->second.size() != size) forget_pages();
+  changes_.clear();
+  for (const WalFrame& f : frames) {
+    put32(changes_, f.page);
+    put32(changes_, f.commit_pages);
+    const size_t runs_at = changes_.size();
+    put32(changes_, 0);
+    if (auto it = pages_.find(f.page); it != pages_.end()) {
+      put_changes(changes_, it->second, f.data);
+      it->second.assign(f.data);
+    } else {
+      // Not known: the whole page, one run; remembered while there is room.
+      put_varint(changes_, 0);
+      put_varint(changes_, size);
+      changes_ += f.data;
+      if (pages_bytes_ + size <= kChangedPagesLimit) {
+        pages_.emplace(f.page, f.data);
+        pages_bytes_ += size;
+      }
+    }
+    const auto runs = static_cast<uint32_t>(changes_.size() - runs_at - 4);
+    for (int i = 0; i < 4; ++i) changes_[runs_at + i] = static_cast<char>((runs >> (8 * i)) & 0xff);
+    if (f.commit_pages > 0) {
+      // Pages past the database's end are gone: one written again starts anew.
+      for (auto it = pages_.upper_bound(f.commit_pages); it != pages_.end();) {
+        pages_bytes_ -= it->second.size();
+        it = pages_.erase(it);
+      }
+    }
+  }
+  Status st = append(Kind::kChanges, seq, time_ms, static_cast<uint32_t>(page_size),
+                     static_cast<uint32_t>(frames.size()), changes_.size(),
+                     [&](std::string& rec) { rec += changes_; }, {}, gate);
+  if (!st) forget_pages();  // they hold a commit the records lack
+  return st;
+}
+
+void HistoryFile::forget_pages() {
+  pages_.clear();
+  pages_bytes_ = 0;
 }
 
 Result<std::string> HistoryFile::read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const {
@@ -522,6 +658,7 @@ bool HistoryFile::intact(const Entry& e) const {
 }
 
 Status HistoryFile::truncate_after(uint64_t seq) {
+  forget_pages();
   if (indexed_from_ > 0 && entries_.front().seq > seq) index_all();
   while (!entries_.empty() && entries_.back().seq > seq) entries_.pop_back();
   // After the last record kept (bytes that did not read as records before it go too).
@@ -601,7 +738,7 @@ Result<std::string> HistoryFile::state_at(uint64_t seq) {
     if (entries_[i].kind == Kind::kBase) {
       db.assign(*payload);  // into the room made above
     } else {
-      if (Status st = apply(db, page_size, count, *payload); !st) return st;
+      if (Status st = apply(db, entries_[i].kind, page_size, count, *payload); !st) return st;
     }
   }
   return db;

@@ -3,11 +3,12 @@
 // any commit still in the file (a bookmark).
 //
 // The file is a sequence of records. A record is a base (the whole database
-// as of one commit) or a commit (the pages one transaction wrote, as
-// capture_wal_frames gives them). The first record is a base; the state as
-// of commit S is the last base at or before S with every commit after it up
-// to S applied in order (apply_wal_frames' rule: each page at its place, the
-// file cut to the commit's size).
+// as of one commit) or a commit: the pages one transaction wrote, as
+// capture_wal_frames gives them, whole (kCommit) or as the bytes that
+// changed in each (kChanges; see append_changes). The first record is a
+// base; the state as of commit S is the last base at or before S with every
+// commit after it up to S applied in order (apply_wal_frames' rule: each
+// page at its place, the file cut to the commit's size).
 //
 // Each record carries its commit's sequence number (one more per commit,
 // never reused: a restore is itself a new base with the next number) and the
@@ -28,6 +29,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,7 +42,9 @@ namespace dobj::internal {
 
 class HistoryFile {
  public:
-  enum class Kind : uint8_t { kBase = 0, kCommit = 1 };
+  // kChanges records are read since 2026-12 (a build before that stops
+  // reading a history at the first one).
+  enum class Kind : uint8_t { kBase = 0, kCommit = 1, kChanges = 2 };
   // Where a record is, without its pages.
   struct Entry {
     Kind kind;
@@ -89,6 +93,16 @@ class HistoryFile {
   Status hold_base(uint64_t seq, int64_t time_ms, const std::string& database, uint64_t gate);
   Status append_commit(uint64_t seq, int64_t time_ms, int page_size, const std::vector<WalFrame>& frames,
                        uint64_t gate);
+  // The same commit kept as what it changed: a page the records since the
+  // last base wrote (up to kChangedPagesLimit bytes of them are remembered)
+  // is kept as the bytes that differ from its last record, any other whole.
+  // So a commit that changes a few bytes of a page costs tens of bytes, not
+  // the page. Right only while every commit of the database goes through it
+  // in order (the owning store's); a copy that records other commits
+  // (a backup's) uses append_commit.
+  Status append_changes(uint64_t seq, int64_t time_ms, int page_size, const std::vector<WalFrame>& frames,
+                        uint64_t gate);
+  static constexpr size_t kChangedPagesLimit = 256 * 1024;
   // Drops every record after seq (commits the database never got).
   Status truncate_after(uint64_t seq);
   // Whether a record reads back whole (its checksum holds).
@@ -141,6 +155,9 @@ class HistoryFile {
                 uint64_t payload_bytes, const std::function<void(std::string&)>& payload, std::string_view outside,
                 uint64_t gate);
   Result<std::string> read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const;
+  // append_changes' memory of the pages; forgotten whenever the records may
+  // no longer end at the state they hold (a cut, a base, another writer).
+  void forget_pages();
   // Reads the file from the start, as far as its records hold together, and
   // cuts off what follows (open, when the last record does not check).
   Status scan_and_cut();
@@ -173,6 +190,11 @@ class HistoryFile {
   std::vector<Entry> entries_;
   uint64_t indexed_from_ = 0;
   bool needs_base_ = false;
+  // The pages as the records since the last base left them (append_changes).
+  std::map<uint32_t, std::string> pages_;
+  size_t pages_bytes_ = 0;
+  std::string changes_;  // a record's payload, built here to be measured
+
 };
 
 }  // namespace dobj::internal

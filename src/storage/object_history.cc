@@ -308,7 +308,7 @@ Result<std::optional<uint64_t>> ObjectStore::rebuild_from_wal(HistoryFile& file,
     if (r.stamp.seq <= last || (legacy && r.stamp.seq > stamped)) continue;
     if (r.stamp.seq != last + 1 || !file.last_seq()) break;  // a gap: the database becomes a base
     // Its commit may not be durable yet (a reopen in the same process).
-    if (Status st = file.append_commit(r.stamp.seq, r.stamp.time_ms, static_cast<int>(page_size), r.frames,
+    if (Status st = file.append_changes(r.stamp.seq, r.stamp.time_ms, static_cast<int>(page_size), r.frames,
                                        env_.commits->last_seq());
         !st) {
       return st;
@@ -368,7 +368,7 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
       time_ms = history_pending_->time_ms;
       history_pending_->captured = true;
       if (!history_pending_->recorded && !history_needs_base_ && wal_capture_intact(db_.get())) {
-        Status st = history_->append_commit(seq, time_ms, page_size, txn, gate);
+        Status st = history_->append_changes(seq, time_ms, page_size, txn, gate);
         if (st) {
           history_pending_->recorded = true;
         } else {
@@ -382,7 +382,7 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
       seq = history_seq_ + 1;
       time_ms = now_ms();
       if (history_needs_base_ || !wal_capture_intact(db_.get()) ||
-          !history_->append_commit(seq, time_ms, page_size, txn, gate)) {
+          !history_->append_changes(seq, time_ms, page_size, txn, gate)) {
         history_needs_base_ = true;  // the next commit is taken whole
       }
       history_seq_ = seq;

@@ -28,6 +28,14 @@ namespace {
 
 using Dump = std::map<std::string, std::string>;
 
+// n letters drawn from rng: a value that changes every byte it covers, so a
+// commit's record keeps its pages' bytes (and periodic bases come).
+std::string random_letters(std::mt19937& rng, size_t n) {
+  std::string s(n, ' ');
+  for (char& c : s) c = static_cast<char>('a' + rng() % 26);
+  return s;
+}
+
 // The key-value pairs of a database given as bytes (a restored one).
 Dump dump_image(const std::string& database) {
   sqlite3* mem = nullptr;
@@ -246,6 +254,122 @@ TEST_F(HistoryTest, EveryBookmarkRestoresExactlyTheStateItNamed) {
   EXPECT_EQ(store_->database_at("not a bookmark").status().code(), Code::kInvalidArgument);
 }
 
+// A commit is kept as the bytes it changed (HistoryFile::append_changes): a
+// counter's increment costs tens of bytes of history, not its page. Every
+// state rebuilds exactly as the database grows past the pages remembered
+// (kChangedPagesLimit), as values change a few bytes at a time, across
+// reopens, and after a VACUUM shrinks the file and pages past its old end
+// are written anew.
+TEST_F(HistoryTest, ACommitKeepsOnlyTheBytesItChangedAndEveryStateRebuilds) {
+  std::mt19937 rng(11);
+  std::vector<std::pair<std::string, Dump>> noted;
+  Dump model;
+  auto commit = [&] {
+    ASSERT_TRUE(store_->end_turn().is_ok());
+    ++clock_ms_;
+    auto b = store_->current_bookmark();
+    ASSERT_TRUE(b.is_ok()) << b.status().message();
+    noted.emplace_back(*b, model);
+  };
+  for (int i = 0; i < 200; ++i) {
+    model["counter"] = std::to_string(1000 + i);
+    store_->put("counter", model["counter"]);
+    commit();
+  }
+  ASSERT_TRUE(store_->write_out_history().is_ok());
+  {
+    HistoryFile file;
+    ASSERT_TRUE(file.open(path() + "-history").is_ok());
+    const auto& all = file.entries();
+    ASSERT_GE(all.size(), 100u);
+    for (size_t i = all.size() - 100; i < all.size(); ++i) {
+      EXPECT_EQ(all[i].kind, HistoryFile::Kind::kChanges);
+      EXPECT_LT(all[i].bytes, 160u) << "commit " << all[i].seq;  // header and trailer: 56
+    }
+  }
+  // Past the pages remembered: about 700 KB of values, then changes of a
+  // few bytes inside them.
+  for (int i = 0; i < 700; ++i) {
+    std::string key = "v" + std::to_string(i);
+    model[key] = random_letters(rng, 1000);
+    store_->put(key, model[key]);
+    if (i % 25 == 24) commit();
+  }
+  for (int i = 0; i < 400; ++i) {
+    for (int w = 0, writes = 1 + static_cast<int>(rng() % 3); w < writes; ++w) {
+      std::string key = "v" + std::to_string(rng() % 700);
+      std::string& value = model[key];
+      for (int b = 0; b < 3; ++b) value[rng() % value.size()] = static_cast<char>('A' + rng() % 26);
+      store_->put(key, value);
+    }
+    commit();
+    if (i % 150 == 149) reopen();
+  }
+  // Most go, and a VACUUM cuts the file (a commit the store keeps whole).
+  for (int i = 0; i < 650; ++i) {
+    std::string key = "v" + std::to_string(i);
+    model.erase(key);
+    store_->remove(key);
+    if (i % 50 == 49) commit();
+  }
+  sqlite3* db = store_->admin_connection();
+  ASSERT_NE(db, nullptr);
+  auto pages = [&] {
+    sqlite3_stmt* s = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &s, nullptr), SQLITE_OK);
+    int n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+    sqlite3_finalize(s);
+    return n;
+  };
+  const int before_vacuum = pages();
+  const int attached = sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 1);  // VACUUM attaches its copy
+  ASSERT_EQ(sqlite3_exec(db, "VACUUM", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, attached);
+  EXPECT_LT(pages(), before_vacuum / 4);
+  ASSERT_TRUE(store_->write_out_history().is_ok());
+  for (int i = 0; i < 300; ++i) {
+    std::string key = "w" + std::to_string(i % 120);
+    model[key] = random_letters(rng, 20 + rng() % 900);
+    store_->put(key, model[key]);
+    if (i % 3 == 2) commit();
+  }
+  close_and_restart_wal();
+  reopen();
+  for (size_t i = 0; i < noted.size(); ++i) {
+    auto state = this->state(noted[i].first);
+    ASSERT_TRUE(state.is_ok()) << state.status().message();
+    ASSERT_EQ(dump_image(*state), noted[i].second) << "bookmark " << i << " of " << noted.size();
+  }
+}
+
+// Pages past a commit's new end are forgotten: one written again after the
+// database shrank is kept whole, not as changes from what it held before
+// (which the states in between no longer have).
+TEST(HistoryFileTest, APageWrittenAgainAfterTheDatabaseShrankIsKeptWhole) {
+  test::TempDir dir;
+  HistoryFile h;
+  ASSERT_TRUE(h.open(dir.path() + "/h").is_ok());
+  const int size = 512;
+  const std::string one(size, 'a'), two(size, 'b');
+  std::string three(size, 'c');
+  ASSERT_TRUE(h.append_base(1, 1, one + two).is_ok());
+  ASSERT_TRUE(h.append_changes(2, 2, size, {WalFrame{3, 3, three}}, 0).is_ok());  // not known: whole
+  three[10] = 'x';
+  ASSERT_TRUE(h.append_changes(3, 3, size, {WalFrame{3, 3, three}}, 0).is_ok());
+  ASSERT_TRUE(h.append_changes(4, 4, size, {WalFrame{2, 2, two}}, 0).is_ok());  // cut to two pages
+  std::string again = three;
+  again[20] = 'y';
+  ASSERT_TRUE(h.append_changes(5, 5, size, {WalFrame{3, 3, again}}, 0).is_ok());
+  const auto& e = h.entries();
+  ASSERT_EQ(e.size(), 5u);
+  EXPECT_GT(e[1].bytes, 512u);  // whole
+  EXPECT_LT(e[2].bytes, 100u);  // one byte changed
+  EXPECT_GT(e[4].bytes, 512u);  // whole again
+  EXPECT_EQ(*h.state_at(3), one + two + three);
+  EXPECT_EQ(*h.state_at(4), one + two);
+  EXPECT_EQ(*h.state_at(5), one + two + again);
+}
+
 // Periodic bases: once the commits since the last base add up to more than
 // the database and 1 MiB (ObjectStore::kHistoryBaseEveryBytes), the next
 // commit is kept whole, so that a state is rebuilt from a recent base; every
@@ -319,7 +443,7 @@ TEST_F(HistoryTest, ABackupsHistoryFromTheShippedRecordsRestoresEveryBookmarkOfT
         store_->remove(key);
         model.erase(key);
       } else {
-        std::string value(rng() % 9 == 0 ? 20000 : 1 + rng() % 30, static_cast<char>('a' + rng() % 26));
+        std::string value = random_letters(rng, rng() % 9 == 0 ? 20000 : 1 + rng() % 30);
         store_->put(key, value);
         model[key] = value;
       }
@@ -636,14 +760,15 @@ TEST_F(HistoryTest, ALongHistoryOpensFromItsEndAndDamageInsideLosesOnlyItsRecord
   std::mt19937 rng(7);
   std::vector<std::pair<std::string, Dump>> noted;
   Dump model;
-  for (int i = 0; i < 1500; ++i) {
+  const int kCommits = 3000;
+  for (int i = 0; i < kCommits; ++i) {
     std::string key = "k" + std::to_string(rng() % 20);
-    std::string value(700 + rng() % 300, static_cast<char>('a' + i % 26));
+    std::string value = random_letters(rng, 700 + rng() % 300);
     store_->put(key, value);
     model[key] = value;
     ASSERT_TRUE(store_->end_turn().is_ok());
     clock_ms_ += 10;
-    if (i % 50 == 0) noted.emplace_back(*store_->current_bookmark(), model);
+    if (i % 100 == 0) noted.emplace_back(*store_->current_bookmark(), model);
   }
   close_and_restart_wal();  // it cannot give commits back
 
@@ -657,7 +782,7 @@ TEST_F(HistoryTest, ALongHistoryOpensFromItsEndAndDamageInsideLosesOnlyItsRecord
     EXPECT_EQ(dump_image(*got), want) << mark;
   }
   const std::vector<HistoryFile::Entry> all = whole.entries();
-  ASSERT_EQ(all.size(), 1501u);  // the base, then each commit
+  ASSERT_EQ(all.size(), kCommits + 1u);  // the base, then each commit
   for (size_t i = 1; i < all.size(); ++i) {
     ASSERT_EQ(all[i].offset, all[i - 1].offset + all[i - 1].bytes) << i;
     ASSERT_EQ(all[i].seq, all[i - 1].seq + 1) << i;
