@@ -2,13 +2,15 @@
 //
 // One keep-alive connection, opened on first use. Bodies of any size stream
 // in and out in 1 MiB pieces, reporting progress, so export and import of a
-// large object do not sit silent.
+// large object do not sit silent; with Files they come from and go to files,
+// so the client's memory does not grow with them.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "dobj/status.h"
 
@@ -17,7 +19,16 @@ namespace dobj::cli {
 struct AdminResponse {
   int status = 0;
   std::string content_type;
-  std::string body;
+  std::string body;          // empty when it went to Files::receive
+  uint64_t body_bytes = 0;   // received, in body or in the file
+};
+
+// Bodies kept in files instead of memory, moved in pieces.
+struct Files {
+  std::string send;     // the request's body is this file's bytes
+  std::string receive;  // a 2xx answer's body is written to this file
+  static Files from(std::string path) { return Files{std::move(path), {}}; }
+  static Files to(std::string path) { return Files{{}, std::move(path)}; }
 };
 
 // Bytes done and total (total 0 when unknown).
@@ -32,7 +43,7 @@ class AdminClient {
   Result<AdminResponse> request(const std::string& method, const std::string& target,
                                 const std::string& body = "",
                                 const std::string& content_type = "application/json",
-                                const Progress& progress = nullptr);
+                                const Progress& progress = nullptr, const Files& files = {});
 
  private:
   struct Conn;

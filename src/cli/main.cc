@@ -19,6 +19,9 @@
 
 #include <CLI/CLI.hpp>
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <cstdio>
 #include <chrono>
 #include <ctime>
@@ -28,6 +31,7 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <utility>
 
 #include "cli/admin_client.h"
 #include "dobj/codec.h"
@@ -169,6 +173,27 @@ void print_table(const std::vector<std::string>& head,
   for (const auto& r : rows) line(r);
 }
 
+// A file removed when it goes, unless its path was cleared (kept).
+struct TempFile {
+  std::string path;
+  explicit TempFile(std::string p) : path(std::move(p)) {}
+  TempFile(TempFile&& o) noexcept : path(std::exchange(o.path, {})) {}
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  ~TempFile() {
+    if (!path.empty()) ::unlink(path.c_str());
+  }
+  // A new empty file in $TMPDIR (or /tmp).
+  static Result<TempFile> make(const std::string& prefix) {
+    const char* dir = std::getenv("TMPDIR");
+    std::string name = std::string(dir && *dir ? dir : "/tmp") + "/" + prefix + "-XXXXXX";
+    int fd = ::mkstemp(name.data());
+    if (fd < 0) return Status(Code::kInternal, "cannot make a file like " + name + ": " + std::strerror(errno));
+    ::close(fd);
+    return TempFile(std::move(name));
+  }
+};
+
 // A progress line on stderr when it is a terminal, a final one otherwise.
 Progress progress_printer(const std::string& what) {
   bool tty = isatty(STDERR_FILENO);
@@ -253,8 +278,8 @@ class Cli {
                                     const std::string& body = "",
                                     const std::string& type = "application/json",
                                     const Progress& progress = nullptr,
-                                    const std::string& conflict_hint = "") {
-    auto r = client_.request(method, target, body, type, progress);
+                                    const std::string& conflict_hint = "", const Files& files = {}) {
+    auto r = client_.request(method, target, body, type, progress, files);
     if (!r) {
       fail(r.status().message());
       return std::nullopt;
@@ -614,28 +639,26 @@ class Cli {
   }
 
   int export_object(const std::string& ns, const std::string& object, std::string out) {
-    auto r = call("GET", object_path(ns, object) + "/export", "", "", progress_printer("export"));
-    if (!r) return 1;
     if (out.empty()) {
       out = export_file_name(object.rfind("name:", 0) == 0 ? object.substr(5) : object);
     }
-    std::ofstream f(out, std::ios::binary | std::ios::trunc);
-    f.write(r->body.data(), static_cast<std::streamsize>(r->body.size()));
-    f.close();
-    if (!f) return fail("cannot write " + out);
-    std::cerr << "wrote " << out << " (" << human_bytes(static_cast<int64_t>(r->body.size())) << ")\n";
+    // Written beside its name, and named once whole.
+    TempFile part(out + ".part");
+    auto r = call("GET", object_path(ns, object) + "/export", "", "", progress_printer("export"), "",
+                  Files::to(part.path));
+    if (!r) return 1;
+    if (::rename(part.path.c_str(), out.c_str()) != 0) return fail("cannot write " + out + ": " + std::strerror(errno));
+    part.path.clear();
+    std::cerr << "wrote " << out << " (" << human_bytes(static_cast<int64_t>(r->body_bytes)) << ")\n";
     return 0;
   }
 
   int import_object(const std::string& ns, const std::string& object, const std::string& file,
                     bool replace) {
-    std::ifstream f(file, std::ios::binary);
-    if (!f) return fail("cannot read " + file);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    auto r = call("PUT", object_path(ns, object) + "/import" + (replace ? "?replace=1" : ""),
-                  ss.str(), "application/vnd.sqlite3", progress_printer("import"),
-                  " (pass --replace to replace it)");
+    if (::access(file.c_str(), R_OK) != 0) return fail("cannot read " + file);
+    auto r = call("PUT", object_path(ns, object) + "/import" + (replace ? "?replace=1" : ""), "",
+                  "application/vnd.sqlite3", progress_printer("import"), " (pass --replace to replace it)",
+                  Files::from(file));
     if (!r) return 1;
     Json j = parse_or_discarded(r->body);
     if (g_.json) {
@@ -701,10 +724,16 @@ class Cli {
   int pull(const std::string& ns, const std::string& object, Globals from, bool replace) {
     from.json = false;
     Cli source(std::move(from));
-    auto file = source.call("GET", object_path(ns, object) + "/history-file", "", "", progress_printer("pull"));
+    // Through a file in $TMPDIR (or /tmp), not memory: a history can be
+    // larger than the machine's memory.
+    auto temp = TempFile::make("dobj-pull");
+    if (!temp) return fail(temp.status().message());
+    auto file = source.call("GET", object_path(ns, object) + "/history-file", "", "", progress_printer("pull"), "",
+                            Files::to(temp->path));
     if (!file) return 1;
-    auto r = call("PUT", object_path(ns, object) + "/history-file" + (replace ? "?replace=1" : ""), file->body,
-                  "application/octet-stream", progress_printer("push"), " (pass --replace to replace it)");
+    auto r = call("PUT", object_path(ns, object) + "/history-file" + (replace ? "?replace=1" : ""), "",
+                  "application/octet-stream", progress_printer("push"), " (pass --replace to replace it)",
+                  Files::from(temp->path));
     if (!r) return 1;
     Json j = parse_or_discarded(r->body);
     if (g_.json) {

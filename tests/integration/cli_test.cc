@@ -1,9 +1,12 @@
 // The dobj command line and the MCP server, against the real example server:
 // each subcommand's output, errors, progress, and MCP over HTTP and stdio.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +25,7 @@ const std::string kToken = "cli-token-42";
 struct CliRun {
   int code = -1;
   std::string out;  // stdout and stderr together
+  long peak_kib = 0;  // the most memory the command (its shell included) held
 };
 
 class CliTest : public ::testing::Test {
@@ -40,13 +44,28 @@ class CliTest : public ::testing::Test {
     std::string cmd = (cwd.empty() ? "" : "cd " + cwd + " && ") + "DOBJ_SERVER=" + server() + " DOBJ_ADMIN_TOKEN=" + token + " " +
                       DOBJ_CLI_BIN + " " + args + " < " + in + " 2>&1";
     CliRun r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
+    int out[2];
+    if (::pipe(out) != 0) return r;
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::dup2(out[1], STDOUT_FILENO);
+      ::close(out[0]);
+      ::close(out[1]);
+      ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(out[1]);
     std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    int status = pclose(p);
+    ssize_t n;
+    while ((n = ::read(out[0], buf.data(), buf.size())) > 0 || (n < 0 && errno == EINTR)) {
+      if (n > 0) r.out.append(buf.data(), static_cast<size_t>(n));
+    }
+    ::close(out[0]);
+    int status = 0;
+    struct rusage usage {};
+    if (pid < 0 || ::wait4(pid, &status, 0, &usage) != pid) return r;
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.peak_kib = usage.ru_maxrss;  // the shell's and the children it waited for
     return r;
   }
   int call(const std::string& method, const std::string& target, const std::string& body = "") {
@@ -252,6 +271,63 @@ TEST_F(CliTest, HistoryRestoreForkAndPullToAnotherServer) {
                                 {{"Authorization", "Bearer laptop"}});
   EXPECT_EQ(junk.status, 400) << junk.body;
   EXPECT_EQ(count(laptop, "junk"), "0");
+}
+
+// Export, import and pull move a large object through files, never whole in
+// the command's memory: a 60 MB database and its history (twice that) go
+// from one server to another while the command stays far below their size.
+TEST_F(CliTest, LargeObjectsGoThroughTheCommandInPieces) {
+  TempDir prod_dir, laptop_dir;
+  ServerProcess prod(DOBJ_EXAMPLES_BIN, prod_dir.path(), {"--admin-token", kToken, "--history"});
+  ServerProcess laptop(DOBJ_EXAMPLES_BIN, laptop_dir.path(), {"--admin-token", kToken, "--history"});
+  ASSERT_TRUE(prod.start()) << prod.output();
+  ASSERT_TRUE(laptop.start()) << laptop.output();
+  auto sql = [&](ServerProcess& s, const std::string& name, const std::string& query) {
+    HttpResponse r = http(s.port(), "POST", "/sql/" + name, Json({{"query", query}}).dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    return Json::parse(r.body, nullptr, false);
+  };
+  sql(prod, "big", "CREATE TABLE b(x)");
+  for (int i = 0; i < 4; ++i) {
+    sql(prod, "big",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10) "
+        "INSERT INTO b SELECT randomblob(1500000) FROM n");
+  }
+  const std::string check = "SELECT count(*), sum(length(x)), sum(hex(substr(x, 1, 4)) > '8') FROM b";
+  Json want = sql(prod, "big", check);
+  const long kFarBelow = 40 * 1024;  // KiB; the database alone is 60 MB
+
+  std::string at_prod = "--server http://127.0.0.1:" + std::to_string(prod.port()) + " ";
+  std::string at_laptop = "--server http://127.0.0.1:" + std::to_string(laptop.port()) + " ";
+  CliRun exported = dobj(at_prod + "export SQL big -o " + work_.path() + "/big.sqlite");
+  ASSERT_EQ(exported.code, 0) << exported.out;
+  EXPECT_GT(std::filesystem::file_size(work_.path() + "/big.sqlite"), 60u * 1000 * 1000);
+  EXPECT_FALSE(std::filesystem::exists(work_.path() + "/big.sqlite.part"));
+  EXPECT_LT(exported.peak_kib, kFarBelow) << exported.out;
+  CliRun imported = dobj(at_laptop + "import SQL copy " + work_.path() + "/big.sqlite");
+  ASSERT_EQ(imported.code, 0) << imported.out;
+  EXPECT_LT(imported.peak_kib, kFarBelow) << imported.out;
+  EXPECT_EQ(sql(laptop, "copy", check), want);
+
+  std::string from = "--from http://127.0.0.1:" + std::to_string(prod.port()) + " --from-token " + kToken;
+  CliRun pull = dobj(at_laptop + "pull SQL big " + from);
+  ASSERT_EQ(pull.code, 0) << pull.out;
+  EXPECT_NE(pull.out.find("pulled big"), std::string::npos) << pull.out;
+  EXPECT_LT(pull.peak_kib, kFarBelow) << pull.out;
+  EXPECT_EQ(sql(laptop, "big", check), want);
+  // Its history came too: the bookmark of the first insert (oldest first:
+  // the empty database, the table, the first ten rows) restores.
+  Json history = Json::parse(dobj(at_laptop + "--json history SQL big --limit 100").out);
+  ASSERT_GE(history["bookmarks"].size(), 6u) << history.dump();
+  std::string first = history["bookmarks"][2]["bookmark"];
+  ASSERT_EQ(dobj(at_laptop + "restore SQL big --to " + first).code, 0) << history.dump();
+  EXPECT_EQ(sql(laptop, "big", "SELECT count(*) FROM b")["rows"][0][0], 10) << history.dump();
+
+  // A failed export leaves no file behind.
+  CliRun missing = dobj(at_prod + "export SQL name:nothing-here -o " + work_.path() + "/none.sqlite");
+  EXPECT_NE(missing.code, 0);
+  EXPECT_FALSE(std::filesystem::exists(work_.path() + "/none.sqlite"));
+  EXPECT_FALSE(std::filesystem::exists(work_.path() + "/none.sqlite.part"));
 }
 
 TEST_F(CliTest, NamesKeysAndValuesCannotSendEscapesToTheTerminal) {
