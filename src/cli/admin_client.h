@@ -36,7 +36,9 @@ using Progress = std::function<void(uint64_t done, uint64_t total)>;
 
 class AdminClient {
  public:
-  // server: "http://host:port" or "host:port".
+  // server: "http://host[:port]", "https://host[:port]" (TLS, the
+  // certificate checked against this machine's CA store or $SSL_CERT_FILE)
+  // or "host:port".
   AdminClient(std::string server, std::string token);
   ~AdminClient();
 
@@ -51,6 +53,7 @@ class AdminClient {
   std::string host_;
   std::string port_;
   std::string token_;
+  bool tls_ = false;
   std::unique_ptr<Conn> conn_;
 };
 

@@ -804,7 +804,7 @@ int main(int argc, char** argv) {
   g.token = env_or("DOBJ_ADMIN_TOKEN", "");
   CLI::App app{"dobj: look into and manage a running dobj server (its admin API)"};
   app.require_subcommand(1);
-  app.add_option("--server", g.server, "the server, http://HOST:PORT (default $DOBJ_SERVER or "
+  app.add_option("--server", g.server, "the server, http(s)://HOST:PORT (default $DOBJ_SERVER or "
                                       "http://127.0.0.1:8787)");
   app.add_option("--token", g.token, "the admin token (default $DOBJ_ADMIN_TOKEN)");
   app.add_flag("--json", g.json, "print the server's JSON instead of a table");
@@ -881,7 +881,7 @@ int main(int argc, char** argv) {
                                          "this one (--server), both started with --history");
   pul->add_option("namespace", ns, "binding")->required();
   pul->add_option("object", object, kObjectHelp)->required();
-  pul->add_option("--from", from.server, "the server to copy from, http://HOST:PORT")->required();
+  pul->add_option("--from", from.server, "the server to copy from, http(s)://HOST:PORT")->required();
   pul->add_option("--from-token", from.token, "its admin token (default $DOBJ_FROM_TOKEN)");
   pul->add_flag("--replace", replace, "replace an object that already has storage here");
 

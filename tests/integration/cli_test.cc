@@ -15,6 +15,7 @@
 
 #include "testing/http_client.h"
 #include "support/server_process.h"
+#include "support/tls_listener.h"
 
 namespace dobj::test {
 namespace {
@@ -38,11 +39,11 @@ class CliTest : public ::testing::Test {
   std::string server() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
   // Runs `dobj <args>` with the server and token in the environment.
   CliRun dobj(const std::string& args, const std::string& stdin_text = "",
-           const std::string& token = kToken, const std::string& cwd = "") {
+           const std::string& token = kToken, const std::string& cwd = "", const std::string& env = "") {
     std::string in = work_.path() + "/stdin";
     std::ofstream(in) << stdin_text;
-    std::string cmd = (cwd.empty() ? "" : "cd " + cwd + " && ") + "DOBJ_SERVER=" + server() + " DOBJ_ADMIN_TOKEN=" + token + " " +
-                      DOBJ_CLI_BIN + " " + args + " < " + in + " 2>&1";
+    std::string cmd = (cwd.empty() ? "" : "cd " + cwd + " && ") + "DOBJ_SERVER=" + server() + " DOBJ_ADMIN_TOKEN=" + token +
+                      " " + env + " " + DOBJ_CLI_BIN + " " + args + " < " + in + " 2>&1";
     CliRun r;
     int out[2];
     if (::pipe(out) != 0) return r;
@@ -328,6 +329,43 @@ TEST_F(CliTest, LargeObjectsGoThroughTheCommandInPieces) {
   EXPECT_NE(missing.code, 0);
   EXPECT_FALSE(std::filesystem::exists(work_.path() + "/none.sqlite"));
   EXPECT_FALSE(std::filesystem::exists(work_.path() + "/none.sqlite.part"));
+}
+
+// Production usually sits behind TLS: the command speaks https://, checks
+// the certificate (this machine's CA store, or $SSL_CERT_FILE) and its name,
+// and says why when it refuses one.
+TEST_F(CliTest, PullFromAnHttpsServerChecksItsCertificate) {
+  TempDir prod_dir, laptop_dir, tls_dir;
+  ServerProcess prod(DOBJ_EXAMPLES_BIN, prod_dir.path(), {"--admin-token", kToken, "--history"});
+  ServerProcess laptop(DOBJ_EXAMPLES_BIN, laptop_dir.path(), {"--admin-token", kToken, "--history"});
+  ASSERT_TRUE(prod.start()) << prod.output();
+  ASSERT_TRUE(laptop.start()) << laptop.output();
+  TlsListener proxy(tls_dir.path(), TlsListener::relay_to(prod.port()));
+  ASSERT_TRUE(proxy.made()) << "the openssl command could not make a certificate";
+  for (int i = 0; i < 3; ++i) http(prod.port(), "POST", "/counter/a/increment");
+  std::string at_laptop = "--server http://127.0.0.1:" + std::to_string(laptop.port()) + " ";
+  std::string from = "--from https://localhost:" + std::to_string(proxy.port()) + " --from-token " + kToken;
+
+  CliRun untrusted = dobj(at_laptop + "pull COUNTER a " + from);
+  EXPECT_EQ(untrusted.code, 1) << untrusted.out;
+  EXPECT_NE(untrusted.out.find("certificate was refused: self-signed certificate"), std::string::npos)
+      << untrusted.out;
+  EXPECT_EQ(http(laptop.port(), "GET", "/counter/a").body, "0");
+
+  const std::string trust = "SSL_CERT_FILE=" + proxy.cert();
+  CliRun pulled = dobj(at_laptop + "pull COUNTER a " + from, "", kToken, "", trust);
+  ASSERT_EQ(pulled.code, 0) << pulled.out;
+  EXPECT_EQ(http(laptop.port(), "GET", "/counter/a").body, "3");
+  // The same server by another name than its certificate's: refused.
+  CliRun other_name = dobj("--server https://127.0.0.1:" + std::to_string(proxy.port()) + " history COUNTER a", "",
+                           kToken, "", trust);
+  EXPECT_EQ(other_name.code, 1) << other_name.out;
+  EXPECT_NE(other_name.out.find("TLS handshake with 127.0.0.1:"), std::string::npos) << other_name.out;
+  // And by its own name, any command works through it.
+  CliRun listed = dobj("--server https://localhost:" + std::to_string(proxy.port()) + " history COUNTER a", "",
+                       kToken, "", trust);
+  EXPECT_EQ(listed.code, 0) << listed.out;
+  EXPECT_NE(listed.out.find("commits"), std::string::npos) << listed.out;
 }
 
 TEST_F(CliTest, NamesKeysAndValuesCannotSendEscapesToTheTerminal) {

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <future>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -19,6 +20,7 @@
 #include "dobj/timer.h"
 #include "support/runtime_harness.h"
 #include "support/server_process.h"
+#include "support/tls_listener.h"
 
 namespace dobj::internal {
 namespace {
@@ -804,26 +806,12 @@ TEST(OutgoingFetch, FailuresAreErrorsThatSayWhat) {
   EXPECT_EQ(bad.rfind("invalid_argument: fetch: only http:// and https://", 0), 0u) << bad;
 }
 
-// A one-connection HTTPS server on loopback with a self-signed certificate
-// for "localhost" (made with the openssl command): answers 200 "secure".
+// An HTTPS server on loopback with a self-signed certificate for
+// "localhost": answers 200 "secure" and keeps the request.
 class TlsUpstream {
  public:
-  explicit TlsUpstream(const std::string& dir) : cert_(dir + "/cert.pem"), key_(dir + "/key.pem") {
-    std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-                      "-addext subjectAltName=DNS:localhost -keyout " + key_ + " -out " + cert_ +
-                      " 2>/dev/null";
-    made_ = std::system(cmd.c_str()) == 0;
-    ctx_ = SSL_CTX_new(TLS_server_method());
-    made_ = made_ && SSL_CTX_use_certificate_file(ctx_, cert_.c_str(), SSL_FILETYPE_PEM) == 1 &&
-            SSL_CTX_use_PrivateKey_file(ctx_, key_.c_str(), SSL_FILETYPE_PEM) == 1;
-    fd_ = listen_on_loopback(&port_);
-    thread_ = std::thread([this] {
-      for (;;) {
-        int c = accept(fd_, nullptr, nullptr);
-        if (c < 0) return;
-        SSL* ssl = SSL_new(ctx_);
-        SSL_set_fd(ssl, c);
-        if (SSL_accept(ssl) == 1) {
+  explicit TlsUpstream(const std::string& dir)
+      : listener_(dir, [this](SSL* ssl) {
           char buf[4096];
           std::string got;
           while (got.find("\r\n\r\n") == std::string::npos) {
@@ -831,34 +819,25 @@ class TlsUpstream {
             if (n <= 0) break;
             got.append(buf, static_cast<size_t>(n));
           }
-          request_ = got;
+          {
+            std::lock_guard lock(mu_);
+            request_ = got;
+          }
           std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure";
           SSL_write(ssl, resp.data(), static_cast<int>(resp.size()));
-        }
-        SSL_free(ssl);
-        close(c);
-      }
-    });
+        }) {}
+  bool made() const { return listener_.made(); }
+  std::string url() const { return "https://localhost:" + std::to_string(listener_.port()) + "/secret?x=1"; }
+  const std::string& cert() const { return listener_.cert(); }
+  std::string request() {
+    std::lock_guard lock(mu_);
+    return request_;
   }
-  ~TlsUpstream() {
-    shutdown(fd_, SHUT_RDWR);
-    close(fd_);
-    thread_.join();
-    SSL_CTX_free(ctx_);
-  }
-  bool made() const { return made_; }
-  std::string url() const { return "https://localhost:" + std::to_string(port_) + "/secret?x=1"; }
-  const std::string& cert() const { return cert_; }
-  const std::string& request() const { return request_; }
 
  private:
-  std::string cert_, key_;
-  bool made_ = false;
-  SSL_CTX* ctx_ = nullptr;
-  int fd_ = -1;
-  int port_ = 0;
-  std::thread thread_;
+  std::mutex mu_;
   std::string request_;
+  test::TlsListener listener_;  // last: its threads use the members above
 };
 
 TEST(OutgoingFetch, HttpsVerifiesTheServersCertificate) {
