@@ -91,17 +91,20 @@ class HistoryFile {
   // Records held until write_out(durable) with durable >= gate (the group
   // commit number the commit's durability waits for).
   Status hold_base(uint64_t seq, int64_t time_ms, const std::string& database, uint64_t gate);
+  // A commit with every page whole (kCommit), as the store wrote them until
+  // 2026-12; still read. (Tests of that format.)
   Status append_commit(uint64_t seq, int64_t time_ms, int page_size, const std::vector<WalFrame>& frames,
                        uint64_t gate);
-  // The same commit kept as what it changed: a page the records since the
-  // last base wrote (up to kChangedPagesLimit bytes of them are remembered)
-  // is kept as the bytes that differ from its last record, any other whole.
-  // So a commit that changes a few bytes of a page costs tens of bytes, not
-  // the page. Right only while every commit of the database goes through it
-  // in order (the owning store's); a copy that records other commits
-  // (a backup's) uses append_commit.
+  // A commit, kept as what it changed (kChanges): a page the records since
+  // the last base wrote (up to kChangedPagesLimit bytes of them are
+  // remembered) is kept as the bytes that differ from its last record, any
+  // other whole. So a commit that changes a few bytes of a page costs tens of bytes, not
+  // the page. Right only while every change of the database goes through it
+  // in order (the owning store's, or a backup's within one batch of ships);
+  // when the database changes otherwise, forget_pages() first.
   Status append_changes(uint64_t seq, int64_t time_ms, int page_size, const std::vector<WalFrame>& frames,
                         uint64_t gate);
+  void forget_pages();
   static constexpr size_t kChangedPagesLimit = 256 * 1024;
   // Drops every record after seq (commits the database never got).
   Status truncate_after(uint64_t seq);
@@ -155,9 +158,6 @@ class HistoryFile {
                 uint64_t payload_bytes, const std::function<void(std::string&)>& payload, std::string_view outside,
                 uint64_t gate);
   Result<std::string> read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const;
-  // append_changes' memory of the pages; forgotten whenever the records may
-  // no longer end at the state they hold (a cut, a base, another writer).
-  void forget_pages();
   // Reads the file from the start, as far as its records hold together, and
   // cuts off what follows (open, when the last record does not check).
   Status scan_and_cut();

@@ -22,13 +22,21 @@ Result<HistoryFile*> ReplicaHistories::open(const std::string& database, const s
 
 Status ReplicaHistories::commit(const ReplicaRecord& r, const std::string& database,
                                 const std::function<Status()>& apply) {
-  if (r.history_seq == 0) return apply();  // the owner keeps no history (or not yet: its tables)
+  if (r.history_seq == 0) {
+    // The owner keeps no history (or not yet: its tables). The copy changes
+    // without a record: the pages the file remembers are no longer its own.
+    if (auto it = open_.find(database); it != open_.end()) it->second.file->forget_pages();
+    return apply();
+  }
   auto opened = open(database, r.ns);
   if (!opened) return opened.status();
   HistoryFile& history = **opened;
   const uint64_t seq = r.history_seq;
   auto last = history.last_seq();
-  if (last && seq <= *last) return apply();  // a ship sent again: the record is here
+  if (last && seq <= *last) {
+    history.forget_pages();  // as above
+    return apply();          // a ship sent again: the record is here
+  }
   // The records before it are missing (a copy new to this node, or a
   // history turned on later): the copy as it is now, in sync with its owner
   // up to the commit before, is that commit's state. Without a copy yet,
@@ -50,7 +58,8 @@ Status ReplicaHistories::commit(const ReplicaRecord& r, const std::string& datab
   }
   if (Status st = apply(); !st) return st;
   if (!base_after) {
-    return history.append_commit(seq, r.history_time_ms, static_cast<int>(r.page_size), r.frames, 0);
+    // Every commit of this copy in the batch comes through here, in order.
+    return history.append_changes(seq, r.history_time_ms, static_cast<int>(r.page_size), r.frames, 0);
   }
   auto after = read_file(database);
   if (!after) return after.status();

@@ -370,6 +370,38 @@ TEST(HistoryFileTest, APageWrittenAgainAfterTheDatabaseShrankIsKeptWhole) {
   EXPECT_EQ(*h.state_at(5), one + two + again);
 }
 
+// Histories written before kChanges hold kCommit records (every page
+// whole): they still read, and records of both kinds mix in one file (a
+// store that opens an older history goes on with kChanges after them).
+TEST(HistoryFileTest, WholePageRecordsOfTheEarlierFormatReadAmongChanges) {
+  test::TempDir dir;
+  HistoryFile h;
+  ASSERT_TRUE(h.open(dir.path() + "/h").is_ok());
+  const int size = 512;
+  std::string one(size, 'a'), two(size, 'b');
+  ASSERT_TRUE(h.append_base(1, 1, one + two).is_ok());
+  one[5] = 'x';
+  ASSERT_TRUE(h.append_changes(2, 2, size, {WalFrame{1, 2, one}}, 0).is_ok());
+  two[7] = 'y';
+  ASSERT_TRUE(h.append_commit(3, 3, size, {WalFrame{2, 2, two}}, 0).is_ok());
+  one[6] = 'z';
+  ASSERT_TRUE(h.append_changes(4, 4, size, {WalFrame{1, 2, one}}, 0).is_ok());  // whole: forgotten
+  two[8] = 'w';
+  ASSERT_TRUE(h.append_changes(5, 5, size, {WalFrame{2, 2, two}}, 0).is_ok());
+  ASSERT_TRUE(h.write_out().is_ok());
+  HistoryFile again;
+  ASSERT_TRUE(again.open(dir.path() + "/h").is_ok());
+  const auto& e = again.entries();
+  ASSERT_EQ(e.size(), 5u);
+  EXPECT_EQ(e[2].kind, HistoryFile::Kind::kCommit);
+  EXPECT_EQ(e[3].kind, HistoryFile::Kind::kChanges);
+  EXPECT_GT(e[3].bytes, 512u);
+  std::string s3 = one, s5 = one + two;
+  s3[6] = 'a';
+  EXPECT_EQ(*again.state_at(3), s3 + std::string(two).replace(8, 1, "b"));
+  EXPECT_EQ(*again.state_at(5), s5);
+}
+
 // Periodic bases: once the commits since the last base add up to more than
 // the database and 1 MiB (ObjectStore::kHistoryBaseEveryBytes), the next
 // commit is kept whole, so that a state is rebuilt from a recent base; every
@@ -505,6 +537,14 @@ TEST_F(HistoryTest, ABackupsHistoryFromTheShippedRecordsRestoresEveryBookmarkOfT
   auto copy = read_file(whole.database);
   ASSERT_TRUE(copy.is_ok());
   EXPECT_EQ(dump_image(*copy), model);
+  // Within a batch a backup keeps a page it wrote before as its changes.
+  HistoryFile kept;
+  ASSERT_TRUE(kept.open(whole.database + "-history").is_ok());
+  EXPECT_GT(std::count_if(kept.entries().begin(), kept.entries().end(),
+                          [](const HistoryFile::Entry& e) {
+                            return e.kind == HistoryFile::Kind::kChanges && e.bytes < 512;
+                          }),
+            20);
 }
 
 // An import replaces the database as a commit of the history: a base after
