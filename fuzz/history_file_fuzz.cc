@@ -1,6 +1,6 @@
 // History files an operator (or whoever holds the admin token) uploads, or
 // a damaged one on disk: reading them must answer for any bytes, never
-// crash or hang. The upload's check (latest_database_in) says
+// crash or hang. The upload's check (write_latest_database) says
 // kInvalidArgument for what it refuses; the file's own reads (the index,
 // each record, the states) give an error or a database.
 #include <unistd.h>
@@ -26,8 +26,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     f.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   };
   write();
-  auto latest = dobj::internal::ObjectStore::latest_database_in(path);
-  if (!latest.is_ok() && latest.status().code() != dobj::Code::kInvalidArgument) std::abort();
+  static const std::string out = path + ".sqlite";
+  dobj::Status latest = dobj::internal::ObjectStore::write_latest_database(path, out);
+  if (!latest.is_ok() && latest.code() != dobj::Code::kInvalidArgument) std::abort();
   write();  // as it was (the open may have cut a torn end)
   dobj::internal::HistoryFile h;
   if (!h.open(path).is_ok()) return 0;

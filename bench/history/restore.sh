@@ -10,7 +10,8 @@
 # restore rebuilds the database from the history's last base before the
 # bookmark plus every commit after it, off the object's shard (the blocking
 # pool). One shard, so that a probe reading another object meanwhile shows
-# whether the shard is still free: its slowest answer is printed.
+# whether the shard is still free: its slowest answer is printed, and the
+# server's resident memory, sampled with it.
 set -euo pipefail
 bin=${1:?usage: bench/history/restore.sh DOBJ_EXAMPLES [GIB] [SMALL_COMMITS]}
 gib=${2:-1}
@@ -24,9 +25,13 @@ cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm
 pid=$!
 trap cleanup EXIT
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/counter/warm" && break; sleep 0.1; done
-python3 - "$port" "$gib" "$small" "$token" <<'PY'
+python3 - "$port" "$gib" "$small" "$token" "$pid" <<'PY'
 import http.client, json, sys, threading, time
-port, gib, small, token = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+port, gib, small, token, pid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+def rss_mib():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
 c = http.client.HTTPConnection("127.0.0.1", port)
 def req(method, path, body=None, admin=False):
     h = {"Authorization": "Bearer " + token} if admin else {}
@@ -51,9 +56,11 @@ week = time.time() - t0
 hist = json.loads(req("GET", "/_dobj/objects/KV/name:big/history?limit=1", admin=True))
 # A probe on another connection: another object, the same (only) shard.
 done, probes = threading.Event(), []
+rss_before, rss_peak = rss_mib(), [0.0]
 def probe():
     p = http.client.HTTPConnection("127.0.0.1", port)
     while not done.is_set():
+        rss_peak[0] = max(rss_peak[0], rss_mib())
         t = time.time()
         p.request("GET", "/counter/probe")
         p.getresponse().read()
@@ -74,4 +81,5 @@ print(f"history: {hist['commits']} commits, {hist['historyBytes'] / 2**30:.2f} G
       f"database {out['databaseBytes'] / 2**30:.2f} GiB")
 print(f"restore to the bookmark before the small commits: {restore:.1f} s")
 print(f"another object on the same shard meanwhile: {len(probes)} reads, slowest {max(probes) * 1000:.1f} ms")
+print(f"server memory (RSS) during the restore: up to {rss_peak[0]:.0f} MiB, {rss_before:.0f} MiB before it")
 PY

@@ -615,10 +615,9 @@ void AdminPlane::upload_history(Shard& here, const ObjectKey& t, const Request& 
                          reply = std::move(reply)]() mutable {
     Status st = body.empty() ? sync_file(history) : write_file_atomic(history, body, 0600);
     body = std::string();
-    auto database = st ? ObjectStore::latest_database_in(history) : Result<std::string>(st);
     auto db_path = temp_path(runtime_.options().data_dir, "history-db");
-    st = database ? db_path.status() : database.status();
-    if (st) st = write_file_atomic(*db_path, *database, 0600);
+    if (st) st = db_path.status();
+    if (st) st = ObjectStore::write_latest_database(history, *db_path);  // a record at a time in memory
     if (st) st = mark_rollback_journal_file(*db_path);
     if (st) st = sync_file(*db_path);
     if (st) st = check_importable_database(*db_path);

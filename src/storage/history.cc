@@ -271,32 +271,76 @@ void put_changes(std::string& out, std::string_view before, std::string_view now
   }
 }
 
+// A database being rebuilt, held in memory.
+class MemoryDb {
+ public:
+  explicit MemoryDb(std::string& bytes) : bytes_(bytes) {}
+  uint64_t size() const { return bytes_.size(); }
+  Status resize(uint64_t n) {
+    bytes_.resize(static_cast<size_t>(n));
+    return Status::ok();
+  }
+  Status write(uint64_t at, const char* p, size_t n) {
+    bytes_.replace(static_cast<size_t>(at), n, p, n);
+    return Status::ok();
+  }
+
+ private:
+  std::string& bytes_;
+};
+
+// A database being rebuilt in a file (written, not synced): only a record
+// at a time is in memory.
+class FileDb {
+ public:
+  FileDb(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  uint64_t size() const { return size_; }
+  Status resize(uint64_t n) {
+    if (::ftruncate(fd_, static_cast<off_t>(n)) != 0) {
+      return Status(errno == ENOSPC ? Code::kStorageFull : Code::kInternal,
+                    "cannot size " + path_ + ": " + std::strerror(errno));
+    }
+    size_ = n;
+    return Status::ok();
+  }
+  Status write(uint64_t at, const char* p, size_t n) { return write_at(fd_, std::string_view(p, n), at, path_); }
+
+ private:
+  int fd_;
+  std::string path_;
+  uint64_t size_ = 0;
+};
+
 // Applies one commit's frames, whole pages (kCommit) or changes
-// (kChanges), to a database held in memory. A database grows by the pages a
+// (kChanges), to a database being rebuilt. A database grows by the pages a
 // commit writes (and the one page SQLite never writes, at 1 GiB), so a frame
 // past that is a damaged (or made-up) record, refused before it can ask for
-// memory.
-Status apply(std::string& db, HistoryFile::Kind kind, uint32_t page_size, uint32_t count, std::string_view payload) {
+// memory or disk.
+template <class Db>
+Status apply(Db& db, HistoryFile::Kind kind, uint32_t page_size, uint32_t count, std::string_view payload) {
   if (page_size < 512 || page_size > 65536 || (page_size & (page_size - 1)) != 0) {
     return Status(Code::kInternal, "history: a commit record with a page size of " + std::to_string(page_size));
   }
   const Status malformed(Code::kInternal, "history: a malformed commit record");
   const bool changes = kind == HistoryFile::Kind::kChanges;
   const size_t frame_header = changes ? 12 : 8;
-  size_t at = 0, most = db.size() + (size_t{count} + 1) * page_size;
+  size_t at = 0;
+  const uint64_t most = db.size() + (uint64_t{count} + 1) * page_size;
   for (uint32_t i = 0; i < count; ++i) {
     if (payload.size() - at < frame_header) return malformed;
     uint32_t page = get32(payload.data() + at), commit_pages = get32(payload.data() + at + 4);
     size_t bytes = changes ? get32(payload.data() + at + 8) : page_size;
     at += frame_header;
     if (payload.size() - at < bytes) return malformed;
-    size_t offset = static_cast<size_t>(page - 1) * page_size;
-    if (page == 0 || offset + page_size > most || size_t{commit_pages} * page_size > most) {
+    uint64_t offset = uint64_t{page - 1} * page_size;
+    if (page == 0 || offset + page_size > most || uint64_t{commit_pages} * page_size > most) {
       return Status(Code::kInternal, "history: a commit record writes past its database");
     }
-    if (db.size() < offset + page_size) db.resize(offset + page_size);
+    if (db.size() < offset + page_size) {
+      if (Status st = db.resize(offset + page_size); !st) return st;
+    }
     if (!changes) {
-      db.replace(offset, page_size, payload.data() + at, page_size);
+      if (Status st = db.write(offset, payload.data() + at, page_size); !st) return st;
     } else {
       std::string_view runs = payload.substr(at, bytes);
       size_t r = 0, in_page = 0;
@@ -307,13 +351,15 @@ Status apply(std::string& db, HistoryFile::Kind kind, uint32_t page_size, uint32
           return malformed;
         }
         in_page += skip;
-        db.replace(offset + in_page, len, runs.data() + r, len);
+        if (Status st = db.write(offset + in_page, runs.data() + r, len); !st) return st;
         in_page += len;
         r += len;
       }
     }
     at += bytes;
-    if (commit_pages > 0) db.resize(static_cast<size_t>(commit_pages) * page_size);
+    if (commit_pages > 0) {
+      if (Status st = db.resize(uint64_t{commit_pages} * page_size); !st) return st;
+    }
   }
   if (at != payload.size()) return malformed;
   return Status::ok();
@@ -483,19 +529,19 @@ std::optional<int64_t> HistoryFile::second_time() {
 
 Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t page_size, uint32_t count,
                            uint64_t payload_bytes, const std::function<void(std::string&)>& payload,
-                           std::string_view outside, uint64_t gate) {
+                           const Outside* outside, uint64_t gate) {
   if (!entries_.empty() && seq <= entries_.back().seq) {
     return Status(Code::kInternal, "history: commit " + std::to_string(seq) + " after " +
                                        std::to_string(entries_.back().seq));
   }
-  if (!outside.empty() && !held_.empty()) {
+  if (outside && !held_.empty()) {
     return Status(Code::kUnavailable, "history: records are held");
   }
   // A commit's record is built where it is held (see write_out).
   std::string own;
-  std::string& rec = outside.empty() ? held_ : own;
+  std::string& rec = outside ? own : held_;
   const size_t start = rec.size();
-  rec.reserve(start + kHeader + (outside.empty() ? payload_bytes : 0) + kTrailer);
+  rec.reserve(start + kHeader + (outside ? 0 : payload_bytes) + kTrailer);
   put32(rec, kMagic);
   rec.push_back(static_cast<char>(kind));
   rec.append(3, '\0');
@@ -504,24 +550,18 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
   put32(rec, page_size);
   put32(rec, count);
   put64(rec, payload_bytes);
-  uint64_t total = kHeader + payload_bytes;
-  uint64_t sum;
-  std::string trailer;
-  if (outside.empty()) {
+  const uint64_t total = kHeader + payload_bytes;
+  if (!outside) {
     payload(rec);
     if (rec.size() - start != total) {
       rec.resize(start);
       return Status(Code::kInternal, "history: a record of the wrong size");
     }
-    sum = word_sum(std::string_view(rec).substr(start));
-  } else {
-    // A large payload is written from where it is: header, payload, trailer.
-    sum = sum_end(sum_words(sum_words(sum_start(total), rec), outside));
+    uint64_t sum = word_sum(std::string_view(rec).substr(start));
+    put64(rec, sum);
+    put32(rec, static_cast<uint32_t>(total + kTrailer));
+    put32(rec, kEndMagic);
   }
-  std::string& tail = outside.empty() ? rec : trailer;
-  put64(tail, sum);
-  put32(tail, static_cast<uint32_t>(total + kTrailer));
-  put32(tail, kEndMagic);
   entries_.push_back(Entry{kind, seq, time_ms, end_, total + kTrailer, false});
   if (kind == Kind::kBase) {
     needs_base_ = false;
@@ -532,14 +572,35 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
   const bool base_since_open = base_since_open_;
   since_base_ = kind == Kind::kBase ? 0 : since_base_ + total + kTrailer;
   base_since_open_ = base_since_open_ || kind == Kind::kBase;
-  if (outside.empty()) {
+  if (!outside) {
     held_marks_.push_back(HeldMark{end_, gate});
     return Status::ok();
   }
-  uint64_t at = entries_.back().offset;
+  // A large payload is written from where it is: header, payload (summed as
+  // it goes), trailer.
+  const uint64_t at = entries_.back().offset;
+  uint64_t sum = sum_words(sum_start(total), rec);
   Status st = write_at(fd_, rec, at, path_);
-  if (st) st = write_at(fd_, outside, at + kHeader, path_);
-  if (st) st = write_at(fd_, trailer, at + total, path_);
+  if (st && outside->fd < 0) {
+    sum = sum_words(sum, outside->bytes);
+    st = write_at(fd_, outside->bytes, at + kHeader, path_);
+  }
+  std::string piece;
+  constexpr size_t kPiece = 1 << 20;  // a multiple of 8, as sum_words asks of all but the last
+  for (uint64_t done = 0; st && outside->fd >= 0 && done < payload_bytes;) {
+    piece.resize(static_cast<size_t>(std::min<uint64_t>(kPiece, payload_bytes - done)));
+    st = read_at(outside->fd, piece.data(), piece.size(), done, "a base's file");
+    if (st) st = write_at(fd_, piece, at + kHeader + done, path_);
+    sum = sum_words(sum, piece);
+    done += piece.size();
+  }
+  if (st) {
+    std::string trailer;
+    put64(trailer, sum_end(sum));
+    put32(trailer, static_cast<uint32_t>(total + kTrailer));
+    put32(trailer, kEndMagic);
+    st = write_at(fd_, trailer, at + total, path_);
+  }
   if (!st) {
     (void)::ftruncate(fd_, static_cast<off_t>(at));
     entries_.pop_back();
@@ -554,13 +615,28 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
 
 Status HistoryFile::append_base(uint64_t seq, int64_t time_ms, const std::string& database) {
   if (database.empty()) return Status(Code::kInternal, "history: an empty base");
-  return append(Kind::kBase, seq, time_ms, 0, 0, database.size(), nullptr, database, 0);
+  const Outside from{database, -1};
+  return append(Kind::kBase, seq, time_ms, 0, 0, database.size(), nullptr, &from, 0);
+}
+
+Status HistoryFile::append_base_from(uint64_t seq, int64_t time_ms, const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status(Code::kInternal, "cannot open " + path + ": " + std::strerror(errno));
+  struct stat st;
+  Status out = ::fstat(fd, &st) == 0 ? Status::ok() : Status(Code::kInternal, "cannot stat " + path);
+  if (out && st.st_size == 0) out = Status(Code::kInternal, "history: an empty base");
+  if (out) {
+    const Outside from{{}, fd};
+    out = append(Kind::kBase, seq, time_ms, 0, 0, static_cast<uint64_t>(st.st_size), nullptr, &from, 0);
+  }
+  ::close(fd);
+  return out;
 }
 
 Status HistoryFile::hold_base(uint64_t seq, int64_t time_ms, const std::string& database, uint64_t gate) {
   if (database.empty()) return Status(Code::kInternal, "history: an empty base");
   return append(Kind::kBase, seq, time_ms, 0, 0, database.size(),
-                [&](std::string& rec) { rec += database; }, {}, gate);
+                [&](std::string& rec) { rec += database; }, nullptr, gate);
 }
 
 namespace {
@@ -586,7 +662,7 @@ Status HistoryFile::append_commit(uint64_t seq, int64_t time_ms, int page_size,
                     rec += f.data;
                   }
                 },
-                {}, gate);
+                nullptr, gate);
 }
 
 Status HistoryFile::append_changes(uint64_t seq, int64_t time_ms, int page_size,
@@ -625,7 +701,7 @@ Status HistoryFile::append_changes(uint64_t seq, int64_t time_ms, int page_size,
   }
   Status st = append(Kind::kChanges, seq, time_ms, static_cast<uint32_t>(page_size),
                      static_cast<uint32_t>(frames.size()), changes_.size(),
-                     [&](std::string& rec) { rec += changes_; }, {}, gate);
+                     [&](std::string& rec) { rec += changes_; }, nullptr, gate);
   if (!st) forget_pages();  // they hold a commit the records lack
   return st;
 }
@@ -701,7 +777,7 @@ uint64_t HistoryFile::commit_bytes_since_base(uint64_t look_back) {
   return since_base_ + (base_since_open_ ? 0 : before_open_);
 }
 
-Result<std::string> HistoryFile::state_at(uint64_t seq) {
+Result<std::pair<size_t, size_t>> HistoryFile::span_of(uint64_t seq) {
   index_all();
   // The last base at or before seq, and seq itself among the records.
   size_t base = entries_.size(), last = entries_.size();
@@ -720,28 +796,84 @@ Result<std::string> HistoryFile::state_at(uint64_t seq) {
                                          std::to_string(entries_[i - 1].seq + 1));
     }
   }
+  return std::pair<size_t, size_t>(base, last);
+}
+
+Result<std::string> HistoryFile::state_at(uint64_t seq) {
+  auto span = span_of(seq);
+  if (!span) return span.status();
+  const auto [base, last] = *span;
   // Room for the largest the database can get on the way (each page a
   // commit writes adds at most a page), so that it is never copied to grow:
   // address space only, until the pages are written.
   uint64_t most = entries_[base].bytes;
   for (size_t i = base + 1; i <= last; ++i) most += entries_[i].bytes;
-  std::string db;
+  std::string bytes;
   try {
-    db.reserve(static_cast<size_t>(std::min<uint64_t>(most, uint64_t{1} << 36)));
+    bytes.reserve(static_cast<size_t>(std::min<uint64_t>(most, uint64_t{1} << 36)));
   } catch (const std::bad_alloc&) {
     // It grows as it must instead.
   }
+  MemoryDb db(bytes);
   for (size_t i = base; i <= last; ++i) {
     uint32_t page_size = 0, count = 0;
     auto payload = read_payload(entries_[i], &page_size, &count);
     if (!payload) return payload.status();
     if (entries_[i].kind == Kind::kBase) {
-      db.assign(*payload);  // into the room made above
+      bytes.assign(*payload);  // into the room made above
     } else {
       if (Status st = apply(db, entries_[i].kind, page_size, count, *payload); !st) return st;
     }
   }
-  return db;
+  return bytes;
+}
+
+Status HistoryFile::write_state(uint64_t seq, const std::string& path) {
+  auto span = span_of(seq);
+  if (!span) return span.status();
+  const auto [base, last] = *span;
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status(Code::kInternal, "cannot create " + path + ": " + std::strerror(errno));
+  FileDb db(fd, path);
+  Status st = copy_base(entries_[base], fd, path);
+  if (st) st = db.resize(entries_[base].bytes - kHeader - kTrailer);
+  for (size_t i = base + 1; st && i <= last; ++i) {
+    uint32_t page_size = 0, count = 0;
+    auto payload = read_payload(entries_[i], &page_size, &count);
+    st = payload ? apply(db, entries_[i].kind, page_size, count, *payload) : payload.status();
+  }
+  ::close(fd);
+  return st;
+}
+
+Status HistoryFile::copy_base(const Entry& e, int out, const std::string& out_path) const {
+  // Read and checked a piece at a time, as read_payload checks a record.
+  const uint64_t payload = e.bytes - kHeader - kTrailer;
+  char header[kHeader], trailer[kTrailer];
+  if (Status st = read_range(header, kHeader, e.offset); !st) return st;
+  if (Status st = read_range(trailer, kTrailer, e.offset + kHeader + payload); !st) return st;
+  const uint32_t magic = get32(header);
+  const uint64_t total = kHeader + payload;
+  uint64_t fnv = fnv1a(kFnvStart, std::string_view(header, kHeader));
+  uint64_t sum = sum_words(sum_start(total), std::string_view(header, kHeader));
+  std::string piece;
+  constexpr size_t kPiece = 1 << 20;  // a multiple of 8, as sum_words asks of all but the last
+  for (uint64_t done = 0; done < payload;) {
+    piece.resize(static_cast<size_t>(std::min<uint64_t>(kPiece, payload - done)));
+    if (Status st = read_range(piece.data(), piece.size(), e.offset + kHeader + done); !st) return st;
+    if (magic == kMagicV1) {
+      fnv = fnv1a(fnv, piece);
+    } else {
+      sum = sum_words(sum, piece);
+    }
+    if (Status st = write_at(out, piece, done, out_path); !st) return st;
+    done += piece.size();
+  }
+  if ((magic == kMagicV1 ? fnv : sum_end(sum)) != get64(trailer)) {
+    return Status(Code::kInternal, path_ + ": the record of commit " + std::to_string(e.seq) +
+                                       " does not match its checksum");
+  }
+  return Status::ok();
 }
 
 Result<uint64_t> HistoryFile::seq_at_time(int64_t time_ms) {

@@ -33,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "dobj/status.h"
@@ -112,6 +113,12 @@ class HistoryFile {
   bool intact(const Entry& e) const;
   // The database's bytes as of commit seq (kNotFound: not in the file).
   Result<std::string> state_at(uint64_t seq);
+  // The same written to a file at path (made or emptied; not synced), with
+  // a record at a time in memory: for a database of any size.
+  Status write_state(uint64_t seq, const std::string& path);
+  // A base written at once from the file at path (kUnavailable while records
+  // are held), a piece at a time.
+  Status append_base_from(uint64_t seq, int64_t time_ms, const std::string& path);
   // The last commit made at or before time_ms (kNotFound: none is that old).
   Result<uint64_t> seq_at_time(int64_t time_ms);
   // Drops the commits before `seq`: the first commit kept becomes a base
@@ -152,12 +159,21 @@ class HistoryFile {
   std::string bookmark_of(uint64_t seq);
 
  private:
+  // A base's payload written from where it is: bytes, or a file (fd >= 0).
+  struct Outside {
+    std::string_view bytes;
+    int fd = -1;
+  };
   // Writes one record; `payload` appends its payload_bytes to the record
-  // being built, or the payload is `outside` (written from where it is).
+  // being built (held), or the payload is `outside` (written at once).
   Status append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t page_size, uint32_t count,
-                uint64_t payload_bytes, const std::function<void(std::string&)>& payload, std::string_view outside,
-                uint64_t gate);
+                uint64_t payload_bytes, const std::function<void(std::string&)>& payload,
+                const Outside* outside, uint64_t gate);
   Result<std::string> read_payload(const Entry& e, uint32_t* page_size, uint32_t* count) const;
+  // The indexes of the base a state of seq starts from and of seq's record.
+  Result<std::pair<size_t, size_t>> span_of(uint64_t seq);
+  // A base's payload into the file out, checked against its checksum.
+  Status copy_base(const Entry& e, int out, const std::string& out_path) const;
   // Reads the file from the start, as far as its records hold together, and
   // cuts off what follows (open, when the last record does not check).
   Status scan_and_cut();

@@ -150,11 +150,42 @@ Status edit_image(std::string& database, const std::string& sql,
   return st;
 }
 
-// Sets _dobj_history's number and time inside a database held in memory. A
+// The SQL that sets _dobj_history's number and time in a database. A
 // restore the database was waiting for is not part of what it restores to.
+std::string set_seq_sql(uint64_t seq, int64_t time_ms) {
+  return std::string(kHistoryTable) + "UPDATE _dobj_history SET seq = " + std::to_string(seq) +
+         ", time = " + std::to_string(time_ms) + "; DROP TABLE IF EXISTS _dobj_restore;";
+}
+
+// The same inside a database held in memory.
 Status set_seq_in_image(std::string& database, uint64_t seq, int64_t time_ms) {
-  return edit_image(database, std::string(kHistoryTable) + "UPDATE _dobj_history SET seq = " + std::to_string(seq) +
-                                  ", time = " + std::to_string(time_ms) + "; DROP TABLE IF EXISTS _dobj_restore;");
+  return edit_image(database, set_seq_sql(seq, time_ms));
+}
+
+// The same in a database file nothing else has open (a rebuilt one, before
+// it is put in place): opened as a rollback-journal database with its
+// journal in memory (bytes 18 and 19 are 2 in WAL mode; set back after), so
+// that no -wal or -journal file is left beside it. Not synced.
+Status set_seq_in_file(const std::string& path, uint64_t seq, int64_t time_ms) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return Status(Code::kInternal, "cannot open " + path + ": " + std::strerror(errno));
+  auto mode = [&](char v) {
+    const char both[2] = {v, v};
+    return ::pwrite(fd, both, 2, 18) == 2;
+  };
+  Status st = mode(1) ? Status::ok() : Status(Code::kInternal, "cannot write " + path);
+  if (st) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK ||
+        sqlite3_exec(db, "PRAGMA journal_mode=MEMORY", nullptr, nullptr, nullptr) != SQLITE_OK ||
+        sqlite3_exec(db, set_seq_sql(seq, time_ms).c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+      st = Status(Code::kInvalidArgument, std::string("history: ") + (db ? sqlite3_errmsg(db) : "cannot open"));
+    }
+    sqlite3_close(db);
+  }
+  if (st && !mode(2)) st = Status(Code::kInternal, "cannot write " + path);
+  ::close(fd);
+  return st;
 }
 
 }  // namespace
@@ -554,6 +585,7 @@ Result<ObjectStore::RestorePlan> ObjectStore::prepare_restore(std::string_view b
   plan.seq = *seq;
   plan.next_seq = next_history_seq(history_.get());
   plan.time_ms = now_ms();
+  plan.replicated = env_.replication != nullptr;
   close_connection();
   return plan;
 }
@@ -561,11 +593,10 @@ Result<ObjectStore::RestorePlan> ObjectStore::prepare_restore(std::string_view b
 Result<std::string> ObjectStore::build_restore(const RestorePlan& plan) {
   HistoryFile history;
   if (Status st = history.open(plan.database + "-history"); !st) return st;
-  auto state = history.state_at(plan.seq);
-  if (!state) return state.status();
-  std::string database = std::move(*state);
-  if (Status st = set_seq_in_image(database, plan.next_seq, plan.time_ms); !st) return st;
-  if (Status st = write_file_atomic(plan.file, database, 0644); !st) return st;
+  // Rebuilt in the file, a record at a time: a database of any size.
+  if (Status st = history.write_state(plan.seq, plan.file); !st) return st;
+  if (Status st = set_seq_in_file(plan.file, plan.next_seq, plan.time_ms); !st) return st;
+  if (Status st = sync_file(plan.file); !st) return st;
   // The old WAL belongs to the old file: it goes first, so that no crash
   // leaves the new file with the old log (it is empty: folded).
   std::string wal = plan.database + "-wal";
@@ -579,11 +610,12 @@ Result<std::string> ObjectStore::build_restore(const RestorePlan& plan) {
   // Its base, so that the open does not copy it again. The restore is done
   // now: if the base cannot be written (or a crash comes first), the open
   // records it.
-  Status st = history.append_base(plan.next_seq, plan.time_ms, database);
+  Status st = history.append_base_from(plan.next_seq, plan.time_ms, plan.database);
   if (st) st = history.write_out();
   if (st) st = sync_file(history.path());
   if (!st) log_warn("history of " + plan.database + ": the restored base is left to the next open: " + st.message());
-  return database;
+  if (!plan.replicated) return std::string();
+  return read_file(plan.database);  // for the backups
 }
 
 Status ObjectStore::restored(std::string database) {
@@ -612,16 +644,18 @@ Result<ObjectStore::HistoryCopy> ObjectStore::history_copy() {
   return out;
 }
 
-Result<std::string> ObjectStore::latest_database_in(const std::string& path) {
+Status ObjectStore::write_latest_database(const std::string& history_path, const std::string& out) {
   HistoryFile file;
-  if (Status st = file.open(path); !st) return Status(Code::kInvalidArgument, "not a history file: " + st.message());
+  if (Status st = file.open(history_path); !st) {
+    return Status(Code::kInvalidArgument, "not a history file: " + st.message());
+  }
   auto last = file.last_seq();
   if (!last) return Status(Code::kInvalidArgument, "the history file holds no commit");
-  auto state = file.state_at(*last);
-  if (!state) return Status(Code::kInvalidArgument, "the history's last state cannot be read: " + state.status().message());
-  std::string database = std::move(*state);
-  if (Status st = set_seq_in_image(database, *last, file.last()->time_ms); !st) return st;
-  return database;
+  if (Status st = file.write_state(*last, out); !st) {
+    if (st.code() == Code::kStorageFull) return st;
+    return Status(Code::kInvalidArgument, "the history's last state cannot be read: " + st.message());
+  }
+  return set_seq_in_file(out, *last, file.last()->time_ms);
 }
 
 Status ObjectStore::replace_with_history(const std::string& database_file, const std::string& history_file) {

@@ -205,7 +205,9 @@ class ObjectStore {
   //  2. build_restore, on any thread, while nothing opens the store: the
   //     state is rebuilt from the history, stamped as the next commit and
   //     put in place of the database (durably; the WAL goes first), then
-  //     recorded in the history as a base. Returns the new database's bytes.
+  //     recorded in the history as a base; all through files, a record at a
+  //     time in memory. Returns the new database's bytes when replicated
+  //     (the backups get them whole), else nothing.
   //  3. restored(bytes) on the shard: the backups are told; then the store
   //     is replaced by a fresh one.
   // A crash anywhere leaves the database as it was or restored, and its
@@ -217,6 +219,7 @@ class ObjectStore {
     uint64_t seq = 0;      // the state to rebuild
     uint64_t next_seq = 0;
     int64_t time_ms = 0;
+    bool replicated = false;  // step 2 returns the new database's bytes for the backups
   };
   Result<RestorePlan> prepare_restore(std::string_view bookmark, std::string file);
   static Result<std::string> build_restore(const RestorePlan& plan);
@@ -335,10 +338,11 @@ class ObjectStore {
   // whole records now; kNotFound without one. The file is only appended to,
   // or replaced by a rename, so those bytes stay as they are.
   Status history_for_copy(int* fd, uint64_t* size);
-  // The database as of the last record of the history file at `path`, with
-  // that record's commit number in it (what replace_with_history puts beside
-  // it); kInvalidArgument for a file that is not a usable history.
-  static Result<std::string> latest_database_in(const std::string& path);
+  // Writes the database as of the last record of the history file at
+  // `history_path` to the file `out` (not synced), with that record's commit
+  // number in it (what replace_with_history puts beside it), a record at a
+  // time in memory; kInvalidArgument for a file that is not a usable history.
+  static Status write_latest_database(const std::string& history_path, const std::string& out);
   // The commit number and time in a database's _dobj_history (bytes of a
   // whole file; given back unchanged); nullopt: it has none.
   static std::optional<std::pair<uint64_t, int64_t>> stamp_in_image(std::string& database);
