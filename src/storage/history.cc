@@ -832,7 +832,7 @@ Status HistoryFile::write_state(uint64_t seq, const std::string& path) {
   auto span = span_of(seq);
   if (!span) return span.status();
   const auto [base, last] = *span;
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status(Code::kInternal, "cannot create " + path + ": " + std::strerror(errno));
   FileDb db(fd, path);
   Status st = copy_base(entries_[base], fd, path);
