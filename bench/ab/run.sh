@@ -45,6 +45,7 @@ workloads=(
   "hot-c64|-s $here/wrk/post.lua|/counter/hot/increment"
   "read-c64||/counter/hot"
   "kv-get-c64||/kv/bench/k"
+  "many-c64|-s $here/wrk/many.lua|/"  # increments over 100,000 counters, most not open
 )
 if [[ -n ${ONLY:-} ]]; then  # ONLY=hot-c64: that workload alone
   kept=()

@@ -15,6 +15,7 @@
 #include "base/fs.h"
 #include "base/hex.h"
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "cluster/etcd.h"
 #include "cluster/peer.h"
 #include "runtime/runtime.h"
@@ -160,9 +161,18 @@ void Cluster::start(Runtime* runtime, std::string advertise) {
   runtime_ = runtime;
   advertise_ = std::move(advertise);
   pools_ = std::make_unique<PeerPools>(runtime->shard_count());
-  agent_ = std::thread([this] { run(); });
-  keeper_ = std::thread([this] { keep_lease(); });
-  watcher_ = std::thread([this] { watch(); });
+  agent_ = std::thread([this] {
+    name_this_thread("dobj-agent");
+    run();
+  });
+  keeper_ = std::thread([this] {
+    name_this_thread("dobj-lease");
+    keep_lease();
+  });
+  watcher_ = std::thread([this] {
+    name_this_thread("dobj-etcd-watch");
+    watch();
+  });
 }
 
 void Cluster::stop() {

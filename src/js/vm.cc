@@ -12,6 +12,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "js/boxes.h"
 #include "js/engine.h"
 #include "js/js_object.h"
@@ -75,7 +76,12 @@ void Vm::set_script(std::shared_ptr<const Script> script) {
   Process& p = process();
   std::lock_guard lock(p.mu);
   p.script = std::move(script);
-  if (!p.watchdog.joinable()) p.watchdog = std::thread(&Watchdog::run);
+  if (!p.watchdog.joinable()) {
+    p.watchdog = std::thread([] {
+      name_this_thread("dobj-js-watch");
+      Watchdog::run();
+    });
+  }
 }
 
 const Script& Vm::script() { return *process().script; }

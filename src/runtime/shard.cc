@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "base/log.h"
+#include "base/thread_name.h"
 #include "runtime/alarm_runner.h"
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
@@ -72,6 +73,7 @@ void Shard::post(std::function<void()> fn) { boost::asio::post(loop_->io, std::m
 void Shard::start() {
   thread_ = std::thread([this] {
     t_current_shard = this;
+    name_this_thread("dobj-shard-" + std::to_string(index_));
     schedule_sweep();
     measure_load();
     // The barrier: an exception that escapes a handler (a bug; object code's

@@ -10,6 +10,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/thread_name.h"
 
 namespace dobj::internal {
 
@@ -167,7 +168,10 @@ Status AlarmIndex::open(const std::string& path, bool background) {
   }
   if (Status st = start_journal(left.empty() ? 1 : left.back().first + 1); !st) return st;
   stopping_ = false;
-  if (background) background_ = std::thread([this] { run_background(); });
+  if (background) background_ = std::thread([this] {
+    name_this_thread("dobj-alarms");
+    run_background();
+  });
   return Status::ok();
 }
 

@@ -2,12 +2,14 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
 #include "base/clock.h"
 #include "base/hex.h"
 #include "base/log.h"
+#include "base/thread_name.h"
 
 namespace dobj::internal {
 
@@ -22,6 +24,16 @@ std::optional<int64_t> file_bytes(const std::string& path, int64_t* mtime_ms = n
   struct stat wal;
   if (::stat((path + "-wal").c_str(), &wal) == 0) bytes += wal.st_size;
   return bytes;
+}
+
+// Whether a measured size is far enough from the catalogued one to be
+// written: a busy object's WAL grows a page with each commit, and each write
+// of a row's size rewrites its index entry. A catalogued size is at most one
+// filesystem block or 1/16 away from the files' (objects' and namespaces'
+// totals alike).
+bool bytes_moved(int64_t catalogued, int64_t measured) {
+  int64_t apart = measured > catalogued ? measured - catalogued : catalogued - measured;
+  return apart >= std::max<int64_t>(Catalog::kBytesResolution, catalogued / 16);
 }
 
 // The smallest string greater than every string that starts with p, or
@@ -162,7 +174,10 @@ Status Catalog::scan(const std::map<std::string, std::string>& dirs) {
 }
 
 void Catalog::start() {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("dobj-catalog");
+    run();
+  });
 }
 
 void Catalog::stop() {
@@ -251,83 +266,112 @@ void Catalog::remove(const std::string& ns, const std::string& id) {
 }
 
 void Catalog::run() {
+  using Clock = std::chrono::steady_clock;
   std::unique_lock lock(queue_mu_);
+  // The next round starts no sooner than this: the thread rests nine times
+  // as long as its last round worked, so that under a stream of new and
+  // busy objects it takes at most a tenth of a core, and its rounds (and
+  // transactions) grow instead: one write of a page covers more rows.
+  Clock::time_point rested = Clock::now();
   while (true) {
     wake_.wait_for(lock, std::chrono::milliseconds(kPeriodMs),
                    [&] { return stopping_ || created_pending_; });
     if (created_pending_ && !stopping_) {
       // New objects show in the list soon; creations that come meanwhile
       // share the round.
-      lock.unlock();
-      std::this_thread::sleep_for(std::chrono::milliseconds(kCreatedDelayMs));
-      lock.lock();
+      wake_.wait_until(lock, std::max(rested, Clock::now() + std::chrono::milliseconds(kCreatedDelayMs)),
+                       [&] { return stopping_; });
     }
     created_pending_ = false;
     std::vector<CatalogTouch> batch = std::move(queue_);
     queue_.clear();
     bool stop = stopping_;
     lock.unlock();
+    Clock::time_point began = Clock::now();
     apply(batch);
+    Clock::time_point ended = Clock::now();
+    rested = ended + std::min<Clock::duration>(9 * (ended - began), std::chrono::milliseconds(kPeriodMs));
     lock.lock();
     if (stop) return;
   }
 }
 
-void Catalog::apply(std::vector<CatalogTouch>& batch) {
-  for (size_t start = 0; start < batch.size(); start += kChunk) {
-    size_t end = std::min(batch.size(), start + kChunk);
-    // Measure the files first, outside the lock: stat() is the slow part.
-    std::vector<std::optional<int64_t>> sizes(end - start);
-    for (size_t i = start; i < end; ++i) sizes[i - start] = file_bytes(batch[i].path);
-    std::map<std::string, int64_t> delta;
-    std::map<std::string, int64_t> new_objects;
-    // Writers take write_mu_ rather than meet in SQLite's lock, whose busy
-    // handler would put a shard thread to sleep for milliseconds.
-    std::lock_guard writers(write_mu_);
-    if (!bg_db_.exec("BEGIN")) continue;
-    for (size_t i = start; i < end; ++i) {
-      const CatalogTouch& t = batch[i];
-      const auto& bytes = sizes[i - start];
-      if (!bytes) continue;  // no file: nothing stored, or deleted meanwhile
-      if (t.created) {
-        // A new row carries its size at once (no read back and update).
-        auto inserted = insert_object(bg_db_, t.ns, t.id, t.name, *bytes, t.active_ms);
-        if (inserted && *inserted) {
-          ++new_objects[t.ns];
-          delta[t.ns] += *bytes;
-          continue;
-        }
-      }
-      auto sel = bg_db_.cached(
-          "SELECT bytes, active, name IS NULL FROM objects WHERE ns = ?1 AND id = ?2");
-      if (!sel) break;
-      (*sel)->bind_blob(1, t.ns);
-      (*sel)->bind_blob(2, t.id);
-      if ((*sel)->step() != SQLITE_ROW) continue;  // not (or no longer) catalogued
-      int64_t old = (*sel)->column_int(0);
-      int64_t old_active = (*sel)->column_int(1);
-      bool learn_name = (*sel)->column_int(2) == 1 && t.name;
-      if (old == *bytes && t.active_ms - old_active < kActiveResolutionMs && !learn_name) continue;
-      auto up = bg_db_.cached(
-          "UPDATE objects SET bytes = ?3, active = max(active, ?4), name = coalesce(name, ?5)"
-          " WHERE ns = ?1 AND id = ?2");
-      if (!up) break;
-      (*up)->bind_blob(1, t.ns);
-      (*up)->bind_blob(2, t.id);
-      (*up)->bind_int(3, *bytes);
-      (*up)->bind_int(4, t.active_ms);
-      if (t.name) (*up)->bind_blob(5, *t.name);
-      (*up)->step();
-      delta[t.ns] += *bytes - old;
+bool Catalog::apply_row(const CatalogTouch& t, std::optional<int64_t> bytes, Tally& tally) {
+  if (!bytes) return true;  // no file: nothing stored, or deleted meanwhile
+  if (t.created) {
+    // A new row carries its size at once (no read back and update).
+    auto inserted = insert_object(bg_db_, t.ns, t.id, t.name, *bytes, t.active_ms);
+    if (inserted && *inserted) {
+      ++tally.new_objects[t.ns];
+      tally.bytes[t.ns] += *bytes;
+      return true;
     }
-    if (Status st = bg_db_.exec("COMMIT"); !st) {
-      log_warn("catalog update failed: " + st.message());
-      (void)bg_db_.exec("ROLLBACK");
-      continue;
+  }
+  auto sel = bg_db_.cached("SELECT bytes, active, name IS NULL FROM objects WHERE ns = ?1 AND id = ?2");
+  if (!sel) return false;
+  (*sel)->bind_blob(1, t.ns);
+  (*sel)->bind_blob(2, t.id);
+  if ((*sel)->step() != SQLITE_ROW) return true;  // not (or no longer) catalogued
+  int64_t old = (*sel)->column_int(0);
+  int64_t old_active = (*sel)->column_int(1);
+  bool set_name = (*sel)->column_int(2) == 1 && t.name;
+  bool set_bytes = bytes_moved(old, *bytes);
+  bool set_active = t.active_ms - old_active >= kActiveResolutionMs;
+  if (!set_bytes && !set_active && !set_name) return true;
+  // Only what moved: each column set rewrites its index's entry.
+  std::string sql = "UPDATE objects SET ";
+  if (set_bytes) sql += "bytes = ?3, ";
+  if (set_active) sql += "active = max(active, ?4), ";
+  if (set_name) sql += "name = ?5, ";
+  sql.resize(sql.size() - 2);
+  sql += " WHERE ns = ?1 AND id = ?2";
+  auto up = bg_db_.cached(sql);
+  if (!up) return false;
+  (*up)->bind_blob(1, t.ns);
+  (*up)->bind_blob(2, t.id);
+  if (set_bytes) (*up)->bind_int(3, *bytes);
+  if (set_active) (*up)->bind_int(4, t.active_ms);
+  if (set_name) (*up)->bind_blob(5, *t.name);
+  (*up)->step();
+  if (set_bytes) tally.bytes[t.ns] += *bytes - old;
+  return true;
+}
+
+void Catalog::apply(std::vector<CatalogTouch>& batch) {
+  // In key order, so that the rows of a transaction share the table's pages.
+  std::stable_sort(batch.begin(), batch.end(), [](const CatalogTouch& a, const CatalogTouch& b) {
+    return std::tie(a.ns, a.id) < std::tie(b.ns, b.id);
+  });
+  // Measure the files first, outside the lock: stat() is the slow part.
+  std::vector<std::optional<int64_t>> sizes(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) sizes[i] = file_bytes(batch[i].path);
+  size_t i = 0;
+  while (i < batch.size()) {
+    Tally tally;
+    {
+      // Writers take write_mu_ rather than meet in SQLite's lock, whose busy
+      // handler would put a shard thread to sleep for milliseconds. One
+      // transaction holds it for about kChunkMs.
+      std::lock_guard writers(write_mu_);
+      if (Status st = bg_db_.exec("BEGIN"); !st) {
+        log_warn("catalog update failed: " + st.message());
+        return;
+      }
+      auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(kChunkMs);
+      bool ok = true;
+      for (size_t n = 0; ok && i < batch.size(); ++i, ++n) {
+        if (n % 16 == 15 && std::chrono::steady_clock::now() >= until) break;
+        ok = apply_row(batch[i], sizes[i], tally);
+      }
+      if (Status st = ok ? bg_db_.exec("COMMIT") : Status(Code::kInternal, "a statement failed"); !st) {
+        log_warn("catalog update failed: " + st.message());
+        (void)bg_db_.exec("ROLLBACK");
+        return;
+      }
     }
     std::lock_guard q(queue_mu_);
-    for (const auto& [ns, d] : delta) totals_[ns].bytes += d;
-    for (const auto& [ns, n] : new_objects) totals_[ns].objects += n;
+    for (const auto& [ns, d] : tally.bytes) totals_[ns].bytes += d;
+    for (const auto& [ns, n] : tally.new_objects) totals_[ns].objects += n;
   }
   if (wal_frames_.load(std::memory_order_relaxed) >= 1000) {
     // synchronous=NORMAL: SQLite syncs the WAL before and the file after. A

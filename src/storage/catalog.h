@@ -19,8 +19,17 @@
 // Thread-safe. Three connections to the file (WAL mode, SQLite's own locks),
 // so that no one waits long for another: creations and removals (shard
 // threads, short, one mutex), the writer thread's updates and checkpoints
-// (in chunks of kChunk rows), and reads (list pages, one mutex). Readers
-// never wait for writers; a creation waits at most for one chunk.
+// (transactions of about kChunkMs), and reads (list pages, one mutex).
+// Readers never wait for writers; a creation waits at most for one
+// transaction.
+//
+// The writer's thread works in rounds: everything queued, sorted by key. It
+// rests nine times as long as a round took (up to kPeriodMs) before the next,
+// so a node creating or touching thousands of objects a second spends at
+// most a tenth of a core here, and its rounds grow instead (a page of the
+// table or an index is written once for more rows). A new object may then
+// show in the list up to kPeriodMs after its first commit rather than
+// kCreatedDelayMs.
 #pragma once
 
 #include <atomic>
@@ -89,13 +98,17 @@ struct CatalogTotals {
 
 class Catalog {
  public:
-  static constexpr int kChunk = 64;
+  // The writer's transactions last about this long (what a creation or a
+  // removal on a shard thread may wait).
+  static constexpr int kChunkMs = 5;
   static constexpr int kPeriodMs = 2000;
   // A creation wakes the catalog's thread, which waits this long for more.
   static constexpr int kCreatedDelayMs = 20;
-  // An object whose size did not change is written again only when its
-  // last activity moved by this much (fewer index updates for busy objects).
+  // An object's row is written again only when its last activity moved by
+  // this much, or its size by kBytesResolution or 1/16 (whichever is more),
+  // and only the columns that moved: each write rewrites an index entry.
   static constexpr int64_t kActiveResolutionMs = 10'000;
+  static constexpr int64_t kBytesResolution = 4096;
 
   ~Catalog();
   // Opens (creating) the file; with namespaces' folders to scan when the
@@ -119,6 +132,14 @@ class Catalog {
  private:
   void run();
   void apply(std::vector<CatalogTouch>& batch);
+  // Changes per namespace of a transaction, for totals_ once it committed.
+  struct Tally {
+    std::map<std::string, int64_t> bytes;
+    std::map<std::string, int64_t> new_objects;
+  };
+  // One row of apply()'s transaction; false if a statement could not be
+  // prepared.
+  bool apply_row(const CatalogTouch& t, std::optional<int64_t> bytes, Tally& tally);
   void recount();
   Status scan(const std::map<std::string, std::string>& dirs);
 

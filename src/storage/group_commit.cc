@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "base/thread_name.h"
 #include "storage/replication.h"
 
 namespace dobj::internal {
@@ -52,7 +53,11 @@ Flusher::~Flusher() { stop(); }
 void Flusher::start() {
   std::lock_guard lock(mu_);
   stopping_ = false;
-  if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+  if (thread_.joinable()) return;
+  thread_ = std::thread([this] {
+    name_this_thread("dobj-flusher");
+    loop();
+  });
 }
 
 void Flusher::stop() {

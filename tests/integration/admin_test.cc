@@ -2,7 +2,10 @@
 // follow what the objects did.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "testing/http_client.h"
@@ -46,6 +49,22 @@ TEST_F(AdminTest, WithoutTheTokenNothingIsServed) {
   }
   // The admin paths never reach the worker (which would answer 404 "no route").
   EXPECT_EQ(admin("/_dobj/nothing").status, 404);
+}
+
+// What top -H, ps -L and perf show for each of the server's threads.
+TEST_F(AdminTest, TheServersThreadsAreNamedForWhatTheyDo) {
+  ASSERT_EQ(http(server_->port(), "POST", "/counter/named/increment").status, 200);  // a flush
+  std::multiset<std::string> names;
+  std::string tasks = "/proc/" + std::to_string(server_->pid()) + "/task";
+  for (const auto& t : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream comm(t.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    names.insert(name);
+  }
+  for (const char* want : {"dobj-shard-0", "dobj-flusher", "dobj-catalog", "dobj-alarms"}) {
+    EXPECT_EQ(names.count(want), 1u) << want;
+  }
 }
 
 TEST_F(AdminTest, MetricsFollowWhatTheObjectsDo) {
