@@ -3,10 +3,10 @@
 // output gate, sync waits and checkpoints are in object_gates.cc.
 #include "runtime/object_host.h"
 
-#include <time.h>
 
 #include <nlohmann/json.hpp>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/websocket_frame.h"
 #include "runtime/alarm_runner.h"
@@ -23,12 +23,6 @@ thread_local ObjectHost* t_current_host = nullptr;
 
 // Events started back to back before the loop gets a turn of its own.
 constexpr int kMaxEventsPerPump = 32;
-
-int64_t thread_cpu_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
 
 }  // namespace
 
@@ -113,8 +107,8 @@ void ObjectHost::run_turn(F&& fn) {
   auto cpu_limit = shard_->runtime().options().cpu_limit;
   bool limited = outer && cpu_limit.count() > 0;
   const StorageCounters before = metrics_->storage;
-  int64_t cpu_before = limited ? thread_cpu_ns() : 0;
   auto wall_before = std::chrono::steady_clock::now();
+  Shard::CpuMark cpu_before = limited ? shard_->cpu_mark(wall_before) : Shard::CpuMark{};
   const bool had_instance = instance_ != nullptr;
   fn();
   if (!outer) {
@@ -139,8 +133,8 @@ void ObjectHost::run_turn(F&& fn) {
   turn_ns_total_ += turn_ns;
   // A turn uses no more CPU than the wall time it took, so the CPU clock (a
   // system call) is read again only for turns that ran past the limit.
-  if (limited && wall_after - wall_before > cpu_limit) {
-    int64_t used_ms = (thread_cpu_ns() - cpu_before) / 1'000'000;
+  if (limited && wall_after - cpu_before.wall > cpu_limit) {
+    int64_t used_ms = (thread_cpu_ns() - cpu_before.cpu_ns) / 1'000'000;
     if (used_ms > cpu_limit.count() && !reset_requested_) {
       // C++ cannot be interrupted safely, so the limit is enforced when the
       // turn ends: the object is reset and the event fails.

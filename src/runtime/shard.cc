@@ -5,11 +5,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include <time.h>
 
 #include <algorithm>
 #include <optional>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/thread_name.h"
 #include "runtime/alarm_runner.h"
@@ -120,10 +120,13 @@ void Shard::join() {
   if (thread_.joinable()) thread_.join();
 }
 
+const Shard::CpuMark& Shard::cpu_mark(std::chrono::steady_clock::time_point now) {
+  if (now - cpu_mark_.wall > kCpuMarkAge) cpu_mark_ = CpuMark{thread_cpu_ns(), now};
+  return cpu_mark_;
+}
+
 void Shard::measure_load() {
-  timespec cpu;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
-  int64_t cpu_ns = int64_t{cpu.tv_sec} * 1'000'000'000 + cpu.tv_nsec;
+  int64_t cpu_ns = thread_cpu_ns();
   int64_t wall_ns = std::chrono::steady_clock::now().time_since_epoch().count();
   if (load_wall_ns_ != 0 && wall_ns > load_wall_ns_) {
     int64_t permille = (cpu_ns - load_cpu_ns_) * 1000 / (wall_ns - load_wall_ns_);

@@ -205,6 +205,9 @@ class Resetter : public DurableObject {
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
       } while (ts.tv_sec + ts.tv_nsec / 1e9 < end);
     }
+    if (auto ms = req.query("hold")) {  // the thread waits, using no CPU
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::stoi(*ms)));
+    }
     if (auto ms = req.query("block")) {
       auto d = std::chrono::milliseconds(std::stoi(*ms));
       co_await state().block_concurrency_while([d]() -> Task<void> { co_await sleep_for(d); });
@@ -737,6 +740,19 @@ TEST(Resets, ATurnOverTheCpuLimitResetsTheObject) {
   EXPECT_NE(body["error"].get<std::string>().find("ms of CPU; the limit is 50 ms"),
             std::string::npos);
   EXPECT_EQ(h.send("RESETTER", "c", "GET", "/?spin=5").get().body, "1 0");
+}
+
+// The limit is on CPU, not on time: a turn that waits past it is not reset,
+// nor is one that follows other work closely.
+TEST(Resets, ATurnThatWaitsWithoutUsingCpuIsNotReset) {
+  ServerOptions o;
+  o.cpu_limit = 50ms;
+  Harness h(o);
+  auto spun = h.send("RESETTER", "w", "GET", "/?spin=40");
+  Response r = h.send("RESETTER", "w", "GET", "/?hold=120").get();
+  EXPECT_EQ(spun.get().status, 200);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, "2 0");
 }
 
 TEST(Resets, BlockConcurrencyWhilePastItsLimitResetsTheObject) {
