@@ -135,6 +135,13 @@ struct ServerOptions {
   // pings, so only dead or silent clients are closed. Hibernation is not
   // affected: it is about the object, not the client.
   std::chrono::milliseconds websocket_idle_timeout{120'000};
+  // Connection affinity: a keep-alive connection whose requests keep going to
+  // objects of another shard moves there between two requests, while that
+  // shard's thread is under this many thousandths of a CPU busy (0: no
+  // connection moves). Past it, the other shards go on parsing requests and
+  // running the Worker for that shard's busy objects, which is worth the two
+  // hops when the Worker costs more than a hop (dobj-js: 600).
+  int affinity_max_load = 900;
   // Client connections (HTTP and WebSocket) the node holds at most; one more
   // is answered 503 and closed. Lowered at start to fit the descriptor limit.
   size_t max_connections = 10'000;
@@ -225,6 +232,9 @@ class Server {
   // A dobj::Error thrown here fails the start.
   void on_shard_start(std::function<void()> fn);
 
+  // The options run() starts from, before its flags: an embedding sets its
+  // own defaults here (dobj-js lowers affinity_max_load).
+  ServerOptions& defaults();
   // Parses flags into options, starts, prints "listening on HOST:PORT", waits
   // for SIGTERM/SIGINT, stops gracefully. Returns the process exit code.
   int run(int argc, char** argv);

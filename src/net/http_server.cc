@@ -383,14 +383,14 @@ class Session : public std::enable_shared_from_this<Session> {
   // shard. After kMoveAfter answers in a row whose objects were all on one
   // other shard, the connection moves there between two requests. A client
   // whose requests alternate between shards moves at most once every
-  // kMoveAfter requests. Connections stop moving to a shard that is nearly
-  // saturated, and move in a few at a time (Shard::admit_connection): with
-  // one very busy object, parsing its requests (and running a JavaScript
-  // front Worker) on the other shards is worth the hops. (On 2 cores shared with
-  // the load generator: hot counter c64 +12%, p99 2.2 -> 1.9 ms; a read
-  // -3 to -8%, p99 1.5-1.9 -> 0.8-1.0 ms; docs/performance.md.)
+  // kMoveAfter requests. Connections stop moving to a shard busier than
+  // ServerOptions::affinity_max_load, and move in a few at a time
+  // (Shard::admit_connection): with one very busy object, parsing its
+  // requests (and running a JavaScript front Worker) on the other shards is
+  // worth the hops. (On 2 cores shared with the load generator: hot counter
+  // c64 +12%, p99 2.2 -> 1.9 ms; a read -3 to -8%, p99 1.5-1.9 -> 0.8-1.0 ms;
+  // docs/performance.md.)
   static constexpr int kMoveAfter = 2;
-  static constexpr int kMoveBelowLoad = 900;  // thousandths of a CPU
   void note_object_shard(int shard) {
     if (shard < 0 || shard == per_shard_->shard->index() ||
         static_cast<size_t>(shard) >= per_shard_->siblings.size()) {
@@ -407,7 +407,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (affinity_streak_ < kMoveAfter) return false;
     auto target = per_shard_->siblings[static_cast<size_t>(affinity_shard_)].lock();
     if (!target) return false;
-    if (!target->shard->admit_connection(kMoveBelowLoad)) {
+    if (!target->shard->admit_connection(options_.affinity_max_load)) {
       affinity_streak_ = 0;
       return false;
     }

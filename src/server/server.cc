@@ -160,8 +160,10 @@ void Server::stop() {
   }
 }
 
+ServerOptions& Server::defaults() { return impl_->options; }
+
 int Server::run(int argc, char** argv) {
-  ServerOptions o;
+  ServerOptions o = impl_->options;
   CLI::App app{"dobj: a Durable Objects runtime"};
   app.add_option("--listen", o.listen, "HOST:PORT to serve HTTP on (port 0: any free port)")
       ->capture_default_str();
@@ -258,6 +260,11 @@ int Server::run(int argc, char** argv) {
   app.add_option("--max-connections", o.max_connections,
                  "client connections (HTTP and WebSocket) held at most; past it 503")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--affinity-max-load", o.affinity_max_load,
+                 "a keep-alive connection moves to its objects' shard while that shard is under this "
+                 "many thousandths of a CPU busy (0: connections never move)")
+      ->check(CLI::Range(0, 1000))
       ->capture_default_str();
   app.add_option("--websocket-send-queue-bytes", o.websocket_send_queue_bytes,
                  "bytes that may wait on one WebSocket before its client is closed (1008)")

@@ -292,6 +292,23 @@ TEST_P(ExamplesTest, ConnectionsMoveToTheirObjectsShardAndLoseNoPipelinedRequest
   EXPECT_GE(Json::parse(m.body)["connections"]["moved"].get<int>(), 1) << m.body;
 }
 
+// --affinity-max-load 0: connections stay on the shard that accepted them,
+// and their requests reach the object all the same.
+TEST_P(ExamplesTest, WithAffinityOffNoConnectionMoves) {
+  server_->stop(SIGTERM);
+  start({"--shards", "4", "--admin-token", "affinity-token", "--affinity-max-load", "0"});
+  std::vector<std::unique_ptr<HttpClient>> clients;
+  for (int c = 0; c < 16; ++c) clients.push_back(std::make_unique<HttpClient>(port()));
+  for (int i = 0; i < 5; ++i) {
+    for (auto& c : clients) ASSERT_EQ(c->request("POST", "/counter/stay/increment").status, 200);
+  }
+  EXPECT_EQ(call("GET", "/counter/stay").body, "80");
+  HttpClient admin(port());
+  HttpResponse m = admin.request("GET", "/_dobj/metrics", "", {{"Authorization", "Bearer affinity-token"}});
+  ASSERT_EQ(m.status, 200) << m.body;
+  EXPECT_EQ(Json::parse(m.body)["connections"]["moved"].get<int>(), 0) << m.body;
+}
+
 TEST_P(ExamplesTest, MalformedHttpGetsA400AndTheServerGoesOn) {
   for (const std::string& junk :
        {std::string("NOT HTTP AT ALL\r\n\r\n"), std::string("GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
