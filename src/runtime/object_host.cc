@@ -3,7 +3,6 @@
 // output gate, sync waits and checkpoints are in object_gates.cc.
 #include "runtime/object_host.h"
 
-
 #include <nlohmann/json.hpp>
 
 #include "base/clock.h"

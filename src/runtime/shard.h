@@ -301,9 +301,10 @@ class Shard {
   static constexpr size_t kEvictChunk = 32;
 
   // The thread's CPU clock as read at most kCpuMarkAge before `now`: a turn's
-  // CPU (the limit) is counted from it, since reading the clock for every
-  // turn cost hot-c64 9% and reads 3-4%. So a turn's count may include up to
-  // a millisecond of what ran just before it. On the shard's thread.
+  // CPU (the limit) is counted from it: reading the clock (a system call)
+  // for every turn cost hot-c64 4% and reads 6%. So a turn's count may
+  // include up to a millisecond of what ran just before it. On the shard's
+  // thread.
   struct CpuMark {
     int64_t cpu_ns = 0;
     std::chrono::steady_clock::time_point wall{};

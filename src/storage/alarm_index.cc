@@ -168,10 +168,12 @@ Status AlarmIndex::open(const std::string& path, bool background) {
   }
   if (Status st = start_journal(left.empty() ? 1 : left.back().first + 1); !st) return st;
   stopping_ = false;
-  if (background) background_ = std::thread([this] {
-    name_this_thread("dobj-alarms");
-    run_background();
-  });
+  if (background) {
+    background_ = std::thread([this] {
+      name_this_thread("dobj-alarms");
+      run_background();
+    });
+  }
   return Status::ok();
 }
 
