@@ -149,6 +149,21 @@ Status write_at(int fd, std::string_view bytes, uint64_t at, const std::string& 
   return Status::ok();
 }
 
+// Goes through `bytes` bytes a piece at a time (1 MiB, a multiple of 8 as
+// sum_words asks of all but the last piece): read(into, n, offset) fills a
+// piece, then use(piece, offset). For payloads too large to hold whole.
+template <class Read, class Use>
+Status in_pieces(uint64_t bytes, Read&& read, Use&& use) {
+  constexpr size_t kPiece = 1 << 20;
+  std::string piece;
+  for (uint64_t done = 0; done < bytes; done += piece.size()) {
+    piece.resize(static_cast<size_t>(std::min<uint64_t>(kPiece, bytes - done)));
+    if (Status st = read(piece.data(), piece.size(), done); !st) return st;
+    if (Status st = use(std::string_view(piece), done); !st) return st;
+  }
+  return Status::ok();
+}
+
 // Reads the first `size` bytes of a file through a window, so that a scan
 // of record headers and trailers (about a kilobyte apart for a small commit)
 // makes a few large reads instead of two small ones a record.
@@ -584,15 +599,14 @@ Status HistoryFile::append(Kind kind, uint64_t seq, int64_t time_ms, uint32_t pa
   if (st && outside->fd < 0) {
     sum = sum_words(sum, outside->bytes);
     st = write_at(fd_, outside->bytes, at + kHeader, path_);
-  }
-  std::string piece;
-  constexpr size_t kPiece = 1 << 20;  // a multiple of 8, as sum_words asks of all but the last
-  for (uint64_t done = 0; st && outside->fd >= 0 && done < payload_bytes;) {
-    piece.resize(static_cast<size_t>(std::min<uint64_t>(kPiece, payload_bytes - done)));
-    st = read_at(outside->fd, piece.data(), piece.size(), done, "a base's file");
-    if (st) st = write_at(fd_, piece, at + kHeader + done, path_);
-    sum = sum_words(sum, piece);
-    done += piece.size();
+  } else if (st) {
+    st = in_pieces(
+        payload_bytes,
+        [&](char* into, size_t n, uint64_t done) { return read_at(outside->fd, into, n, done, "a base's file"); },
+        [&](std::string_view piece, uint64_t done) {
+          sum = sum_words(sum, piece);
+          return write_at(fd_, piece, at + kHeader + done, path_);
+        });
   }
   if (st) {
     std::string trailer;
@@ -856,19 +870,17 @@ Status HistoryFile::copy_base(const Entry& e, int out, const std::string& out_pa
   const uint64_t total = kHeader + payload;
   uint64_t fnv = fnv1a(kFnvStart, std::string_view(header, kHeader));
   uint64_t sum = sum_words(sum_start(total), std::string_view(header, kHeader));
-  std::string piece;
-  constexpr size_t kPiece = 1 << 20;  // a multiple of 8, as sum_words asks of all but the last
-  for (uint64_t done = 0; done < payload;) {
-    piece.resize(static_cast<size_t>(std::min<uint64_t>(kPiece, payload - done)));
-    if (Status st = read_range(piece.data(), piece.size(), e.offset + kHeader + done); !st) return st;
-    if (magic == kMagicV1) {
-      fnv = fnv1a(fnv, piece);
-    } else {
-      sum = sum_words(sum, piece);
-    }
-    if (Status st = write_at(out, piece, done, out_path); !st) return st;
-    done += piece.size();
-  }
+  Status copied = in_pieces(
+      payload, [&](char* into, size_t n, uint64_t done) { return read_range(into, n, e.offset + kHeader + done); },
+      [&](std::string_view piece, uint64_t done) {
+        if (magic == kMagicV1) {
+          fnv = fnv1a(fnv, piece);
+        } else {
+          sum = sum_words(sum, piece);
+        }
+        return write_at(out, piece, done, out_path);
+      });
+  if (!copied) return copied;
   if ((magic == kMagicV1 ? fnv : sum_end(sum)) != get64(trailer)) {
     return Status(Code::kInternal, path_ + ": the record of commit " + std::to_string(e.seq) +
                                        " does not match its checksum");
