@@ -44,7 +44,7 @@ Task<Value> call_js(Vm& vm, Scope* scope, const v8::Global<v8::Object>* target, 
     v8::Local<v8::Context> ctx = entry.context();
     v8::Local<v8::Object> self = target->Get(vm.isolate());
     v8::Local<v8::Value> fn;
-    if (!self->Get(ctx, vm.str(method)).ToLocal(&fn) || !fn->IsFunction()) {
+    if (!self->Get(ctx, vm.name(method)).ToLocal(&fn) || !fn->IsFunction()) {
       throw Error(Code::kNotFound, "the handler has no " + method + "() method");
     }
     std::vector<v8::Local<v8::Value>> argv = args(vm);
@@ -374,27 +374,16 @@ Task<Response> js_worker(Request request, Env& env) {
   Vm& vm = Vm::current();
   vm.set_runtime_env(env);
   Scope scope;  // ops of this request; gone with it
-  auto handler = std::make_shared<v8::Global<v8::Object>>();
-  {
-    Vm::Entry entry(vm, &scope);
-    v8::Local<v8::Value> d;
-    if (!vm.exports()->Get(entry.context(), vm.str("default")).ToLocal(&d) || !d->IsObject()) {
-      co_return Response::error(501, "the Worker has no default export with a fetch() handler");
-    }
-    handler->Reset(vm.isolate(), d.As<v8::Object>());
+  if (vm.worker_handler().IsEmpty()) {
+    co_return Response::error(501, "the Worker has no default export with a fetch() handler");
   }
   try {
     Args args = [&request](Vm& vm) {
       v8::Local<v8::Value> ctx_object;
-      v8::Local<v8::Context> ctx = vm.context();
-      v8::Local<v8::Function> make = vm.helpers()
-                                         ->Get(ctx, vm.str("executionContext"))
-                                         .ToLocalChecked()
-                                         .As<v8::Function>();
-      discard(make->Call(ctx, vm.helpers(), 0, nullptr).ToLocal(&ctx_object));
+      discard(vm.execution_context()->Call(vm.context(), vm.helpers(), 0, nullptr).ToLocal(&ctx_object));
       return std::vector<v8::Local<v8::Value>>{vm.to_js_request(request), vm.env(), ctx_object};
     };
-    Task<Value> call = call_js(vm, &scope, handler.get(), "fetch", std::move(args));
+    Task<Value> call = call_js(vm, &scope, &vm.worker_handler(), "fetch", std::move(args));
     Value v = co_await call;
     Vm::Entry entry(vm, &scope);
     co_return vm.to_response(v->Get(vm.isolate()), nullptr);

@@ -46,6 +46,18 @@ Process& process() {
 
 thread_local Vm* t_vm = nullptr;
 
+// A shard thread stays inside its isolate from the Vm's making to the
+// thread's end: every Entry's enter is then a counter's increment (entering
+// from outside looks up the thread's data under a lock, ~4% of a request).
+// The isolate is disposed after the threads ended (Vm::shutdown).
+struct EnteredIsolate {
+  v8::Isolate* isolate = nullptr;
+  ~EnteredIsolate() {
+    if (isolate) isolate->Exit();
+  }
+};
+thread_local EnteredIsolate t_entered;
+
 }  // namespace
 
 // Terminates an entry that ran past the CPU limit (wall time inside
@@ -97,6 +109,8 @@ Vm& Vm::current() {
     throw Error(Code::kInternal, "the Worker failed to load: " + st.message());
   }
   t_vm = vm.get();
+  vm->isolate_->Enter();
+  t_entered.isolate = vm->isolate_;
   std::lock_guard lock(p.mu);
   p.vms.push_back(std::move(vm));
   return *t_vm;
@@ -181,6 +195,9 @@ Vm::~Vm() {
   make_request_.Reset();
   response_parts_.Reset();
   wait_for_.Reset();
+  execution_context_.Reset();
+  worker_.Reset();
+  names_.clear();
   box_template_.Reset();
   exports_.Reset();
   env_.Reset();
@@ -189,13 +206,51 @@ Vm::~Vm() {
   delete allocator_;
 }
 
+namespace {
+bool is_ascii(std::string_view s) {
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
+  }
+  return true;
+}
+}  // namespace
+
 v8::Local<v8::String> Vm::str(std::string_view s) const {
+  // ASCII (most strings: methods, URLs, header names and values) is copied
+  // as it is; only the rest goes through V8's UTF-8 decoder.
+  if (is_ascii(s)) {
+    return v8::String::NewFromOneByte(isolate_, reinterpret_cast<const uint8_t*>(s.data()),
+                                      v8::NewStringType::kNormal, static_cast<int>(s.size()))
+        .ToLocalChecked();
+  }
   return v8::String::NewFromUtf8(isolate_, s.data(), v8::NewStringType::kNormal,
                                  static_cast<int>(s.size()))
       .ToLocalChecked();
 }
 
+v8::Local<v8::String> Vm::name(const std::string& s) {
+  if (auto it = names_.find(s); it != names_.end()) return it->second.Get(isolate_);
+  v8::Local<v8::String> made = v8::String::NewFromUtf8(isolate_, s.data(), v8::NewStringType::kInternalized,
+                                                       static_cast<int>(s.size()))
+                                   .ToLocalChecked();
+  if (names_.size() < kNamesKept) names_[s].Reset(isolate_, made);
+  return made;
+}
+
 std::string Vm::utf8(v8::Local<v8::Value> v) const {
+  if (v->IsString()) {
+    // Written straight into the result: a short string into room for the
+    // worst case (3 bytes a UTF-16 unit), cut to what was written; a long
+    // one measured first. Utf8Value measures every string and copies it
+    // through a buffer of its own.
+    auto s = v.As<v8::String>();
+    size_t units = static_cast<size_t>(s->Length());
+    std::string out(units <= 256 ? units * 3 : static_cast<size_t>(s->Utf8Length(isolate_)), '\0');
+    int written = s->WriteUtf8(isolate_, out.data(), static_cast<int>(out.size()), nullptr,
+                               v8::String::NO_NULL_TERMINATION | v8::String::REPLACE_INVALID_UTF8);
+    out.resize(static_cast<size_t>(written));
+    return out;
+  }
   v8::String::Utf8Value u(isolate_, v);
   return *u ? std::string(*u, u.length()) : std::string();
 }
@@ -565,6 +620,7 @@ Status Vm::load(const Script& script) {
   make_request_.Reset(isolate_, helper("makeRequest"));
   wait_for_.Reset(isolate_, helper("waitFor"));
   response_parts_.Reset(isolate_, helper("responseParts"));
+  execution_context_.Reset(isolate_, helper("executionContext"));
 
   v8::Local<v8::Module> main;
   if (!compile_module(script.config.main).ToLocal(&main)) return failed("");
@@ -576,6 +632,10 @@ Status Vm::load(const Script& script) {
     return Status(Code::kInvalidArgument, script.config.main + ": " + stack_of(main->GetException()));
   }
   exports_.Reset(isolate_, main->GetModuleNamespace().As<v8::Object>());
+  v8::Local<v8::Value> handler;
+  if (exports()->Get(ctx, str("default")).ToLocal(&handler) && handler->IsObject()) {
+    worker_.Reset(isolate_, handler.As<v8::Object>());
+  }
 
   // env: one namespace per binding, then the vars.
   v8::Local<v8::Object> env = v8::Object::New(isolate_);
@@ -622,7 +682,7 @@ v8::Local<v8::Array> Vm::flat_headers(const Headers& headers) {
   std::vector<v8::Local<v8::Value>> items;
   items.reserve(headers.size() * 2);
   for (const auto& [k, v] : headers) {
-    items.push_back(str(k));
+    items.push_back(name(k));
     items.push_back(str(v));
   }
   return v8::Array::New(isolate_, items.data(), items.size());
@@ -635,7 +695,7 @@ v8::Local<v8::Value> Vm::to_js_request(const Request& request) {
   v8::Local<v8::Array> flat = flat_headers(request.headers);
   v8::Local<v8::Value> body = request.body.empty() ? v8::Null(isolate_).As<v8::Value>()
                                                    : js_body(request.body);
-  v8::Local<v8::Value> argv[] = {str(request.method), str(url), flat, body};
+  v8::Local<v8::Value> argv[] = {name(request.method), str(url), flat, body};
   v8::Local<v8::Value> out;
   if (!make_request_.Get(isolate_)->Call(ctx, helpers(), 4, argv).ToLocal(&out)) return {};
   return out;

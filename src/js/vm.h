@@ -186,6 +186,10 @@ class Vm {
   // runtime goes (a box may hold a socket of its hub).
   static void release_boxes();
   v8::Local<v8::Object> exports() const { return exports_.Get(isolate_); }
+  // The Worker's default export (empty when it has none) and the helper that
+  // makes a request's `ctx`: looked up once, used by every request.
+  const v8::Global<v8::Object>& worker_handler() const { return worker_; }
+  v8::Local<v8::Function> execution_context() const { return execution_context_.Get(isolate_); }
   // The env object handed to the Worker and every object (bindings, vars).
   v8::Local<v8::Object> env() const { return env_.Get(isolate_); }
   // The runtime's Env (for namespaces and stubs), given on first use.
@@ -219,6 +223,10 @@ class Vm {
   std::string body_bytes(v8::Local<v8::Value> body);
   v8::Local<v8::Value> js_body(const std::string& bytes);
   v8::Local<v8::String> str(std::string_view s) const;
+  // An internalized string for a name used again and again (a handler's
+  // method, a property), made once: a property lookup by a fresh string
+  // first makes it and then looks it up in V8's string table.
+  v8::Local<v8::String> name(const std::string& s);
   std::string utf8(v8::Local<v8::Value> v) const;
   // Throws a JavaScript Error with `message` in the current entry.
   void throw_error(std::string_view message) const;
@@ -265,6 +273,12 @@ class Vm {
   v8::Global<v8::Function> make_request_;
   v8::Global<v8::Function> response_parts_;
   v8::Global<v8::Function> wait_for_;
+  v8::Global<v8::Function> execution_context_;
+  v8::Global<v8::Object> worker_;
+  // name()'s strings; RPC method names come from callers, so it stops
+  // keeping new ones past kNamesKept.
+  static constexpr size_t kNamesKept = 256;
+  std::unordered_map<std::string, v8::Global<v8::String>> names_;
   v8::Global<v8::Object> exports_;
   v8::Global<v8::Object> env_;
   v8::Global<v8::ObjectTemplate> box_template_;

@@ -127,6 +127,20 @@ TEST_F(JsTest, WebPlatformClasses) {
   EXPECT_EQ(r["uuid"], true);
 }
 
+TEST_F(JsTest, TextCrossesBetweenCppAndJavaScriptAsUtf8) {
+  HttpClient client(port());
+  HttpResponse r = client.request("GET", "/probe/u/text", "", {{"x-name", "Zo\xc3\xab"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  // The key made in JavaScript went to storage and came back whole (306
+  // UTF-16 units: "clé-", 300 "ü", one emoji as two); a lone surrogate in a
+  // body is written as U+FFFD.
+  std::string sharp;
+  for (int i = 0; i < 300; ++i) sharp += "\xc3\x9f";
+  EXPECT_EQ(r.body, "1 true 306\xef\xbf\xbd" + sharp);
+  EXPECT_EQ(r.header("x-echo"), "Zo\xc3\xab-ok");
+  EXPECT_EQ(r.header("x-short"), "\xc3\xb6");
+}
+
 TEST_F(JsTest, TransactionsUndoOnThrowAndOnRollback) {
   EXPECT_EQ(get_json("/probe/t/txn"), Json({{"afterThrow", 0}, {"afterRollback", 0}}));
 }

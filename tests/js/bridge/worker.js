@@ -104,6 +104,15 @@ export class Probe extends DurableObject {
           uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
         });
       }
+      // Text across the boundary: keys and headers in, keys, headers and a
+      // body out; short and long, ASCII and not, and a lone surrogate.
+      case "text": {
+        const key = "clé-" + "ü".repeat(300) + "😀";
+        await storage.put(key, 1);
+        const listed = [...(await storage.list({ prefix: "clé-" })).keys()];
+        return new Response(listed.length + " " + (listed[0] === key) + " " + listed[0].length + "\uD800" + "ß".repeat(300),
+          { headers: { "x-echo": request.headers.get("x-name") + "-ok", "x-short": "ö" } });
+      }
       case "abort":
         this.ctx.abort("asked to");
         return new Response("unreachable");
