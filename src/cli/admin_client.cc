@@ -16,6 +16,8 @@
 #include <cstring>
 #include <vector>
 
+#include "net/tls_client.h"
+
 namespace dobj::cli {
 
 namespace asio = boost::asio;
@@ -188,21 +190,16 @@ Status AdminClient::connect() {
   // https: the server's certificate must be trusted by this machine's CA
   // store (or the PEM file $SSL_CERT_FILE names) and carry the host's name.
   c->tls_context = std::make_unique<ssl::context>(ssl::context::tls_client);
-  c->tls_context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                              ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-  c->tls_context->set_default_verify_paths(ec);
-  if (ec) return Status(Code::kUnavailable, "cannot load the trusted certificates: " + ec.message());
-  c->tls_context->set_verify_mode(ssl::verify_peer);
+  if (Status st = internal::set_up_client_tls(*c->tls_context, ""); !st) return st;
   c->tls = std::make_unique<beast::ssl_stream<tcp::socket>>(std::move(socket), *c->tls_context);
-  if (!SSL_set_tlsext_host_name(c->tls->native_handle(), host_.c_str())) {
+  if (internal::expect_server_name(*c->tls, host_)) {
     return Status(Code::kUnavailable, "cannot set up TLS for " + where);
   }
-  c->tls->set_verify_callback(ssl::host_name_verification(host_));
   c->tls->handshake(ssl::stream_base::client, ec);
   if (ec) {
     std::string why = ec.message();
-    if (long verify = SSL_get_verify_result(c->tls->native_handle()); verify != X509_V_OK) {
-      why = "its certificate was refused: " + std::string(X509_verify_cert_error_string(verify)) +
+    if (std::string refused = internal::certificate_refusal(c->tls->native_handle()); !refused.empty()) {
+      why = "its certificate was refused: " + refused +
             " (checked against this machine's CA store, or $SSL_CERT_FILE)";
     }
     return Status(Code::kUnavailable, "TLS handshake with " + where + " failed: " + why);

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "dobj/fetch.h"
+#include "net/tls_client.h"
 #include "runtime/object_host.h"
 
 namespace dobj {
@@ -78,21 +79,13 @@ ssl::context& tls_context(const std::string& ca_file) {
   std::lock_guard lock(mu);
   auto& c = contexts[ca_file];
   if (!c) {
-    c = std::make_unique<ssl::context>(ssl::context::tls_client);
-    c->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    beast::error_code ec;
-    if (ca_file.empty()) {
-      c->set_default_verify_paths(ec);
-    } else {
-      c->load_verify_file(ca_file, ec);
+    auto made = std::make_unique<ssl::context>(ssl::context::tls_client);
+    // Kept only once set up: a context without its trusted certificates
+    // would verify nothing.
+    if (Status st = internal::set_up_client_tls(*made, ca_file); !st) {
+      throw Error(Code::kUnavailable, "fetch: " + st.message());
     }
-    if (ec) {
-      throw Error(Code::kUnavailable, "fetch: cannot load the trusted certificates" +
-                                          (ca_file.empty() ? "" : " of " + ca_file) + ": " +
-                                          ec.message());
-    }
-    c->set_verify_mode(ssl::verify_peer);
+    c = std::move(made);
   }
   return *c;
 }
@@ -126,12 +119,7 @@ class Exchange : public std::enable_shared_from_this<Exchange<Stream>> {
 
   void start() {
     if constexpr (kTls) {
-      // The name the server's certificate must carry, and SNI.
-      if (!SSL_set_tlsext_host_name(stream_.native_handle(), url_.host.c_str())) {
-        return fail("TLS set-up", beast::error_code(static_cast<int>(::ERR_get_error()),
-                                                    asio::error::get_ssl_category()));
-      }
-      stream_.set_verify_callback(ssl::host_name_verification(url_.host));
+      if (beast::error_code ec = internal::expect_server_name(stream_, url_.host)) return fail("TLS set-up", ec);
     }
     tcp_layer().expires_after(options_.timeout);
     resolver_.async_resolve(
@@ -188,10 +176,8 @@ class Exchange : public std::enable_shared_from_this<Exchange<Stream>> {
                            ? "timed out after " + std::to_string(options_.timeout.count()) + " ms"
                            : ec.message();
     if (kTls && ec.category() == asio::error::get_ssl_category()) {
-      long verify = SSL_get_verify_result(tcp_native());
-      if (verify != X509_V_OK) {
-        what = "the server's certificate was refused: " +
-               std::string(X509_verify_cert_error_string(verify)) +
+      if (std::string refused = internal::certificate_refusal(tcp_native()); !refused.empty()) {
+        what = "the server's certificate was refused: " + refused +
                (options_.ca_file.empty() ? " (checked against this machine's CA store)"
                                          : " (checked against " + options_.ca_file + ")");
       }
