@@ -881,6 +881,17 @@ TEST(OutgoingFetch, HttpsVerifiesTheServersCertificate) {
                                .get()
                                .body;
   EXPECT_NE(wrong_name.find("TLS handshake failed"), std::string::npos) << wrong_name;
+  // A CA file that cannot be read fails every fetch that names it: the
+  // second one must not go through a context left without certificates
+  // (which would verify nothing).
+  std::string missing = dir.path() + "/no-such-ca.pem";
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::string r = h.send("FETCHER", "t", "GET", "/?url=" + url_encode(up.url()) + "&ca=" + url_encode(missing))
+                        .get()
+                        .body;
+    EXPECT_NE(r.find("cannot load the trusted certificates of " + missing), std::string::npos)
+        << "attempt " << attempt << ": " << r;
+  }
 }
 
 // Alarms on a fake clock: time moves only when a test moves it, and
