@@ -32,12 +32,19 @@ Args close_args(int code, std::string reason, bool clean) {
 }
 
 // Calls target[method](...args) in an entry of `scope` and waits for the
-// promise it returns, if any, to settle. Returns the value; throws JsError
-// for an exception or a rejection (with its stack), Terminated when the
-// entry was terminated, dobj::Error(kNotFound) when there is no such method.
+// promise it returns, if any, to settle. Hands the value to `finish` inside
+// the entry that has it (a conversion then needs no entry of its own) and
+// returns null; without `finish`, returns the value. Throws JsError for an
+// exception or a rejection (with its stack), Terminated when the entry was
+// terminated, dobj::Error(kNotFound) when there is no such method.
+using Finish = std::function<void(v8::Local<v8::Value>)>;
 Task<Value> call_js(Vm& vm, Scope* scope, const v8::Global<v8::Object>* target, std::string method,
-                    Args args) {
-  auto out = std::make_shared<v8::Global<v8::Value>>();
+                    Args args, Finish finish = nullptr) {
+  Value out;
+  auto take = [&](v8::Local<v8::Value> v) {
+    if (finish) return finish(v);
+    out = std::make_shared<v8::Global<v8::Value>>(vm.isolate(), v);
+  };
   std::optional<Vm::PromiseWait> wait;
   {
     Vm::Entry entry(vm, scope);
@@ -57,10 +64,14 @@ Task<Value> call_js(Vm& vm, Scope* scope, const v8::Global<v8::Object>* target, 
     }
     entry.drain();
     if (int why = vm.take_termination()) throw Terminated(why, vm.termination_message(why));
-    if (result->IsPromise()) {
-      wait.emplace(vm, result.As<v8::Promise>());
+    if (!result->IsPromise()) {
+      take(result);
+    } else if (auto p = result.As<v8::Promise>(); p->State() == v8::Promise::kFulfilled) {
+      // Settled by the microtasks just run (an async handler that awaited
+      // nothing outside): its value now, without a wait and another entry.
+      take(p->Result());
     } else {
-      out->Reset(vm.isolate(), result);
+      wait.emplace(vm, p);
     }
   }
   if (wait) {
@@ -70,7 +81,7 @@ Task<Value> call_js(Vm& vm, Scope* scope, const v8::Global<v8::Object>* target, 
       v8::Local<v8::Value> e = wait->value();
       throw JsError(method + "(): " + vm.stack_of(e), vm.message_of(e));
     }
-    out->Reset(vm.isolate(), wait->value());
+    take(wait->value());
   }
   co_return out;
 }
@@ -211,12 +222,13 @@ Task<Response> JsObject::fetch(Request request) {
     Args args = [&request](Vm& vm) {
       return std::vector<v8::Local<v8::Value>>{vm.to_js_request(request)};
     };
-    Task<Value> call = call_js(vm_, &scope_, &instance_, "fetch", std::move(args));
-    Value v = co_await call;
-    Vm::Entry entry(vm_, &scope_);
     Vm::SocketAccept accept;
-    Response r = vm_.to_response(v->Get(vm_.isolate()), &accept);
+    Response r;
+    Task<Value> call = call_js(vm_, &scope_, &instance_, "fetch", std::move(args),
+                               [&](v8::Local<v8::Value> v) { r = vm_.to_response(v, &accept); });
+    co_await call;
     if (accept.server.IsEmpty()) co_return r;
+    Vm::Entry entry(vm_, &scope_);
     // The 101 of fetch() carries the peer of an accepted server end: the
     // upgrade completes on this request's connection.
     WebSocket ws = accept.hibernate ? state().accept_websocket(request, accept.tags)
@@ -383,10 +395,11 @@ Task<Response> js_worker(Request request, Env& env) {
       discard(vm.execution_context()->Call(vm.context(), vm.helpers(), 0, nullptr).ToLocal(&ctx_object));
       return std::vector<v8::Local<v8::Value>>{vm.to_js_request(request), vm.env(), ctx_object};
     };
-    Task<Value> call = call_js(vm, &scope, &vm.worker_handler(), "fetch", std::move(args));
-    Value v = co_await call;
-    Vm::Entry entry(vm, &scope);
-    co_return vm.to_response(v->Get(vm.isolate()), nullptr);
+    Response r;
+    Task<Value> call = call_js(vm, &scope, &vm.worker_handler(), "fetch", std::move(args),
+                               [&](v8::Local<v8::Value> v) { r = vm.to_response(v, nullptr); });
+    co_await call;
+    co_return r;
   } catch (const Terminated& t) {
     co_return Response::error(500, std::string("the Worker ") + t.what());
   }
