@@ -770,6 +770,13 @@
     constructor(ctx, env) { this.ctx = ctx; this.env = env; }
   }
 
+  // The front Worker's `ctx`, one per request; its methods on the prototype
+  // (as in workerd), so that making one is one small object.
+  class ExecutionContext {
+    waitUntil(p) { Promise.resolve(p).catch((e) => console.error('waitUntil:', e)); }
+    passThroughOnException() {}
+  }
+
   return {
     modules: { 'cloudflare:workers': { DurableObject, WorkerEntrypoint, RpcTarget: class RpcTarget {} } },
     makeNamespace: (binding) => new DurableObjectNamespace(binding),
@@ -816,6 +823,6 @@
       else if (type === 'close') ws.dispatchEvent(new CloseEvent('close', { code: a, reason: b, wasClean: c }));
       else ws.dispatchEvent(new ErrorEvent('error', { message: a, error: new Error(a) }));
     },
-    executionContext: () => ({ waitUntil(p) { Promise.resolve(p).catch((e) => console.error('waitUntil:', e)); }, passThroughOnException() {} }),
+    executionContext: () => new ExecutionContext(),
   };
 })

@@ -18,8 +18,9 @@
 // settles its promise inside a new Entry. C++ waiting on JavaScript (a
 // handler's promise) is a PromiseWait.
 //
-// Thread affinity: the shard thread that made it. Vms live until
-// Engine::shutdown (objects hold pointers to theirs).
+// Thread affinity: the shard thread that made it, which stays inside the
+// isolate until the thread ends. Vms live until Vm::shutdown, after the
+// server stopped (objects hold pointers to theirs).
 #pragma once
 
 #include <atomic>

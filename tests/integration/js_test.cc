@@ -78,6 +78,15 @@ TEST_F(JsTest, AnUnhandledRejectionIsLogged) {
   EXPECT_NE(log.find("nobody listens"), std::string::npos) << log;
 }
 
+TEST_F(JsTest, TheWorkersCtxTakesWaitUntilAndLogsWhatFailsInIt) {
+  EXPECT_EQ(get("/wait-until/w1").body, "function function undefined");
+  EXPECT_EQ(get("/wait-until/w2").body, "function function undefined");
+  std::string log = server_->output();
+  EXPECT_NE(log.find("waitUntil:"), std::string::npos) << log;
+  EXPECT_NE(log.find("late failure w1"), std::string::npos) << log;
+  EXPECT_NE(log.find("late failure w2"), std::string::npos) << log;
+}
+
 TEST_F(JsTest, BlockConcurrencyWhileInTheConstructorHoldsEveryEventUntilItEnds) {
   std::vector<std::thread> threads;
   std::vector<Json> answers(8);

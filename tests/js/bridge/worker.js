@@ -222,6 +222,11 @@ export default {
     const url = new URL(request.url);
     const [, kind, name] = url.pathname.split("/");
     if (kind === "probe") return env.PROBE.getByName(name).fetch(request);
+    if (kind === "wait-until") {
+      // A promise handed to waitUntil that fails is logged, not thrown.
+      ctx.waitUntil(Promise.reject(new Error(`late failure ${name}`)));
+      return new Response(`${typeof ctx.waitUntil} ${typeof ctx.passThroughOnException} ${ctx.passThroughOnException()}`);
+    }
     if (kind === "plain") return env.PLAIN.get(env.PLAIN.idFromName(name)).fetch(request);
     if (kind === "rpc") {
       const stub = env.PROBE.getByName(name);
