@@ -134,7 +134,7 @@ JsObject::JsObject(State& state, Env& env, const std::string& class_name, bool d
                                         vm_.str(id.to_string()), name};
     v8::Local<v8::Value> ctx_object;
     if (!vm_.helpers()
-             ->Get(ctx, vm_.str("makeState"))
+             ->Get(ctx, vm_.name("makeState"))
              .ToLocalChecked()
              .As<v8::Function>()
              ->Call(ctx, vm_.helpers(), 3, make_args)
@@ -237,7 +237,7 @@ Task<Response> JsObject::fetch(Request request) {
     v8::Local<v8::Value> argv[] = {server, box(vm_, ws)};
     v8::Local<v8::Value> ignored;
     if (!vm_.helpers()
-             ->Get(entry.context(), vm_.str("bindSocket"))
+             ->Get(entry.context(), vm_.name("bindSocket"))
              .ToLocalChecked()
              .As<v8::Function>()
              ->Call(entry.context(), vm_.helpers(), 2, argv)
@@ -291,7 +291,7 @@ v8::Local<v8::Object> JsObject::wrap_socket(const WebSocket& ws) {
   v8::Local<v8::Context> ctx = vm_.context();
   v8::Local<v8::Value> argv[] = {box(vm_, ws)};
   v8::Local<v8::Value> made = vm_.helpers()
-                                  ->Get(ctx, vm_.str("boundSocket"))
+                                  ->Get(ctx, vm_.name("boundSocket"))
                                   .ToLocalChecked()
                                   .As<v8::Function>()
                                   ->Call(ctx, vm_.helpers(), 1, argv)
@@ -371,8 +371,8 @@ Task<void> JsObject::alarm(AlarmInfo info) {
   try {
     Args args = [info](Vm& vm) {
       v8::Local<v8::Object> o = v8::Object::New(vm.isolate());
-      discard(o->Set(vm.context(), vm.str("retryCount"), v8::Integer::New(vm.isolate(), info.retry_count)));
-      discard(o->Set(vm.context(), vm.str("isRetry"), v8::Boolean::New(vm.isolate(), info.is_retry)));
+      discard(o->Set(vm.context(), vm.name("retryCount"), v8::Integer::New(vm.isolate(), info.retry_count)));
+      discard(o->Set(vm.context(), vm.name("isRetry"), v8::Boolean::New(vm.isolate(), info.is_retry)));
       return std::vector<v8::Local<v8::Value>>{o};
     };
     Task<Value> call = call_js(vm_, &scope_, &instance_, "alarm", std::move(args));
