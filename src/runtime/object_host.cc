@@ -61,32 +61,16 @@ ObjectHost::ObjectHost(Shard* shard, const NamespaceImpl* ns, ObjectId id)
 void ObjectHost::make_store() {
   checkpointing_ = false;  // a checkpoint of the store this replaces is dropped with it
   std::string hex = id_.to_string();
-  StoreEnv env{&shard_->commits(),
-               &shard_->open_dbs(),
-               &shard_->runtime().store_faults(),
-               shard_->runtime().options().max_object_bytes,
-               &shard_->runtime().alarm_index(),
-               ns_->has_alarm_handler(),
-               &metrics_->storage,
-               &shard_->runtime().catalog(),
-               shard_->runtime().options().page_size,
-               shard_->runtime().options().cpu_limit,
-               [shard = shard_] { return shard->now_ms(); },
-               shard_->replication_log()};
-  env.history = shard_->runtime().options().history;
-  env.snapshot_dir = snapshots::folder(shard_->runtime().options().data_dir);
-  if (Placement* placement = shard_->runtime().placement()) {
-    env.partitions = static_cast<uint32_t>(placement->partitions());
-    env.partition = static_cast<uint32_t>(placement->partition_of(id_));
-  }
-  if (env.history) {
-    const ServerOptions& o = shard_->runtime().options();
-    env.history_keep_ms = o.history_keep_ms(ns_->name());
-    env.history_max_bytes = o.history_max_bytes;
-  }
-  store_ = std::make_unique<ObjectStore>(env, ns_->object_dir(hex), NamespaceImpl::object_file(hex));
-  store_->set_sync([this] { return sync(); });
-  store_->set_identity(AlarmRecord{ns_->name(), hex, id_.name(), 0, 0});
+  store_ = std::make_unique<ObjectStore>(shard_->store_env(ns_), ns_->object_dir(hex),
+                                         NamespaceImpl::object_file(hex));
+  store_->set_owner(this);
+}
+
+AlarmRecord ObjectHost::identity() const { return AlarmRecord{ns_->name(), id_.to_string(), id_.name(), 0, 0}; }
+
+uint32_t ObjectHost::partition() const {
+  Placement* placement = shard_->runtime().placement();
+  return placement ? static_cast<uint32_t>(placement->partition_of(id_)) : 0;
 }
 
 ObjectHost::~ObjectHost() {

@@ -72,7 +72,7 @@ ResumeTarget current_resume_target();
 template <typename F>
 void send_through_output_gate(F send);
 
-class ObjectHost {
+class ObjectHost final : private StoreOwner {
  public:
   ObjectHost(Shard* shard, const NamespaceImpl* ns, ObjectId id);
   ~ObjectHost();
@@ -103,7 +103,7 @@ class ObjectHost {
   void gate_output(std::function<void(Status)> send);
   Task<void> block_concurrency_while(std::function<Task<void>()> fn);
   // Storage::sync(): resumes the caller once its turn's writes are durable.
-  Task<void> sync();
+  Task<void> sync() override;
   // State::abort: resets the object when the current turn ends and throws
   // dobj::Error(kReset) to unwind the handler.
   [[noreturn]] void abort(std::string_view reason, bool retry_alarm);
@@ -153,6 +153,10 @@ class ObjectHost {
 
  private:
   friend class AlarmRunner;  // runs alarm() on the instance, drops an aborted alarm
+  // StoreOwner: asked by the store when it needs them (rarely), instead of
+  // a copy in each store.
+  AlarmRecord identity() const override;
+  uint32_t partition() const override;
   using Event = Delivery;
   // The events waiting for their turn. libstdc++'s std::deque allocates a
   // map and a node even while empty (448 bytes for these events), and most

@@ -494,6 +494,34 @@ void Shard::flush_all(std::function<void()> done) {
   });
 }
 
+const std::shared_ptr<const StoreEnv>& Shard::store_env(const NamespaceImpl* ns) {
+  if (store_envs_.size() <= ns->index()) store_envs_.resize(ns->index() + 1);
+  std::shared_ptr<const StoreEnv>& env = store_envs_[ns->index()];
+  if (env) return env;
+  const ServerOptions& o = runtime().options();
+  StoreEnv e{&commits(),
+             &open_dbs(),
+             &runtime().store_faults(),
+             o.max_object_bytes,
+             &runtime().alarm_index(),
+             ns->has_alarm_handler(),
+             &metrics(ns->index()).storage,
+             &runtime().catalog(),
+             o.page_size,
+             o.cpu_limit,
+             [this] { return now_ms(); },
+             replication_log()};
+  e.history = o.history;
+  e.snapshot_dir = snapshots::folder(o.data_dir);
+  if (Placement* placement = runtime().placement()) e.partitions = static_cast<uint32_t>(placement->partitions());
+  if (e.history) {
+    e.history_keep_ms = o.history_keep_ms(ns->name());
+    e.history_max_bytes = o.history_max_bytes;
+  }
+  env = std::make_shared<const StoreEnv>(std::move(e));
+  return env;
+}
+
 MetricsSnapshot Shard::metrics_snapshot() {
   MetricsSnapshot snap;
   snap.per_ns = metrics_;

@@ -174,6 +174,9 @@ class Shard {
   WsRelays& relays() { return *relays_; }
   // This shard's counters for a namespace (by NamespaceImpl::index()).
   NamespaceMetrics& metrics(size_t ns_index) { return metrics_[ns_index]; }
+  // What the stores of a namespace's objects on this shard work with (one,
+  // shared by them all; made on first use).
+  const std::shared_ptr<const StoreEnv>& store_env(const NamespaceImpl* ns);
   // A copy of the counters plus gauges (objects in memory, sockets) and the
   // busiest resident objects of this shard.
   MetricsSnapshot metrics_snapshot();
@@ -334,6 +337,7 @@ class Shard {
   std::unique_ptr<SocketHub> sockets_;
   std::unique_ptr<WsRelays> relays_;  // WebSockets relayed to other nodes (cluster)
   std::vector<NamespaceMetrics> metrics_;
+  std::vector<std::shared_ptr<const StoreEnv>> store_envs_;  // by namespace index
   std::unordered_map<ObjectKey, std::unique_ptr<ObjectHost>, ObjectKeyHash> hosts_;
   std::unordered_map<ObjectKey, uint64_t, ObjectKeyHash> reset_epochs_;  // only objects ever reset
   // The hosts, least recently active first.

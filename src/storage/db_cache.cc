@@ -61,11 +61,15 @@ void DbCache::enforce(ObjectStore* keep) {
   }
 }
 
-ObjectStore::ObjectStore(StoreEnv env, std::string dir, std::string file_name)
-    : env_(env), dir_(std::move(dir)), path_(dir_ + "/" + file_name) {}
+ObjectStore::ObjectStore(std::shared_ptr<const StoreEnv> env, std::string_view dir,
+                         std::string_view file_name)
+    : env_(std::move(env)) {
+  path_.reserve(dir.size() + 1 + file_name.size());
+  path_.append(dir).append("/").append(file_name);
+}
 
 ObjectStore::~ObjectStore() {
-  sql_cache_.clear();
+  sql_cache_.reset();
   if (in_txn_) rollback();
   close_connection();
 }

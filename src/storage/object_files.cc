@@ -162,7 +162,7 @@ void ObjectStore::set_alarm_retry(int retry) {
 
 bool ObjectStore::ensure_open(bool create) {
   if (db_.is_open()) {
-    env_.open_dbs->touch(this);
+    env_->open_dbs->touch(this);
     return true;
   }
   struct stat file;
@@ -176,8 +176,9 @@ bool ObjectStore::ensure_open(bool create) {
   // its backups build their copies from the commits' pages, the tables'
   // included).
   bool from_image = false;
-  if (existed && !env_.replication && file.st_size < 8 * env_.page_size) {
-    if (auto image = empty_database_image(dir_, env_.page_size)) {
+  const std::string folder = dir();
+  if (existed && !env_->replication && file.st_size < 8 * env_->page_size) {
+    if (auto image = empty_database_image(folder, env_->page_size)) {
       auto completed = complete_cut_short_image(path_, static_cast<uint64_t>(file.st_size), *image);
       if (!completed) throw Error(completed.status());
       if (*completed) new_file_ = true;  // to the disk with the next commit
@@ -185,17 +186,17 @@ bool ObjectStore::ensure_open(bool create) {
   }
   if (!existed) {
     schema_ready_ = false;  // a new file (or one made again after a delete)
-    bool dir_existed = file_exists(dir_);
-    if (Status st = make_dirs(dir_); !st) throw Error(st);
+    bool dir_existed = file_exists(folder);
+    if (Status st = make_dirs(folder); !st) throw Error(st);
     if (!dir_existed) {
       // A new shard folder: its own entry in the namespace folder must be
       // durable with the first commit (the flusher syncs it, not this thread).
-      auto parent = SyncFile::open(dir_.substr(0, dir_.rfind('/')), /*is_dir=*/true);
+      auto parent = SyncFile::open(folder.substr(0, folder.rfind('/')), /*is_dir=*/true);
       if (!parent) throw Error(parent.status());
       parent_dir_to_sync_ = std::move(*parent);
     }
-    if (!env_.replication) {
-      if (auto image = empty_database_image(dir_, env_.page_size)) {
+    if (!env_->replication) {
+      if (auto image = empty_database_image(folder, env_->page_size)) {
         if (Status st = write_database_image(path_, *image, /*replace=*/false); !st) throw Error(st);
         from_image = true;
         schema_ready_ = true;
@@ -210,7 +211,7 @@ bool ObjectStore::ensure_open(bool create) {
   // through an in-memory journal: a rollback journal file would be created,
   // written and deleted for one write into an empty file.
   if (!existed && !from_image) {
-    std::string size = "PRAGMA page_size=" + std::to_string(env_.page_size);
+    std::string size = "PRAGMA page_size=" + std::to_string(env_->page_size);
     Status st = db_.exec(size.c_str());
     bool empty = false;
     if (st) {
@@ -230,21 +231,21 @@ bool ObjectStore::ensure_open(bool create) {
   // Every commit from here on is followed by flush_wal_writes (end_turn's,
   // and the runtime's tables' below), which writes what this holds back.
   combine_wal_writes(db_.get());
-  if (env_.replication || env_.history) {
-    int page = env_.page_size;
+  if (env_->replication || env_->history) {
+    int page = env_->page_size;
     if (auto s = db_.cached("PRAGMA page_size"); s && (*s)->step() == SQLITE_ROW) page = (*s)->column_int(0);
     capture_wal_frames(db_.get(), page,
                        [this, page](std::vector<WalFrame> txn) { record_frames(page, std::move(txn)); });
   }
 
-  if (env_.max_database_bytes > 0) {
+  if (env_->max_database_bytes > 0) {
     // The file's own page size (a new file's is the one set above).
-    int64_t page = env_.page_size;
+    int64_t page = env_->page_size;
     if (auto s = db_.cached("PRAGMA page_size"); s && (*s)->step() == SQLITE_ROW) {
       page = (*s)->column_int(0);
     }
     std::string cap = "PRAGMA max_page_count=" +
-                      std::to_string(std::max<int64_t>(env_.max_database_bytes / page, 4));
+                      std::to_string(std::max<int64_t>(env_->max_database_bytes / page, 4));
     if (Status st = db_.exec(cap.c_str()); !st) {
       db_.close();
       throw Error(st);
@@ -263,7 +264,7 @@ bool ObjectStore::ensure_open(bool create) {
     }
     schema_ready_ = true;
   }
-  if (env_.history) {
+  if (env_->history) {
     try {
       open_history();
     } catch (...) {
@@ -279,14 +280,14 @@ bool ObjectStore::ensure_open(bool create) {
   // until a commit (or close_connection) hands it to the flusher.
   if (!existed) new_file_ = true;
   if (!existed || !wal_existed) {
-    auto dir = SyncFile::open(dir_, /*is_dir=*/true);
-    if (!dir) {
+    auto synced = SyncFile::open(folder, /*is_dir=*/true);
+    if (!synced) {
       db_.close();
-      throw Error(dir.status());
+      throw Error(synced.status());
     }
-    dir_to_sync_ = std::move(*dir);
+    dir_to_sync_ = std::move(*synced);
   }
-  env_.open_dbs->touch(this);
+  env_->open_dbs->touch(this);
   return true;
 }
 
@@ -302,7 +303,7 @@ void ObjectStore::start_checkpoint(std::function<void()> done) {
     }
     done();
   };
-  if (!env_.commits->syncs()) {
+  if (!env_->commits->syncs()) {
     // Durability::kOs: nothing waits for a flush; still keep the order that
     // protects the file (WAL on disk, copy, file on disk, then a restart).
     Status st = wal_file_->sync();
@@ -323,7 +324,7 @@ void ObjectStore::start_checkpoint(std::function<void()> done) {
     return;
   }
   // The WAL is on disk once the last commit is durable.
-  env_.commits->when_durable(last_commit_seq_, [this, alive, finish](Status st) {
+  env_->commits->when_durable(last_commit_seq_, [this, alive, finish](Status st) {
     if (alive.expired()) return;
     // The history's held records go to the file before the WAL is copied:
     // they reach the disk with the copy (below). If they cannot, no
@@ -343,9 +344,9 @@ void ObjectStore::start_checkpoint(std::function<void()> done) {
     }
     // The history's records of the WAL's commits reach the disk with the
     // copy: the WAL, which could rebuild them, starts over after it.
-    if (history_ && history_sync_) env_.commits->add_dirty(history_sync_);
-    uint64_t seq = env_.commits->committed(std::move(*f), nullptr);
-    env_.commits->when_durable(seq, [this, alive, finish](Status st) {
+    if (history_ && history_sync_) env_->commits->add_dirty(history_sync_);
+    uint64_t seq = env_->commits->committed(std::move(*f), nullptr);
+    env_->commits->when_durable(seq, [this, alive, finish](Status st) {
       if (alive.expired()) return;
       // A failed flush stops the node; until it does, a reopen replays the WAL.
       if (!st) close_connection();
@@ -372,18 +373,18 @@ void ObjectStore::close_connection() {
   // flush, which comes before any answer that waits for a later commit to it
   // (a store that finds the files existing syncs neither).
   if (std::exchange(new_file_, false)) {
-    if (auto f = SyncFile::open(path_, /*is_dir=*/false)) env_.commits->add_dirty(std::move(*f));
+    if (auto f = SyncFile::open(path_, /*is_dir=*/false)) env_->commits->add_dirty(std::move(*f));
   }
-  if (dir_to_sync_) env_.commits->add_dirty(std::move(dir_to_sync_));
-  if (parent_dir_to_sync_) env_.commits->add_dirty(std::move(parent_dir_to_sync_));
+  if (dir_to_sync_) env_->commits->add_dirty(std::move(dir_to_sync_));
+  if (parent_dir_to_sync_) env_->commits->add_dirty(std::move(parent_dir_to_sync_));
   alarm_known_.reset();
   // Records of commits not yet durable are dropped: the WAL has them, and
   // the next open rebuilds them.
   if (history_) (void)history_->write_out(durable_gate());
   history_.reset();
   history_pending_.reset();
-  env_.open_dbs->remove(this);
-  sql_cache_.clear();
+  env_->open_dbs->remove(this);
+  sql_cache_.reset();
   db_.close();
   wal_file_.reset();
 }
@@ -401,11 +402,11 @@ Status ObjectStore::remove_files() {
     }
   }
   file_known_missing_ = true;
-  if (env_.replication) {
-    env_.replication->record(replica_record(ReplicaRecord::Kind::kRemove));
+  if (env_->replication) {
+    env_->replication->record(replica_record(ReplicaRecord::Kind::kRemove));
   }
   // The removal survives power loss once answered.
-  return removed ? sync_dir(dir_) : Status::ok();
+  return removed ? sync_dir(dir()) : Status::ok();
 }
 
 Status ObjectStore::fold_wal_into_file() {
@@ -430,32 +431,33 @@ Status ObjectStore::fold_wal_into_file() {
 ReplicaRecord ObjectStore::replica_record(ReplicaRecord::Kind kind) const {
   ReplicaRecord r;
   r.kind = kind;
-  r.ns = identity_.ns;
-  r.id = identity_.id_hex;
+  AlarmRecord who = identity();
+  r.ns = std::move(who.ns);
+  r.id = std::move(who.id_hex);
   // A copy's name for its backup's catalog (a removal names none).
-  if (kind != ReplicaRecord::Kind::kRemove) r.name = identity_.name;
+  if (kind != ReplicaRecord::Kind::kRemove) r.name = std::move(who.name);
   return r;
 }
 
 Status ObjectStore::replicate_replace(std::string database, std::string history) {
   ReplicaRecord r = replica_record(ReplicaRecord::Kind::kReplace);
   r.file = std::move(database);
-  if (env_.history) {
+  if (env_->history) {
     // Its backups keep it as a base with the number it has here.
     auto stamp = stamp_in_image(r.file);
     if (!stamp) return Status(Code::kInternal, "history: the new database has no commit number");
     std::tie(r.history_seq, r.history_time_ms) = *stamp;
     r.history = std::move(history);
   }
-  env_.replication->record(std::move(r));
+  env_->replication->record(std::move(r));
   return Status::ok();
 }
 
 Status ObjectStore::replace_files(const std::string& file, bool in_history) {
   if (Status st = fold_wal_into_file(); !st) return st;
   close_connection();
-  if (Status st = make_dirs(dir_); !st) return st;
-  if (env_.history && !in_history) {
+  if (Status st = make_dirs(dir()); !st) return st;
+  if (env_->history && !in_history) {
     // An import is a commit of the history too: a base with the next number.
     auto bytes = read_file(file);
     if (!bytes) return bytes.status();
@@ -467,7 +469,7 @@ Status ObjectStore::replace_files(const std::string& file, bool in_history) {
   if (::unlink((path_ + "-wal").c_str()) != 0 && errno != ENOENT) {
     return Status(Code::kInternal, "cannot remove " + path_ + "-wal: " + std::strerror(errno));
   }
-  if (env_.replication) {
+  if (env_->replication) {
     auto bytes = read_file(file);
     if (!bytes) return bytes.status();
     if (Status st = replicate_replace(std::move(*bytes), {}); !st) return st;
@@ -476,7 +478,7 @@ Status ObjectStore::replace_files(const std::string& file, bool in_history) {
     return Status(Code::kInternal, "cannot move the import into place: " +
                                        std::string(std::strerror(errno)));
   }
-  return sync_dir(dir_);
+  return sync_dir(dir());
 }
 
 }  // namespace dobj::internal

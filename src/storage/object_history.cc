@@ -268,7 +268,7 @@ void ObjectStore::open_history() {
     if (Status st = history_sync_->sync(); !st) throw Error(st);
   }
   // On disk with the next flush (no answer depends on it before then).
-  env_.commits->add_dirty(history_sync_);
+  env_->commits->add_dirty(history_sync_);
   history_ = std::move(file);
   history_needs_base_ = false;
   stamp_next_ = true;
@@ -340,7 +340,7 @@ Result<std::optional<uint64_t>> ObjectStore::rebuild_from_wal(HistoryFile& file,
     if (r.stamp.seq != last + 1 || !file.last_seq()) break;  // a gap: the database becomes a base
     // Its commit may not be durable yet (a reopen in the same process).
     if (Status st = file.append_changes(r.stamp.seq, r.stamp.time_ms, static_cast<int>(page_size), r.frames,
-                                       env_.commits->last_seq());
+                                       env_->commits->last_seq());
         !st) {
       return st;
     }
@@ -352,15 +352,15 @@ Result<std::optional<uint64_t>> ObjectStore::rebuild_from_wal(HistoryFile& file,
 }
 
 uint64_t ObjectStore::durable_gate() const {
-  return env_.commits->syncs() ? env_.commits->durable_seq() : UINT64_MAX;
+  return env_->commits->syncs() ? env_->commits->durable_seq() : UINT64_MAX;
 }
 
 Status ObjectStore::keep_history_in_bounds(int64_t now, bool at_open) {
-  const bool check_time = env_.history_keep_ms > 0 && (at_open || now - history_trimmed_ms_ >= kHistoryTrimIntervalMs);
+  const bool check_time = env_->history_keep_ms > 0 && (at_open || now - history_trimmed_ms_ >= kHistoryTrimIntervalMs);
   if (check_time) history_trimmed_ms_ = now;
   bool dropped = false;
-  Status st = history_->trim(check_time ? std::optional<int64_t>(now - env_.history_keep_ms) : std::nullopt,
-                             static_cast<uint64_t>(env_.history_max_bytes),
+  Status st = history_->trim(check_time ? std::optional<int64_t>(now - env_->history_keep_ms) : std::nullopt,
+                             static_cast<uint64_t>(env_->history_max_bytes),
                              [this] { return static_cast<uint64_t>(database_size()); }, durable_gate(), &dropped);
   if (!st) {
     // The file is as it was: try again later.
@@ -376,12 +376,12 @@ Status ObjectStore::keep_history_in_bounds(int64_t now, bool at_open) {
 }
 
 Status ObjectStore::write_out_history() {
-  if (!env_.history || !ensure_open(false) || !history_) return Status::ok();
+  if (!env_->history || !ensure_open(false) || !history_) return Status::ok();
   return history_->write_out(durable_gate());
 }
 
 uint64_t ObjectStore::history_bytes() {
-  if (!env_.history || !ensure_open(false) || !history_) return 0;
+  if (!env_->history || !ensure_open(false) || !history_) return 0;
   return history_->size_bytes();
 }
 
@@ -392,7 +392,7 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
   if (history_) {
     // The record is written once the commit is durable: its group commit
     // number is the next one (end_turn takes it right after).
-    uint64_t gate = env_.commits->last_seq() + 1;
+    uint64_t gate = env_->commits->last_seq() + 1;
     if (history_->needs_base()) history_needs_base_ = true;  // records were lost to damage
     if (history_pending_) {
       seq = history_pending_->seq;
@@ -419,14 +419,14 @@ void ObjectStore::record_frames(int page_size, std::vector<WalFrame> txn) {
       history_seq_ = seq;
     }
   }
-  if (env_.replication) {
+  if (env_->replication) {
     ReplicaRecord r = replica_record(ReplicaRecord::Kind::kCommit);
     r.page_size = static_cast<uint32_t>(page_size);
     r.frames = std::move(txn);
     r.history_seq = seq;
     r.history_time_ms = time_ms;
     r.history_base = whole;
-    env_.replication->record(std::move(r));
+    env_->replication->record(std::move(r));
   }
 }
 
@@ -455,7 +455,7 @@ Status ObjectStore::stamp_as_next_base(std::string& database) {
 std::vector<ObjectStore::Bookmark> ObjectStore::bookmarks(size_t limit, size_t* total) {
   std::vector<Bookmark> out;
   if (total != nullptr) *total = 0;
-  if (!env_.history || !ensure_open(false) || !history_) return out;
+  if (!env_->history || !ensure_open(false) || !history_) return out;
   const auto& all = history_->entries();
   if (total != nullptr) *total = all.size();
   for (size_t i = all.size() > limit ? all.size() - limit : 0; i < all.size(); ++i) {
@@ -467,13 +467,13 @@ std::vector<ObjectStore::Bookmark> ObjectStore::bookmarks(size_t limit, size_t* 
 }
 
 Result<std::string> ObjectStore::current_bookmark() {
-  if (!env_.history) return Status(Code::kNotFound, "history is off (--history)");
+  if (!env_->history) return Status(Code::kNotFound, "history is off (--history)");
   if (!ensure_open(true) || !history_) return Status(Code::kInternal, "history: the object has no database");
   return history_->bookmark_of(history_seq_);
 }
 
 Result<std::string> ObjectStore::bookmark_for_time(int64_t time_ms) {
-  if (!env_.history) return Status(Code::kNotFound, "history is off (--history)");
+  if (!env_->history) return Status(Code::kNotFound, "history is off (--history)");
   if (!ensure_open(false) || !history_) return Status(Code::kNotFound, "the object has no history");
   auto seq = history_->seq_at_time(time_ms);
   if (!seq) return seq.status();
@@ -481,7 +481,7 @@ Result<std::string> ObjectStore::bookmark_for_time(int64_t time_ms) {
 }
 
 Status ObjectStore::check_bookmark(std::string_view bookmark) {
-  if (!env_.history) return Status(Code::kNotFound, "history is off (start the server with --history)");
+  if (!env_->history) return Status(Code::kNotFound, "history is off (start the server with --history)");
   auto seq = HistoryFile::parse_bookmark(bookmark);
   if (!seq) return seq.status();
   if (!ensure_open(false) || !history_) return Status(Code::kNotFound, "the object has no history");
@@ -535,18 +535,18 @@ Result<std::string> ObjectStore::snapshot_image() {
 }
 
 Result<std::string> ObjectStore::snapshot_file(std::string_view name) const {
-  if (env_.snapshot_dir.empty()) return Status(Code::kNotFound, "snapshots are not available here");
-  return snapshots::find(env_.snapshot_dir, name);
+  if (env_->snapshot_dir.empty()) return Status(Code::kNotFound, "snapshots are not available here");
+  return snapshots::find(env_->snapshot_dir, name);
 }
 
 Result<std::string> ObjectStore::write_snapshot() {
-  if (env_.snapshot_dir.empty()) return Status(Code::kNotFound, "snapshots are not available here");
+  if (env_->snapshot_dir.empty()) return Status(Code::kNotFound, "snapshots are not available here");
   auto image = snapshot_image();
   if (!image) return image.status();
-  std::string name = snapshots::new_name(env_.partition, env_.partitions);
+  std::string name = snapshots::new_name(owner_ ? owner_->partition() : 0, env_->partitions);
   int64_t made = system_now_ms();
-  if (Status st = snapshots::write(env_.snapshot_dir, name, *image, made); !st) return st;
-  if (env_.replication) {
+  if (Status st = snapshots::write(env_->snapshot_dir, name, *image, made); !st) return st;
+  if (env_->replication) {
     // The partition's backups keep it too (a failover keeps it), and the
     // answer that names it waits for them as for a commit.
     ReplicaRecord r;
@@ -554,14 +554,14 @@ Result<std::string> ObjectStore::write_snapshot() {
     r.id = name;
     r.file = std::move(*image);
     r.history_time_ms = made;
-    env_.replication->record(std::move(r));
-    last_commit_seq_ = env_.commits->committed(nullptr, nullptr);
+    env_->replication->record(std::move(r));
+    last_commit_seq_ = env_->commits->committed(nullptr, nullptr);
   }
   return name;
 }
 
 Result<std::string> ObjectStore::database_at(std::string_view bookmark) {
-  if (!env_.history) return Status(Code::kNotFound, "history is off (--history)");
+  if (!env_->history) return Status(Code::kNotFound, "history is off (--history)");
   auto seq = HistoryFile::parse_bookmark(bookmark);
   if (!seq) return seq.status();
   if (in_txn_) return Status(Code::kInternal, "history: a read of the history inside a turn");
@@ -570,7 +570,7 @@ Result<std::string> ObjectStore::database_at(std::string_view bookmark) {
 }
 
 Result<ObjectStore::RestorePlan> ObjectStore::prepare_restore(std::string_view bookmark, std::string file) {
-  if (!env_.history) return Status(Code::kNotFound, "history is off (--history)");
+  if (!env_->history) return Status(Code::kNotFound, "history is off (--history)");
   auto seq = HistoryFile::parse_bookmark(bookmark);
   if (!seq) return seq.status();
   if (in_txn_) return Status(Code::kInternal, "history: a restore inside a turn");
@@ -585,7 +585,7 @@ Result<ObjectStore::RestorePlan> ObjectStore::prepare_restore(std::string_view b
   plan.seq = *seq;
   plan.next_seq = next_history_seq(history_.get());
   plan.time_ms = now_ms();
-  plan.replicated = env_.replication != nullptr;
+  plan.replicated = env_->replication != nullptr;
   close_connection();
   return plan;
 }
@@ -619,12 +619,12 @@ Result<std::string> ObjectStore::build_restore(const RestorePlan& plan) {
 }
 
 Status ObjectStore::restored(std::string database) {
-  if (!env_.replication) return Status::ok();
+  if (!env_->replication) return Status::ok();
   return replicate_replace(std::move(database), {});
 }
 
 Status ObjectStore::history_for_copy(int* fd, uint64_t* size) {
-  if (!env_.history) return Status(Code::kNotFound, "history is off (start the server with --history)");
+  if (!env_->history) return Status(Code::kNotFound, "history is off (start the server with --history)");
   if (!ensure_open(false) || !history_) return Status(Code::kNotFound, "the object has no history");
   if (Status st = write_out_history(); !st) return st;
   *fd = ::open(history_->path().c_str(), O_RDONLY | O_CLOEXEC);
@@ -635,7 +635,7 @@ Status ObjectStore::history_for_copy(int* fd, uint64_t* size) {
 
 Result<ObjectStore::HistoryCopy> ObjectStore::history_copy() {
   HistoryCopy out;
-  if (!env_.history || !ensure_open(false) || !history_ || !history_->last()) return out;
+  if (!env_->history || !ensure_open(false) || !history_ || !history_->last()) return out;
   auto records = history_->contents();
   if (!records) return records.status();
   out.records = std::move(*records);
@@ -659,17 +659,17 @@ Status ObjectStore::write_latest_database(const std::string& history_path, const
 }
 
 Status ObjectStore::replace_with_history(const std::string& database_file, const std::string& history_file) {
-  if (!env_.history) return Status(Code::kNotFound, "history is off (start the server with --history)");
+  if (!env_->history) return Status(Code::kNotFound, "history is off (start the server with --history)");
   if (Status st = fold_wal_into_file(); !st) return st;
   close_connection();
-  if (Status st = make_dirs(dir_); !st) return st;
+  if (Status st = make_dirs(dir()); !st) return st;
   for (const std::string& old : {path_ + "-history", path_ + "-wal"}) {
     if (::unlink(old.c_str()) != 0 && errno != ENOENT) {
       return Status(Code::kInternal, "cannot remove " + old + ": " + std::strerror(errno));
     }
   }
-  if (Status st = sync_dir(dir_); !st) return st;
-  if (env_.replication) {
+  if (Status st = sync_dir(dir()); !st) return st;
+  if (env_->replication) {
     // The backups take both, as a catch-up's copy.
     auto database = read_file(database_file);
     auto history = database ? read_file(history_file) : database;
@@ -680,7 +680,7 @@ Status ObjectStore::replace_with_history(const std::string& database_file, const
       ::rename(history_file.c_str(), (path_ + "-history").c_str()) != 0) {
     return Status(Code::kInternal, "cannot move the files into place: " + std::string(std::strerror(errno)));
   }
-  return sync_dir(dir_);
+  return sync_dir(dir());
 }
 
 }  // namespace dobj::internal

@@ -59,7 +59,7 @@ void ObjectStore::begin_write() {
 }
 
 std::optional<std::string> ObjectStore::get(std::string_view key) {
-  if (env_.counters) ++env_.counters->reads;
+  if (env_->counters) ++env_->counters->reads;
   if (!ensure_open(false)) return std::nullopt;
   StmtUse s = stmt("SELECT value FROM _dobj_kv WHERE key = ?1");
   s->bind_blob(1, key);
@@ -70,7 +70,7 @@ std::optional<std::string> ObjectStore::get(std::string_view key) {
 }
 
 void ObjectStore::put(std::string_view key, std::string_view value) {
-  if (env_.counters) ++env_.counters->writes;
+  if (env_->counters) ++env_->counters->writes;
   begin_write();
   StmtUse s = stmt("INSERT OR REPLACE INTO _dobj_kv(key, value) VALUES (?1, ?2)");
   s->bind_blob(1, key);
@@ -79,7 +79,7 @@ void ObjectStore::put(std::string_view key, std::string_view value) {
 }
 
 bool ObjectStore::remove(std::string_view key) {
-  if (env_.counters) ++env_.counters->deletes;
+  if (env_->counters) ++env_->counters->deletes;
   if (!ensure_open(false)) return false;
   begin_write();
   StmtUse s = stmt("DELETE FROM _dobj_kv WHERE key = ?1");
@@ -90,9 +90,9 @@ bool ObjectStore::remove(std::string_view key) {
 
 std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOptions& o) {
   std::vector<std::pair<std::string, std::string>> out;
-  if (env_.counters) {
-    ++env_.counters->reads;
-    ++env_.counters->lists;
+  if (env_->counters) {
+    ++env_->counters->reads;
+    ++env_->counters->lists;
   }
   if (!ensure_open(false)) return out;
   std::optional<std::string> lower;
@@ -157,10 +157,10 @@ std::optional<int64_t> ObjectStore::get_alarm() {
   return stored_alarm();
 }
 
-int64_t ObjectStore::now_ms() const { return env_.now_ms ? env_.now_ms() : system_now_ms(); }
+int64_t ObjectStore::now_ms() const { return env_->now_ms ? env_->now_ms() : system_now_ms(); }
 
 void ObjectStore::set_alarm(int64_t at_ms) {
-  if (!env_.alarms_allowed) {
+  if (!env_->alarms_allowed) {
     throw Error(Code::kInvalidArgument, "set_alarm: this object class has no alarm() handler");
   }
   begin_write();
@@ -202,7 +202,7 @@ void ObjectStore::delete_all() {
 }
 
 void ObjectStore::begin_nested() {
-  if (env_.counters) ++env_.counters->transactions;
+  if (env_->counters) ++env_->counters->transactions;
   begin_write();
   begin_savepoint();
 }
@@ -245,15 +245,15 @@ Status ObjectStore::end_turn() {
     // The node's index learns of a new alarm before the commit that sets it,
     // so that no committed alarm is missing from it after a crash.
     alarm_after_ = stored_alarm();
-    if (alarm_after_ && env_.alarms) {
-      AlarmRecord r = identity_;
+    if (alarm_after_ && env_->alarms) {
+      AlarmRecord r = identity();
       r.at_ms = *alarm_after_;
-      auto f = env_.alarms->record(r);
+      auto f = env_->alarms->record(r);
       if (!f) {
         mark_broken(f.status().message(), f.status().code() == Code::kStorageFull);
         return end_turn();
       }
-      env_.commits->add_dirty(*f);
+      env_->commits->add_dirty(*f);
     }
   }
   if (history_) {
@@ -273,8 +273,8 @@ Status ObjectStore::end_turn() {
     history_pending_ = PendingCommit{history_seq_ + 1, time, stamp_next_};
   }
   Status st = Status::ok();
-  if (env_.faults && env_.faults->fail_next_commits.load() > 0) {
-    env_.faults->fail_next_commits.fetch_sub(1);
+  if (env_->faults && env_->faults->fail_next_commits.load() > 0) {
+    env_->faults->fail_next_commits.fetch_sub(1);
     st = Status(Code::kInternal, "injected commit failure");
   } else {
     st = db_.run_cached("COMMIT");
@@ -303,7 +303,7 @@ Status ObjectStore::end_turn() {
     if (!done.recorded || history_needs_base_) {
       // The capture could not describe it (or missed a commit): the whole
       // database, as of this commit.
-      Status b = history_->hold_base(done.seq, done.time_ms, serialize_database(), env_.commits->last_seq() + 1);
+      Status b = history_->hold_base(done.seq, done.time_ms, serialize_database(), env_->commits->last_seq() + 1);
       if (!b) log_warn("history of " + path_ + ": " + b.message() + "; the next commit tries again");
       history_needs_base_ = !b;
     }
@@ -355,20 +355,21 @@ Status ObjectStore::note_commit() {
     // disk with the first commit that depends on it.
     auto f = SyncFile::open(path_, /*is_dir=*/false);
     if (!f) return Status(Code::kReset, f.status().message());
-    env_.commits->add_dirty(std::move(*f));
+    env_->commits->add_dirty(std::move(*f));
     new_file_ = false;
-    if (env_.catalog) {
+    if (env_->catalog) {
       // The catalog learns of it later (after a crash, from the folder).
       CatalogTouch t;
-      t.ns = identity_.ns;
-      t.id = identity_.id_hex;
+      AlarmRecord who = identity();
+      t.ns = std::move(who.ns);
+      t.id = std::move(who.id_hex);
       t.path = path_;
-      t.name = identity_.name;
-      env_.catalog->created(std::move(t));
+      t.name = std::move(who.name);
+      env_->catalog->created(std::move(t));
     }
   }
-  if (parent_dir_to_sync_) env_.commits->add_dirty(std::move(parent_dir_to_sync_));
-  last_commit_seq_ = env_.commits->committed(wal_file_, std::move(dir_to_sync_));
+  if (parent_dir_to_sync_) env_->commits->add_dirty(std::move(parent_dir_to_sync_));
+  last_commit_seq_ = env_->commits->committed(wal_file_, std::move(dir_to_sync_));
   dir_to_sync_.reset();
   return Status::ok();
 }

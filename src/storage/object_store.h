@@ -30,8 +30,8 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <string_view>
 #include <utility>
-#include <vector>
 #include <vector>
 
 #include "dobj/sql.h"
@@ -88,6 +88,8 @@ struct StoreFaults {
   std::atomic<int> fail_next_commits{0};
 };
 
+// What a store works with. The stores of one namespace on one shard share
+// one (ObjectStore holds it by pointer: it is most of a store's size).
 struct StoreEnv {
   GroupCommit* commits;
   DbCache* open_dbs;
@@ -112,14 +114,30 @@ struct StoreEnv {
   bool history = false;
   // Where Storage::snapshot() writes its copies (<data>/snapshots); empty:
   // snapshots are not available. On a cluster, a snapshot's name says the
-  // object's partition (storage/snapshots.h); 0 partitions: a single node.
+  // object's partition (StoreOwner::partition, storage/snapshots.h); 0
+  // partitions: a single node.
   std::string snapshot_dir{};
   uint32_t partitions = 0;
-  uint32_t partition = 0;
   // History's retention: commits older than this go (0: kept for ever), as
   // do the oldest once the file passes history_max_bytes (0: no cap).
   int64_t history_keep_ms = 0;
   int64_t history_max_bytes = 0;
+};
+
+// The object a store belongs to (the runtime's ObjectHost), asked when
+// needed instead of copied into every store.
+class StoreOwner {
+ public:
+  // Its namespace, ID and name (at_ms and retry 0): for the node's alarm
+  // index, the catalog and a cluster's replication records.
+  virtual AlarmRecord identity() const = 0;
+  // Its partition, on a cluster (StoreEnv::partitions).
+  virtual uint32_t partition() const = 0;
+  // Storage::sync(): the runtime's to implement, as it needs the object's turn.
+  virtual Task<void> sync() = 0;
+
+ protected:
+  ~StoreOwner() = default;
 };
 
 class ObjectStore {
@@ -144,7 +162,10 @@ class ObjectStore {
   // State::on_next_session_restore), done when the object next starts.
   static const char* restore_schema();
 
-  ObjectStore(StoreEnv env, std::string dir, std::string file_name);
+  // The file is dir/file_name.
+  ObjectStore(std::shared_ptr<const StoreEnv> env, std::string_view dir, std::string_view file_name);
+  ObjectStore(StoreEnv env, std::string_view dir, std::string_view file_name)
+      : ObjectStore(std::make_shared<const StoreEnv>(std::move(env)), dir, file_name) {}
   ~ObjectStore();
   ObjectStore(const ObjectStore&) = delete;
   ObjectStore& operator=(const ObjectStore&) = delete;
@@ -165,8 +186,9 @@ class ObjectStore {
   void set_alarm(int64_t at_ms);
   int64_t now_ms() const;
   void delete_alarm();
-  // The runtime's side. Identity for the node's alarm index.
-  void set_identity(AlarmRecord identity) { identity_ = std::move(identity); }
+  // The runtime's side: who the store belongs to (none: an empty identity,
+  // partition 0, and sync() throws).
+  void set_owner(StoreOwner* owner) { owner_ = owner; }
   // The stored alarm time, including this turn's writes.
   std::optional<int64_t> stored_alarm();
   // How many runs of the stored alarm failed (0 when none, or when there is
@@ -269,8 +291,7 @@ class ObjectStore {
   SqlCursor exec_sql(std::string_view query, const std::vector<SqlValue>& params);
   int64_t database_size();
 
-  // Storage::sync() is the runtime's to implement: it needs the object's turn.
-  void set_sync(std::function<Task<void>()> sync) { sync_ = std::move(sync); }
+  // Storage::sync(), through the owner.
   Task<void> sync();
 
   // Commits the turn's batch, if it wrote anything. On failure the batch is
@@ -427,8 +448,12 @@ class ObjectStore {
   // Called with each committed transaction's frames (the WAL capture).
   void record_frames(int page_size, std::vector<WalFrame> txn);
 
-  StoreEnv env_;
-  std::string dir_;
+  // The object's folder: the file's path up to its name.
+  std::string dir() const { return path_.substr(0, path_.rfind('/')); }
+  AlarmRecord identity() const { return owner_ ? owner_->identity() : AlarmRecord{}; }
+
+  std::shared_ptr<const StoreEnv> env_;
+  StoreOwner* owner_ = nullptr;
   std::string path_;
   Db db_;
   std::shared_ptr<SyncFile> wal_file_;
@@ -465,7 +490,6 @@ class ObjectStore {
   std::optional<std::optional<int64_t>> alarm_known_;
   std::optional<int64_t> running_alarm_;
   bool alarm_touched_in_handler_ = false;
-  AlarmRecord identity_;
   bool in_txn_ = false;
   bool broken_ = false;
   std::string broken_reason_;  // the first failure of the turn, for the reset message
@@ -482,9 +506,9 @@ class ObjectStore {
   // Prepared single-statement user queries by text. Apart from Db's cache of
   // internal statements, so user text never reaches a statement that was
   // prepared without the authorizer.
-  std::unordered_map<std::string, Stmt> sql_cache_;
+  // Made on first use: most objects never run SQL of their own.
+  std::unique_ptr<std::unordered_map<std::string, Stmt>> sql_cache_;
   static constexpr size_t kSqlCacheSize = 64;
-  std::function<Task<void>()> sync_;
   static constexpr size_t kNotOpen = ~size_t{0};
   // Callbacks that outlive the store (a checkpoint's) check this first.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -234,9 +234,9 @@ void ObjectStore::fail_sql(int rc) {
 }
 
 SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlValue>& params) {
-  if (env_.counters) {
-    ++env_.counters->reads;
-    ++env_.counters->sql;
+  if (env_->counters) {
+    ++env_->counters->reads;
+    ++env_->counters->sql;
   }
   ensure_open(/*create=*/true);
   struct AuthorizerScope {
@@ -259,9 +259,9 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
   int index = 0;
   std::string key(query);
   // Pre-emptive CPU limit: the query is interrupted at its deadline.
-  Budget budget{std::chrono::steady_clock::now() + env_.sql_time_limit};
+  Budget budget{std::chrono::steady_clock::now() + env_->sql_time_limit};
   std::optional<BudgetScope> budget_scope;
-  if (env_.sql_time_limit.count() > 0) budget_scope.emplace(db_.get(), &budget);
+  if (env_->sql_time_limit.count() > 0) budget_scope.emplace(db_.get(), &budget);
   // Several statements are one exec: a failure in any undoes what those
   // before it wrote. A single statement is atomic by itself.
   bool several = false;
@@ -273,8 +273,9 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
       Stmt owned;
       Stmt* statement = &owned;
       bool last;
-      auto cached = index == 0 ? sql_cache_.find(key) : sql_cache_.end();
-      if (cached != sql_cache_.end()) {
+      if (!sql_cache_) sql_cache_ = std::make_unique<std::unordered_map<std::string, Stmt>>();
+      auto cached = index == 0 ? sql_cache_->find(key) : sql_cache_->end();
+      if (cached != sql_cache_->end()) {
         statement = &cached->second;  // reset when its last use ended
         p = end;
         last = true;
@@ -292,8 +293,8 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
         if (!last) several = true;
         if (index == 0 && last) {
           // The whole query is this one statement: keep it prepared.
-          if (sql_cache_.size() >= kSqlCacheSize) sql_cache_.clear();
-          statement = &sql_cache_.emplace(key, Stmt(raw)).first->second;
+          if (sql_cache_->size() >= kSqlCacheSize) sql_cache_->clear();
+          statement = &sql_cache_->emplace(key, Stmt(raw)).first->second;
         } else {
           owned = Stmt(raw);
         }
@@ -354,7 +355,7 @@ SqlCursor ObjectStore::exec_sql(std::string_view query, const std::vector<SqlVal
         // A write interrupted inside the turn's transaction rolls all of it back.
         if (in_txn_) mark_broken("the query was interrupted");
         throw Error(Code::kInvalidArgument, "the query ran past the CPU limit of " +
-                                                std::to_string(env_.sql_time_limit.count()) +
+                                                std::to_string(env_->sql_time_limit.count()) +
                                                 " ms and was interrupted");
       }
       if (rc != SQLITE_DONE) fail_sql(rc);
@@ -500,8 +501,8 @@ std::vector<std::pair<std::string, std::string>> ObjectStore::admin_keys(
 }
 
 Task<void> ObjectStore::sync() {
-  if (!sync_) throw Error(Code::kInternal, "sync() is only available inside an object");
-  return sync_();
+  if (!owner_) throw Error(Code::kInternal, "sync() is only available inside an object");
+  return owner_->sync();
 }
 
 }  // namespace internal
