@@ -8,7 +8,9 @@
 //     from send to each receipt).
 //   dobj-ws-bench idle --port P --pid SERVER_PID [--sockets 10000] [--per-room 1000]
 //     Opens idle sockets across rooms and prints "sockets_held bytes_per_socket"
-//     from the server's RSS before and after (kernel buffers are not in RSS).
+//     from the server's anonymous RSS (RssAnon) before and after: the memory
+//     the process holds, not pages of its binary and libraries that a first
+//     use brings in once (kernel buffers are not in RSS either).
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -156,7 +158,7 @@ long rss_kb(int pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(f, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+    if (line.rfind("RssAnon:", 0) == 0) return std::atol(line.c_str() + 8);
   }
   return -1;
 }
