@@ -233,7 +233,8 @@ v8::Local<v8::String> Vm::name(const std::string& s) {
   v8::Local<v8::String> made = v8::String::NewFromUtf8(isolate_, s.data(), v8::NewStringType::kInternalized,
                                                        static_cast<int>(s.size()))
                                    .ToLocalChecked();
-  if (names_.size() < kNamesKept) names_[s].Reset(isolate_, made);
+  if (names_.size() >= kNamesKept) names_.clear();
+  names_[s].Reset(isolate_, made);
   return made;
 }
 

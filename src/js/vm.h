@@ -276,8 +276,9 @@ class Vm {
   v8::Global<v8::Function> wait_for_;
   v8::Global<v8::Function> execution_context_;
   v8::Global<v8::Object> worker_;
-  // name()'s strings; RPC method names come from callers, so it stops
-  // keeping new ones past kNamesKept.
+  // name()'s strings. Header and RPC method names come from clients, so at
+  // kNamesKept it starts over (the names in use come back at once; a client
+  // sending new names cannot keep them out for good).
   static constexpr size_t kNamesKept = 256;
   std::unordered_map<std::string, v8::Global<v8::String>> names_;
   v8::Global<v8::Object> exports_;

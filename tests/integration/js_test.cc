@@ -150,6 +150,22 @@ TEST_F(JsTest, TextCrossesBetweenCppAndJavaScriptAsUtf8) {
   EXPECT_EQ(r.header("x-short"), "\xc3\xb6");
 }
 
+TEST_F(JsTest, HeaderNamesCrossRightPastTheCacheOfNames) {
+  // More distinct names than the runtime keeps (Vm::kNamesKept, 256): when
+  // it starts over, names made before and after still cross both ways.
+  HttpClient client(port());
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 300; i += round == 0 ? 1 : 37) {
+      std::string name = "x-n" + std::to_string(i);
+      std::string value = "v" + std::to_string(i * 7);
+      HttpResponse r = client.request("GET", "/probe/u/header?name=" + name, "", {{name, value}});
+      ASSERT_EQ(r.status, 200) << name << ": " << r.body;
+      EXPECT_EQ(r.body, value) << name;
+      EXPECT_EQ(r.header(name), value) << name;
+    }
+  }
+}
+
 TEST_F(JsTest, TransactionsUndoOnThrowAndOnRollback) {
   EXPECT_EQ(get_json("/probe/t/txn"), Json({{"afterThrow", 0}, {"afterRollback", 0}}));
 }

@@ -113,6 +113,12 @@ export class Probe extends DurableObject {
         return new Response(listed.length + " " + (listed[0] === key) + " " + listed[0].length + "\uD800" + "ß".repeat(300),
           { headers: { "x-echo": request.headers.get("x-name") + "-ok", "x-short": "ö" } });
       }
+      // A header named by the query, read from the request and set on the
+      // response (header names cross by the runtime's cache of names).
+      case "header": {
+        const name = new URL(request.url).searchParams.get("name");
+        return new Response(request.headers.get(name), { headers: { [name]: request.headers.get(name) } });
+      }
       case "abort":
         this.ctx.abort("asked to");
         return new Response("unreachable");
