@@ -218,7 +218,7 @@ v8::Local<v8::Value> response_parts(Vm& vm, Response& r) {
   auto upgrade = internal::ResponseAccess::upgrade(r);
   v8::Local<v8::Value> parts[] = {
       v8::Integer::New(iso, r.status), vm.flat_headers(r.headers),
-      r.body.empty() ? v8::Null(iso).As<v8::Value>() : vm.js_body(r.body),
+      r.body.empty() ? v8::Null(iso).As<v8::Value>() : vm.http_body(r.body),
       upgrade ? box(vm, *upgrade).As<v8::Value>() : v8::Null(iso).As<v8::Value>()};
   return v8::Array::New(iso, parts, 4);
 }

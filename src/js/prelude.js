@@ -452,7 +452,9 @@
         throw new TypeError('Request with GET/HEAD method cannot have body.');
       }
       this[kBody] = bodyOf(body);
-      if (typeof this[kBody] === 'string' && !this.headers.has('content-type')) this.headers.set('content-type', 'text/plain;charset=UTF-8');
+      // A body from init is extracted (a string's gets text/plain); one taken
+      // from the input Request comes as it is, with that request's headers.
+      if ('body' in init && typeof this[kBody] === 'string' && !this.headers.has('content-type')) this.headers.set('content-type', 'text/plain;charset=UTF-8');
       this.signal = init.signal || (src ? src.signal : new AbortSignal());
       this.redirect = init.redirect || 'follow';
       this.cf = init.cf || (src ? src.cf : undefined);
@@ -486,7 +488,14 @@
     get ok() { return this.status >= 200 && this.status < 300; }
     get redirected() { return false; }
     get url() { return ''; }
-    clone() { return new Response(this[kBody], this); }
+    clone() {
+      // The same status, headers and body, as they are (a string body gets no
+      // content type added, as a new Response would give it).
+      const r = Response._make(this.status, this.headers._flat().slice(), this[kBody]);
+      r.statusText = this.statusText;
+      r.webSocket = this.webSocket;
+      return r;
+    }
     static json(data, init = {}) {
       const headers = new Headers(init.headers);
       if (!headers.has('content-type')) headers.set('content-type', 'application/json');

@@ -679,6 +679,12 @@ v8::Local<v8::Value> Vm::js_body(const std::string& bytes) {
   return v8::Uint8Array::New(buffer, 0, bytes.size());
 }
 
+v8::Local<v8::Value> Vm::http_body(const std::string& bytes) {
+  constexpr size_t kMaxStringBody = 16u << 20;  // far below V8's longest string
+  if (bytes.size() <= kMaxStringBody && is_ascii(bytes)) return str(bytes);
+  return js_body(bytes);
+}
+
 v8::Local<v8::Array> Vm::flat_headers(const Headers& headers) {
   std::vector<v8::Local<v8::Value>> items;
   items.reserve(headers.size() * 2);
@@ -695,7 +701,7 @@ v8::Local<v8::Value> Vm::to_js_request(const Request& request) {
   std::string url = "http://" + host + request.target;
   v8::Local<v8::Array> flat = flat_headers(request.headers);
   v8::Local<v8::Value> body = request.body.empty() ? v8::Null(isolate_).As<v8::Value>()
-                                                   : js_body(request.body);
+                                                   : http_body(request.body);
   v8::Local<v8::Value> argv[] = {name(request.method), str(url), flat, body};
   v8::Local<v8::Value> out;
   if (!make_request_.Get(isolate_)->Call(ctx, helpers(), 4, argv).ToLocal(&out)) return {};

@@ -220,9 +220,13 @@ class Vm {
   // [name, value, ...] of the headers.
   v8::Local<v8::Array> flat_headers(const Headers& headers);
   Response to_response(v8::Local<v8::Value> value, SocketAccept* accept);
-  // A body value (string, Uint8Array, null) to bytes, and back.
+  // A body value (string, Uint8Array, null) to bytes, and back: js_body
+  // makes a Uint8Array; http_body a string when the bytes are ASCII (the
+  // same bytes come back, and a string costs far less to make than an
+  // ArrayBuffer), else a Uint8Array.
   std::string body_bytes(v8::Local<v8::Value> body);
   v8::Local<v8::Value> js_body(const std::string& bytes);
+  v8::Local<v8::Value> http_body(const std::string& bytes);
   v8::Local<v8::String> str(std::string_view s) const;
   // An internalized string for a name used again and again (a handler's
   // method, a property), made once: a property lookup by a fresh string

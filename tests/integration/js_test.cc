@@ -166,6 +166,24 @@ TEST_F(JsTest, HeaderNamesCrossRightPastTheCacheOfNames) {
   }
 }
 
+TEST_F(JsTest, CopiedRequestsAndClonedResponsesKeepTheirHeadersAndBodies) {
+  HttpClient client(port());
+  HttpResponse r = client.request("POST", "/copies/cp", "plain ascii", {});
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json j = Json::parse(r.body);
+  EXPECT_EQ(j["requestType"], nullptr) << j;  // none sent, none added by the copy
+  EXPECT_EQ(j["requestText"], "plain ascii");
+  EXPECT_EQ(j["cloneType"], nullptr) << j;
+  EXPECT_EQ(j["cloneBytes"], Json({255, 104, 105}));
+  EXPECT_EQ(j["answerBytes"], Json({255, 104, 105}));
+  // An ASCII answer passes through the Worker as the same bytes, with no
+  // content type added on the way.
+  HttpResponse b = client.request("GET", "/probe/cp/bytes?ascii=hi%00there", "", {});
+  ASSERT_EQ(b.status, 200);
+  EXPECT_EQ(b.body, std::string("hi\0there", 8));
+  EXPECT_EQ(b.header("content-type"), std::nullopt);
+}
+
 TEST_F(JsTest, TransactionsUndoOnThrowAndOnRollback) {
   EXPECT_EQ(get_json("/probe/t/txn"), Json({{"afterThrow", 0}, {"afterRollback", 0}}));
 }

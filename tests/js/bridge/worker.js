@@ -113,6 +113,11 @@ export class Probe extends DurableObject {
         return new Response(listed.length + " " + (listed[0] === key) + " " + listed[0].length + "\uD800" + "ß".repeat(300),
           { headers: { "x-echo": request.headers.get("x-name") + "-ok", "x-short": "ö" } });
       }
+      case "bytes": {
+        // ASCII after a byte that is not UTF-8 (0xff), as given: no content type.
+        const q = new URL(request.url).searchParams.get("ascii");
+        return new Response(q ? new TextEncoder().encode(q) : new Uint8Array([0xff, 104, 105]));
+      }
       // A header named by the query, read from the request and set on the
       // response (header names cross by the runtime's cache of names).
       case "header": {
@@ -255,6 +260,20 @@ export default {
     if (kind === "calls") {
       if (!env.CALLS_JS) return new Response("no C++ here", { status: 404 });
       return env.CALLS_JS.getByName(name).fetch(request);
+    }
+    if (kind === "copies") {
+      // Bodies that came from the runtime, copied: a Request made from the
+      // client's (no content type sent) and a clone of the object's answer
+      // (bytes, so none either) keep their headers as they are, and their
+      // bodies: ASCII, and bytes that are not UTF-8.
+      const copy = new Request(request);
+      const answer = await env.PROBE.getByName(name).fetch("http://do/probe/" + name + "/bytes");
+      const clone = answer.clone();
+      return Response.json({
+        requestType: copy.headers.get("content-type"), requestText: await copy.text(),
+        cloneType: clone.headers.get("content-type"), cloneBytes: [...new Uint8Array(await clone.arrayBuffer())],
+        answerBytes: [...new Uint8Array(await answer.arrayBuffer())],
+      });
     }
     if (kind === "unique") {
       const a = env.PROBE.newUniqueId();
