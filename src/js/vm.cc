@@ -681,8 +681,10 @@ v8::Local<v8::Value> Vm::js_body(const std::string& bytes) {
 
 v8::Local<v8::Value> Vm::http_body(const std::string& bytes) {
   constexpr size_t kMaxStringBody = 16u << 20;  // far below V8's longest string
-  if (bytes.size() <= kMaxStringBody && is_ascii(bytes)) return str(bytes);
-  return js_body(bytes);
+  if (bytes.size() > kMaxStringBody || !is_ascii(bytes)) return js_body(bytes);
+  return v8::String::NewFromOneByte(isolate_, reinterpret_cast<const uint8_t*>(bytes.data()),
+                                    v8::NewStringType::kNormal, static_cast<int>(bytes.size()))
+      .ToLocalChecked();
 }
 
 v8::Local<v8::Array> Vm::flat_headers(const Headers& headers) {

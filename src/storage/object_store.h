@@ -29,8 +29,8 @@
 #include <optional>
 #include <random>
 #include <string>
-#include <unordered_map>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
