@@ -13,7 +13,6 @@
 #include "runtime/object_actions.h"
 #include "runtime/placement.h"
 #include "runtime/runtime.h"
-#include "storage/snapshots.h"
 
 namespace dobj::internal {
 namespace {

@@ -15,6 +15,7 @@
 #include "runtime/object_host.h"
 #include "runtime/runtime.h"
 #include "runtime/ws_relay.h"
+#include "storage/snapshots.h"
 
 namespace dobj::internal {
 namespace {
