@@ -213,16 +213,19 @@ bool is_ascii(std::string_view s) {
   }
   return true;
 }
+
+// Bytes known to be ASCII, copied into a one-byte string as they are.
+v8::Local<v8::String> ascii_string(v8::Isolate* isolate, std::string_view s) {
+  return v8::String::NewFromOneByte(isolate, reinterpret_cast<const uint8_t*>(s.data()),
+                                    v8::NewStringType::kNormal, static_cast<int>(s.size()))
+      .ToLocalChecked();
+}
 }  // namespace
 
 v8::Local<v8::String> Vm::str(std::string_view s) const {
   // ASCII (most strings: methods, URLs, header names and values) is copied
   // as it is; only the rest goes through V8's UTF-8 decoder.
-  if (is_ascii(s)) {
-    return v8::String::NewFromOneByte(isolate_, reinterpret_cast<const uint8_t*>(s.data()),
-                                      v8::NewStringType::kNormal, static_cast<int>(s.size()))
-        .ToLocalChecked();
-  }
+  if (is_ascii(s)) return ascii_string(isolate_, s);
   return v8::String::NewFromUtf8(isolate_, s.data(), v8::NewStringType::kNormal,
                                  static_cast<int>(s.size()))
       .ToLocalChecked();
@@ -682,9 +685,7 @@ v8::Local<v8::Value> Vm::js_body(const std::string& bytes) {
 v8::Local<v8::Value> Vm::http_body(const std::string& bytes) {
   constexpr size_t kMaxStringBody = 16u << 20;  // far below V8's longest string
   if (bytes.size() > kMaxStringBody || !is_ascii(bytes)) return js_body(bytes);
-  return v8::String::NewFromOneByte(isolate_, reinterpret_cast<const uint8_t*>(bytes.data()),
-                                    v8::NewStringType::kNormal, static_cast<int>(bytes.size()))
-      .ToLocalChecked();
+  return ascii_string(isolate_, bytes);
 }
 
 v8::Local<v8::Array> Vm::flat_headers(const Headers& headers) {
