@@ -486,6 +486,23 @@ TEST_P(ExamplesLimitsTest, IdleConnectionsGet408AndAreClosed) {
   EXPECT_TRUE(c.closed_by_server());
 }
 
+// The timeout counts from a connection's last request, not its first: a
+// client sending a request every 100 ms keeps its connection for three times
+// the 300 ms timeout, then gets the 408 once it stops.
+TEST_P(ExamplesLimitsTest, AConnectionInUseOutlivesTheIdleTimeout) {
+  HttpClient c(port());
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; std::chrono::steady_clock::now() - start < std::chrono::milliseconds(900); ++i) {
+    ASSERT_TRUE(c.send_raw("GET /counter/busy HTTP/1.1\r\nHost: x\r\n\r\n")) << "request " << i;
+    HttpResponse r = c.read_response();
+    ASSERT_EQ(r.status, 200) << "request " << i;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(c.send_raw("GET /counter/busy HTTP/1.1\r\n"));  // never finished
+  EXPECT_EQ(c.read_response().status, 408);
+  EXPECT_TRUE(c.closed_by_server());
+}
+
 // A client that sends requests but never reads the answers: once the
 // server's writes stall for the idle timeout, it closes the connection
 // instead of holding it (and the answers) forever; others are served meanwhile.
