@@ -206,7 +206,12 @@ v8::Local<v8::Promise> start_op(Vm& vm, Body body, ToJs<R> convert) {
   scope->reap();
   auto held = std::make_shared<v8::Global<v8::Promise::Resolver>>(vm.isolate(), resolver);
   scope->ops.push_back(run_op<R>(&vm, scope, held, std::move(body), convert));
-  scope->ops.back().resume();  // runs until it first waits
+  {
+    // Runs until it first waits; a stub call it makes goes through the loop
+    // (an object's JavaScript must not start inside this call).
+    internal::NoInlineDelivery not_here;
+    scope->ops.back().resume();
+  }
   return resolver->GetPromise();
 }
 

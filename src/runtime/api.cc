@@ -175,6 +175,13 @@ struct FetchAwaitable {
         }
       }
       if (worker != 0) from->note_worker_call(worker, target->index());
+      // A worker runs outside any object, so the object's turn may run here
+      // (shard.h, NoInlineDelivery); an object's call still goes through the
+      // loop, where no turn of the caller is under way.
+      if (worker != 0 && target == from && internal::ObjectHost::current() == nullptr &&
+          !internal::NoInlineDelivery::active()) {
+        return target->deliver(ns, id, std::move(d));
+      }
       target->post([target, ns, id = std::move(id), d = std::move(d)]() mutable {
         target->deliver(ns, id, std::move(d));
       });

@@ -156,7 +156,7 @@ void ObjectHost::run_turn(F&& fn) {
   drop_instance_if_done();
 }
 
-void ObjectHost::enqueue(Delivery delivery) {
+void ObjectHost::enqueue(Delivery&& delivery) {
   if (!delivery.admin) note_active(shard_->activity_now());
   // Socket events are bounded per socket instead (the hub stops reading).
   if (queue_.size() >= shard_->runtime().options().max_queue && !delivery.socket_event) {
@@ -164,6 +164,15 @@ void ObjectHost::enqueue(Delivery delivery) {
     delivery.reply(error_response(
         Status(Code::kOverloaded, "object is overloaded: " + std::to_string(queue_.size()) +
                                       " requests are already queued for it")));
+    return;
+  }
+  // An idle object with an instance starts the event at once: no stop in
+  // the queue (whose deque would be made and freed again for each event).
+  if (queue_.empty() && instance_ && !delivery.admin && !pumping_ && can_start()) {
+    pumping_ = true;
+    if (uint64_t epoch; check_binding(delivery, &epoch)) start_event(std::move(delivery), epoch);
+    pumping_ = false;
+    if (!queue_.empty()) pump();
     return;
   }
   queue_.push_back(std::move(delivery));
@@ -174,7 +183,7 @@ void ObjectHost::pump() {
   if (pumping_ || in_turn_) return;
   pumping_ = true;
   int started = 0;
-  while (!queue_.empty() && blocked_ == 0 && !in_turn_ && !checkpointing_ && off_shard_ == 0) {
+  while (!queue_.empty() && can_start()) {
     if (started == kMaxEventsPerPump) {
       // Let the loop serve other objects and sockets; continue afterwards.
       ResumeTarget t = {shard_, ns_, id_, generation_};
@@ -191,8 +200,9 @@ void ObjectHost::pump() {
     if (!ensure_instance()) continue;
     if (blocked_ > 0) break;  // the constructor started block_concurrency_while
     Event ev = queue_.pop_front();
-    if (!check_binding(ev)) continue;
-    start_event(std::move(ev));
+    uint64_t epoch;
+    if (!check_binding(ev, &epoch)) continue;
+    start_event(std::move(ev), epoch);
     ++started;
   }
   pumping_ = false;
@@ -248,16 +258,14 @@ bool ObjectHost::ensure_instance() {
   return false;
 }
 
-bool ObjectHost::check_binding(Event& event) {
+bool ObjectHost::check_binding(const Event& event, uint64_t* instance_epoch) {
+  *instance_epoch = 0;
   if (!event.via_stub) return true;
   // The instance: this process's run and the object's resets in it.
   uint64_t epoch = (uint64_t{shard_->runtime().incarnation()} << 32) | (shard_->reset_epoch(ns_, id_) + 1);
   if (event.bound_epoch == 0 || event.bound_epoch == epoch) {
-    // Tell the stub which instance answered, so that it binds to it.
-    event.reply = [reply = std::move(event.reply), epoch](Answer a) {
-      a.instance_epoch = epoch;
-      reply(std::move(a));
-    };
+    // Its answers tell the stub which instance answered, so that it binds to it.
+    *instance_epoch = epoch;
     return true;
   }
   event.reply(error_response(
@@ -267,10 +275,11 @@ bool ObjectHost::check_binding(Event& event) {
   return false;
 }
 
-void ObjectHost::start_event(Event event) {
+void ObjectHost::start_event(Event&& event, uint64_t instance_epoch) {
   runs_.emplace_back();
   Run* run = &runs_.back();
   run->reply = std::move(event.reply);
+  run->instance_epoch = instance_epoch;
   if (timings_ || traced_) run->started = std::chrono::steady_clock::now();
   ++events_total_;
   if (!catalog_dirty_) {
@@ -306,9 +315,11 @@ Driver ObjectHost::drive_fetch(Run* run, Request request, std::optional<std::str
   run->finished = true;
   event_ended(*run, response.status >= 500);
   gate_output([this, reply = std::move(run->reply), response = std::move(response),
-               started = run->started](Status st) mutable {
+               started = run->started, epoch = run->instance_epoch](Status st) mutable {
     if (traced_ && st.is_ok()) shard_->runtime().placement()->trace_release(ns_, id_, started);
-    reply(st.is_ok() ? std::move(response) : error_response(st));
+    Answer a(st.is_ok() ? std::move(response) : error_response(st));
+    a.instance_epoch = epoch;
+    reply(std::move(a));
   });
 }
 
@@ -460,7 +471,9 @@ void ObjectHost::reset(const Status& why, bool fail_queued) {
       dropped = true;  // not retried: its reply would schedule the retry
       continue;
     }
-    r.reply(error_response(reset_status));
+    Answer a(error_response(reset_status));
+    a.instance_epoch = r.instance_epoch;
+    r.reply(std::move(a));
   }
   for (auto& o : outs) o(reset_status);
   runs.clear();  // destroys the coroutine frames before the instance they use

@@ -95,7 +95,7 @@ class ObjectHost final : private StoreOwner {
   // The host whose turn is running on this thread, or null.
   static ObjectHost* current();
 
-  void enqueue(Delivery delivery);
+  void enqueue(Delivery&& delivery);
   // Continues a suspended coroutine of this instance as a new turn.
   void resume(std::coroutine_handle<> h);
   // Runs `send` once the writes made so far are durable (or now, if none are
@@ -167,7 +167,7 @@ class ObjectHost final : private StoreOwner {
     bool empty() const { return !events_; }
     size_t size() const { return events_ ? events_->size() : 0; }
     const Event& front() const { return events_->front(); }
-    void push_back(Event event) {
+    void push_back(Event&& event) {
       if (!events_) events_ = std::make_unique<std::deque<Event>>();
       events_->push_back(std::move(event));
     }
@@ -192,6 +192,7 @@ class ObjectHost final : private StoreOwner {
     Reply reply;  // null for block_concurrency_while callbacks
     bool finished = false;
     bool is_alarm = false;
+    uint64_t instance_epoch = 0;  // what its answers tell a stub (check_binding)
     std::chrono::steady_clock::time_point started;
   };
   // Records the end of an event in the metrics.
@@ -201,8 +202,12 @@ class ObjectHost final : private StoreOwner {
   template <typename F>
   void run_turn(F&& fn);
   void pump();
+  // Whether the next event may start now (no turn, wait or checkpoint holds
+  // the object).
+  bool can_start() const { return !in_turn_ && blocked_ == 0 && !checkpointing_ && off_shard_ == 0; }
   bool ensure_instance();
-  void start_event(Event event);
+  // instance_epoch: what its answers tell a stub (check_binding).
+  void start_event(Event&& event, uint64_t instance_epoch);
   void release_outputs();
   void start_syncs();
   // Starts the store's checkpoint when one is due (ObjectStore::start_checkpoint).
@@ -221,7 +226,7 @@ class ObjectHost final : private StoreOwner {
   Driver drive_block(Run* run, std::function<Task<void>()> fn, std::shared_ptr<BlockState> st);
   // Applies the stub-binding rule; false (and the caller answered) if the
   // stub is bound to an instance that was reset since.
-  bool check_binding(Event& event);
+  bool check_binding(const Event& event, uint64_t* instance_epoch);
 
   Shard* shard_;
   const NamespaceImpl* ns_;

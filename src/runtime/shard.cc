@@ -241,7 +241,7 @@ ObjectHost* Shard::find_host(const NamespaceImpl* ns, const ObjectId& id) {
   return it == hosts_.end() ? nullptr : it->second.get();
 }
 
-void Shard::deliver(const NamespaceImpl* ns, const ObjectId& id, Delivery delivery) {
+void Shard::deliver(const NamespaceImpl* ns, const ObjectId& id, Delivery&& delivery) {
   // In a cluster, nothing runs for an object this node does not serve now,
   // whatever route brought it here (placement.h).
   Placement* placement = runtime_->placement();
