@@ -90,46 +90,55 @@ namespace {
 void append_header_text(std::string& out, std::string_view s) {
   size_t from = out.size();
   out += s;
+  if (s.find('\r') == std::string_view::npos && s.find('\n') == std::string_view::npos) return;
   for (size_t i = from; i < out.size(); ++i) {
     if (out[i] == '\r' || out[i] == '\n') out[i] = ' ';
   }
 }
 
+void append_number(std::string& out, uint64_t n) {
+  char digits[20];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+  out.append(digits, end);
+}
+
 // 1xx, 204 and 304 answers have no body (nor a Content-Length).
 bool has_body(int status) { return status >= 200 && status != 204 && status != 304; }
 
-// The status line and headers of an answer. The framing headers are the
-// server's: Content-Length (none for 1xx, 204 and 304, which have no body)
-// and Connection; an object's own are dropped.
-std::string response_head(const Response& r, unsigned version, bool keep_alive,
-                          uint64_t body_bytes) {
-  std::string head;
+// The status line and headers of an answer, into head (its capacity kept
+// from one answer to the next). The framing headers are the server's:
+// Content-Length (none for 1xx, 204 and 304, which have no body) and
+// Connection; an object's own are dropped.
+void response_head(std::string& head, const Response& r, unsigned version, bool keep_alive,
+                   uint64_t body_bytes) {
+  using namespace std::string_view_literals;
+  head.clear();
   head.reserve(160);
-  head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  head += std::to_string(r.status);
+  head += version == 10 ? "HTTP/1.0 "sv : "HTTP/1.1 "sv;
+  append_number(head, static_cast<uint64_t>(std::max(r.status, 0)));
   head += ' ';
-  head += http::obsolete_reason(http::int_to_status(static_cast<unsigned>(r.status)));
-  head += "\r\n";
+  beast::string_view reason = http::obsolete_reason(http::int_to_status(static_cast<unsigned>(r.status)));
+  head.append(reason.data(), reason.size());
+  head += "\r\n"sv;
   for (const auto& [name, value] : r.headers) {
     if (beast::iequals(name, "content-length") || beast::iequals(name, "connection") ||
         beast::iequals(name, "transfer-encoding") || beast::iequals(name, "server")) {
       continue;
     }
     append_header_text(head, name);
-    head += ": ";
+    head += ": "sv;
     append_header_text(head, value);
-    head += "\r\n";
+    head += "\r\n"sv;
   }
-  head += "Server: dobj\r\n";
+  head += "Server: dobj\r\n"sv;
   if (has_body(r.status)) {
-    head += "Content-Length: ";
-    head += std::to_string(body_bytes);
-    head += "\r\n";
+    head += "Content-Length: "sv;
+    append_number(head, body_bytes);
+    head += "\r\n"sv;
   }
-  if (version == 10 && keep_alive) head += "Connection: keep-alive\r\n";
-  if (version != 10 && !keep_alive) head += "Connection: close\r\n";
-  head += "\r\n";
-  return head;
+  if (version == 10 && keep_alive) head += "Connection: keep-alive\r\n"sv;
+  if (version != 10 && !keep_alive) head += "Connection: close\r\n"sv;
+  head += "\r\n"sv;
 }
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -536,7 +545,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (const auto& file = ResponseAccess::body_file(r)) {
       return write_file(std::move(r), *file, version, keep_alive);
     }
-    head_ = response_head(r, version, keep_alive, r.body.size());
+    response_head(head_, r, version, keep_alive, r.body.size());
     body_ = has_body(r.status) ? std::move(r.body) : std::string();
     // A client that does not read its answer is closed after the timeout.
     arm_idle_timer();
@@ -563,7 +572,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     out_left_ = static_cast<uint64_t>(st.st_size);
     body_.clear();
-    head_ = response_head(r, version, keep_alive, out_left_);
+    response_head(head_, r, version, keep_alive, out_left_);
     arm_idle_timer();
     asio::async_write(stream_, asio::buffer(head_),
                       [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
