@@ -32,6 +32,9 @@ void ObjectHost::release_outputs() {
   if (seq <= commits.durable_seq()) {
     Status st = may_release();
     for (auto& o : outs) o(st);
+    // The vector goes back, capacity and all, unless an output gated more.
+    outs.clear();
+    if (turn_outputs_.empty()) turn_outputs_.swap(outs);
     return;
   }
   ++held_output_batches_;
