@@ -37,6 +37,16 @@ TEST_F(JsTest, MicrotasksAndTimersRunInTheirOrderWithinTheEvent) {
             Json({"sync 1", "sync 2", "microtask", "then", "after put", "timeout 0", "after timer"}));
 }
 
+// One shard, so that the object lives on the Worker's shard: the runtime
+// runs a C++ worker's call to such an object at once, inside the call, but
+// never a JavaScript Worker's (runtime/shard.h, NoInlineDelivery).
+TEST_F(JsTest, AStubCallStartsTheObjectOnlyAfterTheWorkersCodeAndMicrotasks) {
+  start({"--shards", "1"});
+  Json expected = {"worker after the call", "worker microtask", "object fetch"};
+  EXPECT_EQ(get_json("/call-order/o"), expected) << "a new object";
+  EXPECT_EQ(get_json("/call-order/o"), expected) << "a resident, idle object";
+}
+
 TEST_F(JsTest, StructuredCloneValuesRoundTripThroughStorageAcrossARestart) {
   ASSERT_EQ(get("/probe/c/clone-put").body, "ok");
   EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);

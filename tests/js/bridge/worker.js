@@ -27,6 +27,10 @@ function same(a, b) {
   return Object.is(a, b);
 }
 
+// Shared by the Worker and the objects of this script on one shard (one
+// context each), as module state is in workerd.
+const callLog = [];
+
 export class Probe extends DurableObject {
   constructor(ctx, env) {
     super(ctx, env);
@@ -44,6 +48,9 @@ export class Probe extends DurableObject {
     const op = url.pathname.split("/")[3];
     const storage = this.ctx.storage;
     switch (op) {
+      case "note-call":
+        callLog.push("object fetch");
+        return new Response("ok");
       case "order": {
         const log = [];
         log.push("sync 1");
@@ -233,6 +240,16 @@ export default {
     const url = new URL(request.url);
     const [, kind, name] = url.pathname.split("/");
     if (kind === "probe") return env.PROBE.getByName(name).fetch(request);
+    if (kind === "call-order") {
+      // A stub call starts the object's event later, never inside the call:
+      // the Worker's own code and its microtasks run first.
+      callLog.length = 0;
+      queueMicrotask(() => callLog.push("worker microtask"));
+      const pending = env.PROBE.getByName(name).fetch("http://do/probe/" + name + "/note-call");
+      callLog.push("worker after the call");
+      await pending;
+      return Response.json(callLog);
+    }
     if (kind === "wait-until") {
       // A promise handed to waitUntil that fails is logged, not thrown.
       ctx.waitUntil(Promise.reject(new Error(`late failure ${name}`)));
