@@ -61,9 +61,10 @@ dobj::Task<Response> KvProbe::fetch(dobj::Request req) {
     co_return ok_json({{"ok", true}});
   }
   if (req.method == "GET") {
-    auto value = storage().get<Json>(*key);
-    if (!value) co_return Response::error(404, "no such key");
-    co_return ok_json(*value);
+    // The stored JSON as it is, not parsed and printed again.
+    auto text = storage().get_json_text(*key);
+    if (!text) co_return Response::error(404, "no such key");
+    co_return Response::json(std::move(*text));
   }
   if (req.method == "DELETE") co_return ok_json({{"deleted", storage().remove(*key)}});
   co_return Response::error(405, "use PUT, GET or DELETE on a key");

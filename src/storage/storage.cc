@@ -51,6 +51,18 @@ std::optional<std::string> Storage::get_raw(std::string_view key) {
   return store_->get(key);
 }
 
+std::optional<std::string> Storage::get_json_text(std::string_view key) {
+  auto raw = get_raw(key);
+  if (!raw) return std::nullopt;
+  // A JSON value is stored as its compact text (Codec<Json>::encode): the
+  // payload is the answer. Other types go through Json.
+  if (!raw->empty() && (*raw)[0] == 'j') {
+    raw->erase(0, 1);
+    return raw;
+  }
+  return internal::decode_json_any<Json>(*raw).dump();
+}
+
 std::vector<std::pair<std::string, std::string>> Storage::get_raw(
     const std::vector<std::string>& keys) {
   std::vector<std::string> sorted = checked_key_batch(keys);

@@ -83,6 +83,30 @@ TEST_F(StoreTest, TypedValuesRoundTrip) {
   EXPECT_FALSE(s().get<int64_t>("missing").has_value());
 }
 
+// get_json_text gives what get<Json> and dump would, for every type JSON
+// reads, without the parse.
+TEST_F(StoreTest, JsonTextIsTheValueAsGetAndDumpWouldPrintIt) {
+  Json nested = Json::parse(R"({"z":[1,2.5,-0.0,1e300],"a":{"é":"\u0001\"q\""},"n":null,"t":true})");
+  s().put("j", nested);
+  s().put("i", int64_t{-42});
+  s().put("d", 0.1);
+  s().put("s", std::string("line\nbreak \"quoted\" é"));
+  s().put("b", Bytes{0, 1, 255});
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  for (const char* k : {"j", "i", "d", "s"}) {
+    EXPECT_EQ(s().get_json_text(k), s().get<Json>(k)->dump()) << k;
+  }
+  EXPECT_EQ(Json::parse(*s().get_json_text("j")), nested);
+  EXPECT_EQ(s().get_json_text("s"), R"("line\nbreak \"quoted\" é")");
+  EXPECT_FALSE(s().get_json_text("missing").has_value());
+  try {
+    (void)s().get_json_text("b");
+    FAIL() << "bytes are not JSON";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kInvalidArgument);
+  }
+}
+
 TEST_F(StoreTest, ReadingAsTheWrongTypeIsAClearError) {
   s().put("s", std::string("text"));
   try {
