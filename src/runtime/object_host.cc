@@ -170,7 +170,7 @@ void ObjectHost::enqueue(Delivery&& delivery) {
   // the queue (whose deque would be made and freed again for each event).
   if (queue_.empty() && instance_ && !delivery.admin && !pumping_ && can_start()) {
     pumping_ = true;
-    if (uint64_t epoch; check_binding(delivery, &epoch)) start_event(std::move(delivery), epoch);
+    start_event(std::move(delivery));
     pumping_ = false;
     if (!queue_.empty()) pump();
     return;
@@ -200,10 +200,7 @@ void ObjectHost::pump() {
     if (!ensure_instance()) continue;
     if (blocked_ > 0) break;  // the constructor started block_concurrency_while
     Event ev = queue_.pop_front();
-    uint64_t epoch;
-    if (!check_binding(ev, &epoch)) continue;
-    start_event(std::move(ev), epoch);
-    ++started;
+    if (start_event(std::move(ev))) ++started;
   }
   pumping_ = false;
 }
@@ -258,28 +255,28 @@ bool ObjectHost::ensure_instance() {
   return false;
 }
 
-bool ObjectHost::check_binding(const Event& event, uint64_t* instance_epoch) {
-  *instance_epoch = 0;
-  if (!event.via_stub) return true;
+std::optional<uint64_t> ObjectHost::check_binding(const Event& event) {
+  if (!event.via_stub) return 0;
   // The instance: this process's run and the object's resets in it.
   uint64_t epoch = (uint64_t{shard_->runtime().incarnation()} << 32) | (shard_->reset_epoch(ns_, id_) + 1);
   if (event.bound_epoch == 0 || event.bound_epoch == epoch) {
     // Its answers tell the stub which instance answered, so that it binds to it.
-    *instance_epoch = epoch;
-    return true;
+    return epoch;
   }
   event.reply(error_response(
       Status(Code::kReset,
              "the object this stub reached was reset since; get a new stub to reach the "
              "new instance")));
-  return false;
+  return std::nullopt;
 }
 
-void ObjectHost::start_event(Event&& event, uint64_t instance_epoch) {
+bool ObjectHost::start_event(Event&& event) {
+  std::optional<uint64_t> instance_epoch = check_binding(event);
+  if (!instance_epoch) return false;
   runs_.emplace_back();
   Run* run = &runs_.back();
   run->reply = std::move(event.reply);
-  run->instance_epoch = instance_epoch;
+  run->instance_epoch = *instance_epoch;
   if (timings_ || traced_) run->started = std::chrono::steady_clock::now();
   ++events_total_;
   if (!catalog_dirty_) {
@@ -297,6 +294,7 @@ void ObjectHost::start_event(Event&& event, uint64_t instance_epoch) {
     run->driver = drive_fetch(run, std::move(event.request), std::move(event.call_method));
   }
   run_turn([run] { run->driver.resume(); });
+  return true;
 }
 
 Driver ObjectHost::drive_fetch(Run* run, Request request, std::optional<std::string> call_method) {
@@ -317,9 +315,7 @@ Driver ObjectHost::drive_fetch(Run* run, Request request, std::optional<std::str
   gate_output([this, reply = std::move(run->reply), response = std::move(response),
                started = run->started, epoch = run->instance_epoch](Status st) mutable {
     if (traced_ && st.is_ok()) shard_->runtime().placement()->trace_release(ns_, id_, started);
-    Answer a(st.is_ok() ? std::move(response) : error_response(st));
-    a.instance_epoch = epoch;
-    reply(std::move(a));
+    reply(Answer(st.is_ok() ? std::move(response) : error_response(st), epoch));
   });
 }
 
@@ -471,9 +467,7 @@ void ObjectHost::reset(const Status& why, bool fail_queued) {
       dropped = true;  // not retried: its reply would schedule the retry
       continue;
     }
-    Answer a(error_response(reset_status));
-    a.instance_epoch = r.instance_epoch;
-    r.reply(std::move(a));
+    r.reply(Answer(error_response(reset_status), r.instance_epoch));
   }
   for (auto& o : outs) o(reset_status);
   runs.clear();  // destroys the coroutine frames before the instance they use

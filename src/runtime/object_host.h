@@ -206,8 +206,9 @@ class ObjectHost final : private StoreOwner {
   // the object).
   bool can_start() const { return !in_turn_ && blocked_ == 0 && !checkpointing_ && off_shard_ == 0; }
   bool ensure_instance();
-  // instance_epoch: what its answers tell a stub (check_binding).
-  void start_event(Event&& event, uint64_t instance_epoch);
+  // Starts the event's turn, unless the stub that sent it is bound to an
+  // instance reset since (check_binding answered it): false then.
+  bool start_event(Event&& event);
   void release_outputs();
   void start_syncs();
   // Starts the store's checkpoint when one is due (ObjectStore::start_checkpoint).
@@ -224,9 +225,10 @@ class ObjectHost final : private StoreOwner {
   Driver drive_alarm(Run* run, Delivery::Alarm alarm);
   Driver drive_socket(Run* run, SocketEvent event);
   Driver drive_block(Run* run, std::function<Task<void>()> fn, std::shared_ptr<BlockState> st);
-  // Applies the stub-binding rule; false (and the caller answered) if the
-  // stub is bound to an instance that was reset since.
-  bool check_binding(const Event& event, uint64_t* instance_epoch);
+  // Applies the stub-binding rule: what the event's answers tell its stub (0
+  // if it came through none), or nullopt, the caller answered with the error,
+  // if the stub is bound to an instance that was reset since.
+  std::optional<uint64_t> check_binding(const Event& event);
 
   Shard* shard_;
   const NamespaceImpl* ns_;

@@ -62,6 +62,7 @@ struct ResumeTarget {
 // backend's, say) are passed on as they are and can steer nothing.
 struct Answer {
   Answer(Response r) : response(std::move(r)) {}  // NOLINT: most answers are only that
+  Answer(Response r, uint64_t epoch) : response(std::move(r)), instance_epoch(epoch) {}
   Response response;
   // Via a stub: the instance that answered (its reset epoch + 1), so that the
   // stub binds to it; 0 otherwise.
