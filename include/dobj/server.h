@@ -76,6 +76,10 @@ struct ServerOptions {
   std::string data_dir = "dobj-data";     // created if missing
   int shards = 0;                         // event-loop threads; 0 = one per core
   Durability durability = Durability::kFsync;
+  // While a flush is in flight, an object's next turns share one SQLite
+  // commit, made right before the next flush (each turn still its own
+  // savepoint, its answer still after the flush). Off: a commit per turn.
+  bool coalesce_commits = true;
   // An object with no event for this long is evicted from memory.
   std::chrono::milliseconds idle_timeout{10'000};
   // A turn of an object that uses more CPU than this resets the object and

@@ -248,6 +248,8 @@ std::string AdminPlane::json(const MetricsSnapshot& s) {
     j["sqlStatements"] = m.storage.sql;
     j["listCalls"] = m.storage.lists;
     j["transactions"] = m.storage.transactions;
+    j["commits"] = m.storage.commits;
+    j["turnsCoalesced"] = m.storage.turns_coalesced;
     j["instancesCreated"] = m.instances;
     j["uniqueIdsCreated"] = m.unique_ids;
     j["singleEventEvictions"] = m.single_event_evictions;
@@ -361,6 +363,11 @@ std::string AdminPlane::prometheus(const MetricsSnapshot& s) {
        [](M m) { return m.stored_objects; }},
       {"dobj_storage_bytes", "gauge", "Bytes of the objects' files on disk (database and WAL).",
        [](M m) { return m.storage_bytes; }},
+      {"dobj_storage_commits_total", "counter", "SQLite commits of the objects' turns.",
+       [](M m) { return m.storage.commits; }},
+      {"dobj_turns_coalesced_total", "counter",
+       "Turns whose writes joined one commit with the turns after them, made before the next flush.",
+       [](M m) { return m.storage.turns_coalesced; }},
   };
   for (const Series& series : kSeries) {
     family(series.name, series.type, series.help);

@@ -61,6 +61,8 @@ void visit_counts(F&& f, M&... m) {
   f("storageSql", m.storage.sql...);
   f("storageLists", m.storage.lists...);
   f("storageTransactions", m.storage.transactions...);
+  f("storageCommits", m.storage.commits...);
+  f("turnsCoalesced", m.storage.turns_coalesced...);
   f("instances", m.instances...);
   f("singleEventEvictions", m.single_event_evictions...);
   f("turnsRead", m.turns_read...);

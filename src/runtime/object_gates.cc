@@ -10,7 +10,7 @@ namespace dobj::internal {
 
 bool ObjectHost::output_gate_open() const {
   return turn_outputs_.empty() && !store_->in_turn_transaction() &&
-         store_->last_commit_seq() <= shard_->commits().durable_seq() && may_release().is_ok();
+         shard_->commits().durable(store_->last_commit_seq()) && may_release().is_ok();
 }
 
 Status ObjectHost::may_release() const {
@@ -29,7 +29,7 @@ void ObjectHost::release_outputs() {
   turn_outputs_.clear();
   GroupCommit& commits = shard_->commits();
   uint64_t seq = store_->last_commit_seq();
-  if (seq <= commits.durable_seq()) {
+  if (commits.durable(seq)) {
     Status st = may_release();
     for (auto& o : outs) o(st);
     // The vector goes back, capacity and all, unless an output gated more.

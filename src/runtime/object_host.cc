@@ -193,6 +193,7 @@ void ObjectHost::pump() {
       break;
     }
     if (queue_.front().admin) {
+      store_->settle();  // what it reads or replaces is committed
       Event ev = queue_.pop_front();
       ev.admin(*this, std::move(ev.reply));
       continue;

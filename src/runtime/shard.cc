@@ -46,6 +46,7 @@ Shard::Shard(Runtime* runtime, int index, Flusher* flusher, size_t max_open_data
       commits_(flusher, [this](std::function<void()> fn) { post(std::move(fn)); }),
       open_dbs_(max_open_databases) {
   metrics_.resize(runtime->namespaces().size());
+  commits_.set_coalescing(runtime->options().coalesce_commits);
   sockets_ = std::make_unique<SocketHub>(this, runtime->options().websocket_send_queue_bytes);
   alarms_ = std::make_unique<AlarmRunner>(this, loop_->io, runtime->time());
   relays_ = std::make_unique<WsRelays>(loop_->io, &runtime->connections());

@@ -207,6 +207,9 @@ int Server::run(int argc, char** argv) {
                  "larger reads big values faster, smaller makes small writes cheaper")
       ->check(CLI::IsMember({512, 1024, 2048, 4096, 8192, 16384, 32768, 65536}))
       ->capture_default_str();
+  app.add_flag("!--no-coalesce-commits", o.coalesce_commits,
+               "commit each turn on its own instead of letting the turns that end during a "
+               "flush share one commit before the next (as durable either way)");
   app.add_flag("--history", o.history,
                "keep every commit of every object, to list its bookmarks and restore it to one "
                "(dobj history, dobj restore)");

@@ -14,6 +14,11 @@ struct StorageCounters {
   uint64_t sql = 0;
   uint64_t lists = 0;
   uint64_t transactions = 0;
+  // SQLite commits of turns' writes, and the turns whose writes waited for a
+  // commit made before the next flush, shared with the turns after them
+  // (coalescing, storage/group_commit.h).
+  uint64_t commits = 0;
+  uint64_t turns_coalesced = 0;
 };
 
 }  // namespace dobj::internal

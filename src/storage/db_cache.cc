@@ -70,7 +70,7 @@ ObjectStore::ObjectStore(std::shared_ptr<const StoreEnv> env, std::string_view d
 
 ObjectStore::~ObjectStore() {
   sql_cache_.reset();
-  if (in_txn_) rollback();
+  if (in_txn_) discard_turn();
   close_connection();
 }
 

@@ -159,7 +159,49 @@ void GroupCommit::add_dirty(std::shared_ptr<SyncFile> file) {
   if (flusher_ && file) dirty_.emplace(file.get(), std::move(file));
 }
 
+uint64_t GroupCommit::defer(DeferredCommit* c) {
+  deferred_.push_back(c);
+  return next_seq_++;
+}
+
+void GroupCommit::undefer(DeferredCommit* c) { std::erase(deferred_, c); }
+
+void GroupCommit::fail(uint64_t seq, Status why) {
+  failed_.emplace(seq, why);
+  auto [from, to] = waiters_.equal_range(seq);
+  if (from == to) return;
+  std::vector<Waiter> failing;
+  for (auto it = from; it != to; ++it) failing.push_back(std::move(it->second));
+  waiters_.erase(from, to);
+  // On a fresh stack: this runs inside a commit, perhaps inside a turn.
+  post_([failing = std::move(failing), why = std::move(why)]() mutable {
+    for (auto& w : failing) w(why);
+  });
+}
+
+bool GroupCommit::settle_deferred() {
+  if (settling_) return false;
+  settling_ = true;
+  std::vector<DeferredCommit*> pending;
+  pending.swap(deferred_);
+  bool all = true;
+  for (DeferredCommit* c : pending) {
+    if (!c->settle_deferred()) {
+      deferred_.push_back(c);
+      all = false;
+    }
+  }
+  settling_ = false;
+  return all;
+}
+
 void GroupCommit::when_durable(uint64_t seq, Waiter waiter) {
+  if (!failed_.empty()) {
+    if (auto it = failed_.find(seq); it != failed_.end()) {
+      waiter(it->second);
+      return;
+    }
+  }
   if (seq <= durable_seq_) {
     waiter(Status::ok());
     return;
@@ -178,8 +220,12 @@ void GroupCommit::maybe_flush() {
     if (!release_posted_ && !releasing_) release();
     return;
   }
+  if (in_flight_) return;
+  // The commits deferred while the last flush ran, first: the next flush
+  // must cover every number handed out before it.
+  if (!deferred_.empty() && !settle_deferred()) return;
   // Nothing to do while the waiters are all covered by finished flushes.
-  if (in_flight_ || waiters_.empty() || waiters_.rbegin()->first <= flushed_upto()) return;
+  if (waiters_.empty() || waiters_.rbegin()->first <= flushed_upto()) return;
   uint64_t upto = next_seq_ - 1;
   std::vector<std::shared_ptr<SyncFile>> files;
   files.reserve(dirty_.size());

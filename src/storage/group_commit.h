@@ -8,6 +8,16 @@
 // counter cost one or two fdatasyncs, not 64, and a flush of many objects'
 // files is one trip to the flusher thread.
 //
+// Coalescing: a turn that ends while a flush is in flight has nothing to
+// gain from committing at once (its answer waits for the next flush anyway).
+// Its store may keep the SQLite transaction open instead (defer) and take
+// the next turns' writes into it, each turn a savepoint; the transaction is
+// committed when the flush in flight is done, right before the next one is
+// handed to the flusher. A hot object's thirty turns of one flush then cost
+// one commit (the WAL's frames, their checksums, one write) instead of
+// thirty. The deferred commit's sequence number is taken when it is
+// deferred, so the waiters of its turns wait for it as for any other.
+//
 // Durability::kOs mode skips the flush: a commit is durable (against a crash
 // of the process) once SQLite has written it, so waiters run at once.
 //
@@ -105,6 +115,17 @@ class Flusher {
   std::atomic<bool> failed_flag_{false};
 };
 
+// A store whose commit is deferred (see above). settle_deferred() commits it
+// (or fails its sequence number); false when it cannot now, inside a turn of
+// its own, whose end settles it.
+class DeferredCommit {
+ public:
+  virtual bool settle_deferred() = 0;
+
+ protected:
+  ~DeferredCommit() = default;
+};
+
 // A failed flush poisons the shard's GroupCommit: durable_seq stops where
 // the last good flush left it, and every waiter past it, present or future,
 // gets the failure. So a commit that had no waiter when its flush failed (a
@@ -139,6 +160,23 @@ class GroupCommit {
   // a flush failed before that. Runs at once when already durable or failed.
   void when_durable(uint64_t seq, Waiter waiter);
   uint64_t durable_seq() const { return durable_seq_; }
+  // Whether commit seq is durable (and was not a deferred commit that failed).
+  bool durable(uint64_t seq) const { return seq <= durable_seq_ && (failed_.empty() || !failed_.count(seq)); }
+
+  // Coalescing (see the top). Off: every turn commits at once.
+  void set_coalescing(bool on) { coalescing_ = on; }
+  // Whether a commit made now may be deferred: a flush is in flight.
+  bool may_defer() const { return coalescing_ && in_flight_ && flusher_ && !replicator_ && failure_.is_ok(); }
+  // Takes a sequence number for c's deferred commit; c->settle_deferred()
+  // runs before the next flush is handed over, unless c settles first.
+  uint64_t defer(DeferredCommit* c);
+  // c settled its deferred commit itself (it calls add_dirty with its WAL).
+  void undefer(DeferredCommit* c);
+  // The deferred commit seq will never be: its waiters, present and future,
+  // get `why` (the object resets).
+  void fail(uint64_t seq, Status why);
+  // Starts the next flush if one is wanted and none is in flight.
+  void kick() { maybe_flush(); }
   // False in Durability::kOs mode: nothing is flushed.
   bool syncs() const { return flusher_ != nullptr || replicator_ != nullptr; }
   // The failure of the first failed flush; ok while none failed.
@@ -147,6 +185,9 @@ class GroupCommit {
 
  private:
   void maybe_flush();
+  // Commits the deferred commits; false if one could not be (a turn of its
+  // store is running): no flush may start, it would not cover that one.
+  bool settle_deferred();
   void flushed(uint64_t upto, Status status);
   // Runs the waiters of finished flushes, in order, up to kReleaseBatch.
   void release();
@@ -165,6 +206,10 @@ class GroupCommit {
   std::deque<std::pair<uint64_t, Status>> releases_;  // finished flushes, oldest first
   std::map<const SyncFile*, std::shared_ptr<SyncFile>> dirty_;
   std::multimap<uint64_t, Waiter> waiters_;
+  bool coalescing_ = true;
+  bool settling_ = false;  // inside settle_deferred()
+  std::vector<DeferredCommit*> deferred_;
+  std::map<uint64_t, Status> failed_;  // deferred commits that failed
 };
 
 }  // namespace dobj::internal

@@ -356,6 +356,7 @@ void ObjectStore::start_checkpoint(std::function<void()> done) {
 }
 
 bool ObjectStore::copy_wal_into_file() {
+  settle();
   if (!db_.is_open() || in_txn_) return false;
   int rc =
       sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
@@ -368,6 +369,7 @@ bool ObjectStore::copy_wal_into_file() {
 
 void ObjectStore::close_connection() {
   if (in_txn_) return;
+  settle();  // the ended turns' writes, if their commit was deferred
   // A file (or folder entry) made by this connection and not yet committed,
   // as when its first turn was discarded: the flusher takes it with its next
   // flush, which comes before any answer that waits for a later commit to it

@@ -525,6 +525,7 @@ void ObjectStore::clear_pending_restore() {
 
 Result<std::string> ObjectStore::snapshot_image() {
   if (in_txn_) return Status(Code::kInternal, "snapshot: the turn has uncommitted writes");
+  settle();
   ensure_open(true);  // an object that never wrote: its empty database
   std::string database = serialize_database();
   // Alarms are not copied (as in Cloudflare), nor a restore the source waits for.

@@ -54,7 +54,13 @@ StmtUse ObjectStore::stmt(std::string_view sql) {
 void ObjectStore::begin_write() {
   ensure_open(/*create=*/true);
   if (in_txn_) return;
-  if (Status st = db_.run_cached("BEGIN"); !st) throw Error(st);
+  if (deferred_) {
+    // Into the transaction of the ended turns, undone alone if this one fails.
+    if (Status st = db_.run_cached("SAVEPOINT dobj_turn"); !st) throw Error(st);
+    turn_savepoint_ = true;
+  } else if (Status st = db_.run_cached("BEGIN"); !st) {
+    throw Error(st);
+  }
   in_txn_ = true;
 }
 
@@ -230,16 +236,44 @@ void ObjectStore::end_savepoint(bool commit) {
 }
 
 Status ObjectStore::end_turn() {
-  if (!in_txn_) return Status::ok();
+  if (!in_txn_) {
+    settle_if_idle();
+    return Status::ok();
+  }
   nested_ = 0;
+  bool savepoint = std::exchange(turn_savepoint_, false);
   if (broken_) {
     broken_ = false;
     in_txn_ = false;
     alarm_dirty_ = false;
-    rollback();
-    return Status(std::exchange(broken_full_, false) ? Code::kStorageFull : Code::kReset,
-                  "a storage operation failed (" + std::exchange(broken_reason_, "") +
-                      "); the turn's writes were discarded");
+    Status why(std::exchange(broken_full_, false) ? Code::kStorageFull : Code::kReset,
+               "a storage operation failed (" + std::exchange(broken_reason_, "") +
+                   "); the turn's writes were discarded");
+    if (!savepoint || !rollback_turn_savepoint()) {
+      rollback();
+      lose_deferred(why);
+    }
+    settle_if_idle();
+    return why;
+  }
+  if (savepoint) {
+    if (Status st = db_.run_cached("RELEASE dobj_turn"); !st) {
+      mark_broken(st.message());
+      turn_savepoint_ = true;
+      return end_turn();
+    }
+  }
+  if (may_defer()) {
+    // The answers of this turn wait for the next flush anyway: its writes
+    // join the next commit, made right before that flush starts.
+    if (!deferred_) {
+      deferred_ = true;
+      last_commit_seq_ = env_->commits->defer(this);
+    }
+    if (env_->counters) ++env_->counters->turns_coalesced;
+    in_txn_ = false;
+    alarm_dirty_ = false;
+    return Status::ok();
   }
   if (alarm_dirty_) {
     // The node's index learns of a new alarm before the commit that sets it,
@@ -272,27 +306,19 @@ Status ObjectStore::end_turn() {
     }
     history_pending_ = PendingCommit{history_seq_ + 1, time, stamp_next_};
   }
-  Status st = Status::ok();
-  if (env_->faults && env_->faults->fail_next_commits.load() > 0) {
-    env_->faults->fail_next_commits.fetch_sub(1);
-    st = Status(Code::kInternal, "injected commit failure");
-  } else {
-    st = db_.run_cached("COMMIT");
+  // The ended turns' writes, deferred, are committed with this one.
+  uint64_t deferred_seq = 0;
+  if (deferred_) {
+    deferred_ = false;
+    env_->commits->undefer(this);
+    deferred_seq = last_commit_seq_;
   }
   in_txn_ = false;
   bool alarm_touched = std::exchange(alarm_dirty_, false);
-  if (!st) {
-    bool full = db_full();
+  if (Status st = commit_and_write(); !st) {
     history_pending_.reset();
-    rollback();
-    return Status(full ? Code::kStorageFull : Code::kReset, "commit failed: " + st.message());
-  }
-  if (Status w = flush_wal_writes(db_.get()); !w) {
-    // SQLite counts the commit, the file lacks it: start over from the file
-    // (and the history from the database's commit number).
-    close_connection();
-    return Status(w.code() == Code::kStorageFull ? Code::kStorageFull : Code::kReset,
-                  "commit failed: " + w.message());
+    if (deferred_seq) env_->commits->fail(deferred_seq, st);
+    return st;
   }
   if (history_pending_ && !history_pending_->captured && wal_capture_intact(db_.get())) {
     history_pending_.reset();  // it wrote nothing: no commit, no number
@@ -341,6 +367,7 @@ Status ObjectStore::end_turn() {
     // over, the WAL holds every commit the file may lack (open_history).
   }
   if (alarm_touched) alarm_changed_ = true;
+  if (env_->counters) ++env_->counters->commits;
   return note_commit();
 }
 
@@ -376,17 +403,89 @@ Status ObjectStore::note_commit() {
 
 void ObjectStore::discard_turn() {
   alarm_dirty_ = false;
-  if (!in_txn_) return;
-  rollback();
-  in_txn_ = false;
-  nested_ = 0;
-  broken_ = false;
-  broken_reason_.clear();
+  if (in_txn_) {
+    if (!std::exchange(turn_savepoint_, false) || !rollback_turn_savepoint()) {
+      rollback();
+      lose_deferred(Status(Code::kReset, "a turn's writes were discarded with the transaction they were in"));
+    }
+    in_txn_ = false;
+    nested_ = 0;
+    broken_ = false;
+    broken_reason_.clear();
+  }
+  settle_if_idle();
 }
 
 void ObjectStore::rollback() {
   alarm_known_.reset();  // the alarm may have been written in the turn
   (void)db_.run_cached("ROLLBACK");
+}
+
+Status ObjectStore::commit_and_write() {
+  Status st = Status::ok();
+  if (env_->faults && env_->faults->fail_next_commits.load() > 0) {
+    env_->faults->fail_next_commits.fetch_sub(1);
+    st = Status(Code::kInternal, "injected commit failure");
+  } else {
+    st = db_.run_cached("COMMIT");
+  }
+  if (!st) {
+    bool full = db_full();
+    rollback();
+    return Status(full ? Code::kStorageFull : Code::kReset, "commit failed: " + st.message());
+  }
+  if (Status w = flush_wal_writes(db_.get()); !w) {
+    // SQLite counts the commit, the file lacks it: start over from the file
+    // (and the history from the database's commit number).
+    close_connection();
+    return Status(w.code() == Code::kStorageFull ? Code::kStorageFull : Code::kReset,
+                  "commit failed: " + w.message());
+  }
+  return Status::ok();
+}
+
+bool ObjectStore::may_defer() const {
+  return env_->commits->may_defer() && !alarm_dirty_ && !env_->history && !env_->replication &&
+         !history_ && !new_file_ && !dir_to_sync_ && !parent_dir_to_sync_ && wal_file_ &&
+         wal_frames_ < kCheckpointFrames &&
+         !(env_->faults && env_->faults->fail_next_commits.load() > 0);
+}
+
+bool ObjectStore::rollback_turn_savepoint() {
+  alarm_known_.reset();
+  return db_.run_cached("ROLLBACK TO dobj_turn").is_ok() && db_.run_cached("RELEASE dobj_turn").is_ok() &&
+         sqlite3_get_autocommit(db_.get()) == 0;
+}
+
+void ObjectStore::lose_deferred(const Status& why) {
+  if (!deferred_) return;
+  deferred_ = false;
+  env_->commits->undefer(this);
+  env_->commits->fail(last_commit_seq_, why);
+}
+
+void ObjectStore::settle_if_idle() {
+  if (deferred_ && !env_->commits->may_defer()) settle();
+}
+
+void ObjectStore::settle() {
+  if (!deferred_ || in_txn_) return;
+  settle_deferred();
+  env_->commits->kick();
+}
+
+bool ObjectStore::settle_deferred() {
+  if (!deferred_) return true;
+  if (in_txn_) return false;
+  deferred_ = false;
+  env_->commits->undefer(this);
+  if (Status st = commit_and_write(); !st) {
+    env_->commits->fail(last_commit_seq_, st);
+    return true;
+  }
+  if (env_->counters) ++env_->counters->commits;
+  env_->commits->add_dirty(wal_file_);
+  return true;
 }
 
 void ObjectStore::mark_broken(const std::string& why, bool full) {

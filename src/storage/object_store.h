@@ -10,7 +10,14 @@
 //
 // Batching: the first write of a turn opens a SQLite transaction; end_turn()
 // commits it and registers the commit with the shard's GroupCommit. Nested
-// storage transactions are savepoints inside it. Any SQLite failure while
+// storage transactions are savepoints inside it. While a flush is in flight
+// the commit may be deferred instead (coalescing, storage/group_commit.h):
+// the transaction stays open, the next turns write into it each inside the
+// savepoint `dobj_turn`, and it is committed before the next flush starts,
+// or at a turn's end once no flush is in flight, or before the connection
+// closes or its files are read or replaced. Not with history or
+// replication (each commit is recorded), nor for a turn that touched the
+// alarm, made the file or is due a checkpoint. Any SQLite failure while
 // writing marks the store broken: end_turn() then rolls back and reports it,
 // and the runtime resets the object.
 //
@@ -140,7 +147,7 @@ class StoreOwner {
   ~StoreOwner() = default;
 };
 
-class ObjectStore {
+class ObjectStore final : public DeferredCommit {
  public:
   // WAL size (in frames, one page each) past which a commit is followed by a
   // checkpoint.
@@ -299,6 +306,11 @@ class ObjectStore {
   Status end_turn();
   // Rolls back the turn's batch instead (the object is being reset).
   void discard_turn();
+  // Commits a deferred commit now (GroupCommit, and before anything that
+  // reads or replaces the files whole); false inside a turn.
+  bool settle_deferred() override;
+  // The same, between turns, and starts the flush that makes it durable.
+  void settle();
   // The sequence number of this store's last commit (0 if none); responses that
   // follow it wait until GroupCommit says it is durable.
   uint64_t last_commit_seq() const { return last_commit_seq_; }
@@ -310,7 +322,9 @@ class ObjectStore {
   // must not restart (the next commit would overwrite frames whose pages the
   // file may not yet hold on disk), so the owner runs nothing on this store
   // between start_checkpoint() and `done`.
-  bool checkpoint_due() const { return wal_frames_ >= kCheckpointFrames && db_.is_open() && !in_txn_; }
+  bool checkpoint_due() const {
+    return wal_frames_ >= kCheckpointFrames && db_.is_open() && !in_txn_ && !deferred_;
+  }
   // `done` runs on the shard when the checkpoint has finished or given up;
   // possibly before this returns (when nothing is synced).
   void start_checkpoint(std::function<void()> done);
@@ -398,6 +412,20 @@ class ObjectStore {
   Status fold_wal_into_file();
   // Rolls the open SQLite transaction back (and forgets what it wrote).
   void rollback();
+  // COMMIT and the WAL's one write. On failure the transaction is rolled
+  // back, or the connection closed when SQLite counted the commit.
+  Status commit_and_write();
+  // Whether this turn's commit may wait for the next flush (the top).
+  bool may_defer() const;
+  // Undoes the running turn's writes inside the deferred transaction; false
+  // if SQLite had rolled the whole transaction back.
+  bool rollback_turn_savepoint();
+  // The deferred transaction is gone (rolled back, or its commit failed):
+  // the turns in it fail with `why`.
+  void lose_deferred(const Status& why);
+  // After a turn: commits the deferred transaction if no flush is in
+  // flight any more (none would come to settle it).
+  void settle_if_idle();
   // Marks the turn lost (it is rolled back at end_turn) and remembers why.
   void mark_broken(const std::string& why, bool full = false);
   // The connection's last error was SQLITE_FULL.
@@ -491,6 +519,8 @@ class ObjectStore {
   std::optional<int64_t> running_alarm_;
   bool alarm_touched_in_handler_ = false;
   bool in_txn_ = false;
+  bool deferred_ = false;        // a transaction of ended turns is open (coalescing)
+  bool turn_savepoint_ = false;  // the running turn writes inside it, in savepoint dobj_turn
   bool broken_ = false;
   std::string broken_reason_;  // the first failure of the turn, for the reset message
   bool broken_full_ = false;   // that failure was a full disk (or the object's cap)

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -147,6 +148,51 @@ TEST(AdminListen, AdminPlaneMovesToItsOwnPort) {
   EXPECT_EQ(main.status, 404);
   EXPECT_NE(main.body.find("admin plane listens on"), std::string::npos);
   EXPECT_EQ(http(admin_port, "POST", "/counter/c/increment").status, 404);
+}
+
+// Clients that increment one counter at once: the turns that end while a
+// flush runs share one commit (coalescing), and every answered increment is
+// counted; with --no-coalesce-commits each turn commits.
+TEST(AdminCoalescing, ConcurrentWritesOfOneObjectShareCommitsAndLoseNone) {
+  for (bool coalesce : {true, false}) {
+    TempDir dir;
+    std::vector<std::string> flags = {"--admin-token", kToken};
+    if (!coalesce) flags.push_back("--no-coalesce-commits");
+    ServerProcess server(DOBJ_EXAMPLES_BIN, dir.path(), flags);
+    ASSERT_TRUE(server.start()) << server.output();
+    constexpr int kClients = 8, kEach = 60;
+    std::vector<std::thread> clients;
+    std::atomic<int> answered{0};
+    for (int c = 0; c < kClients; ++c) {
+      clients.emplace_back([&] {
+        HttpClient client(server.port());
+        for (int i = 0; i < kEach; ++i) {
+          if (client.request("POST", "/counter/shared/increment").status == 200) ++answered;
+        }
+      });
+    }
+    for (auto& t : clients) t.join();
+    EXPECT_EQ(answered.load(), kClients * kEach);
+    EXPECT_EQ(http(server.port(), "GET", "/counter/shared").body, std::to_string(kClients * kEach));
+    HttpClient c(server.port());
+    Json counter = Json::parse(
+        c.request("GET", "/_dobj/metrics", "", {{"Authorization", "Bearer " + kToken}}).body)["namespaces"]["COUNTER"];
+    int commits = counter["commits"].get<int>(), coalesced = counter["turnsCoalesced"].get<int>();
+    if (coalesce) {
+      EXPECT_GT(coalesced, 0);
+      EXPECT_LT(commits, kClients * kEach);
+    } else {
+      EXPECT_EQ(coalesced, 0);
+      EXPECT_EQ(commits, kClients * kEach);
+    }
+    // Every write went into exactly one commit, alone or with others.
+    EXPECT_GE(commits + coalesced, kClients * kEach);
+    // Restarted, the count is all there.
+    ASSERT_EQ(server.stop(SIGTERM), 0);
+    ServerProcess again(DOBJ_EXAMPLES_BIN, dir.path(), flags);
+    ASSERT_TRUE(again.start()) << again.output();
+    EXPECT_EQ(http(again.port(), "GET", "/counter/shared").body, std::to_string(kClients * kEach));
+  }
 }
 
 // --timings off: counters keep counting, no times are taken.

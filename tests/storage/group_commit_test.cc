@@ -262,6 +262,143 @@ TEST_F(GroupCommitTest, ACheckpointSyncsTheDatabaseFileOnTheFlusherBeforeItIsDon
   EXPECT_EQ(store.get("k" + std::to_string((i - 1) % 50)), value + std::to_string(i - 1));
 }
 
+// Coalescing: while a flush is in flight, the turns that end share one
+// commit, made right before the next flush; their answers wait for that one.
+class CoalescingTest : public GroupCommitTest {
+ protected:
+  void SetUp() override {
+    GroupCommitTest::SetUp();
+    store_ = std::make_unique<ObjectStore>(StoreEnv{&commits_, &dbs_, &faults_, 0, nullptr, true, &counters_},
+                                           dir_.path() + "/ab", "obj.sqlite");
+    // The first commit makes the file (never deferred); then a slow flush
+    // is in flight while the next turns end.
+    store_->put("k", "0");
+    ASSERT_TRUE(store_->end_turn().is_ok());
+    wait_durable(store_->last_commit_seq());
+    flusher_.faults().delay_ms = 300;
+    store_->put("k", "1");
+    ASSERT_TRUE(store_->end_turn().is_ok());
+    first_ = store_->last_commit_seq();
+    commits_.when_durable(first_, [this](Status st) { first_status_ = st; });
+    ASSERT_FALSE(first_status_.has_value());  // its flush is in flight
+  }
+  std::optional<std::string> read_back(const std::string& key) {
+    ObjectStore again(StoreEnv{&commits_, &dbs_}, dir_.path() + "/ab", "obj.sqlite");
+    return again.get(key);
+  }
+  DbCache dbs_{4};
+  StoreFaults faults_;
+  StorageCounters counters_;
+  std::unique_ptr<ObjectStore> store_;
+  uint64_t first_ = 0;
+  std::optional<Status> first_status_;
+};
+
+TEST_F(CoalescingTest, TurnsThatEndDuringAFlushShareOneCommitAndTheNextFlush) {
+  uint64_t commits_before = counters_.commits;
+  std::vector<uint64_t> seqs;
+  for (int i = 2; i <= 5; ++i) {
+    store_->put("k", std::to_string(i));
+    store_->put("t" + std::to_string(i), "x");
+    ASSERT_TRUE(store_->end_turn().is_ok());
+    seqs.push_back(store_->last_commit_seq());
+    EXPECT_EQ(store_->get("k"), std::to_string(i));  // the object reads its own writes
+  }
+  // One number for the four turns, after the flush in flight; no commit yet.
+  EXPECT_EQ(seqs, std::vector<uint64_t>(4, first_ + 1));
+  EXPECT_EQ(counters_.commits, commits_before);
+  EXPECT_EQ(counters_.turns_coalesced, 4u);
+  // A turn that fails inside the shared transaction takes only its own writes.
+  store_->put("k", "lost");
+  store_->put("lost", "x");
+  store_->discard_turn();
+  EXPECT_EQ(store_->get("k"), "5");
+  std::vector<std::optional<Status>> answers(4);
+  for (int i = 0; i < 4; ++i) {
+    commits_.when_durable(seqs[static_cast<size_t>(i)], [&answers, i](Status st) { answers[static_cast<size_t>(i)] = st; });
+  }
+  uint64_t flushes = flusher_.flush_count();
+  ASSERT_TRUE(loop_.run_until([&] { return first_status_.has_value(); }));
+  EXPECT_FALSE(answers[0].has_value());  // the flush in flight did not cover them
+  ASSERT_TRUE(loop_.run_until([&] { return answers[3].has_value(); }, std::chrono::seconds(5)));
+  for (const auto& a : answers) EXPECT_TRUE(a && a->is_ok());
+  EXPECT_EQ(flusher_.flush_count(), flushes + 2);
+  EXPECT_EQ(counters_.commits, commits_before + 1);
+  EXPECT_TRUE(commits_.durable(first_ + 1));
+  store_.reset();
+  EXPECT_EQ(read_back("k"), "5");
+  EXPECT_EQ(read_back("t2"), "x");
+  EXPECT_EQ(read_back("t5"), "x");
+  EXPECT_EQ(read_back("lost"), std::nullopt);
+}
+
+TEST_F(CoalescingTest, ATurnAfterTheFlushCommitsTheSharedTransactionWithItsOwn) {
+  store_->put("a", "1");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  uint64_t deferred = store_->last_commit_seq();
+  ASSERT_TRUE(loop_.run_until([&] { return first_status_.has_value(); }));
+  // The flush ended and nothing waited: the shared commit was made then.
+  EXPECT_FALSE(commits_.may_defer());
+  store_->put("b", "2");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_GT(store_->last_commit_seq(), deferred);
+  wait_durable(store_->last_commit_seq());
+  EXPECT_TRUE(commits_.durable(deferred));
+  store_.reset();
+  EXPECT_EQ(read_back("a"), "1");
+  EXPECT_EQ(read_back("b"), "2");
+}
+
+TEST_F(CoalescingTest, ClosingTheConnectionCommitsWhatWaited) {
+  store_->put("a", "1");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  uint64_t deferred = store_->last_commit_seq();
+  store_->close_connection();  // as the cap on open databases does
+  std::optional<Status> answer;
+  commits_.when_durable(deferred, [&](Status st) { answer = st; });
+  ASSERT_TRUE(loop_.run_until([&] { return answer.has_value(); }, std::chrono::seconds(5)));
+  EXPECT_TRUE(answer->is_ok());
+  EXPECT_EQ(read_back("a"), "1");
+}
+
+TEST_F(CoalescingTest, AFailedSharedCommitFailsItsTurnsAnswersAndNoOthers) {
+  store_->put("a", "1");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  uint64_t deferred = store_->last_commit_seq();
+  std::optional<Status> answer;
+  commits_.when_durable(deferred, [&](Status st) { answer = st; });
+  faults_.fail_next_commits = 1;  // the commit made when the flush ends
+  ASSERT_TRUE(loop_.run_until([&] { return answer.has_value(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(answer->code(), Code::kReset) << answer->message();
+  ASSERT_TRUE(first_status_.has_value());
+  EXPECT_TRUE(first_status_->is_ok());  // the turn before, in the flush, stands
+  // An answer that asks later is refused too: the writes are gone.
+  EXPECT_FALSE(commits_.durable(deferred));
+  std::optional<Status> late;
+  commits_.when_durable(deferred, [&](Status st) { late = st; });
+  ASSERT_TRUE(late.has_value());
+  EXPECT_FALSE(late->is_ok());
+  EXPECT_EQ(store_->get("a"), std::nullopt);
+  // The store goes on: the next turn commits.
+  store_->put("b", "2");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  wait_durable(store_->last_commit_seq());
+  store_.reset();
+  EXPECT_EQ(read_back("k"), "1");
+  EXPECT_EQ(read_back("a"), std::nullopt);
+  EXPECT_EQ(read_back("b"), "2");
+}
+
+TEST_F(CoalescingTest, OffEveryTurnCommitsAtOnce) {
+  commits_.set_coalescing(false);
+  store_->put("a", "1");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  store_->put("b", "2");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(store_->last_commit_seq(), first_ + 2);
+  EXPECT_EQ(counters_.turns_coalesced, 0u);
+}
+
 // A file removed after its commit (the object was deleted) is no failure of
 // the flush that comes for it: there is nothing left of it to sync.
 TEST_F(GroupCommitTest, AFileRemovedBeforeItsFlushIsNotAFailure) {
