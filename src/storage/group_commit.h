@@ -10,7 +10,8 @@
 //
 // Coalescing: a turn that ends while a flush is in flight has nothing to
 // gain from committing at once (its answer waits for the next flush anyway).
-// Its store may keep the SQLite transaction open instead (defer) and take
+// If its object wrote before within this flush (its last commit is not
+// durable), its store may keep the SQLite transaction open instead (defer) and take
 // the next turns' writes into it, each turn a savepoint; the transaction is
 // committed when the flush in flight is done, right before the next one is
 // handed to the flusher. A hot object's thirty turns of one flush then cost

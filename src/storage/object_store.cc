@@ -445,7 +445,12 @@ Status ObjectStore::commit_and_write() {
 }
 
 bool ObjectStore::may_defer() const {
-  return env_->commits->may_defer() && !alarm_dirty_ && !env_->history && !env_->replication &&
+  // Only an object whose last commit is not durable yet, one that writes
+  // again within a flush: its next turns may well share the commit. Any
+  // other's would share nothing, and committing it at once overlaps its
+  // commit with the flush in flight instead of delaying the next one.
+  return env_->commits->may_defer() && !env_->commits->durable(last_commit_seq_) &&
+         !alarm_dirty_ && !env_->history && !env_->replication &&
          !history_ && !new_file_ && !dir_to_sync_ && !parent_dir_to_sync_ && wal_file_ &&
          wal_frames_ < kCheckpointFrames &&
          !(env_->faults && env_->faults->fail_next_commits.load() > 0);

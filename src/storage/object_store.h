@@ -17,7 +17,8 @@
 // or at a turn's end once no flush is in flight, or before the connection
 // closes or its files are read or replaced. Not with history or
 // replication (each commit is recorded), nor for a turn that touched the
-// alarm, made the file or is due a checkpoint. Any SQLite failure while
+// alarm, made the file or is due a checkpoint, nor for an object whose last
+// commit is durable (one that did not write within this flush). Any SQLite failure while
 // writing marks the store broken: end_turn() then rolls back and reports it,
 // and the runtime resets the object.
 //

@@ -389,6 +389,34 @@ TEST_F(CoalescingTest, AFailedSharedCommitFailsItsTurnsAnswersAndNoOthers) {
   EXPECT_EQ(read_back("b"), "2");
 }
 
+// An object that did not write within this flush has no turns to share a
+// commit with: it commits at once, while the flush in flight runs.
+TEST_F(CoalescingTest, AnObjectWhoseLastCommitIsDurableCommitsAtOnce) {
+  ObjectStore other(StoreEnv{&commits_, &dbs_, &faults_, 0, nullptr, true, &counters_}, dir_.path() + "/ab",
+                    "other.sqlite");
+  other.put("a", "1");  // its first commit makes the file: not deferred
+  ASSERT_TRUE(other.end_turn().is_ok());
+  ASSERT_TRUE(loop_.run_until([&] { return first_status_.has_value(); }));
+  wait_durable(other.last_commit_seq());
+  // A slow flush of the first store's next write is in flight.
+  first_status_.reset();
+  store_->put("k", "2");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  uint64_t in_flight = store_->last_commit_seq();
+  commits_.when_durable(in_flight, [this](Status st) { first_status_ = st; });
+  ASSERT_TRUE(commits_.may_defer());
+  uint64_t commits_before = counters_.commits;
+  other.put("a", "2");
+  ASSERT_TRUE(other.end_turn().is_ok());
+  EXPECT_EQ(counters_.commits, commits_before + 1);
+  EXPECT_EQ(counters_.turns_coalesced, 0u);
+  // Its next write within the flight has a turn before it to join.
+  other.put("a", "3");
+  ASSERT_TRUE(other.end_turn().is_ok());
+  EXPECT_EQ(counters_.turns_coalesced, 1u);
+  wait_durable(other.last_commit_seq());
+}
+
 TEST_F(CoalescingTest, OffEveryTurnCommitsAtOnce) {
   commits_.set_coalescing(false);
   store_->put("a", "1");
