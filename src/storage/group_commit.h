@@ -9,15 +9,16 @@
 // files is one trip to the flusher thread.
 //
 // Coalescing: a turn that ends while a flush is in flight has nothing to
-// gain from committing at once (its answer waits for the next flush anyway).
-// If its object wrote before within this flush (its last commit is not
-// durable), its store may keep the SQLite transaction open instead (defer) and take
-// the next turns' writes into it, each turn a savepoint; the transaction is
-// committed when the flush in flight is done, right before the next one is
-// handed to the flusher. A hot object's thirty turns of one flush then cost
-// one commit (the WAL's frames, their checksums, one write) instead of
-// thirty. The deferred commit's sequence number is taken when it is
-// deferred, so the waiters of its turns wait for it as for any other.
+// gain from committing at once (its answer waits for the next flush
+// anyway). If its object wrote before within this flush (its last commit
+// is not durable), its store may keep the SQLite transaction open instead
+// (defer) and take the next turns' writes into it, each turn a savepoint;
+// the transaction is committed when the flush in flight is done, right
+// before the next one is handed to the flusher. A hot object's thirty turns
+// of one flush then cost one commit (the WAL's frames, their checksums, one
+// write) instead of thirty. The deferred commit's sequence number is taken
+// when it is deferred, so the waiters of its turns wait for it as for any
+// other.
 //
 // Durability::kOs mode skips the flush: a commit is durable (against a crash
 // of the process) once SQLite has written it, so waiters run at once.
@@ -166,7 +167,8 @@ class GroupCommit {
 
   // Coalescing (see the top). Off: every turn commits at once.
   void set_coalescing(bool on) { coalescing_ = on; }
-  // Whether a commit made now may be deferred: a flush is in flight.
+  // Whether a commit made now may be deferred (a flush is in flight); the
+  // store adds its own conditions (ObjectStore::may_defer).
   bool may_defer() const { return coalescing_ && in_flight_ && flusher_ && !replicator_ && failure_.is_ok(); }
   // Takes a sequence number for c's deferred commit; c->settle_deferred()
   // runs before the next flush is handed over, unless c settles first.
