@@ -249,10 +249,7 @@ Status ObjectStore::end_turn() {
     Status why(std::exchange(broken_full_, false) ? Code::kStorageFull : Code::kReset,
                "a storage operation failed (" + std::exchange(broken_reason_, "") +
                    "); the turn's writes were discarded");
-    if (!savepoint || !rollback_turn_savepoint()) {
-      rollback();
-      lose_deferred(why);
-    }
+    undo_turn(savepoint, why);
     settle_if_idle();
     return why;
   }
@@ -272,7 +269,6 @@ Status ObjectStore::end_turn() {
     }
     if (env_->counters) ++env_->counters->turns_coalesced;
     in_txn_ = false;
-    alarm_dirty_ = false;
     return Status::ok();
   }
   if (alarm_dirty_) {
@@ -307,12 +303,7 @@ Status ObjectStore::end_turn() {
     history_pending_ = PendingCommit{history_seq_ + 1, time, stamp_next_};
   }
   // The ended turns' writes, deferred, are committed with this one.
-  uint64_t deferred_seq = 0;
-  if (deferred_) {
-    deferred_ = false;
-    env_->commits->undefer(this);
-    deferred_seq = last_commit_seq_;
-  }
+  uint64_t deferred_seq = take_deferred();
   in_txn_ = false;
   bool alarm_touched = std::exchange(alarm_dirty_, false);
   if (Status st = commit_and_write(); !st) {
@@ -404,10 +395,8 @@ Status ObjectStore::note_commit() {
 void ObjectStore::discard_turn() {
   alarm_dirty_ = false;
   if (in_txn_) {
-    if (!std::exchange(turn_savepoint_, false) || !rollback_turn_savepoint()) {
-      rollback();
-      lose_deferred(Status(Code::kReset, "a turn's writes were discarded with the transaction they were in"));
-    }
+    undo_turn(std::exchange(turn_savepoint_, false),
+              Status(Code::kReset, "a turn's writes were discarded with the transaction they were in"));
     in_txn_ = false;
     nested_ = 0;
     broken_ = false;
@@ -451,22 +440,30 @@ bool ObjectStore::may_defer() const {
   // commit with the flush in flight instead of delaying the next one.
   return env_->commits->may_defer() && !env_->commits->durable(last_commit_seq_) &&
          !alarm_dirty_ && !env_->history && !env_->replication &&
-         !history_ && !new_file_ && !dir_to_sync_ && !parent_dir_to_sync_ && wal_file_ &&
+         !new_file_ && !dir_to_sync_ && !parent_dir_to_sync_ && wal_file_ &&
          wal_frames_ < kCheckpointFrames &&
          !(env_->faults && env_->faults->fail_next_commits.load() > 0);
 }
 
-bool ObjectStore::rollback_turn_savepoint() {
-  alarm_known_.reset();
-  return db_.run_cached("ROLLBACK TO dobj_turn").is_ok() && db_.run_cached("RELEASE dobj_turn").is_ok() &&
-         sqlite3_get_autocommit(db_.get()) == 0;
+void ObjectStore::undo_turn(bool savepoint, const Status& why) {
+  // Inside the deferred transaction: back to the turn's savepoint, unless
+  // SQLite had rolled the whole transaction back (the ended turns too).
+  if (savepoint) {
+    alarm_known_.reset();
+    if (db_.run_cached("ROLLBACK TO dobj_turn").is_ok() && db_.run_cached("RELEASE dobj_turn").is_ok() &&
+        sqlite3_get_autocommit(db_.get()) == 0) {
+      return;
+    }
+  }
+  rollback();
+  if (uint64_t seq = take_deferred()) env_->commits->fail(seq, why);
 }
 
-void ObjectStore::lose_deferred(const Status& why) {
-  if (!deferred_) return;
+uint64_t ObjectStore::take_deferred() {
+  if (!deferred_) return 0;
   deferred_ = false;
   env_->commits->undefer(this);
-  env_->commits->fail(last_commit_seq_, why);
+  return last_commit_seq_;
 }
 
 void ObjectStore::settle_if_idle() {
@@ -480,12 +477,11 @@ void ObjectStore::settle() {
 }
 
 bool ObjectStore::settle_deferred() {
-  if (!deferred_) return true;
-  if (in_txn_) return false;
-  deferred_ = false;
-  env_->commits->undefer(this);
+  if (in_txn_) return !deferred_;
+  uint64_t seq = take_deferred();
+  if (!seq) return true;
   if (Status st = commit_and_write(); !st) {
-    env_->commits->fail(last_commit_seq_, st);
+    env_->commits->fail(seq, st);
     return true;
   }
   if (env_->counters) ++env_->counters->commits;

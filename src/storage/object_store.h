@@ -18,9 +18,9 @@
 // closes or its files are read or replaced. Not with history or
 // replication (each commit is recorded), nor for a turn that touched the
 // alarm, made the file or is due a checkpoint, nor for an object whose last
-// commit is durable (one that did not write within this flush). Any SQLite failure while
-// writing marks the store broken: end_turn() then rolls back and reports it,
-// and the runtime resets the object.
+// commit is durable (one that did not write within this flush). Any SQLite
+// failure while writing marks the store broken: end_turn() then rolls back
+// and reports it, and the runtime resets the object.
 //
 // Open connections per shard are capped by DbCache: a store whose connection
 // is not inside a turn is closed (no checkpoint on close; the WAL is replayed
@@ -418,12 +418,13 @@ class ObjectStore final : public DeferredCommit {
   Status commit_and_write();
   // Whether this turn's commit may wait for the next flush (the top).
   bool may_defer() const;
-  // Undoes the running turn's writes inside the deferred transaction; false
-  // if SQLite had rolled the whole transaction back.
-  bool rollback_turn_savepoint();
-  // The deferred transaction is gone (rolled back, or its commit failed):
-  // the turns in it fail with `why`.
-  void lose_deferred(const Status& why);
+  // Undoes the running turn's writes: to its savepoint when it wrote inside
+  // the deferred transaction, else (or if that is gone) the whole
+  // transaction, whose ended turns then fail with `why`.
+  void undo_turn(bool savepoint, const Status& why);
+  // Ends the deferral (this store leaves GroupCommit's list): the deferred
+  // commit's sequence number, or 0 if none was deferred.
+  uint64_t take_deferred();
   // After a turn: commits the deferred transaction if no flush is in
   // flight any more (none would come to settle it).
   void settle_if_idle();
