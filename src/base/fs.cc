@@ -33,21 +33,20 @@ Status sync_through_folder(const std::string& path, int (*sync)(int), const char
 }  // namespace
 
 Status make_dirs(const std::string& path, bool durable) {
-  if (path.empty()) return Status::ok();
-  std::string cur;
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = path.find('/', pos + 1);
-    cur = path.substr(0, pos);
-    if (cur.empty()) continue;
-    if (mkdir(cur.c_str(), 0755) == 0) {
-      if (durable) {
-        if (Status st = sync_dir(parent_of(cur)); !st) return st;
-      }
-    } else if (errno != EEXIST) {
-      return errno_status("mkdir", cur);
+  if (path.empty() || path == "/" || path == ".") return Status::ok();
+  // The deepest folder first: it is usually the only one missing (a new
+  // object's folder), and one mkdir then does it. Its parent only when
+  // mkdir says the parent is missing.
+  if (mkdir(path.c_str(), 0755) != 0) {
+    if (errno == EEXIST) return Status::ok();
+    if (errno != ENOENT) return errno_status("mkdir", path);
+    if (Status st = make_dirs(parent_of(path), durable); !st) return st;
+    if (mkdir(path.c_str(), 0755) != 0) {
+      if (errno == EEXIST) return Status::ok();  // made by another thread meanwhile
+      return errno_status("mkdir", path);
     }
   }
+  if (durable) return sync_dir(parent_of(path));
   return Status::ok();
 }
 

@@ -58,6 +58,7 @@ void DbCache::enforce(ObjectStore* keep) {
       if (!victim) return;  // all busy: over the cap until one ends its turn
     }
     victim->close_connection();  // removes it from open_
+    victim->files_known_ = true;  // its reopen need not look for its files
   }
 }
 

@@ -51,6 +51,12 @@ namespace dobj::internal {
 class SyncFile {
  public:
   static Result<std::shared_ptr<SyncFile>> open(const std::string& path, bool is_dir);
+  // One for a file or folder the caller knows is there (it just made or
+  // wrote it): no stat. open()'s check costs a path lookup, and a new
+  // object makes four of these.
+  static std::shared_ptr<SyncFile> known(std::string path, bool is_dir) {
+    return std::shared_ptr<SyncFile>(new SyncFile(std::move(path), is_dir));
+  }
   Status sync() const;
   // syncfs: flushes the whole filesystem this file is on.
   Status sync_filesystem() const;

@@ -30,7 +30,6 @@ constexpr const char* kOpenPragmas =
     "PRAGMA locking_mode=EXCLUSIVE;"
     "PRAGMA synchronous=OFF;"  // before the switch to WAL, which would sync
     "PRAGMA journal_mode=WAL;"
-    "PRAGMA foreign_keys=ON;"
     "PRAGMA cache_size=-256;";
 
 constexpr const char* kSchema =
@@ -165,19 +164,23 @@ bool ObjectStore::ensure_open(bool create) {
     env_->open_dbs->touch(this);
     return true;
   }
+  // Reopened after the connection cap closed it: both files are on disk as
+  // it left them (no path lookups; most requests of a node with many more
+  // objects than open connections reopen one).
+  const bool known = std::exchange(files_known_, false);
   struct stat file;
-  bool existed = !file_known_missing_ && ::stat(path_.c_str(), &file) == 0;
+  bool existed = known || (!file_known_missing_ && ::stat(path_.c_str(), &file) == 0);
   if (!existed && !create) {
     file_known_missing_ = true;
     return false;
   }
-  bool wal_existed = existed && file_exists(path_ + "-wal");
+  bool wal_existed = known || (existed && file_exists(path_ + "-wal"));
   // A new file is a copy of the empty database (except on a cluster node:
   // its backups build their copies from the commits' pages, the tables'
   // included).
   bool from_image = false;
   const std::string folder = dir();
-  if (existed && !env_->replication && file.st_size < 8 * env_->page_size) {
+  if (!known && existed && !env_->replication && file.st_size < 8 * env_->page_size) {
     if (auto image = empty_database_image(folder, env_->page_size)) {
       auto completed = complete_cut_short_image(path_, static_cast<uint64_t>(file.st_size), *image);
       if (!completed) throw Error(completed.status());
@@ -186,14 +189,11 @@ bool ObjectStore::ensure_open(bool create) {
   }
   if (!existed) {
     schema_ready_ = false;  // a new file (or one made again after a delete)
-    bool dir_existed = file_exists(folder);
-    if (Status st = make_dirs(folder); !st) throw Error(st);
-    if (!dir_existed) {
+    if (!file_exists(folder)) {
+      if (Status st = make_dirs(folder); !st) throw Error(st);
       // A new shard folder: its own entry in the namespace folder must be
       // durable with the first commit (the flusher syncs it, not this thread).
-      auto parent = SyncFile::open(folder.substr(0, folder.rfind('/')), /*is_dir=*/true);
-      if (!parent) throw Error(parent.status());
-      parent_dir_to_sync_ = std::move(*parent);
+      parent_dir_to_sync_ = SyncFile::known(folder.substr(0, folder.rfind('/')), /*is_dir=*/true);
     }
     if (!env_->replication) {
       if (auto image = empty_database_image(folder, env_->page_size)) {
@@ -205,6 +205,8 @@ bool ObjectStore::ensure_open(bool create) {
   }
   if (Status st = db_.open(path_, create); !st) throw Error(st);
   sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  // PRAGMA foreign_keys=ON without parsing a statement on every open.
+  sqlite3_db_config(db_.get(), SQLITE_DBCONFIG_ENABLE_FKEY, 1, nullptr);
   limit_connection(db_.get());
   // A new file takes the configured page size (before anything is written;
   // an existing one keeps its own). Its switch to WAL writes the header
@@ -279,14 +281,7 @@ bool ObjectStore::ensure_open(bool create) {
   // Stays set over a close by the connection cap: the file is not on disk
   // until a commit (or close_connection) hands it to the flusher.
   if (!existed) new_file_ = true;
-  if (!existed || !wal_existed) {
-    auto synced = SyncFile::open(folder, /*is_dir=*/true);
-    if (!synced) {
-      db_.close();
-      throw Error(synced.status());
-    }
-    dir_to_sync_ = std::move(*synced);
-  }
+  if (!existed || !wal_existed) dir_to_sync_ = SyncFile::known(folder, /*is_dir=*/true);
   env_->open_dbs->touch(this);
   return true;
 }
@@ -369,14 +364,13 @@ bool ObjectStore::copy_wal_into_file() {
 
 void ObjectStore::close_connection() {
   if (in_txn_) return;
+  files_known_ = false;  // DbCache::enforce sets it after this close
   settle();  // the ended turns' writes, if their commit was deferred
   // A file (or folder entry) made by this connection and not yet committed,
   // as when its first turn was discarded: the flusher takes it with its next
   // flush, which comes before any answer that waits for a later commit to it
   // (a store that finds the files existing syncs neither).
-  if (std::exchange(new_file_, false)) {
-    if (auto f = SyncFile::open(path_, /*is_dir=*/false)) env_->commits->add_dirty(std::move(*f));
-  }
+  if (std::exchange(new_file_, false)) env_->commits->add_dirty(SyncFile::known(path_, /*is_dir=*/false));
   if (dir_to_sync_) env_->commits->add_dirty(std::move(dir_to_sync_));
   if (parent_dir_to_sync_) env_->commits->add_dirty(std::move(parent_dir_to_sync_));
   alarm_known_.reset();

@@ -363,17 +363,12 @@ Status ObjectStore::end_turn() {
 }
 
 Status ObjectStore::note_commit() {
-  if (!wal_file_) {
-    auto f = SyncFile::open(path_ + "-wal", /*is_dir=*/false);
-    if (!f) return Status(Code::kReset, f.status().message());
-    wal_file_ = std::move(*f);
-  }
+  // Both files are there: SQLite just wrote the WAL, and holds the database open.
+  if (!wal_file_) wal_file_ = SyncFile::known(path_ + "-wal", /*is_dir=*/false);
   if (new_file_) {
     // The database file was written when it was created; it must reach the
     // disk with the first commit that depends on it.
-    auto f = SyncFile::open(path_, /*is_dir=*/false);
-    if (!f) return Status(Code::kReset, f.status().message());
-    env_->commits->add_dirty(std::move(*f));
+    env_->commits->add_dirty(SyncFile::known(path_, /*is_dir=*/false));
     new_file_ = false;
     if (env_->catalog) {
       // The catalog learns of it later (after a crash, from the folder).

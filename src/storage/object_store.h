@@ -490,6 +490,10 @@ class ObjectStore final : public DeferredCommit {
   std::shared_ptr<SyncFile> dir_to_sync_;  // set when this connection created entries
   std::shared_ptr<SyncFile> parent_dir_to_sync_;  // set when it created the folder too
   bool file_known_missing_ = false;
+  // Closed by the connection cap (DbCache), nothing done to its files since:
+  // the database and its WAL are on disk, their folder entries synced or
+  // handed to the flusher. Any other close clears it.
+  bool files_known_ = false;
   bool schema_ready_ = false;  // the runtime's tables are known to exist in the file
   bool new_file_ = false;
   std::unique_ptr<HistoryFile> history_;  // open with the connection (env_.history)

@@ -103,6 +103,34 @@ TEST_F(GroupCommitTest, ANewObjectsFirstFlushCoversItsFilesAndFolders) {
   EXPECT_FALSE(covered(ns));
 }
 
+// The connection cap closes a store and the store opens its files again
+// without looking for them (DbCache, ObjectStore::files_known_): its data
+// reads back, and the flush of each later commit still covers its WAL.
+TEST_F(GroupCommitTest, AStoreReopenedAfterTheConnectionCapClosedItKeepsItsDataAndItsFlushes) {
+  note_synced_paths();
+  std::string ns = dir_.path() + "/ns";
+  std::filesystem::create_directories(ns);
+  DbCache dbs{1};
+  ObjectStore a(StoreEnv{&commits_, &dbs}, ns + "/ab", "a.sqlite");
+  ObjectStore b(StoreEnv{&commits_, &dbs}, ns + "/cd", "b.sqlite");
+  for (int round = 0; round < 3; ++round) {
+    for (ObjectStore* s : {&a, &b}) {  // each open closes the other
+      auto before = s->get("n");
+      s->put("n", std::to_string(before ? std::stoi(*before) + 1 : 0));
+      ASSERT_TRUE(s->end_turn().is_ok());
+      EXPECT_EQ(dbs.open_count(), 1u);
+      forget_synced();
+      wait_durable(s->last_commit_seq());
+      EXPECT_TRUE(covered(s == &a ? ns + "/ab/a.sqlite-wal" : ns + "/cd/b.sqlite-wal")) << round;
+    }
+  }
+  EXPECT_EQ(a.get("n"), "2");
+  EXPECT_EQ(b.get("n"), "2");
+  // And from a store that was never open: what is on disk.
+  ObjectStore fresh(StoreEnv{&commits_, &dbs}, ns + "/ab", "a.sqlite");
+  EXPECT_EQ(fresh.get("n"), "2");
+}
+
 // An object whose first turn was discarded (its handler threw) has its file
 // and folders but no commit; the store that commits to it later finds them
 // existing. That commit's flush must still cover them.
