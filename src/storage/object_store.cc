@@ -66,13 +66,22 @@ void ObjectStore::begin_write() {
 
 std::optional<std::string> ObjectStore::get(std::string_view key) {
   if (env_->counters) ++env_->counters->reads;
+  if (auto it = cached_values_.find(key); it != cached_values_.end() && db_.is_open()) {
+    env_->open_dbs->touch(this);  // as ensure_open would: a use, for the connection cap
+    return it->second;
+  }
   if (!ensure_open(false)) return std::nullopt;
   StmtUse s = stmt("SELECT value FROM _dobj_kv WHERE key = ?1");
   s->bind_blob(1, key);
   int rc = s->step();
-  if (rc == SQLITE_ROW) return std::string(s->column_blob(0));
-  if (rc != SQLITE_DONE) fail("get");
-  return std::nullopt;
+  std::optional<std::string> value;
+  if (rc == SQLITE_ROW) {
+    value.emplace(s->column_blob(0));
+  } else if (rc != SQLITE_DONE) {
+    fail("get");
+  }
+  cache_value(key, value);
+  return value;
 }
 
 void ObjectStore::put(std::string_view key, std::string_view value) {
@@ -82,6 +91,7 @@ void ObjectStore::put(std::string_view key, std::string_view value) {
   s->bind_blob(1, key);
   s->bind_blob(2, value);
   if (s->step() != SQLITE_DONE) fail("put");
+  cache_value(key, value);
 }
 
 bool ObjectStore::remove(std::string_view key) {
@@ -91,7 +101,29 @@ bool ObjectStore::remove(std::string_view key) {
   StmtUse s = stmt("DELETE FROM _dobj_kv WHERE key = ?1");
   s->bind_blob(1, key);
   if (s->step() != SQLITE_DONE) fail("delete");
+  cache_value(key, std::nullopt);
   return sqlite3_changes(db_.get()) > 0;
+}
+
+void ObjectStore::cache_value(std::string_view key, const std::optional<std::string_view>& value) {
+  constexpr size_t kOverhead = 96;  // the node and both strings' headers
+  auto bytes = [](std::string_view k, size_t v) { return k.size() + v + kOverhead; };
+  size_t size = bytes(key, value ? value->size() : 0);
+  auto it = cached_values_.find(key);
+  if (it != cached_values_.end()) {
+    cached_bytes_ -= bytes(it->first, it->second ? it->second->size() : 0);
+    if (size > kCacheEntryBytes) {
+      cached_values_.erase(it);  // too large to keep: its old value must go
+      return;
+    }
+    it->second = value ? std::optional<std::string>(*value) : std::nullopt;
+    cached_bytes_ += size;
+    return;
+  }
+  if (size > kCacheEntryBytes) return;
+  if (cached_bytes_ + size > kCacheBytes) forget_cached_values();
+  cached_values_.emplace(key, value ? std::optional<std::string>(*value) : std::nullopt);
+  cached_bytes_ += size;
 }
 
 std::vector<std::pair<std::string, std::string>> ObjectStore::list(const ListOptions& o) {
@@ -199,6 +231,7 @@ void ObjectStore::delete_all() {
   if (!ensure_open(false)) return;
   begin_write();
   alarm_dirty_ = true;
+  forget_cached_values();
   if (Status st = db_.exec("DELETE FROM _dobj_kv; DELETE FROM _dobj_alarm"); !st) {
     mark_broken(st.message());  // forgets alarm_known_
     throw Error(st);
@@ -228,7 +261,10 @@ void ObjectStore::end_savepoint(bool commit) {
   --nested_;
   std::string name = "n" + std::to_string(nested_);
   std::string sql = commit ? "RELEASE " + name : "ROLLBACK TO " + name + "; RELEASE " + name;
-  if (!commit) alarm_known_.reset();
+  if (!commit) {
+    alarm_known_.reset();
+    forget_cached_values();
+  }
   if (Status st = db_.exec(sql.c_str()); !st) {
     mark_broken(st.message());
     throw Error(st);
@@ -402,6 +438,7 @@ void ObjectStore::discard_turn() {
 
 void ObjectStore::rollback() {
   alarm_known_.reset();  // the alarm may have been written in the turn
+  forget_cached_values();
   (void)db_.run_cached("ROLLBACK");
 }
 
@@ -445,6 +482,7 @@ void ObjectStore::undo_turn(bool savepoint, const Status& why) {
   // SQLite had rolled the whole transaction back (the ended turns too).
   if (savepoint) {
     alarm_known_.reset();
+    forget_cached_values();
     if (db_.run_cached("ROLLBACK TO dobj_turn").is_ok() && db_.run_cached("RELEASE dobj_turn").is_ok() &&
         sqlite3_get_autocommit(db_.get()) == 0) {
       return;
@@ -486,6 +524,7 @@ bool ObjectStore::settle_deferred() {
 
 void ObjectStore::mark_broken(const std::string& why, bool full) {
   alarm_known_.reset();  // SQLite may have rolled the whole transaction back
+  forget_cached_values();
   if (!broken_) {
     broken_reason_ = why;
     broken_full_ = full || db_full();

@@ -522,6 +522,27 @@ class ObjectStore final : public DeferredCommit {
   // The stored alarm as this connection sees it, when known without a query
   // (an alarm run reads it four times). Unknown after open, rollback, failure.
   std::optional<std::optional<int64_t>> alarm_known_;
+  // Values of keys read or written lately (nullopt: no such key), so that
+  // reading a key again needs no SQLite query, as Cloudflare's storage
+  // answers recent keys from memory. Always the transaction's own view:
+  // every write of _dobj_kv goes through put/remove/delete_all, which keep
+  // it, and whatever may undo writes (a rollback, a rolled-back savepoint, a
+  // broken turn, a closed connection) empties it, where alarm_known_ is
+  // forgotten. Small: an entry of up to kCacheEntryBytes (key, value and
+  // overhead), all of them up to kCacheBytes (past that it starts over).
+  static constexpr size_t kCacheEntryBytes = 1024;
+  static constexpr size_t kCacheBytes = 8 * 1024;
+  struct CacheHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::optional<std::string>, CacheHash, std::equal_to<>> cached_values_;
+  size_t cached_bytes_ = 0;
+  void cache_value(std::string_view key, const std::optional<std::string_view>& value);
+  void forget_cached_values() {
+    cached_values_.clear();
+    cached_bytes_ = 0;
+  }
   std::optional<int64_t> running_alarm_;
   bool alarm_touched_in_handler_ = false;
   bool in_txn_ = false;

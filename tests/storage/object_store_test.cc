@@ -601,6 +601,72 @@ TEST_F(StoreTest, AlarmsTakeADelayByTheRuntimesClockOrATimePoint) {
   EXPECT_EQ(store->now_ms(), 1'000'005);
 }
 
+// Reads of keys read or written before are answered from memory
+// (ObjectStore::cached_values_). Whatever undoes writes must make the
+// following reads see the stored values again, not the undone ones.
+TEST_F(StoreTest, ReadsAfterUndoneWritesSeeWhatIsStored) {
+  store_->put("k", "old");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(store_->get("k"), "old");
+  EXPECT_EQ(store_->get("missing"), std::nullopt);
+
+  // A transaction rolled back.
+  store_->begin_nested();
+  store_->put("k", "new");
+  store_->put("missing", "here");
+  EXPECT_EQ(store_->get("k"), "new");
+  store_->end_nested(/*commit=*/false);
+  EXPECT_EQ(store_->get("k"), "old");
+  EXPECT_EQ(store_->get("missing"), std::nullopt);
+  ASSERT_TRUE(store_->end_turn().is_ok());
+
+  // A turn discarded (its handler threw).
+  store_->put("k", "discarded");
+  EXPECT_TRUE(store_->remove("k"));
+  EXPECT_EQ(store_->get("k"), std::nullopt);
+  store_->discard_turn();
+  EXPECT_EQ(store_->get("k"), "old");
+
+  // A turn whose commit failed.
+  store_->put("k", "lost");
+  EXPECT_EQ(store_->get("k"), "lost");
+  faults_.fail_next_commits = 1;
+  EXPECT_FALSE(store_->end_turn().is_ok());
+  EXPECT_EQ(store_->get("k"), "old");
+
+  // Everything deleted.
+  store_->delete_all();
+  EXPECT_EQ(store_->get("k"), std::nullopt);
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  EXPECT_EQ(store_->get("k"), std::nullopt);
+}
+
+TEST_F(StoreTest, LargeValuesAndManyKeysReadBackAsWritten) {
+  // A value too large to keep in memory replaces a small one kept there.
+  store_->put("k", "small");
+  EXPECT_EQ(store_->get("k"), "small");
+  std::string big(5000, 'b');
+  store_->put("k", big);
+  EXPECT_EQ(store_->get("k"), big);
+  store_->put("k", "small again");
+  EXPECT_EQ(store_->get("k"), "small again");
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  // More keys than memory keeps: each reads back its own value, twice.
+  for (int i = 0; i < 300; ++i) store_->put("key" + std::to_string(i), std::string(100, static_cast<char>('a' + i % 26)));
+  ASSERT_TRUE(store_->end_turn().is_ok());
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 300; ++i) {
+      EXPECT_EQ(store_->get("key" + std::to_string(i)), std::string(100, static_cast<char>('a' + i % 26))) << i;
+    }
+  }
+  // And from the file, through a store that never read them.
+  storage_.reset();
+  store_.reset();
+  auto other = open_store("obj");
+  EXPECT_EQ(other->get("key299"), std::string(100, static_cast<char>('a' + 299 % 26)));
+  EXPECT_EQ(other->get("k"), "small again");
+}
+
 TEST_F(StoreTest, OpenDatabasesAreCapped) {
   std::vector<std::unique_ptr<ObjectStore>> stores;
   for (int i = 0; i < 20; ++i) {
