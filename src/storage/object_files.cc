@@ -191,10 +191,12 @@ bool ObjectStore::ensure_open(bool create) {
     schema_ready_ = false;  // a new file (or one made again after a delete)
     if (!file_exists(folder)) {
       if (Status st = make_dirs(folder); !st) throw Error(st);
-      // A new shard folder: its own entry in the namespace folder must be
-      // durable with the first commit (the flusher syncs it, not this thread).
-      parent_dir_to_sync_ = SyncFile::known(folder.substr(0, folder.rfind('/')), /*is_dir=*/true);
     }
+    // The folder's own entry in the namespace folder must be durable with
+    // this first commit (the flusher syncs it, not this thread), also when
+    // the folder was there: another shard may have made it a moment ago,
+    // and that shard's flush may come after this object's answer.
+    parent_dir_to_sync_ = SyncFile::known(folder.substr(0, folder.rfind('/')), /*is_dir=*/true);
     if (!env_->replication) {
       if (auto image = empty_database_image(folder, env_->page_size)) {
         if (Status st = write_database_image(path_, *image, /*replace=*/false); !st) throw Error(st);

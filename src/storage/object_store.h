@@ -488,7 +488,7 @@ class ObjectStore final : public DeferredCommit {
   Db db_;
   std::shared_ptr<SyncFile> wal_file_;
   std::shared_ptr<SyncFile> dir_to_sync_;  // set when this connection created entries
-  std::shared_ptr<SyncFile> parent_dir_to_sync_;  // set when it created the folder too
+  std::shared_ptr<SyncFile> parent_dir_to_sync_;  // set for a new file: its folder's entry in the namespace folder
   bool file_known_missing_ = false;
   // Closed by the connection cap (DbCache), nothing done to its files since:
   // the database and its WAL are on disk, their folder entries synced or

@@ -95,12 +95,14 @@ TEST_F(GroupCommitTest, ANewObjectsFirstFlushCoversItsFilesAndFolders) {
   EXPECT_TRUE(covered(ns + "/ab/one.sqlite"));
   EXPECT_TRUE(covered(ns + "/ab"));
   EXPECT_TRUE(covered(ns));
-  // A second object in the same shard folder: the folder is not new.
+  // A second object in the same shard folder: the folder is not new, but it
+  // may have been made by another shard whose flush is still to come, so
+  // the namespace folder's entry for it is synced again.
   first_write("two.sqlite");
   EXPECT_TRUE(covered(ns + "/ab/two.sqlite-wal"));
   EXPECT_TRUE(covered(ns + "/ab/two.sqlite"));
   EXPECT_TRUE(covered(ns + "/ab"));
-  EXPECT_FALSE(covered(ns));
+  EXPECT_TRUE(covered(ns));
 }
 
 // The connection cap closes a store and the store opens its files again
