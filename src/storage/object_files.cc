@@ -189,9 +189,7 @@ bool ObjectStore::ensure_open(bool create) {
   }
   if (!existed) {
     schema_ready_ = false;  // a new file (or one made again after a delete)
-    if (!file_exists(folder)) {
-      if (Status st = make_dirs(folder); !st) throw Error(st);
-    }
+    if (Status st = make_dirs(folder); !st) throw Error(st);  // one mkdir when it is there
     // The folder's own entry in the namespace folder must be durable with
     // this first commit (the flusher syncs it, not this thread), also when
     // the folder was there: another shard may have made it a moment ago,
