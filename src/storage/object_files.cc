@@ -373,8 +373,7 @@ void ObjectStore::close_connection() {
   if (std::exchange(new_file_, false)) env_->commits->add_dirty(SyncFile::known(path_, /*is_dir=*/false));
   if (dir_to_sync_) env_->commits->add_dirty(std::move(dir_to_sync_));
   if (parent_dir_to_sync_) env_->commits->add_dirty(std::move(parent_dir_to_sync_));
-  alarm_known_.reset();
-  forget_cached_values();
+  forget_known();
   // Records of commits not yet durable are dropped: the WAL has them, and
   // the next open rebuilds them.
   if (history_) (void)history_->write_out(durable_gate());

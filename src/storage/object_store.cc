@@ -261,10 +261,7 @@ void ObjectStore::end_savepoint(bool commit) {
   --nested_;
   std::string name = "n" + std::to_string(nested_);
   std::string sql = commit ? "RELEASE " + name : "ROLLBACK TO " + name + "; RELEASE " + name;
-  if (!commit) {
-    alarm_known_.reset();
-    forget_cached_values();
-  }
+  if (!commit) forget_known();
   if (Status st = db_.exec(sql.c_str()); !st) {
     mark_broken(st.message());
     throw Error(st);
@@ -437,8 +434,7 @@ void ObjectStore::discard_turn() {
 }
 
 void ObjectStore::rollback() {
-  alarm_known_.reset();  // the alarm may have been written in the turn
-  forget_cached_values();
+  forget_known();  // the turn may have written the alarm and values
   (void)db_.run_cached("ROLLBACK");
 }
 
@@ -481,8 +477,7 @@ void ObjectStore::undo_turn(bool savepoint, const Status& why) {
   // Inside the deferred transaction: back to the turn's savepoint, unless
   // SQLite had rolled the whole transaction back (the ended turns too).
   if (savepoint) {
-    alarm_known_.reset();
-    forget_cached_values();
+    forget_known();
     if (db_.run_cached("ROLLBACK TO dobj_turn").is_ok() && db_.run_cached("RELEASE dobj_turn").is_ok() &&
         sqlite3_get_autocommit(db_.get()) == 0) {
       return;
@@ -523,8 +518,7 @@ bool ObjectStore::settle_deferred() {
 }
 
 void ObjectStore::mark_broken(const std::string& why, bool full) {
-  alarm_known_.reset();  // SQLite may have rolled the whole transaction back
-  forget_cached_values();
+  forget_known();  // SQLite may have rolled the whole transaction back
   if (!broken_) {
     broken_reason_ = why;
     broken_full_ = full || db_full();

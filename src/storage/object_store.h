@@ -527,8 +527,8 @@ class ObjectStore final : public DeferredCommit {
   // answers recent keys from memory. Always the transaction's own view:
   // every write of _dobj_kv goes through put/remove/delete_all, which keep
   // it, and whatever may undo writes (a rollback, a rolled-back savepoint, a
-  // broken turn, a closed connection) empties it, where alarm_known_ is
-  // forgotten. Small: an entry of up to kCacheEntryBytes (key, value and
+  // broken turn, a closed connection) empties it with alarm_known_
+  // (forget_known). Small: an entry of up to kCacheEntryBytes (key, value and
   // overhead), all of them up to kCacheBytes (past that it starts over).
   static constexpr size_t kCacheEntryBytes = 1024;
   static constexpr size_t kCacheBytes = 8 * 1024;
@@ -542,6 +542,12 @@ class ObjectStore final : public DeferredCommit {
   void forget_cached_values() {
     cached_values_.clear();
     cached_bytes_ = 0;
+  }
+  // Forgets all this store knows without a query (the alarm, recent values):
+  // wherever writes may have been undone.
+  void forget_known() {
+    alarm_known_.reset();
+    forget_cached_values();
   }
   std::optional<int64_t> running_alarm_;
   bool alarm_touched_in_handler_ = false;
