@@ -6,6 +6,20 @@
 
 #include "storage/vfs.h"
 
+// jemalloc (linked into the server binaries) serves blocks up to 128 KiB
+// from the thread's own cache. At its default, 32 KiB, SQLite's in-memory
+// sub-journal chunk (64 KiB + 8, from SQLITE_CONFIG_STMTJRNL_SPILL's default)
+// went through the arena's large-block path: it is taken when a turn's
+// savepoint first writes a page and given back when the savepoint ends, so
+// once for every turn that writes; ~4,000 of a durable increment's 37,600
+// instructions. glibc's allocator never reads this; a binary's own
+// definition replaces it (weak), and MALLOC_CONF in the environment
+// overrides it.
+extern "C" {
+extern const char* malloc_conf;
+__attribute__((weak)) const char* malloc_conf = "tcache_max:131072";
+}
+
 namespace dobj::internal {
 
 namespace {
