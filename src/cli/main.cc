@@ -469,7 +469,7 @@ class Cli {
       return 0;
     }
     if (paths.empty()) {
-      std::cerr << "dobj review: give a .js file, a folder or a wrangler.jsonc\n";
+      std::cerr << "dobj review: give a .js file, a folder or a wrangler.jsonc / wrangler.toml\n";
       return 2;
     }
     review::Input input;
@@ -523,7 +523,7 @@ class Cli {
       if (binding.empty()) {
         f["replay"] = {{"confirmed", false},
                        {"note", "no binding for class " + f.value("className", "?") +
-                                    " in the config: give the wrangler.jsonc to replay"}};
+                                    " in the config: give the wrangler.jsonc (or .toml) to replay"}};
         continue;
       }
       std::string base = "dobj-review-replay-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
@@ -905,7 +905,7 @@ int main(int argc, char** argv) {
   auto* rev = app.add_subcommand(
       "review", "review JavaScript Durable Object code for the model's classic mistakes "
                 "(exit 1 on an error); with --server, add the server's live evidence");
-  rev->add_option("paths", review_paths, "a .js file, a folder or a wrangler.jsonc");
+  rev->add_option("paths", review_paths, "a .js file, a folder or a wrangler.jsonc / wrangler.toml");
   rev->add_flag("--rules", list_rules, "list the rules");
   std::string replay;
   rev->add_option("--replay", replay,

@@ -1,4 +1,4 @@
-// dobj-js: serves a Cloudflare Worker (its wrangler.jsonc) on dobj.
+// dobj-js: serves a Cloudflare Worker (its wrangler.jsonc or wrangler.toml) on dobj.
 //
 //   dobj-js path/to/wrangler.jsonc [--listen HOST:PORT] [--data DIR] ...
 //
@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   if (argc < 2 || argv[1][0] == '-') {
     std::fprintf(stderr,
                  "usage: %s WRANGLER_CONFIG [server flags]\n"
-                 "  serves the Worker of WRANGLER_CONFIG (wrangler.jsonc or wrangler.json);\n"
+                 "  serves the Worker of WRANGLER_CONFIG (wrangler.jsonc, wrangler.json or wrangler.toml);\n"
                  "  %s CONFIG --help lists the server flags\n",
                  argv[0], argv[0]);
     return 2;

@@ -1,6 +1,9 @@
 #include "js/wrangler.h"
 
 #include <filesystem>
+#include <sstream>
+
+#include <toml++/toml.h>
 
 #include "base/fs.h"
 
@@ -61,18 +64,53 @@ Result<std::vector<std::string>> strings(const nlohmann::json& j, const std::str
   return out;
 }
 
+// A TOML value as the JSON wrangler.jsonc would hold for it: tables are
+// objects, arrays arrays; dates and times (compatibility_date written
+// without quotes) the text TOML gives them.
+nlohmann::json toml_to_json(const toml::node& n) {
+  if (const toml::table* t = n.as_table()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [key, value] : *t) out[std::string(key.str())] = toml_to_json(value);
+    return out;
+  }
+  if (const toml::array* a = n.as_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const toml::node& v : *a) out.push_back(toml_to_json(v));
+    return out;
+  }
+  if (auto v = n.value_exact<std::string>()) return *v;
+  if (auto v = n.value_exact<int64_t>()) return *v;
+  if (auto v = n.value_exact<double>()) return *v;
+  if (auto v = n.value_exact<bool>()) return *v;
+  std::ostringstream text;
+  n.visit([&](const auto& leaf) { text << leaf; });
+  return text.str();
+}
+
 }  // namespace
+
+Result<nlohmann::json> parse_wrangler(const std::string& path, const std::string& text) {
+  if (path.ends_with(".toml")) {
+    try {
+      return toml_to_json(toml::parse(text, path));
+    } catch (const toml::parse_error& e) {
+      const auto& at = e.source().begin;
+      return bad(path + ":" + std::to_string(at.line) + ":" + std::to_string(at.column),
+                 "not valid TOML: " + std::string(e.description()));
+    }
+  }
+  nlohmann::json j = nlohmann::json::parse(strip_jsonc(text), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return bad(path, "not valid JSON with comments");
+  return j;
+}
 
 Result<WranglerConfig> read_wrangler(const std::string& path) {
   namespace fs = std::filesystem;
-  if (path.ends_with(".toml")) {
-    return bad(path, "wrangler.toml is not read yet: write the same settings as wrangler.jsonc "
-                     "(docs/js.md)");
-  }
   auto text = internal::read_file(path);
   if (!text) return bad(path, text.status().message());
-  nlohmann::json j = nlohmann::json::parse(strip_jsonc(*text), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return bad(path, "not valid JSON with comments");
+  auto parsed = parse_wrangler(path, *text);
+  if (!parsed) return parsed.status();
+  nlohmann::json& j = *parsed;
   WranglerConfig c;
   c.path = path;
   if (!j.contains("main") || !j["main"].is_string()) return bad(path, "\"main\" (the Worker's module) is missing");

@@ -1,4 +1,5 @@
-// WranglerConfig: what dobj reads from a Worker's wrangler.jsonc / wrangler.json.
+// WranglerConfig: what dobj reads from a Worker's wrangler.jsonc, wrangler.json
+// or wrangler.toml.
 //
 // Read: main, durable_objects.bindings (name, class_name; script_name must be
 // absent: objects of other Workers are not served), migrations
@@ -31,9 +32,14 @@ struct WranglerConfig {
   std::vector<std::string> compatibility_flags;
 };
 
-// Reads a wrangler.jsonc (JSON with comments and trailing commas) or
-// wrangler.json. Errors name the file and what is wrong.
+// Reads a wrangler.jsonc (JSON with comments and trailing commas),
+// wrangler.json or wrangler.toml (by its name's ending; the same keys).
+// Errors name the file (and for TOML's syntax the line) and what is wrong.
 Result<WranglerConfig> read_wrangler(const std::string& path);
+// The settings of a wrangler.toml (by path's ending) or of a wrangler.jsonc /
+// wrangler.json, as one JSON object; a syntax error names path (and for TOML
+// the line and column).
+Result<nlohmann::json> parse_wrangler(const std::string& path, const std::string& text);
 // JSONC to JSON: comments removed, trailing commas dropped; strings kept.
 std::string strip_jsonc(std::string_view text);
 

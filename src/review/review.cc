@@ -34,7 +34,7 @@ bool is_module(const fs::path& p) {
 
 bool is_config(const fs::path& p) {
   auto name = p.filename().string();
-  return name == "wrangler.jsonc" || name == "wrangler.json";
+  return name == "wrangler.jsonc" || name == "wrangler.json" || name == "wrangler.toml";
 }
 
 Status add_file(Input& input, const fs::path& p, size_t& total) {
@@ -96,7 +96,7 @@ Status collect_into(Input& input, const std::string& path) {
   std::error_code ec;
   size_t total = source_bytes(input);
   if (fs::is_directory(p, ec)) {
-    for (const char* name : {"wrangler.jsonc", "wrangler.json"}) {
+    for (const char* name : {"wrangler.jsonc", "wrangler.json", "wrangler.toml"}) {
       if (!input.config && fs::exists(p / name)) return collect_into(input, (p / name).string());
     }
     return add_folder(input, p, total);
@@ -107,11 +107,9 @@ Status collect_into(Input& input, const std::string& path) {
     if (!text) return text.status();
     input.config = Source{p.string(), std::move(*text)};
     // The modules: the folder of main (its imports live there).
-    Json config = Json::parse(js::strip_jsonc(input.config->text), nullptr, false);
-    if (config.is_discarded() || !config.is_object()) {
-      return Status(Code::kInvalidArgument, path + ": not valid JSON (with comments)");
-    }
-    std::string main = config.value("main", "");
+    auto parsed = js::parse_wrangler(p.string(), input.config->text);
+    if (!parsed) return parsed.status();
+    std::string main = parsed->value("main", "");
     if (main.empty()) return Status(Code::kInvalidArgument, path + ": no \"main\" module");
     fs::path main_path = p.parent_path() / main;
     if (main_path.extension() == ".ts" || main_path.extension() == ".tsx" || main_path.extension() == ".mts") {
@@ -273,11 +271,9 @@ Result<Json> run(const Input& input) {
   Json arg = {{"files", Json::array()}, {"live", input.live}};
   for (auto& f : input.files) arg["files"].push_back({{"path", f.path}, {"text", f.text}});
   if (input.config) {
-    Json config = Json::parse(js::strip_jsonc(input.config->text), nullptr, false);
-    if (config.is_discarded() || !config.is_object()) {
-      return Status(Code::kInvalidArgument, input.config->path + ": not valid JSON (with comments)");
-    }
-    arg["config"] = std::move(config);
+    auto config = js::parse_wrangler(input.config->path, input.config->text);
+    if (!config) return config.status();
+    arg["config"] = std::move(*config);
     arg["configPath"] = input.config->path;
     arg["configText"] = input.config->text;
     arg["checkConfig"] = input.check_config;

@@ -942,12 +942,17 @@ class Review {
     if (!c || this.input.checkConfig === false) return;
     const path = this.input.configPath || "wrangler.jsonc";
     const text = this.input.configText || "";
-    const lineOf = (needle) => {
-      const at = text.indexOf(needle);
-      return at < 0 ? 1 : text.slice(0, at).split("\n").length;
+    const toml = path.endsWith(".toml");
+    // The line of the first needle found (JSON quotes its keys, TOML need not).
+    const lineOf = (needles) => {
+      for (const needle of needles) {
+        const at = text.indexOf(needle);
+        if (at >= 0) return text.slice(0, at).split("\n").length;
+      }
+      return 1;
     };
-    const file = { path, suppressed: suppressionsOfText(text) };
-    const at = (needle) => ({ loc: { start: { line: lineOf(needle), column: 0 } } });
+    const file = { path, suppressed: suppressionsOfText(text, toml) };
+    const at = (...needles) => ({ loc: { start: { line: lineOf(needles), column: 0 } } });
     const migrated = new Set();
     for (const m of c.migrations || []) {
       for (const k of ["new_sqlite_classes", "new_classes"]) for (const cl of m[k] || []) migrated.add(cl);
@@ -965,7 +970,8 @@ class Review {
     }
     for (const k of BINDING_KEYS) {
       if (c[k] !== undefined) {
-        this.add("config-unsupported-binding", file, at(`"${k}"`), `"${k}" bindings are not provided by dobj`);
+        this.add("config-unsupported-binding", file, at(`"${k}"`, `[${k}]`, `[[${k}]]`, `${k} =`),
+          `"${k}" bindings are not provided by dobj`);
       }
     }
   }
@@ -1020,9 +1026,10 @@ function suppressions(comments) {
   return (rule, line) => file.some((e) => hit(e, rule)) || hit(byLine.get(line), rule);
 }
 
-function suppressionsOfText(text) {
+// The comments of a wrangler.jsonc (// and /* */) or wrangler.toml (#).
+function suppressionsOfText(text, toml = false) {
   const comments = [];
-  const re = /\/\/([^\n]*)|\/\*([\s\S]*?)\*\//g;
+  const re = toml ? /#([^\n]*)/g : /\/\/([^\n]*)|\/\*([\s\S]*?)\*\//g;
   let m;
   while ((m = re.exec(text))) {
     const line = text.slice(0, m.index).split("\n").length;

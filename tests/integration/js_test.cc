@@ -338,6 +338,18 @@ TEST(JsMixed, CppAndJavaScriptObjectsCallEachOther) {
   EXPECT_EQ(http(p.port(), "GET", "/plain/p", "").body, "plain 1 test");
 }
 
+// wrangler.toml: the bridge's settings written as TOML serve the same Worker
+// (bindings, migrations, vars with a nested table).
+TEST(JsStart, AWranglerTomlServesTheWorkerAsItsJsoncDoes) {
+  TempDir dir;
+  ServerProcess p(ServerCommand{DOBJ_JS_BIN, {DOBJ_JS_TESTS "/bridge/wrangler.toml"}}, dir.path());
+  ASSERT_TRUE(p.start()) << p.output();
+  EXPECT_EQ(Json::parse(http(p.port(), "GET", "/probe/e/env", "").body),
+            Json({{"mode", "test"}, {"limits", {{"n", 3}}}}));
+  EXPECT_EQ(Json::parse(http(p.port(), "GET", "/probe/nm/id", "").body)["name"], "nm");
+  EXPECT_EQ(http(p.port(), "GET", "/plain/p", "").body, "plain 1 test");
+}
+
 TEST(JsStart, ABrokenWorkerStopsTheStartWithTheFileLineAndMessage) {
   TempDir dir;
   struct Case {
@@ -346,7 +358,8 @@ TEST(JsStart, ABrokenWorkerStopsTheStartWithTheFileLineAndMessage) {
   };
   for (const Case& c : {Case{"syntax.jsonc", {"syntax.js:3", "SyntaxError"}},
                         Case{"missing.jsonc", {"NotHere", "does not export"}},
-                        Case{"import.jsonc", {"import.js", "does-not-exist.js"}}}) {
+                        Case{"import.jsonc", {"import.js", "does-not-exist.js"}},
+                        Case{"syntax.toml", {"syntax.toml:4:", "not valid TOML", "expected ']'"}}}) {
     ServerProcess p(ServerCommand{DOBJ_JS_BIN, {std::string(DOBJ_JS_TESTS "/broken/") + c.config}},
                     dir.path());
     EXPECT_FALSE(p.start(std::chrono::seconds(10))) << c.config;

@@ -16,6 +16,7 @@
 #include "support/server_fixture.h"
 #include "support/server_process.h"
 #include "testing/http_client.h"
+#include "testing/temp_dir.h"
 
 namespace dobj::test {
 namespace {
@@ -146,6 +147,21 @@ export class Loop extends DurableObject {
   EXPECT_TRUE(rules_of(review_code(same_line)).empty());
 }
 
+// The findings of a review of config beside a module exporting Room.
+Json config_findings(const review::Source& config) {
+  return review_sources({{"src/index.js", "export class Room {}\nexport default { fetch() {} };\n"}}, config);
+}
+
+// "rule@line" of every finding, each expected in file.
+std::multiset<std::string> rules_at_lines(const Json& r, const std::string& file) {
+  std::multiset<std::string> got;
+  for (const auto& f : r["findings"]) {
+    got.insert(f["rule"].get<std::string>() + "@" + std::to_string(f["line"].get<int>()));
+    EXPECT_EQ(f["file"], file);
+  }
+  return got;
+}
+
 TEST(Review, TheConfigIsCheckedAgainstTheModules) {
   const std::string config = R"({
   // a comment, as wrangler.jsonc allows
@@ -157,17 +173,44 @@ TEST(Review, TheConfigIsCheckedAgainstTheModules) {
   "migrations": [ { "tag": "v1", "new_sqlite_classes": ["Ghost"] } ],
   "kv_namespaces": [ { "binding": "CACHE", "id": "x" } ],
 })";
-  Json r = review_sources({{"src/index.js", "export class Room {}\nexport default { fetch() {} };\n"}},
-                          review::Source{"wrangler.jsonc", config});
-  std::multiset<std::string> got;
-  for (const auto& f : r["findings"]) {
-    got.insert(f["rule"].get<std::string>() + "@" + std::to_string(f["line"].get<int>()));
-    EXPECT_EQ(f["file"], "wrangler.jsonc");
-  }
-  EXPECT_EQ(got, (std::multiset<std::string>{"config-class-not-exported@6",
+  Json r = config_findings(review::Source{"wrangler.jsonc", config});
+  EXPECT_EQ(rules_at_lines(r, "wrangler.jsonc"), (std::multiset<std::string>{"config-class-not-exported@6",
                                               "config-class-not-in-migration@5",
                                               "config-unsupported-binding@9"}))
       << r.dump(2);
+}
+
+TEST(Review, AWranglerTomlIsCheckedAsItsJsoncIs) {
+  const std::string config = R"(# the same settings as wrangler.toml
+main = "src/index.js"
+
+[[durable_objects.bindings]]
+name = "ROOM"
+class_name = "Room"
+
+[[durable_objects.bindings]]
+name = "GHOST"
+class_name = "Ghost" # dobj-review-disable-line config-class-not-exported
+
+[[migrations]]
+tag = "v1"
+new_sqlite_classes = ["Ghost"]
+
+[[kv_namespaces]]
+binding = "CACHE"
+id = "x"
+)";
+  Json r = config_findings(review::Source{"wrangler.toml", config});
+  EXPECT_EQ(rules_at_lines(r, "wrangler.toml"), (std::multiset<std::string>{"config-class-not-in-migration@6",
+                                              "config-unsupported-binding@16"}))
+      << r.dump(2);
+  // A syntax error names the line.
+  review::Input input;
+  TempDir dir;
+  std::ofstream(dir.path() + "/wrangler.toml") << "main = \"index.js\"\n[vars\n";
+  Status s = review::collect_into(input, dir.path() + "/wrangler.toml");
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("wrangler.toml:2:"), std::string::npos) << s.message();
 }
 
 TEST(Review, ASyntaxErrorIsAFindingWithItsLine) {
