@@ -698,10 +698,24 @@
     exec(query, ...bindings) { const [c, rows, r, w] = N.sqlExec(this.#h, String(query), bindings); return new SqlCursor(c, rows, r, w); }
     get databaseSize() { return N.sqlSize(this.#h); }
   }
+  // ctx.storage.kv: the synchronous key-value API of SQLite-backed objects,
+  // over the same keys as get/put/delete/list (list yields [key, value]).
+  class SyncKvStorage {
+    #h;
+    constructor(h) { this.#h = h; }
+    get(key) { return N.get(this.#h, String(key)); }
+    put(key, value) {
+      if (value === undefined) throw new TypeError('put() needs a value');
+      N.put(this.#h, String(key), value);
+    }
+    delete(key) { return N.delete(this.#h, String(key)); }
+    list(options) { return N.list(this.#h, listOptions(options)).entries(); }
+  }
   class DurableObjectStorage {
-    #h; #sql;
+    #h; #sql; #kv = null;
     constructor(h) { this.#h = h; this.#sql = new SqlStorage(h); }
     get sql() { return this.#sql; }
+    get kv() { return this.#kv ??= new SyncKvStorage(this.#h); }
     async get(keys) { return this.getSync(keys); }
     getSync(keys) { return Array.isArray(keys) ? N.getMany(this.#h, keys.map(String)) : N.get(this.#h, String(keys)); }
     async put(key, value) {

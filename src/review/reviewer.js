@@ -279,6 +279,11 @@ function memberName(n) {
   return null;
 }
 
+// X.storage, or X.storage.kv (the synchronous key-value API, same keys).
+function isStorageMember(n) {
+  return memberName(n) === "storage" || (memberName(n) === "kv" && memberName(n.object) === "storage");
+}
+
 function calleeName(call) {
   if (call.type !== "CallExpression") return null;
   if (call.callee.type === "Identifier") return call.callee.name;
@@ -446,12 +451,13 @@ class Review {
   }
 
   // Names that refer to an object's storage in this class: this.X or local
-  // variables assigned from *.storage, and transaction callbacks' parameters.
+  // variables assigned from *.storage (or *.storage.kv), and transaction
+  // callbacks' parameters.
   storageAliases(cls) {
     const fields = new Set();
     const locals = new Set(["storage", "txn", "tx", "transaction"]);
     for (const n of allNodes(cls)) {
-      const fromStorage = (v) => v && (memberName(v) === "storage" ||
+      const fromStorage = (v) => v && (isStorageMember(v) ||
         (v.type === "Identifier" && locals.has(v.name)));
       if (n.type === "AssignmentExpression" && fromStorage(n.right)) {
         const f = thisField(n.left);
@@ -476,7 +482,7 @@ class Review {
     if (call.type !== "CallExpression" || call.callee.type !== "MemberExpression") return null;
     const op = memberName(call.callee);
     const obj = call.callee.object;
-    const isStorage = memberName(obj) === "storage" ||
+    const isStorage = isStorageMember(obj) ||
       (obj.type === "Identifier" && aliases.locals.has(obj.name)) ||
       (thisField(obj) && aliases.fields.has(thisField(obj)));
     return isStorage ? op : null;

@@ -200,6 +200,24 @@ TEST_F(JsTest, CopiedRequestsAndClonedResponsesKeepTheirHeadersAndBodies) {
   EXPECT_EQ(b.header("content-type"), std::nullopt);
 }
 
+TEST_F(JsTest, TheSynchronousKvApiSharesItsKeysWithTheAsyncOne) {
+  EXPECT_EQ(get_json("/probe/k/sync-kv"),
+            Json({{"a", {{"n", 1}}},
+                  {"b", Json::array({Json::array({"x", 2})})},
+                  {"c", 3},
+                  {"asyncA", {{"n", 1}}},
+                  {"missing", true},
+                  {"listed", {"sk-a", "sk-b", "sk-c"}},
+                  {"reversed", {"sk-c", "sk-b"}},
+                  {"deleted", {true, false}},
+                  {"putUndefined", "TypeError"}}));
+  // What it wrote is durable like the rest: after a SIGKILL, still there.
+  EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
+  start();
+  EXPECT_EQ(get_json("/probe/k/sync-kv-read"),
+            Json::parse(R"([["sk-a", {"n": 1}], ["sk-b", [["x", 2]]]])"));
+}
+
 TEST_F(JsTest, TransactionsUndoOnThrowAndOnRollback) {
   EXPECT_EQ(get_json("/probe/t/txn"), Json({{"afterThrow", 0}, {"afterRollback", 0}}));
 }

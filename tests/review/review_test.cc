@@ -213,6 +213,35 @@ id = "x"
   EXPECT_NE(s.message().find("wrangler.toml:2:"), std::string::npos) << s.message();
 }
 
+// ctx.storage.kv (the synchronous key-value API) is storage to the rules:
+// its writes keep state durable, a read and write across I/O is flagged.
+TEST(Review, TheSynchronousKvApiIsStorage) {
+  const std::string durable = R"(import { DurableObject } from "cloudflare:workers";
+export class Visits extends DurableObject {
+  count = 0;
+  async fetch() {
+    const kv = this.ctx.storage.kv;
+    this.count = (kv.get("count") ?? 0) + 1;
+    kv.put("count", this.count);
+    return new Response(String(this.count));
+  }
+}
+)";
+  EXPECT_TRUE(rules_of(review_code(durable)).empty()) << review_code(durable).dump(2);
+  const std::string across_io = R"(import { DurableObject } from "cloudflare:workers";
+export class Balance extends DurableObject {
+  async fetch() {
+    const balance = this.ctx.storage.kv.get("balance") ?? 0;
+    const rate = await fetch("https://rates.example/eur").then((r) => r.json());
+    this.ctx.storage.kv.put("balance", balance * rate);
+    return new Response("ok");
+  }
+}
+)";
+  EXPECT_EQ(rules_of(review_code(across_io)), std::set<std::string>{"read-modify-write-across-io"})
+      << review_code(across_io).dump(2);
+}
+
 TEST(Review, ASyntaxErrorIsAFindingWithItsLine) {
   Json r = review_sources({{"a.js", "export default {\n  fetch() {\n    return (;\n  }\n};\n"},
                            {"b.js", "while (true) {}\n"}});

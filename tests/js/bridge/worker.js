@@ -179,6 +179,30 @@ export class Probe extends DurableObject {
         server.send("hello");
         return new Response(null, { status: 101, webSocket: client });
       }
+      case "sync-kv": {  // ctx.storage.kv, over the same keys as the async API
+        const kv = storage.kv;
+        kv.put("sk-a", { n: 1 });
+        kv.put("sk-b", new Map([["x", 2]]));
+        await storage.put("sk-c", 3);
+        const seen = {
+          a: kv.get("sk-a"),
+          b: kv.get("sk-b") instanceof Map ? [...kv.get("sk-b")] : null,
+          c: kv.get("sk-c"),
+          asyncA: await storage.get("sk-a"),
+          missing: kv.get("sk-none") === undefined,
+          listed: [...kv.list({ prefix: "sk-" })].map(([k]) => k),
+          reversed: [...kv.list({ prefix: "sk-", reverse: true, limit: 2 })].map(([k]) => k),
+          deleted: [kv.delete("sk-c"), kv.delete("sk-c")],
+        };
+        try {
+          kv.put("sk-d", undefined);
+        } catch (e) {
+          seen.putUndefined = e.constructor.name;
+        }
+        return Response.json(seen);
+      }
+      case "sync-kv-read":
+        return Response.json([...storage.kv.list({ prefix: "sk-" })].map(([k, v]) => [k, v instanceof Map ? [...v] : v]));
       case "txn": {
         await storage.put("t", 0);
         try {
