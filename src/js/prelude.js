@@ -89,10 +89,84 @@
     error: (...a) => N.log(3, format(a)),
   });
   define('performance', { now: () => N.now(), timeOrigin: 0 });
+  // crypto.subtle: digest, and HMAC (importKey of 'raw' or 'jwk' bytes,
+  // generateKey, exportKey, sign, verify) through OpenSSL; timingSafeEqual
+  // as Workers have it. Other algorithms are NotSupportedError.
+  const upperName = (a) => String(typeof a === 'string' ? a : a && a.name).toUpperCase();
+  const kHmacHashes = { 'SHA-1': 512, 'SHA-256': 512, 'SHA-384': 1024, 'SHA-512': 1024 };  // block bits
+  const notSupported = (what) => new DOMException(`crypto.subtle: ${what} is not supported`, 'NotSupportedError');
+  const base64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  const fromBase64url = (text) => {
+    const b64 = String(text).replace(/-/g, '+').replace(/_/g, '/');
+    return Uint8Array.from(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)), (c) => c.charCodeAt(0));
+  };
+  const keyBytes = new WeakMap();  // CryptoKey -> its secret
+  class CryptoKey {
+    constructor(type, extractable, algorithm, usages) {
+      this.type = type; this.extractable = extractable; this.algorithm = algorithm; this.usages = usages;
+    }
+  }
+  define('CryptoKey', CryptoKey);
+  function hmacKey(bytes, algorithm, extractable, usages) {
+    if (upperName(algorithm) !== 'HMAC') throw notSupported(`algorithm ${upperName(algorithm)} (HMAC is)`);
+    const hash = upperName(algorithm.hash);
+    if (!(hash in kHmacHashes)) throw notSupported(`HMAC with hash ${hash}`);
+    for (const u of usages) {
+      if (u !== 'sign' && u !== 'verify') throw new DOMException(`an HMAC key cannot be used to ${u}`, 'SyntaxError');
+    }
+    if (bytes.length === 0) throw new DOMException('an HMAC key cannot be empty', 'DataError');
+    const key = new CryptoKey('secret', !!extractable, { name: 'HMAC', hash: { name: hash }, length: bytes.length * 8 }, [...usages]);
+    keyBytes.set(key, bytes);
+    return key;
+  }
+  function secretFor(algorithm, key, usage) {
+    if (!(key instanceof CryptoKey) || !keyBytes.has(key)) throw new TypeError('expected a CryptoKey');
+    if (upperName(algorithm) !== key.algorithm.name) {
+      throw new DOMException(`the key is for ${key.algorithm.name}, not ${upperName(algorithm)}`, 'InvalidAccessError');
+    }
+    if (!key.usages.includes(usage)) throw new DOMException(`the key's usages do not include ${usage}`, 'InvalidAccessError');
+    return keyBytes.get(key);
+  }
   const subtle = {
-    async digest(algorithm, data) {
-      const name = typeof algorithm === 'string' ? algorithm : algorithm && algorithm.name;
-      return N.digest(String(name).toUpperCase(), toBytes(data));
+    async digest(algorithm, data) { return N.digest(upperName(algorithm), toBytes(data)); },
+    async importKey(format, data, algorithm, extractable, usages) {
+      let bytes;
+      if (format === 'raw') bytes = new Uint8Array(toBytes(data));  // a copy: the caller's buffer may change
+      else if (format === 'jwk') {
+        if (!data || data.kty !== 'oct' || typeof data.k !== 'string') throw new DOMException('a JWK secret key needs kty "oct" and k', 'DataError');
+        bytes = fromBase64url(data.k);
+      } else throw notSupported(`key format ${format}`);
+      return hmacKey(bytes, algorithm, extractable, usages);
+    },
+    async generateKey(algorithm, extractable, usages) {
+      const bits = algorithm && algorithm.length !== undefined ? Number(algorithm.length) : kHmacHashes[upperName(algorithm && algorithm.hash)];
+      const bytes = new Uint8Array(Math.ceil((bits || 0) / 8));
+      N.randomFill(bytes);
+      return hmacKey(bytes, algorithm, extractable, usages);
+    },
+    async exportKey(format, key) {
+      if (!(key instanceof CryptoKey) || !keyBytes.has(key)) throw new TypeError('expected a CryptoKey');
+      if (!key.extractable) throw new DOMException('the key is not extractable', 'InvalidAccessError');
+      const bytes = keyBytes.get(key);
+      if (format === 'raw') return bytes.slice().buffer;
+      if (format === 'jwk') {
+        return { kty: 'oct', k: base64url(bytes), alg: 'HS' + key.algorithm.hash.name.slice(4), ext: true, key_ops: [...key.usages] };
+      }
+      throw notSupported(`key format ${format}`);
+    },
+    async sign(algorithm, key, data) {
+      const secret = secretFor(algorithm, key, 'sign');
+      return N.hmac(key.algorithm.hash.name, secret, toBytes(data));
+    },
+    async verify(algorithm, key, signature, data) {
+      const secret = secretFor(algorithm, key, 'verify');
+      const mac = new Uint8Array(N.hmac(key.algorithm.hash.name, secret, toBytes(data)));
+      return N.timingSafeEqual(mac, toBytes(signature));
+    },
+    timingSafeEqual(a, b) {
+      a = toBytes(a); b = toBytes(b);
+      if (a.byteLength !== b.byteLength) throw new TypeError('timingSafeEqual: the two buffers differ in length');
+      return N.timingSafeEqual(a, b);
     },
   };
   define('crypto', {

@@ -193,8 +193,6 @@ const HANDLERS = new Set(["fetch", "alarm", "webSocketMessage", "webSocketClose"
 const UNSUPPORTED_GLOBALS = new Set(["HTMLRewriter", "caches", "ReadableStream", "WritableStream",
   "TransformStream", "Blob", "File", "FormData", "CompressionStream", "DecompressionStream",
   "EventSource"]);
-const UNSUPPORTED_METHODS = new Set(["getCurrentBookmark", "getBookmarkForTime",
-  "onNextSessionRestoreBookmark", "onNextSessionRestore", "snapshot", "jurisdiction"]);
 const SUPPORTED_CONFIG_KEYS = new Set(["name", "main", "compatibility_date", "compatibility_flags",
   "durable_objects", "migrations", "vars", "$schema", "workers_dev", "routes", "route",
   "observability", "placement", "build", "rules", "no_bundle", "minify", "keep_vars", "env",
@@ -851,11 +849,6 @@ class Review {
       }
       if (n.type === "NewExpression" && n.callee.type === "Identifier" && n.callee.name === "WebSocket") {
         this.add("unsupported-api", file, n, "outgoing WebSockets (new WebSocket) are not provided by dobj");
-      }
-      if (n.type === "CallExpression" && UNSUPPORTED_METHODS.has(calleeName(n)) &&
-          n.callee.type === "MemberExpression" && /(storage|ctx|state|namespace|env\.[A-Z_0-9]+)$/
-          .test(this.textOf(n.callee.object))) {
-        this.add("unsupported-api", file, n, `${calleeName(n)}() is not provided by dobj`);
       }
     }
     // rpc-not-awaited (anywhere: objects call objects, the Worker calls objects)

@@ -152,6 +152,23 @@ TEST_F(JsTest, WebPlatformClasses) {
   EXPECT_EQ(r["uuid"], true);
 }
 
+TEST_F(JsTest, HmacSignsAndVerifiesAsRfc4231Says) {
+  Json r = get_json("/probe/w/hmac");
+  EXPECT_EQ(r["SHA-256"], "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_EQ(r["SHA-512"],
+            "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554"
+            "9758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737");
+  for (const char* hash : {"SHA-256", "SHA-512"}) {
+    EXPECT_EQ(r[std::string(hash) + " verifies"], true) << hash;
+    EXPECT_EQ(r[std::string(hash) + " other data"], false) << hash;
+  }
+  EXPECT_EQ(r["jwk"], Json({"SmVmZQ", "HS256", true}));  // "Jefe", base64url
+  EXPECT_EQ(r["generated"], Json({1024, false, "secret"}));  // SHA-512's block
+  EXPECT_EQ(r["errors"], Json({"InvalidAccessError", "InvalidAccessError", "NotSupportedError",
+                               "NotSupportedError"}));
+  EXPECT_EQ(r["equal"], Json({true, false, "TypeError"}));
+}
+
 TEST_F(JsTest, TextCrossesBetweenCppAndJavaScriptAsUtf8) {
   HttpClient client(port());
   HttpResponse r = client.request("GET", "/probe/u/text", "", {{"x-name", "Zo\xc3\xab"}});

@@ -242,6 +242,28 @@ export class Balance extends DurableObject {
       << review_code(across_io).dump(2);
 }
 
+// APIs dobj provides are not "unsupported": point-in-time recovery (with
+// --history), jurisdictions, HMAC.
+TEST(Review, ApisDobjProvidesAreNotFlagged) {
+  const std::string code = R"(import { DurableObject } from "cloudflare:workers";
+export class Doc extends DurableObject {
+  async fetch(request) {
+    const key = await crypto.subtle.importKey("raw", new Uint8Array([1]), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    await crypto.subtle.sign("HMAC", key, new Uint8Array([2]));
+    const before = await this.ctx.storage.getBookmarkForTime(Date.now() - 60000);
+    await this.ctx.storage.onNextSessionRestoreBookmark(before);
+    this.ctx.abort();
+  }
+}
+export default {
+  async fetch(request, env) {
+    return env.DOC.jurisdiction("eu").getByName(new URL(request.url).pathname).fetch(request);
+  },
+};
+)";
+  EXPECT_TRUE(rules_of(review_code(code)).empty()) << review_code(code).dump(2);
+}
+
 TEST(Review, ASyntaxErrorIsAFindingWithItsLine) {
   Json r = review_sources({{"a.js", "export default {\n  fetch() {\n    return (;\n  }\n};\n"},
                            {"b.js", "while (true) {}\n"}});

@@ -111,6 +111,40 @@ export class Probe extends DurableObject {
           uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
         });
       }
+      // HMAC as webhooks and tokens use it (RFC 4231's test case 2), and the
+      // errors a Worker meets.
+      case "hmac": {
+        const enc = new TextEncoder();
+        const hex = (b) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, "0")).join("");
+        const data = enc.encode("what do ya want for nothing?");
+        const out = {};
+        for (const hash of ["SHA-256", "SHA-512"]) {
+          const key = await crypto.subtle.importKey("raw", enc.encode("Jefe"), { name: "HMAC", hash }, true, ["sign", "verify"]);
+          const mac = await crypto.subtle.sign("HMAC", key, data);
+          out[hash] = hex(mac);
+          out[hash + " verifies"] = await crypto.subtle.verify("HMAC", key, mac, data);
+          out[hash + " other data"] = await crypto.subtle.verify({ name: "HMAC" }, key, mac, enc.encode("nothing"));
+        }
+        const key = await crypto.subtle.importKey("raw", enc.encode("Jefe"), { name: "HMAC", hash: { name: "SHA-256" } }, true, ["verify"]);
+        const jwk = await crypto.subtle.exportKey("jwk", key);
+        const again = await crypto.subtle.importKey("jwk", jwk, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+        out.jwk = [jwk.k, jwk.alg, hex(await crypto.subtle.sign("HMAC", again, data)) === out["SHA-256"]];
+        const made = await crypto.subtle.generateKey({ name: "HMAC", hash: "SHA-512" }, false, ["sign"]);
+        out.generated = [made.algorithm.length, made.extractable, made.type];
+        const errors = [];
+        for (const attempt of [
+          () => crypto.subtle.sign("HMAC", key, data),  // a verify-only key
+          () => crypto.subtle.exportKey("raw", again),  // not extractable
+          () => crypto.subtle.importKey("raw", enc.encode("k"), { name: "AES-GCM" }, false, ["encrypt"]),
+          () => crypto.subtle.importKey("raw", enc.encode("k"), { name: "HMAC", hash: "MD5" }, false, ["sign"]),
+        ]) {
+          try { await attempt(); errors.push("none"); } catch (e) { errors.push(e.name); }
+        }
+        out.errors = errors;
+        out.equal = [crypto.subtle.timingSafeEqual(enc.encode("ab"), enc.encode("ab")), crypto.subtle.timingSafeEqual(enc.encode("ab"), enc.encode("ac"))];
+        try { crypto.subtle.timingSafeEqual(enc.encode("ab"), enc.encode("abc")); } catch (e) { out.equal.push(e.name); }
+        return Response.json(out);
+      }
       // Text across the boundary: keys and headers in, keys, headers and a
       // body out; short and long, ASCII and not, and a lone surrogate.
       case "text": {
