@@ -76,6 +76,17 @@
   define('clearInterval', (id) => { timers.delete(id); });
   define('queueMicrotask', (fn) => { Promise.resolve().then(fn); });
   define('structuredClone', (v) => N.clone(v));
+  // Workers' scheduler.wait (a timer as a promise, which a signal may abort)
+  // and navigator, as workerd gives them.
+  define('scheduler', {
+    wait: (ms, options) => new Promise((resolve, reject) => {
+      const signal = options && options.signal;
+      if (signal && signal.aborted) return reject(signal.reason);
+      const id = startTimer(resolve, ms, [], false);
+      if (signal) signal.addEventListener('abort', () => { clearTimeout(id); reject(signal.reason); }, { once: true });
+    }),
+  });
+  define('navigator', { userAgent: 'Cloudflare-Workers', hardwareConcurrency: 1 });
   const format = (args) => args.map((a) => {
     if (typeof a === 'string') return a;
     if (a instanceof Error) return a.stack || String(a);

@@ -152,6 +152,11 @@ TEST_F(JsTest, WebPlatformClasses) {
   EXPECT_EQ(r["uuid"], true);
 }
 
+TEST_F(JsTest, SchedulerWaitIsATimerThatASignalAborts) {
+  EXPECT_EQ(get_json("/probe/w/wait"),
+            Json({{"waited", true}, {"aborted", "stop"}, {"agent", "Cloudflare-Workers"}}));
+}
+
 TEST_F(JsTest, HmacSignsAndVerifiesAsRfc4231Says) {
   Json r = get_json("/probe/w/hmac");
   EXPECT_EQ(r["SHA-256"], "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");

@@ -111,6 +111,18 @@ export class Probe extends DurableObject {
           uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
         });
       }
+      // scheduler.wait: a timer as a promise; an aborted signal rejects it.
+      case "wait": {
+        const start = performance.now();
+        await scheduler.wait(20);
+        const waited = performance.now() - start;
+        const c = new AbortController();
+        const pending = scheduler.wait(60000, { signal: c.signal });
+        c.abort(new Error("stop"));
+        let aborted = null;
+        try { await pending; } catch (e) { aborted = e.message; }
+        return Response.json({ waited: waited >= 19, aborted, agent: navigator.userAgent });
+      }
       // HMAC as webhooks and tokens use it (RFC 4231's test case 2), and the
       // errors a Worker meets.
       case "hmac": {
