@@ -45,9 +45,10 @@ const EVP_MD* digest_named(const std::string& name) {
                              : nullptr;
 }
 
-v8::Local<v8::ArrayBuffer> array_buffer(v8::Isolate* isolate, const unsigned char* bytes, size_t n) {
+// A new ArrayBuffer holding a copy of n bytes.
+v8::Local<v8::ArrayBuffer> array_buffer(v8::Isolate* isolate, const void* bytes, size_t n) {
   auto buffer = v8::ArrayBuffer::New(isolate, n);
-  std::memcpy(buffer->GetBackingStore()->Data(), bytes, n);
+  if (n > 0) std::memcpy(buffer->GetBackingStore()->Data(), bytes, n);
   return buffer;
 }
 
@@ -804,9 +805,7 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
             js = vm.str(*s);
           } else {
             const Bytes& b = std::get<Bytes>(v);
-            auto buffer = v8::ArrayBuffer::New(iso, b.size());
-            if (!b.empty()) std::memcpy(buffer->GetBackingStore()->Data(), b.data(), b.size());
-            js = buffer;
+            js = array_buffer(iso, b.data(), b.size());
           }
           discard(out->Set(ctx, i++, js));
         }
