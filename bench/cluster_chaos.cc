@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "etcd did not start\n");
     return 1;
   }
-  NodeSet nodes(bin, dir.path(), etcd.endpoints(), 3,
+  NodeSet nodes({bin, {}}, dir.path(), etcd.endpoints(), 3,
                 {"--lease-ms", std::to_string(lease_ms), "--replicas", std::to_string(replicas), "--min-copies",
                  std::to_string(min_copies)});
   if (!nodes.start() || !nodes.wait_ready(std::chrono::seconds(60))) {

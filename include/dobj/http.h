@@ -74,6 +74,11 @@ struct Response {
   // A file sent as the body instead of `body` (an export), streamed from disk
   // and removed once opened. Set only by the runtime.
   std::optional<std::string> body_file_;
+  // The runtime's answer for an event that failed (the object's code threw,
+  // the object was reset or overloaded, its node unreachable) rather than a
+  // response the object gave: a JavaScript caller's stub.fetch() rejects with
+  // it, as on Cloudflare. Set only by the runtime.
+  bool failed_ = false;
 };
 
 }  // namespace dobj

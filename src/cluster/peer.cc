@@ -15,6 +15,7 @@
 
 #include "base/log.h"
 #include "cluster/cluster.h"
+#include "runtime/object_host.h"
 #include "runtime/runtime.h"
 #include "runtime/shard.h"
 #include "runtime/ws_relay.h"
@@ -257,13 +258,18 @@ void Cluster::forward(Shard& from, const NamespaceImpl* ns, const ObjectId& id, 
   auto answered = [this, reply = std::move(delivery.reply), node = route.node](Result<Response> r) {
                      if (!r) {
                        nudge();  // the owner may have moved or come back elsewhere
-                       Response e = Response::error(503, "owner node " + node + " unreachable: " + r.status().message());
+                       Response e = error_response(
+                           Status(Code::kUnavailable, "owner node " + node + " unreachable: " + r.status().message()));
                        e.set_header("retry-after", "1");
                        reply(std::move(e));
                        return;
                      }
                      Answer a(std::move(*r));
                      std::erase_if(a.response.headers, [&](const auto& h) {
+                       if (beast::iequals(h.first, "dobj-peer-failed")) {
+                         ResponseAccess::set_failed(a.response);
+                         return true;
+                       }
                        if (!beast::iequals(h.first, "dobj-peer-instance")) return false;
                        a.instance_epoch = std::strtoull(h.second.c_str(), nullptr, 10);
                        return true;
@@ -453,6 +459,11 @@ void Cluster::handle_peer(Shard& accepted_on, Request request, std::function<voi
   Reply reply = [&accepted_on, done = std::move(done)](Answer a) mutable {
     accepted_on.post([a = std::move(a), done = std::move(done)]() mutable {
       a.response.set_header("dobj-peer-instance", std::to_string(a.instance_epoch));
+      // The mark of a failed event crosses to the caller's node (a JavaScript
+      // caller's stub.fetch rejects with it); a header of that name the
+      // object set is not one.
+      std::erase_if(a.response.headers, [](const auto& h) { return beast::iequals(h.first, "dobj-peer-failed"); });
+      if (ResponseAccess::failed(a.response)) a.response.set_header("dobj-peer-failed", "1");
       done(std::move(a.response));
     });
   };

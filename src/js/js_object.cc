@@ -79,7 +79,7 @@ Task<Value> call_js(Vm& vm, Scope* scope, const v8::Global<v8::Object>* target, 
     Vm::Entry entry(vm, scope);
     if (wait->rejected()) {
       v8::Local<v8::Value> e = wait->value();
-      throw JsError(method + "(): " + vm.stack_of(e), vm.message_of(e));
+      throw vm.js_error(method + "(): " + vm.stack_of(e), e);
     }
     take(wait->value());
   }
@@ -275,8 +275,14 @@ Task<Response> JsObject::dispatch_call(std::string method, std::string args_json
     try {
       v = co_await call;
     } catch (const JsError& e) {
-      // What the method threw is the caller's to see, as in Cloudflare.
-      co_return Response::error(500, e.message);
+      // A stub's failure the method let through reaches the caller as it
+      // came (the object it called was overloaded: so is this call).
+      if (e.failure) co_return *e.failure;
+      // What the method threw is the caller's to see, with its class, as in
+      // Cloudflare.
+      Json j = {{"error", e.message}, {"remote", true}};
+      if (!e.name.empty()) j["name"] = e.name;
+      co_return Response::json(j.dump(-1, ' ', false, Json::error_handler_t::replace), 500);
     }
     Vm::Entry entry(vm_, &scope_);
     co_return Response::json(rpc_value(vm_, v->Get(vm_.isolate())).dump());
@@ -402,6 +408,12 @@ Task<Response> js_worker(Request request, Env& env) {
     co_return r;
   } catch (const Terminated& t) {
     co_return Response::error(500, std::string("the Worker ") + t.what());
+  } catch (const JsError& e) {
+    // A stub's failure the Worker did not catch: its client gets the answer
+    // the Worker was given (503 overloaded, 500 with the object's incident),
+    // not a new incident of the Worker's.
+    if (!e.failure) throw;
+    co_return *e.failure;
   }
 }
 

@@ -175,10 +175,36 @@ v8::Local<v8::Map> to_map(Vm& vm, const std::vector<std::pair<std::string, std::
 
 // ---- Ops: JavaScript awaiting C++ ------------------------------------------------
 
+// A stub's answer that is not a response: a failed event (the object
+// threw, was reset or overloaded) or an RPC method's error.
+struct StubFailure : std::runtime_error {
+  explicit StubFailure(Response r) : std::runtime_error("the call failed"), answer(std::move(r)) {}
+  Response answer;
+};
+
+// stub.fetch(): the object's response, or StubFailure for a failed event
+// (Cloudflare's stub.fetch() throws for those too).
+Task<Response> fetch_or_fail(Stub stub, Request request) {
+  Response r = co_await stub.fetch(std::move(request));
+  if (internal::ResponseAccess::failed(r)) throw StubFailure(std::move(r));
+  co_return r;
+}
+
+// A JS RPC call: its result, or StubFailure for anything but a 200.
+Task<Json> call_or_fail(Stub stub, std::string method, Json args) {
+  Response r = co_await internal::ApiAccess::call_response(stub, std::move(method), std::move(args));
+  if (r.status != 200) throw StubFailure(std::move(r));
+  Result<Json> parsed = parse_json(r.body);
+  if (!parsed) throw Error(Code::kInternal, "the call's result is not JSON: " + parsed.status().message());
+  co_return std::move(*parsed);
+}
+
 v8::Local<v8::Value> error_value(Vm& vm, std::exception_ptr e) {
   std::string message = "unknown error";
   try {
     std::rethrow_exception(e);
+  } catch (const StubFailure& f) {
+    return vm.stub_error(f.answer);
   } catch (const std::exception& ex) {
     message = ex.what();
   } catch (...) {
@@ -562,7 +588,7 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
       Json args = rpc_value(vm, info[3]);
       Stub stub = *boxed;
       info.GetReturnValue().Set(start_op<Json>(
-          vm, [stub, method, args]() mutable { return stub.call_json(method, std::move(args)); },
+          vm, [stub, method, args]() mutable { return call_or_fail(stub, method, std::move(args)); },
           +[](Vm& v, Json& result) { return from_rpc_value(v, result); }));
     });
   });
@@ -574,7 +600,7 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
       Request req = request_from(vm, info, 1);
       Stub stub = *boxed;
       info.GetReturnValue().Set(start_op<Response>(
-          vm, [stub, req]() mutable { return stub.fetch(std::move(req)); }, &response_parts));
+          vm, [stub, req]() mutable { return fetch_or_fail(stub, std::move(req)); }, &response_parts));
     });
   });
 

@@ -1,6 +1,6 @@
 #include "js/vm.h"
 
-
+#include <algorithm>
 #include <filesystem>
 #include <condition_variable>
 #include <cstring>
@@ -302,6 +302,101 @@ std::string Vm::message_of(v8::Local<v8::Value> thrown) const {
   return utf8(thrown);
 }
 
+namespace {
+// JavaScript's error classes whose name an RPC error keeps (as Cloudflare's
+// does; AggregateError is not among them there either).
+constexpr std::string_view kStandardErrors[] = {"Error",          "EvalError",   "RangeError", "ReferenceError",
+                                                "SyntaxError",    "TypeError",   "URIError"};
+bool standard_error(std::string_view name) {
+  return std::find(std::begin(kStandardErrors), std::end(kStandardErrors), name) != std::end(kStandardErrors);
+}
+}  // namespace
+
+JsError Vm::js_error(std::string text, v8::Local<v8::Value> thrown) const {
+  JsError error(text, message_of(thrown));
+  if (thrown.IsEmpty() || !thrown->IsNativeError()) return error;
+  v8::Local<v8::Object> o = thrown.As<v8::Object>();
+  // The nearest standard class on its prototype chain (a class extending
+  // RangeError is a RangeError to the caller).
+  for (v8::Local<v8::Value> p = o->GetPrototype(); p->IsObject(); p = p.As<v8::Object>()->GetPrototype()) {
+    v8::Local<v8::Value> ctor;
+    if (!p.As<v8::Object>()->GetRealNamedProperty(context(), str("constructor")).ToLocal(&ctor) ||
+        !ctor->IsFunction()) {
+      continue;
+    }
+    std::string name = utf8(ctor.As<v8::Function>()->GetName());
+    if (standard_error(name)) {
+      error.name = name;
+      break;
+    }
+  }
+  v8::Local<v8::Value> kept;
+  if (!failure_key_.IsEmpty() &&
+      o->GetPrivate(context(), failure_key_.Get(isolate_)).ToLocal(&kept) && kept->IsArray()) {
+    v8::Local<v8::Array> a = kept.As<v8::Array>();
+    Response r;
+    r.status = a->Get(context(), 0).ToLocalChecked()->Int32Value(context()).FromMaybe(500);
+    r.body = utf8(a->Get(context(), 1).ToLocalChecked());
+    v8::Local<v8::Value> retry = a->Get(context(), 2).ToLocalChecked();
+    r.set_header("content-type", "application/json");
+    if (retry->IsString()) r.set_header("retry-after", utf8(retry));
+    internal::ResponseAccess::set_failed(r);
+    error.failure = std::move(r);
+  }
+  return error;
+}
+
+v8::Local<v8::Value> Vm::stub_error(const Response& answer) {
+  auto parsed = Json::parse(answer.body, nullptr, false);
+  Json body = parsed.is_object() ? std::move(parsed) : Json::object();
+  std::string message = body.contains("error") && body["error"].is_string() ? body["error"].get<std::string>()
+                                                                               : answer.body;
+  if (body.contains("incident") && body["incident"].is_number_unsigned()) {
+    message += " (incident " + std::to_string(body["incident"].get<uint64_t>()) + ")";
+  }
+  std::string name = body.contains("name") && body["name"].is_string() ? body["name"].get<std::string>() : "";
+  v8::Local<v8::String> m = str(message);
+  v8::Local<v8::Value> e = name == "RangeError"       ? v8::Exception::RangeError(m)
+                           : name == "TypeError"      ? v8::Exception::TypeError(m)
+                           : name == "ReferenceError" ? v8::Exception::ReferenceError(m)
+                           : name == "SyntaxError"    ? v8::Exception::SyntaxError(m)
+                                                      : v8::Exception::Error(m);
+  v8::Local<v8::Object> o = e.As<v8::Object>();
+  if (name == "EvalError" || name == "URIError") {
+    // V8's API makes no such errors: set the prototype of one.
+    v8::Local<v8::Value> ctor;
+    if (context()->Global()->Get(context(), str(name)).ToLocal(&ctor) && ctor->IsFunction()) {
+      v8::Local<v8::Value> proto;
+      if (ctor.As<v8::Object>()->Get(context(), str("prototype")).ToLocal(&proto)) {
+        discard(o->SetPrototype(context(), proto));
+      }
+    }
+  }
+  auto flag = [&](const char* key) {
+    auto it = body.find(key);
+    return it != body.end() && it->is_boolean() && it->get<bool>();
+  };
+  auto mark = [&](const char* key, bool on) {
+    if (on) discard(o->Set(context(), str(key), v8::True(isolate_)));
+  };
+  // Thrown by the object's own code: its incident, or an RPC method's error.
+  mark("remote", body.contains("incident") || flag("remote"));
+  mark("retryable", flag("retryable"));
+  mark("overloaded", flag("overloaded"));
+  if (internal::ResponseAccess::failed(answer)) {
+    if (failure_key_.IsEmpty()) {
+      failure_key_.Reset(isolate_, v8::Private::New(isolate_, str("dobj.failure")));
+    }
+    v8::Local<v8::Array> kept = v8::Array::New(isolate_, 3);
+    discard(kept->Set(context(), 0, v8::Integer::New(isolate_, answer.status)));
+    discard(kept->Set(context(), 1, str(answer.body)));
+    auto retry = answer.header("retry-after");
+    discard(kept->Set(context(), 2, retry ? str(*retry).As<v8::Value>() : v8::Undefined(isolate_).As<v8::Value>()));
+    discard(o->SetPrivate(context(), failure_key_.Get(isolate_), kept));
+  }
+  return e;
+}
+
 std::string Vm::who() const {
   if (scope_ && scope_->object) return scope_->object->who() + ": ";
   return "worker: ";
@@ -370,10 +465,9 @@ std::string Vm::termination_message(int why) const {
 void Vm::Entry::rethrow(std::string_view where) {
   int why = vm_.take_termination();
   if (why != kNone) throw Terminated(why, vm_.termination_message(why));
-  std::string text = vm_.describe(try_catch_);
-  std::string message = vm_.message_of(try_catch_.Exception());
+  JsError error = vm_.js_error(std::string(where) + ": " + vm_.describe(try_catch_), try_catch_.Exception());
   try_catch_.Reset();
-  throw JsError(std::string(where) + ": " + text, message);
+  throw error;
 }
 
 // ---- Promises -----------------------------------------------------------------

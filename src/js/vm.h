@@ -84,6 +84,14 @@ class JsError : public std::runtime_error {
       : std::runtime_error(text), message(message.empty() ? text : std::move(message)) {}
   // What was thrown, without the stack: for an RPC caller.
   std::string message;
+  // Its class when it is one of JavaScript's standard errors (RangeError,
+  // TypeError...; "" otherwise): an RPC caller's error is made of the same
+  // class, as on Cloudflare.
+  std::string name;
+  // What was thrown is a stub's failure passed on unchanged (the object
+  // called was overloaded, reset, threw): the runtime's answer for it, which
+  // a Worker that does not catch it gives its client as it came.
+  std::optional<Response> failure;
 };
 
 // JS RPC values inside a typed call's JSON (natives.cc).
@@ -241,6 +249,13 @@ class Vm {
   // alone (an Error's `message`; the text of anything else).
   std::string stack_of(v8::Local<v8::Value> thrown) const;
   std::string message_of(v8::Local<v8::Value> thrown) const;
+  // The JsError for a thrown value, `text` for the log.
+  JsError js_error(std::string text, v8::Local<v8::Value> thrown) const;
+  // What a JavaScript caller's stub call rejects with when the answer is not
+  // a response (a failed event, an RPC method's error): an Error of the class
+  // the answer names, with Cloudflare's markers (remote, retryable,
+  // overloaded) and, for a failure, the answer itself (JsError::failure).
+  v8::Local<v8::Value> stub_error(const Response& answer);
   // A log prefix naming the object of the current scope.
   std::string who() const;
 
@@ -280,6 +295,8 @@ class Vm {
   v8::Global<v8::Function> wait_for_;
   v8::Global<v8::Function> execution_context_;
   v8::Global<v8::Object> worker_;
+  // Where stub_error keeps a failure's answer on its Error.
+  v8::Global<v8::Private> failure_key_;
   // name()'s strings. Header and RPC method names come from clients, so at
   // kNamesKept it starts over (the names in use come back at once; a client
   // sending new names cannot keep them out for good).

@@ -157,7 +157,7 @@ struct FetchAwaitable {
     auto send = [from = back.shard, worker, target, ns = ns, id = id, d = std::move(delivery)](Status st) mutable {
       // The caller may not send now (reset, or its node may not answer for
       // it): the call fails in the caller rather than never return.
-      if (!st.is_ok()) return d.reply(Response::error(st.code() == Code::kReset ? 500 : 503, st.message()));
+      if (!st.is_ok()) return d.reply(internal::error_response(st));
       if (internal::Placement* placement = ns->runtime().placement()) {
         internal::Placement::Route route = placement->route(id);
         if (route.kind != internal::Placement::Route::Kind::kLocal && worker != 0) {
@@ -169,7 +169,7 @@ struct FetchAwaitable {
         // A hand-off under way (transient): the object's shard waits for it
         // (Shard::reroute).
         if (route.kind == internal::Placement::Route::Kind::kUnavailable && !route.transient) {
-          Response r = Response::error(503, route.reason);
+          Response r = internal::error_response(Status(Code::kUnavailable, route.reason));
           r.set_header("retry-after", "1");
           return d.reply(std::move(r));
         }
@@ -221,13 +221,18 @@ Code code_of(const Response& r, const Json& body) {
   }
 }
 
-Task<Json> stub_call(const internal::NamespaceImpl* ns, ObjectId id, std::string method, Json args,
-                     internal::StubBinding binding) {
+// A call is a POST of its arguments' JSON to the method.
+Task<Response> call_fetch(const internal::NamespaceImpl* ns, ObjectId id, std::string method,
+                          const Json& args, internal::StubBinding binding) {
   Request request;
   request.method = "POST";
   request.body = args.dump(-1, ' ', false, Json::error_handler_t::replace);
-  Response r = co_await stub_fetch(ns, std::move(id), std::move(request), std::move(method),
-                                   std::move(binding));
+  return stub_fetch(ns, std::move(id), std::move(request), std::move(method), std::move(binding));
+}
+
+Task<Json> stub_call(const internal::NamespaceImpl* ns, ObjectId id, std::string method, Json args,
+                     internal::StubBinding binding) {
+  Response r = co_await call_fetch(ns, std::move(id), std::move(method), args, std::move(binding));
   Result<Json> parsed = parse_json(r.body);
   Json body = parsed ? std::move(*parsed) : Json(Json::value_t::discarded);
   if (r.status != 200) {
@@ -250,5 +255,11 @@ Task<Response> Stub::fetch(Request request) const {
 Task<Json> Stub::call_json(std::string method, Json args) const {
   return stub_call(ns_, id_, std::move(method), std::move(args), binding_);
 }
+
+namespace internal {
+Task<Response> ApiAccess::call_response(const Stub& stub, std::string method, Json args) {
+  return call_fetch(stub.ns_, stub.id_, std::move(method), args, stub.binding_);
+}
+}  // namespace internal
 
 }  // namespace dobj

@@ -41,6 +41,10 @@ struct ApiAccess {
   static Env env(Runtime* runtime) { return Env(runtime); }
   static Namespace ns(const NamespaceImpl* impl) { return Namespace(impl); }
   static Stub stub(const NamespaceImpl* ns, ObjectId id) { return Stub(ns, std::move(id)); }
+  // A typed call's answer as it came (Stub::call_json throws for a status
+  // other than 200): for JavaScript RPC, whose errors keep their class and
+  // markers (src/js/natives.cc).
+  static Task<Response> call_response(const Stub& stub, std::string method, Json args);
 };
 
 }  // namespace dobj::internal

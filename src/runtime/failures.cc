@@ -50,7 +50,9 @@ Response response_for(std::exception_ptr e, std::string_view where, bool expose)
   Incident incident = record_incident(e, where);
   nlohmann::json j = {{"error", expose ? "internal error: " + incident.message : "internal error"},
                       {"incident", incident.number}};
-  return Response::json(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 500);
+  Response r = Response::json(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 500);
+  ResponseAccess::set_failed(r);
+  return r;
 }
 
 Status failure_status(std::exception_ptr e, Code code, std::string_view what, std::string_view where,
@@ -82,8 +84,20 @@ Response error_response(const Status& status) {
     j["reset"] = true;
     j["storageFull"] = true;
   }
-  return Response::json(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                        http_status_for(status.code()));
+  Response r = Response::json(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                               http_status_for(status.code()));
+  switch (status.code()) {
+    case Code::kOverloaded:
+    case Code::kReset:
+    case Code::kStorageFull:
+    case Code::kUnavailable:
+    case Code::kInternal:
+      ResponseAccess::set_failed(r);
+      break;
+    default:  // an answer: what the caller sent, or asked for, was wrong
+      break;
+  }
+  return r;
 }
 
 }  // namespace dobj::internal

@@ -40,12 +40,15 @@ namespace dobj::internal {
 class NamespaceImpl;
 
 // Turns an error Status into the JSON response a caller sees, with the
-// markers a client can act on ("overloaded", "reset", "retryable").
+// markers a client can act on ("overloaded", "reset", "retryable"). Failures
+// (reset, overloaded, storage full, unavailable, internal) are marked as such
+// (ResponseAccess::failed); the other codes are answers.
 Response error_response(const Status& status);
 // The response for an exception that escaped a handler: dobj::Error with its
 // mapped status and message; anything else is logged with `where`, its type
 // and message, and answered 500 {"error": "internal error", "incident": N}
-// (with the message too when `expose`, ServerOptions::expose_exception_messages).
+// (with the message too when `expose`, ServerOptions::expose_exception_messages),
+// marked failed.
 Response response_for(std::exception_ptr e, std::string_view where, bool expose);
 // An unexpected exception (not a dobj::Error): logged with `where`, its type
 // and message, under a new incident number.

@@ -93,6 +93,8 @@ struct ResponseAccess {
   }
   static const std::optional<std::string>& body_file(const Response& r) { return r.body_file_; }
   static void set_body_file(Response& r, std::string path) { r.body_file_ = std::move(path); }
+  static bool failed(const Response& r) { return r.failed_; }
+  static void set_failed(Response& r) { r.failed_ = true; }
 };
 
 using Reply = std::function<void(Answer&&)>;

@@ -53,7 +53,7 @@ class ClusterTest : public ::testing::Test {
   }
 
   // Three etcd members, then three nodes with these flags, all ready.
-  void start_cluster(const std::vector<std::string>& node_args, const char* binary = DOBJ_EXAMPLES_BIN,
+  void start_cluster(const std::vector<std::string>& node_args, ServerCommand binary = {DOBJ_EXAMPLES_BIN, {}},
                      int node_count = 3) {
     if (!have_etcd()) GTEST_SKIP() << "etcd is not installed (scripts/deps.sh etcd-server)";
     if (std::getenv("DOBJ_KEEP_CLUSTER_DIR")) dir_.keep();  // to read the etcd logs after a failure
@@ -70,7 +70,7 @@ class ClusterTest : public ::testing::Test {
   void start_replicated(int replicas, int node_count = 3) {
     std::vector<std::string> args = kNodeArgs;
     args.insert(args.end(), {"--replicas", std::to_string(replicas)});
-    start_cluster(args, DOBJ_EXAMPLES_BIN, node_count);
+    start_cluster(args, {DOBJ_EXAMPLES_BIN, {}}, node_count);
   }
 
   // The index of the node that serves ns/name, as an inspect through node
@@ -495,6 +495,45 @@ TEST_F(ClusterTest, WithEtcdUnreachableNodesStopServingThenRecoverWithTheirData)
   }
 }
 
+#ifdef DOBJ_JS_BIN
+// Two nodes serving the JavaScript Worker of tests/js/bridge.
+class JsClusterTest : public ClusterTest {
+ protected:
+  void SetUp() override {
+    start_cluster(kNodeArgs, {DOBJ_JS_BIN, {DOBJ_JS_TESTS "/bridge/wrangler.jsonc"}}, 2);
+  }
+};
+
+// A call to an object on another node fails in its JavaScript caller as one
+// on the same node does: the failure's mark crosses the peer link.
+TEST_F(JsClusterTest, AFailedCallToAnotherNodeThrowsInTheCallerWithItsMarkers) {
+  // Names whose objects (the one called, and the one reset) node 2 serves.
+  std::string name;
+  for (int i = 0; i < 200 && name.empty(); ++i) {
+    std::string n = "x" + std::to_string(i);
+    ASSERT_EQ(get(0, "/probe/" + n + "/boots").status, 200);
+    ASSERT_EQ(get(0, "/probe/" + n + "-r/boots").status, 200);
+    if (owner_of("PROBE", n) == 1 && owner_of("PROBE", n + "-r") == 1) name = n;
+  }
+  ASSERT_FALSE(name.empty()) << "no name served by node 2";
+  HttpResponse r = get(0, "/failures/" + name);
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = json::parse(r.body);
+  EXPECT_EQ(j["rpc"]["instance"], "RangeError") << j;
+  EXPECT_EQ(j["rpc"]["remote"], true) << j;
+  EXPECT_EQ(j["fetch"]["remote"], true) << j;
+  EXPECT_NE(j["fetch"]["message"].get<std::string>().find("incident"), std::string::npos) << j;
+  EXPECT_EQ(j["reset"]["retryable"], true) << j;
+  EXPECT_EQ(j["answer"], 404) << j;
+  // Not caught by the Worker: the client gets the incident of the node that
+  // ran the object, and the Worker's node logs none of its own.
+  HttpResponse thrown = get(0, "/probe/" + name + "/throw");
+  EXPECT_EQ(thrown.status, 500) << thrown.body;
+  EXPECT_NE(thrown.body.find("incident"), std::string::npos) << thrown.body;
+  EXPECT_EQ(nodes_->node(0).output().find("worker: unhandled"), std::string::npos) << nodes_->node(0).output();
+}
+#endif
+
 // Every partition on three nodes (--replicas 3): the owner and two backups.
 class ReplicatedClusterTest : public ClusterTest {
  protected:
@@ -559,7 +598,7 @@ class HeldStubClusterTest : public ClusterTest {
   void SetUp() override {
     std::vector<std::string> args = kNodeArgs;
     args.insert(args.end(), {"--replicas", "3"});
-    start_cluster(args, DOBJ_CLUSTER_NODE_BIN);
+    start_cluster(args, {DOBJ_CLUSTER_NODE_BIN, {}});
   }
   // The node that serves an object, as its inspect answers.
   std::string node_of(size_t via, const std::string& ns, const std::string& name) {
@@ -881,7 +920,7 @@ class SnapshotClusterTest : public ClusterTest {
   void SetUp() override {
     std::vector<std::string> args = kNodeArgs;
     args.insert(args.end(), {"--replicas", "2"});
-    start_cluster(args, DOBJ_CLUSTER_NODE_BIN);
+    start_cluster(args, {DOBJ_CLUSTER_NODE_BIN, {}});
   }
   std::string snapshot_file(size_t node, const std::string& snap) {
     return dir_.path() + "/" + nodes_->node_id(node) + "/snapshots/" + snap + ".sqlite";

@@ -119,6 +119,52 @@ TEST_F(JsTest, RpcCallsThroughOneStubArriveInOrderWithClonedValuesAndRethrownErr
   EXPECT_EQ(r["error"], "not enough");
 }
 
+// As on Cloudflare: a failed call through a stub is an exception (an RPC
+// method's error keeps its standard class; `remote` when the object's code
+// threw, `retryable` when the object was reset), not a response.
+TEST_F(JsTest, AFailedCallThroughAStubThrowsWithCloudflaresMarkers) {
+  Json r = get_json("/failures/f");
+  EXPECT_EQ(r["rpc"]["name"], "RangeError") << r;
+  EXPECT_EQ(r["rpc"]["instance"], "RangeError") << r;
+  EXPECT_EQ(r["rpc"]["message"], "too far") << r;
+  EXPECT_EQ(r["rpc"]["remote"], true) << r;
+  EXPECT_EQ(r["rpc"]["retryable"], false) << r;
+  EXPECT_EQ(r["subclass"]["instance"], "TypeError") << r;
+  EXPECT_EQ(r["subclass"]["message"], "over quota") << r;
+
+  EXPECT_EQ(r["fetch"]["instance"], "Error") << r;
+  EXPECT_EQ(r["fetch"]["remote"], true) << r;
+  EXPECT_NE(r["fetch"]["message"].get<std::string>().find("incident"), std::string::npos) << r;
+  EXPECT_EQ(r["fetch"]["message"].get<std::string>().find("boom"), std::string::npos)
+      << "the object's message reached its caller: " << r;
+
+  EXPECT_EQ(r["reset"]["retryable"], true) << r;
+  EXPECT_EQ(r["reset"]["remote"], false) << r;
+  EXPECT_NE(r["reset"]["message"].get<std::string>().find("asked to"), std::string::npos) << r;
+
+  // A failure an RPC method lets through reaches its caller as it came.
+  EXPECT_EQ(r["relayed"]["remote"], true) << r;
+  EXPECT_NE(r["relayed"]["message"].get<std::string>().find("incident"), std::string::npos) << r;
+
+  EXPECT_EQ(r["answer"], 404) << "a response with an error status was thrown: " << r;
+}
+
+// A Worker that does not catch a stub's failure answers its client with it:
+// the object's incident (one, in the log with the object's stack), not a new
+// one of the Worker's.
+TEST_F(JsTest, AFailureTheWorkerDoesNotCatchReachesTheClientAsItCame) {
+  HttpResponse r = get("/probe/e2/throw");
+  ASSERT_EQ(r.status, 500) << r.body;
+  Json body = Json::parse(r.body);
+  std::string incident = "(incident " + std::to_string(body["incident"].get<uint64_t>()) + ")";
+  std::string log = server_->output();
+  size_t at = log.find(incident);
+  ASSERT_NE(at, std::string::npos) << log;
+  size_t line = log.rfind('\n', at);
+  EXPECT_NE(log.substr(line == std::string::npos ? 0 : line, at - line).find("boom in fetch"), std::string::npos) << log;
+  EXPECT_EQ(log.find("worker: unhandled"), std::string::npos) << log;
+}
+
 TEST_F(JsTest, IdsNamesAndVars) {
   Json id = get_json("/probe/nm/id");
   EXPECT_EQ(id["name"], "nm");

@@ -168,15 +168,15 @@ bool EtcdCluster::wait_answering(std::chrono::milliseconds timeout) const {
   return false;
 }
 
-NodeSet::NodeSet(std::string binary, std::string dir, std::string etcd, int nodes,
+NodeSet::NodeSet(ServerCommand command, std::string dir, std::string etcd, int nodes,
                  std::vector<std::string> extra_args)
-    : binary_(std::move(binary)), dir_(std::move(dir)), etcd_(std::move(etcd)), extra_(std::move(extra_args)) {
+    : command_(std::move(command)), dir_(std::move(dir)), etcd_(std::move(etcd)), extra_(std::move(extra_args)) {
   for (int i = 0; i < nodes; ++i) nodes_.push_back(make(static_cast<size_t>(i)));
 }
 
 std::unique_ptr<ServerProcess> NodeSet::make(size_t i) const {
   std::string folder = dir_ + "/" + node_id(i);
-  auto node = std::make_unique<ServerProcess>(binary_, folder, args(i));
+  auto node = std::make_unique<ServerProcess>(command_, folder, args(i));
   if (first_uid_ >= 0) {
     int uid = first_uid_ + static_cast<int>(i);
     std::filesystem::create_directories(folder);

@@ -64,7 +64,7 @@ class EtcdCluster {
 class NodeSet {
  public:
   static constexpr const char* kToken = "cluster-test-token";
-  NodeSet(std::string binary, std::string dir, std::string etcd, int nodes,
+  NodeSet(ServerCommand command, std::string dir, std::string etcd, int nodes,
           std::vector<std::string> extra_args = {});
   // Starts every node; false (with their output in failure()) if one did not.
   bool start();
@@ -93,7 +93,7 @@ class NodeSet {
  private:
   std::vector<std::string> args(size_t i) const;
   std::unique_ptr<ServerProcess> make(size_t i) const;
-  std::string binary_;
+  ServerCommand command_;
   std::string dir_;
   std::string etcd_;
   std::vector<std::string> extra_;

@@ -290,6 +290,14 @@ export class Probe extends DurableObject {
   fail(message) {
     throw new RangeError(message);
   }
+  failSubclass(message) {
+    class QuotaError extends TypeError {}
+    throw new QuotaError(message);
+  }
+  // Lets the failure of a stub it calls through (the object it calls throws).
+  async relay(name) {
+    return (await this.env.PROBE.getByName(name).fetch(`http://do/probe/${name}/throw`)).status;
+  }
 }
 
 // A class in the style before DurableObject was a base class.
@@ -361,6 +369,33 @@ export default {
         cloneType: clone.headers.get("content-type"), cloneBytes: [...new Uint8Array(await clone.arrayBuffer())],
         answerBytes: [...new Uint8Array(await answer.arrayBuffer())],
       });
+    }
+    if (kind === "failures") {
+      // What a stub's caller sees when the call fails, as on Cloudflare:
+      // an exception with the markers, never a response.
+      const seen = (e) => ({
+        name: e.name, message: e.message, remote: e.remote === true, retryable: e.retryable === true,
+        overloaded: e.overloaded === true,
+      });
+      const out = {};
+      const stub = env.PROBE.getByName(name);
+      for (const [key, call] of [
+        ["rpc", () => stub.fail("too far")],
+        ["subclass", () => stub.failSubclass("over quota")],
+        ["fetch", () => stub.fetch(`http://do/probe/${name}/throw`)],
+        ["reset", () => env.PROBE.getByName(`${name}-r`).fetch(`http://do/probe/${name}-r/abort`)],
+        ["relayed", () => stub.relay(`${name}-t`)],
+      ]) {
+        try {
+          out[key] = { resolved: await call() };
+        } catch (e) {
+          out[key] = seen(e);
+          out[key].instance = e instanceof RangeError ? "RangeError" : e instanceof TypeError ? "TypeError" : "Error";
+        }
+      }
+      // A response with an error status is an answer, not a failure.
+      out.answer = (await stub.fetch(`http://do/probe/${name}/no-such-op`)).status;
+      return Response.json(out);
     }
     if (kind === "unique") {
       const a = env.PROBE.newUniqueId();
