@@ -484,17 +484,184 @@
   }
   define('Headers', Headers);
 
-  // A body is kept whole: a string or a Uint8Array (dobj reads and writes
-  // bodies whole; streams are not offered).
-  function bodyOf(body) {
-    if (body === undefined || body === null) return null;
-    if (typeof body === 'string') return body;
-    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return new Uint8Array(toBytes(body));
-    if (body instanceof URLSearchParams) return body.toString();
-    if (body instanceof ReadableStreamLike) return body._bytes;
-    throw new TypeError('dobj: a body must be a string, an ArrayBuffer, a typed array or URLSearchParams (streams are not supported)');
+  // ---- Blob, File, FormData ------------------------------------------------
+  function concatBytes(chunks) {
+    let n = 0;
+    for (const c of chunks) n += c.length;
+    const out = new Uint8Array(n);
+    let at = 0;
+    for (const c of chunks) { out.set(c, at); at += c.length; }
+    return out;
   }
-  class ReadableStreamLike { constructor(bytes) { this._bytes = bytes; this.locked = false; } }
+  class Blob {
+    #bytes; #type;
+    constructor(parts = [], options = {}) {
+      if (typeof parts !== 'object' || parts === null || typeof parts[Symbol.iterator] !== 'function') {
+        throw new TypeError("Failed to construct 'Blob': the parts must be a sequence");
+      }
+      const chunks = [];
+      for (const p of parts) {
+        if (p instanceof Blob) chunks.push(p.#bytes);
+        else if (p instanceof ArrayBuffer || ArrayBuffer.isView(p)) chunks.push(new Uint8Array(toBytes(p)));  // a copy
+        else chunks.push(N.utf8Encode(String(p)));
+      }
+      this.#bytes = concatBytes(chunks);
+      const type = options.type === undefined ? '' : String(options.type);
+      this.#type = /^[\x20-\x7e]*$/.test(type) ? type.toLowerCase() : '';
+    }
+    get size() { return this.#bytes.length; }
+    get type() { return this.#type; }
+    slice(start = 0, end = this.#bytes.length, type = '') {
+      const n = this.#bytes.length;
+      const at = (x) => (x < 0 ? Math.max(n + x, 0) : Math.min(x, n));
+      return new Blob([this.#bytes.subarray(at(Math.trunc(start)), Math.max(at(Math.trunc(end)), at(Math.trunc(start))))], { type });
+    }
+    async text() { return N.utf8Decode(this.#bytes, false); }
+    async arrayBuffer() { return this.#bytes.slice().buffer; }
+    async bytes() { return this.#bytes.slice(); }
+    stream() { return new ReadableStreamLike(this.#bytes.slice()); }
+    get [Symbol.toStringTag]() { return 'Blob'; }
+    static _bytes(b) { return b.#bytes; }
+  }
+  class File extends Blob {
+    #name; #lastModified;
+    constructor(parts, name, options = {}) {
+      super(parts, options);
+      if (name === undefined) throw new TypeError("Failed to construct 'File': 2 arguments required");
+      this.#name = String(name);
+      this.#lastModified = options.lastModified === undefined ? Date.now() : Number(options.lastModified);
+    }
+    get name() { return this.#name; }
+    get lastModified() { return this.#lastModified; }
+    get [Symbol.toStringTag]() { return 'File'; }
+  }
+  define('Blob', Blob);
+  define('File', File);
+
+  class FormData {
+    #list = [];
+    constructor(form) {
+      if (form !== undefined) throw new TypeError('FormData: there are no form elements in a Worker');
+    }
+    static #entry(name, value, filename) {
+      if (value instanceof Blob) {
+        if (!(value instanceof File) || filename !== undefined) {
+          const fileName = filename !== undefined ? String(filename) : value instanceof File ? value.name : 'blob';
+          value = new File([value], fileName, { type: value.type, lastModified: value.lastModified });
+        }
+        return [String(name), value];
+      }
+      if (filename !== undefined) throw new TypeError('FormData: a file name goes with a Blob value only');
+      return [String(name), String(value)];
+    }
+    append(name, value, filename) { this.#list.push(FormData.#entry(name, value, filename)); }
+    set(name, value, filename) {
+      const entry = FormData.#entry(name, value, filename);
+      const i = this.#list.findIndex(([n]) => n === entry[0]);
+      if (i < 0) { this.#list.push(entry); return; }
+      this.#list[i] = entry;
+      this.#list = this.#list.filter(([n], j) => j <= i || n !== entry[0]);
+    }
+    get(name) { const e = this.#list.find(([n]) => n === String(name)); return e ? e[1] : null; }
+    getAll(name) { return this.#list.filter(([n]) => n === String(name)).map(([, v]) => v); }
+    has(name) { return this.#list.some(([n]) => n === String(name)); }
+    delete(name) { this.#list = this.#list.filter(([n]) => n !== String(name)); }
+    *entries() { for (const [n, v] of this.#list) yield [n, v]; }
+    *keys() { for (const [n] of this.#list) yield n; }
+    *values() { for (const [, v] of this.#list) yield v; }
+    forEach(fn, self) { for (const [n, v] of this.#list) fn.call(self, v, n, this); }
+    [Symbol.iterator]() { return this.entries(); }
+    get [Symbol.toStringTag]() { return 'FormData'; }
+  }
+  define('FormData', FormData);
+
+  // multipart/form-data (RFC 7578), as browsers and workerd write it.
+  const formName = (s) => s.replace(/\r/g, '%0D').replace(/\n/g, '%0A').replace(/"/g, '%22');
+  function multipart(form) {
+    const random = new Uint8Array(12);
+    N.randomFill(random);
+    const boundary = '----dobjFormBoundary' + Array.from(random, (b) => b.toString(16).padStart(2, '0')).join('');
+    const chunks = [];
+    const text = (s) => chunks.push(N.utf8Encode(s));
+    for (const [name, value] of form) {
+      text(`--${boundary}\r\nContent-Disposition: form-data; name="${formName(name)}"`);
+      if (typeof value === 'string') {
+        text(`\r\n\r\n${value.replace(/\r?\n|\r(?!\n)/g, '\r\n')}\r\n`);
+      } else {
+        text(`; filename="${formName(value.name)}"\r\nContent-Type: ${value.type || 'application/octet-stream'}\r\n\r\n`);
+        chunks.push(Blob._bytes(value));
+        text('\r\n');
+      }
+    }
+    text(`--${boundary}--\r\n`);
+    return [concatBytes(chunks), `multipart/form-data; boundary=${boundary}`];
+  }
+  // Bytes as a string of one character per byte (and back): the parser below
+  // finds boundaries and headers with string methods.
+  function latin1(bytes) {
+    let s = '';
+    for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192));
+    return s;
+  }
+  function unlatin1(s) {
+    const out = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; ++i) out[i] = s.charCodeAt(i);
+    return out;
+  }
+  function parameter(header, key) {
+    const m = new RegExp(`;\\s*${key}\\*?=\\s*(?:"((?:[^"\\\\]|\\\\.)*)"|([^;\\s]*))`, 'i').exec(header);
+    return m ? (m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]) : null;
+  }
+  function parseMultipart(bytes, contentType) {
+    const boundary = parameter(contentType, 'boundary');
+    const bad = () => new TypeError('Could not parse content as FormData: malformed multipart/form-data');
+    if (!boundary) throw bad();
+    const all = latin1(bytes);
+    const delimiter = `--${boundary}`;
+    const form = new FormData();
+    let at = all.indexOf(delimiter);
+    if (at < 0) throw bad();
+    for (;;) {
+      at += delimiter.length;
+      if (all.startsWith('--', at)) return form;  // the close delimiter
+      if (!all.startsWith('\r\n', at)) throw bad();
+      const next = all.indexOf(`\r\n${delimiter}`, at);
+      if (next < 0) throw bad();
+      const part = all.slice(at + 2, next);
+      const split = part.indexOf('\r\n\r\n');
+      if (split < 0) throw bad();
+      const headers = N.utf8Decode(unlatin1(part.slice(0, split)), false).split('\r\n');
+      const content = part.slice(split + 4);
+      let disposition = null, type = null;
+      for (const h of headers) {
+        const colon = h.indexOf(':');
+        if (colon < 0) continue;
+        const key = h.slice(0, colon).trim().toLowerCase();
+        if (key === 'content-disposition') disposition = h.slice(colon + 1).trim();
+        else if (key === 'content-type') type = h.slice(colon + 1).trim();
+      }
+      const name = disposition && /^form-data/i.test(disposition) ? parameter(disposition, 'name') : null;
+      if (name === null) throw bad();
+      const filename = parameter(disposition, 'filename');
+      if (filename !== null) form.append(name, new File([unlatin1(content)], filename, { type: type || 'text/plain' }));
+      else form.append(name, N.utf8Decode(unlatin1(content), false));
+      at = next + 2;
+    }
+  }
+
+  // A body is kept whole: a string or a Uint8Array (dobj reads and writes
+  // bodies whole; streams are not offered). bodyOf gives it and the content
+  // type the Fetch standard gives a body of its kind (null: none).
+  function bodyOf(body) {
+    if (body === undefined || body === null) return [null, null];
+    if (typeof body === 'string') return [body, 'text/plain;charset=UTF-8'];
+    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return [new Uint8Array(toBytes(body)), null];
+    if (body instanceof URLSearchParams) return [body.toString(), 'application/x-www-form-urlencoded;charset=UTF-8'];
+    if (body instanceof Blob) return [Blob._bytes(body).slice(), body.type || null];
+    if (body instanceof FormData) return multipart(body);
+    if (body instanceof ReadableStreamLike) return [body._bytes, null];
+    throw new TypeError('dobj: a body must be a string, an ArrayBuffer, a typed array, a Blob, FormData or URLSearchParams (streams are not supported)');
+  }
   const kBody = Symbol('body');
   class Body {
     [kBody] = null;
@@ -509,8 +676,23 @@
     async json() { return JSON.parse(await this.text()); }
     async arrayBuffer() { const b = this.#take(); return b === null ? new ArrayBuffer(0) : N.bytesOf(b).slice().buffer; }
     async bytes() { return new Uint8Array(await this.arrayBuffer()); }
-    async formData() { throw new TypeError('dobj: formData() is not supported'); }
-    async blob() { throw new TypeError('dobj: Blob is not supported'); }
+    async formData() {
+      const type = this.headers.get('content-type') || '';
+      if (/^multipart\/form-data/i.test(type)) {
+        const b = this.#take();
+        return parseMultipart(b === null ? new Uint8Array(0) : N.bytesOf(b), type);
+      }
+      if (/^application\/x-www-form-urlencoded/i.test(type)) {
+        const form = new FormData();
+        for (const [k, v] of new URLSearchParams(await this.text())) form.append(k, v);
+        return form;
+      }
+      throw new TypeError(`Could not parse content as FormData: the content type is ${type ? `"${type}"` : 'missing'}`);
+    }
+    async blob() {
+      const b = this.#take();
+      return new Blob(b === null ? [] : [N.bytesOf(b)], { type: this.headers.get('content-type') || '' });
+    }
   }
   const kTrusted = Symbol('trusted');
   const kNeverAborted = new AbortSignal();  // the signal of every request from a client
@@ -536,10 +718,12 @@
       if (body !== null && body !== undefined && (this.method === 'GET' || this.method === 'HEAD')) {
         throw new TypeError('Request with GET/HEAD method cannot have body.');
       }
-      this[kBody] = bodyOf(body);
-      // A body from init is extracted (a string's gets text/plain); one taken
-      // from the input Request comes as it is, with that request's headers.
-      if ('body' in init && typeof this[kBody] === 'string' && !this.headers.has('content-type')) this.headers.set('content-type', 'text/plain;charset=UTF-8');
+      const [b, type] = 'body' in init ? bodyOf(body) : [src ? src[kBody] : null, null];
+      this[kBody] = b;
+      // A body from init is extracted (a string's gets text/plain, a form's
+      // its multipart type); one taken from the input Request comes as it
+      // is, with that request's headers.
+      if (type !== null && !this.headers.has('content-type')) this.headers.set('content-type', type);
       this.signal = init.signal || (src ? src.signal : new AbortSignal());
       this.redirect = init.redirect || 'follow';
       this.cf = init.cf || (src ? src.cf : undefined);
@@ -554,12 +738,13 @@
       this.status = init.status === undefined ? 200 : Number(init.status);
       if (this.status !== 101 && (this.status < 200 || this.status > 599)) throw new RangeError(`Invalid status ${this.status}`);
       this.statusText = init.statusText || '';
-      this[kBody] = bodyOf(body);
-      if (init.headers === undefined && typeof this[kBody] === 'string') {
-        this.headers = Headers._fromFlat(['content-type', 'text/plain;charset=UTF-8']);
+      const [b, type] = bodyOf(body);
+      this[kBody] = b;
+      if (init.headers === undefined) {
+        this.headers = Headers._fromFlat(type === null ? [] : ['content-type', type]);
       } else {
         this.headers = new Headers(init.headers);
-        if (typeof this[kBody] === 'string' && !this.headers.has('content-type')) this.headers.set('content-type', 'text/plain;charset=UTF-8');
+        if (type !== null && !this.headers.has('content-type')) this.headers.set('content-type', type);
       }
       this.webSocket = init.webSocket || null;
     }

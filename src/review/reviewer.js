@@ -191,7 +191,7 @@ const STORAGE_WRITES = new Set(["put", "delete", "deleteAll", "setAlarm", "delet
 const STORAGE_ASYNC = new Set([...STORAGE_READS, ...STORAGE_WRITES, "transaction", "sync"]);
 const HANDLERS = new Set(["fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"]);
 const UNSUPPORTED_GLOBALS = new Set(["HTMLRewriter", "caches", "ReadableStream", "WritableStream",
-  "TransformStream", "Blob", "File", "FormData", "CompressionStream", "DecompressionStream",
+  "TransformStream", "CompressionStream", "DecompressionStream",
   "EventSource"]);
 const SUPPORTED_CONFIG_KEYS = new Set(["name", "main", "compatibility_date", "compatibility_flags",
   "durable_objects", "migrations", "vars", "$schema", "workers_dev", "routes", "route",

@@ -165,6 +165,45 @@ TEST_F(JsTest, AFailureTheWorkerDoesNotCatchReachesTheClientAsItCame) {
   EXPECT_EQ(log.find("worker: unhandled"), std::string::npos) << log;
 }
 
+// FormData, Blob and File as the web platform has them: a form a client
+// posts (multipart, with a binary file; urlencoded), one a Worker sends an
+// object, and the content types their bodies get.
+TEST_F(JsTest, FormsAndBlobsTravelAsMultipartAndUrlencodedBodies) {
+  Json r = get_json("/forms/fm");
+  Json file = {{"file", "a %22b%22.bin"}, {"type", "application/x-test"}, {"size", 6}, {"bytes", {0, 13, 10, 255, 111, 107}}};
+  EXPECT_EQ(r["object"]["entries"],
+            Json::array({Json::array({"greeting", "héllo\r\nworld"}), Json::array({"upload", file}),
+                         Json::array({"greeting", "again"}), Json::array({"solo", "2"})}))
+      << r;
+  EXPECT_EQ(r["object"]["type"].get<std::string>().rfind("multipart/form-data; boundary=", 0), 0u) << r;
+  EXPECT_EQ(r["paramsType"], "application/x-www-form-urlencoded;charset=UTF-8");
+  EXPECT_EQ(r["params"], Json::parse(R"([["a","1"],["b","x y"]])"));
+  EXPECT_EQ(r["blob"], Json::parse(R"({"size":7,"type":"text/plain","text":"héllo!","slice":"éllo","tail":"!"})"));
+  EXPECT_EQ(r["fromResponse"], "héllo!");
+  EXPECT_EQ(r["responseType"], "text/plain");
+  EXPECT_EQ(r["file"], Json::parse(R"(["f.txt",5,true])"));
+  EXPECT_EQ(r["has"], Json::parse(R"([true,2,null])"));
+  EXPECT_EQ(r["notAForm"], "TypeError");
+
+  // A client's multipart form, with a file whose bytes are not text.
+  HttpClient c(port());
+  std::string body =
+      "--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nfirst line\r\nsecond\r\n"
+      "--XyZ\r\nContent-Disposition: form-data; name=\"doc\"; filename=\"d.bin\"\r\n"
+      "Content-Type: application/octet-stream\r\n\r\n\x01\r\n--X\xfe\r\n--XyZ--\r\n";
+  HttpResponse posted = c.request("POST", "/forms/fm", body, {{"Content-Type", "multipart/form-data; boundary=\"XyZ\""}});
+  ASSERT_EQ(posted.status, 200) << posted.body;
+  EXPECT_EQ(Json::parse(posted.body),
+            Json::parse(R"([["note","first line\r\nsecond"],
+                            ["doc",{"file":"d.bin","type":"application/octet-stream","size":7,"bytes":[1,13,10,45,45,88,254]}]])"));
+  HttpResponse urlencoded = c.request("POST", "/forms/fm", "k=v%26w&k=2", {{"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(urlencoded.body, R"([["k","v&w"],["k","2"]])");
+  // A broken form is the Worker's exception (a 500), not a crash.
+  HttpResponse broken = c.request("POST", "/forms/fm", "--XyZ\r\nno end", {{"Content-Type", "multipart/form-data; boundary=XyZ"}});
+  EXPECT_EQ(broken.status, 500);
+  EXPECT_EQ(get("/forms/fm").status, 200);
+}
+
 TEST_F(JsTest, IdsNamesAndVars) {
   Json id = get_json("/probe/nm/id");
   EXPECT_EQ(id["name"], "nm");

@@ -27,6 +27,17 @@ function same(a, b) {
   return Object.is(a, b);
 }
 
+// A form's entries as JSON: text values as they are, files with their name,
+// type and bytes.
+async function formEntries(form) {
+  const out = [];
+  for (const [name, value] of form) {
+    out.push([name, typeof value === "string" ? value
+      : { file: value.name, type: value.type, size: value.size, bytes: [...new Uint8Array(await value.arrayBuffer())] }]);
+  }
+  return out;
+}
+
 // Shared by the Worker and the objects of this script on one shard (one
 // context each), as module state is in workerd.
 const callLog = [];
@@ -111,6 +122,9 @@ export class Probe extends DurableObject {
           uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
         });
       }
+      // A form the caller sent, as formData() reads it.
+      case "form":
+        return Response.json({ type: request.headers.get("content-type"), entries: await formEntries(await request.formData()) });
       // scheduler.wait: a timer as a promise; an aborted signal rejects it.
       case "wait": {
         const start = performance.now();
@@ -396,6 +410,34 @@ export default {
       // A response with an error status is an answer, not a failure.
       out.answer = (await stub.fetch(`http://do/probe/${name}/no-such-op`)).status;
       return Response.json(out);
+    }
+    if (kind === "forms") {
+      // The client's own form (multipart or urlencoded), read here.
+      if (request.method === "POST") return Response.json(await formEntries(await request.formData()));
+      // A form made here, sent to an object as multipart and read there.
+      const form = new FormData();
+      form.append("greeting", "héllo\nworld");
+      form.append("upload", new Blob([new Uint8Array([0, 13, 10, 255]), "ok"], { type: "Application/X-Test" }), "a \"b\".bin");
+      form.append("greeting", "again");
+      form.set("solo", "1");
+      form.set("solo", "2");
+      const sent = await env.PROBE.getByName(name).fetch(`http://do/probe/${name}/form`, { method: "POST", body: form });
+      const params = new Request("http://do/", { method: "POST", body: new URLSearchParams("a=1&b=x+y") });
+      const blob = new Blob(["héllo", new Uint8Array([33])], { type: "Text/Plain" });
+      let notAForm = null;
+      try { await new Response("just text").formData(); } catch (e) { notAForm = e.name; }
+      return Response.json({
+        object: await sent.json(),
+        paramsType: params.headers.get("content-type"),
+        params: await formEntries(await params.formData()),
+        blob: { size: blob.size, type: blob.type, text: await blob.text(), slice: await blob.slice(1, -1).text(),
+                tail: await blob.slice(-1).text() },
+        fromResponse: await (await new Response(blob).blob()).text(),
+        responseType: new Response(blob).headers.get("content-type"),
+        file: (() => { const f = new File(["x"], "f.txt", { lastModified: 5 }); return [f.name, f.lastModified, f instanceof Blob]; })(),
+        has: [form.has("solo"), form.getAll("greeting").length, form.get("missing")],
+        notAForm,
+      });
     }
     if (kind === "unique") {
       const a = env.PROBE.newUniqueId();
