@@ -34,18 +34,24 @@ Args close_args(int code, std::string reason, bool clean) {
 // Calls target[method](...args) in an entry of `scope` and waits for the
 // promise it returns, if any, to settle. Hands the value to `finish` inside
 // the entry that has it (a conversion then needs no entry of its own) and
-// returns null; without `finish`, returns the value. Throws JsError for an
-// exception or a rejection (with its stack), Terminated when the entry was
+// returns null; without `finish`, returns the value. `finish` may return a
+// promise instead (a response whose body stream is still being read): its
+// value is then waited for and handed to `finish` again. Throws JsError for
+// an exception or a rejection (with its stack), Terminated when the entry was
 // terminated, dobj::Error(kNotFound) when there is no such method.
-using Finish = std::function<void(v8::Local<v8::Value>)>;
+using Finish = std::function<v8::Local<v8::Promise>(v8::Local<v8::Value>)>;
 Task<Value> call_js(Vm& vm, Scope* scope, const v8::Global<v8::Object>* target, std::string method,
                     Args args, Finish finish = nullptr) {
   Value out;
-  auto take = [&](v8::Local<v8::Value> v) {
-    if (finish) return finish(v);
-    out = std::make_shared<v8::Global<v8::Value>>(vm.isolate(), v);
-  };
   std::optional<Vm::PromiseWait> wait;
+  auto take = [&](v8::Local<v8::Value> v) {
+    if (!finish) {
+      out = std::make_shared<v8::Global<v8::Value>>(vm.isolate(), v);
+      return;
+    }
+    v8::Local<v8::Promise> more = finish(v);
+    if (!more.IsEmpty()) wait.emplace(vm, more);
+  };
   {
     Vm::Entry entry(vm, scope);
     v8::Local<v8::Context> ctx = entry.context();
@@ -74,14 +80,18 @@ Task<Value> call_js(Vm& vm, Scope* scope, const v8::Global<v8::Object>* target, 
       wait.emplace(vm, p);
     }
   }
-  if (wait) {
+  while (wait) {
     co_await wait->settled();
     Vm::Entry entry(vm, scope);
     if (wait->rejected()) {
       v8::Local<v8::Value> e = wait->value();
       throw vm.js_error(method + "(): " + vm.stack_of(e), e);
     }
-    take(wait->value());
+    v8::Local<v8::Value> v = wait->value();
+    wait.reset();
+    take(v);
+    entry.drain();
+    if (int why = vm.take_termination()) throw Terminated(why, vm.termination_message(why));
   }
   co_return out;
 }
@@ -225,7 +235,11 @@ Task<Response> JsObject::fetch(Request request) {
     Vm::SocketAccept accept;
     Response r;
     Task<Value> call = call_js(vm_, &scope_, &instance_, "fetch", std::move(args),
-                               [&](v8::Local<v8::Value> v) { r = vm_.to_response(v, &accept); });
+                               [&](v8::Local<v8::Value> v) {
+                                 v8::Local<v8::Promise> pending;
+                                 r = vm_.to_response(v, &accept, &pending);
+                                 return pending;
+                               });
     co_await call;
     if (accept.server.IsEmpty()) co_return r;
     Vm::Entry entry(vm_, &scope_);
@@ -403,7 +417,11 @@ Task<Response> js_worker(Request request, Env& env) {
     };
     Response r;
     Task<Value> call = call_js(vm, &scope, &vm.worker_handler(), "fetch", std::move(args),
-                               [&](v8::Local<v8::Value> v) { r = vm.to_response(v, nullptr); });
+                               [&](v8::Local<v8::Value> v) {
+                                 v8::Local<v8::Promise> pending;
+                                 r = vm.to_response(v, nullptr, &pending);
+                                 return pending;
+                               });
     co_await call;
     co_return r;
   } catch (const Terminated& t) {

@@ -484,6 +484,475 @@
   }
   define('Headers', Headers);
 
+  // ---- Streams ---------------------------------------------------------------
+  // ReadableStream, WritableStream and TransformStream of the Streams
+  // standard, default (not byte) streams. Bodies stay whole underneath: a
+  // stream given as a body is read to its end before the message leaves
+  // (a response is sent when its stream closes, not chunk by chunk).
+  const kStream = Symbol('stream');
+  const kBytesSource = Symbol('bytes');  // a stream over bytes known in full
+  const resolved = (v) => Promise.resolve(v);
+  class ReadableStreamDefaultController {
+    #st;
+    constructor(st) { this.#st = st; }
+    get desiredSize() {
+      const st = this.#st;
+      return st.state === 'errored' ? null : st.state === 'closed' ? 0 : st.hwm - st.queue.length;
+    }
+    enqueue(chunk) {
+      const st = this.#st;
+      if (st.closeRequested || st.state !== 'readable') throw new TypeError('the stream is closed or closing; it takes no more chunks');
+      const req = st.reader && st.reader.requests.shift();
+      if (req) req.resolve({ value: chunk, done: false });
+      else st.queue.push(chunk);
+      st.pull();
+    }
+    close() {
+      const st = this.#st;
+      if (st.closeRequested || st.state !== 'readable') throw new TypeError('the stream is already closed or closing');
+      st.closeRequested = true;
+      if (st.queue.length === 0) st.finish();
+    }
+    error(e) { this.#st.fail(e); }
+  }
+  class ReadableStream {
+    constructor(source = {}, strategy = {}) {
+      if (source === null || typeof source !== 'object') source = {};
+      const st = {
+        state: 'readable', queue: [], error: undefined, reader: null, started: false, pulling: false,
+        pullAgain: false, closeRequested: false, disturbed: false, source,
+        hwm: strategy.highWaterMark === undefined ? 1 : Number(strategy.highWaterMark),
+      };
+      st.finish = () => {
+        if (st.state !== 'readable') return;
+        st.state = 'closed';
+        if (st.reader) {
+          for (const r of st.reader.requests.splice(0)) r.resolve({ value: undefined, done: true });
+          st.reader.closedResolve();
+        }
+      };
+      st.fail = (e) => {
+        if (st.state !== 'readable') return;
+        st.state = 'errored';
+        st.error = e;
+        st.queue = [];
+        if (st.reader) {
+          for (const r of st.reader.requests.splice(0)) r.reject(e);
+          st.reader.closedReject(e);
+        }
+      };
+      st.pull = () => {
+        if (!st.started || st.state !== 'readable' || st.closeRequested || typeof source.pull !== 'function') return;
+        const wanted = (st.reader && st.reader.requests.length > 0) || st.hwm - st.queue.length > 0;
+        if (!wanted) return;
+        if (st.pulling) { st.pullAgain = true; return; }
+        st.pulling = true;
+        let result;
+        try { result = source.pull(st.controller); } catch (e) { st.fail(e); return; }
+        resolved(result).then(() => {
+          st.pulling = false;
+          if (st.pullAgain) { st.pullAgain = false; st.pull(); }
+        }, (e) => st.fail(e));
+      };
+      st.controller = new ReadableStreamDefaultController(st);
+      this[kStream] = st;
+      // What start() throws, the constructor throws (as the standard says).
+      const started = typeof source.start === 'function' ? source.start(st.controller) : undefined;
+      resolved(started).then(() => { st.started = true; st.pull(); }, (e) => st.fail(e));
+    }
+    get locked() { return this[kStream].reader !== null; }
+    cancel(reason) {
+      if (this.locked) return Promise.reject(new TypeError('the stream is locked to a reader'));
+      return cancelStream(this[kStream], reason);
+    }
+    getReader(options = {}) {
+      if (options && options.mode === 'byob') throw new TypeError('dobj: BYOB readers are not supported');
+      return new ReadableStreamDefaultReader(this);
+    }
+    tee() {
+      const reader = this.getReader();
+      let c1, c2, canceled1 = false, canceled2 = false, reading = false;
+      const pull = () => {
+        if (reading) return;
+        reading = true;
+        return reader.read().then(({ value, done }) => {
+          reading = false;
+          if (done) { if (!canceled1) c1.close(); if (!canceled2) c2.close(); return; }
+          if (!canceled1) c1.enqueue(value);
+          if (!canceled2) c2.enqueue(value);
+        }, (e) => { c1.error(e); c2.error(e); });
+      };
+      const both = (first) => ({
+        start(c) { if (first) c1 = c; else c2 = c; },
+        pull,
+        cancel(reason) {
+          if (first) canceled1 = true; else canceled2 = true;
+          if (canceled1 && canceled2) return reader.cancel(reason);
+        },
+      });
+      return [new ReadableStream(both(true)), new ReadableStream(both(false))];
+    }
+    async pipeTo(dest, options = {}) {
+      if (!(dest instanceof WritableStream)) throw new TypeError('pipeTo() needs a WritableStream');
+      if (this.locked) throw new TypeError('the stream is locked to a reader');
+      if (dest.locked) throw new TypeError('the destination is locked to a writer');
+      const reader = this.getReader();
+      const writer = dest.getWriter();
+      const signal = options.signal;
+      let abortWith = null;
+      const onAbort = () => { abortWith = signal.reason === undefined ? new DOMException('aborted', 'AbortError') : signal.reason; };
+      if (signal) { if (signal.aborted) onAbort(); else signal.addEventListener('abort', onAbort); }
+      try {
+        for (;;) {
+          if (abortWith !== null) throw abortWith;
+          let step;
+          try { step = await reader.read(); } catch (e) {
+            if (!options.preventAbort) await writer.abort(e).catch(() => {});
+            throw e;
+          }
+          if (step.done) break;
+          try { await writer.write(step.value); } catch (e) {
+            if (!options.preventCancel) await reader.cancel(e).catch(() => {});
+            throw e;
+          }
+        }
+        if (!options.preventClose) await writer.close();
+      } catch (e) {
+        if (e === abortWith) {
+          if (!options.preventAbort) await writer.abort(e).catch(() => {});
+          if (!options.preventCancel) await reader.cancel(e).catch(() => {});
+        }
+        throw e;
+      } finally {
+        if (signal) signal.removeEventListener('abort', onAbort);
+        reader.releaseLock();
+        writer.releaseLock();
+      }
+    }
+    pipeThrough(pair, options) {
+      const done = this.pipeTo(pair.writable, options);
+      done.catch(() => {});
+      return pair.readable;
+    }
+    values(options = {}) {
+      const reader = this.getReader();
+      const keep = !!options.preventCancel;
+      let released = false;
+      const release = () => { if (!released) { released = true; reader.releaseLock(); } };
+      return {
+        // Done: the lock goes (the stream is closed, and no longer locked).
+        next: () => (released ? resolved({ value: undefined, done: true })
+          : reader.read().then((step) => { if (step.done) release(); return step; })),
+        return: async (value) => {
+          if (!released && !keep) await reader.cancel(value);
+          release();
+          return { value, done: true };
+        },
+        [Symbol.asyncIterator]() { return this; },
+      };
+    }
+    [Symbol.asyncIterator](options) { return this.values(options); }
+    static from(items) {
+      const it = typeof items[Symbol.asyncIterator] === 'function' ? items[Symbol.asyncIterator]()
+        : items[Symbol.iterator]();
+      return new ReadableStream({
+        async pull(c) {
+          const { value, done } = await it.next();
+          if (done) c.close(); else c.enqueue(value);
+        },
+        async cancel(reason) { if (typeof it.return === 'function') await it.return(reason); },
+      }, { highWaterMark: 0 });
+    }
+    get [Symbol.toStringTag]() { return 'ReadableStream'; }
+  }
+  function cancelStream(st, reason) {
+    st.disturbed = true;
+    if (st.state === 'closed') return resolved(undefined);
+    if (st.state === 'errored') return Promise.reject(st.error);
+    st.queue = [];
+    st.finish();
+    const cancel = st.source.cancel;
+    try {
+      return resolved(typeof cancel === 'function' ? cancel.call(st.source, reason) : undefined).then(() => undefined);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+  class ReadableStreamDefaultReader {
+    #st;
+    constructor(stream) {
+      if (!(stream instanceof ReadableStream)) throw new TypeError('a reader needs a ReadableStream');
+      const st = stream[kStream];
+      if (st.reader) throw new TypeError('the stream is locked to another reader');
+      this.#st = st;
+      const lock = { requests: [] };
+      lock.closed = new Promise((res, rej) => { lock.closedResolve = res; lock.closedReject = rej; });
+      lock.closed.catch(() => {});
+      st.reader = lock;
+      if (st.state === 'closed') lock.closedResolve();
+      else if (st.state === 'errored') lock.closedReject(st.error);
+    }
+    get closed() { return this.#st ? this.#st.reader.closed : Promise.reject(new TypeError('the reader was released')); }
+    read() {
+      const st = this.#st;
+      if (!st) return Promise.reject(new TypeError('the reader was released'));
+      st.disturbed = true;
+      if (st.state === 'errored') return Promise.reject(st.error);
+      if (st.queue.length > 0) {
+        const value = st.queue.shift();
+        if (st.closeRequested && st.queue.length === 0) st.finish();
+        else st.pull();
+        return resolved({ value, done: false });
+      }
+      if (st.state === 'closed') return resolved({ value: undefined, done: true });
+      return new Promise((resolve, reject) => { st.reader.requests.push({ resolve, reject }); st.pull(); });
+    }
+    cancel(reason) {
+      if (!this.#st) return Promise.reject(new TypeError('the reader was released'));
+      return cancelStream(this.#st, reason);
+    }
+    releaseLock() {
+      const st = this.#st;
+      if (!st) return;
+      const released = new TypeError('the reader was released');
+      for (const r of st.reader.requests.splice(0)) r.reject(released);
+      st.reader = null;
+      this.#st = null;
+    }
+  }
+  // All of a stream's bytes: strings as UTF-8, typed arrays and buffers as
+  // they are (the body of a message).
+  async function readAllBytes(stream) {
+    const st = stream[kStream];
+    if (st[kBytesSource] && !st.disturbed && !st.reader) { st.disturbed = true; return st[kBytesSource]; }
+    if (st.reader) throw new TypeError('the body stream is locked to a reader');
+    if (st.disturbed) throw new TypeError('the body stream was already read');
+    const reader = stream.getReader();
+    const chunks = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (typeof value === 'string') chunks.push(N.utf8Encode(value));
+      else if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) chunks.push(new Uint8Array(toBytes(value)));
+      else throw new TypeError('a body stream must give strings, ArrayBuffers or typed arrays');
+    }
+    reader.releaseLock();
+    return concatBytes(chunks);
+  }
+  // The same at once when the stream has ended with all its chunks still
+  // queued (a source that enqueued them in start()): null otherwise.
+  function bytesNow(stream) {
+    const st = stream[kStream];
+    if (st[kBytesSource] && !st.disturbed && !st.reader) { st.disturbed = true; return st[kBytesSource]; }
+    if (st.reader || st.disturbed || !st.closeRequested || st.state !== 'readable') return null;
+    const chunks = [];
+    for (const value of st.queue) {
+      if (typeof value === 'string') chunks.push(N.utf8Encode(value));
+      else if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) chunks.push(new Uint8Array(toBytes(value)));
+      else return null;  // readAllBytes says why
+    }
+    st.disturbed = true;
+    st.queue = [];
+    st.finish();
+    return concatBytes(chunks);
+  }
+  // A stream over bytes known in full (a body's).
+  function bytesStream(bytes) {
+    const s = new ReadableStream({ start(c) { if (bytes.length > 0) c.enqueue(bytes); c.close(); } });
+    s[kStream][kBytesSource] = bytes;
+    return s;
+  }
+
+  class WritableStreamDefaultController {
+    #st;
+    constructor(st) { this.#st = st; }
+    error(e) { this.#st.fail(e); }
+    get signal() { return this.#st.abort.signal; }
+  }
+  class WritableStream {
+    constructor(sink = {}, strategy = {}) {
+      if (sink === null || typeof sink !== 'object') sink = {};
+      const st = {
+        state: 'writable', queue: [], error: undefined, writer: null, busy: false, started: false,
+        closing: null, abort: new AbortController(), hwm: strategy.highWaterMark === undefined ? 1 : Number(strategy.highWaterMark),
+      };
+      let closedResolve, closedReject;
+      st.closed = new Promise((res, rej) => { closedResolve = res; closedReject = rej; });
+      st.closed.catch(() => {});
+      st.fail = (e) => {
+        if (st.state === 'errored' || st.state === 'closed') return;
+        st.state = 'errored';
+        st.error = e;
+        for (const w of st.queue.splice(0)) w.reject(e);
+        if (st.closing) st.closing.reject(e);
+        closedReject(e);
+      };
+      st.process = async () => {
+        if (st.busy || !st.started) return;
+        st.busy = true;
+        while (st.state === 'writable' && st.queue.length > 0) {
+          const w = st.queue.shift();
+          try {
+            if (typeof sink.write === 'function') await sink.write(w.chunk, st.controller);
+            w.resolve();
+          } catch (e) {
+            w.reject(e);
+            st.fail(e);
+          }
+        }
+        if (st.state === 'writable' && st.closing) {
+          try {
+            if (typeof sink.close === 'function') await sink.close();
+            st.state = 'closed';
+            st.closing.resolve();
+            closedResolve();
+          } catch (e) {
+            st.fail(e);
+          }
+        }
+        st.busy = false;
+      };
+      st.write = (chunk) => {
+        if (st.state === 'errored') return Promise.reject(st.error);
+        if (st.closing || st.state === 'closed') return Promise.reject(new TypeError('the stream is closed or closing'));
+        const p = new Promise((resolve, reject) => st.queue.push({ chunk, resolve, reject }));
+        st.process();
+        return p;
+      };
+      st.close = () => {
+        if (st.state === 'errored') return Promise.reject(st.error);
+        if (st.closing || st.state === 'closed') return Promise.reject(new TypeError('the stream is closed or closing'));
+        const p = new Promise((resolve, reject) => { st.closing = { resolve, reject }; });
+        st.process();
+        return p;
+      };
+      st.abortWith = (reason) => {
+        if (st.state === 'closed' || st.state === 'errored') return resolved(undefined);
+        st.abort.abort(reason);
+        st.fail(reason);
+        return resolved(typeof sink.abort === 'function' ? sink.abort(reason) : undefined).then(() => undefined);
+      };
+      st.controller = new WritableStreamDefaultController(st);
+      this[kStream] = st;
+      const started = typeof sink.start === 'function' ? sink.start(st.controller) : undefined;
+      resolved(started).then(() => { st.started = true; st.process(); }, (e) => st.fail(e));
+    }
+    get locked() { return this[kStream].writer !== null; }
+    getWriter() { return new WritableStreamDefaultWriter(this); }
+    abort(reason) {
+      if (this.locked) return Promise.reject(new TypeError('the stream is locked to a writer'));
+      return this[kStream].abortWith(reason);
+    }
+    close() {
+      if (this.locked) return Promise.reject(new TypeError('the stream is locked to a writer'));
+      return this[kStream].close();
+    }
+    get [Symbol.toStringTag]() { return 'WritableStream'; }
+  }
+  class WritableStreamDefaultWriter {
+    #st;
+    constructor(stream) {
+      if (!(stream instanceof WritableStream)) throw new TypeError('a writer needs a WritableStream');
+      const st = stream[kStream];
+      if (st.writer) throw new TypeError('the stream is locked to another writer');
+      st.writer = this;
+      this.#st = st;
+    }
+    #held() { if (!this.#st) throw new TypeError('the writer was released'); return this.#st; }
+    get closed() { return this.#st ? this.#st.closed : Promise.reject(new TypeError('the writer was released')); }
+    get ready() { return resolved(undefined); }
+    get desiredSize() {
+      const st = this.#held();
+      return st.state === 'errored' ? null : st.state === 'closed' ? 0 : st.hwm - st.queue.length;
+    }
+    write(chunk) { try { return this.#held().write(chunk); } catch (e) { return Promise.reject(e); } }
+    close() { try { return this.#held().close(); } catch (e) { return Promise.reject(e); } }
+    abort(reason) { try { return this.#held().abortWith(reason); } catch (e) { return Promise.reject(e); } }
+    releaseLock() { if (this.#st) { this.#st.writer = null; this.#st = null; } }
+  }
+  class TransformStream {
+    #readable; #writable;
+    constructor(transformer = {}, writableStrategy = {}, readableStrategy = {}) {
+      if (transformer === null || typeof transformer !== 'object') transformer = {};
+      let rc;
+      this.#readable = new ReadableStream({
+        start(c) { rc = c; },
+        cancel: (reason) => { this.#writable[kStream].fail(reason); },
+      }, readableStrategy);
+      const controller = {
+        enqueue: (chunk) => rc.enqueue(chunk),
+        error: (e) => { rc.error(e); this.#writable[kStream].fail(e); },
+        terminate: () => { try { rc.close(); } catch {} this.#writable[kStream].fail(new TypeError('the transform stream was terminated')); },
+        get desiredSize() { return rc.desiredSize; },
+      };
+      const started = resolved(typeof transformer.start === 'function' ? transformer.start(controller) : undefined);
+      this.#writable = new WritableStream({
+        async start() { await started; },
+        async write(chunk) {
+          if (typeof transformer.transform === 'function') await transformer.transform(chunk, controller);
+          else controller.enqueue(chunk);
+        },
+        async close() {
+          if (typeof transformer.flush === 'function') await transformer.flush(controller);
+          try { rc.close(); } catch {}
+        },
+        abort(reason) { rc.error(reason); },
+      }, writableStrategy);
+    }
+    get readable() { return this.#readable; }
+    get writable() { return this.#writable; }
+    get [Symbol.toStringTag]() { return 'TransformStream'; }
+  }
+  // UTF-8 text to bytes and back, chunk by chunk (a character split between
+  // two chunks is decoded whole).
+  class TextEncoderStream extends TransformStream {
+    constructor() { super({ transform(chunk, c) { const b = N.utf8Encode(String(chunk)); if (b.length) c.enqueue(b); } }); }
+    get encoding() { return 'utf-8'; }
+  }
+  class TextDecoderStream extends TransformStream {
+    constructor(label = 'utf-8', options = {}) {
+      const decoder = new TextDecoder(label, options);
+      let carry = new Uint8Array(0);
+      super({
+        transform(chunk, c) {
+          const b = concatBytes([carry, new Uint8Array(toBytes(chunk))]);
+          // Keep back an incomplete sequence at the end.
+          let keep = 0;
+          for (let i = b.length - 1; i >= 0 && i >= b.length - 4; --i) {
+            const x = b[i];
+            if ((x & 0xc0) === 0x80) continue;  // a continuation byte
+            const need = x >= 0xf0 ? 4 : x >= 0xe0 ? 3 : x >= 0xc0 ? 2 : 1;
+            if (b.length - i < need) keep = b.length - i;
+            break;
+          }
+          carry = b.slice(b.length - keep);
+          const text = decoder.decode(b.subarray(0, b.length - keep));
+          if (text.length) c.enqueue(text);
+        },
+        flush(c) { if (carry.length) c.enqueue(decoder.decode(carry)); },
+      });
+      this.fatal = decoder.fatal;
+    }
+    get encoding() { return 'utf-8'; }
+  }
+  define('ReadableStream', ReadableStream);
+  define('ReadableStreamDefaultReader', ReadableStreamDefaultReader);
+  define('ReadableStreamDefaultController', ReadableStreamDefaultController);
+  define('WritableStream', WritableStream);
+  define('WritableStreamDefaultWriter', WritableStreamDefaultWriter);
+  define('WritableStreamDefaultController', WritableStreamDefaultController);
+  define('TransformStream', TransformStream);
+  define('TextEncoderStream', TextEncoderStream);
+  define('TextDecoderStream', TextDecoderStream);
+  define('CountQueuingStrategy', class CountQueuingStrategy {
+    constructor({ highWaterMark }) { this.highWaterMark = highWaterMark; }
+    size() { return 1; }
+  });
+  define('ByteLengthQueuingStrategy', class ByteLengthQueuingStrategy {
+    constructor({ highWaterMark }) { this.highWaterMark = highWaterMark; }
+    size(chunk) { return chunk.byteLength; }
+  });
+
   // ---- Blob, File, FormData ------------------------------------------------
   function concatBytes(chunks) {
     let n = 0;
@@ -519,7 +988,7 @@
     async text() { return N.utf8Decode(this.#bytes, false); }
     async arrayBuffer() { return this.#bytes.slice().buffer; }
     async bytes() { return this.#bytes.slice(); }
-    stream() { return new ReadableStreamLike(this.#bytes.slice()); }
+    stream() { return bytesStream(this.#bytes.slice()); }
     get [Symbol.toStringTag]() { return 'Blob'; }
     static _bytes(b) { return b.#bytes; }
   }
@@ -659,27 +1128,59 @@
     if (body instanceof URLSearchParams) return [body.toString(), 'application/x-www-form-urlencoded;charset=UTF-8'];
     if (body instanceof Blob) return [Blob._bytes(body).slice(), body.type || null];
     if (body instanceof FormData) return multipart(body);
-    if (body instanceof ReadableStreamLike) return [body._bytes, null];
-    throw new TypeError('dobj: a body must be a string, an ArrayBuffer, a typed array, a Blob, FormData or URLSearchParams (streams are not supported)');
+    if (body instanceof ReadableStream) {
+      if (body.locked || body[kStream].disturbed) throw new TypeError('the body stream is locked or was already read');
+      return [body, null];
+    }
+    throw new TypeError('a body must be a string, an ArrayBuffer, a typed array, a Blob, FormData, URLSearchParams or a ReadableStream');
+  }
+  // A message's body whole, for the runtime: a stream is read to its end.
+  const wholeBody = (b) => (b instanceof ReadableStream ? readAllBytes(b) : b);
+  // The body of a message's clone: bytes are shared; a stream is split in
+  // two (tee), one half staying with the message.
+  function splitBody(msg) {
+    const b = msg[kBody];
+    if (!(b instanceof ReadableStream)) return b;
+    if (msg.bodyUsed || b.locked) throw new TypeError('Body has already been used');
+    const st = b[kStream];
+    if (st[kBytesSource]) { msg[kBody] = st[kBytesSource]; return st[kBytesSource]; }
+    const [mine, theirs] = b.tee();
+    msg[kBody] = mine;
+    return theirs;
   }
   const kBody = Symbol('body');
   class Body {
     [kBody] = null;
-    bodyUsed = false;
+    #used = false;
+    get bodyUsed() {
+      const b = this[kBody];
+      return this.#used || (b instanceof ReadableStream && b[kStream].disturbed);
+    }
+    // The whole body, once: a string, bytes or null.
     #take() {
       if (this.bodyUsed) throw new TypeError('Body has already been used');
-      this.bodyUsed = this[kBody] !== null;
-      return this[kBody];
+      const b = this[kBody];
+      this.#used = b !== null;
+      return wholeBody(b);
     }
-    get body() { return this[kBody] === null ? null : new ReadableStreamLike(N.bytesOf(this[kBody])); }
-    async text() { const b = this.#take(); return b === null ? '' : typeof b === 'string' ? b : N.utf8Decode(b, false); }
+    get body() {
+      const b = this[kBody];
+      if (b === null || b instanceof ReadableStream) return b;
+      // A stream over the bytes, made when asked for; the body is the stream
+      // from then on (read from it, or passed on whole).
+      const stream = bytesStream(this.#used ? new Uint8Array(0) : N.bytesOf(b));
+      if (this.#used) stream[kStream].disturbed = true;
+      this[kBody] = stream;
+      return stream;
+    }
+    async text() { const b = await this.#take(); return b === null ? '' : typeof b === 'string' ? b : N.utf8Decode(b, false); }
     async json() { return JSON.parse(await this.text()); }
-    async arrayBuffer() { const b = this.#take(); return b === null ? new ArrayBuffer(0) : N.bytesOf(b).slice().buffer; }
+    async arrayBuffer() { const b = await this.#take(); return b === null ? new ArrayBuffer(0) : N.bytesOf(b).slice().buffer; }
     async bytes() { return new Uint8Array(await this.arrayBuffer()); }
     async formData() {
       const type = this.headers.get('content-type') || '';
       if (/^multipart\/form-data/i.test(type)) {
-        const b = this.#take();
+        const b = await this.#take();
         return parseMultipart(b === null ? new Uint8Array(0) : N.bytesOf(b), type);
       }
       if (/^application\/x-www-form-urlencoded/i.test(type)) {
@@ -690,7 +1191,7 @@
       throw new TypeError(`Could not parse content as FormData: the content type is ${type ? `"${type}"` : 'missing'}`);
     }
     async blob() {
-      const b = this.#take();
+      const b = await this.#take();
       return new Blob(b === null ? [] : [N.bytesOf(b)], { type: this.headers.get('content-type') || '' });
     }
   }
@@ -729,7 +1230,12 @@
       this.cf = init.cf || (src ? src.cf : undefined);
     }
     get url() { return this.#url; }
-    clone() { return new Request(this); }
+    clone() {
+      const body = splitBody(this);
+      const r = new Request(this);
+      r[kBody] = body;
+      return r;
+    }
   }
   define('Request', Request);
   class Response extends Body {
@@ -761,7 +1267,7 @@
     clone() {
       // The same status, headers and body, as they are (a string body gets no
       // content type added, as a new Response would give it).
-      const r = Response._make(this.status, this.headers._flat().slice(), this[kBody]);
+      const r = Response._make(this.status, this.headers._flat().slice(), splitBody(this));
       r.statusText = this.statusText;
       r.webSocket = this.webSocket;
       return r;
@@ -879,7 +1385,8 @@
   // ---- Outgoing fetch ---------------------------------------------------------
   define('fetch', async (input, init) => {
     const req = new Request(input, init);
-    const [status, flat, body] = await N.httpFetch(req.url, req.method, req.headers._flat(), req[kBody]);
+    const sent = req[kBody] instanceof ReadableStream ? await readAllBytes(req[kBody]) : req[kBody];
+    const [status, flat, body] = await N.httpFetch(req.url, req.method, req.headers._flat(), sent);
     return makeResponse(status, flat, body);
   });
   function makeResponse(status, flat, body, upgrade) {
@@ -906,7 +1413,8 @@
     get name() { return this.#id.name; }
     async fetch(input, init) {
       const req = input instanceof Request && init === undefined ? input : new Request(input instanceof Request || /^[a-z][a-z0-9+.-]*:/i.test(String(input)) ? input : new URL(String(input), 'http://do/'), init);
-      const [status, flat, body, upgrade] = await N.stubFetch(this.#handle, req.method, req.url, req.headers._flat(), req[kBody]);
+      const sent = req[kBody] instanceof ReadableStream ? await readAllBytes(req[kBody]) : req[kBody];
+      const [status, flat, body, upgrade] = await N.stubFetch(this.#handle, req.method, req.url, req.headers._flat(), sent);
       return makeResponse(status, flat, body, upgrade);
     }
   }
@@ -1103,7 +1611,16 @@
       } else if (r.status === 101) {
         throw new TypeError('a 101 response needs a webSocket');
       }
-      return [r.status, r.headers._flat(), r[kBody], socket];
+      let body = r[kBody];
+      if (body instanceof ReadableStream) {
+        // A stream is sent whole: at once when it has ended with its chunks
+        // queued, else a promise of the response once it has been read
+        // (the runtime waits for it and asks again).
+        const now = bytesNow(body);
+        if (now === null) return readAllBytes(body).then((bytes) => { r[kBody] = bytes; return r; });
+        body = r[kBody] = now;
+      }
+      return [r.status, r.headers._flat(), body, socket];
     },
     // C++ awaits a promise (Vm::PromiseWait): its outcome goes to N.settled.
     waitFor(promise, id) {

@@ -837,12 +837,16 @@ void Vm::release_boxes() {
   }
 }
 
-Response Vm::to_response(v8::Local<v8::Value> value, SocketAccept* accept) {
+Response Vm::to_response(v8::Local<v8::Value> value, SocketAccept* accept, v8::Local<v8::Promise>* pending) {
   v8::Local<v8::Context> ctx = context();
   v8::Local<v8::Value> argv[] = {value};
   v8::Local<v8::Value> parts;
   if (!response_parts_.Get(isolate_)->Call(ctx, helpers(), 1, argv).ToLocal(&parts)) {
     throw JsError("the handler did not return a Response (got " + utf8(value) + ")");
+  }
+  if (parts->IsPromise()) {
+    *pending = parts.As<v8::Promise>();
+    return {};
   }
   auto a = parts.As<v8::Array>();
   Response r;

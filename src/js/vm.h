@@ -227,7 +227,10 @@ class Vm {
   v8::Local<v8::Value> to_js_request(const Request& request);
   // [name, value, ...] of the headers.
   v8::Local<v8::Array> flat_headers(const Headers& headers);
-  Response to_response(v8::Local<v8::Value> value, SocketAccept* accept);
+  // The Response a handler returned, in C++. When its body is a stream not
+  // read yet, returns nothing and sets *pending to a promise of the same
+  // Response once the stream has been read: wait for it and convert again.
+  Response to_response(v8::Local<v8::Value> value, SocketAccept* accept, v8::Local<v8::Promise>* pending);
   // A body value (string, Uint8Array, null) to bytes, and back: js_body
   // makes a Uint8Array; http_body a string when the bytes are ASCII (the
   // same bytes come back, and a string costs far less to make than an

@@ -153,6 +153,12 @@ const RULES = {
       "when it reaches it.",
     fix: "Avoid it on dobj, or keep it behind a check.",
   },
+  "event-stream-response": {
+    severity: "warning",
+    why: "dobj sends a response body whole, once its stream has ended (docs/js.md): server-sent " +
+      "events that keep the stream open never reach the client.",
+    fix: "Push updates over a hibernatable WebSocket (ctx.acceptWebSocket), or let the client poll.",
+  },
   "config-class-not-exported": {
     severity: "error",
     why: "A Durable Object binding names a class the main module does not export.",
@@ -190,8 +196,7 @@ const STORAGE_READS = new Set(["get", "list", "getAlarm"]);
 const STORAGE_WRITES = new Set(["put", "delete", "deleteAll", "setAlarm", "deleteAlarm"]);
 const STORAGE_ASYNC = new Set([...STORAGE_READS, ...STORAGE_WRITES, "transaction", "sync"]);
 const HANDLERS = new Set(["fetch", "alarm", "webSocketMessage", "webSocketClose", "webSocketError"]);
-const UNSUPPORTED_GLOBALS = new Set(["HTMLRewriter", "caches", "ReadableStream", "WritableStream",
-  "TransformStream", "CompressionStream", "DecompressionStream",
+const UNSUPPORTED_GLOBALS = new Set(["HTMLRewriter", "caches", "CompressionStream", "DecompressionStream",
   "EventSource"]);
 const SUPPORTED_CONFIG_KEYS = new Set(["name", "main", "compatibility_date", "compatibility_flags",
   "durable_objects", "migrations", "vars", "$schema", "workers_dev", "routes", "route",
@@ -846,6 +851,9 @@ class Review {
           !(n.parent.type === "MemberExpression" && n.parent.property === n && !n.parent.computed) &&
           !(n.parent.type === "Property" && n.parent.key === n)) {
         this.add("unsupported-api", file, n, `${n.name} is not provided by dobj`);
+      }
+      if (n.type === "Literal" && typeof n.value === "string" && /^\s*text\/event-stream\b/i.test(n.value)) {
+        this.add("event-stream-response", file, n, "a text/event-stream response is sent only when its stream ends");
       }
       if (n.type === "NewExpression" && n.callee.type === "Identifier" && n.callee.name === "WebSocket") {
         this.add("unsupported-api", file, n, "outgoing WebSockets (new WebSocket) are not provided by dobj");

@@ -204,6 +204,41 @@ TEST_F(JsTest, FormsAndBlobsTravelAsMultipartAndUrlencodedBodies) {
   EXPECT_EQ(get("/forms/fm").status, 200);
 }
 
+// The Streams standard's classes, and stream bodies: read whole before they
+// leave, including a response whose stream fills after its handler returned.
+TEST_F(JsTest, StreamsWorkAndAStreamBodyIsSentWhenItEnds) {
+  Json r = get_json("/streams/st");
+  EXPECT_EQ(r["read"], Json({"a", "b"})) << r;
+  EXPECT_EQ(r["lockedAfter"], false) << r;
+  EXPECT_EQ(r["tee"], Json::parse(R"([["p","q"],["p","q"]])")) << r;
+  EXPECT_EQ(r["piped"], Json::parse(R"([10,20,30,"end","closed"])")) << r;
+  EXPECT_EQ(r["decoded"], "€uro") << r;
+  EXPECT_EQ(r["cancelled"], "enough") << r;
+  EXPECT_EQ(r["errored"], "bad source") << r;
+  EXPECT_EQ(r["afterClose"], "TypeError") << r;
+  EXPECT_EQ(r["text"], "hello") << r;
+  EXPECT_EQ(r["clone"], Json({"cloned", "cloned"})) << r;
+  EXPECT_EQ(r["sent"], Json::parse(R"({"n":7,"text":"one two","used":true})")) << r;
+  EXPECT_EQ(r["late"], "chunk 1;chunk 2;chunk 3;") << r;
+  EXPECT_EQ(r["blobStream"], "blob") << r;
+
+  // An object's and the Worker's answers whose streams fill after the
+  // handler returned reach the client whole.
+  HttpResponse late = get("/probe/st/stream-late");
+  EXPECT_EQ(late.status, 200);
+  EXPECT_EQ(late.body, "chunk 1;chunk 2;chunk 3;");
+  EXPECT_EQ(get("/streams/st?late").body, "XYZ");
+  // A client's body read through request.body.
+  HttpClient c(port());
+  HttpResponse read = c.request("POST", "/probe/st/read-body", std::string(70000, 'x'));
+  EXPECT_EQ(Json::parse(read.body)["n"], 70000) << read.body.substr(0, 200);
+  // A stream that fails is the handler's failure: a 500, and the object goes on.
+  HttpResponse failed = get("/probe/sf/stream-fails");
+  EXPECT_EQ(failed.status, 500) << failed.body;
+  EXPECT_NE(server_->output().find("the source broke"), std::string::npos) << server_->output();
+  EXPECT_EQ(get("/probe/sf/boots").status, 200);
+}
+
 TEST_F(JsTest, IdsNamesAndVars) {
   Json id = get_json("/probe/nm/id");
   EXPECT_EQ(id["name"], "nm");

@@ -122,6 +122,34 @@ export class Probe extends DurableObject {
           uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
         });
       }
+      // A body streamed from timers: sent once the stream closes.
+      case "stream-late": {
+        let i = 0;
+        return new Response(new ReadableStream({
+          async pull(c) {
+            await new Promise((r) => setTimeout(r, 5));
+            if (++i > 3) c.close(); else c.enqueue(new TextEncoder().encode(`chunk ${i};`));
+          },
+        }), { headers: { "content-type": "text/plain" } });
+      }
+      case "stream-fails":
+        return new Response(new ReadableStream({
+          start(c) { c.enqueue("part"); },
+          async pull(c) { await new Promise((r) => setTimeout(r, 5)); c.error(new Error("the source broke")); },
+        }));
+      // The request's body, read chunk by chunk from its stream.
+      case "read-body": {
+        const reader = request.body.getReader();
+        let n = 0, text = "";
+        const decoder = new TextDecoder();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          n += value.length;
+          text += decoder.decode(value);
+        }
+        return Response.json({ n, text, used: request.bodyUsed });
+      }
       // A form the caller sent, as formData() reads it.
       case "form":
         return Response.json({ type: request.headers.get("content-type"), entries: await formEntries(await request.formData()) });
@@ -409,6 +437,60 @@ export default {
       }
       // A response with an error status is an answer, not a failure.
       out.answer = (await stub.fetch(`http://do/probe/${name}/no-such-op`)).status;
+      return Response.json(out);
+    }
+    if (kind === "streams") {
+      if (url.searchParams.has("late")) {
+        // The Worker's answer streamed through a TransformStream written after
+        // it returned.
+        const { readable, writable } = new TransformStream({ transform(chunk, c) { c.enqueue(chunk.toUpperCase()); } });
+        const w = writable.getWriter();
+        (async () => {
+          for (const x of ["x", "y", "z"]) { await scheduler.wait(3); await w.write(x); }
+          await w.close();
+        })();
+        return new Response(readable.pipeThrough(new TextEncoderStream()));
+      }
+      const out = {};
+      const collect = async (stream) => { const parts = []; for await (const c of stream) parts.push(c); return parts; };
+      // Reader, queue and close.
+      const s1 = new ReadableStream({ start(c) { c.enqueue("a"); c.enqueue("b"); c.close(); } });
+      out.read = await collect(s1);
+      out.lockedAfter = s1.locked;
+      // tee: both halves see every chunk.
+      const [t1, t2] = ReadableStream.from(["p", "q"]).tee();
+      out.tee = [await collect(t1), await collect(t2)];
+      // pipeTo a WritableStream, through a TransformStream.
+      const sunk = [];
+      await ReadableStream.from([1, 2, 3]).pipeThrough(new TransformStream({
+        transform(n, c) { c.enqueue(n * 10); },
+        flush(c) { c.enqueue("end"); },
+      })).pipeTo(new WritableStream({ write(x) { sunk.push(x); }, close() { sunk.push("closed"); } }));
+      out.piped = sunk;
+      // A character split across chunks decodes whole.
+      const euro = new TextEncoder().encode("€uro");
+      out.decoded = (await collect(ReadableStream.from([euro.slice(0, 2), euro.slice(2)]).pipeThrough(new TextDecoderStream()))).join("");
+      // cancel() reaches the source; errors reach the reader.
+      let cancelled = null;
+      const s2 = new ReadableStream({ start(c) { c.enqueue(1); }, cancel(reason) { cancelled = reason; } });
+      await s2.cancel("enough");
+      out.cancelled = cancelled;
+      const s3 = new ReadableStream({ start(c) { c.error(new RangeError("bad source")); } });
+      try { await s3.getReader().read(); } catch (e) { out.errored = e.message; }
+      try { new ReadableStream({ start(c) { c.close(); c.enqueue("x"); } }); } catch (e) { out.afterClose = e.name; }
+      // Bodies: a stream body read as text, a clone of a stream body, a
+      // stream body sent to an object.
+      out.text = await new Response(ReadableStream.from(["he", "llo"])).text();
+      const r = new Response(ReadableStream.from(["clo", "ned"]));
+      const copy = r.clone();
+      out.clone = [await r.text(), await copy.text()];
+      const sent = await env.PROBE.getByName(name).fetch(`http://do/probe/${name}/read-body`, {
+        method: "POST", body: ReadableStream.from(["one ", "two"]),
+      });
+      out.sent = await sent.json();
+      const late = await env.PROBE.getByName(name).fetch(`http://do/probe/${name}/stream-late`);
+      out.late = await late.text();
+      out.blobStream = await new Response(new Blob(["bl", "ob"]).stream()).text();
       return Response.json(out);
     }
     if (kind === "forms") {
