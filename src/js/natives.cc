@@ -5,9 +5,6 @@
 // Errors with their message: nothing unwinds through V8's frames. Storage
 // calls are synchronous underneath (dobj's storage never yields), and the
 // prelude wraps them in promises where the API is asynchronous.
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <cmath>
@@ -33,23 +30,6 @@ Vm& vm_of(const Info& info) { return *static_cast<Vm*>(info.GetIsolate()->GetDat
 
 void throw_js(const Info& info, v8::Local<v8::Value> exception) {
   info.GetIsolate()->ThrowException(exception);
-}
-
-// crypto.subtle's hash names.
-const EVP_MD* digest_named(const std::string& name) {
-  return name == "SHA-1"     ? EVP_sha1()
-         : name == "SHA-256" ? EVP_sha256()
-         : name == "SHA-384" ? EVP_sha384()
-         : name == "SHA-512" ? EVP_sha512()
-         : name == "MD5"     ? EVP_md5()
-                             : nullptr;
-}
-
-// A new ArrayBuffer holding a copy of n bytes.
-v8::Local<v8::ArrayBuffer> array_buffer(v8::Isolate* isolate, const void* bytes, size_t n) {
-  auto buffer = v8::ArrayBuffer::New(isolate, n);
-  if (n > 0) std::memcpy(buffer->GetBackingStore()->Data(), bytes, n);
-  return buffer;
 }
 
 // The object whose handle is argument 0: its storage, state and host.
@@ -475,43 +455,7 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
     auto* base = static_cast<uint8_t*>(view->Buffer()->GetBackingStore()->Data());
     RAND_bytes(base + view->ByteOffset(), static_cast<int>(view->ByteLength()));
   });
-  add("digest", [](const Info& info) {
-    Vm& vm = vm_of(info);
-    std::string name = vm.utf8(info[0]);
-    const EVP_MD* md = digest_named(name);
-    if (!md) {
-      return throw_js(info, v8::Exception::Error(
-          vm.str("crypto.subtle.digest: unsupported algorithm " + name)));
-    }
-    std::string data = vm.body_bytes(info[1]);
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(data.data(), data.size(), out, &len, md, nullptr);
-    info.GetReturnValue().Set(array_buffer(info.GetIsolate(), out, len));
-  });
-  // hmac(hash name, key bytes, data bytes): crypto.subtle.sign/verify's HMAC.
-  add("hmac", [](const Info& info) {
-    Vm& vm = vm_of(info);
-    std::string name = vm.utf8(info[0]);
-    const EVP_MD* md = digest_named(name);
-    if (!md || name == "MD5") {
-      return throw_js(info, v8::Exception::Error(vm.str("HMAC: unsupported hash " + name)));
-    }
-    std::string key = vm.body_bytes(info[1]);
-    std::string data = vm.body_bytes(info[2]);
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    HMAC(md, key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-         data.size(), out, &len);
-    info.GetReturnValue().Set(array_buffer(info.GetIsolate(), out, len));
-  });
-  // Equal bytes, compared in a time that does not depend on where they differ.
-  add("timingSafeEqual", [](const Info& info) {
-    Vm& vm = vm_of(info);
-    std::string a = vm.body_bytes(info[0]);
-    std::string b = vm.body_bytes(info[1]);
-    info.GetReturnValue().Set(a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0);
-  });
+  install_crypto(*this, natives);
 
   // -- outgoing fetch
   add("httpFetch", [](const Info& info) {

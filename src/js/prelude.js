@@ -100,9 +100,11 @@
     error: (...a) => N.log(3, format(a)),
   });
   define('performance', { now: () => N.now(), timeOrigin: 0 });
-  // crypto.subtle: digest, and HMAC (importKey of 'raw' or 'jwk' bytes,
-  // generateKey, exportKey, sign, verify) through OpenSSL; timingSafeEqual
-  // as Workers have it. Other algorithms are NotSupportedError.
+  // crypto.subtle through OpenSSL (src/js/crypto.cc): digest; HMAC;
+  // RSASSA-PKCS1-v1_5, RSA-PSS, ECDSA (P-256/384/521) and Ed25519 signatures
+  // (importKey of spki, pkcs8, jwk and, for EC and Ed25519 public keys, raw;
+  // generateKey; exportKey); AES-GCM encryption; and Workers'
+  // timingSafeEqual. Other algorithms are NotSupportedError.
   const upperName = (a) => String(typeof a === 'string' ? a : a && a.name).toUpperCase();
   const kHmacHashes = { 'SHA-1': 512, 'SHA-256': 512, 'SHA-384': 1024, 'SHA-512': 1024 };  // block bits
   const notSupported = (what) => new DOMException(`crypto.subtle: ${what} is not supported`, 'NotSupportedError');
@@ -111,69 +113,214 @@
     const b64 = String(text).replace(/-/g, '+').replace(/_/g, '/');
     return Uint8Array.from(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)), (c) => c.charCodeAt(0));
   };
-  const keyBytes = new WeakMap();  // CryptoKey -> its secret
+  // Algorithm names as WebCrypto spells them, by their upper case, and the
+  // key kind of crypto.cc for the asymmetric ones.
+  const kAlgorithms = {
+    'HMAC': ['HMAC', null], 'AES-GCM': ['AES-GCM', null],
+    'RSASSA-PKCS1-V1_5': ['RSASSA-PKCS1-v1_5', 'RSA'], 'RSA-PSS': ['RSA-PSS', 'RSA'],
+    'ECDSA': ['ECDSA', 'EC'], 'ED25519': ['Ed25519', 'Ed25519'], 'NODE-ED25519': ['NODE-ED25519', 'Ed25519'],
+  };
+  const algorithmOf = (a) => {
+    const known = kAlgorithms[upperName(a)];
+    if (!known) throw notSupported(`algorithm ${typeof a === 'string' ? a : a && a.name}`);
+    return known;
+  };
+  const hashOf = (h) => {
+    const name = upperName(h);
+    if (!(name in kHmacHashes)) throw notSupported(`hash ${name}`);
+    return name;
+  };
+  const keyMaterial = new WeakMap();  // CryptoKey -> { bytes } or { kind, der, priv }
   class CryptoKey {
     constructor(type, extractable, algorithm, usages) {
       this.type = type; this.extractable = extractable; this.algorithm = algorithm; this.usages = usages;
     }
   }
   define('CryptoKey', CryptoKey);
-  function hmacKey(bytes, algorithm, extractable, usages) {
-    if (upperName(algorithm) !== 'HMAC') throw notSupported(`algorithm ${upperName(algorithm)} (HMAC is)`);
-    const hash = upperName(algorithm.hash);
-    if (!(hash in kHmacHashes)) throw notSupported(`HMAC with hash ${hash}`);
+  const checkUsages = (usages, allowed, what) => {
     for (const u of usages) {
-      if (u !== 'sign' && u !== 'verify') throw new DOMException(`an HMAC key cannot be used to ${u}`, 'SyntaxError');
+      if (!allowed.includes(u)) throw new DOMException(`${what} cannot be used to ${u}`, 'SyntaxError');
     }
-    if (bytes.length === 0) throw new DOMException('an HMAC key cannot be empty', 'DataError');
-    const key = new CryptoKey('secret', !!extractable, { name: 'HMAC', hash: { name: hash }, length: bytes.length * 8 }, [...usages]);
-    keyBytes.set(key, bytes);
+  };
+  // Native failures in reading key data are DataErrors.
+  const dataError = (fn) => {
+    try { return fn(); } catch (e) { throw new DOMException(e.message, 'DataError'); }
+  };
+  function secretKey(bytes, algorithm, extractable, usages) {
+    const [name] = algorithmOf(algorithm);
+    let alg;
+    if (name === 'HMAC') {
+      const hash = hashOf(algorithm.hash);
+      checkUsages(usages, ['sign', 'verify'], 'an HMAC key');
+      if (bytes.length === 0) throw new DOMException('an HMAC key cannot be empty', 'DataError');
+      alg = { name, hash: { name: hash }, length: bytes.length * 8 };
+    } else if (name === 'AES-GCM') {
+      checkUsages(usages, ['encrypt', 'decrypt', 'wrapKey', 'unwrapKey'], 'an AES-GCM key');
+      if (![16, 24, 32].includes(bytes.length)) throw new DOMException('an AES key must be 128, 192 or 256 bits', 'DataError');
+      alg = { name, length: bytes.length * 8 };
+    } else {
+      throw notSupported(`a secret key for ${name}`);
+    }
+    const key = new CryptoKey('secret', !!extractable, alg, [...usages]);
+    keyMaterial.set(key, { bytes });
     return key;
   }
-  function secretFor(algorithm, key, usage) {
-    if (!(key instanceof CryptoKey) || !keyBytes.has(key)) throw new TypeError('expected a CryptoKey');
-    if (upperName(algorithm) !== key.algorithm.name) {
-      throw new DOMException(`the key is for ${key.algorithm.name}, not ${upperName(algorithm)}`, 'InvalidAccessError');
+  // A key crypto.cc described: [der, isPrivate, modulus bits, exponent, curve].
+  function pairKey(desc, algorithm, extractable, usages) {
+    const [name, kind] = algorithmOf(algorithm);
+    const [der, priv, bits, exponent, curve] = desc;
+    checkUsages(usages, [priv ? 'sign' : 'verify'], `a ${priv ? 'private' : 'public'} ${name} key`);
+    let alg;
+    if (kind === 'RSA') {
+      alg = { name, modulusLength: bits, publicExponent: new Uint8Array(exponent), hash: { name: hashOf(algorithm.hash) } };
+    } else if (kind === 'EC') {
+      alg = { name, namedCurve: curve };
+    } else {
+      alg = name === 'NODE-ED25519' ? { name, namedCurve: 'NODE-ED25519' } : { name };
+    }
+    const key = new CryptoKey(priv ? 'private' : 'public', !!extractable, alg, [...usages]);
+    keyMaterial.set(key, { kind, der: new Uint8Array(der), priv });
+    return key;
+  }
+  // The key's material for `usage` with `algorithm`.
+  function materialFor(algorithm, key, usage) {
+    if (!(key instanceof CryptoKey) || !keyMaterial.has(key)) throw new TypeError('expected a CryptoKey');
+    const [name] = algorithmOf(algorithm);
+    if (name !== key.algorithm.name) {
+      throw new DOMException(`the key is for ${key.algorithm.name}, not ${name}`, 'InvalidAccessError');
     }
     if (!key.usages.includes(usage)) throw new DOMException(`the key's usages do not include ${usage}`, 'InvalidAccessError');
-    return keyBytes.get(key);
+    return keyMaterial.get(key);
+  }
+  const jwkParts = {
+    RSA: ['n', 'e', 'd', 'p', 'q', 'dp', 'dq', 'qi'],
+    EC: ['x', 'y', 'd'],
+    Ed25519: ['x', 'd'],
+  };
+  const kJwkTypes = { RSA: 'RSA', EC: 'EC', Ed25519: 'OKP' };
+  // The hash a signature uses, and RSA-PSS's salt (-1: none).
+  function signing(algorithm, key, m) {
+    if (m.kind === 'RSA') {
+      const pss = key.algorithm.name === 'RSA-PSS';
+      if (pss && !(Number.isInteger(algorithm.saltLength) && algorithm.saltLength >= 0)) {
+        throw new TypeError('RSA-PSS needs a saltLength');
+      }
+      return [key.algorithm.hash.name, pss ? algorithm.saltLength : -1];
+    }
+    if (m.kind === 'EC') return [hashOf(algorithm.hash), -1];
+    return ['', -1];
+  }
+  function gcmParams(algorithm) {
+    if (algorithm.iv === undefined) throw new TypeError('AES-GCM needs an iv');
+    const tagLength = algorithm.tagLength === undefined ? 128 : Number(algorithm.tagLength);
+    if (![32, 64, 96, 104, 112, 120, 128].includes(tagLength)) throw new DOMException(`a tag of ${tagLength} bits`, 'OperationError');
+    const aad = algorithm.additionalData === undefined ? new Uint8Array(0) : toBytes(algorithm.additionalData);
+    return [toBytes(algorithm.iv), aad, tagLength / 8];
   }
   const subtle = {
     async digest(algorithm, data) { return N.digest(upperName(algorithm), toBytes(data)); },
     async importKey(format, data, algorithm, extractable, usages) {
-      let bytes;
-      if (format === 'raw') bytes = new Uint8Array(toBytes(data));  // a copy: the caller's buffer may change
-      else if (format === 'jwk') {
-        if (!data || data.kty !== 'oct' || typeof data.k !== 'string') throw new DOMException('a JWK secret key needs kty "oct" and k', 'DataError');
-        bytes = fromBase64url(data.k);
-      } else throw notSupported(`key format ${format}`);
-      return hmacKey(bytes, algorithm, extractable, usages);
+      const [name, kind] = algorithmOf(algorithm);
+      if (kind === null) {
+        let bytes;
+        if (format === 'raw') bytes = new Uint8Array(toBytes(data));  // a copy: the caller's buffer may change
+        else if (format === 'jwk') {
+          if (!data || data.kty !== 'oct' || typeof data.k !== 'string') throw new DOMException('a JWK secret key needs kty "oct" and k', 'DataError');
+          bytes = fromBase64url(data.k);
+        } else throw notSupported(`key format ${format} for ${name}`);
+        return secretKey(bytes, algorithm, extractable, usages);
+      }
+      const curve = kind === 'EC' ? String(algorithm.namedCurve) : '';
+      if (format === 'jwk') {
+        if (!data || data.kty !== kJwkTypes[kind]) throw new DOMException(`a ${name} JWK needs kty "${kJwkTypes[kind]}"`, 'DataError');
+        if (kind === 'EC' && data.crv !== curve) throw new DOMException(`the JWK is on ${data.crv}, not ${curve}`, 'DataError');
+        if (kind === 'Ed25519' && data.crv !== 'Ed25519') throw new DOMException('an Ed25519 JWK needs crv "Ed25519"', 'DataError');
+        const parts = jwkParts[kind].map((k) => (data[k] === undefined ? undefined : fromBase64url(data[k])));
+        return pairKey(dataError(() => N.keyFromParts(kind, curve, parts)), algorithm, extractable, usages);
+      }
+      if (!['spki', 'pkcs8', 'raw'].includes(format)) throw notSupported(`key format ${format}`);
+      return pairKey(dataError(() => N.keyImport(kind, format, toBytes(data), curve)), algorithm, extractable, usages);
     },
     async generateKey(algorithm, extractable, usages) {
-      const bits = algorithm && algorithm.length !== undefined ? Number(algorithm.length) : kHmacHashes[upperName(algorithm && algorithm.hash)];
-      const bytes = new Uint8Array(Math.ceil((bits || 0) / 8));
-      N.randomFill(bytes);
-      return hmacKey(bytes, algorithm, extractable, usages);
+      const [name, kind] = algorithmOf(algorithm);
+      if (kind === null) {
+        const bits = name === 'AES-GCM' ? Number(algorithm.length)
+          : algorithm.length !== undefined ? Number(algorithm.length) : kHmacHashes[upperName(algorithm.hash)];
+        const bytes = new Uint8Array(Math.ceil((bits || 0) / 8));
+        N.randomFill(bytes);
+        return secretKey(bytes, algorithm, extractable, usages);
+      }
+      let param = '';
+      if (kind === 'RSA') {
+        const e = algorithm.publicExponent ? [...toBytes(algorithm.publicExponent)] : [1, 0, 1];
+        while (e.length > 1 && e[0] === 0) e.shift();
+        if (e.join() !== '1,0,1') throw notSupported('a public exponent other than 65537');
+        param = Number(algorithm.modulusLength);
+      } else if (kind === 'EC') {
+        param = String(algorithm.namedCurve);
+      }
+      checkUsages(usages, ['sign', 'verify'], `a ${name} key pair`);
+      const [priv, pub] = dataError(() => N.keyGenerate(kind, param));
+      return {
+        privateKey: pairKey(priv, algorithm, extractable, usages.filter((u) => u === 'sign')),
+        publicKey: pairKey(pub, algorithm, true, usages.filter((u) => u === 'verify')),
+      };
     },
     async exportKey(format, key) {
-      if (!(key instanceof CryptoKey) || !keyBytes.has(key)) throw new TypeError('expected a CryptoKey');
+      if (!(key instanceof CryptoKey) || !keyMaterial.has(key)) throw new TypeError('expected a CryptoKey');
       if (!key.extractable) throw new DOMException('the key is not extractable', 'InvalidAccessError');
-      const bytes = keyBytes.get(key);
-      if (format === 'raw') return bytes.slice().buffer;
-      if (format === 'jwk') {
-        return { kty: 'oct', k: base64url(bytes), alg: 'HS' + key.algorithm.hash.name.slice(4), ext: true, key_ops: [...key.usages] };
+      const m = keyMaterial.get(key);
+      const name = key.algorithm.name;
+      if (m.bytes) {
+        if (format === 'raw') return m.bytes.slice().buffer;
+        if (format === 'jwk') {
+          const alg = name === 'HMAC' ? 'HS' + key.algorithm.hash.name.slice(4) : `A${key.algorithm.length}GCM`;
+          return { kty: 'oct', k: base64url(m.bytes), alg, ext: true, key_ops: [...key.usages] };
+        }
+        throw notSupported(`key format ${format} for ${name}`);
       }
-      throw notSupported(`key format ${format}`);
+      if (format === 'jwk') {
+        const parts = N.keyParts(m.kind, m.der, m.priv);
+        const jwk = { kty: kJwkTypes[m.kind] };
+        jwkParts[m.kind].forEach((k, i) => { if (parts[i] !== undefined) jwk[k] = base64url(new Uint8Array(parts[i])); });
+        if (m.kind === 'EC') jwk.crv = key.algorithm.namedCurve;
+        if (m.kind === 'Ed25519') jwk.crv = 'Ed25519';
+        if (m.kind === 'RSA') jwk.alg = (name === 'RSA-PSS' ? 'PS' : 'RS') + key.algorithm.hash.name.slice(4);
+        jwk.ext = true;
+        jwk.key_ops = [...key.usages];
+        return jwk;
+      }
+      try { return N.keyExport(m.kind, m.der, m.priv, String(format)); } catch (e) { throw new DOMException(e.message, 'InvalidAccessError'); }
     },
     async sign(algorithm, key, data) {
-      const secret = secretFor(algorithm, key, 'sign');
-      return N.hmac(key.algorithm.hash.name, secret, toBytes(data));
+      const m = materialFor(algorithm, key, 'sign');
+      if (m.bytes) return N.hmac(key.algorithm.hash.name, m.bytes, toBytes(data));
+      const [hash, salt] = signing(algorithm, key, m);
+      try { return N.keySign(m.kind, m.der, hash, toBytes(data), salt); } catch (e) { throw new DOMException(e.message, 'OperationError'); }
     },
     async verify(algorithm, key, signature, data) {
-      const secret = secretFor(algorithm, key, 'verify');
-      const mac = new Uint8Array(N.hmac(key.algorithm.hash.name, secret, toBytes(data)));
-      return N.timingSafeEqual(mac, toBytes(signature));
+      const m = materialFor(algorithm, key, 'verify');
+      if (m.bytes) {
+        const mac = new Uint8Array(N.hmac(key.algorithm.hash.name, m.bytes, toBytes(data)));
+        return N.timingSafeEqual(mac, toBytes(signature));
+      }
+      const [hash, salt] = signing(algorithm, key, m);
+      try { return N.keyVerify(m.kind, m.der, hash, toBytes(signature), toBytes(data), salt); } catch (e) { throw new DOMException(e.message, 'OperationError'); }
     },
+    async encrypt(algorithm, key, data) {
+      const m = materialFor(algorithm, key, 'encrypt');
+      const [iv, aad, tag] = gcmParams(algorithm);
+      try { return N.aesGcm(true, m.bytes, iv, aad, tag, toBytes(data)); } catch (e) { throw new DOMException(e.message, 'OperationError'); }
+    },
+    async decrypt(algorithm, key, data) {
+      const m = materialFor(algorithm, key, 'decrypt');
+      const [iv, aad, tag] = gcmParams(algorithm);
+      try { return N.aesGcm(false, m.bytes, iv, aad, tag, toBytes(data)); } catch (e) { throw new DOMException(e.message, 'OperationError'); }
+    },
+    async deriveBits() { throw notSupported('deriveBits'); },
+    async deriveKey() { throw notSupported('deriveKey'); },
+    async wrapKey() { throw notSupported('wrapKey'); },
+    async unwrapKey() { throw notSupported('unwrapKey'); },
     timingSafeEqual(a, b) {
       a = toBytes(a); b = toBytes(b);
       if (a.byteLength !== b.byteLength) throw new TypeError('timingSafeEqual: the two buffers differ in length');

@@ -282,6 +282,12 @@ std::string Vm::describe(v8::TryCatch& tc) const {
   return out.empty() ? "unknown exception" : out;
 }
 
+v8::Local<v8::ArrayBuffer> array_buffer(v8::Isolate* isolate, const void* bytes, size_t n) {
+  auto buffer = v8::ArrayBuffer::New(isolate, n);
+  if (n > 0) std::memcpy(buffer->GetBackingStore()->Data(), bytes, n);
+  return buffer;
+}
+
 std::string Vm::stack_of(v8::Local<v8::Value> thrown) const {
   if (thrown.IsEmpty()) return "undefined";
   v8::Local<v8::Value> stack;

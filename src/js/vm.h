@@ -97,6 +97,10 @@ class JsError : public std::runtime_error {
 // JS RPC values inside a typed call's JSON (natives.cc).
 Json rpc_value(Vm& vm, v8::Local<v8::Value> v);
 v8::Local<v8::Value> from_rpc_value(Vm& vm, const Json& j);
+// A new ArrayBuffer holding a copy of n bytes.
+v8::Local<v8::ArrayBuffer> array_buffer(v8::Isolate* isolate, const void* bytes, size_t n);
+// crypto.subtle's natives (crypto.cc), added to the natives object.
+void install_crypto(Vm& vm, v8::Local<v8::Object> natives);
 
 // JavaScript was terminated: past the CPU or heap limit, or by ctx.abort().
 // The object it ran for is reset.

@@ -239,6 +239,36 @@ TEST_F(JsTest, StreamsWorkAndAStreamBodyIsSentWhenItEnds) {
   EXPECT_EQ(get("/probe/sf/boots").status, 200);
 }
 
+// Signatures and AES-GCM against what OpenSSL's command line made
+// (tests/js/crypto-vectors.json) and GCM's published test case: the JWTs,
+// webhooks and sealed values real Workers handle.
+TEST_F(JsTest, AsymmetricKeysAndAesGcmAgreeWithOpensslsOwnOutput) {
+  std::string vectors;
+  {
+    std::FILE* f = std::fopen(DOBJ_JS_TESTS "/crypto-vectors.json", "rb");
+    ASSERT_NE(f, nullptr);
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) vectors.append(buf, n);
+    std::fclose(f);
+  }
+  HttpClient c(port());
+  HttpResponse answer = c.request("POST", "/crypto-keys/k", vectors, {{"Content-Type", "application/json"}});
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  Json r = Json::parse(answer.body);
+  EXPECT_EQ(r["rsa"], Json::parse(R"({"signs":true,"jwkSigns":true,"verifies":true,"tampered":false,"spki":true,
+      "algorithm":[2048,[1,0,1],"SHA-256","public"],"jwk":["RSA","RS256","d,dp,dq,p,q,qi"]})")) << r;
+  EXPECT_EQ(r["pss"], Json({true, false})) << r;
+  EXPECT_EQ(r["ecdsa"], Json::parse(R"({"verifies":true,"tampered":false,"jwk":["EC","P-256",true,true],
+      "raw":[65,true],"generated":[96,true,["sign"],["verify"]]})")) << r;
+  EXPECT_EQ(r["ed25519"], Json::parse(R"({"signs":true,"verifies":true,"tampered":false,"node":true,
+      "jwk":["OKP","Ed25519","string"]})")) << r;
+  EXPECT_EQ(r["aes"], Json::parse(R"({"kat":"0388dace60b6a392f328c2b971b2fe78ab6e47d42cec13bdf53a67b21257bddf",
+      "opened":true,"altered":"OperationError","jwk":"A256GCM"})")) << r;
+  EXPECT_EQ(r["errors"], Json::parse(R"({"wrongKind":"DataError","wrongCurve":"DataError","garbage":"DataError",
+      "signWithPublic":"InvalidAccessError","wrongUsage":"SyntaxError","unsupported":"NotSupportedError",
+      "privateAsRaw":"InvalidAccessError"})")) << r;
+}
+
 TEST_F(JsTest, IdsNamesAndVars) {
   Json id = get_json("/probe/nm/id");
   EXPECT_EQ(id["name"], "nm");
