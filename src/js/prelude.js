@@ -1725,8 +1725,251 @@
     passThroughOnException() {}
   }
 
+  // ---- Node.js compatibility (the nodejs_compat flag) ------------------------------
+  // node:buffer's Buffer and node:events' EventEmitter, the two modules npm
+  // packages written for Workers reach for most; with the flag's v2 (from
+  // compatibility date 2024-09-23) Buffer and a small process are globals.
+  const nodeModules = {};
+  if (N.nodejsCompat) {
+    const encodingOf = (e) => {
+      const x = String(e === undefined || e === null ? 'utf8' : e).toLowerCase();
+      if (x === 'utf-8') return 'utf8';
+      if (x === 'ucs2' || x === 'ucs-2' || x === 'utf-16le') return 'utf16le';
+      if (x === 'binary') return 'latin1';
+      if (['utf8', 'hex', 'base64', 'base64url', 'latin1', 'ascii', 'utf16le'].includes(x)) return x;
+      throw new TypeError(`Unknown encoding: ${e}`);
+    };
+    const fromText = (str, encoding) => {
+      str = String(str);
+      switch (encodingOf(encoding)) {
+        case 'utf8': return N.utf8Encode(str);
+        case 'hex': {
+          const n = Math.floor(str.length / 2);
+          const out = new Uint8Array(n);
+          let i = 0;
+          for (; i < n; ++i) {
+            const b = parseInt(str.substr(i * 2, 2), 16);
+            if (Number.isNaN(b) || !/^[0-9a-fA-F]{2}$/.test(str.substr(i * 2, 2))) break;
+            out[i] = b;
+          }
+          return out.subarray(0, i);
+        }
+        case 'base64':
+        case 'base64url': {
+          const b64 = str.replace(/[^A-Za-z0-9+/\-_]/g, '').replace(/-/g, '+').replace(/_/g, '/');
+          const usable = b64.length % 4 === 1 ? b64.slice(0, -1) : b64;
+          return unlatin1(atob(usable + '='.repeat((4 - (usable.length % 4)) % 4)));
+        }
+        case 'latin1': case 'ascii': return unlatin1(Array.from(str, (c) => String.fromCharCode(c.charCodeAt(0) & 0xff)).join(''));
+        case 'utf16le': {
+          const out = new Uint8Array(str.length * 2);
+          for (let i = 0; i < str.length; ++i) { const c = str.charCodeAt(i); out[2 * i] = c & 0xff; out[2 * i + 1] = c >> 8; }
+          return out;
+        }
+      }
+    };
+    const toText = (bytes, encoding) => {
+      switch (encodingOf(encoding)) {
+        case 'utf8': return N.utf8Decode(bytes, false);
+        case 'hex': return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+        case 'base64': return btoa(latin1(bytes));
+        case 'base64url': return btoa(latin1(bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+        case 'latin1': return latin1(bytes);
+        case 'ascii': return latin1(bytes.map((b) => b & 0x7f));
+        case 'utf16le': {
+          let out = '';
+          for (let i = 0; i + 1 < bytes.length; i += 2) out += String.fromCharCode(bytes[i] | (bytes[i + 1] << 8));
+          return out;
+        }
+      }
+    };
+    class Buffer extends Uint8Array {
+      static from(value, encodingOrOffset, length) {
+        if (typeof value === 'string') return Buffer.#wrap(fromText(value, encodingOrOffset));
+        if (value instanceof ArrayBuffer) {
+          const offset = encodingOrOffset === undefined ? 0 : Number(encodingOrOffset);
+          return new Buffer(value, offset, length === undefined ? value.byteLength - offset : Number(length));
+        }
+        if (ArrayBuffer.isView(value)) return Buffer.#wrap(new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice());
+        if (value && value.type === 'Buffer' && Array.isArray(value.data)) return Buffer.from(value.data);
+        if (value && typeof value === 'object' && typeof value.length === 'number') return Buffer.#wrap(Uint8Array.from(value, (x) => x & 255));
+        throw new TypeError('The first argument must be a string, Buffer, ArrayBuffer, Array, or array-like object');
+      }
+      static #wrap(u8) { return new Buffer(u8.buffer, u8.byteOffset, u8.byteLength); }
+      static alloc(size, fill, encoding) {
+        const b = new Buffer(Number(size));
+        if (fill !== undefined && fill !== 0) b.fill(fill, 0, b.length, encoding);
+        return b;
+      }
+      static allocUnsafe(size) { return new Buffer(Number(size)); }
+      static allocUnsafeSlow(size) { return new Buffer(Number(size)); }
+      static isBuffer(x) { return x instanceof Buffer; }
+      static isEncoding(e) { try { encodingOf(e); return typeof e === 'string'; } catch { return false; } }
+      static byteLength(value, encoding) {
+        if (typeof value !== 'string') return value.byteLength;
+        return fromText(value, encoding).length;
+      }
+      static concat(list, total) {
+        const joined = concatBytes(list.map((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)));
+        const out = Buffer.alloc(total === undefined ? joined.length : Number(total));
+        out.set(joined.subarray(0, out.length));
+        return out;
+      }
+      static compare(a, b) {
+        const n = Math.min(a.length, b.length);
+        for (let i = 0; i < n; ++i) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
+        return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
+      }
+      toString(encoding, start = 0, end = this.length) {
+        return toText(this.subarray(Math.max(0, start), Math.min(this.length, end)), encoding);
+      }
+      toJSON() { return { type: 'Buffer', data: Array.from(this) }; }
+      equals(other) { return Buffer.compare(this, other) === 0; }
+      compare(other) { return Buffer.compare(this, other); }
+      // A view, as Node's slice is (not a copy, as a typed array's is).
+      slice(start, end) { return this.subarray(start, end); }
+      copy(target, targetStart = 0, sourceStart = 0, sourceEnd = this.length) {
+        const part = this.subarray(sourceStart, Math.min(sourceEnd, sourceStart + target.length - targetStart));
+        target.set(part, targetStart);
+        return part.length;
+      }
+      write(string, offset = 0, length = this.length - offset, encoding = 'utf8') {
+        if (typeof offset === 'string') { encoding = offset; offset = 0; length = this.length; }
+        else if (typeof length === 'string') { encoding = length; length = this.length - offset; }
+        const bytes = fromText(string, encoding).subarray(0, Math.min(length, this.length - offset));
+        this.set(bytes, offset);
+        return bytes.length;
+      }
+      fill(value, offset = 0, end = this.length, encoding) {
+        if (typeof offset === 'string') { encoding = offset; offset = 0; end = this.length; }
+        if (typeof value === 'number') return super.fill(value & 255, offset, end);
+        const pattern = typeof value === 'string' ? fromText(value, encoding) : new Uint8Array(toBytes(value));
+        if (pattern.length === 0) return super.fill(0, offset, end);
+        for (let i = offset; i < end; ++i) this[i] = pattern[(i - offset) % pattern.length];
+        return this;
+      }
+      indexOf(value, byteOffset = 0, encoding) {
+        if (typeof value === 'number') return super.indexOf(value & 255, byteOffset);
+        const needle = typeof value === 'string' ? fromText(value, encoding) : new Uint8Array(toBytes(value));
+        const from = byteOffset < 0 ? Math.max(this.length + byteOffset, 0) : byteOffset;
+        for (let i = from; i + needle.length <= this.length; ++i) {
+          let j = 0;
+          while (j < needle.length && this[i + j] === needle[j]) ++j;
+          if (j === needle.length) return i;
+        }
+        return -1;
+      }
+      includes(value, byteOffset, encoding) { return this.indexOf(value, byteOffset, encoding) !== -1; }
+    }
+    // readUInt16LE, writeInt32BE, readDoubleLE, ... (and the readUint*
+    // spellings), through a DataView.
+    const view = (b) => new DataView(b.buffer, b.byteOffset, b.byteLength);
+    for (const [type, size, get, set] of [
+      ['UInt8', 1, 'getUint8', 'setUint8'], ['Int8', 1, 'getInt8', 'setInt8'],
+      ['UInt16', 2, 'getUint16', 'setUint16'], ['Int16', 2, 'getInt16', 'setInt16'],
+      ['UInt32', 4, 'getUint32', 'setUint32'], ['Int32', 4, 'getInt32', 'setInt32'],
+      ['Float', 4, 'getFloat32', 'setFloat32'], ['Double', 8, 'getFloat64', 'setFloat64'],
+      ['BigUInt64', 8, 'getBigUint64', 'setBigUint64'], ['BigInt64', 8, 'getBigInt64', 'setBigInt64'],
+    ]) {
+      for (const order of size === 1 ? [''] : ['LE', 'BE']) {
+        const little = order === 'LE';
+        const read = function (offset = 0) { return view(this)[get](offset, little); };
+        const write = function (value, offset = 0) { view(this)[set](offset, value, little); return offset + size; };
+        for (const name of new Set([type, type.replace('UInt', 'Uint')])) {
+          Buffer.prototype[`read${name}${order}`] = read;
+          Buffer.prototype[`write${name}${order}`] = write;
+        }
+      }
+    }
+    const kMaxLength = 2 ** 32 - 1;
+    const bufferModule = { Buffer, Blob, File, atob, btoa, kMaxLength, constants: { MAX_LENGTH: kMaxLength } };
+    nodeModules['node:buffer'] = { ...bufferModule, default: bufferModule };
+
+    // EventEmitter as a function (old-style subclasses call it with
+    // EventEmitter.call(this)).
+    function EventEmitter() { EventEmitter.init.call(this); }
+    EventEmitter.defaultMaxListeners = 10;
+    EventEmitter.init = function () {
+      if (!this._events || this._events === Object.getPrototypeOf(this)._events) this._events = Object.create(null);
+    };
+    const listenersOf = (ee, name, make) => {
+      if (!ee._events) ee._events = Object.create(null);
+      if (!ee._events[name] && make) ee._events[name] = [];
+      return ee._events[name] || [];
+    };
+    const addListener = (ee, name, fn, prepend) => {
+      if (typeof fn !== 'function') throw new TypeError('The "listener" argument must be of type function');
+      if (ee._events && ee._events.newListener) ee.emit('newListener', name, fn.listener || fn);
+      const list = listenersOf(ee, name, true);
+      if (prepend) list.unshift(fn); else list.push(fn);
+      return ee;
+    };
+    const onceWrapper = (ee, name, fn) => {
+      const wrapped = function (...args) { ee.removeListener(name, wrapped); return fn.apply(this, args); };
+      wrapped.listener = fn;
+      return wrapped;
+    };
+    Object.assign(EventEmitter.prototype, {
+      on(name, fn) { return addListener(this, name, fn, false); },
+      addListener(name, fn) { return addListener(this, name, fn, false); },
+      prependListener(name, fn) { return addListener(this, name, fn, true); },
+      once(name, fn) { return addListener(this, name, onceWrapper(this, name, fn), false); },
+      prependOnceListener(name, fn) { return addListener(this, name, onceWrapper(this, name, fn), true); },
+      off(name, fn) { return this.removeListener(name, fn); },
+      removeListener(name, fn) {
+        const list = listenersOf(this, name, false);
+        const i = list.findIndex((l) => l === fn || l.listener === fn);
+        if (i >= 0) {
+          list.splice(i, 1);
+          if (list.length === 0) delete this._events[name];
+          if (this._events.removeListener) this.emit('removeListener', name, fn);
+        }
+        return this;
+      },
+      removeAllListeners(name) {
+        if (name === undefined) this._events = Object.create(null);
+        else if (this._events) delete this._events[name];
+        return this;
+      },
+      emit(name, ...args) {
+        const list = listenersOf(this, name, false);
+        if (list.length === 0) {
+          if (name === 'error') throw args[0] instanceof Error ? args[0] : new Error(`Unhandled error. (${args[0]})`);
+          return false;
+        }
+        for (const fn of [...list]) fn.apply(this, args);
+        return true;
+      },
+      listeners(name) { return listenersOf(this, name, false).map((l) => l.listener || l); },
+      rawListeners(name) { return [...listenersOf(this, name, false)]; },
+      listenerCount(name) { return listenersOf(this, name, false).length; },
+      eventNames() { return this._events ? Reflect.ownKeys(this._events) : []; },
+      setMaxListeners(n) { this._maxListeners = n; return this; },
+      getMaxListeners() { return this._maxListeners === undefined ? EventEmitter.defaultMaxListeners : this._maxListeners; },
+    });
+    EventEmitter.EventEmitter = EventEmitter;
+    EventEmitter.once = (ee, name) => new Promise((resolve, reject) => {
+      const onError = (e) => { ee.removeListener(name, onEvent); reject(e); };
+      const onEvent = (...args) => { if (name !== 'error') ee.removeListener('error', onError); resolve(args); };
+      ee.once(name, onEvent);
+      if (name !== 'error') ee.once('error', onError);
+    });
+    nodeModules['node:events'] = { EventEmitter, once: EventEmitter.once, default: EventEmitter };
+    // Node's modules answer to their bare names too ("buffer", "events").
+    for (const name of Object.keys(nodeModules)) nodeModules[name.slice(5)] = nodeModules[name];
+
+    if (N.nodeGlobals) {
+      define('Buffer', Buffer);
+      define('process', {
+        env: {}, argv: [], platform: 'linux', version: 'v22.0.0', versions: { node: '22.0.0' },
+        nextTick: (fn, ...args) => queueMicrotask(() => fn(...args)),
+        cwd: () => '/', emitWarning: (w) => console.warn(String(w)),
+      });
+    }
+  }
+
   return {
-    modules: { 'cloudflare:workers': { DurableObject, WorkerEntrypoint, RpcTarget: class RpcTarget {} } },
+    modules: { 'cloudflare:workers': { DurableObject, WorkerEntrypoint, RpcTarget: class RpcTarget {} }, ...nodeModules },
     makeNamespace: (binding) => new DurableObjectNamespace(binding),
     // env: the Worker's own bindings and vars, and any other binding of the
     // server (a C++ class's) on first use.

@@ -583,14 +583,21 @@ void Vm::set_runtime_env(const Env& env) {
 
 namespace {
 
-v8::MaybeLocal<v8::Value> cloudflare_workers_exports(v8::Local<v8::Context> ctx,
-                                                     v8::Local<v8::Module> module) {
+// The exports of a module the prelude provides (helpers.modules[spec]).
+v8::Local<v8::Object> builtin_exports(Vm* vm, v8::Local<v8::Context> ctx, v8::Local<v8::String> spec) {
+  v8::Local<v8::Object> modules = vm->helpers()->Get(ctx, vm->str("modules")).ToLocalChecked().As<v8::Object>();
+  v8::Local<v8::Value> exports;
+  if (!modules->HasOwnProperty(ctx, spec).FromMaybe(false) || !modules->Get(ctx, spec).ToLocal(&exports) ||
+      !exports->IsObject()) {
+    return {};
+  }
+  return exports.As<v8::Object>();
+}
+
+v8::MaybeLocal<v8::Value> builtin_module_exports(v8::Local<v8::Context> ctx, v8::Local<v8::Module> module) {
   v8::Isolate* iso = ctx->GetIsolate();
   auto* vm = static_cast<Vm*>(iso->GetData(0));
-  v8::Local<v8::Object> modules =
-      vm->helpers()->Get(ctx, vm->str("modules")).ToLocalChecked().As<v8::Object>();
-  v8::Local<v8::Object> exports =
-      modules->Get(ctx, vm->str("cloudflare:workers")).ToLocalChecked().As<v8::Object>();
+  v8::Local<v8::Object> exports = builtin_exports(vm, ctx, vm->str(vm->module_spec(module)));
   v8::Local<v8::Array> names = exports->GetOwnPropertyNames(ctx).ToLocalChecked();
   for (uint32_t i = 0; i < names->Length(); ++i) {
     v8::Local<v8::Value> name = names->Get(ctx, i).ToLocalChecked();
@@ -611,28 +618,31 @@ v8::MaybeLocal<v8::Module> Vm::resolve(v8::Local<v8::Context> ctx, v8::Local<v8:
   v8::Isolate* iso = ctx->GetIsolate();
   auto* vm = static_cast<Vm*>(iso->GetData(0));
   std::string spec = vm->utf8(specifier);
-  if (spec == "cloudflare:workers") {
-    auto it = vm->modules_.find(spec);
-    if (it != vm->modules_.end()) return it->second.Get(iso);
-    v8::Local<v8::Object> modules =
-        vm->helpers()->Get(ctx, vm->str("modules")).ToLocalChecked().As<v8::Object>();
-    v8::Local<v8::Object> exports = modules->Get(ctx, specifier).ToLocalChecked().As<v8::Object>();
+  // cloudflare:workers, and with nodejs_compat node:buffer and node:events:
+  // synthetic modules of what the prelude made.
+  if (auto it = vm->modules_.find(spec); it != vm->modules_.end()) return it->second.Get(iso);
+  if (v8::Local<v8::Object> exports = builtin_exports(vm, ctx, specifier); !exports.IsEmpty()) {
     v8::Local<v8::Array> names = exports->GetOwnPropertyNames(ctx).ToLocalChecked();
     std::vector<v8::Local<v8::String>> export_names;
     for (uint32_t i = 0; i < names->Length(); ++i) {
       export_names.push_back(names->Get(ctx, i).ToLocalChecked().As<v8::String>());
     }
     v8::Local<v8::Module> m =
-        v8::Module::CreateSyntheticModule(iso, specifier, export_names, cloudflare_workers_exports);
+        v8::Module::CreateSyntheticModule(iso, specifier, export_names, builtin_module_exports);
     vm->modules_[spec].Reset(iso, m);
+    vm->module_paths_[m->GetIdentityHash()] = spec;
     return m;
   }
   std::string from = vm->module_paths_[referrer->GetIdentityHash()];
   if (spec.find(':') != std::string::npos || (!spec.starts_with("./") && !spec.starts_with("../") &&
                                               !spec.starts_with("/"))) {
-    vm->throw_error(from + ": import of \"" + spec +
-                    "\": only relative files and cloudflare:workers can be imported (bundle npm "
-                    "packages with wrangler or esbuild; docs/js.md)");
+    bool node = spec.starts_with("node:");
+    vm->throw_error(from + ": import of \"" + spec + "\": " +
+                    (node ? "of Node.js's modules dobj provides node:buffer and node:events, with the "
+                            "nodejs_compat compatibility flag (docs/js.md)"
+                          : "only relative files, cloudflare:workers and (with nodejs_compat) node:buffer "
+                            "and node:events can be imported (bundle npm packages with wrangler or "
+                            "esbuild; docs/js.md)"));
     return {};
   }
   namespace fs = std::filesystem;
@@ -712,6 +722,16 @@ Status Vm::load(const Script& script) {
   }
   v8::Local<v8::Object> natives = v8::Object::New(isolate_);
   install_natives(natives);
+  // nodejs_compat: node:buffer and node:events; from compatibility date
+  // 2024-09-23 on (or with nodejs_compat_v2), Buffer and process are
+  // globals too, as on Cloudflare.
+  const auto& flags = script.config.compatibility_flags;
+  auto flag = [&](std::string_view f) { return std::find(flags.begin(), flags.end(), f) != flags.end(); };
+  bool node = flag("nodejs_compat") || flag("nodejs_compat_v2");
+  bool node_globals = node && !flag("no_nodejs_compat_v2") &&
+                      (flag("nodejs_compat_v2") || script.config.compatibility_date >= "2024-09-23");
+  discard(natives->Set(ctx, str("nodejsCompat"), v8::Boolean::New(isolate_, node)));
+  discard(natives->Set(ctx, str("nodeGlobals"), v8::Boolean::New(isolate_, node_globals)));
   v8::Local<v8::Value> argv[] = {natives};
   v8::Local<v8::Value> helpers;
   if (!fn.As<v8::Function>()->Call(ctx, ctx->Global(), 1, argv).ToLocal(&helpers)) {

@@ -265,6 +265,11 @@ class Vm {
   v8::Local<v8::Value> stub_error(const Response& answer);
   // A log prefix naming the object of the current scope.
   std::string who() const;
+  // A loaded module's file, or the name of a module the prelude provides.
+  std::string module_spec(v8::Local<v8::Module> m) const {
+    auto it = module_paths_.find(m->GetIdentityHash());
+    return it == module_paths_.end() ? std::string() : it->second;
+  }
 
   // Why JavaScript was terminated (set by the watchdog, the heap callback
   // and ctx.abort()), taken by whoever leaves the entry.
@@ -315,7 +320,7 @@ class Vm {
   std::unordered_set<BoxBase*> boxes_;
   std::optional<Env> runtime_env_;
   std::unordered_map<std::string, v8::Global<v8::Module>> modules_;
-  std::unordered_map<int, std::string> module_paths_;  // identity hash → file
+  std::unordered_map<int, std::string> module_paths_;  // identity hash → file (or builtin's name)
   std::unordered_map<int, std::string> module_texts_;  // text modules' contents
   std::unordered_map<uint64_t, JsObject*> objects_;
   uint64_t next_object_ = 1;

@@ -269,6 +269,17 @@ TEST_F(JsTest, AsymmetricKeysAndAesGcmAgreeWithOpensslsOwnOutput) {
       "privateAsRaw":"InvalidAccessError"})")) << r;
 }
 
+// With nodejs_compat: node:buffer's Buffer and node:events' EventEmitter
+// behave as Node's, and the flag's v2 globals are there.
+TEST_F(JsTest, NodeBuffersAndEventEmittersWithNodejsCompat) {
+  Json r = get_json("/node/n");
+  EXPECT_EQ(r, Json::parse(R"({"global":true,"length":13,"byteLength":6,"hex":"68c3a9","base64":"aMOpbGxvIHfDtnJsZA==",
+      "base64url":"-_8","back":"héllo wörld","fromHex":"hé","latin1":233,"utf16":"68006900","concat":"abcd",
+      "slice":"Héll","numbers":[3735928559,-2,239,"efbeaddefffe0000"],"json":"{\"type\":\"Buffer\",\"data\":[1,2]}",
+      "equals":true,"indexOf":7,"isBuffer":[true,false],"events":["on 1","once 1","on 2"],"late":"late","count":1,
+      "unhandled":"no listener"})")) << r;
+}
+
 TEST_F(JsTest, IdsNamesAndVars) {
   Json id = get_json("/probe/nm/id");
   EXPECT_EQ(id["name"], "nm");
@@ -549,6 +560,7 @@ TEST(JsStart, ABrokenWorkerStopsTheStartWithTheFileLineAndMessage) {
   for (const Case& c : {Case{"syntax.jsonc", {"syntax.js:3", "SyntaxError"}},
                         Case{"missing.jsonc", {"NotHere", "does not export"}},
                         Case{"import.jsonc", {"import.js", "does-not-exist.js"}},
+                        Case{"node.jsonc", {"node.js", "node:buffer", "nodejs_compat"}},
                         Case{"syntax.toml", {"syntax.toml:4:", "not valid TOML", "expected ']'"}}}) {
     ServerProcess p(ServerCommand{DOBJ_JS_BIN, {std::string(DOBJ_JS_TESTS "/broken/") + c.config}},
                     dir.path());

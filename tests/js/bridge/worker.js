@@ -1,4 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
+import { Buffer as NodeBuffer } from "node:buffer";
+import EventEmitter, { once } from "events";
 
 // Values that structured clone keeps and JSON does not.
 function samples() {
@@ -585,6 +587,37 @@ export default {
         privateAsRaw: await errorName(() => subtle.exportKey("raw", edPriv)),
       };
       return Response.json(out);
+    }
+    if (kind === "node") {
+      // nodejs_compat: node:buffer and node:events, and the v2 globals.
+      const b = NodeBuffer.from("héllo wörld", "utf8");
+      const le = NodeBuffer.alloc(8);
+      le.writeUInt32LE(0xdeadbeef, 0);
+      le.writeInt16BE(-2, 4);
+      class Ticker extends EventEmitter {}
+      const t = new Ticker();
+      const seen = [];
+      t.on("tick", (n) => seen.push(`on ${n}`));
+      t.once("tick", (n) => seen.push(`once ${n}`));
+      t.emit("tick", 1);
+      t.emit("tick", 2);
+      setTimeout(() => t.emit("done", "late"), 1);
+      const [late] = await once(t, "done");
+      let unhandled = null;
+      try { t.emit("error", new Error("no listener")); } catch (e) { unhandled = e.message; }
+      return Response.json({
+        global: typeof Buffer === "function" && Buffer === NodeBuffer && typeof process.nextTick === "function",
+        length: b.length, byteLength: NodeBuffer.byteLength("héllo"),
+        hex: b.toString("hex", 0, 3), base64: b.toString("base64"), base64url: NodeBuffer.from([251, 255]).toString("base64url"),
+        back: NodeBuffer.from(b.toString("base64"), "base64").toString(), fromHex: NodeBuffer.from("68c3a9", "hex").toString(),
+        latin1: NodeBuffer.from("é", "latin1")[0], utf16: NodeBuffer.from("hi", "utf16le").toString("hex"),
+        concat: NodeBuffer.concat([NodeBuffer.from("ab"), NodeBuffer.from("cd")]).toString(),
+        slice: (() => { const s = b.slice(0, 1); s[0] = 72; return b.toString("utf8", 0, 5); })(),
+        numbers: [le.readUInt32LE(0), le.readInt16BE(4), le.readUint8(0), le.toString("hex")],
+        json: JSON.stringify(NodeBuffer.from([1, 2])), equals: NodeBuffer.from("a").equals(NodeBuffer.from("a")),
+        indexOf: b.indexOf("wörld"), isBuffer: [NodeBuffer.isBuffer(b), NodeBuffer.isBuffer(new Uint8Array(1))],
+        events: seen, late, count: t.listenerCount("tick"), unhandled,
+      });
     }
     if (kind === "forms") {
       // The client's own form (multipart or urlencoded), read here.

@@ -1,0 +1,3 @@
+import { Buffer } from "node:buffer";
+
+export default { fetch: () => new Response(Buffer.from("x").toString()) };
