@@ -89,9 +89,7 @@ Task<Value> call_js(Vm& vm, Scope* scope, const v8::Global<v8::Object>* target, 
     }
     v8::Local<v8::Value> v = wait->value();
     wait.reset();
-    take(v);
-    entry.drain();
-    if (int why = vm.take_termination()) throw Terminated(why, vm.termination_message(why));
+    take(v);  // the entry's end runs what a new wait needs (a stream's reading)
   }
   co_return out;
 }

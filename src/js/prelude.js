@@ -1266,23 +1266,28 @@
   }
 
   // A body is kept whole: a string or a Uint8Array (dobj reads and writes
-  // bodies whole; streams are not offered). bodyOf gives it and the content
-  // type the Fetch standard gives a body of its kind (null: none).
-  function bodyOf(body) {
-    if (body === undefined || body === null) return [null, null];
-    if (typeof body === 'string') return [body, 'text/plain;charset=UTF-8'];
-    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return [new Uint8Array(toBytes(body)), null];
-    if (body instanceof URLSearchParams) return [body.toString(), 'application/x-www-form-urlencoded;charset=UTF-8'];
-    if (body instanceof Blob) return [Blob._bytes(body).slice(), body.type || null];
-    if (body instanceof FormData) return multipart(body);
+  // bodies whole), or a stream until it is read. extractBody sets a
+  // message's body from what was given, and returns the content type the
+  // Fetch standard gives a body of its kind (null: none).
+  function extractBody(msg, body) {
+    if (body === undefined || body === null) { msg[kBody] = null; return null; }
+    if (typeof body === 'string') { msg[kBody] = body; return 'text/plain;charset=UTF-8'; }
+    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) { msg[kBody] = new Uint8Array(toBytes(body)); return null; }
+    if (body instanceof URLSearchParams) { msg[kBody] = body.toString(); return 'application/x-www-form-urlencoded;charset=UTF-8'; }
+    if (body instanceof Blob) { msg[kBody] = Blob._bytes(body).slice(); return body.type || null; }
+    if (body instanceof FormData) { const [bytes, type] = multipart(body); msg[kBody] = bytes; return type; }
     if (body instanceof ReadableStream) {
       if (body.locked || body[kStream].disturbed) throw new TypeError('the body stream is locked or was already read');
-      return [body, null];
+      msg[kBody] = body;
+      return null;
     }
     throw new TypeError('a body must be a string, an ArrayBuffer, a typed array, a Blob, FormData, URLSearchParams or a ReadableStream');
   }
   // A message's body whole, for the runtime: a stream is read to its end.
-  const wholeBody = (b) => (b instanceof ReadableStream ? readAllBytes(b) : b);
+  const wholeBody = (b) => {
+    if (b === kUsed) throw usedBody();
+    return b instanceof ReadableStream ? readAllBytes(b) : b;
+  };
   // The body of a message's clone: bytes are shared; a stream is split in
   // two (tee), one half staying with the message.
   function splitBody(msg) {
@@ -1296,18 +1301,19 @@
     return theirs;
   }
   const kBody = Symbol('body');
+  const kUsed = Symbol('used');  // the body of a message whose body was read whole
+  const usedBody = () => new TypeError('Body has already been used');
   class Body {
     [kBody] = null;
-    #used = false;
     get bodyUsed() {
       const b = this[kBody];
-      return this.#used || (b instanceof ReadableStream && b[kStream].disturbed);
+      return b === kUsed || (b instanceof ReadableStream && b[kStream].disturbed);
     }
     // The whole body, once: a string, bytes or null.
     #take() {
-      if (this.bodyUsed) throw new TypeError('Body has already been used');
+      if (this.bodyUsed) throw usedBody();
       const b = this[kBody];
-      this.#used = b !== null;
+      if (b !== null) this[kBody] = kUsed;
       return wholeBody(b);
     }
     get body() {
@@ -1315,8 +1321,8 @@
       if (b === null || b instanceof ReadableStream) return b;
       // A stream over the bytes, made when asked for; the body is the stream
       // from then on (read from it, or passed on whole).
-      const stream = bytesStream(this.#used ? new Uint8Array(0) : N.bytesOf(b));
-      if (this.#used) stream[kStream].disturbed = true;
+      const stream = bytesStream(b === kUsed ? new Uint8Array(0) : N.bytesOf(b));
+      if (b === kUsed) stream[kStream].disturbed = true;
       this[kBody] = stream;
       return stream;
     }
@@ -1359,6 +1365,7 @@
         return;
       }
       let src = input instanceof Request ? input : null;
+      if (src && !('body' in init) && src[kBody] === kUsed) throw usedBody();
       this.#url = src ? src.url : new URL(String(input)).href;
       this.method = String(init.method || (src ? src.method : 'GET')).toUpperCase();
       this.headers = new Headers(init.headers || (src ? src.headers : undefined));
@@ -1366,8 +1373,9 @@
       if (body !== null && body !== undefined && (this.method === 'GET' || this.method === 'HEAD')) {
         throw new TypeError('Request with GET/HEAD method cannot have body.');
       }
-      const [b, type] = 'body' in init ? bodyOf(body) : [src ? src[kBody] : null, null];
-      this[kBody] = b;
+      let type = null;
+      if ('body' in init) type = extractBody(this, body);
+      else this[kBody] = src ? src[kBody] : null;
       // A body from init is extracted (a string's gets text/plain, a form's
       // its multipart type); one taken from the input Request comes as it
       // is, with that request's headers.
@@ -1391,8 +1399,7 @@
       this.status = init.status === undefined ? 200 : Number(init.status);
       if (this.status !== 101 && (this.status < 200 || this.status > 599)) throw new RangeError(`Invalid status ${this.status}`);
       this.statusText = init.statusText || '';
-      const [b, type] = bodyOf(body);
-      this[kBody] = b;
+      const type = extractBody(this, body);
       if (init.headers === undefined) {
         this.headers = Headers._fromFlat(type === null ? [] : ['content-type', type]);
       } else {
@@ -1532,7 +1539,7 @@
   // ---- Outgoing fetch ---------------------------------------------------------
   define('fetch', async (input, init) => {
     const req = new Request(input, init);
-    const sent = req[kBody] instanceof ReadableStream ? await readAllBytes(req[kBody]) : req[kBody];
+    const sent = typeof req[kBody] === 'string' ? req[kBody] : await wholeBody(req[kBody]);
     const [status, flat, body] = await N.httpFetch(req.url, req.method, req.headers._flat(), sent);
     return makeResponse(status, flat, body);
   });
@@ -1560,7 +1567,8 @@
     get name() { return this.#id.name; }
     async fetch(input, init) {
       const req = input instanceof Request && init === undefined ? input : new Request(input instanceof Request || /^[a-z][a-z0-9+.-]*:/i.test(String(input)) ? input : new URL(String(input), 'http://do/'), init);
-      const sent = req[kBody] instanceof ReadableStream ? await readAllBytes(req[kBody]) : req[kBody];
+      const b = req[kBody];
+      const sent = b === null || typeof b === 'string' || b instanceof Uint8Array ? b : await wholeBody(b);
       const [status, flat, body, upgrade] = await N.stubFetch(this.#handle, req.method, req.url, req.headers._flat(), sent);
       return makeResponse(status, flat, body, upgrade);
     }
@@ -2002,7 +2010,8 @@
         throw new TypeError('a 101 response needs a webSocket');
       }
       let body = r[kBody];
-      if (body instanceof ReadableStream) {
+      if (body === kUsed) throw usedBody();
+      if (typeof body === 'object' && body instanceof ReadableStream) {
         // A stream is sent whole: at once when it has ended with its chunks
         // queued, else a promise of the response once it has been read
         // (the runtime waits for it and asks again).
