@@ -1963,16 +1963,20 @@
       if (name !== 'error') ee.once('error', onError);
     });
     nodeModules['node:events'] = { EventEmitter, once: EventEmitter.once, default: EventEmitter };
+
+    // A small process: env (the text vars, when the flags say so), nextTick.
+    const process = {
+      env: N.processEnv, argv: [], platform: 'linux', version: 'v22.0.0', versions: { node: '22.0.0' },
+      nextTick: (fn, ...args) => queueMicrotask(() => fn(...args)),
+      cwd: () => '/', emitWarning: (w) => console.warn(String(w)),
+    };
+    nodeModules['node:process'] = { ...process, default: process };
     // Node's modules answer to their bare names too ("buffer", "events").
     for (const name of Object.keys(nodeModules)) nodeModules[name.slice(5)] = nodeModules[name];
 
     if (N.nodeGlobals) {
       define('Buffer', Buffer);
-      define('process', {
-        env: {}, argv: [], platform: 'linux', version: 'v22.0.0', versions: { node: '22.0.0' },
-        nextTick: (fn, ...args) => queueMicrotask(() => fn(...args)),
-        cwd: () => '/', emitWarning: (w) => console.warn(String(w)),
-      });
+      define('process', process);
     }
   }
 

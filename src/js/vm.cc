@@ -618,8 +618,8 @@ v8::MaybeLocal<v8::Module> Vm::resolve(v8::Local<v8::Context> ctx, v8::Local<v8:
   v8::Isolate* iso = ctx->GetIsolate();
   auto* vm = static_cast<Vm*>(iso->GetData(0));
   std::string spec = vm->utf8(specifier);
-  // cloudflare:workers, and with nodejs_compat node:buffer and node:events:
-  // synthetic modules of what the prelude made.
+  // cloudflare:workers, and with nodejs_compat node:buffer, node:events and
+  // node:process: synthetic modules of what the prelude made.
   if (auto it = vm->modules_.find(spec); it != vm->modules_.end()) return it->second.Get(iso);
   if (v8::Local<v8::Object> exports = builtin_exports(vm, ctx, specifier); !exports.IsEmpty()) {
     v8::Local<v8::Array> names = exports->GetOwnPropertyNames(ctx).ToLocalChecked();
@@ -638,11 +638,11 @@ v8::MaybeLocal<v8::Module> Vm::resolve(v8::Local<v8::Context> ctx, v8::Local<v8:
                                               !spec.starts_with("/"))) {
     bool node = spec.starts_with("node:");
     vm->throw_error(from + ": import of \"" + spec + "\": " +
-                    (node ? "of Node.js's modules dobj provides node:buffer and node:events, with the "
-                            "nodejs_compat compatibility flag (docs/js.md)"
-                          : "only relative files, cloudflare:workers and (with nodejs_compat) node:buffer "
-                            "and node:events can be imported (bundle npm packages with wrangler or "
-                            "esbuild; docs/js.md)"));
+                    (node ? "of Node.js's modules dobj provides node:buffer, node:events and "
+                            "node:process, with the nodejs_compat compatibility flag (docs/js.md)"
+                          : "only relative files, cloudflare:workers and (with nodejs_compat) node:buffer, "
+                            "node:events and node:process can be imported (bundle npm packages with "
+                            "wrangler or esbuild; docs/js.md)"));
     return {};
   }
   namespace fs = std::filesystem;
@@ -722,9 +722,9 @@ Status Vm::load(const Script& script) {
   }
   v8::Local<v8::Object> natives = v8::Object::New(isolate_);
   install_natives(natives);
-  // nodejs_compat: node:buffer and node:events; from compatibility date
-  // 2024-09-23 on (or with nodejs_compat_v2), Buffer and process are
-  // globals too, as on Cloudflare.
+  // nodejs_compat: node:buffer, node:events and node:process; from
+  // compatibility date 2024-09-23 on (or with nodejs_compat_v2), Buffer and
+  // process are globals too, as on Cloudflare.
   const auto& flags = script.config.compatibility_flags;
   auto flag = [&](std::string_view f) { return std::find(flags.begin(), flags.end(), f) != flags.end(); };
   bool node = flag("nodejs_compat") || flag("nodejs_compat_v2");
@@ -732,6 +732,16 @@ Status Vm::load(const Script& script) {
                       (flag("nodejs_compat_v2") || script.config.compatibility_date >= "2024-09-23");
   discard(natives->Set(ctx, str("nodejsCompat"), v8::Boolean::New(isolate_, node)));
   discard(natives->Set(ctx, str("nodeGlobals"), v8::Boolean::New(isolate_, node_globals)));
+  // process.env holds the text vars from 2025-04-01 on (or with
+  // nodejs_compat_populate_process_env), before any module runs.
+  v8::Local<v8::Object> process_env = v8::Object::New(isolate_);
+  if (node && !flag("nodejs_compat_do_not_populate_process_env") &&
+      (flag("nodejs_compat_populate_process_env") || script.config.compatibility_date >= "2025-04-01")) {
+    for (const auto& [key, value] : script.config.vars.items()) {
+      if (value.is_string()) discard(process_env->Set(ctx, str(key), str(value.get<std::string>())));
+    }
+  }
+  discard(natives->Set(ctx, str("processEnv"), process_env));
   v8::Local<v8::Value> argv[] = {natives};
   v8::Local<v8::Value> helpers;
   if (!fn.As<v8::Function>()->Call(ctx, ctx->Global(), 1, argv).ToLocal(&helpers)) {

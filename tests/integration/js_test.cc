@@ -277,7 +277,7 @@ TEST_F(JsTest, NodeBuffersAndEventEmittersWithNodejsCompat) {
       "base64url":"-_8","back":"héllo wörld","fromHex":"hé","latin1":233,"utf16":"68006900","concat":"abcd",
       "slice":"Héll","numbers":[3735928559,-2,239,"efbeaddefffe0000"],"json":"{\"type\":\"Buffer\",\"data\":[1,2]}",
       "equals":true,"indexOf":7,"isBuffer":[true,false],"events":["on 1","once 1","on 2"],"late":"late","count":1,
-      "unhandled":"no listener"})")) << r;
+      "unhandled":"no listener","env":["test","test",false]})")) << r;
 }
 
 TEST_F(JsTest, IdsNamesAndVars) {

@@ -1,6 +1,11 @@
 import { DurableObject } from "cloudflare:workers";
 import { Buffer as NodeBuffer } from "node:buffer";
 import EventEmitter, { once } from "events";
+import { env as processEnv } from "node:process";
+
+// process.env holds the text vars before any module runs (nodejs_compat,
+// compatibility date 2025-04-01 on).
+const modeAtImport = process.env.MODE;
 
 // Values that structured clone keeps and JSON does not.
 function samples() {
@@ -617,6 +622,7 @@ export default {
         json: JSON.stringify(NodeBuffer.from([1, 2])), equals: NodeBuffer.from("a").equals(NodeBuffer.from("a")),
         indexOf: b.indexOf("wörld"), isBuffer: [NodeBuffer.isBuffer(b), NodeBuffer.isBuffer(new Uint8Array(1))],
         events: seen, late, count: t.listenerCount("tick"), unhandled,
+        env: [modeAtImport, processEnv.MODE, "LIMITS" in process.env],
       });
     }
     if (kind === "forms") {
