@@ -421,6 +421,15 @@ void Vm::install_natives(v8::Local<v8::Object> natives) {
       internal::log_info(line);
     }
   });
+  // AsyncLocalStorage's frame: V8 keeps it with every promise reaction made
+  // while it is set and restores it when the reaction runs.
+  add("getAsyncContext", [](const Info& info) {
+    info.GetReturnValue().Set(info.GetIsolate()->GetCurrentContext()->GetContinuationPreservedEmbedderData());
+  });
+  add("setAsyncContext", [](const Info& info) {
+    vm_of(info).note_async_context();
+    info.GetIsolate()->GetCurrentContext()->SetContinuationPreservedEmbedderData(info[0]);
+  });
   add("now", [](const Info& info) {
     static const auto start = std::chrono::steady_clock::now();
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

@@ -1964,6 +1964,43 @@
     });
     nodeModules['node:events'] = { EventEmitter, once: EventEmitter.once, default: EventEmitter };
 
+    // AsyncLocalStorage over V8's continuation-preserved data: the frame (a
+    // Map of storage -> store) in force when a promise reaction is made is
+    // in force when it runs, so awaits, timers and queueMicrotask carry it.
+    const frame = () => { const f = N.getAsyncContext(); return f instanceof Map ? f : null; };
+    const runIn = (f, fn, args) => {
+      const before = N.getAsyncContext();
+      N.setAsyncContext(f);
+      try { return fn(...args); } finally { N.setAsyncContext(before); }
+    };
+    class AsyncLocalStorage {
+      #enabled = true;
+      getStore() { const f = frame(); return this.#enabled && f ? f.get(this) : undefined; }
+      run(store, fn, ...args) {
+        const f = new Map(frame() || undefined);
+        f.set(this, store);
+        this.#enabled = true;
+        return runIn(f, fn, args);
+      }
+      exit(fn, ...args) {
+        const f = new Map(frame() || undefined);
+        f.delete(this);
+        return runIn(f, fn, args);
+      }
+      enterWith(store) {
+        const f = new Map(frame() || undefined);
+        f.set(this, store);
+        N.setAsyncContext(f);
+      }
+      disable() { this.#enabled = false; }
+      static bind(fn) { return AsyncLocalStorage.snapshot().bind(null, fn); }
+      static snapshot() {
+        const f = frame();
+        return (fn, ...args) => runIn(f, fn, args);
+      }
+    }
+    nodeModules['node:async_hooks'] = { AsyncLocalStorage, default: { AsyncLocalStorage } };
+
     // A small process: env (the text vars, when the flags say so), nextTick.
     const process = {
       env: N.processEnv, argv: [], platform: 'linux', version: 'v22.0.0', versions: { node: '22.0.0' },

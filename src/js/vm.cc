@@ -419,7 +419,10 @@ Vm::Entry::Entry(Vm& vm, Scope* scope)
       outer_scope_(vm.scope_),
       outermost_(vm.depth_ == 0) {
   if (scope) vm.scope_ = scope;
-  if (outermost_) vm.entered_ns_.store(steady_ns(), std::memory_order_relaxed);
+  if (outermost_) {
+    vm.entered_ns_.store(steady_ns(), std::memory_order_relaxed);
+    if (vm.async_context_used_) vm.context()->SetContinuationPreservedEmbedderData(v8::Undefined(vm.isolate_));
+  }
   ++vm.depth_;
 }
 
@@ -618,8 +621,9 @@ v8::MaybeLocal<v8::Module> Vm::resolve(v8::Local<v8::Context> ctx, v8::Local<v8:
   v8::Isolate* iso = ctx->GetIsolate();
   auto* vm = static_cast<Vm*>(iso->GetData(0));
   std::string spec = vm->utf8(specifier);
-  // cloudflare:workers, and with nodejs_compat node:buffer, node:events and
-  // node:process: synthetic modules of what the prelude made.
+  // cloudflare:workers, and with nodejs_compat node:buffer, node:events,
+  // node:process and node:async_hooks: synthetic modules of what the prelude
+  // made.
   if (auto it = vm->modules_.find(spec); it != vm->modules_.end()) return it->second.Get(iso);
   if (v8::Local<v8::Object> exports = builtin_exports(vm, ctx, specifier); !exports.IsEmpty()) {
     v8::Local<v8::Array> names = exports->GetOwnPropertyNames(ctx).ToLocalChecked();
@@ -638,11 +642,11 @@ v8::MaybeLocal<v8::Module> Vm::resolve(v8::Local<v8::Context> ctx, v8::Local<v8:
                                               !spec.starts_with("/"))) {
     bool node = spec.starts_with("node:");
     vm->throw_error(from + ": import of \"" + spec + "\": " +
-                    (node ? "of Node.js's modules dobj provides node:buffer, node:events and "
-                            "node:process, with the nodejs_compat compatibility flag (docs/js.md)"
+                    (node ? "of Node.js's modules dobj provides node:buffer, node:events, node:process "
+                            "and node:async_hooks, with the nodejs_compat compatibility flag (docs/js.md)"
                           : "only relative files, cloudflare:workers and (with nodejs_compat) node:buffer, "
-                            "node:events and node:process can be imported (bundle npm packages with "
-                            "wrangler or esbuild; docs/js.md)"));
+                            "node:events, node:process and node:async_hooks can be imported (bundle npm "
+                            "packages with wrangler or esbuild; docs/js.md)"));
     return {};
   }
   namespace fs = std::filesystem;
@@ -722,9 +726,9 @@ Status Vm::load(const Script& script) {
   }
   v8::Local<v8::Object> natives = v8::Object::New(isolate_);
   install_natives(natives);
-  // nodejs_compat: node:buffer, node:events and node:process; from
-  // compatibility date 2024-09-23 on (or with nodejs_compat_v2), Buffer and
-  // process are globals too, as on Cloudflare.
+  // nodejs_compat: node:buffer, node:events, node:process and
+  // node:async_hooks; from compatibility date 2024-09-23 on (or with
+  // nodejs_compat_v2), Buffer and process are globals too, as on Cloudflare.
   const auto& flags = script.config.compatibility_flags;
   auto flag = [&](std::string_view f) { return std::find(flags.begin(), flags.end(), f) != flags.end(); };
   bool node = flag("nodejs_compat") || flag("nodejs_compat_v2");

@@ -265,6 +265,9 @@ class Vm {
   v8::Local<v8::Value> stub_error(const Response& answer);
   // A log prefix naming the object of the current scope.
   std::string who() const;
+  // AsyncLocalStorage was used: each outermost entry starts with no frame
+  // (what one event set must not leak into the next).
+  void note_async_context() { async_context_used_ = true; }
   // A loaded module's file, or the name of a module the prelude provides.
   std::string module_spec(v8::Local<v8::Module> m) const {
     auto it = module_paths_.find(m->GetIdentityHash());
@@ -332,6 +335,7 @@ class Vm {
   std::atomic<int64_t> entered_ns_{0};
   std::atomic<int> terminated_{kNone};
   bool collect_pending_ = false;
+  bool async_context_used_ = false;
   std::chrono::steady_clock::time_point last_collect_{};
   std::string abort_reason_;
   friend class Watchdog;

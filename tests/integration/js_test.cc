@@ -269,15 +269,19 @@ TEST_F(JsTest, AsymmetricKeysAndAesGcmAgreeWithOpensslsOwnOutput) {
       "privateAsRaw":"InvalidAccessError"})")) << r;
 }
 
-// With nodejs_compat: node:buffer's Buffer and node:events' EventEmitter
-// behave as Node's, and the flag's v2 globals are there.
+// With nodejs_compat: node:buffer's Buffer, node:events' EventEmitter and
+// node:async_hooks' AsyncLocalStorage behave as Node's, and the flag's v2
+// globals are there (process.env with the text vars).
 TEST_F(JsTest, NodeBuffersAndEventEmittersWithNodejsCompat) {
+  start({"--shards", "1"});  // one isolate: the next request sees what this one left
+  EXPECT_EQ(get("/node/n?enter").body, "leak");
   Json r = get_json("/node/n");
   EXPECT_EQ(r, Json::parse(R"({"global":true,"length":13,"byteLength":6,"hex":"68c3a9","base64":"aMOpbGxvIHfDtnJsZA==",
       "base64url":"-_8","back":"héllo wörld","fromHex":"hé","latin1":233,"utf16":"68006900","concat":"abcd",
       "slice":"Héll","numbers":[3735928559,-2,239,"efbeaddefffe0000"],"json":"{\"type\":\"Buffer\",\"data\":[1,2]}",
       "equals":true,"indexOf":7,"isBuffer":[true,false],"events":["on 1","once 1","on 2"],"late":"late","count":1,
-      "unhandled":"no listener","env":["test","test",false]})")) << r;
+      "unhandled":"no listener","env":["test","test",false],
+      "stores":["outer","outer","outer","inner","outer","outer","outer","exited","none"],"leaked":null})")) << r;
 }
 
 TEST_F(JsTest, IdsNamesAndVars) {

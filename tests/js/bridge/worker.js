@@ -2,10 +2,12 @@ import { DurableObject } from "cloudflare:workers";
 import { Buffer as NodeBuffer } from "node:buffer";
 import EventEmitter, { once } from "events";
 import { env as processEnv } from "node:process";
+import { AsyncLocalStorage } from "node:async_hooks";
 
 // process.env holds the text vars before any module runs (nodejs_compat,
 // compatibility date 2025-04-01 on).
 const modeAtImport = process.env.MODE;
+const sharedStorage = new AsyncLocalStorage();
 
 // Values that structured clone keeps and JSON does not.
 function samples() {
@@ -594,6 +596,30 @@ export default {
       return Response.json(out);
     }
     if (kind === "node") {
+      // What one request sets with enterWith must not reach the next.
+      if (url.searchParams.has("enter")) {
+        sharedStorage.enterWith("leak");
+        return new Response(String(sharedStorage.getStore()));
+      }
+      // An AsyncLocalStorage store across awaits, timers, a stub call and
+      // queueMicrotask; nested runs; nothing outside run().
+      const als = new AsyncLocalStorage();
+      const stores = [];
+      await als.run("outer", async () => {
+        stores.push(als.getStore());
+        await scheduler.wait(1);
+        stores.push(als.getStore());
+        await new Promise((r) => setTimeout(r, 1));
+        stores.push(als.getStore());
+        await als.run("inner", async () => { await null; stores.push(als.getStore()); });
+        stores.push(als.getStore());
+        await env.PROBE.getByName(name).fetch(`http://do/probe/${name}/boots`);
+        stores.push(als.getStore());
+        await new Promise((r) => queueMicrotask(() => { stores.push(als.getStore()); r(); }));
+        stores.push(als.exit(() => als.getStore()) ?? "exited");
+      });
+      stores.push(als.getStore() ?? "none");
+      const leaked = sharedStorage.getStore() ?? null;
       // nodejs_compat: node:buffer and node:events, and the v2 globals.
       const b = NodeBuffer.from("héllo wörld", "utf8");
       const le = NodeBuffer.alloc(8);
@@ -623,6 +649,7 @@ export default {
         indexOf: b.indexOf("wörld"), isBuffer: [NodeBuffer.isBuffer(b), NodeBuffer.isBuffer(new Uint8Array(1))],
         events: seen, late, count: t.listenerCount("tick"), unhandled,
         env: [modeAtImport, processEnv.MODE, "LIMITS" in process.env],
+        stores, leaked,
       });
     }
     if (kind === "forms") {
