@@ -1738,6 +1738,44 @@
   // packages written for Workers reach for most; with the flag's v2 (from
   // compatibility date 2024-09-23) Buffer and a small process are globals.
   const nodeModules = {};
+  if (N.nodejsCompat || N.nodejsAls) {
+    // AsyncLocalStorage over V8's continuation-preserved data: the frame (a
+    // Map of storage -> store) in force when a promise reaction is made is
+    // in force when it runs, so awaits, timers and queueMicrotask carry it.
+    const frame = () => { const f = N.getAsyncContext(); return f instanceof Map ? f : null; };
+    const runIn = (f, fn, args) => {
+      const before = N.getAsyncContext();
+      N.setAsyncContext(f);
+      try { return fn(...args); } finally { N.setAsyncContext(before); }
+    };
+    class AsyncLocalStorage {
+      #enabled = true;
+      getStore() { const f = frame(); return this.#enabled && f ? f.get(this) : undefined; }
+      run(store, fn, ...args) {
+        const f = new Map(frame() || undefined);
+        f.set(this, store);
+        this.#enabled = true;
+        return runIn(f, fn, args);
+      }
+      exit(fn, ...args) {
+        const f = new Map(frame() || undefined);
+        f.delete(this);
+        return runIn(f, fn, args);
+      }
+      enterWith(store) {
+        const f = new Map(frame() || undefined);
+        f.set(this, store);
+        N.setAsyncContext(f);
+      }
+      disable() { this.#enabled = false; }
+      static bind(fn) { return AsyncLocalStorage.snapshot().bind(null, fn); }
+      static snapshot() {
+        const f = frame();
+        return (fn, ...args) => runIn(f, fn, args);
+      }
+    }
+    nodeModules['node:async_hooks'] = { AsyncLocalStorage, default: { AsyncLocalStorage } };
+  }
   if (N.nodejsCompat) {
     const encodingOf = (e) => {
       const x = String(e === undefined || e === null ? 'utf8' : e).toLowerCase();
@@ -1964,42 +2002,6 @@
     });
     nodeModules['node:events'] = { EventEmitter, once: EventEmitter.once, default: EventEmitter };
 
-    // AsyncLocalStorage over V8's continuation-preserved data: the frame (a
-    // Map of storage -> store) in force when a promise reaction is made is
-    // in force when it runs, so awaits, timers and queueMicrotask carry it.
-    const frame = () => { const f = N.getAsyncContext(); return f instanceof Map ? f : null; };
-    const runIn = (f, fn, args) => {
-      const before = N.getAsyncContext();
-      N.setAsyncContext(f);
-      try { return fn(...args); } finally { N.setAsyncContext(before); }
-    };
-    class AsyncLocalStorage {
-      #enabled = true;
-      getStore() { const f = frame(); return this.#enabled && f ? f.get(this) : undefined; }
-      run(store, fn, ...args) {
-        const f = new Map(frame() || undefined);
-        f.set(this, store);
-        this.#enabled = true;
-        return runIn(f, fn, args);
-      }
-      exit(fn, ...args) {
-        const f = new Map(frame() || undefined);
-        f.delete(this);
-        return runIn(f, fn, args);
-      }
-      enterWith(store) {
-        const f = new Map(frame() || undefined);
-        f.set(this, store);
-        N.setAsyncContext(f);
-      }
-      disable() { this.#enabled = false; }
-      static bind(fn) { return AsyncLocalStorage.snapshot().bind(null, fn); }
-      static snapshot() {
-        const f = frame();
-        return (fn, ...args) => runIn(f, fn, args);
-      }
-    }
-    nodeModules['node:async_hooks'] = { AsyncLocalStorage, default: { AsyncLocalStorage } };
 
     // A small process: env (the text vars, when the flags say so), nextTick.
     const process = {

@@ -736,6 +736,7 @@ Status Vm::load(const Script& script) {
                       (flag("nodejs_compat_v2") || script.config.compatibility_date >= "2024-09-23");
   discard(natives->Set(ctx, str("nodejsCompat"), v8::Boolean::New(isolate_, node)));
   discard(natives->Set(ctx, str("nodeGlobals"), v8::Boolean::New(isolate_, node_globals)));
+  discard(natives->Set(ctx, str("nodejsAls"), v8::Boolean::New(isolate_, flag("nodejs_als"))));
   // process.env holds the text vars from 2025-04-01 on (or with
   // nodejs_compat_populate_process_env), before any module runs.
   v8::Local<v8::Object> process_env = v8::Object::New(isolate_);
