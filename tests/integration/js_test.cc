@@ -555,6 +555,16 @@ TEST(JsStart, AWranglerTomlServesTheWorkerAsItsJsoncDoes) {
   EXPECT_EQ(http(p.port(), "GET", "/plain/p", "").body, "plain 1 test");
 }
 
+// The nodejs_als flag alone gives node:async_hooks, and nothing else of
+// nodejs_compat (no Buffer global).
+TEST(JsStart, TheNodejsAlsFlagAloneGivesAsyncLocalStorage) {
+  TempDir dir;
+  ServerProcess p(ServerCommand{DOBJ_JS_BIN, {DOBJ_JS_TESTS "/als/wrangler.jsonc"}}, dir.path());
+  ASSERT_TRUE(p.start(std::chrono::seconds(10))) << p.output();
+  HttpClient c(p.port());
+  EXPECT_EQ(c.request("GET", "/", "").body, "kept undefined");
+}
+
 TEST(JsStart, ABrokenWorkerStopsTheStartWithTheFileLineAndMessage) {
   TempDir dir;
   struct Case {
