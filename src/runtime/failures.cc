@@ -83,6 +83,8 @@ Response error_response(const Status& status) {
   } else if (status.code() == Code::kStorageFull) {
     j["reset"] = true;
     j["storageFull"] = true;
+  } else if (status.code() == Code::kUnavailable) {
+    j["retryable"] = true;  // a server stopping, a node unreachable: transient
   }
   Response r = Response::json(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                                http_status_for(status.code()));

@@ -531,6 +531,14 @@ TEST_F(JsClusterTest, AFailedCallToAnotherNodeThrowsInTheCallerWithItsMarkers) {
   EXPECT_EQ(thrown.status, 500) << thrown.body;
   EXPECT_NE(thrown.body.find("incident"), std::string::npos) << thrown.body;
   EXPECT_EQ(nodes_->node(0).output().find("worker: unhandled"), std::string::npos) << nodes_->node(0).output();
+  // Its node killed, the object cannot be reached: a retryable failure.
+  EXPECT_EQ(get(0, "/reach/" + name).body, "answered 200");
+  nodes_->node(1).stop(SIGKILL);
+  HttpResponse unreachable = get(0, "/reach/" + name);
+  ASSERT_EQ(unreachable.status, 200) << unreachable.body;
+  json u = json::parse(unreachable.body);
+  EXPECT_EQ(u["retryable"], true) << u;
+  EXPECT_EQ(u["remote"], false) << u;
 }
 #endif
 

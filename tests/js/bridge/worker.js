@@ -421,6 +421,14 @@ export default {
         answerBytes: [...new Uint8Array(await answer.arrayBuffer())],
       });
     }
+    if (kind === "reach") {
+      // One call to an object, and how it failed if it did.
+      try {
+        return new Response(`answered ${(await env.PROBE.getByName(name).fetch(`http://do/probe/${name}/boots`)).status}`);
+      } catch (e) {
+        return Response.json({ message: e.message, retryable: e.retryable === true, remote: e.remote === true });
+      }
+    }
     if (kind === "failures") {
       // What a stub's caller sees when the call fails, as on Cloudflare:
       // an exception with the markers, never a response.
