@@ -14,6 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/kdf.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -309,6 +310,45 @@ void install_crypto(Vm& vm, v8::Local<v8::Object> natives) {
     std::string a = vm.body_bytes(info[0]);
     std::string b = vm.body_bytes(info[1]);
     info.GetReturnValue().Set(a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0);
+  });
+
+  // pbkdf2(hash, password, salt, iterations, bytes) and hkdf(hash, key,
+  // salt, info, bytes): crypto.subtle.deriveBits's derived bytes.
+  add("pbkdf2", [](const Info& info) {
+    Vm& vm = vm_of(info);
+    crypto_call(info, [&] {
+      const EVP_MD* md = md_named(vm.utf8(info[0]));
+      std::string password = vm.body_bytes(info[1]);
+      Bytes salt = bytes_of(vm, info[2]);
+      int iterations = info[3]->Int32Value(vm.context()).FromMaybe(0);
+      int n = info[4]->Int32Value(vm.context()).FromMaybe(0);
+      if (iterations <= 0) throw CryptoError("PBKDF2 needs at least one iteration");
+      Bytes out(static_cast<size_t>(n));
+      if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()), salt.data(), static_cast<int>(salt.size()),
+                            iterations, md, n, out.data()) != 1) {
+        throw CryptoError("PBKDF2 failed");
+      }
+      info.GetReturnValue().Set(buffer(vm, out));
+    });
+  });
+  add("hkdf", [](const Info& info) {
+    Vm& vm = vm_of(info);
+    crypto_call(info, [&] {
+      const EVP_MD* md = md_named(vm.utf8(info[0]));
+      Bytes key = bytes_of(vm, info[1]), salt = bytes_of(vm, info[2]), extra = bytes_of(vm, info[3]);
+      size_t n = static_cast<size_t>(info[4]->Int32Value(vm.context()).FromMaybe(0));
+      PKeyCtx ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr));
+      Bytes out(n);
+      if (!ctx || EVP_PKEY_derive_init(ctx.get()) != 1 || EVP_PKEY_CTX_set_hkdf_md(ctx.get(), md) != 1 ||
+          EVP_PKEY_CTX_set1_hkdf_salt(ctx.get(), salt.data(), static_cast<int>(salt.size())) != 1 ||
+          EVP_PKEY_CTX_set1_hkdf_key(ctx.get(), key.data(), static_cast<int>(key.size())) != 1 ||
+          EVP_PKEY_CTX_add1_hkdf_info(ctx.get(), extra.data(), static_cast<int>(extra.size())) != 1 ||
+          EVP_PKEY_derive(ctx.get(), out.data(), &n) != 1) {
+        throw CryptoError("HKDF cannot derive " + std::to_string(out.size()) + " bytes with this hash");
+      }
+      out.resize(n);
+      info.GetReturnValue().Set(buffer(vm, out));
+    });
   });
 
   // keyImport(kind, format "spki"|"pkcs8"|"raw", bytes, curve): a key's

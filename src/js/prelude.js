@@ -116,7 +116,7 @@
   // Algorithm names as WebCrypto spells them, by their upper case, and the
   // key kind of crypto.cc for the asymmetric ones.
   const kAlgorithms = {
-    'HMAC': ['HMAC', null], 'AES-GCM': ['AES-GCM', null],
+    'HMAC': ['HMAC', null], 'AES-GCM': ['AES-GCM', null], 'PBKDF2': ['PBKDF2', null], 'HKDF': ['HKDF', null],
     'RSASSA-PKCS1-V1_5': ['RSASSA-PKCS1-v1_5', 'RSA'], 'RSA-PSS': ['RSA-PSS', 'RSA'],
     'ECDSA': ['ECDSA', 'EC'], 'ED25519': ['Ed25519', 'Ed25519'], 'NODE-ED25519': ['NODE-ED25519', 'Ed25519'],
   };
@@ -158,6 +158,11 @@
       checkUsages(usages, ['encrypt', 'decrypt', 'wrapKey', 'unwrapKey'], 'an AES-GCM key');
       if (![16, 24, 32].includes(bytes.length)) throw new DOMException('an AES key must be 128, 192 or 256 bits', 'DataError');
       alg = { name, length: bytes.length * 8 };
+    } else if (name === 'PBKDF2' || name === 'HKDF') {
+      // Key material to derive from: never extractable (the standard's rule).
+      checkUsages(usages, ['deriveBits', 'deriveKey'], `a ${name} key`);
+      if (extractable) throw new DOMException(`a ${name} key cannot be extractable`, 'SyntaxError');
+      alg = { name };
     } else {
       throw notSupported(`a secret key for ${name}`);
     }
@@ -216,6 +221,20 @@
     if (![32, 64, 96, 104, 112, 120, 128].includes(tagLength)) throw new DOMException(`a tag of ${tagLength} bits`, 'OperationError');
     const aad = algorithm.additionalData === undefined ? new Uint8Array(0) : toBytes(algorithm.additionalData);
     return [toBytes(algorithm.iv), aad, tagLength / 8];
+  }
+  // PBKDF2 and HKDF: `length` bits (a multiple of 8) from the base key.
+  function deriveBytes(algorithm, baseKey, length, usage) {
+    const m = materialFor(algorithm, baseKey, usage);
+    const bits = Number(length);
+    if (!Number.isInteger(bits) || bits <= 0 || bits % 8 !== 0) throw new DOMException(`a length of ${length} bits`, 'OperationError');
+    const hash = hashOf(algorithm.hash);
+    const salt = algorithm.salt === undefined ? new Uint8Array(0) : toBytes(algorithm.salt);
+    try {
+      if (baseKey.algorithm.name === 'PBKDF2') return N.pbkdf2(hash, m.bytes, salt, Number(algorithm.iterations), bits / 8);
+      return N.hkdf(hash, m.bytes, salt, algorithm.info === undefined ? new Uint8Array(0) : toBytes(algorithm.info), bits / 8);
+    } catch (e) {
+      throw new DOMException(e.message, 'OperationError');
+    }
   }
   const subtle = {
     async digest(algorithm, data) { return N.digest(upperName(algorithm), toBytes(data)); },
@@ -317,8 +336,18 @@
       const [iv, aad, tag] = gcmParams(algorithm);
       try { return N.aesGcm(false, m.bytes, iv, aad, tag, toBytes(data)); } catch (e) { throw new DOMException(e.message, 'OperationError'); }
     },
-    async deriveBits() { throw notSupported('deriveBits'); },
-    async deriveKey() { throw notSupported('deriveKey'); },
+    async deriveBits(algorithm, baseKey, length) { return deriveBytes(algorithm, baseKey, length, 'deriveBits'); },
+    async deriveKey(algorithm, baseKey, derivedKeyAlgorithm, extractable, usages) {
+      // As many bits as the derived key needs: an AES key's length, an HMAC
+      // key's length or its hash's block.
+      const [name] = algorithmOf(derivedKeyAlgorithm);
+      const bits = name === 'AES-GCM' ? Number(derivedKeyAlgorithm.length)
+        : name === 'HMAC' ? (derivedKeyAlgorithm.length !== undefined ? Number(derivedKeyAlgorithm.length) : kHmacHashes[hashOf(derivedKeyAlgorithm.hash)])
+          : NaN;
+      if (!(bits > 0)) throw notSupported(`deriving a ${name} key`);
+      const bytes = new Uint8Array(await deriveBytes(algorithm, baseKey, bits, 'deriveKey'));
+      return secretKey(bytes, derivedKeyAlgorithm, extractable, usages);
+    },
     async wrapKey() { throw notSupported('wrapKey'); },
     async unwrapKey() { throw notSupported('unwrapKey'); },
     timingSafeEqual(a, b) {

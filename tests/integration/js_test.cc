@@ -240,8 +240,9 @@ TEST_F(JsTest, StreamsWorkAndAStreamBodyIsSentWhenItEnds) {
 }
 
 // Signatures and AES-GCM against what OpenSSL's command line made
-// (tests/js/crypto-vectors.json) and GCM's published test case: the JWTs,
-// webhooks and sealed values real Workers handle.
+// (tests/js/crypto-vectors.json), GCM's, PBKDF2's and HKDF's published test
+// vectors: the JWTs, webhooks, sealed values and password hashes real
+// Workers handle.
 TEST_F(JsTest, AsymmetricKeysAndAesGcmAgreeWithOpensslsOwnOutput) {
   std::string vectors;
   {
@@ -264,6 +265,10 @@ TEST_F(JsTest, AsymmetricKeysAndAesGcmAgreeWithOpensslsOwnOutput) {
       "jwk":["OKP","Ed25519","string"]})")) << r;
   EXPECT_EQ(r["aes"], Json::parse(R"({"kat":"0388dace60b6a392f328c2b971b2fe78ab6e47d42cec13bdf53a67b21257bddf",
       "opened":true,"altered":"OperationError","jwk":"A256GCM"})")) << r;
+  EXPECT_EQ(r["derive"], Json::parse(R"({"pbkdf2":"0c60c80f961f0e71f3a9b524af6012062fe037a6",
+      "pbkdf2sha256":"c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a",
+      "hkdf":"3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+      "derivedKey":["AES-GCM",256,32],"extractable":"SyntaxError","oddLength":"OperationError"})")) << r;
   EXPECT_EQ(r["errors"], Json::parse(R"({"wrongKind":"DataError","wrongCurve":"DataError","garbage":"DataError",
       "signWithPublic":"InvalidAccessError","wrongUsage":"SyntaxError","unsupported":"NotSupportedError",
       "privateAsRaw":"InvalidAccessError"})")) << r;

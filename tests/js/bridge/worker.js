@@ -592,6 +592,23 @@ export default {
         altered: await errorName(() => subtle.decrypt({ name: "AES-GCM", iv }, aes, bad)),
         jwk: (await subtle.exportKey("jwk", key256)).alg,
       };
+      // Key derivation: RFC 6070's PBKDF2 vector, PBKDF2-SHA256 with 4096
+      // iterations, RFC 5869's HKDF test case 1, and a derived AES key.
+      const hexOf = (buf) => [...new Uint8Array(buf)].map((x) => x.toString(16).padStart(2, "0")).join("");
+      const enc = new TextEncoder();
+      const password = await subtle.importKey("raw", enc.encode("password"), "PBKDF2", false, ["deriveBits", "deriveKey"]);
+      const ikm = await subtle.importKey("raw", new Uint8Array(22).fill(0x0b), "HKDF", false, ["deriveBits"]);
+      const derived = await subtle.deriveKey({ name: "PBKDF2", salt: enc.encode("salt"), iterations: 1000, hash: "SHA-256" },
+        password, { name: "AES-GCM", length: 256 }, true, ["encrypt", "decrypt"]);
+      out.derive = {
+        pbkdf2: hexOf(await subtle.deriveBits({ name: "PBKDF2", salt: enc.encode("salt"), iterations: 1, hash: "SHA-1" }, password, 160)),
+        pbkdf2sha256: hexOf(await subtle.deriveBits({ name: "PBKDF2", salt: enc.encode("salt"), iterations: 4096, hash: "SHA-256" }, password, 256)),
+        hkdf: hexOf(await subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: Uint8Array.from({ length: 13 }, (_, i) => i),
+          info: Uint8Array.from({ length: 10 }, (_, i) => 0xf0 + i) }, ikm, 336)),
+        derivedKey: [derived.algorithm.name, derived.algorithm.length, (await subtle.exportKey("raw", derived)).byteLength],
+        extractable: await errorName(() => subtle.importKey("raw", enc.encode("p"), "PBKDF2", true, ["deriveBits"])),
+        oddLength: await errorName(() => subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: new Uint8Array(0) }, ikm, 12)),
+      };
       out.errors = {
         wrongKind: await errorName(() => subtle.importKey("spki", bytes(v.ecSpki), rs, false, ["verify"])),
         wrongCurve: await errorName(() => subtle.importKey("spki", bytes(v.ecSpki), { name: "ECDSA", namedCurve: "P-384" }, false, ["verify"])),
