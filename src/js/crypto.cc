@@ -164,6 +164,28 @@ Bytes bn_param(const EVP_PKEY* key, const char* name, size_t pad = 0) {
   return bn_bytes(bn.get(), pad);
 }
 
+// The public key as the raw format has it: an EC key's uncompressed point,
+// an Ed25519 key's 32 bytes.
+Bytes raw_public(const EVP_PKEY* key) {
+  if (EVP_PKEY_is_a(key, "ED25519") == 1) {
+    Bytes x(32);
+    size_t n = x.size();
+    if (EVP_PKEY_get_raw_public_key(key, x.data(), &n) != 1 || n != x.size()) throw CryptoError("the Ed25519 key cannot be read");
+    return x;
+  }
+  Bytes point(1 + 2 * field_bytes(key));
+  size_t n = 0;
+  EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size(), &n);
+  if (n != point.size()) throw CryptoError("the EC key's point cannot be read");
+  return point;
+}
+
+// A JWK's RSA numbers, in the order keyFromParts and keyParts take them.
+constexpr const char* kRsaParts[] = {OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,
+                                     OSSL_PKEY_PARAM_RSA_D,         OSSL_PKEY_PARAM_RSA_FACTOR1,
+                                     OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
+                                     OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1};
+
 // What JavaScript keeps of a key: [der, isPrivate, modulus bits, public
 // exponent, curve].
 v8::Local<v8::Value> described(Vm& vm, EVP_PKEY* key, bool is_private) {
@@ -389,9 +411,6 @@ void install_crypto(Vm& vm, v8::Local<v8::Object> natives) {
       PKey key;
       bool is_private = false;
       if (kind == "RSA") {
-        const char* names[] = {OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,         OSSL_PKEY_PARAM_RSA_D,
-                               OSSL_PKEY_PARAM_RSA_FACTOR1,   OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
-                               OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1};
         ParamBld bld(OSSL_PARAM_BLD_new());
         std::vector<Bn> numbers;
         for (uint32_t i = 0; i < 8; ++i) {
@@ -402,7 +421,7 @@ void install_crypto(Vm& vm, v8::Local<v8::Object> natives) {
             throw CryptoError("an RSA private JWK needs d, p, q, dp, dq and qi");
           }
           numbers.emplace_back(BN_bin2bn(b.data(), static_cast<int>(b.size()), nullptr));
-          OSSL_PARAM_BLD_push_BN(bld.get(), names[i], numbers.back().get());
+          OSSL_PARAM_BLD_push_BN(bld.get(), kRsaParts[i], numbers.back().get());
         }
         is_private = numbers.size() > 2;
         key = from_params("RSA", bld.get(), is_private);
@@ -436,28 +455,21 @@ void install_crypto(Vm& vm, v8::Local<v8::Object> natives) {
       PKey key = parse(bytes_of(vm, info[1]), is_private);
       std::vector<Bytes> parts;
       if (kind == "RSA") {
-        for (const char* name : {OSSL_PKEY_PARAM_RSA_N, OSSL_PKEY_PARAM_RSA_E, OSSL_PKEY_PARAM_RSA_D, OSSL_PKEY_PARAM_RSA_FACTOR1,
-                                 OSSL_PKEY_PARAM_RSA_FACTOR2, OSSL_PKEY_PARAM_RSA_EXPONENT1, OSSL_PKEY_PARAM_RSA_EXPONENT2,
-                                 OSSL_PKEY_PARAM_RSA_COEFFICIENT1}) {
+        for (const char* name : kRsaParts) {
           if (!is_private && parts.size() == 2) break;
           parts.push_back(bn_param(key.get(), name));
         }
       } else if (kind == "EC") {
         size_t field = field_bytes(key.get());
-        Bytes point(1 + 2 * field);
-        size_t n = 0;
-        EVP_PKEY_get_octet_string_param(key.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size(), &n);
-        if (n != point.size()) throw CryptoError("the EC key's point cannot be read");
+        Bytes point = raw_public(key.get());
         parts.emplace_back(point.begin() + 1, point.begin() + 1 + static_cast<long>(field));
         parts.emplace_back(point.begin() + 1 + static_cast<long>(field), point.end());
         if (is_private) parts.push_back(bn_param(key.get(), OSSL_PKEY_PARAM_PRIV_KEY, field));
       } else if (kind == "Ed25519") {
-        Bytes x(32), d(32);
-        size_t n = 32;
-        EVP_PKEY_get_raw_public_key(key.get(), x.data(), &n);
-        parts.push_back(x);
+        parts.push_back(raw_public(key.get()));
         if (is_private) {
-          n = 32;
+          Bytes d(32);
+          size_t n = d.size();
           EVP_PKEY_get_raw_private_key(key.get(), d.data(), &n);
           parts.push_back(d);
         }
@@ -480,19 +492,7 @@ void install_crypto(Vm& vm, v8::Local<v8::Object> natives) {
         throw CryptoError("a " + std::string(is_private ? "private" : "public") + " " + kind +
                           " key cannot be exported as " + format);
       }
-      PKey key = parse(der, false);
-      Bytes out;
-      if (kind == "EC") {
-        out.resize(1 + 2 * field_bytes(key.get()));
-        size_t n = 0;
-        EVP_PKEY_get_octet_string_param(key.get(), OSSL_PKEY_PARAM_PUB_KEY, out.data(), out.size(), &n);
-        out.resize(n);
-      } else {
-        out.resize(32);
-        size_t n = 32;
-        EVP_PKEY_get_raw_public_key(key.get(), out.data(), &n);
-      }
-      info.GetReturnValue().Set(buffer(vm, out));
+      info.GetReturnValue().Set(buffer(vm, raw_public(parse(der, false).get())));
     });
   });
   // keyGenerate(kind, bits or curve): [private description, public one].

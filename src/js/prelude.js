@@ -900,7 +900,8 @@
   // they are (the body of a message).
   async function readAllBytes(stream) {
     const st = stream[kStream];
-    if (st[kBytesSource] && !st.disturbed && !st.reader) { st.disturbed = true; return st[kBytesSource]; }
+    const known = takeBytesSource(st);
+    if (known) return known;
     if (st.reader) throw new TypeError('the body stream is locked to a reader');
     if (st.disturbed) throw new TypeError('the body stream was already read');
     const reader = stream.getReader();
@@ -908,9 +909,9 @@
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
-      if (typeof value === 'string') chunks.push(N.utf8Encode(value));
-      else if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) chunks.push(new Uint8Array(toBytes(value)));
-      else throw new TypeError('a body stream must give strings, ArrayBuffers or typed arrays');
+      const bytes = chunkBytes(value);
+      if (bytes === null) throw new TypeError('a body stream must give strings, ArrayBuffers or typed arrays');
+      chunks.push(bytes);
     }
     reader.releaseLock();
     return concatBytes(chunks);
@@ -919,18 +920,26 @@
   // queued (a source that enqueued them in start()): null otherwise.
   function bytesNow(stream) {
     const st = stream[kStream];
-    if (st[kBytesSource] && !st.disturbed && !st.reader) { st.disturbed = true; return st[kBytesSource]; }
+    const known = takeBytesSource(st);
+    if (known) return known;
     if (st.reader || st.disturbed || !st.closeRequested || st.state !== 'readable') return null;
-    const chunks = [];
-    for (const value of st.queue) {
-      if (typeof value === 'string') chunks.push(N.utf8Encode(value));
-      else if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) chunks.push(new Uint8Array(toBytes(value)));
-      else return null;  // readAllBytes says why
-    }
+    const chunks = st.queue.map(chunkBytes);
+    if (chunks.includes(null)) return null;  // readAllBytes says why
     st.disturbed = true;
     st.queue = [];
     st.finish();
     return concatBytes(chunks);
+  }
+  // A body stream's chunk as bytes: a string as UTF-8, a buffer copied; null
+  // for anything else.
+  const chunkBytes = (value) => (typeof value === 'string' ? N.utf8Encode(value)
+    : value instanceof ArrayBuffer || ArrayBuffer.isView(value) ? new Uint8Array(toBytes(value)) : null);
+  // The bytes of a stream over bytes known in full (bytesStream), taken at
+  // once if nothing read it yet; null otherwise.
+  function takeBytesSource(st) {
+    if (!st[kBytesSource] || st.disturbed || st.reader) return null;
+    st.disturbed = true;
+    return st[kBytesSource];
   }
   // A stream over bytes known in full (a body's).
   function bytesStream(bytes) {
@@ -1312,6 +1321,8 @@
     }
     throw new TypeError('a body must be a string, an ArrayBuffer, a typed array, a Blob, FormData, URLSearchParams or a ReadableStream');
   }
+  // A body the runtime can send as it is (no stream to read first).
+  const isWhole = (b) => b === null || typeof b === 'string' || b instanceof Uint8Array;
   // A message's body whole, for the runtime: a stream is read to its end.
   const wholeBody = (b) => {
     if (b === kUsed) throw usedBody();
@@ -1568,7 +1579,7 @@
   // ---- Outgoing fetch ---------------------------------------------------------
   define('fetch', async (input, init) => {
     const req = new Request(input, init);
-    const sent = typeof req[kBody] === 'string' ? req[kBody] : await wholeBody(req[kBody]);
+    const sent = isWhole(req[kBody]) ? req[kBody] : await wholeBody(req[kBody]);
     const [status, flat, body] = await N.httpFetch(req.url, req.method, req.headers._flat(), sent);
     return makeResponse(status, flat, body);
   });
@@ -1596,8 +1607,7 @@
     get name() { return this.#id.name; }
     async fetch(input, init) {
       const req = input instanceof Request && init === undefined ? input : new Request(input instanceof Request || /^[a-z][a-z0-9+.-]*:/i.test(String(input)) ? input : new URL(String(input), 'http://do/'), init);
-      const b = req[kBody];
-      const sent = b === null || typeof b === 'string' || b instanceof Uint8Array ? b : await wholeBody(b);
+      const sent = isWhole(req[kBody]) ? req[kBody] : await wholeBody(req[kBody]);
       const [status, flat, body, upgrade] = await N.stubFetch(this.#handle, req.method, req.url, req.headers._flat(), sent);
       return makeResponse(status, flat, body, upgrade);
     }
@@ -1835,7 +1845,7 @@
           const usable = b64.length % 4 === 1 ? b64.slice(0, -1) : b64;
           return unlatin1(atob(usable + '='.repeat((4 - (usable.length % 4)) % 4)));
         }
-        case 'latin1': case 'ascii': return unlatin1(Array.from(str, (c) => String.fromCharCode(c.charCodeAt(0) & 0xff)).join(''));
+        case 'latin1': case 'ascii': return unlatin1(str);  // each code unit's low byte
         case 'utf16le': {
           const out = new Uint8Array(str.length * 2);
           for (let i = 0; i < str.length; ++i) { const c = str.charCodeAt(i); out[2 * i] = c & 0xff; out[2 * i + 1] = c >> 8; }

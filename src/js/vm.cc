@@ -337,17 +337,8 @@ JsError Vm::js_error(std::string text, v8::Local<v8::Value> thrown) const {
     }
   }
   v8::Local<v8::Value> kept;
-  if (!failure_key_.IsEmpty() &&
-      o->GetPrivate(context(), failure_key_.Get(isolate_)).ToLocal(&kept) && kept->IsArray()) {
-    v8::Local<v8::Array> a = kept.As<v8::Array>();
-    Response r;
-    r.status = a->Get(context(), 0).ToLocalChecked()->Int32Value(context()).FromMaybe(500);
-    r.body = utf8(a->Get(context(), 1).ToLocalChecked());
-    v8::Local<v8::Value> retry = a->Get(context(), 2).ToLocalChecked();
-    r.set_header("content-type", "application/json");
-    if (retry->IsString()) r.set_header("retry-after", utf8(retry));
-    internal::ResponseAccess::set_failed(r);
-    error.failure = std::move(r);
+  if (!failure_key_.IsEmpty() && o->GetPrivate(context(), failure_key_.Get(isolate_)).ToLocal(&kept)) {
+    if (const Response* failure = unbox<Response>(kept)) error.failure = *failure;
   }
   return error;
 }
@@ -393,12 +384,8 @@ v8::Local<v8::Value> Vm::stub_error(const Response& answer) {
     if (failure_key_.IsEmpty()) {
       failure_key_.Reset(isolate_, v8::Private::New(isolate_, str("dobj.failure")));
     }
-    v8::Local<v8::Array> kept = v8::Array::New(isolate_, 3);
-    discard(kept->Set(context(), 0, v8::Integer::New(isolate_, answer.status)));
-    discard(kept->Set(context(), 1, str(answer.body)));
-    auto retry = answer.header("retry-after");
-    discard(kept->Set(context(), 2, retry ? str(*retry).As<v8::Value>() : v8::Undefined(isolate_).As<v8::Value>()));
-    discard(o->SetPrivate(context(), failure_key_.Get(isolate_), kept));
+    // The answer itself, headers and mark included, for JsError::failure.
+    discard(o->SetPrivate(context(), failure_key_.Get(isolate_), box(*this, answer)));
   }
   return e;
 }
